@@ -1,0 +1,479 @@
+//===- Dsv3Ops.td - dsv3 operations ------------------------------*- tablegen -*-===//
+//
+// The ops of the dsv3 dialect: one per part of a DeepSeek-V3-family model.
+// Numerics follow SEMANTICS.md; section numbers are cited per op.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DSV3_OPS_TD
+#define DSV3_OPS_TD
+
+include "dialects/Dsv3/IR/Dsv3Dialect.td"
+include "dialects/Dsv3/IR/Dsv3Attrs.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/IR/OpAsmInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+
+//===----------------------------------------------------------------------===//
+// Type constraints
+//===----------------------------------------------------------------------===//
+
+def Dsv3_FloatTensor : RankedTensorOf<[AnyFloat]>;
+def Dsv3_IdTensor : RankedTensorOf<[I32, I64]>;
+def Dsv3_I64Tensor : RankedTensorOf<[I64]>;
+def Dsv3_F32Tensor : RankedTensorOf<[F32]>;
+def Dsv3_ScalarF32 : 0DTensorOf<[F32]>;
+
+//===----------------------------------------------------------------------===//
+// Parameters
+//===----------------------------------------------------------------------===//
+
+def Dsv3_ParamOp : Dsv3_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "a model weight, named by its checkpoint tensor name";
+  let description = [{
+    Declares one weight of the model. The symbol name is the checkpoint
+    tensor name, so compiled artifacts bind to Hugging Face safetensors
+    directly. `role` says what part of the model it belongs to.
+
+    A `stacked_from` template (containing `{e}`) declares a stack of
+    per-expert tensors: row `e` of the outermost dimension is the checkpoint
+    tensor whose name is the template with `{e}` replaced by `e`.
+
+    `tied_to` declares a checkpoint tensor that is a copy of another one
+    (tied embeddings, the MTP layer's copies of the embedding and head); its
+    readers are redirected to the original by canonicalization.
+
+    `mtp_depth` marks the weights of a multi-token-prediction depth.
+
+    ```mlir
+    dsv3.param @"model.layers.3.mlp.gate.weight" router : tensor<256x7168xbf16>
+    dsv3.param @"model.layers.3.mlp.experts.down_proj.weight" routed_experts
+        stacked_from "model.layers.3.mlp.experts.{e}.down_proj.weight"
+        : tensor<256x7168x2048xbf16>
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeAttrOf<AnyRankedTensor>:$type,
+                       Dsv3_ParamRole:$role,
+                       OptionalAttr<StrAttr>:$stacked_from,
+                       OptionalAttr<FlatSymbolRefAttr>:$tied_to,
+                       OptionalAttr<I64Attr>:$mtp_depth);
+  let assemblyFormat = [{
+    $sym_name $role (`stacked_from` $stacked_from^)? (`tied_to` $tied_to^)?
+    (`mtp_depth` $mtp_depth^)? attr-dict `:` $type
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::RankedTensorType getTensorType() {
+      return ::llvm::cast<::mlir::RankedTensorType>(getType());
+    }
+    /// Number of scalar elements (the parameter count of this tensor).
+    int64_t getNumElements() { return getTensorType().getNumElements(); }
+    /// The checkpoint tensor name of expert `e` of a stacked parameter.
+    std::string getExpertTensorName(int64_t e);
+  }];
+}
+
+def Dsv3_GetParamOp : Dsv3_Op<"get_param", [Pure,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "reads a model weight";
+  let description = [{
+    Yields the value of the `dsv3.param` named by `param`; the result type
+    must be the parameter's type.
+
+    ```mlir
+    %w = dsv3.get_param @"model.norm.weight" : tensor<7168xbf16>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$param);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$param attr-dict `:` type($result)";
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise and normalization
+//===----------------------------------------------------------------------===//
+
+def Dsv3_EmbeddingOp : Dsv3_Op<"embedding", [Pure]> {
+  let summary = "token embedding lookup";
+  let description = [{
+    `result[b, t, :] = table[ids[b, t], :]` (SEMANTICS.md 6). The table is
+    `[vocab, hidden]`; the result has the ids' shape plus `hidden`.
+
+    ```mlir
+    %h = dsv3.embedding %ids, %table
+        : (tensor<?x?xi64>, tensor<512x64xf32>) -> tensor<?x?x64xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_IdTensor:$ids, Dsv3_FloatTensor:$table);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $ids `,` $table attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_RmsNormOp : Dsv3_Op<"rms_norm", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "RMSNorm over the last dimension";
+  let description = [{
+    `w * x / sqrt(mean(x^2) + epsilon)` over the last axis, computed in fp32
+    (SEMANTICS.md 2). `weight` has the size of the last dimension.
+
+    ```mlir
+    %y = dsv3.rms_norm %x, %w eps 1.0e-06 : tensor<?x?x64xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$input, Dsv3_FloatTensor:$weight,
+                       F64Attr:$epsilon);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `eps` $epsilon attr-dict `:` type($input) `,` type($weight)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_LinearOp : Dsv3_Op<"linear", [Pure]> {
+  let summary = "x W^T (+ b) over the last dimension";
+  let description = [{
+    `result = input · weightᵀ (+ bias)` with `weight` stored `[out, in]` as
+    in the checkpoint; leading dimensions of `input` are batch dimensions.
+
+    ```mlir
+    %y = dsv3.linear %x, %w : (tensor<?x?x64xf32>, tensor<32x64xf32>) -> tensor<?x?x32xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$input, Dsv3_FloatTensor:$weight,
+                       Optional<Dsv3_FloatTensor>:$bias);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` $bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_RopeOp : Dsv3_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "rotary position embedding (default or YaRN)";
+  let description = [{
+    Rotates the last dimension (`rope.dim` features) of `input`
+    (`[batch, seq, dim]` or `[batch, seq, heads, dim]`) by the angles of
+    `positions` (`[batch, seq]`), with the pairing, frequencies and
+    cos/sin scale of `rope` (SEMANTICS.md 3.3-3.4). The output is written
+    de-interleaved (all first components of the pairs, then all second).
+
+    ```mlir
+    %y = dsv3.rope %x, %pos <dim = 8, theta = 10000.0>
+        : tensor<?x?x4x8xf32>, tensor<?x?xi64>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$input, Dsv3_I64Tensor:$positions,
+                       Dsv3_RopeAttr:$rope);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $positions $rope attr-dict `:` type($input) `,` type($positions)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_SwigluOp : Dsv3_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
+  let summary = "silu(gate) * up";
+  let description = [{
+    The gated activation of the MLP and of every expert (SEMANTICS.md 5.1).
+
+    ```mlir
+    %a = dsv3.swiglu %g, %u : tensor<?x?x128xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$gate, Dsv3_FloatTensor:$up);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
+}
+
+def Dsv3_AddOp : Dsv3_Op<"add", [Pure, Commutative, SameOperandsAndResultType]> {
+  let summary = "elementwise sum (residual connections, loss terms)";
+  let description = [{
+    ```mlir
+    %h1 = dsv3.add %h0, %attn : tensor<?x?x64xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$lhs, AnyRankedTensor:$rhs);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Multi-head latent attention
+//===----------------------------------------------------------------------===//
+
+// The weights shared by the prefill and the decode form, in checkpoint order.
+defvar Dsv3_MlaWeights = (ins
+  Optional<Dsv3_FloatTensor>:$q_a_proj,
+  Optional<Dsv3_FloatTensor>:$q_a_norm,
+  Dsv3_FloatTensor:$q_proj,
+  Dsv3_FloatTensor:$kv_a_proj,
+  Dsv3_FloatTensor:$kv_a_norm,
+  Dsv3_FloatTensor:$kv_b_proj,
+  Dsv3_FloatTensor:$o_proj,
+  Optional<Dsv3_FloatTensor>:$q_a_bias,
+  Optional<Dsv3_FloatTensor>:$kv_a_bias,
+  Optional<Dsv3_FloatTensor>:$o_bias);
+
+defvar Dsv3_MlaAttrs = (ins
+  I64Attr:$num_heads,
+  OptionalAttr<I64Attr>:$q_lora_rank,
+  I64Attr:$kv_lora_rank,
+  I64Attr:$qk_nope_head_dim,
+  I64Attr:$qk_rope_head_dim,
+  I64Attr:$v_head_dim,
+  F64Attr:$softmax_scale,
+  Dsv3_RopeAttr:$rope,
+  DefaultValuedAttr<F64Attr, "1.0e-6">:$latent_norm_eps);
+
+defvar Dsv3_MlaWeightsFormat = [{
+  (`q_a` `(` $q_a_proj^ `,` $q_a_norm `)`)? `q` `(` $q_proj `)`
+  `kv_a` `(` $kv_a_proj `,` $kv_a_norm `)` `kv_b` `(` $kv_b_proj `)`
+  `o` `(` $o_proj `)`
+  (`q_a_bias` `(` $q_a_bias^ `)`)? (`kv_a_bias` `(` $kv_a_bias^ `)`)?
+  (`o_bias` `(` $o_bias^ `)`)?
+}];
+
+def Dsv3_LatentAttentionOp : Dsv3_Op<"latent_attention",
+    [Pure, AttrSizedOperandSegments]> {
+  let summary = "multi-head latent attention over a whole sequence (prefill)";
+  let description = [{
+    DeepSeek-V2/V3 MLA (SEMANTICS.md 3): the query comes from `q_proj`
+    applied to the normed hidden state, or, when `q_lora_rank` is set, from
+    `q_a_proj` -> RMSNorm(`q_a_norm`) -> `q_proj` (the checkpoint's
+    q_b_proj). `kv_a_proj` yields the compressed latent (`kv_lora_rank`) and
+    one rope key shared by all heads (`qk_rope_head_dim`); the latent is
+    normed (`kv_a_norm`) and expanded by `kv_b_proj` into per-head nope keys
+    and values. RoPE (`rope`) at positions 0..seq-1, causal softmax with
+    `softmax_scale`, then `o_proj`.
+
+    ```mlir
+    %a = dsv3.latent_attention %x q_a(%qa, %qan) q(%qb) kv_a(%kva, %kvan)
+           kv_b(%kvb) o(%o) {kv_lora_rank = 32 : i64, num_heads = 4 : i64, ...}
+           : (...) -> tensor<?x?x64xf32>
+    ```
+  }];
+  let arguments = !con((ins Dsv3_FloatTensor:$hidden), Dsv3_MlaWeights,
+                       Dsv3_MlaAttrs);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = !strconcat("$hidden ", Dsv3_MlaWeightsFormat,
+      " attr-dict `:` functional-type(operands, results)");
+  let hasVerifier = 1;
+}
+
+def Dsv3_LatentAttentionDecodeOp : Dsv3_Op<"latent_attention_decode",
+    [Pure, AttrSizedOperandSegments]> {
+  let summary = "multi-head latent attention of new tokens over a latent cache";
+  let description = [{
+    The decode form of `dsv3.latent_attention` (SEMANTICS.md 4). `cache` is
+    `[batch, max_seq, kv_lora_rank + qk_rope_head_dim]`: per token the normed
+    latent and the rope key after RoPE. The new tokens sit at positions
+    `past_len .. past_len + seq - 1`; their latents are written into the
+    cache (the updated cache is the second result) and they attend to every
+    cached token and to each other causally.
+
+    ```mlir
+    %a, %c1 = dsv3.latent_attention_decode %x cache(%c0, %past) q(%q) ...
+    ```
+  }];
+  let arguments = !con((ins Dsv3_FloatTensor:$hidden, Dsv3_FloatTensor:$cache,
+                            I64:$past_len),
+                       Dsv3_MlaWeights, Dsv3_MlaAttrs);
+  let results = (outs Dsv3_FloatTensor:$result, Dsv3_FloatTensor:$new_cache);
+  let assemblyFormat = !strconcat("$hidden `cache` `(` $cache `,` $past_len `)` ",
+      Dsv3_MlaWeightsFormat,
+      " attr-dict `:` functional-type(operands, results)");
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+def Dsv3_MoeRouteOp : Dsv3_Op<"moe_route", [Pure]> {
+  let summary = "expert selection and routing weights";
+  let description = [{
+    Per token: logits `hidden · gate_weightᵀ` in fp32, scores by
+    `scoring_func`; `noaux_tc` adds `correction_bias` for selection only,
+    ranks groups (contiguous blocks of experts) by the sum of their two best
+    biased scores and keeps `topk_group` of `n_group`; `group_limited_greedy`
+    ranks groups by their best score; `greedy` ignores groups. The top
+    `num_experts_per_tok` experts of the kept groups are selected; their
+    unbiased scores, renormalized when `norm_topk_prob`, times
+    `routed_scaling_factor`, are the weights (SEMANTICS.md 5.2, 5.5).
+    Results: `indices` and `weights`, `[batch, seq, num_experts_per_tok]`.
+
+    ```mlir
+    %idx, %w = dsv3.moe_route sigmoid noaux_tc %x, %gate bias %b
+        {n_group = 8 : i64, num_experts_per_tok = 8 : i64, topk_group = 4 : i64,
+         norm_topk_prob, routed_scaling_factor = 2.5 : f64}
+        : (tensor<?x?x7168xbf16>, tensor<256x7168xbf16>, tensor<256xf32>)
+        -> (tensor<?x?x8xi64>, tensor<?x?x8xf32>)
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$hidden, Dsv3_FloatTensor:$gate_weight,
+                       Optional<Dsv3_F32Tensor>:$correction_bias,
+                       Dsv3_ScoringFunc:$scoring_func,
+                       Dsv3_TopkMethod:$topk_method,
+                       I64Attr:$num_experts_per_tok,
+                       I64Attr:$n_group,
+                       I64Attr:$topk_group,
+                       UnitAttr:$norm_topk_prob,
+                       F64Attr:$routed_scaling_factor);
+  let results = (outs Dsv3_I64Tensor:$indices, Dsv3_F32Tensor:$weights);
+  let assemblyFormat = [{
+    $scoring_func $topk_method $hidden `,` $gate_weight
+    (`bias` $correction_bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_MoeDispatchOp : Dsv3_Op<"moe_dispatch", [Pure]> {
+  let summary = "permute token copies so that each expert's rows are contiguous";
+  let description = [{
+    Each token is copied once per selected expert; the `batch·seq·top_k`
+    copies are ordered by expert (stable in token order), giving `rows`.
+    `counts[e]` is the number of rows of expert `e`; `slots[r]` is the flat
+    index `token·top_k + k` that row `r` came from (what `dsv3.moe_combine`
+    needs to undo the permutation).
+
+    ```mlir
+    %rows, %counts, %slots = dsv3.moe_dispatch %x, %idx experts 16
+        : (tensor<?x?x64xf32>, tensor<?x?x4xi64>)
+        -> (tensor<?x64xf32>, tensor<16xi64>, tensor<?xi64>)
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$hidden, Dsv3_I64Tensor:$indices,
+                       I64Attr:$num_experts);
+  let results = (outs Dsv3_FloatTensor:$rows, Dsv3_I64Tensor:$counts,
+                      Dsv3_I64Tensor:$slots);
+  let assemblyFormat = [{
+    $hidden `,` $indices `experts` $num_experts attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_ExpertGroupedMatmulOp : Dsv3_Op<"expert_grouped_matmul", [Pure]> {
+  let summary = "one matmul per expert over its contiguous rows, in one op";
+  let description = [{
+    `rows` holds the tokens grouped by expert (`counts[e]` consecutive rows
+    for expert `e`, in expert order); `weight` stacks the experts' matrices
+    `[experts, out, in]`. Row `r` of expert `e` gives `rows[r] · weight[e]ᵀ`.
+
+    ```mlir
+    %y = dsv3.expert_grouped_matmul %rows, %w, %counts
+        : (tensor<?x64xf32>, tensor<16x32x64xf32>, tensor<16xi64>) -> tensor<?x32xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$rows, Dsv3_FloatTensor:$weight,
+                       Dsv3_I64Tensor:$counts);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $weight `,` $counts attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_MoeCombineOp : Dsv3_Op<"moe_combine", [Pure]> {
+  let summary = "un-permute expert outputs and sum them with routing weights";
+  let description = [{
+    `result[token] = Σ_k weights[token, k] · expert_out[r]` where row `r` has
+    `slots[r] = token·top_k + k` (SEMANTICS.md 5.3, routed part).
+
+    ```mlir
+    %y = dsv3.moe_combine %out, %slots, %w
+        : (tensor<?x64xf32>, tensor<?xi64>, tensor<?x?x4xf32>) -> tensor<?x?x64xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$expert_out, Dsv3_I64Tensor:$slots,
+                       Dsv3_F32Tensor:$weights);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $expert_out `,` $slots `,` $weights attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Multi-token prediction, head and loss
+//===----------------------------------------------------------------------===//
+
+def Dsv3_MtpOp : Dsv3_Op<"mtp", [Pure]> {
+  let summary = "input projection of one multi-token-prediction depth";
+  let description = [{
+    For depth `k` (SEMANTICS.md 7): rows `i = 0 .. seq-k-1` get
+    `eh_proj · [RMSNorm(embeds[i+k]; enorm) ; RMSNorm(hidden[i]; hnorm)]`
+    (embedding first). `hidden` is the previous depth's normed output (the
+    main model's final-normed state for depth 1); `embeds` are the token
+    embeddings of the whole sequence. The result, `[batch, seq-k, hidden]`,
+    feeds the depth's own decoder block and the shared head.
+
+    ```mlir
+    %m = dsv3.mtp depth 1 %h, %e, %enorm, %hnorm, %eh eps 1.0e-06
+        : (...) -> tensor<?x?x64xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$hidden, Dsv3_FloatTensor:$embeds,
+                       Dsv3_FloatTensor:$enorm, Dsv3_FloatTensor:$hnorm,
+                       Dsv3_FloatTensor:$eh_proj, I64Attr:$depth,
+                       F64Attr:$epsilon);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    `depth` $depth $hidden `,` $embeds `,` $enorm `,` $hnorm `,` $eh_proj
+    `eps` $epsilon attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_LmHeadOp : Dsv3_Op<"lm_head", [Pure]> {
+  let summary = "vocabulary projection (logits at every position)";
+  let description = [{
+    `logits = hidden · weightᵀ`, `weight` `[vocab, hidden]`. A separate op
+    from `dsv3.linear` so that fusion can merge it with the loss without
+    materialising the full-vocabulary logits.
+
+    ```mlir
+    %l = dsv3.lm_head %h, %w : (tensor<?x?x64xf32>, tensor<512x64xf32>) -> tensor<?x?x512xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$hidden, Dsv3_FloatTensor:$weight);
+  let results = (outs Dsv3_FloatTensor:$logits);
+  let assemblyFormat = [{
+    $hidden `,` $weight attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_CrossEntropyOp : Dsv3_Op<"cross_entropy", [Pure]> {
+  let summary = "mean next-token cross entropy";
+  let description = [{
+    Row `i` of `logits` (`[batch, rows, vocab]`) targets `labels[b, i + shift]`
+    (`labels` `[batch, seq]`); rows whose target lies beyond the sequence or
+    equals `ignore_index` are skipped. The result is `scale` times the mean,
+    in fp32, of `logsumexp(logits_i) - logits_i[target]` over the remaining
+    rows (SEMANTICS.md 6; `shift = k + 1` for MTP depth k, section 7).
+
+    ```mlir
+    %loss = dsv3.cross_entropy %logits, %ids shift 1 scale 1.0
+        : (tensor<?x?x512xf32>, tensor<?x?xi64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$logits, Dsv3_IdTensor:$labels,
+                       I64Attr:$shift, F64Attr:$scale,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs Dsv3_ScalarF32:$loss);
+  let assemblyFormat = [{
+    $logits `,` $labels `shift` $shift `scale` $scale attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // DSV3_OPS_TD

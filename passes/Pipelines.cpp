@@ -1,0 +1,35 @@
+//===- Pipelines.cpp - dsv3 pass pipelines and registration ---------------===//
+#include "passes/Passes.h"
+
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+using namespace mlir::dsv3;
+
+void mlir::dsv3::buildDsv3InferPipeline(OpPassManager &pm,
+                                        const PipelineOptions &options) {
+  pm.addPass(createDsv3VerifyModelPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createDsv3PruneTiedParamsPass());
+}
+
+void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,
+                                        const PipelineOptions &options) {
+  // The training issue inserts autodiff and the optimizer after
+  // verification; until then training compiles the same graph.
+  buildDsv3InferPipeline(pm, options);
+}
+
+void mlir::dsv3::registerDsv3PassesAndPipelines() {
+  registerDsv3Passes();
+  PassPipelineRegistration<PipelineOptions>(
+      "dsv3-infer-pipeline",
+      "the dsv3 inference pipeline (what `dsv3c --mode infer` runs)",
+      buildDsv3InferPipeline);
+  PassPipelineRegistration<PipelineOptions>(
+      "dsv3-train-pipeline",
+      "the dsv3 training pipeline (what `dsv3c --mode train` runs)",
+      buildDsv3TrainPipeline);
+}
