@@ -104,8 +104,10 @@ LogicalResult ParamOp::verify() {
                               "dimension 0, so its rank must be >= 2, got "
                            << type;
   }
-  if (std::optional<uint64_t> depth = getMtpDepth(); depth && *depth < 1)
-    return emitOpError() << "mtp_depth must be >= 1, got " << *depth;
+  if (std::optional<uint64_t> depth = getMtpDepth();
+      depth && static_cast<int64_t>(*depth) < 1)
+    return emitOpError() << "mtp_depth must be >= 1, got "
+                         << static_cast<int64_t>(*depth);
   if (getTiedTo() && *getTiedTo() == getSymName())
     return emitOpError() << "parameter @" << getSymName()
                          << " cannot be tied to itself";
@@ -488,27 +490,37 @@ LogicalResult MoeCombineOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult MtpOp::verify() {
-  if (failed(expectRank(*this, getHidden(), "hidden", 3, "[batch, seq, hidden]")))
+  if (failed(expectRank(*this, getEmbeds(), "embeds", 3, "[batch, seq, hidden]")))
     return failure();
-  auto hidden = tensorOf(getHidden());
-  int64_t H = hidden.getDimSize(2);
+  auto embeds = tensorOf(getEmbeds());
+  int64_t H = embeds.getDimSize(2), T = embeds.getDimSize(1);
   if (getDepth() < 1)
     return emitOpError() << "depth must be >= 1, got " << getDepth();
-  if (failed(expectShape(*this, getEmbeds(), "embeds", hidden.getShape(),
-                         "the hidden shape")) ||
-      failed(expectShape(*this, getEnorm(), "enorm", {H}, "[hidden]")) ||
+  int64_t rows = ShapedType::isDynamic(T) ? T : T - getDepth();
+  if (!ShapedType::isDynamic(T) && rows < 1)
+    return emitOpError() << "depth " << getDepth()
+                         << " leaves no rows of a sequence of " << T;
+  if (failed(expectRank(*this, getHidden(), "hidden", 3,
+                        "[batch, rows, hidden]")) ||
+      failed(expectShape(*this, getHidden(), "hidden",
+                         {embeds.getDimSize(0), tensorOf(getHidden()).getDimSize(1), H},
+                         "[batch, rows, hidden] with the embeds' batch and hidden")))
+    return failure();
+  int64_t hiddenRows = tensorOf(getHidden()).getDimSize(1);
+  if (!ShapedType::isDynamic(rows) && !ShapedType::isDynamic(hiddenRows) &&
+      hiddenRows < rows)
+    return emitOpError() << "hidden has " << hiddenRows << " rows but depth "
+                         << getDepth() << " of a sequence of " << T
+                         << " needs " << rows;
+  if (failed(expectShape(*this, getEnorm(), "enorm", {H}, "[hidden]")) ||
       failed(expectShape(*this, getHnorm(), "hnorm", {H}, "[hidden]")) ||
       failed(expectShape(*this, getEhProj(), "eh_proj",
                          {H, ShapedType::isDynamic(H) ? H : 2 * H},
                          "[hidden, 2·hidden]")))
     return failure();
-  int64_t T = hidden.getDimSize(1);
-  int64_t rows = ShapedType::isDynamic(T) ? T : T - getDepth();
-  if (!ShapedType::isDynamic(T) && rows < 1)
-    return emitOpError() << "depth " << getDepth()
-                         << " leaves no rows of a sequence of " << T;
   return expectShape(*this, getResult(), "result",
-                     {hidden.getDimSize(0), rows, H}, "[batch, seq - depth, hidden]");
+                     {embeds.getDimSize(0), rows, H},
+                     "[batch, seq - depth, hidden]");
 }
 
 LogicalResult LmHeadOp::verify() {

@@ -410,10 +410,12 @@ def Dsv3_MtpOp : Dsv3_Op<"mtp", [Pure]> {
   let description = [{
     For depth `k` (SEMANTICS.md 7): rows `i = 0 .. seq-k-1` get
     `eh_proj · [RMSNorm(embeds[i+k]; enorm) ; RMSNorm(hidden[i]; hnorm)]`
-    (embedding first). `hidden` is the previous depth's normed output (the
-    main model's final-normed state for depth 1); `embeds` are the token
-    embeddings of the whole sequence. The result, `[batch, seq-k, hidden]`,
-    feeds the depth's own decoder block and the shared head.
+    (embedding first). `embeds` are the token embeddings of the whole
+    sequence (`[batch, seq, hidden]`); `hidden` is the previous depth's
+    normed output (the main model's final-normed state for depth 1, with
+    `seq` rows; depth k-1's with `seq-k+1`), of which the first `seq-k`
+    rows are read. The result, `[batch, seq-k, hidden]`, feeds the depth's
+    own decoder block and the shared head.
 
     ```mlir
     %m = dsv3.mtp depth 1 %h, %e, %enorm, %hnorm, %eh eps 1.0e-06

@@ -1,0 +1,260 @@
+//===- dsv3c.cpp - the dsv3 compiler driver -------------------------------===//
+//
+// dsv3c MODEL [-o OUT] [--mode infer|train] [--dump-ir-dir DIR] [--stats]
+//
+// MODEL is a preset name, a Hugging Face config.json, or a directory holding
+// one. The driver imports it into the dsv3 dialect, verifies it, runs the
+// pipeline of the mode (the same functions dsv3-opt registers), and writes
+// the result. Standard MLIR flags (--mlir-print-ir-after-all, ...) work.
+//
+//===----------------------------------------------------------------------===//
+
+#include "models/ModelBuilder.h"
+#include "models/ModelConfig.h"
+#include "passes/ParamStats.h"
+#include "passes/Passes.h"
+
+#include "dialects/Dsv3/IR/Dsv3Dialect.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/Statistic.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+namespace {
+cl::OptionCategory category("dsv3c options");
+
+cl::opt<std::string> modelSpec(cl::Positional, cl::desc("<model>"),
+                               cl::value_desc("preset | config.json | dir"),
+                               cl::cat(category));
+cl::opt<std::string> outputDir(
+    "o", cl::desc("artifact directory to write (the final IR is OUT/model.mlir); "
+                  "without it the final IR goes to stdout"),
+    cl::value_desc("dir"), cl::cat(category));
+enum class Mode { Infer, Train };
+cl::opt<Mode> mode("mode", cl::desc("what to compile"), cl::init(Mode::Infer),
+                   cl::values(clEnumValN(Mode::Infer, "infer",
+                                         "forward, loss and decode entries"),
+                              clEnumValN(Mode::Train, "train",
+                                         "the training pipeline (autodiff "
+                                         "and the optimizer are not built "
+                                         "yet: same graph as infer)")),
+                   cl::cat(category));
+cl::opt<std::string> dumpIrDir(
+    "dump-ir-dir",
+    cl::desc("write the IR after import and after every pass, one numbered "
+             "file each (00-import.mlir, 01-<pass>.mlir, ...)"),
+    cl::value_desc("dir"), cl::cat(category));
+cl::OptionCategory mlirCategory("MLIR options (as in mlir-opt)");
+
+/// libLLVM registers hundreds of codegen flags in the general category; show
+/// only ours and MLIR's own (--mlir-print-ir-after-all, ...).
+void showOnlyRelevantOptions() {
+  cl::HideUnrelatedOptions({&category});
+  for (auto &entry : cl::getRegisteredOptions()) {
+    if (!entry.first.starts_with("mlir-"))
+      continue;
+    entry.second->addCategory(mlirCategory);
+    entry.second->setHiddenFlag(cl::NotHidden);
+  }
+}
+
+/// `--stats` is LLVM's own statistics flag (a second option of that name
+/// cannot be registered); dsv3c adopts it, and LLVM's counters, which the
+/// compiler does not use, stay empty.
+void adoptStatsFlag() {
+  auto &options = cl::getRegisteredOptions();
+  auto it = options.find("stats");
+  if (it == options.end())
+    return;
+  it->second->setDescription("print total and activated-per-token parameter "
+                             "counts with a breakdown");
+  it->second->addCategory(category);
+  it->second->setHiddenFlag(cl::NotHidden);
+}
+enum class StatsFormat { Table, Json };
+cl::opt<StatsFormat> statsFormat(
+    "stats-format", cl::desc("how --stats prints"), cl::init(StatsFormat::Table),
+    cl::values(clEnumValN(StatsFormat::Table, "table", "a table for people"),
+               clEnumValN(StatsFormat::Json, "json", "JSON for scripts")),
+    cl::cat(category));
+cl::opt<bool> listPresets("list-presets", cl::desc("list the built-in models"),
+                          cl::cat(category));
+cl::opt<double> mtpLambda("mtp-lambda",
+                          cl::desc("weight of the multi-token-prediction loss"),
+                          cl::init(0.3), cl::cat(category));
+
+/// Writes the IR after each pass into its own numbered file.
+class DumpDirPrinter : public PassManager::IRPrinterConfig {
+public:
+  DumpDirPrinter(std::string dir, unsigned firstIndex)
+      : IRPrinterConfig(/*printModuleScope=*/true), dir(std::move(dir)),
+        index(firstIndex) {}
+
+  void printAfterIfEnabled(Pass *pass, Operation *op,
+                           PrintCallbackFn print) override {
+    std::string name = pass->getArgument().str();
+    if (name.empty())
+      name = pass->getName().str();
+    std::string path =
+        llvm::formatv("{0}/{1:02}-{2}.mlir", dir, index++, name).str();
+    std::error_code ec;
+    llvm::raw_fd_ostream os(path, ec);
+    if (ec) {
+      llvm::errs() << "dsv3c: error: cannot write " << path << ": "
+                   << ec.message() << "\n";
+      return;
+    }
+    print(os);
+  }
+
+private:
+  std::string dir;
+  unsigned index;
+};
+
+LogicalResult writeFile(const std::string &path, ModuleOp module) {
+  std::string error;
+  auto file = openOutputFile(path, &error);
+  if (!file) {
+    llvm::errs() << "dsv3c: error: " << error << "\n";
+    return failure();
+  }
+  module.print(file->os());
+  file->keep();
+  return success();
+}
+
+LogicalResult makeDir(const std::string &dir) {
+  if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
+    llvm::errs() << "dsv3c: error: cannot create directory " << dir << ": "
+                 << ec.message() << "\n";
+    return failure();
+  }
+  return success();
+}
+/// Reads `--stats` and switches LLVM's statistics back off, so that LLVM
+/// does not report on its (unused, compiled-out) counters at exit.
+bool consumeStatsFlag() {
+  bool enabled = llvm::AreStatisticsEnabled();
+  auto &options = cl::getRegisteredOptions();
+  auto it = options.find("stats");
+  if (enabled && it != options.end())
+    static_cast<cl::opt<bool, true> *>(it->second)->setValue(false);
+  return enabled;
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  registerAsmPrinterCLOptions();
+  registerMLIRContextCLOptions();
+  registerPassManagerCLOptions();
+  showOnlyRelevantOptions();
+  adoptStatsFlag();
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "dsv3c: compile a DeepSeek-V3-family model\n\n"
+      "  MODEL is a preset (--list-presets), a Hugging Face config.json, or a\n"
+      "  directory holding one.\n");
+
+  if (listPresets) {
+    for (const std::string &name : ::dsv3::presetNames())
+      llvm::outs() << name << "\n";
+    return 0;
+  }
+  if (modelSpec.empty()) {
+    llvm::errs() << "dsv3c: error: no model given (a preset name, a "
+                    "config.json or a directory; see --help)\n";
+    return 2;
+  }
+
+  std::vector<std::string> errors;
+  std::optional<::dsv3::ModelConfig> config =
+      ::dsv3::loadModelConfig(modelSpec, errors);
+  if (!config) {
+    for (const std::string &e : errors)
+      llvm::errs() << "dsv3c: error: " << e << "\n";
+    return 1;
+  }
+
+  DialectRegistry registry;
+  registry.insert<mlir::dsv3::Dsv3Dialect, func::FuncDialect>();
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+  ::dsv3::BuildOptions buildOptions;
+  buildOptions.mtpLambda = mtpLambda;
+  OwningOpRef<ModuleOp> module =
+      ::dsv3::buildModelModule(context, *config, buildOptions);
+  if (failed(verify(*module))) {
+    llvm::errs() << "dsv3c: error: the imported module of " << config->source
+                 << " does not verify\n";
+    return 1;
+  }
+
+  if (!dumpIrDir.empty()) {
+    if (failed(makeDir(dumpIrDir)) ||
+        failed(writeFile(dumpIrDir + "/00-import.mlir", *module)))
+      return 1;
+  }
+
+  PassManager pm(&context, ModuleOp::getOperationName());
+  if (failed(applyPassManagerCLOptions(pm)))
+    return 1;
+  if (!dumpIrDir.empty()) {
+    // IR printing needs a single-threaded context (the files are numbered in
+    // pass order).
+    context.disableMultithreading();
+    pm.enableIRPrinting(std::make_unique<DumpDirPrinter>(dumpIrDir, 1));
+  }
+  mlir::dsv3::PipelineOptions pipelineOptions;
+  if (mode == Mode::Train)
+    mlir::dsv3::buildDsv3TrainPipeline(pm, pipelineOptions);
+  else
+    mlir::dsv3::buildDsv3InferPipeline(pm, pipelineOptions);
+  if (failed(pm.run(*module))) {
+    llvm::errs() << "dsv3c: error: the pipeline failed on " << config->source
+                 << "\n";
+    return 1;
+  }
+
+  bool stats = consumeStatsFlag();
+  if (stats) {
+    FailureOr<mlir::dsv3::ParamStats> counts = mlir::dsv3::computeParamStats(*module);
+    if (failed(counts))
+      return 1;
+    if (statsFormat == StatsFormat::Table) {
+    llvm::outs() << "model: " << config->source << " (" << config->modelType
+                 << ", " << config->numHiddenLayers << " layers";
+    if (config->nRoutedExperts)
+      llvm::outs() << ", " << config->nRoutedExperts << " routed experts top-"
+                   << config->numExpertsPerTok;
+    llvm::outs() << ")\n";
+    }
+    mlir::dsv3::printParamStats(*counts, llvm::outs(),
+                                 statsFormat == StatsFormat::Json);
+  }
+
+  if (outputDir.empty()) {
+    if (!stats)
+      module->print(llvm::outs());
+    return 0;
+  }
+  if (failed(makeDir(outputDir)) ||
+      failed(writeFile(outputDir + "/model.mlir", *module)))
+    return 1;
+  return 0;
+}
