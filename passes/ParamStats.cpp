@@ -73,10 +73,9 @@ FailureOr<ParamStats> mlir::dsv3::computeParamStats(ModuleOp module) {
   for (ParamOp param : module.getOps<ParamOp>()) {
     RankedTensorType type = param.getTensorType();
     int64_t n = param.getNumElements();
-    int64_t bits = type.getElementTypeBitWidth();
-    stats.bytes += (n * bits + 7) / 8;
     if (param.getTiedTo())
       continue; // a copy of another tensor: not a parameter of its own
+    stats.bytes += (n * type.getElementTypeBitWidth() + 7) / 8;
     stats.checkpointTensors += param.getStackedFrom() ? type.getDimSize(0) : 1;
     if (param.getRole() == ParamRole::RouterBias) {
       stats.buffers += n;

@@ -134,6 +134,7 @@ LogicalResult writeFile(const std::string &path, ModuleOp module) {
     return failure();
   }
   module.print(file->os());
+  file->os() << "\n"; // as mlir-opt ends its output
   file->keep();
   return success();
 }
