@@ -183,7 +183,10 @@ Value ModelBuilder::moe(Value x, const std::string &prefix, int64_t mtp) {
                                     static_cast<int>(c.topkMethod))),
       b.getI64IntegerAttr(K), b.getI64IntegerAttr(c.nGroup),
       b.getI64IntegerAttr(c.topkGroup),
-      c.normTopkProb ? b.getUnitAttr() : UnitAttr(),
+      // HF DeepseekV2 keeps norm_topk_prob only for config compatibility and
+      // never renormalises (SEMANTICS.md 5.5).
+      c.normTopkProb && c.family == ModelFamily::DeepseekV3 ? b.getUnitAttr()
+                                                             : UnitAttr(),
       b.getF64FloatAttr(c.routedScalingFactor));
   auto dispatch = MoeDispatchOp::create(
       b, loc, tensor({kDyn, H}), tensor({E}, b.getI64Type()),

@@ -139,9 +139,9 @@ void readRope(FieldReader &r, ModelConfig &c) {
   c.rope.theta = r.getFloat("rope_theta", 10000.0);
   // The legacy key `rope_scaling` and the new `rope_parameters` hold the same
   // dictionary; rope_parameters may also carry rope_theta.
-  const char *key = r.has("rope_parameters") && !r.isNull("rope_parameters")
-                        ? "rope_parameters"
-                        : "rope_scaling";
+  const char *key = r.has("rope_scaling") && !r.isNull("rope_scaling")
+                        ? "rope_scaling"
+                        : "rope_parameters";
   if (!r.has(key) || r.isNull(key))
     return;
   const json &dict = r.root.at(key);
@@ -152,6 +152,7 @@ void readRope(FieldReader &r, ModelConfig &c) {
   FieldReader d(dict, r.source, r.errors);
   auto field = [&](const char *name) { return std::string(key) + "." + name; };
   std::string type = "default";
+  const char *typeKey = "type";
   for (const char *k : {"rope_type", "type"}) {
     if (dict.contains(k) && !dict.at(k).is_null()) {
       if (!dict.at(k).is_string()) {
@@ -159,6 +160,7 @@ void readRope(FieldReader &r, ModelConfig &c) {
         return;
       }
       type = dict.at(k).get<std::string>();
+      typeKey = k;
       break;
     }
   }
@@ -169,7 +171,7 @@ void readRope(FieldReader &r, ModelConfig &c) {
     return;
   if (type != "yarn") {
     r.error("{} '{}' is not supported (supported: default, yarn)",
-            field("type"), type);
+            field(typeKey), type);
     return;
   }
   c.rope.yarn = true;
@@ -201,7 +203,8 @@ void readRope(FieldReader &r, ModelConfig &c) {
   c.rope.attentionFactor = num("attention_factor");
   if (dict.contains("truncate") && !dict.at("truncate").is_null()) {
     if (!dict.at("truncate").is_boolean())
-      r.error("{} must be true or false", field("truncate"));
+      r.error("{} must be true or false, got {}", field("truncate"),
+              describe(dict.at("truncate")));
     else
       c.rope.truncate = dict.at("truncate").get<bool>();
   }
@@ -249,33 +252,31 @@ void readQuantization(FieldReader &r, ModelConfig &c) {
   c.fp8 = fp8;
 }
 
-/// a * b into `out`; false on 64-bit overflow.
-bool mulInto(int64_t &out, std::initializer_list<int64_t> factors) {
-  int64_t acc = 1;
-  for (int64_t f : factors)
-    if (__builtin_mul_overflow(acc, f, &acc))
-      return false;
-  out = acc;
-  return true;
-}
-
-/// The largest element counts a model of this shape declares must fit in 64
-/// bits (the stacked expert tensors and the total are the largest).
+/// The total parameter count of a model of this shape (SEMANTICS.md 10),
+/// in 128-bit arithmetic: every extent is below 2^31 and there are fewer
+/// than 2^13 layers, so no intermediate overflows; the total must fit the
+/// 64-bit counts the compiler uses, with room for bytes (x8).
 void checkCounts(FieldReader &r, const ModelConfig &c) {
-  int64_t layers = c.numHiddenLayers + c.numNextnPredictLayers, n = 0, sum = 0;
-  bool ok =
-      mulInto(n, {c.vocabSize, c.hiddenSize}) &&
-      mulInto(n, {c.numAttentionHeads, c.qHeadDim(), c.hiddenSize}) &&
-      mulInto(n, {c.numAttentionHeads, c.qkNopeHeadDim + c.vHeadDim,
-                  c.kvLoraRank}) &&
-      mulInto(n, {3, c.hiddenSize, c.intermediateSize}) &&
-      mulInto(n, {std::max<int64_t>(c.nRoutedExperts, 1) + c.nSharedExperts,
-                  3, c.hiddenSize, c.moeIntermediateSize}) &&
-      !__builtin_add_overflow(n, 0, &sum) && mulInto(sum, {n, layers});
-  if (!ok)
-    r.error("the model is too large: its parameter counts overflow 64-bit "
-            "integers (hidden_size {}, num_hidden_layers {}, n_routed_experts "
-            "{}, vocab_size {})",
+  using i128 = __int128;
+  i128 H = c.hiddenSize, V = c.vocabSize, nh = c.numAttentionHeads;
+  i128 dq = c.qHeadDim(), r_ = c.kvLoraRank, dr = c.qkRopeHeadDim;
+  i128 attention = c.qLoraRank ? i128(*c.qLoraRank) * (H + 1 + nh * dq)
+                               : nh * dq * H;
+  attention += (r_ + dr) * H + r_ + nh * (c.qkNopeHeadDim + c.vHeadDim) * r_ +
+               H * nh * c.vHeadDim;
+  i128 expert = 3 * H * c.moeIntermediateSize;
+  i128 moe = (i128(c.nRoutedExperts) + c.nSharedExperts) * expert +
+             i128(c.nRoutedExperts) * H;
+  i128 layers = i128(c.numHiddenLayers) + c.numNextnPredictLayers;
+  i128 total = 2 * V * H + H + layers * (attention + 2 * H) +
+               layers * (3 * H * c.intermediateSize + moe) +
+               c.numNextnPredictLayers * (2 * H * H + 3 * H);
+  if (total > i128(INT64_MAX / 8))
+    r.error("the model is too large: its {} parameters would overflow 64-bit "
+            "byte counts (hidden_size {}, num_hidden_layers {}, "
+            "n_routed_experts {}, vocab_size {})",
+            total > i128(INT64_MAX) ? std::string("> 2^63")
+                                    : std::to_string(int64_t(total)),
             c.hiddenSize, c.numHiddenLayers, c.nRoutedExperts, c.vocabSize);
 }
 
@@ -330,6 +331,11 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
     errors.push_back(fmt::format("{}: not valid JSON (at byte {}): {}", source,
                                  e.byte, e.what()));
     return std::nullopt;
+  } catch (const json::exception &e) {
+    // e.g. a number beyond the range of a double (1e999).
+    errors.push_back(fmt::format("{}: not a usable JSON document: {}", source,
+                                 e.what()));
+    return std::nullopt;
   }
   if (!root.is_object()) {
     errors.push_back(source + ": must hold a JSON object, got " + describe(root));
@@ -359,11 +365,18 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
   bool v3 = c.family == ModelFamily::DeepseekV3;
 
   // Defaults: HF 5.17 DeepseekV3Config / DeepseekV2Config.
-  c.vocabSize = r.getInt("vocab_size", v3 ? 129280 : 102400);
+  c.vocabSize = r.getInt("vocab_size", v3 ? 129280 : 32000);
   c.hiddenSize = r.getInt("hidden_size", v3 ? 7168 : 4096);
   c.intermediateSize = r.getInt("intermediate_size", v3 ? 18432 : 11008);
   c.moeIntermediateSize = r.getInt("moe_intermediate_size", v3 ? 2048 : 1407);
-  c.numHiddenLayers = r.getInt("num_hidden_layers", v3 ? 61 : 30);
+  c.numHiddenLayers = r.getInt("num_hidden_layers", v3 ? 61 : 32);
+  // The importer builds IR per layer; beyond a few thousand layers a config
+  // is a typo, not a model.
+  if (c.numHiddenLayers > 4096) {
+    r.error("num_hidden_layers ({}) is absurdly large (limit 4096)",
+            c.numHiddenLayers);
+    c.numHiddenLayers = 1;
+  }
   c.numAttentionHeads = r.getInt("num_attention_heads", v3 ? 128 : 32);
   std::optional<int64_t> kvHeads =
       r.getOptInt("num_key_value_heads", c.numAttentionHeads);
@@ -382,13 +395,17 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
 
   // Mixture of experts.
   std::optional<int64_t> routed =
-      r.getOptInt("n_routed_experts", v3 ? std::optional<int64_t>(256)
-                                         : std::nullopt, 0);
+      r.getOptInt("n_routed_experts", v3 ? 256 : 64, 0);
   c.nRoutedExperts = routed.value_or(0);
   if (v3 && c.nRoutedExperts == 0)
     r.error("n_routed_experts must be a positive integer for model_type "
             "deepseek_v3 (every layer from first_k_dense_replace on is MoE)");
-  c.nSharedExperts = r.getOptInt("n_shared_experts", v3 ? 1 : 0, 0).value_or(0);
+  c.nSharedExperts = r.getOptInt("n_shared_experts", v3 ? 1 : 2, 0).value_or(0);
+  if (c.nRoutedExperts > 65536) {
+    r.error("n_routed_experts ({}) is absurdly large (limit 65536)",
+            c.nRoutedExperts);
+    c.nRoutedExperts = 0;
+  }
   c.numExpertsPerTok =
       r.getOptInt("num_experts_per_tok", v3 ? std::optional<int64_t>(8)
                                             : std::nullopt)
@@ -436,7 +453,8 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
       r.getOptInt("n_group", v3 ? std::optional<int64_t>(8) : std::nullopt);
   std::optional<int64_t> topkGroup =
       r.getOptInt("topk_group", v3 ? std::optional<int64_t>(4) : std::nullopt);
-  if (c.nRoutedExperts > 0 && grouped && (!nGroup || !topkGroup))
+  bool groupsKnown = !grouped || (nGroup && topkGroup);
+  if (c.nRoutedExperts > 0 && !groupsKnown)
     r.error("{} routing needs n_group and topk_group (got {} and {})",
             toString(c.topkMethod), nGroup ? std::to_string(*nGroup) : "null",
             topkGroup ? std::to_string(*topkGroup) : "null");
@@ -451,7 +469,9 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
               E);
     else if (K > E)
       r.error("num_experts_per_tok ({}) must be <= n_routed_experts ({})", K, E);
-    if (E % G != 0)
+    else if (!groupsKnown)
+      ; // reported above
+    else if (E % G != 0)
       r.error("n_group ({}) must divide n_routed_experts ({})", G, E);
     else if (c.topkGroup > G)
       r.error("topk_group ({}) must be <= n_group ({})", c.topkGroup, G);
@@ -490,6 +510,11 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
                            ? "num_nextn_predict_layers"
                            : "num_mtp_layers";
   c.numNextnPredictLayers = r.getOptInt(mtpKey, v3 ? 1 : 0, 0).value_or(0);
+  if (c.numNextnPredictLayers > 16) {
+    r.error("{} ({}) is absurdly large (limit 16)", mtpKey,
+            c.numNextnPredictLayers);
+    c.numNextnPredictLayers = 0;
+  }
   if (!v3 && c.numNextnPredictLayers > 0)
     r.error("{} ({}) is not supported for model_type deepseek_v2 (MTP is a "
             "DeepSeek-V3 feature)",
@@ -498,9 +523,8 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
     r.error("{} ({}) needs routed experts: an MTP block is always MoE", mtpKey,
             c.numNextnPredictLayers);
 
-  std::optional<std::string> dtype = r.getString("torch_dtype");
-  if (!dtype)
-    dtype = r.getString("dtype");
+  const char *dtypeKey = r.has("torch_dtype") ? "torch_dtype" : "dtype";
+  std::optional<std::string> dtype = r.getString(dtypeKey);
   std::string dt = dtype.value_or("bfloat16");
   if (dt == "float32")
     c.dtype = DType::F32;
@@ -509,7 +533,7 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
   else if (dt == "float16")
     c.dtype = DType::F16;
   else
-    r.error("torch_dtype '{}' is not supported (float32, bfloat16, float16)",
+    r.error("{} '{}' is not supported (float32, bfloat16, float16)", dtypeKey,
             dt);
   readQuantization(r, c);
   if (errors.size() == before)

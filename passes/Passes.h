@@ -5,6 +5,11 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassOptions.h"
+
+namespace mlir::dsv3k {
+class Dsv3KDialect;
+} // namespace mlir::dsv3k
 
 namespace mlir::dsv3 {
 
@@ -13,10 +18,23 @@ namespace mlir::dsv3 {
 
 /// Options shared by the dsv3 pipelines (later issues add fusion, FP8 and
 /// expert-parallel options here).
-struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {};
+struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
+  Option<int64_t> maxBatch{*this, "max-batch",
+                           llvm::cl::desc("largest batch buffers are planned for"),
+                           llvm::cl::init(4)};
+  Option<int64_t> maxSeq{*this, "max-seq",
+                         llvm::cl::desc("largest sequence / decode cache length "
+                                        "buffers are planned for"),
+                         llvm::cl::init(256)};
+  Option<bool> lowerToKernels{
+      *this, "lower-to-kernels",
+      llvm::cl::desc("end with the kernel-level program (dsv3k); false stops "
+                     "at the verified, canonical dsv3 module"),
+      llvm::cl::init(true)};
+};
 
 /// Inference: verify, canonicalize (tied weights read their original), CSE,
-/// drop dead tied copies.
+/// drop dead tied copies, lower to kernel launches, plan memory.
 void buildDsv3InferPipeline(OpPassManager &pm, const PipelineOptions &options);
 
 /// Training: the inference stages; autodiff and the optimizer are added here

@@ -73,4 +73,56 @@ def Dsv3PrintParamStatsPass : Pass<"dsv3-print-param-stats", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3LowerToKernelsPass : Pass<"dsv3-lower-to-kernels", "mlir::ModuleOp"> {
+  let summary = "lower the dsv3 entry functions to dsv3k kernel launches";
+  let description = [{
+    Every entry function becomes a program over buffers: tensors become
+    memrefs, `dsv3.get_param` becomes `dsv3k.param`, and every other dsv3 op
+    becomes one `dsv3k.launch` of the kernel of the same name, with one
+    `dsv3k.alloc` per result and the op's attributes as kernel parameters.
+    The latent cache of `dsv3.latent_attention_decode` is updated in place
+    (its new_cache result is the cache argument). Each allocation records
+    its shape at `max-batch` x `max-seq` (the decode caches hold `max-seq`
+    tokens), from which the memory plan sizes it.
+
+    ```mlir
+    // before
+    %y = dsv3.rms_norm %x, %w eps 1.0e-06 : tensor<?x?x64xf32>, tensor<64xf32>
+    // after
+    %y = dsv3k.alloc max_shape [4, 256, 64] : memref<?x?x64xf32>
+    dsv3k.launch "rms_norm" ins(%x, %w : memref<?x?x64xf32>, memref<64xf32>)
+        outs(%y : memref<?x?x64xf32>) params {epsilon = 1.0e-06 : f64}
+    ```
+  }];
+  let options = [
+    Option<"maxBatch", "max-batch", "int64_t", /*default=*/"4",
+           "largest batch the buffers are planned for">,
+    Option<"maxSeq", "max-seq", "int64_t", /*default=*/"256",
+           "largest sequence (and decode cache length) planned for">
+  ];
+  let dependentDialects = ["::mlir::dsv3k::Dsv3KDialect"];
+  let statistics = [
+    Statistic<"numLaunches", "launches", "kernel launches created">,
+    Statistic<"numAllocs", "allocs", "buffers allocated">
+  ];
+}
+
+def Dsv3KPlanMemoryPass : Pass<"dsv3k-plan-memory", "mlir::ModuleOp"> {
+  let summary = "assign every buffer an arena offset by liveness";
+  let description = [{
+    Per entry function: a buffer is live from the launch that writes it to
+    the last launch that reads it (to the end when returned). Buffers are
+    placed first-fit, in order of definition, at 256-byte aligned offsets
+    that no overlapping-live buffer uses, so buffers whose lifetimes do not
+    overlap share memory. Sets `offset` and `bytes` on every `dsv3k.alloc`
+    and `dsv3k.arena_bytes` (the peak) and `dsv3k.unplanned_bytes` (the sum
+    of all buffers) on the function.
+  }];
+  let statistics = [
+    Statistic<"arenaBytes", "arena-bytes", "arena bytes over all entries">,
+    Statistic<"unplannedBytes", "unplanned-bytes",
+              "bytes without reuse over all entries">
+  ];
+}
+
 #endif // DSV3_PASSES_TD

@@ -13,6 +13,13 @@ void mlir::dsv3::buildDsv3InferPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createDsv3PruneTiedParamsPass());
+  if (!options.lowerToKernels)
+    return;
+  Dsv3LowerToKernelsPassOptions lowering;
+  lowering.maxBatch = options.maxBatch;
+  lowering.maxSeq = options.maxSeq;
+  pm.addPass(createDsv3LowerToKernelsPass(lowering));
+  pm.addPass(createDsv3KPlanMemoryPass());
 }
 
 void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,

@@ -19,7 +19,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.dsv3_tools_dir, config.llvm_tools_dir]
-tools = ["dsv3-opt", "dsv3c", "FileCheck", "not", "split-file", "count"]
+tools = ["dsv3-opt", "dsv3c", "dsv3-run", "FileCheck", "not", "split-file", "count"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 
 config.substitutions.append(

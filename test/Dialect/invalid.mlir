@@ -187,9 +187,9 @@ func.func @linear_result_elt(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>) {
 
 //===--- dsv3.rope ---===//
 // The input must be rank 3 or 4.
-func.func @rope_rank(%x: tensor<2x4xf32>, %pos: tensor<2x3xi64>) {
+func.func @rope_rank(%x: tensor<2x4xf32>, %pos: tensor<2x4xi64>) {
   // expected-error @+1 {{input must be [batch, seq, dim] or [batch, seq, heads, dim], got 'tensor<2x4xf32>'}}
-  %r = dsv3.rope %x, %pos <dim = 4, theta = 10000.0> : tensor<2x4xf32>, tensor<2x3xi64>
+  %r = dsv3.rope %x, %pos <dim = 4, theta = 10000.0> : tensor<2x4xf32>, tensor<2x4xi64>
   return
 }
 
@@ -371,11 +371,11 @@ func.func @la_qa_no_q_lora(%x: tensor<1x2x8xf32>, %qa: tensor<3x8xf32>, %qan: te
 // -----
 
 // q_lora_rank must be positive.
-func.func @la_q_lora_rank(%x: tensor<1x2x8xf32>, %qa: tensor<3x8xf32>, %qan: tensor<3xf32>, %q: tensor<4x3xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
+func.func @la_q_lora_rank(%x: tensor<1x2x8xf32>, %qa: tensor<0x8xf32>, %qan: tensor<0xf32>, %q: tensor<4x0xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
   // expected-error @+1 {{q_lora_rank (0) must be positive}}
   %r = dsv3.latent_attention %x q_a(%qa, %qan) q(%q) kv_a(%kva, %kvan) kv_b(%kvb) o(%o)
       {num_heads = 1 : i64, q_lora_rank = 0 : i64, kv_lora_rank = 2 : i64, qk_nope_head_dim = 2 : i64, qk_rope_head_dim = 2 : i64, v_head_dim = 2 : i64, softmax_scale = 0.5 : f64, rope = #dsv3.rope<dim = 2, theta = 10000.0>}
-      : (tensor<1x2x8xf32>, tensor<3x8xf32>, tensor<3xf32>, tensor<4x3xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> tensor<1x2x8xf32>
+      : (tensor<1x2x8xf32>, tensor<0x8xf32>, tensor<0xf32>, tensor<4x0xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> tensor<1x2x8xf32>
   return
 }
 
@@ -1059,7 +1059,16 @@ func.func @ce_batch(%l: tensor<1x3x16xf32>, %ids: tensor<2x4xi64>) {
 
 // -----
 
-// shift must be >= 0.
+// logits must not have more rows than labels have positions.
+func.func @ce_rows(%l: tensor<1x5x16xf32>, %ids: tensor<1x4xi64>) {
+  // expected-error @+1 {{logits have 5 rows but labels only 4 positions}}
+  %c = dsv3.cross_entropy %l, %ids shift 1 scale 1.0 : (tensor<1x5x16xf32>, tensor<1x4xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+// shift must not be negative.
 func.func @ce_shift(%l: tensor<1x3x16xf32>, %ids: tensor<1x4xi64>) {
   // expected-error @+1 {{shift must be >= 0, got -1}}
   %c = dsv3.cross_entropy %l, %ids shift -1 scale 1.0 : (tensor<1x3x16xf32>, tensor<1x4xi64>) -> tensor<f32>
@@ -1068,9 +1077,9 @@ func.func @ce_shift(%l: tensor<1x3x16xf32>, %ids: tensor<1x4xi64>) {
 
 // -----
 
-// logits must not have more rows than labels have positions.
-func.func @ce_rows(%l: tensor<1x5x16xf32>, %ids: tensor<1x4xi64>) {
-  // expected-error @+1 {{logits have 5 rows but labels only 4 positions}}
-  %c = dsv3.cross_entropy %l, %ids shift 1 scale 1.0 : (tensor<1x5x16xf32>, tensor<1x4xi64>) -> tensor<f32>
+// A negative depth is rejected (not wrapped around).
+func.func @mtp_negative_depth(%h: tensor<1x5x4xf32>, %e: tensor<1x4x4xf32>, %en: tensor<4xf32>, %hn: tensor<4xf32>, %eh: tensor<4x8xf32>) {
+  // expected-error @+1 {{depth must be >= 1, got -1}}
+  %m = dsv3.mtp depth -1 %h, %e, %en, %hn, %eh eps 1.0e-6 : (tensor<1x5x4xf32>, tensor<1x4x4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4x8xf32>) -> tensor<1x5x4xf32>
   return
 }

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "dialects/Dsv3/IR/Dsv3Dialect.h"
+#include "dialects/Dsv3K/IR/Dsv3KOps.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -17,7 +18,8 @@ int main(int argc, char **argv) {
   mlir::registerTransformsPasses();
   mlir::dsv3::registerDsv3PassesAndPipelines();
   mlir::DialectRegistry registry;
-  registry.insert<mlir::dsv3::Dsv3Dialect, mlir::func::FuncDialect>();
+  registry.insert<mlir::dsv3::Dsv3Dialect, mlir::dsv3k::Dsv3KDialect,
+                  mlir::func::FuncDialect>();
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "dsv3 optimizer driver\n", registry));
 }

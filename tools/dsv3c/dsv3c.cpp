@@ -13,8 +13,10 @@
 #include "models/ModelConfig.h"
 #include "passes/ParamStats.h"
 #include "passes/Passes.h"
+#include "codegen/ArtifactWriter.h"
 
 #include "dialects/Dsv3/IR/Dsv3Dialect.h"
+#include "dialects/Dsv3K/IR/Dsv3KOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/AsmState.h"
@@ -93,6 +95,23 @@ cl::opt<StatsFormat> statsFormat(
     cl::cat(category));
 cl::opt<bool> listPresets("list-presets", cl::desc("list the built-in models"),
                           cl::cat(category));
+enum class Emit { Dsv3, Kernels };
+cl::opt<Emit> emit(
+    "emit", cl::desc("how far to compile"), cl::init(Emit::Kernels),
+    cl::values(clEnumValN(Emit::Dsv3, "dsv3",
+                          "stop at the verified, canonical dsv3 module"),
+               clEnumValN(Emit::Kernels, "kernels",
+                          "lower to kernel launches and plan memory (needed "
+                          "for -o)")),
+    cl::cat(category));
+cl::opt<int64_t> maxBatch(
+    "max-batch", cl::desc("largest batch the buffers are planned for"),
+    cl::init(4), cl::cat(category));
+cl::opt<int64_t> maxSeq(
+    "max-seq",
+    cl::desc("largest sequence and decode cache length the buffers are planned "
+             "for (default: max_position_embeddings, at most 4096)"),
+    cl::init(0), cl::cat(category));
 cl::opt<double> mtpLambda("mtp-lambda",
                           cl::desc("weight of the multi-token-prediction loss"),
                           cl::init(0.3), cl::cat(category));
@@ -147,6 +166,22 @@ LogicalResult makeDir(const std::string &dir) {
   }
   return success();
 }
+/// The arena of each entry function after memory planning.
+void printMemoryPlan(ModuleOp module, llvm::raw_ostream &os) {
+  for (auto func : module.getOps<func::FuncOp>()) {
+    auto arena = func->getAttrOfType<IntegerAttr>("dsv3k.arena_bytes");
+    auto unplanned = func->getAttrOfType<IntegerAttr>("dsv3k.unplanned_bytes");
+    if (!arena || !unplanned)
+      continue;
+    os << llvm::formatv("  memory plan of {0}: peak {1} bytes ({2} without "
+                        "reuse, {3:F1}x saved)\n",
+                        func.getName(), arena.getInt(), unplanned.getInt(),
+                        arena.getInt() ? double(unplanned.getInt()) /
+                                             double(arena.getInt())
+                                       : 1.0);
+  }
+}
+
 /// Reads `--stats` and switches LLVM's statistics back off, so that LLVM
 /// does not report on its (unused, compiled-out) counters at exit.
 bool consumeStatsFlag() {
@@ -193,7 +228,8 @@ int main(int argc, char **argv) {
   }
 
   DialectRegistry registry;
-  registry.insert<mlir::dsv3::Dsv3Dialect, func::FuncDialect>();
+  registry.insert<mlir::dsv3::Dsv3Dialect, mlir::dsv3k::Dsv3KDialect,
+                  func::FuncDialect>();
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
   ::dsv3::BuildOptions buildOptions;
@@ -205,6 +241,13 @@ int main(int argc, char **argv) {
                  << " does not verify\n";
     return 1;
   }
+
+  // Parameters are counted on the dsv3 module (the lowering replaces the
+  // routing ops the activated counts are read from).
+  bool stats = consumeStatsFlag();
+  FailureOr<mlir::dsv3::ParamStats> paramCounts;
+  if (stats && failed(paramCounts = mlir::dsv3::computeParamStats(*module)))
+    return 1;
 
   if (!dumpIrDir.empty()) {
     if (failed(makeDir(dumpIrDir)) ||
@@ -222,6 +265,16 @@ int main(int argc, char **argv) {
     pm.enableIRPrinting(std::make_unique<DumpDirPrinter>(dumpIrDir, 1));
   }
   mlir::dsv3::PipelineOptions pipelineOptions;
+  pipelineOptions.maxBatch = maxBatch;
+  pipelineOptions.lowerToKernels = emit == Emit::Kernels;
+  if (!outputDir.empty() && emit != Emit::Kernels) {
+    llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "
+                    "--emit=kernels\n";
+    return 2;
+  }
+  pipelineOptions.maxSeq =
+      maxSeq > 0 ? int64_t(maxSeq)
+                 : std::min<int64_t>(config->maxPositionEmbeddings, 4096);
   if (mode == Mode::Train)
     mlir::dsv3::buildDsv3TrainPipeline(pm, pipelineOptions);
   else
@@ -232,21 +285,19 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  bool stats = consumeStatsFlag();
   if (stats) {
-    FailureOr<mlir::dsv3::ParamStats> counts = mlir::dsv3::computeParamStats(*module);
-    if (failed(counts))
-      return 1;
     if (statsFormat == StatsFormat::Table) {
-    llvm::outs() << "model: " << config->source << " (" << config->modelType
-                 << ", " << config->numHiddenLayers << " layers";
-    if (config->nRoutedExperts)
-      llvm::outs() << ", " << config->nRoutedExperts << " routed experts top-"
-                   << config->numExpertsPerTok;
-    llvm::outs() << ")\n";
+      llvm::outs() << "model: " << config->source << " (" << config->modelType
+                   << ", " << config->numHiddenLayers << " layers";
+      if (config->nRoutedExperts)
+        llvm::outs() << ", " << config->nRoutedExperts
+                     << " routed experts top-" << config->numExpertsPerTok;
+      llvm::outs() << ")\n";
     }
-    mlir::dsv3::printParamStats(*counts, llvm::outs(),
-                                 statsFormat == StatsFormat::Json);
+    mlir::dsv3::printParamStats(*paramCounts, llvm::outs(),
+                                statsFormat == StatsFormat::Json);
+    if (statsFormat == StatsFormat::Table)
+      printMemoryPlan(*module, llvm::outs());
   }
 
   if (outputDir.empty()) {
@@ -254,8 +305,7 @@ int main(int argc, char **argv) {
       module->print(llvm::outs());
     return 0;
   }
-  if (failed(makeDir(outputDir)) ||
-      failed(writeFile(outputDir + "/model.mlir", *module)))
+  if (failed(mlir::dsv3::writeArtifact(*module, outputDir)))
     return 1;
   return 0;
 }

@@ -494,9 +494,10 @@ LogicalResult MtpOp::verify() {
     return failure();
   auto embeds = tensorOf(getEmbeds());
   int64_t H = embeds.getDimSize(2), T = embeds.getDimSize(1);
-  if (getDepth() < 1)
-    return emitOpError() << "depth must be >= 1, got " << getDepth();
-  int64_t rows = ShapedType::isDynamic(T) ? T : T - getDepth();
+  int64_t depth = static_cast<int64_t>(getDepth());
+  if (depth < 1)
+    return emitOpError() << "depth must be >= 1, got " << depth;
+  int64_t rows = ShapedType::isDynamic(T) ? T : T - depth;
   if (!ShapedType::isDynamic(T) && rows < 1)
     return emitOpError() << "depth " << getDepth()
                          << " leaves no rows of a sequence of " << T;
@@ -546,8 +547,9 @@ LogicalResult CrossEntropyOp::verify() {
     return emitOpError() << "logits batch (" << logits.getDimSize(0)
                          << ") must equal labels batch ("
                          << labels.getDimSize(0) << ")";
-  if (getShift() < 0)
-    return emitOpError() << "shift must be >= 0, got " << getShift();
+  if (static_cast<int64_t>(getShift()) < 0)
+    return emitOpError() << "shift must be >= 0, got "
+                         << static_cast<int64_t>(getShift());
   if (!logits.isDynamicDim(1) && !labels.isDynamicDim(1) &&
       logits.getDimSize(1) > labels.getDimSize(1))
     return emitOpError() << "logits have " << logits.getDimSize(1)

@@ -1,0 +1,219 @@
+//===- ArtifactWriter.cpp - write manifest.json and the final IR ----------===//
+//
+// The manifest is the whole contract between compiler and runtime; its
+// format is documented in docs/artifact.md. Values are referred to as
+// {"buffer": id} (an arena buffer of the entry), {"param": name} or
+// {"arg": index}.
+//
+//===----------------------------------------------------------------------===//
+
+#include "codegen/ArtifactWriter.h"
+
+#include "dialects/Dsv3/IR/Dsv3Ops.h"
+#include "dialects/Dsv3K/IR/Dsv3KOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <nlohmann/json.hpp>
+
+using json = nlohmann::json;
+
+namespace mlir::dsv3 {
+namespace {
+
+std::string dtypeName(Type t) {
+  if (t.isF64()) return "f64";
+  if (t.isF32()) return "f32";
+  if (t.isBF16()) return "bf16";
+  if (t.isF16()) return "f16";
+  if (isa<Float8E4M3FNType>(t)) return "f8e4m3";
+  if (t.isInteger(64)) return "i64";
+  if (t.isInteger(32)) return "i32";
+  return "unknown";
+}
+
+json shapeJson(ArrayRef<int64_t> shape) {
+  json a = json::array();
+  for (int64_t d : shape)
+    a.push_back(ShapedType::isDynamic(d) ? -1 : d);
+  return a;
+}
+
+/// Kernel parameters as JSON: numbers, booleans (unit attributes are
+/// true), strings, enums by keyword, the rope attribute as an object.
+json attrJson(Attribute a) {
+  if (auto s = dyn_cast<ScoringFuncAttr>(a))
+    return stringifyScoringFunc(s.getValue()).str();
+  if (auto m = dyn_cast<TopkMethodAttr>(a))
+    return stringifyTopkMethod(m.getValue()).str();
+  if (auto r = dyn_cast<ParamRoleAttr>(a))
+    return stringifyParamRole(r.getValue()).str();
+  if (auto b = dyn_cast<BoolAttr>(a))
+    return b.getValue();
+  if (auto i = dyn_cast<IntegerAttr>(a))
+    return i.getValue().getSExtValue();
+  if (auto f = dyn_cast<FloatAttr>(a))
+    return f.getValueAsDouble();
+  if (isa<UnitAttr>(a))
+    return true;
+  if (auto s = dyn_cast<StringAttr>(a))
+    return s.getValue().str();
+  if (auto arr = dyn_cast<DenseI32ArrayAttr>(a))
+    return json(std::vector<int32_t>(arr.asArrayRef().begin(), arr.asArrayRef().end()));
+  if (auto arr = dyn_cast<DenseI64ArrayAttr>(a))
+    return json(std::vector<int64_t>(arr.asArrayRef().begin(), arr.asArrayRef().end()));
+  if (auto r = dyn_cast<RopeAttr>(a))
+    return json{{"dim", r.getDim()},
+                {"theta", r.getTheta().convertToDouble()},
+                {"interleaved", r.getInterleaved()},
+                {"factor", r.getFactor().convertToDouble()},
+                {"original_max_position_embeddings",
+                 r.getOriginalMaxPositionEmbeddings()},
+                {"beta_fast", r.getBetaFast().convertToDouble()},
+                {"beta_slow", r.getBetaSlow().convertToDouble()},
+                {"mscale", r.getMscale().convertToDouble()},
+                {"mscale_all_dim", r.getMscaleAllDim().convertToDouble()},
+                {"attention_factor", r.getAttentionFactor().convertToDouble()},
+                {"truncate", r.getTruncate()},
+                {"cos_sin_scale", r.getCosSinScale()}};
+  if (auto d = dyn_cast<DictionaryAttr>(a)) {
+    json o = json::object();
+    for (NamedAttribute n : d)
+      o[n.getName().str()] = attrJson(n.getValue());
+    return o;
+  }
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  a.print(os);
+  return s;
+}
+
+FailureOr<json> entryJson(func::FuncOp func) {
+  json entry;
+  DenseMap<Value, json> refs;
+  json args = json::array();
+  for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
+    json a{{"index", i}};
+    if (auto m = dyn_cast<MemRefType>(arg.getType())) {
+      a["dtype"] = dtypeName(m.getElementType());
+      a["shape"] = shapeJson(m.getShape());
+    } else {
+      a["dtype"] = dtypeName(arg.getType());
+      a["shape"] = json::array();
+    }
+    args.push_back(a);
+    refs[arg] = json{{"arg", i}};
+  }
+  json buffers = json::array(), launches = json::array();
+  for (Operation &op : func.getBody().front()) {
+    if (auto alloc = dyn_cast<dsv3k::AllocOp>(op)) {
+      if (!alloc.getOffset() || !alloc.getBytes())
+        return alloc.emitOpError()
+               << "has no memory plan (run dsv3k-plan-memory first)";
+      auto type = cast<MemRefType>(alloc.getType());
+      int64_t id = static_cast<int64_t>(buffers.size());
+      buffers.push_back(json{{"id", id},
+                             {"dtype", dtypeName(type.getElementType())},
+                             {"shape", shapeJson(type.getShape())},
+                             {"max_shape", shapeJson(alloc.getMaxShape())},
+                             {"offset", int64_t(*alloc.getOffset())},
+                             {"bytes", int64_t(*alloc.getBytes())}});
+      refs[alloc] = json{{"buffer", id}};
+    } else if (auto param = dyn_cast<dsv3k::ParamOp>(op)) {
+      refs[param] = json{{"param", param.getParam().str()}};
+    } else if (auto launch = dyn_cast<dsv3k::LaunchOp>(op)) {
+      json ins = json::array(), outs = json::array();
+      for (Value v : launch.getInputs())
+        ins.push_back(refs.lookup(v));
+      for (Value v : launch.getOutputs())
+        outs.push_back(refs.lookup(v));
+      json params = attrJson(launch.getParams());
+      launches.push_back(json{{"kernel", launch.getKernel().str()},
+                              {"inputs", ins},
+                              {"outputs", outs},
+                              {"params", params}});
+    } else if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+      json results = json::array();
+      for (Value v : ret.getOperands())
+        results.push_back(refs.lookup(v));
+      entry["results"] = results;
+    } else {
+      return op.emitOpError() << "cannot be written to the manifest (lower "
+                                 "to dsv3k first)";
+    }
+  }
+  auto arena = func->getAttrOfType<IntegerAttr>("dsv3k.arena_bytes");
+  entry["args"] = args;
+  entry["buffers"] = buffers;
+  entry["launches"] = launches;
+  entry["arena_bytes"] = arena ? arena.getInt() : 0;
+  return entry;
+}
+} // namespace
+
+LogicalResult writeArtifact(ModuleOp module, const std::string &dir) {
+  json manifest;
+  manifest["format"] = "dsv3-artifact";
+  manifest["version"] = kArtifactVersion;
+  if (auto t = module->getAttrOfType<StringAttr>("dsv3.model_type"))
+    manifest["model_type"] = t.getValue().str();
+  json params = json::array();
+  for (ParamOp p : module.getOps<ParamOp>()) {
+    json checkpoint = json::array();
+    if (p.getStackedFrom())
+      for (int64_t e = 0; e < p.getTensorType().getDimSize(0); ++e)
+        checkpoint.push_back(p.getExpertTensorName(e));
+    else
+      checkpoint.push_back(p.getSymName().str());
+    json entry{{"name", p.getSymName().str()},
+               {"dtype", dtypeName(p.getTensorType().getElementType())},
+               {"shape", shapeJson(p.getTensorType().getShape())},
+               {"role", stringifyParamRole(p.getRole()).str()},
+               {"checkpoint", checkpoint}};
+    if (p.getStackedFrom())
+      entry["stacked"] = true;
+    if (p.getTiedTo())
+      entry["tied_to"] = p.getTiedTo()->str();
+    params.push_back(entry);
+  }
+  manifest["params"] = params;
+  json entries = json::object();
+  for (auto func : module.getOps<func::FuncOp>()) {
+    auto kind = func->getAttrOfType<StringAttr>("dsv3.entry");
+    if (!kind)
+      continue;
+    FailureOr<json> e = entryJson(func);
+    if (failed(e))
+      return failure();
+    entries[kind.getValue().str()] = *e;
+  }
+  manifest["entries"] = entries;
+
+  if (std::error_code ec = llvm::sys::fs::create_directories(dir))
+    return module.emitError() << "cannot create " << dir << ": " << ec.message();
+  auto write = [&](const std::string &name, auto &&print) -> LogicalResult {
+    std::string path = dir + "/" + name, tmp = path + ".tmp";
+    {
+      std::error_code ec;
+      llvm::raw_fd_ostream os(tmp, ec);
+      if (ec)
+        return module.emitError() << "cannot write " << tmp << ": " << ec.message();
+      print(os);
+    }
+    if (std::error_code ec = llvm::sys::fs::rename(tmp, path))
+      return module.emitError() << "cannot rename " << tmp << ": " << ec.message();
+    return success();
+  };
+  if (failed(write("model.mlir", [&](llvm::raw_ostream &os) {
+        module.print(os);
+        os << "\n";
+      })))
+    return failure();
+  return write("manifest.json", [&](llvm::raw_ostream &os) {
+    os << manifest.dump(1) << "\n";
+  });
+}
+
+} // namespace mlir::dsv3

@@ -1,0 +1,204 @@
+//===- LowerToKernels.cpp - the dsv3-lower-to-kernels pass ----------------===//
+#include "passes/Passes.h"
+
+#include "dialects/Dsv3/IR/Dsv3Ops.h"
+#include "dialects/Dsv3K/IR/Dsv3KOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace mlir::dsv3 {
+#define GEN_PASS_DEF_DSV3LOWERTOKERNELSPASS
+#include "passes/Passes.h.inc"
+
+namespace {
+using Shape = SmallVector<int64_t>;
+
+Type toBuffer(Type t) {
+  if (auto tensor = dyn_cast<RankedTensorType>(t))
+    return MemRefType::get(tensor.getShape(), tensor.getElementType());
+  return t;
+}
+
+int64_t product(ArrayRef<int64_t> s) {
+  int64_t n = 1;
+  for (int64_t d : s)
+    n *= d;
+  return n;
+}
+
+/// The shape of every result of `op` when its operands have the shapes
+/// `in` (their shapes at the planning maxima): the op's static result
+/// extents, and for each dynamic extent the rule of the op.
+SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in) {
+  auto fill = [&](Type t, Shape dyn) {
+    auto rt = cast<RankedTensorType>(t);
+    Shape s(rt.getShape());
+    for (size_t i = 0; i < s.size(); ++i)
+      if (ShapedType::isDynamic(s[i]))
+        s[i] = i < dyn.size() ? dyn[i] : 1;
+    return s;
+  };
+  auto lastReplaced = [](Shape s, int64_t last) {
+    s.back() = last;
+    return s;
+  };
+  Shape none;
+  return TypeSwitch<Operation *, SmallVector<Shape>>(op)
+      .Case([&](EmbeddingOp) {
+        Shape s = in[0];
+        s.push_back(0);
+        return SmallVector<Shape>{fill(op->getResult(0).getType(), s)};
+      })
+      .Case<LinearOp, LmHeadOp>([&](auto) {
+        return SmallVector<Shape>{fill(op->getResult(0).getType(),
+                                       lastReplaced(in[0], 0))};
+      })
+      .Case([&](MoeRouteOp) {
+        Shape s = {in[0][0], in[0][1], 0};
+        return SmallVector<Shape>{fill(op->getResult(0).getType(), s),
+                                  fill(op->getResult(1).getType(), s)};
+      })
+      .Case([&](MoeDispatchOp) {
+        int64_t rows = product(in[1]);
+        return SmallVector<Shape>{fill(op->getResult(0).getType(), {rows, 0}),
+                                  fill(op->getResult(1).getType(), none),
+                                  fill(op->getResult(2).getType(), {rows})};
+      })
+      .Case([&](ExpertGroupedMatmulOp) {
+        return SmallVector<Shape>{
+            fill(op->getResult(0).getType(), {in[0][0], 0})};
+      })
+      .Case([&](MoeCombineOp) {
+        return SmallVector<Shape>{
+            fill(op->getResult(0).getType(), {in[2][0], in[2][1], 0})};
+      })
+      .Case([&](MtpOp mtp) {
+        int64_t rows = std::max<int64_t>(in[1][1] - int64_t(mtp.getDepth()), 1);
+        return SmallVector<Shape>{
+            fill(op->getResult(0).getType(), {in[1][0], rows, 0})};
+      })
+      .Default([&](Operation *) {
+        // Elementwise ops, norms, rope, attention: results shaped like the
+        // first operand.
+        SmallVector<Shape> out;
+        for (Value r : op->getResults())
+          out.push_back(fill(r.getType(), in.empty() ? none : in[0]));
+        return out;
+      });
+}
+
+/// The kernel parameters of `op`: its inherent attributes (properties).
+DictionaryAttr kernelParams(Operation *op) {
+  Attribute props = op->getPropertiesAsAttribute();
+  SmallVector<NamedAttribute> attrs;
+  if (auto dict = dyn_cast_or_null<DictionaryAttr>(props))
+    attrs.append(dict.begin(), dict.end());
+  for (NamedAttribute a : op->getDiscardableAttrs())
+    attrs.push_back(a);
+  return DictionaryAttr::get(op->getContext(), attrs);
+}
+
+struct LowerToKernelsPass
+    : impl::Dsv3LowerToKernelsPassBase<LowerToKernelsPass> {
+  using Base::Base;
+
+  LogicalResult lowerFunction(func::FuncOp func) {
+    OpBuilder b(func);
+    SmallVector<Type> inputs, results;
+    for (Type t : func.getArgumentTypes())
+      inputs.push_back(toBuffer(t));
+    for (Type t : func.getResultTypes())
+      results.push_back(toBuffer(t));
+    auto newFunc = func::FuncOp::create(b, func.getLoc(), func.getName(),
+                                        b.getFunctionType(inputs, results));
+    newFunc->setAttrs(func->getAttrs());
+    newFunc.setFunctionType(b.getFunctionType(inputs, results));
+    Block *entry = newFunc.addEntryBlock();
+    b.setInsertionPointToStart(entry);
+
+    IRMapping map;
+    DenseMap<Value, Shape> maxShape;
+    for (auto [oldArg, newArg] :
+         llvm::zip(func.getArguments(), entry->getArguments())) {
+      map.map(oldArg, newArg);
+      if (auto rt = dyn_cast<RankedTensorType>(oldArg.getType())) {
+        Shape s(rt.getShape());
+        for (size_t i = 0; i < s.size(); ++i)
+          if (ShapedType::isDynamic(s[i]))
+            s[i] = i == 0 ? maxBatch : maxSeq;
+        maxShape[oldArg] = s;
+      }
+    }
+
+    for (Operation &op : func.getBody().front()) {
+      if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+        SmallVector<Value> operands;
+        for (Value v : ret.getOperands())
+          operands.push_back(map.lookup(v));
+        func::ReturnOp::create(b, ret.getLoc(), operands);
+        continue;
+      }
+      if (auto get = dyn_cast<GetParamOp>(op)) {
+        Value buf = dsv3k::ParamOp::create(b, get.getLoc(),
+                                           toBuffer(get.getType()),
+                                           get.getParamAttr());
+        map.map(get.getResult(), buf);
+        maxShape[get.getResult()] =
+            Shape(cast<RankedTensorType>(get.getType()).getShape());
+        continue;
+      }
+      if (op.getDialect() != op.getContext()->getLoadedDialect<Dsv3Dialect>())
+        return op.emitOpError() << "cannot be lowered to a kernel launch";
+
+      SmallVector<Value> ins;
+      SmallVector<Shape> inShapes;
+      for (Value v : op.getOperands()) {
+        ins.push_back(map.lookup(v));
+        inShapes.push_back(maxShape.lookup(v));
+      }
+      SmallVector<Shape> outShapes = maxResultShapes(&op, inShapes);
+      SmallVector<Value> outs;
+      for (auto [i, r] : llvm::enumerate(op.getResults())) {
+        // The decode cache is updated in place: its new value is the
+        // buffer of the cache operand.
+        if (auto dec = dyn_cast<LatentAttentionDecodeOp>(op);
+            dec && r == dec.getNewCache()) {
+          outs.push_back(map.lookup(dec.getCache()));
+        } else {
+          auto alloc = dsv3k::AllocOp::create(
+              b, op.getLoc(), toBuffer(r.getType()),
+              b.getDenseI64ArrayAttr(outShapes[i]), IntegerAttr(),
+              IntegerAttr());
+          outs.push_back(alloc);
+          ++numAllocs;
+        }
+        map.map(r, outs.back());
+        maxShape[r] = outShapes[i];
+      }
+      std::string kernel = op.getName().stripDialect().str();
+      dsv3k::LaunchOp::create(b, op.getLoc(), b.getStringAttr(kernel), ins,
+                              outs, kernelParams(&op));
+      ++numLaunches;
+    }
+    func.erase();
+    return success();
+  }
+
+  void runOnOperation() override {
+    if (maxBatch < 1 || maxSeq < 2) {
+      getOperation().emitError() << "dsv3-lower-to-kernels needs max-batch >= 1 "
+                                    "and max-seq >= 2, got "
+                                 << maxBatch << " and " << maxSeq;
+      return signalPassFailure();
+    }
+    SmallVector<func::FuncOp> funcs(getOperation().getOps<func::FuncOp>());
+    for (func::FuncOp func : funcs)
+      if (func->hasAttr("dsv3.entry") && failed(lowerFunction(func)))
+        return signalPassFailure();
+  }
+};
+} // namespace
+} // namespace mlir::dsv3

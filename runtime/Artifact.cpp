@@ -1,0 +1,248 @@
+//===- Artifact.cpp - load and validate manifest.json ---------------------===//
+#include "runtime/Artifact.h"
+
+#include "runtime/Error.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+using json = nlohmann::json;
+
+namespace dsv3rt {
+
+std::string shapeString(const std::vector<int64_t> &shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? ", " : "") + (shape[i] < 0 ? std::string("?") : std::to_string(shape[i]));
+  return s + "]";
+}
+
+namespace {
+/// Reads fields of one JSON object, naming the path in every error.
+class Reader {
+public:
+  Reader(const std::string &file, const json &j, std::string path)
+      : file(file), j(j), path(std::move(path)) {}
+
+  [[noreturn]] void error(const std::string &what) const {
+    fail("{}: {}: {}", file, path.empty() ? "(top level)" : path, what);
+  }
+  const json &field(const char *key) const {
+    if (!j.is_object())
+      error("must be an object");
+    if (!j.contains(key))
+      error(fmt::format("missing field \"{}\"", key));
+    return j.at(key);
+  }
+  Reader sub(const char *key) const {
+    return Reader(file, field(key), join(key));
+  }
+  Reader at(size_t i) const {
+    return Reader(file, j.at(i), path + "[" + std::to_string(i) + "]");
+  }
+  std::string join(const std::string &key) const {
+    return path.empty() ? key : path + "." + key;
+  }
+  int64_t integer(const char *key) const {
+    const json &v = field(key);
+    if (!v.is_number_integer())
+      Reader(file, v, join(key)).error("must be an integer, got " + v.dump());
+    return v.get<int64_t>();
+  }
+  std::string string(const char *key) const {
+    const json &v = field(key);
+    if (!v.is_string())
+      Reader(file, v, join(key)).error("must be a string, got " + v.dump());
+    return v.get<std::string>();
+  }
+  DType dtype(const char *key) const {
+    std::string s = string(key);
+    std::optional<DType> d = parseManifestDType(s);
+    if (!d)
+      Reader(file, field(key), join(key)).error("unknown dtype \"" + s + "\"");
+    return *d;
+  }
+  std::vector<int64_t> shape(const char *key, bool allowDynamic) const {
+    const json &v = field(key);
+    Reader r(file, v, join(key));
+    if (!v.is_array())
+      r.error("must be an array of extents");
+    std::vector<int64_t> out;
+    for (const json &d : v) {
+      if (!d.is_number_integer() || d.get<int64_t>() < (allowDynamic ? -1 : 0))
+        r.error("has an invalid extent " + d.dump());
+      out.push_back(d.get<int64_t>());
+    }
+    return out;
+  }
+  size_t arraySize(const char *key) const {
+    const json &v = field(key);
+    if (!v.is_array())
+      Reader(file, v, join(key)).error("must be an array");
+    return v.size();
+  }
+
+  const std::string &file;
+  const json &j;
+  std::string path;
+};
+
+ValueRef readRef(const Reader &r, const Entry &entry, size_t numParams,
+                 const std::set<std::string> &paramNames) {
+  ValueRef ref;
+  if (r.j.is_object() && r.j.contains("buffer")) {
+    ref.kind = ValueRef::Kind::Buffer;
+    ref.index = r.integer("buffer");
+    if (ref.index < 0 || ref.index >= int64_t(entry.buffers.size()))
+      r.error(fmt::format("buffer {} does not exist (the entry has {})",
+                          ref.index, entry.buffers.size()));
+  } else if (r.j.is_object() && r.j.contains("param")) {
+    ref.kind = ValueRef::Kind::Param;
+    ref.param = r.string("param");
+    if (!paramNames.count(ref.param))
+      r.error("names parameter \"" + ref.param + "\", which is not declared");
+  } else if (r.j.is_object() && r.j.contains("arg")) {
+    ref.kind = ValueRef::Kind::Arg;
+    ref.index = r.integer("arg");
+    if (ref.index < 0 || ref.index >= int64_t(entry.args.size()))
+      r.error(fmt::format("argument {} does not exist (the entry has {})",
+                          ref.index, entry.args.size()));
+  } else {
+    r.error("must be {\"buffer\": id}, {\"param\": name} or {\"arg\": index}");
+  }
+  (void)numParams;
+  return ref;
+}
+} // namespace
+
+Artifact Artifact::load(const std::string &dir) {
+  std::string file = dir + "/manifest.json";
+  std::ifstream in(file);
+  if (!in)
+    fail("{}: cannot open (is {} an artifact directory written by dsv3c -o?)",
+         file, dir);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json root;
+  try {
+    root = json::parse(ss.str());
+  } catch (const json::parse_error &e) {
+    fail("{}: not valid JSON: {}", file, e.what());
+  }
+  Reader top(file, root, "");
+  Artifact a;
+  a.dir = dir;
+  if (top.string("format") != "dsv3-artifact")
+    top.error("format must be \"dsv3-artifact\"");
+  a.version = int(top.integer("version"));
+  if (a.version != kArtifactVersion)
+    fail("{}: artifact version {} is not supported by this runtime (it reads "
+         "version {}); recompile the model with this release's dsv3c",
+         file, a.version, kArtifactVersion);
+  if (root.contains("model_type"))
+    a.modelType = top.string("model_type");
+
+  std::set<std::string> paramNames;
+  Reader params = top.sub("params");
+  for (size_t i = 0, n = top.arraySize("params"); i < n; ++i) {
+    Reader p = params.at(i);
+    ParamInfo info;
+    info.name = p.string("name");
+    info.dtype = p.dtype("dtype");
+    info.shape = p.shape("shape", false);
+    info.role = p.string("role");
+    info.stacked = p.j.value("stacked", false);
+    Reader cp = p.sub("checkpoint");
+    for (size_t k = 0, m = p.arraySize("checkpoint"); k < m; ++k) {
+      if (!cp.j.at(k).is_string())
+        cp.at(k).error("must be a tensor name");
+      info.checkpoint.push_back(cp.j.at(k).get<std::string>());
+    }
+    size_t expected = info.stacked ? size_t(info.shape.empty() ? 0 : info.shape[0]) : 1;
+    if (info.checkpoint.size() != expected)
+      p.error(fmt::format("binds {} checkpoint tensors, expected {}",
+                          info.checkpoint.size(), expected));
+    if (!paramNames.insert(info.name).second)
+      p.error("parameter \"" + info.name + "\" is declared twice");
+    a.params.push_back(std::move(info));
+  }
+
+  Reader entries = top.sub("entries");
+  if (!entries.j.is_object())
+    entries.error("must be an object of entry functions");
+  for (auto it = entries.j.begin(); it != entries.j.end(); ++it) {
+    Reader e(file, it.value(), "entries." + it.key());
+    Entry entry;
+    entry.name = it.key();
+    entry.arenaBytes = e.integer("arena_bytes");
+    Reader args = e.sub("args");
+    for (size_t i = 0, n = e.arraySize("args"); i < n; ++i) {
+      Reader r = args.at(i);
+      entry.args.push_back({r.dtype("dtype"), r.shape("shape", true)});
+    }
+    Reader bufs = e.sub("buffers");
+    for (size_t i = 0, n = e.arraySize("buffers"); i < n; ++i) {
+      Reader r = bufs.at(i);
+      BufferInfo b;
+      if (r.integer("id") != int64_t(i))
+        r.error(fmt::format("id must be {} (buffers are listed in id order)", i));
+      b.dtype = r.dtype("dtype");
+      b.shape = r.shape("shape", true);
+      b.maxShape = r.shape("max_shape", false);
+      b.offset = r.integer("offset");
+      b.bytes = r.integer("bytes");
+      if (b.shape.size() != b.maxShape.size())
+        r.error("shape and max_shape differ in rank");
+      int64_t need = int64_t(dtypeSize(b.dtype));
+      for (int64_t d : b.maxShape)
+        need *= d;
+      if (b.offset < 0 || b.bytes < need || b.offset + b.bytes > entry.arenaBytes)
+        r.error(fmt::format("offset {} and bytes {} must hold {} bytes inside "
+                            "the {}-byte arena",
+                            b.offset, b.bytes, need, entry.arenaBytes));
+      entry.buffers.push_back(std::move(b));
+    }
+    Reader launches = e.sub("launches");
+    for (size_t i = 0, n = e.arraySize("launches"); i < n; ++i) {
+      Reader r = launches.at(i);
+      Launch l;
+      l.kernel = r.string("kernel");
+      Reader ins = r.sub("inputs"), outs = r.sub("outputs");
+      for (size_t k = 0, m = r.arraySize("inputs"); k < m; ++k)
+        l.inputs.push_back(readRef(ins.at(k), entry, a.params.size(), paramNames));
+      for (size_t k = 0, m = r.arraySize("outputs"); k < m; ++k)
+        l.outputs.push_back(readRef(outs.at(k), entry, a.params.size(), paramNames));
+      l.params = r.field("params");
+      if (!l.params.is_object())
+        r.sub("params").error("must be an object");
+      entry.launches.push_back(std::move(l));
+    }
+    Reader results = e.sub("results");
+    for (size_t k = 0, m = e.arraySize("results"); k < m; ++k)
+      entry.results.push_back(readRef(results.at(k), entry, a.params.size(), paramNames));
+    a.entries.emplace(entry.name, std::move(entry));
+  }
+  return a;
+}
+
+const Entry &Artifact::entry(const std::string &name) const {
+  auto it = entries.find(name);
+  if (it == entries.end()) {
+    std::string names;
+    for (auto &[n, e] : entries)
+      names += (names.empty() ? "" : ", ") + n;
+    fail("{}/manifest.json: no entry \"{}\" (the artifact has: {})", dir, name,
+         names);
+  }
+  return it->second;
+}
+
+const ParamInfo *Artifact::param(const std::string &name) const {
+  for (const ParamInfo &p : params)
+    if (p.name == name)
+      return &p;
+  return nullptr;
+}
+
+} // namespace dsv3rt

@@ -1,0 +1,87 @@
+//===- Artifact.h - load a compiled artifact's manifest ----------*- C++ -*-===//
+//
+// The runtime side of the compiler/runtime contract (docs/artifact.md).
+// Loading validates everything it reads; an error names the file and the
+// JSON path of the offending field.
+//
+//===----------------------------------------------------------------------===//
+#ifndef DSV3_RUNTIME_ARTIFACT_H
+#define DSV3_RUNTIME_ARTIFACT_H
+
+#include "runtime/DType.h"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace dsv3rt {
+
+/// The manifest version this runtime reads.
+constexpr int kArtifactVersion = 1;
+
+/// A value a launch reads or writes: an arena buffer of the entry, a
+/// parameter, or an argument of the entry.
+struct ValueRef {
+  enum class Kind { Buffer, Param, Arg } kind = Kind::Buffer;
+  int64_t index = 0;  // buffer id or argument index
+  std::string param;  // parameter name
+};
+
+struct BufferInfo {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;    // -1: dynamic
+  std::vector<int64_t> maxShape; // at the compile-time maxima
+  int64_t offset = 0, bytes = 0;
+};
+
+struct ArgInfo {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape; // empty: a scalar
+};
+
+struct Launch {
+  std::string kernel;
+  std::vector<ValueRef> inputs, outputs;
+  nlohmann::json params;
+};
+
+struct Entry {
+  std::string name;
+  std::vector<ArgInfo> args;
+  std::vector<BufferInfo> buffers;
+  std::vector<Launch> launches;
+  std::vector<ValueRef> results;
+  int64_t arenaBytes = 0;
+};
+
+struct ParamInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::string role;
+  bool stacked = false;
+  /// Checkpoint tensor names: one, or one per expert when stacked.
+  std::vector<std::string> checkpoint;
+};
+
+struct Artifact {
+  std::string dir;
+  int version = 0;
+  std::string modelType;
+  std::vector<ParamInfo> params;
+  std::map<std::string, Entry> entries;
+
+  /// Loads and validates DIR/manifest.json.
+  static Artifact load(const std::string &dir);
+  const Entry &entry(const std::string &name) const;
+  bool hasEntry(const std::string &name) const { return entries.count(name); }
+  const ParamInfo *param(const std::string &name) const;
+};
+
+std::string shapeString(const std::vector<int64_t> &shape);
+
+} // namespace dsv3rt
+
+#endif // DSV3_RUNTIME_ARTIFACT_H

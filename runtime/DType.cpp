@@ -1,0 +1,84 @@
+//===- DType.cpp - element types ------------------------------------------===//
+#include "runtime/DType.h"
+
+#include "runtime/Error.h"
+
+#include <cmath>
+
+namespace dsv3rt {
+
+size_t dtypeSize(DType d) {
+  switch (d) {
+  case DType::F64: case DType::I64: return 8;
+  case DType::F32: case DType::I32: return 4;
+  case DType::BF16: case DType::F16: return 2;
+  case DType::F8E4M3: return 1;
+  }
+  return 0;
+}
+
+namespace {
+struct Names { DType d; const char *st; const char *mf; };
+constexpr Names kNames[] = {
+    {DType::F64, "F64", "f64"},   {DType::F32, "F32", "f32"},
+    {DType::BF16, "BF16", "bf16"}, {DType::F16, "F16", "f16"},
+    {DType::F8E4M3, "F8_E4M3", "f8e4m3"}, {DType::I64, "I64", "i64"},
+    {DType::I32, "I32", "i32"}};
+} // namespace
+
+const char *safetensorsName(DType d) {
+  for (const Names &n : kNames)
+    if (n.d == d) return n.st;
+  return "?";
+}
+std::optional<DType> parseSafetensorsDType(const std::string &s) {
+  for (const Names &n : kNames)
+    if (s == n.st) return n.d;
+  return std::nullopt;
+}
+const char *manifestName(DType d) {
+  for (const Names &n : kNames)
+    if (n.d == d) return n.mf;
+  return "?";
+}
+std::optional<DType> parseManifestDType(const std::string &s) {
+  for (const Names &n : kNames)
+    if (s == n.mf) return n.d;
+  return std::nullopt;
+}
+
+float f16ToFloat(uint16_t h) {
+  int sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  float v;
+  if (exp == 0)
+    v = std::ldexp(float(man), -24);
+  else if (exp == 31)
+    v = man ? NAN : INFINITY;
+  else
+    v = std::ldexp(float(man | 0x400), exp - 25);
+  return sign ? -v : v;
+}
+
+float f8e4m3ToFloat(uint8_t b) {
+  int sign = b >> 7, exp = (b >> 3) & 0xf, man = b & 0x7;
+  if (exp == 0xf && man == 0x7)
+    return NAN; // e4m3fn: no infinities, S.1111.111 is NaN
+  float v = exp == 0 ? std::ldexp(float(man), -9)
+                     : std::ldexp(float(man | 0x8), exp - 10);
+  return sign ? -v : v;
+}
+
+double loadAsDouble(const void *data, DType d, size_t i) {
+  switch (d) {
+  case DType::F64: return static_cast<const double *>(data)[i];
+  case DType::F32: return static_cast<const float *>(data)[i];
+  case DType::BF16: return bf16ToFloat(static_cast<const uint16_t *>(data)[i]);
+  case DType::F16: return f16ToFloat(static_cast<const uint16_t *>(data)[i]);
+  case DType::F8E4M3: return f8e4m3ToFloat(static_cast<const uint8_t *>(data)[i]);
+  case DType::I64: return double(static_cast<const int64_t *>(data)[i]);
+  case DType::I32: return double(static_cast<const int32_t *>(data)[i]);
+  }
+  return 0;
+}
+
+} // namespace dsv3rt

@@ -1,0 +1,37 @@
+//===- DType.h - element types of artifacts and checkpoints -----*- C++ -*-===//
+#ifndef DSV3_RUNTIME_DTYPE_H
+#define DSV3_RUNTIME_DTYPE_H
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+
+namespace dsv3rt {
+
+enum class DType { F64, F32, BF16, F16, F8E4M3, I64, I32 };
+
+/// Bytes per element.
+size_t dtypeSize(DType d);
+/// Safetensors spelling: F64, F32, BF16, F16, F8_E4M3, I64, I32.
+const char *safetensorsName(DType d);
+std::optional<DType> parseSafetensorsDType(const std::string &s);
+/// Manifest / MLIR spelling: f64, f32, bf16, f16, f8e4m3, i64, i32.
+const char *manifestName(DType d);
+std::optional<DType> parseManifestDType(const std::string &s);
+
+/// Reads element `i` of `data` (of type `d`) as a double (floats only).
+double loadAsDouble(const void *data, DType d, size_t i);
+
+inline float bf16ToFloat(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+float f16ToFloat(uint16_t h);
+float f8e4m3ToFloat(uint8_t v);
+
+} // namespace dsv3rt
+
+#endif // DSV3_RUNTIME_DTYPE_H

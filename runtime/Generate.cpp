@@ -1,0 +1,116 @@
+//===- Generate.cpp - greedy and sampled generation -----------------------===//
+#include "runtime/Generate.h"
+
+#include "runtime/Error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+namespace dsv3rt {
+
+int64_t pickToken(const std::vector<double> &logits, const GenerateOptions &o,
+                  uint64_t &rngState) {
+  if (o.temperature <= 0.0)
+    return int64_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  std::vector<double> p(logits.size());
+  double m = *std::max_element(logits.begin(), logits.end()), sum = 0;
+  for (size_t i = 0; i < p.size(); ++i)
+    sum += (p[i] = std::exp((logits[i] - m) / o.temperature));
+  std::vector<size_t> order(p.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  double kept = 0;
+  size_t n = 0;
+  while (n < order.size() && (n == 0 || kept < o.topP * sum))
+    kept += p[order[n++]];
+  std::mt19937_64 rng(rngState);
+  rngState = rng();
+  double u = std::uniform_real_distribution<double>(0.0, kept)(rng), acc = 0;
+  for (size_t i = 0; i < n; ++i)
+    if ((acc += p[order[i]]) >= u)
+      return int64_t(order[i]);
+  return int64_t(order[n - 1]);
+}
+
+namespace {
+template <typename Real>
+void generateBatch(HostSession<Real> &session,
+                   const std::vector<std::vector<int64_t>> &prompts,
+                   const std::vector<size_t> &rows, const GenerateOptions &o,
+                   uint64_t &rng, GenerateResult &result) {
+  const Entry &decode = session.artifact().entry("decode");
+  size_t layers = decode.args.size() - 2;
+  int64_t B = int64_t(rows.size()), P = int64_t(prompts[rows[0]].size());
+  if (P == 0)
+    fail("generate: empty prompt");
+  int64_t S = P + o.maxNew, W = decode.args.at(2).shape.at(2);
+  std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(B * S * W)));
+  std::vector<int64_t> ids;
+  for (size_t r : rows)
+    ids.insert(ids.end(), prompts[r].begin(), prompts[r].end());
+  int64_t past = 0, step = P;
+  for (int64_t n = 0; n < o.maxNew; ++n) {
+    std::vector<HostTensor<Real>> args(2 + layers);
+    args[0].isInt = true;
+    args[0].shape = {B, step};
+    args[0].i = ids.data();
+    args[0].capacity = ids.size();
+    args[1].isInt = true;
+    args[1].shape = {};
+    args[1].i = &past;
+    args[1].capacity = 1;
+    for (size_t l = 0; l < layers; ++l) {
+      args[2 + l].shape = {B, S, W};
+      args[2 + l].f = caches[l].data();
+      args[2 + l].capacity = caches[l].size();
+    }
+    std::vector<HostTensor<Real>> out = session.run("decode", args);
+    const HostTensor<Real> &logits = out[0];
+    int64_t V = logits.dim(2);
+    std::vector<int64_t> next(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+      const Real *row = logits.f + (b * step + step - 1) * V;
+      std::vector<double> l(row, row + V);
+      next[size_t(b)] = pickToken(l, o, rng);
+      result.ids[rows[size_t(b)]].push_back(next[size_t(b)]);
+      result.logits[rows[size_t(b)]].push_back(std::move(l));
+    }
+    past += step;
+    step = 1;
+    ids = next;
+  }
+}
+} // namespace
+
+template <typename Real>
+GenerateResult generate(HostSession<Real> &session,
+                        const std::vector<std::vector<int64_t>> &prompts,
+                        const GenerateOptions &o) {
+  GenerateResult result;
+  result.ids.resize(prompts.size());
+  result.logits.resize(prompts.size());
+  uint64_t rng = o.seed;
+  bool sameLength = std::all_of(prompts.begin(), prompts.end(), [&](auto &p) {
+    return p.size() == prompts[0].size();
+  });
+  if (sameLength) {
+    std::vector<size_t> all(prompts.size());
+    std::iota(all.begin(), all.end(), 0);
+    generateBatch(session, prompts, all, o, rng, result);
+  } else {
+    for (size_t r = 0; r < prompts.size(); ++r)
+      generateBatch(session, prompts, {r}, o, rng, result);
+  }
+  return result;
+}
+
+template GenerateResult generate(HostSession<float> &,
+                                 const std::vector<std::vector<int64_t>> &,
+                                 const GenerateOptions &);
+template GenerateResult generate(HostSession<double> &,
+                                 const std::vector<std::vector<int64_t>> &,
+                                 const GenerateOptions &);
+
+} // namespace dsv3rt

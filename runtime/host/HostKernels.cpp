@@ -1,0 +1,623 @@
+//===- HostKernels.cpp - the host reference implementation of every kernel ===//
+//
+// Plain C++ loops, written from SEMANTICS.md section by section; they are
+// the reference every GPU kernel is checked against, so clarity beats
+// speed. Templated on the compute type: float (the default) or double (for
+// checks against float64 oracles). Accumulations that decide the loss use
+// double in both.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/host/HostTensor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+
+using json = nlohmann::json;
+
+namespace dsv3rt {
+namespace {
+
+template <typename Real> using T = HostTensor<Real>;
+template <typename Real> using Ins = std::vector<HostTensor<Real> *>;
+
+int64_t geti(const std::string &k, const json &p, const char *name) {
+  if (!p.contains(name) || !p[name].is_number_integer())
+    fail("kernel {}: parameter \"{}\" is missing or not an integer", k, name);
+  return p[name].get<int64_t>();
+}
+double getf(const std::string &k, const json &p, const char *name) {
+  if (!p.contains(name) || !p[name].is_number())
+    fail("kernel {}: parameter \"{}\" is missing or not a number", k, name);
+  return p[name].get<double>();
+}
+bool getb(const json &p, const char *name) {
+  return p.contains(name) && p[name].is_boolean() && p[name].get<bool>();
+}
+std::string gets(const std::string &k, const json &p, const char *name) {
+  if (!p.contains(name) || !p[name].is_string())
+    fail("kernel {}: parameter \"{}\" is missing or not a string", k, name);
+  return p[name].get<std::string>();
+}
+
+template <typename Real>
+void setShape(const std::string &k, T<Real> &t, std::vector<int64_t> shape) {
+  t.shape = std::move(shape);
+  if (size_t(t.numel()) > t.capacity)
+    fail("kernel {}: output of shape {} needs {} elements but its buffer "
+         "holds {} (the artifact was planned for smaller sizes: recompile with "
+         "larger --max-batch / --max-seq)",
+         k, fmt::format("{}", fmt::join(t.shape, "x")), t.numel(), t.capacity);
+}
+
+template <typename Real>
+void expectLast(const std::string &k, const T<Real> &t, int64_t n, const char *what) {
+  if (t.shape.empty() || t.shape.back() != n)
+    fail("kernel {}: {} has last extent {}, expected {}", k, what,
+         t.shape.empty() ? 0 : t.shape.back(), n);
+}
+
+int64_t rowsOf(const std::vector<int64_t> &s) {
+  int64_t n = 1;
+  for (size_t i = 0; i + 1 < s.size(); ++i)
+    n *= s[i];
+  return n;
+}
+
+/// y[o] = sum_i x[i] W[o, i] (+ b[o]); W stored [out, in].
+template <typename Real>
+void matvec(const Real *x, const Real *W, int64_t out, int64_t in, Real *y,
+            const Real *bias = nullptr) {
+  for (int64_t o = 0; o < out; ++o) {
+    const Real *w = W + o * in;
+    Real acc = 0;
+    for (int64_t i = 0; i < in; ++i)
+      acc += x[i] * w[i];
+    y[o] = bias ? acc + bias[o] : acc;
+  }
+}
+
+template <typename Real>
+void rmsNormRow(const Real *x, const Real *w, int64_t n, double eps, Real *y) {
+  Real ss = 0;
+  for (int64_t i = 0; i < n; ++i)
+    ss += x[i] * x[i];
+  Real inv = Real(1) / std::sqrt(ss / Real(n) + Real(eps));
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = w[i] * (x[i] * inv);
+}
+
+template <typename Real> Real silu(Real x) { return x / (Real(1) + std::exp(-x)); }
+
+/// Rotary embedding (SEMANTICS.md 3.3-3.4): the frequencies (with YaRN) and
+/// the cos/sin scale, computed once per launch.
+template <typename Real> struct Rope {
+  int64_t dim = 0;
+  bool interleaved = true;
+  double scale = 1.0;
+  std::vector<Real> invFreq;
+
+  Rope(const std::string &k, const json &r) {
+    if (!r.is_object())
+      fail("kernel {}: parameter \"rope\" must be an object", k);
+    dim = geti(k, r, "dim");
+    double theta = getf(k, r, "theta");
+    interleaved = getb(r, "interleaved");
+    double factor = getf(k, r, "factor");
+    scale = getf(k, r, "cos_sin_scale");
+    int64_t half = dim / 2;
+    for (int64_t j = 0; j < half; ++j) {
+      double base = std::pow(theta, double(2 * j) / double(dim));
+      double f = 1.0 / base;
+      if (factor > 0) {
+        double L0 = double(geti(k, r, "original_max_position_embeddings"));
+        auto cd = [&](double n) {
+          return double(dim) * std::log(L0 / (n * 2 * M_PI)) / (2 * std::log(theta));
+        };
+        double low = cd(getf(k, r, "beta_fast")), high = cd(getf(k, r, "beta_slow"));
+        if (getb(r, "truncate")) {
+          low = std::floor(low);
+          high = std::ceil(high);
+        }
+        low = std::max(low, 0.0);
+        high = std::min(high, double(dim - 1));
+        if (low == high)
+          high += 0.001;
+        double ramp = std::clamp((double(j) - low) / (high - low), 0.0, 1.0);
+        double extrapolation = 1.0 - ramp;
+        f = (1.0 / (factor * base)) * (1.0 - extrapolation) + (1.0 / base) * extrapolation;
+      }
+      invFreq.push_back(Real(f));
+    }
+  }
+
+  /// Rotates y (dim values) at position `pos`; writes the de-interleaved
+  /// layout (all first components of the pairs, then all second).
+  void apply(Real *y, int64_t pos) const {
+    int64_t half = dim / 2;
+    Real tmp[1024];
+    DSV3_CHECK(dim <= 1024, "rope dim {} too large", dim);
+    for (int64_t j = 0; j < half; ++j) {
+      Real th = Real(pos) * invFreq[j];
+      Real c = std::cos(th) * Real(scale), s = std::sin(th) * Real(scale);
+      Real a = interleaved ? y[2 * j] : y[j];
+      Real b = interleaved ? y[2 * j + 1] : y[j + half];
+      tmp[j] = a * c - b * s;
+      tmp[j + half] = b * c + a * s;
+    }
+    std::copy(tmp, tmp + dim, y);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Kernels
+//===----------------------------------------------------------------------===//
+
+template <typename Real>
+void embedding(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &ids = *in[0], &table = *in[1], &y = *out[0];
+  int64_t V = table.dim(0), H = table.dim(1);
+  std::vector<int64_t> shape = ids.shape;
+  shape.push_back(H);
+  setShape(k, y, shape);
+  for (int64_t n = 0; n < ids.numel(); ++n) {
+    int64_t id = ids.i[n];
+    if (id < 0 || id >= V)
+      fail("token id {} (at flat position {}) is outside the vocabulary "
+           "[0, {})",
+           id, n, V);
+    std::copy(table.f + id * H, table.f + (id + 1) * H, y.f + n * H);
+  }
+}
+
+template <typename Real>
+void rmsNorm(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &w = *in[1], &y = *out[0];
+  int64_t n = x.dim(-1);
+  expectLast(k, w, n, "weight");
+  setShape(k, y, x.shape);
+  double eps = getf(k, p, "epsilon");
+  for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r)
+    rmsNormRow(x.f + r * n, w.f, n, eps, y.f + r * n);
+}
+
+template <typename Real>
+void linear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &w = *in[1], &y = *out[0];
+  int64_t N = w.dim(0), K = w.dim(1);
+  expectLast(k, x, K, "input");
+  const Real *bias = in.size() > 2 ? in[2]->f : nullptr;
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  setShape(k, y, shape);
+  for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r)
+    matvec(x.f + r * K, w.f, N, K, y.f + r * N, bias);
+}
+
+template <typename Real>
+void rope(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &pos = *in[1], &y = *out[0];
+  Rope<Real> r(k, p.at("rope"));
+  expectLast(k, x, r.dim, "input");
+  setShape(k, y, x.shape);
+  std::copy(x.f, x.f + x.numel(), y.f);
+  int64_t perToken = x.numel() / (x.dim(0) * x.dim(1));
+  for (int64_t t = 0; t < x.dim(0) * x.dim(1); ++t)
+    for (int64_t h = 0; h < perToken / r.dim; ++h)
+      r.apply(y.f + t * perToken + h * r.dim, pos.i[t]);
+}
+
+template <typename Real>
+void swiglu(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &g = *in[0], &u = *in[1], &y = *out[0];
+  setShape(k, y, g.shape);
+  for (int64_t i = 0; i < g.numel(); ++i)
+    y.f[i] = silu(g.f[i]) * u.f[i];
+}
+
+template <typename Real>
+void add(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &a = *in[0], &b = *in[1], &y = *out[0];
+  if (a.shape != b.shape)
+    fail("kernel {}: operand shapes differ", k);
+  setShape(k, y, a.shape);
+  for (int64_t i = 0; i < a.numel(); ++i)
+    y.f[i] = a.f[i] + b.f[i];
+}
+
+/// Multi-head latent attention, both forms (SEMANTICS.md 3 and 4).
+template <typename Real> struct Mla {
+  std::string k;
+  int64_t nh, r, dn, dr, dv, dq, H;
+  bool qLora;
+  int64_t rq = 0;
+  double scale, eps;
+  Rope<Real> rope;
+  // Weights (nullptr when absent).
+  const Real *qa = nullptr, *qaNorm = nullptr, *q = nullptr, *kva = nullptr,
+             *kvaNorm = nullptr, *kvb = nullptr, *o = nullptr, *qaBias = nullptr,
+             *kvaBias = nullptr, *oBias = nullptr;
+
+  Mla(const std::string &k, const json &p, Ins<Real> &in, size_t firstWeight)
+      : k(k), rope(k, p.at("rope")) {
+    nh = geti(k, p, "num_heads");
+    r = geti(k, p, "kv_lora_rank");
+    dn = geti(k, p, "qk_nope_head_dim");
+    dr = geti(k, p, "qk_rope_head_dim");
+    dv = geti(k, p, "v_head_dim");
+    dq = dn + dr;
+    qLora = p.contains("q_lora_rank");
+    if (qLora)
+      rq = geti(k, p, "q_lora_rank");
+    scale = getf(k, p, "softmax_scale");
+    eps = getf(k, p, "latent_norm_eps");
+    H = in[0]->dim(-1);
+    // Operand segments: the weights follow `firstWeight` leading operands.
+    const json &seg = p.at("operandSegmentSizes");
+    std::vector<const Real **> slots = {&qa, &qaNorm, &q, &kva, &kvaNorm,
+                                        &kvb, &o, &qaBias, &kvaBias, &oBias};
+    size_t next = 0;
+    for (size_t s = 0; s < seg.size(); ++s) {
+      int64_t n = seg[s].get<int64_t>();
+      if (s >= firstWeight && n)
+        *slots[s - firstWeight] = in[next]->f;
+      next += n;
+    }
+  }
+
+  /// The query of one token: [nh, dq], rope applied at `pos`.
+  void query(const Real *x, int64_t pos, Real *out, std::vector<Real> &tmp) const {
+    if (qLora) {
+      tmp.resize(2 * rq);
+      matvec(x, qa, rq, H, tmp.data(), qaBias);
+      rmsNormRow(tmp.data(), qaNorm, rq, eps, tmp.data() + rq);
+      matvec(tmp.data() + rq, q, nh * dq, rq, out);
+    } else {
+      matvec(x, q, nh * dq, H, out);
+    }
+    for (int64_t h = 0; h < nh; ++h)
+      rope.apply(out + h * dq + dn, pos);
+  }
+
+  /// The latent and rope key of one token: [r + dr] (normed latent, roped key).
+  void latent(const Real *x, int64_t pos, Real *out, std::vector<Real> &tmp) const {
+    tmp.resize(r + dr);
+    matvec(x, kva, r + dr, H, tmp.data(), kvaBias);
+    rmsNormRow(tmp.data(), kvaNorm, r, eps, out);
+    std::copy(tmp.data() + r, tmp.data() + r + dr, out + r);
+    rope.apply(out + r, pos);
+  }
+
+  void project(const Real *attn, Real *y) const { matvec(attn, o, H, nh * dv, y, oBias); }
+};
+
+template <typename Real> void softmaxInPlace(std::vector<Real> &z, int64_t n) {
+  Real m = *std::max_element(z.begin(), z.begin() + n), sum = 0;
+  for (int64_t i = 0; i < n; ++i)
+    sum += (z[i] = std::exp(z[i] - m));
+  for (int64_t i = 0; i < n; ++i)
+    z[i] /= sum;
+}
+
+template <typename Real>
+void latentAttention(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  Mla<Real> m(k, p, in, 1);
+  T<Real> &x = *in[0], &y = *out[0];
+  setShape(k, y, x.shape);
+  int64_t B = x.dim(0), Tn = x.dim(1), H = m.H, nh = m.nh, dq = m.dq;
+  int64_t dn = m.dn, dr = m.dr, dv = m.dv, r = m.r;
+  std::vector<Real> Q(Tn * nh * dq), L(Tn * (r + dr)), U(Tn * nh * (dn + dv));
+  std::vector<Real> tmp, z(Tn), attn(nh * dv);
+  for (int64_t b = 0; b < B; ++b) {
+    const Real *xb = x.f + b * Tn * H;
+    for (int64_t t = 0; t < Tn; ++t) {
+      m.query(xb + t * H, t, Q.data() + t * nh * dq, tmp);
+      m.latent(xb + t * H, t, L.data() + t * (r + dr), tmp);
+      // The naive form: expand the latent into per-head keys and values.
+      matvec(L.data() + t * (r + dr), m.kvb, nh * (dn + dv), r,
+             U.data() + t * nh * (dn + dv));
+    }
+    for (int64_t i = 0; i < Tn; ++i) {
+      for (int64_t h = 0; h < nh; ++h) {
+        const Real *qh = Q.data() + i * nh * dq + h * dq;
+        for (int64_t t = 0; t <= i; ++t) {
+          const Real *kn = U.data() + t * nh * (dn + dv) + h * (dn + dv);
+          const Real *kp = L.data() + t * (r + dr) + r;
+          Real s = 0;
+          for (int64_t j = 0; j < dn; ++j)
+            s += qh[j] * kn[j];
+          for (int64_t j = 0; j < dr; ++j)
+            s += qh[dn + j] * kp[j];
+          z[t] = s * Real(m.scale);
+        }
+        softmaxInPlace(z, i + 1);
+        Real *oh = attn.data() + h * dv;
+        std::fill(oh, oh + dv, Real(0));
+        for (int64_t t = 0; t <= i; ++t) {
+          const Real *v = U.data() + t * nh * (dn + dv) + h * (dn + dv) + dn;
+          for (int64_t j = 0; j < dv; ++j)
+            oh[j] += z[t] * v[j];
+        }
+      }
+      m.project(attn.data(), y.f + (b * Tn + i) * H);
+    }
+  }
+}
+
+template <typename Real>
+void latentAttentionDecode(const std::string &k, const json &p, Ins<Real> &in,
+                           Ins<Real> &out) {
+  Mla<Real> m(k, p, in, 3);
+  T<Real> &x = *in[0], &cache = *in[1], &y = *out[0];
+  int64_t past = in[2]->i[0];
+  setShape(k, y, x.shape);
+  int64_t B = x.dim(0), Tn = x.dim(1), H = m.H, nh = m.nh, dq = m.dq;
+  int64_t dn = m.dn, dr = m.dr, dv = m.dv, r = m.r, S = cache.dim(1);
+  if (cache.dim(0) < B || cache.dim(2) != r + dr)
+    fail("kernel {}: cache of shape [{}] does not fit batch {} and width {}", k,
+         fmt::join(cache.shape, ", "), B, r + dr);
+  if (past < 0 || past + Tn > S)
+    fail("kernel {}: {} cached + {} new tokens exceed the cache length {}", k,
+         past, Tn, S);
+  std::vector<Real> qv(nh * dq), qt(nh * r), tmp, z(past + Tn), lat(r);
+  std::vector<Real> attn(nh * dv);
+  for (int64_t b = 0; b < B; ++b) {
+    Real *cb = cache.f + b * S * (r + dr);
+    // Append the new tokens' latents and rope keys first.
+    for (int64_t t = 0; t < Tn; ++t)
+      m.latent(x.f + (b * Tn + t) * H, past + t, cb + (past + t) * (r + dr), tmp);
+    for (int64_t t = 0; t < Tn; ++t) {
+      int64_t pos = past + t, n = pos + 1;
+      m.query(x.f + (b * Tn + t) * H, pos, qv.data(), tmp);
+      for (int64_t h = 0; h < nh; ++h) {
+        // Absorb W_UK into the query: q~ = q_nope W_UK[h] (an r-vector).
+        const Real *qh = qv.data() + h * dq;
+        Real *qa = qt.data() + h * r;
+        std::fill(qa, qa + r, Real(0));
+        for (int64_t j = 0; j < dn; ++j) {
+          const Real *wuk = m.kvb + (h * (dn + dv) + j) * r;
+          for (int64_t c = 0; c < r; ++c)
+            qa[c] += qh[j] * wuk[c];
+        }
+        for (int64_t s = 0; s < n; ++s) {
+          const Real *cs = cb + s * (r + dr);
+          Real acc = 0;
+          for (int64_t c = 0; c < r; ++c)
+            acc += qa[c] * cs[c];
+          for (int64_t j = 0; j < dr; ++j)
+            acc += qh[dn + j] * cs[r + j];
+          z[s] = acc * Real(m.scale);
+        }
+        softmaxInPlace(z, n);
+        std::fill(lat.begin(), lat.end(), Real(0));
+        for (int64_t s = 0; s < n; ++s)
+          for (int64_t c = 0; c < r; ++c)
+            lat[c] += z[s] * cb[s * (r + dr) + c];
+        // o[h] = W_UV[h] · (sum_s P_s c_s).
+        for (int64_t j = 0; j < dv; ++j) {
+          const Real *wuv = m.kvb + (h * (dn + dv) + dn + j) * r;
+          Real acc = 0;
+          for (int64_t c = 0; c < r; ++c)
+            acc += wuv[c] * lat[c];
+          attn[h * dv + j] = acc;
+        }
+      }
+      m.project(attn.data(), y.f + (b * Tn + t) * H);
+    }
+  }
+  // outs[1] is the cache itself (updated in place).
+  if (out.size() > 1 && out[1]->f != cache.f)
+    fail("kernel {}: the cache must be updated in place", k);
+}
+
+/// Indices of the `k` largest of `v` (ties: lower index first).
+template <typename Real>
+std::vector<int64_t> topk(const std::vector<Real> &v, int64_t k) {
+  std::vector<int64_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](int64_t a, int64_t b) { return v[a] > v[b]; });
+  idx.resize(k);
+  return idx;
+}
+
+template <typename Real>
+void moeRoute(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &gate = *in[1];
+  const Real *bias = in.size() > 2 ? in[2]->f : nullptr;
+  int64_t E = gate.dim(0), H = gate.dim(1), K = geti(k, p, "num_experts_per_tok");
+  int64_t G = geti(k, p, "n_group"), TG = geti(k, p, "topk_group");
+  bool sigmoid = gets(k, p, "scoring_func") == "sigmoid";
+  std::string method = gets(k, p, "topk_method");
+  bool norm = getb(p, "norm_topk_prob");
+  double scaling = getf(k, p, "routed_scaling_factor");
+  expectLast(k, x, H, "hidden");
+  std::vector<int64_t> shape = {x.dim(0), x.dim(1), K};
+  setShape(k, *out[0], shape);
+  setShape(k, *out[1], shape);
+  std::vector<Real> logit(E), score(E), choice(E);
+  int64_t per = E / G;
+  for (int64_t n = 0, N = x.dim(0) * x.dim(1); n < N; ++n) {
+    matvec(x.f + n * H, gate.f, E, H, logit.data());
+    if (sigmoid) {
+      for (int64_t e = 0; e < E; ++e)
+        score[e] = Real(1) / (Real(1) + std::exp(-logit[e]));
+    } else {
+      score = logit;
+      softmaxInPlace(score, E);
+    }
+    for (int64_t e = 0; e < E; ++e)
+      choice[e] = bias ? score[e] + bias[e] : score[e];
+    if (method != "greedy") {
+      // Rank groups: sum of the two best (noaux_tc) or the best
+      // (group_limited_greedy); mask the experts of the others.
+      std::vector<Real> groupScore(G);
+      for (int64_t g = 0; g < G; ++g) {
+        std::vector<Real> in(choice.begin() + g * per, choice.begin() + (g + 1) * per);
+        std::sort(in.begin(), in.end(), std::greater<Real>());
+        groupScore[g] = method == "noaux_tc" ? in[0] + in[1] : in[0];
+      }
+      std::vector<int64_t> kept = topk(groupScore, TG);
+      std::vector<bool> keep(G, false);
+      for (int64_t g : kept)
+        keep[g] = true;
+      Real masked = method == "noaux_tc" ? -INFINITY : Real(0);
+      for (int64_t e = 0; e < E; ++e)
+        if (!keep[e / per])
+          choice[e] = masked;
+    }
+    std::vector<int64_t> sel = topk(choice, K);
+    Real sum = 0;
+    for (int64_t j = 0; j < K; ++j)
+      sum += score[sel[j]];
+    for (int64_t j = 0; j < K; ++j) {
+      Real w = score[sel[j]];
+      if (norm)
+        w /= (sum + Real(1e-20));
+      out[0]->i[n * K + j] = sel[j];
+      out[1]->f[n * K + j] = w * Real(scaling);
+    }
+  }
+}
+
+template <typename Real>
+void moeDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &idx = *in[1];
+  int64_t E = geti(k, p, "num_experts"), H = x.dim(-1), K = idx.dim(-1);
+  int64_t N = x.dim(0) * x.dim(1), R = N * K;
+  setShape(k, *out[0], {R, H});
+  setShape(k, *out[1], {E});
+  setShape(k, *out[2], {R});
+  std::vector<std::vector<int64_t>> slotsOf(E);
+  for (int64_t s = 0; s < R; ++s) {
+    int64_t e = idx.i[s];
+    if (e < 0 || e >= E)
+      fail("kernel {}: expert index {} out of range [0, {})", k, e, E);
+    slotsOf[e].push_back(s);
+  }
+  int64_t row = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    out[1]->i[e] = int64_t(slotsOf[e].size());
+    for (int64_t s : slotsOf[e]) {
+      std::copy(x.f + (s / K) * H, x.f + (s / K + 1) * H, out[0]->f + row * H);
+      out[2]->i[row++] = s;
+    }
+  }
+}
+
+template <typename Real>
+void expertGroupedMatmul(const std::string &k, const json &, Ins<Real> &in,
+                         Ins<Real> &out) {
+  T<Real> &rows = *in[0], &w = *in[1], &counts = *in[2], &y = *out[0];
+  int64_t E = w.dim(0), N = w.dim(1), K = w.dim(2), R = rows.dim(0);
+  expectLast(k, rows, K, "rows");
+  setShape(k, y, {R, N});
+  int64_t r = 0;
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t c = 0; c < counts.i[e]; ++c, ++r) {
+      if (r >= R)
+        fail("kernel {}: counts sum past the {} rows", k, R);
+      matvec(rows.f + r * K, w.f + e * N * K, N, K, y.f + r * N);
+    }
+}
+
+template <typename Real>
+void moeCombine(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &eo = *in[0], &slots = *in[1], &w = *in[2], &y = *out[0];
+  int64_t H = eo.dim(1), K = w.dim(-1);
+  setShape(k, y, {w.dim(0), w.dim(1), H});
+  std::fill(y.f, y.f + y.numel(), Real(0));
+  for (int64_t r = 0; r < eo.dim(0); ++r) {
+    int64_t s = slots.i[r];
+    Real weight = w.f[s];
+    Real *dst = y.f + (s / K) * H;
+    for (int64_t j = 0; j < H; ++j)
+      dst[j] += weight * eo.f[r * H + j];
+  }
+}
+
+template <typename Real>
+void mtp(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &h = *in[0], &emb = *in[1], &enorm = *in[2], &hnorm = *in[3];
+  T<Real> &eh = *in[4], &y = *out[0];
+  int64_t depth = geti(k, p, "depth"), H = emb.dim(-1);
+  int64_t B = emb.dim(0), Tn = emb.dim(1), rows = Tn - depth;
+  double eps = getf(k, p, "epsilon");
+  if (rows < 1)
+    fail("kernel {}: depth {} leaves no rows of a sequence of {}", k, depth, Tn);
+  setShape(k, y, {B, rows, H});
+  std::vector<Real> cat(2 * H);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < rows; ++i) {
+      // Embedding first, hidden second (SEMANTICS.md 7).
+      rmsNormRow(emb.f + (b * Tn + i + depth) * H, enorm.f, H, eps, cat.data());
+      rmsNormRow(h.f + (b * h.dim(1) + i) * H, hnorm.f, H, eps, cat.data() + H);
+      matvec(cat.data(), eh.f, H, 2 * H, y.f + (b * rows + i) * H);
+    }
+}
+
+template <typename Real>
+void crossEntropy(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &logits = *in[0], &labels = *in[1];
+  int64_t shift = geti(k, p, "shift"), ignore = geti(k, p, "ignore_index");
+  double scale = getf(k, p, "scale");
+  int64_t B = logits.dim(0), R = logits.dim(1), V = logits.dim(2), Tn = labels.dim(1);
+  setShape(k, *out[0], {});
+  double total = 0;
+  int64_t count = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < R && i + shift < Tn; ++i) {
+      int64_t target = labels.i[b * Tn + i + shift];
+      if (target == ignore)
+        continue;
+      if (target < 0 || target >= V)
+        fail("kernel {}: label {} outside the vocabulary [0, {})", k, target, V);
+      const Real *row = logits.f + (b * R + i) * V;
+      double m = *std::max_element(row, row + V), sum = 0;
+      for (int64_t v = 0; v < V; ++v)
+        sum += std::exp(double(row[v]) - m);
+      total += m + std::log(sum) - double(row[target]);
+      ++count;
+    }
+  out[0]->f[0] = Real(count ? scale * total / double(count) : 0.0);
+}
+
+template <typename Real> const std::map<std::string, HostKernelFn<Real>> &registry() {
+  static const std::map<std::string, HostKernelFn<Real>> kernels = {
+      {"embedding", embedding<Real>},
+      {"rms_norm", rmsNorm<Real>},
+      {"linear", linear<Real>},
+      {"lm_head", linear<Real>},
+      {"rope", rope<Real>},
+      {"swiglu", swiglu<Real>},
+      {"add", add<Real>},
+      {"latent_attention", latentAttention<Real>},
+      {"latent_attention_decode", latentAttentionDecode<Real>},
+      {"moe_route", moeRoute<Real>},
+      {"moe_dispatch", moeDispatch<Real>},
+      {"expert_grouped_matmul", expertGroupedMatmul<Real>},
+      {"moe_combine", moeCombine<Real>},
+      {"mtp", mtp<Real>},
+      {"cross_entropy", crossEntropy<Real>},
+  };
+  return kernels;
+}
+} // namespace
+
+template <typename Real> HostKernelFn<Real> findHostKernel(const std::string &kernel) {
+  auto it = registry<Real>().find(kernel);
+  return it == registry<Real>().end() ? nullptr : it->second;
+}
+template HostKernelFn<float> findHostKernel<float>(const std::string &);
+template HostKernelFn<double> findHostKernel<double>(const std::string &);
+
+std::vector<std::string> hostKernelNames() {
+  std::vector<std::string> names;
+  for (auto &[n, f] : registry<float>())
+    names.push_back(n);
+  return names;
+}
+
+} // namespace dsv3rt

@@ -1,0 +1,153 @@
+//===- HostSession.cpp - run an artifact on the host ----------------------===//
+#include "runtime/host/HostSession.h"
+
+#include "runtime/Error.h"
+
+#include <algorithm>
+
+namespace dsv3rt {
+
+std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
+                                              const WeightStore &weights) {
+  std::map<std::string, BoundParam> bound;
+  std::vector<std::string> problems;
+  for (const ParamInfo &p : artifact.params) {
+    std::vector<int64_t> each = p.shape;
+    if (p.stacked)
+      each.erase(each.begin());
+    BoundParam b;
+    b.shape = p.shape;
+    bool ok = true;
+    for (const std::string &name : p.checkpoint) {
+      const TensorView *t = weights.find(name);
+      if (!t) {
+        problems.push_back(fmt::format("missing tensor '{}' (expected {} {})",
+                                       name, manifestName(p.dtype),
+                                       shapeString(each)));
+        ok = false;
+        continue;
+      }
+      if (t->shape != each) {
+        problems.push_back(fmt::format(
+            "tensor '{}' in {} has shape {}, expected {} (weights of a "
+            "different model?)",
+            name, t->file, t->shapeString(), shapeString(each)));
+        ok = false;
+      }
+      if (t->dtype != p.dtype) {
+        problems.push_back(fmt::format("tensor '{}' in {} has dtype {}, expected {}",
+                                       name, t->file, safetensorsName(t->dtype),
+                                       safetensorsName(p.dtype)));
+        ok = false;
+      }
+      if (!ok)
+        continue;
+      for (int64_t i = 0, n = t->numElements(); i < n; ++i)
+        b.data.push_back(t->at(size_t(i)));
+    }
+    if (ok)
+      bound.emplace(p.name, std::move(b));
+  }
+  if (!problems.empty()) {
+    std::string msg = fmt::format("{}: {} problem{} binding the weights of {}:",
+                                  weights.path(), problems.size(),
+                                  problems.size() > 1 ? "s" : "", artifact.dir);
+    for (const std::string &s : problems)
+      msg += "\n  " + s;
+    throw Error(msg);
+  }
+  return bound;
+}
+
+template <typename Real>
+HostSession<Real>::HostSession(const Artifact &artifact, const WeightStore &weights)
+    : artifact_(artifact) {
+  for (auto &[name, b] : bindWeights(artifact, weights)) {
+    std::vector<Real> &data = paramData_[name];
+    data.assign(b.data.begin(), b.data.end());
+    HostTensor<Real> t;
+    t.shape = b.shape;
+    t.f = data.data();
+    t.capacity = data.size();
+    params_[name] = t;
+  }
+  // The plan's offsets are in artifact bytes; scale them so every floating
+  // buffer can hold Real elements (relative placement, and hence reuse, is
+  // kept exactly).
+  size_t minFloat = sizeof(Real), arena = 0;
+  for (auto &[n, e] : artifact.entries)
+    for (const BufferInfo &b : e.buffers)
+      if (b.dtype != DType::I64 && b.dtype != DType::I32)
+        minFloat = std::min(minFloat, dtypeSize(b.dtype));
+  scale_ = std::max<size_t>(1, sizeof(Real) / minFloat);
+  for (auto &[n, e] : artifact.entries)
+    arena = std::max(arena, size_t(e.arenaBytes) * scale_);
+  arena_.resize(arena + 256);
+}
+
+template <typename Real>
+std::vector<HostTensor<Real>>
+HostSession<Real>::run(const std::string &name, std::vector<HostTensor<Real>> args) {
+  const Entry &entry = artifact_.entry(name);
+  if (args.size() != entry.args.size())
+    fail("entry {}: {} arguments given, the artifact expects {}", name,
+         args.size(), entry.args.size());
+  for (size_t i = 0; i < args.size(); ++i) {
+    bool isInt = entry.args[i].dtype == DType::I64;
+    if (args[i].isInt != isInt || args[i].rank() != int64_t(entry.args[i].shape.size()))
+      fail("entry {}: argument {} must be {} of rank {}", name, i,
+           manifestName(entry.args[i].dtype), entry.args[i].shape.size());
+  }
+  uint8_t *base = arena_.data();
+  base += (256 - reinterpret_cast<uintptr_t>(base) % 256) % 256;
+  std::vector<HostTensor<Real>> buffers(entry.buffers.size());
+  for (size_t i = 0; i < entry.buffers.size(); ++i) {
+    const BufferInfo &info = entry.buffers[i];
+    HostTensor<Real> &t = buffers[i];
+    t.isInt = info.dtype == DType::I64;
+    uint8_t *p = base + size_t(info.offset) * scale_;
+    size_t bytes = size_t(info.bytes) * scale_;
+    if (t.isInt) {
+      t.i = reinterpret_cast<int64_t *>(p);
+      t.capacity = bytes / sizeof(int64_t);
+    } else {
+      t.f = reinterpret_cast<Real *>(p);
+      t.capacity = bytes / sizeof(Real);
+    }
+  }
+  auto resolve = [&](const ValueRef &r) -> HostTensor<Real> * {
+    switch (r.kind) {
+    case ValueRef::Kind::Buffer: return &buffers[r.index];
+    case ValueRef::Kind::Arg: return &args[r.index];
+    case ValueRef::Kind::Param: {
+      auto it = params_.find(r.param);
+      DSV3_CHECK(it != params_.end(), "parameter {} not bound", r.param);
+      return &it->second;
+    }
+    }
+    return nullptr;
+  };
+  for (size_t l = 0; l < entry.launches.size(); ++l) {
+    const Launch &launch = entry.launches[l];
+    HostKernelFn<Real> fn = findHostKernel<Real>(launch.kernel);
+    if (!fn)
+      fail("{}/manifest.json: entries.{}.launches[{}]: kernel \"{}\" has no host "
+           "implementation",
+           artifact_.dir, name, l, launch.kernel);
+    std::vector<HostTensor<Real> *> ins, outs;
+    for (const ValueRef &r : launch.inputs)
+      ins.push_back(resolve(r));
+    for (const ValueRef &r : launch.outputs)
+      outs.push_back(resolve(r));
+    fn(launch.kernel, launch.params, ins, outs);
+  }
+  std::vector<HostTensor<Real>> results;
+  for (const ValueRef &r : entry.results)
+    results.push_back(*resolve(r));
+  return results;
+}
+
+template class HostSession<float>;
+template class HostSession<double>;
+
+} // namespace dsv3rt
