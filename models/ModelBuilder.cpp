@@ -86,8 +86,13 @@ private:
               SmallVectorImpl<Value> *newCaches = nullptr);
   Value lmHead(Value normed, const std::string &weightName, int64_t mtp);
 
+  /// The logits of every MTP depth, from the main model's normed output.
+  SmallVector<Value> mtpLogits(Value ids, Value h);
   void buildForward();
   void buildLoss();
+  /// forward_mtp: ids -> the logits of each MTP depth (the drafts of
+  /// speculative decoding).
+  void buildForwardMtp();
   void buildDecode();
   func::FuncOp beginFunction(StringRef name, StringRef kind,
                              FunctionType type);
@@ -323,6 +328,43 @@ void ModelBuilder::buildForward() {
   func::ReturnOp::create(b, b.getUnknownLoc(), logits);
 }
 
+SmallVector<Value> ModelBuilder::mtpLogits(Value ids, Value h) {
+  // Multi-token prediction (SEMANTICS.md 7): depth k reads the previous
+  // depth's normed output and the embeddings k tokens ahead.
+  SmallVector<Value> logits;
+  int64_t D = c.numNextnPredictLayers;
+  if (D == 0)
+    return logits;
+  Value table = param("model.embed_tokens.weight", {c.vocabSize, c.hiddenSize},
+                      ParamRole::Embedding);
+  Value embeds = EmbeddingOp::create(b, nameLoc("model.embed_tokens.weight"),
+                                     activations(c.hiddenSize), ids, table);
+  Value prev = h;
+  for (int64_t k = 1; k <= D; ++k) {
+    int64_t layer = c.numHiddenLayers + k - 1;
+    std::string prefix = fmt::format("model.layers.{}", layer);
+    // The checkpoint's copy of the embedding, tied to the main one.
+    param(prefix + ".embed_tokens.weight", {c.vocabSize, c.hiddenSize},
+          ParamRole::Embedding, k, "", "model.embed_tokens.weight");
+    Value enorm = param(prefix + ".enorm.weight", {c.hiddenSize},
+                        ParamRole::MtpProjection, k);
+    Value hnorm = param(prefix + ".hnorm.weight", {c.hiddenSize},
+                        ParamRole::MtpProjection, k);
+    Value eh = param(prefix + ".eh_proj.weight", {c.hiddenSize, 2 * c.hiddenSize},
+                     ParamRole::MtpProjection, k);
+    // Depth k has seq - k rows: row i joins hidden row i of depth k-1 with
+    // the embedding of token i + k of the full sequence.
+    Value m = MtpOp::create(b, nameLoc(prefix), activations(c.hiddenSize), prev,
+                            embeds, enorm, hnorm, eh, b.getI64IntegerAttr(k),
+                            b.getF64FloatAttr(c.rmsNormEps));
+    Value g = block(m, layer, /*moe=*/true, k);
+    prev = rmsNorm(g, prefix + ".shared_head.norm.weight", c.rmsNormEps,
+                   ParamRole::Norm, k);
+    logits.push_back(lmHead(prev, prefix + ".shared_head.head.weight", k));
+  }
+  return logits;
+}
+
 void ModelBuilder::buildLoss() {
   auto scalar = tensor({}, b.getF32Type());
   auto func = beginFunction("loss", "loss",
@@ -335,46 +377,27 @@ void ModelBuilder::buildLoss() {
                                       b.getI64IntegerAttr(1),
                                       b.getF64FloatAttr(1.0),
                                       b.getI64IntegerAttr(-100));
-  // Multi-token prediction (SEMANTICS.md 7): depth k reads the previous
-  // depth's normed output and the embeddings shifted by k.
+  // L = L_main + lambda / D * sum_k L_k; depth k's row i targets token
+  // i + k + 1.
   int64_t D = c.numNextnPredictLayers;
-  Value prev = h;
-  if (D > 0) {
-    Value table = param("model.embed_tokens.weight",
-                        {c.vocabSize, c.hiddenSize}, ParamRole::Embedding);
-    Value embeds = EmbeddingOp::create(b, loc, activations(c.hiddenSize), ids,
-                                       table);
-    for (int64_t k = 1; k <= D; ++k) {
-      int64_t layer = c.numHiddenLayers + k - 1;
-      std::string prefix = fmt::format("model.layers.{}", layer);
-      // The checkpoint's copy of the embedding, tied to the main one.
-      param(prefix + ".embed_tokens.weight", {c.vocabSize, c.hiddenSize},
-            ParamRole::Embedding, k, "", "model.embed_tokens.weight");
-      Value enorm = param(prefix + ".enorm.weight", {c.hiddenSize},
-                          ParamRole::MtpProjection, k);
-      Value hnorm = param(prefix + ".hnorm.weight", {c.hiddenSize},
-                          ParamRole::MtpProjection, k);
-      Value eh = param(prefix + ".eh_proj.weight",
-                       {c.hiddenSize, 2 * c.hiddenSize},
-                       ParamRole::MtpProjection, k);
-      // Depth k has seq - k rows: row i joins hidden row i of depth k-1
-      // with the embedding of token i + k of the full sequence.
-      Value m = MtpOp::create(b, nameLoc(prefix), activations(c.hiddenSize),
-                              prev, embeds, enorm, hnorm, eh,
-                              b.getI64IntegerAttr(k),
-                              b.getF64FloatAttr(c.rmsNormEps));
-      Value g = block(m, layer, /*moe=*/true, k);
-      prev = rmsNorm(g, prefix + ".shared_head.norm.weight", c.rmsNormEps,
-                     ParamRole::Norm, k);
-      Value mtpLogits = lmHead(prev, prefix + ".shared_head.head.weight", k);
-      Value mtpLoss = CrossEntropyOp::create(
-          b, nameLoc(prefix), scalar, mtpLogits, ids,
-          b.getI64IntegerAttr(k + 1), b.getF64FloatAttr(opts.mtpLambda / D),
-          b.getI64IntegerAttr(-100));
-      loss = AddOp::create(b, loc, loss, mtpLoss);
-    }
+  for (auto [i, depthLogits] : llvm::enumerate(mtpLogits(ids, h))) {
+    int64_t k = int64_t(i) + 1;
+    Value mtpLoss = CrossEntropyOp::create(
+        b, nameLoc(fmt::format("model.layers.{}", c.numHiddenLayers + k - 1)),
+        scalar, depthLogits, ids, b.getI64IntegerAttr(k + 1),
+        b.getF64FloatAttr(opts.mtpLambda / D), b.getI64IntegerAttr(-100));
+    loss = AddOp::create(b, loc, loss, mtpLoss);
   }
   func::ReturnOp::create(b, b.getUnknownLoc(), loss);
+}
+
+void ModelBuilder::buildForwardMtp() {
+  SmallVector<Type> results(c.numNextnPredictLayers, activations(c.vocabSize));
+  auto func = beginFunction("forward_mtp", "forward_mtp",
+                            b.getFunctionType({idsType()}, results));
+  Value ids = func.getArgument(0);
+  SmallVector<Value> logits = mtpLogits(ids, trunk(ids));
+  func::ReturnOp::create(b, b.getUnknownLoc(), logits);
 }
 
 void ModelBuilder::buildDecode() {
@@ -402,6 +425,8 @@ OwningOpRef<ModuleOp> ModelBuilder::build() {
   buildForward();
   buildLoss();
   buildDecode();
+  if (c.numNextnPredictLayers > 0)
+    buildForwardMtp();
   return owned;
 }
 

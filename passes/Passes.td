@@ -21,7 +21,8 @@ def Dsv3VerifyModelPass : Pass<"dsv3-verify-model", "mlir::ModuleOp"> {
       whose indices it permutes;
     - each function marked `dsv3.entry` has the signature of its kind
       (`forward`: ids -> logits; `loss`: ids -> scalar; `decode`: ids, past
-      length and one latent cache per layer -> logits and the caches);
+      length and one latent cache per layer -> logits and the caches;
+      `forward_mtp`: ids -> the logits of each MTP depth);
     - a parameter that nothing reads gets a warning.
 
     ```mlir

@@ -54,8 +54,18 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
                   "each cache returned in its own type");
     return success();
   }
+  if (kind == "forward_mtp") {
+    bool ok = type.getNumInputs() == 1 && isIdTensor(type.getInput(0)) &&
+              type.getNumResults() >= 1;
+    for (Type t : type.getResults())
+      ok = ok && isLogits(t);
+    if (!ok)
+      return fail("(ids [batch, seq]) -> one logits tensor per MTP depth");
+    return success();
+  }
   return func.emitOpError() << "unknown entry kind '" << kind
-                            << "' (expected forward, loss or decode)";
+                            << "' (expected forward, loss, decode or "
+                               "forward_mtp)";
 }
 
 struct VerifyModelPass : impl::Dsv3VerifyModelPassBase<VerifyModelPass> {

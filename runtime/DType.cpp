@@ -59,6 +59,15 @@ float f16ToFloat(uint16_t h) {
   return sign ? -v : v;
 }
 
+uint16_t floatToBf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffff) > 0x7f800000)
+    return uint16_t((bits >> 16) | 0x40); // quiet NaN
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return uint16_t(bits >> 16);
+}
+
 float f8e4m3ToFloat(uint8_t b) {
   int sign = b >> 7, exp = (b >> 3) & 0xf, man = b & 0x7;
   if (exp == 0xf && man == 0x7)

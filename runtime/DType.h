@@ -30,6 +30,8 @@ inline float bf16ToFloat(uint16_t h) {
   return f;
 }
 float f16ToFloat(uint16_t h);
+/// Round to nearest even (NaN stays NaN).
+uint16_t floatToBf16(float f);
 float f8e4m3ToFloat(uint8_t v);
 
 } // namespace dsv3rt

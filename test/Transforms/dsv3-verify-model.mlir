@@ -62,7 +62,7 @@ func.func @decode(%ids: tensor<?x?xi64>, %past: i64, %c: tensor<?x?x12xf32>) -> 
 
 // -----
 
-// expected-error @+1 {{unknown entry kind 'prefill' (expected forward, loss or decode)}}
+// expected-error @+1 {{unknown entry kind 'prefill' (expected forward, loss, decode or forward_mtp)}}
 func.func @prefill() attributes {dsv3.entry = "prefill"} {
   return
 }

@@ -17,7 +17,10 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cmath>
+#include <random>
+#include <sys/stat.h>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -43,6 +46,11 @@ commands:
       absorbed decode vs naive prefill, greedy generation; prints a table
       and a last line "N passed, N failed"
 
+  init     ART --out DIR [--seed S] [--std X]
+      write random weights for the artifact's parameters (hub tensor names,
+      the artifact's dtypes) to DIR/model.safetensors: norms 1, router
+      correction biases 0, everything else normal(0, X) (default 0.02)
+
 common options:
   --backend host|cuda   where to run (default host; cuda: not built yet)
   --dtype fp32|fp64     compute type of the host backend (default fp32)
@@ -51,6 +59,7 @@ common options:
 
 struct Options {
   std::string command, artifact, weights, oracle, out, promptIds, ids;
+  double initStd = 0.02;
   std::string backend = "host", dtype = "fp32";
   int64_t maxNew = 16;
   double temperature = 0, topP = 1;
@@ -107,6 +116,7 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--temperature") o.temperature = parseDouble(a, value);
     else if (a == "--top-p") o.topP = parseDouble(a, value);
     else if (a == "--seed") o.seed = uint64_t(parseInt(a, value));
+    else if (a == "--std") o.initStd = parseDouble(a, value);
     else fail("unknown option {} (see --help)", a);
   }
   if (positional.empty())
@@ -117,7 +127,7 @@ Options parseArgs(int argc, char **argv) {
   if (positional.size() > 2)
     fail("{}: unexpected argument '{}'", o.command, positional[2]);
   o.artifact = positional[1];
-  if (o.weights.empty())
+  if (o.weights.empty() && o.command != "init")
     fail("{}: --weights DIR is required", o.command);
   if (o.backend == "cuda")
     fail("--backend cuda: the CUDA backend is not built yet (use --backend host)");
@@ -297,8 +307,15 @@ template <typename Real> int verify(const Options &o, const Artifact &art,
         flat.insert(flat.end(), step.begin(), step.end());
     checks.push_back(compare("gen_logits", flat, need(io, "gen_logits"), logitTol));
   }
-  if (io.find("mtp_logits"))
-    skipped.push_back("mtp_logits (no MTP entry in the artifact yet)");
+  if (io.find("mtp_logits")) {
+    if (art.hasEntry("forward_mtp")) {
+      auto [mshape, mtpLogits] = runIds(s, "forward_mtp", input);
+      checks.push_back(compare("mtp_logits (depth 1)", mtpLogits,
+                               need(io, "mtp_logits"), logitTol));
+    } else {
+      skipped.push_back("mtp_logits (the artifact has no forward_mtp entry)");
+    }
+  }
   skipped.push_back("grads.safetensors (needs a train artifact: not built yet)");
 
   fmt::print("verify {} against {} (host, {})\n", art.dir, o.oracle, o.dtype);
@@ -317,8 +334,55 @@ template <typename Real> int verify(const Options &o, const Artifact &art,
   return failed ? 1 : 0;
 }
 
+/// Random weights for every parameter of `art` (SEMANTICS.md 10 names).
+int init(const Options &o, const Artifact &art) {
+  if (o.out.empty())
+    fail("init: --out DIR is required");
+  if (mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST)
+    fail("{}: cannot create: {}", o.out, std::strerror(errno));
+  std::mt19937_64 rng(o.seed);
+  std::normal_distribution<double> normal(0.0, o.initStd);
+  std::vector<OwnedTensor> tensors;
+  for (const ParamInfo &p : art.params) {
+    if (p.dtype != DType::F32 && p.dtype != DType::BF16)
+      fail("init: parameter {} has dtype {}; init writes f32 or bf16",
+           p.name, manifestName(p.dtype));
+    std::vector<int64_t> each = p.shape;
+    if (p.stacked)
+      each.erase(each.begin());
+    int64_t n = 1;
+    for (int64_t d : each)
+      n *= d;
+    for (const std::string &name : p.checkpoint) {
+      OwnedTensor t;
+      t.name = name;
+      t.dtype = p.dtype;
+      t.shape = each;
+      t.data.resize(size_t(n) * dtypeSize(p.dtype));
+      for (int64_t i = 0; i < n; ++i) {
+        float v = p.role == "norm" || p.role == "mtp_projection" && each.size() == 1
+                      ? 1.0f
+                      : p.role == "router_bias" ? 0.0f : float(normal(rng));
+        if (p.dtype == DType::F32) {
+          std::memcpy(t.data.data() + 4 * i, &v, 4);
+        } else {
+          uint16_t h = floatToBf16(v);
+          std::memcpy(t.data.data() + 2 * i, &h, 2);
+        }
+      }
+      tensors.push_back(std::move(t));
+    }
+  }
+  std::string path = o.out + "/model.safetensors";
+  writeSafetensors(path, tensors, {{"format", "pt"}, {"dsv3_init_seed", std::to_string(o.seed)}});
+  fmt::print("wrote {} tensors to {}\n", tensors.size(), path);
+  return 0;
+}
+
 template <typename Real> int run(const Options &o) {
   Artifact art = Artifact::load(o.artifact);
+  if (o.command == "init")
+    return init(o, art);
   WeightStore weights(o.weights);
   if (o.command == "verify") {
     if (o.oracle.empty())
