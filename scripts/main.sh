@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: set up, build, and compile the tiny default model, printing
-# its parameter counts, the pipeline's stages and the final IR.
-# (Later issues extend this same command to generation and a training step.)
+# The main job: set up, build, compile the tiny default model, initialise
+# random weights and generate tokens on the host backend. (A training step
+# joins when the training issue lands; the GPU backend when the GPU issue
+# does.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,16 +10,24 @@ bash scripts/build.sh
 
 OUT=build/tiny
 rm -rf "$OUT"
-echo "== dsv3c tiny: parameter counts"
+echo "== dsv3c tiny: parameter counts and memory plan"
 build/bin/dsv3c tiny --stats
 echo
-echo "== dsv3c tiny --mode infer: IR after every stage in $OUT/ir"
-build/bin/dsv3c tiny --mode infer --dump-ir-dir "$OUT/ir" -o "$OUT"
-ls -1 "$OUT/ir"
+echo "== dsv3c tiny -o $OUT (IR after every stage in $OUT/ir)"
+build/bin/dsv3c tiny --dump-ir-dir "$OUT/ir" -o "$OUT/artifact"
+ls -1 "$OUT/ir" "$OUT/artifact"
 echo
-echo "== final IR ($OUT/model.mlir)"
-cat "$OUT/model.mlir"
+echo "== one MoE layer of the compiled program ($OUT/artifact/model.mlir, excerpt)"
+grep -m 12 -E 'dsv3k.launch "(moe_|expert_|swiglu|latent_attention")' "$OUT/artifact/model.mlir" | cut -c1-160
 echo
-echo "== dsv3c tiny --mode train"
-build/bin/dsv3c tiny --mode train -o "$OUT/train"
-echo "wrote $OUT/train/model.mlir ($(wc -l < "$OUT/train/model.mlir") lines)"
+echo "== random weights and generation on the host backend"
+build/bin/dsv3-run init "$OUT/artifact" --seed 0 --out "$OUT/weights"
+build/bin/dsv3-run generate "$OUT/artifact" --weights "$OUT/weights" \
+  --prompt-ids 1,2,3,4,5,6,7,8/9,10,11 --max-new 16
+build/bin/dsv3-run generate "$OUT/artifact" --weights "$OUT/weights" \
+  --prompt-ids 1,2,3,4,5,6,7,8 --max-new 16 --temperature 0.8 --top-p 0.95 --seed 1
+echo
+echo "== conformance of a fixture model (host fp32 vs the float64 HF oracle)"
+F=test/data/fixtures/tiny-a
+build/bin/dsv3c "$F" -o "$OUT/tiny-a"
+build/bin/dsv3-run verify "$OUT/tiny-a" --weights "$F" --oracle "$F"

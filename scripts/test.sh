@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# All tests: set up, build, run the lit suite; the last line is
-# "N passed, N failed[, N skipped]".
+# All tests: set up, build, print the host conformance tables of the four
+# oracle fixtures, run the lit suite; the last line is
+# "N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
+
+echo "== conformance (host fp32) against the float64 Hugging Face fixtures"
+for f in tiny-a tiny-b tiny-d tiny-e; do
+  F=test/data/fixtures/$f
+  rm -rf "build/conformance/$f"
+  build/bin/dsv3c "$F" -o "build/conformance/$f"
+  build/bin/dsv3-run verify "build/conformance/$f" --weights "$F" --oracle "$F" || true
+done
+echo
 
 RESULTS=build/test-results.json
 rm -f "$RESULTS"
