@@ -144,6 +144,13 @@ FailureOr<json> entryJson(func::FuncOp func) {
                                  "to dsv3k first)";
     }
   }
+  if (auto names = func->getAttrOfType<ArrayAttr>("dsv3.grad_params")) {
+    // Result i + 1 of a gradients entry is dLoss/d(result_params[i]).
+    json params = json::array();
+    for (Attribute a : names)
+      params.push_back(cast<FlatSymbolRefAttr>(a).getValue().str());
+    entry["result_params"] = params;
+  }
   auto arena = func->getAttrOfType<IntegerAttr>("dsv3k.arena_bytes");
   entry["args"] = args;
   entry["buffers"] = buffers;

@@ -80,6 +80,16 @@ SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in) {
         return SmallVector<Shape>{
             fill(op->getResult(0).getType(), {in[1][0], rows, 0})};
       })
+      .Case([&](VjpOp vjp) {
+        // Each gradient has the shape of its primal.
+        SmallVector<Shape> out;
+        for (auto [i, index] : llvm::enumerate(vjp.getGradOperands()))
+          out.push_back(in[index]);
+        return out;
+      })
+      .Case([&](FillOp) {
+        return SmallVector<Shape>{fill(op->getResult(0).getType(), none)};
+      })
       .Default([&](Operation *) {
         // Elementwise ops, norms, rope, attention: results shaped like the
         // first operand.
@@ -90,7 +100,33 @@ SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in) {
       });
 }
 
-/// The kernel parameters of `op`: its inherent attributes (properties).
+/// The kernel of `op` and its parameters: the op's inherent attributes
+/// (properties). A vjp runs the "<forward>_vjp" kernel with the forward op's
+/// attributes plus which operands get gradients and how many primals there
+/// are; a fill also gets its static shape.
+DictionaryAttr kernelParams(Operation *op);
+std::pair<std::string, DictionaryAttr> kernelOf(Operation *op) {
+  Builder b(op->getContext());
+  if (auto vjp = dyn_cast<VjpOp>(op)) {
+    SmallVector<NamedAttribute> attrs(vjp.getParams().begin(),
+                                      vjp.getParams().end());
+    attrs.push_back(b.getNamedAttr("grad_operands", vjp.getGradOperandsAttr()));
+    attrs.push_back(b.getNamedAttr(
+        "num_primals", b.getI64IntegerAttr(vjp.getPrimals().size())));
+    return {vjp.getForward().str() + "_vjp", b.getDictionaryAttr(attrs)};
+  }
+  DictionaryAttr params = kernelParams(op);
+  if (auto fill = dyn_cast<FillOp>(op)) {
+    SmallVector<NamedAttribute> attrs(params.begin(), params.end());
+    attrs.push_back(b.getNamedAttr(
+        "shape", b.getDenseI64ArrayAttr(
+                     cast<RankedTensorType>(fill.getType()).getShape())));
+    params = b.getDictionaryAttr(attrs);
+  }
+  return {op->getName().stripDialect().str(), params};
+}
+
+/// The inherent attributes (properties) of `op`.
 DictionaryAttr kernelParams(Operation *op) {
   Attribute props = op->getPropertiesAsAttribute();
   SmallVector<NamedAttribute> attrs;
@@ -178,9 +214,9 @@ struct LowerToKernelsPass
         map.map(r, outs.back());
         maxShape[r] = outShapes[i];
       }
-      std::string kernel = op.getName().stripDialect().str();
+      auto [kernel, params] = kernelOf(&op);
       dsv3k::LaunchOp::create(b, op.getLoc(), b.getStringAttr(kernel), ins,
-                              outs, kernelParams(&op));
+                              outs, params);
       ++numLaunches;
     }
     func.erase();

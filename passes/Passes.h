@@ -37,8 +37,8 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
 /// drop dead tied copies, lower to kernel launches, plan memory.
 void buildDsv3InferPipeline(OpPassManager &pm, const PipelineOptions &options);
 
-/// Training: the inference stages; autodiff and the optimizer are added here
-/// by the training issue.
+/// Training: the inference stages plus autodiff (the `gradients` entry)
+/// before the lowering.
 void buildDsv3TrainPipeline(OpPassManager &pm, const PipelineOptions &options);
 
 /// Registers every dsv3 pass and both pipelines with the global registry

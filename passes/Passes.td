@@ -74,6 +74,31 @@ def Dsv3PrintParamStatsPass : Pass<"dsv3-print-param-stats", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3AutodiffPass : Pass<"dsv3-autodiff", "mlir::ModuleOp"> {
+  let summary = "build the gradients entry by reverse-mode differentiation of loss";
+  let description = [{
+    Clones the `loss` entry into a `gradients` entry that returns the loss
+    followed by dLoss/dW of every trainable parameter, in declaration order
+    (recorded in `dsv3.grad_params`). The backward pass is built in reverse
+    program order from each op's `DifferentiableOpInterface` rule, seeded
+    with d(loss) = 1; gradients of values used more than once are summed
+    with `dsv3.add`, and the gradient of a parameter is the sum over its
+    reads. The router's correction bias is a buffer, not a parameter: it
+    gets no gradient and no result. A parameter the loss does not reach gets
+    a zero gradient. An op without a gradient rule on the path from a
+    parameter to the loss is an error naming it.
+
+    ```mlir
+    // dsv3-opt --dsv3-autodiff model.mlir
+    func.func @gradients(%ids: tensor<?x?xi64>) -> (tensor<f32>, tensor<512x64xf32>, ...)
+        attributes {dsv3.entry = "gradients", dsv3.grad_params = [@model.embed_tokens.weight, ...]}
+    ```
+  }];
+  let statistics = [
+    Statistic<"numRules", "gradient-rules", "gradient rules applied">
+  ];
+}
+
 def Dsv3LowerToKernelsPass : Pass<"dsv3-lower-to-kernels", "mlir::ModuleOp"> {
   let summary = "lower the dsv3 entry functions to dsv3k kernel launches";
   let description = [{

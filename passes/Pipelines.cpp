@@ -7,12 +7,16 @@
 using namespace mlir;
 using namespace mlir::dsv3;
 
-void mlir::dsv3::buildDsv3InferPipeline(OpPassManager &pm,
-                                        const PipelineOptions &options) {
+/// The stages every pipeline starts with.
+static void addModelStages(OpPassManager &pm) {
   pm.addPass(createDsv3VerifyModelPass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createDsv3PruneTiedParamsPass());
+}
+
+/// The stages every pipeline ends with.
+static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   if (!options.lowerToKernels)
     return;
   Dsv3LowerToKernelsPassOptions lowering;
@@ -22,11 +26,18 @@ void mlir::dsv3::buildDsv3InferPipeline(OpPassManager &pm,
   pm.addPass(createDsv3KPlanMemoryPass());
 }
 
+void mlir::dsv3::buildDsv3InferPipeline(OpPassManager &pm,
+                                        const PipelineOptions &options) {
+  addModelStages(pm);
+  addKernelStages(pm, options);
+}
+
 void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,
                                         const PipelineOptions &options) {
-  // The training issue inserts autodiff and the optimizer after
-  // verification; until then training compiles the same graph.
-  buildDsv3InferPipeline(pm, options);
+  addModelStages(pm);
+  pm.addPass(createDsv3AutodiffPass());
+  pm.addPass(createCSEPass());
+  addKernelStages(pm, options);
 }
 
 void mlir::dsv3::registerDsv3PassesAndPipelines() {

@@ -54,6 +54,16 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
                   "each cache returned in its own type");
     return success();
   }
+  if (kind == "gradients") {
+    auto scalar = type.getNumResults() >= 1
+                      ? dyn_cast<RankedTensorType>(type.getResult(0))
+                      : RankedTensorType();
+    if (type.getNumInputs() != 1 || !isIdTensor(type.getInput(0)) || !scalar ||
+        scalar.getRank() != 0)
+      return fail("(ids [batch, seq]) -> (loss, one gradient per trainable "
+                  "parameter)");
+    return success();
+  }
   if (kind == "forward_mtp") {
     bool ok = type.getNumInputs() == 1 && isIdTensor(type.getInput(0)) &&
               type.getNumResults() >= 1;
@@ -64,8 +74,8 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
     return success();
   }
   return func.emitOpError() << "unknown entry kind '" << kind
-                            << "' (expected forward, loss, decode or "
-                               "forward_mtp)";
+                            << "' (expected forward, loss, decode, "
+                               "forward_mtp or gradients)";
 }
 
 struct VerifyModelPass : impl::Dsv3VerifyModelPassBase<VerifyModelPass> {

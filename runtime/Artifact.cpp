@@ -221,6 +221,17 @@ Artifact Artifact::load(const std::string &dir) {
     Reader results = e.sub("results");
     for (size_t k = 0, m = e.arraySize("results"); k < m; ++k)
       entry.results.push_back(readRef(results.at(k), entry, a.params.size(), paramNames));
+    if (e.j.contains("result_params")) {
+      Reader rp = e.sub("result_params");
+      for (size_t k = 0, m = e.arraySize("result_params"); k < m; ++k) {
+        if (!rp.j.at(k).is_string() || !paramNames.count(rp.j.at(k).get<std::string>()))
+          rp.at(k).error("must name a declared parameter");
+        entry.resultParams.push_back(rp.j.at(k).get<std::string>());
+      }
+      if (entry.resultParams.size() + 1 != entry.results.size())
+        rp.error(fmt::format("names {} parameters for {} gradient results",
+                             entry.resultParams.size(), entry.results.size() - 1));
+    }
     a.entries.emplace(entry.name, std::move(entry));
   }
   return a;

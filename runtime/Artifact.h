@@ -53,6 +53,8 @@ struct Entry {
   std::vector<BufferInfo> buffers;
   std::vector<Launch> launches;
   std::vector<ValueRef> results;
+  /// gradients entry: result i + 1 is dLoss/d(resultParams[i]).
+  std::vector<std::string> resultParams;
   int64_t arenaBytes = 0;
 };
 

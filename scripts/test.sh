@@ -11,7 +11,7 @@ echo "== conformance (host fp32) against the float64 Hugging Face fixtures"
 for f in tiny-a tiny-b tiny-d tiny-e; do
   F=test/data/fixtures/$f
   rm -rf "build/conformance/$f"
-  build/bin/dsv3c "$F" -o "build/conformance/$f"
+  build/bin/dsv3c "$F" --mode train -o "build/conformance/$f"
   build/bin/dsv3-run verify "build/conformance/$f" --weights "$F" --oracle "$F" || true
 done
 echo

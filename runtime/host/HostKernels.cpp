@@ -8,7 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/host/HostTensor.h"
+#include "runtime/host/HostMath.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,138 +18,8 @@
 using json = nlohmann::json;
 
 namespace dsv3rt {
+namespace host {
 namespace {
-
-template <typename Real> using T = HostTensor<Real>;
-template <typename Real> using Ins = std::vector<HostTensor<Real> *>;
-
-int64_t geti(const std::string &k, const json &p, const char *name) {
-  if (!p.contains(name) || !p[name].is_number_integer())
-    fail("kernel {}: parameter \"{}\" is missing or not an integer", k, name);
-  return p[name].get<int64_t>();
-}
-double getf(const std::string &k, const json &p, const char *name) {
-  if (!p.contains(name) || !p[name].is_number())
-    fail("kernel {}: parameter \"{}\" is missing or not a number", k, name);
-  return p[name].get<double>();
-}
-bool getb(const json &p, const char *name) {
-  return p.contains(name) && p[name].is_boolean() && p[name].get<bool>();
-}
-std::string gets(const std::string &k, const json &p, const char *name) {
-  if (!p.contains(name) || !p[name].is_string())
-    fail("kernel {}: parameter \"{}\" is missing or not a string", k, name);
-  return p[name].get<std::string>();
-}
-
-template <typename Real>
-void setShape(const std::string &k, T<Real> &t, std::vector<int64_t> shape) {
-  t.shape = std::move(shape);
-  if (size_t(t.numel()) > t.capacity)
-    fail("kernel {}: output of shape {} needs {} elements but its buffer "
-         "holds {} (the artifact was planned for smaller sizes: recompile with "
-         "larger --max-batch / --max-seq)",
-         k, fmt::format("{}", fmt::join(t.shape, "x")), t.numel(), t.capacity);
-}
-
-template <typename Real>
-void expectLast(const std::string &k, const T<Real> &t, int64_t n, const char *what) {
-  if (t.shape.empty() || t.shape.back() != n)
-    fail("kernel {}: {} has last extent {}, expected {}", k, what,
-         t.shape.empty() ? 0 : t.shape.back(), n);
-}
-
-int64_t rowsOf(const std::vector<int64_t> &s) {
-  int64_t n = 1;
-  for (size_t i = 0; i + 1 < s.size(); ++i)
-    n *= s[i];
-  return n;
-}
-
-/// y[o] = sum_i x[i] W[o, i] (+ b[o]); W stored [out, in].
-template <typename Real>
-void matvec(const Real *x, const Real *W, int64_t out, int64_t in, Real *y,
-            const Real *bias = nullptr) {
-  for (int64_t o = 0; o < out; ++o) {
-    const Real *w = W + o * in;
-    Real acc = 0;
-    for (int64_t i = 0; i < in; ++i)
-      acc += x[i] * w[i];
-    y[o] = bias ? acc + bias[o] : acc;
-  }
-}
-
-template <typename Real>
-void rmsNormRow(const Real *x, const Real *w, int64_t n, double eps, Real *y) {
-  Real ss = 0;
-  for (int64_t i = 0; i < n; ++i)
-    ss += x[i] * x[i];
-  Real inv = Real(1) / std::sqrt(ss / Real(n) + Real(eps));
-  for (int64_t i = 0; i < n; ++i)
-    y[i] = w[i] * (x[i] * inv);
-}
-
-template <typename Real> Real silu(Real x) { return x / (Real(1) + std::exp(-x)); }
-
-/// Rotary embedding (SEMANTICS.md 3.3-3.4): the frequencies (with YaRN) and
-/// the cos/sin scale, computed once per launch.
-template <typename Real> struct Rope {
-  int64_t dim = 0;
-  bool interleaved = true;
-  double scale = 1.0;
-  std::vector<Real> invFreq;
-
-  Rope(const std::string &k, const json &r) {
-    if (!r.is_object())
-      fail("kernel {}: parameter \"rope\" must be an object", k);
-    dim = geti(k, r, "dim");
-    double theta = getf(k, r, "theta");
-    interleaved = getb(r, "interleaved");
-    double factor = getf(k, r, "factor");
-    scale = getf(k, r, "cos_sin_scale");
-    int64_t half = dim / 2;
-    for (int64_t j = 0; j < half; ++j) {
-      double base = std::pow(theta, double(2 * j) / double(dim));
-      double f = 1.0 / base;
-      if (factor > 0) {
-        double L0 = double(geti(k, r, "original_max_position_embeddings"));
-        auto cd = [&](double n) {
-          return double(dim) * std::log(L0 / (n * 2 * M_PI)) / (2 * std::log(theta));
-        };
-        double low = cd(getf(k, r, "beta_fast")), high = cd(getf(k, r, "beta_slow"));
-        if (getb(r, "truncate")) {
-          low = std::floor(low);
-          high = std::ceil(high);
-        }
-        low = std::max(low, 0.0);
-        high = std::min(high, double(dim - 1));
-        if (low == high)
-          high += 0.001;
-        double ramp = std::clamp((double(j) - low) / (high - low), 0.0, 1.0);
-        double extrapolation = 1.0 - ramp;
-        f = (1.0 / (factor * base)) * (1.0 - extrapolation) + (1.0 / base) * extrapolation;
-      }
-      invFreq.push_back(Real(f));
-    }
-  }
-
-  /// Rotates y (dim values) at position `pos`; writes the de-interleaved
-  /// layout (all first components of the pairs, then all second).
-  void apply(Real *y, int64_t pos) const {
-    int64_t half = dim / 2;
-    Real tmp[1024];
-    DSV3_CHECK(dim <= 1024, "rope dim {} too large", dim);
-    for (int64_t j = 0; j < half; ++j) {
-      Real th = Real(pos) * invFreq[j];
-      Real c = std::cos(th) * Real(scale), s = std::sin(th) * Real(scale);
-      Real a = interleaved ? y[2 * j] : y[j];
-      Real b = interleaved ? y[2 * j + 1] : y[j + half];
-      tmp[j] = a * c - b * s;
-      tmp[j + half] = b * c + a * s;
-    }
-    std::copy(tmp, tmp + dim, y);
-  }
-};
 
 //===----------------------------------------------------------------------===//
 // Kernels
@@ -225,80 +95,6 @@ void add(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
   setShape(k, y, a.shape);
   for (int64_t i = 0; i < a.numel(); ++i)
     y.f[i] = a.f[i] + b.f[i];
-}
-
-/// Multi-head latent attention, both forms (SEMANTICS.md 3 and 4).
-template <typename Real> struct Mla {
-  std::string k;
-  int64_t nh, r, dn, dr, dv, dq, H;
-  bool qLora;
-  int64_t rq = 0;
-  double scale, eps;
-  Rope<Real> rope;
-  // Weights (nullptr when absent).
-  const Real *qa = nullptr, *qaNorm = nullptr, *q = nullptr, *kva = nullptr,
-             *kvaNorm = nullptr, *kvb = nullptr, *o = nullptr, *qaBias = nullptr,
-             *kvaBias = nullptr, *oBias = nullptr;
-
-  Mla(const std::string &k, const json &p, Ins<Real> &in, size_t firstWeight)
-      : k(k), rope(k, p.at("rope")) {
-    nh = geti(k, p, "num_heads");
-    r = geti(k, p, "kv_lora_rank");
-    dn = geti(k, p, "qk_nope_head_dim");
-    dr = geti(k, p, "qk_rope_head_dim");
-    dv = geti(k, p, "v_head_dim");
-    dq = dn + dr;
-    qLora = p.contains("q_lora_rank");
-    if (qLora)
-      rq = geti(k, p, "q_lora_rank");
-    scale = getf(k, p, "softmax_scale");
-    eps = getf(k, p, "latent_norm_eps");
-    H = in[0]->dim(-1);
-    // Operand segments: the weights follow `firstWeight` leading operands.
-    const json &seg = p.at("operandSegmentSizes");
-    std::vector<const Real **> slots = {&qa, &qaNorm, &q, &kva, &kvaNorm,
-                                        &kvb, &o, &qaBias, &kvaBias, &oBias};
-    size_t next = 0;
-    for (size_t s = 0; s < seg.size(); ++s) {
-      int64_t n = seg[s].get<int64_t>();
-      if (s >= firstWeight && n)
-        *slots[s - firstWeight] = in[next]->f;
-      next += n;
-    }
-  }
-
-  /// The query of one token: [nh, dq], rope applied at `pos`.
-  void query(const Real *x, int64_t pos, Real *out, std::vector<Real> &tmp) const {
-    if (qLora) {
-      tmp.resize(2 * rq);
-      matvec(x, qa, rq, H, tmp.data(), qaBias);
-      rmsNormRow(tmp.data(), qaNorm, rq, eps, tmp.data() + rq);
-      matvec(tmp.data() + rq, q, nh * dq, rq, out);
-    } else {
-      matvec(x, q, nh * dq, H, out);
-    }
-    for (int64_t h = 0; h < nh; ++h)
-      rope.apply(out + h * dq + dn, pos);
-  }
-
-  /// The latent and rope key of one token: [r + dr] (normed latent, roped key).
-  void latent(const Real *x, int64_t pos, Real *out, std::vector<Real> &tmp) const {
-    tmp.resize(r + dr);
-    matvec(x, kva, r + dr, H, tmp.data(), kvaBias);
-    rmsNormRow(tmp.data(), kvaNorm, r, eps, out);
-    std::copy(tmp.data() + r, tmp.data() + r + dr, out + r);
-    rope.apply(out + r, pos);
-  }
-
-  void project(const Real *attn, Real *y) const { matvec(attn, o, H, nh * dv, y, oBias); }
-};
-
-template <typename Real> void softmaxInPlace(std::vector<Real> &z, int64_t n) {
-  Real m = *std::max_element(z.begin(), z.begin() + n), sum = 0;
-  for (int64_t i = 0; i < n; ++i)
-    sum += (z[i] = std::exp(z[i] - m));
-  for (int64_t i = 0; i < n; ++i)
-    z[i] /= sum;
 }
 
 template <typename Real>
@@ -412,72 +208,30 @@ void latentAttentionDecode(const std::string &k, const json &p, Ins<Real> &in,
     fail("kernel {}: the cache must be updated in place", k);
 }
 
-/// Indices of the `k` largest of `v` (ties: lower index first).
-template <typename Real>
-std::vector<int64_t> topk(const std::vector<Real> &v, int64_t k) {
-  std::vector<int64_t> idx(v.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(),
-                   [&](int64_t a, int64_t b) { return v[a] > v[b]; });
-  idx.resize(k);
-  return idx;
-}
-
 template <typename Real>
 void moeRoute(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &gate = *in[1];
   const Real *bias = in.size() > 2 ? in[2]->f : nullptr;
-  int64_t E = gate.dim(0), H = gate.dim(1), K = geti(k, p, "num_experts_per_tok");
-  int64_t G = geti(k, p, "n_group"), TG = geti(k, p, "topk_group");
-  bool sigmoid = gets(k, p, "scoring_func") == "sigmoid";
-  std::string method = gets(k, p, "topk_method");
-  bool norm = getb(p, "norm_topk_prob");
-  double scaling = getf(k, p, "routed_scaling_factor");
+  RouteConfig c(k, p, gate.dim(0));
+  int64_t H = gate.dim(1), K = c.K;
   expectLast(k, x, H, "hidden");
   std::vector<int64_t> shape = {x.dim(0), x.dim(1), K};
   setShape(k, *out[0], shape);
   setShape(k, *out[1], shape);
-  std::vector<Real> logit(E), score(E), choice(E);
-  int64_t per = E / G;
+  std::vector<Real> logit(c.E), score;
+  std::vector<int64_t> sel;
   for (int64_t n = 0, N = x.dim(0) * x.dim(1); n < N; ++n) {
-    matvec(x.f + n * H, gate.f, E, H, logit.data());
-    if (sigmoid) {
-      for (int64_t e = 0; e < E; ++e)
-        score[e] = Real(1) / (Real(1) + std::exp(-logit[e]));
-    } else {
-      score = logit;
-      softmaxInPlace(score, E);
-    }
-    for (int64_t e = 0; e < E; ++e)
-      choice[e] = bias ? score[e] + bias[e] : score[e];
-    if (method != "greedy") {
-      // Rank groups: sum of the two best (noaux_tc) or the best
-      // (group_limited_greedy); mask the experts of the others.
-      std::vector<Real> groupScore(G);
-      for (int64_t g = 0; g < G; ++g) {
-        std::vector<Real> in(choice.begin() + g * per, choice.begin() + (g + 1) * per);
-        std::sort(in.begin(), in.end(), std::greater<Real>());
-        groupScore[g] = method == "noaux_tc" ? in[0] + in[1] : in[0];
-      }
-      std::vector<int64_t> kept = topk(groupScore, TG);
-      std::vector<bool> keep(G, false);
-      for (int64_t g : kept)
-        keep[g] = true;
-      Real masked = method == "noaux_tc" ? -INFINITY : Real(0);
-      for (int64_t e = 0; e < E; ++e)
-        if (!keep[e / per])
-          choice[e] = masked;
-    }
-    std::vector<int64_t> sel = topk(choice, K);
+    matvec(x.f + n * H, gate.f, c.E, H, logit.data());
+    routeToken(c, logit, bias, score, sel);
     Real sum = 0;
     for (int64_t j = 0; j < K; ++j)
       sum += score[sel[j]];
     for (int64_t j = 0; j < K; ++j) {
       Real w = score[sel[j]];
-      if (norm)
+      if (c.norm)
         w /= (sum + Real(1e-20));
       out[0]->i[n * K + j] = sel[j];
-      out[1]->f[n * K + j] = w * Real(scaling);
+      out[1]->f[n * K + j] = w * Real(c.scaling);
     }
   }
 }
@@ -584,8 +338,20 @@ void crossEntropy(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> 
   out[0]->f[0] = Real(count ? scale * total / double(count) : 0.0);
 }
 
-template <typename Real> const std::map<std::string, HostKernelFn<Real>> &registry() {
-  static const std::map<std::string, HostKernelFn<Real>> kernels = {
+template <typename Real>
+void fill(const std::string &k, const json &p, Ins<Real> &, Ins<Real> &out) {
+  std::vector<int64_t> shape;
+  for (const json &d : p.at("shape"))
+    shape.push_back(d.get<int64_t>());
+  setShape(k, *out[0], shape);
+  std::fill(out[0]->f, out[0]->f + out[0]->numel(), Real(getf(k, p, "value")));
+}
+} // namespace
+
+template <typename Real>
+const std::map<std::string, HostKernelFn<Real>> &registry() {
+  static const std::map<std::string, HostKernelFn<Real>> kernels = [] {
+    std::map<std::string, HostKernelFn<Real>> kernels = {
       {"embedding", embedding<Real>},
       {"rms_norm", rmsNorm<Real>},
       {"linear", linear<Real>},
@@ -601,21 +367,26 @@ template <typename Real> const std::map<std::string, HostKernelFn<Real>> &regist
       {"moe_combine", moeCombine<Real>},
       {"mtp", mtp<Real>},
       {"cross_entropy", crossEntropy<Real>},
-  };
+      {"fill", fill<Real>},
+    };
+    addGradKernels<Real>(kernels);
+    return kernels;
+  }();
   return kernels;
 }
-} // namespace
+} // namespace host
 
 template <typename Real> HostKernelFn<Real> findHostKernel(const std::string &kernel) {
-  auto it = registry<Real>().find(kernel);
-  return it == registry<Real>().end() ? nullptr : it->second;
+  auto &r = host::registry<Real>();
+  auto it = r.find(kernel);
+  return it == r.end() ? nullptr : it->second;
 }
 template HostKernelFn<float> findHostKernel<float>(const std::string &);
 template HostKernelFn<double> findHostKernel<double>(const std::string &);
 
 std::vector<std::string> hostKernelNames() {
   std::vector<std::string> names;
-  for (auto &[n, f] : registry<float>())
+  for (auto &[n, f] : host::registry<float>())
     names.push_back(n);
   return names;
 }

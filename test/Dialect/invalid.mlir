@@ -1083,3 +1083,48 @@ func.func @mtp_negative_depth(%h: tensor<1x5x4xf32>, %e: tensor<1x4x4xf32>, %en:
   %m = dsv3.mtp depth -1 %h, %e, %en, %hn, %eh eps 1.0e-6 : (tensor<1x5x4xf32>, tensor<1x4x4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4x8xf32>) -> tensor<1x5x4xf32>
   return
 }
+
+// -----
+
+// fill needs a static shape.
+func.func @fill_dynamic() {
+  // expected-error @+1 {{result must have a static shape, got 'tensor<?xf32>'}}
+  %z = dsv3.fill 0.0 : tensor<?xf32>
+  return
+}
+
+// -----
+
+// One result per listed gradient operand.
+func.func @vjp_count(%x: tensor<4xf32>, %dy: tensor<4xf32>) {
+  // expected-error @+1 {{lists 2 gradient operands but has 1 results}}
+  %g = dsv3.vjp "swiglu" (%x, %x) cotangents(%dy) grads [0, 1] params {} : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+// Gradient operands are increasing indices of the primals.
+func.func @vjp_indices(%x: tensor<4xf32>, %dy: tensor<4xf32>) {
+  // expected-error @+1 {{grad_operands must be increasing indices of primals (0..2), got 2}}
+  %g = dsv3.vjp "swiglu" (%x, %x) cotangents(%dy) grads [2] params {} : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+// Each gradient has its primal's type.
+func.func @vjp_type(%x: tensor<4xf32>, %y: tensor<8xf32>, %dy: tensor<4xf32>) {
+  // expected-error @+1 {{gradient 0 has type 'tensor<4xf32>' but primal 1 has type 'tensor<8xf32>'}}
+  %g = dsv3.vjp "swiglu" (%x, %y) cotangents(%dy) grads [1] params {} : (tensor<4xf32>, tensor<8xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+// A vjp needs a cotangent.
+func.func @vjp_no_cotangent(%x: tensor<4xf32>) {
+  // expected-error @+1 {{needs at least one cotangent}}
+  %g = dsv3.vjp "swiglu" (%x, %x) cotangents() grads [0] params {} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}

@@ -107,3 +107,13 @@ func.func @mtp_head_loss(%h: tensor<2x8x16xf32>, %e: tensor<2x8x16xf32>, %n: ten
   %t = dsv3.add %c, %c2 : tensor<f32>
   return %t : tensor<f32>
 }
+
+// CHECK-LABEL: func.func @training
+func.func @training(%x: tensor<2x3x16xf32>, %w: tensor<16xf32>, %dy: tensor<2x3x16xf32>) -> tensor<16xf32> {
+  // CHECK: dsv3.fill 1.000000e+00 : tensor<f32>
+  %one = dsv3.fill 1.0 : tensor<f32>
+  // CHECK: %{{.+}}:2 = dsv3.vjp "rms_norm"(%{{.+}}, %{{.+}}) cotangents(%{{.+}}) grads [0, 1] params {epsilon = 9.9999999999999995E-7 : f64} : (tensor<2x3x16xf32>, tensor<16xf32>, tensor<2x3x16xf32>) -> (tensor<2x3x16xf32>, tensor<16xf32>)
+  %dx, %dw = dsv3.vjp "rms_norm" (%x, %w) cotangents(%dy) grads [0, 1] params {epsilon = 1.0e-6 : f64}
+      : (tensor<2x3x16xf32>, tensor<16xf32>, tensor<2x3x16xf32>) -> (tensor<2x3x16xf32>, tensor<16xf32>)
+  return %dw : tensor<16xf32>
+}

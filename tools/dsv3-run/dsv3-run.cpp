@@ -21,6 +21,7 @@
 #include <cmath>
 #include <random>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -176,10 +177,12 @@ std::vector<std::vector<int64_t>> rowsOf(const TensorView &t) {
 
 /// Runs `entry` on a batch of equal-length id rows; returns the first result
 /// as doubles with its shape.
+/// Runs `entry` on a batch of equal-length id rows; returns every result as
+/// (shape, doubles).
 template <typename Real>
-std::pair<std::vector<int64_t>, std::vector<double>>
-runIds(HostSession<Real> &s, const std::string &entry,
-       const std::vector<std::vector<int64_t>> &rows, bool decodeForm = false) {
+std::vector<std::pair<std::vector<int64_t>, std::vector<double>>>
+runIdsAll(HostSession<Real> &s, const std::string &entry,
+          const std::vector<std::vector<int64_t>> &rows, bool decodeForm = false) {
   for (auto &r : rows)
     if (r.size() != rows[0].size())
       fail("{}: all id rows must have the same length", entry);
@@ -212,8 +215,17 @@ runIds(HostSession<Real> &s, const std::string &entry,
     }
   }
   std::vector<HostTensor<Real>> out = s.run(entry, args);
-  const HostTensor<Real> &r = out.at(0);
-  return {r.shape, std::vector<double>(r.f, r.f + r.numel())};
+  std::vector<std::pair<std::vector<int64_t>, std::vector<double>>> results;
+  for (const HostTensor<Real> &r : out)
+    results.push_back({r.shape, std::vector<double>(r.f, r.f + r.numel())});
+  return results;
+}
+
+template <typename Real>
+std::pair<std::vector<int64_t>, std::vector<double>>
+runIds(HostSession<Real> &s, const std::string &entry,
+       const std::vector<std::vector<int64_t>> &rows, bool decodeForm = false) {
+  return runIdsAll(s, entry, rows, decodeForm).at(0);
 }
 
 struct Check {
@@ -316,7 +328,56 @@ template <typename Real> int verify(const Options &o, const Artifact &art,
       skipped.push_back("mtp_logits (the artifact has no forward_mtp entry)");
     }
   }
-  skipped.push_back("grads.safetensors (needs a train artifact: not built yet)");
+  std::string gradsPath = o.oracle + "/grads.safetensors";
+  struct stat st;
+  bool haveGrads = stat(gradsPath.c_str(), &st) == 0;
+  if (haveGrads && art.hasEntry("gradients")) {
+    // dLoss/dW per tensor, relative to the tensor's largest |oracle grad|.
+    SafetensorsFile gf(gradsPath);
+    auto results = runIdsAll(s, "gradients", input);
+    const Entry &e = art.entry("gradients");
+    Check worst{"grads (every tensor, rel. to its max |grad|)"};
+    // fp32: the 1e-3; fp64: the fixtures' fp32 router and norm islands
+    // leave ~2e-6 (tiny-d's softmax router).
+    worst.tolerance = f64 ? 1e-5 : 1e-3;
+    worst.passed = true;
+    int64_t tensors = 0, failing = 0;
+    std::string worstName, failures;
+    for (size_t i = 0; i < e.resultParams.size(); ++i) {
+      const ParamInfo *info = art.param(e.resultParams[i]);
+      const std::vector<double> &g = results.at(i + 1).second;
+      size_t per = g.size() / info->checkpoint.size();
+      for (size_t c = 0; c < info->checkpoint.size(); ++c) {
+        const TensorView *ref = gf.find(info->checkpoint[c]);
+        if (!ref) {
+          failures += fmt::format("\n    no oracle gradient for {}", info->checkpoint[c]);
+          worst.passed = false;
+          ++failing;
+          continue;
+        }
+        std::vector<double> slice(g.begin() + long(c * per), g.begin() + long((c + 1) * per));
+        Check one = compare(info->checkpoint[c], slice, *ref, worst.tolerance);
+        ++tensors;
+        if (!one.passed) {
+          ++failing;
+          worst.passed = false;
+          failures += fmt::format("\n    {}: max rel err {:.3e}{}", one.name,
+                                  one.maxRel, one.note.empty() ? "" : " (" + one.note + ")");
+        }
+        if (one.maxRel >= worst.maxRel) {
+          worst.maxRel = one.maxRel;
+          worst.maxAbs = one.maxAbs;
+          worstName = one.name;
+        }
+      }
+    }
+    worst.note = fmt::format("{} tensors, {} failing; worst {}{}", tensors, failing,
+                             worstName, failures);
+    checks.push_back(worst);
+  } else if (haveGrads) {
+    skipped.push_back("grads.safetensors (compile with --mode train for a "
+                      "gradients entry)");
+  }
 
   fmt::print("verify {} against {} (host, {})\n", art.dir, o.oracle, o.dtype);
   fmt::print("  {:<46} {:>12} {:>12} {:>10}  {}\n", "check", "max abs err",

@@ -15,6 +15,15 @@
 
 #include "dialects/Dsv3/IR/Dsv3Enums.h.inc"
 
+namespace mlir::dsv3 {
+/// The default gradient rule: one dsv3.vjp of `op`.
+LogicalResult buildVjpGradient(Operation *op, OpBuilder &builder,
+                               ValueRange cotangents,
+                               SmallVectorImpl<Value> &operandGrads);
+} // namespace mlir::dsv3
+
+#include "dialects/Dsv3/IR/Dsv3Interfaces.h.inc"
+
 #define GET_ATTRDEF_CLASSES
 #include "dialects/Dsv3/IR/Dsv3Attrs.h.inc"
 

@@ -14,6 +14,11 @@ include "mlir/IR/SymbolInterfaces.td"
 include "mlir/IR/OpAsmInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
+include "dialects/Dsv3/IR/Dsv3Interfaces.td"
+
+// Every differentiable op declares the interface; the default rule emits a
+// dsv3.vjp of the op.
+defvar Dsv3_Differentiable = DeclareOpInterfaceMethods<Dsv3_DifferentiableOpInterface>;
 
 //===----------------------------------------------------------------------===//
 // Type constraints
@@ -97,7 +102,7 @@ def Dsv3_GetParamOp : Dsv3_Op<"get_param", [Pure,
 // Elementwise and normalization
 //===----------------------------------------------------------------------===//
 
-def Dsv3_EmbeddingOp : Dsv3_Op<"embedding", [Pure]> {
+def Dsv3_EmbeddingOp : Dsv3_Op<"embedding", [Pure, Dsv3_Differentiable]> {
   let summary = "token embedding lookup";
   let description = [{
     `result[b, t, :] = table[ids[b, t], :]` (SEMANTICS.md 6). The table is
@@ -116,7 +121,7 @@ def Dsv3_EmbeddingOp : Dsv3_Op<"embedding", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_RmsNormOp : Dsv3_Op<"rms_norm", [Pure,
+def Dsv3_RmsNormOp : Dsv3_Op<"rms_norm", [Pure, Dsv3_Differentiable,
     AllTypesMatch<["input", "result"]>]> {
   let summary = "RMSNorm over the last dimension";
   let description = [{
@@ -136,7 +141,7 @@ def Dsv3_RmsNormOp : Dsv3_Op<"rms_norm", [Pure,
   let hasVerifier = 1;
 }
 
-def Dsv3_LinearOp : Dsv3_Op<"linear", [Pure]> {
+def Dsv3_LinearOp : Dsv3_Op<"linear", [Pure, Dsv3_Differentiable]> {
   let summary = "x W^T (+ b) over the last dimension";
   let description = [{
     `result = input · weightᵀ (+ bias)` with `weight` stored `[out, in]` as
@@ -155,7 +160,7 @@ def Dsv3_LinearOp : Dsv3_Op<"linear", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_RopeOp : Dsv3_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
+def Dsv3_RopeOp : Dsv3_Op<"rope", [Pure, Dsv3_Differentiable, AllTypesMatch<["input", "result"]>]> {
   let summary = "rotary position embedding (default or YaRN)";
   let description = [{
     Rotates the last dimension (`rope.dim` features) of `input`
@@ -178,7 +183,7 @@ def Dsv3_RopeOp : Dsv3_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_SwigluOp : Dsv3_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
+def Dsv3_SwigluOp : Dsv3_Op<"swiglu", [Pure, Dsv3_Differentiable, SameOperandsAndResultType]> {
   let summary = "silu(gate) * up";
   let description = [{
     The gated activation of the MLP and of every expert (SEMANTICS.md 5.1).
@@ -192,7 +197,8 @@ def Dsv3_SwigluOp : Dsv3_Op<"swiglu", [Pure, SameOperandsAndResultType]> {
   let assemblyFormat = "$gate `,` $up attr-dict `:` type($result)";
 }
 
-def Dsv3_AddOp : Dsv3_Op<"add", [Pure, Commutative, SameOperandsAndResultType]> {
+def Dsv3_AddOp : Dsv3_Op<"add", [Pure, Commutative, SameOperandsAndResultType,
+    DeclareOpInterfaceMethods<Dsv3_DifferentiableOpInterface, ["buildGradient"]>]> {
   let summary = "elementwise sum (residual connections, loss terms)";
   let description = [{
     ```mlir
@@ -241,7 +247,7 @@ defvar Dsv3_MlaWeightsFormat = [{
 }];
 
 def Dsv3_LatentAttentionOp : Dsv3_Op<"latent_attention",
-    [Pure, AttrSizedOperandSegments]> {
+    [Pure, Dsv3_Differentiable, AttrSizedOperandSegments]> {
   let summary = "multi-head latent attention over a whole sequence (prefill)";
   let description = [{
     DeepSeek-V2/V3 MLA (SEMANTICS.md 3): the query comes from `q_proj`
@@ -296,7 +302,9 @@ def Dsv3_LatentAttentionDecodeOp : Dsv3_Op<"latent_attention_decode",
 // Mixture of experts
 //===----------------------------------------------------------------------===//
 
-def Dsv3_MoeRouteOp : Dsv3_Op<"moe_route", [Pure]> {
+def Dsv3_MoeRouteOp : Dsv3_Op<"moe_route", [Pure,
+    DeclareOpInterfaceMethods<Dsv3_DifferentiableOpInterface,
+                              ["getDifferentiableOperands"]>]> {
   let summary = "expert selection and routing weights";
   let description = [{
     Per token: logits `hidden · gate_weightᵀ` in fp32, scores by
@@ -334,7 +342,7 @@ def Dsv3_MoeRouteOp : Dsv3_Op<"moe_route", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_MoeDispatchOp : Dsv3_Op<"moe_dispatch", [Pure]> {
+def Dsv3_MoeDispatchOp : Dsv3_Op<"moe_dispatch", [Pure, Dsv3_Differentiable]> {
   let summary = "permute token copies so that each expert's rows are contiguous";
   let description = [{
     Each token is copied once per selected expert; the `batch·seq·top_k`
@@ -360,7 +368,7 @@ def Dsv3_MoeDispatchOp : Dsv3_Op<"moe_dispatch", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_ExpertGroupedMatmulOp : Dsv3_Op<"expert_grouped_matmul", [Pure]> {
+def Dsv3_ExpertGroupedMatmulOp : Dsv3_Op<"expert_grouped_matmul", [Pure, Dsv3_Differentiable]> {
   let summary = "one matmul per expert over its contiguous rows, in one op";
   let description = [{
     `rows` holds the tokens grouped by expert (`counts[e]` consecutive rows
@@ -381,7 +389,7 @@ def Dsv3_ExpertGroupedMatmulOp : Dsv3_Op<"expert_grouped_matmul", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_MoeCombineOp : Dsv3_Op<"moe_combine", [Pure]> {
+def Dsv3_MoeCombineOp : Dsv3_Op<"moe_combine", [Pure, Dsv3_Differentiable]> {
   let summary = "un-permute expert outputs and sum them with routing weights";
   let description = [{
     `result[token] = Σ_k weights[token, k] · expert_out[r]` where row `r` has
@@ -405,7 +413,7 @@ def Dsv3_MoeCombineOp : Dsv3_Op<"moe_combine", [Pure]> {
 // Multi-token prediction, head and loss
 //===----------------------------------------------------------------------===//
 
-def Dsv3_MtpOp : Dsv3_Op<"mtp", [Pure]> {
+def Dsv3_MtpOp : Dsv3_Op<"mtp", [Pure, Dsv3_Differentiable]> {
   let summary = "input projection of one multi-token-prediction depth";
   let description = [{
     For depth `k` (SEMANTICS.md 7): rows `i = 0 .. seq-k-1` get
@@ -434,7 +442,7 @@ def Dsv3_MtpOp : Dsv3_Op<"mtp", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_LmHeadOp : Dsv3_Op<"lm_head", [Pure]> {
+def Dsv3_LmHeadOp : Dsv3_Op<"lm_head", [Pure, Dsv3_Differentiable]> {
   let summary = "vocabulary projection (logits at every position)";
   let description = [{
     `logits = hidden · weightᵀ`, `weight` `[vocab, hidden]`. A separate op
@@ -453,7 +461,7 @@ def Dsv3_LmHeadOp : Dsv3_Op<"lm_head", [Pure]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_CrossEntropyOp : Dsv3_Op<"cross_entropy", [Pure]> {
+def Dsv3_CrossEntropyOp : Dsv3_Op<"cross_entropy", [Pure, Dsv3_Differentiable]> {
   let summary = "mean next-token cross entropy";
   let description = [{
     Row `i` of `logits` (`[batch, rows, vocab]`) targets `labels[b, i + shift]`
@@ -473,6 +481,56 @@ def Dsv3_CrossEntropyOp : Dsv3_Op<"cross_entropy", [Pure]> {
   let results = (outs Dsv3_ScalarF32:$loss);
   let assemblyFormat = [{
     $logits `,` $labels `shift` $shift `scale` $scale attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Training
+//===----------------------------------------------------------------------===//
+
+def Dsv3_FillOp : Dsv3_Op<"fill", [Pure]> {
+  let summary = "a tensor of one value";
+  let description = [{
+    A statically shaped tensor whose every element is `value` (the seed
+    of the backward pass, zero gradients).
+
+    ```mlir
+    %one = dsv3.fill 1.0 : tensor<f32>
+    ```
+  }];
+  let arguments = (ins F64Attr:$value);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = "$value attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Dsv3_VjpOp : Dsv3_Op<"vjp", [Pure, AttrSizedOperandSegments]> {
+  let summary = "vector-Jacobian product of one dsv3 op";
+  let description = [{
+    The gradient of the op `forward` (its mnemonic, with attributes
+    `params`) applied to `primals`: given the `cotangents` of its
+    floating-point results, the results are the gradients of the operands
+    listed in `grad_operands`, each of its operand's type. Emitted by the
+    default gradient rule of `DifferentiableOpInterface`; the kernel
+    recomputes what it needs from the primals (no saved activations).
+
+    ```mlir
+    %dx, %dw = dsv3.vjp "rms_norm" (%x, %w) cotangents(%dy) grads [0, 1]
+        params {epsilon = 1.0e-06 : f64}
+        : (tensor<?x?x64xf32>, tensor<64xf32>, tensor<?x?x64xf32>)
+        -> (tensor<?x?x64xf32>, tensor<64xf32>)
+    ```
+  }];
+  let arguments = (ins StrAttr:$forward, Variadic<AnyType>:$primals,
+                       Variadic<Dsv3_FloatTensor>:$cotangents,
+                       DenseI64ArrayAttr:$grad_operands,
+                       DictionaryAttr:$params);
+  let results = (outs Variadic<Dsv3_FloatTensor>:$grads);
+  let assemblyFormat = [{
+    $forward `(` $primals `)` `cotangents` `(` $cotangents `)`
+    `grads` $grad_operands `params` $params attr-dict `:`
     functional-type(operands, results)
   }];
   let hasVerifier = 1;

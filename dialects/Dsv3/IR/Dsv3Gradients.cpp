@@ -1,0 +1,103 @@
+//===- Dsv3Gradients.cpp - gradient rules of the dsv3 ops -----------------===//
+//
+// The DifferentiableOpInterface implementations. Most ops use the default
+// rule (one dsv3.vjp, whose kernel recomputes what it needs from the
+// primals); dsv3.add passes its cotangent to both operands; the router
+// differentiates its hidden state and gate weight, never the correction
+// bias (it steers selection only and is trained by the balancing rule).
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/Dsv3/IR/Dsv3Ops.h"
+
+#include "mlir/IR/Builders.h"
+
+using namespace mlir;
+using namespace mlir::dsv3;
+
+#include "dialects/Dsv3/IR/Dsv3Interfaces.cpp.inc"
+
+LogicalResult mlir::dsv3::buildVjpGradient(Operation *op, OpBuilder &b,
+                                           ValueRange cotangents,
+                                           SmallVectorImpl<Value> &operandGrads) {
+  auto iface = cast<DifferentiableOpInterface>(op);
+  SmallVector<unsigned> diff = iface.getDifferentiableOperands();
+  if (llvm::none_of(cotangents, [](Value v) { return static_cast<bool>(v); })) {
+    operandGrads.append(diff.size(), Value());
+    return success();
+  }
+  SmallVector<Value> cts;
+  unsigned next = 0;
+  for (Value r : op->getResults()) {
+    auto type = dyn_cast<RankedTensorType>(r.getType());
+    if (!type || !isa<FloatType>(type.getElementType()))
+      continue;
+    Value ct = cotangents[next++];
+    if (!ct) {
+      if (!type.hasStaticShape())
+        return op->emitOpError()
+               << "result " << cast<OpResult>(r).getResultNumber()
+               << " has no cotangent and a dynamic shape; its gradient rule "
+                  "cannot build zeros";
+      ct = FillOp::create(b, op->getLoc(), type, b.getF64FloatAttr(0.0));
+    }
+    cts.push_back(ct);
+  }
+  SmallVector<Type> gradTypes;
+  SmallVector<int64_t> indices;
+  for (unsigned i : diff) {
+    gradTypes.push_back(op->getOperand(i).getType());
+    indices.push_back(i);
+  }
+  auto params =
+      dyn_cast_or_null<DictionaryAttr>(op->getPropertiesAsAttribute());
+  auto vjp = VjpOp::create(
+      b, op->getLoc(), gradTypes,
+      b.getStringAttr(op->getName().stripDialect()), op->getOperands(), cts,
+      b.getDenseI64ArrayAttr(indices),
+      params ? params : b.getDictionaryAttr({}));
+  operandGrads.append(vjp.getResults().begin(), vjp.getResults().end());
+  return success();
+}
+
+LogicalResult AddOp::buildGradient(OpBuilder &, ValueRange cotangents,
+                                   SmallVectorImpl<Value> &operandGrads) {
+  operandGrads.push_back(cotangents[0]);
+  operandGrads.push_back(cotangents[0]);
+  return success();
+}
+
+SmallVector<unsigned> MoeRouteOp::getDifferentiableOperands() {
+  return {0, 1}; // hidden, gate_weight; never correction_bias
+}
+
+LogicalResult FillOp::verify() {
+  if (!cast<RankedTensorType>(getType()).hasStaticShape())
+    return emitOpError() << "result must have a static shape, got "
+                         << getType();
+  return success();
+}
+
+LogicalResult VjpOp::verify() {
+  ArrayRef<int64_t> indices = getGradOperands();
+  if (indices.size() != getGrads().size())
+    return emitOpError() << "lists " << indices.size()
+                         << " gradient operands but has "
+                         << getGrads().size() << " results";
+  int64_t previous = -1;
+  for (auto [i, index] : llvm::enumerate(indices)) {
+    if (index <= previous || index >= int64_t(getPrimals().size()))
+      return emitOpError() << "grad_operands must be increasing indices of "
+                              "primals (0.."
+                           << getPrimals().size() << "), got " << index;
+    previous = index;
+    if (getPrimals()[index].getType() != getGrads()[i].getType())
+      return emitOpError() << "gradient " << i << " has type "
+                           << getGrads()[i].getType() << " but primal "
+                           << index << " has type "
+                           << getPrimals()[index].getType();
+  }
+  if (getCotangents().empty())
+    return emitOpError() << "needs at least one cotangent";
+  return success();
+}

@@ -1,0 +1,364 @@
+//===- HostMath.h - helpers shared by the host kernels -------------*- C++ -*-===//
+//
+// Parameter access, row operations, RoPE and the MLA projections, shared
+// by the forward kernels (HostKernels.cpp) and their vector-Jacobian
+// products (HostGradKernels.cpp).
+//
+//===----------------------------------------------------------------------===//
+#ifndef DSV3_RUNTIME_HOST_HOSTMATH_H
+#define DSV3_RUNTIME_HOST_HOSTMATH_H
+
+#include "runtime/host/HostTensor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+
+namespace dsv3rt::host {
+
+using json = nlohmann::json;
+
+template <typename Real> using T = HostTensor<Real>;
+template <typename Real> using Ins = std::vector<HostTensor<Real> *>;
+
+inline int64_t geti(const std::string &k, const json &p, const char *name) {
+  if (!p.contains(name) || !p[name].is_number_integer())
+    fail("kernel {}: parameter \"{}\" is missing or not an integer", k, name);
+  return p[name].get<int64_t>();
+}
+inline double getf(const std::string &k, const json &p, const char *name) {
+  if (!p.contains(name) || !p[name].is_number())
+    fail("kernel {}: parameter \"{}\" is missing or not a number", k, name);
+  return p[name].get<double>();
+}
+inline bool getb(const json &p, const char *name) {
+  return p.contains(name) && p[name].is_boolean() && p[name].get<bool>();
+}
+inline std::string gets(const std::string &k, const json &p, const char *name) {
+  if (!p.contains(name) || !p[name].is_string())
+    fail("kernel {}: parameter \"{}\" is missing or not a string", k, name);
+  return p[name].get<std::string>();
+}
+
+template <typename Real>
+void setShape(const std::string &k, T<Real> &t, std::vector<int64_t> shape) {
+  t.shape = std::move(shape);
+  if (size_t(t.numel()) > t.capacity)
+    fail("kernel {}: output of shape {} needs {} elements but its buffer "
+         "holds {} (the artifact was planned for smaller sizes: recompile with "
+         "larger --max-batch / --max-seq)",
+         k, fmt::format("{}", fmt::join(t.shape, "x")), t.numel(), t.capacity);
+}
+
+template <typename Real>
+void expectLast(const std::string &k, const T<Real> &t, int64_t n, const char *what) {
+  if (t.shape.empty() || t.shape.back() != n)
+    fail("kernel {}: {} has last extent {}, expected {}", k, what,
+         t.shape.empty() ? 0 : t.shape.back(), n);
+}
+
+inline int64_t rowsOf(const std::vector<int64_t> &s) {
+  int64_t n = 1;
+  for (size_t i = 0; i + 1 < s.size(); ++i)
+    n *= s[i];
+  return n;
+}
+
+/// y[o] = sum_i x[i] W[o, i] (+ b[o]); W stored [out, in].
+template <typename Real>
+void matvec(const Real *x, const Real *W, int64_t out, int64_t in, Real *y,
+            const Real *bias = nullptr) {
+  for (int64_t o = 0; o < out; ++o) {
+    const Real *w = W + o * in;
+    Real acc = 0;
+    for (int64_t i = 0; i < in; ++i)
+      acc += x[i] * w[i];
+    y[o] = bias ? acc + bias[o] : acc;
+  }
+}
+
+template <typename Real>
+void rmsNormRow(const Real *x, const Real *w, int64_t n, double eps, Real *y) {
+  Real ss = 0;
+  for (int64_t i = 0; i < n; ++i)
+    ss += x[i] * x[i];
+  Real inv = Real(1) / std::sqrt(ss / Real(n) + Real(eps));
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = w[i] * (x[i] * inv);
+}
+
+template <typename Real> Real silu(Real x) { return x / (Real(1) + std::exp(-x)); }
+
+/// dx[i] += sum_o dy[o] W[o, i] (the input gradient of matvec).
+template <typename Real>
+void matvecT(const Real *dy, const Real *W, int64_t out, int64_t in, Real *dx) {
+  for (int64_t o = 0; o < out; ++o) {
+    const Real *w = W + o * in;
+    Real g = dy[o];
+    if (g != Real(0))
+      for (int64_t i = 0; i < in; ++i)
+        dx[i] += g * w[i];
+  }
+}
+
+/// dW[o, i] += dy[o] x[i] (the weight gradient of matvec).
+template <typename Real>
+void outerAdd(const Real *dy, const Real *x, int64_t out, int64_t in, Real *dW) {
+  for (int64_t o = 0; o < out; ++o) {
+    Real g = dy[o];
+    if (g != Real(0)) {
+      Real *w = dW + o * in;
+      for (int64_t i = 0; i < in; ++i)
+        w[i] += g * x[i];
+    }
+  }
+}
+
+/// The gradient of rmsNormRow: dx += J^T dy, dw += dy * x * r.
+template <typename Real>
+void rmsNormRowGrad(const Real *x, const Real *w, int64_t n, double eps,
+                    const Real *dy, Real *dx, Real *dw) {
+  Real ss = 0, dot = 0;
+  for (int64_t i = 0; i < n; ++i)
+    ss += x[i] * x[i];
+  Real r = Real(1) / std::sqrt(ss / Real(n) + Real(eps));
+  for (int64_t i = 0; i < n; ++i)
+    dot += dy[i] * w[i] * x[i];
+  for (int64_t i = 0; i < n; ++i) {
+    if (dx)
+      dx[i] += r * dy[i] * w[i] - r * r * r * x[i] * dot / Real(n);
+    if (dw)
+      dw[i] += dy[i] * x[i] * r;
+  }
+}
+
+/// Rotary embedding (SEMANTICS.md 3.3-3.4): the frequencies (with YaRN) and
+/// the cos/sin scale, computed once per launch.
+template <typename Real> struct Rope {
+  int64_t dim = 0;
+  bool interleaved = true;
+  double scale = 1.0;
+  std::vector<Real> invFreq;
+
+  Rope(const std::string &k, const json &r) {
+    if (!r.is_object())
+      fail("kernel {}: parameter \"rope\" must be an object", k);
+    dim = geti(k, r, "dim");
+    double theta = getf(k, r, "theta");
+    interleaved = getb(r, "interleaved");
+    double factor = getf(k, r, "factor");
+    scale = getf(k, r, "cos_sin_scale");
+    int64_t half = dim / 2;
+    for (int64_t j = 0; j < half; ++j) {
+      double base = std::pow(theta, double(2 * j) / double(dim));
+      double f = 1.0 / base;
+      if (factor > 0) {
+        double L0 = double(geti(k, r, "original_max_position_embeddings"));
+        auto cd = [&](double n) {
+          return double(dim) * std::log(L0 / (n * 2 * M_PI)) / (2 * std::log(theta));
+        };
+        double low = cd(getf(k, r, "beta_fast")), high = cd(getf(k, r, "beta_slow"));
+        if (getb(r, "truncate")) {
+          low = std::floor(low);
+          high = std::ceil(high);
+        }
+        low = std::max(low, 0.0);
+        high = std::min(high, double(dim - 1));
+        if (low == high)
+          high += 0.001;
+        double ramp = std::clamp((double(j) - low) / (high - low), 0.0, 1.0);
+        double extrapolation = 1.0 - ramp;
+        f = (1.0 / (factor * base)) * (1.0 - extrapolation) + (1.0 / base) * extrapolation;
+      }
+      invFreq.push_back(Real(f));
+    }
+  }
+
+  /// Rotates y (dim values) at position `pos`; writes the de-interleaved
+  /// layout (all first components of the pairs, then all second).
+  void apply(Real *y, int64_t pos) const {
+    int64_t half = dim / 2;
+    Real tmp[1024];
+    DSV3_CHECK(dim <= 1024, "rope dim {} too large", dim);
+    for (int64_t j = 0; j < half; ++j) {
+      Real th = Real(pos) * invFreq[j];
+      Real c = std::cos(th) * Real(scale), s = std::sin(th) * Real(scale);
+      Real a = interleaved ? y[2 * j] : y[j];
+      Real b = interleaved ? y[2 * j + 1] : y[j + half];
+      tmp[j] = a * c - b * s;
+      tmp[j + half] = b * c + a * s;
+    }
+    std::copy(tmp, tmp + dim, y);
+  }
+
+  /// The transpose of `apply` (rotation by -theta back into the input
+  /// layout): the gradient of the input given the gradient of the output.
+  void applyTranspose(Real *dy, int64_t pos) const {
+    int64_t half = dim / 2;
+    Real tmp[1024];
+    for (int64_t j = 0; j < half; ++j) {
+      Real th = Real(pos) * invFreq[j];
+      Real c = std::cos(th) * Real(scale), s = std::sin(th) * Real(scale);
+      Real da = dy[j] * c + dy[j + half] * s;
+      Real db = -dy[j] * s + dy[j + half] * c;
+      tmp[interleaved ? 2 * j : j] = da;
+      tmp[interleaved ? 2 * j + 1 : j + half] = db;
+    }
+    std::copy(tmp, tmp + dim, dy);
+  }
+};
+
+template <typename Real> void softmaxInPlace(std::vector<Real> &z, int64_t n) {
+  Real m = *std::max_element(z.begin(), z.begin() + n), sum = 0;
+  for (int64_t i = 0; i < n; ++i)
+    sum += (z[i] = std::exp(z[i] - m));
+  for (int64_t i = 0; i < n; ++i)
+    z[i] /= sum;
+}
+
+/// Indices of the `k` largest of `v` (ties: lower index first).
+template <typename Real>
+std::vector<int64_t> topk(const std::vector<Real> &v, int64_t k) {
+  std::vector<int64_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](int64_t a, int64_t b) { return v[a] > v[b]; });
+  idx.resize(k);
+  return idx;
+}
+
+/// Multi-head latent attention, both forms (SEMANTICS.md 3 and 4).
+template <typename Real> struct Mla {
+  std::string k;
+  int64_t nh, r, dn, dr, dv, dq, H;
+  bool qLora;
+  int64_t rq = 0;
+  double scale, eps;
+  Rope<Real> rope;
+  // Weights (nullptr when absent).
+  /// Operand index of each weight (order of the pointers below), -1 if absent.
+  enum Slot { QA, QANorm, Q, KVA, KVANorm, KVB, O, QABias, KVABias, OBias };
+  int64_t operandIndex[10];
+  const Real *qa = nullptr, *qaNorm = nullptr, *q = nullptr, *kva = nullptr,
+             *kvaNorm = nullptr, *kvb = nullptr, *o = nullptr, *qaBias = nullptr,
+             *kvaBias = nullptr, *oBias = nullptr;
+
+  Mla(const std::string &k, const json &p, Ins<Real> &in, size_t firstWeight)
+      : k(k), rope(k, p.at("rope")) {
+    nh = geti(k, p, "num_heads");
+    r = geti(k, p, "kv_lora_rank");
+    dn = geti(k, p, "qk_nope_head_dim");
+    dr = geti(k, p, "qk_rope_head_dim");
+    dv = geti(k, p, "v_head_dim");
+    dq = dn + dr;
+    qLora = p.contains("q_lora_rank");
+    if (qLora)
+      rq = geti(k, p, "q_lora_rank");
+    scale = getf(k, p, "softmax_scale");
+    eps = getf(k, p, "latent_norm_eps");
+    H = in[0]->dim(-1);
+    // Operand segments: the weights follow `firstWeight` leading operands.
+    const json &seg = p.at("operandSegmentSizes");
+    std::vector<const Real **> slots = {&qa, &qaNorm, &q, &kva, &kvaNorm,
+                                        &kvb, &o, &qaBias, &kvaBias, &oBias};
+    size_t next = 0;
+    std::fill(std::begin(operandIndex), std::end(operandIndex), -1);
+    for (size_t s = 0; s < seg.size(); ++s) {
+      int64_t n = seg[s].get<int64_t>();
+      if (s >= firstWeight && n) {
+        *slots[s - firstWeight] = in[next]->f;
+        operandIndex[s - firstWeight] = int64_t(next);
+      }
+      next += n;
+    }
+  }
+
+  /// The query of one token: [nh, dq], rope applied at `pos`.
+  void query(const Real *x, int64_t pos, Real *out, std::vector<Real> &tmp) const {
+    if (qLora) {
+      tmp.resize(2 * rq);
+      matvec(x, qa, rq, H, tmp.data(), qaBias);
+      rmsNormRow(tmp.data(), qaNorm, rq, eps, tmp.data() + rq);
+      matvec(tmp.data() + rq, q, nh * dq, rq, out);
+    } else {
+      matvec(x, q, nh * dq, H, out);
+    }
+    for (int64_t h = 0; h < nh; ++h)
+      rope.apply(out + h * dq + dn, pos);
+  }
+
+  /// The latent and rope key of one token: [r + dr] (normed latent, roped key).
+  void latent(const Real *x, int64_t pos, Real *out, std::vector<Real> &tmp) const {
+    tmp.resize(r + dr);
+    matvec(x, kva, r + dr, H, tmp.data(), kvaBias);
+    rmsNormRow(tmp.data(), kvaNorm, r, eps, out);
+    std::copy(tmp.data() + r, tmp.data() + r + dr, out + r);
+    rope.apply(out + r, pos);
+  }
+
+  void project(const Real *attn, Real *y) const { matvec(attn, o, H, nh * dv, y, oBias); }
+};
+
+
+/// The router's hyper-parameters (SEMANTICS.md 5.2, 5.5).
+struct RouteConfig {
+  int64_t E, K, G, TG;
+  bool sigmoid, norm;
+  std::string method;
+  double scaling;
+  RouteConfig(const std::string &k, const json &p, int64_t experts)
+      : E(experts), K(geti(k, p, "num_experts_per_tok")), G(geti(k, p, "n_group")),
+        TG(geti(k, p, "topk_group")),
+        sigmoid(gets(k, p, "scoring_func") == "sigmoid"),
+        norm(getb(p, "norm_topk_prob")), method(gets(k, p, "topk_method")),
+        scaling(getf(k, p, "routed_scaling_factor")) {}
+};
+
+/// Scores and selects the experts of one token from its router logits:
+/// `score` gets the (unbiased) sigmoid or softmax scores, `sel` the K
+/// selected experts in descending order of their (biased) choice score.
+template <typename Real>
+void routeToken(const RouteConfig &c, const std::vector<Real> &logit,
+                const Real *bias, std::vector<Real> &score,
+                std::vector<int64_t> &sel) {
+  int64_t E = c.E, per = E / c.G;
+  score.assign(logit.begin(), logit.end());
+  if (c.sigmoid) {
+    for (int64_t e = 0; e < E; ++e)
+      score[e] = Real(1) / (Real(1) + std::exp(-logit[e]));
+  } else {
+    softmaxInPlace(score, E);
+  }
+  std::vector<Real> choice(score);
+  if (bias)
+    for (int64_t e = 0; e < E; ++e)
+      choice[e] += bias[e];
+  if (c.method != "greedy") {
+    // Rank groups: sum of the two best (noaux_tc) or the best
+    // (group_limited_greedy); mask the experts of the others.
+    std::vector<Real> groupScore(c.G);
+    for (int64_t g = 0; g < c.G; ++g) {
+      std::vector<Real> members(choice.begin() + g * per,
+                                choice.begin() + (g + 1) * per);
+      std::sort(members.begin(), members.end(), std::greater<Real>());
+      groupScore[g] = c.method == "noaux_tc" ? members[0] + members[1] : members[0];
+    }
+    std::vector<bool> keep(c.G, false);
+    for (int64_t g : topk(groupScore, c.TG))
+      keep[g] = true;
+    Real masked = c.method == "noaux_tc" ? -INFINITY : Real(0);
+    for (int64_t e = 0; e < E; ++e)
+      if (!keep[e / per])
+        choice[e] = masked;
+  }
+  sel = topk(choice, c.K);
+}
+
+/// Adds the *_vjp kernels (HostGradKernels.cpp) to `kernels`.
+template <typename Real>
+void addGradKernels(std::map<std::string, HostKernelFn<Real>> &kernels);
+
+} // namespace dsv3rt::host
+
+#endif // DSV3_RUNTIME_HOST_HOSTMATH_H
