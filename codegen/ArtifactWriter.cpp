@@ -151,6 +151,14 @@ FailureOr<json> entryJson(func::FuncOp func) {
       params.push_back(cast<FlatSymbolRefAttr>(a).getValue().str());
     entry["result_params"] = params;
   }
+  if (auto names = func->getAttrOfType<ArrayAttr>("dsv3.expert_count_params")) {
+    // train_step: results 2.. are the expert counts of the MoE layers whose
+    // correction biases these are.
+    json params = json::array();
+    for (Attribute a : names)
+      params.push_back(cast<FlatSymbolRefAttr>(a).getValue().str());
+    entry["expert_count_params"] = params;
+  }
   auto arena = func->getAttrOfType<IntegerAttr>("dsv3k.arena_bytes");
   entry["args"] = args;
   entry["buffers"] = buffers;

@@ -186,6 +186,35 @@ struct LowerToKernelsPass
             Shape(cast<RankedTensorType>(get.getType()).getShape());
         continue;
       }
+      // In-place updates of parameters (optimizer, balancing): the launch
+      // writes the parameter buffers it reads.
+      auto paramBuffer = [&](FlatSymbolRefAttr sym) -> Value {
+        auto param = SymbolTable::lookupNearestSymbolFrom<ParamOp>(func, sym);
+        return dsv3k::ParamOp::create(b, op.getLoc(),
+                                      toBuffer(param.getType()), sym);
+      };
+      if (auto adam = dyn_cast<AdamwOp>(op)) {
+        Value p = paramBuffer(adam.getParamAttr());
+        Value m = paramBuffer(adam.getExpAvgAttr());
+        Value v = paramBuffer(adam.getExpAvgSqAttr());
+        SmallVector<Value> ins = {p, map.lookup(adam.getGrad()), m, v,
+                                  map.lookup(adam.getStep()),
+                                  map.lookup(adam.getLr()),
+                                  map.lookup(adam.getGradNorm())};
+        dsv3k::LaunchOp::create(b, op.getLoc(), b.getStringAttr("adamw"), ins,
+                                ValueRange{p, m, v}, kernelParams(&op));
+        ++numLaunches;
+        continue;
+      }
+      if (auto update = dyn_cast<ExpertBiasUpdateOp>(op)) {
+        Value bias = paramBuffer(update.getBiasAttr());
+        dsv3k::LaunchOp::create(b, op.getLoc(),
+                                b.getStringAttr("expert_bias_update"),
+                                ValueRange{bias, map.lookup(update.getCounts())},
+                                ValueRange{bias}, kernelParams(&op));
+        ++numLaunches;
+        continue;
+      }
       if (op.getDialect() != op.getContext()->getLoadedDialect<Dsv3Dialect>())
         return op.emitOpError() << "cannot be lowered to a kernel launch";
 

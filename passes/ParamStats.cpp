@@ -29,6 +29,7 @@ int categoryOf(ParamRole role) {
   case ParamRole::Head: return 7;
   case ParamRole::MtpProjection: return 1; // unused for the main model
   case ParamRole::RouterBias: return -1;
+  case ParamRole::OptimizerState: return -1;
   }
   return -1;
 }
@@ -77,6 +78,8 @@ FailureOr<ParamStats> mlir::dsv3::computeParamStats(ModuleOp module) {
       continue; // a copy of another tensor: not a parameter of its own
     stats.bytes += (n * type.getElementTypeBitWidth() + 7) / 8;
     stats.checkpointTensors += param.getStackedFrom() ? type.getDimSize(0) : 1;
+    if (param.getRole() == ParamRole::OptimizerState)
+      continue; // training state, not part of the model
     if (param.getRole() == ParamRole::RouterBias) {
       stats.buffers += n;
       continue;

@@ -31,14 +31,24 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("end with the kernel-level program (dsv3k); false stops "
                      "at the verified, canonical dsv3 module"),
       llvm::cl::init(true)};
+  Option<double> weightDecay{*this, "weight-decay",
+                             llvm::cl::desc("AdamW decoupled weight decay"),
+                             llvm::cl::init(0.1)};
+  Option<double> maxGradNorm{*this, "max-grad-norm",
+                             llvm::cl::desc("global gradient-norm clipping"),
+                             llvm::cl::init(1.0)};
+  Option<double> biasUpdateRate{
+      *this, "bias-update-rate",
+      llvm::cl::desc("gamma of the aux-loss-free bias update"),
+      llvm::cl::init(1e-3)};
 };
 
 /// Inference: verify, canonicalize (tied weights read their original), CSE,
 /// drop dead tied copies, lower to kernel launches, plan memory.
 void buildDsv3InferPipeline(OpPassManager &pm, const PipelineOptions &options);
 
-/// Training: the inference stages plus autodiff (the `gradients` entry)
-/// before the lowering.
+/// Training: the inference stages plus autodiff (the `gradients` entry) and
+/// the optimizer (the `train_step` entry) before the lowering.
 void buildDsv3TrainPipeline(OpPassManager &pm, const PipelineOptions &options);
 
 /// Registers every dsv3 pass and both pipelines with the global registry

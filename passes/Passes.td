@@ -99,6 +99,35 @@ def Dsv3AutodiffPass : Pass<"dsv3-autodiff", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3OptimizerPass : Pass<"dsv3-optimizer", "mlir::ModuleOp"> {
+  let summary = "build the train_step entry: gradients, AdamW, bias balancing";
+  let description = [{
+    Clones the `gradients` entry (run `dsv3-autodiff` first) into
+    `train_step(ids, step : i64, lr : tensor<f32>)`, which after the
+    backward pass computes the global gradient norm, applies one
+    `dsv3.adamw` per trainable parameter (decoupled weight decay on
+    matrices only; fp32 moments declared as parameters
+    `optimizer.exp_avg.<name>` / `optimizer.exp_avg_sq.<name>` of role
+    optimizer_state, stacked like their parameter, so checkpoints hold
+    them under hub-style names), and for every MoE layer with a correction
+    bias one `dsv3.expert_bias_update` from that layer's expert counts
+    (aux-loss-free balancing, DeepSeek-V3 2.1.2). It returns the loss, the
+    global gradient norm and each MoE layer's expert counts (their bias
+    parameters are listed in `dsv3.expert_count_params`).
+  }];
+  let options = [
+    Option<"beta1", "beta1", "double", /*default=*/"0.9", "AdamW beta1">,
+    Option<"beta2", "beta2", "double", /*default=*/"0.95", "AdamW beta2">,
+    Option<"eps", "eps", "double", /*default=*/"1e-8", "AdamW epsilon">,
+    Option<"weightDecay", "weight-decay", "double", /*default=*/"0.1",
+           "decoupled weight decay (matrices only)">,
+    Option<"maxGradNorm", "max-grad-norm", "double", /*default=*/"1.0",
+           "global gradient-norm clipping threshold (0: off)">,
+    Option<"biasUpdateRate", "bias-update-rate", "double", /*default=*/"1e-3",
+           "gamma of the aux-loss-free bias update (0: off)">
+  ];
+}
+
 def Dsv3LowerToKernelsPass : Pass<"dsv3-lower-to-kernels", "mlir::ModuleOp"> {
   let summary = "lower the dsv3 entry functions to dsv3k kernel launches";
   let description = [{

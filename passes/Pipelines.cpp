@@ -36,6 +36,11 @@ void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,
                                         const PipelineOptions &options) {
   addModelStages(pm);
   pm.addPass(createDsv3AutodiffPass());
+  Dsv3OptimizerPassOptions optimizer;
+  optimizer.weightDecay = options.weightDecay;
+  optimizer.maxGradNorm = options.maxGradNorm;
+  optimizer.biasUpdateRate = options.biasUpdateRate;
+  pm.addPass(createDsv3OptimizerPass(optimizer));
   pm.addPass(createCSEPass());
   addKernelStages(pm, options);
 }

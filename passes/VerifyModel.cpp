@@ -64,6 +64,14 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
                   "parameter)");
     return success();
   }
+  if (kind == "train_step") {
+    bool ok = type.getNumInputs() == 3 && isIdTensor(type.getInput(0)) &&
+              type.getInput(1).isInteger(64) && type.getNumResults() >= 2;
+    if (!ok)
+      return fail("(ids, step : i64, lr : tensor<f32>) -> (loss, grad_norm, "
+                  "expert counts...)");
+    return success();
+  }
   if (kind == "forward_mtp") {
     bool ok = type.getNumInputs() == 1 && isIdTensor(type.getInput(0)) &&
               type.getNumResults() >= 1;
@@ -75,7 +83,7 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
   }
   return func.emitOpError() << "unknown entry kind '" << kind
                             << "' (expected forward, loss, decode, "
-                               "forward_mtp or gradients)";
+                               "forward_mtp, gradients or train_step)";
 }
 
 struct VerifyModelPass : impl::Dsv3VerifyModelPassBase<VerifyModelPass> {

@@ -346,6 +346,56 @@ void fill(const std::string &k, const json &p, Ins<Real> &, Ins<Real> &out) {
   setShape(k, *out[0], shape);
   std::fill(out[0]->f, out[0]->f + out[0]->numel(), Real(getf(k, p, "value")));
 }
+/// sqrt of the sum of squares of every element of every input.
+template <typename Real>
+void globalNorm(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  double ss = 0;
+  for (T<Real> *t : in)
+    for (int64_t i = 0; i < t->numel(); ++i)
+      ss += double(t->f[i]) * double(t->f[i]);
+  setShape(k, *out[0], {});
+  out[0]->f[0] = Real(std::sqrt(ss));
+}
+
+/// One AdamW step in place (see dsv3.adamw): clip, decoupled decay, moments,
+/// bias-corrected update.
+template <typename Real>
+void adamw(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &) {
+  T<Real> &param = *in[0], &grad = *in[1], &m = *in[2], &v = *in[3];
+  int64_t step = in[4]->i[0];
+  double lr = in[5]->f[0], norm = in[6]->f[0];
+  double b1 = getf(k, p, "beta1"), b2 = getf(k, p, "beta2"), eps = getf(k, p, "eps");
+  double wd = getb(p, "decay") ? getf(k, p, "weight_decay") : 0.0;
+  double clip = getf(k, p, "max_grad_norm");
+  if (step < 1)
+    fail("kernel {}: optimizer step must be >= 1, got {}", k, step);
+  double scale = clip > 0 ? std::min(1.0, clip / (norm + 1e-6)) : 1.0;
+  double c1 = 1 - std::pow(b1, double(step)), c2 = 1 - std::pow(b2, double(step));
+  for (int64_t i = 0; i < param.numel(); ++i) {
+    double g = double(grad.f[i]) * scale;
+    double pv = double(param.f[i]) * (1 - lr * wd);
+    double mv = b1 * double(m.f[i]) + (1 - b1) * g;
+    double vv = b2 * double(v.f[i]) + (1 - b2) * g * g;
+    m.f[i] = Real(mv);
+    v.f[i] = Real(vv);
+    param.f[i] = Real(pv - lr * (mv / c1) / (std::sqrt(vv / c2) + eps));
+  }
+}
+
+/// b[e] += rate * sign(mean(n) - n[e]) (aux-loss-free balancing).
+template <typename Real>
+void expertBiasUpdate(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &) {
+  T<Real> &bias = *in[0], &counts = *in[1];
+  double rate = getf(k, p, "rate"), mean = 0;
+  int64_t E = counts.numel();
+  for (int64_t e = 0; e < E; ++e)
+    mean += double(counts.i[e]);
+  mean /= double(E);
+  for (int64_t e = 0; e < E; ++e) {
+    double d = mean - double(counts.i[e]);
+    bias.f[e] += Real(rate * (d > 0 ? 1 : d < 0 ? -1 : 0));
+  }
+}
 } // namespace
 
 template <typename Real>
@@ -368,6 +418,9 @@ const std::map<std::string, HostKernelFn<Real>> &registry() {
       {"mtp", mtp<Real>},
       {"cross_entropy", crossEntropy<Real>},
       {"fill", fill<Real>},
+      {"global_norm", globalNorm<Real>},
+      {"adamw", adamw<Real>},
+      {"expert_bias_update", expertBiasUpdate<Real>},
     };
     addGradKernels<Real>(kernels);
     return kernels;

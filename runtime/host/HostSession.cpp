@@ -18,6 +18,16 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
     BoundParam b;
     b.shape = p.shape;
     bool ok = true;
+    // Optimizer moments start at zero when the checkpoint has none (a fresh
+    // run from model weights); a checkpoint written by `train` has them.
+    if (p.role == "optimizer_state" && !weights.find(p.checkpoint.front())) {
+      int64_t n = 1;
+      for (int64_t d : p.shape)
+        n *= d;
+      b.data.assign(size_t(n), 0.0);
+      bound.emplace(p.name, std::move(b));
+      continue;
+    }
     for (const std::string &name : p.checkpoint) {
       const TensorView *t = weights.find(name);
       if (!t) {

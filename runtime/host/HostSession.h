@@ -37,6 +37,8 @@ public:
                                     std::vector<HostTensor<Real>> args);
 
   const Artifact &artifact() const { return artifact_; }
+  /// The parameters' host copies (updated in place by training entries).
+  std::map<std::string, std::vector<Real>> &paramData() { return paramData_; }
 
 private:
   const Artifact &artifact_;

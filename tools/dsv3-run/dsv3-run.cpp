@@ -13,6 +13,7 @@
 #include "runtime/Error.h"
 #include "runtime/Generate.h"
 #include "runtime/Safetensors.h"
+#include "runtime/Train.h"
 #include "runtime/host/HostSession.h"
 
 #include <fmt/format.h>
@@ -52,6 +53,19 @@ commands:
       the artifact's dtypes) to DIR/model.safetensors: norms 1, router
       correction biases 0, everything else normal(0, X) (default 0.02)
 
+  train    ART (--weights DIR | --init SEED) --data TOKENS --steps N
+           --batch B --seq S --save-dir D [--save-every K] [--resume CKPT]
+           [--lr X] [--warmup W] [--min-lr-ratio R] [--metrics FILE.jsonl]
+      run the artifact's train_step (compile with dsv3c --mode train):
+      AdamW with warmup + cosine schedule, aux-loss-free bias balancing;
+      checkpoints D/step-NNNNNN/model.safetensors written atomically;
+      --resume continues bit-identically from a checkpoint directory
+  tokenize --text FILE --out FILE.tokens
+      byte-level token data (one uint32 per byte) from a text file
+  gradcheck ART --weights DIR --ids IDS [--params a,b] [--samples N] [--eps E]
+      compare the gradients entry with central differences of the loss,
+      in fp64, on N random elements of each named parameter (default all)
+
 common options:
   --backend host|cuda   where to run (default host; cuda: not built yet)
   --dtype fp32|fp64     compute type of the host backend (default fp32)
@@ -61,6 +75,10 @@ common options:
 struct Options {
   std::string command, artifact, weights, oracle, out, promptIds, ids;
   double initStd = 0.02;
+  std::string data, saveDir, resume, metrics, text, params;
+  int64_t init = -1, steps = 0, batch = 4, seq = 64, saveEvery = 0, warmup = 10;
+  int64_t samples = 4;
+  double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
   std::string backend = "host", dtype = "fp32";
   int64_t maxNew = 16;
   double temperature = 0, topP = 1;
@@ -118,18 +136,50 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--top-p") o.topP = parseDouble(a, value);
     else if (a == "--seed") o.seed = uint64_t(parseInt(a, value));
     else if (a == "--std") o.initStd = parseDouble(a, value);
+    else if (a == "--data") o.data = value;
+    else if (a == "--save-dir") o.saveDir = value;
+    else if (a == "--resume") o.resume = value;
+    else if (a == "--metrics") o.metrics = value;
+    else if (a == "--text") o.text = value;
+    else if (a == "--params") o.params = value;
+    else if (a == "--init") o.init = parseInt(a, value);
+    else if (a == "--steps") o.steps = parseInt(a, value);
+    else if (a == "--batch") o.batch = parseInt(a, value);
+    else if (a == "--seq") o.seq = parseInt(a, value);
+    else if (a == "--save-every") o.saveEvery = parseInt(a, value);
+    else if (a == "--warmup") o.warmup = parseInt(a, value);
+    else if (a == "--samples") o.samples = parseInt(a, value);
+    else if (a == "--lr") o.lr = parseDouble(a, value);
+    else if (a == "--min-lr-ratio") o.minLrRatio = parseDouble(a, value);
+    else if (a == "--eps") o.fdEps = parseDouble(a, value);
     else fail("unknown option {} (see --help)", a);
   }
   if (positional.empty())
-    fail("no command given (generate, forward or verify; see --help)");
+    fail("no command given (generate, forward, verify, init, train, tokenize or "
+         "gradcheck; see --help)");
   o.command = positional[0];
+  if (o.command == "tokenize") {
+    if (o.text.empty() || o.out.empty())
+      fail("tokenize: --text FILE and --out FILE are required");
+    return o;
+  }
   if (positional.size() < 2)
     fail("{}: no artifact directory given", o.command);
   if (positional.size() > 2)
     fail("{}: unexpected argument '{}'", o.command, positional[2]);
   o.artifact = positional[1];
-  if (o.weights.empty() && o.command != "init")
+  bool weightless = o.command == "init" ||
+                    (o.command == "train" && (o.init >= 0 || !o.resume.empty()));
+  if (o.weights.empty() && !weightless)
     fail("{}: --weights DIR is required", o.command);
+  if (o.command == "train") {
+    if (o.data.empty() || o.saveDir.empty() || o.steps < 1)
+      fail("train: --data, --save-dir and --steps N (>= 1) are required");
+    if (o.batch < 1 || o.seq < 2)
+      fail("train: --batch must be >= 1 and --seq >= 2");
+    if (!(o.lr > 0))
+      fail("train: --lr must be positive");
+  }
   if (o.backend == "cuda")
     fail("--backend cuda: the CUDA backend is not built yet (use --backend host)");
   if (o.backend != "host")
@@ -396,7 +446,7 @@ template <typename Real> int verify(const Options &o, const Artifact &art,
 }
 
 /// Random weights for every parameter of `art` (SEMANTICS.md 10 names).
-int init(const Options &o, const Artifact &art) {
+int init(Options o, const Artifact &art) {
   if (o.out.empty())
     fail("init: --out DIR is required");
   if (mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST)
@@ -421,9 +471,9 @@ int init(const Options &o, const Artifact &art) {
       t.shape = each;
       t.data.resize(size_t(n) * dtypeSize(p.dtype));
       for (int64_t i = 0; i < n; ++i) {
-        float v = p.role == "norm" || p.role == "mtp_projection" && each.size() == 1
-                      ? 1.0f
-                      : p.role == "router_bias" ? 0.0f : float(normal(rng));
+        bool ones = p.role == "norm" || (p.role == "mtp_projection" && each.size() == 1);
+        bool zeros = p.role == "router_bias" || p.role == "optimizer_state";
+        float v = ones ? 1.0f : zeros ? 0.0f : float(normal(rng));
         if (p.dtype == DType::F32) {
           std::memcpy(t.data.data() + 4 * i, &v, 4);
         } else {
@@ -440,10 +490,118 @@ int init(const Options &o, const Artifact &art) {
   return 0;
 }
 
+/// Central differences of the loss entry against the gradients entry.
+int gradcheck(const Options &o, const Artifact &art, const WeightStore &weights) {
+  HostSession<double> s(art, weights);
+  if (o.ids.empty())
+    fail("gradcheck: --ids is required");
+  auto rows = parseIdLists("--ids", o.ids);
+  auto grads = runIdsAll(s, "gradients", rows);
+  const Entry &e = art.entry("gradients");
+  std::vector<std::string> names;
+  std::string cur;
+  for (char c : o.params + ",") {
+    if (c == ',') {
+      if (!cur.empty())
+        names.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  std::mt19937_64 rng(o.seed);
+  int failed = 0, checked = 0;
+  fmt::print("gradcheck {} (fp64, eps {:g}, {} samples per tensor)\n", art.dir,
+             o.fdEps, o.samples);
+  fmt::print("  {:<56} {:>12} {:>10}  {}\n", "parameter", "max rel err", "tolerance",
+             "result");
+  for (size_t i = 0; i < e.resultParams.size(); ++i) {
+    const std::string &name = e.resultParams[i];
+    bool wanted = names.empty();
+    for (const std::string &n : names)
+      wanted |= name.find(n) != std::string::npos;
+    if (!wanted)
+      continue;
+    std::vector<double> &w = s.paramData().at(name);
+    const std::vector<double> &g = grads.at(i + 1).second;
+    double scale = 1e-12;
+    for (double x : g)
+      scale = std::max(scale, std::fabs(x));
+    double worst = 0;
+    for (int64_t k = 0; k < o.samples; ++k) {
+      size_t at = std::uniform_int_distribution<size_t>(0, w.size() - 1)(rng);
+      double saved = w[at];
+      w[at] = saved + o.fdEps;
+      double up = runIds(s, "loss", rows).second.at(0);
+      w[at] = saved - o.fdEps;
+      double down = runIds(s, "loss", rows).second.at(0);
+      w[at] = saved;
+      double numeric = (up - down) / (2 * o.fdEps);
+      worst = std::max(worst, std::fabs(numeric - g[at]) / scale);
+    }
+    // Central differences in fp64 with eps 1e-5 are good to ~1e-9 of the
+    // largest gradient; 1e-6 leaves room for routing-free curvature.
+    bool ok = worst <= 1e-6;
+    fmt::print("  {:<56} {:>12.3e} {:>10.0e}  {}\n", name, worst, 1e-6, ok ? "PASS" : "FAIL");
+    failed += !ok;
+    ++checked;
+  }
+  if (!checked)
+    fail("gradcheck: no parameter matches --params {}", o.params);
+  fmt::print("{} passed, {} failed\n", checked - failed, failed);
+  return failed ? 1 : 0;
+}
+
+template <typename Real> int runTrain(const Options &o, const Artifact &art) {
+  std::string weightsDir = o.weights;
+  TrainState state;
+  if (!o.resume.empty()) {
+    weightsDir = o.resume;
+    state = checkpointState(o.resume);
+    fmt::print("resuming from {} at step {}\n", o.resume, state.step);
+  } else if (o.init >= 0) {
+    Options io = o;
+    io.out = o.saveDir + "/init";
+    io.seed = uint64_t(o.init);
+    if (mkdir(o.saveDir.c_str(), 0755) != 0 && errno != EEXIST)
+      fail("{}: cannot create: {}", o.saveDir, std::strerror(errno));
+    init(io, art);
+    weightsDir = io.out;
+  }
+  if (mkdir(o.saveDir.c_str(), 0755) != 0 && errno != EEXIST)
+    fail("{}: cannot create: {}", o.saveDir, std::strerror(errno));
+  WeightStore weights(weightsDir);
+  HostSession<Real> s(art, weights);
+  TrainOptions t;
+  t.dataPath = o.data;
+  t.steps = o.steps;
+  t.batch = o.batch;
+  t.seq = o.seq;
+  t.lr = o.lr;
+  t.minLrRatio = o.minLrRatio;
+  t.warmup = o.warmup;
+  t.saveDir = o.saveDir;
+  t.saveEvery = o.saveEvery;
+  t.metricsPath = o.metrics;
+  train(s, t, state);
+  return 0;
+}
+
 template <typename Real> int run(const Options &o) {
+  if (o.command == "tokenize") {
+    int64_t n = tokenizeBytes(o.text, o.out);
+    fmt::print("wrote {} tokens to {}\n", n, o.out);
+    return 0;
+  }
   Artifact art = Artifact::load(o.artifact);
   if (o.command == "init")
     return init(o, art);
+  if (o.command == "train")
+    return runTrain<Real>(o, art);
+  if (o.command == "gradcheck") {
+    WeightStore weights(o.weights);
+    return gradcheck(o, art, weights);
+  }
   WeightStore weights(o.weights);
   if (o.command == "verify") {
     if (o.oracle.empty())
@@ -483,7 +641,9 @@ template <typename Real> int run(const Options &o) {
     fmt::print("wrote logits {} to {}\n", shapeString(shape), o.out);
     return 0;
   }
-  fail("unknown command '{}' (generate, forward or verify)", o.command);
+  fail("unknown command '{}' (generate, forward, verify, init, train, tokenize "
+       "or gradcheck)",
+       o.command);
 }
 
 } // namespace

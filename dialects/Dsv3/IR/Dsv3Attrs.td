@@ -46,7 +46,10 @@ def Dsv3_ParamRole : I32EnumAttr<"ParamRole",
       I32EnumAttrCase<"SharedExperts", 7, "shared_experts">,
       I32EnumAttrCase<"Head", 8, "head">,
       // enorm, hnorm and eh_proj of a multi-token-prediction depth.
-      I32EnumAttrCase<"MtpProjection", 9, "mtp_projection">
+      I32EnumAttrCase<"MtpProjection", 9, "mtp_projection">,
+      // AdamW moments of a parameter (fp32, saved in checkpoints, zero when
+      // a checkpoint has none); not model parameters.
+      I32EnumAttrCase<"OptimizerState", 10, "optimizer_state">
     ]> {
   let cppNamespace = "::mlir::dsv3";
 }

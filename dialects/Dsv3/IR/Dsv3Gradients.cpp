@@ -101,3 +101,69 @@ LogicalResult VjpOp::verify() {
     return emitOpError() << "needs at least one cotangent";
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// Optimizer ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult GlobalNormOp::verify() {
+  if (getInputs().empty())
+    return emitOpError() << "needs at least one tensor";
+  return success();
+}
+
+/// The parameter `sym` must exist with `type` (when given).
+static LogicalResult checkParam(Operation *op, SymbolTableCollection &symbols,
+                                FlatSymbolRefAttr sym, StringRef what,
+                                Type type, bool optimizerState) {
+  auto param = symbols.lookupNearestSymbolFrom<ParamOp>(op, sym);
+  if (!param)
+    return op->emitOpError() << what << " @" << sym.getValue()
+                             << " does not name a dsv3.param";
+  if (type && param.getType() != type)
+    return op->emitOpError() << what << " @" << sym.getValue() << " has type "
+                             << param.getType() << ", expected " << type;
+  if (optimizerState && param.getRole() != ParamRole::OptimizerState)
+    return op->emitOpError() << what << " @" << sym.getValue()
+                             << " must have role optimizer_state";
+  return success();
+}
+
+LogicalResult AdamwOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  Type grad = getGrad().getType();
+  auto state = RankedTensorType::get(cast<RankedTensorType>(grad).getShape(),
+                                     Float32Type::get(getContext()));
+  return success(succeeded(checkParam(*this, symbols, getParamAttr(), "param",
+                                      grad, false)) &&
+                 succeeded(checkParam(*this, symbols, getExpAvgAttr(),
+                                      "exp_avg", state, true)) &&
+                 succeeded(checkParam(*this, symbols, getExpAvgSqAttr(),
+                                      "exp_avg_sq", state, true)));
+}
+
+LogicalResult AdamwOp::verify() {
+  double b1 = getBeta1().convertToDouble(), b2 = getBeta2().convertToDouble();
+  if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1))
+    return emitOpError() << "betas (" << b1 << ", " << b2
+                         << ") must lie in [0, 1)";
+  if (!(getEps().convertToDouble() > 0))
+    return emitOpError() << "eps (" << getEps().convertToDouble()
+                         << ") must be positive";
+  if (getWeightDecay().convertToDouble() < 0 ||
+      getMaxGradNorm().convertToDouble() < 0)
+    return emitOpError() << "weight_decay and max_grad_norm must be >= 0";
+  return success();
+}
+
+LogicalResult
+ExpertBiasUpdateOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  auto param = symbols.lookupNearestSymbolFrom<ParamOp>(*this, getBiasAttr());
+  if (!param || param.getRole() != ParamRole::RouterBias)
+    return emitOpError() << "@" << getBias()
+                         << " must name a dsv3.param of role router_bias";
+  int64_t E = cast<RankedTensorType>(getCounts().getType()).getDimSize(0);
+  if (param.getTensorType().getShape() != ArrayRef<int64_t>{E})
+    return emitOpError() << "counts of " << E << " experts for bias "
+                         << param.getType();
+  return success();
+}

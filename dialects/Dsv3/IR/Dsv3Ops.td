@@ -28,7 +28,9 @@ def Dsv3_FloatTensor : RankedTensorOf<[AnyFloat]>;
 def Dsv3_IdTensor : RankedTensorOf<[I32, I64]>;
 def Dsv3_I64Tensor : RankedTensorOf<[I64]>;
 def Dsv3_F32Tensor : RankedTensorOf<[F32]>;
-def Dsv3_ScalarF32 : 0DTensorOf<[F32]>;
+def Dsv3_ScalarF32 : 0DTensorOf<[F32]> {
+  let builderCall = "::mlir::RankedTensorType::get({}, $_builder.getF32Type())";
+}
 
 //===----------------------------------------------------------------------===//
 // Parameters
@@ -534,6 +536,72 @@ def Dsv3_VjpOp : Dsv3_Op<"vjp", [Pure, AttrSizedOperandSegments]> {
     functional-type(operands, results)
   }];
   let hasVerifier = 1;
+}
+
+def Dsv3_GlobalNormOp : Dsv3_Op<"global_norm", [Pure]> {
+  let summary = "the L2 norm of all given tensors together";
+  let description = [{
+    `sqrt(sum over every element of every operand of x^2)`, in fp32 (the
+    global gradient norm that clipping uses).
+
+    ```mlir
+    %n = dsv3.global_norm %g0, %g1 : tensor<64xf32>, tensor<32x64xf32> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Variadic<Dsv3_FloatTensor>:$inputs);
+  let results = (outs Dsv3_ScalarF32:$norm);
+  let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($norm)";
+  let hasVerifier = 1;
+}
+
+def Dsv3_AdamwOp : Dsv3_Op<"adamw",
+    [DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "one AdamW update of a parameter, in place";
+  let description = [{
+    Updates parameter `param` and its moments `exp_avg`, `exp_avg_sq` (fp32
+    `dsv3.param`s of role optimizer_state) from `grad`, at optimizer step
+    `step` (1-based), learning rate `lr` (the runtime's warmup + cosine
+    schedule) and global gradient norm `grad_norm`: g is scaled by
+    min(1, max_grad_norm / (grad_norm + 1e-6)) when max_grad_norm > 0;
+    p -= lr · weight_decay · p (decoupled; only when `decay`, set for
+    matrices, not for norms and biases); m = b1 m + (1 - b1) g,
+    v = b2 v + (1 - b2) g², p -= lr · m̂ / (sqrt(v̂) + eps) with the
+    bias-corrected moments m̂, v̂ (PyTorch's AdamW).
+
+    ```mlir
+    dsv3.adamw @w, @"optimizer.exp_avg.w", @"optimizer.exp_avg_sq.w" grad %g
+        step %step lr %lr norm %n {beta1 = 0.9 : f64, ...} : tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$param, FlatSymbolRefAttr:$exp_avg,
+                       FlatSymbolRefAttr:$exp_avg_sq, Dsv3_FloatTensor:$grad,
+                       I64:$step, Dsv3_ScalarF32:$lr, Dsv3_ScalarF32:$grad_norm,
+                       F64Attr:$beta1, F64Attr:$beta2, F64Attr:$eps,
+                       F64Attr:$weight_decay, UnitAttr:$decay,
+                       F64Attr:$max_grad_norm);
+  let assemblyFormat = [{
+    $param `,` $exp_avg `,` $exp_avg_sq `grad` $grad `step` $step `lr` $lr
+    `norm` $grad_norm attr-dict `:` type($grad)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_ExpertBiasUpdateOp : Dsv3_Op<"expert_bias_update",
+    [DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "auxiliary-loss-free balancing of one MoE layer, in place";
+  let description = [{
+    DeepSeek-V3's bias update (paper 2.1.2, SEMANTICS.md 8): with `counts`
+    the tokens routed to each expert over the batch and n̄ their mean,
+    `bias[e] += rate · sign(n̄ - counts[e])` (no change when equal).
+
+    ```mlir
+    dsv3.expert_bias_update @"model.layers.3.mlp.gate.e_score_correction_bias"
+        counts %counts rate 1.0e-03 : tensor<256xi64>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$bias, Dsv3_I64Tensor:$counts,
+                       F64Attr:$rate);
+  let assemblyFormat = "$bias `counts` $counts `rate` $rate attr-dict `:` type($counts)";
 }
 
 #endif // DSV3_OPS_TD

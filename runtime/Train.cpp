@@ -1,0 +1,269 @@
+//===- Train.cpp - training runs on the host backend ----------------------===//
+#include "runtime/Train.h"
+
+#include "runtime/Error.h"
+#include "runtime/Safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace dsv3rt {
+
+std::vector<uint32_t> loadTokens(const std::string &path, int64_t vocab) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in)
+    fail("{}: cannot open token data", path);
+  std::streamsize size = in.tellg();
+  if (size % 4 != 0)
+    fail("{}: {} bytes is not a whole number of uint32 token ids (a flat "
+         "little-endian uint32 array; see docs/training.md)",
+         path, size);
+  std::vector<uint32_t> tokens(size_t(size / 4));
+  in.seekg(0);
+  in.read(reinterpret_cast<char *>(tokens.data()), size);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (int64_t(tokens[i]) >= vocab)
+      fail("{}: token {} at index {} is outside the vocabulary [0, {})", path,
+           tokens[i], i, vocab);
+  return tokens;
+}
+
+int64_t tokenizeBytes(const std::string &textPath, const std::string &outPath) {
+  std::ifstream in(textPath, std::ios::binary);
+  if (!in)
+    fail("{}: cannot open", textPath);
+  std::vector<uint32_t> tokens;
+  char c;
+  while (in.get(c))
+    tokens.push_back(uint32_t(uint8_t(c)));
+  std::string tmp = outPath + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(reinterpret_cast<const char *>(tokens.data()),
+              std::streamsize(tokens.size() * 4));
+    if (!out)
+      fail("{}: write failed", tmp);
+  }
+  if (std::rename(tmp.c_str(), outPath.c_str()) != 0)
+    fail("{}: cannot rename to {}: {}", tmp, outPath, std::strerror(errno));
+  return int64_t(tokens.size());
+}
+
+double scheduledLr(const TrainOptions &o, int64_t step) {
+  if (o.warmup > 0 && step <= o.warmup)
+    return o.lr * double(step) / double(o.warmup);
+  double span = double(std::max<int64_t>(1, o.steps - o.warmup));
+  double progress = std::min(1.0, double(step - o.warmup) / span);
+  double minLr = o.lr * o.minLrRatio;
+  return minLr + (o.lr - minLr) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+namespace {
+void fsyncDir(const std::string &dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+/// The layer a tensor name belongs to ("model.layers.3." -> "layer 3").
+std::string layerOf(const std::string &name) {
+  const std::string key = "model.layers.";
+  if (name.rfind(key, 0) != 0 &&
+      name.find("." + key) == std::string::npos)
+    return "no layer";
+  size_t at = name.find(key);
+  size_t end = name.find('.', at + key.size());
+  return "layer " + name.substr(at + key.size(), end - at - key.size());
+}
+} // namespace
+
+template <typename Real>
+void saveCheckpoint(HostSession<Real> &session, const std::string &dir,
+                    const TrainState &state) {
+  std::string parent = dir.substr(0, dir.find_last_of('/'));
+  std::string tmpDir = dir + ".tmp";
+  std::string cmd;
+  if (mkdir(tmpDir.c_str(), 0755) != 0 && errno != EEXIST)
+    fail("{}: cannot create: {}", tmpDir, std::strerror(errno));
+  std::vector<OwnedTensor> tensors;
+  for (const ParamInfo &p : session.artifact().params) {
+    const std::vector<Real> &data = session.paramData().at(p.name);
+    size_t per = data.size() / p.checkpoint.size();
+    std::vector<int64_t> each = p.shape;
+    if (p.stacked)
+      each.erase(each.begin());
+    for (size_t c = 0; c < p.checkpoint.size(); ++c) {
+      OwnedTensor t;
+      t.name = p.checkpoint[c];
+      t.dtype = p.dtype == DType::BF16 ? DType::BF16 : DType::F32;
+      t.shape = each;
+      t.data.resize(per * dtypeSize(t.dtype));
+      for (size_t i = 0; i < per; ++i) {
+        float f = float(data[c * per + i]);
+        if (t.dtype == DType::F32) {
+          std::memcpy(t.data.data() + 4 * i, &f, 4);
+        } else {
+          uint16_t h = floatToBf16(f);
+          std::memcpy(t.data.data() + 2 * i, &h, 2);
+        }
+      }
+      tensors.push_back(std::move(t));
+    }
+  }
+  writeSafetensors(tmpDir + "/model.safetensors", tensors,
+                   {{"format", "pt"},
+                    {"dsv3_step", std::to_string(state.step)},
+                    {"dsv3_data_position", std::to_string(state.dataPosition)}});
+  fsyncDir(tmpDir);
+  // Replace an older checkpoint of the same step only after the new one is
+  // complete on disk.
+  std::string old = dir + ".old";
+  bool hadOld = std::rename(dir.c_str(), old.c_str()) == 0;
+  if (std::rename(tmpDir.c_str(), dir.c_str()) != 0)
+    fail("{}: cannot rename to {}: {}", tmpDir, dir, std::strerror(errno));
+  if (hadOld) {
+    std::remove((old + "/model.safetensors").c_str());
+    ::rmdir(old.c_str());
+  }
+  fsyncDir(parent.empty() ? "." : parent);
+}
+
+TrainState checkpointState(const std::string &dir) {
+  SafetensorsFile f(dir + "/model.safetensors");
+  auto get = [&](const char *key) -> int64_t {
+    auto it = f.metadata().find(key);
+    if (it == f.metadata().end())
+      fail("{}/model.safetensors: not a training checkpoint (no {} in its "
+           "metadata)",
+           dir, key);
+    return std::stoll(it->second);
+  };
+  return {get("dsv3_step"), get("dsv3_data_position")};
+}
+
+template <typename Real>
+void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) {
+  const Artifact &art = session.artifact();
+  const Entry &entry = art.entry("train_step");
+  int64_t vocab = 0;
+  if (const ParamInfo *emb = art.param("model.embed_tokens.weight"))
+    vocab = emb->shape.at(0);
+  std::vector<uint32_t> tokens = loadTokens(o.dataPath, vocab);
+  if (int64_t(tokens.size()) < o.seq)
+    fail("{}: {} tokens are fewer than one sequence of {}", o.dataPath,
+         tokens.size(), o.seq);
+  std::FILE *metrics = nullptr;
+  if (!o.metricsPath.empty()) {
+    metrics = std::fopen(o.metricsPath.c_str(), state.step > 0 ? "a" : "w");
+    if (!metrics)
+      fail("{}: cannot open for writing: {}", o.metricsPath, std::strerror(errno));
+  }
+  std::vector<std::string> countParams;
+  {
+    std::ifstream in(art.dir + "/manifest.json");
+    nlohmann::json m = nlohmann::json::parse(in);
+    for (auto &n : m["entries"]["train_step"].value("expert_count_params",
+                                                    nlohmann::json::array()))
+      countParams.push_back(n.get<std::string>());
+  }
+  std::vector<int64_t> ids(size_t(o.batch * o.seq));
+  while (state.step < o.steps) {
+    auto start = std::chrono::steady_clock::now();
+    for (int64_t b = 0; b < o.batch; ++b) {
+      if (state.dataPosition + o.seq > int64_t(tokens.size()))
+        state.dataPosition = 0;
+      for (int64_t t = 0; t < o.seq; ++t)
+        ids[size_t(b * o.seq + t)] = tokens[size_t(state.dataPosition + t)];
+      state.dataPosition += o.seq;
+    }
+    int64_t step = state.step + 1;
+    Real lr = Real(scheduledLr(o, step));
+    std::vector<HostTensor<Real>> args(3);
+    args[0].isInt = true;
+    args[0].shape = {o.batch, o.seq};
+    args[0].i = ids.data();
+    args[0].capacity = ids.size();
+    args[1].isInt = true;
+    args[1].i = &step;
+    args[1].capacity = 1;
+    args[2].f = &lr;
+    args[2].capacity = 1;
+    std::vector<HostTensor<Real>> out = session.run("train_step", args);
+    double loss = out[0].f[0], norm = out[1].f[0];
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      std::string culprit = "none of the parameters (the loss alone)";
+      for (const ParamInfo &p : art.params) {
+        const std::vector<Real> &d = session.paramData().at(p.name);
+        for (size_t i = 0; i < d.size(); ++i)
+          if (!std::isfinite(double(d[i]))) {
+            size_t c = p.stacked ? i / (d.size() / p.checkpoint.size()) : 0;
+            culprit = fmt::format("{} ({})", p.checkpoint[c], layerOf(p.checkpoint[c]));
+            goto found;
+          }
+      }
+    found:
+      fail("step {}: the loss ({}) or the gradient norm ({}) is not finite; "
+           "first non-finite tensor after the update: {}. Stopped without "
+           "saving this step.",
+           step, loss, norm, culprit);
+    }
+    state.step = step;
+    nlohmann::json line{{"step", step},
+                        {"loss", loss},
+                        {"grad_norm", norm},
+                        {"lr", double(lr)},
+                        {"tokens_per_s", double(o.batch * o.seq) / seconds}};
+    nlohmann::json load = nlohmann::json::object(),
+                   imbalance = nlohmann::json::object(),
+                   utilization = nlohmann::json::object();
+    for (size_t l = 0; l < countParams.size() && l + 2 < out.size(); ++l) {
+      const HostTensor<Real> &c = out[l + 2];
+      std::vector<int64_t> counts(c.i, c.i + c.numel());
+      double mean = 0, mx = 0, used = 0;
+      for (int64_t n : counts) {
+        mean += double(n);
+        mx = std::max(mx, double(n));
+        used += n > 0;
+      }
+      mean /= double(counts.size());
+      std::string layer = layerOf(countParams[l]);
+      load[layer] = counts;
+      imbalance[layer] = mean > 0 ? mx / mean : 0.0;
+      utilization[layer] = used / double(counts.size());
+    }
+    line["expert_load"] = load;
+    line["load_imbalance"] = imbalance;
+    line["expert_utilization"] = utilization;
+    if (metrics) {
+      std::fputs((line.dump() + "\n").c_str(), metrics);
+      std::fflush(metrics);
+    }
+    if (!o.quiet)
+      fmt::print("step {:>5}  loss {:.4f}  grad_norm {:.3f}  lr {:.2e}  {:.0f} tok/s\n",
+                 step, loss, norm, double(lr), double(o.batch * o.seq) / seconds);
+    bool last = state.step == o.steps;
+    if (!o.saveDir.empty() && (last || (o.saveEvery > 0 && state.step % o.saveEvery == 0)))
+      saveCheckpoint(session, fmt::format("{}/step-{:06d}", o.saveDir, state.step), state);
+  }
+  if (metrics)
+    std::fclose(metrics);
+}
+
+template void train(HostSession<float> &, const TrainOptions &, TrainState);
+template void train(HostSession<double> &, const TrainOptions &, TrainState);
+template void saveCheckpoint(HostSession<float> &, const std::string &, const TrainState &);
+template void saveCheckpoint(HostSession<double> &, const std::string &, const TrainState &);
+
+} // namespace dsv3rt

@@ -1,0 +1,60 @@
+//===- Train.h - training runs on the host backend ----------------*- C++ -*-===//
+#ifndef DSV3_RUNTIME_TRAIN_H
+#define DSV3_RUNTIME_TRAIN_H
+
+#include "runtime/host/HostSession.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dsv3rt {
+
+/// Token data: a flat array of little-endian uint32 token ids (no header),
+/// conventionally `*.tokens`. `loadTokens` checks the size and that every
+/// id is below `vocab` (naming the first offender and its offset).
+std::vector<uint32_t> loadTokens(const std::string &path, int64_t vocab);
+/// Converts a text file to token data, one token per byte (the byte-level
+/// vocabulary of the tiny models). Returns the token count.
+int64_t tokenizeBytes(const std::string &textPath, const std::string &outPath);
+
+struct TrainOptions {
+  std::string dataPath;
+  int64_t steps = 100, batch = 4, seq = 64;
+  double lr = 1e-3, minLrRatio = 0.1;
+  int64_t warmup = 10;
+  std::string saveDir;
+  int64_t saveEvery = 0; // 0: only at the end
+  std::string metricsPath; // JSONL; empty: none
+  bool quiet = false;
+};
+
+/// Where a run starts: step 0 and data position 0, or a checkpoint's.
+struct TrainState {
+  int64_t step = 0;
+  int64_t dataPosition = 0;
+};
+
+/// The learning rate of step `step` (1-based): linear warmup to `lr`, then
+/// cosine decay to lr * minLrRatio at `steps`.
+double scheduledLr(const TrainOptions &o, int64_t step);
+
+/// Runs the artifact's train_step from `state` to `o.steps`, writing
+/// metrics and checkpoints. Stops with an Error naming the step and the
+/// first non-finite tensor when the loss or gradient norm is NaN/Inf.
+template <typename Real>
+void train(HostSession<Real> &session, const TrainOptions &o, TrainState state);
+
+/// Writes the session's parameters (model weights under their checkpoint
+/// names, optimizer moments, routing biases) and the run state to
+/// DIR/model.safetensors, atomically (temporary file, fsync, rename).
+template <typename Real>
+void saveCheckpoint(HostSession<Real> &session, const std::string &dir,
+                    const TrainState &state);
+
+/// Reads the run state a checkpoint directory's metadata holds.
+TrainState checkpointState(const std::string &dir);
+
+} // namespace dsv3rt
+
+#endif // DSV3_RUNTIME_TRAIN_H
