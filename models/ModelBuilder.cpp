@@ -89,7 +89,12 @@ private:
   /// The logits of every MTP depth, from the main model's normed output.
   SmallVector<Value> mtpLogits(Value ids, Value h);
   void buildForward();
+  /// The loss of `ids`: mean next-token cross entropy plus the weighted
+  /// MTP losses.
+  Value lossValue(Value ids);
   void buildLoss();
+  /// train_loss: the loss plus the load-balancing losses.
+  void buildTrainLoss();
   /// forward_mtp: ids -> the logits of each MTP depth (the drafts of
   /// speculative decoding).
   void buildForwardMtp();
@@ -103,6 +108,8 @@ private:
   OpBuilder b;
   ModuleOp module;
   llvm::StringMap<ParamOp> params;
+  /// The routers built in the current function (for the balance losses).
+  SmallVector<MoeRouteOp> routes;
   OpBuilder::InsertPoint paramInsertPoint;
 };
 
@@ -193,6 +200,7 @@ Value ModelBuilder::moe(Value x, const std::string &prefix, int64_t mtp) {
       c.normTopkProb && c.family == ModelFamily::DeepseekV3 ? b.getUnitAttr()
                                                              : UnitAttr(),
       b.getF64FloatAttr(c.routedScalingFactor));
+  routes.push_back(route);
   auto dispatch = MoeDispatchOp::create(
       b, loc, tensor({kDyn, H}), tensor({E}, b.getI64Type()),
       tensor({kDyn}, b.getI64Type()), x, route.getIndices(),
@@ -365,11 +373,8 @@ SmallVector<Value> ModelBuilder::mtpLogits(Value ids, Value h) {
   return logits;
 }
 
-void ModelBuilder::buildLoss() {
+Value ModelBuilder::lossValue(Value ids) {
   auto scalar = tensor({}, b.getF32Type());
-  auto func = beginFunction("loss", "loss",
-                            b.getFunctionType({idsType()}, {scalar}));
-  Value ids = func.getArgument(0);
   Value h = trunk(ids);
   Value logits = lmHead(h, "lm_head.weight", 0);
   Location loc = nameLoc("loss");
@@ -387,6 +392,32 @@ void ModelBuilder::buildLoss() {
         scalar, depthLogits, ids, b.getI64IntegerAttr(k + 1),
         b.getF64FloatAttr(opts.mtpLambda / D), b.getI64IntegerAttr(-100));
     loss = AddOp::create(b, loc, loss, mtpLoss);
+  }
+  return loss;
+}
+
+void ModelBuilder::buildLoss() {
+  auto scalar = tensor({}, b.getF32Type());
+  auto func = beginFunction("loss", "loss",
+                            b.getFunctionType({idsType()}, {scalar}));
+  Value loss = lossValue(func.getArgument(0));
+  func::ReturnOp::create(b, b.getUnknownLoc(), loss);
+}
+
+void ModelBuilder::buildTrainLoss() {
+  auto scalar = tensor({}, b.getF32Type());
+  auto func = beginFunction("train_loss", "train_loss",
+                            b.getFunctionType({idsType()}, {scalar}));
+  routes.clear();
+  Value loss = lossValue(func.getArgument(0));
+  // One balance term per routed layer (the MTP block's too).
+  for (MoeRouteOp route : routes) {
+    bool sigmoid = route.getScoringFunc() == mlir::dsv3::ScoringFunc::Sigmoid;
+    Value balance = MoeBalanceLossOp::create(
+        b, route.getLoc(), scalar, route.getHidden(), route.getGateWeight(),
+        route.getIndices(), b.getF64FloatAttr(opts.balanceAlpha),
+        sigmoid ? b.getUnitAttr() : UnitAttr(), route.getScoringFuncAttr());
+    loss = AddOp::create(b, route.getLoc(), loss, balance);
   }
   func::ReturnOp::create(b, b.getUnknownLoc(), loss);
 }
@@ -427,6 +458,8 @@ OwningOpRef<ModuleOp> ModelBuilder::build() {
   buildDecode();
   if (c.numNextnPredictLayers > 0)
     buildForwardMtp();
+  if (opts.balanceAlpha > 0 && c.nRoutedExperts > 0)
+    buildTrainLoss();
   return owned;
 }
 

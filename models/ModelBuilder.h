@@ -13,6 +13,11 @@ struct BuildOptions {
   /// Weight of the MTP loss, divided over the depths (paper: 0.3 for the
   /// first 10T tokens, 0.1 after).
   double mtpLambda = 0.3;
+  /// alpha of the load-balancing loss added in the `train_loss` entry
+  /// (sequence-wise for sigmoid routing, DeepSeekMoE's expert-level loss
+  /// for softmax routing); 0: no train_loss entry. The `loss` entry is
+  /// always the plain HF loss (what the oracle fixtures hold).
+  double balanceAlpha = 0.0;
 };
 
 /// Builds the dsv3 module of `config`: one `dsv3.param` per checkpoint

@@ -21,25 +21,32 @@ struct AutodiffPass : impl::Dsv3AutodiffPassBase<AutodiffPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    func::FuncOp loss;
-    for (auto f : module.getOps<func::FuncOp>())
-      if (auto kind = f->getAttrOfType<StringAttr>("dsv3.entry");
-          kind && kind.getValue() == "loss")
-        loss = f;
-    if (!loss) {
+    // loss -> gradients (the oracle's loss); train_loss -> train_gradients
+    // (with the balance losses), when the model has one.
+    SmallVector<std::pair<func::FuncOp, StringRef>> todo;
+    for (auto f : module.getOps<func::FuncOp>()) {
+      auto kind = f->getAttrOfType<StringAttr>("dsv3.entry");
+      if (kind && kind.getValue() == "loss")
+        todo.push_back({f, "gradients"});
+      else if (kind && kind.getValue() == "train_loss")
+        todo.push_back({f, "train_gradients"});
+    }
+    if (todo.empty()) {
       module.emitError() << "dsv3-autodiff needs a function marked "
                             "dsv3.entry = \"loss\"";
       return signalPassFailure();
     }
-    if (failed(differentiate(module, loss)))
-      signalPassFailure();
+    for (auto [f, name] : todo)
+      if (failed(differentiate(module, f, name)))
+        return signalPassFailure();
   }
 
-  LogicalResult differentiate(ModuleOp module, func::FuncOp loss) {
+  LogicalResult differentiate(ModuleOp module, func::FuncOp loss,
+                              StringRef name) {
     auto func = cast<func::FuncOp>(loss->clone());
-    func.setName("gradients");
+    func.setName(name);
     OpBuilder mb(module.getContext());
-    func->setAttr("dsv3.entry", mb.getStringAttr("gradients"));
+    func->setAttr("dsv3.entry", mb.getStringAttr(name));
     module.getBody()->getOperations().insertAfter(loss->getIterator(), func);
 
     Block &body = func.front();

@@ -14,19 +14,22 @@ namespace {
 struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
   using Base::Base;
 
-  /// Declares (once) the fp32 moment `prefix.<param>` of `param`.
+  /// Declares (once, right after `after`) the fp32 moment `prefix.<param>`
+  /// of `param`; `after` becomes the declaration.
   FlatSymbolRefAttr declareState(ModuleOp module, ParamOp param,
-                                 StringRef prefix) {
+                                 StringRef prefix, Operation *&after) {
     std::string name = (prefix + "." + param.getSymName()).str();
-    if (!SymbolTable::lookupSymbolIn(module, name)) {
+    if (Operation *existing = SymbolTable::lookupSymbolIn(module, name)) {
+      after = existing;
+    } else {
       OpBuilder b(param);
-      b.setInsertionPointAfter(param);
+      b.setInsertionPointAfter(after);
       auto type = RankedTensorType::get(param.getTensorType().getShape(),
                                         b.getF32Type());
       StringAttr stacked;
       if (auto tpl = param.getStackedFrom())
         stacked = b.getStringAttr((prefix + "." + *tpl).str());
-      ParamOp::create(b, param.getLoc(), b.getStringAttr(name),
+      after = ParamOp::create(b, param.getLoc(), b.getStringAttr(name),
                       TypeAttr::get(type),
                       ParamRoleAttr::get(b.getContext(), ParamRole::OptimizerState),
                       stacked, FlatSymbolRefAttr(),
@@ -38,11 +41,17 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    func::FuncOp grads;
-    for (auto f : module.getOps<func::FuncOp>())
-      if (auto kind = f->getAttrOfType<StringAttr>("dsv3.entry");
-          kind && kind.getValue() == "gradients")
+    // Train on the loss with the balance terms when the model has one.
+    func::FuncOp grads, trainGrads;
+    for (auto f : module.getOps<func::FuncOp>()) {
+      auto kind = f->getAttrOfType<StringAttr>("dsv3.entry");
+      if (kind && kind.getValue() == "gradients")
         grads = f;
+      if (kind && kind.getValue() == "train_gradients")
+        trainGrads = f;
+    }
+    if (trainGrads)
+      grads = trainGrads;
     if (!grads) {
       module.emitError() << "dsv3-optimizer needs the gradients entry (run "
                             "dsv3-autodiff first)";
@@ -69,8 +78,10 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
     for (auto [nameAttr, g] : llvm::zip(names, gradients)) {
       auto sym = cast<FlatSymbolRefAttr>(nameAttr);
       auto param = symbols.lookup<ParamOp>(sym.getValue());
-      FlatSymbolRefAttr m = declareState(module, param, "optimizer.exp_avg");
-      FlatSymbolRefAttr v = declareState(module, param, "optimizer.exp_avg_sq");
+      Operation *after = param;
+      FlatSymbolRefAttr m = declareState(module, param, "optimizer.exp_avg", after);
+      FlatSymbolRefAttr v =
+          declareState(module, param, "optimizer.exp_avg_sq", after);
       bool decay = param.getTensorType().getRank() >= 2;
       AdamwOp::create(b, loc, sym, m, v, g, step, lr, norm,
                       b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),

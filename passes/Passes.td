@@ -77,7 +77,9 @@ def Dsv3PrintParamStatsPass : Pass<"dsv3-print-param-stats", "mlir::ModuleOp"> {
 def Dsv3AutodiffPass : Pass<"dsv3-autodiff", "mlir::ModuleOp"> {
   let summary = "build the gradients entry by reverse-mode differentiation of loss";
   let description = [{
-    Clones the `loss` entry into a `gradients` entry that returns the loss
+    Clones the `loss` entry into a `gradients` entry (and a `train_loss`
+    entry, the loss with the balance terms, into `train_gradients`) that
+    returns the loss
     followed by dLoss/dW of every trainable parameter, in declaration order
     (recorded in `dsv3.grad_params`). The backward pass is built in reverse
     program order from each op's `DifferentiableOpInterface` rule, seeded
@@ -102,7 +104,8 @@ def Dsv3AutodiffPass : Pass<"dsv3-autodiff", "mlir::ModuleOp"> {
 def Dsv3OptimizerPass : Pass<"dsv3-optimizer", "mlir::ModuleOp"> {
   let summary = "build the train_step entry: gradients, AdamW, bias balancing";
   let description = [{
-    Clones the `gradients` entry (run `dsv3-autodiff` first) into
+    Clones the `train_gradients` entry (the loss with the balance terms),
+    or else the `gradients` entry (run `dsv3-autodiff` first), into
     `train_step(ids, step : i64, lr : tensor<f32>)`, which after the
     backward pass computes the global gradient norm, applies one
     `dsv3.adamw` per trainable parameter (decoupled weight decay on

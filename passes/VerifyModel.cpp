@@ -33,7 +33,7 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
       return fail("(ids [batch, seq]) -> logits [batch, seq, vocab]");
     return success();
   }
-  if (kind == "loss") {
+  if (kind == "loss" || kind == "train_loss") {
     auto scalar = type.getNumResults() == 1
                       ? dyn_cast<RankedTensorType>(type.getResult(0))
                       : RankedTensorType();
@@ -54,7 +54,7 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
                   "each cache returned in its own type");
     return success();
   }
-  if (kind == "gradients") {
+  if (kind == "gradients" || kind == "train_gradients") {
     auto scalar = type.getNumResults() >= 1
                       ? dyn_cast<RankedTensorType>(type.getResult(0))
                       : RankedTensorType();
@@ -82,8 +82,9 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
     return success();
   }
   return func.emitOpError() << "unknown entry kind '" << kind
-                            << "' (expected forward, loss, decode, "
-                               "forward_mtp, gradients or train_step)";
+                            << "' (expected forward, loss, train_loss, decode, "
+                               "forward_mtp, gradients, train_gradients or "
+                               "train_step)";
 }
 
 struct VerifyModelPass : impl::Dsv3VerifyModelPassBase<VerifyModelPass> {

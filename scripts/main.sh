@@ -27,7 +27,13 @@ build/bin/dsv3-run generate "$OUT/artifact" --weights "$OUT/weights" \
 build/bin/dsv3-run generate "$OUT/artifact" --weights "$OUT/weights" \
   --prompt-ids 1,2,3,4,5,6,7,8 --max-new 16 --temperature 0.8 --top-p 0.95 --seed 1
 echo
+echo "== training steps of the tiny model on a text Debian ships (bytes as tokens)"
+build/bin/dsv3c tiny --mode train -o "$OUT/train"
+build/bin/dsv3-run tokenize --text /usr/share/common-licenses/GPL-3 --out "$OUT/gpl.tokens"
+build/bin/dsv3-run train "$OUT/train" --init 0 --data "$OUT/gpl.tokens" --steps 20 \
+  --batch 8 --seq 64 --lr 3e-3 --warmup 5 --save-dir "$OUT/ckpt" --metrics "$OUT/metrics.jsonl"
+echo
 echo "== conformance of a fixture model (host fp32 vs the float64 HF oracle)"
 F=test/data/fixtures/tiny-a
-build/bin/dsv3c "$F" -o "$OUT/tiny-a"
+build/bin/dsv3c "$F" --mode train -o "$OUT/tiny-a"
 build/bin/dsv3-run verify "$OUT/tiny-a" --weights "$F" --oracle "$F"

@@ -274,6 +274,14 @@ void moeCombineVjp(const std::string &k, const json &p, Ins<Real> &in,
   }
 }
 
+template <typename Real>
+void moeBalanceLossVjp(const std::string &k, const json &p, Ins<Real> &in,
+                       Ins<Real> &out) {
+  Vjp<Real> v(k, p, in, out);
+  balanceLoss(k, p, *v.primals[0], *v.primals[1], *v.primals[2],
+              double(v.cts[0]->f[0]), v.g(0), v.g(1));
+}
+
 /// MLA backward (SEMANTICS.md 3) by recomputation: the forward
 /// intermediates of a sequence are rebuilt, the attention probabilities one
 /// (query, head) at a time.
@@ -444,6 +452,7 @@ void addGradKernels(std::map<std::string, HostKernelFn<Real>> &kernels) {
   kernels["expert_grouped_matmul_vjp"] = expertGroupedMatmulVjp<Real>;
   kernels["moe_combine_vjp"] = moeCombineVjp<Real>;
   kernels["latent_attention_vjp"] = latentAttentionVjp<Real>;
+  kernels["moe_balance_loss_vjp"] = moeBalanceLossVjp<Real>;
 }
 template void addGradKernels(std::map<std::string, HostKernelFn<float>> &);
 template void addGradKernels(std::map<std::string, HostKernelFn<double>> &);

@@ -346,6 +346,13 @@ void fill(const std::string &k, const json &p, Ins<Real> &, Ins<Real> &out) {
   setShape(k, *out[0], shape);
   std::fill(out[0]->f, out[0]->f + out[0]->numel(), Real(getf(k, p, "value")));
 }
+template <typename Real>
+void moeBalanceLoss(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  setShape(k, *out[0], {});
+  out[0]->f[0] = Real(balanceLoss(k, p, *in[0], *in[1], *in[2], 0.0,
+                                  (Real *)nullptr, (Real *)nullptr));
+}
+
 /// sqrt of the sum of squares of every element of every input.
 template <typename Real>
 void globalNorm(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
@@ -419,6 +426,7 @@ const std::map<std::string, HostKernelFn<Real>> &registry() {
       {"cross_entropy", crossEntropy<Real>},
       {"fill", fill<Real>},
       {"global_norm", globalNorm<Real>},
+      {"moe_balance_loss", moeBalanceLoss<Real>},
       {"adamw", adamw<Real>},
       {"expert_bias_update", expertBiasUpdate<Real>},
     };

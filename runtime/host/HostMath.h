@@ -355,6 +355,81 @@ void routeToken(const RouteConfig &c, const std::vector<Real> &logit,
   sel = topk(choice, c.K);
 }
 
+/// The load-balancing loss of one MoE layer (dsv3.moe_balance_loss) and,
+/// when `dx`/`dgate` are given, its gradient scaled by `dloss`.
+template <typename Real>
+double balanceLoss(const std::string &k, const json &p, const T<Real> &x,
+                   const T<Real> &gate, const T<Real> &idx, double dloss,
+                   Real *dx, Real *dgate) {
+  int64_t B = x.dim(0), Tn = x.dim(1), H = x.dim(2), E = gate.dim(0);
+  int64_t K = idx.dim(2);
+  double alpha = getf(k, p, "alpha");
+  bool seqWise = getb(p, "sequence_wise");
+  bool sigmoid = gets(k, p, "scoring_func") == "sigmoid";
+  // Groups of tokens the loss averages over: one per sequence, or the batch.
+  int64_t groups = seqWise ? B : 1, per = seqWise ? Tn : B * Tn;
+  std::vector<Real> logit(E), s(E), d(E), dlogit(E);
+  std::vector<double> f(E), P(E);
+  double total = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    std::fill(f.begin(), f.end(), 0.0);
+    std::fill(P.begin(), P.end(), 0.0);
+    for (int64_t t = 0; t < per; ++t)
+      for (int64_t j = 0; j < K; ++j)
+        f[size_t(idx.i[(g * per + t) * K + j])] += double(E) / double(K * per);
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int64_t t = 0; t < per; ++t) {
+        const Real *xt = x.f + (g * per + t) * H;
+        matvec(xt, gate.f, E, H, logit.data());
+        Real sum = 0;
+        if (sigmoid) {
+          for (int64_t e = 0; e < E; ++e)
+            sum += (s[e] = Real(1) / (Real(1) + std::exp(-logit[e])));
+        } else {
+          s = logit;
+          softmaxInPlace(s, E);
+          sum = 1;
+        }
+        if (pass == 0) {
+          for (int64_t e = 0; e < E; ++e)
+            P[e] += double(s[e] / sum) / double(per);
+          continue;
+        }
+        // Backward: only P carries gradient.
+        double scale = dloss * alpha / double(per * groups);
+        if (sigmoid) {
+          double fs = 0;
+          for (int64_t e = 0; e < E; ++e)
+            fs += f[e] * double(s[e]);
+          for (int64_t e = 0; e < E; ++e) {
+            double ds = scale * (f[e] / double(sum) - fs / double(sum * sum));
+            dlogit[e] = Real(ds) * s[e] * (Real(1) - s[e]);
+          }
+        } else {
+          double dot = 0;
+          for (int64_t e = 0; e < E; ++e)
+            dot += scale * f[e] * double(s[e]);
+          for (int64_t e = 0; e < E; ++e)
+            dlogit[e] = s[e] * Real(scale * f[e] - dot);
+        }
+        if (dx)
+          matvecT(dlogit.data(), gate.f, E, H, dx + (g * per + t) * H);
+        if (dgate)
+          outerAdd(dlogit.data(), xt, E, H, dgate);
+      }
+      if (pass == 0) {
+        double l = 0;
+        for (int64_t e = 0; e < E; ++e)
+          l += f[e] * P[e];
+        total += alpha * l / double(groups);
+        if (!dx && !dgate)
+          break;
+      }
+    }
+  }
+  return total;
+}
+
 /// Adds the *_vjp kernels (HostGradKernels.cpp) to `kernels`.
 template <typename Real>
 void addGradKernels(std::map<std::string, HostKernelFn<Real>> &kernels);

@@ -1128,3 +1128,124 @@ func.func @vjp_no_cotangent(%x: tensor<4xf32>) {
   %g = dsv3.vjp "swiglu" (%x, %x) cotangents() grads [0] params {} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
   return
 }
+
+// -----
+
+func.func @global_norm_empty() {
+  // expected-error @+1 {{needs at least one tensor}}
+  %n = "dsv3.global_norm"() : () -> tensor<f32>
+  return
+}
+
+// -----
+
+dsv3.param @"w" norm : tensor<4xf32>
+dsv3.param @"m" optimizer_state : tensor<4xf32>
+dsv3.param @"v" norm : tensor<4xf32>
+func.func @adamw_state_role(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: tensor<f32>) {
+  // expected-error @+1 {{exp_avg_sq @v must have role optimizer_state}}
+  dsv3.adamw @w, @m, @v grad %g step %s lr %lr norm %n {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-8 : f64, weight_decay = 0.1 : f64, max_grad_norm = 1.0 : f64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+dsv3.param @"w" norm : tensor<4xf32>
+dsv3.param @"m" optimizer_state : tensor<8xf32>
+dsv3.param @"v" optimizer_state : tensor<4xf32>
+func.func @adamw_state_type(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: tensor<f32>) {
+  // expected-error @+1 {{exp_avg @m has type 'tensor<8xf32>', expected 'tensor<4xf32>'}}
+  dsv3.adamw @w, @m, @v grad %g step %s lr %lr norm %n {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-8 : f64, weight_decay = 0.1 : f64, max_grad_norm = 1.0 : f64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+dsv3.param @"m" optimizer_state : tensor<4xf32>
+func.func @adamw_no_param(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: tensor<f32>) {
+  // expected-error @+1 {{param @nothing does not name a dsv3.param}}
+  dsv3.adamw @nothing, @m, @m grad %g step %s lr %lr norm %n {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-8 : f64, weight_decay = 0.1 : f64, max_grad_norm = 1.0 : f64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @adamw_betas(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: tensor<f32>) {
+  // expected-error @+1 {{betas (1.000000e+00, 9.500000e-01) must lie in [0, 1)}}
+  dsv3.adamw @w, @m, @v grad %g step %s lr %lr norm %n {beta1 = 1.0 : f64, beta2 = 0.95 : f64, eps = 1.0e-8 : f64, weight_decay = 0.1 : f64, max_grad_norm = 1.0 : f64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @adamw_eps(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: tensor<f32>) {
+  // expected-error @+1 {{eps (0.000000e+00) must be positive}}
+  dsv3.adamw @w, @m, @v grad %g step %s lr %lr norm %n {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 0.0 : f64, weight_decay = 0.1 : f64, max_grad_norm = 1.0 : f64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @adamw_decay(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: tensor<f32>) {
+  // expected-error @+1 {{weight_decay and max_grad_norm must be >= 0}}
+  dsv3.adamw @w, @m, @v grad %g step %s lr %lr norm %n {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-8 : f64, weight_decay = -0.1 : f64, max_grad_norm = 1.0 : f64} : tensor<4xf32>
+  return
+}
+
+// -----
+
+dsv3.param @"b" norm : tensor<4xf32>
+func.func @bias_update_role(%c: tensor<4xi64>) {
+  // expected-error @+1 {{@b must name a dsv3.param of role router_bias}}
+  dsv3.expert_bias_update @b counts %c rate 1.0e-3 : tensor<4xi64>
+  return
+}
+
+// -----
+
+dsv3.param @"b" router_bias : tensor<8xf32>
+func.func @bias_update_count(%c: tensor<4xi64>) {
+  // expected-error @+1 {{counts of 4 experts for bias 'tensor<8xf32>'}}
+  dsv3.expert_bias_update @b counts %c rate 1.0e-3 : tensor<4xi64>
+  return
+}
+
+// -----
+
+func.func @balance_hidden_rank(%x: tensor<3x16xf32>, %g: tensor<4x16xf32>, %i: tensor<1x3x2xi64>) {
+  // expected-error @+1 {{hidden must have rank 3 ([batch, seq, hidden])}}
+  %b = dsv3.moe_balance_loss sigmoid %x, %g, %i {alpha = 1.0e-4 : f64} : (tensor<3x16xf32>, tensor<4x16xf32>, tensor<1x3x2xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @balance_gate(%x: tensor<1x3x16xf32>, %g: tensor<4x8xf32>, %i: tensor<1x3x2xi64>) {
+  // expected-error @+1 {{gate_weight must be [n_routed_experts, hidden] with hidden = 16, got 'tensor<4x8xf32>'}}
+  %b = dsv3.moe_balance_loss sigmoid %x, %g, %i {alpha = 1.0e-4 : f64} : (tensor<1x3x16xf32>, tensor<4x8xf32>, tensor<1x3x2xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @balance_indices(%x: tensor<1x3x16xf32>, %g: tensor<4x16xf32>, %i: tensor<1x5x2xi64>) {
+  // expected-error @+1 {{must have the batch and seq dimensions of hidden}}
+  %b = dsv3.moe_balance_loss sigmoid %x, %g, %i {alpha = 1.0e-4 : f64} : (tensor<1x3x16xf32>, tensor<4x16xf32>, tensor<1x5x2xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @balance_alpha(%x: tensor<1x3x16xf32>, %g: tensor<4x16xf32>, %i: tensor<1x3x2xi64>) {
+  // expected-error @+1 {{alpha (-1.000000e+00) must be >= 0}}
+  %b = dsv3.moe_balance_loss sigmoid %x, %g, %i {alpha = -1.0 : f64} : (tensor<1x3x16xf32>, tensor<4x16xf32>, tensor<1x3x2xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @balance_softmax_sequence(%x: tensor<1x3x16xf32>, %g: tensor<4x16xf32>, %i: tensor<1x3x2xi64>) {
+  // expected-error @+1 {{the sequence-wise loss normalises sigmoid scores; softmax routing uses the expert-level loss}}
+  %b = dsv3.moe_balance_loss softmax %x, %g, %i {alpha = 1.0e-4 : f64, sequence_wise} : (tensor<1x3x16xf32>, tensor<4x16xf32>, tensor<1x3x2xi64>) -> tensor<f32>
+  return
+}

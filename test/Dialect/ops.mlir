@@ -117,3 +117,22 @@ func.func @training(%x: tensor<2x3x16xf32>, %w: tensor<16xf32>, %dy: tensor<2x3x
       : (tensor<2x3x16xf32>, tensor<16xf32>, tensor<2x3x16xf32>) -> (tensor<2x3x16xf32>, tensor<16xf32>)
   return %dw : tensor<16xf32>
 }
+
+dsv3.param @"opt.w" norm : tensor<16xf32>
+dsv3.param @"opt.m" optimizer_state : tensor<16xf32>
+dsv3.param @"opt.v" optimizer_state : tensor<16xf32>
+dsv3.param @"opt.bias" router_bias : tensor<4xf32>
+
+// CHECK-LABEL: func.func @optimizer
+func.func @optimizer(%g: tensor<16xf32>, %g2: tensor<4x4xf32>, %step: i64, %lr: tensor<f32>, %counts: tensor<4xi64>,
+                     %x: tensor<1x3x16xf32>, %gate: tensor<4x16xf32>, %idx: tensor<1x3x2xi64>) -> tensor<f32> {
+  // CHECK: %[[N:.+]] = dsv3.global_norm %{{.+}}, %{{.+}} : tensor<16xf32>, tensor<4x4xf32> -> tensor<f32>
+  %n = dsv3.global_norm %g, %g2 : tensor<16xf32>, tensor<4x4xf32> -> tensor<f32>
+  // CHECK: dsv3.adamw @opt.w, @opt.m, @opt.v grad %{{.+}} step %{{.+}} lr %{{.+}} norm %[[N]] {beta1 = 9.000000e-01 : f64, beta2 = 0.94999999999999996 : f64, eps = 1.000000e-08 : f64, max_grad_norm = 1.000000e+00 : f64, weight_decay = 1.000000e-01 : f64} : tensor<16xf32>
+  dsv3.adamw @"opt.w", @"opt.m", @"opt.v" grad %g step %step lr %lr norm %n {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-8 : f64, weight_decay = 0.1 : f64, max_grad_norm = 1.0 : f64} : tensor<16xf32>
+  // CHECK: dsv3.expert_bias_update @opt.bias counts %{{.+}} rate 1.000000e-03 : tensor<4xi64>
+  dsv3.expert_bias_update @"opt.bias" counts %counts rate 1.0e-3 : tensor<4xi64>
+  // CHECK: dsv3.moe_balance_loss sigmoid %{{.+}}, %{{.+}}, %{{.+}} {alpha = 1.000000e-04 : f64, sequence_wise} : (tensor<1x3x16xf32>, tensor<4x16xf32>, tensor<1x3x2xi64>) -> tensor<f32>
+  %b = dsv3.moe_balance_loss sigmoid %x, %gate, %idx {alpha = 1.0e-4 : f64, sequence_wise} : (tensor<1x3x16xf32>, tensor<4x16xf32>, tensor<1x3x2xi64>) -> tensor<f32>
+  return %b : tensor<f32>
+}

@@ -62,7 +62,7 @@ func.func @decode(%ids: tensor<?x?xi64>, %past: i64, %c: tensor<?x?x12xf32>) -> 
 
 // -----
 
-// expected-error @+1 {{unknown entry kind 'prefill' (expected forward, loss, decode, forward_mtp, gradients or train_step)}}
+// expected-error @+1 {{unknown entry kind 'prefill' (expected forward, loss, train_loss, decode, forward_mtp, gradients, train_gradients or train_step)}}
 func.func @prefill() attributes {dsv3.entry = "prefill"} {
   return
 }

@@ -63,8 +63,11 @@ commands:
   tokenize --text FILE --out FILE.tokens
       byte-level token data (one uint32 per byte) from a text file
   gradcheck ART --weights DIR --ids IDS [--params a,b] [--samples N] [--eps E]
-      compare the gradients entry with central differences of the loss,
-      in fp64, on N random elements of each named parameter (default all)
+           [--train-loss]
+      compare the gradients entry with central differences of the loss
+      (--train-loss: train_gradients and train_loss, with the balance
+      losses), in fp64, on N random elements of each named parameter
+      (default all)
 
 common options:
   --backend host|cuda   where to run (default host; cuda: not built yet)
@@ -79,6 +82,7 @@ struct Options {
   int64_t init = -1, steps = 0, batch = 4, seq = 64, saveEvery = 0, warmup = 10;
   int64_t samples = 4;
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
+  bool trainLoss = false;
   std::string backend = "host", dtype = "fp32";
   int64_t maxNew = 16;
   double temperature = 0, topP = 1;
@@ -109,6 +113,10 @@ Options parseArgs(int argc, char **argv) {
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       std::exit(0);
+    }
+    if (a == "--train-loss") {
+      o.trainLoss = true;
+      continue;
     }
     if (a.rfind("--", 0) != 0) {
       positional.push_back(a);
@@ -496,8 +504,12 @@ int gradcheck(const Options &o, const Artifact &art, const WeightStore &weights)
   if (o.ids.empty())
     fail("gradcheck: --ids is required");
   auto rows = parseIdLists("--ids", o.ids);
-  auto grads = runIdsAll(s, "gradients", rows);
-  const Entry &e = art.entry("gradients");
+  // --params may ask for the training loss (with the balance terms).
+  std::string gradEntry = art.hasEntry("train_gradients") && o.trainLoss
+                              ? "train_gradients" : "gradients";
+  std::string lossEntry = gradEntry == "gradients" ? "loss" : "train_loss";
+  auto grads = runIdsAll(s, gradEntry, rows);
+  const Entry &e = art.entry(gradEntry);
   std::vector<std::string> names;
   std::string cur;
   for (char c : o.params + ",") {
@@ -511,8 +523,8 @@ int gradcheck(const Options &o, const Artifact &art, const WeightStore &weights)
   }
   std::mt19937_64 rng(o.seed);
   int failed = 0, checked = 0;
-  fmt::print("gradcheck {} (fp64, eps {:g}, {} samples per tensor)\n", art.dir,
-             o.fdEps, o.samples);
+  fmt::print("gradcheck {} of {} (fp64, eps {:g}, {} samples per tensor)\n",
+             lossEntry, art.dir, o.fdEps, o.samples);
   fmt::print("  {:<56} {:>12} {:>10}  {}\n", "parameter", "max rel err", "tolerance",
              "result");
   for (size_t i = 0; i < e.resultParams.size(); ++i) {
@@ -532,9 +544,9 @@ int gradcheck(const Options &o, const Artifact &art, const WeightStore &weights)
       size_t at = std::uniform_int_distribution<size_t>(0, w.size() - 1)(rng);
       double saved = w[at];
       w[at] = saved + o.fdEps;
-      double up = runIds(s, "loss", rows).second.at(0);
+      double up = runIds(s, lossEntry, rows).second.at(0);
       w[at] = saved - o.fdEps;
-      double down = runIds(s, "loss", rows).second.at(0);
+      double down = runIds(s, lossEntry, rows).second.at(0);
       w[at] = saved;
       double numeric = (up - down) / (2 * o.fdEps);
       worst = std::max(worst, std::fabs(numeric - g[at]) / scale);

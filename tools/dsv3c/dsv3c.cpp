@@ -51,9 +51,9 @@ cl::opt<Mode> mode("mode", cl::desc("what to compile"), cl::init(Mode::Infer),
                    cl::values(clEnumValN(Mode::Infer, "infer",
                                          "forward, loss and decode entries"),
                               clEnumValN(Mode::Train, "train",
-                                         "the training pipeline (autodiff "
-                                         "and the optimizer are not built "
-                                         "yet: same graph as infer)")),
+                                         "also the gradients and the "
+                                         "train_step entries (autodiff, "
+                                         "AdamW, bias balancing)")),
                    cl::cat(category));
 cl::opt<std::string> dumpIrDir(
     "dump-ir-dir",
@@ -112,6 +112,22 @@ cl::opt<int64_t> maxSeq(
     cl::desc("largest sequence and decode cache length the buffers are planned "
              "for (default: max_position_embeddings, at most 4096)"),
     cl::init(0), cl::cat(category));
+cl::opt<double> balanceAlpha(
+    "balance-alpha",
+    cl::desc("alpha of the load-balancing loss in the training loss "
+             "(sequence-wise for sigmoid routing, expert-level for softmax; "
+             "--mode train only; 0 = off)"),
+    cl::init(1e-4), cl::cat(category));
+cl::opt<double> weightDecay("weight-decay",
+                            cl::desc("AdamW decoupled weight decay (matrices)"),
+                            cl::init(0.1), cl::cat(category));
+cl::opt<double> maxGradNorm("max-grad-norm",
+                            cl::desc("global gradient-norm clipping (0 = off)"),
+                            cl::init(1.0), cl::cat(category));
+cl::opt<double> biasUpdateRate(
+    "bias-update-rate",
+    cl::desc("gamma of the aux-loss-free bias update (0 = off)"),
+    cl::init(1e-3), cl::cat(category));
 cl::opt<double> mtpLambda("mtp-lambda",
                           cl::desc("weight of the multi-token-prediction loss"),
                           cl::init(0.3), cl::cat(category));
@@ -234,6 +250,7 @@ int main(int argc, char **argv) {
   context.loadAllAvailableDialects();
   ::dsv3::BuildOptions buildOptions;
   buildOptions.mtpLambda = mtpLambda;
+  buildOptions.balanceAlpha = mode == Mode::Train ? double(balanceAlpha) : 0.0;
   OwningOpRef<ModuleOp> module =
       ::dsv3::buildModelModule(context, *config, buildOptions);
   if (failed(verify(*module))) {
@@ -267,6 +284,9 @@ int main(int argc, char **argv) {
   mlir::dsv3::PipelineOptions pipelineOptions;
   pipelineOptions.maxBatch = maxBatch;
   pipelineOptions.lowerToKernels = emit == Emit::Kernels;
+  pipelineOptions.weightDecay = weightDecay;
+  pipelineOptions.maxGradNorm = maxGradNorm;
+  pipelineOptions.biasUpdateRate = biasUpdateRate;
   if (!outputDir.empty() && emit != Emit::Kernels) {
     llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "
                     "--emit=kernels\n";

@@ -485,6 +485,31 @@ LogicalResult MoeCombineOp::verify() {
                                "result");
 }
 
+LogicalResult MoeBalanceLossOp::verify() {
+  if (failed(expectRank(*this, getHidden(), "hidden", 3, "[batch, seq, hidden]")) ||
+      failed(expectRank(*this, getIndices(), "indices", 3,
+                        "[batch, seq, top_k]")))
+    return failure();
+  auto hidden = tensorOf(getHidden()), gate = tensorOf(getGateWeight());
+  if (gate.getRank() != 2 || !extentsAgree(gate.getDimSize(1), hidden.getDimSize(2)))
+    return emitOpError() << "gate_weight must be [n_routed_experts, hidden] with "
+                            "hidden = "
+                         << hidden.getDimSize(2) << ", got " << gate;
+  auto idx = tensorOf(getIndices());
+  if (!extentsAgree(idx.getDimSize(0), hidden.getDimSize(0)) ||
+      !extentsAgree(idx.getDimSize(1), hidden.getDimSize(1)))
+    return emitOpError() << "indices " << idx
+                         << " must have the batch and seq dimensions of hidden "
+                         << hidden;
+  if (getAlpha().convertToDouble() < 0)
+    return emitOpError() << "alpha (" << getAlpha().convertToDouble()
+                         << ") must be >= 0";
+  if (getSequenceWise() && getScoringFunc() != ScoringFunc::Sigmoid)
+    return emitOpError() << "the sequence-wise loss normalises sigmoid scores; "
+                            "softmax routing uses the expert-level loss";
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // MTP, head, loss
 //===----------------------------------------------------------------------===//

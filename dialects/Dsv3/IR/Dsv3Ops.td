@@ -411,6 +411,35 @@ def Dsv3_MoeCombineOp : Dsv3_Op<"moe_combine", [Pure, Dsv3_Differentiable]> {
   let hasVerifier = 1;
 }
 
+def Dsv3_MoeBalanceLossOp : Dsv3_Op<"moe_balance_loss", [Pure, Dsv3_Differentiable]> {
+  let summary = "load-balancing loss of one MoE layer";
+  let description = [{
+    `alpha · Σ_e f_e P_e` (SEMANTICS.md 8). `f_e = E / (K·T) · #(tokens that
+    selected e)` from `indices` (the actual selection); `P_e` is the mean
+    over tokens of the scores: with `sequence_wise` (DeepSeek-V3's
+    complementary sequence-wise loss) the sigmoid scores normalised over all
+    experts, per sequence of T tokens, averaged over the batch; otherwise
+    (DeepSeekMoE / V2 expert-level loss) the softmax scores over all
+    T = batch·seq tokens. Scores are recomputed from `hidden` and
+    `gate_weight` exactly as `dsv3.moe_route` does; only P carries gradient.
+
+    ```mlir
+    %l = dsv3.moe_balance_loss %x, %gate, %idx {alpha = 1.0e-4 : f64,
+        sequence_wise, scoring_func = 0 : i32}
+        : (tensor<?x?x64xf32>, tensor<8x64xf32>, tensor<?x?x2xi64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$hidden, Dsv3_FloatTensor:$gate_weight,
+                       Dsv3_I64Tensor:$indices, F64Attr:$alpha,
+                       UnitAttr:$sequence_wise, Dsv3_ScoringFunc:$scoring_func);
+  let results = (outs Dsv3_ScalarF32:$loss);
+  let assemblyFormat = [{
+    $scoring_func $hidden `,` $gate_weight `,` $indices attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Multi-token prediction, head and loss
 //===----------------------------------------------------------------------===//
