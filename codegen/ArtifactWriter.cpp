@@ -159,6 +159,13 @@ FailureOr<json> entryJson(func::FuncOp func) {
       params.push_back(cast<FlatSymbolRefAttr>(a).getValue().str());
     entry["expert_count_params"] = params;
   }
+  if (auto parts = func->getAttrOfType<ArrayAttr>("dsv3.loss_parts")) {
+    // The last results are these parts of the loss.
+    json names = json::array();
+    for (Attribute a : parts)
+      names.push_back(cast<StringAttr>(a).getValue().str());
+    entry["loss_parts"] = names;
+  }
   auto arena = func->getAttrOfType<IntegerAttr>("dsv3k.arena_bytes");
   entry["args"] = args;
   entry["buffers"] = buffers;

@@ -91,7 +91,7 @@ private:
   void buildForward();
   /// The loss of `ids`: mean next-token cross entropy plus the weighted
   /// MTP losses.
-  Value lossValue(Value ids);
+  Value lossValue(Value ids, Value *mainLoss = nullptr, Value *mtpLoss = nullptr);
   void buildLoss();
   /// train_loss: the loss plus the load-balancing losses.
   void buildTrainLoss();
@@ -373,7 +373,7 @@ SmallVector<Value> ModelBuilder::mtpLogits(Value ids, Value h) {
   return logits;
 }
 
-Value ModelBuilder::lossValue(Value ids) {
+Value ModelBuilder::lossValue(Value ids, Value *mainLoss, Value *mtpLoss) {
   auto scalar = tensor({}, b.getF32Type());
   Value h = trunk(ids);
   Value logits = lmHead(h, "lm_head.weight", 0);
@@ -382,17 +382,26 @@ Value ModelBuilder::lossValue(Value ids) {
                                       b.getI64IntegerAttr(1),
                                       b.getF64FloatAttr(1.0),
                                       b.getI64IntegerAttr(-100));
+  if (mainLoss)
+    *mainLoss = loss;
   // L = L_main + lambda / D * sum_k L_k; depth k's row i targets token
   // i + k + 1.
   int64_t D = c.numNextnPredictLayers;
+  Value mtpTotal;
   for (auto [i, depthLogits] : llvm::enumerate(mtpLogits(ids, h))) {
     int64_t k = int64_t(i) + 1;
-    Value mtpLoss = CrossEntropyOp::create(
+    Value depthLoss = CrossEntropyOp::create(
         b, nameLoc(fmt::format("model.layers.{}", c.numHiddenLayers + k - 1)),
         scalar, depthLogits, ids, b.getI64IntegerAttr(k + 1),
         b.getF64FloatAttr(opts.mtpLambda / D), b.getI64IntegerAttr(-100));
-    loss = AddOp::create(b, loc, loss, mtpLoss);
+    mtpTotal = mtpTotal ? Value(AddOp::create(b, loc, mtpTotal, depthLoss))
+                        : depthLoss;
   }
+  if (mtpTotal)
+    loss = AddOp::create(b, loc, loss, mtpTotal);
+  if (mtpLoss)
+    *mtpLoss = mtpTotal ? mtpTotal
+                        : Value(FillOp::create(b, loc, scalar, b.getF64FloatAttr(0.0)));
   return loss;
 }
 
@@ -406,10 +415,16 @@ void ModelBuilder::buildLoss() {
 
 void ModelBuilder::buildTrainLoss() {
   auto scalar = tensor({}, b.getF32Type());
-  auto func = beginFunction("train_loss", "train_loss",
-                            b.getFunctionType({idsType()}, {scalar}));
+  // Results: the loss trained on, then its parts (main cross entropy,
+  // weighted MTP losses, balance losses) for the training metrics.
+  auto func = beginFunction(
+      "train_loss", "train_loss",
+      b.getFunctionType({idsType()}, {scalar, scalar, scalar, scalar}));
+  func->setAttr("dsv3.loss_parts",
+                b.getStrArrayAttr({"loss_main", "loss_mtp", "loss_balance"}));
   routes.clear();
-  Value loss = lossValue(func.getArgument(0));
+  Value mainLoss, mtpLoss, balanceTotal;
+  Value loss = lossValue(func.getArgument(0), &mainLoss, &mtpLoss);
   // One balance term per routed layer (the MTP block's too).
   for (MoeRouteOp route : routes) {
     bool sigmoid = route.getScoringFunc() == mlir::dsv3::ScoringFunc::Sigmoid;
@@ -417,9 +432,13 @@ void ModelBuilder::buildTrainLoss() {
         b, route.getLoc(), scalar, route.getHidden(), route.getGateWeight(),
         route.getIndices(), b.getF64FloatAttr(opts.balanceAlpha),
         sigmoid ? b.getUnitAttr() : UnitAttr(), route.getScoringFuncAttr());
-    loss = AddOp::create(b, route.getLoc(), loss, balance);
+    balanceTotal = balanceTotal
+                       ? Value(AddOp::create(b, route.getLoc(), balanceTotal, balance))
+                       : balance;
   }
-  func::ReturnOp::create(b, b.getUnknownLoc(), loss);
+  loss = AddOp::create(b, func.getLoc(), loss, balanceTotal);
+  func::ReturnOp::create(b, b.getUnknownLoc(),
+                         ValueRange{loss, mainLoss, mtpLoss, balanceTotal});
 }
 
 void ModelBuilder::buildForwardMtp() {

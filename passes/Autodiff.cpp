@@ -95,7 +95,8 @@ struct AutodiffPass : impl::Dsv3AutodiffPassBase<AutodiffPass> {
       ++numRules;
     }
 
-    // One gradient per trainable parameter, summed over its reads.
+    // One gradient per trainable parameter, summed over its reads; the
+    // loss function's other results (the parts of the loss) follow.
     SmallVector<Value> results = {lossValue};
     SmallVector<Attribute> names;
     for (ParamOp param : module.getOps<ParamOp>()) {
@@ -114,6 +115,8 @@ struct AutodiffPass : impl::Dsv3AutodiffPassBase<AutodiffPass> {
       results.push_back(total);
       names.push_back(FlatSymbolRefAttr::get(param.getSymNameAttr()));
     }
+    for (Value extra : ret.getOperands().drop_front())
+      results.push_back(extra);
     func::ReturnOp::create(b, loc, results);
     ret.erase();
     SmallVector<Type> types;

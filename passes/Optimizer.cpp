@@ -72,7 +72,9 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
     auto ret = cast<func::ReturnOp>(body.getTerminator());
     OpBuilder b(ret);
     Location loc = ret.getLoc();
-    SmallVector<Value> gradients(ret.getOperands().drop_front());
+    SmallVector<Value> gradients(
+        ret.getOperands().drop_front().take_front(names.size()));
+    SmallVector<Value> parts(ret.getOperands().drop_front(1 + names.size()));
     Value norm = GlobalNormOp::create(b, loc, scalar, gradients);
     SymbolTable symbols(module);
     for (auto [nameAttr, g] : llvm::zip(names, gradients)) {
@@ -111,6 +113,8 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
         break;
       }
     }
+    // The loss parts last (their names are in dsv3.loss_parts).
+    results.append(parts.begin(), parts.end());
     func::ReturnOp::create(b, loc, results);
     ret.erase();
     SmallVector<Type> types;

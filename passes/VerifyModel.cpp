@@ -34,12 +34,19 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
     return success();
   }
   if (kind == "loss" || kind == "train_loss") {
-    auto scalar = type.getNumResults() == 1
+    auto scalar = type.getNumResults() >= 1
                       ? dyn_cast<RankedTensorType>(type.getResult(0))
                       : RankedTensorType();
-    if (type.getNumInputs() != 1 || !isIdTensor(type.getInput(0)) || !scalar ||
-        scalar.getRank() != 0 || !scalar.getElementType().isF32())
-      return fail("(ids [batch, seq]) -> tensor<f32>");
+    bool ok = type.getNumInputs() == 1 && isIdTensor(type.getInput(0)) &&
+              scalar && scalar.getRank() == 0 && scalar.getElementType().isF32();
+    if (kind == "loss")
+      ok = ok && type.getNumResults() == 1;
+    for (Type t : type.getResults())
+      ok = ok && t == type.getResult(0);
+    if (!ok)
+      return fail(kind == "loss" ? "(ids [batch, seq]) -> tensor<f32>"
+                                 : "(ids [batch, seq]) -> (tensor<f32> loss, "
+                                   "tensor<f32> parts...)");
     return success();
   }
   if (kind == "decode") {

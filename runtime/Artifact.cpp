@@ -228,7 +228,7 @@ Artifact Artifact::load(const std::string &dir) {
           rp.at(k).error("must name a declared parameter");
         entry.resultParams.push_back(rp.j.at(k).get<std::string>());
       }
-      if (entry.resultParams.size() + 1 != entry.results.size())
+      if (entry.resultParams.size() + 1 > entry.results.size())
         rp.error(fmt::format("names {} parameters for {} gradient results",
                              entry.resultParams.size(), entry.results.size() - 1));
     }

@@ -168,13 +168,15 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
     if (!metrics)
       fail("{}: cannot open for writing: {}", o.metricsPath, std::strerror(errno));
   }
-  std::vector<std::string> countParams;
+  std::vector<std::string> countParams, lossParts;
   {
     std::ifstream in(art.dir + "/manifest.json");
     nlohmann::json m = nlohmann::json::parse(in);
-    for (auto &n : m["entries"]["train_step"].value("expert_count_params",
-                                                    nlohmann::json::array()))
+    const nlohmann::json &e = m["entries"]["train_step"];
+    for (auto &n : e.value("expert_count_params", nlohmann::json::array()))
       countParams.push_back(n.get<std::string>());
+    for (auto &n : e.value("loss_parts", nlohmann::json::array()))
+      lossParts.push_back(n.get<std::string>());
   }
   std::vector<int64_t> ids(size_t(o.batch * o.seq));
   while (state.step < o.steps) {
@@ -227,25 +229,36 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
                         {"tokens_per_s", double(o.batch * o.seq) / seconds}};
     nlohmann::json load = nlohmann::json::object(),
                    imbalance = nlohmann::json::object(),
-                   utilization = nlohmann::json::object();
+                   utilization = nlohmann::json::object(),
+                   routingEntropy = nlohmann::json::object();
     for (size_t l = 0; l < countParams.size() && l + 2 < out.size(); ++l) {
       const HostTensor<Real> &c = out[l + 2];
       std::vector<int64_t> counts(c.i, c.i + c.numel());
-      double mean = 0, mx = 0, used = 0;
+      double mean = 0, mx = 0, used = 0, total = 0, entropy = 0;
       for (int64_t n : counts) {
         mean += double(n);
         mx = std::max(mx, double(n));
         used += n > 0;
+        total += double(n);
       }
+      for (int64_t n : counts)
+        if (n > 0)
+          entropy -= double(n) / total * std::log(double(n) / total);
       mean /= double(counts.size());
       std::string layer = layerOf(countParams[l]);
       load[layer] = counts;
       imbalance[layer] = mean > 0 ? mx / mean : 0.0;
       utilization[layer] = used / double(counts.size());
+      routingEntropy[layer] = entropy / std::log(double(counts.size()));
+    }
+    for (size_t i = 0; i < lossParts.size(); ++i) {
+      const HostTensor<Real> &part = out[2 + countParams.size() + i];
+      line[lossParts[i]] = double(part.f[0]);
     }
     line["expert_load"] = load;
     line["load_imbalance"] = imbalance;
     line["expert_utilization"] = utilization;
+    line["routing_entropy"] = routingEntropy;
     if (metrics) {
       std::fputs((line.dump() + "\n").c_str(), metrics);
       std::fflush(metrics);
