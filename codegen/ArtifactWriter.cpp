@@ -43,13 +43,21 @@ json shapeJson(ArrayRef<int64_t> shape) {
 
 /// Kernel parameters as JSON: numbers, booleans (unit attributes are
 /// true), strings, enums by keyword, the rope attribute as an object.
-json attrJson(Attribute a) {
-  if (auto s = dyn_cast<ScoringFuncAttr>(a))
-    return stringifyScoringFunc(s.getValue()).str();
-  if (auto m = dyn_cast<TopkMethodAttr>(a))
-    return stringifyTopkMethod(m.getValue()).str();
-  if (auto r = dyn_cast<ParamRoleAttr>(a))
-    return stringifyParamRole(r.getValue()).str();
+json attrJson(Attribute a, StringRef name = "") {
+  // The enums are i32 integer attributes: which enum is known from the
+  // attribute's name only (a cast would accept any enum's value).
+  if (auto i = dyn_cast<IntegerAttr>(a)) {
+    int64_t v = i.getInt();
+    if (name == "scoring_func")
+      if (auto e = symbolizeScoringFunc(uint32_t(v)))
+        return stringifyScoringFunc(*e).str();
+    if (name == "topk_method")
+      if (auto e = symbolizeTopkMethod(uint32_t(v)))
+        return stringifyTopkMethod(*e).str();
+    if (name == "role")
+      if (auto e = symbolizeParamRole(uint32_t(v)))
+        return stringifyParamRole(*e).str();
+  }
   if (auto b = dyn_cast<BoolAttr>(a))
     return b.getValue();
   if (auto i = dyn_cast<IntegerAttr>(a))
@@ -81,7 +89,7 @@ json attrJson(Attribute a) {
   if (auto d = dyn_cast<DictionaryAttr>(a)) {
     json o = json::object();
     for (NamedAttribute n : d)
-      o[n.getName().str()] = attrJson(n.getValue());
+      o[n.getName().str()] = attrJson(n.getValue(), n.getName().getValue());
     return o;
   }
   std::string s;
@@ -175,7 +183,7 @@ FailureOr<json> entryJson(func::FuncOp func) {
 }
 } // namespace
 
-LogicalResult writeArtifact(ModuleOp module, const std::string &dir) {
+FailureOr<json> buildManifest(ModuleOp module) {
   json manifest;
   manifest["format"] = "dsv3-artifact";
   manifest["version"] = kArtifactVersion;
@@ -212,7 +220,15 @@ LogicalResult writeArtifact(ModuleOp module, const std::string &dir) {
     entries[kind.getValue().str()] = *e;
   }
   manifest["entries"] = entries;
+  return manifest;
+}
 
+LogicalResult writeArtifact(ModuleOp module, const std::string &dir,
+                            const ::dsv3::CudaTargets *cuda) {
+  FailureOr<json> built = buildManifest(module);
+  if (failed(built))
+    return failure();
+  json &manifest = *built;
   if (std::error_code ec = llvm::sys::fs::create_directories(dir))
     return module.emitError() << "cannot create " << dir << ": " << ec.message();
   auto write = [&](const std::string &name, auto &&print) -> LogicalResult {
@@ -228,6 +244,11 @@ LogicalResult writeArtifact(ModuleOp module, const std::string &dir) {
       return module.emitError() << "cannot rename " << tmp << ": " << ec.message();
     return success();
   };
+  if (cuda) {
+    std::string error;
+    if (!::dsv3::emitCuda(manifest, dir, *cuda, error))
+      return module.emitError() << "cannot compile the CUDA kernels: " << error;
+  }
   if (failed(write("model.mlir", [&](llvm::raw_ostream &os) {
         module.print(os);
         os << "\n";

@@ -2,6 +2,9 @@
 #include "runtime/Generate.h"
 
 #include "runtime/Error.h"
+#ifdef DSV3_HAVE_CUDA
+#include "runtime/cuda/CudaSession.h"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -35,11 +38,12 @@ int64_t pickToken(const std::vector<double> &logits, const GenerateOptions &o,
 }
 
 namespace {
-template <typename Real>
-void generateBatch(HostSession<Real> &session,
+template <typename Session>
+void generateBatch(Session &session,
                    const std::vector<std::vector<int64_t>> &prompts,
                    const std::vector<size_t> &rows, const GenerateOptions &o,
                    uint64_t &rng, GenerateResult &result) {
+  using Real = typename Session::Real;
   const Entry &decode = session.artifact().entry("decode");
   size_t layers = decode.args.size() - 2;
   int64_t B = int64_t(rows.size()), P = int64_t(prompts[rows[0]].size());
@@ -84,8 +88,8 @@ void generateBatch(HostSession<Real> &session,
 }
 } // namespace
 
-template <typename Real>
-GenerateResult generate(HostSession<Real> &session,
+template <typename Session>
+GenerateResult generate(Session &session,
                         const std::vector<std::vector<int64_t>> &prompts,
                         const GenerateOptions &o) {
   GenerateResult result;
@@ -112,5 +116,10 @@ template GenerateResult generate(HostSession<float> &,
 template GenerateResult generate(HostSession<double> &,
                                  const std::vector<std::vector<int64_t>> &,
                                  const GenerateOptions &);
+#ifdef DSV3_HAVE_CUDA
+template GenerateResult generate(cuda::CudaSession &,
+                                 const std::vector<std::vector<int64_t>> &,
+                                 const GenerateOptions &);
+#endif
 
 } // namespace dsv3rt

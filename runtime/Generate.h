@@ -28,8 +28,8 @@ struct GenerateResult {
 /// Prefills each prompt into the latent caches with the `decode` entry
 /// (past length 0), then decodes one token at a time. Prompts of equal
 /// length run as one batch; others run one by one.
-template <typename Real>
-GenerateResult generate(HostSession<Real> &session,
+template <typename Session>
+GenerateResult generate(Session &session,
                         const std::vector<std::vector<int64_t>> &prompts,
                         const GenerateOptions &options);
 

@@ -19,12 +19,20 @@ ls -1 "$OUT/ir" "$OUT/artifact"
 echo
 echo "== one MoE layer of the compiled program ($OUT/artifact/model.mlir, excerpt)"
 grep -m 12 -E 'dsv3k.launch "(moe_|expert_|swiglu|latent_attention")' "$OUT/artifact/model.mlir" | cut -c1-160
+# The GPU when there is one (an NVIDIA driver), the host backend otherwise.
+BACKEND=host
+if command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi > /dev/null 2>&1; then
+  BACKEND=cuda
+fi
 echo
-echo "== random weights and generation on the host backend"
-build/bin/dsv3-run init "$OUT/artifact" --seed 0 --out "$OUT/weights"
-build/bin/dsv3-run generate "$OUT/artifact" --weights "$OUT/weights" \
+echo "== random weights and generation on the $BACKEND backend"
+build/bin/dsv3c tiny --target cuda -o "$OUT/artifact-cuda" 2> /dev/null || BACKEND=host
+ART="$OUT/artifact"
+[ "$BACKEND" = cuda ] && ART="$OUT/artifact-cuda"
+build/bin/dsv3-run init "$ART" --seed 0 --out "$OUT/weights"
+build/bin/dsv3-run generate "$ART" --weights "$OUT/weights" --backend "$BACKEND" \
   --prompt-ids 1,2,3,4,5,6,7,8/9,10,11 --max-new 16
-build/bin/dsv3-run generate "$OUT/artifact" --weights "$OUT/weights" \
+build/bin/dsv3-run generate "$ART" --weights "$OUT/weights" --backend "$BACKEND" \
   --prompt-ids 1,2,3,4,5,6,7,8 --max-new 16 --temperature 0.8 --top-p 0.95 --seed 1
 echo
 echo "== training steps of the tiny model on a text Debian ships (bytes as tokens)"

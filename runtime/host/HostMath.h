@@ -312,7 +312,13 @@ struct RouteConfig {
         TG(geti(k, p, "topk_group")),
         sigmoid(gets(k, p, "scoring_func") == "sigmoid"),
         norm(getb(p, "norm_topk_prob")), method(gets(k, p, "topk_method")),
-        scaling(getf(k, p, "routed_scaling_factor")) {}
+        scaling(getf(k, p, "routed_scaling_factor")) {
+    if (method != "greedy" && method != "group_limited_greedy" && method != "noaux_tc")
+      fail("kernel {}: unknown topk_method \"{}\"", k, method);
+    std::string scoring = gets(k, p, "scoring_func");
+    if (scoring != "sigmoid" && scoring != "softmax")
+      fail("kernel {}: unknown scoring_func \"{}\"", k, scoring);
+  }
 };
 
 /// Scores and selects the experts of one token from its router logits:

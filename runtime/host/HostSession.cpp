@@ -150,6 +150,8 @@ HostSession<Real>::run(const std::string &name, std::vector<HostTensor<Real>> ar
     for (const ValueRef &r : launch.outputs)
       outs.push_back(resolve(r));
     fn(launch.kernel, launch.params, ins, outs);
+    if (onLaunch)
+      onLaunch(l, launch.kernel, outs);
   }
   std::vector<HostTensor<Real>> results;
   for (const ValueRef &r : entry.results)

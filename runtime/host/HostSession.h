@@ -6,6 +6,7 @@
 #include "runtime/Safetensors.h"
 #include "runtime/host/HostTensor.h"
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -26,8 +27,9 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
 /// type `Real` (float: the fp32 reference; double: for float64 checks).
 /// Buffers live in one arena per session laid out by the artifact's
 /// memory plan, so a planning error shows up as wrong numbers.
-template <typename Real> class HostSession {
+template <typename R> class HostSession {
 public:
+  using Real = R;
   HostSession(const Artifact &artifact, const WeightStore &weights);
 
   /// Runs entry `name` on `args` (views of caller memory: ids, past length,
@@ -39,6 +41,12 @@ public:
   const Artifact &artifact() const { return artifact_; }
   /// The parameters' host copies (updated in place by training entries).
   std::map<std::string, std::vector<Real>> &paramData() { return paramData_; }
+
+  /// Called after every launch with its index, kernel and outputs (for
+  /// per-kernel comparisons between backends).
+  std::function<void(size_t, const std::string &,
+                     const std::vector<HostTensor<Real> *> &)>
+      onLaunch;
 
 private:
   const Artifact &artifact_;

@@ -15,10 +15,14 @@
 #include "runtime/Safetensors.h"
 #include "runtime/Train.h"
 #include "runtime/host/HostSession.h"
+#ifdef DSV3_HAVE_CUDA
+#include "runtime/cuda/CudaSession.h"
+#endif
 
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <random>
 #include <sys/stat.h>
@@ -62,6 +66,15 @@ commands:
       --resume continues bit-identically from a checkpoint directory
   tokenize --text FILE --out FILE.tokens
       byte-level token data (one uint32 per byte) from a text file
+  compare  ART --weights DIR --ids IDS
+      run forward, loss and the decode prefill on the host (fp32) and the
+      GPU and print their max relative difference (the GPU kernels checked
+      against the host reference on the same inputs)
+  time     ART --weights DIR [--batch B] [--seq P] [--steps N]
+      prefill B prompts of P random tokens, then N single-token decode
+      steps over the latent cache; prints milliseconds per prefill and per
+      decode step (first timing; includes copying the caches between host
+      and GPU each step)
   gradcheck ART --weights DIR --ids IDS [--params a,b] [--samples N] [--eps E]
            [--train-loss]
       compare the gradients entry with central differences of the loss
@@ -70,7 +83,8 @@ commands:
       (default all)
 
 common options:
-  --backend host|cuda   where to run (default host; cuda: not built yet)
+  --backend host|cuda   where to run (default host; cuda needs an artifact
+                        compiled with dsv3c --target cuda and an NVIDIA GPU)
   --dtype fp32|fp64     compute type of the host backend (default fp32)
   --help                this text
 )";
@@ -163,8 +177,8 @@ Options parseArgs(int argc, char **argv) {
     else fail("unknown option {} (see --help)", a);
   }
   if (positional.empty())
-    fail("no command given (generate, forward, verify, init, train, tokenize or "
-         "gradcheck; see --help)");
+    fail("no command given (generate, forward, verify, compare, time, init, "
+         "train, tokenize or gradcheck; see --help)");
   o.command = positional[0];
   if (o.command == "tokenize") {
     if (o.text.empty() || o.out.empty())
@@ -188,9 +202,11 @@ Options parseArgs(int argc, char **argv) {
     if (!(o.lr > 0))
       fail("train: --lr must be positive");
   }
-  if (o.backend == "cuda")
-    fail("--backend cuda: the CUDA backend is not built yet (use --backend host)");
-  if (o.backend != "host")
+  if (o.backend == "cuda" && o.command != "verify" && o.command != "generate" &&
+      o.command != "forward" && o.command != "time")
+    fail("--backend cuda runs generate, forward and verify (training on the "
+         "GPU is not built yet)");
+  if (o.backend != "host" && o.backend != "cuda")
     fail("--backend {}: unknown backend (host or cuda)", o.backend);
   if (o.dtype != "fp32" && o.dtype != "fp64")
     fail("--dtype {}: the host backend computes in fp32 or fp64", o.dtype);
@@ -237,10 +253,11 @@ std::vector<std::vector<int64_t>> rowsOf(const TensorView &t) {
 /// as doubles with its shape.
 /// Runs `entry` on a batch of equal-length id rows; returns every result as
 /// (shape, doubles).
-template <typename Real>
+template <typename Session>
 std::vector<std::pair<std::vector<int64_t>, std::vector<double>>>
-runIdsAll(HostSession<Real> &s, const std::string &entry,
+runIdsAll(Session &s, const std::string &entry,
           const std::vector<std::vector<int64_t>> &rows, bool decodeForm = false) {
+  using Real = typename Session::Real;
   for (auto &r : rows)
     if (r.size() != rows[0].size())
       fail("{}: all id rows must have the same length", entry);
@@ -279,9 +296,9 @@ runIdsAll(HostSession<Real> &s, const std::string &entry,
   return results;
 }
 
-template <typename Real>
+template <typename Session>
 std::pair<std::vector<int64_t>, std::vector<double>>
-runIds(HostSession<Real> &s, const std::string &entry,
+runIds(Session &s, const std::string &entry,
        const std::vector<std::vector<int64_t>> &rows, bool decodeForm = false) {
   return runIdsAll(s, entry, rows, decodeForm).at(0);
 }
@@ -323,9 +340,10 @@ const TensorView &need(const SafetensorsFile &f, const std::string &name) {
   return *t;
 }
 
-template <typename Real> int verify(const Options &o, const Artifact &art,
-                                    const WeightStore &weights) {
-  HostSession<Real> s(art, weights);
+template <typename Session>
+int verify(const Options &o, const Artifact &art, Session &s,
+           const std::string &backend) {
+  using Real = typename Session::Real;
   SafetensorsFile io(o.oracle + "/io.safetensors");
   bool f64 = std::is_same_v<Real, double>;
   // fp32: ~1e-4 of the largest |logit| (SEMANTICS.md 0); fp64 lands within
@@ -437,7 +455,7 @@ template <typename Real> int verify(const Options &o, const Artifact &art,
                       "gradients entry)");
   }
 
-  fmt::print("verify {} against {} (host, {})\n", art.dir, o.oracle, o.dtype);
+  fmt::print("verify {} against {} ({}, {})\n", art.dir, o.oracle, backend, o.dtype);
   fmt::print("  {:<46} {:>12} {:>12} {:>10}  {}\n", "check", "max abs err",
              "max rel err", "tolerance", "result");
   int passed = 0, failed = 0;
@@ -599,28 +617,177 @@ template <typename Real> int runTrain(const Options &o, const Artifact &art) {
   return 0;
 }
 
-template <typename Real> int run(const Options &o) {
-  if (o.command == "tokenize") {
-    int64_t n = tokenizeBytes(o.text, o.out);
-    fmt::print("wrote {} tokens to {}\n", n, o.out);
-    return 0;
+#ifdef DSV3_HAVE_CUDA
+/// The CUDA kernels against the host reference on the same weights and ids.
+int compareBackends(const Options &o, const Artifact &art, const WeightStore &weights) {
+  if (o.ids.empty())
+    fail("compare: --ids is required");
+  auto rows = parseIdLists("--ids", o.ids);
+  auto start = std::chrono::steady_clock::now();
+  cuda::CudaSession gpu(art, weights);
+  HostSession<float> host(art, weights);
+  fmt::print("compare {} on {} against the host backend (fp32), ids {}x{}\n",
+             art.dir, gpu.description(), rows.size(), rows[0].size());
+  fmt::print("  {:<40} {:>12} {:>12} {:>10}  {}\n", "entry", "max abs diff",
+             "max rel diff", "tolerance", "result");
+  int failed = 0, passed = 0;
+  auto check = [&](const std::string &entry, bool decodeForm) {
+    if (!art.hasEntry(entry))
+      return;
+    auto a = runIds(host, entry, rows, decodeForm).second;
+    auto b = runIds(gpu, entry, rows, decodeForm).second;
+    double scale = 1e-30, diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      scale = std::max(scale, std::fabs(a[i]));
+      diff = std::max(diff, std::fabs(a[i] - b[i]));
+    }
+    bool finite = true;
+    for (double v : b)
+      finite = finite && std::isfinite(v);
+    // Both fp32, different summation orders: 1e-4 of the largest value.
+    bool ok = a.size() == b.size() && finite && diff / scale <= 1e-4;
+    fmt::print("  {:<40} {:>12.3e} {:>12.3e} {:>10.0e}  {}\n",
+               entry + (decodeForm ? " (latent cache)" : ""), diff, diff / scale,
+               1e-4, ok ? "PASS" : "FAIL");
+    (ok ? passed : failed)++;
+  };
+  check("forward", false);
+  check("loss", false);
+  check("decode", true);
+  check("forward_mtp", false);
+  // Kernel by kernel: every launch of forward and decode, on the same
+  // inputs, its outputs against the host's (the first divergence names
+  // the kernel at fault; later ones inherit it).
+  for (const char *entry : {"forward", "decode"}) {
+    std::vector<std::vector<std::vector<double>>> reference;
+    host.onLaunch = [&](size_t, const std::string &,
+                        const std::vector<HostTensor<float> *> &outs) {
+      reference.emplace_back();
+      for (const HostTensor<float> *t : outs) {
+        std::vector<double> v;
+        for (int64_t i = 0; i < t->numel(); ++i)
+          v.push_back(t->isInt ? double(t->i[i]) : double(t->f[i]));
+        reference.back().push_back(std::move(v));
+      }
+    };
+    runIds(host, entry, rows, std::string(entry) == "decode");
+    host.onLaunch = nullptr;
+    std::map<std::string, double> worst;
+    std::string firstBad;
+    gpu.onLaunch = [&](size_t l, const std::string &kernel,
+                       const std::vector<HostTensor<float> *> &outs) {
+      double w = 0;
+      std::string detail;
+      for (size_t o = 0; o < outs.size(); ++o) {
+        const std::vector<double> &ref = reference.at(l).at(o);
+        double scale = 1e-30, diff = 0;
+        for (int64_t i = 0; i < outs[o]->numel() && size_t(i) < ref.size(); ++i) {
+          double g = outs[o]->isInt ? double(outs[o]->i[i]) : double(outs[o]->f[i]);
+          scale = std::max(scale, std::fabs(ref[i]));
+          if (std::fabs(g - ref[i]) > diff && detail.empty() &&
+              std::fabs(g - ref[i]) > 1e-4 * std::max(1.0, std::fabs(ref[i])))
+          {
+            // The whole innermost row around the first difference.
+            int64_t last = outs[o]->shape.empty() ? 1 : outs[o]->shape.back();
+            int64_t row = i / std::max<int64_t>(last, 1);
+            std::vector<double> hr, gr;
+            for (int64_t j = row * last; j < (row + 1) * last && j < outs[o]->numel(); ++j) {
+              hr.push_back(ref[j]);
+              gr.push_back(outs[o]->isInt ? double(outs[o]->i[j]) : double(outs[o]->f[j]));
+            }
+            detail = fmt::format("output {} element {} (row {}): host [{}] gpu [{}]", o,
+                                 i, row, fmt::join(hr, ", "), fmt::join(gr, ", "));
+          }
+          diff = std::max(diff, std::fabs(g - ref[i]));
+        }
+        if (size_t(outs[o]->numel()) != ref.size())
+          diff = INFINITY;
+        w = std::max(w, diff / scale);
+      }
+      worst[kernel] = std::max(worst[kernel], w);
+      if (w > 1e-4 && firstBad.empty())
+        firstBad = fmt::format("launch {} ({}); {}", l, kernel, detail);
+    };
+    runIds(gpu, entry, rows, std::string(entry) == "decode");
+    gpu.onLaunch = nullptr;
+    for (auto &[kernel, w] : worst) {
+      bool ok = w <= 1e-4;
+      fmt::print("  {:<40} {:>12} {:>12.3e} {:>10.0e}  {}\n",
+                 std::string(entry) + ": " + kernel, "", w, 1e-4, ok ? "PASS" : "FAIL");
+      (ok ? passed : failed)++;
+    }
+    if (!firstBad.empty())
+      fmt::print("  first divergence in {}: {}\n", entry, firstBad);
   }
-  Artifact art = Artifact::load(o.artifact);
-  if (o.command == "init")
-    return init(o, art);
-  if (o.command == "train")
-    return runTrain<Real>(o, art);
-  if (o.command == "gradcheck") {
-    WeightStore weights(o.weights);
-    return gradcheck(o, art, weights);
+  fmt::print("  ({:.1f} s)\n", std::chrono::duration<double>(
+                                     std::chrono::steady_clock::now() - start)
+                                     .count());
+  fmt::print("{} passed, {} failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
+#endif
+
+/// Prefill and decode latencies of the decode entry.
+template <typename Session> int timeDecode(const Options &o, Session &s,
+                                           const std::string &backend) {
+  using Real = typename Session::Real;
+  const Entry &decode = s.artifact().entry("decode");
+  size_t layers = decode.args.size() - 2;
+  int64_t B = o.batch, P = o.seq, N = std::max<int64_t>(o.steps, 1);
+  int64_t W = decode.args.at(2).shape.at(2), S = P + N + 1;
+  int64_t vocab = s.artifact().param("model.embed_tokens.weight")->shape.at(0);
+  std::mt19937_64 rng(o.seed);
+  std::vector<int64_t> ids(size_t(B * P));
+  for (auto &x : ids)
+    x = int64_t(rng() % uint64_t(vocab));
+  std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(B * S * W)));
+  int64_t past = 0;
+  auto call = [&](int64_t T) {
+    std::vector<HostTensor<Real>> args(2 + layers);
+    args[0].isInt = true;
+    args[0].shape = {B, T};
+    args[0].i = ids.data();
+    args[0].capacity = ids.size();
+    args[1].isInt = true;
+    args[1].i = &past;
+    args[1].capacity = 1;
+    for (size_t l = 0; l < layers; ++l) {
+      args[2 + l].shape = {B, S, W};
+      args[2 + l].f = caches[l].data();
+      args[2 + l].capacity = caches[l].size();
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    s.run("decode", args);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+        .count();
+  };
+  call(P); // warm-up (module load, first-touch)
+  double prefill = call(P);
+  past = P;
+  ids.resize(size_t(B));
+  double total = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    total += call(1);
+    ++past;
   }
-  WeightStore weights(o.weights);
+  fmt::print("time {} on {}: batch {}, prompt {}: prefill {:.2f} ms ({:.0f} tokens/s), "
+             "decode {:.2f} ms per step ({:.0f} tokens/s) over {} steps\n",
+             s.artifact().dir, backend, B, P, prefill, double(B * P) / prefill * 1e3,
+             total / double(N), double(B) / (total / double(N)) * 1e3, N);
+  return 0;
+}
+
+/// generate / forward / verify with one session of either backend.
+template <typename Session>
+int runInference(const Options &o, const Artifact &art, Session &s,
+                 const std::string &backend) {
   if (o.command == "verify") {
     if (o.oracle.empty())
       fail("verify: --oracle DIR is required");
-    return verify<Real>(o, art, weights);
+    return verify(o, art, s, backend);
   }
-  HostSession<Real> s(art, weights);
+  if (o.command == "time")
+    return timeDecode(o, s, backend);
   if (o.command == "generate") {
     if (o.promptIds.empty())
       fail("generate: --prompt-ids is required");
@@ -656,6 +823,43 @@ template <typename Real> int run(const Options &o) {
   fail("unknown command '{}' (generate, forward, verify, init, train, tokenize "
        "or gradcheck)",
        o.command);
+}
+
+template <typename Real> int run(const Options &o) {
+  if (o.command == "tokenize") {
+    int64_t n = tokenizeBytes(o.text, o.out);
+    fmt::print("wrote {} tokens to {}\n", n, o.out);
+    return 0;
+  }
+  Artifact art = Artifact::load(o.artifact);
+  if (o.command == "init")
+    return init(o, art);
+  if (o.command == "train")
+    return runTrain<Real>(o, art);
+  if (o.command == "gradcheck") {
+    WeightStore weights(o.weights);
+    return gradcheck(o, art, weights);
+  }
+  WeightStore weights(o.weights);
+  if (o.command == "compare") {
+#ifdef DSV3_HAVE_CUDA
+    return compareBackends(o, art, weights);
+#else
+    fail("compare: this dsv3-run was built without CUDA headers");
+#endif
+  }
+  if (o.backend == "cuda") {
+#ifdef DSV3_HAVE_CUDA
+    if (o.dtype != "fp32")
+      fail("--backend cuda computes in fp32 today (bf16 kernels are not built yet)");
+    cuda::CudaSession s(art, weights);
+    return runInference(o, art, s, "cuda: " + s.description());
+#else
+    fail("--backend cuda: this dsv3-run was built without CUDA headers");
+#endif
+  }
+  HostSession<Real> s(art, weights);
+  return runInference(o, art, s, "host");
 }
 
 } // namespace

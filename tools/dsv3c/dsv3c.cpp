@@ -95,15 +95,32 @@ cl::opt<StatsFormat> statsFormat(
     cl::cat(category));
 cl::opt<bool> listPresets("list-presets", cl::desc("list the built-in models"),
                           cl::cat(category));
-enum class Emit { Dsv3, Kernels };
+enum class Emit { Dsv3, Kernels, Cuda };
 cl::opt<Emit> emit(
     "emit", cl::desc("how far to compile"), cl::init(Emit::Kernels),
     cl::values(clEnumValN(Emit::Dsv3, "dsv3",
                           "stop at the verified, canonical dsv3 module"),
                clEnumValN(Emit::Kernels, "kernels",
                           "lower to kernel launches and plan memory (needed "
-                          "for -o)")),
+                          "for -o)"),
+               clEnumValN(Emit::Cuda, "cuda",
+                          "print the CUDA source of the kernels (the "
+                          "templates and the instances NVRTC compiles)")),
     cl::cat(category));
+enum class Target { Host, Cuda };
+cl::opt<Target> target(
+    "target", cl::desc("what the artifact carries"), cl::init(Target::Host),
+    cl::values(clEnumValN(Target::Host, "host",
+                          "the manifest (the host backend runs it)"),
+               clEnumValN(Target::Cuda, "cuda",
+                          "also CUDA kernels compiled with NVRTC (cubin and "
+                          "PTX, see --cuda-arch)")),
+    cl::cat(category));
+cl::list<std::string> cudaArchs(
+    "cuda-arch",
+    cl::desc("NVRTC targets of --target cuda: sm_XX[a] gives a cubin, "
+             "compute_XX PTX (default sm_90a,compute_80)"),
+    cl::CommaSeparated, cl::cat(category));
 cl::opt<int64_t> maxBatch(
     "max-batch", cl::desc("largest batch the buffers are planned for"),
     cl::init(4), cl::cat(category));
@@ -283,11 +300,11 @@ int main(int argc, char **argv) {
   }
   mlir::dsv3::PipelineOptions pipelineOptions;
   pipelineOptions.maxBatch = maxBatch;
-  pipelineOptions.lowerToKernels = emit == Emit::Kernels;
+  pipelineOptions.lowerToKernels = emit != Emit::Dsv3;
   pipelineOptions.weightDecay = weightDecay;
   pipelineOptions.maxGradNorm = maxGradNorm;
   pipelineOptions.biasUpdateRate = biasUpdateRate;
-  if (!outputDir.empty() && emit != Emit::Kernels) {
+  if (!outputDir.empty() && emit == Emit::Dsv3) {
     llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "
                     "--emit=kernels\n";
     return 2;
@@ -320,12 +337,23 @@ int main(int argc, char **argv) {
       printMemoryPlan(*module, llvm::outs());
   }
 
+  if (emit == Emit::Cuda && outputDir.empty()) {
+    FailureOr<nlohmann::json> manifest = mlir::dsv3::buildManifest(*module);
+    if (failed(manifest))
+      return 1;
+    llvm::outs() << ::dsv3::cudaSource(::dsv3::cudaInstances(*manifest));
+    return 0;
+  }
   if (outputDir.empty()) {
     if (!stats)
       module->print(llvm::outs());
     return 0;
   }
-  if (failed(mlir::dsv3::writeArtifact(*module, outputDir)))
+  ::dsv3::CudaTargets cudaTargets;
+  if (!cudaArchs.empty())
+    cudaTargets.archs.assign(cudaArchs.begin(), cudaArchs.end());
+  if (failed(mlir::dsv3::writeArtifact(
+          *module, outputDir, target == Target::Cuda ? &cudaTargets : nullptr)))
     return 1;
   return 0;
 }

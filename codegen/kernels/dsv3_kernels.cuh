@@ -1,0 +1,570 @@
+// dsv3_kernels.cuh - the CUDA kernel templates of dsv3.
+//
+// Compiled by NVRTC (no host headers): dsv3c instantiates each template with
+// the model's widths as compile-time constants (KernelNames.h lists which)
+// and stores the cubin (sm_90a) and PTX (compute_80) in the artifact; the
+// runtime's launchers (runtime/cuda/CudaLaunchers.cpp) pass the dynamic
+// extents. fp32 storage and accumulation: this is the correctness baseline
+// the fused, bf16 and Hopper-specific kernels are checked against.
+
+typedef long long i64;
+
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
+namespace dsv3 {
+
+__device__ __forceinline__ float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+/// Sum over the block (blockDim.x a multiple of 32, at most 1024).
+__device__ float blockSum(float v) {
+  __shared__ float partial[32];
+  __shared__ float total;
+  v = warpSum(v);
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0)
+    partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < (blockDim.x >> 5) ? partial[lane] : 0.f;
+    s = warpSum(s);
+    if (lane == 0)
+      total = s;
+  }
+  __syncthreads();
+  float r = total;
+  __syncthreads();
+  return r;
+}
+__device__ float blockMax(float v) {
+  __shared__ float partial[32];
+  __shared__ float total;
+  v = warpMax(v);
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0)
+    partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < (blockDim.x >> 5) ? partial[lane] : -INFINITY;
+    s = warpMax(s);
+    if (lane == 0)
+      total = s;
+  }
+  __syncthreads();
+  float r = total;
+  __syncthreads();
+  return r;
+}
+
+/// One block per token.
+template <int H>
+__global__ void embedding(const i64 *ids, const float *table, float *out, i64 n) {
+  i64 t = blockIdx.x;
+  if (t >= n)
+    return;
+  const float *row = table + ids[t] * H;
+  for (int j = threadIdx.x; j < H; j += blockDim.x)
+    out[t * H + j] = row[j];
+}
+
+/// One block per row: y = w * x / sqrt(mean(x^2) + eps).
+template <int N>
+__global__ void rms_norm(const float *x, const float *w, float *y, i64 rows,
+                         float eps, i64 ldx, i64 ldy) {
+  i64 r = blockIdx.x;
+  if (r >= rows)
+    return;
+  const float *xr = x + r * ldx;
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < N; j += blockDim.x)
+    ss += xr[j] * xr[j];
+  ss = blockSum(ss);
+  float inv = rsqrtf(ss / N + eps);
+  for (int j = threadIdx.x; j < N; j += blockDim.x)
+    y[r * ldy + j] = w[j] * (xr[j] * inv);
+}
+
+/// y[r, n] = sum_k x[r, k] W[n, k] (+ b[n]): 16x16 output tiles, K in
+/// 16-wide shared-memory steps. x rows are `ldx` apart.
+template <int N, int K>
+__global__ void linear(const float *x, i64 ldx, const float *W, const float *b,
+                       float *y, i64 rows) {
+  __shared__ float xs[16][17];
+  __shared__ float ws[16][17];
+  int tx = threadIdx.x, ty = threadIdx.y;
+  i64 r = i64(blockIdx.y) * 16 + ty;
+  int n = blockIdx.x * 16 + tx;
+  float acc = 0.f;
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    i64 xr = i64(blockIdx.y) * 16 + ty;
+    xs[ty][tx] = (xr < rows && k0 + tx < K) ? x[xr * ldx + k0 + tx] : 0.f;
+    int wn = blockIdx.x * 16 + ty;
+    ws[ty][tx] = (wn < N && k0 + tx < K) ? W[i64(wn) * K + k0 + tx] : 0.f;
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 16; ++k)
+      acc += xs[ty][k] * ws[tx][k];
+    __syncthreads();
+  }
+  if (r < rows && n < N)
+    y[r * N + n] = b ? acc + b[n] : acc;
+}
+
+template <int Unused>
+__global__ void add(const float *a, const float *b, float *y, i64 n) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += i64(gridDim.x) * blockDim.x)
+    y[i] = a[i] + b[i];
+}
+
+template <int Unused>
+__global__ void swiglu(const float *g, const float *u, float *y, i64 n) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += i64(gridDim.x) * blockDim.x) {
+    float x = g[i];
+    y[i] = x / (1.f + expf(-x)) * u[i];
+  }
+}
+
+template <int Unused>
+__global__ void fill(float *y, i64 n, float value) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += i64(gridDim.x) * blockDim.x)
+    y[i] = value;
+}
+
+/// Rotates D features at `pos` and writes the de-interleaved layout
+/// (SEMANTICS.md 3.3); `invFreq` has D/2 entries. In place on `v`.
+template <int D, int Interleaved>
+__device__ void rotate(float *v, i64 pos, const float *invFreq, float scale) {
+  float a[D / 2], b[D / 2];
+#pragma unroll
+  for (int j = 0; j < D / 2; ++j) {
+    a[j] = Interleaved ? v[2 * j] : v[j];
+    b[j] = Interleaved ? v[2 * j + 1] : v[j + D / 2];
+  }
+#pragma unroll
+  for (int j = 0; j < D / 2; ++j) {
+    float th = float(pos) * invFreq[j];
+    float c = cosf(th) * scale, s = sinf(th) * scale;
+    v[j] = a[j] * c - b[j] * s;
+    v[j + D / 2] = b[j] * c + a[j] * s;
+  }
+}
+
+/// One thread per rotated vector of D features (x: [B*T, per, D]).
+template <int D, int Interleaved>
+__global__ void rope(const float *x, const i64 *pos, float *y, i64 tokens,
+                     i64 perToken, const float *invFreq, float scale) {
+  i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= tokens * perToken)
+    return;
+  float v[D];
+  for (int j = 0; j < D; ++j)
+    v[j] = x[i * D + j];
+  rotate<D, Interleaved>(v, pos[i / perToken], invFreq, scale);
+  for (int j = 0; j < D; ++j)
+    y[i * D + j] = v[j];
+}
+
+/// Per token (one thread): normalise the latent, rotate the shared rope
+/// key and every head's query rope part. `a` is [n, R + DR] (kv_a output);
+/// the latent row goes to `latent` (prefill, [n, R + DR]) or, when `cache`
+/// is set, to cache[b, past + t] (decode). q is [n, NH, DQ], rotated in
+/// place on its last DR features.
+template <int R, int DR, int NH, int DQ, int DN, int Interleaved>
+__global__ void mla_prepare(const float *a, const float *kvNorm, float *latent,
+                            float *q, i64 B, i64 T, i64 past, float *cache,
+                            i64 S, const float *invFreq, float scale, float eps) {
+  i64 token = i64(blockIdx.x);
+  if (token >= B * T)
+    return;
+  i64 b = token / T, t = token % T, pos = past + t;
+  const float *ar = a + token * (R + DR);
+  float *out = cache ? cache + (b * S + pos) * (R + DR) : latent + token * (R + DR);
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < R; j += blockDim.x)
+    ss += ar[j] * ar[j];
+  ss = blockSum(ss);
+  float inv = rsqrtf(ss / R + eps);
+  for (int j = threadIdx.x; j < R; j += blockDim.x)
+    out[j] = kvNorm[j] * (ar[j] * inv);
+  if (threadIdx.x == 0) {
+    float v[DR];
+    for (int j = 0; j < DR; ++j)
+      v[j] = ar[R + j];
+    rotate<DR, Interleaved>(v, pos, invFreq, scale);
+    for (int j = 0; j < DR; ++j)
+      out[R + j] = v[j];
+  }
+  for (int h = threadIdx.x; h < NH; h += blockDim.x) {
+    float *qp = q + (token * NH + h) * DQ + DN;
+    float v[DR];
+    for (int j = 0; j < DR; ++j)
+      v[j] = qp[j];
+    rotate<DR, Interleaved>(v, pos, invFreq, scale);
+    for (int j = 0; j < DR; ++j)
+      qp[j] = v[j];
+  }
+}
+
+/// Naive-form causal attention (SEMANTICS.md 3.6): one block per (query i,
+/// head h, sequence b); scores for every t <= i in shared memory.
+/// q [B*T, NH, DN+DR]; latent [B*T, R+DR] (its last DR are the rope keys);
+/// u [B*T, NH, DN+DV] (nope keys and values); o [B*T, NH, DV].
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void mla_attention_prefill(const float *q, const float *latent,
+                                      const float *u, float *o, i64 T,
+                                      float softmaxScale) {
+  extern __shared__ float scores[];
+  i64 i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const float *qi = q + ((b * T + i) * NH + h) * (DN + DR);
+  float mx = -INFINITY;
+  for (i64 t = threadIdx.x; t <= i; t += blockDim.x) {
+    const float *kn = u + ((b * T + t) * NH + h) * (DN + DV);
+    const float *kp = latent + (b * T + t) * (R + DR) + R;
+    float s = 0.f;
+    for (int j = 0; j < DN; ++j)
+      s += qi[j] * kn[j];
+    for (int j = 0; j < DR; ++j)
+      s += qi[DN + j] * kp[j];
+    s *= softmaxScale;
+    scores[t] = s;
+    mx = fmaxf(mx, s);
+  }
+  mx = blockMax(mx);
+  float sum = 0.f;
+  for (i64 t = threadIdx.x; t <= i; t += blockDim.x) {
+    float e = expf(scores[t] - mx);
+    scores[t] = e;
+    sum += e;
+  }
+  sum = blockSum(sum);
+  __syncthreads();
+  for (int j = threadIdx.x; j < DV; j += blockDim.x) {
+    float acc = 0.f;
+    for (i64 t = 0; t <= i; ++t)
+      acc += scores[t] * u[((b * T + t) * NH + h) * (DN + DV) + DN + j];
+    o[((b * T + i) * NH + h) * DV + j] = acc / sum;
+  }
+}
+
+/// Absorbed attention over the latent cache (SEMANTICS.md 4): one block per
+/// (new token t, head h, sequence b). Shared memory: q~ (R), o~ (R) and the
+/// scores of the past + t + 1 cached tokens.
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void mla_attention_decode(const float *q, const float *cache,
+                                     const float *wkvb, float *o, i64 T, i64 past,
+                                     i64 S, float softmaxScale) {
+  extern __shared__ float smem[];
+  float *qt = smem, *ot = smem + R, *scores = smem + 2 * R;
+  i64 t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  i64 n = past + t + 1;
+  const float *qi = q + ((b * T + t) * NH + h) * (DN + DR);
+  const float *cb = cache + b * S * (R + DR);
+  for (int c = threadIdx.x; c < R; c += blockDim.x) {
+    float acc = 0.f;
+    for (int j = 0; j < DN; ++j)
+      acc += qi[j] * wkvb[(h * (DN + DV) + j) * R + c];
+    qt[c] = acc;
+  }
+  __syncthreads();
+  float mx = -INFINITY;
+  for (i64 s = threadIdx.x; s < n; s += blockDim.x) {
+    const float *cs = cb + s * (R + DR);
+    float acc = 0.f;
+    for (int c = 0; c < R; ++c)
+      acc += qt[c] * cs[c];
+    for (int j = 0; j < DR; ++j)
+      acc += qi[DN + j] * cs[R + j];
+    acc *= softmaxScale;
+    scores[s] = acc;
+    mx = fmaxf(mx, acc);
+  }
+  mx = blockMax(mx);
+  float sum = 0.f;
+  for (i64 s = threadIdx.x; s < n; s += blockDim.x) {
+    float e = expf(scores[s] - mx);
+    scores[s] = e;
+    sum += e;
+  }
+  sum = blockSum(sum);
+  __syncthreads();
+  for (int c = threadIdx.x; c < R; c += blockDim.x) {
+    float acc = 0.f;
+    for (i64 s = 0; s < n; ++s)
+      acc += scores[s] * cb[s * (R + DR) + c];
+    ot[c] = acc / sum;
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < DV; j += blockDim.x) {
+    const float *wuv = wkvb + (h * (DN + DV) + DN + j) * R;
+    float acc = 0.f;
+    for (int c = 0; c < R; ++c)
+      acc += wuv[c] * ot[c];
+    o[((b * T + t) * NH + h) * DV + j] = acc;
+  }
+}
+
+/// The router of one token per block (SEMANTICS.md 5.2, 5.5): warps compute
+/// the E logits, thread 0 scores, ranks groups and picks the top K
+/// (ties: lower index first). Scoring 0 sigmoid, 1 softmax; Method 0
+/// greedy, 1 group_limited_greedy, 2 noaux_tc.
+template <int E, int H, int K, int G, int TG, int Scoring, int Method, int Norm>
+__global__ void moe_route(const float *x, const float *gate, const float *bias,
+                          i64 *indices, float *weights, i64 n, float scaling) {
+  __shared__ float score[E];
+  __shared__ float choice[E];
+  i64 token = blockIdx.x;
+  if (token >= n)
+    return;
+  const float *xt = x + token * H;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int e = warp; e < E; e += warps) {
+    const float *w = gate + i64(e) * H;
+    float acc = 0.f;
+    for (int j = lane; j < H; j += 32)
+      acc += xt[j] * w[j];
+    acc = warpSum(acc);
+    if (lane == 0)
+      score[e] = acc;
+  }
+  __syncthreads();
+  if (threadIdx.x != 0)
+    return;
+  if (Scoring == 0) {
+    for (int e = 0; e < E; ++e)
+      score[e] = 1.f / (1.f + expf(-score[e]));
+  } else {
+    float mx = -INFINITY, sum = 0.f;
+    for (int e = 0; e < E; ++e)
+      mx = fmaxf(mx, score[e]);
+    for (int e = 0; e < E; ++e)
+      sum += (score[e] = expf(score[e] - mx));
+    for (int e = 0; e < E; ++e)
+      score[e] /= sum;
+  }
+  for (int e = 0; e < E; ++e)
+    choice[e] = bias ? score[e] + bias[e] : score[e];
+  if (Method != 0) {
+    const int per = E / G;
+    bool keep[G];
+    float gscore[G];
+    for (int g = 0; g < G; ++g) {
+      float best = -INFINITY, second = -INFINITY;
+      for (int e = g * per; e < (g + 1) * per; ++e) {
+        float v = choice[e];
+        if (v > best) {
+          second = best;
+          best = v;
+        } else if (v > second) {
+          second = v;
+        }
+      }
+      gscore[g] = Method == 2 ? best + second : best;
+      keep[g] = false;
+    }
+    for (int k = 0; k < TG; ++k) {
+      int arg = -1;
+      for (int g = 0; g < G; ++g)
+        if (!keep[g] && (arg < 0 || gscore[g] > gscore[arg]))
+          arg = g;
+      keep[arg] = true;
+    }
+    for (int e = 0; e < E; ++e)
+      if (!keep[e / per])
+        choice[e] = Method == 2 ? -INFINITY : 0.f;
+  }
+  int sel[K];
+  bool taken[E];
+  for (int e = 0; e < E; ++e)
+    taken[e] = false;
+  float sum = 0.f;
+  for (int k = 0; k < K; ++k) {
+    int arg = -1;
+    for (int e = 0; e < E; ++e)
+      if (!taken[e] && (arg < 0 || choice[e] > choice[arg]))
+        arg = e;
+    taken[arg] = true;
+    sel[k] = arg;
+    sum += score[arg];
+  }
+  for (int k = 0; k < K; ++k) {
+    float w = score[sel[k]];
+    if (Norm)
+      w /= (sum + 1e-20f);
+    indices[token * K + k] = sel[k];
+    weights[token * K + k] = w * scaling;
+  }
+}
+
+/// Counting sort of the R = n*K slots by expert, stable (one thread; the
+/// correctness baseline): counts[E], slots[row] = the slot of each row.
+template <int E, int K>
+__global__ void dispatch_plan(const i64 *indices, i64 *counts, i64 *slots, i64 R) {
+  if (threadIdx.x != 0 || blockIdx.x != 0)
+    return;
+  i64 offset[E];
+  for (int e = 0; e < E; ++e)
+    counts[e] = 0;
+  for (i64 s = 0; s < R; ++s)
+    counts[indices[s]]++;
+  i64 acc = 0;
+  for (int e = 0; e < E; ++e) {
+    offset[e] = acc;
+    acc += counts[e];
+  }
+  for (i64 s = 0; s < R; ++s)
+    slots[offset[indices[s]]++] = s;
+}
+
+/// rows[r] = x[slots[r] / K], one block per row.
+template <int H>
+__global__ void dispatch_gather(const float *x, const i64 *slots, float *rows,
+                                i64 R, i64 K) {
+  i64 r = blockIdx.x;
+  if (r >= R)
+    return;
+  const float *src = x + (slots[r] / K) * H;
+  for (int j = threadIdx.x; j < H; j += blockDim.x)
+    rows[r * H + j] = src[j];
+}
+
+/// y[r, n] = rows[r] . W[e(r), n], e(r) the expert owning row r: one block
+/// per (256 outputs, row); the row is staged in shared memory.
+template <int N, int KD, int E>
+__global__ void expert_gmm(const float *rows, const float *W, const i64 *counts,
+                           float *y, i64 R) {
+  extern __shared__ float row[];
+  __shared__ int expert;
+  i64 r = blockIdx.y;
+  if (r >= R)
+    return;
+  if (threadIdx.x == 0) {
+    i64 acc = 0;
+    int e = 0;
+    for (; e < E; ++e) {
+      acc += counts[e];
+      if (r < acc)
+        break;
+    }
+    expert = e;
+  }
+  for (int k = threadIdx.x; k < KD; k += blockDim.x)
+    row[k] = rows[r * KD + k];
+  __syncthreads();
+  int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N)
+    return;
+  const float *w = W + (i64(expert) * N + n) * KD;
+  float acc = 0.f;
+  for (int k = 0; k < KD; ++k)
+    acc += row[k] * w[k];
+  y[r * N + n] = acc;
+}
+
+template <int Unused>
+__global__ void invert_slots(const i64 *slots, i64 *inverse, i64 R) {
+  i64 r = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r < R)
+    inverse[slots[r]] = r;
+}
+
+/// y[t] = sum_k w[t, k] out[row of slot t*K + k], one block per token.
+template <int H, int K>
+__global__ void moe_combine(const float *out, const i64 *inverse,
+                            const float *weights, float *y, i64 n) {
+  i64 t = blockIdx.x;
+  if (t >= n)
+    return;
+  for (int j = threadIdx.x; j < H; j += blockDim.x) {
+    float acc = 0.f;
+    for (int k = 0; k < K; ++k)
+      acc += weights[t * K + k] * out[inverse[t * K + k] * H + j];
+    y[t * H + j] = acc;
+  }
+}
+
+/// MTP input (SEMANTICS.md 7): cat = [rms(emb[i + depth]; enorm),
+/// rms(h[i]; hnorm)], one block per output row.
+template <int H>
+__global__ void mtp_concat(const float *h, i64 hRows, const float *emb, i64 T,
+                           const float *enorm, const float *hnorm, float *cat,
+                           i64 B, i64 rows, i64 depth, float eps) {
+  i64 id = blockIdx.x;
+  if (id >= B * rows)
+    return;
+  i64 b = id / rows, i = id % rows;
+  const float *e = emb + (b * T + i + depth) * H, *x = h + (b * hRows + i) * H;
+  float se = 0.f, sx = 0.f;
+  for (int j = threadIdx.x; j < H; j += blockDim.x) {
+    se += e[j] * e[j];
+    sx += x[j] * x[j];
+  }
+  se = blockSum(se);
+  sx = blockSum(sx);
+  float ie = rsqrtf(se / H + eps), ix = rsqrtf(sx / H + eps);
+  for (int j = threadIdx.x; j < H; j += blockDim.x) {
+    cat[id * 2 * H + j] = enorm[j] * (e[j] * ie);
+    cat[id * 2 * H + H + j] = hnorm[j] * (x[j] * ix);
+  }
+}
+
+/// Per row of logits [B, Rw, V]: logsumexp - logit[target] into ce[row]
+/// and 1/0 into valid[row] (targets beyond the sequence or ignored).
+template <int V>
+__global__ void cross_entropy_rows(const float *logits, const i64 *labels,
+                                   float *ce, float *valid, i64 B, i64 Rw, i64 T,
+                                   i64 shift, i64 ignore) {
+  i64 row = blockIdx.x;
+  if (row >= B * Rw)
+    return;
+  i64 b = row / Rw, i = row % Rw;
+  i64 target = i + shift < T ? labels[b * T + i + shift] : ignore;
+  if (target == ignore || target < 0 || target >= V) {
+    if (threadIdx.x == 0) {
+      ce[row] = 0.f;
+      valid[row] = 0.f;
+    }
+    return;
+  }
+  const float *l = logits + row * V;
+  float mx = -INFINITY;
+  for (int v = threadIdx.x; v < V; v += blockDim.x)
+    mx = fmaxf(mx, l[v]);
+  mx = blockMax(mx);
+  float sum = 0.f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x)
+    sum += expf(l[v] - mx);
+  sum = blockSum(sum);
+  if (threadIdx.x == 0) {
+    ce[row] = mx + logf(sum) - l[target];
+    valid[row] = 1.f;
+  }
+}
+
+/// out[0] = scale * sum(x) / sum(count): one block, deterministic.
+template <int Unused>
+__global__ void sum_scaled(const float *x, const float *count, float *out, i64 n,
+                           float scale) {
+  float s = 0.f, c = 0.f;
+  for (i64 i = threadIdx.x; i < n; i += blockDim.x) {
+    s += x[i];
+    c += count[i];
+  }
+  s = blockSum(s);
+  c = blockSum(c);
+  if (threadIdx.x == 0)
+    out[0] = c > 0.f ? scale * s / c : 0.f;
+}
+
+} // namespace dsv3

@@ -1,0 +1,50 @@
+//===- CudaDriver.h - the CUDA driver API, loaded at run time -----*- C++ -*-===//
+//
+// libcuda is opened with dlopen, so dsv3-run starts (and the host backend
+// runs) on machines without a GPU driver; `--backend cuda` then reports
+// that the driver is missing. Every call goes through DSV3_CU, which
+// throws an Error naming the call, the CUDA error and what it was doing.
+//
+//===----------------------------------------------------------------------===//
+#ifndef DSV3_RUNTIME_CUDA_CUDADRIVER_H
+#define DSV3_RUNTIME_CUDA_CUDADRIVER_H
+
+#include <cuda.h>
+
+#include <string>
+
+namespace dsv3rt::cuda {
+
+struct Driver {
+  decltype(&::cuInit) init;
+  decltype(&::cuDeviceGet) deviceGet;
+  decltype(&::cuDeviceGetAttribute) deviceGetAttribute;
+  decltype(&::cuDeviceGetName) deviceGetName;
+  decltype(&::cuDevicePrimaryCtxRetain) primaryCtxRetain;
+  decltype(&::cuCtxSetCurrent) ctxSetCurrent;
+  decltype(&::cuStreamCreate) streamCreate;
+  decltype(&::cuStreamSynchronize) streamSynchronize;
+  decltype(&::cuModuleLoadDataEx) moduleLoadDataEx;
+  decltype(&::cuModuleGetFunction) moduleGetFunction;
+  decltype(&::cuFuncSetAttribute) funcSetAttribute;
+  decltype(&::cuMemAlloc) memAlloc;
+  decltype(&::cuMemFree) memFree;
+  decltype(&::cuMemcpyHtoD) memcpyHtoD;
+  decltype(&::cuMemcpyDtoH) memcpyDtoH;
+  decltype(&::cuMemsetD8) memsetD8;
+  decltype(&::cuLaunchKernel) launchKernel;
+  decltype(&::cuGetErrorName) getErrorName;
+  decltype(&::cuGetErrorString) getErrorString;
+
+  /// The process-wide driver; throws an Error when libcuda cannot be loaded.
+  static Driver &get();
+  /// Throws an Error for a failed call: "CALL (WHAT): NAME: MESSAGE".
+  void check(CUresult r, const char *call, const std::string &what) const;
+};
+
+} // namespace dsv3rt::cuda
+
+#define DSV3_CU(drv, call, what, ...)                                          \
+  (drv).check((drv).call(__VA_ARGS__), #call, (what))
+
+#endif // DSV3_RUNTIME_CUDA_CUDADRIVER_H

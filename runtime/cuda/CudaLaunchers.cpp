@@ -1,0 +1,307 @@
+//===- CudaLaunchers.cpp - launch the CUDA kernels of each dsv3 kernel ----===//
+//
+// One launcher per kernel of the manifest: it derives the output shapes
+// from the inputs (as the host kernel does), takes scratch space from the
+// session's workspace, and launches the template instances that
+// KernelNames.h names (and dsv3c compiled). Composite ops (latent
+// attention, MTP, the MoE steps) launch several kernels in stream order.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cuda/CudaSession.h"
+#include "runtime/cuda/KernelNames.h"
+
+#include "runtime/Error.h"
+#include "runtime/host/HostMath.h"
+
+#include <map>
+
+namespace dsv3rt::cuda {
+namespace {
+
+using json = nlohmann::json;
+using Ins = std::vector<DevTensor *>;
+using i64 = long long;
+
+template <typename... A> std::vector<void *> argv(A &...a) {
+  return {static_cast<void *>(&a)...};
+}
+
+unsigned blocks(i64 n, unsigned per) {
+  return unsigned(std::min<i64>((n + per - 1) / per, 65535));
+}
+
+void setShape(const std::string &k, DevTensor &t, std::vector<int64_t> shape) {
+  t.shape = std::move(shape);
+  if (size_t(t.numel()) > t.capacity)
+    fail("kernel {}: output needs {} elements but its buffer holds {} (the "
+         "artifact was planned for smaller sizes: recompile with larger "
+         "--max-batch / --max-seq)",
+         k, t.numel(), t.capacity);
+}
+
+i64 rowsOf(const DevTensor &t) {
+  i64 n = 1;
+  for (size_t i = 0; i + 1 < t.shape.size(); ++i)
+    n *= t.shape[i];
+  return n;
+}
+
+/// y[rows, N] = x[rows, K] (row stride ldx) W^T (+ b).
+void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+          CUdeviceptr W, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N,
+          int64_t K) {
+  s.launch(linearName(N, K), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
+           {16, 16, 1}, 0, argv(x, ldx, W, b, y, rows), what);
+}
+
+void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
+             CUdeviceptr y, i64 rows, int64_t N, float eps) {
+  i64 ld = N;
+  s.launch(rmsNormName(N), {unsigned(rows), 1, 1}, {256, 1, 1}, 0,
+           argv(x, w, y, rows, eps, ld, ld), what);
+}
+
+/// The rope frequencies on the device (computed by the host code, uploaded
+/// once per rope configuration).
+CUdeviceptr invFreq(CudaSession &s, const std::string &k, const json &rope, float &scale) {
+  host::Rope<double> r(k, rope);
+  scale = float(r.scale);
+  return s.constant("rope " + rope.dump(),
+                    std::vector<float>(r.invFreq.begin(), r.invFreq.end()));
+}
+
+void embedding(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  DevTensor &ids = *in[0], &table = *in[1], &y = *out[0];
+  int64_t H = table.dim(1);
+  std::vector<int64_t> shape = ids.shape;
+  shape.push_back(H);
+  setShape(k, y, shape);
+  i64 n = ids.numel();
+  s.launch(embeddingName(H), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
+           argv(ids.ptr, table.ptr, y.ptr, n), k);
+}
+
+void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &w = *in[1], &y = *out[0];
+  setShape(k, y, x.shape);
+  rmsRows(s, k, x.ptr, w.ptr, y.ptr, rowsOf(x), x.dim(-1), float(p.at("epsilon").get<double>()));
+}
+
+void linear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &w = *in[1], &y = *out[0];
+  int64_t N = w.dim(0), K = w.dim(1);
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  setShape(k, y, shape);
+  gemm(s, k, x.ptr, K, w.ptr, in.size() > 2 ? in[2]->ptr : 0, y.ptr, rowsOf(x), N, K);
+}
+
+void elementwise(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  DevTensor &a = *in[0], &b = *in[1], &y = *out[0];
+  if (a.shape != b.shape)
+    fail("kernel {}: operand shapes differ", k);
+  setShape(k, y, a.shape);
+  i64 n = a.numel();
+  s.launch(elementwiseName(k), {blocks(n, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(a.ptr, b.ptr, y.ptr, n), k);
+}
+
+void fill(CudaSession &s, const std::string &k, const json &p, Ins &, Ins &out) {
+  setShape(k, *out[0], p.at("shape").get<std::vector<int64_t>>());
+  i64 n = out[0]->numel();
+  float v = float(p.at("value").get<double>());
+  s.launch(elementwiseName("fill"), {blocks(n, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(out[0]->ptr, n, v), k);
+}
+
+void rope(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &pos = *in[1], &y = *out[0];
+  setShape(k, y, x.shape);
+  int64_t D = p.at("rope").at("dim").get<int64_t>();
+  i64 tokens = x.dim(0) * x.dim(1), per = x.numel() / (tokens * D);
+  float scale;
+  CUdeviceptr f = invFreq(s, k, p.at("rope"), scale);
+  s.launch(ropeName(D, p.at("rope").at("interleaved").get<bool>()),
+           {blocks(tokens * per, 128), 1, 1}, {128, 1, 1}, 0,
+           argv(x.ptr, pos.ptr, y.ptr, tokens, per, f, scale), k);
+}
+
+/// Both MLA forms (SEMANTICS.md 3, 4): projections, latent and rope
+/// preparation, attention, output projection.
+void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                     Ins &out, bool decode) {
+  DevTensor &x = *in[0], &y = *out[0];
+  MlaDims d = mlaDims(p, x.dim(-1));
+  int64_t dq = d.dn + d.dr, H = d.H;
+  size_t first = decode ? 3 : 1;
+  // Weights by operand segment (q_a, q_a_norm, q, kv_a, kv_a_norm, kv_b, o,
+  // q_a_bias, kv_a_bias, o_bias).
+  CUdeviceptr w[10] = {0};
+  const json &seg = p.at("operandSegmentSizes");
+  size_t next = 0;
+  for (size_t i = 0; i < seg.size(); ++i) {
+    int64_t n = seg[i].get<int64_t>();
+    if (i >= first && n)
+      w[i - first] = in[next]->ptr;
+    next += size_t(n);
+  }
+  i64 B = x.dim(0), T = x.dim(1), N = B * T;
+  setShape(k, y, x.shape);
+  float eps = float(p.at("latent_norm_eps").get<double>());
+  float scale;
+  CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
+  CUdeviceptr Q = s.workspace(size_t(N * d.nh * dq) * 4);
+  CUdeviceptr A = s.workspace(size_t(N * (d.r + d.dr)) * 4);
+  CUdeviceptr O = s.workspace(size_t(N * d.nh * d.dv) * 4);
+  if (d.rq) {
+    CUdeviceptr QA = s.workspace(size_t(N * d.rq) * 4), QN = s.workspace(size_t(N * d.rq) * 4);
+    gemm(s, k + " q_a_proj", x.ptr, H, w[0], w[7], QA, N, d.rq, H);
+    rmsRows(s, k + " q_a_layernorm", QA, w[1], QN, N, d.rq, eps);
+    gemm(s, k + " q_b_proj", QN, d.rq, w[2], 0, Q, N, d.nh * dq, d.rq);
+  } else {
+    gemm(s, k + " q_proj", x.ptr, H, w[2], 0, Q, N, d.nh * dq, H);
+  }
+  gemm(s, k + " kv_a_proj", x.ptr, H, w[3], w[8], A, N, d.r + d.dr, H);
+  bool interleaved = p.at("rope").at("interleaved").get<bool>();
+  if (!decode) {
+    CUdeviceptr L = s.workspace(size_t(N * (d.r + d.dr)) * 4);
+    CUdeviceptr U = s.workspace(size_t(N * d.nh * (d.dn + d.dv)) * 4);
+    i64 past = 0, S = 0;
+    CUdeviceptr none = 0;
+    s.launch(mlaPrepareName(d, interleaved), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
+             argv(A, w[4], L, Q, B, T, past, none, S, freq, scale, eps), k);
+    gemm(s, k + " kv_b_proj", L, d.r + d.dr, w[5], 0, U, N, d.nh * (d.dn + d.dv), d.r);
+    float softmaxScale = float(p.at("softmax_scale").get<double>());
+    s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
+             size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
+  } else {
+    DevTensor &cache = *in[1];
+    i64 past = in[2]->scalar, S = cache.dim(1);
+    if (past < 0 || past + T > S)
+      fail("kernel {}: {} cached + {} new tokens exceed the cache length {}", k,
+           past, T, S);
+    CUdeviceptr none = 0;
+    s.launch(mlaPrepareName(d, interleaved), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
+             argv(A, w[4], none, Q, B, T, past, cache.ptr, S, freq, scale, eps), k);
+    float softmaxScale = float(p.at("softmax_scale").get<double>());
+    s.launch(mlaDecodeName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
+             size_t(2 * d.r + past + T) * 4,
+             argv(Q, cache.ptr, w[5], O, T, past, S, softmaxScale), k);
+  }
+  gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv);
+}
+
+void prefill(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  latentAttention(s, k, p, in, out, false);
+}
+void decode(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  latentAttention(s, k, p, in, out, true);
+}
+
+void moeRoute(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &gate = *in[1];
+  int64_t E = gate.dim(0), H = gate.dim(1), K = p.at("num_experts_per_tok").get<int64_t>();
+  std::vector<int64_t> shape = {x.dim(0), x.dim(1), K};
+  setShape(k, *out[0], shape);
+  setShape(k, *out[1], shape);
+  i64 n = x.dim(0) * x.dim(1);
+  CUdeviceptr bias = in.size() > 2 ? in[2]->ptr : 0;
+  float scaling = float(p.at("routed_scaling_factor").get<double>());
+  s.launch(routeName(p, E, H), {unsigned(n), 1, 1}, {256, 1, 1}, 0,
+           argv(x.ptr, gate.ptr, bias, out[0]->ptr, out[1]->ptr, n, scaling), k);
+}
+
+void moeDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &idx = *in[1];
+  int64_t E = p.at("num_experts").get<int64_t>(), H = x.dim(-1);
+  i64 K = idx.dim(-1), R = idx.numel();
+  setShape(k, *out[0], {R, H});
+  setShape(k, *out[1], {E});
+  setShape(k, *out[2], {R});
+  s.launch(inst("dispatch_plan", {E, K}), {1, 1, 1}, {32, 1, 1}, 0,
+           argv(idx.ptr, out[1]->ptr, out[2]->ptr, R), k);
+  s.launch(inst("dispatch_gather", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
+           argv(x.ptr, out[2]->ptr, out[0]->ptr, R, K), k);
+}
+
+void groupedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  DevTensor &rows = *in[0], &w = *in[1], &counts = *in[2], &y = *out[0];
+  int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
+  i64 R = rows.dim(0);
+  setShape(k, y, {R, N});
+  s.launch(inst("expert_gmm", {N, KD, E}), {unsigned((N + 255) / 256), unsigned(R), 1},
+           {256, 1, 1}, size_t(KD) * 4, argv(rows.ptr, w.ptr, counts.ptr, y.ptr, R), k);
+}
+
+void moeCombine(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  DevTensor &eo = *in[0], &slots = *in[1], &w = *in[2], &y = *out[0];
+  int64_t H = eo.dim(1), K = w.dim(-1);
+  i64 R = eo.dim(0), n = w.dim(0) * w.dim(1);
+  setShape(k, y, {w.dim(0), w.dim(1), H});
+  CUdeviceptr inverse = s.workspace(size_t(R) * 8);
+  s.launch(inst("invert_slots", {0}), {blocks(R, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(slots.ptr, inverse, R), k);
+  s.launch(inst("moe_combine", {H, K}), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
+           argv(eo.ptr, inverse, w.ptr, y.ptr, n), k);
+}
+
+void mtp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  DevTensor &h = *in[0], &emb = *in[1], &enorm = *in[2], &hnorm = *in[3], &eh = *in[4];
+  i64 depth = p.at("depth").get<int64_t>(), B = emb.dim(0), T = emb.dim(1);
+  int64_t H = emb.dim(-1);
+  i64 rows = T - depth, hRows = h.dim(1);
+  if (rows < 1)
+    fail("kernel {}: depth {} leaves no rows of a sequence of {}", k, depth, T);
+  setShape(k, *out[0], {B, rows, H});
+  float eps = float(p.at("epsilon").get<double>());
+  CUdeviceptr cat = s.workspace(size_t(B * rows * 2 * H) * 4);
+  s.launch(inst("mtp_concat", {H}), {unsigned(B * rows), 1, 1}, {128, 1, 1}, 0,
+           argv(h.ptr, hRows, emb.ptr, T, enorm.ptr, hnorm.ptr, cat, B, rows, depth, eps), k);
+  gemm(s, k + " eh_proj", cat, 2 * H, eh.ptr, 0, out[0]->ptr, B * rows, H, 2 * H);
+}
+
+void crossEntropy(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  DevTensor &logits = *in[0], &labels = *in[1];
+  i64 B = logits.dim(0), Rw = logits.dim(1), T = labels.dim(1);
+  int64_t V = logits.dim(2);
+  i64 shift = p.at("shift").get<int64_t>(), ignore = p.at("ignore_index").get<int64_t>();
+  float scale = float(p.at("scale").get<double>());
+  setShape(k, *out[0], {});
+  i64 n = B * Rw;
+  CUdeviceptr ce = s.workspace(size_t(n) * 4), valid = s.workspace(size_t(n) * 4);
+  s.launch(inst("cross_entropy_rows", {V}), {unsigned(n), 1, 1}, {256, 1, 1}, 0,
+           argv(logits.ptr, labels.ptr, ce, valid, B, Rw, T, shift, ignore), k);
+  s.launch(inst("sum_scaled", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
+           argv(ce, valid, out[0]->ptr, n, scale), k);
+}
+
+const std::map<std::string, Launcher> &launchers() {
+  static const std::map<std::string, Launcher> table = {
+      {"embedding", embedding},
+      {"rms_norm", rmsNorm},
+      {"linear", linear},
+      {"lm_head", linear},
+      {"add", elementwise},
+      {"swiglu", elementwise},
+      {"fill", fill},
+      {"rope", rope},
+      {"latent_attention", prefill},
+      {"latent_attention_decode", decode},
+      {"moe_route", moeRoute},
+      {"moe_dispatch", moeDispatch},
+      {"expert_grouped_matmul", groupedMatmul},
+      {"moe_combine", moeCombine},
+      {"mtp", mtp},
+      {"cross_entropy", crossEntropy},
+  };
+  return table;
+}
+} // namespace
+
+Launcher findLauncher(const std::string &kernel) {
+  auto it = launchers().find(kernel);
+  return it == launchers().end() ? nullptr : it->second;
+}
+
+} // namespace dsv3rt::cuda

@@ -1,0 +1,293 @@
+//===- CudaSession.cpp - run an artifact on an NVIDIA GPU -----------------===//
+#include "runtime/cuda/CudaSession.h"
+
+#include "runtime/Error.h"
+#include "runtime/host/HostSession.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace dsv3rt::cuda {
+
+namespace {
+std::string readFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    fail("{}: cannot open", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+} // namespace
+
+CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
+    : artifact_(artifact), drv_(Driver::get()) {
+  DSV3_CU(drv_, init, "initialising the driver", 0);
+  DSV3_CU(drv_, deviceGet, "device 0", &device_, 0);
+  DSV3_CU(drv_, primaryCtxRetain, "primary context", &context_, device_);
+  DSV3_CU(drv_, ctxSetCurrent, "primary context", context_);
+  DSV3_CU(drv_, streamCreate, "stream", &stream_, CU_STREAM_NON_BLOCKING);
+  int major = 0, minor = 0;
+  char name[256] = {0};
+  DSV3_CU(drv_, deviceGetAttribute, "compute capability", &major,
+          CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device_);
+  DSV3_CU(drv_, deviceGetAttribute, "compute capability", &minor,
+          CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device_);
+  DSV3_CU(drv_, deviceGetName, "device name", name, int(sizeof(name)), device_);
+
+  // The kernels: the cubin of this architecture, else PTX (JIT by the driver).
+  std::ifstream in(artifact.dir + "/manifest.json");
+  nlohmann::json manifest = nlohmann::json::parse(in);
+  if (!manifest.contains("cuda"))
+    fail("{}/manifest.json: the artifact has no CUDA kernels (compile it with "
+         "dsv3c --target cuda)",
+         artifact.dir);
+  const nlohmann::json &cuda = manifest["cuda"];
+  lowered_ = cuda["functions"].get<std::map<std::string, std::string>>();
+  std::string sm = fmt::format("sm_{}{}", major, minor);
+  std::string chosen, image;
+  for (const auto &b : cuda["binaries"]) {
+    std::string arch = b["arch"];
+    if (b["kind"] == "cubin" && (arch == sm || arch == sm + "a")) {
+      chosen = "cubin " + arch;
+      image = readFile(artifact.dir + "/" + b["file"].get<std::string>());
+      break;
+    }
+  }
+  if (image.empty())
+    for (const auto &b : cuda["binaries"]) {
+      std::string arch = b["arch"];
+      int ptxSm = std::stoi(arch.substr(arch.find('_') + 1, 2));
+      if (b["kind"] == "ptx" && ptxSm <= major * 10 + minor) {
+        chosen = "PTX " + arch + " (JIT)";
+        image = readFile(artifact.dir + "/" + b["file"].get<std::string>());
+        image.push_back('\0');
+        break;
+      }
+    }
+  if (image.empty())
+    fail("{}/manifest.json: no cubin for {} and no PTX this GPU can JIT",
+         artifact.dir, sm);
+  DSV3_CU(drv_, moduleLoadDataEx, "loading the " + chosen + " of " + artifact.dir,
+          &module_, image.data(), 0, nullptr, nullptr);
+  description_ = fmt::format("{} ({}, {})", name, sm, chosen);
+
+  // Weights: checked and converted like the host backend's, uploaded once.
+  for (auto &[pname, b] : bindWeights(artifact, weights)) {
+    std::vector<float> &host = hostParams_[pname];
+    host.assign(b.data.begin(), b.data.end());
+    DevTensor t;
+    t.shape = b.shape;
+    t.capacity = host.size();
+    DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr,
+            std::max<size_t>(4, host.size() * 4));
+    upload(t.ptr, host.data(), host.size() * 4, "weights of " + pname);
+    params_[pname] = t;
+  }
+  for (auto &[n, e] : artifact.entries)
+    arenaBytes_ = std::max(arenaBytes_, size_t(e.arenaBytes));
+  DSV3_CU(drv_, memAlloc, "the arena", &arena_, std::max<size_t>(arenaBytes_, 256));
+}
+
+CudaSession::~CudaSession() {
+  if (!context_)
+    return;
+  drv_.streamSynchronize(stream_);
+  for (auto &[n, t] : params_)
+    drv_.memFree(t.ptr);
+  for (CUdeviceptr p : argBuffers_)
+    drv_.memFree(p);
+  if (arena_)
+    drv_.memFree(arena_);
+  for (auto &[p, size] : chunks_)
+    drv_.memFree(p);
+  for (auto &[k, p] : constants_)
+    drv_.memFree(p);
+}
+
+std::map<std::string, std::vector<float>> &CudaSession::paramData() {
+  return hostParams_;
+}
+
+CUfunction CudaSession::function(const std::string &instance) {
+  auto it = functions_.find(instance);
+  if (it != functions_.end())
+    return it->second;
+  auto low = lowered_.find(instance);
+  if (low == lowered_.end())
+    fail("{}: the artifact's CUDA module has no instance {} (recompile it "
+         "with this release's dsv3c --target cuda)",
+         artifact_.dir, instance);
+  CUfunction f = nullptr;
+  DSV3_CU(drv_, moduleGetFunction, instance, &f, module_, low->second.c_str());
+  functions_[instance] = f;
+  return f;
+}
+
+CUdeviceptr CudaSession::workspace(size_t bytes) {
+  bytes = (bytes + 255) / 256 * 256;
+  while (chunk_ < chunks_.size() && chunkUsed_ + bytes > chunks_[chunk_].second) {
+    ++chunk_;
+    chunkUsed_ = 0;
+  }
+  if (chunk_ == chunks_.size()) {
+    size_t size = std::max<size_t>(bytes, chunks_.empty() ? (64u << 20)
+                                                          : chunks_.back().second * 2);
+    CUdeviceptr p = 0;
+    DSV3_CU(drv_, memAlloc, "workspace", &p, size);
+    chunks_.push_back({p, size});
+    chunkUsed_ = 0;
+  }
+  CUdeviceptr p = chunks_[chunk_].first + chunkUsed_;
+  chunkUsed_ += bytes;
+  return p;
+}
+
+CUdeviceptr CudaSession::constant(const std::string &key,
+                                  const std::vector<float> &data) {
+  auto it = constants_.find(key);
+  if (it != constants_.end())
+    return it->second;
+  CUdeviceptr p = 0;
+  DSV3_CU(drv_, memAlloc, "constant " + key, &p, std::max<size_t>(data.size() * 4, 4));
+  upload(p, data.data(), data.size() * 4, "constant " + key);
+  constants_[key] = p;
+  return p;
+}
+
+void CudaSession::launch(const std::string &instance, Dim3 grid, Dim3 block,
+                         size_t smem, std::vector<void *> args,
+                         const std::string &what) {
+  CUfunction f = function(instance);
+  if (smem > 48 * 1024)
+    DSV3_CU(drv_, funcSetAttribute, instance + " shared memory", f,
+            CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(smem));
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0)
+    return; // nothing to do (an empty batch)
+  DSV3_CU(drv_, launchKernel, what + ": " + instance, f, grid.x, grid.y, grid.z,
+          block.x, block.y, block.z, unsigned(smem), stream_, args.data(), nullptr);
+}
+
+void CudaSession::upload(CUdeviceptr dst, const void *src, size_t bytes,
+                         const std::string &what) {
+  if (bytes)
+    DSV3_CU(drv_, memcpyHtoD, what, dst, src, bytes);
+}
+
+std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
+                                                std::vector<HostTensor<float>> args) {
+  const Entry &entry = artifact_.entry(name);
+  if (args.size() != entry.args.size())
+    fail("entry {}: {} arguments given, the artifact expects {}", name,
+         args.size(), entry.args.size());
+  // Arguments to the GPU (each in its own allocation, reused across runs).
+  std::vector<DevTensor> devArgs(args.size());
+  for (CUdeviceptr p : argBuffers_)
+    DSV3_CU(drv_, memFree, "argument", p);
+  argBuffers_.clear();
+  for (size_t i = 0; i < args.size(); ++i) {
+    DevTensor &d = devArgs[i];
+    d.isInt = args[i].isInt;
+    d.shape = args[i].shape;
+    size_t n = size_t(args[i].numel()), bytes = n * (d.isInt ? 8 : 4);
+    d.capacity = n;
+    DSV3_CU(drv_, memAlloc, fmt::format("argument {} of {}", i, name), &d.ptr,
+            std::max<size_t>(bytes, 8));
+    argBuffers_.push_back(d.ptr);
+    if (d.isInt && d.shape.empty())
+      d.scalar = args[i].i[0];
+    // Token ids are checked here: the kernels trust them.
+    if (d.isInt && d.shape.size() == 2 && params_.count("model.embed_tokens.weight")) {
+      int64_t vocab = params_["model.embed_tokens.weight"].shape.at(0);
+      for (size_t k = 0; k < n; ++k)
+        if (args[i].i[k] < 0 || args[i].i[k] >= vocab)
+          fail("token id {} (at flat position {}) is outside the vocabulary "
+               "[0, {})",
+               args[i].i[k], k, vocab);
+    }
+    upload(d.ptr, d.isInt ? static_cast<const void *>(args[i].i) : args[i].f, bytes,
+           fmt::format("argument {} of {}", i, name));
+  }
+  std::vector<DevTensor> buffers(entry.buffers.size());
+  for (size_t i = 0; i < entry.buffers.size(); ++i) {
+    const BufferInfo &info = entry.buffers[i];
+    buffers[i].isInt = info.dtype == DType::I64;
+    buffers[i].ptr = arena_ + CUdeviceptr(info.offset);
+    buffers[i].capacity = size_t(info.bytes) / (buffers[i].isInt ? 8 : 4);
+  }
+  auto resolve = [&](const ValueRef &r) -> DevTensor * {
+    switch (r.kind) {
+    case ValueRef::Kind::Buffer: return &buffers[r.index];
+    case ValueRef::Kind::Arg: return &devArgs[r.index];
+    case ValueRef::Kind::Param: return &params_.at(r.param);
+    }
+    return nullptr;
+  };
+  for (size_t l = 0; l < entry.launches.size(); ++l) {
+    const Launch &launch = entry.launches[l];
+    Launcher fn = findLauncher(launch.kernel);
+    if (!fn)
+      fail("{}/manifest.json: entries.{}.launches[{}]: kernel \"{}\" has no CUDA "
+           "implementation yet (use --backend host)",
+           artifact_.dir, name, l, launch.kernel);
+    std::vector<DevTensor *> ins, outs;
+    for (const ValueRef &r : launch.inputs)
+      ins.push_back(resolve(r));
+    for (const ValueRef &r : launch.outputs)
+      outs.push_back(resolve(r));
+    chunk_ = 0;
+    chunkUsed_ = 0;
+    fn(*this, launch.kernel, launch.params, ins, outs);
+    if (onLaunch) {
+      DSV3_CU(drv_, streamSynchronize, "launch " + launch.kernel, stream_);
+      std::vector<std::vector<uint8_t>> copies;
+      std::vector<HostTensor<float>> views(outs.size());
+      std::vector<HostTensor<float> *> ptrs;
+      for (size_t o = 0; o < outs.size(); ++o) {
+        DevTensor *d = outs[o];
+        size_t bytes = size_t(d->numel()) * (d->isInt ? 8 : 4);
+        copies.emplace_back(std::max<size_t>(bytes, 8));
+        DSV3_CU(drv_, memcpyDtoH, "launch " + launch.kernel, copies.back().data(),
+                d->ptr, bytes);
+        views[o].isInt = d->isInt;
+        views[o].shape = d->shape;
+        views[o].capacity = size_t(d->numel());
+        if (d->isInt)
+          views[o].i = reinterpret_cast<int64_t *>(copies.back().data());
+        else
+          views[o].f = reinterpret_cast<float *>(copies.back().data());
+        ptrs.push_back(&views[o]);
+      }
+      onLaunch(l, launch.kernel, ptrs);
+    }
+  }
+  DSV3_CU(drv_, streamSynchronize, "running entry " + name, stream_);
+  // Arguments updated in place (the decode caches) go back to the caller.
+  for (size_t i = 0; i < args.size(); ++i)
+    if (!args[i].isInt && args[i].shape.size() >= 2)
+      DSV3_CU(drv_, memcpyDtoH, fmt::format("argument {} of {}", i, name),
+              args[i].f, devArgs[i].ptr, size_t(args[i].numel()) * 4);
+  static thread_local std::vector<std::vector<uint8_t>> results;
+  results.clear();
+  std::vector<HostTensor<float>> out;
+  for (const ValueRef &r : entry.results) {
+    DevTensor *d = resolve(r);
+    size_t bytes = size_t(d->numel()) * (d->isInt ? 8 : 4);
+    results.emplace_back(std::max<size_t>(bytes, 8));
+    DSV3_CU(drv_, memcpyDtoH, "results of " + name, results.back().data(), d->ptr,
+            bytes);
+    HostTensor<float> t;
+    t.isInt = d->isInt;
+    t.shape = d->shape;
+    if (d->isInt)
+      t.i = reinterpret_cast<int64_t *>(results.back().data());
+    else
+      t.f = reinterpret_cast<float *>(results.back().data());
+    t.capacity = size_t(d->numel());
+    out.push_back(t);
+  }
+  return out;
+}
+
+} // namespace dsv3rt::cuda

@@ -1,0 +1,141 @@
+//===- KernelNames.h - the CUDA template instances a launch needs --*- C++ -*-===//
+//
+// Shared by the compiler (which asks NVRTC to instantiate these templates,
+// specialised with the model's widths) and the runtime (whose launchers
+// look the same names up in the compiled module). Header-only and free of
+// MLIR, so both sides compute exactly the same strings from a launch's
+// kernel name, its parameters and its inputs' static shapes.
+//
+//===----------------------------------------------------------------------===//
+#ifndef DSV3_RUNTIME_CUDA_KERNELNAMES_H
+#define DSV3_RUNTIME_CUDA_KERNELNAMES_H
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dsv3rt::cuda {
+
+inline std::string inst(const std::string &tpl, std::initializer_list<int64_t> args) {
+  std::string s = "dsv3::" + tpl + "<";
+  bool first = true;
+  for (int64_t a : args) {
+    s += (first ? "" : ", ") + std::to_string(a);
+    first = false;
+  }
+  return s + ">";
+}
+
+inline std::string linearName(int64_t n, int64_t k) { return inst("linear", {n, k}); }
+inline std::string rmsNormName(int64_t n) { return inst("rms_norm", {n}); }
+inline std::string embeddingName(int64_t h) { return inst("embedding", {h}); }
+inline std::string elementwiseName(const std::string &op) { return inst(op, {0}); }
+inline std::string ropeName(int64_t dim, bool interleaved) {
+  return inst("rope", {dim, interleaved ? 1 : 0});
+}
+
+/// MLA widths: (r, dr, nh, dn, dv).
+struct MlaDims {
+  int64_t r, dr, nh, dn, dv, rq, H;
+};
+inline MlaDims mlaDims(const nlohmann::json &p, int64_t hidden) {
+  MlaDims d;
+  d.r = p.at("kv_lora_rank").get<int64_t>();
+  d.dr = p.at("qk_rope_head_dim").get<int64_t>();
+  d.nh = p.at("num_heads").get<int64_t>();
+  d.dn = p.at("qk_nope_head_dim").get<int64_t>();
+  d.dv = p.at("v_head_dim").get<int64_t>();
+  d.rq = p.contains("q_lora_rank") ? p.at("q_lora_rank").get<int64_t>() : 0;
+  d.H = hidden;
+  return d;
+}
+inline std::string mlaPrepareName(const MlaDims &d, bool interleaved) {
+  return inst("mla_prepare", {d.r, d.dr, d.nh, d.dn + d.dr, d.dn, interleaved ? 1 : 0});
+}
+inline std::string mlaPrefillName(const MlaDims &d) {
+  return inst("mla_attention_prefill", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
+inline std::string mlaDecodeName(const MlaDims &d) {
+  return inst("mla_attention_decode", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
+/// The GEMMs inside one MLA launch.
+inline std::vector<std::string> mlaLinears(const MlaDims &d) {
+  std::vector<std::string> out;
+  int64_t dq = d.dn + d.dr;
+  if (d.rq) {
+    out.push_back(linearName(d.rq, d.H));
+    out.push_back(rmsNormName(d.rq));
+    out.push_back(linearName(d.nh * dq, d.rq));
+  } else {
+    out.push_back(linearName(d.nh * dq, d.H));
+  }
+  out.push_back(linearName(d.r + d.dr, d.H));
+  out.push_back(linearName(d.nh * (d.dn + d.dv), d.r));
+  out.push_back(linearName(d.H, d.nh * d.dv));
+  return out;
+}
+
+inline int scoringCode(const nlohmann::json &p) {
+  return p.at("scoring_func").get<std::string>() == "sigmoid" ? 0 : 1;
+}
+inline int methodCode(const nlohmann::json &p) {
+  std::string m = p.at("topk_method").get<std::string>();
+  return m == "greedy" ? 0 : m == "group_limited_greedy" ? 1 : 2;
+}
+inline std::string routeName(const nlohmann::json &p, int64_t E, int64_t H) {
+  bool norm = p.contains("norm_topk_prob") && p.at("norm_topk_prob").is_boolean() &&
+              p.at("norm_topk_prob").get<bool>();
+  return inst("moe_route", {E, H, p.at("num_experts_per_tok").get<int64_t>(),
+                            p.at("n_group").get<int64_t>(),
+                            p.at("topk_group").get<int64_t>(), scoringCode(p),
+                            methodCode(p), norm ? 1 : 0});
+}
+
+/// Every template instance the launch (kernel `kernel`, parameters `p`,
+/// inputs with static extents `in`, -1 where dynamic) uses. Empty for a
+/// kernel without a CUDA implementation (training kernels, for now).
+inline std::vector<std::string>
+kernelInstances(const std::string &kernel, const nlohmann::json &p,
+                const std::vector<std::vector<int64_t>> &in) {
+  auto last = [&](size_t i) { return in.at(i).back(); };
+  if (kernel == "embedding")
+    return {embeddingName(in.at(1).at(1))};
+  if (kernel == "rms_norm")
+    return {rmsNormName(last(0))};
+  if (kernel == "linear" || kernel == "lm_head")
+    return {linearName(in.at(1).at(0), in.at(1).at(1))};
+  if (kernel == "swiglu" || kernel == "add" || kernel == "fill")
+    return {elementwiseName(kernel)};
+  if (kernel == "rope")
+    return {ropeName(p.at("rope").at("dim").get<int64_t>(),
+                     p.at("rope").at("interleaved").get<bool>())};
+  if (kernel == "latent_attention" || kernel == "latent_attention_decode") {
+    MlaDims d = mlaDims(p, last(0));
+    std::vector<std::string> out = mlaLinears(d);
+    out.push_back(mlaPrepareName(d, p.at("rope").at("interleaved").get<bool>()));
+    out.push_back(kernel == "latent_attention" ? mlaPrefillName(d) : mlaDecodeName(d));
+    return out;
+  }
+  if (kernel == "moe_route")
+    return {routeName(p, in.at(1).at(0), in.at(1).at(1))};
+  if (kernel == "moe_dispatch")
+    return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), last(1)}),
+            inst("dispatch_gather", {last(0)})};
+  if (kernel == "expert_grouped_matmul")
+    return {inst("expert_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)})};
+  if (kernel == "moe_combine")
+    return {inst("invert_slots", {0}), inst("moe_combine", {last(0), last(2)})};
+  if (kernel == "mtp") {
+    int64_t H = last(1);
+    return {inst("mtp_concat", {H}), linearName(H, 2 * H)};
+  }
+  if (kernel == "cross_entropy")
+    return {inst("cross_entropy_rows", {last(0)}), inst("sum_scaled", {0})};
+  return {};
+}
+
+} // namespace dsv3rt::cuda
+
+#endif // DSV3_RUNTIME_CUDA_KERNELNAMES_H

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (no MLIR there), after scripts/gpu-prepare.sh ran
+# here: builds the runtime, checks the CUDA backend against the float64 HF
+# fixtures and against the host backend at DeepSeek-V3 widths on random
+# weights and ids, and prints a table last. Logs go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+export NCCL_NVLS_ENABLE=0
+if ! { cmake -G Ninja -S . -B build-gpu -DDSV3_BUILD_COMPILER=OFF \
+         -DCMAKE_BUILD_TYPE=Release -DDSV3_DEPS_INCLUDE="$PWD/.deps/include" &&
+       ninja -C build-gpu dsv3-run; } > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"
+  exit 1
+fi
+RUN=build-gpu/bin/dsv3-run
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+status=0
+for f in tiny-a tiny-b tiny-d tiny-e; do
+  F=test/data/fixtures/$f
+  $RUN verify gpu-artifacts/$f --weights $F --oracle $F --backend cuda 2>&1 | tee "$OUT/verify-$f.log" || status=1
+done
+# Kernel by kernel against the host, on a fixture of each routing kind.
+for f in tiny-a tiny-d; do
+  $RUN compare gpu-artifacts/$f --weights test/data/fixtures/$f --ids 1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11 2>&1 | tee "$OUT/compare-$f.log" || status=1
+done
+# DeepSeek-V3 widths: random weights (normal, std 0.02) and random ids.
+$RUN init gpu-artifacts/v3-width --seed 7 --out /dev/shm/v3w > "$OUT/init.log" 2>&1 || { cat "$OUT/init.log"; status=1; }
+IDS=$(python3 -c "import random; random.seed(3); print('/'.join(','.join(str(random.randrange(4096)) for _ in range(24)) for _ in range(2)))")
+$RUN compare gpu-artifacts/v3-width --weights /dev/shm/v3w --ids "$IDS" 2>&1 | tee "$OUT/compare-v3-width.log" || status=1
+# A first timing at DeepSeek-V3 widths (2 layers; see docs/gpu-validation.md).
+$RUN time gpu-artifacts/v3-width --weights /dev/shm/v3w --backend cuda --batch 1 --seq 32 --steps 16 2>&1 | tee "$OUT/time.log"
+$RUN time gpu-artifacts/v3-width --weights /dev/shm/v3w --backend cuda --batch 2 --seq 64 --steps 8 2>&1 | tee -a "$OUT/time.log"
+echo
+echo "== summary ($(date -u +%F), $(cat "$OUT/gpu.txt"))"
+for f in tiny-a tiny-b tiny-d tiny-e; do
+  printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"
+done
+for f in tiny-a tiny-d v3-width; do
+  printf '%-18s %s\n' "compare $f" "$(tail -1 "$OUT/compare-$f.log")"
+done
+cat "$OUT/time.log"
+exit $status

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run here (where MLIR is): compiles the artifacts the GPU check needs with
+# --target cuda into gpu-artifacts/ and copies the header-only dependencies
+# into .deps/, both ignored by git and carried to the GPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf gpu-artifacts && mkdir -p gpu-artifacts .deps/include
+for f in tiny-a tiny-b tiny-d tiny-e; do
+  build/bin/dsv3c test/data/fixtures/$f --target cuda -o gpu-artifacts/$f
+done
+build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --max-batch 2 \
+  --max-seq 64 -o gpu-artifacts/v3-width
+cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
+du -sh gpu-artifacts .deps

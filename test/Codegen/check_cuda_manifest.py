@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""For each artifact directory: every launch of every entry with a CUDA
+launcher is covered by a compiled instance (recomputed the runtime's way is
+not possible here, so it checks that each launch's kernel family has at
+least one instance) and every binary file exists."""
+import json
+import os
+import sys
+
+CUDA_KERNELS = {"embedding", "rms_norm", "linear", "lm_head", "add", "swiglu",
+                "fill", "rope", "latent_attention", "latent_attention_decode",
+                "moe_route", "moe_dispatch", "expert_grouped_matmul",
+                "moe_combine", "mtp", "cross_entropy"}
+FAMILY = {"lm_head": "linear", "latent_attention": "mla_attention_prefill",
+          "latent_attention_decode": "mla_attention_decode",
+          "moe_dispatch": "dispatch_plan", "expert_grouped_matmul": "expert_gmm",
+          "mtp": "mtp_concat", "cross_entropy": "cross_entropy_rows"}
+status = 0
+for d in sys.argv[1:]:
+    m = json.load(open(os.path.join(d, "manifest.json")))
+    cuda = m["cuda"]
+    names = cuda["functions"].keys()
+    missing = set()
+    for entry in m["entries"].values():
+        for launch in entry["launches"]:
+            k = launch["kernel"]
+            if k not in CUDA_KERNELS:
+                continue
+            family = "dsv3::" + FAMILY.get(k, k) + "<"
+            if not any(n.startswith(family) for n in names):
+                missing.add(k)
+    for b in cuda["binaries"]:
+        if os.path.getsize(os.path.join(d, b["file"])) != b["bytes"]:
+            missing.add(b["file"])
+    bins = ", ".join(f"{b['arch']} {b['kind']}" for b in cuda["binaries"])
+    name = os.path.basename(d)
+    if missing:
+        status = 1
+        print(f"{name}: missing {sorted(missing)}")
+    else:
+        print(f"{name}: {len(names)} instances, binaries {bins}, every launch covered")
+sys.exit(status)
