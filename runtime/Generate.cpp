@@ -56,21 +56,8 @@ void generateBatch(Session &session,
     ids.insert(ids.end(), prompts[r].begin(), prompts[r].end());
   int64_t past = 0, step = P;
   for (int64_t n = 0; n < o.maxNew; ++n) {
-    std::vector<HostTensor<Real>> args(2 + layers);
-    args[0].isInt = true;
-    args[0].shape = {B, step};
-    args[0].i = ids.data();
-    args[0].capacity = ids.size();
-    args[1].isInt = true;
-    args[1].shape = {};
-    args[1].i = &past;
-    args[1].capacity = 1;
-    for (size_t l = 0; l < layers; ++l) {
-      args[2 + l].shape = {B, S, W};
-      args[2 + l].f = caches[l].data();
-      args[2 + l].capacity = caches[l].size();
-    }
-    std::vector<HostTensor<Real>> out = session.run("decode", args);
+    std::vector<HostTensor<Real>> out =
+        session.run("decode", decodeArgs(ids, B, step, past, caches, S, W));
     const HostTensor<Real> &logits = out[0];
     int64_t V = logits.dim(2);
     std::vector<int64_t> next(static_cast<size_t>(B));

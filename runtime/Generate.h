@@ -33,6 +33,29 @@ GenerateResult generate(Session &session,
                         const std::vector<std::vector<int64_t>> &prompts,
                         const GenerateOptions &options);
 
+/// The arguments of the `decode` entry: ids `[B, T]`, the past length, and
+/// one `[B, S, W]` latent-cache view per layer (updated in place).
+template <typename Real>
+std::vector<HostTensor<Real>> decodeArgs(std::vector<int64_t> &ids, int64_t B,
+                                         int64_t T, int64_t &past,
+                                         std::vector<std::vector<Real>> &caches,
+                                         int64_t S, int64_t W) {
+  std::vector<HostTensor<Real>> args(2 + caches.size());
+  args[0].isInt = true;
+  args[0].shape = {B, T};
+  args[0].i = ids.data();
+  args[0].capacity = ids.size();
+  args[1].isInt = true;
+  args[1].i = &past;
+  args[1].capacity = 1;
+  for (size_t l = 0; l < caches.size(); ++l) {
+    args[2 + l].shape = {B, S, W};
+    args[2 + l].f = caches[l].data();
+    args[2 + l].capacity = caches[l].size();
+  }
+  return args;
+}
+
 /// Picks the next token from `logits` (greedy or sampled).
 int64_t pickToken(const std::vector<double> &logits, const GenerateOptions &options,
                   uint64_t &rngState);

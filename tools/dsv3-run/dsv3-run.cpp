@@ -743,19 +743,7 @@ template <typename Session> int timeDecode(const Options &o, Session &s,
   std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(B * S * W)));
   int64_t past = 0;
   auto call = [&](int64_t T) {
-    std::vector<HostTensor<Real>> args(2 + layers);
-    args[0].isInt = true;
-    args[0].shape = {B, T};
-    args[0].i = ids.data();
-    args[0].capacity = ids.size();
-    args[1].isInt = true;
-    args[1].i = &past;
-    args[1].capacity = 1;
-    for (size_t l = 0; l < layers; ++l) {
-      args[2 + l].shape = {B, S, W};
-      args[2 + l].f = caches[l].data();
-      args[2 + l].capacity = caches[l].size();
-    }
+    std::vector<HostTensor<Real>> args = decodeArgs(ids, B, T, past, caches, S, W);
     auto t0 = std::chrono::steady_clock::now();
     s.run("decode", args);
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
