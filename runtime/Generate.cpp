@@ -97,6 +97,93 @@ GenerateResult generate(Session &session,
   return result;
 }
 
+namespace {
+int64_t argmaxRow(const float *row, int64_t V) {
+  return int64_t(std::max_element(row, row + V) - row);
+}
+int64_t argmaxRow(const double *row, int64_t V) {
+  return int64_t(std::max_element(row, row + V) - row);
+}
+} // namespace
+
+template <typename Session>
+GenerateResult generateSpeculative(Session &session,
+                                   const std::vector<std::vector<int64_t>> &prompts,
+                                   const GenerateOptions &o) {
+  using Real = typename Session::Real;
+  const Artifact &art = session.artifact();
+  if (!art.hasEntry("forward_mtp"))
+    fail("--speculative mtp: {} has no forward_mtp entry (the model has no MTP "
+         "layer)",
+         art.dir);
+  if (o.temperature > 0)
+    fail("--speculative mtp decodes greedily (drop --temperature)");
+  const Entry &decode = art.entry("decode");
+  size_t layers = decode.args.size() - 2;
+  int64_t W = decode.args.at(2).shape.at(2);
+  GenerateResult result;
+  result.ids.resize(prompts.size());
+  result.logits.resize(prompts.size());
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    std::vector<int64_t> seq = prompts[p];
+    int64_t P = int64_t(seq.size()), S = P + o.maxNew + 2;
+    std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(S * W)));
+    int64_t past = 0;
+    // Prefill: the main model's first token.
+    std::vector<int64_t> step = seq;
+    auto out = session.run("decode", decodeArgs(step, 1, P, past, caches, S, W));
+    int64_t V = out[0].dim(2);
+    auto emit = [&](const Real *row) {
+      int64_t t = argmaxRow(row, V);
+      result.ids[p].push_back(t);
+      result.logits[p].emplace_back(row, row + V);
+      seq.push_back(t);
+      return t;
+    };
+    emit(out[0].f + (P - 1) * V);
+    past = P;
+    ++result.speculative.mainSteps;
+    while (int64_t(result.ids[p].size()) < o.maxNew) {
+      // Draft the token after the one just emitted.
+      std::vector<int64_t> whole = seq;
+      std::vector<HostTensor<Real>> args(1);
+      args[0].isInt = true;
+      args[0].shape = {1, int64_t(whole.size())};
+      args[0].i = whole.data();
+      args[0].capacity = whole.size();
+      auto draftOut = session.run("forward_mtp", args);
+      int64_t rows = draftOut[0].dim(1);
+      int64_t draft = argmaxRow(draftOut[0].f + (rows - 1) * V, V);
+      ++result.speculative.drafted;
+      // Verify: the main model scores [t_{n+1}, draft] in one step.
+      std::vector<int64_t> pair = {seq.back(), draft};
+      out = session.run("decode", decodeArgs(pair, 1, 2, past, caches, S, W));
+      ++result.speculative.mainSteps;
+      int64_t choice = emit(out[0].f);
+      if (choice == draft && int64_t(result.ids[p].size()) < o.maxNew) {
+        ++result.speculative.accepted;
+        emit(out[0].f + V); // the draft was right: one more token for free
+        past += 2;
+      } else {
+        past += 1; // the draft's cache row is overwritten next step
+      }
+    }
+  }
+  return result;
+}
+
+template GenerateResult generateSpeculative(HostSession<float> &,
+                                            const std::vector<std::vector<int64_t>> &,
+                                            const GenerateOptions &);
+template GenerateResult generateSpeculative(HostSession<double> &,
+                                            const std::vector<std::vector<int64_t>> &,
+                                            const GenerateOptions &);
+#ifdef DSV3_HAVE_CUDA
+template GenerateResult generateSpeculative(cuda::CudaSession &,
+                                            const std::vector<std::vector<int64_t>> &,
+                                            const GenerateOptions &);
+#endif
+
 template GenerateResult generate(HostSession<float> &,
                                  const std::vector<std::vector<int64_t>> &,
                                  const GenerateOptions &);

@@ -18,7 +18,12 @@ struct GenerateOptions {
   uint64_t seed = 0;
 };
 
+struct SpeculativeStats {
+  int64_t drafted = 0, accepted = 0, mainSteps = 0;
+};
+
 struct GenerateResult {
+  SpeculativeStats speculative;
   /// Per prompt: the generated ids.
   std::vector<std::vector<int64_t>> ids;
   /// Per prompt, per generated token: the logits that chose it.
@@ -55,6 +60,18 @@ std::vector<HostTensor<Real>> decodeArgs(std::vector<int64_t> &ids, int64_t B,
   }
   return args;
 }
+
+/// Greedy generation with MTP speculative decoding (SEMANTICS.md 7): after
+/// the main model emits t_{n+1}, the MTP depth drafts t_{n+2} from the
+/// main model's hidden state and the embedding of t_{n+1} (the
+/// `forward_mtp` entry, recomputed over the sequence); the next main step
+/// scores t_{n+1} and the draft together and keeps the draft iff it equals
+/// the main model's own choice, so the output is identical to plain greedy
+/// decoding. One prompt at a time.
+template <typename Session>
+GenerateResult generateSpeculative(Session &session,
+                                   const std::vector<std::vector<int64_t>> &prompts,
+                                   const GenerateOptions &options);
 
 /// Picks the next token from `logits` (greedy or sampled).
 int64_t pickToken(const std::vector<double> &logits, const GenerateOptions &options,

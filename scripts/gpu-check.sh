@@ -21,6 +21,17 @@ for f in tiny-a tiny-b tiny-d tiny-e; do
   F=test/data/fixtures/$f
   $RUN verify gpu-artifacts/$f --weights $F --oracle $F --backend cuda 2>&1 | tee "$OUT/verify-$f.log" || status=1
 done
+# MTP speculative decoding on the GPU: the same tokens as plain greedy.
+$RUN generate gpu-artifacts/tiny-e --weights test/data/fixtures/tiny-e --backend cuda \
+  --prompt-ids 3,17,55,102,9,200,41,7/5,6,7 --max-new 12 > "$OUT/gen-plain.txt" 2>&1 || status=1
+$RUN generate gpu-artifacts/tiny-e --weights test/data/fixtures/tiny-e --backend cuda \
+  --prompt-ids 3,17,55,102,9,200,41,7/5,6,7 --max-new 12 --speculative mtp > "$OUT/gen-spec.txt" 2>&1 || status=1
+if head -2 "$OUT/gen-spec.txt" | diff -q - "$OUT/gen-plain.txt" > /dev/null; then
+  echo "speculative mtp on cuda: identical to greedy; $(tail -1 "$OUT/gen-spec.txt")" | tee "$OUT/spec.log"
+else
+  echo "speculative mtp on cuda: DIFFERS from greedy" | tee "$OUT/spec.log"; status=1
+fi
+[ -n "${QUICK:-}" ] && { cat "$OUT/spec.log"; for f in tiny-a tiny-b tiny-d tiny-e; do printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"; done; exit $status; }
 # Kernel by kernel against the host, on a fixture of each routing kind.
 for f in tiny-a tiny-d; do
   $RUN compare gpu-artifacts/$f --weights test/data/fixtures/$f --ids 1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11 2>&1 | tee "$OUT/compare-$f.log" || status=1
@@ -41,4 +52,5 @@ for f in tiny-a tiny-d v3-width; do
   printf '%-18s %s\n' "compare $f" "$(tail -1 "$OUT/compare-$f.log")"
 done
 cat "$OUT/time.log"
+cat "$OUT/spec.log"
 exit $status

@@ -42,7 +42,7 @@ const char *kUsage = R"(usage: dsv3-run COMMAND ARTIFACT [options]
 
 commands:
   generate ART --weights DIR --prompt-ids IDS --max-new N
-           [--temperature T] [--top-p P] [--seed S]
+           [--temperature T] [--top-p P] [--seed S] [--speculative mtp]
       generate tokens after each prompt (greedy unless --temperature > 0);
       IDS is comma-separated ids, prompts separated by '/'
   forward  ART --weights DIR --ids IDS --out FILE
@@ -92,7 +92,7 @@ common options:
 struct Options {
   std::string command, artifact, weights, oracle, out, promptIds, ids;
   double initStd = 0.02;
-  std::string data, saveDir, resume, metrics, text, params;
+  std::string data, saveDir, resume, metrics, text, params, speculative;
   int64_t init = -1, steps = 0, batch = 4, seq = 64, saveEvery = 0, warmup = 10;
   int64_t samples = 4;
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
@@ -163,6 +163,11 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--resume") o.resume = value;
     else if (a == "--metrics") o.metrics = value;
     else if (a == "--text") o.text = value;
+    else if (a == "--speculative") {
+      if (value != "mtp")
+        fail("--speculative {}: the only drafter is mtp", value);
+      o.speculative = value;
+    }
     else if (a == "--params") o.params = value;
     else if (a == "--init") o.init = parseInt(a, value);
     else if (a == "--steps") o.steps = parseInt(a, value);
@@ -785,10 +790,26 @@ int runInference(const Options &o, const Artifact &art, Session &s,
     g.topP = o.topP;
     g.seed = o.seed;
     auto prompts = parseIdLists("--prompt-ids", o.promptIds);
-    GenerateResult r = generate(s, prompts, g);
+    auto start = std::chrono::steady_clock::now();
+    GenerateResult r = o.speculative.empty() ? generate(s, prompts, g)
+                                             : generateSpeculative(s, prompts, g);
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (size_t b = 0; b < prompts.size(); ++b)
       fmt::print("prompt {}: [{}] -> [{}]\n", b, fmt::join(prompts[b], ", "),
                  fmt::join(r.ids[b], ", "));
+    if (!o.speculative.empty()) {
+      const SpeculativeStats &st = r.speculative;
+      int64_t tokens = 0;
+      for (auto &ids : r.ids)
+        tokens += int64_t(ids.size());
+      fmt::print("speculative mtp: {} of {} drafts accepted ({:.0f}%), {} tokens in {} "
+                 "main-model steps ({:.2f} tokens per step), {:.3f} s\n",
+                 st.accepted, st.drafted,
+                 st.drafted ? 100.0 * double(st.accepted) / double(st.drafted) : 0.0,
+                 tokens, st.mainSteps,
+                 st.mainSteps ? double(tokens) / double(st.mainSteps) : 0.0, seconds);
+    }
     return 0;
   }
   if (o.command == "forward") {
