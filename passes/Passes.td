@@ -131,6 +131,34 @@ def Dsv3OptimizerPass : Pass<"dsv3-optimizer", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3FuseSwigluPass : Pass<"dsv3-fuse-swiglu", "mlir::ModuleOp"> {
+  let summary = "fuse SwiGLU into the gate/up GEMM (dense MLPs and experts)";
+  let description = [{
+    `swiglu(linear(x, Wg), linear(x, Wu))` becomes `dsv3.gated_linear(x, Wg,
+    Wu)` and `swiglu(expert_grouped_matmul(rows, Wg, c),
+    expert_grouped_matmul(rows, Wu, c))` becomes
+    `dsv3.expert_gated_matmul(rows, Wg, Wu, c)`: one kernel reads the input
+    once for both projections and applies SwiGLU in its epilogue, so the
+    gate and up activations never reach memory. Only when both projections
+    read the same input, have no bias, and feed nothing but the SwiGLU (the
+    backward pass of a training entry keeps its own uses, so it is left
+    alone).
+
+    ```mlir
+    // before
+    %g = dsv3.linear %x, %wg : ...
+    %u = dsv3.linear %x, %wu : ...
+    %a = dsv3.swiglu %g, %u : tensor<?x?x128xf32>
+    // after
+    %a = dsv3.gated_linear %x, %wg, %wu : ...
+    ```
+  }];
+  let statistics = [
+    Statistic<"numDense", "dense", "dense gate/up pairs fused">,
+    Statistic<"numExperts", "experts", "expert gate/up pairs fused">
+  ];
+}
+
 def Dsv3LowerToKernelsPass : Pass<"dsv3-lower-to-kernels", "mlir::ModuleOp"> {
   let summary = "lower the dsv3 entry functions to dsv3k kernel launches";
   let description = [{

@@ -19,6 +19,7 @@ static void addModelStages(OpPassManager &pm) {
 static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   if (!options.lowerToKernels)
     return;
+  pm.addPass(createDsv3FuseSwigluPass());
   Dsv3LowerToKernelsPassOptions lowering;
   lowering.maxBatch = options.maxBatch;
   lowering.maxSeq = options.maxSeq;

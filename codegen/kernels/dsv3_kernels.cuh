@@ -119,6 +119,36 @@ __global__ void linear(const float *x, i64 ldx, const float *W, const float *b,
     y[r * N + n] = b ? acc + b[n] : acc;
 }
 
+/// y[r, n] = silu(x[r] . Wg[n]) * (x[r] . Wu[n]): the tiling of `linear`
+/// with both weights, SwiGLU in the epilogue (dsv3-fuse-swiglu).
+template <int N, int K>
+__global__ void gated_linear(const float *x, const float *Wg, const float *Wu,
+                             float *y, i64 rows) {
+  __shared__ float xs[16][17];
+  __shared__ float gs[16][17];
+  __shared__ float us[16][17];
+  int tx = threadIdx.x, ty = threadIdx.y;
+  i64 r = i64(blockIdx.y) * 16 + ty;
+  int n = blockIdx.x * 16 + tx;
+  float g = 0.f, u = 0.f;
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    xs[ty][tx] = (r < rows && k0 + tx < K) ? x[r * K + k0 + tx] : 0.f;
+    int wn = blockIdx.x * 16 + ty;
+    bool in = wn < N && k0 + tx < K;
+    gs[ty][tx] = in ? Wg[i64(wn) * K + k0 + tx] : 0.f;
+    us[ty][tx] = in ? Wu[i64(wn) * K + k0 + tx] : 0.f;
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 16; ++k) {
+      g += xs[ty][k] * gs[tx][k];
+      u += xs[ty][k] * us[tx][k];
+    }
+    __syncthreads();
+  }
+  if (r < rows && n < N)
+    y[r * N + n] = g / (1.f + expf(-g)) * u;
+}
+
 template <int Unused>
 __global__ void add(const float *a, const float *b, float *y, i64 n) {
   for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -470,6 +500,42 @@ __global__ void expert_gmm(const float *rows, const float *W, const i64 *counts,
   for (int k = 0; k < KD; ++k)
     acc += row[k] * w[k];
   y[r * N + n] = acc;
+}
+
+/// The experts' gate/up projections with SwiGLU: expert_gmm with two weights.
+template <int N, int KD, int E>
+__global__ void expert_gated_gmm(const float *rows, const float *Wg,
+                                 const float *Wu, const i64 *counts, float *y,
+                                 i64 R) {
+  extern __shared__ float row[];
+  __shared__ int expert;
+  i64 r = blockIdx.y;
+  if (r >= R)
+    return;
+  if (threadIdx.x == 0) {
+    i64 acc = 0;
+    int e = 0;
+    for (; e < E; ++e) {
+      acc += counts[e];
+      if (r < acc)
+        break;
+    }
+    expert = e;
+  }
+  for (int k = threadIdx.x; k < KD; k += blockDim.x)
+    row[k] = rows[r * KD + k];
+  __syncthreads();
+  int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N)
+    return;
+  const float *wg = Wg + (i64(expert) * N + n) * KD;
+  const float *wu = Wu + (i64(expert) * N + n) * KD;
+  float g = 0.f, u = 0.f;
+  for (int k = 0; k < KD; ++k) {
+    g += row[k] * wg[k];
+    u += row[k] * wu[k];
+  }
+  y[r * N + n] = g / (1.f + expf(-g)) * u;
 }
 
 template <int Unused>

@@ -97,6 +97,28 @@ void linear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &ou
   gemm(s, k, x.ptr, K, w.ptr, in.size() > 2 ? in[2]->ptr : 0, y.ptr, rowsOf(x), N, K);
 }
 
+void gatedLinear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &wg = *in[1], &wu = *in[2], &y = *out[0];
+  int64_t N = wg.dim(0), K = wg.dim(1);
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  setShape(k, y, shape);
+  i64 rows = rowsOf(x);
+  s.launch(inst("gated_linear", {N, K}), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
+           {16, 16, 1}, 0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
+}
+
+void expertGatedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in,
+                       Ins &out) {
+  DevTensor &rows = *in[0], &wg = *in[1], &wu = *in[2], &counts = *in[3], &y = *out[0];
+  int64_t E = wg.dim(0), N = wg.dim(1), KD = wg.dim(2);
+  i64 R = rows.dim(0);
+  setShape(k, y, {R, N});
+  s.launch(inst("expert_gated_gmm", {N, KD, E}), {unsigned((N + 255) / 256), unsigned(R), 1},
+           {256, 1, 1}, size_t(KD) * 4,
+           argv(rows.ptr, wg.ptr, wu.ptr, counts.ptr, y.ptr, R), k);
+}
+
 void elementwise(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
   DevTensor &a = *in[0], &b = *in[1], &y = *out[0];
   if (a.shape != b.shape)
@@ -283,6 +305,8 @@ const std::map<std::string, Launcher> &launchers() {
       {"linear", linear},
       {"lm_head", linear},
       {"add", elementwise},
+      {"gated_linear", gatedLinear},
+      {"expert_gated_matmul", expertGatedMatmul},
       {"swiglu", elementwise},
       {"fill", fill},
       {"rope", rope},

@@ -106,6 +106,10 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     return {rmsNormName(last(0))};
   if (kernel == "linear" || kernel == "lm_head")
     return {linearName(in.at(1).at(0), in.at(1).at(1))};
+  if (kernel == "gated_linear")
+    return {inst("gated_linear", {in.at(1).at(0), in.at(1).at(1)})};
+  if (kernel == "expert_gated_matmul")
+    return {inst("expert_gated_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)})};
   if (kernel == "swiglu" || kernel == "add" || kernel == "fill")
     return {elementwiseName(kernel)};
   if (kernel == "rope")

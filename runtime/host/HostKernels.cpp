@@ -66,6 +66,24 @@ void linear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
     matvec(x.f + r * K, w.f, N, K, y.f + r * N, bias);
 }
 
+/// silu(x Wg^T) * (x Wu^T) (dsv3.gated_linear).
+template <typename Real>
+void gatedLinear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &wg = *in[1], &wu = *in[2], &y = *out[0];
+  int64_t N = wg.dim(0), K = wg.dim(1);
+  expectLast(k, x, K, "input");
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  setShape(k, y, shape);
+  std::vector<Real> g(N), u(N);
+  for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
+    matvec(x.f + r * K, wg.f, N, K, g.data());
+    matvec(x.f + r * K, wu.f, N, K, u.data());
+    for (int64_t n = 0; n < N; ++n)
+      y.f[r * N + n] = silu(g[n]) * u[n];
+  }
+}
+
 template <typename Real>
 void rope(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &pos = *in[1], &y = *out[0];
@@ -277,6 +295,27 @@ void expertGroupedMatmul(const std::string &k, const json &, Ins<Real> &in,
     }
 }
 
+/// The experts' gate/up projections and SwiGLU (dsv3.expert_gated_matmul).
+template <typename Real>
+void expertGatedMatmul(const std::string &k, const json &, Ins<Real> &in,
+                       Ins<Real> &out) {
+  T<Real> &rows = *in[0], &wg = *in[1], &wu = *in[2], &counts = *in[3], &y = *out[0];
+  int64_t E = wg.dim(0), N = wg.dim(1), K = wg.dim(2), R = rows.dim(0);
+  expectLast(k, rows, K, "rows");
+  setShape(k, y, {R, N});
+  std::vector<Real> g(N), u(N);
+  int64_t r = 0;
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t c = 0; c < counts.i[e]; ++c, ++r) {
+      if (r >= R)
+        fail("kernel {}: counts sum past the {} rows", k, R);
+      matvec(rows.f + r * K, wg.f + e * N * K, N, K, g.data());
+      matvec(rows.f + r * K, wu.f + e * N * K, N, K, u.data());
+      for (int64_t n = 0; n < N; ++n)
+        y.f[r * N + n] = silu(g[n]) * u[n];
+    }
+}
+
 template <typename Real>
 void moeCombine(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &eo = *in[0], &slots = *in[1], &w = *in[2], &y = *out[0];
@@ -414,6 +453,8 @@ const std::map<std::string, HostKernelFn<Real>> &registry() {
       {"linear", linear<Real>},
       {"lm_head", linear<Real>},
       {"rope", rope<Real>},
+      {"gated_linear", gatedLinear<Real>},
+      {"expert_gated_matmul", expertGatedMatmul<Real>},
       {"swiglu", swiglu<Real>},
       {"add", add<Real>},
       {"latent_attention", latentAttention<Real>},

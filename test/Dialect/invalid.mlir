@@ -1249,3 +1249,91 @@ func.func @balance_softmax_sequence(%x: tensor<1x3x16xf32>, %g: tensor<4x16xf32>
   %b = dsv3.moe_balance_loss softmax %x, %g, %i {alpha = 1.0e-4 : f64, sequence_wise} : (tensor<1x3x16xf32>, tensor<4x16xf32>, tensor<1x3x2xi64>) -> tensor<f32>
   return
 }
+
+// -----
+
+func.func @gated_input_rank(%x: tensor<f32>, %w: tensor<16x8xf32>) {
+  // expected-error @+1 {{input must have rank >= 1}}
+  %a = dsv3.gated_linear %x, %w, %w : (tensor<f32>, tensor<16x8xf32>, tensor<16x8xf32>) -> tensor<16xf32>
+  return
+}
+
+// -----
+
+func.func @gated_weight_rank(%x: tensor<4x8xf32>, %w: tensor<8xf32>) {
+  // expected-error @+1 {{gate_weight must be [out, in], got 'tensor<8xf32>'}}
+  %a = dsv3.gated_linear %x, %w, %w : (tensor<4x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @gated_up_type(%x: tensor<4x8xf32>, %wg: tensor<16x8xf32>, %wu: tensor<12x8xf32>) {
+  // expected-error @+1 {{up_weight 'tensor<12x8xf32>' must have the gate_weight's type 'tensor<16x8xf32>'}}
+  %a = dsv3.gated_linear %x, %wg, %wu : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<12x8xf32>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @gated_features(%x: tensor<4x6xf32>, %w: tensor<16x8xf32>) {
+  // expected-error @+1 {{input features (6) must equal the weights' in dimension (8)}}
+  %a = dsv3.gated_linear %x, %w, %w : (tensor<4x6xf32>, tensor<16x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @gated_result(%x: tensor<4x8xf32>, %w: tensor<16x8xf32>) {
+  // expected-error @+1 {{result must be input shape with the last dimension = out = [4, 16], got 'tensor<4x12xf32>'}}
+  %a = dsv3.gated_linear %x, %w, %w : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>) -> tensor<4x12xf32>
+  return
+}
+
+// -----
+
+func.func @egated_rows(%r: tensor<8xf32>, %w: tensor<4x16x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{rows must be [rows, in], got 'tensor<8xf32>'}}
+  %a = dsv3.expert_gated_matmul %r, %w, %w, %c : (tensor<8xf32>, tensor<4x16x8xf32>, tensor<4x16x8xf32>, tensor<4xi64>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @egated_weight(%r: tensor<?x8xf32>, %w: tensor<16x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{gate_weight must be [experts, out, in], got 'tensor<16x8xf32>'}}
+  %a = dsv3.expert_gated_matmul %r, %w, %w, %c : (tensor<?x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<4xi64>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @egated_up(%r: tensor<?x8xf32>, %wg: tensor<4x16x8xf32>, %wu: tensor<4x12x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{up_weight 'tensor<4x12x8xf32>' must have the gate_weight's type 'tensor<4x16x8xf32>'}}
+  %a = dsv3.expert_gated_matmul %r, %wg, %wu, %c : (tensor<?x8xf32>, tensor<4x16x8xf32>, tensor<4x12x8xf32>, tensor<4xi64>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @egated_features(%r: tensor<?x6xf32>, %w: tensor<4x16x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{rows' feature dimension (6) must equal the weights' in dimension (8)}}
+  %a = dsv3.expert_gated_matmul %r, %w, %w, %c : (tensor<?x6xf32>, tensor<4x16x8xf32>, tensor<4x16x8xf32>, tensor<4xi64>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @egated_counts(%r: tensor<?x8xf32>, %w: tensor<4x16x8xf32>, %c: tensor<3xi64>) {
+  // expected-error @+1 {{counts must be [experts] = [4], got 'tensor<3xi64>'}}
+  %a = dsv3.expert_gated_matmul %r, %w, %w, %c : (tensor<?x8xf32>, tensor<4x16x8xf32>, tensor<4x16x8xf32>, tensor<3xi64>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @egated_result(%r: tensor<?x8xf32>, %w: tensor<4x16x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{result must be [rows, out] = [?, 16], got 'tensor<?x12xf32>'}}
+  %a = dsv3.expert_gated_matmul %r, %w, %w, %c : (tensor<?x8xf32>, tensor<4x16x8xf32>, tensor<4x16x8xf32>, tensor<4xi64>) -> tensor<?x12xf32>
+  return
+}

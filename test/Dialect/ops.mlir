@@ -136,3 +136,12 @@ func.func @optimizer(%g: tensor<16xf32>, %g2: tensor<4x4xf32>, %step: i64, %lr: 
   %b = dsv3.moe_balance_loss sigmoid %x, %gate, %idx {alpha = 1.0e-4 : f64, sequence_wise} : (tensor<1x3x16xf32>, tensor<4x16xf32>, tensor<1x3x2xi64>) -> tensor<f32>
   return %b : tensor<f32>
 }
+
+// CHECK-LABEL: func.func @fused
+func.func @fused(%x: tensor<?x?x8xf32>, %w: tensor<16x8xf32>, %rows: tensor<?x8xf32>, %we: tensor<4x16x8xf32>, %c: tensor<4xi64>) -> tensor<?x16xf32> {
+  // CHECK: dsv3.gated_linear %{{.+}}, %{{.+}}, %{{.+}} : (tensor<?x?x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>) -> tensor<?x?x16xf32>
+  %a = dsv3.gated_linear %x, %w, %w : (tensor<?x?x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>) -> tensor<?x?x16xf32>
+  // CHECK: dsv3.expert_gated_matmul %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}} : (tensor<?x8xf32>, tensor<4x16x8xf32>, tensor<4x16x8xf32>, tensor<4xi64>) -> tensor<?x16xf32>
+  %e = dsv3.expert_gated_matmul %rows, %we, %we, %c : (tensor<?x8xf32>, tensor<4x16x8xf32>, tensor<4x16x8xf32>, tensor<4xi64>) -> tensor<?x16xf32>
+  return %e : tensor<?x16xf32>
+}

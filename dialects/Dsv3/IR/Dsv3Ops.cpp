@@ -231,6 +231,26 @@ LogicalResult LinearOp::verify() {
                                "result");
 }
 
+LogicalResult GatedLinearOp::verify() {
+  auto input = tensorOf(getInput()), gate = tensorOf(getGateWeight());
+  if (input.getRank() < 1)
+    return emitOpError() << "input must have rank >= 1";
+  if (gate.getRank() != 2)
+    return emitOpError() << "gate_weight must be [out, in], got " << gate;
+  if (getUpWeight().getType() != getGateWeight().getType())
+    return emitOpError() << "up_weight " << getUpWeight().getType()
+                         << " must have the gate_weight's type " << gate;
+  int64_t in = input.getDimSize(input.getRank() - 1);
+  if (!extentsAgree(in, gate.getDimSize(1)))
+    return emitOpError() << "input features (" << in
+                         << ") must equal the weights' in dimension ("
+                         << gate.getDimSize(1) << ")";
+  SmallVector<int64_t> expected(input.getShape());
+  expected.back() = gate.getDimSize(0);
+  return expectShape(*this, getResult(), "result", expected,
+                     "input shape with the last dimension = out");
+}
+
 LogicalResult RopeOp::verify() {
   auto input = tensorOf(getInput());
   if (input.getRank() != 3 && input.getRank() != 4)
@@ -461,6 +481,26 @@ LogicalResult ExpertGroupedMatmulOp::verify() {
                          "[rows, out]")))
     return failure();
   return expectSameElementType(*this, getRows(), "rows", getResult(), "result");
+}
+
+LogicalResult ExpertGatedMatmulOp::verify() {
+  auto rows = tensorOf(getRows()), gate = tensorOf(getGateWeight());
+  if (rows.getRank() != 2)
+    return emitOpError() << "rows must be [rows, in], got " << rows;
+  if (gate.getRank() != 3)
+    return emitOpError() << "gate_weight must be [experts, out, in], got " << gate;
+  if (getUpWeight().getType() != getGateWeight().getType())
+    return emitOpError() << "up_weight " << getUpWeight().getType()
+                         << " must have the gate_weight's type " << gate;
+  if (!extentsAgree(rows.getDimSize(1), gate.getDimSize(2)))
+    return emitOpError() << "rows' feature dimension (" << rows.getDimSize(1)
+                         << ") must equal the weights' in dimension ("
+                         << gate.getDimSize(2) << ")";
+  if (failed(expectShape(*this, getCounts(), "counts", {gate.getDimSize(0)},
+                         "[experts]")))
+    return failure();
+  return expectShape(*this, getResult(), "result",
+                     {rows.getDimSize(0), gate.getDimSize(1)}, "[rows, out]");
 }
 
 LogicalResult MoeCombineOp::verify() {

@@ -212,6 +212,28 @@ def Dsv3_AddOp : Dsv3_Op<"add", [Pure, Commutative, SameOperandsAndResultType,
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
 }
 
+def Dsv3_GatedLinearOp : Dsv3_Op<"gated_linear", [Pure]> {
+  let summary = "silu(x W_gateᵀ) ⊙ (x W_upᵀ): gate, up and SwiGLU in one op";
+  let description = [{
+    The first half of an MLP (SEMANTICS.md 5.1) as one op, produced by
+    `dsv3-fuse-swiglu`: one GEMM reads the input once for both weights and
+    applies SwiGLU in its epilogue, instead of two GEMMs writing `gate` and
+    `up` and a third kernel reading them back.
+
+    ```mlir
+    %a = dsv3.gated_linear %x, %wg, %wu
+        : (tensor<?x?x64xf32>, tensor<128x64xf32>, tensor<128x64xf32>) -> tensor<?x?x128xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$input, Dsv3_FloatTensor:$gate_weight,
+                       Dsv3_FloatTensor:$up_weight);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $gate_weight `,` $up_weight attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Multi-head latent attention
 //===----------------------------------------------------------------------===//
@@ -387,6 +409,29 @@ def Dsv3_ExpertGroupedMatmulOp : Dsv3_Op<"expert_grouped_matmul", [Pure, Dsv3_Di
   let results = (outs Dsv3_FloatTensor:$result);
   let assemblyFormat = [{
     $rows `,` $weight `,` $counts attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_ExpertGatedMatmulOp : Dsv3_Op<"expert_gated_matmul", [Pure]> {
+  let summary = "the experts' gate and up projections and SwiGLU, in one op";
+  let description = [{
+    `silu(rows[r] · gate_weight[e]ᵀ) ⊙ (rows[r] · up_weight[e]ᵀ)` for row r
+    of expert e (rows grouped by expert as for
+    `dsv3.expert_grouped_matmul`), produced by `dsv3-fuse-swiglu`.
+
+    ```mlir
+    %a = dsv3.expert_gated_matmul %rows, %wg, %wu, %counts
+        : (tensor<?x64xf32>, tensor<16x32x64xf32>, tensor<16x32x64xf32>, tensor<16xi64>)
+        -> tensor<?x32xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$rows, Dsv3_FloatTensor:$gate_weight,
+                       Dsv3_FloatTensor:$up_weight, Dsv3_I64Tensor:$counts);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $gate_weight `,` $up_weight `,` $counts attr-dict `:`
+    functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }
