@@ -29,20 +29,20 @@ namespace dsv3 {
 extern const char *kDsv3KernelsCuh; // generated from dsv3_kernels.cuh
 
 namespace {
-/// The static extents of a manifest value reference (-1 where dynamic).
-std::vector<int64_t> shapeOf(const nlohmann::json &manifest,
-                             const nlohmann::json &entry,
-                             const nlohmann::json &ref) {
+/// The manifest record (shape, dtype) of a value reference.
+const nlohmann::json &recordOf(const nlohmann::json &manifest,
+                               const nlohmann::json &entry,
+                               const nlohmann::json &ref) {
   if (ref.contains("buffer"))
-    return entry["buffers"][ref["buffer"].get<size_t>()]["shape"]
-        .get<std::vector<int64_t>>();
+    return entry["buffers"][ref["buffer"].get<size_t>()];
   if (ref.contains("arg"))
-    return entry["args"][ref["arg"].get<size_t>()]["shape"]
-        .get<std::vector<int64_t>>();
+    return entry["args"][ref["arg"].get<size_t>()];
   for (const auto &p : manifest["params"])
     if (p["name"] == ref["param"])
-      return p["shape"].get<std::vector<int64_t>>();
-  return {};
+      return p;
+  static const nlohmann::json none = {{"shape", nlohmann::json::array()},
+                                      {"dtype", "f32"}};
+  return none;
 }
 
 bool writeFile(const std::string &path, const void *data, size_t size,
@@ -64,10 +64,15 @@ std::vector<std::string> cudaInstances(const nlohmann::json &manifest) {
   for (const auto &[entryName, entry] : manifest["entries"].items())
     for (const auto &launch : entry["launches"]) {
       std::vector<std::vector<int64_t>> shapes;
-      for (const auto &ref : launch["inputs"])
-        shapes.push_back(shapeOf(manifest, entry, ref));
+      std::vector<std::string> dtypes;
+      for (const auto &ref : launch["inputs"]) {
+        const nlohmann::json &r = recordOf(manifest, entry, ref);
+        shapes.push_back(r["shape"].get<std::vector<int64_t>>());
+        // Activations are float on the GPU; only weights keep bf16.
+        dtypes.push_back(ref.contains("param") ? r["dtype"].get<std::string>() : "f32");
+      }
       for (const std::string &n : dsv3rt::cuda::kernelInstances(
-               launch["kernel"].get<std::string>(), launch["params"], shapes))
+               launch["kernel"].get<std::string>(), launch["params"], shapes, dtypes))
         names.insert(n);
     }
   return {names.begin(), names.end()};

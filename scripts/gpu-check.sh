@@ -38,17 +38,22 @@ for f in tiny-a tiny-d; do
 done
 # DeepSeek-V3 widths: random weights (normal, std 0.02) and random ids.
 $RUN init gpu-artifacts/v3-width --seed 7 --out /dev/shm/v3w > "$OUT/init.log" 2>&1 || { cat "$OUT/init.log"; status=1; }
-IDS=$(python3 -c "import random; random.seed(3); print('/'.join(','.join(str(random.randrange(4096)) for _ in range(24)) for _ in range(2)))")
+IDS=$(python3 -c "import random; random.seed(3); print('/'.join(','.join(str(random.randrange(4096)) for _ in range(12)) for _ in range(2)))")
 $RUN compare gpu-artifacts/v3-width --weights /dev/shm/v3w --ids "$IDS" 2>&1 | tee "$OUT/compare-v3-width.log" || status=1
+# bf16 weights (fp32 activations): the GPU against the host on the same
+# rounded weights, and tiny-a against the oracle with bf16 tolerances.
+$RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$IDS" 2>&1 | tee "$OUT/compare-v3-width-bf16.log" || status=1
+$RUN verify gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda 2>&1 | tee "$OUT/verify-tiny-a-bf16.log"
 # A first timing at DeepSeek-V3 widths (2 layers; see docs/gpu-validation.md).
 $RUN time gpu-artifacts/v3-width --weights /dev/shm/v3w --backend cuda --batch 1 --seq 32 --steps 16 2>&1 | tee "$OUT/time.log"
 $RUN time gpu-artifacts/v3-width --weights /dev/shm/v3w --backend cuda --batch 2 --seq 64 --steps 8 2>&1 | tee -a "$OUT/time.log"
+$RUN time gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --backend cuda --batch 1 --seq 32 --steps 16 2>&1 | tee -a "$OUT/time.log"
 echo
 echo "== summary ($(date -u +%F), $(cat "$OUT/gpu.txt"))"
 for f in tiny-a tiny-b tiny-d tiny-e; do
   printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"
 done
-for f in tiny-a tiny-d v3-width; do
+for f in tiny-a tiny-d v3-width v3-width-bf16; do
   printf '%-18s %s\n' "compare $f" "$(tail -1 "$OUT/compare-$f.log")"
 done
 cat "$OUT/time.log"

@@ -10,5 +10,8 @@ for f in tiny-a tiny-b tiny-d tiny-e; do
 done
 build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --max-batch 2 \
   --max-seq 64 -o gpu-artifacts/v3-width
+build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --dtype bf16 \
+  --max-batch 2 --max-seq 64 -o gpu-artifacts/v3-width-bf16
+build/bin/dsv3c test/data/fixtures/tiny-a --target cuda --dtype bf16 -o gpu-artifacts/tiny-a-bf16
 cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
 du -sh gpu-artifacts .deps

@@ -15,6 +15,14 @@ typedef long long i64;
 
 namespace dsv3 {
 
+/// Weights are stored as float or as bf16 (the top 16 bits of a float,
+/// `unsigned short` here: NVRTC needs no header for it); activations are
+/// float. Every weight read goes through wload.
+__device__ __forceinline__ float wload(const float *p, i64 i) { return p[i]; }
+__device__ __forceinline__ float wload(const unsigned short *p, i64 i) {
+  return __uint_as_float(unsigned(p[i]) << 16);
+}
+
 __device__ __forceinline__ float warpSum(float v) {
   for (int o = 16; o > 0; o >>= 1)
     v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -66,19 +74,19 @@ __device__ float blockMax(float v) {
 }
 
 /// One block per token.
-template <int H>
-__global__ void embedding(const i64 *ids, const float *table, float *out, i64 n) {
+template <int H, typename WT>
+__global__ void embedding(const i64 *ids, const WT *table, float *out, i64 n) {
   i64 t = blockIdx.x;
   if (t >= n)
     return;
-  const float *row = table + ids[t] * H;
+  const WT *row = table + ids[t] * H;
   for (int j = threadIdx.x; j < H; j += blockDim.x)
-    out[t * H + j] = row[j];
+    out[t * H + j] = wload(row, j);
 }
 
 /// One block per row: y = w * x / sqrt(mean(x^2) + eps).
-template <int N>
-__global__ void rms_norm(const float *x, const float *w, float *y, i64 rows,
+template <int N, typename WT>
+__global__ void rms_norm(const float *x, const WT *w, float *y, i64 rows,
                          float eps, i64 ldx, i64 ldy) {
   i64 r = blockIdx.x;
   if (r >= rows)
@@ -90,13 +98,13 @@ __global__ void rms_norm(const float *x, const float *w, float *y, i64 rows,
   ss = blockSum(ss);
   float inv = rsqrtf(ss / N + eps);
   for (int j = threadIdx.x; j < N; j += blockDim.x)
-    y[r * ldy + j] = w[j] * (xr[j] * inv);
+    y[r * ldy + j] = wload(w, j) * (xr[j] * inv);
 }
 
 /// y[r, n] = sum_k x[r, k] W[n, k] (+ b[n]): 16x16 output tiles, K in
 /// 16-wide shared-memory steps. x rows are `ldx` apart.
-template <int N, int K>
-__global__ void linear(const float *x, i64 ldx, const float *W, const float *b,
+template <int N, int K, typename WT>
+__global__ void linear(const float *x, i64 ldx, const WT *W, const WT *b,
                        float *y, i64 rows) {
   __shared__ float xs[16][17];
   __shared__ float ws[16][17];
@@ -108,7 +116,7 @@ __global__ void linear(const float *x, i64 ldx, const float *W, const float *b,
     i64 xr = i64(blockIdx.y) * 16 + ty;
     xs[ty][tx] = (xr < rows && k0 + tx < K) ? x[xr * ldx + k0 + tx] : 0.f;
     int wn = blockIdx.x * 16 + ty;
-    ws[ty][tx] = (wn < N && k0 + tx < K) ? W[i64(wn) * K + k0 + tx] : 0.f;
+    ws[ty][tx] = (wn < N && k0 + tx < K) ? wload(W, i64(wn) * K + k0 + tx) : 0.f;
     __syncthreads();
 #pragma unroll
     for (int k = 0; k < 16; ++k)
@@ -116,13 +124,13 @@ __global__ void linear(const float *x, i64 ldx, const float *W, const float *b,
     __syncthreads();
   }
   if (r < rows && n < N)
-    y[r * N + n] = b ? acc + b[n] : acc;
+    y[r * N + n] = b ? acc + wload(b, n) : acc;
 }
 
 /// y[r, n] = silu(x[r] . Wg[n]) * (x[r] . Wu[n]): the tiling of `linear`
 /// with both weights, SwiGLU in the epilogue (dsv3-fuse-swiglu).
-template <int N, int K>
-__global__ void gated_linear(const float *x, const float *Wg, const float *Wu,
+template <int N, int K, typename WT>
+__global__ void gated_linear(const float *x, const WT *Wg, const WT *Wu,
                              float *y, i64 rows) {
   __shared__ float xs[16][17];
   __shared__ float gs[16][17];
@@ -135,8 +143,8 @@ __global__ void gated_linear(const float *x, const float *Wg, const float *Wu,
     xs[ty][tx] = (r < rows && k0 + tx < K) ? x[r * K + k0 + tx] : 0.f;
     int wn = blockIdx.x * 16 + ty;
     bool in = wn < N && k0 + tx < K;
-    gs[ty][tx] = in ? Wg[i64(wn) * K + k0 + tx] : 0.f;
-    us[ty][tx] = in ? Wu[i64(wn) * K + k0 + tx] : 0.f;
+    gs[ty][tx] = in ? wload(Wg, i64(wn) * K + k0 + tx) : 0.f;
+    us[ty][tx] = in ? wload(Wu, i64(wn) * K + k0 + tx) : 0.f;
     __syncthreads();
 #pragma unroll
     for (int k = 0; k < 16; ++k) {
@@ -211,8 +219,8 @@ __global__ void rope(const float *x, const i64 *pos, float *y, i64 tokens,
 /// the latent row goes to `latent` (prefill, [n, R + DR]) or, when `cache`
 /// is set, to cache[b, past + t] (decode). q is [n, NH, DQ], rotated in
 /// place on its last DR features.
-template <int R, int DR, int NH, int DQ, int DN, int Interleaved>
-__global__ void mla_prepare(const float *a, const float *kvNorm, float *latent,
+template <int R, int DR, int NH, int DQ, int DN, int Interleaved, typename WT>
+__global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
                             float *q, i64 B, i64 T, i64 past, float *cache,
                             i64 S, const float *invFreq, float scale, float eps) {
   i64 token = i64(blockIdx.x);
@@ -227,7 +235,7 @@ __global__ void mla_prepare(const float *a, const float *kvNorm, float *latent,
   ss = blockSum(ss);
   float inv = rsqrtf(ss / R + eps);
   for (int j = threadIdx.x; j < R; j += blockDim.x)
-    out[j] = kvNorm[j] * (ar[j] * inv);
+    out[j] = wload(kvNorm, j) * (ar[j] * inv);
   if (threadIdx.x == 0) {
     float v[DR];
     for (int j = 0; j < DR; ++j)
@@ -291,9 +299,9 @@ __global__ void mla_attention_prefill(const float *q, const float *latent,
 /// Absorbed attention over the latent cache (SEMANTICS.md 4): one block per
 /// (new token t, head h, sequence b). Shared memory: q~ (R), o~ (R) and the
 /// scores of the past + t + 1 cached tokens.
-template <int NH, int DN, int DR, int DV, int R>
+template <int NH, int DN, int DR, int DV, int R, typename WT>
 __global__ void mla_attention_decode(const float *q, const float *cache,
-                                     const float *wkvb, float *o, i64 T, i64 past,
+                                     const WT *wkvb, float *o, i64 T, i64 past,
                                      i64 S, float softmaxScale) {
   extern __shared__ float smem[];
   float *qt = smem, *ot = smem + R, *scores = smem + 2 * R;
@@ -304,7 +312,7 @@ __global__ void mla_attention_decode(const float *q, const float *cache,
   for (int c = threadIdx.x; c < R; c += blockDim.x) {
     float acc = 0.f;
     for (int j = 0; j < DN; ++j)
-      acc += qi[j] * wkvb[(h * (DN + DV) + j) * R + c];
+      acc += qi[j] * wload(wkvb, (h * (DN + DV) + j) * R + c);
     qt[c] = acc;
   }
   __syncthreads();
@@ -337,10 +345,10 @@ __global__ void mla_attention_decode(const float *q, const float *cache,
   }
   __syncthreads();
   for (int j = threadIdx.x; j < DV; j += blockDim.x) {
-    const float *wuv = wkvb + (h * (DN + DV) + DN + j) * R;
+    const WT *wuv = wkvb + (h * (DN + DV) + DN + j) * R;
     float acc = 0.f;
     for (int c = 0; c < R; ++c)
-      acc += wuv[c] * ot[c];
+      acc += wload(wuv, c) * ot[c];
     o[((b * T + t) * NH + h) * DV + j] = acc;
   }
 }
@@ -349,8 +357,9 @@ __global__ void mla_attention_decode(const float *q, const float *cache,
 /// the E logits, thread 0 scores, ranks groups and picks the top K
 /// (ties: lower index first). Scoring 0 sigmoid, 1 softmax; Method 0
 /// greedy, 1 group_limited_greedy, 2 noaux_tc.
-template <int E, int H, int K, int G, int TG, int Scoring, int Method, int Norm>
-__global__ void moe_route(const float *x, const float *gate, const float *bias,
+template <int E, int H, int K, int G, int TG, int Scoring, int Method, int Norm,
+          typename WT>
+__global__ void moe_route(const float *x, const WT *gate, const float *bias,
                           i64 *indices, float *weights, i64 n, float scaling) {
   __shared__ float score[E];
   __shared__ float choice[E];
@@ -360,10 +369,10 @@ __global__ void moe_route(const float *x, const float *gate, const float *bias,
   const float *xt = x + token * H;
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   for (int e = warp; e < E; e += warps) {
-    const float *w = gate + i64(e) * H;
+    const WT *w = gate + i64(e) * H;
     float acc = 0.f;
     for (int j = lane; j < H; j += 32)
-      acc += xt[j] * w[j];
+      acc += xt[j] * wload(w, j);
     acc = warpSum(acc);
     if (lane == 0)
       score[e] = acc;
@@ -471,8 +480,8 @@ __global__ void dispatch_gather(const float *x, const i64 *slots, float *rows,
 
 /// y[r, n] = rows[r] . W[e(r), n], e(r) the expert owning row r: one block
 /// per (256 outputs, row); the row is staged in shared memory.
-template <int N, int KD, int E>
-__global__ void expert_gmm(const float *rows, const float *W, const i64 *counts,
+template <int N, int KD, int E, typename WT>
+__global__ void expert_gmm(const float *rows, const WT *W, const i64 *counts,
                            float *y, i64 R) {
   extern __shared__ float row[];
   __shared__ int expert;
@@ -495,17 +504,17 @@ __global__ void expert_gmm(const float *rows, const float *W, const i64 *counts,
   int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= N)
     return;
-  const float *w = W + (i64(expert) * N + n) * KD;
+  const WT *w = W + (i64(expert) * N + n) * KD;
   float acc = 0.f;
   for (int k = 0; k < KD; ++k)
-    acc += row[k] * w[k];
+    acc += row[k] * wload(w, k);
   y[r * N + n] = acc;
 }
 
 /// The experts' gate/up projections with SwiGLU: expert_gmm with two weights.
-template <int N, int KD, int E>
-__global__ void expert_gated_gmm(const float *rows, const float *Wg,
-                                 const float *Wu, const i64 *counts, float *y,
+template <int N, int KD, int E, typename WT>
+__global__ void expert_gated_gmm(const float *rows, const WT *Wg,
+                                 const WT *Wu, const i64 *counts, float *y,
                                  i64 R) {
   extern __shared__ float row[];
   __shared__ int expert;
@@ -528,12 +537,12 @@ __global__ void expert_gated_gmm(const float *rows, const float *Wg,
   int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= N)
     return;
-  const float *wg = Wg + (i64(expert) * N + n) * KD;
-  const float *wu = Wu + (i64(expert) * N + n) * KD;
+  const WT *wg = Wg + (i64(expert) * N + n) * KD;
+  const WT *wu = Wu + (i64(expert) * N + n) * KD;
   float g = 0.f, u = 0.f;
   for (int k = 0; k < KD; ++k) {
-    g += row[k] * wg[k];
-    u += row[k] * wu[k];
+    g += row[k] * wload(wg, k);
+    u += row[k] * wload(wu, k);
   }
   y[r * N + n] = g / (1.f + expf(-g)) * u;
 }
@@ -562,9 +571,9 @@ __global__ void moe_combine(const float *out, const i64 *inverse,
 
 /// MTP input (SEMANTICS.md 7): cat = [rms(emb[i + depth]; enorm),
 /// rms(h[i]; hnorm)], one block per output row.
-template <int H>
+template <int H, typename WT>
 __global__ void mtp_concat(const float *h, i64 hRows, const float *emb, i64 T,
-                           const float *enorm, const float *hnorm, float *cat,
+                           const WT *enorm, const WT *hnorm, float *cat,
                            i64 B, i64 rows, i64 depth, float eps) {
   i64 id = blockIdx.x;
   if (id >= B * rows)
@@ -580,8 +589,8 @@ __global__ void mtp_concat(const float *h, i64 hRows, const float *emb, i64 T,
   sx = blockSum(sx);
   float ie = rsqrtf(se / H + eps), ix = rsqrtf(sx / H + eps);
   for (int j = threadIdx.x; j < H; j += blockDim.x) {
-    cat[id * 2 * H + j] = enorm[j] * (e[j] * ie);
-    cat[id * 2 * H + H + j] = hnorm[j] * (x[j] * ix);
+    cat[id * 2 * H + j] = wload(enorm, j) * (e[j] * ie);
+    cat[id * 2 * H + H + j] = wload(hnorm, j) * (x[j] * ix);
   }
 }
 

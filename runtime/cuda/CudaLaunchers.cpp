@@ -50,15 +50,15 @@ i64 rowsOf(const DevTensor &t) {
 /// y[rows, N] = x[rows, K] (row stride ldx) W^T (+ b).
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
           CUdeviceptr W, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N,
-          int64_t K) {
-  s.launch(linearName(N, K), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
+          int64_t K, bool bf16) {
+  s.launch(linearName(N, K, bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
            {16, 16, 1}, 0, argv(x, ldx, W, b, y, rows), what);
 }
 
 void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
-             CUdeviceptr y, i64 rows, int64_t N, float eps) {
+             CUdeviceptr y, i64 rows, int64_t N, float eps, bool bf16) {
   i64 ld = N;
-  s.launch(rmsNormName(N), {unsigned(rows), 1, 1}, {256, 1, 1}, 0,
+  s.launch(rmsNormName(N, bf16), {unsigned(rows), 1, 1}, {256, 1, 1}, 0,
            argv(x, w, y, rows, eps, ld, ld), what);
 }
 
@@ -78,14 +78,15 @@ void embedding(CudaSession &s, const std::string &k, const json &, Ins &in, Ins 
   shape.push_back(H);
   setShape(k, y, shape);
   i64 n = ids.numel();
-  s.launch(embeddingName(H), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
+  s.launch(embeddingName(H, table.bf16), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
            argv(ids.ptr, table.ptr, y.ptr, n), k);
 }
 
 void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &x = *in[0], &w = *in[1], &y = *out[0];
   setShape(k, y, x.shape);
-  rmsRows(s, k, x.ptr, w.ptr, y.ptr, rowsOf(x), x.dim(-1), float(p.at("epsilon").get<double>()));
+  rmsRows(s, k, x.ptr, w.ptr, y.ptr, rowsOf(x), x.dim(-1),
+          float(p.at("epsilon").get<double>()), w.bf16);
 }
 
 void linear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
@@ -94,7 +95,8 @@ void linear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &ou
   std::vector<int64_t> shape = x.shape;
   shape.back() = N;
   setShape(k, y, shape);
-  gemm(s, k, x.ptr, K, w.ptr, in.size() > 2 ? in[2]->ptr : 0, y.ptr, rowsOf(x), N, K);
+  gemm(s, k, x.ptr, K, w.ptr, in.size() > 2 ? in[2]->ptr : 0, y.ptr, rowsOf(x), N, K,
+       w.bf16);
 }
 
 void gatedLinear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
@@ -104,7 +106,7 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &, Ins &in, In
   shape.back() = N;
   setShape(k, y, shape);
   i64 rows = rowsOf(x);
-  s.launch(inst("gated_linear", {N, K}), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
+  s.launch(instW("gated_linear", {N, K}, wg.bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
            {16, 16, 1}, 0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
 }
 
@@ -114,7 +116,7 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &, Ins &
   int64_t E = wg.dim(0), N = wg.dim(1), KD = wg.dim(2);
   i64 R = rows.dim(0);
   setShape(k, y, {R, N});
-  s.launch(inst("expert_gated_gmm", {N, KD, E}), {unsigned((N + 255) / 256), unsigned(R), 1},
+  s.launch(instW("expert_gated_gmm", {N, KD, E}, wg.bf16), {unsigned((N + 255) / 256), unsigned(R), 1},
            {256, 1, 1}, size_t(KD) * 4,
            argv(rows.ptr, wg.ptr, wu.ptr, counts.ptr, y.ptr, R), k);
 }
@@ -169,6 +171,7 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     next += size_t(n);
   }
   i64 B = x.dim(0), T = x.dim(1), N = B * T;
+  bool wb = in.back()->bf16; // every weight has the model's dtype
   setShape(k, y, x.shape);
   float eps = float(p.at("latent_norm_eps").get<double>());
   float scale;
@@ -178,22 +181,23 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   CUdeviceptr O = s.workspace(size_t(N * d.nh * d.dv) * 4);
   if (d.rq) {
     CUdeviceptr QA = s.workspace(size_t(N * d.rq) * 4), QN = s.workspace(size_t(N * d.rq) * 4);
-    gemm(s, k + " q_a_proj", x.ptr, H, w[0], w[7], QA, N, d.rq, H);
-    rmsRows(s, k + " q_a_layernorm", QA, w[1], QN, N, d.rq, eps);
-    gemm(s, k + " q_b_proj", QN, d.rq, w[2], 0, Q, N, d.nh * dq, d.rq);
+    gemm(s, k + " q_a_proj", x.ptr, H, w[0], w[7], QA, N, d.rq, H, wb);
+    rmsRows(s, k + " q_a_layernorm", QA, w[1], QN, N, d.rq, eps, wb);
+    gemm(s, k + " q_b_proj", QN, d.rq, w[2], 0, Q, N, d.nh * dq, d.rq, wb);
   } else {
-    gemm(s, k + " q_proj", x.ptr, H, w[2], 0, Q, N, d.nh * dq, H);
+    gemm(s, k + " q_proj", x.ptr, H, w[2], 0, Q, N, d.nh * dq, H, wb);
   }
-  gemm(s, k + " kv_a_proj", x.ptr, H, w[3], w[8], A, N, d.r + d.dr, H);
+  gemm(s, k + " kv_a_proj", x.ptr, H, w[3], w[8], A, N, d.r + d.dr, H, wb);
   bool interleaved = p.at("rope").at("interleaved").get<bool>();
   if (!decode) {
     CUdeviceptr L = s.workspace(size_t(N * (d.r + d.dr)) * 4);
     CUdeviceptr U = s.workspace(size_t(N * d.nh * (d.dn + d.dv)) * 4);
     i64 past = 0, S = 0;
     CUdeviceptr none = 0;
-    s.launch(mlaPrepareName(d, interleaved), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
+    s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
              argv(A, w[4], L, Q, B, T, past, none, S, freq, scale, eps), k);
-    gemm(s, k + " kv_b_proj", L, d.r + d.dr, w[5], 0, U, N, d.nh * (d.dn + d.dv), d.r);
+    gemm(s, k + " kv_b_proj", L, d.r + d.dr, w[5], 0, U, N, d.nh * (d.dn + d.dv), d.r,
+         wb);
     float softmaxScale = float(p.at("softmax_scale").get<double>());
     s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
              size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
@@ -204,14 +208,14 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       fail("kernel {}: {} cached + {} new tokens exceed the cache length {}", k,
            past, T, S);
     CUdeviceptr none = 0;
-    s.launch(mlaPrepareName(d, interleaved), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
+    s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
              argv(A, w[4], none, Q, B, T, past, cache.ptr, S, freq, scale, eps), k);
     float softmaxScale = float(p.at("softmax_scale").get<double>());
-    s.launch(mlaDecodeName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
+    s.launch(mlaDecodeName(d, wb), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
              size_t(2 * d.r + past + T) * 4,
              argv(Q, cache.ptr, w[5], O, T, past, S, softmaxScale), k);
   }
-  gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv);
+  gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb);
 }
 
 void prefill(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
@@ -230,7 +234,7 @@ void moeRoute(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins 
   i64 n = x.dim(0) * x.dim(1);
   CUdeviceptr bias = in.size() > 2 ? in[2]->ptr : 0;
   float scaling = float(p.at("routed_scaling_factor").get<double>());
-  s.launch(routeName(p, E, H), {unsigned(n), 1, 1}, {256, 1, 1}, 0,
+  s.launch(routeName(p, E, H, gate.bf16), {unsigned(n), 1, 1}, {256, 1, 1}, 0,
            argv(x.ptr, gate.ptr, bias, out[0]->ptr, out[1]->ptr, n, scaling), k);
 }
 
@@ -252,7 +256,7 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in, 
   int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
   i64 R = rows.dim(0);
   setShape(k, y, {R, N});
-  s.launch(inst("expert_gmm", {N, KD, E}), {unsigned((N + 255) / 256), unsigned(R), 1},
+  s.launch(instW("expert_gmm", {N, KD, E}, w.bf16), {unsigned((N + 255) / 256), unsigned(R), 1},
            {256, 1, 1}, size_t(KD) * 4, argv(rows.ptr, w.ptr, counts.ptr, y.ptr, R), k);
 }
 
@@ -278,9 +282,10 @@ void mtp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out)
   setShape(k, *out[0], {B, rows, H});
   float eps = float(p.at("epsilon").get<double>());
   CUdeviceptr cat = s.workspace(size_t(B * rows * 2 * H) * 4);
-  s.launch(inst("mtp_concat", {H}), {unsigned(B * rows), 1, 1}, {128, 1, 1}, 0,
+  s.launch(instW("mtp_concat", {H}, enorm.bf16), {unsigned(B * rows), 1, 1}, {128, 1, 1}, 0,
            argv(h.ptr, hRows, emb.ptr, T, enorm.ptr, hnorm.ptr, cat, B, rows, depth, eps), k);
-  gemm(s, k + " eh_proj", cat, 2 * H, eh.ptr, 0, out[0]->ptr, B * rows, H, 2 * H);
+  gemm(s, k + " eh_proj", cat, 2 * H, eh.ptr, 0, out[0]->ptr, B * rows, H, 2 * H,
+       eh.bf16);
 }
 
 void crossEntropy(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {

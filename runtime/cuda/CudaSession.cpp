@@ -80,13 +80,29 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
     DevTensor t;
     t.shape = b.shape;
     t.capacity = host.size();
-    DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr,
-            std::max<size_t>(4, host.size() * 4));
-    upload(t.ptr, host.data(), host.size() * 4, "weights of " + pname);
+    t.bf16 = artifact.param(pname)->dtype == DType::BF16;
+    if (t.bf16) {
+      std::vector<uint16_t> bits(host.size());
+      for (size_t i = 0; i < host.size(); ++i)
+        bits[i] = floatToBf16(host[i]);
+      DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr,
+              std::max<size_t>(4, bits.size() * 2));
+      upload(t.ptr, bits.data(), bits.size() * 2, "weights of " + pname);
+    } else {
+      DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr,
+              std::max<size_t>(4, host.size() * 4));
+      upload(t.ptr, host.data(), host.size() * 4, "weights of " + pname);
+    }
     params_[pname] = t;
   }
+  size_t minFloat = 4;
   for (auto &[n, e] : artifact.entries)
-    arenaBytes_ = std::max(arenaBytes_, size_t(e.arenaBytes));
+    for (const BufferInfo &b : e.buffers)
+      if (b.dtype != DType::I64 && b.dtype != DType::I32)
+        minFloat = std::min(minFloat, dtypeSize(b.dtype));
+  scale_ = 4 / minFloat;
+  for (auto &[n, e] : artifact.entries)
+    arenaBytes_ = std::max(arenaBytes_, size_t(e.arenaBytes) * scale_);
   DSV3_CU(drv_, memAlloc, "the arena", &arena_, std::max<size_t>(arenaBytes_, 256));
 }
 
@@ -213,8 +229,8 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
   for (size_t i = 0; i < entry.buffers.size(); ++i) {
     const BufferInfo &info = entry.buffers[i];
     buffers[i].isInt = info.dtype == DType::I64;
-    buffers[i].ptr = arena_ + CUdeviceptr(info.offset);
-    buffers[i].capacity = size_t(info.bytes) / (buffers[i].isInt ? 8 : 4);
+    buffers[i].ptr = arena_ + CUdeviceptr(info.offset) * scale_;
+    buffers[i].capacity = size_t(info.bytes) * scale_ / (buffers[i].isInt ? 8 : 4);
   }
   auto resolve = [&](const ValueRef &r) -> DevTensor * {
     switch (r.kind) {

@@ -25,6 +25,7 @@ struct DevTensor {
   CUdeviceptr ptr = 0;
   size_t capacity = 0; // elements
   int64_t scalar = 0;  // the value of an i64 scalar argument (host copy)
+  bool bf16 = false;   // weights stored as bf16 (activations are float)
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape)
@@ -85,6 +86,9 @@ private:
   std::map<std::string, std::vector<float>> hostParams_;
   CUdeviceptr arena_ = 0;
   size_t arenaBytes_ = 0;
+  /// Activations are float on the GPU: a plan laid out for narrower
+  /// elements (bf16 models) is scaled uniformly, as on the host.
+  size_t scale_ = 1;
   /// Workspace chunks, never freed while the session lives (an earlier
   /// piece of the same launch may still be in use), reused by every launch.
   std::vector<std::pair<CUdeviceptr, size_t>> chunks_;

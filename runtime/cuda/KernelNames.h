@@ -28,9 +28,23 @@ inline std::string inst(const std::string &tpl, std::initializer_list<int64_t> a
   return s + ">";
 }
 
-inline std::string linearName(int64_t n, int64_t k) { return inst("linear", {n, k}); }
-inline std::string rmsNormName(int64_t n) { return inst("rms_norm", {n}); }
-inline std::string embeddingName(int64_t h) { return inst("embedding", {h}); }
+/// An instance whose last template argument is the weights' storage type.
+inline std::string instW(const std::string &tpl, std::initializer_list<int64_t> args,
+                         bool bf16) {
+  std::string s = inst(tpl, args);
+  s.pop_back();
+  return s + (args.size() ? ", " : "") + (bf16 ? "unsigned short" : "float") + ">";
+}
+/// Whether a manifest dtype is stored as bf16 on the GPU.
+inline bool isBf16(const std::string &dtype) { return dtype == "bf16"; }
+
+inline std::string linearName(int64_t n, int64_t k, bool bf16) {
+  return instW("linear", {n, k}, bf16);
+}
+inline std::string rmsNormName(int64_t n, bool bf16) { return instW("rms_norm", {n}, bf16); }
+inline std::string embeddingName(int64_t h, bool bf16) {
+  return instW("embedding", {h}, bf16);
+}
 inline std::string elementwiseName(const std::string &op) { return inst(op, {0}); }
 inline std::string ropeName(int64_t dim, bool interleaved) {
   return inst("rope", {dim, interleaved ? 1 : 0});
@@ -51,29 +65,30 @@ inline MlaDims mlaDims(const nlohmann::json &p, int64_t hidden) {
   d.H = hidden;
   return d;
 }
-inline std::string mlaPrepareName(const MlaDims &d, bool interleaved) {
-  return inst("mla_prepare", {d.r, d.dr, d.nh, d.dn + d.dr, d.dn, interleaved ? 1 : 0});
+inline std::string mlaPrepareName(const MlaDims &d, bool interleaved, bool bf16) {
+  return instW("mla_prepare", {d.r, d.dr, d.nh, d.dn + d.dr, d.dn, interleaved ? 1 : 0},
+               bf16);
 }
 inline std::string mlaPrefillName(const MlaDims &d) {
   return inst("mla_attention_prefill", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
-inline std::string mlaDecodeName(const MlaDims &d) {
-  return inst("mla_attention_decode", {d.nh, d.dn, d.dr, d.dv, d.r});
+inline std::string mlaDecodeName(const MlaDims &d, bool bf16) {
+  return instW("mla_attention_decode", {d.nh, d.dn, d.dr, d.dv, d.r}, bf16);
 }
 /// The GEMMs inside one MLA launch.
-inline std::vector<std::string> mlaLinears(const MlaDims &d) {
+inline std::vector<std::string> mlaLinears(const MlaDims &d, bool bf16) {
   std::vector<std::string> out;
   int64_t dq = d.dn + d.dr;
   if (d.rq) {
-    out.push_back(linearName(d.rq, d.H));
-    out.push_back(rmsNormName(d.rq));
-    out.push_back(linearName(d.nh * dq, d.rq));
+    out.push_back(linearName(d.rq, d.H, bf16));
+    out.push_back(rmsNormName(d.rq, bf16));
+    out.push_back(linearName(d.nh * dq, d.rq, bf16));
   } else {
-    out.push_back(linearName(d.nh * dq, d.H));
+    out.push_back(linearName(d.nh * dq, d.H, bf16));
   }
-  out.push_back(linearName(d.r + d.dr, d.H));
-  out.push_back(linearName(d.nh * (d.dn + d.dv), d.r));
-  out.push_back(linearName(d.H, d.nh * d.dv));
+  out.push_back(linearName(d.r + d.dr, d.H, bf16));
+  out.push_back(linearName(d.nh * (d.dn + d.dv), d.r, bf16));
+  out.push_back(linearName(d.H, d.nh * d.dv, bf16));
   return out;
 }
 
@@ -84,32 +99,37 @@ inline int methodCode(const nlohmann::json &p) {
   std::string m = p.at("topk_method").get<std::string>();
   return m == "greedy" ? 0 : m == "group_limited_greedy" ? 1 : 2;
 }
-inline std::string routeName(const nlohmann::json &p, int64_t E, int64_t H) {
+inline std::string routeName(const nlohmann::json &p, int64_t E, int64_t H, bool bf16) {
   bool norm = p.contains("norm_topk_prob") && p.at("norm_topk_prob").is_boolean() &&
               p.at("norm_topk_prob").get<bool>();
-  return inst("moe_route", {E, H, p.at("num_experts_per_tok").get<int64_t>(),
-                            p.at("n_group").get<int64_t>(),
-                            p.at("topk_group").get<int64_t>(), scoringCode(p),
-                            methodCode(p), norm ? 1 : 0});
+  return instW("moe_route", {E, H, p.at("num_experts_per_tok").get<int64_t>(),
+                             p.at("n_group").get<int64_t>(),
+                             p.at("topk_group").get<int64_t>(), scoringCode(p),
+                             methodCode(p), norm ? 1 : 0},
+               bf16);
 }
 
 /// Every template instance the launch (kernel `kernel`, parameters `p`,
-/// inputs with static extents `in`, -1 where dynamic) uses. Empty for a
-/// kernel without a CUDA implementation (training kernels, for now).
+/// inputs with static extents `in`, -1 where dynamic, and manifest dtypes
+/// `dt`) uses. Empty for a kernel without a CUDA implementation (training
+/// kernels, for now).
 inline std::vector<std::string>
 kernelInstances(const std::string &kernel, const nlohmann::json &p,
-                const std::vector<std::vector<int64_t>> &in) {
+                const std::vector<std::vector<int64_t>> &in,
+                const std::vector<std::string> &dt) {
   auto last = [&](size_t i) { return in.at(i).back(); };
+  auto bf = [&](size_t i) { return i < dt.size() && isBf16(dt[i]); };
   if (kernel == "embedding")
-    return {embeddingName(in.at(1).at(1))};
+    return {embeddingName(in.at(1).at(1), bf(1))};
   if (kernel == "rms_norm")
-    return {rmsNormName(last(0))};
+    return {rmsNormName(last(0), bf(1))};
   if (kernel == "linear" || kernel == "lm_head")
-    return {linearName(in.at(1).at(0), in.at(1).at(1))};
+    return {linearName(in.at(1).at(0), in.at(1).at(1), bf(1))};
   if (kernel == "gated_linear")
-    return {inst("gated_linear", {in.at(1).at(0), in.at(1).at(1)})};
+    return {instW("gated_linear", {in.at(1).at(0), in.at(1).at(1)}, bf(1))};
   if (kernel == "expert_gated_matmul")
-    return {inst("expert_gated_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)})};
+    return {instW("expert_gated_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)},
+                  bf(1))};
   if (kernel == "swiglu" || kernel == "add" || kernel == "fill")
     return {elementwiseName(kernel)};
   if (kernel == "rope")
@@ -117,23 +137,25 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
                      p.at("rope").at("interleaved").get<bool>())};
   if (kernel == "latent_attention" || kernel == "latent_attention_decode") {
     MlaDims d = mlaDims(p, last(0));
-    std::vector<std::string> out = mlaLinears(d);
-    out.push_back(mlaPrepareName(d, p.at("rope").at("interleaved").get<bool>()));
-    out.push_back(kernel == "latent_attention" ? mlaPrefillName(d) : mlaDecodeName(d));
+    // Every weight has the model's dtype; the last input is o_proj or a bias.
+    bool w = bf(in.size() - 1);
+    std::vector<std::string> out = mlaLinears(d, w);
+    out.push_back(mlaPrepareName(d, p.at("rope").at("interleaved").get<bool>(), w));
+    out.push_back(kernel == "latent_attention" ? mlaPrefillName(d) : mlaDecodeName(d, w));
     return out;
   }
   if (kernel == "moe_route")
-    return {routeName(p, in.at(1).at(0), in.at(1).at(1))};
+    return {routeName(p, in.at(1).at(0), in.at(1).at(1), bf(1))};
   if (kernel == "moe_dispatch")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), last(1)}),
             inst("dispatch_gather", {last(0)})};
   if (kernel == "expert_grouped_matmul")
-    return {inst("expert_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)})};
+    return {instW("expert_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)}, bf(1))};
   if (kernel == "moe_combine")
     return {inst("invert_slots", {0}), inst("moe_combine", {last(0), last(2)})};
   if (kernel == "mtp") {
     int64_t H = last(1);
-    return {inst("mtp_concat", {H}), linearName(H, 2 * H)};
+    return {instW("mtp_concat", {H}, bf(2)), linearName(H, 2 * H, bf(4))};
   }
   if (kernel == "cross_entropy")
     return {inst("cross_entropy_rows", {last(0)}), inst("sum_scaled", {0})};

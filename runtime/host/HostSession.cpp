@@ -44,7 +44,12 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
             name, t->file, t->shapeString(), shapeString(each)));
         ok = false;
       }
-      if (t->dtype != p.dtype) {
+      // Floating weights convert to the artifact's dtype at load (an fp32
+      // checkpoint runs a bf16 artifact); anything else is a mismatch.
+      auto isFloat = [](DType d) {
+        return d == DType::F32 || d == DType::BF16 || d == DType::F16 || d == DType::F64;
+      };
+      if (t->dtype != p.dtype && !(isFloat(t->dtype) && isFloat(p.dtype))) {
         problems.push_back(fmt::format("tensor '{}' in {} has dtype {}, expected {}",
                                        name, t->file, safetensorsName(t->dtype),
                                        safetensorsName(p.dtype)));
@@ -52,8 +57,11 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
       }
       if (!ok)
         continue;
-      for (int64_t i = 0, n = t->numElements(); i < n; ++i)
-        b.data.push_back(t->at(size_t(i)));
+      bool toBf16 = p.dtype == DType::BF16 && t->dtype != DType::BF16;
+      for (int64_t i = 0, n = t->numElements(); i < n; ++i) {
+        double v = t->at(size_t(i));
+        b.data.push_back(toBf16 ? double(bf16ToFloat(floatToBf16(float(v)))) : v);
+      }
     }
     if (ok)
       bound.emplace(p.name, std::move(b));

@@ -352,8 +352,14 @@ int verify(const Options &o, const Artifact &art, Session &s,
   SafetensorsFile io(o.oracle + "/io.safetensors");
   bool f64 = std::is_same_v<Real, double>;
   // fp32: ~1e-4 of the largest |logit| (SEMANTICS.md 0); fp64 lands within
-  // the fixtures' own fp32-island error (~1e-6).
-  double logitTol = f64 ? 1e-5 : 1e-4, lossTol = f64 ? 1e-6 : 1e-5;
+  // the fixtures' own fp32-island error (~1e-6). bf16 weights (8-bit
+  // mantissa, relative rounding 2^-9 per weight, accumulated over a few
+  // layers): 2e-2, and greedy tokens may part ways (agreement is reported).
+  bool bf16 = false;
+  for (const ParamInfo &p : art.params)
+    bf16 = bf16 || p.dtype == DType::BF16;
+  double logitTol = bf16 ? 2e-2 : f64 ? 1e-5 : 1e-4;
+  double lossTol = bf16 ? 2e-2 : f64 ? 1e-6 : 1e-5;
   std::vector<Check> checks;
   std::vector<std::string> skipped;
 
@@ -391,14 +397,30 @@ int verify(const Options &o, const Artifact &art, Session &s,
       for (size_t i = 0; i < expected[b].size(); ++i)
         mismatches += r.ids.at(b).at(i) != expected[b][i];
     ids.maxAbs = double(mismatches);
-    ids.passed = mismatches == 0;
-    ids.note = fmt::format("{} of {} tokens differ", mismatches, genIds.numElements());
+    ids.passed = mismatches == 0 || bf16;
+    ids.note = fmt::format("{} of {} tokens differ{}", mismatches, genIds.numElements(),
+                           bf16 ? "; bf16: agreement reported, not required" : "");
     checks.push_back(ids);
-    std::vector<double> flat;
-    for (auto &row : r.logits)
-      for (auto &step : row)
-        flat.insert(flat.end(), step.begin(), step.end());
-    checks.push_back(compare("gen_logits", flat, need(io, "gen_logits"), logitTol));
+    // gen_logits up to each row's first differing token (after it the
+    // sequences differ and so do the logits).
+    const TensorView &refLogits = need(io, "gen_logits");
+    int64_t V = refLogits.shape.at(2), N = refLogits.shape.at(1);
+    Check gl{"gen_logits"};
+    gl.tolerance = logitTol;
+    double scale = 1e-30;
+    for (size_t b = 0; b < expected.size(); ++b)
+      for (size_t i = 0; i < expected[b].size(); ++i) {
+        for (int64_t v = 0; v < V; ++v) {
+          double ref = refLogits.at(size_t((int64_t(b) * N + int64_t(i)) * V + v));
+          scale = std::max(scale, std::fabs(ref));
+          gl.maxAbs = std::max(gl.maxAbs, std::fabs(r.logits[b][i][size_t(v)] - ref));
+        }
+        if (r.ids[b][i] != expected[b][i])
+          break;
+      }
+    gl.maxRel = gl.maxAbs / scale;
+    gl.passed = gl.maxRel <= logitTol;
+    checks.push_back(gl);
   }
   if (io.find("mtp_logits")) {
     if (art.hasEntry("forward_mtp")) {
@@ -420,7 +442,7 @@ int verify(const Options &o, const Artifact &art, Session &s,
     Check worst{"grads (every tensor, rel. to its max |grad|)"};
     // fp32: the 1e-3; fp64: the fixtures' fp32 router and norm islands
     // leave ~2e-6 (tiny-d's softmax router).
-    worst.tolerance = f64 ? 1e-5 : 1e-3;
+    worst.tolerance = bf16 ? 5e-2 : f64 ? 1e-5 : 1e-3;
     worst.passed = true;
     int64_t tensors = 0, failing = 0;
     std::string worstName, failures;

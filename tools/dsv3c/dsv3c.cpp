@@ -121,6 +121,16 @@ cl::list<std::string> cudaArchs(
     cl::desc("NVRTC targets of --target cuda: sm_XX[a] gives a cubin, "
              "compute_XX PTX (default sm_90a,compute_80)"),
     cl::CommaSeparated, cl::cat(category));
+enum class DTypeChoice { Config, F32, BF16 };
+cl::opt<DTypeChoice> dtype(
+    "dtype", cl::desc("element type of the weights and activations"),
+    cl::init(DTypeChoice::Config),
+    cl::values(clEnumValN(DTypeChoice::Config, "config",
+                          "the config's torch_dtype (default)"),
+               clEnumValN(DTypeChoice::F32, "f32", "float32"),
+               clEnumValN(DTypeChoice::BF16, "bf16",
+                          "bfloat16 (fp32 checkpoints are rounded at load)")),
+    cl::cat(category));
 cl::opt<int64_t> maxBatch(
     "max-batch", cl::desc("largest batch the buffers are planned for"),
     cl::init(4), cl::cat(category));
@@ -259,6 +269,11 @@ int main(int argc, char **argv) {
       llvm::errs() << "dsv3c: error: " << e << "\n";
     return 1;
   }
+
+  if (dtype == DTypeChoice::F32)
+    config->dtype = ::dsv3::DType::F32;
+  else if (dtype == DTypeChoice::BF16)
+    config->dtype = ::dsv3::DType::BF16;
 
   DialectRegistry registry;
   registry.insert<mlir::dsv3::Dsv3Dialect, mlir::dsv3k::Dsv3KDialect,
