@@ -159,6 +159,26 @@ def Dsv3FuseSwigluPass : Pass<"dsv3-fuse-swiglu", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3FuseResidualPass : Pass<"dsv3-fuse-residual", "mlir::ModuleOp"> {
+  let summary = "fuse residual adds into the epilogue of the projection feeding them";
+  let description = [{
+    `dsv3.add(r, dsv3.linear(x, W))` (either operand order) becomes
+    `dsv3.linear_add(x, W, r)` when the projection has no bias and no other
+    user: the down projections of dense MLPs add the residual stream as they
+    write, and the shared experts' down projection adds the routed experts'
+    combined output.
+
+    ```mlir
+    // before
+    %d = dsv3.linear %a, %wd : ...
+    %h2 = dsv3.add %h1, %d : tensor<?x?x64xf32>
+    // after
+    %h2 = dsv3.linear_add %a, %wd, %h1 : ...
+    ```
+  }];
+  let statistics = [Statistic<"numFused", "fused", "residual adds fused">];
+}
+
 def Dsv3LowerToKernelsPass : Pass<"dsv3-lower-to-kernels", "mlir::ModuleOp"> {
   let summary = "lower the dsv3 entry functions to dsv3k kernel launches";
   let description = [{

@@ -101,11 +101,12 @@ __global__ void rms_norm(const float *x, const WT *w, float *y, i64 rows,
     y[r * ldy + j] = wload(w, j) * (xr[j] * inv);
 }
 
-/// y[r, n] = sum_k x[r, k] W[n, k] (+ b[n]): 16x16 output tiles, K in
-/// 16-wide shared-memory steps. x rows are `ldx` apart.
+/// y[r, n] = sum_k x[r, k] W[n, k] (+ b[n]) (+ res[r, n]): 16x16 output
+/// tiles, K in 16-wide shared-memory steps. x rows are `ldx` apart; the
+/// residual (dsv3-fuse-residual) is added in the epilogue.
 template <int N, int K, typename WT>
 __global__ void linear(const float *x, i64 ldx, const WT *W, const WT *b,
-                       float *y, i64 rows) {
+                       const float *res, float *y, i64 rows) {
   __shared__ float xs[16][17];
   __shared__ float ws[16][17];
   int tx = threadIdx.x, ty = threadIdx.y;
@@ -123,8 +124,13 @@ __global__ void linear(const float *x, i64 ldx, const WT *W, const WT *b,
       acc += xs[ty][k] * ws[tx][k];
     __syncthreads();
   }
-  if (r < rows && n < N)
-    y[r * N + n] = b ? acc + wload(b, n) : acc;
+  if (r < rows && n < N) {
+    if (b)
+      acc += wload(b, n);
+    if (res)
+      acc += res[r * N + n];
+    y[r * N + n] = acc;
+  }
 }
 
 /// y[r, n] = silu(x[r] . Wg[n]) * (x[r] . Wu[n]): the tiling of `linear`

@@ -50,9 +50,9 @@ i64 rowsOf(const DevTensor &t) {
 /// y[rows, N] = x[rows, K] (row stride ldx) W^T (+ b).
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
           CUdeviceptr W, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N,
-          int64_t K, bool bf16) {
+          int64_t K, bool bf16, CUdeviceptr res = 0) {
   s.launch(linearName(N, K, bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
-           {16, 16, 1}, 0, argv(x, ldx, W, b, y, rows), what);
+           {16, 16, 1}, 0, argv(x, ldx, W, b, res, y, rows), what);
 }
 
 void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
@@ -97,6 +97,17 @@ void linear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &ou
   setShape(k, y, shape);
   gemm(s, k, x.ptr, K, w.ptr, in.size() > 2 ? in[2]->ptr : 0, y.ptr, rowsOf(x), N, K,
        w.bf16);
+}
+
+void linearAdd(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &w = *in[1], &res = *in[2], &y = *out[0];
+  int64_t N = w.dim(0), K = w.dim(1);
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  if (res.shape != shape)
+    fail("kernel {}: residual shape differs from the projection's", k);
+  setShape(k, y, shape);
+  gemm(s, k, x.ptr, K, w.ptr, 0, y.ptr, rowsOf(x), N, K, w.bf16, res.ptr);
 }
 
 void gatedLinear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
@@ -311,6 +322,7 @@ const std::map<std::string, Launcher> &launchers() {
       {"lm_head", linear},
       {"add", elementwise},
       {"gated_linear", gatedLinear},
+      {"linear_add", linearAdd},
       {"expert_gated_matmul", expertGatedMatmul},
       {"swiglu", elementwise},
       {"fill", fill},

@@ -123,7 +123,7 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     return {embeddingName(in.at(1).at(1), bf(1))};
   if (kernel == "rms_norm")
     return {rmsNormName(last(0), bf(1))};
-  if (kernel == "linear" || kernel == "lm_head")
+  if (kernel == "linear" || kernel == "lm_head" || kernel == "linear_add")
     return {linearName(in.at(1).at(0), in.at(1).at(1), bf(1))};
   if (kernel == "gated_linear")
     return {instW("gated_linear", {in.at(1).at(0), in.at(1).at(1)}, bf(1))};

@@ -66,6 +66,21 @@ void linear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
     matvec(x.f + r * K, w.f, N, K, y.f + r * N, bias);
 }
 
+/// x W^T + residual (dsv3.linear_add).
+template <typename Real>
+void linearAdd(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &w = *in[1], &res = *in[2], &y = *out[0];
+  int64_t N = w.dim(0), K = w.dim(1);
+  expectLast(k, x, K, "input");
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  if (res.shape != shape)
+    fail("kernel {}: residual shape differs from the projection's", k);
+  setShape(k, y, shape);
+  for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r)
+    matvec(x.f + r * K, w.f, N, K, y.f + r * N, res.f + r * N);
+}
+
 /// silu(x Wg^T) * (x Wu^T) (dsv3.gated_linear).
 template <typename Real>
 void gatedLinear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
@@ -454,6 +469,7 @@ const std::map<std::string, HostKernelFn<Real>> &registry() {
       {"lm_head", linear<Real>},
       {"rope", rope<Real>},
       {"gated_linear", gatedLinear<Real>},
+      {"linear_add", linearAdd<Real>},
       {"expert_gated_matmul", expertGatedMatmul<Real>},
       {"swiglu", swiglu<Real>},
       {"add", add<Real>},

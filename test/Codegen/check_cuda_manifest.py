@@ -10,9 +10,9 @@ import sys
 CUDA_KERNELS = {"embedding", "rms_norm", "linear", "lm_head", "add", "swiglu",
                 "fill", "rope", "latent_attention", "latent_attention_decode",
                 "moe_route", "moe_dispatch", "expert_grouped_matmul",
-                "moe_combine", "mtp", "cross_entropy", "gated_linear",
+                "moe_combine", "mtp", "cross_entropy", "gated_linear", "linear_add",
                 "expert_gated_matmul"}
-FAMILY = {"lm_head": "linear", "latent_attention": "mla_attention_prefill",
+FAMILY = {"lm_head": "linear", "linear_add": "linear", "latent_attention": "mla_attention_prefill",
           "latent_attention_decode": "mla_attention_decode",
           "moe_dispatch": "dispatch_plan", "expert_grouped_matmul": "expert_gmm",
           "mtp": "mtp_concat", "cross_entropy": "cross_entropy_rows",

@@ -1337,3 +1337,35 @@ func.func @egated_result(%r: tensor<?x8xf32>, %w: tensor<4x16x8xf32>, %c: tensor
   %a = dsv3.expert_gated_matmul %r, %w, %w, %c : (tensor<?x8xf32>, tensor<4x16x8xf32>, tensor<4x16x8xf32>, tensor<4xi64>) -> tensor<?x12xf32>
   return
 }
+
+// -----
+
+func.func @linear_add_rank(%x: tensor<f32>, %w: tensor<8x16xf32>, %r: tensor<8xf32>) {
+  // expected-error @+1 {{input must have rank >= 1}}
+  %y = dsv3.linear_add %x, %w, %r : (tensor<f32>, tensor<8x16xf32>, tensor<8xf32>) -> tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @linear_add_weight(%x: tensor<4x16xf32>, %w: tensor<16xf32>, %r: tensor<4x8xf32>) {
+  // expected-error @+1 {{weight must be [out, in], got 'tensor<16xf32>'}}
+  %y = dsv3.linear_add %x, %w, %r : (tensor<4x16xf32>, tensor<16xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @linear_add_features(%x: tensor<4x12xf32>, %w: tensor<8x16xf32>, %r: tensor<4x8xf32>) {
+  // expected-error @+1 {{input features (12) must equal the weight's in dimension (16)}}
+  %y = dsv3.linear_add %x, %w, %r : (tensor<4x12xf32>, tensor<8x16xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @linear_add_residual(%x: tensor<4x16xf32>, %w: tensor<8x16xf32>, %r: tensor<4x6xf32>) {
+  // expected-error @+1 {{residual must be input shape with the last dimension = out = [4, 8], got 'tensor<4x6xf32>'}}
+  %y = dsv3.linear_add %x, %w, %r : (tensor<4x16xf32>, tensor<8x16xf32>, tensor<4x6xf32>) -> tensor<4x6xf32>
+  return
+}

@@ -145,3 +145,10 @@ func.func @fused(%x: tensor<?x?x8xf32>, %w: tensor<16x8xf32>, %rows: tensor<?x8x
   %e = dsv3.expert_gated_matmul %rows, %we, %we, %c : (tensor<?x8xf32>, tensor<4x16x8xf32>, tensor<4x16x8xf32>, tensor<4xi64>) -> tensor<?x16xf32>
   return %e : tensor<?x16xf32>
 }
+
+// CHECK-LABEL: func.func @linear_add
+func.func @linear_add(%x: tensor<?x?x16xf32>, %w: tensor<8x16xf32>, %r: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
+  // CHECK: dsv3.linear_add %{{.+}}, %{{.+}}, %{{.+}} : (tensor<?x?x16xf32>, tensor<8x16xf32>, tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  %y = dsv3.linear_add %x, %w, %r : (tensor<?x?x16xf32>, tensor<8x16xf32>, tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  return %y : tensor<?x?x8xf32>
+}

@@ -231,6 +231,23 @@ LogicalResult LinearOp::verify() {
                                "result");
 }
 
+LogicalResult LinearAddOp::verify() {
+  auto input = tensorOf(getInput()), weight = tensorOf(getWeight());
+  if (input.getRank() < 1)
+    return emitOpError() << "input must have rank >= 1";
+  if (weight.getRank() != 2)
+    return emitOpError() << "weight must be [out, in], got " << weight;
+  int64_t in = input.getDimSize(input.getRank() - 1);
+  if (!extentsAgree(in, weight.getDimSize(1)))
+    return emitOpError() << "input features (" << in
+                         << ") must equal the weight's in dimension ("
+                         << weight.getDimSize(1) << ")";
+  SmallVector<int64_t> expected(input.getShape());
+  expected.back() = weight.getDimSize(0);
+  return expectShape(*this, getResidual(), "residual", expected,
+                     "input shape with the last dimension = out");
+}
+
 LogicalResult GatedLinearOp::verify() {
   auto input = tensorOf(getInput()), gate = tensorOf(getGateWeight());
   if (input.getRank() < 1)

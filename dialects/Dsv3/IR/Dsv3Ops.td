@@ -212,6 +212,28 @@ def Dsv3_AddOp : Dsv3_Op<"add", [Pure, Commutative, SameOperandsAndResultType,
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
 }
 
+def Dsv3_LinearAddOp : Dsv3_Op<"linear_add", [Pure,
+    AllTypesMatch<["residual", "result"]>]> {
+  let summary = "x Wᵀ + residual: a projection with the residual add in its epilogue";
+  let description = [{
+    Produced by `dsv3-fuse-residual` from `dsv3.add(residual, dsv3.linear(x,
+    W))`: the GEMM adds the residual stream as it writes its output, so the
+    projection's result never makes a round trip through memory.
+
+    ```mlir
+    %h2 = dsv3.linear_add %a, %wd, %h1
+        : (tensor<?x?x128xf32>, tensor<64x128xf32>, tensor<?x?x64xf32>) -> tensor<?x?x64xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$input, Dsv3_FloatTensor:$weight,
+                       Dsv3_FloatTensor:$residual);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $residual attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 def Dsv3_GatedLinearOp : Dsv3_Op<"gated_linear", [Pure]> {
   let summary = "silu(x W_gateᵀ) ⊙ (x W_upᵀ): gate, up and SwiGLU in one op";
   let description = [{
