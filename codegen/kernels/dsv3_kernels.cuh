@@ -163,6 +163,76 @@ __global__ void gated_linear(const float *x, const WT *Wg, const WT *Wu,
     y[r * N + n] = g / (1.f + expf(-g)) * u;
 }
 
+/// `linear` for a few rows (decode: one row per sequence): a warp per output
+/// column, its lanes striding K, so each weight row is read once, coalesced,
+/// and used for every row; the 16x16 tiling would leave 15 of 16 threads of
+/// a tile idle and read the weights in 64-byte pieces. MaxRows bounds the
+/// rows (the accumulators live in registers); the launcher picks this
+/// schedule only when rows <= MaxRows.
+template <int N, int K, int MaxRows, typename WT>
+__global__ void linear_rows(const float *x, i64 ldx, const WT *W, const WT *b,
+                            const float *res, float *y, i64 rows) {
+  int lane = threadIdx.x % 32;
+  int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  if (n >= N)
+    return;
+  float acc[MaxRows] = {};
+  const WT *w = W + i64(n) * K;
+#pragma unroll 4
+  for (int k = lane; k < K; k += 32) {
+    float wk = wload(w, k);
+#pragma unroll
+    for (int r = 0; r < MaxRows; ++r)
+      if (r < rows)
+        acc[r] += x[r * ldx + k] * wk;
+  }
+#pragma unroll
+  for (int r = 0; r < MaxRows; ++r) {
+    if (r >= rows) // uniform across the warp: warpSum stays converged
+      break;
+    float v = warpSum(acc[r]);
+    if (lane == 0) {
+      if (b)
+        v += wload(b, n);
+      if (res)
+        v += res[r * N + n];
+      y[r * N + n] = v;
+    }
+  }
+}
+
+/// `gated_linear` for a few rows: the schedule of `linear_rows` with both
+/// weights, SwiGLU on the reduced sums.
+template <int N, int K, int MaxRows, typename WT>
+__global__ void gated_linear_rows(const float *x, const WT *Wg, const WT *Wu,
+                                  float *y, i64 rows) {
+  int lane = threadIdx.x % 32;
+  int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  if (n >= N)
+    return;
+  float g[MaxRows] = {}, u[MaxRows] = {};
+  const WT *wg = Wg + i64(n) * K, *wu = Wu + i64(n) * K;
+#pragma unroll 4
+  for (int k = lane; k < K; k += 32) {
+    float gk = wload(wg, k), uk = wload(wu, k);
+#pragma unroll
+    for (int r = 0; r < MaxRows; ++r)
+      if (r < rows) {
+        float xk = x[r * K + k];
+        g[r] += xk * gk;
+        u[r] += xk * uk;
+      }
+  }
+#pragma unroll
+  for (int r = 0; r < MaxRows; ++r) {
+    if (r >= rows)
+      break;
+    float gs = warpSum(g[r]), us = warpSum(u[r]);
+    if (lane == 0)
+      y[r * N + n] = gs / (1.f + expf(-gs)) * us;
+  }
+}
+
 template <int Unused>
 __global__ void add(const float *a, const float *b, float *y, i64 n) {
   for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -485,7 +555,9 @@ __global__ void dispatch_gather(const float *x, const i64 *slots, float *rows,
 }
 
 /// y[r, n] = rows[r] . W[e(r), n], e(r) the expert owning row r: one block
-/// per (256 outputs, row); the row is staged in shared memory.
+/// per (8 outputs, row), a warp per output whose lanes stride KD, so the
+/// expert's weight rows are read coalesced; the row is staged in shared
+/// memory.
 template <int N, int KD, int E, typename WT>
 __global__ void expert_gmm(const float *rows, const WT *W, const i64 *counts,
                            float *y, i64 R) {
@@ -507,14 +579,18 @@ __global__ void expert_gmm(const float *rows, const WT *W, const i64 *counts,
   for (int k = threadIdx.x; k < KD; k += blockDim.x)
     row[k] = rows[r * KD + k];
   __syncthreads();
-  int n = blockIdx.x * blockDim.x + threadIdx.x;
+  int lane = threadIdx.x % 32;
+  int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (n >= N)
     return;
   const WT *w = W + (i64(expert) * N + n) * KD;
   float acc = 0.f;
-  for (int k = 0; k < KD; ++k)
+#pragma unroll 4
+  for (int k = lane; k < KD; k += 32)
     acc += row[k] * wload(w, k);
-  y[r * N + n] = acc;
+  acc = warpSum(acc);
+  if (lane == 0)
+    y[r * N + n] = acc;
 }
 
 /// The experts' gate/up projections with SwiGLU: expert_gmm with two weights.
@@ -540,17 +616,22 @@ __global__ void expert_gated_gmm(const float *rows, const WT *Wg,
   for (int k = threadIdx.x; k < KD; k += blockDim.x)
     row[k] = rows[r * KD + k];
   __syncthreads();
-  int n = blockIdx.x * blockDim.x + threadIdx.x;
+  int lane = threadIdx.x % 32;
+  int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (n >= N)
     return;
   const WT *wg = Wg + (i64(expert) * N + n) * KD;
   const WT *wu = Wu + (i64(expert) * N + n) * KD;
   float g = 0.f, u = 0.f;
-  for (int k = 0; k < KD; ++k) {
+#pragma unroll 4
+  for (int k = lane; k < KD; k += 32) {
     g += row[k] * wload(wg, k);
     u += row[k] * wload(wu, k);
   }
-  y[r * N + n] = g / (1.f + expf(-g)) * u;
+  g = warpSum(g);
+  u = warpSum(u);
+  if (lane == 0)
+    y[r * N + n] = g / (1.f + expf(-g)) * u;
 }
 
 template <int Unused>

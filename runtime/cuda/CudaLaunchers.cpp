@@ -51,8 +51,12 @@ i64 rowsOf(const DevTensor &t) {
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
           CUdeviceptr W, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N,
           int64_t K, bool bf16, CUdeviceptr res = 0) {
-  s.launch(linearName(N, K, bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
-           {16, 16, 1}, 0, argv(x, ldx, W, b, res, y, rows), what);
+  if (rows <= kFewRows) // decode: a warp per output column, 8 per block
+    s.launch(linearRowsName(N, K, bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1}, 0,
+             argv(x, ldx, W, b, res, y, rows), what);
+  else
+    s.launch(linearName(N, K, bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
+             {16, 16, 1}, 0, argv(x, ldx, W, b, res, y, rows), what);
 }
 
 void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
@@ -117,8 +121,12 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &, Ins &in, In
   shape.back() = N;
   setShape(k, y, shape);
   i64 rows = rowsOf(x);
-  s.launch(instW("gated_linear", {N, K}, wg.bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
-           {16, 16, 1}, 0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
+  if (rows <= kFewRows)
+    s.launch(gatedLinearRowsName(N, K, wg.bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1},
+             0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
+  else
+    s.launch(gatedLinearName(N, K, wg.bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
+             {16, 16, 1}, 0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
 }
 
 void expertGatedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in,
@@ -127,7 +135,7 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &, Ins &
   int64_t E = wg.dim(0), N = wg.dim(1), KD = wg.dim(2);
   i64 R = rows.dim(0);
   setShape(k, y, {R, N});
-  s.launch(instW("expert_gated_gmm", {N, KD, E}, wg.bf16), {unsigned((N + 255) / 256), unsigned(R), 1},
+  s.launch(instW("expert_gated_gmm", {N, KD, E}, wg.bf16), {unsigned((N + 7) / 8), unsigned(R), 1},
            {256, 1, 1}, size_t(KD) * 4,
            argv(rows.ptr, wg.ptr, wu.ptr, counts.ptr, y.ptr, R), k);
 }
@@ -267,7 +275,7 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in, 
   int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
   i64 R = rows.dim(0);
   setShape(k, y, {R, N});
-  s.launch(instW("expert_gmm", {N, KD, E}, w.bf16), {unsigned((N + 255) / 256), unsigned(R), 1},
+  s.launch(instW("expert_gmm", {N, KD, E}, w.bf16), {unsigned((N + 7) / 8), unsigned(R), 1},
            {256, 1, 1}, size_t(KD) * 4, argv(rows.ptr, w.ptr, counts.ptr, y.ptr, R), k);
 }
 

@@ -38,8 +38,25 @@ inline std::string instW(const std::string &tpl, std::initializer_list<int64_t> 
 /// Whether a manifest dtype is stored as bf16 on the GPU.
 inline bool isBf16(const std::string &dtype) { return dtype == "bf16"; }
 
+/// The most rows the few-row GEMM schedules (`linear_rows`,
+/// `gated_linear_rows`: decode) take; more rows use the tiled kernels.
+constexpr int64_t kFewRows = 8;
 inline std::string linearName(int64_t n, int64_t k, bool bf16) {
   return instW("linear", {n, k}, bf16);
+}
+inline std::string linearRowsName(int64_t n, int64_t k, bool bf16) {
+  return instW("linear_rows", {n, k, kFewRows}, bf16);
+}
+inline std::string gatedLinearName(int64_t n, int64_t k, bool bf16) {
+  return instW("gated_linear", {n, k}, bf16);
+}
+inline std::string gatedLinearRowsName(int64_t n, int64_t k, bool bf16) {
+  return instW("gated_linear_rows", {n, k, kFewRows}, bf16);
+}
+/// Both schedules of one GEMM shape, appended to `out`.
+inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool bf16) {
+  out.push_back(linearName(n, k, bf16));
+  out.push_back(linearRowsName(n, k, bf16));
 }
 inline std::string rmsNormName(int64_t n, bool bf16) { return instW("rms_norm", {n}, bf16); }
 inline std::string embeddingName(int64_t h, bool bf16) {
@@ -80,15 +97,15 @@ inline std::vector<std::string> mlaLinears(const MlaDims &d, bool bf16) {
   std::vector<std::string> out;
   int64_t dq = d.dn + d.dr;
   if (d.rq) {
-    out.push_back(linearName(d.rq, d.H, bf16));
+    addLinear(out, d.rq, d.H, bf16);
     out.push_back(rmsNormName(d.rq, bf16));
-    out.push_back(linearName(d.nh * dq, d.rq, bf16));
+    addLinear(out, d.nh * dq, d.rq, bf16);
   } else {
-    out.push_back(linearName(d.nh * dq, d.H, bf16));
+    addLinear(out, d.nh * dq, d.H, bf16);
   }
-  out.push_back(linearName(d.r + d.dr, d.H, bf16));
-  out.push_back(linearName(d.nh * (d.dn + d.dv), d.r, bf16));
-  out.push_back(linearName(d.H, d.nh * d.dv, bf16));
+  addLinear(out, d.r + d.dr, d.H, bf16);
+  addLinear(out, d.nh * (d.dn + d.dv), d.r, bf16);
+  addLinear(out, d.H, d.nh * d.dv, bf16);
   return out;
 }
 
@@ -124,9 +141,11 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   if (kernel == "rms_norm")
     return {rmsNormName(last(0), bf(1))};
   if (kernel == "linear" || kernel == "lm_head" || kernel == "linear_add")
-    return {linearName(in.at(1).at(0), in.at(1).at(1), bf(1))};
+    return {linearName(in.at(1).at(0), in.at(1).at(1), bf(1)),
+            linearRowsName(in.at(1).at(0), in.at(1).at(1), bf(1))};
   if (kernel == "gated_linear")
-    return {instW("gated_linear", {in.at(1).at(0), in.at(1).at(1)}, bf(1))};
+    return {gatedLinearName(in.at(1).at(0), in.at(1).at(1), bf(1)),
+            gatedLinearRowsName(in.at(1).at(0), in.at(1).at(1), bf(1))};
   if (kernel == "expert_gated_matmul")
     return {instW("expert_gated_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)},
                   bf(1))};
@@ -155,7 +174,9 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     return {inst("invert_slots", {0}), inst("moe_combine", {last(0), last(2)})};
   if (kernel == "mtp") {
     int64_t H = last(1);
-    return {instW("mtp_concat", {H}, bf(2)), linearName(H, 2 * H, bf(4))};
+    std::vector<std::string> out{instW("mtp_concat", {H}, bf(2))};
+    addLinear(out, H, 2 * H, bf(4));
+    return out;
   }
   if (kernel == "cross_entropy")
     return {inst("cross_entropy_rows", {last(0)}), inst("sum_scaled", {0})};
