@@ -12,6 +12,7 @@
 #include "codegen/CudaEmitter.h"
 
 #include "runtime/cuda/KernelNames.h"
+#include "runtime/cuda/Nvrtc.h"
 
 #include <fmt/format.h>
 
@@ -20,9 +21,6 @@
 #include <set>
 #include <sys/stat.h>
 
-#ifdef DSV3_HAVE_NVRTC
-#include <nvrtc.h>
-#endif
 
 namespace dsv3 {
 
@@ -88,11 +86,9 @@ std::string cudaSource(const std::vector<std::string> &instances) {
 
 std::string nvrtcVersion() {
 #ifdef DSV3_HAVE_NVRTC
-  int major = 0, minor = 0;
-  ::nvrtcVersion(&major, &minor);
-  return fmt::format("{}.{}", major, minor);
+  return dsv3rt::cuda::nvrtcVersionString();
 #else
-  return "";
+  return ""; // runtime/cuda/Nvrtc.cpp is built only with the CUDA toolkit
 #endif
 }
 
@@ -114,53 +110,12 @@ bool emitCuda(nlohmann::json &manifest, const std::string &dir,
   nlohmann::json binaries = nlohmann::json::array();
   std::map<std::string, std::string> lowered;
   for (const std::string &arch : targets.archs) {
-    nvrtcProgram prog;
-    auto check = [&](nvrtcResult r, const char *what) {
-      if (r == NVRTC_SUCCESS)
-        return true;
-      error = fmt::format("NVRTC {} failed for {}: {}", what, arch,
-                          nvrtcGetErrorString(r));
+    dsv3rt::cuda::NvrtcOutput out;
+    if (!dsv3rt::cuda::nvrtcCompile(source, instances, arch, out, error))
       return false;
-    };
-    if (!check(nvrtcCreateProgram(&prog, source.c_str(), "kernels.cu", 0,
-                                  nullptr, nullptr),
-               "nvrtcCreateProgram"))
-      return false;
-    for (const std::string &n : instances)
-      nvrtcAddNameExpression(prog, n.c_str());
-    std::string archOpt = "--gpu-architecture=" + arch;
-    const char *opts[] = {archOpt.c_str(), "-std=c++17", "--fmad=false"};
-    nvrtcResult r = nvrtcCompileProgram(prog, 3, opts);
-    if (r != NVRTC_SUCCESS) {
-      size_t logSize = 0;
-      nvrtcGetProgramLogSize(prog, &logSize);
-      std::string log(logSize, '\0');
-      nvrtcGetProgramLog(prog, log.data());
-      error = fmt::format("NVRTC could not compile the kernels for {}:\n{}", arch, log);
-      nvrtcDestroyProgram(&prog);
-      return false;
-    }
-    for (const std::string &n : instances) {
-      const char *name = nullptr;
-      if (!check(nvrtcGetLoweredName(prog, n.c_str(), &name), "nvrtcGetLoweredName"))
-        return false;
-      lowered[n] = name;
-    }
-    bool sass = arch.rfind("sm_", 0) == 0;
-    size_t size = 0;
-    std::string blob;
-    if (sass) {
-      if (!check(nvrtcGetCUBINSize(prog, &size), "nvrtcGetCUBINSize"))
-        return false;
-      blob.resize(size);
-      nvrtcGetCUBIN(prog, blob.data());
-    } else {
-      if (!check(nvrtcGetPTXSize(prog, &size), "nvrtcGetPTXSize"))
-        return false;
-      blob.resize(size);
-      nvrtcGetPTX(prog, blob.data());
-    }
-    nvrtcDestroyProgram(&prog);
+    lowered.insert(out.lowered.begin(), out.lowered.end());
+    bool sass = out.cubin;
+    const std::string &blob = out.binary;
     std::string file = fmt::format("cuda/{}.{}", arch, sass ? "cubin" : "ptx");
     if (!writeFile(dir + "/" + file, blob.data(), blob.size(), error))
       return false;

@@ -21,6 +21,16 @@ for f in tiny-a tiny-b tiny-d tiny-e; do
   F=test/data/fixtures/$f
   $RUN verify gpu-artifacts/$f --weights $F --oracle $F --backend cuda 2>&1 | tee "$OUT/verify-$f.log" || status=1
 done
+# The NVRTC re-JIT path (taken on a GPU the artifact has no cubin for),
+# forced on this one: compiled into a fresh cache, then found there.
+for n in 1 2; do
+  DSV3_FORCE_JIT=1 DSV3_CACHE_DIR=/dev/shm/dsv3-jit $RUN verify gpu-artifacts/tiny-a \
+    --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda \
+    > "$OUT/verify-jit-$n.log" 2>&1 || status=1
+done
+printf 'NVRTC re-JIT: %s (first: %s; again: %s)\n' "$(tail -1 "$OUT/verify-jit-2.log")" \
+  "$(grep -o 're-JIT by NVRTC, [a-z ]*' "$OUT/verify-jit-1.log" | head -1)" \
+  "$(grep -o 're-JIT by NVRTC, [a-z ]*' "$OUT/verify-jit-2.log" | head -1)" | tee "$OUT/jit.log"
 # MTP speculative decoding on the GPU: the same tokens as plain greedy.
 $RUN generate gpu-artifacts/tiny-e --weights test/data/fixtures/tiny-e --backend cuda \
   --prompt-ids 3,17,55,102,9,200,41,7/5,6,7 --max-new 12 > "$OUT/gen-plain.txt" 2>&1 || status=1
@@ -31,7 +41,7 @@ if head -2 "$OUT/gen-spec.txt" | diff -q - "$OUT/gen-plain.txt" > /dev/null; the
 else
   echo "speculative mtp on cuda: DIFFERS from greedy" | tee "$OUT/spec.log"; status=1
 fi
-[ -n "${QUICK:-}" ] && { cat "$OUT/spec.log"; for f in tiny-a tiny-b tiny-d tiny-e; do printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"; done; exit $status; }
+[ -n "${QUICK:-}" ] && { cat "$OUT/spec.log" "$OUT/jit.log"; for f in tiny-a tiny-b tiny-d tiny-e; do printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"; done; exit $status; }
 # Kernel by kernel against the host, on a fixture of each routing kind.
 for f in tiny-a tiny-d; do
   $RUN compare gpu-artifacts/$f --weights test/data/fixtures/$f --ids 1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11 2>&1 | tee "$OUT/compare-$f.log" || status=1
@@ -61,4 +71,5 @@ for f in tiny-a tiny-d v3-width v3-width-bf16; do
 done
 cat "$OUT/time.log"
 cat "$OUT/spec.log"
+cat "$OUT/jit.log"
 exit $status

@@ -1,9 +1,11 @@
 //===- CudaSession.cpp - run an artifact on an NVIDIA GPU -----------------===//
 #include "runtime/cuda/CudaSession.h"
+#include "runtime/cuda/Nvrtc.h"
 
 #include "runtime/Error.h"
 #include "runtime/host/HostSession.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -36,7 +38,11 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
           CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device_);
   DSV3_CU(drv_, deviceGetName, "device name", name, int(sizeof(name)), device_);
 
-  // The kernels: the cubin of this architecture, else PTX (JIT by the driver).
+  // The kernels: the artifact's cubin of this architecture; else the
+  // artifact's source re-JITed by NVRTC for this GPU (cached on disk by
+  // source hash, arch and NVRTC version); else PTX, JIT by the driver.
+  // DSV3_FORCE_JIT=1 takes the NVRTC path even when a cubin matches (to test
+  // it on the GPU that the artifact targets).
   std::ifstream in(artifact.dir + "/manifest.json");
   nlohmann::json manifest = nlohmann::json::parse(in);
   if (!manifest.contains("cuda"))
@@ -47,13 +53,33 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
   lowered_ = cuda["functions"].get<std::map<std::string, std::string>>();
   std::string sm = fmt::format("sm_{}{}", major, minor);
   std::string chosen, image;
+  const char *forceJit = std::getenv("DSV3_FORCE_JIT");
+  bool force = forceJit && std::string(forceJit) == "1";
   for (const auto &b : cuda["binaries"]) {
+    if (force)
+      break;
     std::string arch = b["arch"];
     if (b["kind"] == "cubin" && (arch == sm || arch == sm + "a")) {
       chosen = "cubin " + arch;
       image = readFile(artifact.dir + "/" + b["file"].get<std::string>());
       break;
     }
+  }
+  if (image.empty() && haveNvrtc() && cuda.contains("source")) {
+    // sm_90a: Hopper's arch-specific instructions (wgmma, TMA) need the "a".
+    std::string arch = major == 9 && minor == 0 ? "sm_90a" : sm;
+    std::vector<std::string> instances;
+    for (const auto &[expr, mangled] : lowered_)
+      instances.push_back(expr);
+    std::string path, error;
+    bool cached = false;
+    if (jitCubin(readFile(artifact.dir + "/" + cuda["source"].get<std::string>()), instances,
+                 arch, jitCacheDir(), image, path, cached, error))
+      chosen = fmt::format("cubin {} re-JIT by NVRTC, {} {}", arch,
+                           cached ? "cached in" : "written to", path);
+    else
+      fmt::print(stderr, "warning: NVRTC re-JIT for {} failed, trying PTX: {}\n", arch,
+                 error);
   }
   if (image.empty())
     for (const auto &b : cuda["binaries"]) {

@@ -17,6 +17,7 @@
 #include "runtime/host/HostSession.h"
 #ifdef DSV3_HAVE_CUDA
 #include "runtime/cuda/CudaSession.h"
+#include "runtime/cuda/Nvrtc.h"
 #endif
 
 #include <fmt/format.h>
@@ -28,6 +29,9 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -66,6 +70,11 @@ commands:
       --resume continues bit-identically from a checkpoint directory
   tokenize --text FILE --out FILE.tokens
       byte-level token data (one uint32 per byte) from a text file
+  jit      ART --arch ARCH [--cache-dir D]
+      compile the artifact's CUDA source with NVRTC for ARCH (sm_89, ...)
+      into the re-JIT cache the cuda backend uses for a GPU the artifact
+      has no cubin for (default $DSV3_CACHE_DIR, else ~/.cache/dsv3);
+      needs no GPU; says whether the cubin was compiled or already cached
   compare  ART --weights DIR --ids IDS
       run forward, loss and the decode prefill on the host (fp32) and the
       GPU and print their max relative difference (the GPU kernels checked
@@ -93,6 +102,7 @@ struct Options {
   std::string command, artifact, weights, oracle, out, promptIds, ids;
   double initStd = 0.02;
   std::string data, saveDir, resume, metrics, text, params, speculative;
+  std::string arch, cacheDir;
   int64_t init = -1, steps = 0, batch = 4, seq = 64, saveEvery = 0, warmup = 10;
   int64_t samples = 4;
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
@@ -179,11 +189,13 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--lr") o.lr = parseDouble(a, value);
     else if (a == "--min-lr-ratio") o.minLrRatio = parseDouble(a, value);
     else if (a == "--eps") o.fdEps = parseDouble(a, value);
+    else if (a == "--arch") o.arch = value;
+    else if (a == "--cache-dir") o.cacheDir = value;
     else fail("unknown option {} (see --help)", a);
   }
   if (positional.empty())
     fail("no command given (generate, forward, verify, compare, time, init, "
-         "train, tokenize or gradcheck; see --help)");
+         "train, tokenize, gradcheck or jit; see --help)");
   o.command = positional[0];
   if (o.command == "tokenize") {
     if (o.text.empty() || o.out.empty())
@@ -195,7 +207,7 @@ Options parseArgs(int argc, char **argv) {
   if (positional.size() > 2)
     fail("{}: unexpected argument '{}'", o.command, positional[2]);
   o.artifact = positional[1];
-  bool weightless = o.command == "init" ||
+  bool weightless = o.command == "init" || o.command == "jit" ||
                     (o.command == "train" && (o.init >= 0 || !o.resume.empty()));
   if (o.weights.empty() && !weightless)
     fail("{}: --weights DIR is required", o.command);
@@ -856,7 +868,48 @@ int runInference(const Options &o, const Artifact &art, Session &s,
        o.command);
 }
 
+#ifdef DSV3_HAVE_CUDA
+/// dsv3-run jit: fill the NVRTC re-JIT cache for an architecture.
+int jit(const Options &o) {
+  if (o.arch.empty())
+    fail("jit: --arch ARCH is required (e.g. sm_89)");
+  if (!cuda::haveNvrtc())
+    fail("jit: this dsv3-run was built without NVRTC");
+  std::string path = o.artifact + "/manifest.json";
+  std::ifstream in(path);
+  if (!in)
+    fail("jit: cannot read {}", path);
+  nlohmann::json manifest = nlohmann::json::parse(in);
+  if (!manifest.contains("cuda") || !manifest["cuda"].contains("source"))
+    fail("{}: the artifact has no CUDA source (compile it with dsv3c --target cuda)", path);
+  const nlohmann::json &c = manifest["cuda"];
+  std::vector<std::string> instances;
+  for (const auto &[expr, mangled] : c["functions"].items())
+    instances.push_back(expr);
+  std::ifstream src(o.artifact + "/" + c["source"].get<std::string>(), std::ios::binary);
+  std::ostringstream source;
+  source << src.rdbuf();
+  std::string cubin, cubinPath, error;
+  bool cached = false;
+  if (!cuda::jitCubin(source.str(), instances, o.arch,
+                      o.cacheDir.empty() ? cuda::jitCacheDir() : o.cacheDir, cubin, cubinPath,
+                      cached, error))
+    fail("jit: {}", error);
+  fmt::print("jit {} for {}: {} {} ({} bytes, {} kernels, NVRTC {})\n", o.artifact, o.arch,
+             cached ? "cached in" : "compiled to", cubinPath, cubin.size(), instances.size(),
+             cuda::nvrtcVersionString());
+  return 0;
+}
+#endif
+
 template <typename Real> int run(const Options &o) {
+  if (o.command == "jit") {
+#ifdef DSV3_HAVE_CUDA
+    return jit(o);
+#else
+    fail("jit: this dsv3-run was built without the CUDA toolkit");
+#endif
+  }
   if (o.command == "tokenize") {
     int64_t n = tokenizeBytes(o.text, o.out);
     fmt::print("wrote {} tokens to {}\n", n, o.out);
