@@ -554,18 +554,12 @@ __global__ void dispatch_gather(const float *x, const i64 *slots, float *rows,
     rows[r * H + j] = src[j];
 }
 
-/// y[r, n] = rows[r] . W[e(r), n], e(r) the expert owning row r: one block
-/// per (8 outputs, row), a warp per output whose lanes stride KD, so the
-/// expert's weight rows are read coalesced; the row is staged in shared
-/// memory.
-template <int N, int KD, int E, typename WT>
-__global__ void expert_gmm(const float *rows, const WT *W, const i64 *counts,
-                           float *y, i64 R) {
-  extern __shared__ float row[];
+/// For the expert GEMMs: stages routed row r (rows are grouped by expert,
+/// counts[e] rows each) in shared `row` and returns its expert, found by
+/// thread 0 and broadcast through shared memory.
+template <int KD, int E>
+__device__ int stageExpertRow(const float *rows, const i64 *counts, i64 r, float *row) {
   __shared__ int expert;
-  i64 r = blockIdx.y;
-  if (r >= R)
-    return;
   if (threadIdx.x == 0) {
     i64 acc = 0;
     int e = 0;
@@ -579,6 +573,21 @@ __global__ void expert_gmm(const float *rows, const WT *W, const i64 *counts,
   for (int k = threadIdx.x; k < KD; k += blockDim.x)
     row[k] = rows[r * KD + k];
   __syncthreads();
+  return expert;
+}
+
+/// y[r, n] = rows[r] . W[e(r), n], e(r) the expert owning row r: one block
+/// per (8 outputs, row), a warp per output whose lanes stride KD, so the
+/// expert's weight rows are read coalesced; the row is staged in shared
+/// memory.
+template <int N, int KD, int E, typename WT>
+__global__ void expert_gmm(const float *rows, const WT *W, const i64 *counts,
+                           float *y, i64 R) {
+  extern __shared__ float row[];
+  i64 r = blockIdx.y;
+  if (r >= R)
+    return;
+  int expert = stageExpertRow<KD, E>(rows, counts, r, row);
   int lane = threadIdx.x % 32;
   int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (n >= N)
@@ -599,23 +608,10 @@ __global__ void expert_gated_gmm(const float *rows, const WT *Wg,
                                  const WT *Wu, const i64 *counts, float *y,
                                  i64 R) {
   extern __shared__ float row[];
-  __shared__ int expert;
   i64 r = blockIdx.y;
   if (r >= R)
     return;
-  if (threadIdx.x == 0) {
-    i64 acc = 0;
-    int e = 0;
-    for (; e < E; ++e) {
-      acc += counts[e];
-      if (r < acc)
-        break;
-    }
-    expert = e;
-  }
-  for (int k = threadIdx.x; k < KD; k += blockDim.x)
-    row[k] = rows[r * KD + k];
-  __syncthreads();
+  int expert = stageExpertRow<KD, E>(rows, counts, r, row);
   int lane = threadIdx.x % 32;
   int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (n >= N)

@@ -58,6 +58,27 @@ LogicalResult expectShape(Operation *op, Value value, StringRef name,
                            << shapeString(expected) << ", got " << type;
 }
 
+/// The checks every projection (linear, linear_add, gated_linear) shares:
+/// input [..., in] and weight [out, in] (called `weightName`; `inDimOf`
+/// says whose in dimension in the message). On success, `outShape` is the
+/// input's shape with the last dimension = out.
+LogicalResult verifyProjection(Operation *op, Value inputValue, Value weightValue,
+                               StringRef weightName, StringRef inDimOf,
+                               SmallVectorImpl<int64_t> &outShape) {
+  auto input = tensorOf(inputValue), weight = tensorOf(weightValue);
+  if (input.getRank() < 1)
+    return op->emitOpError() << "input must have rank >= 1";
+  if (weight.getRank() != 2)
+    return op->emitOpError() << weightName << " must be [out, in], got " << weight;
+  int64_t in = input.getDimSize(input.getRank() - 1);
+  if (!extentsAgree(in, weight.getDimSize(1)))
+    return op->emitOpError() << "input features (" << in << ") must equal " << inDimOf
+                             << " in dimension (" << weight.getDimSize(1) << ")";
+  outShape.assign(input.getShape().begin(), input.getShape().end());
+  outShape.back() = weight.getDimSize(0);
+  return success();
+}
+
 /// Checks the rank of `value`.
 LogicalResult expectRank(Operation *op, Value value, StringRef name,
                          int64_t rank, StringRef what) {
@@ -208,22 +229,13 @@ LogicalResult RmsNormOp::verify() {
 }
 
 LogicalResult LinearOp::verify() {
-  auto input = tensorOf(getInput()), weight = tensorOf(getWeight());
-  if (input.getRank() < 1)
-    return emitOpError() << "input must have rank >= 1";
-  if (weight.getRank() != 2)
-    return emitOpError() << "weight must be [out, in], got " << weight;
-  int64_t in = input.getDimSize(input.getRank() - 1);
-  if (!extentsAgree(in, weight.getDimSize(1)))
-    return emitOpError() << "input features (" << in
-                         << ") must equal the weight's in dimension ("
-                         << weight.getDimSize(1) << ")";
-  if (getBias() &&
-      failed(expectShape(*this, getBias(), "bias", {weight.getDimSize(0)},
-                         "[out]")))
+  SmallVector<int64_t> expected;
+  if (failed(verifyProjection(*this, getInput(), getWeight(), "weight", "the weight's",
+                              expected)))
     return failure();
-  SmallVector<int64_t> expected(input.getShape());
-  expected.back() = weight.getDimSize(0);
+  if (getBias() &&
+      failed(expectShape(*this, getBias(), "bias", {expected.back()}, "[out]")))
+    return failure();
   if (failed(expectShape(*this, getResult(), "result", expected,
                          "input shape with the last dimension = out")))
     return failure();
@@ -232,38 +244,22 @@ LogicalResult LinearOp::verify() {
 }
 
 LogicalResult LinearAddOp::verify() {
-  auto input = tensorOf(getInput()), weight = tensorOf(getWeight());
-  if (input.getRank() < 1)
-    return emitOpError() << "input must have rank >= 1";
-  if (weight.getRank() != 2)
-    return emitOpError() << "weight must be [out, in], got " << weight;
-  int64_t in = input.getDimSize(input.getRank() - 1);
-  if (!extentsAgree(in, weight.getDimSize(1)))
-    return emitOpError() << "input features (" << in
-                         << ") must equal the weight's in dimension ("
-                         << weight.getDimSize(1) << ")";
-  SmallVector<int64_t> expected(input.getShape());
-  expected.back() = weight.getDimSize(0);
+  SmallVector<int64_t> expected;
+  if (failed(verifyProjection(*this, getInput(), getWeight(), "weight", "the weight's",
+                              expected)))
+    return failure();
   return expectShape(*this, getResidual(), "residual", expected,
                      "input shape with the last dimension = out");
 }
 
 LogicalResult GatedLinearOp::verify() {
-  auto input = tensorOf(getInput()), gate = tensorOf(getGateWeight());
-  if (input.getRank() < 1)
-    return emitOpError() << "input must have rank >= 1";
-  if (gate.getRank() != 2)
-    return emitOpError() << "gate_weight must be [out, in], got " << gate;
+  SmallVector<int64_t> expected;
+  if (failed(verifyProjection(*this, getInput(), getGateWeight(), "gate_weight",
+                              "the weights'", expected)))
+    return failure();
   if (getUpWeight().getType() != getGateWeight().getType())
     return emitOpError() << "up_weight " << getUpWeight().getType()
-                         << " must have the gate_weight's type " << gate;
-  int64_t in = input.getDimSize(input.getRank() - 1);
-  if (!extentsAgree(in, gate.getDimSize(1)))
-    return emitOpError() << "input features (" << in
-                         << ") must equal the weights' in dimension ("
-                         << gate.getDimSize(1) << ")";
-  SmallVector<int64_t> expected(input.getShape());
-  expected.back() = gate.getDimSize(0);
+                         << " must have the gate_weight's type " << getGateWeight().getType();
   return expectShape(*this, getResult(), "result", expected,
                      "input shape with the last dimension = out");
 }
