@@ -339,12 +339,7 @@ void latentAttentionVjp(const std::string &k, const json &p, Ins<Real> &in,
         for (int64_t t = 0; t <= i; ++t) {
           const Real *kn = U.data() + t * W + h * (dn + dv);
           const Real *kp = L.data() + t * (r + dr) + r;
-          Real acc = 0;
-          for (int64_t j = 0; j < dn; ++j)
-            acc += qh[j] * kn[j];
-          for (int64_t j = 0; j < dr; ++j)
-            acc += qh[dn + j] * kp[j];
-          z[t] = acc * s;
+          z[t] = mlaLogit(qh, kn, dn, qh + dn, kp, dr) * s;
         }
         softmaxInPlace(z, i + 1);
         const Real *doh = dO.data() + h * dv;

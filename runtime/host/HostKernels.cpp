@@ -154,12 +154,7 @@ void latentAttention(const std::string &k, const json &p, Ins<Real> &in, Ins<Rea
         for (int64_t t = 0; t <= i; ++t) {
           const Real *kn = U.data() + t * nh * (dn + dv) + h * (dn + dv);
           const Real *kp = L.data() + t * (r + dr) + r;
-          Real s = 0;
-          for (int64_t j = 0; j < dn; ++j)
-            s += qh[j] * kn[j];
-          for (int64_t j = 0; j < dr; ++j)
-            s += qh[dn + j] * kp[j];
-          z[t] = s * Real(m.scale);
+          z[t] = mlaLogit(qh, kn, dn, qh + dn, kp, dr) * Real(m.scale);
         }
         softmaxInPlace(z, i + 1);
         Real *oh = attn.data() + h * dv;
@@ -212,12 +207,7 @@ void latentAttentionDecode(const std::string &k, const json &p, Ins<Real> &in,
         }
         for (int64_t s = 0; s < n; ++s) {
           const Real *cs = cb + s * (r + dr);
-          Real acc = 0;
-          for (int64_t c = 0; c < r; ++c)
-            acc += qa[c] * cs[c];
-          for (int64_t j = 0; j < dr; ++j)
-            acc += qh[dn + j] * cs[r + j];
-          z[s] = acc * Real(m.scale);
+          z[s] = mlaLogit(qa, cs, r, qh + dn, cs + r, dr) * Real(m.scale);
         }
         softmaxInPlace(z, n);
         std::fill(lat.begin(), lat.end(), Real(0));

@@ -65,6 +65,21 @@ inline int64_t rowsOf(const std::vector<int64_t> &s) {
   return n;
 }
 
+/// One head's unscaled MLA attention logit: qNope . kNope (over n: the
+/// nope head dim, or the latent rank in the absorbed decode) + qRope .
+/// kRope (over dr; the rope key is shared by the heads). Forward, absorbed
+/// decode and the backward's recomputation share this order of summation.
+template <typename Real>
+Real mlaLogit(const Real *qNope, const Real *kNope, int64_t n, const Real *qRope,
+              const Real *kRope, int64_t dr) {
+  Real acc = 0;
+  for (int64_t j = 0; j < n; ++j)
+    acc += qNope[j] * kNope[j];
+  for (int64_t j = 0; j < dr; ++j)
+    acc += qRope[j] * kRope[j];
+  return acc;
+}
+
 /// y[o] = sum_i x[i] W[o, i] (+ b[o]); W stored [out, in].
 template <typename Real>
 void matvec(const Real *x, const Real *W, int64_t out, int64_t in, Real *y,
