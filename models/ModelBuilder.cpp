@@ -451,7 +451,8 @@ void ModelBuilder::buildForwardMtp() {
 }
 
 void ModelBuilder::buildDecode() {
-  SmallVector<Type> inputs = {idsType(), b.getI64Type()};
+  // past_len: one length per sequence (continuous batching).
+  SmallVector<Type> inputs = {idsType(), tensor({kDyn}, b.getI64Type())};
   SmallVector<Type> results = {activations(c.vocabSize)};
   for (int64_t i = 0; i < c.numHiddenLayers; ++i) {
     inputs.push_back(cacheType());

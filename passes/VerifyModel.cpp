@@ -15,6 +15,11 @@ bool isIdTensor(Type t) {
   auto rt = dyn_cast<RankedTensorType>(t);
   return rt && rt.getRank() == 2 && rt.getElementType().isInteger();
 }
+/// One past length per sequence of the batch.
+bool isPastLengths(Type t) {
+  auto rt = dyn_cast<RankedTensorType>(t);
+  return rt && rt.getRank() == 1 && rt.getElementType().isInteger(64);
+}
 bool isLogits(Type t) {
   auto rt = dyn_cast<RankedTensorType>(t);
   return rt && rt.getRank() == 3 && isa<FloatType>(rt.getElementType());
@@ -52,13 +57,13 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
   if (kind == "decode") {
     unsigned caches = type.getNumInputs() >= 2 ? type.getNumInputs() - 2 : 0;
     bool ok = type.getNumInputs() >= 2 && isIdTensor(type.getInput(0)) &&
-              type.getInput(1).isInteger(64) &&
+              isPastLengths(type.getInput(1)) &&
               type.getNumResults() == caches + 1 && isLogits(type.getResult(0));
     for (unsigned i = 0; ok && i < caches; ++i)
       ok = type.getInput(2 + i) == type.getResult(1 + i);
     if (!ok)
-      return fail("(ids, past_len : i64, cache...) -> (logits, cache...) with "
-                  "each cache returned in its own type");
+      return fail("(ids, past_len : tensor<[batch] x i64>, cache...) -> (logits, "
+                  "cache...) with each cache returned in its own type");
     return success();
   }
   if (kind == "gradients" || kind == "train_gradients") {
@@ -73,7 +78,7 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
   }
   if (kind == "train_step") {
     bool ok = type.getNumInputs() == 3 && isIdTensor(type.getInput(0)) &&
-              type.getInput(1).isInteger(64) && type.getNumResults() >= 2;
+              isPastLengths(type.getInput(1)) && type.getNumResults() >= 2;
     if (!ok)
       return fail("(ids, step : i64, lr : tensor<f32>) -> (loss, grad_norm, "
                   "expert counts...)");

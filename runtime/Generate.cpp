@@ -13,6 +13,18 @@
 
 namespace dsv3rt {
 
+#ifdef DSV3_HAVE_CUDA
+void makeCachesResident(cuda::CudaSession &s, std::vector<std::vector<float>> &caches,
+                        bool on) {
+  for (auto &c : caches) {
+    if (on)
+      s.makeResident(c.data(), c.size() * sizeof(float));
+    else
+      s.releaseResident(c.data(), false);
+  }
+}
+#endif
+
 int64_t pickToken(const std::vector<double> &logits, const GenerateOptions &o,
                   uint64_t &rngState) {
   if (o.temperature <= 0.0)
@@ -37,62 +49,92 @@ int64_t pickToken(const std::vector<double> &logits, const GenerateOptions &o,
   return int64_t(order[n - 1]);
 }
 
-namespace {
-template <typename Session>
-void generateBatch(Session &session,
-                   const std::vector<std::vector<int64_t>> &prompts,
-                   const std::vector<size_t> &rows, const GenerateOptions &o,
-                   uint64_t &rng, GenerateResult &result) {
-  using Real = typename Session::Real;
-  const Entry &decode = session.artifact().entry("decode");
-  size_t layers = decode.args.size() - 2;
-  int64_t B = int64_t(rows.size()), P = int64_t(prompts[rows[0]].size());
-  if (P == 0)
-    fail("generate: empty prompt");
-  int64_t S = P + o.maxNew, W = decode.args.at(2).shape.at(2);
-  std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(B * S * W)));
-  std::vector<int64_t> ids;
-  for (size_t r : rows)
-    ids.insert(ids.end(), prompts[r].begin(), prompts[r].end());
-  int64_t past = 0, step = P;
-  for (int64_t n = 0; n < o.maxNew; ++n) {
-    std::vector<HostTensor<Real>> out =
-        session.run("decode", decodeArgs(ids, B, step, past, caches, S, W));
-    const HostTensor<Real> &logits = out[0];
-    int64_t V = logits.dim(2);
-    std::vector<int64_t> next(static_cast<size_t>(B));
-    for (int64_t b = 0; b < B; ++b) {
-      const Real *row = logits.f + (b * step + step - 1) * V;
-      std::vector<double> l(row, row + V);
-      next[size_t(b)] = pickToken(l, o, rng);
-      result.ids[rows[size_t(b)]].push_back(next[size_t(b)]);
-      result.logits[rows[size_t(b)]].push_back(std::move(l));
-    }
-    past += step;
-    step = 1;
-    ids = next;
-  }
-}
-} // namespace
-
 template <typename Session>
 GenerateResult generate(Session &session,
                         const std::vector<std::vector<int64_t>> &prompts,
                         const GenerateOptions &o) {
+  using Real = typename Session::Real;
   GenerateResult result;
   result.ids.resize(prompts.size());
   result.logits.resize(prompts.size());
+  if (prompts.empty() || o.maxNew <= 0)
+    return result;
   uint64_t rng = o.seed;
-  bool sameLength = std::all_of(prompts.begin(), prompts.end(), [&](auto &p) {
-    return p.size() == prompts[0].size();
-  });
-  if (sameLength) {
-    std::vector<size_t> all(prompts.size());
-    std::iota(all.begin(), all.end(), 0);
-    generateBatch(session, prompts, all, o, rng, result);
-  } else {
-    for (size_t r = 0; r < prompts.size(); ++r)
-      generateBatch(session, prompts, {r}, o, rng, result);
+  const Entry &decode = session.artifact().entry("decode");
+  size_t layers = decode.args.size() - 2;
+  int64_t W = decode.args.at(2).shape.at(2), longest = 0;
+  for (const auto &p : prompts) {
+    if (p.empty())
+      fail("generate: empty prompt");
+    longest = std::max(longest, int64_t(p.size()));
+  }
+  int64_t slots = o.maxBatch > 0 ? std::min<int64_t>(o.maxBatch, int64_t(prompts.size()))
+                                 : int64_t(prompts.size());
+  int64_t S = longest + o.maxNew;
+  std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(slots * S * W)));
+  ResidentCaches<Session, Real> onDevice(session, caches);
+  // Per slot: the prompt it serves (-1: free), its past length, its last token.
+  std::vector<int64_t> owner(size_t(slots), -1), past(size_t(slots), 0),
+      last(size_t(slots), 0);
+  size_t nextPrompt = 0;
+  // Records slot b's next token from a logits row; frees the slot when its
+  // sequence is complete.
+  auto take = [&](int64_t b, const Real *row, int64_t V) {
+    size_t r = size_t(owner[size_t(b)]);
+    std::vector<double> l(row, row + V);
+    int64_t t = pickToken(l, o, rng);
+    result.ids[r].push_back(t);
+    result.logits[r].push_back(std::move(l));
+    last[size_t(b)] = t;
+    if (int64_t(result.ids[r].size()) >= o.maxNew)
+      owner[size_t(b)] = -1;
+  };
+  while (true) {
+    // Admit waiting prompts into free slots: a run of adjacent free slots
+    // whose prompts have one length is prefilled as one batch.
+    for (int64_t b = 0; b < slots && nextPrompt < prompts.size();) {
+      if (owner[size_t(b)] >= 0) {
+        ++b;
+        continue;
+      }
+      int64_t P = int64_t(prompts[nextPrompt].size()), g = 0;
+      std::vector<int64_t> ids;
+      while (b + g < slots && owner[size_t(b + g)] < 0 &&
+             nextPrompt < prompts.size() && int64_t(prompts[nextPrompt].size()) == P) {
+        owner[size_t(b + g)] = int64_t(nextPrompt);
+        ids.insert(ids.end(), prompts[nextPrompt].begin(), prompts[nextPrompt].end());
+        ++nextPrompt;
+        ++g;
+      }
+      std::vector<int64_t> zero(size_t(g), 0);
+      std::vector<HostTensor<Real>> out =
+          session.run("decode", decodeArgs(ids, g, P, zero, caches, S, W, b));
+      int64_t V = out[0].dim(2);
+      for (int64_t i = 0; i < g; ++i) {
+        past[size_t(b + i)] = P;
+        take(b + i, out[0].f + (i * P + P - 1) * V, V);
+      }
+      b += g;
+    }
+    if (std::none_of(owner.begin(), owner.end(), [](int64_t r) { return r >= 0; }))
+      break;
+    // One step of every slot; a free slot decodes a dummy token at its
+    // row 0 (overwritten by the next prefill) and its output is dropped.
+    std::vector<int64_t> ids(static_cast<size_t>(slots), 0),
+        pos(static_cast<size_t>(slots), 0);
+    for (int64_t b = 0; b < slots; ++b) {
+      bool used = owner[size_t(b)] >= 0;
+      ids[size_t(b)] = used ? last[size_t(b)] : 0;
+      pos[size_t(b)] = used ? past[size_t(b)] : 0;
+    }
+    std::vector<HostTensor<Real>> out =
+        session.run("decode", decodeArgs(ids, slots, 1, pos, caches, S, W));
+    int64_t V = out[0].dim(2);
+    for (int64_t b = 0; b < slots; ++b)
+      if (owner[size_t(b)] >= 0) {
+        ++past[size_t(b)];
+        take(b, out[0].f + b * V, V);
+      }
   }
   return result;
 }
@@ -128,7 +170,8 @@ GenerateResult generateSpeculative(Session &session,
     std::vector<int64_t> seq = prompts[p];
     int64_t P = int64_t(seq.size()), S = P + o.maxNew + 2;
     std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(S * W)));
-    int64_t past = 0;
+    ResidentCaches<Session, Real> onDevice(session, caches);
+    std::vector<int64_t> past = {0};
     // Prefill: the main model's first token.
     std::vector<int64_t> step = seq;
     auto out = session.run("decode", decodeArgs(step, 1, P, past, caches, S, W));
@@ -141,7 +184,7 @@ GenerateResult generateSpeculative(Session &session,
       return t;
     };
     emit(out[0].f + (P - 1) * V);
-    past = P;
+    past[0] = P;
     ++result.speculative.mainSteps;
     while (int64_t(result.ids[p].size()) < o.maxNew) {
       // Draft the token after the one just emitted.
@@ -163,9 +206,9 @@ GenerateResult generateSpeculative(Session &session,
       if (choice == draft && int64_t(result.ids[p].size()) < o.maxNew) {
         ++result.speculative.accepted;
         emit(out[0].f + V); // the draft was right: one more token for free
-        past += 2;
+        past[0] += 2;
       } else {
-        past += 1; // the draft's cache row is overwritten next step
+        past[0] += 1; // the draft's cache row is overwritten next step
       }
     }
   }

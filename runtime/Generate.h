@@ -16,6 +16,10 @@ struct GenerateOptions {
   double temperature = 0.0;
   double topP = 1.0;
   uint64_t seed = 0;
+  /// Sequences decoded together (continuous batching): 0 = all prompts.
+  /// When prompts outnumber the slots, a prompt is prefilled into the slot
+  /// of a sequence as soon as that sequence has finished.
+  int64_t maxBatch = 0;
 };
 
 struct SpeculativeStats {
@@ -30,36 +34,71 @@ struct GenerateResult {
   std::vector<std::vector<std::vector<double>>> logits;
 };
 
-/// Prefills each prompt into the latent caches with the `decode` entry
-/// (past length 0), then decodes one token at a time. Prompts of equal
-/// length run as one batch; others run one by one.
+/// Continuous batching over `maxBatch` cache slots: each prompt is
+/// prefilled into a free slot with the `decode` entry (past length 0;
+/// prompts of equal length admitted together into adjacent slots share one
+/// prefill), then every occupied slot decodes one token per step, each at
+/// its own past length, so sequences of different lengths share one batch.
 template <typename Session>
 GenerateResult generate(Session &session,
                         const std::vector<std::vector<int64_t>> &prompts,
                         const GenerateOptions &options);
 
-/// The arguments of the `decode` entry: ids `[B, T]`, the past length, and
-/// one `[B, S, W]` latent-cache view per layer (updated in place).
+/// The arguments of the `decode` entry: ids `[B, T]`, the past length of
+/// each sequence `[B]`, and one `[B, S, W]` latent-cache view per layer
+/// (updated in place), starting `offset` sequences into each cache.
 template <typename Real>
 std::vector<HostTensor<Real>> decodeArgs(std::vector<int64_t> &ids, int64_t B,
-                                         int64_t T, int64_t &past,
+                                         int64_t T, std::vector<int64_t> &past,
                                          std::vector<std::vector<Real>> &caches,
-                                         int64_t S, int64_t W) {
+                                         int64_t S, int64_t W, int64_t offset = 0) {
   std::vector<HostTensor<Real>> args(2 + caches.size());
   args[0].isInt = true;
   args[0].shape = {B, T};
   args[0].i = ids.data();
   args[0].capacity = ids.size();
   args[1].isInt = true;
-  args[1].i = &past;
-  args[1].capacity = 1;
+  args[1].shape = {B};
+  args[1].i = past.data();
+  args[1].capacity = past.size();
   for (size_t l = 0; l < caches.size(); ++l) {
     args[2 + l].shape = {B, S, W};
-    args[2 + l].f = caches[l].data();
-    args[2 + l].capacity = caches[l].size();
+    args[2 + l].f = caches[l].data() + offset * S * W;
+    args[2 + l].capacity = size_t(B * S * W);
   }
   return args;
 }
+
+namespace cuda {
+class CudaSession;
+}
+/// Decode caches on the GPU: uploaded once, updated in place by every step,
+/// never copied back (only the logits cross the bus). No-op on the host.
+void makeCachesResident(cuda::CudaSession &s, std::vector<std::vector<float>> &caches,
+                        bool on);
+template <typename Session, typename Real>
+void makeCachesResident(Session &, std::vector<std::vector<Real>> &, bool) {}
+
+/// makeCachesResident for a scope.
+template <typename Session, typename Real> class ResidentCaches {
+public:
+  ResidentCaches(Session &s, std::vector<std::vector<Real>> &caches)
+      : s_(s), caches_(caches) {
+    makeCachesResident(s_, caches_, true);
+  }
+  ~ResidentCaches() {
+    try {
+      makeCachesResident(s_, caches_, false);
+    } catch (...) {
+    }
+  }
+  ResidentCaches(const ResidentCaches &) = delete;
+  ResidentCaches &operator=(const ResidentCaches &) = delete;
+
+private:
+  Session &s_;
+  std::vector<std::vector<Real>> &caches_;
+};
 
 /// Greedy generation with MTP speculative decoding (SEMANTICS.md 7): after
 /// the main model emits t_{n+1}, the MTP depth drafts t_{n+2} from the

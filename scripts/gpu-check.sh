@@ -61,6 +61,15 @@ $RUN verify gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --orac
 $RUN time gpu-artifacts/v3-width --weights /dev/shm/v3w --backend cuda --batch 1 --seq 32 --steps 16 2>&1 | tee "$OUT/time.log"
 $RUN time gpu-artifacts/v3-width --weights /dev/shm/v3w --backend cuda --batch 2 --seq 64 --steps 8 2>&1 | tee -a "$OUT/time.log"
 $RUN time gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --backend cuda --batch 1 --seq 32 --steps 16 2>&1 | tee -a "$OUT/time.log"
+# Decode at context 1024 (the benchmark's workload, on this 2-layer slice):
+# batch 1 with and without CUDA graphs, 32 and 128; then a 1x1024 prefill
+# through the decode entry.
+L=gpu-artifacts/v3-long-bf16
+$RUN time $L --weights /dev/shm/v3w --backend cuda --batch 1 --context 1024 --steps 32 2>&1 | tee -a "$OUT/time.log"
+DSV3_CUDA_GRAPHS=0 $RUN time $L --weights /dev/shm/v3w --backend cuda --batch 1 --context 1024 --steps 32 2>&1 | sed 's/$/ [graphs off]/' | tee -a "$OUT/time.log"
+$RUN time $L --weights /dev/shm/v3w --backend cuda --batch 32 --context 1024 --steps 16 2>&1 | tee -a "$OUT/time.log"
+$RUN time $L --weights /dev/shm/v3w --backend cuda --batch 128 --context 1024 --steps 8 2>&1 | tee -a "$OUT/time.log"
+$RUN time $L --weights /dev/shm/v3w --backend cuda --batch 1 --seq 1024 --steps 4 2>&1 | tee -a "$OUT/time.log"
 echo
 echo "== summary ($(date -u +%F), $(cat "$OUT/gpu.txt"))"
 for f in tiny-a tiny-b tiny-d tiny-e; do

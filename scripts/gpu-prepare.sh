@@ -13,5 +13,9 @@ build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --max-batch 
 build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --dtype bf16 \
   --max-batch 2 --max-seq 64 -o gpu-artifacts/v3-width-bf16
 build/bin/dsv3c test/data/fixtures/tiny-a --target cuda --dtype bf16 -o gpu-artifacts/tiny-a-bf16
+# Decode timing at context 1024 for batches up to 128 (the plan's arena is
+# sized for 128 x 1056 tokens: ~42 GB of fp32 activations on the GPU).
+build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --dtype bf16 \
+  --max-batch 128 --max-seq 1056 -o gpu-artifacts/v3-long-bf16
 cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
 du -sh gpu-artifacts .deps

@@ -293,16 +293,16 @@ __global__ void rope(const float *x, const i64 *pos, float *y, i64 tokens,
 /// Per token (one thread): normalise the latent, rotate the shared rope
 /// key and every head's query rope part. `a` is [n, R + DR] (kv_a output);
 /// the latent row goes to `latent` (prefill, [n, R + DR]) or, when `cache`
-/// is set, to cache[b, past + t] (decode). q is [n, NH, DQ], rotated in
-/// place on its last DR features.
+/// is set, to cache[b, past[b] + t] (decode; past is per sequence, on the
+/// device). q is [n, NH, DQ], rotated in place on its last DR features.
 template <int R, int DR, int NH, int DQ, int DN, int Interleaved, typename WT>
 __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
-                            float *q, i64 B, i64 T, i64 past, float *cache,
+                            float *q, i64 B, i64 T, const i64 *past, float *cache,
                             i64 S, const float *invFreq, float scale, float eps) {
   i64 token = i64(blockIdx.x);
   if (token >= B * T)
     return;
-  i64 b = token / T, t = token % T, pos = past + t;
+  i64 b = token / T, t = token % T, pos = (past ? past[b] : 0) + t;
   const float *ar = a + token * (R + DR);
   float *out = cache ? cache + (b * S + pos) * (R + DR) : latent + token * (R + DR);
   float ss = 0.f;
@@ -372,60 +372,215 @@ __global__ void mla_attention_prefill(const float *q, const float *latent,
   }
 }
 
-/// Absorbed attention over the latent cache (SEMANTICS.md 4): one block per
-/// (new token t, head h, sequence b). Shared memory: q~ (R), o~ (R) and the
-/// scores of the past + t + 1 cached tokens.
+/// The absorbed decode (SEMANTICS.md 4) in four launches, so that every
+/// weight byte and every cached latent is read once per step (not once per
+/// head or per sequence):
+///   mla_absorb_q      q~ = q_nope W_UK[h] per head, with the rope query
+///                      appended: qt [rows, NH, R + DR]
+///   mla_decode_split  FlashMLA-style split-KV: a block per (key split,
+///                      group of HB heads, row) streams its keys through
+///                      shared memory with an online softmax: partial o~ and
+///                      (max, sum) per head and split
+///   mla_decode_merge  merges the splits: o~ [rows, NH, R]
+///   mla_absorb_v      o = o~ W_UV[h]^T per head: o [rows, NH, DV]
+/// rows = B*T; row (b, t) attends to keys 0 .. past[b] + t.
+
+/// Rows of q (and of o~) per pass over the absorbed weights.
+#define DSV3_ABSORB_ROWS 16
+
+/// grid (NH, ceil((R + DR) / blockDim.x)): a thread per output column c;
+/// the rows' q_nope of head h staged in shared memory.
 template <int NH, int DN, int DR, int DV, int R, typename WT>
-__global__ void mla_attention_decode(const float *q, const float *cache,
-                                     const WT *wkvb, float *o, i64 T, i64 past,
-                                     i64 S, float softmaxScale) {
+__global__ void mla_absorb_q(const float *q, const WT *wkvb, float *qt, i64 rows) {
+  __shared__ float qs[DSV3_ABSORB_ROWS][DN];
+  int h = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+  for (i64 r0 = 0; r0 < rows; r0 += DSV3_ABSORB_ROWS) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < DSV3_ABSORB_ROWS * DN; i += blockDim.x) {
+      i64 r = r0 + i / DN;
+      qs[i / DN][i % DN] = r < rows ? q[(r * NH + h) * (DN + DR) + i % DN] : 0.f;
+    }
+    __syncthreads();
+    if (c < R) {
+      float acc[DSV3_ABSORB_ROWS] = {};
+      const WT *w = wkvb + i64(h) * (DN + DV) * R + c;
+      for (int j = 0; j < DN; ++j) {
+        float wj = wload(w, i64(j) * R);
+#pragma unroll
+        for (int rr = 0; rr < DSV3_ABSORB_ROWS; ++rr)
+          acc[rr] += qs[rr][j] * wj;
+      }
+#pragma unroll
+      for (int rr = 0; rr < DSV3_ABSORB_ROWS; ++rr)
+        if (r0 + rr < rows)
+          qt[((r0 + rr) * NH + h) * (R + DR) + c] = acc[rr];
+    } else if (c < R + DR) {
+      for (int rr = 0; rr < DSV3_ABSORB_ROWS && r0 + rr < rows; ++rr)
+        qt[((r0 + rr) * NH + h) * (R + DR) + c] =
+            q[((r0 + rr) * NH + h) * (DN + DR) + DN + (c - R)];
+    }
+  }
+}
+
+/// Keys per shared-memory tile of mla_decode_split.
+#define DSV3_KEY_TILE 16
+
+/// grid (splits, ceil(NH / HB), rows of this chunk, the first being row
+/// `rowBase` of the batch), 256 threads. Shared memory: the HB
+/// queries and a tile of keys, rows padded to R + DR + 1 floats (no bank
+/// conflicts), and the tile's probabilities. Writes part [rows, splits,
+/// NH, R] (unnormalised) and ml [rows, splits, NH, 2] (running max, sum).
+template <int NH, int DR, int R, int HB>
+__global__ void mla_decode_split(const float *qt, const float *cache, const i64 *past,
+                                 float *part, float *ml, i64 T, i64 S, i64 splitLen,
+                                 i64 rowBase, float softmaxScale) {
+  constexpr int W = R + DR, WP = W + 1, KT = DSV3_KEY_TILE;
+  constexpr int CPT = (R + 255) / 256; // o~ columns per thread
   extern __shared__ float smem[];
-  float *qt = smem, *ot = smem + R, *scores = smem + 2 * R;
-  i64 t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  i64 n = past + t + 1;
-  const float *qi = q + ((b * T + t) * NH + h) * (DN + DR);
-  const float *cb = cache + b * S * (R + DR);
+  float *qs = smem, *ks = qs + HB * WP, *ps = ks + KT * WP;
+  __shared__ float mrun[HB], lrun[HB], alpha[HB];
+  int split = blockIdx.x, h0 = blockIdx.y * HB, tid = threadIdx.x;
+  // row: within this launch's chunk of rows; (b, t): of the whole batch.
+  i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
+  i64 splits = gridDim.x;
+  i64 n = past[b] + t + 1;
+  i64 begin = i64(split) * splitLen, end = begin + splitLen < n ? begin + splitLen : n;
+  const float *cb = cache + b * S * W;
+  for (int i = tid; i < HB * W; i += blockDim.x) {
+    int h = i / W, c = i % W;
+    qs[h * WP + c] = h0 + h < NH ? qt[(row * NH + h0 + h) * W + c] * softmaxScale : 0.f;
+  }
+  if (tid < HB) {
+    mrun[tid] = -INFINITY;
+    lrun[tid] = 0.f;
+  }
+  float acc[HB][CPT];
+#pragma unroll
+  for (int h = 0; h < HB; ++h)
+#pragma unroll
+    for (int ci = 0; ci < CPT; ++ci)
+      acc[h][ci] = 0.f;
+  for (i64 k0 = begin; k0 < end; k0 += KT) {
+    int kn = end - k0 < KT ? int(end - k0) : KT;
+    __syncthreads();
+    for (int i = tid; i < KT * W; i += blockDim.x) {
+      int kk = i / W, c = i % W;
+      ks[kk * WP + c] = kk < kn ? cb[(k0 + kk) * W + c] : 0.f;
+    }
+    __syncthreads();
+    for (int i = tid; i < HB * KT; i += blockDim.x) {
+      int h = i / KT, kk = i % KT;
+      float s = -INFINITY;
+      if (kk < kn) {
+        const float *qh = qs + h * WP, *kr = ks + kk * WP;
+        s = 0.f;
+        for (int c = 0; c < W; ++c)
+          s += qh[c] * kr[c];
+      }
+      ps[h * KT + kk] = s;
+    }
+    __syncthreads();
+    if (tid < HB) { // online softmax, one head per thread
+      float mx = mrun[tid];
+      for (int kk = 0; kk < kn; ++kk)
+        mx = fmaxf(mx, ps[tid * KT + kk]);
+      float a = expf(mrun[tid] - mx), sum = 0.f;
+      for (int kk = 0; kk < KT; ++kk) {
+        float p = kk < kn ? expf(ps[tid * KT + kk] - mx) : 0.f;
+        ps[tid * KT + kk] = p;
+        sum += p;
+      }
+      lrun[tid] = lrun[tid] * a + sum;
+      mrun[tid] = mx;
+      alpha[tid] = a;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int ci = 0; ci < CPT; ++ci) {
+      int c = tid + ci * 256;
+      if (c >= R)
+        break;
+#pragma unroll
+      for (int h = 0; h < HB; ++h) {
+        float v = acc[h][ci] * alpha[h];
+        for (int kk = 0; kk < kn; ++kk)
+          v += ps[h * KT + kk] * ks[kk * WP + c];
+        acc[h][ci] = v;
+      }
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int h = 0; h < HB; ++h) {
+    if (h0 + h >= NH)
+      break;
+    i64 at = (row * splits + split) * NH + h0 + h;
+#pragma unroll
+    for (int ci = 0; ci < CPT; ++ci) {
+      int c = tid + ci * 256;
+      if (c < R)
+        part[at * R + c] = acc[h][ci];
+    }
+    if (tid == 0) {
+      ml[at * 2] = mrun[h];
+      ml[at * 2 + 1] = lrun[h];
+    }
+  }
+}
+
+/// grid (NH, rows): o~[row, h] = sum_s e^{m_s - M} part_s / sum_s e^{m_s - M} l_s.
+template <int NH, int R>
+__global__ void mla_decode_merge(const float *part, const float *ml, float *ot,
+                                 i64 splits) {
+  int h = blockIdx.x;
+  i64 row = blockIdx.y;
+  float M = -INFINITY;
+  for (i64 s = 0; s < splits; ++s)
+    M = fmaxf(M, ml[((row * splits + s) * NH + h) * 2]);
+  float L = 0.f;
+  for (i64 s = 0; s < splits; ++s) {
+    const float *p = ml + ((row * splits + s) * NH + h) * 2;
+    L += p[1] * expf(p[0] - M);
+  }
   for (int c = threadIdx.x; c < R; c += blockDim.x) {
-    float acc = 0.f;
-    for (int j = 0; j < DN; ++j)
-      acc += qi[j] * wload(wkvb, (h * (DN + DV) + j) * R + c);
-    qt[c] = acc;
+    float v = 0.f;
+    for (i64 s = 0; s < splits; ++s) {
+      i64 at = (row * splits + s) * NH + h;
+      float m = ml[at * 2];
+      if (m != -INFINITY)
+        v += part[at * R + c] * expf(m - M);
+    }
+    ot[(row * NH + h) * R + c] = v / L;
   }
-  __syncthreads();
-  float mx = -INFINITY;
-  for (i64 s = threadIdx.x; s < n; s += blockDim.x) {
-    const float *cs = cb + s * (R + DR);
-    float acc = 0.f;
-    for (int c = 0; c < R; ++c)
-      acc += qt[c] * cs[c];
-    for (int j = 0; j < DR; ++j)
-      acc += qi[DN + j] * cs[R + j];
-    acc *= softmaxScale;
-    scores[s] = acc;
-    mx = fmaxf(mx, acc);
-  }
-  mx = blockMax(mx);
-  float sum = 0.f;
-  for (i64 s = threadIdx.x; s < n; s += blockDim.x) {
-    float e = expf(scores[s] - mx);
-    scores[s] = e;
-    sum += e;
-  }
-  sum = blockSum(sum);
-  __syncthreads();
-  for (int c = threadIdx.x; c < R; c += blockDim.x) {
-    float acc = 0.f;
-    for (i64 s = 0; s < n; ++s)
-      acc += scores[s] * cb[s * (R + DR) + c];
-    ot[c] = acc / sum;
-  }
-  __syncthreads();
-  for (int j = threadIdx.x; j < DV; j += blockDim.x) {
-    const WT *wuv = wkvb + (h * (DN + DV) + DN + j) * R;
-    float acc = 0.f;
-    for (int c = 0; c < R; ++c)
-      acc += wload(wuv, c) * ot[c];
-    o[((b * T + t) * NH + h) * DV + j] = acc;
+}
+
+/// A warp per (head, output feature j): o[r, h, j] = o~[r, h] . W_UV[h, j],
+/// the weight row read once per DSV3_ABSORB_ROWS rows.
+template <int NH, int DN, int DV, int R, typename WT>
+__global__ void mla_absorb_v(const float *ot, const WT *wkvb, float *o, i64 rows) {
+  int lane = threadIdx.x % 32;
+  i64 id = i64(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (id >= i64(NH) * DV)
+    return;
+  int h = int(id / DV), j = int(id % DV);
+  const WT *w = wkvb + (i64(h) * (DN + DV) + DN + j) * R;
+  for (i64 r0 = 0; r0 < rows; r0 += DSV3_ABSORB_ROWS) {
+    float acc[DSV3_ABSORB_ROWS] = {};
+    for (int c = lane; c < R; c += 32) {
+      float wc = wload(w, c);
+#pragma unroll
+      for (int rr = 0; rr < DSV3_ABSORB_ROWS; ++rr)
+        if (r0 + rr < rows)
+          acc[rr] += ot[((r0 + rr) * NH + h) * R + c] * wc;
+    }
+#pragma unroll
+    for (int rr = 0; rr < DSV3_ABSORB_ROWS; ++rr) {
+      if (r0 + rr >= rows)
+        break;
+      float v = warpSum(acc[rr]);
+      if (lane == 0)
+        o[((r0 + rr) * NH + h) * DV + j] = v;
+    }
   }
 }
 

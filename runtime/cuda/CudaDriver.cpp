@@ -38,6 +38,12 @@ Driver &Driver::get() {
     sym(d->memcpyDtoH, "cuMemcpyDtoH_v2");
     sym(d->memsetD8, "cuMemsetD8_v2");
     sym(d->launchKernel, "cuLaunchKernel");
+    sym(d->streamBeginCapture, "cuStreamBeginCapture_v2");
+    sym(d->streamEndCapture, "cuStreamEndCapture");
+    sym(d->graphInstantiate, "cuGraphInstantiateWithFlags");
+    sym(d->graphLaunch, "cuGraphLaunch");
+    sym(d->graphExecDestroy, "cuGraphExecDestroy");
+    sym(d->graphDestroy, "cuGraphDestroy");
     sym(d->getErrorName, "cuGetErrorName");
     sym(d->getErrorString, "cuGetErrorString");
     return d;

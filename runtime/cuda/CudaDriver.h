@@ -33,6 +33,13 @@ struct Driver {
   decltype(&::cuMemcpyDtoH) memcpyDtoH;
   decltype(&::cuMemsetD8) memsetD8;
   decltype(&::cuLaunchKernel) launchKernel;
+  // CUDA graphs (the decode step is captured once and replayed).
+  decltype(&::cuStreamBeginCapture) streamBeginCapture;
+  decltype(&::cuStreamEndCapture) streamEndCapture;
+  decltype(&::cuGraphInstantiate) graphInstantiate;
+  decltype(&::cuGraphLaunch) graphLaunch;
+  decltype(&::cuGraphExecDestroy) graphExecDestroy;
+  decltype(&::cuGraphDestroy) graphDestroy;
   decltype(&::cuGetErrorName) getErrorName;
   decltype(&::cuGetErrorString) getErrorString;
 

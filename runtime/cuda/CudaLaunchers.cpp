@@ -211,28 +211,55 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   if (!decode) {
     CUdeviceptr L = s.workspace(size_t(N * (d.r + d.dr)) * 4);
     CUdeviceptr U = s.workspace(size_t(N * d.nh * (d.dn + d.dv)) * 4);
-    i64 past = 0, S = 0;
+    i64 S = 0;
     CUdeviceptr none = 0;
     s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
-             argv(A, w[4], L, Q, B, T, past, none, S, freq, scale, eps), k);
+             argv(A, w[4], L, Q, B, T, none, none, S, freq, scale, eps), k);
     gemm(s, k + " kv_b_proj", L, d.r + d.dr, w[5], 0, U, N, d.nh * (d.dn + d.dv), d.r,
          wb);
     float softmaxScale = float(p.at("softmax_scale").get<double>());
     s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
              size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
   } else {
-    DevTensor &cache = *in[1];
-    i64 past = in[2]->scalar, S = cache.dim(1);
-    if (past < 0 || past + T > S)
-      fail("kernel {}: {} cached + {} new tokens exceed the cache length {}", k,
-           past, T, S);
+    // Past lengths live on the device (one per sequence; run() checked
+    // them), so a captured decode step replays as the caches grow.
+    DevTensor &cache = *in[1], &past = *in[2];
+    i64 S = cache.dim(1);
     CUdeviceptr none = 0;
     s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
-             argv(A, w[4], none, Q, B, T, past, cache.ptr, S, freq, scale, eps), k);
+             argv(A, w[4], none, Q, B, T, past.ptr, cache.ptr, S, freq, scale, eps), k);
     float softmaxScale = float(p.at("softmax_scale").get<double>());
-    s.launch(mlaDecodeName(d, wb), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
-             size_t(2 * d.r + past + T) * 4,
-             argv(Q, cache.ptr, w[5], O, T, past, S, softmaxScale), k);
+    std::vector<std::string> names = mlaDecodeNames(d, wb);
+    int64_t W = d.r + d.dr, HB = mlaDecodeHeads(d), groups = (d.nh + HB - 1) / HB;
+    // Rows in chunks, bounding the partial results' workspace; key splits
+    // sized from the cache length so that a chunk fills the GPU twice over
+    // (keys past a row's length end a split early).
+    const i64 chunk = 256;
+    for (i64 r0 = 0; r0 < N; r0 += chunk) {
+      i64 rows = std::min(chunk, N - r0);
+      i64 waves = 2 * i64(s.multiprocessors());
+      i64 splits = std::max<i64>(
+          1, std::min<i64>((waves + rows * groups - 1) / (rows * groups), (S + 15) / 16));
+      i64 splitLen = (S + splits - 1) / splits;
+      CUdeviceptr QT = s.workspace(size_t(rows * d.nh * W) * 4);
+      CUdeviceptr part = s.workspace(size_t(rows * splits * d.nh * d.r) * 4);
+      CUdeviceptr ml = s.workspace(size_t(rows * splits * d.nh * 2) * 4);
+      CUdeviceptr OT = s.workspace(size_t(rows * d.nh * d.r) * 4);
+      CUdeviceptr q0 = Q + CUdeviceptr(r0 * d.nh * dq) * 4;
+      CUdeviceptr o0 = O + CUdeviceptr(r0 * d.nh * d.dv) * 4;
+      s.launch(names[0], {unsigned(d.nh), unsigned((W + 127) / 128), 1}, {128, 1, 1}, 0,
+               argv(q0, w[5], QT, rows), k);
+      size_t smem = size_t((HB + 16) * (W + 1) + HB * 16) * 4;
+      s.launch(names[1], {unsigned(splits), unsigned(groups), unsigned(rows)}, {256, 1, 1},
+               smem, argv(QT, cache.ptr, past.ptr, part, ml, T, S, splitLen, r0,
+                          softmaxScale),
+               k);
+      s.launch(names[2], {unsigned(d.nh), unsigned(rows), 1}, {128, 1, 1}, 0,
+               argv(part, ml, OT, splits), k);
+      i64 warps = d.nh * d.dv;
+      s.launch(names[3], {unsigned((warps + 7) / 8), 1, 1}, {256, 1, 1}, 0,
+               argv(OT, w[5], o0, rows), k);
+    }
   }
   gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb);
 }

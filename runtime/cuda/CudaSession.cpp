@@ -37,6 +37,8 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
   DSV3_CU(drv_, deviceGetAttribute, "compute capability", &minor,
           CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device_);
   DSV3_CU(drv_, deviceGetName, "device name", name, int(sizeof(name)), device_);
+  DSV3_CU(drv_, deviceGetAttribute, "multiprocessor count", &sms_,
+          CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device_);
 
   // The kernels: the artifact's cubin of this architecture; else the
   // artifact's source re-JITed by NVRTC for this GPU (cached on disk by
@@ -130,6 +132,8 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
   for (auto &[n, e] : artifact.entries)
     arenaBytes_ = std::max(arenaBytes_, size_t(e.arenaBytes) * scale_);
   DSV3_CU(drv_, memAlloc, "the arena", &arena_, std::max<size_t>(arenaBytes_, 256));
+  const char *graphs = std::getenv("DSV3_CUDA_GRAPHS");
+  useGraphs_ = !(graphs && std::string(graphs) == "0");
 }
 
 CudaSession::~CudaSession() {
@@ -138,8 +142,13 @@ CudaSession::~CudaSession() {
   drv_.streamSynchronize(stream_);
   for (auto &[n, t] : params_)
     drv_.memFree(t.ptr);
-  for (CUdeviceptr p : argBuffers_)
-    drv_.memFree(p);
+  for (auto &[entry, slots] : argBuffers_)
+    for (auto &[p, size] : slots)
+      if (p)
+        drv_.memFree(p);
+  for (Resident &r : resident_)
+    drv_.memFree(r.dev);
+  dropGraphs();
   if (arena_)
     drv_.memFree(arena_);
   for (auto &[p, size] : chunks_)
@@ -217,26 +226,92 @@ void CudaSession::upload(CUdeviceptr dst, const void *src, size_t bytes,
     DSV3_CU(drv_, memcpyHtoD, what, dst, src, bytes);
 }
 
+void CudaSession::makeResident(const void *host, size_t bytes) {
+  const char *h = static_cast<const char *>(host);
+  for (const Resident &r : resident_)
+    if (h < r.host + r.bytes && r.host < h + bytes)
+      fail("makeResident: [{}, +{}) overlaps a resident buffer", host, bytes);
+  Resident r{h, bytes, 0};
+  DSV3_CU(drv_, memAlloc, fmt::format("resident buffer of {} bytes", bytes), &r.dev,
+          std::max<size_t>(bytes, 8));
+  upload(r.dev, host, bytes, "resident buffer");
+  resident_.push_back(r);
+}
+
+void CudaSession::releaseResident(const void *host, bool copyBack) {
+  for (size_t i = 0; i < resident_.size(); ++i) {
+    Resident &r = resident_[i];
+    if (r.host != host)
+      continue;
+    DSV3_CU(drv_, streamSynchronize, "releasing a resident buffer", stream_);
+    if (copyBack)
+      DSV3_CU(drv_, memcpyDtoH, "copying a resident buffer back",
+              const_cast<char *>(r.host), r.dev, r.bytes);
+    dropGraphs(); // graphs may hold its address
+    DSV3_CU(drv_, memFree, "releasing a resident buffer", r.dev);
+    resident_.erase(resident_.begin() + long(i));
+    return;
+  }
+  fail("releaseResident: {} is not resident", host);
+}
+
+void CudaSession::dropGraphs() {
+  for (auto &[key, g] : graphs_) {
+    drv_.graphExecDestroy(g.exec);
+    drv_.graphDestroy(g.graph);
+  }
+  graphs_.clear();
+  runsSeen_.clear();
+}
+
 std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
                                                 std::vector<HostTensor<float>> args) {
   const Entry &entry = artifact_.entry(name);
   if (args.size() != entry.args.size())
     fail("entry {}: {} arguments given, the artifact expects {}", name,
          args.size(), entry.args.size());
-  // Arguments to the GPU (each in its own allocation, reused across runs).
+  // The decode entry's past lengths are checked here: the kernels (and a
+  // replayed graph) trust them.
+  if (name == "decode" && args.size() >= 3 && args[1].isInt && args[1].shape.size() == 1) {
+    int64_t T = args[0].dim(1), S = args[2].dim(1);
+    for (int64_t b = 0; b < args[1].numel(); ++b)
+      if (args[1].i[b] < 0 || args[1].i[b] + T > S)
+        fail("entry decode: sequence {}: {} cached + {} new tokens exceed the "
+             "cache length {}",
+             b, args[1].i[b], T, S);
+  }
+  // Arguments to the GPU: into a resident buffer's device copy, or into
+  // this entry's buffer for the argument (grown when too small).
   std::vector<DevTensor> devArgs(args.size());
-  for (CUdeviceptr p : argBuffers_)
-    DSV3_CU(drv_, memFree, "argument", p);
-  argBuffers_.clear();
+  std::vector<bool> inResident(args.size(), false);
+  auto &slots = argBuffers_[name];
+  slots.resize(args.size(), {0, 0});
+  std::string key = name;
   for (size_t i = 0; i < args.size(); ++i) {
     DevTensor &d = devArgs[i];
     d.isInt = args[i].isInt;
     d.shape = args[i].shape;
     size_t n = size_t(args[i].numel()), bytes = n * (d.isInt ? 8 : 4);
     d.capacity = n;
-    DSV3_CU(drv_, memAlloc, fmt::format("argument {} of {}", i, name), &d.ptr,
-            std::max<size_t>(bytes, 8));
-    argBuffers_.push_back(d.ptr);
+    const char *host = d.isInt ? reinterpret_cast<const char *>(args[i].i)
+                               : reinterpret_cast<const char *>(args[i].f);
+    for (const Resident &r : resident_)
+      if (!d.isInt && host >= r.host && host + bytes <= r.host + r.bytes) {
+        d.ptr = r.dev + CUdeviceptr(host - r.host);
+        inResident[i] = true;
+      }
+    if (!inResident[i]) {
+      if (slots[i].second < bytes) {
+        if (slots[i].first)
+          DSV3_CU(drv_, memFree, fmt::format("argument {} of {}", i, name), slots[i].first);
+        dropGraphs(); // they may hold the old buffer's address
+        size_t size = std::max<size_t>(bytes, 8);
+        DSV3_CU(drv_, memAlloc, fmt::format("argument {} of {}", i, name),
+                &slots[i].first, size);
+        slots[i].second = size;
+      }
+      d.ptr = slots[i].first;
+    }
     if (d.isInt && d.shape.empty())
       d.scalar = args[i].i[0];
     // Token ids are checked here: the kernels trust them.
@@ -248,8 +323,9 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
                "[0, {})",
                args[i].i[k], k, vocab);
     }
-    upload(d.ptr, d.isInt ? static_cast<const void *>(args[i].i) : args[i].f, bytes,
-           fmt::format("argument {} of {}", i, name));
+    if (!inResident[i])
+      upload(d.ptr, host, bytes, fmt::format("argument {} of {}", i, name));
+    key += fmt::format("|{}:{}:{}", d.ptr, fmt::join(d.shape, "x"), d.scalar);
   }
   std::vector<DevTensor> buffers(entry.buffers.size());
   for (size_t i = 0; i < entry.buffers.size(); ++i) {
@@ -266,54 +342,75 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     }
     return nullptr;
   };
-  for (size_t l = 0; l < entry.launches.size(); ++l) {
-    const Launch &launch = entry.launches[l];
-    Launcher fn = findLauncher(launch.kernel);
-    if (!fn)
-      fail("{}/manifest.json: entries.{}.launches[{}]: kernel \"{}\" has no CUDA "
-           "implementation yet (use --backend host)",
-           artifact_.dir, name, l, launch.kernel);
-    std::vector<DevTensor *> ins, outs;
-    for (const ValueRef &r : launch.inputs)
-      ins.push_back(resolve(r));
-    for (const ValueRef &r : launch.outputs)
-      outs.push_back(resolve(r));
-    chunk_ = 0;
-    chunkUsed_ = 0;
-    fn(*this, launch.kernel, launch.params, ins, outs);
-    if (onLaunch) {
-      DSV3_CU(drv_, streamSynchronize, "launch " + launch.kernel, stream_);
-      std::vector<std::vector<uint8_t>> copies;
-      std::vector<HostTensor<float>> views(outs.size());
-      std::vector<HostTensor<float> *> ptrs;
-      for (size_t o = 0; o < outs.size(); ++o) {
-        DevTensor *d = outs[o];
-        size_t bytes = size_t(d->numel()) * (d->isInt ? 8 : 4);
-        copies.emplace_back(std::max<size_t>(bytes, 8));
-        DSV3_CU(drv_, memcpyDtoH, "launch " + launch.kernel, copies.back().data(),
-                d->ptr, bytes);
-        views[o].isInt = d->isInt;
-        views[o].shape = d->shape;
-        views[o].capacity = size_t(d->numel());
-        if (d->isInt)
-          views[o].i = reinterpret_cast<int64_t *>(copies.back().data());
-        else
-          views[o].f = reinterpret_cast<float *>(copies.back().data());
-        ptrs.push_back(&views[o]);
+  auto graph = graphs_.find(key);
+  if (useGraphs_ && !onLaunch && graph != graphs_.end()) {
+    DSV3_CU(drv_, graphLaunch, "replaying the graph of " + name, graph->second.exec,
+            stream_);
+    buffers = graph->second.buffers;
+    ++graphStats_.replayed;
+  } else {
+    // The second run of a key is captured (the first one allocated the
+    // workspace and set the kernels' attributes outside the capture).
+    if (runsSeen_.size() > 4096 || graphs_.size() > 64)
+      dropGraphs(); // keys that never repeat (a changing scalar) stay bounded
+    bool capture = useGraphs_ && !onLaunch && ++runsSeen_[key] >= 2;
+    if (capture)
+      DSV3_CU(drv_, streamBeginCapture, "capturing " + name, stream_,
+              CU_STREAM_CAPTURE_MODE_RELAXED);
+    try {
+      for (size_t l = 0; l < entry.launches.size(); ++l) {
+        const Launch &launch = entry.launches[l];
+        Launcher fn = findLauncher(launch.kernel);
+        if (!fn)
+          fail("{}/manifest.json: entries.{}.launches[{}]: kernel \"{}\" has no CUDA "
+               "implementation yet (use --backend host)",
+               artifact_.dir, name, l, launch.kernel);
+        std::vector<DevTensor *> ins, outs;
+        for (const ValueRef &r : launch.inputs)
+          ins.push_back(resolve(r));
+        for (const ValueRef &r : launch.outputs)
+          outs.push_back(resolve(r));
+        chunk_ = 0;
+        chunkUsed_ = 0;
+        fn(*this, launch.kernel, launch.params, ins, outs);
+        if (onLaunch)
+          reportLaunch(l, launch.kernel, outs);
       }
-      onLaunch(l, launch.kernel, ptrs);
+    } catch (...) {
+      if (capture) {
+        CUgraph broken = nullptr;
+        drv_.streamEndCapture(stream_, &broken);
+        if (broken)
+          drv_.graphDestroy(broken);
+      }
+      throw;
+    }
+    if (capture) {
+      Graph g;
+      DSV3_CU(drv_, streamEndCapture, "capturing " + name, stream_, &g.graph);
+      DSV3_CU(drv_, graphInstantiate, "instantiating the graph of " + name, &g.exec,
+              g.graph, 0);
+      g.buffers = buffers;
+      DSV3_CU(drv_, graphLaunch, "launching the graph of " + name, g.exec, stream_);
+      graphs_[key] = std::move(g);
+      ++graphStats_.captured;
     }
   }
   DSV3_CU(drv_, streamSynchronize, "running entry " + name, stream_);
-  // Arguments updated in place (the decode caches) go back to the caller.
+  // Arguments updated in place (the decode caches) go back to the caller,
+  // unless they are resident.
   for (size_t i = 0; i < args.size(); ++i)
-    if (!args[i].isInt && args[i].shape.size() >= 2)
+    if (!args[i].isInt && args[i].shape.size() >= 2 && !inResident[i])
       DSV3_CU(drv_, memcpyDtoH, fmt::format("argument {} of {}", i, name),
               args[i].f, devArgs[i].ptr, size_t(args[i].numel()) * 4);
   static thread_local std::vector<std::vector<uint8_t>> results;
   results.clear();
   std::vector<HostTensor<float>> out;
   for (const ValueRef &r : entry.results) {
+    if (r.kind == ValueRef::Kind::Arg) {
+      out.push_back(args[r.index]); // the caller's memory (see above)
+      continue;
+    }
     DevTensor *d = resolve(r);
     size_t bytes = size_t(d->numel()) * (d->isInt ? 8 : 4);
     results.emplace_back(std::max<size_t>(bytes, 8));
@@ -330,6 +427,29 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     out.push_back(t);
   }
   return out;
+}
+
+void CudaSession::reportLaunch(size_t l, const std::string &kernel,
+                               const std::vector<DevTensor *> &outs) {
+  DSV3_CU(drv_, streamSynchronize, "launch " + kernel, stream_);
+  std::vector<std::vector<uint8_t>> copies;
+  std::vector<HostTensor<float>> views(outs.size());
+  std::vector<HostTensor<float> *> ptrs;
+  for (size_t o = 0; o < outs.size(); ++o) {
+    DevTensor *d = outs[o];
+    size_t bytes = size_t(d->numel()) * (d->isInt ? 8 : 4);
+    copies.emplace_back(std::max<size_t>(bytes, 8));
+    DSV3_CU(drv_, memcpyDtoH, "launch " + kernel, copies.back().data(), d->ptr, bytes);
+    views[o].isInt = d->isInt;
+    views[o].shape = d->shape;
+    views[o].capacity = size_t(d->numel());
+    if (d->isInt)
+      views[o].i = reinterpret_cast<int64_t *>(copies.back().data());
+    else
+      views[o].f = reinterpret_cast<float *>(copies.back().data());
+    ptrs.push_back(&views[o]);
+  }
+  onLaunch(l, kernel, ptrs);
 }
 
 } // namespace dsv3rt::cuda

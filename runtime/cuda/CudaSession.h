@@ -46,8 +46,25 @@ public:
   CudaSession(const Artifact &artifact, const WeightStore &weights);
   ~CudaSession();
 
+  /// Runs entry `name`. Arguments are uploaded into buffers kept per entry
+  /// and argument (no allocation after the first run); arguments inside a
+  /// resident buffer are not copied at all. The second run with the same
+  /// shapes and buffers is captured as a CUDA graph, which later such runs
+  /// replay (one launch for the whole step; DSV3_CUDA_GRAPHS=0 turns this
+  /// off). Results that are arguments (the caches) are returned as views of
+  /// the caller's memory.
   std::vector<HostTensor<float>> run(const std::string &name,
                                      std::vector<HostTensor<float>> args);
+  /// Keeps the host buffer [host, host + bytes) on the GPU: uploaded now,
+  /// then any argument lying inside it (a decode cache, or a view of some
+  /// of its sequences) uses the device copy in place, without transfers,
+  /// until releaseResident(host) (which copies it back when asked).
+  void makeResident(const void *host, size_t bytes);
+  void releaseResident(const void *host, bool copyBack);
+  struct GraphStats {
+    int64_t captured = 0, replayed = 0;
+  };
+  const GraphStats &graphStats() const { return graphStats_; }
   const Artifact &artifact() const { return artifact_; }
   std::map<std::string, std::vector<float>> &paramData();
   /// Called after every launch with its index, kernel and outputs copied to
@@ -70,6 +87,8 @@ public:
               std::vector<void *> args, const std::string &what);
   void upload(CUdeviceptr dst, const void *src, size_t bytes, const std::string &what);
   Driver &driver() { return drv_; }
+  /// Streaming multiprocessors (launchers size split-K/split-KV grids).
+  int multiprocessors() const { return sms_; }
   CUstream stream() const { return stream_; }
 
 private:
@@ -80,6 +99,7 @@ private:
   CUstream stream_ = nullptr;
   CUmodule module_ = nullptr;
   std::string description_;
+  int sms_ = 1;
   std::map<std::string, std::string> lowered_; // instance -> mangled name
   std::map<std::string, CUfunction> functions_;
   std::map<std::string, DevTensor> params_;
@@ -94,7 +114,29 @@ private:
   std::vector<std::pair<CUdeviceptr, size_t>> chunks_;
   size_t chunk_ = 0, chunkUsed_ = 0;
   std::map<std::string, CUdeviceptr> constants_;
-  std::vector<CUdeviceptr> argBuffers_;
+  /// Per entry, per argument: a device buffer and its size in bytes.
+  std::map<std::string, std::vector<std::pair<CUdeviceptr, size_t>>> argBuffers_;
+  struct Resident {
+    const char *host;
+    size_t bytes;
+    CUdeviceptr dev;
+  };
+  std::vector<Resident> resident_;
+  /// A captured run: replayed when entry, argument buffers, shapes and
+  /// scalars match (its key); `buffers` holds the shapes the launchers set.
+  struct Graph {
+    CUgraph graph = nullptr;
+    CUgraphExec exec = nullptr;
+    std::vector<DevTensor> buffers;
+  };
+  std::map<std::string, Graph> graphs_;
+  std::map<std::string, int> runsSeen_;
+  bool useGraphs_ = true;
+  GraphStats graphStats_;
+  void dropGraphs();
+  /// Copies a launch's outputs to the host for onLaunch.
+  void reportLaunch(size_t l, const std::string &kernel,
+                    const std::vector<DevTensor *> &outs);
 };
 
 /// A kernel's launcher: computes the output shapes (as the host kernel

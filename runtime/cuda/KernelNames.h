@@ -89,8 +89,16 @@ inline std::string mlaPrepareName(const MlaDims &d, bool interleaved, bool bf16)
 inline std::string mlaPrefillName(const MlaDims &d) {
   return inst("mla_attention_prefill", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
-inline std::string mlaDecodeName(const MlaDims &d, bool bf16) {
-  return instW("mla_attention_decode", {d.nh, d.dn, d.dr, d.dv, d.r}, bf16);
+/// Heads per block of mla_decode_split (each block reads its key tiles
+/// once for this many heads).
+inline int64_t mlaDecodeHeads(const MlaDims &d) { return d.nh < 16 ? d.nh : 16; }
+/// The absorbed decode's kernels, in launch order: absorb_q, split, merge,
+/// absorb_v.
+inline std::vector<std::string> mlaDecodeNames(const MlaDims &d, bool bf16) {
+  return {instW("mla_absorb_q", {d.nh, d.dn, d.dr, d.dv, d.r}, bf16),
+          inst("mla_decode_split", {d.nh, d.dr, d.r, mlaDecodeHeads(d)}),
+          inst("mla_decode_merge", {d.nh, d.r}),
+          instW("mla_absorb_v", {d.nh, d.dn, d.dv, d.r}, bf16)};
 }
 /// The GEMMs inside one MLA launch.
 inline std::vector<std::string> mlaLinears(const MlaDims &d, bool bf16) {
@@ -160,7 +168,11 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     bool w = bf(in.size() - 1);
     std::vector<std::string> out = mlaLinears(d, w);
     out.push_back(mlaPrepareName(d, p.at("rope").at("interleaved").get<bool>(), w));
-    out.push_back(kernel == "latent_attention" ? mlaPrefillName(d) : mlaDecodeName(d, w));
+    if (kernel == "latent_attention")
+      out.push_back(mlaPrefillName(d));
+    else
+      for (const std::string &n : mlaDecodeNames(d, w))
+        out.push_back(n);
     return out;
   }
   if (kernel == "moe_route")

@@ -175,19 +175,26 @@ void latentAttentionDecode(const std::string &k, const json &p, Ins<Real> &in,
                            Ins<Real> &out) {
   Mla<Real> m(k, p, in, 3);
   T<Real> &x = *in[0], &cache = *in[1], &y = *out[0];
-  int64_t past = in[2]->i[0];
+  const T<Real> &pastLen = *in[2];
   setShape(k, y, x.shape);
   int64_t B = x.dim(0), Tn = x.dim(1), H = m.H, nh = m.nh, dq = m.dq;
   int64_t dn = m.dn, dr = m.dr, dv = m.dv, r = m.r, S = cache.dim(1);
   if (cache.dim(0) < B || cache.dim(2) != r + dr)
     fail("kernel {}: cache of shape [{}] does not fit batch {} and width {}", k,
          fmt::join(cache.shape, ", "), B, r + dr);
-  if (past < 0 || past + Tn > S)
-    fail("kernel {}: {} cached + {} new tokens exceed the cache length {}", k,
-         past, Tn, S);
-  std::vector<Real> qv(nh * dq), qt(nh * r), tmp, z(past + Tn), lat(r);
+  if (pastLen.shape.size() != 1 || pastLen.dim(0) != B)
+    fail("kernel {}: past_len must hold one length per sequence ([{}]), got [{}]",
+         k, B, fmt::join(pastLen.shape, ", "));
+  std::vector<Real> qv(nh * dq), qt(nh * r), tmp, z, lat(r);
   std::vector<Real> attn(nh * dv);
   for (int64_t b = 0; b < B; ++b) {
+    // Continuous batching: each sequence has its own past length.
+    int64_t past = pastLen.i[b];
+    if (past < 0 || past + Tn > S)
+      fail("kernel {}: sequence {}: {} cached + {} new tokens exceed the cache "
+           "length {}",
+           k, b, past, Tn, S);
+    z.resize(size_t(past + Tn));
     Real *cb = cache.f + b * S * (r + dr);
     // Append the new tokens' latents and rope keys first.
     for (int64_t t = 0; t < Tn; ++t)

@@ -13,7 +13,7 @@ CUDA_KERNELS = {"embedding", "rms_norm", "linear", "lm_head", "add", "swiglu",
                 "moe_combine", "mtp", "cross_entropy", "gated_linear", "linear_add",
                 "expert_gated_matmul"}
 FAMILY = {"lm_head": "linear", "linear_add": "linear", "latent_attention": "mla_attention_prefill",
-          "latent_attention_decode": "mla_attention_decode",
+          "latent_attention_decode": "mla_decode_split",
           "moe_dispatch": "dispatch_plan", "expert_grouped_matmul": "expert_gmm",
           "mtp": "mtp_concat", "cross_entropy": "cross_entropy_rows",
           "expert_gated_matmul": "expert_gated_gmm"}

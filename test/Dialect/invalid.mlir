@@ -526,33 +526,44 @@ func.func @la_result(%x: tensor<1x2x8xf32>, %q: tensor<4x8xf32>, %kva: tensor<4x
 
 //===--- dsv3.latent_attention_decode ---===//
 // The cache must be rank 3.
-func.func @lad_cache_rank(%x: tensor<1x2x8xf32>, %cache: tensor<16x4xf32>, %past: i64, %q: tensor<4x8xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
+func.func @lad_cache_rank(%x: tensor<1x2x8xf32>, %cache: tensor<16x4xf32>, %past: tensor<1xi64>, %q: tensor<4x8xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
   // expected-error @+1 {{cache must have rank 3 ([batch, max_seq, kv_lora_rank + qk_rope_head_dim]), got 'tensor<16x4xf32>'}}
   %r, %c = dsv3.latent_attention_decode %x cache(%cache, %past) q(%q) kv_a(%kva, %kvan) kv_b(%kvb) o(%o)
       {num_heads = 1 : i64, kv_lora_rank = 2 : i64, qk_nope_head_dim = 2 : i64, qk_rope_head_dim = 2 : i64, v_head_dim = 2 : i64, softmax_scale = 0.5 : f64, rope = #dsv3.rope<dim = 2, theta = 10000.0>}
-      : (tensor<1x2x8xf32>, tensor<16x4xf32>, i64, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> (tensor<1x2x8xf32>, tensor<16x4xf32>)
+      : (tensor<1x2x8xf32>, tensor<16x4xf32>, tensor<1xi64>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> (tensor<1x2x8xf32>, tensor<16x4xf32>)
   return
 }
 
 // -----
 
 // The cache width must be kv_lora_rank + qk_rope_head_dim.
-func.func @lad_cache_shape(%x: tensor<1x2x8xf32>, %cache: tensor<1x16x2xf32>, %past: i64, %q: tensor<4x8xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
+func.func @lad_cache_shape(%x: tensor<1x2x8xf32>, %cache: tensor<1x16x2xf32>, %past: tensor<1xi64>, %q: tensor<4x8xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
   // expected-error @+1 {{cache must be [batch, max_seq, kv_lora_rank + qk_rope_head_dim] = [1, 16, 4], got 'tensor<1x16x2xf32>'}}
   %r, %c = dsv3.latent_attention_decode %x cache(%cache, %past) q(%q) kv_a(%kva, %kvan) kv_b(%kvb) o(%o)
       {num_heads = 1 : i64, kv_lora_rank = 2 : i64, qk_nope_head_dim = 2 : i64, qk_rope_head_dim = 2 : i64, v_head_dim = 2 : i64, softmax_scale = 0.5 : f64, rope = #dsv3.rope<dim = 2, theta = 10000.0>}
-      : (tensor<1x2x8xf32>, tensor<1x16x2xf32>, i64, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> (tensor<1x2x8xf32>, tensor<1x16x2xf32>)
+      : (tensor<1x2x8xf32>, tensor<1x16x2xf32>, tensor<1xi64>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> (tensor<1x2x8xf32>, tensor<1x16x2xf32>)
+  return
+}
+
+// -----
+
+// One past length per sequence.
+func.func @lad_past_shape(%x: tensor<2x2x8xf32>, %cache: tensor<2x16x4xf32>, %past: tensor<3xi64>, %q: tensor<4x8xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
+  // expected-error @+1 {{past_len must be [batch] = [2], got 'tensor<3xi64>'}}
+  %r, %c = dsv3.latent_attention_decode %x cache(%cache, %past) q(%q) kv_a(%kva, %kvan) kv_b(%kvb) o(%o)
+      {num_heads = 1 : i64, kv_lora_rank = 2 : i64, qk_nope_head_dim = 2 : i64, qk_rope_head_dim = 2 : i64, v_head_dim = 2 : i64, softmax_scale = 0.5 : f64, rope = #dsv3.rope<dim = 2, theta = 10000.0>}
+      : (tensor<2x2x8xf32>, tensor<2x16x4xf32>, tensor<3xi64>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> (tensor<2x2x8xf32>, tensor<2x16x4xf32>)
   return
 }
 
 // -----
 
 // new_cache must have the cache type.
-func.func @lad_new_cache(%x: tensor<1x2x8xf32>, %cache: tensor<1x16x4xf32>, %past: i64, %q: tensor<4x8xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
+func.func @lad_new_cache(%x: tensor<1x2x8xf32>, %cache: tensor<1x16x4xf32>, %past: tensor<1xi64>, %q: tensor<4x8xf32>, %kva: tensor<4x8xf32>, %kvan: tensor<2xf32>, %kvb: tensor<4x2xf32>, %o: tensor<8x2xf32>) {
   // expected-error @+1 {{new_cache type 'tensor<1x?x4xf32>' must equal the cache type 'tensor<1x16x4xf32>'}}
   %r, %c = dsv3.latent_attention_decode %x cache(%cache, %past) q(%q) kv_a(%kva, %kvan) kv_b(%kvb) o(%o)
       {num_heads = 1 : i64, kv_lora_rank = 2 : i64, qk_nope_head_dim = 2 : i64, qk_rope_head_dim = 2 : i64, v_head_dim = 2 : i64, softmax_scale = 0.5 : f64, rope = #dsv3.rope<dim = 2, theta = 10000.0>}
-      : (tensor<1x2x8xf32>, tensor<1x16x4xf32>, i64, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> (tensor<1x2x8xf32>, tensor<1x?x4xf32>)
+      : (tensor<1x2x8xf32>, tensor<1x16x4xf32>, tensor<1xi64>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4x2xf32>, tensor<8x2xf32>) -> (tensor<1x2x8xf32>, tensor<1x?x4xf32>)
   return
 }
 

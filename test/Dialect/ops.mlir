@@ -47,7 +47,7 @@ func.func @elementwise(%x: tensor<2x3x16xf32>, %w: tensor<16xf32>, %lw: tensor<8
 func.func @attention(%x: tensor<?x?x32xf32>, %qa: tensor<16x32xf32>, %qan: tensor<16xf32>, %qb: tensor<48x16xf32>, %q: tensor<48x32xf32>,
                      %kva: tensor<12x32xf32>, %kvan: tensor<8xf32>, %kvb: tensor<72x8xf32>, %o: tensor<32x32xf32>,
                      %qab: tensor<16xf32>, %kvab: tensor<12xf32>, %ob: tensor<32xf32>,
-                     %cache: tensor<?x128x12xf32>, %past: i64) -> tensor<?x?x32xf32> {
+                     %cache: tensor<?x128x12xf32>, %past: tensor<?xi64>) -> tensor<?x?x32xf32> {
   // CHECK: dsv3.latent_attention %{{.+}} q_a(%{{.+}}, %{{.+}}) q(%{{.+}}) kv_a(%{{.+}}, %{{.+}}) kv_b(%{{.+}}) o(%{{.+}}) {kv_lora_rank = 8 : i64, num_heads = 2 : i64, q_lora_rank = 16 : i64, qk_nope_head_dim = 20 : i64, qk_rope_head_dim = 4 : i64, rope = #dsv3.rope<dim = 4, theta = 1.000000e+04>, softmax_scale = 2.000000e-01 : f64, v_head_dim = 16 : i64}
   %a = dsv3.latent_attention %x q_a(%qa, %qan) q(%qb) kv_a(%kva, %kvan) kv_b(%kvb) o(%o)
       {num_heads = 2 : i64, q_lora_rank = 16 : i64, kv_lora_rank = 8 : i64, qk_nope_head_dim = 20 : i64,
@@ -62,7 +62,7 @@ func.func @attention(%x: tensor<?x?x32xf32>, %qa: tensor<16x32xf32>, %qan: tenso
   %c, %cache2 = dsv3.latent_attention_decode %b cache(%cache, %past) q_a(%qa, %qan) q(%qb) kv_a(%kva, %kvan) kv_b(%kvb) o(%o) q_a_bias(%qab)
       {num_heads = 2 : i64, q_lora_rank = 16 : i64, kv_lora_rank = 8 : i64, qk_nope_head_dim = 20 : i64,
        qk_rope_head_dim = 4 : i64, v_head_dim = 16 : i64, softmax_scale = 0.2 : f64, rope = #dsv3.rope<dim = 4, theta = 10000.0>}
-      : (tensor<?x?x32xf32>, tensor<?x128x12xf32>, i64, tensor<16x32xf32>, tensor<16xf32>, tensor<48x16xf32>, tensor<12x32xf32>, tensor<8xf32>, tensor<72x8xf32>, tensor<32x32xf32>, tensor<16xf32>) -> (tensor<?x?x32xf32>, tensor<?x128x12xf32>)
+      : (tensor<?x?x32xf32>, tensor<?x128x12xf32>, tensor<?xi64>, tensor<16x32xf32>, tensor<16xf32>, tensor<48x16xf32>, tensor<12x32xf32>, tensor<8xf32>, tensor<72x8xf32>, tensor<32x32xf32>, tensor<16xf32>) -> (tensor<?x?x32xf32>, tensor<?x128x12xf32>)
   return %c : tensor<?x?x32xf32>
 }
 

@@ -145,7 +145,7 @@ dsv3.param @"kvan" norm : tensor<8xf32>
 dsv3.param @"kvb" attention : tensor<72x8xf32>
 dsv3.param @"q" attention : tensor<48x32xf32>
 dsv3.param @"o" attention : tensor<32x32xf32>
-func.func @loss(%x: tensor<1x1x32xf32>, %cache: tensor<1x8x12xf32>, %past: i64, %ids: tensor<1x2xi64>) -> tensor<f32> attributes {dsv3.entry = "loss"} {
+func.func @loss(%x: tensor<1x1x32xf32>, %cache: tensor<1x8x12xf32>, %past: tensor<1xi64>, %ids: tensor<1x2xi64>) -> tensor<f32> attributes {dsv3.entry = "loss"} {
   %q = dsv3.get_param @"q" : tensor<48x32xf32>
   %kva = dsv3.get_param @"kva" : tensor<12x32xf32>
   %kvan = dsv3.get_param @"kvan" : tensor<8xf32>
@@ -155,7 +155,7 @@ func.func @loss(%x: tensor<1x1x32xf32>, %cache: tensor<1x8x12xf32>, %past: i64, 
   %a, %c = dsv3.latent_attention_decode %x cache(%cache, %past) q(%q) kv_a(%kva, %kvan) kv_b(%kvb) o(%o)
       {num_heads = 2 : i64, kv_lora_rank = 8 : i64, qk_nope_head_dim = 20 : i64,
        qk_rope_head_dim = 4 : i64, v_head_dim = 16 : i64, softmax_scale = 0.2 : f64, rope = #dsv3.rope<dim = 4, theta = 10000.0>}
-      : (tensor<1x1x32xf32>, tensor<1x8x12xf32>, i64, tensor<48x32xf32>, tensor<12x32xf32>, tensor<8xf32>, tensor<72x8xf32>, tensor<32x32xf32>) -> (tensor<1x1x32xf32>, tensor<1x8x12xf32>)
+      : (tensor<1x1x32xf32>, tensor<1x8x12xf32>, tensor<1xi64>, tensor<48x32xf32>, tensor<12x32xf32>, tensor<8xf32>, tensor<72x8xf32>, tensor<32x32xf32>) -> (tensor<1x1x32xf32>, tensor<1x8x12xf32>)
   %l = dsv3.lm_head %a, %o : (tensor<1x1x32xf32>, tensor<32x32xf32>) -> tensor<1x1x32xf32>
   %ce = dsv3.cross_entropy %l, %ids shift 1 scale 1.0 : (tensor<1x1x32xf32>, tensor<1x2xi64>) -> tensor<f32>
   return %ce : tensor<f32>

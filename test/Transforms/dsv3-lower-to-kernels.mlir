@@ -61,11 +61,11 @@ dsv3.param @"kva" attention : tensor<12x32xf32>
 dsv3.param @"kvan" norm : tensor<8xf32>
 dsv3.param @"kvb" attention : tensor<72x8xf32>
 dsv3.param @"o" attention : tensor<32x32xf32>
-// CHECK-LABEL: func.func @decode(%arg0: memref<?x?x32xf32>, %arg1: memref<?x?x12xf32>, %arg2: i64) -> (memref<?x?x32xf32>, memref<?x?x12xf32>)
+// CHECK-LABEL: func.func @decode(%arg0: memref<?x?x32xf32>, %arg1: memref<?x?x12xf32>, %arg2: memref<?xi64>) -> (memref<?x?x32xf32>, memref<?x?x12xf32>)
 // CHECK: %[[OUT:.+]] = dsv3k.alloc max_shape [2, 16, 32] : memref<?x?x32xf32>
 // CHECK: dsv3k.launch "latent_attention_decode" ins(%arg0, %arg1, %arg2, {{.+}}) outs(%[[OUT]], %arg1 : memref<?x?x32xf32>, memref<?x?x12xf32>) params {{.+}}operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0>
 // CHECK: return %[[OUT]], %arg1
-func.func @decode(%x: tensor<?x?x32xf32>, %cache: tensor<?x?x12xf32>, %past: i64) -> (tensor<?x?x32xf32>, tensor<?x?x12xf32>) attributes {dsv3.entry = "decode"} {
+func.func @decode(%x: tensor<?x?x32xf32>, %cache: tensor<?x?x12xf32>, %past: tensor<?xi64>) -> (tensor<?x?x32xf32>, tensor<?x?x12xf32>) attributes {dsv3.entry = "decode"} {
   %q = dsv3.get_param @"q" : tensor<48x32xf32>
   %kva = dsv3.get_param @"kva" : tensor<12x32xf32>
   %kvan = dsv3.get_param @"kvan" : tensor<8xf32>
@@ -74,6 +74,6 @@ func.func @decode(%x: tensor<?x?x32xf32>, %cache: tensor<?x?x12xf32>, %past: i64
   %a, %c = dsv3.latent_attention_decode %x cache(%cache, %past) q(%q) kv_a(%kva, %kvan) kv_b(%kvb) o(%o)
       {num_heads = 2 : i64, kv_lora_rank = 8 : i64, qk_nope_head_dim = 20 : i64,
        qk_rope_head_dim = 4 : i64, v_head_dim = 16 : i64, softmax_scale = 0.2 : f64, rope = #dsv3.rope<dim = 4, theta = 10000.0>}
-      : (tensor<?x?x32xf32>, tensor<?x?x12xf32>, i64, tensor<48x32xf32>, tensor<12x32xf32>, tensor<8xf32>, tensor<72x8xf32>, tensor<32x32xf32>) -> (tensor<?x?x32xf32>, tensor<?x?x12xf32>)
+      : (tensor<?x?x32xf32>, tensor<?x?x12xf32>, tensor<?xi64>, tensor<48x32xf32>, tensor<12x32xf32>, tensor<8xf32>, tensor<72x8xf32>, tensor<32x32xf32>) -> (tensor<?x?x32xf32>, tensor<?x?x12xf32>)
   return %a, %c : tensor<?x?x32xf32>, tensor<?x?x12xf32>
 }

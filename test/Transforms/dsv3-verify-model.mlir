@@ -55,8 +55,8 @@ func.func @loss(%ids: tensor<?x?xi64>, %c: tensor<f64>) -> tensor<f64> attribute
 
 // -----
 
-// expected-error @+1 {{entry 'decode' must be (ids, past_len : i64, cache...) -> (logits, cache...) with each cache returned in its own type}}
-func.func @decode(%ids: tensor<?x?xi64>, %past: i64, %c: tensor<?x?x12xf32>) -> tensor<?x?x12xf32> attributes {dsv3.entry = "decode"} {
+// expected-error @+1 {{entry 'decode' must be (ids, past_len : tensor<[batch] x i64>, cache...) -> (logits, cache...) with each cache returned in its own type}}
+func.func @decode(%ids: tensor<?x?xi64>, %past: tensor<?xi64>, %c: tensor<?x?x12xf32>) -> tensor<?x?x12xf32> attributes {dsv3.entry = "decode"} {
   return %c : tensor<?x?x12xf32>
 }
 

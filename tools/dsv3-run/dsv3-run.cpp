@@ -47,8 +47,11 @@ const char *kUsage = R"(usage: dsv3-run COMMAND ARTIFACT [options]
 commands:
   generate ART --weights DIR --prompt-ids IDS --max-new N
            [--temperature T] [--top-p P] [--seed S] [--speculative mtp]
+           [--max-batch N]
       generate tokens after each prompt (greedy unless --temperature > 0);
-      IDS is comma-separated ids, prompts separated by '/'
+      IDS is comma-separated ids, prompts separated by '/'; prompts of any
+      lengths decode together in up to N cache slots (continuous batching;
+      default: one slot per prompt)
   forward  ART --weights DIR --ids IDS --out FILE
       run the forward entry and write the logits to a safetensors file
   verify   ART --weights DIR --oracle DIR
@@ -79,11 +82,12 @@ commands:
       run forward, loss and the decode prefill on the host (fp32) and the
       GPU and print their max relative difference (the GPU kernels checked
       against the host reference on the same inputs)
-  time     ART --weights DIR [--batch B] [--seq P] [--steps N]
+  time     ART --weights DIR [--batch B] [--seq P] [--steps N] [--context C]
       prefill B prompts of P random tokens, then N single-token decode
       steps over the latent cache; prints milliseconds per prefill and per
-      decode step (first timing; includes copying the caches between host
-      and GPU each step)
+      decode step (on the GPU the caches stay there and the step is a CUDA
+      graph). With --context C: no prefill, decode steps after C cached
+      tokens (random latents)
   gradcheck ART --weights DIR --ids IDS [--params a,b] [--samples N] [--eps E]
            [--train-loss]
       compare the gradients entry with central differences of the loss
@@ -108,7 +112,7 @@ struct Options {
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
   bool trainLoss = false;
   std::string backend = "host", dtype = "fp32";
-  int64_t maxNew = 16;
+  int64_t maxNew = 16, maxBatch = 0, context = 0;
   double temperature = 0, topP = 1;
   uint64_t seed = 0;
 };
@@ -164,6 +168,8 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--backend") o.backend = value;
     else if (a == "--dtype") o.dtype = value;
     else if (a == "--max-new") o.maxNew = parseInt(a, value);
+    else if (a == "--max-batch") o.maxBatch = parseInt(a, value);
+    else if (a == "--context") o.context = parseInt(a, value);
     else if (a == "--temperature") o.temperature = parseDouble(a, value);
     else if (a == "--top-p") o.topP = parseDouble(a, value);
     else if (a == "--seed") o.seed = uint64_t(parseInt(a, value));
@@ -229,6 +235,8 @@ Options parseArgs(int argc, char **argv) {
     fail("--dtype {}: the host backend computes in fp32 or fp64", o.dtype);
   if (o.maxNew < 1)
     fail("--max-new must be >= 1, got {}", o.maxNew);
+  if (o.maxBatch < 0)
+    fail("--max-batch must be >= 0 (0: one slot per prompt), got {}", o.maxBatch);
   if (o.topP <= 0 || o.topP > 1)
     fail("--top-p must be in (0, 1], got {}", o.topP);
   return o;
@@ -287,24 +295,13 @@ runIdsAll(Session &s, const std::string &entry,
   args[0].shape = {B, T};
   args[0].i = flat.data();
   args[0].capacity = flat.size();
-  int64_t past = 0;
+  std::vector<int64_t> past(size_t(B), 0);
   std::vector<std::vector<Real>> caches;
   if (decodeForm) {
     const Entry &e = s.artifact().entry(entry);
-    HostTensor<Real> p;
-    p.isInt = true;
-    p.i = &past;
-    p.capacity = 1;
-    args.push_back(p);
     int64_t W = e.args.at(2).shape.at(2);
-    for (size_t l = 2; l < e.args.size(); ++l) {
-      caches.emplace_back(size_t(B * T * W));
-      HostTensor<Real> c;
-      c.shape = {B, T, W};
-      c.f = caches.back().data();
-      c.capacity = caches.back().size();
-      args.push_back(c);
-    }
+    caches.assign(e.args.size() - 2, std::vector<Real>(size_t(B * T * W)));
+    args = decodeArgs(flat, B, T, past, caches, T, W);
   }
   std::vector<HostTensor<Real>> out = s.run(entry, args);
   std::vector<std::pair<std::vector<int64_t>, std::vector<double>>> results;
@@ -433,6 +430,43 @@ int verify(const Options &o, const Artifact &art, Session &s,
     gl.maxRel = gl.maxAbs / scale;
     gl.passed = gl.maxRel <= logitTol;
     checks.push_back(gl);
+
+    // Continuous batching: prompts of different lengths (each oracle prompt
+    // cut to a different length, plus more prompts than slots) decoded
+    // together must give what each gives alone: the same tokens and logits
+    // up to the summation order of the batched kernels.
+    std::vector<std::vector<int64_t>> ragged;
+    for (const auto &p : rowsOf(need(io, "prompt_ids")))
+      for (size_t cut = 0; cut < 2; ++cut) {
+        size_t drop = std::min(cut * (1 + ragged.size() % 3), p.size() - 1);
+        ragged.emplace_back(p.begin(), p.end() - int64_t(drop));
+      }
+    GenerateOptions rg;
+    rg.maxNew = 4;
+    rg.maxBatch = std::max<int64_t>(2, int64_t(ragged.size()) - 1);
+    GenerateResult batched = generate(s, ragged, rg);
+    Check cb{fmt::format("continuous batching ({} ragged prompts, {} slots)", ragged.size(),
+                         rg.maxBatch)};
+    cb.tolerance = bf16 ? logitTol : 1e-5;
+    int64_t differ = 0;
+    double cbScale = 1e-30;
+    for (size_t r = 0; r < ragged.size(); ++r) {
+      GenerateResult alone = generate(s, {ragged[r]}, rg);
+      for (size_t i = 0; i < size_t(rg.maxNew); ++i) {
+        differ += alone.ids[0][i] != batched.ids[r][i];
+        for (size_t v = 0; v < alone.logits[0][i].size(); ++v) {
+          cbScale = std::max(cbScale, std::fabs(alone.logits[0][i][v]));
+          cb.maxAbs = std::max(cb.maxAbs,
+                               std::fabs(alone.logits[0][i][v] - batched.logits[r][i][v]));
+        }
+        if (alone.ids[0][i] != batched.ids[r][i])
+          break;
+      }
+    }
+    cb.maxRel = cb.maxAbs / cbScale;
+    cb.passed = cb.maxRel <= cb.tolerance && (differ == 0 || bf16);
+    cb.note = fmt::format("{} tokens differ from one-by-one decoding", differ);
+    checks.push_back(cb);
   }
   if (io.find("mtp_logits")) {
     if (art.hasEntry("forward_mtp")) {
@@ -694,6 +728,38 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
   check("loss", false);
   check("decode", true);
   check("forward_mtp", false);
+  {
+    // Decode steps over the latent cache with continuous batching: the
+    // rows cut to different lengths, 24 greedy steps each (past lengths
+    // differ per sequence, the caches stay on the GPU, later steps replay
+    // a CUDA graph, and the cache spans several key splits).
+    std::vector<std::vector<int64_t>> ragged;
+    for (size_t r = 0; r < rows.size(); ++r)
+      ragged.emplace_back(rows[r].begin(),
+                          rows[r].end() - int64_t(std::min(r * 3, rows[r].size() - 1)));
+    GenerateOptions g;
+    g.maxNew = 24;
+    GenerateResult a = generate(host, ragged, g), b = generate(gpu, ragged, g);
+    double scale = 1e-30, diff = 0;
+    int64_t differ = 0;
+    for (size_t r = 0; r < ragged.size(); ++r)
+      for (size_t i = 0; i < size_t(g.maxNew); ++i) {
+        for (size_t v = 0; v < a.logits[r][i].size(); ++v) {
+          scale = std::max(scale, std::fabs(a.logits[r][i][v]));
+          diff = std::max(diff, std::fabs(a.logits[r][i][v] - b.logits[r][i][v]));
+        }
+        if (a.ids[r][i] != b.ids[r][i]) {
+          ++differ;
+          break; // later steps decode different tokens
+        }
+      }
+    bool ok = differ == 0 && diff / scale <= 1e-4;
+    fmt::print("  {:<40} {:>12.3e} {:>12.3e} {:>10.0e}  {}{}\n",
+               "decode steps (ragged batch, 24 steps)", diff, diff / scale, 1e-4,
+               ok ? "PASS" : "FAIL",
+               differ ? fmt::format("  ({} sequences pick another token)", differ) : "");
+    (ok ? passed : failed)++;
+  }
   // Kernel by kernel: every launch of forward and decode, on the same
   // inputs, its outputs against the host's (the first divergence names
   // the kernel at fault; later ones inherit it).
@@ -766,21 +832,40 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
 }
 #endif
 
-/// Prefill and decode latencies of the decode entry.
+template <typename Session> std::string graphNote(Session &) { return ""; }
+#ifdef DSV3_HAVE_CUDA
+std::string graphNote(cuda::CudaSession &s) {
+  return fmt::format(" (CUDA graphs: {} captured, {} replays)", s.graphStats().captured,
+                     s.graphStats().replayed);
+}
+#endif
+
+/// Prefill and decode latencies of the decode entry; with --context C, of
+/// decode steps at context C (no prefill).
 template <typename Session> int timeDecode(const Options &o, Session &s,
                                            const std::string &backend) {
   using Real = typename Session::Real;
   const Entry &decode = s.artifact().entry("decode");
   size_t layers = decode.args.size() - 2;
   int64_t B = o.batch, P = o.seq, N = std::max<int64_t>(o.steps, 1);
-  int64_t W = decode.args.at(2).shape.at(2), S = P + N + 1;
+  int64_t W = decode.args.at(2).shape.at(2);
+  int64_t S = (o.context > 0 ? o.context : P) + N + 2;
   int64_t vocab = s.artifact().param("model.embed_tokens.weight")->shape.at(0);
   std::mt19937_64 rng(o.seed);
   std::vector<int64_t> ids(size_t(B * P));
   for (auto &x : ids)
     x = int64_t(rng() % uint64_t(vocab));
   std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(B * S * W)));
-  int64_t past = 0;
+  if (o.context > 0) {
+    // Decode at a given context without prefilling it: the caches hold
+    // random latents (unit scale, as the RMS-normed latents are).
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (auto &c : caches)
+      for (Real &v : c)
+        v = Real(normal(rng));
+  }
+  ResidentCaches<Session, Real> onDevice(s, caches);
+  std::vector<int64_t> past(size_t(B), 0);
   auto call = [&](int64_t T) {
     std::vector<HostTensor<Real>> args = decodeArgs(ids, B, T, past, caches, S, W);
     auto t0 = std::chrono::steady_clock::now();
@@ -788,19 +873,37 @@ template <typename Session> int timeDecode(const Options &o, Session &s,
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
         .count();
   };
-  call(P); // warm-up (module load, first-touch)
-  double prefill = call(P);
-  past = P;
+  double prefill = 0;
+  if (o.context > 0) {
+    for (int64_t &p : past)
+      p = o.context;
+  } else {
+    call(P); // warm-up (module load, first-touch)
+    prefill = call(P);
+    for (int64_t &p : past)
+      p = P;
+  }
   ids.resize(size_t(B));
+  for (int warm = 0; warm < 2; ++warm) { // eager, then captured as a graph
+    call(1);
+    for (int64_t &p : past)
+      ++p;
+  }
   double total = 0;
   for (int64_t n = 0; n < N; ++n) {
     total += call(1);
-    ++past;
+    for (int64_t &p : past)
+      ++p;
   }
-  fmt::print("time {} on {}: batch {}, prompt {}: prefill {:.2f} ms ({:.0f} tokens/s), "
-             "decode {:.2f} ms per step ({:.0f} tokens/s) over {} steps\n",
-             s.artifact().dir, backend, B, P, prefill, double(B * P) / prefill * 1e3,
-             total / double(N), double(B) / (total / double(N)) * 1e3, N);
+  double step = total / double(N);
+  std::string first =
+      o.context > 0 ? fmt::format("context {}", o.context)
+                    : fmt::format("prompt {}: prefill {:.2f} ms ({:.0f} tokens/s)", P,
+                                  prefill, double(B * P) / prefill * 1e3);
+  fmt::print("time {} on {}: batch {}, {}, decode {:.2f} ms per step ({:.0f} tokens/s) "
+             "over {} steps{}\n",
+             s.artifact().dir, backend, B, first, step, double(B) / step * 1e3, N,
+             graphNote(s));
   return 0;
 }
 
@@ -820,6 +923,7 @@ int runInference(const Options &o, const Artifact &art, Session &s,
       fail("generate: --prompt-ids is required");
     GenerateOptions g;
     g.maxNew = o.maxNew;
+    g.maxBatch = o.maxBatch;
     g.temperature = o.temperature;
     g.topP = o.topP;
     g.seed = o.seed;

@@ -378,6 +378,10 @@ LogicalResult LatentAttentionDecodeOp::verify() {
                           width},
                          "[batch, max_seq, kv_lora_rank + qk_rope_head_dim]")))
     return failure();
+  if (failed(expectRank(*this, getPastLen(), "past_len", 1, "[batch]")) ||
+      failed(expectShape(*this, getPastLen(), "past_len", {hidden.getDimSize(0)},
+                         "[batch]")))
+    return failure();
   if (getNewCache().getType() != getCache().getType())
     return emitOpError() << "new_cache type " << getNewCache().getType()
                          << " must equal the cache type "

@@ -328,14 +328,17 @@ def Dsv3_LatentAttentionDecodeOp : Dsv3_Op<"latent_attention_decode",
     latent and the rope key after RoPE. The new tokens sit at positions
     `past_len .. past_len + seq - 1`; their latents are written into the
     cache (the updated cache is the second result) and they attend to every
-    cached token and to each other causally.
+    cached token and to each other causally. `past_len` is `[batch]`: one
+    length per sequence, so sequences of different lengths decode in one
+    batch (continuous batching); sequence `b` writes rows
+    `past_len[b] .. past_len[b] + seq - 1` of its cache.
 
     ```mlir
     %a, %c1 = dsv3.latent_attention_decode %x cache(%c0, %past) q(%q) ...
     ```
   }];
   let arguments = !con((ins Dsv3_FloatTensor:$hidden, Dsv3_FloatTensor:$cache,
-                            I64:$past_len),
+                            Dsv3_I64Tensor:$past_len),
                        Dsv3_MlaWeights, Dsv3_MlaAttrs);
   let results = (outs Dsv3_FloatTensor:$result, Dsv3_FloatTensor:$new_cache);
   let assemblyFormat = !strconcat("$hidden `cache` `(` $cache `,` $past_len `)` ",
