@@ -56,6 +56,9 @@ $RUN compare gpu-artifacts/v3-width --weights /dev/shm/v3w --ids "$IDS" 2>&1 | t
 # are compared at V3 widths too; the fp32 run above takes the tiled ones.
 FEW=$(python3 -c "import random; random.seed(5); print(','.join(str(random.randrange(4096)) for _ in range(6)))")
 $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$FEW" 2>&1 | tee "$OUT/compare-v3-width-bf16.log" || status=1
+# 2 x 12 ids: more than 8 rows, so the bf16 GEMMs take the tensor-core
+# schedule (linear_mma, gated_linear_mma).
+$RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$IDS" 2>&1 | tee "$OUT/compare-v3-width-bf16-mma.log" || status=1
 $RUN verify gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda 2>&1 | tee "$OUT/verify-tiny-a-bf16.log"
 # A first timing at DeepSeek-V3 widths (2 layers; see docs/gpu-validation.md).
 $RUN time gpu-artifacts/v3-width --weights /dev/shm/v3w --backend cuda --batch 1 --seq 32 --steps 16 2>&1 | tee "$OUT/time.log"
@@ -75,8 +78,8 @@ echo "== summary ($(date -u +%F), $(cat "$OUT/gpu.txt"))"
 for f in tiny-a tiny-b tiny-d tiny-e; do
   printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"
 done
-for f in tiny-a tiny-d v3-width v3-width-bf16; do
-  printf '%-18s %s\n' "compare $f" "$(tail -1 "$OUT/compare-$f.log")"
+for f in tiny-a tiny-d v3-width v3-width-bf16 v3-width-bf16-mma; do
+  printf '%-22s %s\n' "compare $f" "$(tail -1 "$OUT/compare-$f.log")"
 done
 cat "$OUT/time.log"
 cat "$OUT/spec.log"

@@ -23,6 +23,30 @@ __device__ __forceinline__ float wload(const unsigned short *p, i64 i) {
   return __uint_as_float(unsigned(p[i]) << 16);
 }
 
+/// 8 bf16 weights from one 16-byte load (p 16-byte aligned).
+__device__ __forceinline__ void wload8(const unsigned short *p, float *w) {
+  uint4 v = *reinterpret_cast<const uint4 *>(p);
+  unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    w[2 * i] = __uint_as_float(u[i] << 16);
+    w[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+  }
+}
+/// 8 floats (p 16-byte aligned).
+__device__ __forceinline__ void xload8(const float *p, float *x) {
+  float4 a = *reinterpret_cast<const float4 *>(p), b = *reinterpret_cast<const float4 *>(p + 4);
+  x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
+  x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+}
+/// Whether the few-row kernels read 8 bf16 weights per lane at once: bf16
+/// weights, K a multiple of 256 (32 lanes x 8), x rows 16-byte aligned.
+template <int K, typename WT>
+__device__ __forceinline__ bool vectorRows(const float *x, i64 ldx) {
+  return sizeof(WT) == 2 && K % 256 == 0 && ldx % 4 == 0 &&
+         (reinterpret_cast<unsigned long long>(x) & 15) == 0;
+}
+
 __device__ __forceinline__ float warpSum(float v) {
   for (int o = 16; o > 0; o >>= 1)
     v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -178,13 +202,31 @@ __global__ void linear_rows(const float *x, i64 ldx, const WT *W, const WT *b,
     return;
   float acc[MaxRows] = {};
   const WT *w = W + i64(n) * K;
-#pragma unroll 4
-  for (int k = lane; k < K; k += 32) {
-    float wk = wload(w, k);
+  if (vectorRows<K, WT>(x, ldx)) {
+    // 16-byte weight loads: 512 bytes per warp per load instruction.
+#pragma unroll 2
+    for (int k = lane * 8; k < K; k += 256) {
+      float w8[8];
+      wload8(reinterpret_cast<const unsigned short *>(w) + k, w8);
 #pragma unroll
-    for (int r = 0; r < MaxRows; ++r)
-      if (r < rows)
-        acc[r] += x[r * ldx + k] * wk;
+      for (int r = 0; r < MaxRows; ++r)
+        if (r < rows) {
+          float x8[8];
+          xload8(x + r * ldx + k, x8);
+#pragma unroll
+          for (int i = 0; i < 8; ++i)
+            acc[r] += x8[i] * w8[i];
+        }
+    }
+  } else {
+#pragma unroll 4
+    for (int k = lane; k < K; k += 32) {
+      float wk = wload(w, k);
+#pragma unroll
+      for (int r = 0; r < MaxRows; ++r)
+        if (r < rows)
+          acc[r] += x[r * ldx + k] * wk;
+    }
   }
 #pragma unroll
   for (int r = 0; r < MaxRows; ++r) {
@@ -212,16 +254,36 @@ __global__ void gated_linear_rows(const float *x, const WT *Wg, const WT *Wu,
     return;
   float g[MaxRows] = {}, u[MaxRows] = {};
   const WT *wg = Wg + i64(n) * K, *wu = Wu + i64(n) * K;
-#pragma unroll 4
-  for (int k = lane; k < K; k += 32) {
-    float gk = wload(wg, k), uk = wload(wu, k);
+  if (vectorRows<K, WT>(x, K)) {
+#pragma unroll 2
+    for (int k = lane * 8; k < K; k += 256) {
+      float g8[8], u8[8];
+      wload8(reinterpret_cast<const unsigned short *>(wg) + k, g8);
+      wload8(reinterpret_cast<const unsigned short *>(wu) + k, u8);
 #pragma unroll
-    for (int r = 0; r < MaxRows; ++r)
-      if (r < rows) {
-        float xk = x[r * K + k];
-        g[r] += xk * gk;
-        u[r] += xk * uk;
-      }
+      for (int r = 0; r < MaxRows; ++r)
+        if (r < rows) {
+          float x8[8];
+          xload8(x + r * K + k, x8);
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            g[r] += x8[i] * g8[i];
+            u[r] += x8[i] * u8[i];
+          }
+        }
+    }
+  } else {
+#pragma unroll 4
+    for (int k = lane; k < K; k += 32) {
+      float gk = wload(wg, k), uk = wload(wu, k);
+#pragma unroll
+      for (int r = 0; r < MaxRows; ++r)
+        if (r < rows) {
+          float xk = x[r * K + k];
+          g[r] += xk * gk;
+          u[r] += xk * uk;
+        }
+    }
   }
 #pragma unroll
   for (int r = 0; r < MaxRows; ++r) {
@@ -231,6 +293,185 @@ __global__ void gated_linear_rows(const float *x, const WT *Wg, const WT *Wu,
     if (lane == 0)
       y[r * N + n] = gs / (1.f + expf(-gs)) * us;
   }
+}
+
+/// Tensor-core GEMM for bf16 weights and more than a few rows (prefill,
+/// batched decode): y[r, n] = x[r] . W[n] (+ b[n]) (+ res[r, n]), or with
+/// Gated, silu(x . Wg[n]) * (x . Wu[n]). mma.sync m16n8k16 (bf16 inputs,
+/// fp32 accumulation; sm_80 and later). The fp32 activations are split as
+/// hi + lo, both bf16, and both halves are multiplied (x = hi + lo to ~16
+/// bits of mantissa): the weights are exactly bf16, so the product keeps
+/// the fp32 kernels' accuracy (compared at 1e-4 with the host) at twice the
+/// tensor work. Tiles: 64 rows x 64 columns x 32 of K per block, 4 warps of
+/// 32 x 32; shared-memory rows padded to 40 bf16 (conflict-free fragment
+/// loads).
+#define DSV3_MMA_BM 64
+#define DSV3_MMA_BN 64
+#define DSV3_MMA_BK 32
+#define DSV3_MMA_LD 40
+
+__device__ __forceinline__ unsigned short bf16Bits(float v) { // round to nearest even
+  unsigned u = __float_as_uint(v);
+  return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+__device__ __forceinline__ float bf16Float(unsigned short b) {
+  return __uint_as_float(unsigned(b) << 16);
+}
+__device__ __forceinline__ void mmaBf16(float *c, const unsigned *a, const unsigned *b) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+               "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ unsigned ld32(const unsigned short *p) {
+  return *reinterpret_cast<const unsigned *>(p);
+}
+
+template <int N, int K, int Gated>
+__device__ void mmaMainloop(const float *x, i64 ldx, const unsigned short *W,
+                            const unsigned short *Wu, i64 rows, float (*acc)[4][4],
+                            float (*accU)[4][4], int kBegin, int kEnd) {
+  __shared__ __align__(16) unsigned short ahi[DSV3_MMA_BM * DSV3_MMA_LD];
+  __shared__ __align__(16) unsigned short alo[DSV3_MMA_BM * DSV3_MMA_LD];
+  __shared__ __align__(16) unsigned short ws[DSV3_MMA_BN * DSV3_MMA_LD];
+  __shared__ __align__(16) unsigned short wus[Gated ? DSV3_MMA_BN * DSV3_MMA_LD : 2];
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
+  i64 row0 = i64(blockIdx.y) * DSV3_MMA_BM;
+  int col0 = blockIdx.x * DSV3_MMA_BN;
+  for (int k0 = kBegin; k0 < kEnd; k0 += DSV3_MMA_BK) {
+    __syncthreads();
+    // 64 x 32 of x (fp32 -> hi, lo) and of each weight: 16 elements a thread.
+    for (int i = tid; i < DSV3_MMA_BM * DSV3_MMA_BK; i += blockDim.x) {
+      int r = i / DSV3_MMA_BK, c = i % DSV3_MMA_BK;
+      i64 gr = row0 + r;
+      float v = gr < rows && k0 + c < kEnd ? x[gr * ldx + k0 + c] : 0.f;
+      unsigned short hi = bf16Bits(v);
+      ahi[r * DSV3_MMA_LD + c] = hi;
+      alo[r * DSV3_MMA_LD + c] = bf16Bits(v - bf16Float(hi));
+      int n = col0 + r;
+      bool in = n < N && k0 + c < kEnd;
+      ws[r * DSV3_MMA_LD + c] = in ? W[i64(n) * K + k0 + c] : (unsigned short)0;
+      if (Gated)
+        wus[r * DSV3_MMA_LD + c] = in ? Wu[i64(n) * K + k0 + c] : (unsigned short)0;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < DSV3_MMA_BK; kk += 16) {
+      unsigned ah[2][4], al[2][4];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        int r = wm * 32 + mt * 16 + g;
+        const unsigned short *ph = ahi + r * DSV3_MMA_LD + kk + q * 2;
+        const unsigned short *pl = alo + r * DSV3_MMA_LD + kk + q * 2;
+        ah[mt][0] = ld32(ph);
+        ah[mt][1] = ld32(ph + 8 * DSV3_MMA_LD);
+        ah[mt][2] = ld32(ph + 8);
+        ah[mt][3] = ld32(ph + 8 * DSV3_MMA_LD + 8);
+        al[mt][0] = ld32(pl);
+        al[mt][1] = ld32(pl + 8 * DSV3_MMA_LD);
+        al[mt][2] = ld32(pl + 8);
+        al[mt][3] = ld32(pl + 8 * DSV3_MMA_LD + 8);
+      }
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        int n = wn * 32 + nt * 8 + g;
+        unsigned bw[2] = {ld32(ws + n * DSV3_MMA_LD + kk + q * 2),
+                          ld32(ws + n * DSV3_MMA_LD + kk + 8 + q * 2)};
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          mmaBf16(acc[mt][nt], ah[mt], bw);
+          mmaBf16(acc[mt][nt], al[mt], bw);
+        }
+        if (Gated) {
+          unsigned bu[2] = {ld32(wus + n * DSV3_MMA_LD + kk + q * 2),
+                            ld32(wus + n * DSV3_MMA_LD + kk + 8 + q * 2)};
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            mmaBf16(accU[mt][nt], ah[mt], bu);
+            mmaBf16(accU[mt][nt], al[mt], bu);
+          }
+        }
+      }
+    }
+  }
+}
+
+/// grid (ceil(N / 64), ceil(rows / 64), splits), 128 threads. With
+/// split-K (splits > 1: few tiles, e.g. a batched decode step, would leave
+/// most SMs idle), block z sums K in [z kChunk, (z + 1) kChunk) into
+/// part[z] and splitk_reduce finishes (fixed order: deterministic).
+template <int N, int K>
+__global__ void linear_mma(const float *x, i64 ldx, const unsigned short *W,
+                           const unsigned short *b, const float *res, float *y, i64 rows,
+                           int kChunk, float *part) {
+  float acc[2][4][4] = {};
+  int kBegin = blockIdx.z * kChunk, kEnd = kBegin + kChunk < K ? kBegin + kChunk : K;
+  mmaMainloop<N, K, 0>(x, ldx, W, nullptr, rows, acc, nullptr, kBegin, kEnd);
+  if (gridDim.z > 1) {
+    y = part + i64(blockIdx.z) * rows * N;
+    b = nullptr;
+    res = nullptr;
+  }
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        i64 r = i64(blockIdx.y) * DSV3_MMA_BM + wm * 32 + mt * 16 + g + (e >= 2 ? 8 : 0);
+        int n = blockIdx.x * DSV3_MMA_BN + wn * 32 + nt * 8 + q * 2 + (e & 1);
+        if (r < rows && n < N) {
+          float v = acc[mt][nt][e];
+          if (b)
+            v += bf16Float(b[n]);
+          if (res)
+            v += res[r * N + n];
+          y[r * N + n] = v;
+        }
+      }
+}
+
+/// y = sum_z part[z] (+ b) (+ res), in z order.
+template <int N>
+__global__ void splitk_reduce(const float *part, int splits, const unsigned short *b,
+                              const float *res, float *y, i64 rows) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * N;
+       i += i64(gridDim.x) * blockDim.x) {
+    float v = 0.f;
+    for (int z = 0; z < splits; ++z)
+      v += part[z * rows * N + i];
+    if (b)
+      v += bf16Float(b[i % N]);
+    if (res)
+      v += res[i];
+    y[i] = v;
+  }
+}
+
+/// `linear_mma` with both weights and SwiGLU in the epilogue.
+template <int N, int K>
+__global__ void gated_linear_mma(const float *x, const unsigned short *Wg,
+                                 const unsigned short *Wu, float *y, i64 rows) {
+  float acc[2][4][4] = {}, accU[2][4][4] = {};
+  mmaMainloop<N, K, 1>(x, K, Wg, Wu, rows, acc, accU, 0, K);
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        i64 r = i64(blockIdx.y) * DSV3_MMA_BM + wm * 32 + mt * 16 + g + (e >= 2 ? 8 : 0);
+        int n = blockIdx.x * DSV3_MMA_BN + wn * 32 + nt * 8 + q * 2 + (e & 1);
+        if (r < rows && n < N) {
+          float gv = acc[mt][nt][e], uv = accU[mt][nt][e];
+          y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
+        }
+      }
 }
 
 template <int Unused>
@@ -584,30 +825,23 @@ __global__ void mla_absorb_v(const float *ot, const WT *wkvb, float *o, i64 rows
   }
 }
 
-/// The router of one token per block (SEMANTICS.md 5.2, 5.5): warps compute
-/// the E logits, thread 0 scores, ranks groups and picks the top K
-/// (ties: lower index first). Scoring 0 sigmoid, 1 softmax; Method 0
-/// greedy, 1 group_limited_greedy, 2 noaux_tc.
-template <int E, int H, int K, int G, int TG, int Scoring, int Method, int Norm,
-          typename WT>
-__global__ void moe_route(const float *x, const WT *gate, const float *bias,
-                          i64 *indices, float *weights, i64 n, float scaling) {
+/// The router's selection, one token per block (SEMANTICS.md 5.2, 5.5),
+/// from the gate logits [n, E] (computed by the GEMM schedules, which
+/// spread the gate weight over the whole GPU; one block reading it for a
+/// token took 0.5 ms at V3 widths): thread 0 scores, adds the correction
+/// bias, ranks groups and picks the top K (ties: lower index first).
+/// Scoring 0 sigmoid, 1 softmax; Method 0 greedy, 1 group_limited_greedy,
+/// 2 noaux_tc.
+template <int E, int K, int G, int TG, int Scoring, int Method, int Norm>
+__global__ void moe_route(const float *logits, const float *bias, i64 *indices,
+                          float *weights, i64 n, float scaling) {
   __shared__ float score[E];
   __shared__ float choice[E];
   i64 token = blockIdx.x;
   if (token >= n)
     return;
-  const float *xt = x + token * H;
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  for (int e = warp; e < E; e += warps) {
-    const WT *w = gate + i64(e) * H;
-    float acc = 0.f;
-    for (int j = lane; j < H; j += 32)
-      acc += xt[j] * wload(w, j);
-    acc = warpSum(acc);
-    if (lane == 0)
-      score[e] = acc;
-  }
+  for (int e = threadIdx.x; e < E; e += blockDim.x)
+    score[e] = logits[token * E + e];
   __syncthreads();
   if (threadIdx.x != 0)
     return;

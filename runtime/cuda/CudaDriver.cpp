@@ -44,6 +44,10 @@ Driver &Driver::get() {
     sym(d->graphLaunch, "cuGraphLaunch");
     sym(d->graphExecDestroy, "cuGraphExecDestroy");
     sym(d->graphDestroy, "cuGraphDestroy");
+    sym(d->eventCreate, "cuEventCreate");
+    sym(d->eventRecord, "cuEventRecord");
+    sym(d->eventElapsedTime, "cuEventElapsedTime_v2");
+    sym(d->eventDestroy, "cuEventDestroy_v2");
     sym(d->getErrorName, "cuGetErrorName");
     sym(d->getErrorString, "cuGetErrorString");
     return d;

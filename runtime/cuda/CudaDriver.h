@@ -40,6 +40,11 @@ struct Driver {
   decltype(&::cuGraphLaunch) graphLaunch;
   decltype(&::cuGraphExecDestroy) graphExecDestroy;
   decltype(&::cuGraphDestroy) graphDestroy;
+  // Events (DSV3_PROFILE: per-launch timing).
+  decltype(&::cuEventCreate) eventCreate;
+  decltype(&::cuEventRecord) eventRecord;
+  decltype(&::cuEventElapsedTime) eventElapsedTime;
+  decltype(&::cuEventDestroy) eventDestroy;
   decltype(&::cuGetErrorName) getErrorName;
   decltype(&::cuGetErrorString) getErrorString;
 

@@ -54,7 +54,21 @@ void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   if (rows <= kFewRows) // decode: a warp per output column, 8 per block
     s.launch(linearRowsName(N, K, bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1}, 0,
              argv(x, ldx, W, b, res, y, rows), what);
-  else
+  else if (bf16) { // tensor cores, 64 x 64 tiles, split-K when they are few
+    i64 tiles = ((N + 63) / 64) * ((rows + 63) / 64), want = 4 * i64(s.multiprocessors());
+    i64 splits = std::max<i64>(1, std::min<i64>((want + tiles - 1) / tiles, K / 256));
+    int kChunk = int((K + splits - 1) / splits + 31) / 32 * 32;
+    splits = (K + kChunk - 1) / kChunk;
+    CUdeviceptr part = splits > 1 ? s.workspace(size_t(splits * rows * N) * 4) : 0;
+    s.launch(linearMmaName(N, K),
+             {unsigned((N + 63) / 64), unsigned((rows + 63) / 64), unsigned(splits)},
+             {128, 1, 1}, 0, argv(x, ldx, W, b, res, y, rows, kChunk, part), what);
+    if (splits > 1) {
+      int nSplits = int(splits);
+      s.launch(splitkReduceName(N), {blocks(rows * N, 256), 1, 1}, {256, 1, 1}, 0,
+               argv(part, nSplits, b, res, y, rows), what + " split-K");
+    }
+  } else
     s.launch(linearName(N, K, bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
              {16, 16, 1}, 0, argv(x, ldx, W, b, res, y, rows), what);
 }
@@ -124,6 +138,10 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &, Ins &in, In
   if (rows <= kFewRows)
     s.launch(gatedLinearRowsName(N, K, wg.bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1},
              0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
+  else if (wg.bf16)
+    s.launch(gatedLinearMmaName(N, K),
+             {unsigned((N + 63) / 64), unsigned((rows + 63) / 64), 1}, {128, 1, 1}, 0,
+             argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
   else
     s.launch(gatedLinearName(N, K, wg.bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
              {16, 16, 1}, 0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
@@ -280,8 +298,10 @@ void moeRoute(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins 
   i64 n = x.dim(0) * x.dim(1);
   CUdeviceptr bias = in.size() > 2 ? in[2]->ptr : 0;
   float scaling = float(p.at("routed_scaling_factor").get<double>());
-  s.launch(routeName(p, E, H, gate.bf16), {unsigned(n), 1, 1}, {256, 1, 1}, 0,
-           argv(x.ptr, gate.ptr, bias, out[0]->ptr, out[1]->ptr, n, scaling), k);
+  CUdeviceptr logits = s.workspace(size_t(n * E) * 4);
+  gemm(s, k + " gate", x.ptr, H, gate.ptr, 0, logits, n, E, H, gate.bf16);
+  s.launch(routeName(p, E), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
+           argv(logits, bias, out[0]->ptr, out[1]->ptr, n, scaling), k);
 }
 
 void moeDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {

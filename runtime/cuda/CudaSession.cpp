@@ -5,6 +5,7 @@
 #include "runtime/Error.h"
 #include "runtime/host/HostSession.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -133,13 +134,19 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
     arenaBytes_ = std::max(arenaBytes_, size_t(e.arenaBytes) * scale_);
   DSV3_CU(drv_, memAlloc, "the arena", &arena_, std::max<size_t>(arenaBytes_, 256));
   const char *graphs = std::getenv("DSV3_CUDA_GRAPHS");
-  useGraphs_ = !(graphs && std::string(graphs) == "0");
+  const char *profile = std::getenv("DSV3_PROFILE");
+  profile_ = profile && std::string(profile) == "1";
+  useGraphs_ = !(graphs && std::string(graphs) == "0") && !profile_;
 }
 
 CudaSession::~CudaSession() {
   if (!context_)
     return;
   drv_.streamSynchronize(stream_);
+  if (profile_)
+    printProfile();
+  for (CUevent e : freeEvents_)
+    drv_.eventDestroy(e);
   for (auto &[n, t] : params_)
     drv_.memFree(t.ptr);
   for (auto &[entry, slots] : argBuffers_)
@@ -216,8 +223,59 @@ void CudaSession::launch(const std::string &instance, Dim3 grid, Dim3 block,
             CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(smem));
   if (grid.x == 0 || grid.y == 0 || grid.z == 0)
     return; // nothing to do (an empty batch)
+  Timed timed;
+  if (profile_) {
+    timed = {instance, event(), event()};
+    DSV3_CU(drv_, eventRecord, "profiling " + instance, timed.start, stream_);
+  }
   DSV3_CU(drv_, launchKernel, what + ": " + instance, f, grid.x, grid.y, grid.z,
           block.x, block.y, block.z, unsigned(smem), stream_, args.data(), nullptr);
+  if (profile_) {
+    DSV3_CU(drv_, eventRecord, "profiling " + instance, timed.stop, stream_);
+    pendingTimes_.push_back(timed);
+  }
+}
+
+CUevent CudaSession::event() {
+  if (!freeEvents_.empty()) {
+    CUevent e = freeEvents_.back();
+    freeEvents_.pop_back();
+    return e;
+  }
+  CUevent e = nullptr;
+  DSV3_CU(drv_, eventCreate, "profiling event", &e, CU_EVENT_DEFAULT);
+  return e;
+}
+
+void CudaSession::collectTimes() {
+  for (Timed &t : pendingTimes_) {
+    float ms = 0;
+    DSV3_CU(drv_, eventElapsedTime, "profiling " + t.instance, &ms, t.start, t.stop);
+    KernelTime &k = kernelTimes_[t.instance];
+    ++k.calls;
+    k.ms += ms;
+    freeEvents_.push_back(t.start);
+    freeEvents_.push_back(t.stop);
+  }
+  pendingTimes_.clear();
+}
+
+void CudaSession::printProfile() {
+  std::vector<std::pair<std::string, KernelTime>> rows(kernelTimes_.begin(),
+                                                       kernelTimes_.end());
+  std::sort(rows.begin(), rows.end(),
+            [](auto &a, auto &b) { return a.second.ms > b.second.ms; });
+  double total = 0;
+  for (auto &[n, k] : rows)
+    total += k.ms;
+  fmt::print(stderr, "profile ({}): {:.2f} ms in {} kernel instances (CUDA events)\n",
+             description_, total, rows.size());
+  fmt::print(stderr, "  {:>9} {:>6} {:>7} {:>10}  {}\n", "ms", "%", "calls", "us/call",
+             "instance");
+  for (size_t i = 0; i < rows.size() && i < 24; ++i)
+    fmt::print(stderr, "  {:>9.3f} {:>5.1f}% {:>7} {:>10.1f}  {}\n", rows[i].second.ms,
+               100 * rows[i].second.ms / std::max(total, 1e-9), rows[i].second.calls,
+               1e3 * rows[i].second.ms / double(rows[i].second.calls), rows[i].first);
 }
 
 void CudaSession::upload(CUdeviceptr dst, const void *src, size_t bytes,
@@ -397,6 +455,8 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     }
   }
   DSV3_CU(drv_, streamSynchronize, "running entry " + name, stream_);
+  if (profile_)
+    collectTimes();
   // Arguments updated in place (the decode caches) go back to the caller,
   // unless they are resident.
   for (size_t i = 0; i < args.size(); ++i)

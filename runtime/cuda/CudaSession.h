@@ -134,6 +134,23 @@ private:
   bool useGraphs_ = true;
   GraphStats graphStats_;
   void dropGraphs();
+  /// DSV3_PROFILE=1: every launch timed with CUDA events (graphs off); the
+  /// totals per kernel instance are printed when the session ends.
+  bool profile_ = false;
+  struct Timed {
+    std::string instance;
+    CUevent start, stop;
+  };
+  std::vector<Timed> pendingTimes_;
+  std::vector<CUevent> freeEvents_;
+  struct KernelTime {
+    int64_t calls = 0;
+    double ms = 0;
+  };
+  std::map<std::string, KernelTime> kernelTimes_;
+  CUevent event();
+  void collectTimes();
+  void printProfile();
   /// Copies a launch's outputs to the host for onLaunch.
   void reportLaunch(size_t l, const std::string &kernel,
                     const std::vector<DevTensor *> &outs);

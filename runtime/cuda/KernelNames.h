@@ -39,7 +39,8 @@ inline std::string instW(const std::string &tpl, std::initializer_list<int64_t> 
 inline bool isBf16(const std::string &dtype) { return dtype == "bf16"; }
 
 /// The most rows the few-row GEMM schedules (`linear_rows`,
-/// `gated_linear_rows`: decode) take; more rows use the tiled kernels.
+/// `gated_linear_rows`: decode) take; more rows use the tiled kernels
+/// (tensor cores, `linear_mma`, for bf16 weights).
 constexpr int64_t kFewRows = 8;
 inline std::string linearName(int64_t n, int64_t k, bool bf16) {
   return instW("linear", {n, k}, bf16);
@@ -53,10 +54,20 @@ inline std::string gatedLinearName(int64_t n, int64_t k, bool bf16) {
 inline std::string gatedLinearRowsName(int64_t n, int64_t k, bool bf16) {
   return instW("gated_linear_rows", {n, k, kFewRows}, bf16);
 }
-/// Both schedules of one GEMM shape, appended to `out`.
+/// The tensor-core schedule (bf16 weights, more than kFewRows rows).
+inline std::string linearMmaName(int64_t n, int64_t k) { return inst("linear_mma", {n, k}); }
+inline std::string splitkReduceName(int64_t n) { return inst("splitk_reduce", {n}); }
+inline std::string gatedLinearMmaName(int64_t n, int64_t k) {
+  return inst("gated_linear_mma", {n, k});
+}
+/// Every schedule of one GEMM shape, appended to `out`.
 inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool bf16) {
   out.push_back(linearName(n, k, bf16));
   out.push_back(linearRowsName(n, k, bf16));
+  if (bf16) {
+    out.push_back(linearMmaName(n, k));
+    out.push_back(splitkReduceName(n));
+  }
 }
 inline std::string rmsNormName(int64_t n, bool bf16) { return instW("rms_norm", {n}, bf16); }
 inline std::string embeddingName(int64_t h, bool bf16) {
@@ -124,14 +135,12 @@ inline int methodCode(const nlohmann::json &p) {
   std::string m = p.at("topk_method").get<std::string>();
   return m == "greedy" ? 0 : m == "group_limited_greedy" ? 1 : 2;
 }
-inline std::string routeName(const nlohmann::json &p, int64_t E, int64_t H, bool bf16) {
+inline std::string routeName(const nlohmann::json &p, int64_t E) {
   bool norm = p.contains("norm_topk_prob") && p.at("norm_topk_prob").is_boolean() &&
               p.at("norm_topk_prob").get<bool>();
-  return instW("moe_route", {E, H, p.at("num_experts_per_tok").get<int64_t>(),
-                             p.at("n_group").get<int64_t>(),
-                             p.at("topk_group").get<int64_t>(), scoringCode(p),
-                             methodCode(p), norm ? 1 : 0},
-               bf16);
+  return inst("moe_route", {E, p.at("num_experts_per_tok").get<int64_t>(),
+                            p.at("n_group").get<int64_t>(), p.at("topk_group").get<int64_t>(),
+                            scoringCode(p), methodCode(p), norm ? 1 : 0});
 }
 
 /// Every template instance the launch (kernel `kernel`, parameters `p`,
@@ -148,12 +157,18 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     return {embeddingName(in.at(1).at(1), bf(1))};
   if (kernel == "rms_norm")
     return {rmsNormName(last(0), bf(1))};
-  if (kernel == "linear" || kernel == "lm_head" || kernel == "linear_add")
-    return {linearName(in.at(1).at(0), in.at(1).at(1), bf(1)),
-            linearRowsName(in.at(1).at(0), in.at(1).at(1), bf(1))};
-  if (kernel == "gated_linear")
-    return {gatedLinearName(in.at(1).at(0), in.at(1).at(1), bf(1)),
-            gatedLinearRowsName(in.at(1).at(0), in.at(1).at(1), bf(1))};
+  if (kernel == "linear" || kernel == "lm_head" || kernel == "linear_add") {
+    std::vector<std::string> out;
+    addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
+    return out;
+  }
+  if (kernel == "gated_linear") {
+    std::vector<std::string> out = {gatedLinearName(in.at(1).at(0), in.at(1).at(1), bf(1)),
+                                    gatedLinearRowsName(in.at(1).at(0), in.at(1).at(1), bf(1))};
+    if (bf(1))
+      out.push_back(gatedLinearMmaName(in.at(1).at(0), in.at(1).at(1)));
+    return out;
+  }
   if (kernel == "expert_gated_matmul")
     return {instW("expert_gated_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)},
                   bf(1))};
@@ -176,7 +191,13 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     return out;
   }
   if (kernel == "moe_route")
-    return {routeName(p, in.at(1).at(0), in.at(1).at(1), bf(1))};
+  {
+    // The gate GEMM (logits [n, E]), then the selection.
+    std::vector<std::string> out;
+    addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
+    out.push_back(routeName(p, in.at(1).at(0)));
+    return out;
+  }
   if (kernel == "moe_dispatch")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), last(1)}),
             inst("dispatch_gather", {last(0)})};

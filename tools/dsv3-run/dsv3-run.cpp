@@ -383,7 +383,10 @@ int verify(const Options &o, const Artifact &art, Session &s,
   auto [dshape, decoded] = runIds(s, "decode", input, true);
   {
     Check c{"decode prefill (absorbed) vs forward (naive)"};
-    c.tolerance = f64 ? 1e-9 : 1e-5;
+    // bf16 weights on the GPU: the tensor-core GEMMs split the fp32
+    // activations into two bf16 halves (~16 mantissa bits), so the two
+    // forms agree to ~1e-5 of the largest logit, not the fp32 kernels' 1e-6.
+    c.tolerance = f64 ? 1e-9 : bf16 ? 1e-4 : 1e-5;
     double scale = 0;
     for (size_t i = 0; i < logits.size(); ++i) {
       scale = std::max(scale, std::fabs(logits[i]));
@@ -730,15 +733,15 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
   check("forward_mtp", false);
   {
     // Decode steps over the latent cache with continuous batching: the
-    // rows cut to different lengths, 24 greedy steps each (past lengths
+    // rows cut to different lengths, 8 greedy steps each (past lengths
     // differ per sequence, the caches stay on the GPU, later steps replay
-    // a CUDA graph, and the cache spans several key splits).
+    // a CUDA graph, and the cache spans several 16-key splits).
     std::vector<std::vector<int64_t>> ragged;
     for (size_t r = 0; r < rows.size(); ++r)
       ragged.emplace_back(rows[r].begin(),
                           rows[r].end() - int64_t(std::min(r * 3, rows[r].size() - 1)));
     GenerateOptions g;
-    g.maxNew = 24;
+    g.maxNew = 8;
     GenerateResult a = generate(host, ragged, g), b = generate(gpu, ragged, g);
     double scale = 1e-30, diff = 0;
     int64_t differ = 0;
@@ -755,7 +758,7 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
       }
     bool ok = differ == 0 && diff / scale <= 1e-4;
     fmt::print("  {:<40} {:>12.3e} {:>12.3e} {:>10.0e}  {}{}\n",
-               "decode steps (ragged batch, 24 steps)", diff, diff / scale, 1e-4,
+               "decode steps (ragged batch, 8 steps)", diff, diff / scale, 1e-4,
                ok ? "PASS" : "FAIL",
                differ ? fmt::format("  ({} sequences pick another token)", differ) : "");
     (ok ? passed : failed)++;
