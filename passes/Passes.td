@@ -159,6 +159,32 @@ def Dsv3FuseSwigluPass : Pass<"dsv3-fuse-swiglu", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3FuseRmsNormPass : Pass<"dsv3-fuse-rms-norm", "mlir::ModuleOp"> {
+  let summary = "fuse an RMSNorm into the projection that is its only consumer";
+  let description = [{
+    `linear(rms_norm(x, wn), W)` (no bias) and `lm_head(rms_norm(x, wn), W)`
+    become `dsv3.norm_linear(x, wn, W)`; `gated_linear(rms_norm(x, wn), Wg,
+    Wu)` becomes `dsv3.norm_gated_linear(x, wn, Wg, Wu)`: the projection
+    normalises its input rows in its prologue. Only when the norm has no
+    other user: the final norm before the LM head and a dense MLP's
+    post-attention norm (after `dsv3-fuse-swiglu`) qualify; a MoE layer's
+    norm also feeds the router and the dispatch, and a training entry's
+    backward keeps its own uses, so those stay.
+
+    ```mlir
+    // before
+    %n = dsv3.rms_norm %x, %wn eps 1.0e-06 : tensor<?x?x64xf32>, tensor<64xf32>
+    %l = dsv3.lm_head %n, %w : (tensor<?x?x64xf32>, tensor<512x64xf32>) -> tensor<?x?x512xf32>
+    // after
+    %l = dsv3.norm_linear %x, %wn, %w eps 1.0e-06 : (...) -> tensor<?x?x512xf32>
+    ```
+  }];
+  let statistics = [
+    Statistic<"numLinear", "linear", "norms fused into a projection or the LM head">,
+    Statistic<"numGated", "gated", "norms fused into a gate/up projection">
+  ];
+}
+
 def Dsv3FuseResidualPass : Pass<"dsv3-fuse-residual", "mlir::ModuleOp"> {
   let summary = "fuse residual adds into the epilogue of the projection feeding them";
   let description = [{

@@ -20,6 +20,7 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   if (!options.lowerToKernels)
     return;
   pm.addPass(createDsv3FuseSwigluPass());
+  pm.addPass(createDsv3FuseRmsNormPass());
   pm.addPass(createDsv3FuseResidualPass());
   Dsv3LowerToKernelsPassOptions lowering;
   lowering.maxBatch = options.maxBatch;

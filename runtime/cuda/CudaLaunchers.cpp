@@ -147,6 +147,36 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &, Ins &in, In
              {16, 16, 1}, 0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
 }
 
+/// dsv3.norm_linear / dsv3.norm_gated_linear: for now the validated norm
+/// and GEMM kernels in sequence through the workspace (the IR fusion is in
+/// place; the prologue-in-GEMM kernel is the next step).
+void normLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &wn = *in[1], &w = *in[2], &y = *out[0];
+  int64_t N = w.dim(0), K = w.dim(1);
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  setShape(k, y, shape);
+  i64 rows = rowsOf(x);
+  CUdeviceptr normed = s.workspace(size_t(rows * K) * 4);
+  rmsRows(s, k + " norm", x.ptr, wn.ptr, normed, rows, K,
+          float(p.at("epsilon").get<double>()), wn.bf16);
+  gemm(s, k, normed, K, w.ptr, 0, y.ptr, rows, N, K, w.bf16);
+}
+
+void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                     Ins &out) {
+  DevTensor &x = *in[0], &wn = *in[1];
+  i64 rows = rowsOf(x);
+  int64_t K = x.dim(-1);
+  DevTensor normed = x;
+  normed.ptr = s.workspace(size_t(rows * K) * 4);
+  normed.capacity = size_t(rows * K);
+  rmsRows(s, k + " norm", x.ptr, wn.ptr, normed.ptr, rows, K,
+          float(p.at("epsilon").get<double>()), wn.bf16);
+  std::vector<DevTensor *> gatedIns = {&normed, in[2], in[3]};
+  gatedLinear(s, k, p, gatedIns, out);
+}
+
 void expertGatedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in,
                        Ins &out) {
   DevTensor &rows = *in[0], &wg = *in[1], &wu = *in[2], &counts = *in[3], &y = *out[0];
@@ -377,6 +407,8 @@ const std::map<std::string, Launcher> &launchers() {
       {"lm_head", linear},
       {"add", elementwise},
       {"gated_linear", gatedLinear},
+      {"norm_linear", normLinear},
+      {"norm_gated_linear", normGatedLinear},
       {"linear_add", linearAdd},
       {"expert_gated_matmul", expertGatedMatmul},
       {"swiglu", elementwise},

@@ -162,6 +162,19 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
     return out;
   }
+  if (kernel == "norm_linear") {
+    std::vector<std::string> out = {rmsNormName(in.at(1).at(0), bf(1))};
+    addLinear(out, in.at(2).at(0), in.at(2).at(1), bf(2));
+    return out;
+  }
+  if (kernel == "norm_gated_linear") {
+    int64_t N = in.at(2).at(0), K = in.at(2).at(1);
+    std::vector<std::string> out = {rmsNormName(K, bf(1)), gatedLinearName(N, K, bf(2)),
+                                    gatedLinearRowsName(N, K, bf(2))};
+    if (bf(2))
+      out.push_back(gatedLinearMmaName(N, K));
+    return out;
+  }
   if (kernel == "gated_linear") {
     std::vector<std::string> out = {gatedLinearName(in.at(1).at(0), in.at(1).at(1), bf(1)),
                                     gatedLinearRowsName(in.at(1).at(0), in.at(1).at(1), bf(1))};

@@ -99,6 +99,46 @@ void gatedLinear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &o
   }
 }
 
+/// rms_norm(x, wn) W^T (dsv3.norm_linear): the norm per row, then the
+/// projection, with the unfused ops' numerics.
+template <typename Real>
+void normLinear(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &wn = *in[1], &w = *in[2], &y = *out[0];
+  int64_t N = w.dim(0), K = w.dim(1);
+  expectLast(k, x, K, "input");
+  expectLast(k, wn, K, "norm_weight");
+  double eps = getf(k, p, "epsilon");
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  setShape(k, y, shape);
+  std::vector<Real> normed(static_cast<size_t>(K));
+  for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
+    rmsNormRow(x.f + r * K, wn.f, K, eps, normed.data());
+    matvec(normed.data(), w.f, N, K, y.f + r * N);
+  }
+}
+
+/// gated_linear(rms_norm(x, wn), Wg, Wu) (dsv3.norm_gated_linear).
+template <typename Real>
+void normGatedLinear(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &wn = *in[1], &wg = *in[2], &wu = *in[3], &y = *out[0];
+  int64_t N = wg.dim(0), K = wg.dim(1);
+  expectLast(k, x, K, "input");
+  expectLast(k, wn, K, "norm_weight");
+  double eps = getf(k, p, "epsilon");
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  setShape(k, y, shape);
+  std::vector<Real> normed(static_cast<size_t>(K)), g(N), u(N);
+  for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
+    rmsNormRow(x.f + r * K, wn.f, K, eps, normed.data());
+    matvec(normed.data(), wg.f, N, K, g.data());
+    matvec(normed.data(), wu.f, N, K, u.data());
+    for (int64_t n = 0; n < N; ++n)
+      y.f[r * N + n] = silu(g[n]) * u[n];
+  }
+}
+
 template <typename Real>
 void rope(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &pos = *in[1], &y = *out[0];
@@ -466,6 +506,8 @@ const std::map<std::string, HostKernelFn<Real>> &registry() {
       {"lm_head", linear<Real>},
       {"rope", rope<Real>},
       {"gated_linear", gatedLinear<Real>},
+      {"norm_linear", normLinear<Real>},
+      {"norm_gated_linear", normGatedLinear<Real>},
       {"linear_add", linearAdd<Real>},
       {"expert_gated_matmul", expertGatedMatmul<Real>},
       {"swiglu", swiglu<Real>},

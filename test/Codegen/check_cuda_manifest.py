@@ -11,12 +11,13 @@ CUDA_KERNELS = {"embedding", "rms_norm", "linear", "lm_head", "add", "swiglu",
                 "fill", "rope", "latent_attention", "latent_attention_decode",
                 "moe_route", "moe_dispatch", "expert_grouped_matmul",
                 "moe_combine", "mtp", "cross_entropy", "gated_linear", "linear_add",
-                "expert_gated_matmul"}
+                "expert_gated_matmul", "norm_linear", "norm_gated_linear"}
 FAMILY = {"lm_head": "linear", "linear_add": "linear", "latent_attention": "mla_attention_prefill",
           "latent_attention_decode": "mla_decode_split",
           "moe_dispatch": "dispatch_plan", "expert_grouped_matmul": "expert_gmm",
           "mtp": "mtp_concat", "cross_entropy": "cross_entropy_rows",
-          "expert_gated_matmul": "expert_gated_gmm"}
+          "expert_gated_matmul": "expert_gated_gmm", "norm_linear": "linear",
+          "norm_gated_linear": "gated_linear"}
 status = 0
 for d in sys.argv[1:]:
     m = json.load(open(os.path.join(d, "manifest.json")))

@@ -1380,3 +1380,29 @@ func.func @linear_add_residual(%x: tensor<4x16xf32>, %w: tensor<8x16xf32>, %r: t
   %y = dsv3.linear_add %x, %w, %r : (tensor<4x16xf32>, tensor<8x16xf32>, tensor<4x6xf32>) -> tensor<4x6xf32>
   return
 }
+
+// -----
+
+//===--- dsv3.norm_linear / dsv3.norm_gated_linear ---===//
+// The prologue norm's weight has the input's feature count.
+func.func @norm_linear_weight(%x: tensor<4x8xf32>, %wn: tensor<6xf32>, %w: tensor<16x8xf32>) -> tensor<4x16xf32> {
+  // expected-error @+1 {{norm_weight must be [input features] = [8], got 'tensor<6xf32>'}}
+  %y = dsv3.norm_linear %x, %wn, %w eps 1.0e-06 : (tensor<4x8xf32>, tensor<6xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
+  return %y : tensor<4x16xf32>
+}
+
+// -----
+
+func.func @norm_linear_eps(%x: tensor<4x8xf32>, %wn: tensor<8xf32>, %w: tensor<16x8xf32>) -> tensor<4x16xf32> {
+  // expected-error @+1 {{epsilon (0.000000e+00) must be positive}}
+  %y = dsv3.norm_linear %x, %wn, %w eps 0.0 : (tensor<4x8xf32>, tensor<8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
+  return %y : tensor<4x16xf32>
+}
+
+// -----
+
+func.func @norm_gated_linear_up(%x: tensor<4x8xf32>, %wn: tensor<8xf32>, %wg: tensor<16x8xf32>, %wu: tensor<12x8xf32>) -> tensor<4x16xf32> {
+  // expected-error @+1 {{up_weight 'tensor<12x8xf32>' must have the gate_weight's type 'tensor<16x8xf32>'}}
+  %y = dsv3.norm_gated_linear %x, %wn, %wg, %wu eps 1.0e-06 : (tensor<4x8xf32>, tensor<8xf32>, tensor<16x8xf32>, tensor<12x8xf32>) -> tensor<4x16xf32>
+  return %y : tensor<4x16xf32>
+}

@@ -264,6 +264,45 @@ LogicalResult GatedLinearOp::verify() {
                      "input shape with the last dimension = out");
 }
 
+/// The prologue norm of the fused projections: weight [input features],
+/// epsilon > 0.
+static LogicalResult verifyPrologueNorm(Operation *op, Value input, Value normWeight,
+                                        APFloat epsilon) {
+  auto in = tensorOf(input);
+  if (in.getRank() < 1)
+    return op->emitOpError() << "input must have rank >= 1";
+  if (failed(expectShape(op, normWeight, "norm_weight", {in.getDimSize(in.getRank() - 1)},
+                         "[input features]")))
+    return failure();
+  if (!(epsilon.convertToDouble() > 0.0))
+    return op->emitOpError() << "epsilon (" << epsilon.convertToDouble()
+                             << ") must be positive";
+  return success();
+}
+
+LogicalResult NormLinearOp::verify() {
+  SmallVector<int64_t> expected;
+  if (failed(verifyPrologueNorm(*this, getInput(), getNormWeight(), getEpsilon())) ||
+      failed(verifyProjection(*this, getInput(), getWeight(), "weight", "the weight's",
+                              expected)))
+    return failure();
+  return expectShape(*this, getResult(), "result", expected,
+                     "input shape with the last dimension = out");
+}
+
+LogicalResult NormGatedLinearOp::verify() {
+  SmallVector<int64_t> expected;
+  if (failed(verifyPrologueNorm(*this, getInput(), getNormWeight(), getEpsilon())) ||
+      failed(verifyProjection(*this, getInput(), getGateWeight(), "gate_weight",
+                              "the weights'", expected)))
+    return failure();
+  if (getUpWeight().getType() != getGateWeight().getType())
+    return emitOpError() << "up_weight " << getUpWeight().getType()
+                         << " must have the gate_weight's type " << getGateWeight().getType();
+  return expectShape(*this, getResult(), "result", expected,
+                     "input shape with the last dimension = out");
+}
+
 LogicalResult RopeOp::verify() {
   auto input = tensorOf(getInput());
   if (input.getRank() != 3 && input.getRank() != 4)

@@ -234,6 +234,53 @@ def Dsv3_LinearAddOp : Dsv3_Op<"linear_add", [Pure,
   let hasVerifier = 1;
 }
 
+def Dsv3_NormLinearOp : Dsv3_Op<"norm_linear", [Pure]> {
+  let summary = "rms_norm(x, w_norm) Wᵀ: an RMSNorm fused into its projection";
+  let description = [{
+    Produced by `dsv3-fuse-rms-norm` from a `dsv3.rms_norm` whose only user
+    is a `dsv3.linear` (no bias) or `dsv3.lm_head`: the projection normalises
+    each input row in its prologue, so the normed activations are never
+    written out and read back. Numerics as the two ops (SEMANTICS.md 2).
+
+    ```mlir
+    %y = dsv3.norm_linear %x, %wn, %w eps 1.0e-06
+        : (tensor<?x?x64xf32>, tensor<64xf32>, tensor<512x64xf32>) -> tensor<?x?x512xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$input, Dsv3_FloatTensor:$norm_weight,
+                       Dsv3_FloatTensor:$weight, F64Attr:$epsilon);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $norm_weight `,` $weight `eps` $epsilon attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_NormGatedLinearOp : Dsv3_Op<"norm_gated_linear", [Pure]> {
+  let summary = "gated_linear(rms_norm(x, w_norm), W_gate, W_up) in one op";
+  let description = [{
+    Produced by `dsv3-fuse-rms-norm` from a `dsv3.rms_norm` whose only user
+    is a `dsv3.gated_linear` (a dense MLP after `dsv3-fuse-swiglu`): norm in
+    the prologue, SwiGLU in the epilogue.
+
+    ```mlir
+    %a = dsv3.norm_gated_linear %x, %wn, %wg, %wu eps 1.0e-06
+        : (tensor<?x?x64xf32>, tensor<64xf32>, tensor<128x64xf32>, tensor<128x64xf32>)
+        -> tensor<?x?x128xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$input, Dsv3_FloatTensor:$norm_weight,
+                       Dsv3_FloatTensor:$gate_weight, Dsv3_FloatTensor:$up_weight,
+                       F64Attr:$epsilon);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $norm_weight `,` $gate_weight `,` $up_weight `eps` $epsilon attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 def Dsv3_GatedLinearOp : Dsv3_Op<"gated_linear", [Pure]> {
   let summary = "silu(x W_gateᵀ) ⊙ (x W_upᵀ): gate, up and SwiGLU in one op";
   let description = [{
