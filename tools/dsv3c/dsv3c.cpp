@@ -11,6 +11,7 @@
 
 #include "models/ModelBuilder.h"
 #include "models/ModelConfig.h"
+#include "models/ComplianceReport.h"
 #include "passes/ParamStats.h"
 #include "passes/Passes.h"
 #include "codegen/ArtifactWriter.h"
@@ -93,6 +94,17 @@ cl::opt<StatsFormat> statsFormat(
     cl::values(clEnumValN(StatsFormat::Table, "table", "a table for people"),
                clEnumValN(StatsFormat::Json, "json", "JSON for scripts")),
     cl::cat(category));
+enum class ReportFormat { None, Markdown, Json };
+cl::opt<ReportFormat> report(
+    "report", cl::ValueOptional, cl::cat(category),
+    cl::desc("print a compliance report of the model against DeepSeek-V3 as "
+             "published (each choice vs the paper, deviations and their "
+             "consequences) and stop, unless -o is given"),
+    cl::init(ReportFormat::None),
+    cl::values(clEnumValN(ReportFormat::Markdown, "", "Markdown (the default)"),
+               clEnumValN(ReportFormat::Markdown, "md", "Markdown"),
+               clEnumValN(ReportFormat::Json, "json", "JSON")));
+
 cl::opt<bool> listPresets("list-presets", cl::desc("list the built-in models"),
                           cl::cat(category));
 enum class Emit { Dsv3, Kernels, Cuda };
@@ -295,8 +307,19 @@ int main(int argc, char **argv) {
   // routing ops the activated counts are read from).
   bool stats = consumeStatsFlag();
   FailureOr<mlir::dsv3::ParamStats> paramCounts;
-  if (stats && failed(paramCounts = mlir::dsv3::computeParamStats(*module)))
+  if ((stats || report != ReportFormat::None) &&
+      failed(paramCounts = mlir::dsv3::computeParamStats(*module)))
     return 1;
+  if (report != ReportFormat::None) {
+    ::dsv3::ParamTotals totals{paramCounts->mainTotal.total,
+                               paramCounts->mainTotal.activated,
+                               paramCounts->mtp.total + paramCounts->mtpShared};
+    ::dsv3::ComplianceReport r = ::dsv3::buildComplianceReport(*config, totals);
+    llvm::outs() << (report == ReportFormat::Json ? ::dsv3::reportJson(r)
+                                                  : ::dsv3::reportMarkdown(r));
+    if (outputDir.empty())
+      return 0;
+  }
 
   if (!dumpIrDir.empty()) {
     if (failed(makeDir(dumpIrDir)) ||
