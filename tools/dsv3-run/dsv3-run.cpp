@@ -12,6 +12,7 @@
 #include "runtime/Artifact.h"
 #include "runtime/Error.h"
 #include "runtime/Generate.h"
+#include "runtime/Plot.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Train.h"
 #include "runtime/host/HostSession.h"
@@ -58,6 +59,11 @@ commands:
       compare with an oracle directory (io.safetensors): logits, loss,
       absorbed decode vs naive prefill, greedy generation; prints a table
       and a last line "N passed, N failed"
+
+  plot     METRICS.jsonl -o DIR
+      SVG charts of a training run (train --metrics): the loss and its
+      parts, learning rate, tokens/s, gradient norm, and an expert-load
+      heatmap per MoE layer, with DIR/index.html showing them all
 
   init     ART --out DIR [--seed S] [--std X]
       write random weights for the artifact's parameters (hub tensor names,
@@ -113,6 +119,7 @@ struct Options {
   bool trainLoss = false;
   std::string backend = "host", dtype = "fp32";
   int64_t maxNew = 16, maxBatch = 0, context = 0;
+  std::string outDir; // plot -o
   double temperature = 0, topP = 1;
   uint64_t seed = 0;
 };
@@ -144,6 +151,12 @@ Options parseArgs(int argc, char **argv) {
     }
     if (a == "--train-loss") {
       o.trainLoss = true;
+      continue;
+    }
+    if (a == "-o") {
+      if (i + 1 >= argc)
+        fail("-o needs a value");
+      o.outDir = argv[++i];
       continue;
     }
     if (a.rfind("--", 0) != 0) {
@@ -201,11 +214,19 @@ Options parseArgs(int argc, char **argv) {
   }
   if (positional.empty())
     fail("no command given (generate, forward, verify, compare, time, init, "
-         "train, tokenize, gradcheck or jit; see --help)");
+         "train, tokenize, plot, gradcheck or jit; see --help)");
   o.command = positional[0];
   if (o.command == "tokenize") {
     if (o.text.empty() || o.out.empty())
       fail("tokenize: --text FILE and --out FILE are required");
+    return o;
+  }
+  if (o.command == "plot") {
+    if (o.outDir.empty())
+      o.outDir = o.out;
+    if (positional.size() != 2 || o.outDir.empty())
+      fail("plot: usage: dsv3-run plot METRICS.jsonl -o DIR");
+    o.artifact = positional[1]; // the metrics file
     return o;
   }
   if (positional.size() < 2)
@@ -1016,6 +1037,11 @@ template <typename Real> int run(const Options &o) {
 #else
     fail("jit: this dsv3-run was built without the CUDA toolkit");
 #endif
+  }
+  if (o.command == "plot") {
+    std::vector<std::string> files = plotMetrics(o.artifact, o.outDir);
+    fmt::print("wrote {} files to {}: {}\n", files.size(), o.outDir, fmt::join(files, ", "));
+    return 0;
   }
   if (o.command == "tokenize") {
     int64_t n = tokenizeBytes(o.text, o.out);
