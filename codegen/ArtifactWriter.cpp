@@ -43,6 +43,28 @@ json shapeJson(ArrayRef<int64_t> shape) {
 
 /// Kernel parameters as JSON: numbers, booleans (unit attributes are
 /// true), strings, enums by keyword, the rope attribute as an object.
+/// Where a launch came from, for traces and messages: the checkpoint
+/// prefix the importer named the op after (`model.layers.3.self_attn`), or
+/// file:line for IR read from a file.
+std::string locationString(Location loc) {
+  if (auto name = dyn_cast<NameLoc>(loc))
+    return name.getName().str();
+  if (auto file = dyn_cast<FileLineColLoc>(loc))
+    return (file.getFilename().str() + ":" + std::to_string(file.getLine()));
+  if (auto fused = dyn_cast<FusedLoc>(loc)) {
+    std::string out;
+    for (Location l : fused.getLocations()) {
+      std::string part = locationString(l);
+      if (!part.empty() && out.find(part) == std::string::npos)
+        out += (out.empty() ? "" : "+") + part;
+    }
+    return out;
+  }
+  if (auto call = dyn_cast<CallSiteLoc>(loc))
+    return locationString(call.getCallee());
+  return "";
+}
+
 json attrJson(Attribute a, StringRef name = "") {
   // The enums are i32 integer attributes: which enum is known from the
   // attribute's name only (a cast would accept any enum's value).
@@ -139,6 +161,7 @@ FailureOr<json> entryJson(func::FuncOp func) {
         outs.push_back(refs.lookup(v));
       json params = attrJson(launch.getParams());
       launches.push_back(json{{"kernel", launch.getKernel().str()},
+                              {"loc", locationString(launch.getLoc())},
                               {"inputs", ins},
                               {"outputs", outs},
                               {"params", params}});

@@ -35,6 +35,7 @@ public:
       error(fmt::format("missing field \"{}\"", key));
     return j.at(key);
   }
+  bool has(const char *key) const { return j.is_object() && j.contains(key); }
   Reader sub(const char *key) const {
     return Reader(file, field(key), join(key));
   }
@@ -208,6 +209,8 @@ Artifact Artifact::load(const std::string &dir) {
       Reader r = launches.at(i);
       Launch l;
       l.kernel = r.string("kernel");
+      if (r.has("loc"))
+        l.loc = r.string("loc");
       Reader ins = r.sub("inputs"), outs = r.sub("outputs");
       for (size_t k = 0, m = r.arraySize("inputs"); k < m; ++k)
         l.inputs.push_back(readRef(ins.at(k), entry, a.params.size(), paramNames));

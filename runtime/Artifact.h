@@ -43,6 +43,9 @@ struct ArgInfo {
 
 struct Launch {
   std::string kernel;
+  /// The IR op it was lowered from (its location: a checkpoint prefix such
+  /// as `model.layers.3.mlp`); empty in older manifests.
+  std::string loc;
   std::vector<ValueRef> inputs, outputs;
   nlohmann::json params;
 };

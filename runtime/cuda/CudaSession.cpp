@@ -1,6 +1,7 @@
 //===- CudaSession.cpp - run an artifact on an NVIDIA GPU -----------------===//
 #include "runtime/cuda/CudaSession.h"
 #include "runtime/cuda/Nvrtc.h"
+#include "runtime/Trace.h"
 
 #include "runtime/Error.h"
 #include "runtime/host/HostSession.h"
@@ -136,7 +137,8 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
   const char *graphs = std::getenv("DSV3_CUDA_GRAPHS");
   const char *profile = std::getenv("DSV3_PROFILE");
   profile_ = profile && std::string(profile) == "1";
-  useGraphs_ = !(graphs && std::string(graphs) == "0") && !profile_;
+  tracing_ = activeTracer() != nullptr;
+  useGraphs_ = !(graphs && std::string(graphs) == "0") && !profile_ && !tracing_;
 }
 
 CudaSession::~CudaSession() {
@@ -147,6 +149,8 @@ CudaSession::~CudaSession() {
     printProfile();
   for (CUevent e : freeEvents_)
     drv_.eventDestroy(e);
+  if (traceBase_)
+    drv_.eventDestroy(traceBase_);
   for (auto &[n, t] : params_)
     drv_.memFree(t.ptr);
   for (auto &[entry, slots] : argBuffers_)
@@ -224,13 +228,13 @@ void CudaSession::launch(const std::string &instance, Dim3 grid, Dim3 block,
   if (grid.x == 0 || grid.y == 0 || grid.z == 0)
     return; // nothing to do (an empty batch)
   Timed timed;
-  if (profile_) {
-    timed = {instance, event(), event()};
+  if (profile_ || tracing_) {
+    timed = {instance, what, currentLoc_, event(), event()};
     DSV3_CU(drv_, eventRecord, "profiling " + instance, timed.start, stream_);
   }
   DSV3_CU(drv_, launchKernel, what + ": " + instance, f, grid.x, grid.y, grid.z,
           block.x, block.y, block.z, unsigned(smem), stream_, args.data(), nullptr);
-  if (profile_) {
+  if (profile_ || tracing_) {
     DSV3_CU(drv_, eventRecord, "profiling " + instance, timed.stop, stream_);
     pendingTimes_.push_back(timed);
   }
@@ -248,9 +252,19 @@ CUevent CudaSession::event() {
 }
 
 void CudaSession::collectTimes() {
+  Tracer *tracer = tracing_ ? activeTracer() : nullptr;
   for (Timed &t : pendingTimes_) {
     float ms = 0;
     DSV3_CU(drv_, eventElapsedTime, "profiling " + t.instance, &ms, t.start, t.stop);
+    if (tracer && traceBase_) {
+      float offset = 0;
+      DSV3_CU(drv_, eventElapsedTime, "tracing " + t.instance, &offset, traceBase_, t.start);
+      // The kernel family (the launch's first word) as the name; the
+      // instance and the sub-step in the details.
+      std::string family = t.what.substr(0, t.what.find(' '));
+      tracer->add({family, "kernel", t.loc, currentEntry_ + ": " + t.what + " " + t.instance,
+                   traceBaseUs_ + 1e3 * double(offset), 1e3 * double(ms), 1});
+    }
     KernelTime &k = kernelTimes_[t.instance];
     ++k.calls;
     k.ms += ms;
@@ -324,6 +338,7 @@ void CudaSession::dropGraphs() {
 
 std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
                                                 std::vector<HostTensor<float>> args) {
+  double entryStartUs = activeTracer() ? activeTracer()->nowUs() : 0;
   const Entry &entry = artifact_.entry(name);
   if (args.size() != entry.args.size())
     fail("entry {}: {} arguments given, the artifact expects {}", name,
@@ -400,6 +415,14 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     }
     return nullptr;
   };
+  if (tracing_) {
+    if (!traceBase_)
+      DSV3_CU(drv_, eventCreate, "trace base event", &traceBase_, CU_EVENT_DEFAULT);
+    DSV3_CU(drv_, streamSynchronize, "tracing " + name, stream_);
+    traceBaseUs_ = activeTracer()->nowUs();
+    DSV3_CU(drv_, eventRecord, "trace base event", traceBase_, stream_);
+    currentEntry_ = name;
+  }
   auto graph = graphs_.find(key);
   if (useGraphs_ && !onLaunch && graph != graphs_.end()) {
     DSV3_CU(drv_, graphLaunch, "replaying the graph of " + name, graph->second.exec,
@@ -430,6 +453,7 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
           outs.push_back(resolve(r));
         chunk_ = 0;
         chunkUsed_ = 0;
+        currentLoc_ = launch.loc;
         fn(*this, launch.kernel, launch.params, ins, outs);
         if (onLaunch)
           reportLaunch(l, launch.kernel, outs);
@@ -455,7 +479,7 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     }
   }
   DSV3_CU(drv_, streamSynchronize, "running entry " + name, stream_);
-  if (profile_)
+  if (profile_ || tracing_)
     collectTimes();
   // Arguments updated in place (the decode caches) go back to the caller,
   // unless they are resident.
@@ -486,6 +510,8 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     t.capacity = size_t(d->numel());
     out.push_back(t);
   }
+  if (Tracer *tracer = activeTracer())
+    tracer->phase("run " + name, entryStartUs);
   return out;
 }
 

@@ -138,9 +138,15 @@ private:
   /// totals per kernel instance are printed when the session ends.
   bool profile_ = false;
   struct Timed {
-    std::string instance;
+    std::string instance, what, loc;
     CUevent start, stop;
   };
+  /// --trace: launches timed as with DSV3_PROFILE and placed on the host
+  /// clock from a base event recorded when the entry starts.
+  bool tracing_ = false;
+  CUevent traceBase_ = nullptr;
+  double traceBaseUs_ = 0;
+  std::string currentLoc_, currentEntry_;
   std::vector<Timed> pendingTimes_;
   std::vector<CUevent> freeEvents_;
   struct KernelTime {

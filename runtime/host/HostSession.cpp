@@ -1,5 +1,6 @@
 //===- HostSession.cpp - run an artifact on the host ----------------------===//
 #include "runtime/host/HostSession.h"
+#include "runtime/Trace.h"
 
 #include "runtime/Error.h"
 
@@ -106,6 +107,7 @@ HostSession<Real>::HostSession(const Artifact &artifact, const WeightStore &weig
 template <typename Real>
 std::vector<HostTensor<Real>>
 HostSession<Real>::run(const std::string &name, std::vector<HostTensor<Real>> args) {
+  double entryStartUs = activeTracer() ? activeTracer()->nowUs() : 0;
   const Entry &entry = artifact_.entry(name);
   if (args.size() != entry.args.size())
     fail("entry {}: {} arguments given, the artifact expects {}", name,
@@ -157,13 +159,19 @@ HostSession<Real>::run(const std::string &name, std::vector<HostTensor<Real>> ar
       ins.push_back(resolve(r));
     for (const ValueRef &r : launch.outputs)
       outs.push_back(resolve(r));
+    Tracer *tracer = activeTracer();
+    double t0 = tracer ? tracer->nowUs() : 0;
     fn(launch.kernel, launch.params, ins, outs);
+    if (tracer)
+      tracer->add({launch.kernel, "kernel", launch.loc, name, t0, tracer->nowUs() - t0, 1});
     if (onLaunch)
       onLaunch(l, launch.kernel, outs);
   }
   std::vector<HostTensor<Real>> results;
   for (const ValueRef &r : entry.results)
     results.push_back(*resolve(r));
+  if (Tracer *tracer = activeTracer())
+    tracer->phase("run " + name, entryStartUs);
   return results;
 }
 

@@ -13,6 +13,7 @@
 #include "runtime/Error.h"
 #include "runtime/Generate.h"
 #include "runtime/Plot.h"
+#include "runtime/Trace.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Train.h"
 #include "runtime/host/HostSession.h"
@@ -59,6 +60,11 @@ commands:
       compare with an oracle directory (io.safetensors): logits, loss,
       absorbed decode vs naive prefill, greedy generation; prints a table
       and a last line "N passed, N failed"
+
+  any command: --trace FILE.json
+      write a Chrome/Perfetto trace (chrome://tracing, ui.perfetto.dev):
+      host phases and every kernel launch (host: wall time; cuda: CUDA
+      events, graphs off) named by kernel, with the IR op it came from
 
   plot     METRICS.jsonl -o DIR
       SVG charts of a training run (train --metrics): the loss and its
@@ -120,6 +126,7 @@ struct Options {
   std::string backend = "host", dtype = "fp32";
   int64_t maxNew = 16, maxBatch = 0, context = 0;
   std::string outDir; // plot -o
+  std::string trace;  // --trace FILE.json
   double temperature = 0, topP = 1;
   uint64_t seed = 0;
 };
@@ -183,6 +190,7 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--max-new") o.maxNew = parseInt(a, value);
     else if (a == "--max-batch") o.maxBatch = parseInt(a, value);
     else if (a == "--context") o.context = parseInt(a, value);
+    else if (a == "--trace") o.trace = value;
     else if (a == "--temperature") o.temperature = parseDouble(a, value);
     else if (a == "--top-p") o.topP = parseDouble(a, value);
     else if (a == "--seed") o.seed = uint64_t(parseInt(a, value));
@@ -1048,7 +1056,11 @@ template <typename Real> int run(const Options &o) {
     fmt::print("wrote {} tokens to {}\n", n, o.out);
     return 0;
   }
+  Tracer *tracer = activeTracer();
+  double t0 = tracer ? tracer->nowUs() : 0;
   Artifact art = Artifact::load(o.artifact);
+  if (tracer)
+    tracer->phase("load the manifest", t0);
   if (o.command == "init")
     return init(o, art);
   if (o.command == "train")
@@ -1057,7 +1069,10 @@ template <typename Real> int run(const Options &o) {
     WeightStore weights(o.weights);
     return gradcheck(o, art, weights);
   }
+  t0 = tracer ? tracer->nowUs() : 0;
   WeightStore weights(o.weights);
+  if (tracer)
+    tracer->phase("open the weights", t0);
   if (o.command == "compare") {
 #ifdef DSV3_HAVE_CUDA
     return compareBackends(o, art, weights);
@@ -1069,13 +1084,19 @@ template <typename Real> int run(const Options &o) {
 #ifdef DSV3_HAVE_CUDA
     if (o.dtype != "fp32")
       fail("--backend cuda computes in fp32 today (bf16 kernels are not built yet)");
+    t0 = tracer ? tracer->nowUs() : 0;
     cuda::CudaSession s(art, weights);
+    if (tracer)
+      tracer->phase("start the GPU session (kernels, weights upload)", t0);
     return runInference(o, art, s, "cuda: " + s.description());
 #else
     fail("--backend cuda: this dsv3-run was built without CUDA headers");
 #endif
   }
+  t0 = tracer ? tracer->nowUs() : 0;
   HostSession<Real> s(art, weights);
+  if (tracer)
+    tracer->phase("start the host session (bind weights)", t0);
   return runInference(o, art, s, "host");
 }
 
@@ -1084,7 +1105,25 @@ template <typename Real> int run(const Options &o) {
 int main(int argc, char **argv) {
   try {
     Options o = parseArgs(argc, argv);
-    return o.dtype == "fp64" ? run<double>(o) : run<float>(o);
+    if (o.trace.empty())
+      return o.dtype == "fp64" ? run<double>(o) : run<float>(o);
+    // The trace is written however the command ends.
+    Tracer tracer;
+    setActiveTracer(&tracer);
+    int rc = 1;
+    std::exception_ptr failure;
+    try {
+      rc = o.dtype == "fp64" ? run<double>(o) : run<float>(o);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    tracer.phase("dsv3-run " + o.command, 0);
+    setActiveTracer(nullptr);
+    tracer.write(o.trace, "dsv3-run " + o.command + " " + o.artifact);
+    fmt::print(stderr, "wrote {} trace events to {}\n", tracer.size(), o.trace);
+    if (failure)
+      std::rethrow_exception(failure);
+    return rc;
   } catch (const Error &e) {
     fmt::print(stderr, "dsv3-run: error: {}\n", e.what());
     return 1;
