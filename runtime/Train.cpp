@@ -1,5 +1,6 @@
 //===- Train.cpp - training runs on the host backend ----------------------===//
 #include "runtime/Train.h"
+#include "runtime/Progress.h"
 
 #include "runtime/Error.h"
 #include "runtime/Safetensors.h"
@@ -179,6 +180,8 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
       lossParts.push_back(n.get<std::string>());
   }
   std::vector<int64_t> ids(size_t(o.batch * o.seq));
+  auto runStart = std::chrono::steady_clock::now();
+  int64_t firstStep = state.step;
   while (state.step < o.steps) {
     auto start = std::chrono::steady_clock::now();
     for (int64_t b = 0; b < o.batch; ++b) {
@@ -263,9 +266,25 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
       std::fputs((line.dump() + "\n").c_str(), metrics);
       std::fflush(metrics);
     }
-    if (!o.quiet)
-      fmt::print("step {:>5}  loss {:.4f}  grad_norm {:.3f}  lr {:.2e}  {:.0f} tok/s\n",
-                 step, loss, norm, double(lr), double(o.batch * o.seq) / seconds);
+    // Progress: the step line with an ETA from this run's mean step time
+    // (stdout), or with --log-json the step's record (stderr).
+    double perStep = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                   runStart)
+                         .count() /
+                     double(step - firstStep);
+    double eta = perStep * double(o.steps - step);
+    if (logMode() == LogMode::Json) {
+      nlohmann::json record = line;
+      record["eta_s"] = eta;
+      record["steps"] = o.steps;
+      logEvent("step", "", record);
+    } else if (!o.quiet && logMode() != LogMode::Quiet) {
+      fmt::print("step {:>5}/{}  loss {:.4f}  grad_norm {:.3f}  lr {:.2e}  {:.0f} tok/s  "
+                 "ETA {}\n",
+                 step, o.steps, loss, norm, double(lr), double(o.batch * o.seq) / seconds,
+                 humanSeconds(eta));
+      std::fflush(stdout);
+    }
     bool last = state.step == o.steps;
     if (!o.saveDir.empty() && (last || (o.saveEvery > 0 && state.step % o.saveEvery == 0)))
       saveCheckpoint(session, fmt::format("{}/step-{:06d}", o.saveDir, state.step), state);

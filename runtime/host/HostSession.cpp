@@ -1,5 +1,6 @@
 //===- HostSession.cpp - run an artifact on the host ----------------------===//
 #include "runtime/host/HostSession.h"
+#include "runtime/Progress.h"
 #include "runtime/Trace.h"
 
 #include "runtime/Error.h"
@@ -12,6 +13,12 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
                                               const WeightStore &weights) {
   std::map<std::string, BoundParam> bound;
   std::vector<std::string> problems;
+  double totalBytes = 0, doneBytes = 0;
+  for (const ParamInfo &p : artifact.params)
+    for (const std::string &name : p.checkpoint)
+      if (const TensorView *t = weights.find(name))
+        totalBytes += double(t->numElements()) * double(dtypeSize(t->dtype));
+  Progress progress("loading weights from " + weights.path(), totalBytes, "bytes");
   for (const ParamInfo &p : artifact.params) {
     std::vector<int64_t> each = p.shape;
     if (p.stacked)
@@ -63,10 +70,13 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
         double v = t->at(size_t(i));
         b.data.push_back(toBf16 ? double(bf16ToFloat(floatToBf16(float(v)))) : v);
       }
+      doneBytes += double(t->numElements()) * double(dtypeSize(t->dtype));
+      progress.update(doneBytes, name);
     }
     if (ok)
       bound.emplace(p.name, std::move(b));
   }
+  progress.finish(fmt::format("{} tensors", bound.size()));
   if (!problems.empty()) {
     std::string msg = fmt::format("{}: {} problem{} binding the weights of {}:",
                                   weights.path(), problems.size(),

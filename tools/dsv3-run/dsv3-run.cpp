@@ -14,6 +14,7 @@
 #include "runtime/Generate.h"
 #include "runtime/Plot.h"
 #include "runtime/Trace.h"
+#include "runtime/Progress.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Train.h"
 #include "runtime/host/HostSession.h"
@@ -60,6 +61,11 @@ commands:
       compare with an oracle directory (io.safetensors): logits, loss,
       absorbed decode vs naive prefill, greedy generation; prints a table
       and a last line "N passed, N failed"
+
+  any command: --quiet, --log-json
+      progress (weight loading, training steps with ETA) as a live line on
+      a terminal, plain lines otherwise; --quiet: none; --log-json: one
+      JSON object per line on stderr
 
   any command: --trace FILE.json
       write a Chrome/Perfetto trace (chrome://tracing, ui.perfetto.dev):
@@ -158,6 +164,10 @@ Options parseArgs(int argc, char **argv) {
     }
     if (a == "--train-loss") {
       o.trainLoss = true;
+      continue;
+    }
+    if (a == "--quiet" || a == "--log-json") {
+      logMode() = a == "--quiet" ? LogMode::Quiet : LogMode::Json;
       continue;
     }
     if (a == "-o") {

@@ -12,6 +12,9 @@
 #include "models/ModelBuilder.h"
 #include "models/ModelConfig.h"
 #include "models/ComplianceReport.h"
+#include "runtime/Progress.h"
+
+#include <chrono>
 #include "passes/ParamStats.h"
 #include "passes/Passes.h"
 #include "codegen/ArtifactWriter.h"
@@ -94,6 +97,32 @@ cl::opt<StatsFormat> statsFormat(
     cl::values(clEnumValN(StatsFormat::Table, "table", "a table for people"),
                clEnumValN(StatsFormat::Json, "json", "JSON for scripts")),
     cl::cat(category));
+cl::opt<bool> quiet("quiet", cl::desc("no progress output"), cl::cat(category));
+cl::opt<bool> logJson("log-json",
+                      cl::desc("progress and stage timings as JSON lines on stderr"),
+                      cl::cat(category));
+
+/// Compilation progress: one stage per pass (a live line on a terminal, a
+/// final line for compiles of 2 s or more, or a JSON record per stage with
+/// its time under --log-json).
+struct StageProgress : public PassInstrumentation {
+  StageProgress(dsv3rt::Progress &progress) : progress(progress) {}
+  void runBeforePass(Pass *pass, Operation *) override {
+    start = std::chrono::steady_clock::now();
+    progress.update(double(done), pass->getArgument().str());
+  }
+  void runAfterPass(Pass *pass, Operation *) override {
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                          start)
+                    .count();
+    dsv3rt::logEvent("stage", "", {{"stage", pass->getArgument().str()}, {"ms", ms}});
+    ++done;
+  }
+  dsv3rt::Progress &progress;
+  std::chrono::steady_clock::time_point start;
+  int64_t done = 1; // the import
+};
+
 enum class ReportFormat { None, Markdown, Json };
 cl::opt<ReportFormat> report(
     "report", cl::ValueOptional, cl::cat(category),
@@ -273,6 +302,11 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (quiet)
+    dsv3rt::logMode() = dsv3rt::LogMode::Quiet;
+  else if (logJson)
+    dsv3rt::logMode() = dsv3rt::LogMode::Json;
+  auto importStart = std::chrono::steady_clock::now();
   std::vector<std::string> errors;
   std::optional<::dsv3::ModelConfig> config =
       ::dsv3::loadModelConfig(modelSpec, errors);
@@ -354,6 +388,15 @@ int main(int argc, char **argv) {
     mlir::dsv3::buildDsv3TrainPipeline(pm, pipelineOptions);
   else
     mlir::dsv3::buildDsv3InferPipeline(pm, pipelineOptions);
+  dsv3rt::logEvent("stage", "",
+                   {{"stage", "import"},
+                    {"ms", std::chrono::duration<double, std::milli>(
+                               std::chrono::steady_clock::now() - importStart)
+                               .count()}});
+  // Stages: the import, each pass, and writing the artifact (NVRTC).
+  dsv3rt::Progress progress("compiling " + config->source,
+                            double(pm.size() + 1 + (outputDir.empty() ? 0 : 1)), "stages");
+  pm.addInstrumentation(std::make_unique<StageProgress>(progress));
   if (failed(pm.run(*module))) {
     llvm::errs() << "dsv3c: error: the pipeline failed on " << config->source
                  << "\n";
@@ -390,8 +433,17 @@ int main(int argc, char **argv) {
   ::dsv3::CudaTargets cudaTargets;
   if (!cudaArchs.empty())
     cudaTargets.archs.assign(cudaArchs.begin(), cudaArchs.end());
+  progress.update(double(pm.size() + 1),
+                  target == Target::Cuda ? "writing the artifact, NVRTC" : "writing the artifact");
+  auto writeStart = std::chrono::steady_clock::now();
   if (failed(mlir::dsv3::writeArtifact(
           *module, outputDir, target == Target::Cuda ? &cudaTargets : nullptr)))
     return 1;
+  dsv3rt::logEvent("stage", "",
+                   {{"stage", "write-artifact"},
+                    {"ms", std::chrono::duration<double, std::milli>(
+                               std::chrono::steady_clock::now() - writeStart)
+                               .count()}});
+  progress.finish(outputDir);
   return 0;
 }
