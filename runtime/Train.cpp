@@ -92,8 +92,14 @@ template <typename Real>
 void saveCheckpoint(HostSession<Real> &session, const std::string &dir,
                     const TrainState &state) {
   std::string parent = dir.substr(0, dir.find_last_of('/'));
-  std::string tmpDir = dir + ".tmp";
-  std::string cmd;
+  std::string tmpDir = dir + ".tmp", old = dir + ".old";
+  // Leftovers of a save that was killed (kill -9, power loss) are removed
+  // first: a stale `.old` would block the replacing rename below.
+  for (const std::string &d : {tmpDir, old}) {
+    std::remove((d + "/model.safetensors.tmp").c_str());
+    std::remove((d + "/model.safetensors").c_str());
+    ::rmdir(d.c_str());
+  }
   if (mkdir(tmpDir.c_str(), 0755) != 0 && errno != EEXIST)
     fail("{}: cannot create: {}", tmpDir, std::strerror(errno));
   std::vector<OwnedTensor> tensors;
@@ -121,14 +127,22 @@ void saveCheckpoint(HostSession<Real> &session, const std::string &dir,
       tensors.push_back(std::move(t));
     }
   }
-  writeSafetensors(tmpDir + "/model.safetensors", tensors,
-                   {{"format", "pt"},
-                    {"dsv3_step", std::to_string(state.step)},
-                    {"dsv3_data_position", std::to_string(state.dataPosition)}});
-  fsyncDir(tmpDir);
+  try {
+    writeSafetensors(tmpDir + "/model.safetensors", tensors,
+                     {{"format", "pt"},
+                      {"dsv3_step", std::to_string(state.step)},
+                      {"dsv3_data_position", std::to_string(state.dataPosition)}});
+    fsyncDir(tmpDir);
+  } catch (const Error &e) {
+    // Disk full, quota, I/O error: nothing half-written stays behind, and
+    // the checkpoints already on disk are untouched.
+    std::remove((tmpDir + "/model.safetensors.tmp").c_str());
+    std::remove((tmpDir + "/model.safetensors").c_str());
+    ::rmdir(tmpDir.c_str());
+    fail("{}; checkpoint {} not written (earlier checkpoints are intact)", e.what(), dir);
+  }
   // Replace an older checkpoint of the same step only after the new one is
   // complete on disk.
-  std::string old = dir + ".old";
   bool hadOld = std::rename(dir.c_str(), old.c_str()) == 0;
   if (std::rename(tmpDir.c_str(), dir.c_str()) != 0)
     fail("{}: cannot rename to {}: {}", tmpDir, dir, std::strerror(errno));
