@@ -33,6 +33,7 @@ Driver &Driver::get() {
     sym(d->moduleGetFunction, "cuModuleGetFunction");
     sym(d->funcSetAttribute, "cuFuncSetAttribute");
     sym(d->memAlloc, "cuMemAlloc_v2");
+    sym(d->memGetInfo, "cuMemGetInfo_v2");
     sym(d->memFree, "cuMemFree_v2");
     sym(d->memcpyHtoD, "cuMemcpyHtoD_v2");
     sym(d->memcpyDtoH, "cuMemcpyDtoH_v2");

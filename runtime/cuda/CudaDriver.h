@@ -28,6 +28,7 @@ struct Driver {
   decltype(&::cuModuleGetFunction) moduleGetFunction;
   decltype(&::cuFuncSetAttribute) funcSetAttribute;
   decltype(&::cuMemAlloc) memAlloc;
+  decltype(&::cuMemGetInfo) memGetInfo;
   decltype(&::cuMemFree) memFree;
   decltype(&::cuMemcpyHtoD) memcpyHtoD;
   decltype(&::cuMemcpyDtoH) memcpyDtoH;

@@ -2,6 +2,7 @@
 #include "runtime/cuda/CudaSession.h"
 #include "runtime/cuda/Nvrtc.h"
 #include "runtime/Trace.h"
+#include "runtime/Progress.h"
 
 #include "runtime/Error.h"
 #include "runtime/host/HostSession.h"
@@ -103,6 +104,33 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
           &module_, image.data(), 0, nullptr, nullptr);
   description_ = fmt::format("{} ({}, {})", name, sm, chosen);
 
+  // Before anything large is allocated: the weights (bf16 or fp32, as the
+  // artifact stores them) and the largest arena (activations in float) must
+  // fit in the GPU's free memory.
+  {
+    double weightBytes = 0, arenaBytes = 0;
+    for (const ParamInfo &p : artifact.params) {
+      double n = 1;
+      for (int64_t d : p.shape)
+        n *= double(d);
+      weightBytes += n * (p.dtype == DType::BF16 ? 2 : 4);
+    }
+    size_t minFloat = 4;
+    for (auto &[n, e] : artifact.entries)
+      for (const BufferInfo &b : e.buffers)
+        if (b.dtype != DType::I64 && b.dtype != DType::I32)
+          minFloat = std::min(minFloat, dtypeSize(b.dtype));
+    for (auto &[n, e] : artifact.entries)
+      arenaBytes = std::max(arenaBytes, double(e.arenaBytes) * double(4 / minFloat));
+    size_t freeBytes = 0, totalBytes = 0;
+    DSV3_CU(drv_, memGetInfo, "free GPU memory", &freeBytes, &totalBytes);
+    if (weightBytes + arenaBytes > double(freeBytes))
+      fail("{}: the GPU needs about {} (weights {}, activation arena {}) but {} of its {} "
+           "are free; use a smaller --max-batch/--max-seq, bf16 weights, or more GPUs",
+           artifact.dir, humanBytes(weightBytes + arenaBytes), humanBytes(weightBytes),
+           humanBytes(arenaBytes), humanBytes(double(freeBytes)),
+           humanBytes(double(totalBytes)));
+  }
   // Weights: checked and converted like the host backend's, uploaded once.
   for (auto &[pname, b] : bindWeights(artifact, weights)) {
     std::vector<float> &host = hostParams_[pname];

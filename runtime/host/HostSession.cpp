@@ -1,6 +1,7 @@
 //===- HostSession.cpp - run an artifact on the host ----------------------===//
 #include "runtime/host/HostSession.h"
 #include "runtime/Progress.h"
+#include "runtime/Resources.h"
 #include "runtime/Trace.h"
 
 #include "runtime/Error.h"
@@ -91,6 +92,7 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
 template <typename Real>
 HostSession<Real>::HostSession(const Artifact &artifact, const WeightStore &weights)
     : artifact_(artifact) {
+  checkHostMemory(artifact, sizeof(Real));
   for (auto &[name, b] : bindWeights(artifact, weights)) {
     std::vector<Real> &data = paramData_[name];
     data.assign(b.data.begin(), b.data.end());

@@ -15,6 +15,7 @@
 #include "runtime/Plot.h"
 #include "runtime/Trace.h"
 #include "runtime/Progress.h"
+#include "runtime/Resources.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Train.h"
 #include "runtime/host/HostSession.h"
@@ -1071,6 +1072,12 @@ template <typename Real> int run(const Options &o) {
   Artifact art = Artifact::load(o.artifact);
   if (tracer)
     tracer->phase("load the manifest", t0);
+  // Before the weights are opened: a model this machine cannot hold fails
+  // now, with the needed and available bytes.
+  if (o.backend == "host" && (o.command == "generate" || o.command == "forward" ||
+                              o.command == "verify" || o.command == "time" ||
+                              o.command == "train" || o.command == "gradcheck"))
+    checkHostMemory(art, sizeof(Real));
   if (o.command == "init")
     return init(o, art);
   if (o.command == "train")
