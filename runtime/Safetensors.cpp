@@ -73,15 +73,25 @@ SafetensorsFile::SafetensorsFile(const std::string &path) : path_(path) {
     fail("{}: header must be a JSON object", path);
   const uint8_t *data = bytes + 8 + headerLen;
   size_t dataSize = size_ - 8 - headerLen;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  struct Range {
+    uint64_t begin, end;
+    std::string name;
+    bool operator<(const Range &o) const { return begin < o.begin; }
+  };
+  std::vector<Range> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string &name = it.key();
     const json &e = it.value();
     if (name == "__metadata__") {
-      if (e.is_object())
-        for (auto m = e.begin(); m != e.end(); ++m)
-          if (m.value().is_string())
-            metadata_[m.key()] = m.value().get<std::string>();
+      // The format's metadata is a map of strings to strings.
+      if (!e.is_object())
+        fail("{}: __metadata__ must be an object of strings, got {}", path, e.dump());
+      for (auto m = e.begin(); m != e.end(); ++m) {
+        if (!m.value().is_string())
+          fail("{}: __metadata__ entry '{}' must be a string, got {}", path, m.key(),
+               m.value().dump());
+        metadata_[m.key()] = m.value().get<std::string>();
+      }
       continue;
     }
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
@@ -126,16 +136,16 @@ SafetensorsFile::SafetensorsFile(const std::string &path) : path_(path) {
            expected);
     t.data = data + begin;
     t.bytes = end - begin;
-    ranges.push_back({begin, end});
+    ranges.push_back({begin, end, name});
     tensors_.emplace(name, std::move(t));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second)
-      fail("{}: tensors overlap in the data section (bytes [{}, {}) and [{}, "
-           "{}))",
-           path, ranges[i - 1].first, ranges[i - 1].second, ranges[i].first,
-           ranges[i].second);
+    if (ranges[i].begin < ranges[i - 1].end)
+      fail("{}: tensors '{}' (bytes [{}, {})) and '{}' (bytes [{}, {})) overlap in the "
+           "data section",
+           path, ranges[i - 1].name, ranges[i - 1].begin, ranges[i - 1].end,
+           ranges[i].name, ranges[i].begin, ranges[i].end);
 }
 
 SafetensorsFile::~SafetensorsFile() {
@@ -159,6 +169,7 @@ static bool exists(const std::string &p) {
 
 WeightStore::WeightStore(const std::string &path) : path_(path) {
   std::vector<std::string> files;
+  std::map<std::string, std::string> indexMap; // tensor -> shard (sharded only)
   if (!isDir(path)) {
     files.push_back(path);
   } else if (exists(path + "/model.safetensors.index.json")) {
@@ -175,7 +186,7 @@ WeightStore::WeightStore(const std::string &path) : path_(path) {
     if (!index.is_object() || !index.contains("weight_map") ||
         !index["weight_map"].is_object())
       fail("{}: needs a \"weight_map\" object", indexPath);
-    std::map<std::string, std::string> shardOf;
+    std::map<std::string, std::string> &shardOf = indexMap;
     for (auto it = index["weight_map"].begin(); it != index["weight_map"].end();
          ++it) {
       if (!it.value().is_string())
@@ -205,6 +216,13 @@ WeightStore::WeightStore(const std::string &path) : path_(path) {
         fail("tensor '{}' is stored twice: in {} and {}", name, it->second->file,
              f);
     }
+  }
+  // The index must tell the truth: each tensor it maps is in that shard.
+  for (auto &[tensor, shard] : indexMap) {
+    auto it = index_.find(tensor);
+    if (it == index_.end() || it->second->file != path + "/" + shard)
+      fail("{}/model.safetensors.index.json: maps tensor '{}' to {}, which does not hold it",
+           path, tensor, shard);
   }
 }
 

@@ -27,6 +27,7 @@ config.substitutions.append(
 config.substitutions.append(
     ("%presets", os.path.join(config.dsv3_src_root, "models", "presets")))
 config.substitutions.append(("%srcroot", config.dsv3_src_root))
+config.substitutions.append(("%dsv3_bin", config.dsv3_tools_dir))
 if getattr(config, "dsv3_have_nvrtc", False):
     config.available_features.add("nvrtc")
 config.substitutions.append(("%objroot", config.dsv3_obj_root))

@@ -1,5 +1,7 @@
 //===- HostSession.cpp - run an artifact on the host ----------------------===//
 #include "runtime/host/HostSession.h"
+
+#include <cmath>
 #include "runtime/Progress.h"
 #include "runtime/Resources.h"
 #include "runtime/Trace.h"
@@ -67,9 +69,18 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
       if (!ok)
         continue;
       bool toBf16 = p.dtype == DType::BF16 && t->dtype != DType::BF16;
+      int64_t nonFinite = -1;
       for (int64_t i = 0, n = t->numElements(); i < n; ++i) {
         double v = t->at(size_t(i));
+        if (!std::isfinite(v) && nonFinite < 0)
+          nonFinite = i;
         b.data.push_back(toBf16 ? double(bf16ToFloat(floatToBf16(float(v)))) : v);
+      }
+      if (nonFinite >= 0) {
+        problems.push_back(fmt::format("tensor '{}' in {} has a non-finite value ({}) at "
+                                       "flat index {} (a corrupted or diverged checkpoint?)",
+                                       name, t->file, t->at(size_t(nonFinite)), nonFinite));
+        ok = false;
       }
       doneBytes += double(t->numElements()) * double(dtypeSize(t->dtype));
       progress.update(doneBytes, name);

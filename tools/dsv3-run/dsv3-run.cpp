@@ -286,17 +286,24 @@ std::vector<std::vector<int64_t>> parseIdLists(const std::string &flag,
                                                const std::string &text) {
   std::vector<std::vector<int64_t>> rows(1);
   std::string cur;
-  auto flush = [&] {
-    if (!cur.empty())
-      rows.back().push_back(parseInt(flag, cur));
+  size_t at = 0;
+  auto flush = [&](bool end) {
+    if (cur.empty()) {
+      // "1,,2" or "1,/2": an id is missing (an empty row is reported below).
+      if (!(end && rows.back().empty()))
+        fail("{}: an id is missing before position {} of '{}'", flag, at, text);
+      return;
+    }
+    rows.back().push_back(parseInt(flag, cur));
     cur.clear();
   };
-  for (char c : text) {
-    if (c == ',') flush();
-    else if (c == '/') { flush(); rows.emplace_back(); }
+  for (; at < text.size(); ++at) {
+    char c = text[at];
+    if (c == ',') flush(false);
+    else if (c == '/') { flush(true); rows.emplace_back(); }
     else if (c != ' ') cur += c;
   }
-  flush();
+  flush(true);
   for (auto &r : rows)
     if (r.empty())
       fail("{}: empty id list in '{}'", flag, text);
