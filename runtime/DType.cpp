@@ -4,6 +4,7 @@
 #include "runtime/Error.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace dsv3rt {
 
@@ -77,15 +78,26 @@ float f8e4m3ToFloat(uint8_t b) {
   return sign ? -v : v;
 }
 
+namespace {
+/// Element i of an array that may not be aligned for T: safetensors data
+/// offsets are byte offsets after a header of any length (UBSan caught the
+/// direct loads).
+template <typename T> T loadUnaligned(const void *data, size_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const char *>(data) + i * sizeof(T), sizeof(T));
+  return v;
+}
+} // namespace
+
 double loadAsDouble(const void *data, DType d, size_t i) {
   switch (d) {
-  case DType::F64: return static_cast<const double *>(data)[i];
-  case DType::F32: return static_cast<const float *>(data)[i];
-  case DType::BF16: return bf16ToFloat(static_cast<const uint16_t *>(data)[i]);
-  case DType::F16: return f16ToFloat(static_cast<const uint16_t *>(data)[i]);
+  case DType::F64: return loadUnaligned<double>(data, i);
+  case DType::F32: return loadUnaligned<float>(data, i);
+  case DType::BF16: return bf16ToFloat(loadUnaligned<uint16_t>(data, i));
+  case DType::F16: return f16ToFloat(loadUnaligned<uint16_t>(data, i));
   case DType::F8E4M3: return f8e4m3ToFloat(static_cast<const uint8_t *>(data)[i]);
-  case DType::I64: return double(static_cast<const int64_t *>(data)[i]);
-  case DType::I32: return double(static_cast<const int32_t *>(data)[i]);
+  case DType::I64: return double(loadUnaligned<int64_t>(data, i));
+  case DType::I32: return double(loadUnaligned<int32_t>(data, i));
   }
   return 0;
 }

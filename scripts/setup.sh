@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache python3
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools  # MLIR/LLVM 22, lit, FileCheck
   libfmt-dev nlohmann-json3-dev                           # runtime-safe deps
+  clang                                                   # libFuzzer targets (scripts/fuzz.sh)
 )
 
 missing=()

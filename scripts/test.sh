@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All tests: set up, build, print the host conformance tables of the four
-# oracle fixtures, run the lit suite; the last line is
+# oracle fixtures, run the lit suite under ASan + UBSan and the fuzz targets
+# (bounded), then the lit suite; the last line is
 # "N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +17,16 @@ for f in tiny-a tiny-b tiny-d tiny-e; do
 done
 echo
 
+status=0
+echo "== sanitizers: the lit suite built with ASan + UBSan (build-asan/)"
+bash scripts/sanitize.sh || status=1
+echo
+echo "== fuzzing: each parser's libFuzzer target for 60 s (build-fuzz/)"
+bash scripts/fuzz.sh 60 || status=1
+echo
+
 RESULTS=build/test-results.json
 rm -f "$RESULTS"
-status=0
 /usr/lib/llvm-22/bin/lit -sv --output "$RESULTS" build/test || status=$?
 python3 scripts/summarize-lit.py "$RESULTS" || status=1
 exit $status

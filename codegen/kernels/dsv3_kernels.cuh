@@ -397,6 +397,25 @@ __device__ void mmaMainloop(const float *x, i64 ldx, const unsigned short *W,
   }
 }
 
+/// Calls f(mt, nt, e, r, n) for each accumulator element this thread holds
+/// after mmaMainloop (the m16n8 C-fragment layout: rows g and g + 8, columns
+/// 2q and 2q + 1 of each 16 x 8 tile), for the in-range (row, column) only.
+template <int N, typename F> __device__ __forceinline__ void mmaEpilogue(i64 rows, F f) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        i64 r = i64(blockIdx.y) * DSV3_MMA_BM + wm * 32 + mt * 16 + g + (e >= 2 ? 8 : 0);
+        int n = blockIdx.x * DSV3_MMA_BN + wn * 32 + nt * 8 + q * 2 + (e & 1);
+        if (r < rows && n < N)
+          f(mt, nt, e, r, n);
+      }
+}
+
 /// grid (ceil(N / 64), ceil(rows / 64), splits), 128 threads. With
 /// split-K (splits > 1: few tiles, e.g. a batched decode step, would leave
 /// most SMs idle), block z sums K in [z kChunk, (z + 1) kChunk) into
@@ -413,25 +432,14 @@ __global__ void linear_mma(const float *x, i64 ldx, const unsigned short *W,
     b = nullptr;
     res = nullptr;
   }
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        i64 r = i64(blockIdx.y) * DSV3_MMA_BM + wm * 32 + mt * 16 + g + (e >= 2 ? 8 : 0);
-        int n = blockIdx.x * DSV3_MMA_BN + wn * 32 + nt * 8 + q * 2 + (e & 1);
-        if (r < rows && n < N) {
-          float v = acc[mt][nt][e];
-          if (b)
-            v += bf16Float(b[n]);
-          if (res)
-            v += res[r * N + n];
-          y[r * N + n] = v;
-        }
-      }
+  mmaEpilogue<N>(rows, [&](int mt, int nt, int e, i64 r, int n) {
+    float v = acc[mt][nt][e];
+    if (b)
+      v += bf16Float(b[n]);
+    if (res)
+      v += res[r * N + n];
+    y[r * N + n] = v;
+  });
 }
 
 /// y = sum_z part[z] (+ b) (+ res), in z order.
@@ -457,21 +465,10 @@ __global__ void gated_linear_mma(const float *x, const unsigned short *Wg,
                                  const unsigned short *Wu, float *y, i64 rows) {
   float acc[2][4][4] = {}, accU[2][4][4] = {};
   mmaMainloop<N, K, 1>(x, K, Wg, Wu, rows, acc, accU, 0, K);
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        i64 r = i64(blockIdx.y) * DSV3_MMA_BM + wm * 32 + mt * 16 + g + (e >= 2 ? 8 : 0);
-        int n = blockIdx.x * DSV3_MMA_BN + wn * 32 + nt * 8 + q * 2 + (e & 1);
-        if (r < rows && n < N) {
-          float gv = acc[mt][nt][e], uv = accU[mt][nt][e];
-          y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
-        }
-      }
+  mmaEpilogue<N>(rows, [&](int mt, int nt, int e, i64 r, int n) {
+    float gv = acc[mt][nt][e], uv = accU[mt][nt][e];
+    y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
+  });
 }
 
 template <int Unused>

@@ -99,18 +99,27 @@ void gatedLinear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &o
   }
 }
 
+/// The shared checks of the norm-prologue projections: x [..., K], the norm
+/// weight [K], the projection weight [N, K]; shapes y and returns epsilon.
+template <typename Real>
+double normProjection(const std::string &k, const json &p, T<Real> &x, T<Real> &wn,
+                      T<Real> &w, T<Real> &y) {
+  int64_t N = w.dim(0), K = w.dim(1);
+  expectLast(k, x, K, "input");
+  expectLast(k, wn, K, "norm_weight");
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  setShape(k, y, shape);
+  return getf(k, p, "epsilon");
+}
+
 /// rms_norm(x, wn) W^T (dsv3.norm_linear): the norm per row, then the
 /// projection, with the unfused ops' numerics.
 template <typename Real>
 void normLinear(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &wn = *in[1], &w = *in[2], &y = *out[0];
+  double eps = normProjection(k, p, x, wn, w, y);
   int64_t N = w.dim(0), K = w.dim(1);
-  expectLast(k, x, K, "input");
-  expectLast(k, wn, K, "norm_weight");
-  double eps = getf(k, p, "epsilon");
-  std::vector<int64_t> shape = x.shape;
-  shape.back() = N;
-  setShape(k, y, shape);
   std::vector<Real> normed(static_cast<size_t>(K));
   for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
     rmsNormRow(x.f + r * K, wn.f, K, eps, normed.data());
@@ -122,13 +131,8 @@ void normLinear(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
 template <typename Real>
 void normGatedLinear(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &wn = *in[1], &wg = *in[2], &wu = *in[3], &y = *out[0];
+  double eps = normProjection(k, p, x, wn, wg, y);
   int64_t N = wg.dim(0), K = wg.dim(1);
-  expectLast(k, x, K, "input");
-  expectLast(k, wn, K, "norm_weight");
-  double eps = getf(k, p, "epsilon");
-  std::vector<int64_t> shape = x.shape;
-  shape.back() = N;
-  setShape(k, y, shape);
   std::vector<Real> normed(static_cast<size_t>(K)), g(N), u(N);
   for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
     rmsNormRow(x.f + r * K, wn.f, K, eps, normed.data());

@@ -252,16 +252,23 @@ LogicalResult LinearAddOp::verify() {
                      "input shape with the last dimension = out");
 }
 
-LogicalResult GatedLinearOp::verify() {
+/// The checks of a gate/up projection pair (gated_linear and its norm
+/// prologue form): both weights [out, in] of one type, the result [..., out].
+static LogicalResult verifyGatedProjection(Operation *op, Value input, Value gate,
+                                           Value up, Value result) {
   SmallVector<int64_t> expected;
-  if (failed(verifyProjection(*this, getInput(), getGateWeight(), "gate_weight",
-                              "the weights'", expected)))
+  if (failed(verifyProjection(op, input, gate, "gate_weight", "the weights'", expected)))
     return failure();
-  if (getUpWeight().getType() != getGateWeight().getType())
-    return emitOpError() << "up_weight " << getUpWeight().getType()
-                         << " must have the gate_weight's type " << getGateWeight().getType();
-  return expectShape(*this, getResult(), "result", expected,
+  if (up.getType() != gate.getType())
+    return op->emitOpError() << "up_weight " << up.getType()
+                             << " must have the gate_weight's type " << gate.getType();
+  return expectShape(op, result, "result", expected,
                      "input shape with the last dimension = out");
+}
+
+LogicalResult GatedLinearOp::verify() {
+  return verifyGatedProjection(*this, getInput(), getGateWeight(), getUpWeight(),
+                               getResult());
 }
 
 /// The prologue norm of the fused projections: weight [input features],
@@ -291,16 +298,10 @@ LogicalResult NormLinearOp::verify() {
 }
 
 LogicalResult NormGatedLinearOp::verify() {
-  SmallVector<int64_t> expected;
-  if (failed(verifyPrologueNorm(*this, getInput(), getNormWeight(), getEpsilon())) ||
-      failed(verifyProjection(*this, getInput(), getGateWeight(), "gate_weight",
-                              "the weights'", expected)))
+  if (failed(verifyPrologueNorm(*this, getInput(), getNormWeight(), getEpsilon())))
     return failure();
-  if (getUpWeight().getType() != getGateWeight().getType())
-    return emitOpError() << "up_weight " << getUpWeight().getType()
-                         << " must have the gate_weight's type " << getGateWeight().getType();
-  return expectShape(*this, getResult(), "result", expected,
-                     "input shape with the last dimension = out");
+  return verifyGatedProjection(*this, getInput(), getGateWeight(), getUpWeight(),
+                               getResult());
 }
 
 LogicalResult RopeOp::verify() {

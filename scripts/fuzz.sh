@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets in fuzz/ with clang (ASan + UBSan) into
+# build-fuzz/ and runs each for SECONDS (default 60) from seed corpora made
+# of real inputs. Needs the main build (its generated Presets.cpp and dsv3c).
+# Prints one line per target: executions, corpus size, and "crash" if any.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${1:-60}
+OUT=build-fuzz
+mkdir -p $OUT/corpus/{config,safetensors,manifest}
+CXX="clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I."
+$CXX fuzz/config_fuzzer.cpp models/ModelConfig.cpp build/models/Presets.cpp -lfmt -o $OUT/config_fuzzer
+$CXX fuzz/safetensors_fuzzer.cpp runtime/Safetensors.cpp runtime/DType.cpp -lfmt -o $OUT/safetensors_fuzzer
+$CXX fuzz/manifest_fuzzer.cpp runtime/Artifact.cpp runtime/DType.cpp -lfmt -o $OUT/manifest_fuzzer
+# Seeds: every preset and fixture config, a small checkpoint, a manifest.
+cp models/presets/*.json $OUT/corpus/config/
+for f in test/data/fixtures/*/config.json test/data/configs/*.json; do
+  cp "$f" "$OUT/corpus/config/$(echo "$f" | tr '/' '_')"
+done
+python3 - "$OUT/corpus/safetensors/seed.safetensors" <<'PY'
+import json, struct, sys
+h = {"__metadata__": {"format": "pt"},
+     "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+     "b": {"dtype": "BF16", "shape": [4], "data_offsets": [24, 32]},
+     "c": {"dtype": "I64", "shape": [1], "data_offsets": [32, 40]}}
+hb = json.dumps(h).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(hb)) + hb + bytes(range(40)))
+PY
+rm -rf $OUT/tiny && build/bin/dsv3c tiny --quiet -o $OUT/tiny
+cp $OUT/tiny/manifest.json $OUT/corpus/manifest/tiny.json
+status=0
+for t in config safetensors manifest; do
+  mkdir -p $OUT/findings/$t
+  if ! (cd $OUT/findings/$t && ASAN_OPTIONS=detect_leaks=0 ../../${t}_fuzzer ../../corpus/$t \
+          -max_total_time=$SECONDS_EACH -max_len=262144 -timeout=10 -rss_limit_mb=4096 \
+          -print_final_stats=1 > ../../$t.log 2>&1); then
+    status=1
+  fi
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' $OUT/$t.log | grep -o '[0-9]*$' || echo 0)
+  crashes=$(ls $OUT/findings/$t | grep -c -E '^(crash|leak|timeout|oom)-' || true)
+  echo "fuzz $t: $execs executions in ${SECONDS_EACH}s, corpus $(ls $OUT/corpus/$t | wc -l) inputs, $crashes findings"
+  [ "$crashes" = 0 ] || { status=1; grep -m3 -E 'ERROR|SUMMARY' $OUT/$t.log || true; }
+done
+exit $status
