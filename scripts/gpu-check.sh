@@ -60,11 +60,11 @@ $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$FEW" 2>&
 # schedule (linear_mma with split-K, gated_linear_mma).
 MMA=$(python3 -c "import random; random.seed(9); print(','.join(str(random.randrange(4096)) for _ in range(10)))")
 $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$MMA" 2>&1 | tee "$OUT/compare-v3-width-bf16-mma.log" || status=1
-$RUN verify gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda 2>&1 | tee "$OUT/verify-tiny-a-bf16.log"
+$RUN verify gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda 2>&1 | tee "$OUT/verify-tiny-a-bf16.log" || status=1
 # Timings: scripts/gpu-time.sh, a second device call.
 echo
 echo "== summary ($(date -u +%F), $(cat "$OUT/gpu.txt"))"
-for f in tiny-a tiny-b tiny-d tiny-e; do
+for f in tiny-a tiny-b tiny-d tiny-e tiny-a-bf16; do
   printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"
 done
 for f in tiny-a tiny-d v3-width v3-width-bf16 v3-width-bf16-mma; do

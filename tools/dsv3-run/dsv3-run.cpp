@@ -369,6 +369,7 @@ struct Check {
   double maxAbs = 0, maxRel = 0, tolerance = 0;
   bool passed = false;
   std::string note;
+  bool info = false; // reported, not counted (bf16 against the fp64 model)
 };
 
 Check compare(const std::string &name, const std::vector<double> &ours,
@@ -426,6 +427,35 @@ int verify(const Options &o, const Artifact &art, Session &s,
   auto [lshape, loss] = runIds(s, "loss", input);
   checks.push_back(compare("loss", loss, need(io, "loss"), lossTol));
 
+  if (bf16) {
+    // Rounding the weights to bf16 makes another model: against the fp32
+    // fixture its logits move by ~1e-2 and a routing decision near a tie
+    // can flip (then one token's logits move by 0.3). Those rows are
+    // reported; what is checked is the kernels: the same bf16-rounded model
+    // computed by the host backend in float64.
+    checks[0].info = checks[1].info = true;
+    WeightStore weights(o.weights);
+    HostSession<double> reference(art, weights);
+    auto [rshape, refLogits] = runIds(reference, "forward", input);
+    Check c{"logits vs float64 on the same bf16 weights"};
+    c.tolerance = 1e-4;
+    double scale = 1e-30;
+    for (size_t i = 0; i < refLogits.size() && i < logits.size(); ++i) {
+      scale = std::max(scale, std::fabs(refLogits[i]));
+      c.maxAbs = std::max(c.maxAbs, std::fabs(logits[i] - refLogits[i]));
+    }
+    c.maxRel = c.maxAbs / scale;
+    c.passed = logits.size() == refLogits.size() && c.maxRel <= c.tolerance;
+    checks.push_back(c);
+    auto [rl, refLoss] = runIds(reference, "loss", input);
+    Check l{"loss vs float64 on the same bf16 weights"};
+    l.tolerance = 1e-5;
+    l.maxAbs = std::fabs(loss.at(0) - refLoss.at(0));
+    l.maxRel = l.maxAbs / std::max(std::fabs(refLoss.at(0)), 1e-30);
+    l.passed = l.maxRel <= l.tolerance;
+    checks.push_back(l);
+  }
+
   // The absorbed latent-cache form must equal the naive prefill.
   auto [dshape, decoded] = runIds(s, "decode", input, true);
   {
@@ -479,6 +509,7 @@ int verify(const Options &o, const Artifact &art, Session &s,
       }
     gl.maxRel = gl.maxAbs / scale;
     gl.passed = gl.maxRel <= logitTol;
+    gl.info = bf16;
     checks.push_back(gl);
 
     // Continuous batching: prompts of different lengths (each oracle prompt
@@ -582,12 +613,21 @@ int verify(const Options &o, const Artifact &art, Session &s,
   fmt::print("  {:<46} {:>12} {:>12} {:>10}  {}\n", "check", "max abs err",
              "max rel err", "tolerance", "result");
   int passed = 0, failed = 0;
+  int reported = 0;
   for (const Check &c : checks) {
     fmt::print("  {:<46} {:>12.3e} {:>12.3e} {:>10.0e}  {}{}\n", c.name, c.maxAbs,
-               c.maxRel, c.tolerance, c.passed ? "PASS" : "FAIL",
+               c.maxRel, c.tolerance,
+               c.info ? (c.passed ? "info (within)" : "info (beyond)")
+                      : (c.passed ? "PASS" : "FAIL"),
                c.note.empty() ? "" : "  (" + c.note + ")");
-    (c.passed ? passed : failed)++;
+    if (c.info)
+      ++reported;
+    else
+      (c.passed ? passed : failed)++;
   }
+  if (reported)
+    fmt::print("  info: bf16 weights against the fp32 fixture are reported, not checked; "
+               "the kernels are checked against float64 on the same bf16 weights\n");
   for (const std::string &s : skipped)
     fmt::print("  skipped: {}\n", s);
   fmt::print("{} passed, {} failed\n", passed, failed);
