@@ -482,7 +482,13 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
         chunk_ = 0;
         chunkUsed_ = 0;
         currentLoc_ = launch.loc;
-        fn(*this, launch.kernel, launch.params, ins, outs);
+        try {
+          fn(*this, launch.kernel, launch.params, ins, outs);
+        } catch (const Error &e) {
+          throw Error(fmt::format("{} [{}/manifest.json: entry {}, launch {}{}]", e.what(),
+                                  artifact_.dir, name, l,
+                                  launch.loc.empty() ? "" : ", " + launch.loc));
+        }
         if (onLaunch)
           reportLaunch(l, launch.kernel, outs);
       }

@@ -282,11 +282,29 @@ template <typename Real> struct Mla {
     for (size_t s = 0; s < seg.size(); ++s) {
       int64_t n = seg[s].get<int64_t>();
       if (s >= firstWeight && n) {
+        if (next >= in.size())
+          fail("kernel {}: operandSegmentSizes name more operands than the launch has", k);
         *slots[s - firstWeight] = in[next]->f;
         operandIndex[s - firstWeight] = int64_t(next);
       }
       next += n;
     }
+    // Every weight must have the shape the launch's widths imply (an edited
+    // manifest or a kernel bug would otherwise read out of bounds).
+    const char *names[] = {"q_a_proj", "q_a_layernorm", "q_proj", "kv_a_proj",
+                           "kv_a_layernorm", "kv_b_proj", "o_proj", "q_a_bias",
+                           "kv_a_bias", "o_bias"};
+    std::vector<std::vector<int64_t>> want = {
+        {rq, H}, {rq}, {nh * dq, qLora ? rq : H}, {r + dr, H}, {r},
+        {nh * (dn + dv), r}, {H, nh * dv}, {rq}, {r + dr}, {H}};
+    for (int w : {2, 3, 4, 5, 6})
+      if (operandIndex[w] < 0)
+        fail("kernel {}: no {} operand", k, names[w]);
+    for (int w = 0; w < 10; ++w)
+      if (operandIndex[w] >= 0 && in[size_t(operandIndex[w])]->shape != want[size_t(w)])
+        fail("kernel {}: {} has shape [{}], the launch's widths imply [{}]", k, names[w],
+             fmt::join(in[size_t(operandIndex[w])]->shape, ", "),
+             fmt::join(want[size_t(w)], ", "));
   }
 
   /// The query of one token: [nh, dq], rope applied at `pos`.
@@ -333,6 +351,17 @@ struct RouteConfig {
     std::string scoring = gets(k, p, "scoring_func");
     if (scoring != "sigmoid" && scoring != "softmax")
       fail("kernel {}: unknown scoring_func \"{}\"", k, scoring);
+    // The selection indexes experts and groups by these: check them as the
+    // op verifier does (an edited manifest must not index out of bounds).
+    if (K < 1 || K > E)
+      fail("kernel {}: num_experts_per_tok ({}) must be in [1, {}]", k, K, E);
+    if (G < 1 || E % G != 0 || TG < 1 || TG > G)
+      fail("kernel {}: n_group ({}) must divide the {} experts and topk_group ({}) be in "
+           "[1, n_group]",
+           k, G, E, TG);
+    if (method != "greedy" && K > TG * (E / G))
+      fail("kernel {}: num_experts_per_tok ({}) exceeds the {} experts of the kept groups", k,
+           K, TG * (E / G));
   }
 };
 

@@ -184,7 +184,14 @@ HostSession<Real>::run(const std::string &name, std::vector<HostTensor<Real>> ar
       outs.push_back(resolve(r));
     Tracer *tracer = activeTracer();
     double t0 = tracer ? tracer->nowUs() : 0;
-    fn(launch.kernel, launch.params, ins, outs);
+    try {
+      fn(launch.kernel, launch.params, ins, outs);
+    } catch (const Error &e) {
+      // Say where in the model: the entry, the launch and the op's layer.
+      throw Error(fmt::format("{} [{}/manifest.json: entry {}, launch {}{}]", e.what(),
+                              artifact_.dir, name, l,
+                              launch.loc.empty() ? "" : ", " + launch.loc));
+    }
     if (tracer)
       tracer->add({launch.kernel, "kernel", launch.loc, name, t0, tracer->nowUs() - t0, 1});
     if (onLaunch)

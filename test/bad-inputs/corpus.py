@@ -264,6 +264,31 @@ artifact_case("buffer-beyond-arena", lambda m: m["entries"]["forward"]["buffers"
 artifact_case("buffer-negative-bytes", lambda m: m["entries"]["forward"]["buffers"][0].__setitem__(
     "bytes", -5), "bytes")
 artifact_case("params-not-array", lambda m: m.__setitem__("params", {}), "params")
+
+
+def edit_launch(kernel, key, value):
+    def mutate(m):
+        for l in m["entries"]["forward"]["launches"]:
+            if l["kernel"] == kernel:
+                if value is None:
+                    l["params"].pop(key)
+                else:
+                    l["params"][key] = value
+                return
+    return mutate
+
+
+# Edited launch parameters: the kernel names itself, the entry, the launch
+# and the model op (layer) it belongs to.
+artifact_case("mla-heads-edited", edit_launch("latent_attention", "num_heads", 3),
+              "q_proj", "model.layers.0.self_attn")
+artifact_case("mla-latent-edited", edit_launch("latent_attention", "kv_lora_rank", 7),
+              "kv_a_proj", "launch")
+artifact_case("norm-eps-missing", edit_launch("rms_norm", "epsilon", None), "epsilon",
+              "entry forward")
+artifact_case("norm-eps-string", edit_launch("rms_norm", "epsilon", "x"), "epsilon")
+artifact_case("route-topk-edited", edit_launch("moe_route", "num_experts_per_tok", 0),
+              "num_experts_per_tok")
 artifact_case("results-bad-ref", lambda m: m["entries"]["forward"].__setitem__(
     "results", [{"buffer": -1}]), "results")
 case("artifact/missing-dir", [RUN, "forward", path("no-such-artifact"), "--weights", fixture,
