@@ -2,6 +2,8 @@
 #include "runtime/Train.h"
 #include "runtime/Progress.h"
 
+#include <map>
+
 #include "runtime/Error.h"
 #include "runtime/Safetensors.h"
 
@@ -196,6 +198,10 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
   std::vector<int64_t> ids(size_t(o.batch * o.seq));
   auto runStart = std::chrono::steady_clock::now();
   int64_t firstStep = state.step;
+  // --skip-nonfinite: the state before each step, and the lr scale.
+  std::map<std::string, std::vector<Real>> before;
+  double lrScale = 1.0;
+  int64_t skippedInARow = 0, finiteSinceSkip = 0;
   while (state.step < o.steps) {
     auto start = std::chrono::steady_clock::now();
     for (int64_t b = 0; b < o.batch; ++b) {
@@ -206,7 +212,9 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
       state.dataPosition += o.seq;
     }
     int64_t step = state.step + 1;
-    Real lr = Real(scheduledLr(o, step));
+    Real lr = Real(scheduledLr(o, step) * lrScale);
+    if (o.skipNonFinite > 0)
+      before = session.paramData();
     std::vector<HostTensor<Real>> args(3);
     args[0].isInt = true;
     args[0].shape = {o.batch, o.seq};
@@ -221,7 +229,27 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
     double loss = out[0].f[0], norm = out[1].f[0];
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if ((!std::isfinite(loss) || !std::isfinite(norm)) && o.skipNonFinite > 0 &&
+        skippedInARow + 1 < o.skipNonFinite) {
+      // Undo the update in place (the session's tensors point into these
+      // vectors), drop the batch, halve the lr scale, and go on.
+      for (auto &[name, data] : session.paramData())
+        std::copy(before.at(name).begin(), before.at(name).end(), data.begin());
+      ++skippedInARow;
+      finiteSinceSkip = 0;
+      lrScale *= 0.5;
+      logEvent("skipped_step",
+               fmt::format("step {}: loss {} / gradient norm {} not finite: update undone, "
+                           "batch skipped, lr scale now {:g} ({} in a row)",
+                           step, loss, norm, lrScale, skippedInARow),
+               {{"step", step}, {"lr_scale", lrScale}, {"in_a_row", skippedInARow}});
+      continue;
+    }
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      if (o.skipNonFinite > 0)
+        fail("step {}: {} consecutive steps with a non-finite loss or gradient norm "
+             "(--skip-nonfinite {}); stopped without saving this step",
+             step, skippedInARow + 1, o.skipNonFinite);
       std::string culprit = "none of the parameters (the loss alone)";
       for (const ParamInfo &p : art.params) {
         const std::vector<Real> &d = session.paramData().at(p.name);
@@ -239,6 +267,11 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
            step, loss, norm, culprit);
     }
     state.step = step;
+    skippedInARow = 0;
+    if (lrScale < 1.0 && ++finiteSinceSkip >= 50) {
+      lrScale = std::min(1.0, lrScale * 2);
+      finiteSinceSkip = 0;
+    }
     nlohmann::json line{{"step", step},
                         {"loss", loss},
                         {"grad_norm", norm},

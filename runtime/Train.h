@@ -27,6 +27,11 @@ struct TrainOptions {
   int64_t saveEvery = 0; // 0: only at the end
   std::string metricsPath; // JSONL; empty: none
   bool quiet = false;
+  /// 0: a non-finite loss or gradient norm stops the run. N > 0: the step
+  /// is undone (weights and optimizer state restored from before it), its
+  /// batch skipped and the learning-rate scale halved (it grows back x2
+  /// after 50 finite steps, up to 1); N consecutive such steps stop the run.
+  int64_t skipNonFinite = 0;
 };
 
 /// Where a run starts: step 0 and data position 0, or a checkpoint's.

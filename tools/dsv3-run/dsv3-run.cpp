@@ -86,10 +86,13 @@ commands:
   train    ART (--weights DIR | --init SEED) --data TOKENS --steps N
            --batch B --seq S --save-dir D [--save-every K] [--resume CKPT]
            [--lr X] [--warmup W] [--min-lr-ratio R] [--metrics FILE.jsonl]
+           [--skip-nonfinite N]
       run the artifact's train_step (compile with dsv3c --mode train):
       AdamW with warmup + cosine schedule, aux-loss-free bias balancing;
       checkpoints D/step-NNNNNN/model.safetensors written atomically;
-      --resume continues bit-identically from a checkpoint directory
+      --resume continues bit-identically from a checkpoint directory;
+      --skip-nonfinite N undoes a step whose loss or gradient norm is not
+      finite, skips its batch and halves the lr scale (N in a row stop)
   tokenize --text FILE --out FILE.tokens
       byte-level token data (one uint32 per byte) from a text file
   jit      ART --arch ARCH [--cache-dir D]
@@ -131,7 +134,7 @@ struct Options {
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
   bool trainLoss = false;
   std::string backend = "host", dtype = "fp32";
-  int64_t maxNew = 16, maxBatch = 0, context = 0;
+  int64_t maxNew = 16, maxBatch = 0, context = 0, skipNonFinite = 0;
   std::string outDir; // plot -o
   std::string trace;  // --trace FILE.json
   double temperature = 0, topP = 1;
@@ -202,6 +205,7 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--max-batch") o.maxBatch = parseInt(a, value);
     else if (a == "--context") o.context = parseInt(a, value);
     else if (a == "--trace") o.trace = value;
+    else if (a == "--skip-nonfinite") o.skipNonFinite = parseInt(a, value);
     else if (a == "--temperature") o.temperature = parseDouble(a, value);
     else if (a == "--top-p") o.topP = parseDouble(a, value);
     else if (a == "--seed") o.seed = uint64_t(parseInt(a, value));
@@ -776,6 +780,7 @@ template <typename Real> int runTrain(const Options &o, const Artifact &art) {
   t.saveDir = o.saveDir;
   t.saveEvery = o.saveEvery;
   t.metricsPath = o.metrics;
+  t.skipNonFinite = o.skipNonFinite;
   train(s, t, state);
   return 0;
 }
