@@ -202,6 +202,8 @@ FailureOr<json> entryJson(func::FuncOp func) {
   entry["buffers"] = buffers;
   entry["launches"] = launches;
   entry["arena_bytes"] = arena ? arena.getInt() : 0;
+  if (auto tokens = func->getAttrOfType<IntegerAttr>("dsv3k.max_tokens"))
+    entry["max_tokens"] = tokens.getInt();
   return entry;
 }
 } // namespace

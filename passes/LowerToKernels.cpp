@@ -137,6 +137,14 @@ DictionaryAttr kernelParams(Operation *op) {
   return DictionaryAttr::get(op->getContext(), attrs);
 }
 
+/// Whether `v` is the latent cache operand of a decode op.
+bool isDecodeCache(Value v) {
+  return llvm::any_of(v.getUsers(), [&](Operation *user) {
+    auto dec = dyn_cast<LatentAttentionDecodeOp>(user);
+    return dec && dec.getCache() == v;
+  });
+}
+
 struct LowerToKernelsPass
     : impl::Dsv3LowerToKernelsPassBase<LowerToKernelsPass> {
   using Base::Base;
@@ -165,6 +173,16 @@ struct LowerToKernelsPass
         for (size_t i = 0; i < s.size(); ++i)
           if (ShapedType::isDynamic(s[i]))
             s[i] = i == 0 ? maxBatch : maxSeq;
+        // Arguments over [batch, seq] (ids, labels, activations) bound every
+        // activation (they are shaped from them); with a token budget they
+        // are planned as one row of maxTokens, which holds any batch x seq
+        // <= maxTokens (buffers are checked by element count). The decode
+        // caches stay per sequence: [maxBatch, maxSeq, width].
+        if (maxTokens > 0 && s.size() >= 2 && rt.isDynamicDim(0) &&
+            rt.isDynamicDim(1) && !isDecodeCache(oldArg)) {
+          s[0] = 1;
+          s[1] = std::min(maxTokens.getValue(), maxBatch * maxSeq);
+        }
         maxShape[oldArg] = s;
       }
     }
@@ -248,11 +266,19 @@ struct LowerToKernelsPass
                               outs, params);
       ++numLaunches;
     }
+    if (maxTokens > 0)
+      newFunc->setAttr("dsv3k.max_tokens",
+                       b.getI64IntegerAttr(std::min(maxTokens.getValue(), maxBatch * maxSeq)));
     func.erase();
     return success();
   }
 
   void runOnOperation() override {
+    if (maxTokens < 0) {
+      getOperation().emitError() << "dsv3-lower-to-kernels needs max-tokens >= 0, got "
+                                 << maxTokens;
+      return signalPassFailure();
+    }
     if (maxBatch < 1 || maxSeq < 2) {
       getOperation().emitError() << "dsv3-lower-to-kernels needs max-batch >= 1 "
                                     "and max-seq >= 2, got "

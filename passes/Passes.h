@@ -26,6 +26,11 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
                          llvm::cl::desc("largest sequence / decode cache length "
                                         "buffers are planned for"),
                          llvm::cl::init(256)};
+  Option<int64_t> maxTokens{
+      *this, "max-tokens",
+      llvm::cl::desc("most tokens (batch x sequence) one call processes "
+                     "(0 = max-batch x max-seq)"),
+      llvm::cl::init(0)};
   Option<bool> lowerToKernels{
       *this, "lower-to-kernels",
       llvm::cl::desc("end with the kernel-level program (dsv3k); false stops "

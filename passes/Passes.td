@@ -230,7 +230,11 @@ def Dsv3LowerToKernelsPass : Pass<"dsv3-lower-to-kernels", "mlir::ModuleOp"> {
     Option<"maxBatch", "max-batch", "int64_t", /*default=*/"4",
            "largest batch the buffers are planned for">,
     Option<"maxSeq", "max-seq", "int64_t", /*default=*/"256",
-           "largest sequence (and decode cache length) planned for">
+           "largest sequence (and decode cache length) planned for">,
+    Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"0",
+           "most tokens (batch x sequence) one call processes; 0 = "
+           "max-batch x max-seq. Token-shaped buffers are planned for this "
+           "many rows, the decode caches still for max-batch x max-seq">
   ];
   let dependentDialects = ["::mlir::dsv3k::Dsv3KDialect"];
   let statistics = [

@@ -25,6 +25,7 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   Dsv3LowerToKernelsPassOptions lowering;
   lowering.maxBatch = options.maxBatch;
   lowering.maxSeq = options.maxSeq;
+  lowering.maxTokens = options.maxTokens;
   pm.addPass(createDsv3LowerToKernelsPass(lowering));
   pm.addPass(createDsv3KPlanMemoryPass());
 }

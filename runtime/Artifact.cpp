@@ -177,6 +177,11 @@ Artifact Artifact::load(const std::string &dir) {
     Entry entry;
     entry.name = it.key();
     entry.arenaBytes = e.integer("arena_bytes");
+    if (e.has("max_tokens")) {
+      entry.maxTokens = e.integer("max_tokens");
+      if (entry.maxTokens < 1)
+        e.sub("max_tokens").error("must be at least 1");
+    }
     Reader args = e.sub("args");
     for (size_t i = 0, n = e.arraySize("args"); i < n; ++i) {
       Reader r = args.at(i);
@@ -250,6 +255,20 @@ const Entry &Artifact::entry(const std::string &name) const {
          names);
   }
   return it->second;
+}
+
+void checkTokenBudget(const Entry &entry, size_t arg, const std::vector<int64_t> &shape) {
+  // The arguments over [batch, seq, ...] (ids, labels) are planned for the
+  // budget; the decode caches ([batch, seq, width] floats) are not.
+  if (entry.maxTokens <= 0 || arg >= entry.args.size() || shape.size() != 2 ||
+      entry.args[arg].dtype != DType::I64)
+    return;
+  if (shape[0] * shape[1] > entry.maxTokens)
+    fail("entry {}: argument {} holds {}x{} = {} tokens, more than the {} one call may "
+         "carry (the artifact was compiled with dsv3c --max-tokens {}); split the batch "
+         "or the prompt into chunks",
+         entry.name, arg, shape[0], shape[1], shape[0] * shape[1], entry.maxTokens,
+         entry.maxTokens);
 }
 
 const ParamInfo *Artifact::param(const std::string &name) const {

@@ -59,6 +59,9 @@ struct Entry {
   /// gradients entry: result i + 1 is dLoss/d(resultParams[i]).
   std::vector<std::string> resultParams;
   int64_t arenaBytes = 0;
+  /// The most tokens (batch x sequence of the ids) one call may carry
+  /// (dsv3c --max-tokens); 0: max-batch x max-seq, bounded by the buffers.
+  int64_t maxTokens = 0;
 };
 
 struct ParamInfo {
@@ -86,6 +89,11 @@ struct Artifact {
 };
 
 std::string shapeString(const std::vector<int64_t> &shape);
+
+/// Fails when an argument of `entry` shaped `shape` (its index `arg`) is a
+/// token array ([batch, seq] i64) holding more tokens than the entry's
+/// budget (dsv3c --max-tokens): its buffers hold no more.
+void checkTokenBudget(const Entry &entry, size_t arg, const std::vector<int64_t> &shape);
 
 } // namespace dsv3rt
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -49,6 +50,36 @@ int64_t pickToken(const std::vector<double> &logits, const GenerateOptions &o,
   return int64_t(order[n - 1]);
 }
 
+namespace {
+/// The decode entry's token budget (dsv3c --max-tokens): the most tokens
+/// one call carries.
+int64_t tokenBudget(const Entry &decode) {
+  return decode.maxTokens > 0 ? decode.maxTokens : std::numeric_limits<int64_t>::max();
+}
+
+/// Prefills `g` sequences of `P` tokens (`ids`, row-major) into cache slots
+/// [slot, slot + g): in one decode call when g x P fits the token budget,
+/// else in chunks of the sequences (the later chunks attend to the cached
+/// earlier ones). Returns the last call's results and its chunk length.
+template <typename Session, typename Real>
+std::pair<std::vector<HostTensor<Real>>, int64_t>
+prefill(Session &session, const std::vector<int64_t> &ids, int64_t g, int64_t P,
+        std::vector<std::vector<Real>> &caches, int64_t S, int64_t W, int64_t slot) {
+  int64_t T = std::min(P, std::max<int64_t>(1, tokenBudget(session.artifact().entry("decode")) / g));
+  std::vector<HostTensor<Real>> out;
+  int64_t chunk = T;
+  for (int64_t off = 0; off < P; off += T) {
+    chunk = std::min(T, P - off);
+    std::vector<int64_t> part(size_t(g * chunk));
+    for (int64_t i = 0; i < g; ++i)
+      std::copy_n(ids.begin() + i * P + off, chunk, part.begin() + i * chunk);
+    std::vector<int64_t> past(size_t(g), off);
+    out = session.run("decode", decodeArgs(part, g, chunk, past, caches, S, W, slot));
+  }
+  return {std::move(out), chunk};
+}
+} // namespace
+
 template <typename Session>
 GenerateResult generate(Session &session,
                         const std::vector<std::vector<int64_t>> &prompts,
@@ -70,6 +101,11 @@ GenerateResult generate(Session &session,
   }
   int64_t slots = o.maxBatch > 0 ? std::min<int64_t>(o.maxBatch, int64_t(prompts.size()))
                                  : int64_t(prompts.size());
+  int64_t budget = tokenBudget(decode);
+  if (slots > budget)
+    fail("generate: {} cache slots decode {} tokens a step, more than the {} one call of {} "
+         "may carry (compiled with dsv3c --max-tokens {}); use --max-batch {} or fewer",
+         slots, slots, budget, session.artifact().dir, budget, budget);
   int64_t S = longest + o.maxNew;
   std::vector<std::vector<Real>> caches(layers, std::vector<Real>(size_t(slots * S * W)));
   ResidentCaches<Session, Real> onDevice(session, caches);
@@ -99,20 +135,21 @@ GenerateResult generate(Session &session,
       }
       int64_t P = int64_t(prompts[nextPrompt].size()), g = 0;
       std::vector<int64_t> ids;
+      // (More prompts join a prefill while their tokens fit one call; a
+      // prompt longer than the budget is prefilled alone, in chunks.)
       while (b + g < slots && owner[size_t(b + g)] < 0 &&
-             nextPrompt < prompts.size() && int64_t(prompts[nextPrompt].size()) == P) {
+             nextPrompt < prompts.size() && int64_t(prompts[nextPrompt].size()) == P &&
+             (g == 0 || (g + 1) * P <= budget)) {
         owner[size_t(b + g)] = int64_t(nextPrompt);
         ids.insert(ids.end(), prompts[nextPrompt].begin(), prompts[nextPrompt].end());
         ++nextPrompt;
         ++g;
       }
-      std::vector<int64_t> zero(size_t(g), 0);
-      std::vector<HostTensor<Real>> out =
-          session.run("decode", decodeArgs(ids, g, P, zero, caches, S, W, b));
+      auto [out, T] = prefill(session, ids, g, P, caches, S, W, b);
       int64_t V = out[0].dim(2);
       for (int64_t i = 0; i < g; ++i) {
         past[size_t(b + i)] = P;
-        take(b + i, out[0].f + (i * P + P - 1) * V, V);
+        take(b + i, out[0].f + (i * T + T - 1) * V, V);
       }
       b += g;
     }
@@ -163,6 +200,15 @@ GenerateResult generateSpeculative(Session &session,
   const Entry &decode = art.entry("decode");
   size_t layers = decode.args.size() - 2;
   int64_t W = decode.args.at(2).shape.at(2);
+  // The drafter runs forward_mtp over the whole sequence (no MTP cache yet),
+  // so the sequence must fit one call.
+  if (int64_t budget = art.entry("forward_mtp").maxTokens; budget > 0)
+    for (const auto &p : prompts)
+      if (int64_t(p.size()) + o.maxNew > budget)
+        fail("--speculative mtp: the drafter runs forward_mtp over the whole sequence "
+             "({} prompt + {} new tokens), more than the {} one call of {} may carry "
+             "(compiled with dsv3c --max-tokens {})",
+             p.size(), o.maxNew, budget, art.dir, budget);
   GenerateResult result;
   result.ids.resize(prompts.size());
   result.logits.resize(prompts.size());
@@ -173,8 +219,7 @@ GenerateResult generateSpeculative(Session &session,
     ResidentCaches<Session, Real> onDevice(session, caches);
     std::vector<int64_t> past = {0};
     // Prefill: the main model's first token.
-    std::vector<int64_t> step = seq;
-    auto out = session.run("decode", decodeArgs(step, 1, P, past, caches, S, W));
+    auto [out, T] = prefill(session, seq, 1, P, caches, S, W, 0);
     int64_t V = out[0].dim(2);
     auto emit = [&](const Real *row) {
       int64_t t = argmaxRow(row, V);
@@ -183,7 +228,7 @@ GenerateResult generateSpeculative(Session &session,
       seq.push_back(t);
       return t;
     };
-    emit(out[0].f + (P - 1) * V);
+    emit(out[0].f + (T - 1) * V);
     past[0] = P;
     ++result.speculative.mainSteps;
     while (int64_t(result.ids[p].size()) < o.maxNew) {

@@ -371,6 +371,8 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
   if (args.size() != entry.args.size())
     fail("entry {}: {} arguments given, the artifact expects {}", name,
          args.size(), entry.args.size());
+  for (size_t i = 0; i < args.size(); ++i)
+    checkTokenBudget(entry, i, args[i].shape);
   // The decode entry's past lengths are checked here: the kernels (and a
   // replayed graph) trust them.
   if (name == "decode" && args.size() >= 3 && args[1].isInt && args[1].shape.size() == 1) {

@@ -135,6 +135,8 @@ HostSession<Real>::run(const std::string &name, std::vector<HostTensor<Real>> ar
   if (args.size() != entry.args.size())
     fail("entry {}: {} arguments given, the artifact expects {}", name,
          args.size(), entry.args.size());
+  for (size_t i = 0; i < args.size(); ++i)
+    checkTokenBudget(entry, i, args[i].shape);
   for (size_t i = 0; i < args.size(); ++i) {
     bool isInt = entry.args[i].dtype == DType::I64;
     if (args[i].isInt != isInt || args[i].rank() != int64_t(entry.args[i].shape.size()))

@@ -180,6 +180,13 @@ cl::opt<int64_t> maxSeq(
     cl::desc("largest sequence and decode cache length the buffers are planned "
              "for (default: max_position_embeddings, at most 4096)"),
     cl::init(0), cl::cat(category));
+cl::opt<int64_t> maxTokens(
+    "max-tokens",
+    cl::desc("most tokens (batch x sequence) one forward/decode call carries: the "
+             "activations are planned for this many rows instead of max-batch x "
+             "max-seq, the decode caches still for max-batch x max-seq "
+             "(generate prefills longer prompts in chunks; 0 = no budget)"),
+    cl::init(0), cl::cat(category));
 cl::opt<double> balanceAlpha(
     "balance-alpha",
     cl::desc("alpha of the load-balancing loss in the training loss "
@@ -372,6 +379,7 @@ int main(int argc, char **argv) {
   }
   mlir::dsv3::PipelineOptions pipelineOptions;
   pipelineOptions.maxBatch = maxBatch;
+  pipelineOptions.maxTokens = maxTokens;
   pipelineOptions.lowerToKernels = emit != Emit::Dsv3;
   pipelineOptions.weightDecay = weightDecay;
   pipelineOptions.maxGradNorm = maxGradNorm;
