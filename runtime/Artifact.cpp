@@ -257,6 +257,15 @@ const Entry &Artifact::entry(const std::string &name) const {
   return it->second;
 }
 
+std::optional<float> initConstant(const ParamInfo &p) {
+  size_t rank = p.shape.size() - (p.stacked ? 1 : 0);
+  if (p.role == "norm" || (p.role == "mtp_projection" && rank == 1))
+    return 1.0f;
+  if (p.role == "router_bias" || p.role == "optimizer_state")
+    return 0.0f;
+  return std::nullopt;
+}
+
 void checkTokenBudget(const Entry &entry, size_t arg, const std::vector<int64_t> &shape) {
   // The arguments over [batch, seq, ...] (ids, labels) are planned for the
   // budget; the decode caches ([batch, seq, width] floats) are not.

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,12 @@ struct Artifact {
 };
 
 std::string shapeString(const std::vector<int64_t> &shape);
+
+/// The value a freshly initialised parameter holds everywhere, when it is a
+/// constant (dsv3-run init, random GPU weights): 1 for norms and the MTP
+/// layer's 1-D projection norms, 0 for router correction biases and
+/// optimizer state; nullopt for the normal(0, std) matrices.
+std::optional<float> initConstant(const ParamInfo &param);
 
 /// Fails when an argument of `entry` shaped `shape` (its index `arg`) is a
 /// token array ([batch, seq] i64) holding more tokens than the entry's

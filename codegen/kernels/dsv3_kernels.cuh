@@ -1111,4 +1111,28 @@ __global__ void sum_scaled(const float *x, const float *count, float *out, i64 n
     out[0] = c > 0.f ? scale * s / c : 0.f;
 }
 
+/// Random weights made on the GPU (dsv3-run --random-weights: benchmarks at
+/// full widths without writing a checkpoint): out[i] = mean + stddev * z_i,
+/// z_i normal(0, 1) by Box-Muller from a counter-based hash of (seed, i), so
+/// the values depend on the seed and the index only, not on the launch.
+__device__ __forceinline__ unsigned long long mix64(unsigned long long x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+__device__ __forceinline__ void storeWeight(float *p, float v) { *p = v; }
+__device__ __forceinline__ void storeWeight(unsigned short *p, float v) { *p = bf16Bits(v); }
+template <typename W>
+__global__ void fill_normal(W *out, i64 n, unsigned long long seed, float mean, float stddev) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += i64(gridDim.x) * blockDim.x) {
+    unsigned long long h = mix64(seed ^ mix64((unsigned long long)i));
+    float u1 = float((h >> 40) + 1) * (1.0f / 16777217.0f); // (0, 1]
+    float u2 = float((h >> 16) & 0xffffffull) * (1.0f / 16777216.0f);
+    float z = sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+    storeWeight(out + i, stddev == 0.0f ? mean : mean + stddev * z);
+  }
+}
+
 } // namespace dsv3

@@ -1,5 +1,6 @@
 //===- CudaSession.cpp - run an artifact on an NVIDIA GPU -----------------===//
 #include "runtime/cuda/CudaSession.h"
+#include "runtime/cuda/KernelNames.h"
 #include "runtime/cuda/Nvrtc.h"
 #include "runtime/Trace.h"
 #include "runtime/Progress.h"
@@ -28,6 +29,66 @@ std::string readFile(const std::string &path) {
 
 CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
     : artifact_(artifact), drv_(Driver::get()) {
+  loadModule();
+  checkFreeMemory();
+  // Weights: checked and converted like the host backend's, uploaded once.
+  for (auto &[pname, b] : bindWeights(artifact, weights)) {
+    std::vector<float> &host = hostParams_[pname];
+    host.assign(b.data.begin(), b.data.end());
+    DevTensor t;
+    t.shape = b.shape;
+    t.capacity = host.size();
+    t.bf16 = artifact.param(pname)->dtype == DType::BF16;
+    if (t.bf16) {
+      std::vector<uint16_t> bits(host.size());
+      for (size_t i = 0; i < host.size(); ++i)
+        bits[i] = floatToBf16(host[i]);
+      DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr,
+              std::max<size_t>(4, bits.size() * 2));
+      upload(t.ptr, bits.data(), bits.size() * 2, "weights of " + pname);
+    } else {
+      DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr,
+              std::max<size_t>(4, host.size() * 4));
+      upload(t.ptr, host.data(), host.size() * 4, "weights of " + pname);
+    }
+    params_[pname] = t;
+  }
+  allocateArena();
+}
+
+CudaSession::CudaSession(const Artifact &artifact, const RandomWeights &random)
+    : artifact_(artifact), drv_(Driver::get()) {
+  loadModule();
+  checkFreeMemory();
+  // Made on the GPU by fill_normal: nothing is read from disk or kept on the
+  // host (paramData() is empty), so full-width models start in seconds.
+  uint64_t index = 0;
+  for (const ParamInfo &p : artifact.params) {
+    DevTensor t;
+    t.shape = p.shape;
+    t.capacity = size_t(t.numel());
+    t.bf16 = p.dtype == DType::BF16;
+    if (p.dtype != DType::F32 && p.dtype != DType::BF16)
+      fail("--random-weights: parameter {} has dtype {}; random weights are f32 or bf16",
+           p.name, manifestName(p.dtype));
+    DSV3_CU(drv_, memAlloc, "weights of " + p.name, &t.ptr,
+            std::max<size_t>(4, t.capacity * (t.bf16 ? 2 : 4)));
+    std::optional<float> constant = initConstant(p);
+    float mean = constant ? *constant : 0.0f, stddev = constant ? 0.0f : float(random.std);
+    long long n = (long long)t.capacity;
+    unsigned long long seed = random.seed * 0x100000001b3ull + ++index;
+    std::string name = fillNormalName(t.bf16);
+    unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, int64_t(sms_) * 32));
+    launch(name, {std::max(blocks, 1u)}, {256}, 0, {&t.ptr, &n, &seed, &mean, &stddev},
+           "random weights of " + p.name);
+    params_[p.name] = t;
+  }
+  DSV3_CU(drv_, streamSynchronize, "making random weights", stream_);
+  allocateArena();
+}
+
+void CudaSession::loadModule() {
+  const Artifact &artifact = artifact_;
   DSV3_CU(drv_, init, "initialising the driver", 0);
   DSV3_CU(drv_, deviceGet, "device 0", &device_, 0);
   DSV3_CU(drv_, primaryCtxRetain, "primary context", &context_, device_);
@@ -104,9 +165,13 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
           &module_, image.data(), 0, nullptr, nullptr);
   description_ = fmt::format("{} ({}, {})", name, sm, chosen);
 
+}
+
+void CudaSession::checkFreeMemory() {
   // Before anything large is allocated: the weights (bf16 or fp32, as the
   // artifact stores them) and the largest arena (activations in float) must
   // fit in the GPU's free memory.
+  const Artifact &artifact = artifact_;
   {
     double weightBytes = 0, arenaBytes = 0;
     for (const ParamInfo &p : artifact.params) {
@@ -131,28 +196,10 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
            humanBytes(arenaBytes), humanBytes(double(freeBytes)),
            humanBytes(double(totalBytes)));
   }
-  // Weights: checked and converted like the host backend's, uploaded once.
-  for (auto &[pname, b] : bindWeights(artifact, weights)) {
-    std::vector<float> &host = hostParams_[pname];
-    host.assign(b.data.begin(), b.data.end());
-    DevTensor t;
-    t.shape = b.shape;
-    t.capacity = host.size();
-    t.bf16 = artifact.param(pname)->dtype == DType::BF16;
-    if (t.bf16) {
-      std::vector<uint16_t> bits(host.size());
-      for (size_t i = 0; i < host.size(); ++i)
-        bits[i] = floatToBf16(host[i]);
-      DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr,
-              std::max<size_t>(4, bits.size() * 2));
-      upload(t.ptr, bits.data(), bits.size() * 2, "weights of " + pname);
-    } else {
-      DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr,
-              std::max<size_t>(4, host.size() * 4));
-      upload(t.ptr, host.data(), host.size() * 4, "weights of " + pname);
-    }
-    params_[pname] = t;
-  }
+}
+
+void CudaSession::allocateArena() {
+  const Artifact &artifact = artifact_;
   size_t minFloat = 4;
   for (auto &[n, e] : artifact.entries)
     for (const BufferInfo &b : e.buffers)

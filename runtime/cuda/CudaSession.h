@@ -40,10 +40,19 @@ struct DevTensor {
 /// the driver JITs). Same interface as HostSession<float>: arguments and
 /// results are host tensors; weights are uploaded once; one allocation
 /// holds every entry's arena as the memory plan lays it out.
+/// Random weights made on the GPU (dsv3-run --random-weights SEED): the
+/// parameters `dsv3-run init` sets to constants get them, the others
+/// normal(0, std) from a counter-based hash of the seed (not init's values).
+struct RandomWeights {
+  uint64_t seed = 0;
+  double std = 0.02;
+};
+
 class CudaSession {
 public:
   using Real = float;
   CudaSession(const Artifact &artifact, const WeightStore &weights);
+  CudaSession(const Artifact &artifact, const RandomWeights &random);
   ~CudaSession();
 
   /// Runs entry `name`. Arguments are uploaded into buffers kept per entry
@@ -92,6 +101,9 @@ public:
   CUstream stream() const { return stream_; }
 
 private:
+  void loadModule();
+  void checkFreeMemory();
+  void allocateArena();
   const Artifact &artifact_;
   Driver &drv_;
   CUdevice device_ = 0;

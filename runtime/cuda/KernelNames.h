@@ -69,6 +69,8 @@ inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool 
     out.push_back(splitkReduceName(n));
   }
 }
+/// The random-weight fill (dsv3-run --random-weights), in every artifact.
+inline std::string fillNormalName(bool bf16) { return bf16 ? "dsv3::fill_normal<unsigned short>" : "dsv3::fill_normal<float>"; }
 inline std::string rmsNormName(int64_t n, bool bf16) { return instW("rms_norm", {n}, bf16); }
 inline std::string embeddingName(int64_t h, bool bf16) {
   return instW("embedding", {h}, bf16);

@@ -120,6 +120,10 @@ commands:
 common options:
   --backend host|cuda   where to run (default host; cuda needs an artifact
                         compiled with dsv3c --target cuda and an NVIDIA GPU)
+  --random-weights SEED instead of --weights (cuda; time, generate, forward):
+                        random weights made on the GPU, nothing read from
+                        disk (benchmarks at full widths): normal(0, --std),
+                        norms 1, router biases 0, as init but other values
   --dtype fp32|fp64     compute type of the host backend (default fp32)
   --help                this text
 )";
@@ -129,6 +133,7 @@ struct Options {
   double initStd = 0.02;
   std::string data, saveDir, resume, metrics, text, params, speculative;
   std::string arch, cacheDir;
+  int64_t randomWeights = -1; // --random-weights SEED (cuda)
   int64_t init = -1, steps = 0, batch = 4, seq = 64, saveEvery = 0, warmup = 10;
   int64_t samples = 4;
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
@@ -222,6 +227,7 @@ Options parseArgs(int argc, char **argv) {
     }
     else if (a == "--params") o.params = value;
     else if (a == "--init") o.init = parseInt(a, value);
+    else if (a == "--random-weights") o.randomWeights = parseInt(a, value);
     else if (a == "--steps") o.steps = parseInt(a, value);
     else if (a == "--batch") o.batch = parseInt(a, value);
     else if (a == "--seq") o.seq = parseInt(a, value);
@@ -257,7 +263,16 @@ Options parseArgs(int argc, char **argv) {
   if (positional.size() > 2)
     fail("{}: unexpected argument '{}'", o.command, positional[2]);
   o.artifact = positional[1];
-  bool weightless = o.command == "init" || o.command == "jit" ||
+  if (o.randomWeights >= 0) {
+    if (!o.weights.empty())
+      fail("--random-weights and --weights exclude each other");
+    if (o.backend != "cuda" ||
+        (o.command != "time" && o.command != "generate" && o.command != "forward"))
+      fail("--random-weights makes the weights on the GPU: it takes --backend cuda and "
+           "the commands time, generate and forward (for host runs write random "
+           "weights with dsv3-run init)");
+  }
+  bool weightless = o.command == "init" || o.command == "jit" || o.randomWeights >= 0 ||
                     (o.command == "train" && (o.init >= 0 || !o.resume.empty()));
   if (o.weights.empty() && !weightless)
     fail("{}: --weights DIR is required", o.command);
@@ -663,10 +678,9 @@ int init(Options o, const Artifact &art) {
       t.dtype = p.dtype;
       t.shape = each;
       t.data.resize(size_t(n) * dtypeSize(p.dtype));
+      std::optional<float> constant = initConstant(p);
       for (int64_t i = 0; i < n; ++i) {
-        bool ones = p.role == "norm" || (p.role == "mtp_projection" && each.size() == 1);
-        bool zeros = p.role == "router_bias" || p.role == "optimizer_state";
-        float v = ones ? 1.0f : zeros ? 0.0f : float(normal(rng));
+        float v = constant ? *constant : float(normal(rng));
         if (p.dtype == DType::F32) {
           std::memcpy(t.data.data() + 4 * i, &v, 4);
         } else {
@@ -1138,6 +1152,18 @@ template <typename Real> int run(const Options &o) {
     WeightStore weights(o.weights);
     return gradcheck(o, art, weights);
   }
+#ifdef DSV3_HAVE_CUDA
+  if (o.randomWeights >= 0) {
+    t0 = tracer ? tracer->nowUs() : 0;
+    cuda::CudaSession s(art, cuda::RandomWeights{uint64_t(o.randomWeights), o.initStd});
+    if (tracer)
+      tracer->phase("start the GPU session (kernels, random weights)", t0);
+    return runInference(o, art, s, "cuda: " + s.description());
+  }
+#else
+  if (o.randomWeights >= 0)
+    fail("--random-weights: this dsv3-run was built without CUDA headers");
+#endif
   t0 = tracer ? tracer->nowUs() : 0;
   WeightStore weights(o.weights);
   if (tracer)
