@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run here (where MLIR is), before bench/run.sh on the GPU machine: compiles
+# the benchmark slice with --target cuda into bench-artifacts/ and copies the
+# runtime's header-only dependencies into .deps/ (both ignored by git, both
+# carried to the GPU machine).
+#
+# One artifact serves every inference row: bf16 weights, decode caches for
+# up to 128 sequences of 2048 tokens, and a budget of 8192 tokens a call
+# (prefill 4 x 2048; the activations are planned for 8192 rows, not
+# 128 x 2048).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf bench-artifacts && mkdir -p bench-artifacts .deps/include
+build/bin/dsv3c bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 \
+  --max-batch 128 --max-seq 2048 --max-tokens 8192 --quiet -o bench-artifacts/v3-infer
+cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
+du -sh bench-artifacts .deps

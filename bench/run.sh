@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The benchmark, in one device call (after bench/prepare.sh ran here):
+#   run(command="bash bench/run.sh", carry=["bench-artifacts", ".deps"])
+# Builds the runtime, times dsv3 on the 3-layer DeepSeek-V3-width slice
+# (bf16 random weights made on the GPU), shows where dsv3's time goes
+# (DSV3_PROFILE=1: CUDA events around every launch), then times Hugging Face
+# transformers' DeepseekV3 on the same config and GPU (eager, grouped_mm,
+# torch.compile) and prints one table last. Logs and results.jsonl go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/bench}
+mkdir -p "$OUT"
+T0=$(date +%s)
+CFG=bench/configs/v3-infer-3layer.json
+A=bench-artifacts/v3-infer
+R=$OUT/results.jsonl
+: > "$R"
+if [ ! -x build-gpu/bin/dsv3-run ]; then
+  { cmake -G Ninja -S . -B build-gpu -DDSV3_BUILD_COMPILER=OFF -DCMAKE_BUILD_TYPE=Release \
+      -DDSV3_DEPS_INCLUDE="$PWD/.deps/include" && ninja -C build-gpu dsv3-run; } \
+    > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+fi
+RUN="build-gpu/bin/dsv3-run time $A --random-weights 1 --backend cuda"
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+echo "== dsv3 ($(( $(date +%s) - T0 )) s)"
+d() {
+  local name=$1; shift
+  $RUN "$@" > "$OUT/dsv3-$name.log" 2>&1
+  tail -1 "$OUT/dsv3-$name.log"
+  python3 bench/report.py parse-dsv3 "$OUT/dsv3-$name.log" >> "$R"
+}
+d decode-b1 --batch 1 --context 1024 --steps 32
+d decode-b32 --batch 32 --context 1024 --steps 16
+d decode-b128 --batch 128 --context 1024 --steps 8
+d prefill-1x2048 --batch 1 --seq 2048 --steps 1
+d prefill-4x2048 --batch 4 --seq 2048 --steps 1
+echo "== where dsv3's time goes ($(( $(date +%s) - T0 )) s)"
+for args in "--batch 1 --context 1024 --steps 8" "--batch 128 --context 1024 --steps 2" \
+            "--batch 4 --seq 2048 --steps 1"; do
+  name=$(echo "$args" | tr -d '-' | tr ' ' '_')
+  DSV3_PROFILE=1 $RUN $args > "$OUT/profile-$name.log" 2>&1
+  echo "-- $name"; sed -n 2,9p "$OUT/profile-$name.log"
+done
+echo "== PyTorch ($(( $(date +%s) - T0 )) s)"
+# The PyTorch rows get what is left of the call's 10 minutes (compilation
+# takes most of it); rows past the deadline are reported as skipped.
+LEFT=$(( 560 - ($(date +%s) - T0) ))
+python3 bench/torch_bench.py --config $CFG --out "$R" --deadline $LEFT \
+  > "$OUT/torch.log" 2>&1 || tail -20 "$OUT/torch.log"
+grep '^{' "$OUT/torch.log" | cut -c1-160
+echo
+echo "== benchmark ($(date -u +%F), $GPU, $(( $(date +%s) - T0 )) s)"
+python3 bench/report.py table "$R" --config $CFG --gpu "$GPU" | tee "$OUT/table.md"
