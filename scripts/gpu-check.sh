@@ -17,13 +17,17 @@ fi
 RUN=build-gpu/bin/dsv3-run
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 status=0
+# KERNELS_ONLY=1: only the kernel-by-kernel comparisons with the host (a
+# quick check of kernel changes; the fixtures' verify rows are skipped).
 for f in tiny-a tiny-b tiny-d tiny-e; do
+  [ -n "${KERNELS_ONLY:-}" ] && break
   F=test/data/fixtures/$f
   $RUN verify gpu-artifacts/$f --weights $F --oracle $F --backend cuda 2>&1 | tee "$OUT/verify-$f.log" || status=1
 done
 # The NVRTC re-JIT path (taken on a GPU the artifact has no cubin for),
 # forced on this one: compiled into a fresh cache, then found there.
 for n in 1 2; do
+  [ -n "${KERNELS_ONLY:-}" ] && break
   DSV3_FORCE_JIT=1 DSV3_CACHE_DIR=/dev/shm/dsv3-jit $RUN verify gpu-artifacts/tiny-a \
     --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda \
     > "$OUT/verify-jit-$n.log" 2>&1 || status=1
@@ -32,6 +36,7 @@ printf 'NVRTC re-JIT: %s (first: %s; again: %s)\n' "$(tail -1 "$OUT/verify-jit-2
   "$(grep -o 're-JIT by NVRTC, [a-z ]*' "$OUT/verify-jit-1.log" | head -1)" \
   "$(grep -o 're-JIT by NVRTC, [a-z ]*' "$OUT/verify-jit-2.log" | head -1)" | tee "$OUT/jit.log"
 # MTP speculative decoding on the GPU: the same tokens as plain greedy.
+if [ -z "${KERNELS_ONLY:-}" ]; then
 $RUN generate gpu-artifacts/tiny-e --weights test/data/fixtures/tiny-e --backend cuda \
   --prompt-ids 3,17,55,102,9,200,41,7/5,6,7 --max-new 12 > "$OUT/gen-plain.txt" 2>&1 || status=1
 $RUN generate gpu-artifacts/tiny-e --weights test/data/fixtures/tiny-e --backend cuda \
@@ -40,6 +45,7 @@ if head -2 "$OUT/gen-spec.txt" | diff -q - "$OUT/gen-plain.txt" > /dev/null; the
   echo "speculative mtp on cuda: identical to greedy; $(tail -1 "$OUT/gen-spec.txt")" | tee "$OUT/spec.log"
 else
   echo "speculative mtp on cuda: DIFFERS from greedy" | tee "$OUT/spec.log"; status=1
+fi
 fi
 [ -n "${QUICK:-}" ] && { cat "$OUT/spec.log" "$OUT/jit.log"; for f in tiny-a tiny-b tiny-d tiny-e; do printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"; done; exit $status; }
 # Kernel by kernel against the host, on a fixture of each routing kind.
@@ -60,16 +66,22 @@ $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$FEW" 2>&
 # schedule (linear_mma with split-K, gated_linear_mma).
 MMA=$(python3 -c "import random; random.seed(9); print(','.join(str(random.randrange(4096)) for _ in range(10)))")
 $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$MMA" 2>&1 | tee "$OUT/compare-v3-width-bf16-mma.log" || status=1
-$RUN verify gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda 2>&1 | tee "$OUT/verify-tiny-a-bf16.log" || status=1
+# The tensor-core expert GEMMs (expert_gmm_mma, taken from 2 routed rows per
+# expert on average) forced at these sizes: one row per expert at V3 widths,
+# several rows per expert (and empty experts) on tiny-a.
+DSV3_EXPERT_MMA=1 $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$MMA" 2>&1 | tee "$OUT/compare-v3-width-bf16-expert-mma.log" || status=1
+DSV3_EXPERT_MMA=1 $RUN compare gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --ids 1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11 2>&1 | tee "$OUT/compare-tiny-a-bf16-expert-mma.log" || status=1
+[ -n "${KERNELS_ONLY:-}" ] || $RUN verify gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda 2>&1 | tee "$OUT/verify-tiny-a-bf16.log" || status=1
 # Timings: scripts/gpu-time.sh, a second device call.
 echo
 echo "== summary ($(date -u +%F), $(cat "$OUT/gpu.txt"))"
 for f in tiny-a tiny-b tiny-d tiny-e tiny-a-bf16; do
+  [ -n "${KERNELS_ONLY:-}" ] && break
   printf '%-8s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"
 done
-for f in tiny-a tiny-d v3-width v3-width-bf16 v3-width-bf16-mma; do
+for f in tiny-a tiny-d v3-width v3-width-bf16 v3-width-bf16-mma v3-width-bf16-expert-mma \
+         tiny-a-bf16-expert-mma; do
   printf '%-22s %s\n' "compare $f" "$(tail -1 "$OUT/compare-$f.log")"
 done
-cat "$OUT/spec.log"
-cat "$OUT/jit.log"
+[ -n "${KERNELS_ONLY:-}" ] || cat "$OUT/spec.log" "$OUT/jit.log"
 exit $status

@@ -327,9 +327,11 @@ __device__ __forceinline__ unsigned ld32(const unsigned short *p) {
   return *reinterpret_cast<const unsigned *>(p);
 }
 
+/// Block (blockIdx.x, tile) computes rows [row0, row0 + 64) x columns
+/// [64 blockIdx.x, + 64) over K in [kBegin, kEnd); rows past `rows` are 0.
 template <int N, int K, int Gated>
 __device__ void mmaMainloop(const float *x, i64 ldx, const unsigned short *W,
-                            const unsigned short *Wu, i64 rows, float (*acc)[4][4],
+                            const unsigned short *Wu, i64 rows, i64 row0, float (*acc)[4][4],
                             float (*accU)[4][4], int kBegin, int kEnd) {
   __shared__ __align__(16) unsigned short ahi[DSV3_MMA_BM * DSV3_MMA_LD];
   __shared__ __align__(16) unsigned short alo[DSV3_MMA_BM * DSV3_MMA_LD];
@@ -337,10 +339,42 @@ __device__ void mmaMainloop(const float *x, i64 ldx, const unsigned short *W,
   __shared__ __align__(16) unsigned short wus[Gated ? DSV3_MMA_BN * DSV3_MMA_LD : 2];
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
-  i64 row0 = i64(blockIdx.y) * DSV3_MMA_BM;
   int col0 = blockIdx.x * DSV3_MMA_BN;
+  // 16-byte loads (8 of K a thread and matrix) when every row start is
+  // 16-byte aligned: K % 8 == 0, ldx % 4 == 0, aligned bases.
+  bool aligned = K % 8 == 0 && ldx % 4 == 0 && kBegin % 8 == 0 &&
+                 (reinterpret_cast<unsigned long long>(x) & 15) == 0 &&
+                 (reinterpret_cast<unsigned long long>(W) & 15) == 0 &&
+                 (!Gated || (reinterpret_cast<unsigned long long>(Wu) & 15) == 0);
   for (int k0 = kBegin; k0 < kEnd; k0 += DSV3_MMA_BK) {
     __syncthreads();
+    if (aligned && k0 + DSV3_MMA_BK <= kEnd) {
+      for (int i = tid; i < DSV3_MMA_BM * DSV3_MMA_BK / 8; i += blockDim.x) {
+        int r = i / (DSV3_MMA_BK / 8), c = (i % (DSV3_MMA_BK / 8)) * 8;
+        i64 gr = row0 + r;
+        float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (gr < rows)
+          xload8(x + gr * ldx + k0 + c, v);
+        unsigned h[4], l[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          unsigned short h0 = bf16Bits(v[2 * j]), h1 = bf16Bits(v[2 * j + 1]);
+          unsigned short l0 = bf16Bits(v[2 * j] - bf16Float(h0));
+          unsigned short l1 = bf16Bits(v[2 * j + 1] - bf16Float(h1));
+          h[j] = unsigned(h0) | (unsigned(h1) << 16);
+          l[j] = unsigned(l0) | (unsigned(l1) << 16);
+        }
+        *reinterpret_cast<uint4 *>(ahi + r * DSV3_MMA_LD + c) = make_uint4(h[0], h[1], h[2], h[3]);
+        *reinterpret_cast<uint4 *>(alo + r * DSV3_MMA_LD + c) = make_uint4(l[0], l[1], l[2], l[3]);
+        int n = col0 + r;
+        uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+        *reinterpret_cast<uint4 *>(ws + r * DSV3_MMA_LD + c) =
+            n < N ? *reinterpret_cast<const uint4 *>(W + i64(n) * K + k0 + c) : zero;
+        if (Gated)
+          *reinterpret_cast<uint4 *>(wus + r * DSV3_MMA_LD + c) =
+              n < N ? *reinterpret_cast<const uint4 *>(Wu + i64(n) * K + k0 + c) : zero;
+      }
+    } else
     // 64 x 32 of x (fp32 -> hi, lo) and of each weight: 16 elements a thread.
     for (int i = tid; i < DSV3_MMA_BM * DSV3_MMA_BK; i += blockDim.x) {
       int r = i / DSV3_MMA_BK, c = i % DSV3_MMA_BK;
@@ -400,7 +434,8 @@ __device__ void mmaMainloop(const float *x, i64 ldx, const unsigned short *W,
 /// Calls f(mt, nt, e, r, n) for each accumulator element this thread holds
 /// after mmaMainloop (the m16n8 C-fragment layout: rows g and g + 8, columns
 /// 2q and 2q + 1 of each 16 x 8 tile), for the in-range (row, column) only.
-template <int N, typename F> __device__ __forceinline__ void mmaEpilogue(i64 rows, F f) {
+template <int N, typename F>
+__device__ __forceinline__ void mmaEpilogue(i64 rows, i64 row0, F f) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
 #pragma unroll
@@ -409,7 +444,7 @@ template <int N, typename F> __device__ __forceinline__ void mmaEpilogue(i64 row
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        i64 r = i64(blockIdx.y) * DSV3_MMA_BM + wm * 32 + mt * 16 + g + (e >= 2 ? 8 : 0);
+        i64 r = row0 + wm * 32 + mt * 16 + g + (e >= 2 ? 8 : 0);
         int n = blockIdx.x * DSV3_MMA_BN + wn * 32 + nt * 8 + q * 2 + (e & 1);
         if (r < rows && n < N)
           f(mt, nt, e, r, n);
@@ -426,13 +461,14 @@ __global__ void linear_mma(const float *x, i64 ldx, const unsigned short *W,
                            int kChunk, float *part) {
   float acc[2][4][4] = {};
   int kBegin = blockIdx.z * kChunk, kEnd = kBegin + kChunk < K ? kBegin + kChunk : K;
-  mmaMainloop<N, K, 0>(x, ldx, W, nullptr, rows, acc, nullptr, kBegin, kEnd);
+  i64 row0 = i64(blockIdx.y) * DSV3_MMA_BM;
+  mmaMainloop<N, K, 0>(x, ldx, W, nullptr, rows, row0, acc, nullptr, kBegin, kEnd);
   if (gridDim.z > 1) {
     y = part + i64(blockIdx.z) * rows * N;
     b = nullptr;
     res = nullptr;
   }
-  mmaEpilogue<N>(rows, [&](int mt, int nt, int e, i64 r, int n) {
+  mmaEpilogue<N>(rows, row0, [&](int mt, int nt, int e, i64 r, int n) {
     float v = acc[mt][nt][e];
     if (b)
       v += bf16Float(b[n]);
@@ -464,8 +500,9 @@ template <int N, int K>
 __global__ void gated_linear_mma(const float *x, const unsigned short *Wg,
                                  const unsigned short *Wu, float *y, i64 rows) {
   float acc[2][4][4] = {}, accU[2][4][4] = {};
-  mmaMainloop<N, K, 1>(x, K, Wg, Wu, rows, acc, accU, 0, K);
-  mmaEpilogue<N>(rows, [&](int mt, int nt, int e, i64 r, int n) {
+  i64 row0 = i64(blockIdx.y) * DSV3_MMA_BM;
+  mmaMainloop<N, K, 1>(x, K, Wg, Wu, rows, row0, acc, accU, 0, K);
+  mmaEpilogue<N>(rows, row0, [&](int mt, int nt, int e, i64 r, int n) {
     float gv = acc[mt][nt][e], uv = accU[mt][nt][e];
     y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
   });
@@ -550,22 +587,42 @@ __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
   float inv = rsqrtf(ss / R + eps);
   for (int j = threadIdx.x; j < R; j += blockDim.x)
     out[j] = wload(kvNorm, j) * (ar[j] * inv);
-  if (threadIdx.x == 0) {
-    float v[DR];
-    for (int j = 0; j < DR; ++j)
-      v[j] = ar[R + j];
-    rotate<DR, Interleaved>(v, pos, invFreq, scale);
-    for (int j = 0; j < DR; ++j)
-      out[R + j] = v[j];
+  // cos and sin of this position, once per token (the large-argument
+  // reductions of cosf/sinf are slow: per head they took ~45 us a token at
+  // V3 widths), then every rotation (the rope key and each head's rope
+  // query) in parallel over (vector, pair): two phases, since the
+  // de-interleaving rotation moves features within a vector.
+  __shared__ float cs[DR];
+  for (int j = threadIdx.x; j < DR / 2; j += blockDim.x) {
+    float th = float(pos) * invFreq[j];
+    cs[j] = cosf(th) * scale;
+    cs[j + DR / 2] = sinf(th) * scale;
   }
-  for (int h = threadIdx.x; h < NH; h += blockDim.x) {
-    float *qp = q + (token * NH + h) * DQ + DN;
-    float v[DR];
-    for (int j = 0; j < DR; ++j)
-      v[j] = qp[j];
-    rotate<DR, Interleaved>(v, pos, invFreq, scale);
-    for (int j = 0; j < DR; ++j)
-      qp[j] = v[j];
+  __syncthreads();
+  constexpr int Pairs = (NH + 1) * (DR / 2); // vector 0: the rope key
+  constexpr int Items = (Pairs + 127) / 128; // launched with 128 threads
+  float ra[Items], rb[Items];
+#pragma unroll
+  for (int it = 0; it < Items; ++it) {
+    int i = threadIdx.x + it * 128;
+    if (i < Pairs) {
+      int h = i / (DR / 2), j = i % (DR / 2);
+      const float *v = h == 0 ? ar + R : q + (token * NH + h - 1) * DQ + DN;
+      ra[it] = Interleaved ? v[2 * j] : v[j];
+      rb[it] = Interleaved ? v[2 * j + 1] : v[j + DR / 2];
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int it = 0; it < Items; ++it) {
+    int i = threadIdx.x + it * 128;
+    if (i < Pairs) {
+      int h = i / (DR / 2), j = i % (DR / 2);
+      float *v = h == 0 ? out + R : q + (token * NH + h - 1) * DQ + DN;
+      float c = cs[j], sn = cs[j + DR / 2];
+      v[j] = ra[it] * c - rb[it] * sn;
+      v[j + DR / 2] = rb[it] * c + ra[it] * sn;
+    }
   }
 }
 
@@ -825,8 +882,11 @@ __global__ void mla_absorb_v(const float *ot, const WT *wkvb, float *o, i64 rows
 /// The router's selection, one token per block (SEMANTICS.md 5.2, 5.5),
 /// from the gate logits [n, E] (computed by the GEMM schedules, which
 /// spread the gate weight over the whole GPU; one block reading it for a
-/// token took 0.5 ms at V3 widths): thread 0 scores, adds the correction
-/// bias, ranks groups and picks the top K (ties: lower index first).
+/// token took 0.5 ms at V3 widths). The block scores the experts and adds
+/// the correction bias in parallel, a thread per group ranks its experts,
+/// thread 0 keeps the top groups, and K rounds of a block argmax pick the
+/// experts (ties: lower index first, as the host). One thread doing it all
+/// took 150 us per call at V3 widths (8% of a batch-1 decode step).
 /// Scoring 0 sigmoid, 1 softmax; Method 0 greedy, 1 group_limited_greedy,
 /// 2 noaux_tc.
 template <int E, int K, int G, int TG, int Scoring, int Method, int Norm>
@@ -834,33 +894,49 @@ __global__ void moe_route(const float *logits, const float *bias, i64 *indices,
                           float *weights, i64 n, float scaling) {
   __shared__ float score[E];
   __shared__ float choice[E];
+  __shared__ float gscore[G];
+  __shared__ bool keep[G];
+  __shared__ int sel[K];
+  __shared__ float softmaxSum;
+  // Per warp: the best (value, expert) of the current top-k round.
+  __shared__ float bestV[32];
+  __shared__ int bestI[32];
   i64 token = blockIdx.x;
   if (token >= n)
     return;
-  for (int e = threadIdx.x; e < E; e += blockDim.x)
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
+  for (int e = tid; e < E; e += blockDim.x)
     score[e] = logits[token * E + e];
   __syncthreads();
-  if (threadIdx.x != 0)
-    return;
   if (Scoring == 0) {
-    for (int e = 0; e < E; ++e)
+    for (int e = tid; e < E; e += blockDim.x)
       score[e] = 1.f / (1.f + expf(-score[e]));
   } else {
-    float mx = -INFINITY, sum = 0.f;
-    for (int e = 0; e < E; ++e)
+    float mx = -INFINITY;
+    for (int e = tid; e < E; e += blockDim.x)
       mx = fmaxf(mx, score[e]);
-    for (int e = 0; e < E; ++e)
-      sum += (score[e] = expf(score[e] - mx));
-    for (int e = 0; e < E; ++e)
-      score[e] /= sum;
+    mx = blockMax(mx);
+    for (int e = tid; e < E; e += blockDim.x)
+      score[e] = expf(score[e] - mx);
+    __syncthreads();
+    if (tid == 0) { // in expert order, as the host sums
+      float sum = 0.f;
+      for (int e = 0; e < E; ++e)
+        sum += score[e];
+      softmaxSum = sum;
+    }
+    __syncthreads();
+    for (int e = tid; e < E; e += blockDim.x)
+      score[e] /= softmaxSum;
   }
-  for (int e = 0; e < E; ++e)
+  __syncthreads();
+  for (int e = tid; e < E; e += blockDim.x)
     choice[e] = bias ? score[e] + bias[e] : score[e];
+  __syncthreads();
   if (Method != 0) {
     const int per = E / G;
-    bool keep[G];
-    float gscore[G];
-    for (int g = 0; g < G; ++g) {
+    // A thread per group: its best (and second best) choice.
+    for (int g = tid; g < G; g += blockDim.x) {
       float best = -INFINITY, second = -INFINITY;
       for (int e = g * per; e < (g + 1) * per; ++e) {
         float v = choice[e];
@@ -874,37 +950,71 @@ __global__ void moe_route(const float *logits, const float *bias, i64 *indices,
       gscore[g] = Method == 2 ? best + second : best;
       keep[g] = false;
     }
-    for (int k = 0; k < TG; ++k) {
-      int arg = -1;
-      for (int g = 0; g < G; ++g)
-        if (!keep[g] && (arg < 0 || gscore[g] > gscore[arg]))
-          arg = g;
-      keep[arg] = true;
-    }
-    for (int e = 0; e < E; ++e)
+    __syncthreads();
+    if (tid == 0)
+      for (int k = 0; k < TG; ++k) {
+        int arg = -1;
+        for (int g = 0; g < G; ++g)
+          if (!keep[g] && (arg < 0 || gscore[g] > gscore[arg]))
+            arg = g;
+        keep[arg] = true;
+      }
+    __syncthreads();
+    for (int e = tid; e < E; e += blockDim.x)
       if (!keep[e / per])
         choice[e] = Method == 2 ? -INFINITY : 0.f;
+    __syncthreads();
   }
-  int sel[K];
-  bool taken[E];
-  for (int e = 0; e < E; ++e)
-    taken[e] = false;
-  float sum = 0.f;
+  // K rounds of a block argmax over the experts not yet taken (ties: the
+  // lower index, as the host's scan in expert order). A taken expert's
+  // choice becomes NaN, which never wins a comparison.
   for (int k = 0; k < K; ++k) {
+    float v = 0.f;
     int arg = -1;
-    for (int e = 0; e < E; ++e)
-      if (!taken[e] && (arg < 0 || choice[e] > choice[arg]))
+    for (int e = tid; e < E; e += blockDim.x) {
+      float c = choice[e];
+      if (c == c && (arg < 0 || c > v)) { // strided: e ascending, so ties keep the lower
+        v = c;
         arg = e;
-    taken[arg] = true;
-    sel[k] = arg;
-    sum += score[arg];
+      }
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+      float ov = __shfl_down_sync(0xffffffffu, v, off);
+      int oa = __shfl_down_sync(0xffffffffu, arg, off);
+      if (oa >= 0 && (arg < 0 || ov > v || (ov == v && oa < arg))) {
+        v = ov;
+        arg = oa;
+      }
+    }
+    if (lane == 0) {
+      bestV[warp] = v;
+      bestI[warp] = arg;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      float bv = 0.f;
+      int ba = -1;
+      for (int w = 0; w < warps; ++w)
+        if (bestI[w] >= 0 && (ba < 0 || bestV[w] > bv || (bestV[w] == bv && bestI[w] < ba))) {
+          bv = bestV[w];
+          ba = bestI[w];
+        }
+      sel[k] = ba;
+      choice[ba] = __int_as_float(0x7fffffff); // NaN: taken
+    }
+    __syncthreads();
   }
-  for (int k = 0; k < K; ++k) {
-    float w = score[sel[k]];
-    if (Norm)
-      w /= (sum + 1e-20f);
-    indices[token * K + k] = sel[k];
-    weights[token * K + k] = w * scaling;
+  if (tid == 0) {
+    float sum = 0.f;
+    for (int k = 0; k < K; ++k)
+      sum += score[sel[k]];
+    for (int k = 0; k < K; ++k) {
+      float w = score[sel[k]];
+      if (Norm)
+        w /= (sum + 1e-20f);
+      indices[token * K + k] = sel[k];
+      weights[token * K + k] = w * scaling;
+    }
   }
 }
 
@@ -946,15 +1056,39 @@ __global__ void dispatch_gather(const float *x, const i64 *slots, float *rows,
 template <int KD, int E>
 __device__ int stageExpertRow(const float *rows, const i64 *counts, i64 r, float *row) {
   __shared__ int expert;
-  if (threadIdx.x == 0) {
-    i64 acc = 0;
-    int e = 0;
-    for (; e < E; ++e) {
-      acc += counts[e];
-      if (r < acc)
-        break;
+  // The first warp finds the expert: lane l sums the counts of experts
+  // [l P, (l + 1) P), a warp scan finds the lane whose range holds row r,
+  // which walks its experts (one thread walking all E counts took tens of
+  // microseconds per block at E = 256).
+  if (threadIdx.x < 32) {
+    constexpr int P = (E + 31) / 32;
+    int lane = threadIdx.x;
+    i64 c[P], sum = 0;
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      int e = lane * P + j;
+      c[j] = e < E ? counts[e] : 0;
+      sum += c[j];
     }
-    expert = e;
+    i64 end = sum;
+    for (int off = 1; off < 32; off <<= 1) {
+      i64 t = __shfl_up_sync(0xffffffffu, end, off);
+      if (lane >= off)
+        end += t;
+    }
+    i64 begin = end - sum;
+    if (lane == 31 && r >= end)
+      expert = E; // past the routed rows (not reached: r < R)
+    if (r >= begin && r < end) {
+#pragma unroll
+      for (int j = 0; j < P; ++j) {
+        if (r < begin + c[j]) {
+          expert = lane * P + j;
+          break;
+        }
+        begin += c[j];
+      }
+    }
   }
   for (int k = threadIdx.x; k < KD; k += blockDim.x)
     row[k] = rows[r * KD + k];
@@ -970,22 +1104,23 @@ template <int N, int KD, int E, typename WT>
 __global__ void expert_gmm(const float *rows, const WT *W, const i64 *counts,
                            float *y, i64 R) {
   extern __shared__ float row[];
-  i64 r = blockIdx.y;
-  if (r >= R)
-    return;
-  int expert = stageExpertRow<KD, E>(rows, counts, r, row);
-  int lane = threadIdx.x % 32;
-  int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  if (n >= N)
-    return;
-  const WT *w = W + (i64(expert) * N + n) * KD;
-  float acc = 0.f;
+  // Rows beyond the grid's y extent (at most 65535) loop.
+  for (i64 r = blockIdx.y; r < R; r += gridDim.y) {
+    int expert = stageExpertRow<KD, E>(rows, counts, r, row);
+    int lane = threadIdx.x % 32;
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (n < N) {
+      const WT *w = W + (i64(expert) * N + n) * KD;
+      float acc = 0.f;
 #pragma unroll 4
-  for (int k = lane; k < KD; k += 32)
-    acc += row[k] * wload(w, k);
-  acc = warpSum(acc);
-  if (lane == 0)
-    y[r * N + n] = acc;
+      for (int k = lane; k < KD; k += 32)
+        acc += row[k] * wload(w, k);
+      acc = warpSum(acc);
+      if (lane == 0)
+        y[r * N + n] = acc;
+    }
+    __syncthreads(); // `row` is restaged next
+  }
 }
 
 /// The experts' gate/up projections with SwiGLU: expert_gmm with two weights.
@@ -994,26 +1129,107 @@ __global__ void expert_gated_gmm(const float *rows, const WT *Wg,
                                  const WT *Wu, const i64 *counts, float *y,
                                  i64 R) {
   extern __shared__ float row[];
-  i64 r = blockIdx.y;
-  if (r >= R)
-    return;
-  int expert = stageExpertRow<KD, E>(rows, counts, r, row);
-  int lane = threadIdx.x % 32;
-  int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  if (n >= N)
-    return;
-  const WT *wg = Wg + (i64(expert) * N + n) * KD;
-  const WT *wu = Wu + (i64(expert) * N + n) * KD;
-  float g = 0.f, u = 0.f;
+  for (i64 r = blockIdx.y; r < R; r += gridDim.y) {
+    int expert = stageExpertRow<KD, E>(rows, counts, r, row);
+    int lane = threadIdx.x % 32;
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (n < N) {
+      const WT *wg = Wg + (i64(expert) * N + n) * KD;
+      const WT *wu = Wu + (i64(expert) * N + n) * KD;
+      float g = 0.f, u = 0.f;
 #pragma unroll 4
-  for (int k = lane; k < KD; k += 32) {
-    g += row[k] * wload(wg, k);
-    u += row[k] * wload(wu, k);
+      for (int k = lane; k < KD; k += 32) {
+        g += row[k] * wload(wg, k);
+        u += row[k] * wload(wu, k);
+      }
+      g = warpSum(g);
+      u = warpSum(u);
+      if (lane == 0)
+        y[r * N + n] = g / (1.f + expf(-g)) * u;
+    }
+    __syncthreads();
   }
-  g = warpSum(g);
-  u = warpSum(u);
-  if (lane == 0)
-    y[r * N + n] = g / (1.f + expf(-g)) * u;
+}
+
+/// Which 64-row tile of which expert block `tile` of an expert-grouped
+/// tensor-core GEMM serves. The rows are grouped by expert (counts[e] each,
+/// in expert order) and each expert's rows cut into 64-row tiles, numbered
+/// expert by expert; the counts stay on the GPU (no host round trip, so the
+/// step can be a CUDA graph), so the grid is an upper bound (rows / 64 + E
+/// tiles) and blocks past the last tile exit. The first warp finds the tile:
+/// lane l sums the tiles of experts [l P, (l + 1) P), P = ceil(E / 32), a
+/// warp scan finds the lane holding `tile`, which walks its experts. Writes
+/// {expert (-1: none), first row, rows} to info.
+template <int E>
+__device__ void expertTile(const i64 *counts, i64 tile, i64 *info) {
+  constexpr int P = (E + 31) / 32;
+  int lane = threadIdx.x;
+  if (lane >= 32)
+    return;
+  i64 c[P], tiles = 0, rows = 0;
+#pragma unroll
+  for (int j = 0; j < P; ++j) {
+    int e = lane * P + j;
+    c[j] = e < E ? counts[e] : 0;
+    tiles += (c[j] + DSV3_MMA_BM - 1) / DSV3_MMA_BM;
+    rows += c[j];
+  }
+  i64 tEnd = tiles, rEnd = rows;
+  for (int off = 1; off < 32; off <<= 1) {
+    i64 t = __shfl_up_sync(0xffffffffu, tEnd, off), r = __shfl_up_sync(0xffffffffu, rEnd, off);
+    if (lane >= off) {
+      tEnd += t;
+      rEnd += r;
+    }
+  }
+  i64 total = __shfl_sync(0xffffffffu, tEnd, 31);
+  if (lane == 0 && tile >= total)
+    info[0] = -1;
+  i64 t0 = tEnd - tiles, r0 = rEnd - rows;
+  if (tile < t0 || tile >= tEnd)
+    return;
+#pragma unroll
+  for (int j = 0; j < P; ++j) {
+    i64 nt = (c[j] + DSV3_MMA_BM - 1) / DSV3_MMA_BM;
+    if (tile < t0 + nt) {
+      i64 first = (tile - t0) * DSV3_MMA_BM;
+      info[0] = lane * P + j;
+      info[1] = r0 + first;
+      info[2] = c[j] - first < DSV3_MMA_BM ? c[j] - first : DSV3_MMA_BM;
+      return;
+    }
+    t0 += nt;
+    r0 += c[j];
+  }
+}
+
+/// The expert GEMMs on tensor cores (many rows per expert: prefill): one
+/// launch for all experts, a block per (64 columns, 64-row tile of one
+/// expert), the mainloop of linear_mma over that expert's weights; Gated:
+/// the gate/up pair with SwiGLU in the epilogue. grid (ceil(N / 64),
+/// ceil(R / 64) + E), 128 threads; y[r] for the routed rows r (grouped by
+/// expert, as expert_gmm).
+template <int N, int KD, int E, int Gated>
+__global__ void expert_gmm_mma(const float *rows, const unsigned short *W,
+                               const unsigned short *Wu, const i64 *counts, float *y) {
+  __shared__ i64 info[3];
+  expertTile<E>(counts, blockIdx.y, info);
+  __syncthreads();
+  if (info[0] < 0)
+    return;
+  i64 first = info[1], n = info[2];
+  const unsigned short *w = W + info[0] * i64(N) * KD;
+  const unsigned short *wu = Gated ? Wu + info[0] * i64(N) * KD : nullptr;
+  float acc[2][4][4] = {}, accU[2][4][4] = {};
+  mmaMainloop<N, KD, Gated>(rows + first * KD, KD, w, wu, n, 0, acc, accU, 0, KD);
+  mmaEpilogue<N>(n, 0, [&](int mt, int nt, int e, i64 r, int c) {
+    float v = acc[mt][nt][e];
+    if (Gated) {
+      float u = accU[mt][nt][e];
+      v = v / (1.f + expf(-v)) * u;
+    }
+    y[(first + r) * N + c] = v;
+  });
 }
 
 template <int Unused>

@@ -69,8 +69,14 @@ inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool 
     out.push_back(splitkReduceName(n));
   }
 }
+/// The expert GEMMs on tensor cores (bf16 weights, many rows per expert).
+inline std::string expertMmaName(int64_t n, int64_t kd, int64_t e, bool gated) {
+  return inst("expert_gmm_mma", {n, kd, e, gated ? 1 : 0});
+}
 /// The random-weight fill (dsv3-run --random-weights), in every artifact.
-inline std::string fillNormalName(bool bf16) { return bf16 ? "dsv3::fill_normal<unsigned short>" : "dsv3::fill_normal<float>"; }
+inline std::string fillNormalName(bool bf16) {
+  return bf16 ? "dsv3::fill_normal<unsigned short>" : "dsv3::fill_normal<float>";
+}
 inline std::string rmsNormName(int64_t n, bool bf16) { return instW("rms_norm", {n}, bf16); }
 inline std::string embeddingName(int64_t h, bool bf16) {
   return instW("embedding", {h}, bf16);
@@ -184,9 +190,13 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
       out.push_back(gatedLinearMmaName(in.at(1).at(0), in.at(1).at(1)));
     return out;
   }
-  if (kernel == "expert_gated_matmul")
-    return {instW("expert_gated_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)},
-                  bf(1))};
+  if (kernel == "expert_gated_matmul") {
+    std::vector<std::string> out = {
+        instW("expert_gated_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)}, bf(1))};
+    if (bf(1))
+      out.push_back(expertMmaName(in.at(1).at(1), in.at(1).at(2), in.at(1).at(0), true));
+    return out;
+  }
   if (kernel == "swiglu" || kernel == "add" || kernel == "fill")
     return {elementwiseName(kernel)};
   if (kernel == "rope")
@@ -216,8 +226,13 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   if (kernel == "moe_dispatch")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), last(1)}),
             inst("dispatch_gather", {last(0)})};
-  if (kernel == "expert_grouped_matmul")
-    return {instW("expert_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)}, bf(1))};
+  if (kernel == "expert_grouped_matmul") {
+    std::vector<std::string> out = {
+        instW("expert_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)}, bf(1))};
+    if (bf(1))
+      out.push_back(expertMmaName(in.at(1).at(1), in.at(1).at(2), in.at(1).at(0), false));
+    return out;
+  }
   if (kernel == "moe_combine")
     return {inst("invert_slots", {0}), inst("moe_combine", {last(0), last(2)})};
   if (kernel == "mtp") {
