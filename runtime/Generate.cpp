@@ -122,7 +122,10 @@ GenerateResult generate(Session &session,
     result.ids[r].push_back(t);
     result.logits[r].push_back(std::move(l));
     last[size_t(b)] = t;
-    if (int64_t(result.ids[r].size()) >= o.maxNew)
+    if (o.onToken)
+      o.onToken(r, t);
+    if (int64_t(result.ids[r].size()) >= o.maxNew ||
+        std::find(o.stopIds.begin(), o.stopIds.end(), t) != o.stopIds.end())
       owner[size_t(b)] = -1;
   };
   while (true) {
@@ -221,17 +224,21 @@ GenerateResult generateSpeculative(Session &session,
     // Prefill: the main model's first token.
     auto [out, T] = prefill(session, seq, 1, P, caches, S, W, 0);
     int64_t V = out[0].dim(2);
+    bool stopped = false;
     auto emit = [&](const Real *row) {
       int64_t t = argmaxRow(row, V);
       result.ids[p].push_back(t);
       result.logits[p].emplace_back(row, row + V);
       seq.push_back(t);
+      if (o.onToken)
+        o.onToken(p, t);
+      stopped = stopped || std::find(o.stopIds.begin(), o.stopIds.end(), t) != o.stopIds.end();
       return t;
     };
     emit(out[0].f + (T - 1) * V);
     past[0] = P;
     ++result.speculative.mainSteps;
-    while (int64_t(result.ids[p].size()) < o.maxNew) {
+    while (int64_t(result.ids[p].size()) < o.maxNew && !stopped) {
       // Draft the token after the one just emitted.
       std::vector<int64_t> whole = seq;
       std::vector<HostTensor<Real>> args(1);
@@ -248,7 +255,7 @@ GenerateResult generateSpeculative(Session &session,
       out = session.run("decode", decodeArgs(pair, 1, 2, past, caches, S, W));
       ++result.speculative.mainSteps;
       int64_t choice = emit(out[0].f);
-      if (choice == draft && int64_t(result.ids[p].size()) < o.maxNew) {
+      if (choice == draft && int64_t(result.ids[p].size()) < o.maxNew && !stopped) {
         ++result.speculative.accepted;
         emit(out[0].f + V); // the draft was right: one more token for free
         past[0] += 2;

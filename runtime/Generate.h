@@ -5,6 +5,7 @@
 #include "runtime/host/HostSession.h"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace dsv3rt {
@@ -20,6 +21,12 @@ struct GenerateOptions {
   /// When prompts outnumber the slots, a prompt is prefilled into the slot
   /// of a sequence as soon as that sequence has finished.
   int64_t maxBatch = 0;
+  /// A sequence ends after it produces one of these (e.g. the tokenizer's
+  /// end-of-sentence token), or after maxNew tokens.
+  std::vector<int64_t> stopIds;
+  /// Called with (prompt index, token id) as each token is produced
+  /// (streaming output).
+  std::function<void(size_t, int64_t)> onToken;
 };
 
 struct SpeculativeStats {

@@ -47,6 +47,11 @@ int64_t tokenizeBytes(const std::string &textPath, const std::string &outPath) {
   char c;
   while (in.get(c))
     tokens.push_back(uint32_t(uint8_t(c)));
+  writeTokens(tokens, outPath);
+  return int64_t(tokens.size());
+}
+
+void writeTokens(const std::vector<uint32_t> &tokens, const std::string &outPath) {
   std::string tmp = outPath + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary);
@@ -57,7 +62,6 @@ int64_t tokenizeBytes(const std::string &textPath, const std::string &outPath) {
   }
   if (std::rename(tmp.c_str(), outPath.c_str()) != 0)
     fail("{}: cannot rename to {}: {}", tmp, outPath, std::strerror(errno));
-  return int64_t(tokens.size());
 }
 
 double scheduledLr(const TrainOptions &o, int64_t step) {

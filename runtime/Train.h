@@ -17,6 +17,8 @@ std::vector<uint32_t> loadTokens(const std::string &path, int64_t vocab);
 /// Converts a text file to token data, one token per byte (the byte-level
 /// vocabulary of the tiny models). Returns the token count.
 int64_t tokenizeBytes(const std::string &textPath, const std::string &outPath);
+/// Writes uint32 token ids (the data format of train) atomically.
+void writeTokens(const std::vector<uint32_t> &tokens, const std::string &outPath);
 
 struct TrainOptions {
   std::string dataPath;

@@ -7,11 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 OUT=build-fuzz
-mkdir -p $OUT/corpus/{config,safetensors,manifest}
+mkdir -p $OUT/corpus/{config,safetensors,manifest,tokenizer}
 CXX="clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I."
 $CXX fuzz/config_fuzzer.cpp models/ModelConfig.cpp build/models/Presets.cpp -lfmt -o $OUT/config_fuzzer
 $CXX fuzz/safetensors_fuzzer.cpp runtime/Safetensors.cpp runtime/DType.cpp -lfmt -o $OUT/safetensors_fuzzer
 $CXX fuzz/manifest_fuzzer.cpp runtime/Artifact.cpp runtime/DType.cpp -lfmt -o $OUT/manifest_fuzzer
+$CXX -DDSV3_FUZZ_TOKENIZER="\"$PWD/test/Tokenizer/Inputs/deepseek-v3-like/tokenizer.json\"" \
+  fuzz/tokenizer_fuzzer.cpp runtime/Tokenizer.cpp runtime/Regex.cpp -lfmt -o $OUT/tokenizer_fuzzer
 # Seeds: every preset and fixture config, a small checkpoint, a manifest.
 cp models/presets/*.json $OUT/corpus/config/
 for f in test/data/fixtures/*/config.json test/data/configs/*.json; do
@@ -28,11 +30,23 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(hb)) + hb + bytes(range(40))
 PY
 rm -rf $OUT/tiny && build/bin/dsv3c tiny --quiet -o $OUT/tiny
 cp $OUT/tiny/manifest.json $OUT/corpus/manifest/tiny.json
+# Texts: the tokenizer test cases and the multilingual sample, a line each.
+python3 - "$OUT/corpus/tokenizer" <<'PY'
+import json, sys
+lines = [json.loads(l)["text"] for l in open("test/Tokenizer/Inputs/cases.jsonl", encoding="utf-8")]
+lines += open("test/Tokenizer/Inputs/multilingual.txt", encoding="utf-8").read().splitlines()
+for i, t in enumerate(lines):
+    open(f"{sys.argv[1]}/case{i}", "wb").write(t.encode("utf-8"))
+PY
 status=0
-for t in config safetensors manifest; do
+for t in config safetensors manifest tokenizer; do
+  # Texts stay short: whitespace runs cost quadratic time in the split
+  # patterns (as in Oniguruma), which a long input turns into a timeout.
+  MAXLEN=262144
+  [ $t = tokenizer ] && MAXLEN=4096
   mkdir -p $OUT/findings/$t
   if ! (cd $OUT/findings/$t && ASAN_OPTIONS=detect_leaks=0 ../../${t}_fuzzer ../../corpus/$t \
-          -max_total_time=$SECONDS_EACH -max_len=262144 -timeout=10 -rss_limit_mb=4096 \
+          -max_total_time=$SECONDS_EACH -max_len=$MAXLEN -timeout=10 -rss_limit_mb=4096 \
           -print_final_stats=1 > ../../$t.log 2>&1); then
     status=1
   fi

@@ -34,6 +34,9 @@ build/bin/dsv3-run generate "$ART" --weights "$OUT/weights" --backend "$BACKEND"
   --prompt-ids 1,2,3,4,5,6,7,8/9,10,11 --max-new 16
 build/bin/dsv3-run generate "$ART" --weights "$OUT/weights" --backend "$BACKEND" \
   --prompt-ids 1,2,3,4,5,6,7,8 --max-new 16 --temperature 0.8 --top-p 0.95 --seed 1
+echo "-- text in, text out (a byte-level BPE tokenizer.json; random weights: random text)"
+build/bin/dsv3-run generate "$ART" --weights "$OUT/weights" --backend "$BACKEND" \
+  --tokenizer test/Tokenizer/Inputs/tiny --prompt "DeepSeek-V3 is" --max-new 12
 echo
 echo "== training steps of the tiny model on a text Debian ships (bytes as tokens)"
 build/bin/dsv3c tiny --mode train -o "$OUT/train"

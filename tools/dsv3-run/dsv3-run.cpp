@@ -17,6 +17,7 @@
 #include "runtime/Progress.h"
 #include "runtime/Resources.h"
 #include "runtime/Safetensors.h"
+#include "runtime/Tokenizer.h"
 #include "runtime/Train.h"
 #include "runtime/host/HostSession.h"
 #ifdef DSV3_HAVE_CUDA
@@ -49,13 +50,19 @@ namespace {
 const char *kUsage = R"(usage: dsv3-run COMMAND ARTIFACT [options]
 
 commands:
-  generate ART --weights DIR --prompt-ids IDS --max-new N
+  generate ART --weights DIR (--prompt-ids IDS | --tokenizer PATH --prompt TEXT ...)
+           --max-new N
            [--temperature T] [--top-p P] [--seed S] [--speculative mtp]
            [--max-batch N]
       generate tokens after each prompt (greedy unless --temperature > 0);
       IDS is comma-separated ids, prompts separated by '/'; prompts of any
       lengths decode together in up to N cache slots (continuous batching;
-      default: one slot per prompt)
+      default: one slot per prompt). With --tokenizer (a tokenizer.json or
+      its directory), --prompt TEXT is encoded (with the template's BOS
+      unless --no-special) and the continuation decoded to text: one prompt
+      streams as tokens come, several print when done; a sequence stops at
+      the tokenizer's end-of-sentence token; --skip-special hides special
+      tokens
   forward  ART --weights DIR --ids IDS --out FILE
       run the forward entry and write the logits to a safetensors file
   verify   ART --weights DIR --oracle DIR
@@ -93,8 +100,17 @@ commands:
       --resume continues bit-identically from a checkpoint directory;
       --skip-nonfinite N undoes a step whose loss or gradient norm is not
       finite, skips its batch and halves the lr scale (N in a row stop)
-  tokenize --text FILE --out FILE.tokens
-      byte-level token data (one uint32 per byte) from a text file
+  encode   --tokenizer PATH (--prompt TEXT ... | --jsonl FILE) [--no-special]
+      token ids of each text with a Hugging Face tokenizer.json (byte-level
+      BPE: DeepSeek-V3's, GPT-2's, ...), one comma-separated line each;
+      --jsonl: lines {"text": ...} in, {"ids": [...]} out; --no-special:
+      without the post-processor's template tokens (BOS)
+  decode   --tokenizer PATH (--ids IDS | --jsonl FILE) [--skip-special]
+      text of each id list ('/' separates lists); --jsonl: lines
+      {"ids": [...]} in, {"text": ..., "text_skip_special": ...} out
+  tokenize --text FILE --out FILE.tokens [--tokenizer PATH]
+      token data for train (uint32 ids) from a text file: one token per
+      byte, or the ids of a tokenizer.json
   jit      ART --arch ARCH [--cache-dir D]
       compile the artifact's CUDA source with NVRTC for ARCH (sm_89, ...)
       into the re-JIT cache the cuda backend uses for a GPU the artifact
@@ -134,6 +150,9 @@ struct Options {
   std::string data, saveDir, resume, metrics, text, params, speculative;
   std::string arch, cacheDir;
   int64_t randomWeights = -1; // --random-weights SEED (cuda)
+  std::string tokenizer, jsonl;   // --tokenizer PATH, --jsonl FILE
+  std::vector<std::string> prompts; // --prompt TEXT (repeatable)
+  bool noSpecial = false, skipSpecial = false;
   int64_t init = -1, steps = 0, batch = 4, seq = 64, saveEvery = 0, warmup = 10;
   int64_t samples = 4;
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
@@ -170,6 +189,10 @@ Options parseArgs(int argc, char **argv) {
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       std::exit(0);
+    }
+    if (a == "--no-special" || a == "--skip-special") {
+      (a == "--no-special" ? o.noSpecial : o.skipSpecial) = true;
+      continue;
     }
     if (a == "--train-loss") {
       o.trainLoss = true;
@@ -228,6 +251,9 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--params") o.params = value;
     else if (a == "--init") o.init = parseInt(a, value);
     else if (a == "--random-weights") o.randomWeights = parseInt(a, value);
+    else if (a == "--tokenizer") o.tokenizer = value;
+    else if (a == "--prompt") o.prompts.push_back(value);
+    else if (a == "--jsonl") o.jsonl = value;
     else if (a == "--steps") o.steps = parseInt(a, value);
     else if (a == "--batch") o.batch = parseInt(a, value);
     else if (a == "--seq") o.seq = parseInt(a, value);
@@ -248,6 +274,15 @@ Options parseArgs(int argc, char **argv) {
   if (o.command == "tokenize") {
     if (o.text.empty() || o.out.empty())
       fail("tokenize: --text FILE and --out FILE are required");
+    return o;
+  }
+  if (o.command == "encode" || o.command == "decode") {
+    if (o.tokenizer.empty())
+      fail("{}: --tokenizer PATH is required", o.command);
+    bool in = o.command == "encode" ? !o.prompts.empty() : !o.ids.empty();
+    if (in == !o.jsonl.empty())
+      fail("{}: give either {} or --jsonl FILE", o.command,
+           o.command == "encode" ? "--prompt TEXT" : "--ids IDS");
     return o;
   }
   if (o.command == "plot") {
@@ -1032,23 +1067,58 @@ int runInference(const Options &o, const Artifact &art, Session &s,
   if (o.command == "time")
     return timeDecode(o, s, backend);
   if (o.command == "generate") {
-    if (o.promptIds.empty())
-      fail("generate: --prompt-ids is required");
+    if (o.promptIds.empty() == o.prompts.empty())
+      fail("generate: give --prompt-ids IDS, or --tokenizer PATH with --prompt TEXT");
+    if (!o.prompts.empty() && o.tokenizer.empty())
+      fail("generate: --prompt TEXT needs --tokenizer PATH (a tokenizer.json)");
     GenerateOptions g;
     g.maxNew = o.maxNew;
     g.maxBatch = o.maxBatch;
     g.temperature = o.temperature;
     g.topP = o.topP;
     g.seed = o.seed;
-    auto prompts = parseIdLists("--prompt-ids", o.promptIds);
+    std::optional<Tokenizer> tok;
+    std::vector<std::vector<int64_t>> prompts;
+    if (!o.tokenizer.empty()) {
+      tok = Tokenizer::load(o.tokenizer);
+      int64_t vocab = s.artifact().param("model.embed_tokens.weight")->shape.at(0);
+      if (tok->vocabSize() > vocab)
+        fail("generate: the tokenizer {} has {} ids, more than the model's vocabulary ({})",
+             tok->path(), tok->vocabSize(), vocab);
+      g.stopIds = tok->endOfSentenceIds();
+      for (const std::string &text : o.prompts)
+        prompts.push_back(tok->encode(text, !o.noSpecial));
+    } else {
+      prompts = parseIdLists("--prompt-ids", o.promptIds);
+    }
+    // One text prompt streams its continuation as it is produced.
+    std::optional<TokenStream> stream;
+    if (tok && prompts.size() == 1) {
+      stream.emplace(*tok);
+      fmt::print("{}", o.prompts[0]);
+      std::fflush(stdout);
+      g.onToken = [&](size_t, int64_t id) {
+        if (!(o.skipSpecial && tok->isSpecial(id))) {
+          fmt::print("{}", stream->push(id));
+          std::fflush(stdout);
+        }
+      };
+    }
     auto start = std::chrono::steady_clock::now();
     GenerateResult r = o.speculative.empty() ? generate(s, prompts, g)
                                              : generateSpeculative(s, prompts, g);
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    for (size_t b = 0; b < prompts.size(); ++b)
-      fmt::print("prompt {}: [{}] -> [{}]\n", b, fmt::join(prompts[b], ", "),
-                 fmt::join(r.ids[b], ", "));
+    if (stream)
+      fmt::print("{}\n", stream->finish());
+    for (size_t b = 0; b < prompts.size(); ++b) {
+      if (tok && !stream)
+        fmt::print("prompt {}: {} -> {}\n", b, nlohmann::json(o.prompts[b]).dump(),
+                   nlohmann::json(tok->decode(r.ids[b], o.skipSpecial)).dump());
+      if (!tok)
+        fmt::print("prompt {}: [{}] -> [{}]\n", b, fmt::join(prompts[b], ", "),
+                   fmt::join(r.ids[b], ", "));
+    }
     if (!o.speculative.empty()) {
       const SpeculativeStats &st = r.speculative;
       int64_t tokens = 0;
@@ -1083,6 +1153,52 @@ int runInference(const Options &o, const Artifact &art, Session &s,
   fail("unknown command '{}' (generate, forward, verify, init, train, tokenize "
        "or gradcheck)",
        o.command);
+}
+
+/// dsv3-run encode / decode: a tokenizer.json on its own (the --jsonl
+/// forms, one JSON object a line, are what test/Tokenizer checks against
+/// the `tokenizers` library).
+int tokenizerCommand(const Options &o) {
+  Tokenizer tok = Tokenizer::load(o.tokenizer);
+  auto encodeOne = [&](const std::string &text) { return tok.encode(text, !o.noSpecial); };
+  if (o.jsonl.empty()) {
+    if (o.command == "encode") {
+      for (const std::string &p : o.prompts)
+        fmt::print("{}\n", fmt::join(encodeOne(p), ","));
+    } else {
+      for (const auto &ids : parseIdLists("--ids", o.ids))
+        fmt::print("{}\n", tok.decode(ids, o.skipSpecial));
+    }
+    return 0;
+  }
+  std::ifstream in(o.jsonl);
+  if (!in)
+    fail("{}: cannot open", o.jsonl);
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.empty())
+      continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception &e) {
+      fail("{}:{}: not JSON: {}", o.jsonl, n, e.what());
+    }
+    nlohmann::json r;
+    if (o.command == "encode") {
+      if (!j.contains("text") || !j["text"].is_string())
+        fail("{}:{}: expected {{\"text\": \"...\"}}", o.jsonl, n);
+      r["ids"] = encodeOne(j["text"].get<std::string>());
+    } else {
+      if (!j.contains("ids") || !j["ids"].is_array())
+        fail("{}:{}: expected {{\"ids\": [...]}}", o.jsonl, n);
+      auto ids = j["ids"].get<std::vector<int64_t>>();
+      r["text"] = tok.decode(ids, false);
+      r["text_skip_special"] = tok.decode(ids, true);
+    }
+    fmt::print("{}\n", r.dump());
+  }
+  return 0;
 }
 
 #ifdef DSV3_HAVE_CUDA
@@ -1132,7 +1248,24 @@ template <typename Real> int run(const Options &o) {
     fmt::print("wrote {} files to {}: {}\n", files.size(), o.outDir, fmt::join(files, ", "));
     return 0;
   }
+  if (o.command == "encode" || o.command == "decode")
+    return tokenizerCommand(o);
   if (o.command == "tokenize") {
+    if (!o.tokenizer.empty()) { // BPE ids of the whole text (no template tokens)
+      std::ifstream in(o.text, std::ios::binary);
+      if (!in)
+        fail("{}: cannot open", o.text);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      Tokenizer tok = Tokenizer::load(o.tokenizer);
+      std::vector<uint32_t> ids;
+      for (int64_t id : tok.encode(ss.str(), false))
+        ids.push_back(uint32_t(id));
+      writeTokens(ids, o.out);
+      fmt::print("wrote {} tokens to {} ({} bytes of text, {})\n", ids.size(), o.out,
+                 ss.str().size(), tok.path());
+      return 0;
+    }
     int64_t n = tokenizeBytes(o.text, o.out);
     fmt::print("wrote {} tokens to {}\n", n, o.out);
     return 0;
