@@ -252,6 +252,20 @@ void rope(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out
 
 /// Both MLA forms (SEMANTICS.md 3, 4): projections, latent and rope
 /// preparation, attention, output projection.
+/// Whether a decode-entry call of T new tokens per sequence over caches of
+/// S rows takes the naive-form prefill (mla_prefill_cached) rather than the
+/// absorbed decode: from 64 new tokens (the absorbed form's 3.4x FLOPs and
+/// per-row launches dominate a prefill: 4.2 s of a 4x2048 prefill at V3
+/// widths on an H200), when the expanded keys and values of one sequence
+/// fit in 1 GB of workspace. DSV3_MLA_PREFILL_TOKENS=N moves the threshold
+/// (1: every call, to check the kernel against the host on decode steps).
+bool usePrefillCached(const MlaDims &d, i64 T, i64 S) {
+  static const char *env = std::getenv("DSV3_MLA_PREFILL_TOKENS");
+  i64 threshold = env && *env ? std::max<i64>(1, std::atoll(env)) : 64;
+  return mlaPrefillCachedFits(d) && T >= threshold &&
+         double(S) * double(d.nh * (d.dn + d.dv)) * 4 <= double(1u << 30);
+}
+
 void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &in,
                      Ins &out, bool decode) {
   DevTensor &x = *in[0], &y = *out[0];
@@ -309,6 +323,26 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
              argv(A, w[4], none, Q, B, T, past.ptr, cache.ptr, S, freq, scale, eps), k);
     float softmaxScale = float(p.at("softmax_scale").get<double>());
+    if (usePrefillCached(d, T, S)) {
+      // Many new tokens a sequence (a prefill through the decode entry): the
+      // naive form over the cache. Per sequence: its cached latents
+      // expanded by kv_b_proj (rows past the sequence's length are never
+      // read), then the tiled attention of its T queries.
+      int64_t W = d.r + d.dr;
+      CUdeviceptr U = s.workspace(size_t(S * d.nh * (d.dn + d.dv)) * 4);
+      for (i64 b = 0; b < B; ++b) {
+        CUdeviceptr rows = cache.ptr + CUdeviceptr(b * S * W) * 4;
+        gemm(s, k + " kv_b_proj (cache)", rows, W, w[5], 0, U, S, d.nh * (d.dn + d.dv), d.r,
+             wb);
+        CUdeviceptr qb = Q + CUdeviceptr(b * T * d.nh * dq) * 4;
+        CUdeviceptr ob = O + CUdeviceptr(b * T * d.nh * d.dv) * 4;
+        s.launch(mlaPrefillCachedName(d), {unsigned((T + 15) / 16), unsigned(d.nh), 1},
+                 {256, 1, 1}, 0,
+                 argv(qb, U, rows, past.ptr, b, ob, T, softmaxScale), k);
+      }
+      gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb);
+      return;
+    }
     std::vector<std::string> names = mlaDecodeNames(d, wb);
     int64_t W = d.r + d.dr, HB = mlaDecodeHeads(d), groups = (d.nh + HB - 1) / HB;
     // Rows in chunks, bounding the partial results' workspace; key splits

@@ -108,6 +108,14 @@ inline std::string mlaPrepareName(const MlaDims &d, bool interleaved, bool bf16)
 inline std::string mlaPrefillName(const MlaDims &d) {
   return inst("mla_attention_prefill", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
+/// The naive-form prefill over the cache (mla_prefill_cached): its thread
+/// mapping needs 16 <= v_head_dim <= 256 dividing 256.
+inline bool mlaPrefillCachedFits(const MlaDims &d) {
+  return d.dv >= 16 && d.dv <= 256 && 256 % d.dv == 0;
+}
+inline std::string mlaPrefillCachedName(const MlaDims &d) {
+  return inst("mla_prefill_cached", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
 /// Heads per block of mla_decode_split (each block reads its key tiles
 /// once for this many heads).
 inline int64_t mlaDecodeHeads(const MlaDims &d) { return d.nh < 16 ? d.nh : 16; }
@@ -210,9 +218,12 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     out.push_back(mlaPrepareName(d, p.at("rope").at("interleaved").get<bool>(), w));
     if (kernel == "latent_attention")
       out.push_back(mlaPrefillName(d));
-    else
+    else {
       for (const std::string &n : mlaDecodeNames(d, w))
         out.push_back(n);
+      if (mlaPrefillCachedFits(d))
+        out.push_back(mlaPrefillCachedName(d));
+    }
     return out;
   }
   if (kernel == "moe_route")
