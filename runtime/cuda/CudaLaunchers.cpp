@@ -254,14 +254,18 @@ void rope(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out
 /// preparation, attention, output projection.
 /// Whether a decode-entry call of T new tokens per sequence over caches of
 /// S rows takes the naive-form prefill (mla_prefill_cached) rather than the
-/// absorbed decode: from 64 new tokens (the absorbed form's 3.4x FLOPs and
-/// per-row launches dominate a prefill: 4.2 s of a 4x2048 prefill at V3
-/// widths on an H200), when the expanded keys and values of one sequence
-/// fit in 1 GB of workspace. DSV3_MLA_PREFILL_TOKENS=N moves the threshold
-/// (1: every call, to check the kernel against the host on decode steps).
+/// absorbed decode (whose 3.4x FLOPs and per-row launches took 4.2 s of a
+/// 4x2048 prefill at V3 widths on an H200): with DSV3_MLA_PREFILL_TOKENS=N,
+/// from N new tokens a sequence (1: every call, to check the kernel against
+/// the host on decode steps), when one sequence's expanded keys and values
+/// fit in 1 GB of workspace. Off by default until the kernel has passed
+/// scripts/gpu-check.sh on a GPU (written when this session's device time
+/// was spent); the intended default is 64.
 bool usePrefillCached(const MlaDims &d, i64 T, i64 S) {
   static const char *env = std::getenv("DSV3_MLA_PREFILL_TOKENS");
-  i64 threshold = env && *env ? std::max<i64>(1, std::atoll(env)) : 64;
+  if (!env || !*env)
+    return false;
+  i64 threshold = std::max<i64>(1, std::atoll(env));
   return mlaPrefillCachedFits(d) && T >= threshold &&
          double(S) * double(d.nh * (d.dn + d.dv)) * 4 <= double(1u << 30);
 }
