@@ -214,6 +214,8 @@ FailureOr<json> buildManifest(ModuleOp module) {
   manifest["version"] = kArtifactVersion;
   if (auto t = module->getAttrOfType<StringAttr>("dsv3.model_type"))
     manifest["model_type"] = t.getValue().str();
+  if (auto block = module->getAttrOfType<DenseI64ArrayAttr>("dsv3.checkpoint_fp8_block"))
+    manifest["checkpoint_fp8_block"] = {block[0], block[1]};
   json params = json::array();
   for (ParamOp p : module.getOps<ParamOp>()) {
     json checkpoint = json::array();

@@ -473,6 +473,11 @@ OwningOpRef<ModuleOp> ModelBuilder::build() {
   OwningOpRef<ModuleOp> owned = ModuleOp::create(nameLoc(c.source));
   module = *owned;
   module->setAttr("dsv3.model_type", b.getStringAttr(c.modelType));
+  // The checkpoint's FP8 block quantization (quantization_config): its
+  // e4m3 weights come with <name>_scale_inv blocks of this size.
+  if (c.fp8)
+    module->setAttr("dsv3.checkpoint_fp8_block",
+                    b.getDenseI64ArrayAttr({c.fp8->blockRows, c.fp8->blockCols}));
   buildForward();
   buildLoss();
   buildDecode();

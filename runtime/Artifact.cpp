@@ -143,6 +143,13 @@ Artifact Artifact::load(const std::string &dir) {
          file, a.version, kArtifactVersion);
   if (root.contains("model_type"))
     a.modelType = top.string("model_type");
+  if (top.has("checkpoint_fp8_block")) {
+    std::vector<int64_t> block = top.shape("checkpoint_fp8_block", false);
+    if (block.size() != 2 || block[0] < 1 || block[1] < 1)
+      top.sub("checkpoint_fp8_block").error("must be two positive block extents");
+    a.fp8BlockRows = block[0];
+    a.fp8BlockCols = block[1];
+  }
 
   std::set<std::string> paramNames;
   Reader params = top.sub("params");

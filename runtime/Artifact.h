@@ -79,6 +79,10 @@ struct Artifact {
   std::string dir;
   int version = 0;
   std::string modelType;
+  /// The block size of FP8 checkpoints' weight scales (the config's
+  /// quantization_config.weight_block_size; DeepSeek-V3's 128 x 128 when the
+  /// config has none).
+  int64_t fp8BlockRows = 128, fp8BlockCols = 128;
   std::vector<ParamInfo> params;
   std::map<std::string, Entry> entries;
 

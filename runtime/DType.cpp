@@ -3,8 +3,10 @@
 
 #include "runtime/Error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace dsv3rt {
 
@@ -76,6 +78,28 @@ float f8e4m3ToFloat(uint8_t b) {
   float v = exp == 0 ? std::ldexp(float(man), -9)
                      : std::ldexp(float(man | 0x8), exp - 10);
   return sign ? -v : v;
+}
+
+uint8_t floatToF8e4m3(float f) {
+  // The 127 finite non-negative codes are increasing in value: binary search
+  // for the nearest, ties to the even code (its last mantissa bit 0).
+  static const std::vector<float> values = [] {
+    std::vector<float> v(127);
+    for (int c = 0; c < 127; ++c)
+      v[size_t(c)] = f8e4m3ToFloat(uint8_t(c));
+    return v;
+  }();
+  if (std::isnan(f))
+    return 0x7f;
+  uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  float a = std::fabs(f);
+  if (a >= values.back())
+    return uint8_t(sign | 126); // saturate at 448
+  size_t hi = size_t(std::upper_bound(values.begin(), values.end(), a) - values.begin());
+  size_t lo = hi - 1; // values[lo] <= a < values[hi]
+  float dl = a - values[lo], dh = values[hi] - a;
+  size_t code = dl < dh ? lo : dh < dl ? hi : (lo % 2 == 0 ? lo : hi);
+  return uint8_t(sign | code);
 }
 
 namespace {

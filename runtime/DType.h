@@ -33,6 +33,8 @@ float f16ToFloat(uint16_t h);
 /// Round to nearest even (NaN stays NaN).
 uint16_t floatToBf16(float f);
 float f8e4m3ToFloat(uint8_t v);
+/// Round to the nearest e4m3fn value (ties to even), saturating at +-448.
+uint8_t floatToF8e4m3(float f);
 
 } // namespace dsv3rt
 

@@ -60,7 +60,39 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
       auto isFloat = [](DType d) {
         return d == DType::F32 || d == DType::BF16 || d == DType::F16 || d == DType::F64;
       };
-      if (t->dtype != p.dtype && !(isFloat(t->dtype) && isFloat(p.dtype))) {
+      // FP8 checkpoints (DeepSeek-V3's hub format): e4m3 weights with a
+      // float `<name>_scale_inv` per block of the artifact's FP8 block size,
+      // dequantized at load (w = e4m3 value x its block's scale).
+      const TensorView *scale = nullptr;
+      if (t->dtype == DType::F8E4M3 && isFloat(p.dtype) && ok) {
+        std::string sname = name + "_scale_inv";
+        scale = weights.find(sname);
+        std::vector<int64_t> want;
+        if (t->shape.size() == 2)
+          want = {(t->shape[0] + artifact.fp8BlockRows - 1) / artifact.fp8BlockRows,
+                  (t->shape[1] + artifact.fp8BlockCols - 1) / artifact.fp8BlockCols};
+        if (t->shape.size() != 2) {
+          problems.push_back(fmt::format("tensor '{}' in {} is F8_E4M3 but not a matrix "
+                                         "(FP8 block scales cover 2-D weights)",
+                                         name, t->file));
+          ok = false;
+        } else if (!scale) {
+          problems.push_back(fmt::format("tensor '{}' in {} is F8_E4M3 but its scale tensor "
+                                         "'{}' is missing (expected F32 {})",
+                                         name, t->file, sname, shapeString(want)));
+          ok = false;
+        } else if (scale->shape != want || !isFloat(scale->dtype)) {
+          problems.push_back(fmt::format(
+              "scale tensor '{}' in {} is {} {}, expected F32 {} ({}x{} blocks of the {} "
+              "weight)",
+              sname, scale->file, safetensorsName(scale->dtype), scale->shapeString(),
+              shapeString(want), artifact.fp8BlockRows, artifact.fp8BlockCols,
+              t->shapeString()));
+          ok = false;
+        }
+        if (!ok)
+          continue;
+      } else if (t->dtype != p.dtype && !(isFloat(t->dtype) && isFloat(p.dtype))) {
         problems.push_back(fmt::format("tensor '{}' in {} has dtype {}, expected {}",
                                        name, t->file, safetensorsName(t->dtype),
                                        safetensorsName(p.dtype)));
@@ -70,8 +102,13 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
         continue;
       bool toBf16 = p.dtype == DType::BF16 && t->dtype != DType::BF16;
       int64_t nonFinite = -1;
+      int64_t cols = t->shape.empty() ? 1 : t->shape.back();
+      int64_t scaleCols = scale ? scale->shape[1] : 1;
       for (int64_t i = 0, n = t->numElements(); i < n; ++i) {
         double v = t->at(size_t(i));
+        if (scale)
+          v *= scale->at(size_t((i / cols) / artifact.fp8BlockRows * scaleCols +
+                                (i % cols) / artifact.fp8BlockCols));
         if (!std::isfinite(v) && nonFinite < 0)
           nonFinite = i;
         b.data.push_back(toBf16 ? double(bf16ToFloat(floatToBf16(float(v)))) : v);

@@ -90,6 +90,13 @@ commands:
       the artifact's dtypes) to DIR/model.safetensors: norms 1, router
       correction biases 0, everything else normal(0, X) (default 0.02)
 
+  quantize ART --weights DIR --out DIR
+      write the weights in DeepSeek-V3's hub FP8 format: the attention, MLP
+      and expert matrices as e4m3 with F32 <name>_scale_inv block scales
+      (the block size of the config's quantization_config, else 128x128),
+      the rest as they were; every command loads such checkpoints
+      (dequantized at load)
+
   train    ART (--weights DIR | --init SEED) --data TOKENS --steps N
            --batch B --seq S --save-dir D [--save-every K] [--resume CKPT]
            [--lr X] [--warmup W] [--min-lr-ratio R] [--metrics FILE.jsonl]
@@ -268,8 +275,8 @@ Options parseArgs(int argc, char **argv) {
     else fail("unknown option {} (see --help)", a);
   }
   if (positional.empty())
-    fail("no command given (generate, forward, verify, compare, time, init, "
-         "train, tokenize, plot, gradcheck or jit; see --help)");
+    fail("no command given (generate, forward, verify, compare, time, init, quantize, "
+         "train, tokenize, encode, decode, plot, gradcheck or jit; see --help)");
   o.command = positional[0];
   if (o.command == "tokenize") {
     if (o.text.empty() || o.out.empty())
@@ -732,6 +739,95 @@ int init(Options o, const Artifact &art) {
   return 0;
 }
 
+/// dsv3-run quantize: a checkpoint in DeepSeek-V3's hub FP8 format. The
+/// matrices the official checkpoint stores in FP8 (attention, dense MLP,
+/// routed and shared experts, the MTP projection) become e4m3 with an F32
+/// `<name>_scale_inv` per block of the artifact's block size (amax / 448,
+/// so that w = e4m3 x scale_inv); embeddings, the head, the router, norms
+/// and biases stay in the artifact's dtype, as in the official checkpoint.
+int quantize(const Options &o, const Artifact &art, const WeightStore &weights) {
+  if (o.out.empty())
+    fail("quantize: --out DIR is required");
+  if (mkdir(o.out.c_str(), 0755) != 0 && errno != EEXIST)
+    fail("{}: cannot create: {}", o.out, std::strerror(errno));
+  auto bound = bindWeights(art, weights);
+  const int64_t br = art.fp8BlockRows, bc = art.fp8BlockCols;
+  std::vector<OwnedTensor> tensors;
+  int64_t quantized = 0, kept = 0;
+  double worst = 0; // largest |dequantized - w| / block amax
+  for (const ParamInfo &p : art.params) {
+    if (p.role == "optimizer_state")
+      continue;
+    const std::vector<double> &data = bound.at(p.name).data;
+    std::vector<int64_t> each = p.shape;
+    if (p.stacked)
+      each.erase(each.begin());
+    int64_t per = 1;
+    for (int64_t d : each)
+      per *= d;
+    bool fp8 = each.size() == 2 && (p.role == "attention" || p.role == "dense_mlp" ||
+                                    p.role == "routed_experts" || p.role == "shared_experts" ||
+                                    p.role == "mtp_projection");
+    for (size_t e = 0; e < p.checkpoint.size(); ++e) {
+      const double *w = data.data() + e * size_t(per);
+      OwnedTensor t;
+      t.name = p.checkpoint[e];
+      t.shape = each;
+      if (!fp8) {
+        t.dtype = p.dtype == DType::BF16 ? DType::BF16 : DType::F32;
+        t.data.resize(size_t(per) * dtypeSize(t.dtype));
+        for (int64_t i = 0; i < per; ++i) {
+          float v = float(w[i]);
+          if (t.dtype == DType::BF16) {
+            uint16_t h = floatToBf16(v);
+            std::memcpy(t.data.data() + 2 * i, &h, 2);
+          } else {
+            std::memcpy(t.data.data() + 4 * i, &v, 4);
+          }
+        }
+        tensors.push_back(std::move(t));
+        ++kept;
+        continue;
+      }
+      int64_t rows = each[0], cols = each[1];
+      int64_t sr = (rows + br - 1) / br, sc = (cols + bc - 1) / bc;
+      OwnedTensor scale;
+      scale.name = t.name + "_scale_inv";
+      scale.dtype = DType::F32;
+      scale.shape = {sr, sc};
+      scale.data.resize(size_t(sr * sc) * 4);
+      t.dtype = DType::F8E4M3;
+      t.data.resize(size_t(per));
+      for (int64_t bi = 0; bi < sr; ++bi)
+        for (int64_t bj = 0; bj < sc; ++bj) {
+          double amax = 0;
+          for (int64_t i = bi * br; i < std::min(rows, (bi + 1) * br); ++i)
+            for (int64_t j = bj * bc; j < std::min(cols, (bj + 1) * bc); ++j)
+              amax = std::max(amax, std::fabs(w[i * cols + j]));
+          float s = amax > 0 ? float(amax / 448.0) : 1.0f;
+          std::memcpy(scale.data.data() + 4 * (bi * sc + bj), &s, 4);
+          for (int64_t i = bi * br; i < std::min(rows, (bi + 1) * br); ++i)
+            for (int64_t j = bj * bc; j < std::min(cols, (bj + 1) * bc); ++j) {
+              uint8_t q = floatToF8e4m3(float(w[i * cols + j] / double(s)));
+              t.data[size_t(i * cols + j)] = q;
+              if (amax > 0)
+                worst = std::max(worst, std::fabs(double(f8e4m3ToFloat(q)) * double(s) -
+                                                  w[i * cols + j]) / amax);
+            }
+        }
+      tensors.push_back(std::move(t));
+      tensors.push_back(std::move(scale));
+      ++quantized;
+    }
+  }
+  std::string path = o.out + "/model.safetensors";
+  writeSafetensors(path, tensors, {{"format", "pt"}, {"dsv3_quantized", "fp8 e4m3"}});
+  fmt::print("wrote {}: {} matrices in FP8 e4m3 with {}x{} block scales, {} tensors kept; "
+             "largest error {:.3g} of its block's |max|\n",
+             path, quantized, br, bc, kept, worst);
+  return 0;
+}
+
 /// Central differences of the loss entry against the gradients entry.
 int gradcheck(const Options &o, const Artifact &art, const WeightStore &weights) {
   HostSession<double> s(art, weights);
@@ -1150,8 +1246,8 @@ int runInference(const Options &o, const Artifact &art, Session &s,
     fmt::print("wrote logits {} to {}\n", shapeString(shape), o.out);
     return 0;
   }
-  fail("unknown command '{}' (generate, forward, verify, init, train, tokenize "
-       "or gradcheck)",
+  fail("unknown command '{}' (generate, forward, verify, compare, time, init, quantize, "
+       "train, tokenize, encode, decode, plot, gradcheck or jit)",
        o.command);
 }
 
@@ -1288,6 +1384,10 @@ template <typename Real> int run(const Options &o) {
   if (o.command == "gradcheck") {
     WeightStore weights(o.weights);
     return gradcheck(o, art, weights);
+  }
+  if (o.command == "quantize") {
+    WeightStore weights(o.weights);
+    return quantize(o, art, weights);
   }
 #ifdef DSV3_HAVE_CUDA
   if (o.randomWeights >= 0) {
