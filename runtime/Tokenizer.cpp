@@ -299,7 +299,13 @@ Tokenizer Tokenizer::load(const std::string &where) {
     if (model.value("byte_fallback", false))
       refuse(file, "model.byte_fallback", "is not supported (byte-level BPE needs none)");
     t.ignoreMerges_ = model.value("ignore_merges", false);
+    if (!model.at("vocab").is_object())
+      refuse(file, "model.vocab", "must be an object of token -> id");
+    if (!model.at("merges").is_array())
+      refuse(file, "model.merges", "must be an array of merges");
     for (auto &[tok, id] : model.at("vocab").items()) {
+      if (!id.is_number_integer())
+        refuse(file, "model.vocab." + tok, "the id must be an integer");
       int64_t i = id.get<int64_t>();
       if (i < 0)
         refuse(file, "model.vocab." + tok, "negative id");

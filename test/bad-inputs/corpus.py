@@ -294,6 +294,146 @@ artifact_case("results-bad-ref", lambda m: m["entries"]["forward"].__setitem__(
 case("artifact/missing-dir", [RUN, "forward", path("no-such-artifact"), "--weights", fixture,
                               "--ids", "1"], "no-such-artifact")
 
+# ------------------------------------------------------------ FP8 checkpoints
+# A checkpoint in the hub FP8 format (dsv3-run quantize), then broken.
+subprocess.run([RUN, "quantize", art, "--weights", fixture, "--out", path("fp8")],
+               check=True, capture_output=True)
+fp8 = open(path("fp8", "model.safetensors"), "rb").read()
+fp8_hlen = struct.unpack("<Q", fp8[:8])[0]
+fp8_header = json.loads(fp8[8:8 + fp8_hlen])
+fp8_data = fp8[8 + fp8_hlen:]
+q = next(k for k, v in fp8_header.items() if k != "__metadata__" and v["dtype"] == "F8_E4M3")
+
+
+def fp8_case(name, mutate, *expect):
+    h = copy.deepcopy(fp8_header)
+    mutate(h)
+    weights_case("fp8-" + name, pack(h, fp8_data), *expect)
+
+
+fp8_case("scale-missing", lambda h: h.pop(q + "_scale_inv"), q, "_scale_inv", "missing")
+fp8_case("scale-renamed", lambda h: h.__setitem__(q + "_scale", h.pop(q + "_scale_inv")),
+         q + "_scale_inv", "missing")
+
+
+def scale_shape(h, shape):
+    s = h[q + "_scale_inv"]
+    n = 1
+    for d in shape:
+        n *= d
+    s["shape"] = shape
+    s["data_offsets"] = [s["data_offsets"][0], s["data_offsets"][0] + 4 * n]
+
+
+old_shape = fp8_header[q + "_scale_inv"]["shape"]
+if old_shape[0] > 1:
+    fp8_case("scale-too-few-rows", lambda h: scale_shape(h, [old_shape[0] - 1, old_shape[1]]),
+             q + "_scale_inv", "expected F32")
+fp8_case("scale-3d", lambda h: scale_shape(h, [1] + old_shape), q + "_scale_inv", "expected F32")
+fp8_case("scale-1d", lambda h: scale_shape(h, [old_shape[0] * old_shape[1]]), q + "_scale_inv")
+
+
+def scale_int(h):
+    s = h[q + "_scale_inv"]
+    s["dtype"] = "I32"
+
+
+fp8_case("scale-int", scale_int, q + "_scale_inv", "expected F32")
+
+# -------------------------------------------------------------- tokenizers
+tok_good = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                       "Tokenizer", "Inputs", "tiny", "tokenizer.json"),
+                          encoding="utf-8"))
+text_file = path("tok-text.jsonl")
+open(text_file, "w").write(json.dumps({"text": "hello"}) + "\n")
+
+
+def tokenizer_case(name, mutate, *expect, raw=None):
+    d = path("tok", name)
+    os.makedirs(d, exist_ok=True)
+    f = os.path.join(d, "tokenizer.json")
+    if raw is not None:
+        open(f, "wb").write(raw)
+    else:
+        t = copy.deepcopy(tok_good)
+        mutate(t)
+        open(f, "w", encoding="utf-8").write(json.dumps(t, ensure_ascii=False))
+    case("tokenizer/" + name, [RUN, "encode", "--tokenizer", d, "--jsonl", text_file],
+         "tokenizer.json", *expect)
+
+
+raw_good = json.dumps(tok_good, ensure_ascii=False).encode("utf-8")
+tokenizer_case("empty", None, "JSON", raw=b"")
+tokenizer_case("truncated", None, "JSON", raw=raw_good[:len(raw_good) // 2])
+tokenizer_case("not-an-object", None, "structure", raw=b"[1, 2, 3]")
+tokenizer_case("no-model", lambda t: t.pop("model"), "model")
+tokenizer_case("model-wordpiece", lambda t: t["model"].__setitem__("type", "WordPiece"), "model.type")
+tokenizer_case("vocab-array", lambda t: t["model"].__setitem__("vocab", [1, 2]), "model.vocab")
+tokenizer_case("vocab-id-string", lambda t: t["model"]["vocab"].__setitem__("zz", "4"), "model.vocab.zz")
+tokenizer_case("merges-object", lambda t: t["model"].__setitem__("merges", {"a": "b"}), "model.merges")
+tokenizer_case("vocab-negative-id", lambda t: t["model"]["vocab"].__setitem__("zz", -4), "negative")
+tokenizer_case("merge-unknown-token", lambda t: t["model"]["merges"].insert(0, "qqqq zzzz"),
+               "model.merges[0]", "not in the vocabulary")
+tokenizer_case("merge-one-word", lambda t: t["model"]["merges"].insert(0, "abc"),
+               "model.merges[0]")
+tokenizer_case("byte-fallback", lambda t: t["model"].__setitem__("byte_fallback", True),
+               "byte_fallback")
+tokenizer_case("subword-prefix", lambda t: t["model"].__setitem__("continuing_subword_prefix", "##"),
+               "continuing_subword_prefix")
+tokenizer_case("normalizer-nfkc", lambda t: t.__setitem__("normalizer", {"type": "NFKC"}),
+               "normalizer")
+tokenizer_case("pre-whitespace", lambda t: t.__setitem__("pre_tokenizer", {"type": "Whitespace"}),
+               "pre_tokenizer.type", "Whitespace")
+tokenizer_case("decoder-wordpiece", lambda t: t.__setitem__("decoder", {"type": "WordPiece"}),
+               "decoder.type")
+tokenizer_case("post-bert", lambda t: t.__setitem__("post_processor", {"type": "BertProcessing"}),
+               "post_processor")
+
+
+def set_regex(pattern):
+    def mutate(t):
+        t["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = pattern
+    return mutate
+
+
+for label, pattern, expect in [("unterminated-class", "[abc", "unterminated"),
+                               ("unterminated-group", "(ab", "expected ')'"),
+                               ("unbalanced", "ab)", "unbalanced"),
+                               ("nested-class", "[[a]]", "nested"),
+                               ("intersection", "[a&&b]", "intersection"),
+                               ("possessive", "a++", "possessive"),
+                               ("lookbehind", "(?<=a)b", "lookbehind"),
+                               ("script-property", "\\p{Han}+", "\\p{Han}"),
+                               ("backreference", "(a)\\1", "escape"),
+                               ("nothing-to-repeat", "*a", "nothing to repeat"),
+                               ("range-reversed", "[z-a]", "out of order"),
+                               ("bad-hex", "\\x{zz}", "hex"),
+                               ("trailing-backslash", "ab\\", "backslash")]:
+    tokenizer_case("regex-" + label, set_regex(pattern), "pre_tokenizer.pretokenizers[0].pattern.Regex",
+                   expect)
+tokenizer_case("split-behavior", lambda t: t["pre_tokenizer"]["pretokenizers"][0].__setitem__(
+    "behavior", "Sideways"), "Sideways")
+tokenizer_case("split-no-pattern", lambda t: t["pre_tokenizer"]["pretokenizers"][0].__setitem__(
+    "pattern", {"Glob": "*"}), "pattern")
+tokenizer_case("added-token-no-id", lambda t: t["added_tokens"][0].pop("id"), "structure")
+bad_utf8 = path("tok-bad-utf8.jsonl")
+open(bad_utf8, "wb").write(b'{"text": "ok"}\n{"text": "\\ud800"}\n')
+for name, argv, expect in [
+        ("encode-no-tokenizer", [RUN, "encode", "--prompt", "x"], "--tokenizer"),
+        ("encode-no-input", [RUN, "encode", "--tokenizer", path("tok", "empty")], "--prompt"),
+        ("encode-both-inputs", [RUN, "encode", "--tokenizer", path("tok", "empty"), "--prompt", "x",
+                                "--jsonl", text_file], "either"),
+        ("encode-missing-file", [RUN, "encode", "--tokenizer", path("nowhere"), "--prompt", "x"],
+         "nowhere"),
+        ("encode-jsonl-not-json", [RUN, "encode", "--tokenizer", path("tok", "byte-fallback"),
+                                   "--jsonl", tiny_config], "error"),
+        ("decode-no-ids", [RUN, "decode", "--tokenizer", path("tok", "empty")], "--ids"),
+        ("generate-prompt-without-tokenizer", [RUN, "generate", art, "--weights", fixture,
+                                               "--prompt", "x"], "--tokenizer"),
+        ("generate-both-prompts", [RUN, "generate", art, "--weights", fixture, "--prompt", "x",
+                                   "--prompt-ids", "1"], "--prompt-ids")]:
+    case("cli/" + name, argv, expect)
+
 # --------------------------------------------------------------- CLI misuse
 gen = [RUN, "generate", art, "--weights", fixture]
 for name, argv, expect in [
