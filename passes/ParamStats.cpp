@@ -112,6 +112,103 @@ FailureOr<ParamStats> mlir::dsv3::computeParamStats(ModuleOp module) {
   return stats;
 }
 
+static std::string humanCount(int64_t n);
+
+RankMemory mlir::dsv3::computeRankMemory(ModuleOp module, int64_t ep, int64_t fp8Block) {
+  RankMemory m;
+  m.ep = ep;
+  for (ParamOp param : module.getOps<ParamOp>()) {
+    if (param.getTiedTo() || param.getRole() == ParamRole::OptimizerState)
+      continue;
+    RankedTensorType type = param.getTensorType();
+    int64_t n = param.getNumElements();
+    ParamRole role = param.getRole();
+    bool matrixFp8 = role == ParamRole::Attention || role == ParamRole::DenseMlp ||
+                     role == ParamRole::RoutedExperts || role == ParamRole::SharedExperts ||
+                     role == ParamRole::MtpProjection;
+    // One matrix's FP8 bytes: e4m3 elements and an f32 scale per block.
+    auto fp8Bytes = [&](int64_t rows, int64_t cols, int64_t count) {
+      return count * (rows * cols + 4 * ((rows + fp8Block - 1) / fp8Block) *
+                                        ((cols + fp8Block - 1) / fp8Block));
+    };
+    int64_t rank = type.getRank();
+    if (role == ParamRole::RoutedExperts) {
+      int64_t e = type.getDimSize(0), local = (e + ep - 1) / ep;
+      m.experts = std::max(m.experts, e);
+      m.expertsPerRank = std::max(m.expertsPerRank, local);
+      int64_t per = n / e;
+      m.expertParams += per * local;
+      m.expertBf16 += 2 * per * local;
+      m.expertFp8 += fp8Bytes(type.getDimSize(rank - 2), type.getDimSize(rank - 1), local);
+      continue;
+    }
+    m.replicatedParams += n;
+    m.replicatedBf16 += role == ParamRole::RouterBias ? 4 * n : 2 * n;
+    if (matrixFp8 && rank >= 2)
+      m.replicatedFp8 += fp8Bytes(type.getDimSize(rank - 2), type.getDimSize(rank - 1),
+                                  n / (type.getDimSize(rank - 2) * type.getDimSize(rank - 1)));
+    else
+      m.replicatedFp8 += role == ParamRole::RouterBias ? 4 * n : 2 * n;
+  }
+
+  return m;
+}
+
+static std::string humanBytes(double b) {
+  if (b >= 1e9)
+    return llvm::formatv("{0:F1} GB", b / 1e9).str();
+  if (b >= 1e6)
+    return llvm::formatv("{0:F1} MB", b / 1e6).str();
+  return llvm::formatv("{0:F1} KB", b / 1e3).str();
+}
+
+void mlir::dsv3::printRankMemory(const RankMemory &m, int64_t arenaBytes,
+                                 llvm::raw_ostream &os, bool json) {
+  int64_t kvPerToken = 2 * m.layers * m.latentWidth; // bf16 latent
+  if (json) {
+    llvm::json::Object o{{"ep", m.ep},
+                         {"experts_per_rank", m.expertsPerRank},
+                         {"replicated_params", m.replicatedParams},
+                         {"expert_params_per_rank", m.expertParams},
+                         {"bytes_per_rank_bf16", m.replicatedBf16 + m.expertBf16},
+                         {"bytes_per_rank_fp8", m.replicatedFp8 + m.expertFp8},
+                         {"kv_cache_bytes_per_token_bf16", kvPerToken},
+                         {"activation_arena_bytes", arenaBytes}};
+    os << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+    return;
+  }
+  os << llvm::formatv("expert parallelism over {0} ranks: {1} of {2} routed experts per MoE "
+                      "layer on the largest rank (contiguous), everything else replicated\n",
+                      m.ep, m.expertsPerRank, m.experts);
+  os << llvm::formatv("  {0,-34} {1,16} {2,12} {3,12}\n", "per rank", "parameters", "bf16",
+                      "fp8 (hub)");
+  auto row = [&](const char *name, int64_t p, int64_t b16, int64_t f8) {
+    os << llvm::formatv("  {0,-34} {1,16} {2,12} {3,12}\n", name, humanCount(p),
+                        humanBytes(double(b16)), humanBytes(double(f8)));
+  };
+  row("replicated (attention, dense, ...)", m.replicatedParams, m.replicatedBf16,
+      m.replicatedFp8);
+  row("routed experts (local)", m.expertParams, m.expertBf16, m.expertFp8);
+  row("weights", m.replicatedParams + m.expertParams, m.replicatedBf16 + m.expertBf16,
+      m.replicatedFp8 + m.expertFp8);
+  os << llvm::formatv("  latent KV cache: {0} per token (bf16, {1} layers x {2}); activation "
+                      "arena of the decode plan: {3}\n",
+                      humanBytes(double(kvPerToken)), m.layers, m.latentWidth,
+                      humanBytes(double(arenaBytes)));
+  for (double gpu : {80e9, 141e9}) {
+    double left = gpu - double(arenaBytes);
+    double b16 = left - double(m.replicatedBf16 + m.expertBf16);
+    double f8 = left - double(m.replicatedFp8 + m.expertFp8);
+    auto tokens = [&](double rest) {
+      return rest <= 0 ? std::string("does not fit")
+                       : llvm::formatv("{0:F0}K tokens of cache", rest / double(kvPerToken) / 1e3)
+                             .str();
+    };
+    os << llvm::formatv("  on a {0:F0} GB GPU: bf16 {1}; fp8 {2}\n", gpu / 1e9, tokens(b16),
+                        tokens(f8));
+  }
+}
+
 static std::string humanCount(int64_t n) {
   double v = static_cast<double>(n);
   if (v >= 1e9)

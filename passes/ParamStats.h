@@ -43,6 +43,24 @@ struct ParamStats {
 /// router that feeds it.
 FailureOr<ParamStats> computeParamStats(ModuleOp module);
 
+/// What one rank holds when the routed experts are split over `ep` ranks
+/// (contiguously; everything else replicated, attention data-parallel), in
+/// parameters and in bytes at bf16 and at DeepSeek-V3's FP8 checkpoint
+/// format (e4m3 matrices of attention, MLPs and experts with one f32 scale
+/// per `fp8Block` x `fp8Block` block; embeddings, head, router and norms in
+/// bf16).
+struct RankMemory {
+  int64_t ep = 1;
+  int64_t expertsPerRank = 0, experts = 0; // per MoE layer (the largest rank)
+  int64_t replicatedParams = 0, expertParams = 0;
+  int64_t replicatedBf16 = 0, expertBf16 = 0, replicatedFp8 = 0, expertFp8 = 0;
+  /// For the KV cache per token (set by the caller from the config).
+  int64_t layers = 0, latentWidth = 0;
+};
+RankMemory computeRankMemory(ModuleOp module, int64_t ep, int64_t fp8Block = 128);
+void printRankMemory(const RankMemory &m, int64_t arenaBytes, llvm::raw_ostream &os,
+                     bool json);
+
 /// Prints a table (or JSON) of `stats`.
 void printParamStats(const ParamStats &stats, llvm::raw_ostream &os, bool json);
 

@@ -180,6 +180,13 @@ cl::opt<int64_t> maxSeq(
     cl::desc("largest sequence and decode cache length the buffers are planned "
              "for (default: max_position_embeddings, at most 4096)"),
     cl::init(0), cl::cat(category));
+cl::opt<int64_t> expertParallel(
+    "ep",
+    cl::desc("with --stats: what each of N expert-parallel ranks holds (routed experts split "
+             "contiguously, the rest replicated) in parameters, bf16 and FP8 bytes, and how "
+             "much latent KV cache fits beside it on 80 and 141 GB GPUs (the expert-partition "
+             "pass itself is not built yet)"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> maxTokens(
     "max-tokens",
     cl::desc("most tokens (batch x sequence) one forward/decode call carries: the "
@@ -347,6 +354,11 @@ int main(int argc, char **argv) {
   // Parameters are counted on the dsv3 module (the lowering replaces the
   // routing ops the activated counts are read from).
   bool stats = consumeStatsFlag();
+  if (expertParallel.getNumOccurrences() && (!stats || expertParallel < 1)) {
+    llvm::errs() << "dsv3c: error: --ep N (N >= 1) goes with --stats: it reports what each "
+                    "expert-parallel rank holds (the expert-partition pass is not built yet)\n";
+    return 2;
+  }
   FailureOr<mlir::dsv3::ParamStats> paramCounts;
   if ((stats || report != ReportFormat::None) &&
       failed(paramCounts = mlir::dsv3::computeParamStats(*module)))
@@ -424,6 +436,20 @@ int main(int argc, char **argv) {
                                 statsFormat == StatsFormat::Json);
     if (statsFormat == StatsFormat::Table)
       printMemoryPlan(*module, llvm::outs());
+    if (expertParallel > 0) {
+      int64_t arena = 0;
+      for (auto func : module->getOps<mlir::func::FuncOp>())
+        if (auto kind = func->getAttrOfType<mlir::StringAttr>("dsv3.entry");
+            kind && kind.getValue() == "decode")
+          if (auto a = func->getAttrOfType<mlir::IntegerAttr>("dsv3k.arena_bytes"))
+            arena = a.getInt();
+      mlir::dsv3::RankMemory rank = mlir::dsv3::computeRankMemory(
+          *module, expertParallel, config->fp8 ? config->fp8->blockRows : 128);
+      rank.layers = config->numHiddenLayers;
+      rank.latentWidth = config->kvLoraRank + config->qkRopeHeadDim;
+      mlir::dsv3::printRankMemory(rank, arena, llvm::outs(),
+                                  statsFormat == StatsFormat::Json);
+    }
   }
 
   if (emit == Emit::Cuda && outputDir.empty()) {
