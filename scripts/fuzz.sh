@@ -7,11 +7,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 OUT=build-fuzz
-mkdir -p $OUT/corpus/{config,safetensors,manifest,tokenizer}
+mkdir -p $OUT/corpus/{config,safetensors,manifest,tokenizer,mlir}
 CXX="clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I."
 $CXX fuzz/config_fuzzer.cpp models/ModelConfig.cpp build/models/Presets.cpp -lfmt -o $OUT/config_fuzzer
 $CXX fuzz/safetensors_fuzzer.cpp runtime/Safetensors.cpp runtime/DType.cpp -lfmt -o $OUT/safetensors_fuzzer
 $CXX fuzz/manifest_fuzzer.cpp runtime/Artifact.cpp runtime/DType.cpp -lfmt -o $OUT/manifest_fuzzer
+# The MLIR parser entry of dsv3-opt: the dialects compiled with the fuzzer's
+# instrumentation, MLIR itself from Debian's libMLIR.so.
+MLIRCXX="$CXX -fno-rtti -fno-sanitize=vptr -Ibuild -I/usr/lib/llvm-22/include"
+mkdir -p $OUT/mlir-obj
+for f in dialects/Dsv3/IR/Dsv3Dialect.cpp dialects/Dsv3/IR/Dsv3Attrs.cpp \
+         dialects/Dsv3/IR/Dsv3Ops.cpp dialects/Dsv3/IR/Dsv3Gradients.cpp \
+         dialects/Dsv3K/IR/Dsv3KOps.cpp fuzz/mlir_fuzzer.cpp; do
+  ${MLIRCXX/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,} -c $f -o $OUT/mlir-obj/$(basename $f .cpp).o
+done
+$CXX $OUT/mlir-obj/*.o -L/usr/lib/llvm-22/lib -lMLIR -lLLVM -Wl,-rpath,/usr/lib/llvm-22/lib \
+  -o $OUT/mlir_fuzzer
 $CXX -DDSV3_FUZZ_TOKENIZER="\"$PWD/test/Tokenizer/Inputs/deepseek-v3-like/tokenizer.json\"" \
   fuzz/tokenizer_fuzzer.cpp runtime/Tokenizer.cpp runtime/Regex.cpp -lfmt -o $OUT/tokenizer_fuzzer
 # Seeds: every preset and fixture config, a small checkpoint, a manifest.
@@ -38,14 +49,21 @@ lines += open("test/Tokenizer/Inputs/multilingual.txt", encoding="utf-8").read()
 for i, t in enumerate(lines):
     open(f"{sys.argv[1]}/case{i}", "wb").write(t.encode("utf-8"))
 PY
+# IR: every lit test's module, a split (`// -----`) each.
+python3 - "$OUT/corpus/mlir" <<'PY'
+import glob, os, sys
+for f in sorted(glob.glob("test/**/*.mlir", recursive=True)):
+    for i, part in enumerate(open(f, encoding="utf-8").read().split("// -----")):
+        open(f"{sys.argv[1]}/{os.path.basename(f)}.{i}", "w", encoding="utf-8").write(part)
+PY
 status=0
-for t in config safetensors manifest tokenizer; do
+for t in config safetensors manifest tokenizer mlir; do
   # Texts stay short: whitespace runs cost quadratic time in the split
   # patterns (as in Oniguruma), which a long input turns into a timeout.
   MAXLEN=262144
   [ $t = tokenizer ] && MAXLEN=4096
   mkdir -p $OUT/findings/$t
-  if ! (cd $OUT/findings/$t && ASAN_OPTIONS=detect_leaks=0 ../../${t}_fuzzer ../../corpus/$t \
+  if ! (cd $OUT/findings/$t && ASAN_OPTIONS=detect_leaks=0:allow_user_poisoning=0 ../../${t}_fuzzer ../../corpus/$t \
           -max_total_time=$SECONDS_EACH -max_len=$MAXLEN -timeout=10 -rss_limit_mb=4096 \
           -print_final_stats=1 > ../../$t.log 2>&1); then
     status=1

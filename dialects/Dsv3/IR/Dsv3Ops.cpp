@@ -513,7 +513,7 @@ LogicalResult MoeDispatchOp::verify() {
     rows = idx.getNumElements();
   if (failed(expectShape(*this, getRows(), "rows", {rows, hidden.getDimSize(2)},
                          "[batch·seq·top_k, hidden]")) ||
-      failed(expectShape(*this, getCounts(), "counts", {getNumExperts()},
+      failed(expectShape(*this, getCounts(), "counts", {int64_t(getNumExperts())},
                          "[num_experts]")) ||
       failed(expectShape(*this, getSlots(), "slots",
                          {tensorOf(getRows()).getDimSize(0)}, "[rows]")))
