@@ -128,7 +128,7 @@ Artifact Artifact::load(const std::string &dir) {
   json root;
   try {
     root = json::parse(ss.str());
-  } catch (const json::parse_error &e) {
+  } catch (const json::exception &e) { // parse errors, numbers out of range
     fail("{}: not valid JSON: {}", file, e.what());
   }
   Reader top(file, root, "");

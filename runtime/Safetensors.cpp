@@ -66,7 +66,7 @@ SafetensorsFile::SafetensorsFile(const std::string &path) : path_(path) {
   json header;
   try {
     header = json::parse(bytes + 8, bytes + 8 + headerLen);
-  } catch (const json::parse_error &e) {
+  } catch (const json::exception &e) {
     fail("{}: header is not valid JSON: {}", path, e.what());
   }
   if (!header.is_object())
@@ -180,7 +180,7 @@ WeightStore::WeightStore(const std::string &path) : path_(path) {
     json index;
     try {
       index = json::parse(ss.str());
-    } catch (const json::parse_error &e) {
+    } catch (const json::exception &e) {
       fail("{}: not valid JSON: {}", indexPath, e.what());
     }
     if (!index.is_object() || !index.contains("weight_map") ||

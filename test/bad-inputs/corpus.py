@@ -106,7 +106,8 @@ for name, raw in [("empty", b""), ("open-brace", b"{"), ("array", b"[1,2]"), ("n
                   ("trailing-comma", b'{"model_type": "deepseek_v3",}'),
                   ("binary", bytes(range(256))), ("nul-bytes", b"\x00" * 64),
                   ("utf16", json.dumps(base).encode("utf-16")),
-                  ("two-objects", b"{}{}"), ("string", b'"config"')]:
+                  ("two-objects", b"{}{}"), ("string", b'"config"'),
+                  ("number-overflow", json.dumps(base).replace('"hidden_size": ', '"hidden_size": 1E999 + ', 1).split(" + ")[0].encode() + b"}")]:
     config_case("json-" + name, None, raw=raw)
 os.makedirs(path("cfg", "empty-dir"), exist_ok=True)
 case("config/dir-without-config", [DSV3C, path("cfg", "empty-dir"), "--emit=dsv3"], "empty-dir")
@@ -157,6 +158,9 @@ def header_case(name, mutate, *expect):
 
 for field in ["dtype", "shape", "data_offsets"]:
     header_case(f"entry-without-{field}", lambda h, f=field: h[first].pop(f), first)
+hb_overflow = json.dumps(header).replace('"data_offsets": [0', '"data_offsets": [1e999', 1).encode()
+weights_case("header-number-overflow", struct.pack("<Q", len(hb_overflow)) + hb_overflow + data,
+             "header")
 for label, dt in [("unknown", "F9"), ("number", 4), ("lowercase", "f32")]:
     header_case(f"dtype-{label}", lambda h, dt=dt: h[first].__setitem__("dtype", dt), first)
 for label, shape in [("negative", [-512, 64]), ("string", ["512", 64]), ("not-list", 512),
@@ -243,6 +247,11 @@ def artifact_case(name, mutate, *expect, raw=None):
 fwd = manifest["entries"]["forward"]
 artifact_case("not-json", None, raw=b"{")
 artifact_case("empty", None, raw=b"")
+# A number too large for a double (JSON's out_of_range, not a parse error:
+# found by the manifest fuzz target, which it aborted).
+manifest_text = json.dumps(manifest)
+artifact_case("number-overflow", None, "JSON",
+              raw=manifest_text.replace('"version": 1', '"version": 0.2E2414523193154', 1).encode())
 artifact_case("version-99", lambda m: m.__setitem__("version", 99), "version")
 artifact_case("version-string", lambda m: m.__setitem__("version", "1"), "version")
 for key in ["params", "entries", "version"]:
