@@ -73,6 +73,20 @@ struct ParamInfo {
   bool stacked = false;
   /// Checkpoint tensor names: one, or one per expert when stacked.
   std::vector<std::string> checkpoint;
+
+  /// The shape of each checkpoint tensor (one expert's when stacked).
+  std::vector<int64_t> tensorShape() const {
+    std::vector<int64_t> each = shape;
+    if (stacked && !each.empty())
+      each.erase(each.begin());
+    return each;
+  }
+  int64_t tensorElements() const {
+    int64_t n = 1;
+    for (int64_t d : tensorShape())
+      n *= d;
+    return n;
+  }
 };
 
 struct Artifact {

@@ -238,6 +238,26 @@ std::vector<std::string> WeightStore::names() const {
   return out;
 }
 
+std::string readWholeFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    fail("{}: cannot open", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void setFloatElement(OwnedTensor &t, size_t i, float value) {
+  if (t.dtype == DType::BF16) {
+    uint16_t h = floatToBf16(value);
+    std::memcpy(t.data.data() + 2 * i, &h, 2);
+  } else {
+    DSV3_CHECK(t.dtype == DType::F32, "setFloatElement: tensor {} is {}", t.name,
+               safetensorsName(t.dtype));
+    std::memcpy(t.data.data() + 4 * i, &value, 4);
+  }
+}
+
 void writeSafetensors(const std::string &path,
                       const std::vector<OwnedTensor> &tensors,
                       const std::map<std::string, std::string> &metadata) {

@@ -83,6 +83,10 @@ struct OwnedTensor {
   std::vector<int64_t> shape;
   std::vector<uint8_t> data;
 };
+/// The whole file at `path` (fails naming it when it cannot be read).
+std::string readWholeFile(const std::string &path);
+/// Stores element `i` of a F32 or BF16 tensor (rounded to nearest even).
+void setFloatElement(OwnedTensor &t, size_t i, float value);
 void writeSafetensors(const std::string &path,
                       const std::vector<OwnedTensor> &tensors,
                       const std::map<std::string, std::string> &metadata = {});

@@ -12,6 +12,7 @@
 #include "runtime/Tokenizer.h"
 
 #include "runtime/Error.h"
+#include "runtime/Safetensors.h"
 
 #include <nlohmann/json.hpp>
 
@@ -61,14 +62,6 @@ bool isWordChar(char32_t c) {
 const char *kGpt2Pattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-std::string readAll(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail("{}: cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 } // namespace
 
 /// One pre-tokenizer of the sequence.
@@ -274,7 +267,7 @@ Tokenizer Tokenizer::load(const std::string &where) {
     file = where + "/tokenizer.json";
   json j;
   try {
-    j = json::parse(readAll(file));
+    j = json::parse(readWholeFile(file));
   } catch (const json::exception &e) {
     fail("{}: not valid JSON: {}", file, e.what());
   }

@@ -112,24 +112,15 @@ void saveCheckpoint(HostSession<Real> &session, const std::string &dir,
   for (const ParamInfo &p : session.artifact().params) {
     const std::vector<Real> &data = session.paramData().at(p.name);
     size_t per = data.size() / p.checkpoint.size();
-    std::vector<int64_t> each = p.shape;
-    if (p.stacked)
-      each.erase(each.begin());
+    std::vector<int64_t> each = p.tensorShape();
     for (size_t c = 0; c < p.checkpoint.size(); ++c) {
       OwnedTensor t;
       t.name = p.checkpoint[c];
       t.dtype = p.dtype == DType::BF16 ? DType::BF16 : DType::F32;
       t.shape = each;
       t.data.resize(per * dtypeSize(t.dtype));
-      for (size_t i = 0; i < per; ++i) {
-        float f = float(data[c * per + i]);
-        if (t.dtype == DType::F32) {
-          std::memcpy(t.data.data() + 4 * i, &f, 4);
-        } else {
-          uint16_t h = floatToBf16(f);
-          std::memcpy(t.data.data() + 2 * i, &h, 2);
-        }
-      }
+      for (size_t i = 0; i < per; ++i)
+        setFloatElement(t, i, float(data[c * per + i]));
       tensors.push_back(std::move(t));
     }
   }

@@ -33,7 +33,8 @@ done
 $CXX $OUT/mlir-obj/*.o -L/usr/lib/llvm-22/lib -lMLIR -lLLVM -Wl,-rpath,/usr/lib/llvm-22/lib \
   -o $OUT/mlir_fuzzer
 $CXX -DDSV3_FUZZ_TOKENIZER="\"$PWD/test/Tokenizer/Inputs/deepseek-v3-like/tokenizer.json\"" \
-  fuzz/tokenizer_fuzzer.cpp runtime/Tokenizer.cpp runtime/Regex.cpp -lfmt -o $OUT/tokenizer_fuzzer
+  fuzz/tokenizer_fuzzer.cpp runtime/Tokenizer.cpp runtime/Regex.cpp runtime/Safetensors.cpp \
+  runtime/DType.cpp -lfmt -o $OUT/tokenizer_fuzzer
 # Seeds: every preset and fixture config, a small checkpoint, a manifest.
 cp models/presets/*.json $OUT/corpus/config/
 for f in test/data/fixtures/*/config.json test/data/configs/*.json; do

@@ -16,16 +16,6 @@
 
 namespace dsv3rt::cuda {
 
-namespace {
-std::string readFile(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail("{}: cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-} // namespace
 
 CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
     : artifact_(artifact), drv_(Driver::get()) {
@@ -127,7 +117,7 @@ void CudaSession::loadModule() {
     std::string arch = b["arch"];
     if (b["kind"] == "cubin" && (arch == sm || arch == sm + "a")) {
       chosen = "cubin " + arch;
-      image = readFile(artifact.dir + "/" + b["file"].get<std::string>());
+      image = readWholeFile(artifact.dir + "/" + b["file"].get<std::string>());
       break;
     }
   }
@@ -139,7 +129,7 @@ void CudaSession::loadModule() {
       instances.push_back(expr);
     std::string path, error;
     bool cached = false;
-    if (jitCubin(readFile(artifact.dir + "/" + cuda["source"].get<std::string>()), instances,
+    if (jitCubin(readWholeFile(artifact.dir + "/" + cuda["source"].get<std::string>()), instances,
                  arch, jitCacheDir(), image, path, cached, error))
       chosen = fmt::format("cubin {} re-JIT by NVRTC, {} {}", arch,
                            cached ? "cached in" : "written to", path);
@@ -153,7 +143,7 @@ void CudaSession::loadModule() {
       int ptxSm = std::stoi(arch.substr(arch.find('_') + 1, 2));
       if (b["kind"] == "ptx" && ptxSm <= major * 10 + minor) {
         chosen = "PTX " + arch + " (JIT)";
-        image = readFile(artifact.dir + "/" + b["file"].get<std::string>());
+        image = readWholeFile(artifact.dir + "/" + b["file"].get<std::string>());
         image.push_back('\0');
         break;
       }

@@ -23,9 +23,7 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
         totalBytes += double(t->numElements()) * double(dtypeSize(t->dtype));
   Progress progress("loading weights from " + weights.path(), totalBytes, "bytes");
   for (const ParamInfo &p : artifact.params) {
-    std::vector<int64_t> each = p.shape;
-    if (p.stacked)
-      each.erase(each.begin());
+    std::vector<int64_t> each = p.tensorShape();
     BoundParam b;
     b.shape = p.shape;
     bool ok = true;

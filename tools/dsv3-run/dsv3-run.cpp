@@ -708,12 +708,8 @@ int init(Options o, const Artifact &art) {
     if (p.dtype != DType::F32 && p.dtype != DType::BF16)
       fail("init: parameter {} has dtype {}; init writes f32 or bf16",
            p.name, manifestName(p.dtype));
-    std::vector<int64_t> each = p.shape;
-    if (p.stacked)
-      each.erase(each.begin());
-    int64_t n = 1;
-    for (int64_t d : each)
-      n *= d;
+    std::vector<int64_t> each = p.tensorShape();
+    int64_t n = p.tensorElements();
     for (const std::string &name : p.checkpoint) {
       OwnedTensor t;
       t.name = name;
@@ -721,15 +717,8 @@ int init(Options o, const Artifact &art) {
       t.shape = each;
       t.data.resize(size_t(n) * dtypeSize(p.dtype));
       std::optional<float> constant = initConstant(p);
-      for (int64_t i = 0; i < n; ++i) {
-        float v = constant ? *constant : float(normal(rng));
-        if (p.dtype == DType::F32) {
-          std::memcpy(t.data.data() + 4 * i, &v, 4);
-        } else {
-          uint16_t h = floatToBf16(v);
-          std::memcpy(t.data.data() + 2 * i, &h, 2);
-        }
-      }
+      for (int64_t i = 0; i < n; ++i)
+        setFloatElement(t, size_t(i), constant ? *constant : float(normal(rng)));
       tensors.push_back(std::move(t));
     }
   }
@@ -759,12 +748,8 @@ int quantize(const Options &o, const Artifact &art, const WeightStore &weights) 
     if (p.role == "optimizer_state")
       continue;
     const std::vector<double> &data = bound.at(p.name).data;
-    std::vector<int64_t> each = p.shape;
-    if (p.stacked)
-      each.erase(each.begin());
-    int64_t per = 1;
-    for (int64_t d : each)
-      per *= d;
+    std::vector<int64_t> each = p.tensorShape();
+    int64_t per = p.tensorElements();
     bool fp8 = each.size() == 2 && (p.role == "attention" || p.role == "dense_mlp" ||
                                     p.role == "routed_experts" || p.role == "shared_experts" ||
                                     p.role == "mtp_projection");
@@ -776,15 +761,8 @@ int quantize(const Options &o, const Artifact &art, const WeightStore &weights) 
       if (!fp8) {
         t.dtype = p.dtype == DType::BF16 ? DType::BF16 : DType::F32;
         t.data.resize(size_t(per) * dtypeSize(t.dtype));
-        for (int64_t i = 0; i < per; ++i) {
-          float v = float(w[i]);
-          if (t.dtype == DType::BF16) {
-            uint16_t h = floatToBf16(v);
-            std::memcpy(t.data.data() + 2 * i, &h, 2);
-          } else {
-            std::memcpy(t.data.data() + 4 * i, &v, 4);
-          }
-        }
+        for (int64_t i = 0; i < per; ++i)
+          setFloatElement(t, size_t(i), float(w[i]));
         tensors.push_back(std::move(t));
         ++kept;
         continue;
