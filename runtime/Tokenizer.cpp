@@ -359,6 +359,11 @@ Tokenizer Tokenizer::load(const std::string &where) {
     std::stable_sort(t.added_.begin(), t.added_.end(), [](const AddedToken &a, const AddedToken &b) {
       return a.content.size() > b.content.size();
     });
+    for (size_t k = 0; k < t.added_.size(); ++k) {
+      t.addedCps_.push_back(utf8ToCodePoints(t.added_[k].content, file + ": added token"));
+      if (!t.addedCps_.back().empty())
+        t.addedByFirst_[t.addedCps_.back()[0]].push_back(k);
+    }
     if (j.contains("post_processor") && !j["post_processor"].is_null()) {
       std::vector<json> procs = {j["post_processor"]};
       if (procs[0].value("type", "") == "Sequence")
@@ -460,19 +465,19 @@ std::vector<int64_t> Tokenizer::encode(const std::string &text, bool addSpecial)
   // or discarded by its single_word rule; lstrip / rstrip take the
   // whitespace beside a match (not past the previous match).
   std::u32string s = utf8ToCodePoints(text, "text to encode");
-  std::vector<std::u32string> contents;
-  for (const AddedToken &a : added_)
-    contents.push_back(utf8ToCodePoints(a.content, "added token"));
+  const std::vector<std::u32string> &contents = addedCps_;
   size_t done = 0, pos = 0;
   while (pos < s.size()) {
     int found = -1;
-    for (size_t k = 0; k < added_.size(); ++k) {
-      const std::u32string &c = contents[k];
-      if (c.empty() || pos + c.size() > s.size() || s.compare(pos, c.size(), c) != 0)
-        continue;
-      found = int(k);
-      break; // longest first
-    }
+    auto candidates = addedByFirst_.find(s[pos]);
+    if (candidates != addedByFirst_.end())
+      for (size_t k : candidates->second) {
+        const std::u32string &c = contents[k];
+        if (pos + c.size() > s.size() || s.compare(pos, c.size(), c) != 0)
+          continue;
+        found = int(k);
+        break; // longest first
+      }
     if (found < 0) {
       ++pos;
       continue;

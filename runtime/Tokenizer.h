@@ -66,6 +66,11 @@ private:
   bool ignoreMerges_ = false;
   std::vector<std::shared_ptr<PreTokenizer>> pre_;
   std::vector<AddedToken> added_;
+  /// The added tokens' contents in code points, and, by first code point,
+  /// which of them start with it (longest first): the scan for added tokens
+  /// looks only at those (DeepSeek-V3's 818 all start with '<').
+  std::vector<std::u32string> addedCps_;
+  std::unordered_map<char32_t, std::vector<size_t>> addedByFirst_;
   std::vector<bool> special_;
   /// The post-processor's single-sequence template: ids before and after.
   std::vector<int64_t> prefix_, suffix_;
