@@ -198,11 +198,15 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
       out.push_back(gatedLinearMmaName(in.at(1).at(0), in.at(1).at(1)));
     return out;
   }
-  if (kernel == "expert_gated_matmul") {
+  if (kernel == "expert_grouped_matmul" || kernel == "expert_gated_matmul") {
+    // Both schedules of an expert GEMM (weights [E, N, KD]): a warp per
+    // output, and for bf16 weights the tensor-core tiles.
+    bool gated = kernel == "expert_gated_matmul";
+    int64_t E = in.at(1).at(0), N = in.at(1).at(1), KD = in.at(1).at(2);
     std::vector<std::string> out = {
-        instW("expert_gated_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)}, bf(1))};
+        instW(gated ? "expert_gated_gmm" : "expert_gmm", {N, KD, E}, bf(1))};
     if (bf(1))
-      out.push_back(expertMmaName(in.at(1).at(1), in.at(1).at(2), in.at(1).at(0), true));
+      out.push_back(expertMmaName(N, KD, E, gated));
     return out;
   }
   if (kernel == "swiglu" || kernel == "add" || kernel == "fill")
@@ -237,13 +241,6 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   if (kernel == "moe_dispatch")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), last(1)}),
             inst("dispatch_gather", {last(0)})};
-  if (kernel == "expert_grouped_matmul") {
-    std::vector<std::string> out = {
-        instW("expert_gmm", {in.at(1).at(1), in.at(1).at(2), in.at(1).at(0)}, bf(1))};
-    if (bf(1))
-      out.push_back(expertMmaName(in.at(1).at(1), in.at(1).at(2), in.at(1).at(0), false));
-    return out;
-  }
   if (kernel == "moe_combine")
     return {inst("invert_slots", {0}), inst("moe_combine", {last(0), last(2)})};
   if (kernel == "mtp") {
