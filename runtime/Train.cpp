@@ -1,4 +1,4 @@
-//===- Train.cpp - training runs on the host backend ----------------------===//
+//===- Train.cpp - training runs on either backend ------------------------===//
 #include "runtime/Train.h"
 #include "runtime/Progress.h"
 
@@ -94,9 +94,10 @@ std::string layerOf(const std::string &name) {
 }
 } // namespace
 
-template <typename Real>
-void saveCheckpoint(HostSession<Real> &session, const std::string &dir,
-                    const TrainState &state) {
+template <typename Session>
+void saveCheckpoint(Session &session, const std::string &dir, const TrainState &state) {
+  using Real = typename Session::Real;
+  pullParams(session);
   std::string parent = dir.substr(0, dir.find_last_of('/'));
   std::string tmpDir = dir + ".tmp", old = dir + ".old";
   // Leftovers of a save that was killed (kill -9, power loss) are removed
@@ -163,8 +164,9 @@ TrainState checkpointState(const std::string &dir) {
   return {get("dsv3_step"), get("dsv3_data_position")};
 }
 
-template <typename Real>
-void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) {
+template <typename Session>
+void train(Session &session, const TrainOptions &o, TrainState state) {
+  using Real = typename Session::Real;
   const Artifact &art = session.artifact();
   const Entry &entry = art.entry("train_step");
   int64_t vocab = 0;
@@ -208,8 +210,10 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
     }
     int64_t step = state.step + 1;
     Real lr = Real(scheduledLr(o, step) * lrScale);
-    if (o.skipNonFinite > 0)
+    if (o.skipNonFinite > 0) {
+      pullParams(session);
       before = session.paramData();
+    }
     std::vector<HostTensor<Real>> args(3);
     args[0].isInt = true;
     args[0].shape = {o.batch, o.seq};
@@ -230,6 +234,7 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
       // vectors), drop the batch, halve the lr scale, and go on.
       for (auto &[name, data] : session.paramData())
         std::copy(before.at(name).begin(), before.at(name).end(), data.begin());
+      pushParams(session);
       ++skippedInARow;
       finiteSinceSkip = 0;
       lrScale *= 0.5;
@@ -246,6 +251,7 @@ void train(HostSession<Real> &session, const TrainOptions &o, TrainState state) 
              "(--skip-nonfinite {}); stopped without saving this step",
              step, skippedInARow + 1, o.skipNonFinite);
       std::string culprit = "none of the parameters (the loss alone)";
+      pullParams(session);
       for (const ParamInfo &p : art.params) {
         const std::vector<Real> &d = session.paramData().at(p.name);
         for (size_t i = 0; i < d.size(); ++i)
@@ -339,5 +345,9 @@ template void train(HostSession<float> &, const TrainOptions &, TrainState);
 template void train(HostSession<double> &, const TrainOptions &, TrainState);
 template void saveCheckpoint(HostSession<float> &, const std::string &, const TrainState &);
 template void saveCheckpoint(HostSession<double> &, const std::string &, const TrainState &);
+#ifdef DSV3_HAVE_CUDA
+template void train(cuda::CudaSession &, const TrainOptions &, TrainState);
+template void saveCheckpoint(cuda::CudaSession &, const std::string &, const TrainState &);
+#endif
 
 } // namespace dsv3rt

@@ -1,8 +1,11 @@
-//===- Train.h - training runs on the host backend ----------------*- C++ -*-===//
+//===- Train.h - training runs on either backend ------------------*- C++ -*-===//
 #ifndef DSV3_RUNTIME_TRAIN_H
 #define DSV3_RUNTIME_TRAIN_H
 
 #include "runtime/host/HostSession.h"
+#ifdef DSV3_HAVE_CUDA
+#include "runtime/cuda/CudaSession.h"
+#endif
 
 #include <cstdint>
 #include <string>
@@ -46,18 +49,28 @@ struct TrainState {
 /// cosine decay to lr * minLrRatio at `steps`.
 double scheduledLr(const TrainOptions &o, int64_t step);
 
+/// The parameters' host copies (paramData()) brought up to date with the
+/// session's (a no-op on the host; a download from the GPU), and written
+/// back after the host copies were changed.
+template <typename Real> void pullParams(HostSession<Real> &) {}
+template <typename Real> void pushParams(HostSession<Real> &) {}
+#ifdef DSV3_HAVE_CUDA
+inline void pullParams(cuda::CudaSession &s) { s.downloadParams(); }
+inline void pushParams(cuda::CudaSession &s) { s.uploadParams(); }
+#endif
+
 /// Runs the artifact's train_step from `state` to `o.steps`, writing
 /// metrics and checkpoints. Stops with an Error naming the step and the
 /// first non-finite tensor when the loss or gradient norm is NaN/Inf.
-template <typename Real>
-void train(HostSession<Real> &session, const TrainOptions &o, TrainState state);
+/// Session: HostSession<float|double> or cuda::CudaSession.
+template <typename Session>
+void train(Session &session, const TrainOptions &o, TrainState state);
 
 /// Writes the session's parameters (model weights under their checkpoint
 /// names, optimizer moments, routing biases) and the run state to
 /// DIR/model.safetensors, atomically (temporary file, fsync, rename).
-template <typename Real>
-void saveCheckpoint(HostSession<Real> &session, const std::string &dir,
-                    const TrainState &state);
+template <typename Session>
+void saveCheckpoint(Session &session, const std::string &dir, const TrainState &state);
 
 /// Reads the run state a checkpoint directory's metadata holds.
 TrainState checkpointState(const std::string &dir);

@@ -71,10 +71,10 @@ $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$MMA" 2>&
 # several rows per expert (and empty experts) on tiny-a.
 DSV3_EXPERT_MMA=1 $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$MMA" 2>&1 | tee "$OUT/compare-v3-width-bf16-expert-mma.log" || status=1
 DSV3_EXPERT_MMA=1 $RUN compare gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --ids 1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11 2>&1 | tee "$OUT/compare-tiny-a-bf16-expert-mma.log" || status=1
-# The naive-form prefill over the cache (mla_prefill_cached; off unless
-# DSV3_MLA_PREFILL_TOKENS=N, from N new tokens a sequence) forced on every
-# decode-entry call: the prefill (past 0) and the decode steps (past > 0)
-# against the host.
+# The naive-form prefill over the cache (mla_prefill_cached; taken from
+# DSV3_MLA_PREFILL_TOKENS=N new tokens a sequence, default 64) forced on
+# every decode-entry call: the prefill (past 0) and the decode steps (past
+# > 0) against the host.
 DSV3_MLA_PREFILL_TOKENS=1 $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$MMA" 2>&1 | tee "$OUT/compare-v3-width-bf16-prefill-cached.log" || status=1
 DSV3_MLA_PREFILL_TOKENS=1 $RUN compare gpu-artifacts/tiny-a --weights test/data/fixtures/tiny-a --ids 1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11 2>&1 | tee "$OUT/compare-tiny-a-prefill-cached.log" || status=1
 [ -n "${KERNELS_ONLY:-}" ] || $RUN verify gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda 2>&1 | tee "$OUT/verify-tiny-a-bf16.log" || status=1
@@ -90,4 +90,6 @@ for f in tiny-a tiny-d v3-width v3-width-bf16 v3-width-bf16-mma v3-width-bf16-ex
   printf '%-22s %s\n' "compare $f" "$(tail -1 "$OUT/compare-$f.log")"
 done
 [ -n "${KERNELS_ONLY:-}" ] || cat "$OUT/spec.log" "$OUT/jit.log"
+# Training on the GPU (its own table).
+[ -n "${KERNELS_ONLY:-}" ] || REBUILD= OUT="$OUT/train" bash scripts/gpu-train-check.sh || status=1
 exit $status

@@ -17,5 +17,12 @@ build/bin/dsv3c test/data/fixtures/tiny-a --target cuda --dtype bf16 -o gpu-arti
 # sized for 128 x 1056 tokens: ~42 GB of fp32 activations on the GPU).
 build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --dtype bf16 \
   --max-batch 128 --max-seq 1056 -o gpu-artifacts/v3-long-bf16
+# Training artifacts (scripts/gpu-train-check.sh): the fixtures and a
+# DeepSeek-V3-shaped model the host trains quickly.
+for f in tiny-a tiny-b tiny-d tiny-e; do
+  build/bin/dsv3c test/data/fixtures/$f --mode train --target cuda -o gpu-artifacts/train-$f
+done
+build/bin/dsv3c test/data/configs/v3-train-check.json --mode train --target cuda \
+  --max-batch 2 --max-seq 48 -o gpu-artifacts/train-v3-check
 cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
 du -sh gpu-artifacts .deps

@@ -38,6 +38,7 @@ Driver &Driver::get() {
     sym(d->memcpyHtoD, "cuMemcpyHtoD_v2");
     sym(d->memcpyDtoH, "cuMemcpyDtoH_v2");
     sym(d->memsetD8, "cuMemsetD8_v2");
+    sym(d->memsetD32Async, "cuMemsetD32Async");
     sym(d->launchKernel, "cuLaunchKernel");
     sym(d->streamBeginCapture, "cuStreamBeginCapture_v2");
     sym(d->streamEndCapture, "cuStreamEndCapture");

@@ -33,6 +33,7 @@ struct Driver {
   decltype(&::cuMemcpyHtoD) memcpyHtoD;
   decltype(&::cuMemcpyDtoH) memcpyDtoH;
   decltype(&::cuMemsetD8) memsetD8;
+  decltype(&::cuMemsetD32Async) memsetD32Async;
   decltype(&::cuLaunchKernel) launchKernel;
   // CUDA graphs (the decode step is captured once and replayed).
   decltype(&::cuStreamBeginCapture) streamBeginCapture;

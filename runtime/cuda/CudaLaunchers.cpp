@@ -8,8 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime/cuda/CudaSession.h"
-#include "runtime/cuda/KernelNames.h"
+#include "runtime/cuda/Launchers.h"
 
 #include "runtime/Error.h"
 #include "runtime/host/HostMath.h"
@@ -18,15 +17,6 @@
 #include <map>
 
 namespace dsv3rt::cuda {
-namespace {
-
-using json = nlohmann::json;
-using Ins = std::vector<DevTensor *>;
-using i64 = long long;
-
-template <typename... A> std::vector<void *> argv(A &...a) {
-  return {static_cast<void *>(&a)...};
-}
 
 unsigned blocks(i64 n, unsigned per) {
   return unsigned(std::min<i64>((n + per - 1) / per, 65535));
@@ -51,7 +41,7 @@ i64 rowsOf(const DevTensor &t) {
 /// y[rows, N] = x[rows, K] (row stride ldx) W^T (+ b).
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
           CUdeviceptr W, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N,
-          int64_t K, bool bf16, CUdeviceptr res = 0) {
+          int64_t K, bool bf16, CUdeviceptr res) {
   if (rows <= kFewRows) // decode: a warp per output column, 8 per block
     s.launch(linearRowsName(N, K, bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1}, 0,
              argv(x, ldx, W, b, res, y, rows), what);
@@ -89,6 +79,71 @@ CUdeviceptr invFreq(CudaSession &s, const std::string &k, const json &rope, floa
   return s.constant("rope " + rope.dump(),
                     std::vector<float>(r.invFreq.begin(), r.invFreq.end()));
 }
+
+MlaWeights mlaWeights(const json &p, const Ins &in, size_t first) {
+  MlaWeights mw;
+  const json &seg = p.at("operandSegmentSizes");
+  size_t next = 0;
+  for (size_t i = 0; i < seg.size(); ++i) {
+    int64_t n = seg[i].get<int64_t>();
+    if (i >= first && n && i - first < 10) {
+      if (next >= in.size())
+        fail("MLA launch: operandSegmentSizes name more operands than the launch has");
+      mw.w[i - first] = in[next]->ptr;
+      mw.operand[i - first] = int64_t(next);
+    }
+    next += size_t(n);
+  }
+  if (mw.operand[MlaWeights::O] < 0)
+    fail("MLA launch: no o_proj operand");
+  mw.bf16 = in[size_t(mw.operand[MlaWeights::O])]->bf16; // every weight has the model's dtype
+  return mw;
+}
+
+MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d,
+                          const MlaWeights &mw, CUdeviceptr x, i64 N, float eps) {
+  const CUdeviceptr *w = mw.w;
+  int64_t dq = d.dn + d.dr, H = d.H;
+  MlaProjections r;
+  r.Q = s.workspace(size_t(N * d.nh * dq) * 4);
+  r.A = s.workspace(size_t(N * (d.r + d.dr)) * 4);
+  if (d.rq) {
+    r.QA = s.workspace(size_t(N * d.rq) * 4);
+    r.QN = s.workspace(size_t(N * d.rq) * 4);
+    gemm(s, k + " q_a_proj", x, H, w[0], w[7], r.QA, N, d.rq, H, mw.bf16);
+    rmsRows(s, k + " q_a_layernorm", r.QA, w[1], r.QN, N, d.rq, eps, mw.bf16);
+    gemm(s, k + " q_b_proj", r.QN, d.rq, w[2], 0, r.Q, N, d.nh * dq, d.rq, mw.bf16);
+  } else {
+    gemm(s, k + " q_proj", x, H, w[2], 0, r.Q, N, d.nh * dq, H, mw.bf16);
+  }
+  gemm(s, k + " kv_a_proj", x, H, w[3], w[8], r.A, N, d.r + d.dr, H, mw.bf16);
+  return r;
+}
+
+MlaLatent mlaLatent(CudaSession &s, const std::string &k, const json &p, const MlaDims &d,
+                    const MlaWeights &mw, const MlaProjections &proj, i64 B, i64 T,
+                    float eps) {
+  i64 N = B * T, S = 0;
+  MlaLatent r;
+  r.L = s.workspace(size_t(N * (d.r + d.dr)) * 4);
+  r.U = s.workspace(size_t(N * d.nh * (d.dn + d.dv)) * 4);
+  float scale;
+  CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
+  bool interleaved = p.at("rope").at("interleaved").get<bool>();
+  CUdeviceptr none = 0, A = proj.A, Q = proj.Q, kvNorm = mw.w[MlaWeights::KVANorm];
+  s.launch(mlaPrepareName(d, interleaved, mw.bf16), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
+           argv(A, kvNorm, r.L, Q, B, T, none, none, S, freq, scale, eps), k);
+  gemm(s, k + " kv_b_proj", r.L, d.r + d.dr, mw.w[MlaWeights::KVB], 0, r.U, N,
+       d.nh * (d.dn + d.dv), d.r, mw.bf16);
+  return r;
+}
+
+void zero(CudaSession &s, CUdeviceptr p, i64 n, const std::string &what) {
+  if (n > 0)
+    DSV3_CU(s.driver(), memsetD32Async, "zeroing " + what, p, 0u, size_t(n), s.stream());
+}
+
+namespace {
 
 void embedding(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
   DevTensor &ids = *in[0], &table = *in[1], &y = *out[0];
@@ -255,18 +310,17 @@ void rope(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out
 /// Whether a decode-entry call of T new tokens per sequence over caches of
 /// S rows takes the naive-form prefill (mla_prefill_cached) rather than the
 /// absorbed decode (whose 3.4x FLOPs and per-row launches took 4.2 s of a
-/// 4x2048 prefill at V3 widths on an H200): with DSV3_MLA_PREFILL_TOKENS=N,
-/// from N new tokens a sequence (1: every call, to check the kernel against
-/// the host on decode steps), when one sequence's expanded keys and values
-/// fit in 1 GB of workspace. Off by default until the kernel has passed
-/// scripts/gpu-check.sh on a GPU (written when this session's device time
-/// was spent); the intended default is 64.
+/// 4x2048 prefill at V3 widths on an H200; 1.2 s with this kernel): from 64
+/// new tokens a sequence, when one sequence's expanded keys and values fit
+/// in 1 GB of workspace. DSV3_MLA_PREFILL_TOKENS=N moves the threshold (1:
+/// every call, to check the kernel against the host on decode steps; 0:
+/// never).
 bool usePrefillCached(const MlaDims &d, i64 T, i64 S) {
-  static const char *env = std::getenv("DSV3_MLA_PREFILL_TOKENS");
-  if (!env || !*env)
-    return false;
-  i64 threshold = std::max<i64>(1, std::atoll(env));
-  return mlaPrefillCachedFits(d) && T >= threshold &&
+  static const i64 threshold = [] {
+    const char *env = std::getenv("DSV3_MLA_PREFILL_TOKENS");
+    return env && *env ? std::atoll(env) : 64;
+  }();
+  return threshold > 0 && mlaPrefillCachedFits(d) && T >= threshold &&
          double(S) * double(d.nh * (d.dn + d.dv)) * 4 <= double(1u << 30);
 }
 
@@ -275,46 +329,21 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   DevTensor &x = *in[0], &y = *out[0];
   MlaDims d = mlaDims(p, x.dim(-1));
   int64_t dq = d.dn + d.dr, H = d.H;
-  size_t first = decode ? 3 : 1;
-  // Weights by operand segment (q_a, q_a_norm, q, kv_a, kv_a_norm, kv_b, o,
-  // q_a_bias, kv_a_bias, o_bias).
-  CUdeviceptr w[10] = {0};
-  const json &seg = p.at("operandSegmentSizes");
-  size_t next = 0;
-  for (size_t i = 0; i < seg.size(); ++i) {
-    int64_t n = seg[i].get<int64_t>();
-    if (i >= first && n)
-      w[i - first] = in[next]->ptr;
-    next += size_t(n);
-  }
+  MlaWeights mw = mlaWeights(p, in, decode ? 3 : 1);
+  const CUdeviceptr *w = mw.w;
+  bool wb = mw.bf16;
   i64 B = x.dim(0), T = x.dim(1), N = B * T;
-  bool wb = in.back()->bf16; // every weight has the model's dtype
   setShape(k, y, x.shape);
   float eps = float(p.at("latent_norm_eps").get<double>());
   float scale;
   CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
-  CUdeviceptr Q = s.workspace(size_t(N * d.nh * dq) * 4);
-  CUdeviceptr A = s.workspace(size_t(N * (d.r + d.dr)) * 4);
+  MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps);
+  CUdeviceptr Q = proj.Q, A = proj.A;
   CUdeviceptr O = s.workspace(size_t(N * d.nh * d.dv) * 4);
-  if (d.rq) {
-    CUdeviceptr QA = s.workspace(size_t(N * d.rq) * 4), QN = s.workspace(size_t(N * d.rq) * 4);
-    gemm(s, k + " q_a_proj", x.ptr, H, w[0], w[7], QA, N, d.rq, H, wb);
-    rmsRows(s, k + " q_a_layernorm", QA, w[1], QN, N, d.rq, eps, wb);
-    gemm(s, k + " q_b_proj", QN, d.rq, w[2], 0, Q, N, d.nh * dq, d.rq, wb);
-  } else {
-    gemm(s, k + " q_proj", x.ptr, H, w[2], 0, Q, N, d.nh * dq, H, wb);
-  }
-  gemm(s, k + " kv_a_proj", x.ptr, H, w[3], w[8], A, N, d.r + d.dr, H, wb);
   bool interleaved = p.at("rope").at("interleaved").get<bool>();
   if (!decode) {
-    CUdeviceptr L = s.workspace(size_t(N * (d.r + d.dr)) * 4);
-    CUdeviceptr U = s.workspace(size_t(N * d.nh * (d.dn + d.dv)) * 4);
-    i64 S = 0;
-    CUdeviceptr none = 0;
-    s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
-             argv(A, w[4], L, Q, B, T, none, none, S, freq, scale, eps), k);
-    gemm(s, k + " kv_b_proj", L, d.r + d.dr, w[5], 0, U, N, d.nh * (d.dn + d.dv), d.r,
-         wb);
+    MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps);
+    CUdeviceptr L = lat.L, U = lat.U;
     float softmaxScale = float(p.at("softmax_scale").get<double>());
     s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
              size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
@@ -496,7 +525,12 @@ const std::map<std::string, Launcher> &launchers() {
       {"mtp", mtp},
       {"cross_entropy", crossEntropy},
   };
-  return table;
+  static const std::map<std::string, Launcher> all = [] {
+    std::map<std::string, Launcher> t = table;
+    addGradLaunchers(t);
+    return t;
+  }();
+  return all;
 }
 } // namespace
 

@@ -237,6 +237,39 @@ std::map<std::string, std::vector<float>> &CudaSession::paramData() {
   return hostParams_;
 }
 
+void CudaSession::downloadParams() {
+  DSV3_CU(drv_, streamSynchronize, "downloading the parameters", stream_);
+  for (auto &[name, t] : params_) {
+    std::vector<float> &host = hostParams_[name];
+    host.resize(t.capacity);
+    if (t.bf16) {
+      std::vector<uint16_t> bits(t.capacity);
+      DSV3_CU(drv_, memcpyDtoH, "downloading " + name, bits.data(), t.ptr, bits.size() * 2);
+      for (size_t i = 0; i < bits.size(); ++i)
+        host[i] = bf16ToFloat(bits[i]);
+    } else {
+      DSV3_CU(drv_, memcpyDtoH, "downloading " + name, host.data(), t.ptr, host.size() * 4);
+    }
+  }
+}
+
+void CudaSession::uploadParams() {
+  DSV3_CU(drv_, streamSynchronize, "uploading the parameters", stream_);
+  for (auto &[name, host] : hostParams_) {
+    DevTensor &t = params_.at(name);
+    if (host.size() != t.capacity)
+      fail("uploading {}: {} host values for {} on the GPU", name, host.size(), t.capacity);
+    if (t.bf16) {
+      std::vector<uint16_t> bits(host.size());
+      for (size_t i = 0; i < host.size(); ++i)
+        bits[i] = floatToBf16(host[i]);
+      upload(t.ptr, bits.data(), bits.size() * 2, "weights of " + name);
+    } else {
+      upload(t.ptr, host.data(), host.size() * 4, "weights of " + name);
+    }
+  }
+}
+
 CUfunction CudaSession::function(const std::string &instance) {
   auto it = functions_.find(instance);
   if (it != functions_.end())

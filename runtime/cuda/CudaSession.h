@@ -75,7 +75,12 @@ public:
   };
   const GraphStats &graphStats() const { return graphStats_; }
   const Artifact &artifact() const { return artifact_; }
+  /// The parameters' host copies (as uploaded; training updates the device
+  /// copies: downloadParams() refreshes these, uploadParams() writes them
+  /// back).
   std::map<std::string, std::vector<float>> &paramData();
+  void downloadParams();
+  void uploadParams();
   /// Called after every launch with its index, kernel and outputs copied to
   /// the host (synchronising the stream: for per-kernel comparisons).
   std::function<void(size_t, const std::string &,

@@ -159,10 +159,82 @@ inline std::string routeName(const nlohmann::json &p, int64_t E) {
                             scoringCode(p), methodCode(p), norm ? 1 : 0});
 }
 
+/// The instances of train_step's kernels (dsv3_train_kernels.cuh: runtime
+/// extents, so mostly one instance each, `<0>`), plus the forward kernels
+/// their recomputation launches.
+inline std::vector<std::string>
+trainingInstances(const std::string &kernel, const nlohmann::json &p,
+                  const std::vector<std::vector<int64_t>> &in,
+                  const std::vector<std::string> &dt) {
+  auto g = [](const char *name) { return inst(name, {0}); };
+  auto bf = [&](size_t i) { return i < dt.size() && isBf16(dt[i]); };
+  std::string gemmW = inst("gemm_any", {0, 0}), gemmAcc = inst("gemm_any", {0, 1});
+  auto rope = [&](int64_t dim) {
+    return inst("rope_transpose",
+                {dim, p.at("rope").at("interleaved").get<bool>() ? 1 : 0});
+  };
+  if (kernel == "embedding_vjp")
+    return {g("embedding_grad")};
+  if (kernel == "rms_norm_vjp")
+    return {g("rms_norm_grad"), g("rms_norm_grad_w")};
+  if (kernel == "linear_vjp" || kernel == "lm_head_vjp")
+    return {gemmAcc, g("col_sum")};
+  if (kernel == "swiglu_vjp")
+    return {g("swiglu_grad")};
+  if (kernel == "rope_vjp")
+    return {rope(p.at("rope").at("dim").get<int64_t>())};
+  if (kernel == "cross_entropy_vjp")
+    return {g("ce_count"), g("cross_entropy_grad")};
+  if (kernel == "mtp_vjp")
+    return {instW("mtp_concat", {in.at(1).back()}, bf(2)), gemmW, gemmAcc,
+            g("rms_norm_grad"), g("rms_norm_grad_w")};
+  if (kernel == "moe_route_vjp") {
+    std::vector<std::string> out;
+    addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
+    for (const std::string &n : {routeName(p, in.at(1).at(0)), g("route_grad"), gemmAcc})
+      out.push_back(n);
+    return out;
+  }
+  if (kernel == "moe_balance_loss" || kernel == "moe_balance_loss_vjp") {
+    std::vector<std::string> out;
+    addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
+    out.push_back(g("balance_scores"));
+    out.push_back(g("balance_stats"));
+    out.push_back(kernel == "moe_balance_loss" ? g("balance_loss_sum") : g("balance_grad"));
+    if (kernel != "moe_balance_loss")
+      out.push_back(gemmAcc);
+    return out;
+  }
+  if (kernel == "moe_dispatch_vjp")
+    return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), in.at(1).back()}),
+            g("invert_slots"), g("dispatch_grad")};
+  if (kernel == "expert_grouped_matmul_vjp")
+    return {g("exclusive_scan"), inst("gemm_any", {1, 1}), inst("gemm_any", {2, 1})};
+  if (kernel == "moe_combine_vjp")
+    return {g("combine_grad")};
+  if (kernel == "latent_attention_vjp") {
+    MlaDims d = mlaDims(p, in.at(0).back());
+    bool w = bf(1);
+    std::vector<std::string> out = mlaLinears(d, w);
+    for (const std::string &n :
+         {mlaPrepareName(d, p.at("rope").at("interleaved").get<bool>(), w), gemmW, gemmAcc,
+          g("mla_grad_query"), g("mla_grad_key"), g("sum_items"), g("rms_norm_grad"),
+          g("rms_norm_grad_w"), rope(d.dr), g("col_sum")})
+      out.push_back(n);
+    return out;
+  }
+  if (kernel == "global_norm")
+    return {g("sum_squares"), g("sqrt_sum")};
+  if (kernel == "adamw")
+    return {g("adamw_update")};
+  if (kernel == "expert_bias_update")
+    return {g("expert_bias_update")};
+  return {};
+}
+
 /// Every template instance the launch (kernel `kernel`, parameters `p`,
 /// inputs with static extents `in`, -1 where dynamic, and manifest dtypes
-/// `dt`) uses. Empty for a kernel without a CUDA implementation (training
-/// kernels, for now).
+/// `dt`) uses. Empty for a kernel without a CUDA implementation.
 inline std::vector<std::string>
 kernelInstances(const std::string &kernel, const nlohmann::json &p,
                 const std::vector<std::vector<int64_t>> &in,
@@ -251,7 +323,7 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   }
   if (kernel == "cross_entropy")
     return {inst("cross_entropy_rows", {last(0)}), inst("sum_scaled", {0})};
-  return {};
+  return trainingInstances(kernel, p, in, dt);
 }
 
 } // namespace dsv3rt::cuda

@@ -327,9 +327,9 @@ Options parseArgs(int argc, char **argv) {
       fail("train: --lr must be positive");
   }
   if (o.backend == "cuda" && o.command != "verify" && o.command != "generate" &&
-      o.command != "forward" && o.command != "time")
-    fail("--backend cuda runs generate, forward and verify (training on the "
-         "GPU is not built yet)");
+      o.command != "forward" && o.command != "time" && o.command != "train")
+    fail("--backend cuda runs generate, forward, verify, time and train (not {})",
+         o.command);
   if (o.backend != "host" && o.backend != "cuda")
     fail("--backend {}: unknown backend (host or cuda)", o.backend);
   if (o.dtype != "fp32" && o.dtype != "fp64")
@@ -891,7 +891,6 @@ template <typename Real> int runTrain(const Options &o, const Artifact &art) {
   if (mkdir(o.saveDir.c_str(), 0755) != 0 && errno != EEXIST)
     fail("{}: cannot create: {}", o.saveDir, std::strerror(errno));
   WeightStore weights(weightsDir);
-  HostSession<Real> s(art, weights);
   TrainOptions t;
   t.dataPath = o.data;
   t.steps = o.steps;
@@ -904,6 +903,19 @@ template <typename Real> int runTrain(const Options &o, const Artifact &art) {
   t.saveEvery = o.saveEvery;
   t.metricsPath = o.metrics;
   t.skipNonFinite = o.skipNonFinite;
+  if (o.backend == "cuda") {
+#ifdef DSV3_HAVE_CUDA
+    if (o.dtype != "fp32")
+      fail("--backend cuda computes in fp32 (no --dtype fp64)");
+    cuda::CudaSession s(art, weights);
+    fmt::print("training on {}\n", s.description());
+    train(s, t, state);
+    return 0;
+#else
+    fail("--backend cuda: this dsv3-run was built without CUDA headers");
+#endif
+  }
+  HostSession<Real> s(art, weights);
   train(s, t, state);
   return 0;
 }
@@ -978,10 +990,45 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
                differ ? fmt::format("  ({} sequences pick another token)", differ) : "");
     (ok ? passed : failed)++;
   }
-  // Kernel by kernel: every launch of forward and decode, on the same
-  // inputs, its outputs against the host's (the first divergence names
-  // the kernel at fault; later ones inherit it).
-  for (const char *entry : {"forward", "decode"}) {
+  // Training entries: every gradient, each against its own largest value
+  // (1e-3: long fp32 reductions in other orders, through the MLA and
+  // routing backward).
+  for (const char *entry : {"gradients", "train_gradients"}) {
+    if (!art.hasEntry(entry))
+      continue;
+    auto a = runIdsAll(host, entry, rows), b = runIdsAll(gpu, entry, rows);
+    double worst = 0;
+    size_t worstAt = 0;
+    bool finite = a.size() == b.size();
+    for (size_t r = 0; finite && r < a.size(); ++r) {
+      double scale = 1e-30, diff = 0;
+      for (size_t i = 0; i < a[r].second.size() && i < b[r].second.size(); ++i) {
+        scale = std::max(scale, std::fabs(a[r].second[i]));
+        diff = std::max(diff, std::fabs(a[r].second[i] - b[r].second[i]));
+        finite = finite && std::isfinite(b[r].second[i]);
+      }
+      if (a[r].second.size() != b[r].second.size())
+        finite = false;
+      if (diff / scale > worst) {
+        worst = diff / scale;
+        worstAt = r;
+      }
+    }
+    bool ok = finite && worst <= 1e-3;
+    fmt::print("  {:<40} {:>12} {:>12.3e} {:>10.0e}  {}  (worst: result {} of {})\n",
+               std::string(entry) + " (every gradient)", "", worst, 1e-3,
+               ok ? "PASS" : "FAIL", worstAt, a.size());
+    (ok ? passed : failed)++;
+  }
+  // Kernel by kernel: every launch of forward and decode (and of the
+  // gradients entry of a training artifact), on the same inputs, its
+  // outputs against the host's (the first divergence names the kernel at
+  // fault; later ones inherit it).
+  for (const char *entry : {"forward", "decode", "gradients"}) {
+    if (!art.hasEntry(entry))
+      continue;
+    // Backward kernels sum longer chains in other orders: 1e-3.
+    const double tol = std::string(entry) == "gradients" ? 1e-3 : 1e-4;
     std::vector<std::vector<std::vector<double>>> reference;
     host.onLaunch = [&](size_t, const std::string &,
                         const std::vector<HostTensor<float> *> &outs) {
@@ -1028,19 +1075,83 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
         w = std::max(w, diff / scale);
       }
       worst[kernel] = std::max(worst[kernel], w);
-      if (w > 1e-4 && firstBad.empty())
+      if (w > tol && firstBad.empty())
         firstBad = fmt::format("launch {} ({}); {}", l, kernel, detail);
     };
     runIds(gpu, entry, rows, std::string(entry) == "decode");
     gpu.onLaunch = nullptr;
     for (auto &[kernel, w] : worst) {
-      bool ok = w <= 1e-4;
+      bool ok = w <= tol;
       fmt::print("  {:<40} {:>12} {:>12.3e} {:>10.0e}  {}\n",
-                 std::string(entry) + ": " + kernel, "", w, 1e-4, ok ? "PASS" : "FAIL");
+                 std::string(entry) + ": " + kernel, "", w, tol, ok ? "PASS" : "FAIL");
       (ok ? passed : failed)++;
     }
     if (!firstBad.empty())
       fmt::print("  first divergence in {}: {}\n", entry, firstBad);
+  }
+  if (art.hasEntry("train_step")) {
+    // One optimizer step on both (last: it updates the parameters): its
+    // results (loss, gradient norm, expert counts, loss parts), then the
+    // AdamW moments, which are linear in the clipped gradients (the
+    // parameters themselves move by ~lr sign(g) on a first step, where
+    // gradients at rounding level may differ in sign).
+    std::vector<int64_t> flat;
+    for (auto &r : rows)
+      flat.insert(flat.end(), r.begin(), r.end());
+    int64_t step = 1;
+    float lr = 1e-3f;
+    std::vector<HostTensor<float>> args(3);
+    args[0].isInt = true;
+    args[0].shape = {int64_t(rows.size()), int64_t(rows[0].size())};
+    args[0].i = flat.data();
+    args[0].capacity = flat.size();
+    args[1].isInt = true;
+    args[1].i = &step;
+    args[1].capacity = 1;
+    args[2].f = &lr;
+    args[2].capacity = 1;
+    auto collect = [](const std::vector<HostTensor<float>> &out) {
+      std::vector<std::vector<double>> v;
+      for (const HostTensor<float> &t : out) {
+        v.emplace_back();
+        for (int64_t i = 0; i < t.numel(); ++i)
+          v.back().push_back(t.isInt ? double(t.i[i]) : double(t.f[i]));
+      }
+      return v;
+    };
+    auto a = collect(host.run("train_step", args));
+    auto b = collect(gpu.run("train_step", args));
+    double worst = 0;
+    bool same = a.size() == b.size();
+    for (size_t r = 0; same && r < a.size(); ++r)
+      for (size_t i = 0; i < a[r].size(); ++i)
+        worst = std::max(worst, std::fabs(a[r][i] - b[r][i]) /
+                                    std::max(1e-30, std::fabs(a[r][i])));
+    bool ok = same && worst <= 1e-3;
+    fmt::print("  {:<40} {:>12} {:>12.3e} {:>10.0e}  {}\n", "train_step results", "", worst,
+               1e-3, ok ? "PASS" : "FAIL");
+    (ok ? passed : failed)++;
+    gpu.downloadParams();
+    double mWorst = 0;
+    std::string mAt;
+    for (auto &[name, hv] : host.paramData()) {
+      if (name.rfind("optimizer.", 0) != 0)
+        continue;
+      const std::vector<float> &gv = gpu.paramData().at(name);
+      double scale = 1e-30, diff = 0;
+      for (size_t i = 0; i < hv.size(); ++i) {
+        scale = std::max(scale, std::fabs(double(hv[i])));
+        diff = std::max(diff, std::fabs(double(hv[i]) - double(gv[i])));
+      }
+      if (diff / scale > mWorst) {
+        mWorst = diff / scale;
+        mAt = name;
+      }
+    }
+    ok = mWorst <= 1e-3;
+    fmt::print("  {:<40} {:>12} {:>12.3e} {:>10.0e}  {}  ({})\n",
+               "train_step AdamW moments", "", mWorst, 1e-3, ok ? "PASS" : "FAIL", mAt);
+    (ok ? passed : failed)++;
   }
   fmt::print("  ({:.1f} s)\n", std::chrono::duration<double>(
                                      std::chrono::steady_clock::now() - start)

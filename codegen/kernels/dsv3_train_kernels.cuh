@@ -1,0 +1,652 @@
+// dsv3_train_kernels.cuh - the backward (vjp) and optimizer kernels of
+// train_step.
+//
+// Appended to dsv3_kernels.cuh (it uses that file's helpers: blockSum,
+// blockMax, warpSum). Extents are runtime arguments: one instance serves
+// every width, so a training artifact adds a handful of instances. fp32
+// storage and accumulation, deterministic (no atomics: each output has one
+// writer, reductions run in a fixed order), so a resumed run repeats an
+// uninterrupted one bit for bit. This is the correctness baseline of GPU
+// training; tensor-core GEMMs and fused flash-style attention backward are
+// later schedules checked against it.
+
+namespace dsv3 {
+
+/// C (+)= A B with A(m, k) = A[m sam + k sak], B(k, n) = B[k sbk + n sbn]
+/// and C row-major (ldc): every transpose of a GEMM by strides. 64 x 64
+/// output tiles, K in 16-wide shared-memory steps, 256 threads of 4 x 4.
+/// Mode 0: batch blockIdx.z at strides sAb / sBb / sCb.
+/// Mode 1 (expert dgrad): the M rows are grouped by expert, group e being
+///   rows [seg[e], seg[e + 1]), multiplied by B + e sBb; a tile spanning
+///   several groups runs each group's K loop with the other rows masked.
+/// Mode 2 (expert wgrad): batch z = expert e sums K over its rows
+///   [seg[e], seg[e + 1]) only; C at z sCb.
+template <int Mode, int Accumulate>
+__global__ void gemm_any(const float *A, i64 sam, i64 sak, i64 sAb, const float *B,
+                         i64 sbk, i64 sbn, i64 sBb, float *C, i64 ldc, i64 sCb, i64 M,
+                         i64 N, i64 K, const i64 *seg, i64 segs) {
+  __shared__ float As[16][68];
+  __shared__ float Bs[16][68];
+  i64 m0 = i64(blockIdx.y) * 64, n0 = i64(blockIdx.x) * 64, z = blockIdx.z;
+  if (m0 >= M)
+    return;
+  int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      acc[i][j] = 0.f;
+  const float *Ab = A, *Bb = B;
+  float *Cb = C;
+  i64 kCount = K;
+  if (Mode == 0) {
+    Ab += z * sAb;
+    Bb += z * sBb;
+    Cb += z * sCb;
+  } else if (Mode == 2) {
+    i64 k0 = seg[z];
+    kCount = seg[z + 1] - k0;
+    Ab += k0 * sak;
+    Bb += k0 * sbk;
+    Cb += z * sCb;
+  }
+  auto run = [&](const float *a, const float *b, i64 rowLo, i64 rowHi) {
+    for (i64 k0 = 0; k0 < kCount; k0 += 16) {
+      for (int l = threadIdx.x; l < 1024; l += 256) {
+        int mm = sak == 1 ? l / 16 : l % 64, ka = sak == 1 ? l % 16 : l / 64;
+        i64 m = m0 + mm, k = k0 + ka;
+        As[ka][mm] = m >= rowLo && m < rowHi && k < kCount ? a[m * sam + k * sak] : 0.f;
+        int nn = sbn == 1 ? l % 64 : l / 16, kb = sbn == 1 ? l / 64 : l % 16;
+        i64 n = n0 + nn, kk = k0 + kb;
+        Bs[kb][nn] = n < N && kk < kCount ? b[kk * sbk + n * sbn] : 0.f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < 16; ++kk) {
+        float av[4], bv[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          av[i] = As[kk][ty + 16 * i];
+          bv[i] = Bs[kk][tx + 16 * i];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            acc[i][j] += av[i] * bv[j];
+      }
+      __syncthreads();
+    }
+  };
+  if (Mode == 1) {
+    // The groups overlapping rows [m0, m0 + 64), in order (uniform).
+    i64 e = 0;
+    while (e < segs && seg[e + 1] <= m0)
+      ++e;
+    for (; e < segs && seg[e] < m0 + 64; ++e)
+      if (seg[e + 1] > seg[e])
+        run(Ab, Bb + e * sBb, seg[e], seg[e + 1]);
+  } else {
+    run(Ab, Bb, 0, M);
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    i64 m = m0 + ty + 16 * i;
+    if (m >= M)
+      continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      i64 n = n0 + tx + 16 * j;
+      if (n < N) {
+        float *c = Cb + m * ldc + n;
+        *c = Accumulate ? *c + acc[i][j] : acc[i][j];
+      }
+    }
+  }
+}
+
+/// y[n] += sum over rows of x[r, n] (bias gradients): a thread per column.
+template <int Unused>
+__global__ void col_sum(const float *x, i64 rows, i64 cols, i64 ldx, float *y) {
+  i64 n = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (n >= cols)
+    return;
+  float s = 0.f;
+  for (i64 r = 0; r < rows; ++r)
+    s += x[r * ldx + n];
+  y[n] += s;
+}
+
+/// The x row of gradient row r: rows come in groups of `rowsPer` (one
+/// sequence's rows of an MTP block), x row (r / rowsPer) xBatch + r %
+/// rowsPer + xShift; plain row-wise norms have rowsPer = rows, xBatch = 0.
+__device__ __forceinline__ i64 gradRowToX(i64 r, i64 rowsPer, i64 xBatch, i64 xShift) {
+  return (r / rowsPer) * xBatch + r % rowsPer + xShift;
+}
+
+/// RMSNorm backward, a block per row: dx += inv dy w - inv^3 x (dy w . x) / n
+/// (dx rows at the x rows' positions, stride ldx); inv[r] is kept for the
+/// weight gradient (rms_norm_grad_w).
+template <int Unused>
+__global__ void rms_norm_grad(const float *x, i64 ldx, const float *w, const float *dy,
+                              i64 ldy, float *dx, float *inv, i64 rows, i64 n, i64 rowsPer,
+                              i64 xBatch, i64 xShift, float eps) {
+  i64 r = blockIdx.x;
+  if (r >= rows)
+    return;
+  const float *xr = x + gradRowToX(r, rowsPer, xBatch, xShift) * ldx;
+  const float *g = dy + r * ldy;
+  float ss = 0.f, dot = 0.f;
+  for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
+    ss += xr[j] * xr[j];
+    dot += g[j] * w[j] * xr[j];
+  }
+  ss = blockSum(ss);
+  dot = blockSum(dot);
+  float iv = rsqrtf(ss / float(n) + eps);
+  if (threadIdx.x == 0)
+    inv[r] = iv;
+  if (!dx)
+    return;
+  float *d = dx + gradRowToX(r, rowsPer, xBatch, xShift) * ldx;
+  for (i64 j = threadIdx.x; j < n; j += blockDim.x)
+    d[j] += iv * g[j] * w[j] - iv * iv * iv * xr[j] * dot / float(n);
+}
+
+/// dw[j] += sum_r dy[r, j] x[r, j] inv[r]: a thread per column.
+template <int Unused>
+__global__ void rms_norm_grad_w(const float *x, i64 ldx, const float *dy, i64 ldy,
+                                const float *inv, float *dw, i64 rows, i64 n, i64 rowsPer,
+                                i64 xBatch, i64 xShift) {
+  i64 j = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= n)
+    return;
+  float s = 0.f;
+  for (i64 r = 0; r < rows; ++r)
+    s += dy[r * ldy + j] * x[gradRowToX(r, rowsPer, xBatch, xShift) * ldx + j] * inv[r];
+  dw[j] += s;
+}
+
+/// y = silu(g) u: dg = dy u s (1 + g (1 - s)), du = dy g s.
+template <int Unused>
+__global__ void swiglu_grad(const float *g, const float *u, const float *dy, float *dg,
+                            float *du, i64 n) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += i64(gridDim.x) * blockDim.x) {
+    float x = g[i], s = 1.f / (1.f + expf(-x));
+    if (dg)
+      dg[i] = dy[i] * u[i] * s * (1.f + x * (1.f - s));
+    if (du)
+      du[i] = dy[i] * x * s;
+  }
+}
+
+/// The transpose of `rotate` (a rotation by -theta, then the interleaving
+/// undone), a thread per D-vector: vector v is row v / perRow, item v %
+/// perRow, at src + row ldRow + item ldVec (dst likewise; may equal src).
+/// Position: pos[row], or row % T when pos is null (MLA: t in its sequence).
+template <int D, int Interleaved>
+__global__ void rope_transpose(const float *src, float *dst, i64 vectors, i64 perRow,
+                               i64 ldRow, i64 ldVec, const i64 *pos, i64 T,
+                               const float *invFreq, float scale) {
+  i64 v = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (v >= vectors)
+    return;
+  i64 row = v / perRow, item = v % perRow;
+  const float *s = src + row * ldRow + item * ldVec;
+  float *d = dst + row * ldRow + item * ldVec;
+  i64 p = pos ? pos[row] : row % T;
+  float out[D];
+#pragma unroll
+  for (int j = 0; j < D / 2; ++j) {
+    float th = float(p) * invFreq[j];
+    float c = cosf(th) * scale, sn = sinf(th) * scale;
+    float y0 = s[j], y1 = s[j + D / 2];
+    out[Interleaved ? 2 * j : j] = y0 * c + y1 * sn;
+    out[Interleaved ? 2 * j + 1 : j + D / 2] = -y0 * sn + y1 * c;
+  }
+#pragma unroll
+  for (int j = 0; j < D; ++j)
+    d[j] = out[j];
+}
+
+/// The number of rows the shifted cross entropy counts (one block).
+template <int Unused>
+__global__ void ce_count(const i64 *labels, i64 B, i64 Rw, i64 T, i64 shift, i64 ignore,
+                         float *count) {
+  float c = 0.f;
+  for (i64 row = threadIdx.x; row < B * Rw; row += blockDim.x) {
+    i64 b = row / Rw, i = row % Rw;
+    c += i + shift < T && labels[b * T + i + shift] != ignore ? 1.f : 0.f;
+  }
+  c = blockSum(c);
+  if (threadIdx.x == 0)
+    *count = c;
+}
+
+/// dlogits of the mean cross entropy, a block per row: dloss scale / count
+/// (softmax - onehot(target)); rows without a target get zeros.
+template <int Unused>
+__global__ void cross_entropy_grad(const float *logits, const i64 *labels,
+                                   const float *dloss, const float *count, float *dl,
+                                   i64 B, i64 Rw, i64 T, i64 V, i64 shift, i64 ignore,
+                                   float scale) {
+  i64 row = blockIdx.x;
+  if (row >= B * Rw)
+    return;
+  i64 b = row / Rw, i = row % Rw;
+  i64 target = i + shift < T ? labels[b * T + i + shift] : ignore;
+  float *d = dl + row * V;
+  if (target == ignore || *count == 0.f) {
+    for (i64 c = threadIdx.x; c < V; c += blockDim.x)
+      d[c] = 0.f;
+    return;
+  }
+  const float *x = logits + row * V;
+  float mx = -INFINITY;
+  for (i64 c = threadIdx.x; c < V; c += blockDim.x)
+    mx = fmaxf(mx, x[c]);
+  mx = blockMax(mx);
+  float sum = 0.f;
+  for (i64 c = threadIdx.x; c < V; c += blockDim.x)
+    sum += expf(x[c] - mx);
+  sum = blockSum(sum);
+  float factor = *dloss * scale / *count;
+  for (i64 c = threadIdx.x; c < V; c += blockDim.x)
+    d[c] = factor * (expf(x[c] - mx) / sum - (c == target ? 1.f : 0.f));
+}
+
+/// Router backward, a block per token: the selected experts' weights
+/// w_j = scaling p_j (/ (sum p + 1e-20) when normalised) back to the
+/// logits through the sigmoid or softmax scores. Shared: 2E floats.
+template <int Unused>
+__global__ void route_grad(const float *logits, const i64 *indices, const float *dw,
+                           float *dlogit, i64 n, i64 E, i64 K, int sigmoid, int norm,
+                           float scaling) {
+  extern __shared__ float sh[];
+  float *score = sh, *dscore = sh + E;
+  i64 t = blockIdx.x;
+  if (t >= n)
+    return;
+  const float *l = logits + t * E;
+  if (sigmoid) {
+    for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+      score[e] = 1.f / (1.f + expf(-l[e]));
+  } else {
+    float mx = -INFINITY;
+    for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+      mx = fmaxf(mx, l[e]);
+    mx = blockMax(mx);
+    float sum = 0.f;
+    for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+      sum += expf(l[e] - mx);
+    sum = blockSum(sum);
+    for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+      score[e] = expf(l[e] - mx) / sum;
+  }
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+    dscore[e] = 0.f;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const i64 *sel = indices + t * K;
+    const float *g = dw + t * K;
+    float sum = 1e-20f, dot = 0.f;
+    for (i64 j = 0; j < K; ++j) {
+      sum += score[sel[j]];
+      dot += g[j] * score[sel[j]];
+    }
+    for (i64 j = 0; j < K; ++j)
+      dscore[sel[j]] += scaling * (norm ? g[j] / sum - dot / (sum * sum) : g[j]);
+  }
+  __syncthreads();
+  float s = 0.f;
+  if (!sigmoid) {
+    for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+      s += dscore[e] * score[e];
+    s = blockSum(s);
+  }
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+    dlogit[t * E + e] = sigmoid ? dscore[e] * score[e] * (1.f - score[e])
+                                : score[e] * (dscore[e] - s);
+}
+
+/// Balance loss, per token (a block each): the scores s (sigmoid or
+/// softmax of the router logits) and their sum.
+template <int Unused>
+__global__ void balance_scores(const float *logits, float *s, float *sum, i64 n, i64 E,
+                               int sigmoid) {
+  i64 t = blockIdx.x;
+  if (t >= n)
+    return;
+  const float *l = logits + t * E;
+  float mx = 0.f;
+  if (!sigmoid) {
+    mx = -INFINITY;
+    for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+      mx = fmaxf(mx, l[e]);
+    mx = blockMax(mx);
+  }
+  float tot = 0.f;
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x) {
+    float v = sigmoid ? 1.f / (1.f + expf(-l[e])) : expf(l[e] - mx);
+    s[t * E + e] = v;
+    tot += v;
+  }
+  tot = blockSum(tot);
+  if (!sigmoid) {
+    for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+      s[t * E + e] /= tot;
+    tot = 1.f;
+  }
+  if (threadIdx.x == 0)
+    sum[t] = tot;
+}
+
+/// Per group g of `per` tokens (a block each), per expert: f = E / (K per)
+/// times the expert's selections, P = the mean normalised score.
+template <int Unused>
+__global__ void balance_stats(const float *s, const float *sum, const i64 *idx, float *f,
+                              float *P, i64 per, i64 E, i64 K) {
+  i64 g = blockIdx.x;
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x) {
+    float c = 0.f, p = 0.f;
+    for (i64 t = 0; t < per; ++t) {
+      i64 tok = g * per + t;
+      for (i64 j = 0; j < K; ++j)
+        c += idx[tok * K + j] == e ? 1.f : 0.f;
+      p += s[tok * E + e] / sum[tok];
+    }
+    f[g * E + e] = c * float(E) / float(K * per);
+    P[g * E + e] = p / float(per);
+  }
+}
+
+/// loss = alpha / groups sum f P (one block).
+template <int Unused>
+__global__ void balance_loss_sum(const float *f, const float *P, i64 n, float factor,
+                                 float *loss) {
+  float v = 0.f;
+  for (i64 i = threadIdx.x; i < n; i += blockDim.x)
+    v += f[i] * P[i];
+  v = blockSum(v);
+  if (threadIdx.x == 0)
+    *loss = factor * v;
+}
+
+/// Balance loss backward, a block per token: only P carries gradient.
+/// factor = alpha / (per groups), times the incoming dloss.
+template <int Unused>
+__global__ void balance_grad(const float *s, const float *sum, const float *f,
+                             const float *dloss, float *dlogit, i64 n, i64 per, i64 E,
+                             int sigmoid, float factor) {
+  i64 t = blockIdx.x;
+  if (t >= n)
+    return;
+  const float *ft = f + (t / per) * E, *st = s + t * E;
+  float scale = *dloss * factor, tot = sum[t];
+  float dot = 0.f;
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+    dot += ft[e] * st[e];
+  dot = blockSum(dot);
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x) {
+    float v = st[e];
+    dlogit[t * E + e] = sigmoid
+                            ? scale * (ft[e] / tot - dot / (tot * tot)) * v * (1.f - v)
+                            : v * scale * (ft[e] - dot);
+  }
+}
+
+/// Dispatch backward, a block per token: the sum of its K routed rows'
+/// gradients (inverse: slot -> row).
+template <int Unused>
+__global__ void dispatch_grad(const float *drows, const i64 *inverse, float *dx, i64 n,
+                              i64 K, i64 H) {
+  i64 t = blockIdx.x;
+  if (t >= n)
+    return;
+  for (i64 j = threadIdx.x; j < H; j += blockDim.x) {
+    float acc = 0.f;
+    for (i64 k = 0; k < K; ++k)
+      acc += drows[inverse[t * K + k] * H + j];
+    dx[t * H + j] = acc;
+  }
+}
+
+/// offsets[0] = 0, offsets[e + 1] = offsets[e] + counts[e] (one thread).
+template <int Unused>
+__global__ void exclusive_scan(const i64 *counts, i64 *offsets, i64 E) {
+  if (threadIdx.x != 0 || blockIdx.x != 0)
+    return;
+  i64 o = 0;
+  offsets[0] = 0;
+  for (i64 e = 0; e < E; ++e)
+    offsets[e + 1] = (o += counts[e]);
+}
+
+/// Combine backward, a block per routed row r (slot s): deo[r] = w[s]
+/// dy[token], dw[s] = dy[token] . eo[r].
+template <int Unused>
+__global__ void combine_grad(const float *eo, const i64 *slots, const float *w,
+                             const float *dy, float *deo, float *dw, i64 R, i64 H, i64 K) {
+  i64 r = blockIdx.x;
+  if (r >= R)
+    return;
+  i64 s = slots[r];
+  const float *g = dy + (s / K) * H, *o = eo + r * H;
+  float dot = 0.f;
+  for (i64 j = threadIdx.x; j < H; j += blockDim.x) {
+    if (deo)
+      deo[r * H + j] = w[s] * g[j];
+    dot += g[j] * o[j];
+  }
+  dot = blockSum(dot);
+  if (dw && threadIdx.x == 0)
+    dw[s] = dot;
+}
+
+/// Embedding backward without atomics: a thread per column walks the
+/// tokens in order (deterministic), dtable[id] += dy.
+template <int Unused>
+__global__ void embedding_grad(const i64 *ids, const float *dy, float *dtable, i64 n,
+                               i64 H) {
+  i64 j = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= H)
+    return;
+  for (i64 t = 0; t < n; ++t)
+    dtable[ids[t] * H + j] += dy[t * H + j];
+}
+
+/// Sum of squares into partial[blockIdx.x] (a fixed grid: deterministic).
+template <int Unused>
+__global__ void sum_squares(const float *x, i64 n, float *partial) {
+  float s = 0.f;
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += i64(gridDim.x) * blockDim.x)
+    s += x[i] * x[i];
+  s = blockSum(s);
+  if (threadIdx.x == 0)
+    partial[blockIdx.x] = s;
+}
+
+/// out = sqrt(sum of partial) (one block).
+template <int Unused>
+__global__ void sqrt_sum(const float *partial, i64 n, float *out) {
+  float s = 0.f;
+  for (i64 i = threadIdx.x; i < n; i += blockDim.x)
+    s += partial[i];
+  s = blockSum(s);
+  if (threadIdx.x == 0)
+    *out = sqrtf(s);
+}
+
+/// One AdamW step in place (dsv3.adamw): the gradient clipped by the global
+/// norm, decoupled weight decay, bias-corrected moments (c1, c2 = 1 - beta^t).
+template <int Unused>
+__global__ void adamw_update(float *p, const float *g, float *m, float *v, i64 n,
+                             const float *lr, const float *norm, float b1, float b2,
+                             float eps, float wd, float clip, float c1, float c2) {
+  float rate = *lr;
+  float scale = clip > 0.f ? fminf(1.f, clip / (*norm + 1e-6f)) : 1.f;
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += i64(gridDim.x) * blockDim.x) {
+    float gi = g[i] * scale;
+    float mv = b1 * m[i] + (1.f - b1) * gi;
+    float vv = b2 * v[i] + (1.f - b2) * gi * gi;
+    m[i] = mv;
+    v[i] = vv;
+    p[i] = p[i] * (1.f - rate * wd) - rate * (mv / c1) / (sqrtf(vv / c2) + eps);
+  }
+}
+
+/// bias[e] += rate sign(mean(counts) - counts[e]) (one block).
+template <int Unused>
+__global__ void expert_bias_update(float *bias, const i64 *counts, i64 E, float rate) {
+  float mean = 0.f;
+  for (i64 e = 0; e < E; ++e)
+    mean += float(counts[e]);
+  mean /= float(E);
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x) {
+    float d = mean - float(counts[e]);
+    bias[e] += rate * (d > 0.f ? 1.f : d < 0.f ? -1.f : 0.f);
+  }
+}
+
+/// MLA backward, query side (SEMANTICS.md 3.6), a block per (query i, head
+/// h, sequence b): the softmax row recomputed from q and the keys, then
+/// o = P V (for o_proj's weight gradient), dP = dO V^T, delta = P . dP,
+/// dS = P (dP - delta) scale and dq = dS K; the row's log-sum-exp and delta
+/// are kept for the key side. Layouts as mla_attention_prefill; dO, o
+/// [B*T, NH, DV]; dq [B*T, NH, DN + DR] (gradient of the rotated query).
+/// Shared: 2 T floats.
+template <int Unused>
+__global__ void mla_grad_query(const float *q, const float *latent, const float *u,
+                               const float *dO, float *o, float *dq, float *lse,
+                               float *delta, i64 T, i64 NH, i64 DN, i64 DR, i64 DV, i64 R,
+                               float scale) {
+  extern __shared__ float sh[];
+  float *p = sh, *ds = sh + T;
+  i64 i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  i64 row = (b * T + i) * NH + h;
+  const float *qi = q + row * (DN + DR), *doi = dO + row * DV;
+  float mx = -INFINITY;
+  for (i64 t = threadIdx.x; t <= i; t += blockDim.x) {
+    const float *kn = u + ((b * T + t) * NH + h) * (DN + DV);
+    const float *kp = latent + (b * T + t) * (R + DR) + R;
+    float s = 0.f;
+    for (i64 j = 0; j < DN; ++j)
+      s += qi[j] * kn[j];
+    for (i64 j = 0; j < DR; ++j)
+      s += qi[DN + j] * kp[j];
+    s *= scale;
+    p[t] = s;
+    mx = fmaxf(mx, s);
+  }
+  mx = blockMax(mx);
+  float sum = 0.f;
+  for (i64 t = threadIdx.x; t <= i; t += blockDim.x)
+    sum += (p[t] = expf(p[t] - mx));
+  sum = blockSum(sum);
+  float dl = 0.f;
+  for (i64 t = threadIdx.x; t <= i; t += blockDim.x) {
+    p[t] /= sum;
+    const float *vt = u + ((b * T + t) * NH + h) * (DN + DV) + DN;
+    float dp = 0.f;
+    for (i64 j = 0; j < DV; ++j)
+      dp += doi[j] * vt[j];
+    ds[t] = dp;
+    dl += p[t] * dp;
+  }
+  dl = blockSum(dl);
+  for (i64 t = threadIdx.x; t <= i; t += blockDim.x)
+    ds[t] = p[t] * (ds[t] - dl) * scale;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    lse[row] = mx + logf(sum);
+    delta[row] = dl;
+  }
+  for (i64 j = threadIdx.x; j < DV; j += blockDim.x) {
+    float acc = 0.f;
+    for (i64 t = 0; t <= i; ++t)
+      acc += p[t] * u[((b * T + t) * NH + h) * (DN + DV) + DN + j];
+    o[row * DV + j] = acc;
+  }
+  for (i64 j = threadIdx.x; j < DN + DR; j += blockDim.x) {
+    float acc = 0.f;
+    for (i64 t = 0; t <= i; ++t)
+      acc += ds[t] * (j < DN ? u[((b * T + t) * NH + h) * (DN + DV) + j]
+                             : latent[(b * T + t) * (R + DR) + R + j - DN]);
+    dq[row * (DN + DR) + j] = acc;
+  }
+}
+
+/// MLA backward, key side, a block per (key t, head h, sequence b): its
+/// warps take the queries i >= t in turn, recompute p = exp(q.k scale -
+/// lse) and dS = p (dO.v - delta) scale, and accumulate dk = sum dS q and
+/// dv = sum p dO in per-warp shared rows, summed in warp order at the end.
+/// Writes du [B*T, NH, DN + DV] (nope key and value gradients) and dkp
+/// [B*T, NH, DR] (the rotated rope key's, per head; summed over heads
+/// after). Shared: warps x (DN + DR + DV) floats.
+template <int Unused>
+__global__ void mla_grad_key(const float *q, const float *latent, const float *u,
+                             const float *dO, const float *lse, const float *delta,
+                             float *du, float *dkp, i64 T, i64 NH, i64 DN, i64 DR, i64 DV,
+                             i64 R, float scale) {
+  extern __shared__ float sh[];
+  i64 t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  i64 W = DN + DR + DV;
+  float *mine = sh + warp * W; // dk (DN + DR) then dv (DV)
+  for (i64 j = lane; j < W; j += 32)
+    mine[j] = 0.f;
+  i64 krow = (b * T + t) * NH + h;
+  const float *kn = u + krow * (DN + DV), *vt = kn + DN;
+  const float *kp = latent + (b * T + t) * (R + DR) + R;
+  for (i64 i = t + warp; i < T; i += warps) {
+    i64 row = (b * T + i) * NH + h;
+    const float *qi = q + row * (DN + DR), *doi = dO + row * DV;
+    float s = 0.f, dp = 0.f;
+    for (i64 j = lane; j < DN; j += 32)
+      s += qi[j] * kn[j];
+    for (i64 j = lane; j < DR; j += 32)
+      s += qi[DN + j] * kp[j];
+    for (i64 j = lane; j < DV; j += 32)
+      dp += doi[j] * vt[j];
+    s = warpSum(s);
+    dp = warpSum(dp);
+    float pr = expf(s * scale - lse[row]);
+    float dsv = pr * (dp - delta[row]) * scale;
+    for (i64 j = lane; j < DN + DR; j += 32)
+      mine[j] += dsv * qi[j];
+    for (i64 j = lane; j < DV; j += 32)
+      mine[DN + DR + j] += pr * doi[j];
+  }
+  __syncthreads();
+  for (i64 j = threadIdx.x; j < W; j += blockDim.x) {
+    float acc = 0.f;
+    for (int w = 0; w < warps; ++w)
+      acc += sh[w * W + j];
+    if (j < DN)
+      du[krow * (DN + DV) + j] = acc;
+    else if (j < DN + DR)
+      dkp[krow * DR + j - DN] = acc;
+    else
+      du[krow * (DN + DV) + DN + j - DN - DR] = acc;
+  }
+}
+
+/// y[r, j] += sum over the `items` of x[r, item, j] (x rows [items, n];
+/// y rows ldy apart): the shared rope key's gradient summed over heads.
+template <int Unused>
+__global__ void sum_items(const float *x, i64 rows, i64 items, i64 n, float *y, i64 ldy) {
+  i64 id = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (id >= rows * n)
+    return;
+  i64 r = id / n, j = id % n;
+  float s = 0.f;
+  for (i64 it = 0; it < items; ++it)
+    s += x[(r * items + it) * n + j];
+  y[r * ldy + j] += s;
+}
+
+} // namespace dsv3

@@ -1,0 +1,540 @@
+//===- CudaGradLaunchers.cpp - launch the training kernels on the GPU -----===//
+//
+// The CUDA side of train_step: one launcher per "<op>_vjp" kernel (inputs:
+// the op's primals, then the cotangents of its float results; outputs: the
+// gradients of the operands in `grad_operands`), the balance loss, the
+// global gradient norm and the in-place optimizer updates. As on the host
+// (HostGradKernels.cpp), the backward recomputes what it needs from the
+// primals (MLA projections and probabilities, routing, the dispatch
+// permutation) instead of keeping forward intermediates. Every gradient
+// output is zeroed first and the kernels accumulate into it. Kernels:
+// codegen/kernels/dsv3_train_kernels.cuh.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cuda/Launchers.h"
+
+#include "runtime/Error.h"
+
+#include <cmath>
+
+namespace dsv3rt::cuda {
+namespace {
+
+/// A strided matrix view: element (i, j) at p + i rs + j cs (floats).
+struct Mat {
+  CUdeviceptr p;
+  i64 rs, cs;
+};
+Mat rowMajor(CUdeviceptr p, i64 ld) { return {p, ld, 1}; }
+/// The transpose of a row-major matrix with rows ld apart.
+Mat transposed(CUdeviceptr p, i64 ld) { return {p, 1, ld}; }
+
+/// C[M, N] (+)= A[M, K] B[K, N] (gemm_any, mode 0).
+void gemmT(CudaSession &s, const std::string &what, i64 M, i64 N, i64 K, Mat A, Mat B,
+           CUdeviceptr C, i64 ldc, bool accumulate) {
+  if (M <= 0 || N <= 0)
+    return;
+  if ((M + 63) / 64 > 65535)
+    fail("{}: {} rows exceed the GEMM grid", what, M);
+  i64 none = 0, segs = 0;
+  CUdeviceptr seg = 0;
+  s.launch(inst("gemm_any", {0, accumulate ? 1 : 0}),
+           {unsigned((N + 63) / 64), unsigned((M + 63) / 64), 1}, {256, 1, 1}, 0,
+           argv(A.p, A.rs, A.cs, none, B.p, B.rs, B.cs, none, C, ldc, none, M, N, K, seg,
+                segs),
+           what);
+}
+
+/// dw (+)= column sums of x [rows, cols] (bias gradients).
+void colSum(CudaSession &s, const std::string &what, CUdeviceptr x, i64 rows, i64 cols,
+            i64 ldx, CUdeviceptr y) {
+  if (!y)
+    return;
+  s.launch(inst("col_sum", {0}), {blocks(cols, 128), 1, 1}, {128, 1, 1}, 0,
+           argv(x, rows, cols, ldx, y), what);
+}
+
+/// RMSNorm backward of `rows` rows of width n: dx += ..., dw += ...; the x
+/// (and dx) row of gradient row r is (r / rowsPer) xBatch + r % rowsPer +
+/// xShift, rows ldx apart; dy rows ldy apart.
+void rmsGrad(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdeviceptr w,
+             CUdeviceptr dy, i64 ldy, CUdeviceptr dx, CUdeviceptr dw, i64 rows, i64 n,
+             float eps, i64 rowsPer = 0, i64 xBatch = 0, i64 xShift = 0) {
+  if (rows <= 0 || (!dx && !dw))
+    return;
+  if (!rowsPer)
+    rowsPer = rows;
+  CUdeviceptr inv = s.workspace(size_t(rows) * 4);
+  s.launch(inst("rms_norm_grad", {0}), {unsigned(rows), 1, 1}, {256, 1, 1}, 0,
+           argv(x, ldx, w, dy, ldy, dx, inv, rows, n, rowsPer, xBatch, xShift, eps), what);
+  if (dw)
+    s.launch(inst("rms_norm_grad_w", {0}), {blocks(n, 128), 1, 1}, {128, 1, 1}, 0,
+             argv(x, ldx, dy, ldy, inv, dw, rows, n, rowsPer, xBatch, xShift), what);
+}
+
+/// The primals, cotangents and (zeroed) gradient outputs of a vjp launch.
+struct Vjp {
+  Ins primals, cts;
+  std::vector<DevTensor *> grads; // by operand; nullptr when not asked for
+
+  Vjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+    size_t np = p.at("num_primals").get<size_t>();
+    if (np > in.size())
+      fail("kernel {}: {} primals but {} inputs", k, np, in.size());
+    primals.assign(in.begin(), in.begin() + np);
+    cts.assign(in.begin() + np, in.end());
+    grads.assign(np, nullptr);
+    const json &go = p.at("grad_operands");
+    if (go.size() != out.size())
+      fail("kernel {}: {} gradients listed but {} outputs", k, go.size(), out.size());
+    for (size_t i = 0; i < go.size(); ++i) {
+      size_t idx = go[i].get<size_t>();
+      if (idx >= np)
+        fail("kernel {}: gradient of operand {} of {}", k, idx, np);
+      setShape(k, *out[i], primals[idx]->shape);
+      zero(s, out[i]->ptr, out[i]->numel(), k);
+      grads[idx] = out[i];
+    }
+    for (DevTensor *t : primals)
+      if (t->bf16)
+        fail("kernel {}: bf16 weights; GPU training takes fp32 weights (compile the "
+             "training artifact without --dtype bf16)",
+             k);
+  }
+  CUdeviceptr g(size_t operand) const {
+    return operand < grads.size() && grads[operand] ? grads[operand]->ptr : 0;
+  }
+};
+
+void embeddingVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &ids = *v.primals[0], &dy = *v.cts[0];
+  i64 H = v.primals[1]->dim(1), n = ids.numel();
+  if (CUdeviceptr dt = v.g(1))
+    s.launch(inst("embedding_grad", {0}), {blocks(H, 128), 1, 1}, {128, 1, 1}, 0,
+             argv(ids.ptr, dy.ptr, dt, n, H), k);
+}
+
+void rmsNormVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &x = *v.primals[0], &w = *v.primals[1], &dy = *v.cts[0];
+  i64 n = x.dim(-1);
+  rmsGrad(s, k, x.ptr, n, w.ptr, dy.ptr, n, v.g(0), v.g(1), rowsOf(x), n,
+          float(p.at("epsilon").get<double>()));
+}
+
+void linearVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &x = *v.primals[0], &w = *v.primals[1], &dy = *v.cts[0];
+  i64 N = w.dim(0), K = w.dim(1), R = rowsOf(x);
+  if (CUdeviceptr dx = v.g(0))
+    gemmT(s, k + " dx", R, K, N, rowMajor(dy.ptr, N), rowMajor(w.ptr, K), dx, K, true);
+  if (CUdeviceptr dw = v.g(1))
+    gemmT(s, k + " dW", N, K, R, transposed(dy.ptr, N), rowMajor(x.ptr, K), dw, K, true);
+  colSum(s, k + " db", dy.ptr, R, N, N, v.g(2));
+}
+
+void swigluVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &g = *v.primals[0], &u = *v.primals[1], &dy = *v.cts[0];
+  i64 n = g.numel();
+  CUdeviceptr dg = v.g(0), du = v.g(1);
+  s.launch(inst("swiglu_grad", {0}), {blocks(n, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(g.ptr, u.ptr, dy.ptr, dg, du, n), k);
+}
+
+void ropeVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &x = *v.primals[0], &pos = *v.primals[1], &dy = *v.cts[0];
+  CUdeviceptr dx = v.g(0);
+  if (!dx)
+    return;
+  int64_t D = p.at("rope").at("dim").get<int64_t>();
+  i64 tokens = x.dim(0) * x.dim(1), per = x.numel() / (tokens * D), T = x.dim(1);
+  i64 ldRow = per * D, ldVec = D, vectors = tokens * per;
+  float scale;
+  CUdeviceptr f = invFreq(s, k, p.at("rope"), scale);
+  s.launch(inst("rope_transpose", {D, p.at("rope").at("interleaved").get<bool>() ? 1 : 0}),
+           {blocks(vectors, 128), 1, 1}, {128, 1, 1}, 0,
+           argv(dy.ptr, dx, vectors, per, ldRow, ldVec, pos.ptr, T, f, scale), k);
+}
+
+void crossEntropyVjp(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                     Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &logits = *v.primals[0], &labels = *v.primals[1], &dloss = *v.cts[0];
+  CUdeviceptr dl = v.g(0);
+  if (!dl)
+    return;
+  i64 B = logits.dim(0), Rw = logits.dim(1), V = logits.dim(2), T = labels.dim(1);
+  i64 shift = p.at("shift").get<int64_t>(), ignore = p.at("ignore_index").get<int64_t>();
+  float scale = float(p.at("scale").get<double>());
+  CUdeviceptr count = s.workspace(4);
+  s.launch(inst("ce_count", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
+           argv(labels.ptr, B, Rw, T, shift, ignore, count), k);
+  s.launch(inst("cross_entropy_grad", {0}), {unsigned(B * Rw), 1, 1}, {256, 1, 1}, 0,
+           argv(logits.ptr, labels.ptr, dloss.ptr, count, dl, B, Rw, T, V, shift, ignore,
+                scale),
+           k);
+}
+
+void mtpVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &h = *v.primals[0], &emb = *v.primals[1], &enorm = *v.primals[2];
+  DevTensor &hnorm = *v.primals[3], &eh = *v.primals[4], &dy = *v.cts[0];
+  i64 depth = p.at("depth").get<int64_t>(), B = emb.dim(0), T = emb.dim(1), H = emb.dim(-1);
+  i64 rows = T - depth, hRows = h.dim(1), n = B * rows;
+  float eps = float(p.at("epsilon").get<double>());
+  CUdeviceptr cat = s.workspace(size_t(n * 2 * H) * 4), dcat = s.workspace(size_t(n * 2 * H) * 4);
+  s.launch(instW("mtp_concat", {H}, false), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
+           argv(h.ptr, hRows, emb.ptr, T, enorm.ptr, hnorm.ptr, cat, B, rows, depth, eps), k);
+  gemmT(s, k + " dcat", n, 2 * H, H, rowMajor(dy.ptr, H), rowMajor(eh.ptr, 2 * H), dcat,
+        2 * H, false);
+  if (CUdeviceptr deh = v.g(4))
+    gemmT(s, k + " deh_proj", H, 2 * H, n, transposed(dy.ptr, H), rowMajor(cat, 2 * H), deh,
+          2 * H, true);
+  rmsGrad(s, k + " enorm", emb.ptr, H, enorm.ptr, dcat, 2 * H, v.g(1), v.g(2), n, H, eps,
+          rows, T, depth);
+  rmsGrad(s, k + " hnorm", h.ptr, H, hnorm.ptr, dcat + CUdeviceptr(H) * 4, 2 * H, v.g(0),
+          v.g(3), n, H, eps, rows, hRows, 0);
+}
+
+/// x [n, H] -> logits [n, E] = x gate^T (workspace).
+CUdeviceptr routerLogits(CudaSession &s, const std::string &k, DevTensor &x, DevTensor &gate,
+                         i64 n) {
+  i64 E = gate.dim(0), H = gate.dim(1);
+  CUdeviceptr logits = s.workspace(size_t(n * E) * 4);
+  gemm(s, k + " gate", x.ptr, H, gate.ptr, 0, logits, n, E, H, false);
+  return logits;
+}
+
+/// dx += dlogit gate, dgate += dlogit^T x.
+void routerBackward(CudaSession &s, const std::string &k, CUdeviceptr dlogit, DevTensor &x,
+                    DevTensor &gate, i64 n, CUdeviceptr dx, CUdeviceptr dgate) {
+  i64 E = gate.dim(0), H = gate.dim(1);
+  if (dx)
+    gemmT(s, k + " dx", n, H, E, rowMajor(dlogit, E), rowMajor(gate.ptr, H), dx, H, true);
+  if (dgate)
+    gemmT(s, k + " dgate", E, H, n, transposed(dlogit, E), rowMajor(x.ptr, H), dgate, H,
+          true);
+}
+
+void moeRouteVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &x = *v.primals[0], &gate = *v.primals[1], &dw = *v.cts[0];
+  CUdeviceptr bias = v.primals.size() > 2 ? v.primals[2]->ptr : 0;
+  i64 E = gate.dim(0), n = x.dim(0) * x.dim(1), K = p.at("num_experts_per_tok").get<int64_t>();
+  float scaling = float(p.at("routed_scaling_factor").get<double>());
+  // The selection of the forward (same kernel, same order of the experts).
+  CUdeviceptr logits = routerLogits(s, k, x, gate, n);
+  CUdeviceptr idx = s.workspace(size_t(n * K) * 8), wts = s.workspace(size_t(n * K) * 4);
+  s.launch(routeName(p, E), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
+           argv(logits, bias, idx, wts, n, scaling), k);
+  CUdeviceptr dlogit = s.workspace(size_t(n * E) * 4);
+  int sigmoid = scoringCode(p) == 0 ? 1 : 0;
+  int norm = p.contains("norm_topk_prob") && p.at("norm_topk_prob").is_boolean() &&
+             p.at("norm_topk_prob").get<bool>();
+  s.launch(inst("route_grad", {0}), {unsigned(n), 1, 1}, {128, 1, 1}, size_t(2 * E) * 4,
+           argv(logits, idx, dw.ptr, dlogit, n, E, K, sigmoid, norm, scaling), k);
+  routerBackward(s, k, dlogit, x, gate, n, v.g(0), v.g(1));
+}
+
+/// The balance loss's per-token scores and per-group statistics.
+struct BalanceStats {
+  CUdeviceptr logits, score, sum, f, P;
+  i64 n, per, groups, E;
+  int sigmoid;
+};
+BalanceStats balanceStats(CudaSession &s, const std::string &k, const json &p, DevTensor &x,
+                          DevTensor &gate, DevTensor &idx) {
+  BalanceStats b;
+  i64 B = x.dim(0), T = x.dim(1), K = idx.dim(2);
+  b.E = gate.dim(0);
+  b.n = B * T;
+  bool seqWise = p.at("sequence_wise").get<bool>();
+  b.groups = seqWise ? B : 1;
+  b.per = seqWise ? T : B * T;
+  b.sigmoid = p.at("scoring_func").get<std::string>() == "sigmoid" ? 1 : 0;
+  b.logits = routerLogits(s, k, x, gate, b.n);
+  b.score = s.workspace(size_t(b.n * b.E) * 4);
+  b.sum = s.workspace(size_t(b.n) * 4);
+  b.f = s.workspace(size_t(b.groups * b.E) * 4);
+  b.P = s.workspace(size_t(b.groups * b.E) * 4);
+  s.launch(inst("balance_scores", {0}), {unsigned(b.n), 1, 1}, {128, 1, 1}, 0,
+           argv(b.logits, b.score, b.sum, b.n, b.E, b.sigmoid), k);
+  s.launch(inst("balance_stats", {0}), {unsigned(b.groups), 1, 1}, {256, 1, 1}, 0,
+           argv(b.score, b.sum, idx.ptr, b.f, b.P, b.per, b.E, K), k);
+  return b;
+}
+
+void moeBalanceLoss(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  setShape(k, *out[0], {});
+  BalanceStats b = balanceStats(s, k, p, *in[0], *in[1], *in[2]);
+  i64 n = b.groups * b.E;
+  float factor = float(p.at("alpha").get<double>() / double(b.groups));
+  s.launch(inst("balance_loss_sum", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
+           argv(b.f, b.P, n, factor, out[0]->ptr), k);
+}
+
+void moeBalanceLossVjp(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                       Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &x = *v.primals[0], &gate = *v.primals[1], &dloss = *v.cts[0];
+  BalanceStats b = balanceStats(s, k, p, x, gate, *v.primals[2]);
+  float factor = float(p.at("alpha").get<double>() / double(b.per * b.groups));
+  CUdeviceptr dlogit = s.workspace(size_t(b.n * b.E) * 4);
+  s.launch(inst("balance_grad", {0}), {unsigned(b.n), 1, 1}, {128, 1, 1}, 0,
+           argv(b.score, b.sum, b.f, dloss.ptr, dlogit, b.n, b.per, b.E, b.sigmoid, factor),
+           k);
+  routerBackward(s, k, dlogit, x, gate, b.n, v.g(0), v.g(1));
+}
+
+void moeDispatchVjp(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                    Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &x = *v.primals[0], &idx = *v.primals[1], &drows = *v.cts[0];
+  CUdeviceptr dx = v.g(0);
+  if (!dx)
+    return;
+  int64_t E = p.at("num_experts").get<int64_t>();
+  i64 H = x.dim(-1), K = idx.dim(-1), R = idx.numel(), n = R / K;
+  // The forward permutation again (slots ordered by expert, stable).
+  CUdeviceptr counts = s.workspace(size_t(E) * 8), slots = s.workspace(size_t(R) * 8);
+  CUdeviceptr inverse = s.workspace(size_t(R) * 8);
+  s.launch(inst("dispatch_plan", {E, K}), {1, 1, 1}, {32, 1, 1}, 0,
+           argv(idx.ptr, counts, slots, R), k);
+  s.launch(inst("invert_slots", {0}), {blocks(R, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(slots, inverse, R), k);
+  s.launch(inst("dispatch_grad", {0}), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
+           argv(drows.ptr, inverse, dx, n, K, H), k);
+}
+
+void expertGroupedMatmulVjp(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                            Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &rows = *v.primals[0], &w = *v.primals[1], &counts = *v.primals[2];
+  DevTensor &dy = *v.cts[0];
+  i64 E = w.dim(0), N = w.dim(1), KD = w.dim(2), R = rows.dim(0);
+  CUdeviceptr offsets = s.workspace(size_t(E + 1) * 8);
+  s.launch(inst("exclusive_scan", {0}), {1, 1, 1}, {32, 1, 1}, 0,
+           argv(counts.ptr, offsets, E), k);
+  i64 one = 1, none = 0, wStride = N * KD;
+  if (CUdeviceptr dx = v.g(0); dx && R > 0) {
+    // dx[r] += dy[r] W[e(r)]: rows grouped by expert.
+    if ((R + 63) / 64 > 65535)
+      fail("kernel {}: {} routed rows exceed the GEMM grid", k, R);
+    s.launch(inst("gemm_any", {1, 1}), {unsigned((KD + 63) / 64), unsigned((R + 63) / 64), 1},
+             {256, 1, 1}, 0,
+             argv(dy.ptr, N, one, none, w.ptr, KD, one, wStride, dx, KD, none, R, KD, N,
+                  offsets, E),
+             k + " dx");
+  }
+  if (CUdeviceptr dw = v.g(1)) {
+    // dW[e] += dy_e^T x_e over the expert's rows.
+    s.launch(inst("gemm_any", {2, 1}), {unsigned((KD + 63) / 64), unsigned((N + 63) / 64),
+                                        unsigned(E)},
+             {256, 1, 1}, 0,
+             argv(dy.ptr, one, N, none, rows.ptr, KD, one, none, dw, KD, wStride, N, KD, R,
+                  offsets, E),
+             k + " dW");
+  }
+}
+
+void moeCombineVjp(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                   Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &eo = *v.primals[0], &slots = *v.primals[1], &w = *v.primals[2];
+  DevTensor &dy = *v.cts[0];
+  i64 R = eo.dim(0), H = eo.dim(1), K = w.dim(-1);
+  CUdeviceptr deo = v.g(0), dw = v.g(2);
+  s.launch(inst("combine_grad", {0}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
+           argv(eo.ptr, slots.ptr, w.ptr, dy.ptr, deo, dw, R, H, K), k);
+}
+
+/// MLA backward (SEMANTICS.md 3) by recomputation: the projections, latent
+/// and attention of the forward are rebuilt, then the query and key sides
+/// of the attention backward, then the projections' backward as GEMMs.
+void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                        Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &x = *v.primals[0], &dy = *v.cts[0];
+  MlaDims d = mlaDims(p, x.dim(-1));
+  MlaWeights mw = mlaWeights(p, v.primals, 1);
+  CUdeviceptr gw[10] = {0};
+  for (int i = 0; i < 10; ++i)
+    if (mw.operand[i] >= 0)
+      gw[i] = v.g(size_t(mw.operand[i]));
+  using S = MlaWeights;
+  const CUdeviceptr *w = mw.w;
+  CUdeviceptr dx = v.g(0);
+  i64 B = x.dim(0), T = x.dim(1), N = B * T, H = d.H, nh = d.nh, dn = d.dn, dr = d.dr;
+  i64 dv = d.dv, r = d.r, rq = d.rq, dq = dn + dr, RW = r + dr, UW = nh * (dn + dv);
+  i64 NO = nh * dv, NQ = nh * dq;
+  float eps = float(p.at("latent_norm_eps").get<double>());
+  float softmaxScale = float(p.at("softmax_scale").get<double>());
+  float scale;
+  CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
+  int interleaved = p.at("rope").at("interleaved").get<bool>() ? 1 : 0;
+  MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps);
+  MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps);
+  auto ws = [&](i64 n) { return s.workspace(size_t(n) * 4); };
+  CUdeviceptr dO = ws(N * NO), O = ws(N * NO), dQ = ws(N * NQ), lse = ws(N * nh);
+  CUdeviceptr delta = ws(N * nh), dU = ws(N * UW), dKP = ws(N * nh * dr), dL = ws(N * RW);
+  CUdeviceptr buf = ws(N * RW);
+  // Attention: dO = dy W_o, then the query side (o, dq, lse, delta) and the
+  // key side (du, per-head rope-key gradients).
+  gemmT(s, k + " dO", N, NO, H, rowMajor(dy.ptr, H), rowMajor(w[S::O], NO), dO, NO, false);
+  if (size_t(2 * T) * 4 > 227 * 1024)
+    fail("kernel {}: the attention backward holds 2 x {} scores in shared memory (at "
+         "most 29056 tokens a sequence)",
+         k, T);
+  s.launch(inst("mla_grad_query", {0}), {unsigned(T), unsigned(nh), unsigned(B)},
+           {128, 1, 1}, size_t(2 * T) * 4,
+           argv(proj.Q, lat.L, lat.U, dO, O, dQ, lse, delta, T, nh, dn, dr, dv, r,
+                softmaxScale),
+           k + " attention (queries)");
+  s.launch(inst("mla_grad_key", {0}), {unsigned(T), unsigned(nh), unsigned(B)},
+           {256, 1, 1}, size_t(8 * (dq + dv)) * 4,
+           argv(proj.Q, lat.L, lat.U, dO, lse, delta, dU, dKP, T, nh, dn, dr, dv, r,
+                softmaxScale),
+           k + " attention (keys)");
+  if (gw[S::O])
+    gemmT(s, k + " dW_o", H, NO, N, transposed(dy.ptr, H), rowMajor(O, NO), gw[S::O], NO,
+          true);
+  colSum(s, k + " db_o", dy.ptr, N, H, H, gw[S::OBias]);
+  // Latent: dL = [dU W_kvb ; sum over heads of the rope keys' gradients].
+  zero(s, dL, N * RW, k);
+  gemmT(s, k + " dlatent", N, r, UW, rowMajor(dU, UW), rowMajor(w[S::KVB], r), dL, RW, false);
+  s.launch(inst("sum_items", {0}), {blocks(N * dr, 128), 1, 1}, {128, 1, 1}, 0,
+           argv(dKP, N, nh, dr, dL + CUdeviceptr(r) * 4, RW), k);
+  if (gw[S::KVB])
+    gemmT(s, k + " dW_kvb", UW, r, N, transposed(dU, UW), rowMajor(lat.L, RW), gw[S::KVB], r,
+          true);
+  // kv_a output a = [c ; k_pe]: the latent norm's backward and the rope's
+  // transpose into buf, then kv_a_proj's.
+  zero(s, buf, N * RW, k);
+  rmsGrad(s, k + " kv_a_layernorm", proj.A, RW, w[S::KVANorm], dL, RW, buf, gw[S::KVANorm],
+          N, r, eps);
+  i64 one = 1, none = 0;
+  CUdeviceptr noPos = 0, dLp = dL + CUdeviceptr(r) * 4, bufP = buf + CUdeviceptr(r) * 4;
+  std::string ropeT = inst("rope_transpose", {dr, interleaved});
+  s.launch(ropeT, {blocks(N, 128), 1, 1}, {128, 1, 1}, 0,
+           argv(dLp, bufP, N, one, RW, none, noPos, T, freq, scale), k + " rope key");
+  if (dx)
+    gemmT(s, k + " dx (kv_a)", N, H, RW, rowMajor(buf, RW), rowMajor(w[S::KVA], H), dx, H,
+          true);
+  if (gw[S::KVA])
+    gemmT(s, k + " dW_kva", RW, H, N, transposed(buf, RW), rowMajor(x.ptr, H), gw[S::KVA], H,
+          true);
+  colSum(s, k + " db_kva", buf, N, RW, RW, gw[S::KVABias]);
+  // Queries: the rope transpose on each head's rope part, then q_b / q_a.
+  CUdeviceptr dQp = dQ + CUdeviceptr(dn) * 4;
+  i64 vectors = N * nh;
+  s.launch(ropeT, {blocks(vectors, 128), 1, 1}, {128, 1, 1}, 0,
+           argv(dQp, dQp, vectors, nh, NQ, dq, noPos, T, freq, scale), k + " rope query");
+  if (rq) {
+    CUdeviceptr dQN = ws(N * rq), dQA = ws(N * rq);
+    gemmT(s, k + " dq_b", N, rq, NQ, rowMajor(dQ, NQ), rowMajor(w[S::Q], rq), dQN, rq, false);
+    if (gw[S::Q])
+      gemmT(s, k + " dW_qb", NQ, rq, N, transposed(dQ, NQ), rowMajor(proj.QN, rq), gw[S::Q],
+            rq, true);
+    zero(s, dQA, N * rq, k);
+    rmsGrad(s, k + " q_a_layernorm", proj.QA, rq, w[S::QANorm], dQN, rq, dQA,
+            gw[S::QANorm], N, rq, eps);
+    if (dx)
+      gemmT(s, k + " dx (q_a)", N, H, rq, rowMajor(dQA, rq), rowMajor(w[S::QA], H), dx, H,
+            true);
+    if (gw[S::QA])
+      gemmT(s, k + " dW_qa", rq, H, N, transposed(dQA, rq), rowMajor(x.ptr, H), gw[S::QA], H,
+            true);
+    colSum(s, k + " db_qa", dQA, N, rq, rq, gw[S::QABias]);
+  } else {
+    if (dx)
+      gemmT(s, k + " dx (q)", N, H, NQ, rowMajor(dQ, NQ), rowMajor(w[S::Q], H), dx, H, true);
+    if (gw[S::Q])
+      gemmT(s, k + " dW_q", NQ, H, N, transposed(dQ, NQ), rowMajor(x.ptr, H), gw[S::Q], H,
+            true);
+  }
+}
+
+/// sqrt of the sum of squares of every input (the global gradient norm),
+/// in a fixed order: a fixed grid per tensor, then one block.
+void globalNorm(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  setShape(k, *out[0], {});
+  std::vector<i64> grid;
+  i64 total = 0;
+  for (DevTensor *t : in) {
+    grid.push_back(std::max<i64>(1, std::min<i64>((t->numel() + 1023) / 1024, 64)));
+    total += grid.back();
+  }
+  CUdeviceptr partial = s.workspace(size_t(total) * 4);
+  i64 at = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    i64 n = in[i]->numel();
+    CUdeviceptr dst = partial + CUdeviceptr(at) * 4;
+    s.launch(inst("sum_squares", {0}), {unsigned(grid[i]), 1, 1}, {256, 1, 1}, 0,
+             argv(in[i]->ptr, n, dst), k);
+    at += grid[i];
+  }
+  s.launch(inst("sqrt_sum", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
+           argv(partial, total, out[0]->ptr), k);
+}
+
+void adamw(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &) {
+  DevTensor &param = *in[0], &grad = *in[1], &m = *in[2], &v = *in[3];
+  int64_t step = in[4]->scalar;
+  if (step < 1)
+    fail("kernel {}: optimizer step must be >= 1, got {}", k, step);
+  if (param.bf16 || m.bf16 || v.bf16)
+    fail("kernel {}: GPU training keeps fp32 weights and moments", k);
+  if (grad.numel() != param.numel())
+    fail("kernel {}: gradient has {} elements, the parameter {}", k, grad.numel(),
+         param.numel());
+  double b1 = p.at("beta1").get<double>(), b2 = p.at("beta2").get<double>();
+  float fb1 = float(b1), fb2 = float(b2), eps = float(p.at("eps").get<double>());
+  float wd = p.value("decay", false) ? float(p.at("weight_decay").get<double>()) : 0.f;
+  float clip = float(p.at("max_grad_norm").get<double>());
+  float c1 = float(1 - std::pow(b1, double(step))), c2 = float(1 - std::pow(b2, double(step)));
+  i64 n = param.numel();
+  unsigned grid = unsigned(std::min<i64>((n + 255) / 256, i64(s.multiprocessors()) * 8));
+  s.launch(inst("adamw_update", {0}), {std::max(grid, 1u), 1, 1}, {256, 1, 1}, 0,
+           argv(param.ptr, grad.ptr, m.ptr, v.ptr, n, in[5]->ptr, in[6]->ptr, fb1, fb2, eps,
+                wd, clip, c1, c2),
+           k);
+}
+
+void expertBiasUpdate(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &) {
+  DevTensor &bias = *in[0], &counts = *in[1];
+  i64 E = counts.numel();
+  if (bias.numel() != E)
+    fail("kernel {}: {} biases for {} expert counts", k, bias.numel(), E);
+  float rate = float(p.at("rate").get<double>());
+  s.launch(inst("expert_bias_update", {0}), {1, 1, 1}, {256, 1, 1}, 0,
+           argv(bias.ptr, counts.ptr, E, rate), k);
+}
+
+} // namespace
+
+void addGradLaunchers(std::map<std::string, Launcher> &t) {
+  t["embedding_vjp"] = embeddingVjp;
+  t["rms_norm_vjp"] = rmsNormVjp;
+  t["linear_vjp"] = linearVjp;
+  t["lm_head_vjp"] = linearVjp;
+  t["swiglu_vjp"] = swigluVjp;
+  t["rope_vjp"] = ropeVjp;
+  t["cross_entropy_vjp"] = crossEntropyVjp;
+  t["mtp_vjp"] = mtpVjp;
+  t["moe_route_vjp"] = moeRouteVjp;
+  t["moe_dispatch_vjp"] = moeDispatchVjp;
+  t["expert_grouped_matmul_vjp"] = expertGroupedMatmulVjp;
+  t["moe_combine_vjp"] = moeCombineVjp;
+  t["latent_attention_vjp"] = latentAttentionVjp;
+  t["moe_balance_loss"] = moeBalanceLoss;
+  t["moe_balance_loss_vjp"] = moeBalanceLossVjp;
+  t["global_norm"] = globalNorm;
+  t["adamw"] = adamw;
+  t["expert_bias_update"] = expertBiasUpdate;
+}
+
+} // namespace dsv3rt::cuda

@@ -1,0 +1,86 @@
+//===- Launchers.h - helpers shared by the CUDA launchers ---------*- C++ -*-===//
+//
+// Internal to runtime/cuda: the forward launchers (CudaLaunchers.cpp) and
+// the training ones (CudaGradLaunchers.cpp) share the GEMM schedules, the
+// row norm, the rope tables and the MLA projections through these.
+//
+//===----------------------------------------------------------------------===//
+#ifndef DSV3_RUNTIME_CUDA_LAUNCHERS_H
+#define DSV3_RUNTIME_CUDA_LAUNCHERS_H
+
+#include "runtime/cuda/CudaSession.h"
+#include "runtime/cuda/KernelNames.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace dsv3rt::cuda {
+
+using json = nlohmann::json;
+using Ins = std::vector<DevTensor *>;
+using i64 = long long;
+
+/// Kernel arguments: pointers to the (lvalue) arguments, in order (the
+/// driver only reads them).
+template <typename... A> std::vector<void *> argv(const A &...a) {
+  return {const_cast<void *>(static_cast<const void *>(&a))...};
+}
+/// Blocks of `per` threads covering n items (at most 65535).
+unsigned blocks(i64 n, unsigned per);
+/// Sets an output's runtime shape, failing when its buffer is too small.
+void setShape(const std::string &k, DevTensor &t, std::vector<int64_t> shape);
+/// The product of all but the last extent.
+i64 rowsOf(const DevTensor &t);
+
+/// y[rows, N] = x[rows, K] (row stride ldx) W^T (+ b) (+ res): the
+/// forward GEMM schedules (few rows, tensor cores for bf16, tiled fp32).
+void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdeviceptr W,
+          CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K, bool bf16,
+          CUdeviceptr res = 0);
+/// y = rms_norm(x) w, row by row.
+void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
+             CUdeviceptr y, i64 rows, int64_t N, float eps, bool bf16);
+/// The rope frequencies on the device (uploaded once per configuration);
+/// `scale` gets the cos/sin scale.
+CUdeviceptr invFreq(CudaSession &s, const std::string &k, const json &rope, float &scale);
+
+/// An MLA launch's weights by operand segment (q_a, q_a_norm, q, kv_a,
+/// kv_a_norm, kv_b, o, q_a_bias, kv_a_bias, o_bias; 0 when absent), after
+/// `first` leading operand segments; `operand` is each one's input index
+/// (-1 when absent).
+struct MlaWeights {
+  enum Slot { QA, QANorm, Q, KVA, KVANorm, KVB, O, QABias, KVABias, OBias };
+  CUdeviceptr w[10] = {0};
+  int64_t operand[10] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+  bool bf16 = false;
+};
+MlaWeights mlaWeights(const json &p, const Ins &in, size_t first);
+
+/// The query and kv_a projections of N tokens (workspace): QA, QN (q_a
+/// output and its norm, with q_lora_rank), Q [N, NH, DN + DR] (rope not yet
+/// applied) and A [N, R + DR].
+struct MlaProjections {
+  CUdeviceptr QA = 0, QN = 0, Q = 0, A = 0;
+};
+MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d,
+                          const MlaWeights &w, CUdeviceptr x, i64 N, float eps);
+/// A prefill's latent L [N, R + DR] (normalised latent, rotated rope key;
+/// Q's rope part rotated in place) and U = L[:, :R] W_kvb^T [N, NH, DN + DV].
+struct MlaLatent {
+  CUdeviceptr L = 0, U = 0;
+};
+MlaLatent mlaLatent(CudaSession &s, const std::string &k, const json &p, const MlaDims &d,
+                    const MlaWeights &w, const MlaProjections &proj, i64 B, i64 T,
+                    float eps);
+
+/// Sets a tensor to zeros (stream-ordered).
+void zero(CudaSession &s, CUdeviceptr p, i64 n, const std::string &what);
+
+/// The training launchers (CudaGradLaunchers.cpp): the *_vjp kernels, the
+/// balance loss, the gradient norm and the optimizer updates.
+void addGradLaunchers(std::map<std::string, Launcher> &table);
+
+} // namespace dsv3rt::cuda
+
+#endif // DSV3_RUNTIME_CUDA_LAUNCHERS_H
