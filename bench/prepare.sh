@@ -13,5 +13,15 @@ cd "$(dirname "$0")/.."
 rm -rf bench-artifacts && mkdir -p bench-artifacts .deps/include
 build/bin/dsv3c bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 \
   --max-batch 128 --max-seq 2048 --max-tokens 8192 --quiet -o bench-artifacts/v3-infer
+# The training rows (fwd+bwd of 1 x 4096 and 4 x 4096 tokens on the 2-layer
+# slice, 64 experts): fp32 weights and AdamW state (GPU training keeps fp32
+# master weights; the GEMMs run on tensor cores at fp32 accuracy).
+build/bin/dsv3c bench/configs/v3-train-2layer.json --mode train --dtype f32 --target cuda \
+  --max-batch 4 --max-seq 4096 --quiet -o bench-artifacts/v3-train
+# docs/training.md's real run (scripts/train-run.sh): the ~0.45B model and
+# its corpus, the Vim manual (9.5 MB of English; byte-level tokens).
+build/bin/dsv3c bench/configs/train-run-400m.json --mode train --target cuda \
+  --max-batch 8 --max-seq 1024 --quiet -o bench-artifacts/train-run
+cat /usr/share/vim/vim9*/doc/*.txt > bench-artifacts/corpus.txt
 cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
 du -sh bench-artifacts .deps

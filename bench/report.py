@@ -15,6 +15,8 @@ the model config alone (not from what any implementation does):
           projections, dense MLP, k routed + shared experts, router, lm_head
           at every position) + causal attention (B x heads x P^2 x
           (qk + v head dims)); time at the GPU's dense bf16 peak.
+  train   3 x the prefill FLOPs of the training slice (forward, and a
+          backward of twice its work); time at the dense bf16 peak.
 """
 import argparse
 import json
@@ -24,7 +26,8 @@ import sys
 # (HBM bytes/s, dense bf16 FLOP/s) by GPU name.
 GPUS = {"H100": (3.35e12, 989e12), "H200": (4.8e12, 989e12)}
 # Issue 6's targets (ms, bf16, one H100).
-TARGETS = {"decode b1": 2.1, "decode b32": 12.0, "decode b128": 16.0, "prefill 4x2048": 45.0}
+TARGETS = {"decode b1": 2.1, "decode b32": 12.0, "decode b128": 16.0, "prefill 4x2048": 45.0,
+           "train 4x4096": 320.0}
 
 
 def parse_dsv3(path):
@@ -36,6 +39,10 @@ def parse_dsv3(path):
     m = re.search(r"batch (\d+), prompt (\d+): prefill ([\d.]+) ms", text)
     if m:
         rows.append({"impl": "dsv3", "workload": f"prefill {m[1]}x{m[2]}", "ms": float(m[3])})
+    m = re.search(r"train batch (\d+) x (\d+): train_step ([\d.]+) ms", text)
+    if m:
+        rows.append({"impl": "dsv3", "workload": f"train {m[1]}x{m[2]}", "ms": float(m[3]),
+                     "note": "train_step: fwd+bwd and AdamW, fp32 weights (3xTF32 GEMMs)"})
     if not rows:
         err = [l for l in text.splitlines() if "error" in l.lower()]
         name = re.sub(r".*dsv3-", "", path).replace(".log", "")
@@ -83,6 +90,7 @@ def table(args):
     rows = [json.loads(l) for l in open(args.results) if l.strip()]
     cfg = json.load(open(args.config))
     model = Model(cfg)
+    train_model = Model(json.load(open(args.train_config))) if args.train_config else model
     gpu = next((k for k in GPUS if k in args.gpu), "H100")
     bw, peak = GPUS[gpu]
     impls = ["dsv3", "torch-eager", "torch-grouped_mm", "torch-compile"]
@@ -90,11 +98,11 @@ def table(args):
     notes = []
     for r in rows:
         by[(r["workload"], r["impl"])] = r
-        if r.get("ms") is None:
+        if r.get("ms") is None or r.get("note", "").startswith("train_step"):
             notes.append(f"{r['impl']} {r['workload']}: {r.get('note', '')}")
     workloads = []
     for r in rows:
-        if r["workload"] not in workloads and re.match(r"(decode b\d+ ctx\d+|prefill \d+x\d+)$",
+        if r["workload"] not in workloads and re.match(r"(decode b\d+ ctx\d+|(prefill|train) \d+x\d+)$",
                                                       r["workload"]):
             workloads.append(r["workload"])
     out = []
@@ -115,12 +123,13 @@ def table(args):
             frac = f"{work / bw / (d * 1e-3):.0%} of {bw / 1e12:.2f} TB/s" if d else "—"
             key = f"decode b{B}"
         else:
-            m = re.match(r"prefill (\d+)x(\d+)", w)
-            B, P = int(m[1]), int(m[2])
-            work = model.prefill_flops(B, P)
+            m = re.match(r"(prefill|train) (\d+)x(\d+)", w)
+            B, P = int(m[2]), int(m[3])
+            work = model.prefill_flops(B, P) if m[1] == "prefill" else \
+                3 * train_model.prefill_flops(B, P)
             ach = f"{work / (d * 1e-3) / 1e12:.0f} TFLOP/s" if d else "—"
             frac = f"{work / peak / (d * 1e-3):.0%} of {peak / 1e12:.0f} TFLOP/s" if d else "—"
-            key = f"prefill {B}x{P}"
+            key = f"{m[1]} {B}x{P}"
         t = TARGETS.get(key)
         target = "—" if t is None else (f"≤ {t} ms: " + ("met" if d and d <= t else "not met"))
         out.append(f"| {w} | {fmt_ms(d)} | {fmt_ms(ms['torch-eager'])} | "
@@ -145,6 +154,8 @@ def main():
     t.add_argument("results")
     t.add_argument("--config", required=True)
     t.add_argument("--gpu", default="H100")
+    t.add_argument("--train-config", default="",
+                   help="the training rows' model config (default: --config)")
     a = ap.parse_args()
     if a.cmd == "parse-dsv3":
         for r in parse_dsv3(a.log):

@@ -22,13 +22,31 @@ if [ ! -x build-gpu/bin/dsv3-run ]; then
 fi
 RUN="build-gpu/bin/dsv3-run time $A --random-weights 1 --backend cuda"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-echo "== dsv3 ($(( $(date +%s) - T0 )) s)"
+TCFG=bench/configs/v3-train-2layer.json
+# ROWS=infer | train | all (default): the inference rows, the training rows.
+ROWS=${ROWS:-all}
 d() {
   local name=$1; shift
   $RUN "$@" > "$OUT/dsv3-$name.log" 2>&1
   tail -1 "$OUT/dsv3-$name.log"
   python3 bench/report.py parse-dsv3 "$OUT/dsv3-$name.log" >> "$R"
 }
+if [ "$ROWS" != infer ]; then
+  echo "== dsv3 training ($(( $(date +%s) - T0 )) s)"
+  RUN="build-gpu/bin/dsv3-run time bench-artifacts/v3-train --random-weights 1 --backend cuda --train"
+  d train-1x4096 --batch 1 --seq 4096 --steps 2
+  d train-4x4096 --batch 4 --seq 4096 --steps 2
+  DSV3_PROFILE=1 $RUN --batch 1 --seq 4096 --steps 1 > "$OUT/profile-train-1x4096.log" 2>&1
+  echo "-- train 1x4096"; sed -n 2,12p "$OUT/profile-train-1x4096.log"
+  echo "== PyTorch training ($(( $(date +%s) - T0 )) s)"
+  python3 bench/torch_bench.py --config $TCFG --modes eager,compile --decode-batches "" \
+    --prefill "" --train 1x4096,4x4096 --out "$R" --deadline $(( 540 - ($(date +%s) - T0) )) \
+    > "$OUT/torch-train.log" 2>&1 || tail -20 "$OUT/torch-train.log"
+  grep '^{' "$OUT/torch-train.log" | cut -c1-160
+  RUN="build-gpu/bin/dsv3-run time $A --random-weights 1 --backend cuda"
+fi
+if [ "$ROWS" != train ]; then
+echo "== dsv3 ($(( $(date +%s) - T0 )) s)"
 d decode-b1 --batch 1 --context 1024 --steps 32
 d decode-b32 --batch 32 --context 1024 --steps 16
 d decode-b128 --batch 128 --context 1024 --steps 8
@@ -48,6 +66,7 @@ LEFT=$(( 560 - ($(date +%s) - T0) ))
 python3 bench/torch_bench.py --config $CFG --out "$R" --deadline $LEFT \
   > "$OUT/torch.log" 2>&1 || tail -20 "$OUT/torch.log"
 grep '^{' "$OUT/torch.log" | cut -c1-160
+fi
 echo
 echo "== benchmark ($(date -u +%F), $GPU, $(( $(date +%s) - T0 )) s)"
-python3 bench/report.py table "$R" --config $CFG --gpu "$GPU" | tee "$OUT/table.md"
+python3 bench/report.py table "$R" --config $CFG --train-config $TCFG --gpu "$GPU" | tee "$OUT/table.md"

@@ -111,6 +111,23 @@ def prefill_row(model, config, forward, B, P, device):
     return timed(run, 1, 3, device)
 
 
+def train_row(model, config, forward, B, P, device):
+    """fwd+bwd of the causal-LM loss (HF shifts the labels), bf16 weights."""
+    g = torch.Generator(device=device).manual_seed(3)
+    ids = torch.randint(0, config.vocab_size, (B, P), generator=g, device=device)
+    model.train()
+
+    def run():
+        out = forward(input_ids=ids, labels=ids, use_cache=False)
+        out.loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    try:
+        return timed(run, 1, 3, device)
+    finally:
+        model.eval()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
@@ -119,6 +136,8 @@ def main():
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--prefill", default="1x2048,4x2048")
+    ap.add_argument("--train", default="",
+                    help="fwd+bwd rows, e.g. 1x4096,4x4096 (torch.compile: default mode)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--deadline", type=float, default=0,
                     help="seconds (from start) after which remaining rows are skipped")
@@ -134,21 +153,28 @@ def main():
         print(json.dumps(row), flush=True)
 
     workloads = [("decode", int(b)) for b in a.decode_batches.split(",") if b] + [
-        ("prefill", tuple(int(x) for x in p.split("x"))) for p in a.prefill.split(",") if p]
+        ("prefill", tuple(int(x) for x in p.split("x"))) for p in a.prefill.split(",") if p] + [
+        ("train", tuple(int(x) for x in p.split("x"))) for p in a.train.split(",") if p]
+    training_only = all(kind == "train" for kind, _ in workloads)
     for mode in a.modes.split(","):
         model, config = make_model(a.config, mode, a.device)
         forward = model
         if mode == "compile":
-            forward = torch.compile(model, mode="reduce-overhead")
+            # CUDA graphs for inference; training compiles the default way
+            # (its backward graph is compiled too).
+            forward = torch.compile(model) if training_only else \
+                torch.compile(model, mode="reduce-overhead")
         for kind, shape in workloads:
             name = (f"decode b{shape} ctx{a.context}" if kind == "decode"
-                    else f"prefill {shape[0]}x{shape[1]}")
+                    else f"{kind} {shape[0]}x{shape[1]}")
             if a.deadline and time.time() - start > a.deadline:
                 emit(mode, name, None, "skipped: the run's time budget was spent")
                 continue
             try:
                 if kind == "decode":
                     ms = decode_row(model, config, forward, shape, a.context, a.steps, a.device)
+                elif kind == "train":
+                    ms = train_row(model, config, forward, shape[0], shape[1], a.device)
                 else:
                     ms = prefill_row(model, config, forward, shape[0], shape[1], a.device)
                 emit(mode, name, ms)

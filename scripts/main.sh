@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up, build, compile the tiny default model, initialise
-# random weights and generate tokens on the host backend. (A training step
-# joins when the training issue lands; the GPU backend when the GPU issue
-# does.)
+# random weights, generate tokens and run training steps, on the GPU when
+# there is one (an NVIDIA driver), on the host backend otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -38,11 +37,14 @@ echo "-- text in, text out (a byte-level BPE tokenizer.json; random weights: ran
 build/bin/dsv3-run generate "$ART" --weights "$OUT/weights" --backend "$BACKEND" \
   --tokenizer test/Tokenizer/Inputs/tiny --prompt "DeepSeek-V3 is" --max-new 12
 echo
-echo "== training steps of the tiny model on a text Debian ships (bytes as tokens)"
-build/bin/dsv3c tiny --mode train -o "$OUT/train"
+echo "== training steps of the tiny model on a text Debian ships (bytes as tokens), $BACKEND backend"
+TARGET=()
+[ "$BACKEND" = cuda ] && TARGET=(--target cuda)
+build/bin/dsv3c tiny --mode train "${TARGET[@]}" -o "$OUT/train"
 build/bin/dsv3-run tokenize --text /usr/share/common-licenses/GPL-3 --out "$OUT/gpl.tokens"
 build/bin/dsv3-run train "$OUT/train" --init 0 --data "$OUT/gpl.tokens" --steps 20 \
-  --batch 8 --seq 64 --lr 3e-3 --warmup 5 --save-dir "$OUT/ckpt" --metrics "$OUT/metrics.jsonl"
+  --batch 8 --seq 64 --lr 3e-3 --warmup 5 --save-dir "$OUT/ckpt" --metrics "$OUT/metrics.jsonl" \
+  --backend "$BACKEND"
 echo
 echo "== conformance of a fixture model (host fp32 vs the float64 HF oracle)"
 F=test/data/fixtures/tiny-a

@@ -106,6 +106,169 @@ __global__ void gemm_any(const float *A, i64 sam, i64 sak, i64 sAb, const float 
   }
 }
 
+/// `gemm_any` on tensor cores: the same strided operands and modes, with
+/// an optional epilogue C = acc (+ bias[n]) (+ res[m, n], rows ldc apart)
+/// for the forward GEMMs of fp32 models. 3xTF32 (mma.sync m16n8k8 tf32):
+/// each fp32 operand is split as big + small, both tf32 (11 significant
+/// bits each, so big + small holds ~22 of the 24), and small.big +
+/// big.small + big.big are summed in fp32: products within ~2^-21 of fp32's
+/// (the fp32 checks keep their 1e-5 / 1e-4 tolerances) at three times the
+/// TF32 tensor work, an order of magnitude above the fp32 CUDA-core rate;
+/// each 32-wide k-tile is summed apart and added on the CUDA cores.
+/// (A split into bf16 halves, as linear_mma does for bf16 weights, keeps
+/// only ~16 bits of fp32 operands: 2e-5 drift between the naive and
+/// absorbed attention paths, over the 1e-5 they are held to.) Tiles: 64 x
+/// 64 x 32 per block, 4 warps of 32 x 32; A staged [m][k] and B [n][k] in
+/// shared memory, rows of 36 floats (conflict-free fragment loads), each
+/// operand loaded along whichever of its strides is 1 (coalesced).
+#define DSV3_TF32_LD 36
+__device__ __forceinline__ unsigned tf32Bits(float v) {
+  unsigned r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
+  return r;
+}
+__device__ __forceinline__ void mmaTf32(float *c, const unsigned *a, const unsigned *b) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+               "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <int Mode, int Accumulate>
+__global__ void gemm_mma(const float *A, i64 sam, i64 sak, i64 sAb, const float *B, i64 sbk,
+                         i64 sbn, i64 sBb, float *C, i64 ldc, i64 sCb, i64 M, i64 N, i64 K,
+                         const i64 *seg, i64 segs, const float *bias, const float *res) {
+  __shared__ __align__(16) unsigned abig[DSV3_MMA_BM * DSV3_TF32_LD];
+  __shared__ __align__(16) unsigned asmall[DSV3_MMA_BM * DSV3_TF32_LD];
+  __shared__ __align__(16) unsigned bbig[DSV3_MMA_BN * DSV3_TF32_LD];
+  __shared__ __align__(16) unsigned bsmall[DSV3_MMA_BN * DSV3_TF32_LD];
+  i64 m0 = i64(blockIdx.y) * DSV3_MMA_BM, n0 = i64(blockIdx.x) * DSV3_MMA_BN, z = blockIdx.z;
+  if (m0 >= M)
+    return;
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  int wm = warp >> 1, wn = warp & 1, g = lane >> 2, q = lane & 3;
+  float acc[2][4][4];
+#pragma unroll
+  for (int a = 0; a < 2; ++a)
+#pragma unroll
+    for (int b = 0; b < 4; ++b)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        acc[a][b][e] = 0.f;
+  const float *Ab = A, *Bb = B;
+  float *Cb = C;
+  i64 kCount = K;
+  if (Mode == 0) {
+    Ab += z * sAb;
+    Bb += z * sBb;
+    Cb += z * sCb;
+  } else if (Mode == 2) {
+    i64 k0 = seg[z];
+    kCount = seg[z + 1] - k0;
+    Ab += k0 * sak;
+    Bb += k0 * sbk;
+    Cb += z * sCb;
+  }
+  auto split = [](float v, unsigned *big, unsigned *small, int at) {
+    unsigned b = tf32Bits(v);
+    big[at] = b;
+    small[at] = tf32Bits(v - __uint_as_float(b));
+  };
+  auto run = [&](const float *a, const float *b, i64 rowLo, i64 rowHi) {
+    for (i64 k0 = 0; k0 < kCount; k0 += DSV3_MMA_BK) {
+      __syncthreads();
+      for (int i = tid; i < DSV3_MMA_BM * DSV3_MMA_BK; i += blockDim.x) {
+        int r = sak == 1 ? i / DSV3_MMA_BK : i % DSV3_MMA_BM;
+        int c = sak == 1 ? i % DSV3_MMA_BK : i / DSV3_MMA_BM;
+        i64 m = m0 + r, k = k0 + c;
+        split(m >= rowLo && m < rowHi && k < kCount ? a[m * sam + k * sak] : 0.f, abig, asmall,
+              r * DSV3_TF32_LD + c);
+        int n = sbk == 1 ? i / DSV3_MMA_BK : i % DSV3_MMA_BN;
+        int kb = sbk == 1 ? i % DSV3_MMA_BK : i / DSV3_MMA_BN;
+        i64 gn = n0 + n, gk = k0 + kb;
+        split(gn < N && gk < kCount ? b[gk * sbk + gn * sbn] : 0.f, bbig, bsmall,
+              n * DSV3_TF32_LD + kb);
+      }
+      __syncthreads();
+      // This k-tile's products in a fresh accumulator, added to acc on
+      // the CUDA cores (round to nearest): the tensor cores' accumulation
+      // truncates, a bias that grows with the number of additions (1.9e-4
+      // of the result over K = 7168 when every product went into acc).
+      float part[2][4][4];
+#pragma unroll
+      for (int a = 0; a < 2; ++a)
+#pragma unroll
+        for (int b = 0; b < 4; ++b)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            part[a][b][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < DSV3_MMA_BK; kk += 8) {
+        unsigned ab[2][4], as[2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+          int r = (wm * 32 + mt * 16 + g) * DSV3_TF32_LD + kk + q;
+          ab[mt][0] = abig[r];
+          ab[mt][1] = abig[r + 8 * DSV3_TF32_LD];
+          ab[mt][2] = abig[r + 4];
+          ab[mt][3] = abig[r + 8 * DSV3_TF32_LD + 4];
+          as[mt][0] = asmall[r];
+          as[mt][1] = asmall[r + 8 * DSV3_TF32_LD];
+          as[mt][2] = asmall[r + 4];
+          as[mt][3] = asmall[r + 8 * DSV3_TF32_LD + 4];
+        }
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          int n = (wn * 32 + nt * 8 + g) * DSV3_TF32_LD + kk + q;
+          unsigned bb[2] = {bbig[n], bbig[n + 4]};
+          unsigned bs[2] = {bsmall[n], bsmall[n + 4]};
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            mmaTf32(part[mt][nt], as[mt], bb);
+            mmaTf32(part[mt][nt], ab[mt], bs);
+            mmaTf32(part[mt][nt], ab[mt], bb);
+          }
+        }
+      }
+#pragma unroll
+      for (int a = 0; a < 2; ++a)
+#pragma unroll
+        for (int b = 0; b < 4; ++b)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            acc[a][b][e] += part[a][b][e];
+    }
+  };
+  if (Mode == 1) {
+    i64 e = 0;
+    while (e < segs && seg[e + 1] <= m0)
+      ++e;
+    for (; e < segs && seg[e] < m0 + DSV3_MMA_BM; ++e)
+      if (seg[e + 1] > seg[e])
+        run(Ab, Bb + e * sBb, seg[e], seg[e + 1]);
+  } else {
+    run(Ab, Bb, 0, M);
+  }
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        i64 m = m0 + wm * 32 + mt * 16 + g + (e >= 2 ? 8 : 0);
+        i64 n = n0 + wn * 32 + nt * 8 + q * 2 + (e & 1);
+        if (m < M && n < N) {
+          float v = acc[mt][nt][e];
+          if (bias)
+            v += bias[n];
+          if (res)
+            v += res[m * ldc + n];
+          float *c = Cb + m * ldc + n;
+          *c = Accumulate ? *c + v : v;
+        }
+      }
+}
+
 /// y[n] += sum over rows of x[r, n] (bias gradients): a thread per column.
 template <int Unused>
 __global__ void col_sum(const float *x, i64 rows, i64 cols, i64 ldx, float *y) {

@@ -30,20 +30,23 @@ Mat rowMajor(CUdeviceptr p, i64 ld) { return {p, ld, 1}; }
 /// The transpose of a row-major matrix with rows ld apart.
 Mat transposed(CUdeviceptr p, i64 ld) { return {p, 1, ld}; }
 
-/// C[M, N] (+)= A[M, K] B[K, N] (gemm_any, mode 0).
+/// C[M, N] (+)= A[M, K] B[K, N].
 void gemmT(CudaSession &s, const std::string &what, i64 M, i64 N, i64 K, Mat A, Mat B,
            CUdeviceptr C, i64 ldc, bool accumulate) {
-  if (M <= 0 || N <= 0)
-    return;
-  if ((M + 63) / 64 > 65535)
-    fail("{}: {} rows exceed the GEMM grid", what, M);
-  i64 none = 0, segs = 0;
-  CUdeviceptr seg = 0;
-  s.launch(inst("gemm_any", {0, accumulate ? 1 : 0}),
-           {unsigned((N + 63) / 64), unsigned((M + 63) / 64), 1}, {256, 1, 1}, 0,
-           argv(A.p, A.rs, A.cs, none, B.p, B.rs, B.cs, none, C, ldc, none, M, N, K, seg,
-                segs),
-           what);
+  GemmArgs g;
+  g.accumulate = accumulate;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.A = A.p;
+  g.sam = A.rs;
+  g.sak = A.cs;
+  g.B = B.p;
+  g.sbk = B.rs;
+  g.sbn = B.cs;
+  g.C = C;
+  g.ldc = ldc;
+  stridedGemm(s, what, g);
 }
 
 /// dw (+)= column sums of x [rows, cols] (bias gradients).
@@ -319,25 +322,45 @@ void expertGroupedMatmulVjp(CudaSession &s, const std::string &k, const json &p,
   CUdeviceptr offsets = s.workspace(size_t(E + 1) * 8);
   s.launch(inst("exclusive_scan", {0}), {1, 1, 1}, {32, 1, 1}, 0,
            argv(counts.ptr, offsets, E), k);
-  i64 one = 1, none = 0, wStride = N * KD;
-  if (CUdeviceptr dx = v.g(0); dx && R > 0) {
+  GemmArgs g;
+  g.accumulate = true;
+  g.seg = offsets;
+  g.segs = E;
+  if (CUdeviceptr dx = v.g(0)) {
     // dx[r] += dy[r] W[e(r)]: rows grouped by expert.
-    if ((R + 63) / 64 > 65535)
-      fail("kernel {}: {} routed rows exceed the GEMM grid", k, R);
-    s.launch(inst("gemm_any", {1, 1}), {unsigned((KD + 63) / 64), unsigned((R + 63) / 64), 1},
-             {256, 1, 1}, 0,
-             argv(dy.ptr, N, one, none, w.ptr, KD, one, wStride, dx, KD, none, R, KD, N,
-                  offsets, E),
-             k + " dx");
+    g.mode = 1;
+    g.M = R;
+    g.N = KD;
+    g.K = N;
+    g.A = dy.ptr;
+    g.sam = N;
+    g.sak = 1;
+    g.B = w.ptr;
+    g.sbk = KD;
+    g.sbn = 1;
+    g.sBb = N * KD;
+    g.C = dx;
+    g.ldc = KD;
+    stridedGemm(s, k + " dx", g);
   }
   if (CUdeviceptr dw = v.g(1)) {
     // dW[e] += dy_e^T x_e over the expert's rows.
-    s.launch(inst("gemm_any", {2, 1}), {unsigned((KD + 63) / 64), unsigned((N + 63) / 64),
-                                        unsigned(E)},
-             {256, 1, 1}, 0,
-             argv(dy.ptr, one, N, none, rows.ptr, KD, one, none, dw, KD, wStride, N, KD, R,
-                  offsets, E),
-             k + " dW");
+    g.mode = 2;
+    g.M = N;
+    g.N = KD;
+    g.K = R;
+    g.A = dy.ptr;
+    g.sam = 1;
+    g.sak = N;
+    g.B = rows.ptr;
+    g.sbk = KD;
+    g.sbn = 1;
+    g.sBb = 0;
+    g.C = dw;
+    g.ldc = KD;
+    g.sCb = N * KD;
+    g.batches = unsigned(E);
+    stridedGemm(s, k + " dW", g);
   }
 }
 

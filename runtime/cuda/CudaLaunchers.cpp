@@ -59,9 +59,54 @@ void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
       s.launch(splitkReduceName(N), {blocks(rows * N, 256), 1, 1}, {256, 1, 1}, 0,
                argv(part, nSplits, b, res, y, rows), what + " split-K");
     }
+  } else if (!simtGemm()) { // fp32 weights: split-bf16 tensor cores
+    GemmArgs g;
+    g.M = rows;
+    g.N = N;
+    g.K = K;
+    g.A = x;
+    g.sam = ldx;
+    g.sak = 1;
+    g.B = W;
+    g.sbk = 1;
+    g.sbn = K;
+    g.C = y;
+    g.ldc = N;
+    g.bias = b;
+    g.res = res;
+    stridedGemm(s, what, g);
   } else
     s.launch(linearName(N, K, bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
              {16, 16, 1}, 0, argv(x, ldx, W, b, res, y, rows), what);
+}
+
+bool simtGemm() {
+  static const bool simt = [] {
+    const char *env = std::getenv("DSV3_SIMT_GEMM");
+    return env && std::string(env) == "1";
+  }();
+  return simt;
+}
+
+void stridedGemm(CudaSession &s, const std::string &what, const GemmArgs &g) {
+  if (g.M <= 0 || g.N <= 0 || g.batches == 0)
+    return;
+  if ((g.M + 63) / 64 > 65535)
+    fail("{}: {} rows exceed the GEMM grid", what, g.M);
+  Dim3 grid{unsigned((g.N + 63) / 64), unsigned((g.M + 63) / 64), g.batches};
+  bool simt = simtGemm();
+  if (simt && (g.bias || g.res))
+    fail("{}: the CUDA-core GEMM has no bias/residual epilogue", what);
+  if (simt)
+    s.launch(gemmAnyName(g.mode, g.accumulate), grid, {256, 1, 1}, 0,
+             argv(g.A, g.sam, g.sak, g.sAb, g.B, g.sbk, g.sbn, g.sBb, g.C, g.ldc, g.sCb, g.M,
+                  g.N, g.K, g.seg, g.segs),
+             what);
+  else
+    s.launch(gemmMmaName(g.mode, g.accumulate), grid, {128, 1, 1}, 0,
+             argv(g.A, g.sam, g.sak, g.sAb, g.B, g.sbk, g.sbn, g.sBb, g.C, g.ldc, g.sCb, g.M,
+                  g.N, g.K, g.seg, g.segs, g.bias, g.res),
+             what);
 }
 
 void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
@@ -453,6 +498,31 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in, 
   setShape(k, y, {R, N});
   if (expertMma(R, E, w.bf16))
     return expertMmaLaunch(s, k, false, rows, w, 0, counts, y);
+  if (!w.bf16 && R >= 2 * E && !simtGemm()) {
+    // fp32 weights with many rows per expert (training): one tensor-core
+    // GEMM over the rows grouped by expert.
+    CUdeviceptr offsets = s.workspace(size_t(E + 1) * 8);
+    i64 e64 = E;
+    s.launch(inst("exclusive_scan", {0}), {1, 1, 1}, {32, 1, 1}, 0,
+             argv(counts.ptr, offsets, e64), k);
+    GemmArgs g;
+    g.mode = 1;
+    g.M = R;
+    g.N = N;
+    g.K = KD;
+    g.A = rows.ptr;
+    g.sam = KD;
+    g.sak = 1;
+    g.B = w.ptr;
+    g.sbk = 1;
+    g.sbn = KD;
+    g.sBb = N * KD;
+    g.C = y.ptr;
+    g.ldc = N;
+    g.seg = offsets;
+    g.segs = E;
+    return stridedGemm(s, k, g);
+  }
   s.launch(instW("expert_gmm", {N, KD, E}, w.bf16),
            {unsigned((N + 7) / 8), unsigned(std::min<i64>(R, 65535)), 1},
            {256, 1, 1}, size_t(KD) * 4, argv(rows.ptr, w.ptr, counts.ptr, y.ptr, R), k);

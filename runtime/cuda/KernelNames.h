@@ -60,13 +60,26 @@ inline std::string splitkReduceName(int64_t n) { return inst("splitk_reduce", {n
 inline std::string gatedLinearMmaName(int64_t n, int64_t k) {
   return inst("gated_linear_mma", {n, k});
 }
-/// Every schedule of one GEMM shape, appended to `out`.
+/// The strided GEMMs of runtime extents (dsv3_train_kernels.cuh): C (+)=
+/// A B with any operand transposes; mode 1/2 group rows / K by expert.
+/// gemm_mma runs on tensor cores at fp32 accuracy (split bf16 operands),
+/// gemm_any on CUDA cores (the reference, DSV3_SIMT_GEMM=1).
+inline std::string gemmMmaName(int mode, bool accumulate) {
+  return inst("gemm_mma", {mode, accumulate ? 1 : 0});
+}
+inline std::string gemmAnyName(int mode, bool accumulate) {
+  return inst("gemm_any", {mode, accumulate ? 1 : 0});
+}
+/// Every schedule of one GEMM shape, appended to `out`: fp32 weights take
+/// gemm_mma past the few-row schedule.
 inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool bf16) {
   out.push_back(linearName(n, k, bf16));
   out.push_back(linearRowsName(n, k, bf16));
   if (bf16) {
     out.push_back(linearMmaName(n, k));
     out.push_back(splitkReduceName(n));
+  } else {
+    out.push_back(gemmMmaName(0, false));
   }
 }
 /// The expert GEMMs on tensor cores (bf16 weights, many rows per expert).
@@ -168,7 +181,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
                   const std::vector<std::string> &dt) {
   auto g = [](const char *name) { return inst(name, {0}); };
   auto bf = [&](size_t i) { return i < dt.size() && isBf16(dt[i]); };
-  std::string gemmW = inst("gemm_any", {0, 0}), gemmAcc = inst("gemm_any", {0, 1});
+  std::string gemmW = gemmMmaName(0, false), gemmAcc = gemmMmaName(0, true);
   auto rope = [&](int64_t dim) {
     return inst("rope_transpose",
                 {dim, p.at("rope").at("interleaved").get<bool>() ? 1 : 0});
@@ -178,7 +191,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
   if (kernel == "rms_norm_vjp")
     return {g("rms_norm_grad"), g("rms_norm_grad_w")};
   if (kernel == "linear_vjp" || kernel == "lm_head_vjp")
-    return {gemmAcc, g("col_sum")};
+    return {gemmAcc, gemmAnyName(0, true), g("col_sum")};
   if (kernel == "swiglu_vjp")
     return {g("swiglu_grad")};
   if (kernel == "rope_vjp")
@@ -187,11 +200,13 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
     return {g("ce_count"), g("cross_entropy_grad")};
   if (kernel == "mtp_vjp")
     return {instW("mtp_concat", {in.at(1).back()}, bf(2)), gemmW, gemmAcc,
-            g("rms_norm_grad"), g("rms_norm_grad_w")};
+            gemmAnyName(0, false), gemmAnyName(0, true), g("rms_norm_grad"),
+            g("rms_norm_grad_w")};
   if (kernel == "moe_route_vjp") {
     std::vector<std::string> out;
     addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
-    for (const std::string &n : {routeName(p, in.at(1).at(0)), g("route_grad"), gemmAcc})
+    for (const std::string &n : {routeName(p, in.at(1).at(0)), g("route_grad"), gemmAcc,
+                                 gemmAnyName(0, true)})
       out.push_back(n);
     return out;
   }
@@ -201,15 +216,18 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
     out.push_back(g("balance_scores"));
     out.push_back(g("balance_stats"));
     out.push_back(kernel == "moe_balance_loss" ? g("balance_loss_sum") : g("balance_grad"));
-    if (kernel != "moe_balance_loss")
+    if (kernel != "moe_balance_loss") {
       out.push_back(gemmAcc);
+      out.push_back(gemmAnyName(0, true));
+    }
     return out;
   }
   if (kernel == "moe_dispatch_vjp")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), in.at(1).back()}),
             g("invert_slots"), g("dispatch_grad")};
   if (kernel == "expert_grouped_matmul_vjp")
-    return {g("exclusive_scan"), inst("gemm_any", {1, 1}), inst("gemm_any", {2, 1})};
+    return {g("exclusive_scan"), gemmMmaName(1, true), gemmMmaName(2, true),
+            gemmAnyName(1, true), gemmAnyName(2, true)};
   if (kernel == "moe_combine_vjp")
     return {g("combine_grad")};
   if (kernel == "latent_attention_vjp") {
@@ -218,6 +236,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
     std::vector<std::string> out = mlaLinears(d, w);
     for (const std::string &n :
          {mlaPrepareName(d, p.at("rope").at("interleaved").get<bool>(), w), gemmW, gemmAcc,
+          gemmAnyName(0, false), gemmAnyName(0, true),
           g("mla_grad_query"), g("mla_grad_key"), g("sum_items"), g("rms_norm_grad"),
           g("rms_norm_grad_w"), rope(d.dr), g("col_sum")})
       out.push_back(n);
@@ -279,6 +298,10 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         instW(gated ? "expert_gated_gmm" : "expert_gmm", {N, KD, E}, bf(1))};
     if (bf(1))
       out.push_back(expertMmaName(N, KD, E, gated));
+    else if (!gated) { // fp32 (training): rows grouped by expert on tensor cores
+      out.push_back(inst("exclusive_scan", {0}));
+      out.push_back(gemmMmaName(1, false));
+    }
     return out;
   }
   if (kernel == "swiglu" || kernel == "add" || kernel == "fill")

@@ -38,6 +38,33 @@ i64 rowsOf(const DevTensor &t);
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdeviceptr W,
           CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K, bool bf16,
           CUdeviceptr res = 0);
+/// DSV3_SIMT_GEMM=1: the fp32 GEMMs on CUDA cores (gemm_any, linear)
+/// instead of gemm_mma's split-bf16 tensor-core products (to check one
+/// against the other).
+bool simtGemm();
+/// C (+)= A B on strided operands (gemm_mma, or gemm_any with
+/// DSV3_SIMT_GEMM=1): element (m, k) of A at A + m sam + k sak, (k, n) of B
+/// at B + k sbk + n sbn, C rows ldc apart. Mode 0: batch z at strides
+/// sAb/sBb/sCb over `batches`; mode 1: the M rows grouped by `seg` (segs + 1
+/// offsets) with B + e sBb for group e; mode 2: batch e sums K over rows
+/// [seg[e], seg[e + 1]) into C + e sCb. bias / res: gemm_mma's epilogue
+/// (mode 0, not accumulating; 0 when absent).
+struct GemmArgs {
+  int mode = 0;
+  bool accumulate = false;
+  i64 M = 0, N = 0, K = 0;
+  CUdeviceptr A = 0;
+  i64 sam = 0, sak = 0, sAb = 0;
+  CUdeviceptr B = 0;
+  i64 sbk = 0, sbn = 0, sBb = 0;
+  CUdeviceptr C = 0;
+  i64 ldc = 0, sCb = 0;
+  unsigned batches = 1;
+  CUdeviceptr seg = 0;
+  i64 segs = 0;
+  CUdeviceptr bias = 0, res = 0;
+};
+void stridedGemm(CudaSession &s, const std::string &what, const GemmArgs &g);
 /// y = rms_norm(x) w, row by row.
 void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
              CUdeviceptr y, i64 rows, int64_t N, float eps, bool bf16);

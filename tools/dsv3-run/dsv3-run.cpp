@@ -132,7 +132,10 @@ commands:
       then N single-token decode steps over the latent cache; prints
       milliseconds per prefill and per decode step (on the GPU the caches
       stay there and the step is a CUDA graph). With --context C: no prefill, decode steps after C cached
-      tokens (random latents)
+      tokens (random latents). With --train (an artifact compiled with --mode train): the whole
+      step (train_step: forward, backward, AdamW) and the forward and backward pass alone
+      (train_gradients, whose results are every gradient) of B sequences of P random tokens, the
+      median of N after a warm-up
   gradcheck ART --weights DIR --ids IDS [--params a,b] [--samples N] [--eps E]
            [--train-loss]
       compare the gradients entry with central differences of the loss
@@ -159,7 +162,7 @@ struct Options {
   int64_t randomWeights = -1; // --random-weights SEED (cuda)
   std::string tokenizer, jsonl;   // --tokenizer PATH, --jsonl FILE
   std::vector<std::string> prompts; // --prompt TEXT (repeatable)
-  bool noSpecial = false, skipSpecial = false;
+  bool noSpecial = false, skipSpecial = false, timeTrain = false;
   int64_t init = -1, steps = 0, batch = 4, seq = 64, saveEvery = 0, warmup = 10;
   int64_t samples = 4;
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
@@ -196,6 +199,10 @@ Options parseArgs(int argc, char **argv) {
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       std::exit(0);
+    }
+    if (a == "--train") {
+      o.timeTrain = true;
+      continue;
     }
     if (a == "--no-special" || a == "--skip-special") {
       (a == "--no-special" ? o.noSpecial : o.skipSpecial) = true;
@@ -1240,6 +1247,62 @@ template <typename Session> int timeDecode(const Options &o, Session &s,
   return 0;
 }
 
+/// One training step's parts on random ids: fwd+bwd (train_gradients, the
+/// loss with its balance terms and every gradient) and the whole step
+/// (train_step: the same plus clipping, AdamW and the bias update).
+template <typename Session> int timeTrain(const Options &o, Session &s,
+                                          const std::string &backend) {
+  using Real = typename Session::Real;
+  const Artifact &art = s.artifact();
+  if (!art.hasEntry("train_step") || !art.hasEntry("train_gradients"))
+    fail("time --train: {} has no training entries (compile it with --mode train)", art.dir);
+  int64_t B = o.batch, P = o.seq, N = std::max<int64_t>(o.steps, 1);
+  int64_t vocab = art.param("model.embed_tokens.weight")->shape.at(0);
+  std::mt19937_64 rng(o.seed);
+  std::vector<int64_t> ids(size_t(B * P));
+  for (auto &x : ids)
+    x = int64_t(rng() % uint64_t(vocab));
+  int64_t step = 0;
+  Real lr = Real(1e-5);
+  auto call = [&](const std::string &entry) {
+    std::vector<HostTensor<Real>> args(entry == "train_step" ? 3 : 1);
+    args[0].isInt = true;
+    args[0].shape = {B, P};
+    args[0].i = ids.data();
+    args[0].capacity = ids.size();
+    if (entry == "train_step") {
+      ++step;
+      args[1].isInt = true;
+      args[1].i = &step;
+      args[1].capacity = 1;
+      args[2].f = &lr;
+      args[2].capacity = 1;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    s.run(entry, args);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+        .count();
+  };
+  auto median = [&](const std::string &entry) {
+    call(entry); // warm-up
+    std::vector<double> t;
+    for (int64_t n = 0; n < N; ++n)
+      t.push_back(call(entry));
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
+  // train_step returns a few scalars; train_gradients returns every
+  // gradient, which on the GPU is copied to the host (22 GB for the
+  // benchmark's slice): the step is the figure that measures the device.
+  double full = median("train_step"), fb = median("train_gradients");
+  double tokens = double(B * P);
+  fmt::print("time {} on {}: train batch {} x {}: train_step {:.2f} ms ({:.0f} tokens/s; "
+             "fwd+bwd+AdamW), train_gradients {:.2f} ms (fwd+bwd, every gradient returned "
+             "to the caller), median of {}\n",
+             art.dir, backend, B, P, full, tokens / full * 1e3, fb, N);
+  return 0;
+}
+
 /// generate / forward / verify with one session of either backend.
 template <typename Session>
 int runInference(const Options &o, const Artifact &art, Session &s,
@@ -1250,7 +1313,7 @@ int runInference(const Options &o, const Artifact &art, Session &s,
     return verify(o, art, s, backend);
   }
   if (o.command == "time")
-    return timeDecode(o, s, backend);
+    return o.timeTrain ? timeTrain(o, s, backend) : timeDecode(o, s, backend);
   if (o.command == "generate") {
     if (o.promptIds.empty() == o.prompts.empty())
       fail("generate: give --prompt-ids IDS, or --tokenizer PATH with --prompt TEXT");
