@@ -16,9 +16,7 @@ A=bench-artifacts/v3-infer
 R=$OUT/results.jsonl
 : > "$R"
 if [ ! -x build-gpu/bin/dsv3-run ]; then
-  { cmake -G Ninja -S . -B build-gpu -DDSV3_BUILD_COMPILER=OFF -DCMAKE_BUILD_TYPE=Release \
-      -DDSV3_DEPS_INCLUDE="$PWD/.deps/include" && ninja -C build-gpu dsv3-run; } \
-    > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+  bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
 fi
 RUN="build-gpu/bin/dsv3-run time $A --random-weights 1 --backend cuda"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)

@@ -214,17 +214,8 @@ void train(Session &session, const TrainOptions &o, TrainState state) {
       pullParams(session);
       before = session.paramData();
     }
-    std::vector<HostTensor<Real>> args(3);
-    args[0].isInt = true;
-    args[0].shape = {o.batch, o.seq};
-    args[0].i = ids.data();
-    args[0].capacity = ids.size();
-    args[1].isInt = true;
-    args[1].i = &step;
-    args[1].capacity = 1;
-    args[2].f = &lr;
-    args[2].capacity = 1;
-    std::vector<HostTensor<Real>> out = session.run("train_step", args);
+    std::vector<HostTensor<Real>> out =
+        session.run("train_step", trainStepArgs(ids, o.batch, o.seq, step, lr));
     double loss = out[0].f[0], norm = out[1].f[0];
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

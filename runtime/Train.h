@@ -45,6 +45,24 @@ struct TrainState {
   int64_t dataPosition = 0;
 };
 
+/// The arguments of a train_step call, as views of the caller's memory:
+/// ids [B, T], the optimizer step (1-based) and the learning rate.
+template <typename Real>
+std::vector<HostTensor<Real>> trainStepArgs(std::vector<int64_t> &ids, int64_t B, int64_t T,
+                                            int64_t &step, Real &lr) {
+  std::vector<HostTensor<Real>> args(3);
+  args[0].isInt = true;
+  args[0].shape = {B, T};
+  args[0].i = ids.data();
+  args[0].capacity = ids.size();
+  args[1].isInt = true;
+  args[1].i = &step;
+  args[1].capacity = 1;
+  args[2].f = &lr;
+  args[2].capacity = 1;
+  return args;
+}
+
 /// The learning rate of step `step` (1-based): linear warmup to `lr`, then
 /// cosine decay to lr * minLrRatio at `steps`.
 double scheduledLr(const TrainOptions &o, int64_t step);

@@ -8,12 +8,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0
-if ! { cmake -G Ninja -S . -B build-gpu -DDSV3_BUILD_COMPILER=OFF \
-         -DCMAKE_BUILD_TYPE=Release -DDSV3_DEPS_INCLUDE="$PWD/.deps/include" &&
-       ninja -C build-gpu dsv3-run; } > "$OUT/build.log" 2>&1; then
-  tail -40 "$OUT/build.log"
-  exit 1
-fi
+bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
 RUN=build-gpu/bin/dsv3-run
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 status=0

@@ -18,9 +18,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-train-check}
 mkdir -p "$OUT"
 if [ ! -x build-gpu/bin/dsv3-run ] || [ -n "${REBUILD-1}" ]; then
-  { cmake -G Ninja -S . -B build-gpu -DDSV3_BUILD_COMPILER=OFF -DCMAKE_BUILD_TYPE=Release \
-      -DDSV3_DEPS_INCLUDE="$PWD/.deps/include" && ninja -C build-gpu dsv3-run; } \
-    > "$OUT/build-train.log" 2>&1 || { tail -40 "$OUT/build-train.log"; exit 1; }
+  bash scripts/gpu-build.sh "$OUT/build-train.log" || exit 1
 fi
 RUN=build-gpu/bin/dsv3-run
 status=0

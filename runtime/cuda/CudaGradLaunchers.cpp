@@ -15,37 +15,18 @@
 #include "runtime/cuda/Launchers.h"
 
 #include "runtime/Error.h"
+#include "runtime/VjpOperands.h"
 
 #include <cmath>
 
 namespace dsv3rt::cuda {
 namespace {
 
-/// A strided matrix view: element (i, j) at p + i rs + j cs (floats).
-struct Mat {
-  CUdeviceptr p;
-  i64 rs, cs;
-};
-Mat rowMajor(CUdeviceptr p, i64 ld) { return {p, ld, 1}; }
-/// The transpose of a row-major matrix with rows ld apart.
-Mat transposed(CUdeviceptr p, i64 ld) { return {p, 1, ld}; }
-
 /// C[M, N] (+)= A[M, K] B[K, N].
 void gemmT(CudaSession &s, const std::string &what, i64 M, i64 N, i64 K, Mat A, Mat B,
            CUdeviceptr C, i64 ldc, bool accumulate) {
-  GemmArgs g;
+  GemmArgs g = gemmArgs(M, N, K, A, B, C, ldc);
   g.accumulate = accumulate;
-  g.M = M;
-  g.N = N;
-  g.K = K;
-  g.A = A.p;
-  g.sam = A.rs;
-  g.sak = A.cs;
-  g.B = B.p;
-  g.sbk = B.rs;
-  g.sbn = B.cs;
-  g.C = C;
-  g.ldc = ldc;
   stridedGemm(s, what, g);
 }
 
@@ -77,28 +58,14 @@ void rmsGrad(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CU
 }
 
 /// The primals, cotangents and (zeroed) gradient outputs of a vjp launch.
-struct Vjp {
-  Ins primals, cts;
-  std::vector<DevTensor *> grads; // by operand; nullptr when not asked for
-
-  Vjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
-    size_t np = p.at("num_primals").get<size_t>();
-    if (np > in.size())
-      fail("kernel {}: {} primals but {} inputs", k, np, in.size());
-    primals.assign(in.begin(), in.begin() + np);
-    cts.assign(in.begin() + np, in.end());
-    grads.assign(np, nullptr);
-    const json &go = p.at("grad_operands");
-    if (go.size() != out.size())
-      fail("kernel {}: {} gradients listed but {} outputs", k, go.size(), out.size());
-    for (size_t i = 0; i < go.size(); ++i) {
-      size_t idx = go[i].get<size_t>();
-      if (idx >= np)
-        fail("kernel {}: gradient of operand {} of {}", k, idx, np);
-      setShape(k, *out[i], primals[idx]->shape);
-      zero(s, out[i]->ptr, out[i]->numel(), k);
-      grads[idx] = out[i];
-    }
+struct Vjp : VjpOperands<DevTensor> {
+  Vjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out)
+      : VjpOperands<DevTensor>(k, p, in, out) {
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (DevTensor *t = grads[i]) {
+        setShape(k, *t, primals[i]->shape);
+        zero(s, t->ptr, t->numel(), k);
+      }
     for (DevTensor *t : primals)
       if (t->bf16)
         fail("kernel {}: bf16 weights; GPU training takes fp32 weights (compile the "
@@ -322,44 +289,25 @@ void expertGroupedMatmulVjp(CudaSession &s, const std::string &k, const json &p,
   CUdeviceptr offsets = s.workspace(size_t(E + 1) * 8);
   s.launch(inst("exclusive_scan", {0}), {1, 1, 1}, {32, 1, 1}, 0,
            argv(counts.ptr, offsets, E), k);
-  GemmArgs g;
-  g.accumulate = true;
-  g.seg = offsets;
-  g.segs = E;
   if (CUdeviceptr dx = v.g(0)) {
     // dx[r] += dy[r] W[e(r)]: rows grouped by expert.
+    GemmArgs g = gemmArgs(R, KD, N, rowMajor(dy.ptr, N), rowMajor(w.ptr, KD), dx, KD);
     g.mode = 1;
-    g.M = R;
-    g.N = KD;
-    g.K = N;
-    g.A = dy.ptr;
-    g.sam = N;
-    g.sak = 1;
-    g.B = w.ptr;
-    g.sbk = KD;
-    g.sbn = 1;
+    g.accumulate = true;
     g.sBb = N * KD;
-    g.C = dx;
-    g.ldc = KD;
+    g.seg = offsets;
+    g.segs = E;
     stridedGemm(s, k + " dx", g);
   }
   if (CUdeviceptr dw = v.g(1)) {
     // dW[e] += dy_e^T x_e over the expert's rows.
+    GemmArgs g = gemmArgs(N, KD, R, transposed(dy.ptr, N), rowMajor(rows.ptr, KD), dw, KD);
     g.mode = 2;
-    g.M = N;
-    g.N = KD;
-    g.K = R;
-    g.A = dy.ptr;
-    g.sam = 1;
-    g.sak = N;
-    g.B = rows.ptr;
-    g.sbk = KD;
-    g.sbn = 1;
-    g.sBb = 0;
-    g.C = dw;
-    g.ldc = KD;
+    g.accumulate = true;
     g.sCb = N * KD;
     g.batches = unsigned(E);
+    g.seg = offsets;
+    g.segs = E;
     stridedGemm(s, k + " dW", g);
   }
 }

@@ -60,18 +60,7 @@ void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                argv(part, nSplits, b, res, y, rows), what + " split-K");
     }
   } else if (!simtGemm()) { // fp32 weights: split-bf16 tensor cores
-    GemmArgs g;
-    g.M = rows;
-    g.N = N;
-    g.K = K;
-    g.A = x;
-    g.sam = ldx;
-    g.sak = 1;
-    g.B = W;
-    g.sbk = 1;
-    g.sbn = K;
-    g.C = y;
-    g.ldc = N;
+    GemmArgs g = gemmArgs(rows, N, K, rowMajor(x, ldx), transposed(W, K), y, N);
     g.bias = b;
     g.res = res;
     stridedGemm(s, what, g);
@@ -505,20 +494,9 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in, 
     i64 e64 = E;
     s.launch(inst("exclusive_scan", {0}), {1, 1, 1}, {32, 1, 1}, 0,
              argv(counts.ptr, offsets, e64), k);
-    GemmArgs g;
+    GemmArgs g = gemmArgs(R, N, KD, rowMajor(rows.ptr, KD), transposed(w.ptr, KD), y.ptr, N);
     g.mode = 1;
-    g.M = R;
-    g.N = N;
-    g.K = KD;
-    g.A = rows.ptr;
-    g.sam = KD;
-    g.sak = 1;
-    g.B = w.ptr;
-    g.sbk = 1;
-    g.sbn = KD;
     g.sBb = N * KD;
-    g.C = y.ptr;
-    g.ldc = N;
     g.seg = offsets;
     g.segs = E;
     return stridedGemm(s, k, g);

@@ -65,6 +65,31 @@ struct GemmArgs {
   CUdeviceptr bias = 0, res = 0;
 };
 void stridedGemm(CudaSession &s, const std::string &what, const GemmArgs &g);
+/// A strided matrix view: element (i, j) at p + i rs + j cs (floats).
+struct Mat {
+  CUdeviceptr p;
+  i64 rs, cs;
+};
+inline Mat rowMajor(CUdeviceptr p, i64 ld) { return {p, ld, 1}; }
+/// The transpose of a row-major matrix with rows ld apart.
+inline Mat transposed(CUdeviceptr p, i64 ld) { return {p, 1, ld}; }
+/// C[M, N] = A[M, K] B[K, N] (mode 0, no epilogue): the fields the other
+/// modes and options then adjust.
+inline GemmArgs gemmArgs(i64 M, i64 N, i64 K, Mat A, Mat B, CUdeviceptr C, i64 ldc) {
+  GemmArgs g;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.A = A.p;
+  g.sam = A.rs;
+  g.sak = A.cs;
+  g.B = B.p;
+  g.sbk = B.rs;
+  g.sbn = B.cs;
+  g.C = C;
+  g.ldc = ldc;
+  return g;
+}
 /// y = rms_norm(x) w, row by row.
 void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
              CUdeviceptr y, i64 rows, int64_t N, float eps, bool bf16);

@@ -9,37 +9,25 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/VjpOperands.h"
 #include "runtime/host/HostMath.h"
 
 namespace dsv3rt::host {
 namespace {
 
 /// The primals, cotangents and (zeroed) gradient outputs of one vjp launch.
-template <typename Real> struct Vjp {
-  std::vector<T<Real> *> primals, cts;
-  std::vector<T<Real> *> grads; // indexed by operand; nullptr when none
-
-  Vjp(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
-    size_t np = size_t(geti(k, p, "num_primals"));
-    if (np > in.size())
-      fail("kernel {}: {} primals but {} inputs", k, np, in.size());
-    primals.assign(in.begin(), in.begin() + np);
-    cts.assign(in.begin() + np, in.end());
-    grads.assign(np, nullptr);
-    const json &go = p.at("grad_operands");
-    if (go.size() != out.size())
-      fail("kernel {}: {} gradients listed but {} outputs", k, go.size(), out.size());
-    for (size_t i = 0; i < go.size(); ++i) {
-      size_t idx = go[i].get<size_t>();
-      if (idx >= np)
-        fail("kernel {}: gradient of operand {} of {}", k, idx, np);
-      setShape(k, *out[i], primals[idx]->shape);
-      std::fill(out[i]->f, out[i]->f + out[i]->numel(), Real(0));
-      grads[idx] = out[i];
-    }
+template <typename Real> struct Vjp : VjpOperands<T<Real>> {
+  Vjp(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out)
+      : VjpOperands<T<Real>>(k, p, in, out) {
+    for (size_t i = 0; i < this->grads.size(); ++i)
+      if (T<Real> *t = this->grads[i]) {
+        setShape(k, *t, this->primals[i]->shape);
+        std::fill(t->f, t->f + t->numel(), Real(0));
+      }
   }
   Real *g(size_t operand) const {
-    return operand < grads.size() && grads[operand] ? grads[operand]->f : nullptr;
+    return operand < this->grads.size() && this->grads[operand] ? this->grads[operand]->f
+                                                                 : nullptr;
   }
 };
 

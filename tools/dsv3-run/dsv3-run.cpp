@@ -1107,16 +1107,8 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
       flat.insert(flat.end(), r.begin(), r.end());
     int64_t step = 1;
     float lr = 1e-3f;
-    std::vector<HostTensor<float>> args(3);
-    args[0].isInt = true;
-    args[0].shape = {int64_t(rows.size()), int64_t(rows[0].size())};
-    args[0].i = flat.data();
-    args[0].capacity = flat.size();
-    args[1].isInt = true;
-    args[1].i = &step;
-    args[1].capacity = 1;
-    args[2].f = &lr;
-    args[2].capacity = 1;
+    std::vector<HostTensor<float>> args = trainStepArgs(
+        flat, int64_t(rows.size()), int64_t(rows[0].size()), step, lr);
     auto collect = [](const std::vector<HostTensor<float>> &out) {
       std::vector<std::vector<double>> v;
       for (const HostTensor<float> &t : out) {
@@ -1265,19 +1257,9 @@ template <typename Session> int timeTrain(const Options &o, Session &s,
   int64_t step = 0;
   Real lr = Real(1e-5);
   auto call = [&](const std::string &entry) {
-    std::vector<HostTensor<Real>> args(entry == "train_step" ? 3 : 1);
-    args[0].isInt = true;
-    args[0].shape = {B, P};
-    args[0].i = ids.data();
-    args[0].capacity = ids.size();
-    if (entry == "train_step") {
-      ++step;
-      args[1].isInt = true;
-      args[1].i = &step;
-      args[1].capacity = 1;
-      args[2].f = &lr;
-      args[2].capacity = 1;
-    }
+    std::vector<HostTensor<Real>> args = trainStepArgs(ids, B, P, ++step, lr);
+    if (entry != "train_step")
+      args.resize(1); // train_gradients takes the ids alone
     auto t0 = std::chrono::steady_clock::now();
     s.run(entry, args);
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
