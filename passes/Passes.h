@@ -46,6 +46,21 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       *this, "bias-update-rate",
       llvm::cl::desc("gamma of the aux-loss-free bias update"),
       llvm::cl::init(1e-3)};
+  Option<std::string> recompute{
+      *this, "recompute",
+      llvm::cl::desc("training: units whose forward the backward recomputes "
+                     "(\"all\" or layer indices; dsv3-recompute-activations)"),
+      llvm::cl::init("")};
+  Option<int64_t> activationBudget{
+      *this, "activation-budget",
+      llvm::cl::desc("training: recompute units until the estimated kept "
+                     "activations fit this many bytes (0: off)"),
+      llvm::cl::init(0)};
+  Option<std::string> recomputeScope{
+      *this, "recompute-scope",
+      llvm::cl::desc("training: a recomputed unit is a layer, its attention "
+                     "or its mlp"),
+      llvm::cl::init("layer")};
 };
 
 /// Inference: verify, canonicalize (tied weights read their original), CSE,

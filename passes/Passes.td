@@ -131,6 +131,51 @@ def Dsv3OptimizerPass : Pass<"dsv3-optimizer", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3RecomputeActivationsPass
+    : Pass<"dsv3-recompute-activations", "mlir::ModuleOp"> {
+  let summary = "recompute chosen layers' forward in the backward (activation checkpointing)";
+  let description = [{
+    In the training entries (`gradients`, `train_gradients`, `train_step`),
+    the backward reads the forward's activations, which stay alive from the
+    forward to the vjp that reads them: at long sequences the bulk of the
+    memory plan. For each chosen unit (a decoder layer, or only its
+    attention or its MLP / MoE: `scope`), the unit's forward ops are cloned
+    right before the first backward op that reads one of their results, and
+    the backward reads the clones: the originals die in the forward, and
+    only the unit's inputs (the residual stream between layers) are kept.
+    Units are chosen by `layers` ("all", or layer indices "1,3,5"), or by
+    `budget-bytes`: the estimated activations the backward keeps (each kept
+    value at `max-tokens` rows) are compared with the budget and the units
+    that keep the most are recomputed until the estimate fits. The chosen
+    units are recorded as `dsv3.recomputed` on each entry; the memory plan
+    (`dsv3c --stats`) shows the resulting peak. Later CSE would merge the
+    clones back: the pass runs after the pipeline's last CSE.
+
+    ```mlir
+    // dsv3-opt --dsv3-recompute-activations="layers=all"
+    %a = dsv3.latent_attention %x, ...          // forward, loc "model.layers.1.self_attn"
+    ...
+    %a2 = dsv3.latent_attention %x, ...         // the clone, before the backward
+    %g = dsv3.vjp "latent_attention" ... (%x, ..., %da)
+    ```
+  }];
+  let options = [
+    Option<"layers", "layers", "std::string", /*default=*/"\"\"",
+           "units to recompute: \"all\" or comma-separated layer indices">,
+    Option<"budgetBytes", "budget-bytes", "int64_t", /*default=*/"0",
+           "recompute the units that keep the most until the estimated kept "
+           "activations fit this many bytes (0: use `layers`)">,
+    Option<"scope", "scope", "std::string", /*default=*/"\"layer\"",
+           "what a unit is: layer, attention or mlp">,
+    Option<"maxTokens", "max-tokens", "int64_t", /*default=*/"1024",
+           "rows of a token-shaped activation in the estimate">
+  ];
+  let statistics = [
+    Statistic<"numUnits", "units", "units recomputed">,
+    Statistic<"numCloned", "cloned-ops", "forward ops cloned into the backward">
+  ];
+}
+
 def Dsv3FuseSwigluPass : Pass<"dsv3-fuse-swiglu", "mlir::ModuleOp"> {
   let summary = "fuse SwiGLU into the gate/up GEMM (dense MLPs and experts)";
   let description = [{

@@ -46,6 +46,16 @@ void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,
   optimizer.biasUpdateRate = options.biasUpdateRate;
   pm.addPass(createDsv3OptimizerPass(optimizer));
   pm.addPass(createCSEPass());
+  // After the last CSE, which would merge the recomputed clones back.
+  if (!options.recompute.empty() || options.activationBudget > 0) {
+    Dsv3RecomputeActivationsPassOptions recompute;
+    recompute.layers = options.recompute;
+    recompute.budgetBytes = options.activationBudget;
+    recompute.scope = options.recomputeScope;
+    recompute.maxTokens = options.maxTokens > 0 ? int64_t(options.maxTokens)
+                                                : options.maxBatch * options.maxSeq;
+    pm.addPass(createDsv3RecomputeActivationsPass(recompute));
+  }
   addKernelStages(pm, options);
 }
 

@@ -210,6 +210,22 @@ cl::opt<double> biasUpdateRate(
     "bias-update-rate",
     cl::desc("gamma of the aux-loss-free bias update (0 = off)"),
     cl::init(1e-3), cl::cat(category));
+cl::opt<std::string> recompute(
+    "recompute",
+    cl::desc("--mode train: recompute these units' forward in the backward instead of "
+             "keeping their activations (\"all\" or layer indices \"1,2\"; "
+             "dsv3-recompute-activations)"),
+    cl::init(""), cl::cat(category));
+cl::opt<int64_t> activationBudget(
+    "activation-budget",
+    cl::desc("--mode train: recompute the units that keep the most activations until "
+             "the estimate fits this many bytes (the plan's real peak: --stats)"),
+    cl::init(0), cl::cat(category));
+cl::opt<std::string> recomputeScope(
+    "recompute-scope",
+    cl::desc("--mode train: a recomputed unit is a layer (default), its attention or "
+             "its mlp"),
+    cl::init("layer"), cl::cat(category));
 cl::opt<double> mtpLambda("mtp-lambda",
                           cl::desc("weight of the multi-token-prediction loss"),
                           cl::init(0.3), cl::cat(category));
@@ -277,6 +293,13 @@ void printMemoryPlan(ModuleOp module, llvm::raw_ostream &os) {
                         arena.getInt() ? double(unplanned.getInt()) /
                                              double(arena.getInt())
                                        : 1.0);
+    if (auto units = func->getAttrOfType<ArrayAttr>("dsv3.recomputed")) {
+      std::string names;
+      for (Attribute a : units)
+        names += (names.empty() ? "" : ", ") + cast<StringAttr>(a).getValue().str();
+      os << llvm::formatv("    recomputed in the backward: {0}\n",
+                          names.empty() ? std::string("none") : names);
+    }
   }
 }
 
@@ -396,6 +419,9 @@ int main(int argc, char **argv) {
   pipelineOptions.weightDecay = weightDecay;
   pipelineOptions.maxGradNorm = maxGradNorm;
   pipelineOptions.biasUpdateRate = biasUpdateRate;
+  pipelineOptions.recompute = recompute;
+  pipelineOptions.activationBudget = activationBudget;
+  pipelineOptions.recomputeScope = recomputeScope;
   if (!outputDir.empty() && emit == Emit::Dsv3) {
     llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "
                     "--emit=kernels\n";
