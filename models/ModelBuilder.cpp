@@ -99,6 +99,7 @@ private:
   /// speculative decoding).
   void buildForwardMtp();
   void buildDecode();
+  void buildPrefill();
   func::FuncOp beginFunction(StringRef name, StringRef kind,
                              FunctionType type);
 
@@ -314,8 +315,11 @@ Value ModelBuilder::lmHead(Value normed, const std::string &weightName,
     tied = "model.embed_tokens.weight";
   Value w = param(weightName, {c.vocabSize, c.hiddenSize}, ParamRole::Head, mtp,
                   "", tied);
-  return LmHeadOp::create(b, nameLoc(weightName), activations(c.vocabSize),
-                          normed, w);
+  // Logits at the positions `normed` has (all of them, or the last one).
+  auto hidden = cast<RankedTensorType>(normed.getType());
+  return LmHeadOp::create(
+      b, nameLoc(weightName),
+      tensor({hidden.getDimSize(0), hidden.getDimSize(1), c.vocabSize}), normed, w);
 }
 
 func::FuncOp ModelBuilder::beginFunction(StringRef name, StringRef kind,
@@ -468,6 +472,28 @@ void ModelBuilder::buildDecode() {
   func::ReturnOp::create(b, b.getUnknownLoc(), rets);
 }
 
+void ModelBuilder::buildPrefill() {
+  // The decode entry with the logits of each sequence's last position only
+  // (prompt chunks: generation samples from the last one).
+  SmallVector<Type> inputs = {idsType(), tensor({kDyn}, b.getI64Type())};
+  SmallVector<Type> results = {tensor({kDyn, 1, c.vocabSize})};
+  for (int64_t i = 0; i < c.numHiddenLayers; ++i) {
+    inputs.push_back(cacheType());
+    results.push_back(cacheType());
+  }
+  auto func = beginFunction("prefill", "prefill", b.getFunctionType(inputs, results));
+  SmallVector<Value> newCaches;
+  Value h = trunk(func.getArgument(0), func.getArgument(1),
+                  func.getArguments().drop_front(2), &newCaches);
+  auto hidden = cast<RankedTensorType>(h.getType());
+  Value last = LastTokenOp::create(
+      b, nameLoc("model.norm.weight"),
+      RankedTensorType::get({kDyn, 1, hidden.getDimSize(2)}, hidden.getElementType()), h);
+  SmallVector<Value> rets = {lmHead(last, "lm_head.weight", 0)};
+  rets.append(newCaches);
+  func::ReturnOp::create(b, b.getUnknownLoc(), rets);
+}
+
 OwningOpRef<ModuleOp> ModelBuilder::build() {
   ctx.loadDialect<Dsv3Dialect, func::FuncDialect>();
   OwningOpRef<ModuleOp> owned = ModuleOp::create(nameLoc(c.source));
@@ -481,6 +507,7 @@ OwningOpRef<ModuleOp> ModelBuilder::build() {
   buildForward();
   buildLoss();
   buildDecode();
+  buildPrefill();
   if (c.numNextnPredictLayers > 0)
     buildForwardMtp();
   if (opts.balanceAlpha > 0 && c.nRoutedExperts > 0)

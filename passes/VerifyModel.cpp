@@ -54,16 +54,22 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
                                    "tensor<f32> parts...)");
     return success();
   }
-  if (kind == "decode") {
+  if (kind == "decode" || kind == "prefill") {
     unsigned caches = type.getNumInputs() >= 2 ? type.getNumInputs() - 2 : 0;
     bool ok = type.getNumInputs() >= 2 && isIdTensor(type.getInput(0)) &&
               isPastLengths(type.getInput(1)) &&
               type.getNumResults() == caches + 1 && isLogits(type.getResult(0));
     for (unsigned i = 0; ok && i < caches; ++i)
       ok = type.getInput(2 + i) == type.getResult(1 + i);
+    if (kind == "prefill" && ok)
+      ok = cast<RankedTensorType>(type.getResult(0)).getDimSize(1) == 1;
     if (!ok)
-      return fail("(ids, past_len : tensor<[batch] x i64>, cache...) -> (logits, "
-                  "cache...) with each cache returned in its own type");
+      return fail(kind == "decode"
+                      ? "(ids, past_len : tensor<[batch] x i64>, cache...) -> (logits, "
+                        "cache...) with each cache returned in its own type"
+                      : "(ids, past_len : tensor<[batch] x i64>, cache...) -> (logits "
+                        "[batch, 1, vocab], cache...) with each cache returned in its "
+                        "own type");
     return success();
   }
   if (kind == "gradients" || kind == "train_gradients") {
@@ -95,8 +101,8 @@ LogicalResult verifyEntry(func::FuncOp func, StringRef kind) {
   }
   return func.emitOpError() << "unknown entry kind '" << kind
                             << "' (expected forward, loss, train_loss, decode, "
-                               "forward_mtp, gradients, train_gradients or "
-                               "train_step)";
+                               "prefill, forward_mtp, gradients, train_gradients "
+                               "or train_step)";
 }
 
 struct VerifyModelPass : impl::Dsv3VerifyModelPassBase<VerifyModelPass> {

@@ -58,25 +58,29 @@ int64_t tokenBudget(const Entry &decode) {
 }
 
 /// Prefills `g` sequences of `P` tokens (`ids`, row-major) into cache slots
-/// [slot, slot + g): in one decode call when g x P fits the token budget,
-/// else in chunks of the sequences (the later chunks attend to the cached
-/// earlier ones). Returns the last call's results and its chunk length.
+/// [slot, slot + g): in one call when g x P fits the token budget, else in
+/// chunks of the sequences (the later chunks attend to the cached earlier
+/// ones), through the `prefill` entry (logits of each sequence's last
+/// position only) when the artifact has one, else `decode`. Returns the
+/// last call's results and the logits rows each sequence got in it (the
+/// last of them is the one to sample from).
 template <typename Session, typename Real>
 std::pair<std::vector<HostTensor<Real>>, int64_t>
 prefill(Session &session, const std::vector<int64_t> &ids, int64_t g, int64_t P,
         std::vector<std::vector<Real>> &caches, int64_t S, int64_t W, int64_t slot) {
-  int64_t T = std::min(P, std::max<int64_t>(1, tokenBudget(session.artifact().entry("decode")) / g));
+  const std::string entry = session.artifact().hasEntry("prefill") ? "prefill" : "decode";
+  int64_t T = std::min(P, std::max<int64_t>(1, tokenBudget(session.artifact().entry(entry)) / g));
   std::vector<HostTensor<Real>> out;
-  int64_t chunk = T;
   for (int64_t off = 0; off < P; off += T) {
-    chunk = std::min(T, P - off);
+    int64_t chunk = std::min(T, P - off);
     std::vector<int64_t> part(size_t(g * chunk));
     for (int64_t i = 0; i < g; ++i)
       std::copy_n(ids.begin() + i * P + off, chunk, part.begin() + i * chunk);
     std::vector<int64_t> past(size_t(g), off);
-    out = session.run("decode", decodeArgs(part, g, chunk, past, caches, S, W, slot));
+    out = session.run(entry, decodeArgs(part, g, chunk, past, caches, S, W, slot));
   }
-  return {std::move(out), chunk};
+  int64_t rows = out[0].dim(1);
+  return {std::move(out), rows};
 }
 } // namespace
 

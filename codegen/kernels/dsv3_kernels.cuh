@@ -108,6 +108,15 @@ __global__ void embedding(const i64 *ids, const WT *table, float *out, i64 n) {
     out[t * H + j] = wload(row, j);
 }
 
+/// y[b] = x[b, T - 1] (the prefill entry's last positions): a block per
+/// sequence.
+template <int Unused>
+__global__ void last_token(const float *x, float *y, i64 T, i64 H) {
+  i64 b = blockIdx.x;
+  for (i64 j = threadIdx.x; j < H; j += blockDim.x)
+    y[b * H + j] = x[(b * T + T - 1) * H + j];
+}
+
 /// One block per row: y = w * x / sqrt(mean(x^2) + eps).
 template <int N, typename WT>
 __global__ void rms_norm(const float *x, const WT *w, float *y, i64 rows,

@@ -190,6 +190,16 @@ void embedding(CudaSession &s, const std::string &k, const json &, Ins &in, Ins 
            argv(ids.ptr, table.ptr, y.ptr, n), k);
 }
 
+void lastToken(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+  DevTensor &x = *in[0], &y = *out[0];
+  i64 B = x.dim(0), T = x.dim(1), H = x.dim(2);
+  if (T < 1)
+    fail("kernel {}: no positions to take the last of", k);
+  setShape(k, y, {B, 1, H});
+  s.launch(inst("last_token", {0}), {unsigned(B), 1, 1}, {256, 1, 1}, 0,
+           argv(x.ptr, y.ptr, T, H), k);
+}
+
 void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &x = *in[0], &w = *in[1], &y = *out[0];
   setShape(k, y, x.shape);
@@ -553,6 +563,7 @@ const std::map<std::string, Launcher> &launchers() {
   static const std::map<std::string, Launcher> table = {
       {"embedding", embedding},
       {"rms_norm", rmsNorm},
+      {"last_token", lastToken},
       {"linear", linear},
       {"lm_head", linear},
       {"add", elementwise},

@@ -445,13 +445,13 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     checkTokenBudget(entry, i, args[i].shape);
   // The decode entry's past lengths are checked here: the kernels (and a
   // replayed graph) trust them.
-  if (name == "decode" && args.size() >= 3 && args[1].isInt && args[1].shape.size() == 1) {
+  if ((name == "decode" || name == "prefill") && args.size() >= 3 && args[1].isInt && args[1].shape.size() == 1) {
     int64_t T = args[0].dim(1), S = args[2].dim(1);
     for (int64_t b = 0; b < args[1].numel(); ++b)
       if (args[1].i[b] < 0 || args[1].i[b] + T > S)
-        fail("entry decode: sequence {}: {} cached + {} new tokens exceed the "
+        fail("entry {}: sequence {}: {} cached + {} new tokens exceed the "
              "cache length {}",
-             b, args[1].i[b], T, S);
+             name, b, args[1].i[b], T, S);
   }
   // Arguments to the GPU: into a resident buffer's device copy, or into
   // this entry's buffer for the argument (grown when too small).

@@ -306,6 +306,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   }
   if (kernel == "swiglu" || kernel == "add" || kernel == "fill")
     return {elementwiseName(kernel)};
+  if (kernel == "last_token")
+    return {inst("last_token", {0})};
   if (kernel == "rope")
     return {ropeName(p.at("rope").at("dim").get<int64_t>(),
                      p.at("rope").at("interleaved").get<bool>())};

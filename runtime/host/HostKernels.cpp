@@ -42,6 +42,18 @@ void embedding(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out
   }
 }
 
+/// Each sequence's last position: [B, T, H] -> [B, 1, H].
+template <typename Real>
+void lastToken(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0];
+  int64_t B = x.dim(0), Tn = x.dim(1), H = x.dim(2);
+  if (Tn < 1)
+    fail("kernel {}: no positions to take the last of", k);
+  setShape(k, *out[0], {B, 1, H});
+  for (int64_t b = 0; b < B; ++b)
+    std::copy_n(x.f + (b * Tn + Tn - 1) * H, H, out[0]->f + b * H);
+}
+
 template <typename Real>
 void rmsNorm(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &w = *in[1], &y = *out[0];
@@ -506,6 +518,7 @@ const std::map<std::string, HostKernelFn<Real>> &registry() {
     std::map<std::string, HostKernelFn<Real>> kernels = {
       {"embedding", embedding<Real>},
       {"rms_norm", rmsNorm<Real>},
+      {"last_token", lastToken<Real>},
       {"linear", linear<Real>},
       {"lm_head", linear<Real>},
       {"rope", rope<Real>},

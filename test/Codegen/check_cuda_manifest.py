@@ -11,7 +11,7 @@ CUDA_KERNELS = {"embedding", "rms_norm", "linear", "lm_head", "add", "swiglu",
                 "fill", "rope", "latent_attention", "latent_attention_decode",
                 "moe_route", "moe_dispatch", "expert_grouped_matmul",
                 "moe_combine", "mtp", "cross_entropy", "gated_linear", "linear_add",
-                "expert_gated_matmul", "norm_linear", "norm_gated_linear",
+                "expert_gated_matmul", "norm_linear", "norm_gated_linear", "last_token",
                 # train_step (dsv3_train_kernels.cuh)
                 "embedding_vjp", "rms_norm_vjp", "linear_vjp", "lm_head_vjp",
                 "swiglu_vjp", "rope_vjp", "cross_entropy_vjp", "mtp_vjp",

@@ -62,7 +62,15 @@ func.func @decode(%ids: tensor<?x?xi64>, %past: tensor<?xi64>, %c: tensor<?x?x12
 
 // -----
 
-// expected-error @+1 {{unknown entry kind 'prefill' (expected forward, loss, train_loss, decode, forward_mtp, gradients, train_gradients or train_step)}}
-func.func @prefill() attributes {dsv3.entry = "prefill"} {
+// expected-error @+1 {{unknown entry kind 'sample' (expected forward, loss, train_loss, decode, prefill, forward_mtp, gradients, train_gradients or train_step)}}
+func.func @sample() attributes {dsv3.entry = "sample"} {
   return
+}
+
+// -----
+
+// The prefill entry returns the logits of one position a sequence.
+// expected-error @+1 {{entry 'prefill' must be (ids, past_len : tensor<[batch] x i64>, cache...) -> (logits [batch, 1, vocab], cache...)}}
+func.func @prefill(%ids: tensor<?x?xi64>, %past: tensor<?xi64>, %c: tensor<?x?x12xf32>) -> (tensor<?x?x12xf32>, tensor<?x?x12xf32>) attributes {dsv3.entry = "prefill"} {
+  return %c, %c : tensor<?x?x12xf32>, tensor<?x?x12xf32>
 }

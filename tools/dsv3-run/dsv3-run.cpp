@@ -541,6 +541,28 @@ int verify(const Options &o, const Artifact &art, Session &s,
     c.passed = decoded.size() == logits.size() && c.maxRel <= c.tolerance;
     checks.push_back(c);
   }
+  // The prefill entry (what generate prefills with): each sequence's last
+  // position of the decode entry's logits.
+  if (s.artifact().hasEntry("prefill")) {
+    auto [pshape, last] = runIds(s, "prefill", input, true);
+    Check c{"prefill entry (last position) vs decode"};
+    c.tolerance = f64 ? 1e-9 : bf16 ? 1e-4 : 1e-5;
+    int64_t B = dshape.at(0), T = dshape.at(1), V = dshape.at(2);
+    double scale = 0;
+    bool shaped = pshape == std::vector<int64_t>{B, 1, V};
+    for (int64_t b = 0; shaped && b < B; ++b)
+      for (int64_t v = 0; v < V; ++v) {
+        double want = decoded[size_t((b * T + T - 1) * V + v)];
+        scale = std::max(scale, std::fabs(want));
+        c.maxAbs = std::max(c.maxAbs, std::fabs(last[size_t(b * V + v)] - want));
+      }
+    c.maxRel = c.maxAbs / std::max(scale, 1e-30);
+    c.passed = shaped && c.maxRel <= c.tolerance;
+    if (!shaped)
+      c.note = fmt::format("logits shaped [{}], expected [{}, 1, {}]", fmt::join(pshape, ", "),
+                           B, V);
+    checks.push_back(c);
+  }
 
   if (io.find("prompt_ids") && io.find("gen_ids")) {
     const TensorView &genIds = need(io, "gen_ids");
@@ -1194,10 +1216,13 @@ template <typename Session> int timeDecode(const Options &o, Session &s,
   }
   ResidentCaches<Session, Real> onDevice(s, caches);
   std::vector<int64_t> past(size_t(B), 0);
+  // Prompts through the prefill entry (last position's logits) when the
+  // artifact has one, as generate does; steps through decode.
+  const std::string prefillEntry = s.artifact().hasEntry("prefill") ? "prefill" : "decode";
   auto call = [&](int64_t T) {
     std::vector<HostTensor<Real>> args = decodeArgs(ids, B, T, past, caches, S, W);
     auto t0 = std::chrono::steady_clock::now();
-    s.run("decode", args);
+    s.run(T > 1 ? prefillEntry : "decode", args);
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
         .count();
   };

@@ -646,6 +646,17 @@ LogicalResult MtpOp::verify() {
                      "[batch, seq - depth, hidden]");
 }
 
+LogicalResult LastTokenOp::verify() {
+  if (failed(expectRank(*this, getInput(), "input", 3, "[batch, seq, hidden]")))
+    return failure();
+  auto in = tensorOf(getInput());
+  if (tensorOf(getResult()).getElementType() != in.getElementType())
+    return emitOpError() << "result element type must be the input's, "
+                         << in.getElementType();
+  return expectShape(*this, getResult(), "result",
+                     {in.getDimSize(0), 1, in.getDimSize(2)}, "[batch, 1, hidden]");
+}
+
 LogicalResult LmHeadOp::verify() {
   if (failed(expectRank(*this, getHidden(), "hidden", 3, "[batch, seq, hidden]")))
     return failure();

@@ -590,6 +590,24 @@ def Dsv3_MtpOp : Dsv3_Op<"mtp", [Pure, Dsv3_Differentiable]> {
   let hasVerifier = 1;
 }
 
+def Dsv3_LastTokenOp : Dsv3_Op<"last_token", [Pure]> {
+  let summary = "each sequence's last position: [batch, seq, hidden] -> [batch, 1, hidden]";
+  let description = [{
+    The `prefill` entry's head reads only the position generation samples
+    from: the logits of a prompt chunk of T tokens are [batch, 1, vocab], not
+    [batch, T, vocab] (4.2 GB in fp32 at 8192 tokens of DeepSeek-V3's
+    vocabulary), and the vocabulary GEMM is T times smaller.
+
+    ```mlir
+    %last = dsv3.last_token %h : tensor<?x?x64xf32> -> tensor<?x1x64xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$input);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
 def Dsv3_LmHeadOp : Dsv3_Op<"lm_head", [Pure, Dsv3_Differentiable]> {
   let summary = "vocabulary projection (logits at every position)";
   let description = [{
