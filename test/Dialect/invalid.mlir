@@ -1014,6 +1014,16 @@ func.func @mtp_result(%h: tensor<1x4x4xf32>, %e: tensor<1x4x4xf32>, %en: tensor<
 
 // -----
 
+//===--- dsv3.last_token ---===//
+// One position a sequence: [batch, 1, hidden].
+func.func @last_token_shape(%h: tensor<2x8x16xf32>) {
+  // expected-error @+1 {{result must be [batch, 1, hidden]}}
+  %l = dsv3.last_token %h : tensor<2x8x16xf32> -> tensor<2x8x16xf32>
+  return
+}
+
+// -----
+
 //===--- dsv3.lm_head ---===//
 // hidden must be rank 3.
 func.func @lm_head_hidden_rank(%h: tensor<2x4xf32>, %w: tensor<16x4xf32>) {

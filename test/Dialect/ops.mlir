@@ -98,6 +98,8 @@ func.func @mtp_head_loss(%h: tensor<2x8x16xf32>, %e: tensor<2x8x16xf32>, %n: ten
   %w = dsv3.get_param @"lm_head.weight" : tensor<64x16xf32>
   // CHECK: dsv3.lm_head %{{.+}}, %{{.+}} : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
   %l = dsv3.lm_head %h, %w : (tensor<2x8x16xf32>, tensor<64x16xf32>) -> tensor<2x8x64xf32>
+  // CHECK: dsv3.last_token %{{.+}} : tensor<2x8x16xf32> -> tensor<2x1x16xf32>
+  %last = dsv3.last_token %h : tensor<2x8x16xf32> -> tensor<2x1x16xf32>
   %lm = dsv3.lm_head %m, %w : (tensor<2x7x16xf32>, tensor<64x16xf32>) -> tensor<2x7x64xf32>
   // CHECK: dsv3.cross_entropy %{{.+}}, %{{.+}} shift 1 scale 1.000000e+00 : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
   %c = dsv3.cross_entropy %l, %ids shift 1 scale 1.0 : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
