@@ -216,11 +216,19 @@ FailureOr<json> buildManifest(ModuleOp module) {
     manifest["model_type"] = t.getValue().str();
   if (auto block = module->getAttrOfType<DenseI64ArrayAttr>("dsv3.checkpoint_fp8_block"))
     manifest["checkpoint_fp8_block"] = {block[0], block[1]};
+  // Expert / data parallelism (dsv3-partition-experts): the program is the
+  // same on every rank; the runtime checks it runs on this many ranks.
+  auto ep = module->getAttrOfType<IntegerAttr>("dsv3.expert_parallel");
+  auto dp = module->getAttrOfType<IntegerAttr>("dsv3.data_parallel");
+  if ((ep && ep.getInt() > 1) || (dp && dp.getInt() > 1))
+    manifest["parallel"] = {{"ep", ep ? ep.getInt() : 1}, {"dp", dp ? dp.getInt() : 1}};
   json params = json::array();
   for (ParamOp p : module.getOps<ParamOp>()) {
     json checkpoint = json::array();
+    // A sharded stack lists every rank's experts (rank r binds the r-th
+    // slice of the list).
     if (p.getStackedFrom())
-      for (int64_t e = 0; e < p.getTensorType().getDimSize(0); ++e)
+      for (int64_t e = 0; e < p.getTensorType().getDimSize(0) * p.getNumShards(); ++e)
         checkpoint.push_back(p.getExpertTensorName(e));
     else
       checkpoint.push_back(p.getSymName().str());
@@ -231,6 +239,8 @@ FailureOr<json> buildManifest(ModuleOp module) {
                {"checkpoint", checkpoint}};
     if (p.getStackedFrom())
       entry["stacked"] = true;
+    if (p.getNumShards() > 1)
+      entry["expert_shards"] = p.getNumShards();
     if (p.getTiedTo())
       entry["tied_to"] = p.getTiedTo()->str();
     params.push_back(entry);

@@ -132,7 +132,8 @@ Value ModelBuilder::param(const std::string &name, ArrayRef<int64_t> shape,
         stackedFrom.empty() ? StringAttr() : b.getStringAttr(stackedFrom),
         tiedTo.empty() ? FlatSymbolRefAttr()
                        : FlatSymbolRefAttr::get(&ctx, tiedTo),
-        mtpDepth ? b.getI64IntegerAttr(mtpDepth) : IntegerAttr());
+        mtpDepth ? b.getI64IntegerAttr(mtpDepth) : IntegerAttr(),
+        /*sharded_over=*/IntegerAttr());
     it = params.try_emplace(name, p).first;
   }
   return GetParamOp::create(b, b.getUnknownLoc(), type,

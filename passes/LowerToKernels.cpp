@@ -67,6 +67,19 @@ SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in) {
                                   fill(op->getResult(1).getType(), none),
                                   fill(op->getResult(2).getType(), {rows})};
       })
+      .Case([&](ExpertDispatchExchangeOp ex) {
+        // A rank may receive every rank's rows (all routed to its experts).
+        int64_t rows = in[0][0] * int64_t(ex.getRanks());
+        return SmallVector<Shape>{fill(op->getResult(0).getType(), {rows, 0}),
+                                  fill(op->getResult(1).getType(), none),
+                                  fill(op->getResult(2).getType(), none)};
+      })
+      .Case([&](ExpertCombineExchangeOp ex) {
+        // Back to the rows this rank dispatched (its input is the received
+        // rows' maximum, ranks times that).
+        int64_t rows = std::max<int64_t>(1, in[0][0] / int64_t(ex.getRanks()));
+        return SmallVector<Shape>{fill(op->getResult(0).getType(), {rows, 0})};
+      })
       .Case([&](ExpertGroupedMatmulOp) {
         return SmallVector<Shape>{
             fill(op->getResult(0).getType(), {in[0][0], 0})};

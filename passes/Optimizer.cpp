@@ -34,7 +34,8 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
                       ParamRoleAttr::get(b.getContext(), ParamRole::OptimizerState),
                       stacked, FlatSymbolRefAttr(),
                       param.getMtpDepth() ? b.getI64IntegerAttr(*param.getMtpDepth())
-                                          : IntegerAttr());
+                                          : IntegerAttr(),
+                      /*sharded_over=*/IntegerAttr());
     }
     return FlatSymbolRefAttr::get(module.getContext(), name);
   }

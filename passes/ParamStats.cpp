@@ -133,10 +133,11 @@ RankMemory mlir::dsv3::computeRankMemory(ModuleOp module, int64_t ep, int64_t fp
     };
     int64_t rank = type.getRank();
     if (role == ParamRole::RoutedExperts) {
-      int64_t e = type.getDimSize(0), local = (e + ep - 1) / ep;
+      // A module already partitioned (sharded_over) holds one rank's slice.
+      int64_t e = type.getDimSize(0) * param.getNumShards(), local = (e + ep - 1) / ep;
       m.experts = std::max(m.experts, e);
       m.expertsPerRank = std::max(m.expertsPerRank, local);
-      int64_t per = n / e;
+      int64_t per = n / type.getDimSize(0);
       m.expertParams += per * local;
       m.expertBf16 += 2 * per * local;
       m.expertFp8 += fp8Bytes(type.getDimSize(rank - 2), type.getDimSize(rank - 1), local);

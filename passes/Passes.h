@@ -56,6 +56,12 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("training: recompute units until the estimated kept "
                      "activations fit this many bytes (0: off)"),
       llvm::cl::init(0)};
+  Option<int64_t> ep{*this, "ep",
+                     llvm::cl::desc("expert-parallel ranks (dsv3-partition-experts)"),
+                     llvm::cl::init(1)};
+  Option<int64_t> dp{*this, "dp",
+                     llvm::cl::desc("data-parallel ranks (default: ep)"),
+                     llvm::cl::init(0)};
   Option<std::string> recomputeScope{
       *this, "recompute-scope",
       llvm::cl::desc("training: a recomputed unit is a layer, its attention "

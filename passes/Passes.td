@@ -250,6 +250,45 @@ def Dsv3FuseResidualPass : Pass<"dsv3-fuse-residual", "mlir::ModuleOp"> {
   let statistics = [Statistic<"numFused", "fused", "residual adds fused">];
 }
 
+def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> {
+  let summary = "split the routed experts over expert-parallel ranks (all-to-all dispatch and combine)";
+  let description = [{
+    Expert parallelism (`dsv3c --ep N --dp M`): every stacked routed-expert
+    parameter is split contiguously over the `ep` ranks (`sharded_over N`,
+    type `[experts / N, ...]`), and each MoE layer's expert GEMMs are put
+    between two collectives: `dsv3.ep_dispatch` after `dsv3.moe_dispatch`
+    (an all-to-all-v sending every rank the rows of its experts) and
+    `dsv3.ep_combine` before `dsv3.moe_combine` (the reverse all-to-all-v).
+    Everything else (attention, dense layers, router, shared experts) is
+    replicated and data-parallel: each rank runs its own tokens. The
+    program is the same on every rank (SPMD); the runtime binds rank r to
+    its experts' checkpoint tensors. Records `dsv3.expert_parallel` and
+    `dsv3.data_parallel` on the module.
+
+    ```mlir
+    // after, inside an MoE layer
+    %rows, %counts, %slots = dsv3.moe_dispatch %h, %idx experts 16 : ...
+    %local, %local_counts, %layout = dsv3.ep_dispatch %rows, %counts ranks 2 : ...
+    %a = dsv3.expert_gated_matmul %local, %wg, %wu, %local_counts : ...
+    %y = dsv3.expert_grouped_matmul %a, %wd, %local_counts : ...
+    %back = dsv3.ep_combine %y, %layout, %counts ranks 2 : ...
+    %out = dsv3.moe_combine %back, %slots, %weights : ...
+    ```
+
+    Built today: dp = ep (each rank one expert-parallel rank) for the
+    inference entries; expert-parallel training and EP groups inside a
+    larger data-parallel group are rejected with an error.
+  }];
+  let options = [
+    Option<"ep", "ep", "int64_t", /*default=*/"1", "expert-parallel ranks">,
+    Option<"dp", "dp", "int64_t", /*default=*/"1", "data-parallel ranks">
+  ];
+  let statistics = [
+    Statistic<"numLayers", "layers", "MoE layers partitioned">,
+    Statistic<"numParams", "params", "expert parameters sharded">
+  ];
+}
+
 def Dsv3LowerToKernelsPass : Pass<"dsv3-lower-to-kernels", "mlir::ModuleOp"> {
   let summary = "lower the dsv3 entry functions to dsv3k kernel launches";
   let description = [{

@@ -22,6 +22,12 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   pm.addPass(createDsv3FuseSwigluPass());
   pm.addPass(createDsv3FuseRmsNormPass());
   pm.addPass(createDsv3FuseResidualPass());
+  if (options.ep > 1 || options.dp > 1) {
+    Dsv3PartitionExpertsPassOptions partition;
+    partition.ep = options.ep;
+    partition.dp = options.dp > 0 ? int64_t(options.dp) : int64_t(options.ep);
+    pm.addPass(createDsv3PartitionExpertsPass(partition));
+  }
   Dsv3LowerToKernelsPassOptions lowering;
   lowering.maxBatch = options.maxBatch;
   lowering.maxSeq = options.maxSeq;

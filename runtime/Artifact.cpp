@@ -151,6 +151,14 @@ Artifact Artifact::load(const std::string &dir) {
     a.fp8BlockCols = block[1];
   }
 
+  if (top.has("parallel")) {
+    Reader par = top.sub("parallel");
+    a.expertParallel = par.integer("ep");
+    a.dataParallel = par.integer("dp");
+    if (a.expertParallel < 1 || a.dataParallel < 1 || a.dataParallel % a.expertParallel)
+      par.error("ep and dp must be positive, ep dividing dp");
+  }
+
   std::set<std::string> paramNames;
   Reader params = top.sub("params");
   for (size_t i = 0, n = top.arraySize("params"); i < n; ++i) {
@@ -167,7 +175,15 @@ Artifact Artifact::load(const std::string &dir) {
         cp.at(k).error("must be a tensor name");
       info.checkpoint.push_back(cp.j.at(k).get<std::string>());
     }
-    size_t expected = info.stacked ? size_t(info.shape.empty() ? 0 : info.shape[0]) : 1;
+    if (p.has("expert_shards")) {
+      info.expertShards = p.integer("expert_shards");
+      if (info.expertShards < 1 || !info.stacked)
+        p.sub("expert_shards").error("must be a positive shard count of a stacked parameter");
+    }
+    // A sharded stack lists every rank's experts; it holds one rank's.
+    size_t expected = info.stacked ? size_t(info.shape.empty() ? 0 : info.shape[0]) *
+                                         size_t(info.expertShards)
+                                   : 1;
     if (info.checkpoint.size() != expected)
       p.error(fmt::format("binds {} checkpoint tensors, expected {}",
                           info.checkpoint.size(), expected));
@@ -292,6 +308,21 @@ const ParamInfo *Artifact::param(const std::string &name) const {
     if (p.name == name)
       return &p;
   return nullptr;
+}
+
+void Artifact::selectRank(int rank) {
+  if (rank < 0 || rank >= dataParallel)
+    fail("{}: rank {} of an artifact compiled for {} ranks", dir, rank, dataParallel);
+  int64_t shard = rank % expertParallel;
+  for (ParamInfo &p : params) {
+    if (p.expertShards <= 1)
+      continue;
+    size_t local = size_t(p.shape[0]);
+    std::vector<std::string> mine(p.checkpoint.begin() + ptrdiff_t(size_t(shard) * local),
+                                  p.checkpoint.begin() + ptrdiff_t(size_t(shard + 1) * local));
+    p.checkpoint = std::move(mine);
+    p.expertShards = 1;
+  }
 }
 
 } // namespace dsv3rt

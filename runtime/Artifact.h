@@ -71,8 +71,12 @@ struct ParamInfo {
   std::vector<int64_t> shape;
   std::string role;
   bool stacked = false;
-  /// Checkpoint tensor names: one, or one per expert when stacked.
+  /// Checkpoint tensor names: one, or one per expert when stacked (every
+  /// rank's experts when sharded, until Artifact::selectRank).
   std::vector<std::string> checkpoint;
+  /// Expert-parallel ranks the stack is split over (dsv3c --ep): `shape`
+  /// is one rank's slice.
+  int64_t expertShards = 1;
 
   /// The shape of each checkpoint tensor (one expert's when stacked).
   std::vector<int64_t> tensorShape() const {
@@ -99,12 +103,19 @@ struct Artifact {
   int64_t fp8BlockRows = 128, fp8BlockCols = 128;
   std::vector<ParamInfo> params;
   std::map<std::string, Entry> entries;
+  /// Expert- and data-parallel ranks the program was compiled for (dsv3c
+  /// --ep / --dp; 1 and 1: one process).
+  int64_t expertParallel = 1, dataParallel = 1;
+  bool parallel() const { return dataParallel > 1; }
 
   /// Loads and validates DIR/manifest.json.
   static Artifact load(const std::string &dir);
   const Entry &entry(const std::string &name) const;
   bool hasEntry(const std::string &name) const { return entries.count(name); }
   const ParamInfo *param(const std::string &name) const;
+  /// Narrows every sharded parameter's checkpoint tensors to the experts of
+  /// `rank` (contiguous blocks), as that rank's process binds them.
+  void selectRank(int rank);
 };
 
 std::string shapeString(const std::vector<int64_t> &shape);

@@ -544,6 +544,7 @@ const std::map<std::string, HostKernelFn<Real>> &registry() {
       {"expert_bias_update", expertBiasUpdate<Real>},
     };
     addGradKernels<Real>(kernels);
+    addCollectiveKernels<Real>(kernels);
     return kernels;
   }();
   return kernels;

@@ -484,6 +484,11 @@ double balanceLoss(const std::string &k, const json &p, const T<Real> &x,
 template <typename Real>
 void addGradKernels(std::map<std::string, HostKernelFn<Real>> &kernels);
 
+/// Adds the collectives (ep_dispatch, ep_combine, all_reduce;
+/// HostCollectiveKernels.cpp) to `kernels`.
+template <typename Real>
+void addCollectiveKernels(std::map<std::string, HostKernelFn<Real>> &kernels);
+
 } // namespace dsv3rt::host
 
 #endif // DSV3_RUNTIME_HOST_HOSTMATH_H

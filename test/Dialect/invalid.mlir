@@ -1416,3 +1416,45 @@ func.func @norm_gated_linear_up(%x: tensor<4x8xf32>, %wn: tensor<8xf32>, %wg: te
   %y = dsv3.norm_gated_linear %x, %wn, %wg, %wu eps 1.0e-06 : (tensor<4x8xf32>, tensor<8xf32>, tensor<16x8xf32>, tensor<12x8xf32>) -> tensor<4x16xf32>
   return %y : tensor<4x16xf32>
 }
+
+// -----
+
+//===--- dsv3.ep_dispatch / dsv3.ep_combine / dsv3.all_reduce ---===//
+
+func.func @ep_uneven(%rows: tensor<?x8xf32>, %c: tensor<5xi64>) {
+  // expected-error @below {{counts 'tensor<5xi64>' must hold a static number of experts divisible by the 2 ranks}}
+  %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 : (tensor<?x8xf32>, tensor<5xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x2xi64>)
+  return
+}
+
+// -----
+
+func.func @ep_layout(%rows: tensor<?x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @below {{layout must be [ranks, experts / ranks] = [2, 2], got 'tensor<2x4xi64>'}}
+  %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x4xi64>)
+  return
+}
+
+// -----
+
+func.func @ep_combine_width(%y: tensor<?x8xf32>, %layout: tensor<2x2xi64>, %c: tensor<4xi64>) {
+  // expected-error @below {{result must be [?, hidden] = [?, 8], got 'tensor<?x4xf32>'}}
+  %back = dsv3.ep_combine %y, %layout, %c ranks 2 : (tensor<?x8xf32>, tensor<2x2xi64>, tensor<4xi64>) -> tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @all_reduce_kind(%g: tensor<4xf32>) {
+  // expected-error @below {{reduction must be 'sum' or 'mean', got 'max'}}
+  %r = dsv3.all_reduce "max" over "data" 2 %g : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @all_reduce_int_mean(%g: tensor<4xi64>) {
+  // expected-error @below {{a mean needs a floating-point tensor, got 'tensor<4xi64>'}}
+  %r = dsv3.all_reduce "mean" over "data" 2 %g : tensor<4xi64>
+  return
+}

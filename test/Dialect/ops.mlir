@@ -154,3 +154,14 @@ func.func @linear_add(%x: tensor<?x?x16xf32>, %w: tensor<8x16xf32>, %r: tensor<?
   %y = dsv3.linear_add %x, %w, %r : (tensor<?x?x16xf32>, tensor<8x16xf32>, tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
   return %y : tensor<?x?x8xf32>
 }
+
+// CHECK-LABEL: func.func @collectives
+func.func @collectives(%rows: tensor<?x8xf32>, %c: tensor<4xi64>, %g: tensor<16x8xf32>) -> (tensor<?x8xf32>, tensor<16x8xf32>) {
+  // CHECK: %{{.+}}, %{{.+}}, %[[L:.+]] = dsv3.ep_dispatch %{{.+}}, %{{.+}} ranks 2 : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x2xi64>)
+  %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x2xi64>)
+  // CHECK: dsv3.ep_combine %{{.+}}, %[[L]], %{{.+}} ranks 2 : (tensor<?x8xf32>, tensor<2x2xi64>, tensor<4xi64>) -> tensor<?x8xf32>
+  %back = dsv3.ep_combine %local, %layout, %c ranks 2 : (tensor<?x8xf32>, tensor<2x2xi64>, tensor<4xi64>) -> tensor<?x8xf32>
+  // CHECK: dsv3.all_reduce "mean" over "data" 2 %{{.+}} : tensor<16x8xf32>
+  %r = dsv3.all_reduce "mean" over "data" 2 %g : tensor<16x8xf32>
+  return %back, %r : tensor<?x8xf32>, tensor<16x8xf32>
+}

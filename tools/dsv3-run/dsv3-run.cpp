@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/Artifact.h"
+#include "runtime/Collectives.h"
 #include "runtime/Error.h"
 #include "runtime/Generate.h"
 #include "runtime/Plot.h"
@@ -27,8 +28,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
 #include <cmath>
 #include <random>
 #include <sys/stat.h>
@@ -107,6 +117,14 @@ commands:
       --resume continues bit-identically from a checkpoint directory;
       --skip-nonfinite N undoes a step whose loss or gradient norm is not
       finite, skips its batch and halves the lr scale (N in a row stop)
+  launch   --nproc N [--master-port P] COMMAND ARGS...
+      run COMMAND in N processes on this machine, one rank each (torchrun's
+      RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; Slurm's
+      SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID work too, without launch).
+      Artifacts compiled with dsv3c --ep N need N ranks; `forward` splits
+      the batch over them and rank 0 writes the logits. A rank that dies
+      makes the others fail at their next collective, naming it; a hung
+      one after DSV3_COLLECTIVE_TIMEOUT seconds (default 300)
   encode   --tokenizer PATH (--prompt TEXT ... | --jsonl FILE) [--no-special]
       token ids of each text with a Hugging Face tokenizer.json (byte-level
       BPE: DeepSeek-V3's, GPT-2's, ...), one comma-separated line each;
@@ -423,6 +441,46 @@ runIdsAll(Session &s, const std::string &entry,
   for (const HostTensor<Real> &r : out)
     results.push_back({r.shape, std::vector<double>(r.f, r.f + r.numel())});
   return results;
+}
+
+/// Expert/data parallelism: rank r runs sequences [r·B/N, (r+1)·B/N) (every
+/// rank at least one) and every rank gets the whole batch's first result
+/// back, in sequence order (a scalar, the mean loss, weighted by each
+/// rank's sequences).
+template <typename Session>
+std::pair<std::vector<int64_t>, std::vector<double>>
+runIdsOnRanks(Session &s, const std::string &entry,
+              const std::vector<std::vector<int64_t>> &rows) {
+  Communicator &c = processCommunicator();
+  if (c.size() == 1)
+    return runIdsAll(s, entry, rows).at(0);
+  size_t n = size_t(c.size()), B = rows.size();
+  if (B < n)
+    fail("{}: {} sequences for {} ranks (each rank needs at least one)", entry, B, n);
+  auto firstOf = [&](size_t r) { return r * B / n; };
+  size_t first = firstOf(size_t(c.rank())), last = firstOf(size_t(c.rank()) + 1);
+  std::vector<std::vector<int64_t>> mine(rows.begin() + ptrdiff_t(first),
+                                         rows.begin() + ptrdiff_t(last));
+  auto [shape, values] = runIdsAll(s, entry, mine).at(0);
+  std::vector<uint8_t> bytes(values.size() * sizeof(double));
+  std::memcpy(bytes.data(), values.data(), bytes.size());
+  std::vector<std::vector<uint8_t>> all = c.allGather(bytes, entry + " results");
+  std::vector<double> gathered;
+  double weighted = 0;
+  for (size_t r = 0; r < n; ++r) {
+    const double *v = reinterpret_cast<const double *>(all[r].data());
+    size_t count = all[r].size() / sizeof(double);
+    if (shape.empty()) {
+      if (count != 1)
+        fail("{}: rank {} returned {} values for a scalar", entry, r, count);
+      weighted += v[0] * double(firstOf(r + 1) - firstOf(r));
+    }
+    gathered.insert(gathered.end(), v, v + count);
+  }
+  if (shape.empty())
+    return {shape, {weighted / double(B)}};
+  shape[0] = int64_t(B);
+  return {shape, gathered};
 }
 
 template <typename Session>
@@ -1391,7 +1449,9 @@ int runInference(const Options &o, const Artifact &art, Session &s,
   if (o.command == "forward") {
     if (o.ids.empty() || o.out.empty())
       fail("forward: --ids and --out are required");
-    auto [shape, logits] = runIds(s, "forward", parseIdLists("--ids", o.ids));
+    auto [shape, logits] = runIdsOnRanks(s, "forward", parseIdLists("--ids", o.ids));
+    if (processCommunicator().rank() != 0)
+      return 0; // rank 0 writes the whole batch's logits
     OwnedTensor t;
     t.name = "logits";
     t.dtype = DType::F32;
@@ -1490,6 +1550,35 @@ int jit(const Options &o) {
 }
 #endif
 
+/// An artifact compiled for several ranks (dsv3c --ep / --dp) runs with
+/// one process a rank (dsv3-run launch, torchrun, srun); each binds its own
+/// experts. `init` writes every rank's weights and needs no ranks.
+void checkRanks(const Options &o, Artifact &art) {
+  Communicator &c = processCommunicator();
+  if (o.command == "init" || o.command == "jit")
+    return;
+  if (!art.parallel()) {
+    if (c.size() > 1)
+      fail("{} is a single-rank artifact but this is rank {} of {}: compile it with "
+           "dsv3c --ep N (expert parallelism) to run it on several ranks",
+           art.dir, c.rank(), c.size());
+    return;
+  }
+  if (c.size() != art.dataParallel)
+    fail("{} was compiled for {} ranks (expert parallelism {}, data parallelism {}) but this "
+         "process is one of {}: run it with dsv3-run launch --nproc {} {} ...",
+         art.dir, art.dataParallel, art.expertParallel, art.dataParallel, c.size(),
+         art.dataParallel, o.command);
+  if (o.command != "forward")
+    fail("{} on {} ranks: only `forward` runs expert-parallel artifacts so far", o.command,
+         c.size());
+  if (o.backend != "host")
+    fail("--backend {}: expert-parallel artifacts run on the host backend so far (the NCCL "
+         "path is not built yet)",
+         o.backend);
+  art.selectRank(c.rank());
+}
+
 template <typename Real> int run(const Options &o) {
   if (o.command == "jit") {
 #ifdef DSV3_HAVE_CUDA
@@ -1530,6 +1619,7 @@ template <typename Real> int run(const Options &o) {
   Artifact art = Artifact::load(o.artifact);
   if (tracer)
     tracer->phase("load the manifest", t0);
+  checkRanks(o, art);
   // Before the weights are opened: a model this machine cannot hold fails
   // now, with the needed and available bytes.
   if (o.backend == "host" && (o.command == "generate" || o.command == "forward" ||
@@ -1593,9 +1683,144 @@ template <typename Real> int run(const Options &o) {
 
 } // namespace
 
+/// A TCP port free on this machine now (for rank 0 to listen on).
+int freeLocalPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) < 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len) < 0)
+    fail("launch: cannot find a free port: {}", std::strerror(errno));
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+/// dsv3-run launch --nproc N [--master-port P] COMMAND ARGS...: runs
+/// COMMAND in N processes on this machine with torchrun's variables (RANK,
+/// WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
+/// Ranks > 0 print only errors. When a rank fails, the others get
+/// DSV3_LAUNCH_GRACE seconds (default 30) to fail on their own (they see
+/// the lost connection at their next collective) before they are killed;
+/// the exit status is the first failure's.
+int launchRanks(int argc, char **argv) {
+  int nproc = 0, port = 0, i = 2;
+  auto intArg = [&](const char *flag) {
+    if (i + 1 >= argc)
+      fail("launch: {} needs a value", flag);
+    char *end = nullptr;
+    long v = std::strtol(argv[i + 1], &end, 10);
+    if (*end || v < 1 || v > 65535)
+      fail("launch: {} '{}' must be an integer in [1, 65535]", flag, argv[i + 1]);
+    i += 2;
+    return int(v);
+  };
+  while (i < argc && std::string(argv[i]).rfind("--", 0) == 0) {
+    std::string a = argv[i];
+    if (a == "--nproc")
+      nproc = intArg("--nproc");
+    else if (a == "--master-port")
+      port = intArg("--master-port");
+    else
+      fail("launch: unknown option '{}' (--nproc N, --master-port P, then the command)", a);
+  }
+  if (nproc < 1)
+    fail("launch: --nproc N is required (usage: dsv3-run launch --nproc N COMMAND ARGS...)");
+  if (i >= argc)
+    fail("launch: no command to run (usage: dsv3-run launch --nproc N COMMAND ARGS...)");
+  if (std::string(argv[i]) == "launch")
+    fail("launch: the command cannot be launch itself");
+  if (!port)
+    port = freeLocalPort();
+  double grace = 30;
+  if (const char *g = std::getenv("DSV3_LAUNCH_GRACE"))
+    grace = std::atof(g);
+  std::vector<pid_t> pids;
+  for (int r = 0; r < nproc; ++r) {
+    pid_t pid = fork();
+    if (pid < 0)
+      fail("launch: fork: {}", std::strerror(errno));
+    if (pid == 0) {
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      setenv("NCCL_NVLS_ENABLE", "0", 1); // NVLink multicast stays off
+      if (r > 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+          dup2(devnull, 1);
+      }
+      std::vector<char *> args{argv[0]};
+      for (int k = i; k < argc; ++k)
+        args.push_back(argv[k]);
+      args.push_back(nullptr);
+      execv("/proc/self/exe", args.data());
+      fmt::print(stderr, "dsv3-run launch: rank {}: exec failed: {}\n", r, std::strerror(errno));
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  int status = 0, alive = nproc;
+  std::vector<bool> done(size_t(nproc), false);
+  auto failedAt = std::chrono::steady_clock::time_point::max();
+  while (alive > 0) {
+    int ws = 0;
+    pid_t pid = waitpid(-1, &ws, WNOHANG);
+    if (pid > 0) {
+      size_t r = size_t(std::find(pids.begin(), pids.end(), pid) - pids.begin());
+      if (r >= pids.size())
+        continue;
+      done[r] = true;
+      --alive;
+      int code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+      if (code != 0) {
+        if (WIFSIGNALED(ws))
+          fmt::print(stderr, "dsv3-run launch: rank {} was killed by signal {}\n", r,
+                     WTERMSIG(ws));
+        else
+          fmt::print(stderr, "dsv3-run launch: rank {} exited with status {}\n", r, code);
+        if (!status) {
+          status = code;
+          failedAt = std::chrono::steady_clock::now();
+        }
+      }
+      continue;
+    }
+    if (status && std::chrono::steady_clock::now() - failedAt >
+                      std::chrono::milliseconds(int64_t(grace * 1000))) {
+      for (int r = 0; r < nproc; ++r)
+        if (!done[size_t(r)]) {
+          fmt::print(stderr, "dsv3-run launch: rank {} still running {:.0f} s after a failure: "
+                             "killed\n", r, grace);
+          kill(pids[size_t(r)], SIGKILL);
+        }
+      failedAt = std::chrono::steady_clock::time_point::max();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return status;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && std::string(argv[1]) == "launch") {
+    try {
+      return launchRanks(argc, argv);
+    } catch (const Error &e) {
+      fmt::print(stderr, "dsv3-run: error: {}\n", e.what());
+      return 2;
+    }
+  }
+  std::string who;
   try {
+    DistEnv env = distEnvFromEnvironment();
+    if (env.size > 1)
+      who = fmt::format(" [rank {} of {}]", env.rank, env.size);
     Options o = parseArgs(argc, argv);
+    initProcessCommunicator(env);
     if (o.trace.empty())
       return o.dtype == "fp64" ? run<double>(o) : run<float>(o);
     // The trace is written however the command ends.
@@ -1616,10 +1841,10 @@ int main(int argc, char **argv) {
       std::rethrow_exception(failure);
     return rc;
   } catch (const Error &e) {
-    fmt::print(stderr, "dsv3-run: error: {}\n", e.what());
+    fmt::print(stderr, "dsv3-run{}: error: {}\n", who, e.what());
     return 1;
   } catch (const std::exception &e) {
-    fmt::print(stderr, "dsv3-run: error: {}\n", e.what());
+    fmt::print(stderr, "dsv3-run{}: error: {}\n", who, e.what());
     return 1;
   }
 }

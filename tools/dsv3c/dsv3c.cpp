@@ -182,10 +182,16 @@ cl::opt<int64_t> maxSeq(
     cl::init(0), cl::cat(category));
 cl::opt<int64_t> expertParallel(
     "ep",
-    cl::desc("with --stats: what each of N expert-parallel ranks holds (routed experts split "
-             "contiguously, the rest replicated) in parameters, bf16 and FP8 bytes, and how "
-             "much latent KV cache fits beside it on 80 and 141 GB GPUs (the expert-partition "
-             "pass itself is not built yet)"),
+    cl::desc("expert parallelism over N ranks (dsv3-partition-experts: routed experts split "
+             "contiguously, tokens exchanged by all-to-all; the artifact runs with "
+             "dsv3-run launch --nproc N); with --stats: what each rank holds in parameters, "
+             "bf16 and FP8 bytes, and how much latent KV cache fits beside it on 80 and "
+             "141 GB GPUs"),
+    cl::init(0), cl::cat(category));
+cl::opt<int64_t> dataParallel(
+    "dp",
+    cl::desc("data-parallel ranks (default: --ep; today --dp equals --ep: each rank "
+             "runs its own tokens through the replicated layers)"),
     cl::init(0), cl::cat(category));
 cl::opt<int64_t> maxTokens(
     "max-tokens",
@@ -377,9 +383,12 @@ int main(int argc, char **argv) {
   // Parameters are counted on the dsv3 module (the lowering replaces the
   // routing ops the activated counts are read from).
   bool stats = consumeStatsFlag();
-  if (expertParallel.getNumOccurrences() && (!stats || expertParallel < 1)) {
-    llvm::errs() << "dsv3c: error: --ep N (N >= 1) goes with --stats: it reports what each "
-                    "expert-parallel rank holds (the expert-partition pass is not built yet)\n";
+  if (expertParallel.getNumOccurrences() && expertParallel < 1) {
+    llvm::errs() << "dsv3c: error: --ep N needs N >= 1, got " << expertParallel << "\n";
+    return 2;
+  }
+  if (dataParallel.getNumOccurrences() && dataParallel < 1) {
+    llvm::errs() << "dsv3c: error: --dp M needs M >= 1, got " << dataParallel << "\n";
     return 2;
   }
   FailureOr<mlir::dsv3::ParamStats> paramCounts;
@@ -422,6 +431,8 @@ int main(int argc, char **argv) {
   pipelineOptions.recompute = recompute;
   pipelineOptions.activationBudget = activationBudget;
   pipelineOptions.recomputeScope = recomputeScope;
+  pipelineOptions.ep = std::max<int64_t>(1, expertParallel);
+  pipelineOptions.dp = dataParallel;
   if (!outputDir.empty() && emit == Emit::Dsv3) {
     llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "
                     "--emit=kernels\n";

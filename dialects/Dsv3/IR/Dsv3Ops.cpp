@@ -125,6 +125,14 @@ LogicalResult ParamOp::verify() {
                               "dimension 0, so its rank must be >= 2, got "
                            << type;
   }
+  if (std::optional<uint64_t> shards = getShardedOver()) {
+    if (!getStackedFrom())
+      return emitOpError() << "sharded_over applies to stacked expert parameters; @"
+                           << getSymName() << " has no stacked_from";
+    if (static_cast<int64_t>(*shards) < 1)
+      return emitOpError() << "sharded_over must be >= 1, got "
+                           << static_cast<int64_t>(*shards);
+  }
   if (std::optional<uint64_t> depth = getMtpDepth();
       depth && static_cast<int64_t>(*depth) < 1)
     return emitOpError() << "mtp_depth must be >= 1, got "
@@ -519,6 +527,59 @@ LogicalResult MoeDispatchOp::verify() {
                          {tensorOf(getRows()).getDimSize(0)}, "[rows]")))
     return failure();
   return expectSameElementType(*this, getHidden(), "hidden", getRows(), "rows");
+}
+
+/// The expert-parallel exchanges' shared checks: `ranks` divides the
+/// global expert count, and the layout is [ranks, experts / ranks].
+static LogicalResult verifyExpertExchange(Operation *op, Value rows, Value counts,
+                                          Value layout, int64_t ranks) {
+  if (failed(expectPositive(op, ranks, "ranks")) ||
+      failed(expectRank(op, rows, "rows", 2, "[rows, hidden]")) ||
+      failed(expectRank(op, counts, "counts", 1, "[experts]")))
+    return failure();
+  int64_t experts = tensorOf(counts).getDimSize(0);
+  if (ShapedType::isDynamic(experts) || experts % ranks != 0)
+    return op->emitOpError() << "counts " << tensorOf(counts)
+                             << " must hold a static number of experts divisible by the "
+                             << ranks << " ranks";
+  return expectShape(op, layout, "layout", {ranks, experts / ranks},
+                     "[ranks, experts / ranks]");
+}
+
+LogicalResult ExpertDispatchExchangeOp::verify() {
+  if (failed(verifyExpertExchange(*this, getRows(), getCounts(), getLayout(),
+                                  int64_t(getRanks()))))
+    return failure();
+  int64_t local = tensorOf(getCounts()).getDimSize(0) / int64_t(getRanks());
+  if (failed(expectShape(*this, getLocalCounts(), "local_counts", {local},
+                         "[experts / ranks]")) ||
+      failed(expectShape(*this, getLocalRows(), "local_rows",
+                         {ShapedType::kDynamic, tensorOf(getRows()).getDimSize(1)},
+                         "[?, hidden]")))
+    return failure();
+  return expectSameElementType(*this, getRows(), "rows", getLocalRows(), "local_rows");
+}
+
+LogicalResult ExpertCombineExchangeOp::verify() {
+  if (failed(verifyExpertExchange(*this, getRows(), getCounts(), getLayout(),
+                                  int64_t(getRanks()))) ||
+      failed(expectShape(*this, getResult(), "result",
+                         {ShapedType::kDynamic, tensorOf(getRows()).getDimSize(1)},
+                         "[?, hidden]")))
+    return failure();
+  return expectSameElementType(*this, getRows(), "rows", getResult(), "result");
+}
+
+LogicalResult AllReduceOp::verify() {
+  if (getReduction() != "sum" && getReduction() != "mean")
+    return emitOpError() << "reduction must be 'sum' or 'mean', got '" << getReduction()
+                         << "'";
+  if (getGroup() != "data" && getGroup() != "expert")
+    return emitOpError() << "group must be 'data' or 'expert', got '" << getGroup() << "'";
+  if (getReduction() == "mean" && !isa<FloatType>(tensorOf(getInput()).getElementType()))
+    return emitOpError() << "a mean needs a floating-point tensor, got "
+                         << tensorOf(getInput());
+  return expectPositive(*this, int64_t(getRanks()), "ranks");
 }
 
 LogicalResult ExpertGroupedMatmulOp::verify() {

@@ -54,6 +54,11 @@ def Dsv3_ParamOp : Dsv3_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">,
 
     `mtp_depth` marks the weights of a multi-token-prediction depth.
 
+    `sharded_over N` (set by `dsv3-partition-experts`) splits a stacked
+    parameter's experts contiguously over N expert-parallel ranks: the type
+    is one rank's slice `[experts / N, ...]`, and rank r binds the checkpoint
+    tensors of experts `r·experts/N ... (r+1)·experts/N - 1`.
+
     ```mlir
     dsv3.param @"model.layers.3.mlp.gate.weight" router : tensor<256x7168xbf16>
     dsv3.param @"model.layers.3.mlp.experts.down_proj.weight" routed_experts
@@ -66,10 +71,11 @@ def Dsv3_ParamOp : Dsv3_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">,
                        Dsv3_ParamRole:$role,
                        OptionalAttr<StrAttr>:$stacked_from,
                        OptionalAttr<FlatSymbolRefAttr>:$tied_to,
-                       OptionalAttr<I64Attr>:$mtp_depth);
+                       OptionalAttr<I64Attr>:$mtp_depth,
+                       OptionalAttr<I64Attr>:$sharded_over);
   let assemblyFormat = [{
     $sym_name $role (`stacked_from` $stacked_from^)? (`tied_to` $tied_to^)?
-    (`mtp_depth` $mtp_depth^)? attr-dict `:` $type
+    (`mtp_depth` $mtp_depth^)? (`sharded_over` $sharded_over^)? attr-dict `:` $type
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
@@ -80,6 +86,8 @@ def Dsv3_ParamOp : Dsv3_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">,
     int64_t getNumElements() { return getTensorType().getNumElements(); }
     /// The checkpoint tensor name of expert `e` of a stacked parameter.
     std::string getExpertTensorName(int64_t e);
+    /// How many expert-parallel ranks share the stack (1 unless sharded).
+    int64_t getNumShards() { return getShardedOver() ? int64_t(*getShardedOver()) : 1; }
   }];
 }
 
@@ -481,6 +489,86 @@ def Dsv3_ExpertGroupedMatmulOp : Dsv3_Op<"expert_grouped_matmul", [Pure, Dsv3_Di
   let results = (outs Dsv3_FloatTensor:$result);
   let assemblyFormat = [{
     $rows `,` $weight `,` $counts attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_ExpertDispatchExchangeOp : Dsv3_Op<"ep_dispatch", []> {
+  let summary = "expert parallelism: send every rank the rows of its experts (all-to-all-v)";
+  let description = [{
+    The collective of expert-parallel dispatch, inserted by
+    `dsv3-partition-experts`. `rows` are this rank's token copies grouped by
+    global expert (`counts[e]` rows for expert `e`, as `dsv3.moe_dispatch`
+    gives them); the experts are split contiguously over `ranks` ranks, so
+    the rows for rank `r` are one contiguous block. Every rank sends each
+    rank its block (an all-to-all of the per-expert counts, then an
+    all-to-all-v of the rows) and receives the rows of its own
+    `experts / ranks` local experts from every rank.
+
+    `local_rows` holds the received rows grouped by local expert (within an
+    expert, by source rank, then in the source's order), ready for the
+    local `dsv3.expert_grouped_matmul`; `local_counts[l]` is the number of
+    rows of local expert `l`; `layout[s, l]` the number that came from rank
+    `s`, which `dsv3.ep_combine` needs to send the results back.
+
+    Not pure: it communicates, and every rank must execute it in the same
+    order (it is never reordered, merged or removed).
+
+    ```mlir
+    %local, %local_counts, %layout = dsv3.ep_dispatch %rows, %counts ranks 2
+        : (tensor<?x64xf32>, tensor<16xi64>)
+        -> (tensor<?x64xf32>, tensor<8xi64>, tensor<2x8xi64>)
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$rows, Dsv3_I64Tensor:$counts, I64Attr:$ranks);
+  let results = (outs Dsv3_FloatTensor:$local_rows, Dsv3_I64Tensor:$local_counts,
+                      Dsv3_I64Tensor:$layout);
+  let assemblyFormat = [{
+    $rows `,` $counts `ranks` $ranks attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_ExpertCombineExchangeOp : Dsv3_Op<"ep_combine", []> {
+  let summary = "expert parallelism: return the experts' outputs to their tokens' ranks (all-to-all-v)";
+  let description = [{
+    The reverse of `dsv3.ep_dispatch`: `rows` are the local experts' output
+    rows in `local_rows` order, `layout` and `counts` the dispatch's. Each
+    rank gets back the outputs of the rows it sent, in the order it sent
+    them (grouped by global expert), ready for `dsv3.moe_combine`.
+
+    ```mlir
+    %back = dsv3.ep_combine %y, %layout, %counts ranks 2
+        : (tensor<?x64xf32>, tensor<2x8xi64>, tensor<16xi64>) -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$rows, Dsv3_I64Tensor:$layout,
+                       Dsv3_I64Tensor:$counts, I64Attr:$ranks);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $layout `,` $counts `ranks` $ranks attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Dsv3_AllReduceOp : Dsv3_Op<"all_reduce", [SameOperandsAndResultType]> {
+  let summary = "sum or average a tensor over the ranks of a parallel group";
+  let description = [{
+    Every rank of `group` (`data` or `expert` parallel, `ranks` of them)
+    contributes `input` and receives the elementwise sum (`sum`) or mean
+    (`mean`) over the ranks, identical on all of them (the runtime reduces
+    in rank order). Not pure: it communicates.
+
+    ```mlir
+    %g = dsv3.all_reduce mean over data 2 %grad : tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, StrAttr:$reduction, StrAttr:$group,
+                       I64Attr:$ranks);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    $reduction `over` $group $ranks $input attr-dict `:` type($input)
   }];
   let hasVerifier = 1;
 }

@@ -1,0 +1,521 @@
+//===- Collectives.cpp - TCP ranks for the host collectives ---------------===//
+#include "runtime/Collectives.h"
+
+#include "runtime/Error.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+namespace dsv3rt {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string envOr(const char *name) {
+  const char *v = std::getenv(name);
+  return v ? std::string(v) : std::string();
+}
+
+int envInt(const char *name, int lo, int hi) {
+  std::string v = envOr(name);
+  char *end = nullptr;
+  errno = 0;
+  long x = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno || x < lo || x > hi)
+    fail("environment variable {}='{}' must be an integer in [{}, {}]", name, v, lo, hi);
+  return int(x);
+}
+
+/// What precedes every message: which collective it belongs to, so ranks
+/// that disagree about the order fail with both names.
+struct Header {
+  uint32_t magic = 0x33565344; // "DSV3"
+  uint32_t source = 0;
+  uint64_t seq = 0;
+  uint64_t bytes = 0;
+  char op[40] = {};
+};
+constexpr uint32_t kMagic = 0x33565344;
+
+/// The TCP mesh: one socket to every other rank.
+class SocketCommunicator : public Communicator {
+public:
+  explicit SocketCommunicator(const DistEnv &env);
+  ~SocketCommunicator() override {
+    for (int fd : fds_)
+      if (fd >= 0)
+        close(fd);
+  }
+  std::vector<std::vector<uint8_t>> exchange(const std::vector<std::vector<uint8_t>> &send,
+                                             const std::string &op) override;
+
+private:
+  [[noreturn]] void lost(int peer, const std::string &op, const std::string &why) const {
+    fail("rank {}: lost rank {} during {} #{}: {}", rank_, peer, op, seq_, why);
+  }
+  std::vector<int> fds_; // by rank; -1 for this one
+  uint64_t seq_ = 0;
+};
+
+void setNonBlocking(int fd) {
+  int flags = fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    fail("fcntl(O_NONBLOCK): {}", std::strerror(errno));
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/// Blocking helpers for the bootstrap (a deadline on each).
+void sendAll(int fd, const void *data, size_t n, Clock::time_point deadline,
+             const std::string &what) {
+  const uint8_t *p = static_cast<const uint8_t *>(data);
+  while (n) {
+    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k > 0) {
+      p += k;
+      n -= size_t(k);
+      continue;
+    }
+    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      fail("{}: send: {}", what, std::strerror(errno));
+    if (Clock::now() > deadline)
+      fail("{}: timed out sending", what);
+    pollfd pfd{fd, POLLOUT, 0};
+    poll(&pfd, 1, 100);
+  }
+}
+
+void recvAll(int fd, void *data, size_t n, Clock::time_point deadline, const std::string &what) {
+  uint8_t *p = static_cast<uint8_t *>(data);
+  while (n) {
+    ssize_t k = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (k > 0) {
+      p += k;
+      n -= size_t(k);
+      continue;
+    }
+    if (k == 0)
+      fail("{}: the peer closed the connection", what);
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      fail("{}: recv: {}", what, std::strerror(errno));
+    if (Clock::now() > deadline)
+      fail("{}: timed out after {:.0f} s waiting (is every rank started? "
+           "DSV3_COLLECTIVE_TIMEOUT sets the limit)",
+           what, collectiveTimeoutSeconds());
+    pollfd pfd{fd, POLLIN, 0};
+    poll(&pfd, 1, 100);
+  }
+}
+
+int listenOn(uint16_t port, uint16_t &bound) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    fail("socket: {}", std::strerror(errno));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  a.sin_port = htons(port);
+  if (bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) < 0)
+    fail("cannot listen on port {}: {}", port, std::strerror(errno));
+  if (listen(fd, 256) < 0)
+    fail("listen: {}", std::strerror(errno));
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+  bound = ntohs(a.sin_port);
+  setNonBlocking(fd);
+  return fd;
+}
+
+int acceptOne(int listenFd, Clock::time_point deadline, const std::string &what,
+              uint32_t *peerAddr) {
+  for (;;) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    int fd = accept(listenFd, reinterpret_cast<sockaddr *>(&a), &len);
+    if (fd >= 0) {
+      setNonBlocking(fd);
+      if (peerAddr)
+        *peerAddr = a.sin_addr.s_addr;
+      return fd;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      fail("{}: accept: {}", what, std::strerror(errno));
+    if (Clock::now() > deadline)
+      fail("{}: timed out after {:.0f} s waiting for the other ranks to connect (is every "
+           "rank started?)",
+           what, collectiveTimeoutSeconds());
+    pollfd pfd{listenFd, POLLIN, 0};
+    poll(&pfd, 1, 100);
+  }
+}
+
+/// Connects to addr:port, retrying until the deadline (the peer may not
+/// be listening yet).
+int connectTo(uint32_t addr, uint16_t port, Clock::time_point deadline, const std::string &what) {
+  for (;;) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+      fail("socket: {}", std::strerror(errno));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = addr;
+    a.sin_port = htons(port);
+    if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0) {
+      setNonBlocking(fd);
+      return fd;
+    }
+    int err = errno;
+    close(fd);
+    if (Clock::now() > deadline)
+      fail("{}: cannot connect after {:.0f} s: {}", what, collectiveTimeoutSeconds(),
+           std::strerror(err));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+uint32_t resolve(const std::string &host) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || !res)
+    fail("MASTER_ADDR '{}': cannot resolve: {}", host, gai_strerror(rc));
+  uint32_t addr = reinterpret_cast<sockaddr_in *>(res->ai_addr)->sin_addr.s_addr;
+  freeaddrinfo(res);
+  return addr;
+}
+
+/// Fault injection for the lost-rank tests: DSV3_FAULT="kill:R:N" makes
+/// rank R kill itself (SIGKILL, as an OOM kill or a node failure would) at
+/// its N-th collective; "hang:R:N" makes it stop there for good.
+void injectFault(int rank, uint64_t seq) {
+  static const std::string spec = envOr("DSV3_FAULT");
+  if (spec.empty())
+    return;
+  char kind[8] = {};
+  int r = -1;
+  unsigned long long n = 0;
+  if (std::sscanf(spec.c_str(), "%7[a-z]:%d:%llu", kind, &r, &n) != 3 ||
+      (std::string(kind) != "kill" && std::string(kind) != "hang"))
+    fail("DSV3_FAULT='{}' must be kill:RANK:N or hang:RANK:N", spec);
+  if (r != rank || n != seq)
+    return;
+  if (std::string(kind) == "kill")
+    raise(SIGKILL);
+  for (;;)
+    pause();
+}
+
+struct Hello {
+  uint32_t magic = kMagic;
+  int32_t rank = 0;
+  int32_t size = 0;
+  uint32_t port = 0;
+};
+
+SocketCommunicator::SocketCommunicator(const DistEnv &env) {
+  rank_ = env.rank;
+  size_ = env.size;
+  fds_.assign(size_t(size_), -1);
+  auto deadline = Clock::now() + std::chrono::milliseconds(
+                                     int64_t(collectiveTimeoutSeconds() * 1000));
+  std::string where = fmt::format("rank {} of {}: bootstrap via {}:{}", rank_, size_,
+                                  env.masterAddr, env.masterPort);
+  // Every rank but 0 listens for the ranks after it; rank 0 listens on the
+  // master port and hands out the table of addresses.
+  std::vector<uint32_t> addrs(static_cast<size_t>(size_), 0);
+  std::vector<uint32_t> ports(static_cast<size_t>(size_), 0);
+  auto checkHello = [&](const Hello &h, const std::string &from) {
+    if (h.magic != kMagic)
+      fail("{}: {} is not a dsv3 rank (bad handshake)", where, from);
+    if (h.size != size_)
+      fail("{}: {} (rank {}) says the world has {} ranks, this rank was started with {}", where,
+           from, h.rank, h.size, size_);
+    if (h.rank < 0 || h.rank >= size_)
+      fail("{}: {} claims rank {} (outside [0, {}))", where, from, h.rank, size_);
+  };
+  if (rank_ == 0) {
+    uint16_t bound = 0;
+    int lfd = listenOn(uint16_t(env.masterPort), bound);
+    for (int k = 1; k < size_; ++k) {
+      uint32_t peerAddr = 0;
+      int fd = acceptOne(lfd, deadline, where, &peerAddr);
+      Hello h;
+      recvAll(fd, &h, sizeof h, deadline, where);
+      checkHello(h, "a connecting process");
+      if (fds_[size_t(h.rank)] >= 0)
+        fail("{}: two processes claim rank {}", where, h.rank);
+      fds_[size_t(h.rank)] = fd;
+      addrs[size_t(h.rank)] = peerAddr;
+      ports[size_t(h.rank)] = h.port;
+    }
+    close(lfd);
+    for (int r = 1; r < size_; ++r) {
+      sendAll(fds_[size_t(r)], addrs.data(), addrs.size() * 4, deadline, where);
+      sendAll(fds_[size_t(r)], ports.data(), ports.size() * 4, deadline, where);
+    }
+  } else {
+    uint16_t myPort = 0;
+    int lfd = listenOn(0, myPort);
+    int master = connectTo(resolve(env.masterAddr), uint16_t(env.masterPort), deadline, where);
+    Hello h;
+    h.rank = rank_;
+    h.size = size_;
+    h.port = myPort;
+    sendAll(master, &h, sizeof h, deadline, where);
+    recvAll(master, addrs.data(), addrs.size() * 4, deadline, where + " (the address table)");
+    recvAll(master, ports.data(), ports.size() * 4, deadline, where + " (the address table)");
+    fds_[0] = master;
+    // Connect to the ranks before this one (but 0), accept the ones after.
+    for (int r = 1; r < rank_; ++r) {
+      int fd = connectTo(addrs[size_t(r)], uint16_t(ports[size_t(r)]), deadline,
+                         fmt::format("{} (connecting to rank {})", where, r));
+      sendAll(fd, &h, sizeof h, deadline, where);
+      fds_[size_t(r)] = fd;
+    }
+    for (int k = rank_ + 1; k < size_; ++k) {
+      int fd = acceptOne(lfd, deadline, where, nullptr);
+      Hello p;
+      recvAll(fd, &p, sizeof p, deadline, where);
+      checkHello(p, "a connecting process");
+      if (p.rank <= rank_ || fds_[size_t(p.rank)] >= 0)
+        fail("{}: unexpected connection from rank {}", where, p.rank);
+      fds_[size_t(p.rank)] = fd;
+    }
+    close(lfd);
+  }
+  barrier("bootstrap");
+}
+
+std::vector<std::vector<uint8_t>>
+SocketCommunicator::exchange(const std::vector<std::vector<uint8_t>> &send,
+                             const std::string &op) {
+  DSV3_CHECK(send.size() == size_t(size_), "{} buffers for {} ranks", send.size(), size_);
+  ++seq_;
+  injectFault(rank_, seq_);
+  std::vector<std::vector<uint8_t>> recv(static_cast<size_t>(size_));
+  recv[size_t(rank_)] = send[size_t(rank_)];
+  struct Peer {
+    std::vector<uint8_t> out; // header + payload
+    size_t sent = 0;
+    Header in;
+    size_t got = 0; // bytes of header + payload received
+    bool done() const { return got >= sizeof(Header) && got == sizeof(Header) + in.bytes; }
+  };
+  std::vector<Peer> peers(static_cast<size_t>(size_));
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_)
+      continue;
+    Header h;
+    h.source = uint32_t(rank_);
+    h.seq = seq_;
+    h.bytes = send[size_t(r)].size();
+    std::snprintf(h.op, sizeof h.op, "%s", op.c_str());
+    Peer &p = peers[size_t(r)];
+    p.out.resize(sizeof h + h.bytes);
+    std::memcpy(p.out.data(), &h, sizeof h);
+    if (h.bytes)
+      std::memcpy(p.out.data() + sizeof h, send[size_t(r)].data(), h.bytes);
+  }
+  auto timeout = std::chrono::milliseconds(int64_t(collectiveTimeoutSeconds() * 1000));
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    std::vector<pollfd> pfds;
+    std::vector<int> who;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_)
+        continue;
+      Peer &p = peers[size_t(r)];
+      short events = 0;
+      if (p.sent < p.out.size())
+        events |= POLLOUT;
+      if (!p.done())
+        events |= POLLIN;
+      if (events) {
+        pfds.push_back({fds_[size_t(r)], events, 0});
+        who.push_back(r);
+      }
+    }
+    if (pfds.empty())
+      break;
+    int n = poll(pfds.data(), pfds.size(), 200);
+    if (n < 0 && errno != EINTR)
+      fail("rank {}: poll during {}: {}", rank_, op, std::strerror(errno));
+    if (Clock::now() > deadline) {
+      std::string waiting;
+      for (int r : who)
+        waiting += (waiting.empty() ? "" : ", ") + std::to_string(r);
+      fail("rank {}: {} #{} timed out after {:.0f} s waiting for rank(s) {} (a rank hung or "
+           "stopped calling collectives; DSV3_COLLECTIVE_TIMEOUT sets the limit)",
+           rank_, op, seq_, collectiveTimeoutSeconds(), waiting);
+    }
+    for (size_t k = 0; k < pfds.size(); ++k) {
+      int r = who[k];
+      Peer &p = peers[size_t(r)];
+      int fd = pfds[k].fd;
+      if (pfds[k].revents & POLLOUT) {
+        ssize_t m = ::send(fd, p.out.data() + p.sent, p.out.size() - p.sent,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (m < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+          lost(r, op, fmt::format("send failed ({}): it exited or was killed", std::strerror(errno)));
+        if (m > 0)
+          p.sent += size_t(m);
+      }
+      if (pfds[k].revents & (POLLIN | POLLHUP | POLLERR)) {
+        uint8_t *dst;
+        size_t want;
+        if (p.got < sizeof(Header)) {
+          dst = reinterpret_cast<uint8_t *>(&p.in) + p.got;
+          want = sizeof(Header) - p.got;
+        } else {
+          dst = recv[size_t(r)].data() + (p.got - sizeof(Header));
+          want = sizeof(Header) + p.in.bytes - p.got;
+        }
+        ssize_t m = ::recv(fd, dst, want, MSG_DONTWAIT);
+        if (m == 0)
+          lost(r, op, "it closed its connection (it exited or was killed)");
+        if (m < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+          lost(r, op, fmt::format("recv failed ({}): it exited or was killed", std::strerror(errno)));
+        if (m > 0) {
+          p.got += size_t(m);
+          if (p.got == sizeof(Header)) {
+            if (p.in.magic != kMagic || p.in.source != uint32_t(r))
+              fail("rank {}: corrupted message from rank {} during {}", rank_, r, op);
+            p.in.op[sizeof p.in.op - 1] = 0;
+            if (p.in.seq != seq_ || op.compare(0, sizeof p.in.op - 1, p.in.op) != 0)
+              fail("rank {}: ranks disagree about the collectives: this rank is in {} #{}, "
+                   "rank {} sent {} #{} (the ranks ran different programs or inputs)",
+                   rank_, op, seq_, r, p.in.op, p.in.seq);
+            recv[size_t(r)].resize(p.in.bytes);
+          }
+        }
+      }
+    }
+  }
+  return recv;
+}
+
+std::unique_ptr<Communicator> &processSlot() {
+  static std::unique_ptr<Communicator> c;
+  return c;
+}
+
+class SingleRank : public Communicator {
+public:
+  std::vector<std::vector<uint8_t>> exchange(const std::vector<std::vector<uint8_t>> &send,
+                                             const std::string &) override {
+    return send;
+  }
+};
+
+template <typename T>
+void reduceSum(Communicator &c, T *data, size_t n, const std::string &op) {
+  std::vector<uint8_t> mine(n * sizeof(T));
+  if (n)
+    std::memcpy(mine.data(), data, mine.size());
+  std::vector<std::vector<uint8_t>> all = c.allGather(mine, op);
+  std::vector<T> sum(n, T(0));
+  for (int r = 0; r < c.size(); ++r) {
+    if (all[size_t(r)].size() != mine.size())
+      fail("rank {}: {}: rank {} contributed {} bytes, this rank {}", c.rank(), op, r,
+           all[size_t(r)].size(), mine.size());
+    const T *v = reinterpret_cast<const T *>(all[size_t(r)].data());
+    for (size_t i = 0; i < n; ++i)
+      sum[i] += v[i];
+  }
+  if (n)
+    std::memcpy(data, sum.data(), n * sizeof(T));
+}
+
+} // namespace
+
+DistEnv distEnvFromEnvironment() {
+  DistEnv e;
+  if (!envOr("WORLD_SIZE").empty() || !envOr("RANK").empty()) {
+    e.source = "torchrun";
+    e.size = envInt("WORLD_SIZE", 1, 1 << 20);
+    e.rank = envInt("RANK", 0, e.size - 1);
+    e.localRank = envOr("LOCAL_RANK").empty() ? 0 : envInt("LOCAL_RANK", 0, e.size - 1);
+  } else if (!envOr("SLURM_NTASKS").empty() && !envOr("SLURM_PROCID").empty()) {
+    e.source = "slurm";
+    e.size = envInt("SLURM_NTASKS", 1, 1 << 20);
+    e.rank = envInt("SLURM_PROCID", 0, e.size - 1);
+    e.localRank = envOr("SLURM_LOCALID").empty() ? 0 : envInt("SLURM_LOCALID", 0, e.size - 1);
+  } else {
+    return e;
+  }
+  if (e.size > 1) {
+    e.masterAddr = envOr("MASTER_ADDR");
+    if (e.masterAddr.empty())
+      fail("{} ranks ({} environment): MASTER_ADDR is not set (the host of rank 0)", e.size,
+           e.source);
+    e.masterPort = envInt("MASTER_PORT", 1, 65535);
+  }
+  return e;
+}
+
+double collectiveTimeoutSeconds() {
+  std::string v = envOr("DSV3_COLLECTIVE_TIMEOUT");
+  if (v.empty())
+    return 300;
+  char *end = nullptr;
+  double s = std::strtod(v.c_str(), &end);
+  if (*end || !(s > 0))
+    fail("DSV3_COLLECTIVE_TIMEOUT='{}' must be a positive number of seconds", v);
+  return s;
+}
+
+Communicator &processCommunicator() {
+  std::unique_ptr<Communicator> &c = processSlot();
+  if (!c)
+    c = std::make_unique<SingleRank>();
+  return *c;
+}
+
+void initProcessCommunicator(const DistEnv &env) {
+  if (env.size <= 1)
+    return;
+  processSlot() = std::make_unique<SocketCommunicator>(env);
+}
+
+std::vector<std::vector<uint8_t>> Communicator::allGather(const std::vector<uint8_t> &mine,
+                                                          const std::string &op) {
+  return exchange(std::vector<std::vector<uint8_t>>(size_t(size_), mine), op);
+}
+
+void Communicator::allReduceSum(double *data, size_t n, const std::string &op) {
+  reduceSum(*this, data, n, op);
+}
+void Communicator::allReduceSum(float *data, size_t n, const std::string &op) {
+  reduceSum(*this, data, n, op);
+}
+void Communicator::allReduceSum(int64_t *data, size_t n, const std::string &op) {
+  reduceSum(*this, data, n, op);
+}
+
+std::vector<uint8_t> Communicator::broadcast(const std::vector<uint8_t> &fromRoot,
+                                             const std::string &op) {
+  std::vector<std::vector<uint8_t>> send(static_cast<size_t>(size_));
+  if (rank_ == 0)
+    for (auto &s : send)
+      s = fromRoot;
+  return exchange(send, op)[0];
+}
+
+} // namespace dsv3rt

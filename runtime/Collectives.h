@@ -1,0 +1,83 @@
+//===- Collectives.h - ranks and the collectives between them ---*- C++ -*-===//
+//
+// One process per rank. A process learns its rank from the launcher's
+// environment (torchrun's RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR /
+// MASTER_PORT, or Slurm's SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID),
+// connects to every other rank over TCP (rank 0 at MASTER_ADDR:MASTER_PORT
+// hands out the addresses) and exchanges bytes with them. The host
+// backend's collectives (expert-parallel all-to-all-v, all-reduce) run on
+// these sockets; the CUDA backend uses them to bootstrap NCCL.
+//
+// Every collective is numbered and named on the wire, so ranks that call
+// different collectives fail with both names instead of exchanging garbage;
+// a rank that dies closes its sockets, and the others fail at once naming
+// it; a rank that hangs makes the others fail after the timeout
+// (DSV3_COLLECTIVE_TIMEOUT seconds, default 300). Nothing waits forever.
+//
+//===----------------------------------------------------------------------===//
+#ifndef DSV3_RUNTIME_COLLECTIVES_H
+#define DSV3_RUNTIME_COLLECTIVES_H
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dsv3rt {
+
+/// Where this process sits among the ranks of a run.
+struct DistEnv {
+  int rank = 0, size = 1, localRank = 0;
+  std::string masterAddr;
+  int masterPort = 0;
+  /// Which variables it came from ("torchrun", "slurm", or "" when alone).
+  std::string source;
+};
+
+/// Reads the launcher's environment; size 1 when none is set. Malformed or
+/// inconsistent values are errors naming the variable.
+DistEnv distEnvFromEnvironment();
+
+/// The ranks of a run and byte exchanges between them.
+class Communicator {
+public:
+  virtual ~Communicator() = default;
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  /// All-to-all-v: `send[r]` goes to rank r (send[rank()] to itself);
+  /// returns what every rank sent this one, indexed by source. `op` names
+  /// the collective in messages and on the wire.
+  virtual std::vector<std::vector<uint8_t>>
+  exchange(const std::vector<std::vector<uint8_t>> &send, const std::string &op) = 0;
+
+  /// Every rank's `mine`, indexed by rank.
+  std::vector<std::vector<uint8_t>> allGather(const std::vector<uint8_t> &mine,
+                                              const std::string &op);
+  /// Elementwise sum over the ranks, added in rank order on every rank, so
+  /// all ranks get bit-identical results.
+  void allReduceSum(double *data, size_t n, const std::string &op);
+  void allReduceSum(float *data, size_t n, const std::string &op);
+  void allReduceSum(int64_t *data, size_t n, const std::string &op);
+  /// Rank 0's bytes on every rank.
+  std::vector<uint8_t> broadcast(const std::vector<uint8_t> &fromRoot, const std::string &op);
+  void barrier(const std::string &op) { allGather({}, op); }
+
+protected:
+  int rank_ = 0, size_ = 1;
+};
+
+/// The communicator of this process: a single rank until
+/// initProcessCommunicator() connects it to the others.
+Communicator &processCommunicator();
+
+/// Connects to the ranks of `env` (no-op for size 1). Called once, by the
+/// tool's main, before any artifact is run.
+void initProcessCommunicator(const DistEnv &env);
+
+/// The seconds a collective (or the bootstrap) waits for a peer.
+double collectiveTimeoutSeconds();
+
+} // namespace dsv3rt
+
+#endif // DSV3_RUNTIME_COLLECTIVES_H

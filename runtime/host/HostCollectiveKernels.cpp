@@ -1,0 +1,172 @@
+//===- HostCollectiveKernels.cpp - expert-parallel exchanges on the host --===//
+//
+// The host kernels of dsv3.ep_dispatch / dsv3.ep_combine: the row
+// permutations around an all-to-all-v over the process's communicator
+// (runtime/Collectives.h). Rows are moved, never summed, so an
+// expert-parallel run computes exactly what the single-rank run does.
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/Collectives.h"
+#include "runtime/host/HostMath.h"
+
+#include <cstring>
+
+namespace dsv3rt::host {
+
+namespace {
+
+template <typename Real> Communicator &ranksOf(const std::string &k, const json &p) {
+  Communicator &c = processCommunicator();
+  int64_t ranks = geti(k, p, "ranks");
+  if (c.size() != ranks)
+    fail("kernel {}: the artifact was compiled for {} expert-parallel ranks (dsv3c --ep {}) "
+         "but this process is one of {} (run it with dsv3-run launch --nproc {})",
+         k, ranks, ranks, c.size(), ranks);
+  return c;
+}
+
+template <typename Real> std::vector<uint8_t> bytesOf(const Real *p, int64_t n) {
+  std::vector<uint8_t> b(size_t(n) * sizeof(Real));
+  if (n)
+    std::memcpy(b.data(), p, b.size());
+  return b;
+}
+
+/// ins: rows [R, H] grouped by global expert, counts [E];
+/// outs: local rows grouped by local expert, local counts [L], layout [N, L].
+template <typename Real>
+void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &rows = *in[0], &counts = *in[1];
+  Communicator &c = ranksOf<Real>(k, p);
+  int64_t N = c.size(), E = counts.dim(0), L = E / N, H = rows.dim(-1);
+  // Each rank's block starts at the rows of its first expert.
+  std::vector<int64_t> start(size_t(E + 1), 0);
+  for (int64_t e = 0; e < E; ++e)
+    start[size_t(e + 1)] = start[size_t(e)] + counts.i[e];
+  if (start[size_t(E)] != rows.dim(0))
+    fail("kernel {}: counts sum to {} rows, rows holds {}", k, start[size_t(E)], rows.dim(0));
+  std::vector<std::vector<uint8_t>> sendCounts(static_cast<size_t>(N)), sendRows(static_cast<size_t>(N));
+  for (int64_t r = 0; r < N; ++r) {
+    sendCounts[size_t(r)] = bytesOf(counts.i + r * L, L);
+    int64_t a = start[size_t(r * L)], b = start[size_t(r * L + L)];
+    sendRows[size_t(r)] = bytesOf(rows.f + a * H, (b - a) * H);
+  }
+  std::vector<std::vector<uint8_t>> gotCounts = c.exchange(sendCounts, "ep_dispatch counts");
+  std::vector<std::vector<uint8_t>> gotRows = c.exchange(sendRows, "ep_dispatch rows");
+  setShape(k, *out[2], {N, L});
+  setShape(k, *out[1], {L});
+  int64_t total = 0;
+  for (int64_t s = 0; s < N; ++s) {
+    if (gotCounts[size_t(s)].size() != size_t(L) * sizeof(int64_t))
+      fail("kernel {}: rank {} sent {} bytes of counts, expected {} experts", k, s,
+           gotCounts[size_t(s)].size(), L);
+    std::memcpy(out[2]->i + s * L, gotCounts[size_t(s)].data(), size_t(L) * sizeof(int64_t));
+    int64_t n = 0;
+    for (int64_t l = 0; l < L; ++l)
+      n += out[2]->i[s * L + l];
+    if (gotRows[size_t(s)].size() != size_t(n * H) * sizeof(Real))
+      fail("kernel {}: rank {} sent {} bytes of rows, its counts say {} rows of {}", k, s,
+           gotRows[size_t(s)].size(), n, H);
+    total += n;
+  }
+  setShape(k, *out[0], {total, H});
+  // Regroup from [source][local expert] to [local expert][source].
+  int64_t row = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    out[1]->i[l] = 0;
+    for (int64_t s = 0; s < N; ++s) {
+      int64_t before = 0;
+      for (int64_t j = 0; j < l; ++j)
+        before += out[2]->i[s * L + j];
+      int64_t n = out[2]->i[s * L + l];
+      const Real *src = reinterpret_cast<const Real *>(gotRows[size_t(s)].data()) + before * H;
+      std::copy(src, src + n * H, out[0]->f + row * H);
+      row += n;
+      out[1]->i[l] += n;
+    }
+  }
+}
+
+/// ins: local expert outputs [sum(layout), H] (ep_dispatch's order),
+/// layout [N, L], counts [E]; out: the rows this rank dispatched, in its
+/// order (grouped by global expert).
+template <typename Real>
+void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &y = *in[0], &layout = *in[1], &counts = *in[2];
+  Communicator &c = ranksOf<Real>(k, p);
+  int64_t N = c.size(), E = counts.dim(0), L = E / N, H = y.dim(-1);
+  // Where each (local expert, source) block sits in y.
+  std::vector<int64_t> at(size_t(L * N), 0);
+  int64_t row = 0;
+  for (int64_t l = 0; l < L; ++l)
+    for (int64_t s = 0; s < N; ++s) {
+      at[size_t(l * N + s)] = row;
+      row += layout.i[s * L + l];
+    }
+  if (row != y.dim(0))
+    fail("kernel {}: the layout covers {} rows, the expert outputs hold {}", k, row, y.dim(0));
+  std::vector<std::vector<uint8_t>> send(static_cast<size_t>(N));
+  for (int64_t s = 0; s < N; ++s) {
+    std::vector<uint8_t> &b = send[size_t(s)];
+    for (int64_t l = 0; l < L; ++l) {
+      int64_t n = layout.i[s * L + l];
+      const uint8_t *src = reinterpret_cast<const uint8_t *>(y.f + at[size_t(l * N + s)] * H);
+      b.insert(b.end(), src, src + size_t(n * H) * sizeof(Real));
+    }
+  }
+  std::vector<std::vector<uint8_t>> got = c.exchange(send, "ep_combine rows");
+  int64_t total = 0;
+  for (int64_t e = 0; e < E; ++e)
+    total += counts.i[e];
+  setShape(k, *out[0], {total, H});
+  int64_t dst = 0;
+  for (int64_t r = 0; r < N; ++r) {
+    int64_t n = 0;
+    for (int64_t l = 0; l < L; ++l)
+      n += counts.i[r * L + l];
+    if (got[size_t(r)].size() != size_t(n * H) * sizeof(Real))
+      fail("kernel {}: rank {} returned {} bytes, this rank sent it {} rows of {}", k, r,
+           got[size_t(r)].size(), n, H);
+    if (n)
+      std::memcpy(out[0]->f + dst * H, got[size_t(r)].data(), got[size_t(r)].size());
+    dst += n;
+  }
+}
+
+/// dsv3.all_reduce: sum or mean over the ranks (rank order, identical on
+/// every rank).
+template <typename Real>
+void allReduce(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &x = *in[0], &y = *out[0];
+  Communicator &c = processCommunicator();
+  int64_t ranks = geti(k, p, "ranks");
+  if (c.size() != ranks)
+    fail("kernel {}: the artifact was compiled for {} ranks but this process is one of {} "
+         "(run it with dsv3-run launch --nproc {})",
+         k, ranks, c.size(), ranks);
+  setShape(k, y, x.shape);
+  int64_t n = x.numel();
+  if (x.isInt) {
+    std::copy(x.i, x.i + n, y.i);
+    c.allReduceSum(y.i, size_t(n), "all_reduce");
+    return;
+  }
+  std::copy(x.f, x.f + n, y.f);
+  c.allReduceSum(y.f, size_t(n), "all_reduce");
+  if (p.value("reduction", std::string("sum")) == "mean")
+    for (int64_t i = 0; i < n; ++i)
+      y.f[i] /= Real(ranks);
+}
+
+} // namespace
+
+template <typename Real>
+void addCollectiveKernels(std::map<std::string, HostKernelFn<Real>> &kernels) {
+  kernels["ep_dispatch"] = epDispatch<Real>;
+  kernels["ep_combine"] = epCombine<Real>;
+  kernels["all_reduce"] = allReduce<Real>;
+}
+template void addCollectiveKernels(std::map<std::string, HostKernelFn<float>> &);
+template void addCollectiveKernels(std::map<std::string, HostKernelFn<double>> &);
+
+} // namespace dsv3rt::host
