@@ -76,7 +76,8 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
     SmallVector<Value> gradients(
         ret.getOperands().drop_front().take_front(names.size()));
     SmallVector<Value> parts(ret.getOperands().drop_front(1 + names.size()));
-    Value norm = GlobalNormOp::create(b, loc, scalar, gradients);
+    Value norm = GlobalNormOp::create(b, loc, scalar, gradients, /*plus_squares=*/Value(),
+                                      /*squared=*/false);
     SymbolTable symbols(module);
     for (auto [nameAttr, g] : llvm::zip(names, gradients)) {
       auto sym = cast<FlatSymbolRefAttr>(nameAttr);

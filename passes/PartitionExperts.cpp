@@ -7,6 +7,16 @@
 // router and the shared experts stay replicated and run data-parallel:
 // every rank routes its own tokens.
 //
+// Training entries (those with a backward pass) also get the data-parallel
+// reductions: the loss seed is 1/dp, so each rank's gradients are its
+// share of the mean over the global batch; the replicated parameters'
+// gradients are all-reduced (sum) before the norm and AdamW, while an
+// expert's gradient is already complete on its rank (every rank's rows of
+// that expert were there); the gradient norm adds the experts' squares
+// over the ranks; the routed counts that drive the bias update, and the
+// reported loss, are all-reduced too. Every rank then applies the same
+// update to the replicated weights.
+//
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
 
@@ -21,7 +31,15 @@ namespace mlir::dsv3 {
 
 namespace {
 bool isExpertMatmul(Operation *op) {
-  return isa<ExpertGroupedMatmulOp, ExpertGatedMatmulOp>(op);
+  if (isa<ExpertGroupedMatmulOp, ExpertGatedMatmulOp>(op))
+    return true;
+  auto vjp = dyn_cast<VjpOp>(op);
+  return vjp && vjp.getForward() == "expert_grouped_matmul";
+}
+
+bool isVjpOf(Operation *op, StringRef forward) {
+  auto vjp = dyn_cast<VjpOp>(op);
+  return vjp && vjp.getForward() == forward;
 }
 
 struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpertsPass> {
@@ -48,6 +66,26 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
       sharded[param.getSymName()] = local;
       ++numParams;
     }
+    // The AdamW moments of a sharded weight are sharded alike.
+    SmallVector<StringRef> states;
+    module.walk([&](AdamwOp u) {
+      if (sharded.count(u.getParam()))
+        states.append({u.getExpAvg(), u.getExpAvgSq()});
+    });
+    for (StringRef name : states) {
+      auto param = SymbolTable::lookupNearestSymbolFrom<ParamOp>(
+          module, StringAttr::get(module.getContext(), name));
+      if (!param || !param.getStackedFrom() || param.getNumShards() > 1)
+        continue;
+      RankedTensorType type = param.getTensorType();
+      SmallVector<int64_t> shape(type.getShape());
+      shape[0] /= ep;
+      auto local = RankedTensorType::get(shape, type.getElementType());
+      param.setType(local);
+      param.setShardedOver(uint64_t(ep));
+      sharded[param.getSymName()] = local;
+      ++numParams;
+    }
     module.walk([&](GetParamOp get) {
       auto it = sharded.find(get.getParam());
       if (it != sharded.end())
@@ -56,7 +94,8 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
     return success();
   }
 
-  /// Puts the exchanges around the expert GEMMs fed by `dispatch`.
+  /// Puts the exchanges around the expert GEMMs fed by `dispatch` (and, in
+  /// a training entry, around their gradients).
   LogicalResult partition(MoeDispatchOp dispatch) {
     Value rows = dispatch.getRows(), counts = dispatch.getCounts();
     SmallVector<OpOperand *> rowUses, countUses;
@@ -70,36 +109,43 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
                   "them)";
       rowUses.push_back(&use);
     }
-    for (OpOperand &use : counts.getUses()) {
-      if (!isExpertMatmul(use.getOwner()))
-        return use.getOwner()->emitError()
-               << "dsv3-partition-experts: the expert counts feed '"
-               << use.getOwner()->getName() << "', which has no expert-parallel form";
-      countUses.push_back(&use);
-    }
+    // The expert GEMMs (and their gradients) count local rows; the bias
+    // update, the balance metrics and the returned loads keep the rank's
+    // counts over all experts.
+    for (OpOperand &use : counts.getUses())
+      if (isExpertMatmul(use.getOwner()))
+        countUses.push_back(&use);
+    SmallVector<VjpOp> combineVjps, dispatchVjps;
     for (Operation *user : dispatch.getSlots().getUsers()) {
-      auto combine = dyn_cast<MoeCombineOp>(user);
-      if (!combine)
-        return user->emitError() << "dsv3-partition-experts: the dispatch slots feed '"
-                                 << user->getName() << "', expected dsv3.moe_combine";
-      combines.push_back(combine);
+      if (auto combine = dyn_cast<MoeCombineOp>(user)) {
+        combines.push_back(combine);
+        continue;
+      }
+      if (isVjpOf(user, "moe_combine")) {
+        combineVjps.push_back(cast<VjpOp>(user));
+        continue;
+      }
+      return user->emitError() << "dsv3-partition-experts: the dispatch slots feed '"
+                               << user->getName() << "', expected dsv3.moe_combine";
     }
+    // The gradient of the dispatch itself: a vjp "moe_dispatch" on the same
+    // hidden states and indices.
+    for (Operation *user : dispatch.getHidden().getUsers())
+      if (isVjpOf(user, "moe_dispatch")) {
+        auto vjp = cast<VjpOp>(user);
+        if (vjp.getPrimals().size() == 2 && vjp.getPrimals()[0] == dispatch.getHidden() &&
+            vjp.getPrimals()[1] == dispatch.getIndices())
+          dispatchVjps.push_back(vjp);
+      }
     OpBuilder b(dispatch->getContext());
     b.setInsertionPointAfter(dispatch);
-    auto countsType = cast<RankedTensorType>(counts.getType());
-    int64_t local = countsType.getDimSize(0) / ep;
-    auto rowsType = cast<RankedTensorType>(rows.getType());
-    auto exchange = ExpertDispatchExchangeOp::create(
-        b, dispatch.getLoc(),
-        RankedTensorType::get({ShapedType::kDynamic, rowsType.getDimSize(1)},
-                              rowsType.getElementType()),
-        RankedTensorType::get({local}, countsType.getElementType()),
-        RankedTensorType::get({int64_t(ep), local}, countsType.getElementType()), rows,
-        counts, uint64_t(ep));
+    auto exchange = createDispatch(b, dispatch.getLoc(), rows, counts);
     for (OpOperand *use : rowUses)
       use->set(exchange.getLocalRows());
     for (OpOperand *use : countUses)
       use->set(exchange.getLocalCounts());
+    // Forward: the local experts' outputs go back to their tokens' ranks.
+    DenseMap<Value, Value> returned; // local expert output -> its rows back home
     for (MoeCombineOp combine : combines) {
       b.setInsertionPoint(combine);
       Value out = combine.getExpertOut();
@@ -107,8 +153,178 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
                                                   exchange.getLayout(), counts,
                                                   uint64_t(ep));
       combine.getExpertOutMutable().assign(back.getResult());
+      returned[out] = back.getResult();
+    }
+    // Backward: moe_combine's gradient reads the rows as they came back,
+    // and its row cotangent travels to the experts (the adjoint of
+    // ep_combine is ep_dispatch) ...
+    for (VjpOp vjp : combineVjps) {
+      Value out = vjp.getPrimals()[0];
+      auto it = returned.find(out);
+      if (it == returned.end())
+        return vjp.emitError() << "dsv3-partition-experts: the gradient of moe_combine "
+                                  "reads expert outputs no forward combine returns";
+      vjp.getPrimalsMutable()[0].set(it->second);
+      ArrayRef<int64_t> grads = vjp.getGradOperands();
+      for (auto [i, operand] : llvm::enumerate(grads)) {
+        if (operand != 0)
+          continue;
+        Value dBack = vjp.getResult(i);
+        b.setInsertionPointAfter(vjp);
+        auto toExperts = createDispatch(b, vjp.getLoc(), dBack, counts);
+        dBack.replaceAllUsesExcept(toExperts.getLocalRows(), toExperts);
+      }
+    }
+    // ... and the rows' cotangent returns to the tokens' ranks before the
+    // dispatch's gradient (the adjoint of ep_dispatch is ep_combine).
+    for (VjpOp vjp : dispatchVjps) {
+      b.setInsertionPoint(vjp);
+      Value dLocal = vjp.getCotangents()[0];
+      auto home = ExpertCombineExchangeOp::create(b, vjp.getLoc(), dLocal.getType(), dLocal,
+                                                  exchange.getLayout(), counts,
+                                                  uint64_t(ep));
+      vjp.getCotangentsMutable()[0].set(home.getResult());
     }
     ++numLayers;
+    return success();
+  }
+
+  ExpertDispatchExchangeOp createDispatch(OpBuilder &b, Location loc, Value rows,
+                                          Value counts) {
+    auto countsType = cast<RankedTensorType>(counts.getType());
+    int64_t local = countsType.getDimSize(0) / ep;
+    auto rowsType = cast<RankedTensorType>(rows.getType());
+    return ExpertDispatchExchangeOp::create(
+        b, loc,
+        RankedTensorType::get({ShapedType::kDynamic, rowsType.getDimSize(1)},
+                              rowsType.getElementType()),
+        RankedTensorType::get({local}, countsType.getElementType()),
+        RankedTensorType::get({int64_t(ep), local}, countsType.getElementType()), rows,
+        counts, uint64_t(ep));
+  }
+
+  /// Each vjp's results have its differentiated primals' types (a sharded
+  /// weight's gradient is one rank's slice).
+  void fixGradientTypes(ModuleOp module) {
+    module.walk([&](VjpOp vjp) {
+      for (auto [i, operand] : llvm::enumerate(vjp.getGradOperands()))
+        vjp.getResult(i).setType(vjp.getPrimals()[operand].getType());
+    });
+    // Entries returning those gradients return the slices.
+    for (auto func : module.getOps<func::FuncOp>()) {
+      auto ret = cast<func::ReturnOp>(func.front().getTerminator());
+      func.setFunctionType(FunctionType::get(func.getContext(), func.getArgumentTypes(),
+                                             ret.getOperandTypes()));
+    }
+  }
+
+  /// Whether `param` names a parameter split over the expert ranks.
+  bool isSharded(ModuleOp module, FlatSymbolRefAttr param) {
+    auto p = SymbolTable::lookupNearestSymbolFrom<ParamOp>(module, param);
+    return p && p.getNumShards() > 1;
+  }
+
+  Value allReduce(OpBuilder &b, Location loc, Value v, StringRef reduction, StringRef group,
+                  int64_t ranks) {
+    return AllReduceOp::create(b, loc, v.getType(), v, b.getStringAttr(reduction),
+                               b.getStringAttr(group), uint64_t(ranks));
+  }
+
+  /// The data-parallel reductions of a function with a backward pass.
+  LogicalResult reduceGradients(ModuleOp module, func::FuncOp func) {
+    OpBuilder b(func.getContext());
+    // The loss seed: 1/dp, so the ranks' gradients sum to the mean over
+    // the global batch.
+    for (FillOp fill : llvm::make_early_inc_range(func.getOps<FillOp>())) {
+      auto type = dyn_cast<RankedTensorType>(fill.getType());
+      if (!type || type.getRank() != 0 || fill.getValue().convertToDouble() != 1.0 ||
+          fill->use_empty() ||
+          !llvm::all_of(fill->getUsers(), [](Operation *u) { return isa<VjpOp>(u); }))
+        continue;
+      fill.setValueAttr(b.getF64FloatAttr(1.0 / double(dp)));
+    }
+    auto ret = cast<func::ReturnOp>(func.front().getTerminator());
+    bool isStep = func.getName() == "train_step";
+    SmallVector<AdamwOp> updates(func.getOps<AdamwOp>());
+    GlobalNormOp norm;
+    for (GlobalNormOp n : func.getOps<GlobalNormOp>())
+      norm = n;
+    // Where the reductions go: before the norm (train_step), else before
+    // the return.
+    Operation *at = norm ? norm.getOperation() : ret.getOperation();
+    b.setInsertionPoint(at);
+    Location loc = at->getLoc();
+    DenseMap<Value, Value> reduced;
+    auto reduceOnce = [&](Value g) {
+      auto [it, fresh] = reduced.try_emplace(g, Value());
+      if (fresh)
+        it->second = allReduce(b, loc, g, "sum", "data", dp);
+      return it->second;
+    };
+    if (isStep) {
+      SmallVector<Value> replicated, sharded;
+      for (AdamwOp u : updates) {
+        if (isSharded(module, u.getParamAttr())) {
+          sharded.push_back(u.getGrad());
+          continue;
+        }
+        Value r = reduceOnce(u.getGrad());
+        u.getGradMutable().assign(r);
+        replicated.push_back(r);
+      }
+      if (!norm)
+        return func.emitError() << "dsv3-partition-experts: train_step has no global_norm";
+      b.setInsertionPoint(norm);
+      Value squares;
+      if (!sharded.empty()) {
+        auto scalar = RankedTensorType::get({}, b.getF32Type());
+        Value mine = GlobalNormOp::create(b, loc, scalar, sharded, Value(), true);
+        squares = allReduce(b, loc, mine, "sum", "expert", ep);
+      }
+      auto whole = GlobalNormOp::create(b, loc, norm.getType(), replicated, squares, false);
+      norm.replaceAllUsesWith(whole.getResult());
+      norm.erase();
+      b.setInsertionPoint(ret);
+      // The bias update and the reported loads use the global batch's counts.
+      DenseMap<Value, Value> globalCounts;
+      auto countsOnce = [&](Value c) {
+        auto [it, fresh] = globalCounts.try_emplace(c, Value());
+        if (fresh) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPointAfterValue(c);
+          it->second = allReduce(b, c.getLoc(), c, "sum", "data", dp);
+        }
+        return it->second;
+      };
+      for (ExpertBiasUpdateOp u : func.getOps<ExpertBiasUpdateOp>())
+        u.getCountsMutable().assign(countsOnce(u.getCounts()));
+      for (OpOperand &r : ret->getOpOperands()) {
+        auto type = dyn_cast<RankedTensorType>(r.get().getType());
+        if (type && type.getElementType().isInteger(64) && type.getRank() == 1)
+          r.set(countsOnce(r.get()));
+      }
+    } else {
+      // gradients / train_gradients: [loss, gradients..., loss parts...].
+      auto names = func->getAttrOfType<ArrayAttr>("dsv3.grad_params");
+      if (names)
+        for (auto [i, nameAttr] : llvm::enumerate(names)) {
+          OpOperand &r = ret->getOpOperand(unsigned(1 + i));
+          if (!isSharded(module, cast<FlatSymbolRefAttr>(nameAttr)))
+            r.set(reduceOnce(r.get()));
+        }
+    }
+    // The reported loss and its parts: the mean over the ranks (equal
+    // tokens a rank). train_step's result 1 is the norm, already global.
+    b.setInsertionPoint(ret);
+    for (auto [i, r] : llvm::enumerate(ret->getOpOperands())) {
+      if (isStep && i == 1)
+        continue;
+      auto type = dyn_cast<RankedTensorType>(r.get().getType());
+      if (type && type.getRank() == 0 && isa<FloatType>(type.getElementType()) &&
+          !reduced.count(r.get()))
+        r.set(allReduce(b, ret.getLoc(), r.get(), "mean", "data", dp));
+    }
+    ++numTrainingEntries;
     return success();
   }
 
@@ -128,22 +344,26 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
     Builder b(module.getContext());
     module->setAttr("dsv3.expert_parallel", b.getI64IntegerAttr(ep));
     module->setAttr("dsv3.data_parallel", b.getI64IntegerAttr(dp));
-    if (ep == 1)
+    bool parallel = ep > 1 || dp > 1;
+    if (!parallel)
       return;
-    bool training = false;
-    module.walk([&](func::FuncOp f) { training |= f.getName() == "gradients"; });
-    if (training) {
-      module.emitError() << "dsv3-partition-experts: expert-parallel training (--ep with "
-                            "--mode train) is not built yet";
-      return signalPassFailure();
-    }
-    if (failed(shardParams(module)))
-      return signalPassFailure();
-    SmallVector<MoeDispatchOp> dispatches;
-    module.walk([&](MoeDispatchOp d) { dispatches.push_back(d); });
-    for (MoeDispatchOp d : dispatches)
-      if (failed(partition(d)))
+    if (ep > 1) {
+      if (failed(shardParams(module)))
         return signalPassFailure();
+      SmallVector<MoeDispatchOp> dispatches;
+      module.walk([&](MoeDispatchOp d) { dispatches.push_back(d); });
+      for (MoeDispatchOp d : dispatches)
+        if (failed(partition(d)))
+          return signalPassFailure();
+      fixGradientTypes(module);
+    }
+    if (dp > 1)
+      for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
+        bool backward = false;
+        func.walk([&](VjpOp) { backward = true; });
+        if (backward && failed(reduceGradients(module, func)))
+          return signalPassFailure();
+      }
   }
 };
 } // namespace

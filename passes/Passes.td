@@ -275,9 +275,19 @@ def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> 
     %out = dsv3.moe_combine %back, %slots, %weights : ...
     ```
 
-    Built today: dp = ep (each rank one expert-parallel rank) for the
-    inference entries; expert-parallel training and EP groups inside a
-    larger data-parallel group are rejected with an error.
+    Entries with a backward pass (`gradients`, `train_gradients`,
+    `train_step`) also get the data-parallel reductions: the loss seed
+    becomes 1/dp (each rank's gradients are its share of the global-batch
+    mean); the replicated weights' gradients are all-reduced (sum) before
+    the norm and AdamW, while a sharded expert's gradient is complete on its
+    rank (the adjoint of `ep_combine` is `ep_dispatch` and vice versa, so
+    every rank's rows of that expert meet there); the clipping norm adds the
+    experts' squares over the ranks (`global_norm squared` + `all_reduce` +
+    `plus_squares`); the routed counts of the bias update and the reported
+    loss are all-reduced. `dp > 1` with `ep = 1` is plain data parallelism.
+
+    Built today: dp = ep, or ep = 1; EP groups inside a larger
+    data-parallel group are rejected with an error.
   }];
   let options = [
     Option<"ep", "ep", "int64_t", /*default=*/"1", "expert-parallel ranks">,
@@ -285,7 +295,9 @@ def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> 
   ];
   let statistics = [
     Statistic<"numLayers", "layers", "MoE layers partitioned">,
-    Statistic<"numParams", "params", "expert parameters sharded">
+    Statistic<"numParams", "params", "expert parameters sharded">,
+    Statistic<"numTrainingEntries", "training-entries",
+              "entries given the data-parallel gradient reductions">
   ];
 }
 

@@ -315,13 +315,13 @@ void Artifact::selectRank(int rank) {
     fail("{}: rank {} of an artifact compiled for {} ranks", dir, rank, dataParallel);
   int64_t shard = rank % expertParallel;
   for (ParamInfo &p : params) {
-    if (p.expertShards <= 1)
+    if (p.expertShards <= 1 || !p.allCheckpoint.empty())
       continue;
     size_t local = size_t(p.shape[0]);
     std::vector<std::string> mine(p.checkpoint.begin() + ptrdiff_t(size_t(shard) * local),
                                   p.checkpoint.begin() + ptrdiff_t(size_t(shard + 1) * local));
+    p.allCheckpoint = std::move(p.checkpoint);
     p.checkpoint = std::move(mine);
-    p.expertShards = 1;
   }
 }
 

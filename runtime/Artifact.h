@@ -77,6 +77,12 @@ struct ParamInfo {
   /// Expert-parallel ranks the stack is split over (dsv3c --ep): `shape`
   /// is one rank's slice.
   int64_t expertShards = 1;
+  /// After Artifact::selectRank: every rank's tensor names (checkpoints
+  /// gather the shards; init writes them all); empty otherwise.
+  std::vector<std::string> allCheckpoint;
+  const std::vector<std::string> &everyCheckpoint() const {
+    return allCheckpoint.empty() ? checkpoint : allCheckpoint;
+  }
 
   /// The shape of each checkpoint tensor (one expert's when stacked).
   std::vector<int64_t> tensorShape() const {

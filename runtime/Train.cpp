@@ -1,5 +1,6 @@
 //===- Train.cpp - training runs on either backend ------------------------===//
 #include "runtime/Train.h"
+#include "runtime/Collectives.h"
 #include "runtime/Progress.h"
 
 #include <map>
@@ -98,6 +99,26 @@ template <typename Session>
 void saveCheckpoint(Session &session, const std::string &dir, const TrainState &state) {
   using Real = typename Session::Real;
   pullParams(session);
+  Communicator &comm = processCommunicator();
+  // Expert parallelism: rank 0 gathers every rank's experts (and their
+  // AdamW moments), so the checkpoint is the whole model under hub names,
+  // the same file a single-rank run writes.
+  std::map<std::string, std::vector<Real>> gathered;
+  for (const ParamInfo &p : session.artifact().params) {
+    if (p.allCheckpoint.empty())
+      continue;
+    const std::vector<Real> &mine = session.paramData().at(p.name);
+    std::vector<uint8_t> bytes(mine.size() * sizeof(Real));
+    std::memcpy(bytes.data(), mine.data(), bytes.size());
+    std::vector<std::vector<uint8_t>> all = comm.allGather(bytes, "checkpoint " + p.name);
+    std::vector<Real> &whole = gathered[p.name];
+    for (const std::vector<uint8_t> &b : all) {
+      const Real *v = reinterpret_cast<const Real *>(b.data());
+      whole.insert(whole.end(), v, v + b.size() / sizeof(Real));
+    }
+  }
+  if (comm.rank() != 0)
+    return;
   std::string parent = dir.substr(0, dir.find_last_of('/'));
   std::string tmpDir = dir + ".tmp", old = dir + ".old";
   // Leftovers of a save that was killed (kill -9, power loss) are removed
@@ -111,12 +132,15 @@ void saveCheckpoint(Session &session, const std::string &dir, const TrainState &
     fail("{}: cannot create: {}", tmpDir, std::strerror(errno));
   std::vector<OwnedTensor> tensors;
   for (const ParamInfo &p : session.artifact().params) {
-    const std::vector<Real> &data = session.paramData().at(p.name);
-    size_t per = data.size() / p.checkpoint.size();
+    auto g = gathered.find(p.name);
+    const std::vector<Real> &data =
+        g != gathered.end() ? g->second : session.paramData().at(p.name);
+    const std::vector<std::string> &names = p.everyCheckpoint();
+    size_t per = data.size() / names.size();
     std::vector<int64_t> each = p.tensorShape();
-    for (size_t c = 0; c < p.checkpoint.size(); ++c) {
+    for (size_t c = 0; c < names.size(); ++c) {
       OwnedTensor t;
-      t.name = p.checkpoint[c];
+      t.name = names[c];
       t.dtype = p.dtype == DType::BF16 ? DType::BF16 : DType::F32;
       t.shape = each;
       t.data.resize(per * dtypeSize(t.dtype));
@@ -177,7 +201,7 @@ void train(Session &session, const TrainOptions &o, TrainState state) {
     fail("{}: {} tokens are fewer than one sequence of {}", o.dataPath,
          tokens.size(), o.seq);
   std::FILE *metrics = nullptr;
-  if (!o.metricsPath.empty()) {
+  if (!o.metricsPath.empty() && processCommunicator().rank() == 0) { // rank 0 writes them
     metrics = std::fopen(o.metricsPath.c_str(), state.step > 0 ? "a" : "w");
     if (!metrics)
       fail("{}: cannot open for writing: {}", o.metricsPath, std::strerror(errno));
@@ -193,6 +217,16 @@ void train(Session &session, const TrainOptions &o, TrainState state) {
       lossParts.push_back(n.get<std::string>());
   }
   std::vector<int64_t> ids(size_t(o.batch * o.seq));
+  // Data parallelism: every rank reads the same global batch and trains on
+  // its share of the sequences (equal shares: the ranks' mean losses then
+  // average to the global batch's).
+  Communicator &comm = processCommunicator();
+  int64_t ranks = comm.size();
+  if (o.batch % ranks != 0)
+    fail("--batch {} does not split evenly over {} data-parallel ranks", o.batch, ranks);
+  int64_t local = o.batch / ranks;
+  std::vector<int64_t> mine(size_t(local * o.seq));
+  bool leader = comm.rank() == 0;
   auto runStart = std::chrono::steady_clock::now();
   int64_t firstStep = state.step;
   // --skip-nonfinite: the state before each step, and the lr scale.
@@ -214,8 +248,10 @@ void train(Session &session, const TrainOptions &o, TrainState state) {
       pullParams(session);
       before = session.paramData();
     }
+    std::copy(ids.begin() + ptrdiff_t(comm.rank() * local * o.seq),
+              ids.begin() + ptrdiff_t((comm.rank() + 1) * local * o.seq), mine.begin());
     std::vector<HostTensor<Real>> out =
-        session.run("train_step", trainStepArgs(ids, o.batch, o.seq, step, lr));
+        session.run("train_step", trainStepArgs(mine, local, o.seq, step, lr));
     double loss = out[0].f[0], norm = out[1].f[0];
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -312,12 +348,12 @@ void train(Session &session, const TrainOptions &o, TrainState state) {
                          .count() /
                      double(step - firstStep);
     double eta = perStep * double(o.steps - step);
-    if (logMode() == LogMode::Json) {
+    if (leader && logMode() == LogMode::Json) {
       nlohmann::json record = line;
       record["eta_s"] = eta;
       record["steps"] = o.steps;
       logEvent("step", "", record);
-    } else if (!o.quiet && logMode() != LogMode::Quiet) {
+    } else if (leader && !o.quiet && logMode() != LogMode::Quiet) {
       fmt::print("step {:>5}/{}  loss {:.4f}  grad_norm {:.3f}  lr {:.2e}  {:.0f} tok/s  "
                  "ETA {}\n",
                  step, o.steps, loss, norm, double(lr), double(o.batch * o.seq) / seconds,

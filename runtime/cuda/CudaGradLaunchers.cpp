@@ -431,7 +431,15 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
 
 /// sqrt of the sum of squares of every input (the global gradient norm),
 /// in a fixed order: a fixed grid per tensor, then one block.
-void globalNorm(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+void globalNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  // The expert-parallel forms (squared, plus_squares) come with the NCCL
+  // path, which is not built yet.
+  if (p.value("squared", false) ||
+      (p.contains("operandSegmentSizes") && p["operandSegmentSizes"].size() == 2 &&
+       p["operandSegmentSizes"][1].get<int>() != 0))
+    fail("kernel {}: the expert-parallel gradient norm (squared / plus_squares) has no CUDA "
+         "launcher yet",
+         k);
   setShape(k, *out[0], {});
   std::vector<i64> grid;
   i64 total = 0;

@@ -462,13 +462,25 @@ void moeBalanceLoss(const std::string &k, const json &p, Ins<Real> &in, Ins<Real
 
 /// sqrt of the sum of squares of every element of every input.
 template <typename Real>
-void globalNorm(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+void globalNorm(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  // operandSegmentSizes: [tensors, 0 or 1 (plus_squares, a scalar sum of
+  // squares added under the root)].
+  size_t tensors = in.size();
+  bool plus = false;
+  if (p.contains("operandSegmentSizes") && p["operandSegmentSizes"].size() == 2) {
+    tensors = p["operandSegmentSizes"][0].get<size_t>();
+    plus = p["operandSegmentSizes"][1].get<int>() == 1;
+    if (tensors + (plus ? 1 : 0) != in.size())
+      fail("kernel {}: operandSegmentSizes disagree with its {} inputs", k, in.size());
+  }
   double ss = 0;
-  for (T<Real> *t : in)
-    for (int64_t i = 0; i < t->numel(); ++i)
-      ss += double(t->f[i]) * double(t->f[i]);
+  for (size_t j = 0; j < tensors; ++j)
+    for (int64_t i = 0; i < in[j]->numel(); ++i)
+      ss += double(in[j]->f[i]) * double(in[j]->f[i]);
+  if (plus)
+    ss += double(in[tensors]->f[0]);
   setShape(k, *out[0], {});
-  out[0]->f[0] = Real(std::sqrt(ss));
+  out[0]->f[0] = Real(getb(p, "squared") ? ss : std::sqrt(ss));
 }
 
 /// One AdamW step in place (see dsv3.adamw): clip, decoupled decay, moments,

@@ -797,7 +797,7 @@ int init(Options o, const Artifact &art) {
            p.name, manifestName(p.dtype));
     std::vector<int64_t> each = p.tensorShape();
     int64_t n = p.tensorElements();
-    for (const std::string &name : p.checkpoint) {
+    for (const std::string &name : p.everyCheckpoint()) {
       OwnedTensor t;
       t.name = name;
       t.dtype = p.dtype;
@@ -970,9 +970,14 @@ template <typename Real> int runTrain(const Options &o, const Artifact &art) {
     Options io = o;
     io.out = o.saveDir + "/init";
     io.seed = uint64_t(o.init);
-    if (mkdir(o.saveDir.c_str(), 0755) != 0 && errno != EEXIST)
-      fail("{}: cannot create: {}", o.saveDir, std::strerror(errno));
-    init(io, art);
+    // One rank writes the (whole model's) initial weights; the others wait
+    // for them.
+    if (processCommunicator().rank() == 0) {
+      if (mkdir(o.saveDir.c_str(), 0755) != 0 && errno != EEXIST)
+        fail("{}: cannot create: {}", o.saveDir, std::strerror(errno));
+      init(io, art);
+    }
+    processCommunicator().barrier("initial weights written");
     weightsDir = io.out;
   }
   if (mkdir(o.saveDir.c_str(), 0755) != 0 && errno != EEXIST)
@@ -1569,8 +1574,8 @@ void checkRanks(const Options &o, Artifact &art) {
          "process is one of {}: run it with dsv3-run launch --nproc {} {} ...",
          art.dir, art.dataParallel, art.expertParallel, art.dataParallel, c.size(),
          art.dataParallel, o.command);
-  if (o.command != "forward")
-    fail("{} on {} ranks: only `forward` runs expert-parallel artifacts so far", o.command,
+  if (o.command != "forward" && o.command != "train")
+    fail("{} on {} ranks: `forward` and `train` run parallel artifacts so far", o.command,
          c.size());
   if (o.backend != "host")
     fail("--backend {}: expert-parallel artifacts run on the host backend so far (the NCCL "

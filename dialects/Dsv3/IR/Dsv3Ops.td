@@ -790,19 +790,29 @@ def Dsv3_VjpOp : Dsv3_Op<"vjp", [Pure, AttrSizedOperandSegments]> {
   let hasVerifier = 1;
 }
 
-def Dsv3_GlobalNormOp : Dsv3_Op<"global_norm", [Pure]> {
+def Dsv3_GlobalNormOp : Dsv3_Op<"global_norm", [Pure, AttrSizedOperandSegments]> {
   let summary = "the L2 norm of all given tensors together";
   let description = [{
     `sqrt(sum over every element of every operand of x^2)`, in fp32 (the
-    global gradient norm that clipping uses).
+    global gradient norm that clipping uses). With `squared`, the sum
+    without the root; with `plus_squares %s`, `%s` is added under the root
+    (expert parallelism: the sharded experts' squares, summed over the
+    ranks by a `dsv3.all_reduce`, join the replicated gradients').
 
     ```mlir
     %n = dsv3.global_norm %g0, %g1 : tensor<64xf32>, tensor<32x64xf32> -> tensor<f32>
+    %s = dsv3.global_norm squared %e0 : tensor<8x32x64xf32> -> tensor<f32>
+    %t = dsv3.all_reduce "sum" over "expert" 2 %s : tensor<f32>
+    %m = dsv3.global_norm %g0 plus_squares %t : tensor<64xf32> -> tensor<f32>
     ```
   }];
-  let arguments = (ins Variadic<Dsv3_FloatTensor>:$inputs);
+  let arguments = (ins Variadic<Dsv3_FloatTensor>:$inputs,
+                       Optional<Dsv3_ScalarF32>:$plus_squares, UnitAttr:$squared);
   let results = (outs Dsv3_ScalarF32:$norm);
-  let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($norm)";
+  let assemblyFormat = [{
+    (`squared` $squared^)? $inputs (`plus_squares` $plus_squares^)? attr-dict `:`
+    type($inputs) `->` type($norm)
+  }];
   let hasVerifier = 1;
 }
 
