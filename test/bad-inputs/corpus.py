@@ -500,6 +500,80 @@ for name, argv, expect in [
         ("c-output-is-file", [DSV3C, "tiny", "-o", tiny_config], "Not a directory")]:
     case("cli/" + name, argv, expect)
 
+# -------------------------------------------------- ranks and parallelism
+import socket
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return str(port)
+
+
+epart = path("epart")
+if not os.path.isdir(epart):
+    subprocess.run([DSV3C, fixture, "--ep", "2", "-o", epart, "--quiet"], check=True)
+open(path("tok-ok"), "wb").write(b"".join(i.to_bytes(4, "little") for i in range(256)))
+eptrain = path("eptrain")
+if not os.path.isdir(eptrain):
+    subprocess.run([DSV3C, fixture, "--mode", "train", "--ep", "2", "-o", eptrain, "--quiet"],
+                   check=True)
+fwd = ["forward", epart, "--weights", fixture, "--ids", "1,2/3,4", "--out", path("l.st")]
+one = ["env", "DSV3_COLLECTIVE_TIMEOUT=1"]
+for name, argv, expect in [
+        ("rank-beyond-world", ["env", "RANK=3", "WORLD_SIZE=2", RUN] + fwd, "RANK='3'"),
+        ("world-size-text", ["env", "RANK=0", "WORLD_SIZE=two", RUN] + fwd, "WORLD_SIZE='two'"),
+        ("world-size-zero", ["env", "RANK=0", "WORLD_SIZE=0", RUN] + fwd, "WORLD_SIZE='0'"),
+        ("local-rank-negative", ["env", "RANK=0", "WORLD_SIZE=1", "LOCAL_RANK=-1", RUN] + fwd,
+         "LOCAL_RANK"),
+        ("no-master-addr", ["env", "RANK=0", "WORLD_SIZE=2", RUN] + fwd, "MASTER_ADDR"),
+        ("master-port-huge", ["env", "RANK=0", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+                              "MASTER_PORT=99999", RUN] + fwd, "MASTER_PORT='99999'"),
+        ("slurm-procid-beyond", ["env", "SLURM_PROCID=5", "SLURM_NTASKS=2", RUN] + fwd,
+         "SLURM_PROCID='5'"),
+        ("nobody-listening", one + ["RANK=1", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+                                    "MASTER_PORT=" + free_port(), RUN] + fwd,
+         ("rank 1 of 2", "cannot connect after 1 s")),
+        ("nobody-connecting", one + ["RANK=0", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+                                     "MASTER_PORT=" + free_port(), RUN] + fwd,
+         "waiting for the other ranks to connect"),
+        ("timeout-text", ["env", "DSV3_COLLECTIVE_TIMEOUT=soon", "RANK=0", "WORLD_SIZE=2",
+                          "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + free_port(), RUN] + fwd,
+         "DSV3_COLLECTIVE_TIMEOUT='soon'"),
+        ("fault-spec-bad", ["env", "DSV3_FAULT=explode:1", RUN, "launch", "--nproc", "2"] + fwd,
+         "DSV3_FAULT='explode:1'"),
+        ("launch-nproc-zero", [RUN, "launch", "--nproc", "0"] + fwd, "--nproc"),
+        ("launch-no-nproc", [RUN, "launch"] + fwd, "--nproc N is required"),
+        ("launch-no-command", [RUN, "launch", "--nproc", "2"], "no command"),
+        ("launch-itself", [RUN, "launch", "--nproc", "2", "launch"], "launch itself"),
+        ("launch-port-huge", [RUN, "launch", "--nproc", "2", "--master-port", "70000"] + fwd,
+         "--master-port"),
+        ("launch-unknown-option", [RUN, "launch", "--nodes", "2"] + fwd, "--nodes"),
+        ("ep-artifact-one-rank", [RUN] + fwd, "launch --nproc 2"),
+        ("ep-artifact-three-ranks", [RUN, "launch", "--nproc", "3"] + fwd,
+         "compiled for 2 ranks"),
+        ("single-artifact-two-ranks", [RUN, "launch", "--nproc", "2", "forward", art, "--weights",
+                                       fixture, "--ids", "1/2", "--out", path("l.st")],
+         "single-rank artifact"),
+        ("ep-fewer-sequences", [RUN, "launch", "--nproc", "2", "forward", epart, "--weights",
+                                fixture, "--ids", "1,2", "--out", path("l.st")],
+         "each rank needs at least one"),
+        ("ep-generate", [RUN, "launch", "--nproc", "2", "generate", epart, "--weights", fixture,
+                         "--prompt-ids", "1/2", "--max-new", "2"], "`forward` and `train`"),
+        ("ep-cuda", [RUN, "launch", "--nproc", "2"] + fwd + ["--backend", "cuda"], "NCCL"),
+        ("ep-train-uneven-batch", [RUN, "launch", "--nproc", "2", "train", eptrain, "--weights",
+                                   fixture, "--data", path("tok-ok"), "--steps", "1", "--batch",
+                                   "3", "--seq", "8", "--save-dir", path("x3")],
+         "--batch 3 does not split evenly over 2"),
+        ("c-ep-uneven", [DSV3C, fixture, "--ep", "3"], "cannot split the 16 experts"),
+        ("c-ep-zero", [DSV3C, fixture, "--ep", "0"], "--ep N needs N >= 1"),
+        ("c-dp-zero", [DSV3C, fixture, "--dp", "0"], "--dp M needs M >= 1"),
+        ("c-dp-beyond-ep", [DSV3C, fixture, "--ep", "2", "--dp", "4"],
+         "expert-parallel groups inside a larger data-parallel group")]:
+    case("parallel/" + name, argv, *([expect] if isinstance(expect, str) else expect))
+
 # ------------------------------------------------------------------- run
 failures = []
 for name, argv, expect in cases:
