@@ -220,7 +220,7 @@ FailureOr<json> buildManifest(ModuleOp module) {
   // same on every rank; the runtime checks it runs on this many ranks.
   auto ep = module->getAttrOfType<IntegerAttr>("dsv3.expert_parallel");
   auto dp = module->getAttrOfType<IntegerAttr>("dsv3.data_parallel");
-  if ((ep && ep.getInt() > 1) || (dp && dp.getInt() > 1))
+  if (ep || dp)
     manifest["parallel"] = {{"ep", ep ? ep.getInt() : 1}, {"dp", dp ? dp.getInt() : 1}};
   json params = json::array();
   for (ParamOp p : module.getOps<ParamOp>()) {

@@ -32,7 +32,7 @@ int64_t product(ArrayRef<int64_t> s) {
 /// The shape of every result of `op` when its operands have the shapes
 /// `in` (their shapes at the planning maxima): the op's static result
 /// extents, and for each dynamic extent the rule of the op.
-SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in) {
+SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in, int64_t maxBatch) {
   auto fill = [&](Type t, Shape dyn) {
     auto rt = cast<RankedTensorType>(t);
     Shape s(rt.getShape());
@@ -66,6 +66,12 @@ SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in) {
         return SmallVector<Shape>{fill(op->getResult(0).getType(), {rows, 0}),
                                   fill(op->getResult(1).getType(), none),
                                   fill(op->getResult(2).getType(), {rows})};
+      })
+      .Case([&](LastTokenOp) {
+        // One row per sequence: at most max-batch of them, and no more than
+        // the tokens (a token budget plans activations as [1, tokens]).
+        int64_t rows = std::min(maxBatch, in[0][0] * in[0][1]);
+        return SmallVector<Shape>{fill(op->getResult(0).getType(), {rows, 1, 0})};
       })
       .Case([&](ExpertDispatchExchangeOp ex) {
         // A rank may receive every rank's rows (all routed to its experts).
@@ -255,7 +261,7 @@ struct LowerToKernelsPass
         ins.push_back(map.lookup(v));
         inShapes.push_back(maxShape.lookup(v));
       }
-      SmallVector<Shape> outShapes = maxResultShapes(&op, inShapes);
+      SmallVector<Shape> outShapes = maxResultShapes(&op, inShapes, maxBatch);
       SmallVector<Value> outs;
       for (auto [i, r] : llvm::enumerate(op.getResults())) {
         // The decode cache is updated in place: its new value is the

@@ -331,23 +331,24 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
   void runOnOperation() override {
     ModuleOp module = getOperation();
     if (ep < 1 || dp < 1) {
-      module.emitError() << "dsv3-partition-experts: ep (" << int64_t(ep) << ") and dp (" << int64_t(dp)
-                         << ") must be >= 1";
+      module.emitError() << "dsv3-partition-experts: ep (" << int64_t(ep) << ") and dp ("
+                         << int64_t(dp) << ") must be >= 1";
       return signalPassFailure();
     }
     if (ep > 1 && dp != ep) {
-      module.emitError() << "dsv3-partition-experts: ep " << int64_t(ep) << " with dp " << int64_t(dp)
-                         << ": expert-parallel groups inside a larger data-parallel "
+      module.emitError() << "dsv3-partition-experts: ep " << int64_t(ep) << " with dp "
+                         << int64_t(dp) << ": expert-parallel groups inside a larger data-parallel "
                             "group are not built yet (use dp = ep)";
       return signalPassFailure();
     }
     Builder b(module.getContext());
     module->setAttr("dsv3.expert_parallel", b.getI64IntegerAttr(ep));
     module->setAttr("dsv3.data_parallel", b.getI64IntegerAttr(dp));
-    bool parallel = ep > 1 || dp > 1;
-    if (!parallel)
-      return;
-    if (ep > 1) {
+    // The exchanges go in with expert parallelism, and also for one rank
+    // (ep = dp = 1: rows then move to the same rank, which checks the
+    // collectives' paths with world size 1); plain data parallelism keeps
+    // every expert on every rank.
+    if (ep > 1 || dp == 1) {
       if (failed(shardParams(module)))
         return signalPassFailure();
       SmallVector<MoeDispatchOp> dispatches;
@@ -357,13 +358,12 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
           return signalPassFailure();
       fixGradientTypes(module);
     }
-    if (dp > 1)
-      for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
-        bool backward = false;
-        func.walk([&](VjpOp) { backward = true; });
-        if (backward && failed(reduceGradients(module, func)))
-          return signalPassFailure();
-      }
+    for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
+      bool backward = false;
+      func.walk([&](VjpOp) { backward = true; });
+      if (backward && failed(reduceGradients(module, func)))
+        return signalPassFailure();
+    }
   }
 };
 } // namespace

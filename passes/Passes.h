@@ -57,8 +57,9 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
                      "activations fit this many bytes (0: off)"),
       llvm::cl::init(0)};
   Option<int64_t> ep{*this, "ep",
-                     llvm::cl::desc("expert-parallel ranks (dsv3-partition-experts)"),
-                     llvm::cl::init(1)};
+                     llvm::cl::desc("expert-parallel ranks (dsv3-partition-experts; 0: "
+                                    "no partition unless dp is given)"),
+                     llvm::cl::init(0)};
   Option<int64_t> dp{*this, "dp",
                      llvm::cl::desc("data-parallel ranks (default: ep)"),
                      llvm::cl::init(0)};

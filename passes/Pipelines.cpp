@@ -22,10 +22,13 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   pm.addPass(createDsv3FuseSwigluPass());
   pm.addPass(createDsv3FuseRmsNormPass());
   pm.addPass(createDsv3FuseResidualPass());
-  if (options.ep > 1 || options.dp > 1) {
+  // Partitioned when asked for, even over one rank: `--ep 1` runs the
+  // exchanges and reductions with a single rank (the NCCL path's world
+  // size 1 check).
+  if (options.ep > 0 || options.dp > 0) {
     Dsv3PartitionExpertsPassOptions partition;
-    partition.ep = options.ep;
-    partition.dp = options.dp > 0 ? int64_t(options.dp) : int64_t(options.ep);
+    partition.ep = std::max<int64_t>(1, options.ep);
+    partition.dp = options.dp > 0 ? int64_t(options.dp) : partition.ep;
     pm.addPass(createDsv3PartitionExpertsPass(partition));
   }
   Dsv3LowerToKernelsPassOptions lowering;

@@ -155,6 +155,7 @@ Artifact Artifact::load(const std::string &dir) {
     Reader par = top.sub("parallel");
     a.expertParallel = par.integer("ep");
     a.dataParallel = par.integer("dp");
+    a.partitioned = true;
     if (a.expertParallel < 1 || a.dataParallel < 1 || a.dataParallel % a.expertParallel)
       par.error("ep and dp must be positive, ep dividing dp");
   }

@@ -112,7 +112,10 @@ struct Artifact {
   /// Expert- and data-parallel ranks the program was compiled for (dsv3c
   /// --ep / --dp; 1 and 1: one process).
   int64_t expertParallel = 1, dataParallel = 1;
-  bool parallel() const { return dataParallel > 1; }
+  /// Compiled with dsv3c --ep / --dp (even over one rank: its collectives
+  /// then run with world size 1).
+  bool partitioned = false;
+  bool parallel() const { return partitioned; }
 
   /// Loads and validates DIR/manifest.json.
   static Artifact load(const std::string &dir);

@@ -232,6 +232,7 @@ struct Hello {
 SocketCommunicator::SocketCommunicator(const DistEnv &env) {
   rank_ = env.rank;
   size_ = env.size;
+  localRank_ = env.localRank;
   fds_.assign(size_t(size_), -1);
   auto deadline = Clock::now() + std::chrono::milliseconds(
                                      int64_t(collectiveTimeoutSeconds() * 1000));
@@ -468,6 +469,28 @@ DistEnv distEnvFromEnvironment() {
     e.masterPort = envInt("MASTER_PORT", 1, 65535);
   }
   return e;
+}
+
+ExchangeStats &exchangeStats() {
+  static ExchangeStats stats;
+  return stats;
+}
+
+std::string exchangeSummary() {
+  const ExchangeStats &s = exchangeStats();
+  if (!s.exchanges)
+    return "";
+  auto mb = [](double b) {
+    return b >= 1e9 ? fmt::format("{:.2f} GB", b / 1e9)
+           : b >= 1e6 ? fmt::format("{:.2f} MB", b / 1e6)
+                      : fmt::format("{:.1f} KB", b / 1e3);
+  };
+  return fmt::format("{} all-to-all-v exchanges, {} to other ranks ({} each), {} kept local, "
+                     "{:.1f} ms ({:.2f} GB/s to other ranks)",
+                     s.exchanges, mb(double(s.bytesToPeers)),
+                     mb(double(s.bytesToPeers) / double(s.exchanges)), mb(double(s.bytesToSelf)),
+                     s.seconds * 1e3,
+                     s.seconds > 0 ? double(s.bytesToPeers) / s.seconds / 1e9 : 0.0);
 }
 
 double collectiveTimeoutSeconds() {

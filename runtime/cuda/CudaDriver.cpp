@@ -40,6 +40,9 @@ Driver &Driver::get() {
     sym(d->memsetD8, "cuMemsetD8_v2");
     sym(d->memsetD32Async, "cuMemsetD32Async");
     sym(d->launchKernel, "cuLaunchKernel");
+    sym(d->streamQuery, "cuStreamQuery");
+    sym(d->memcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
+    sym(d->deviceGetCount, "cuDeviceGetCount");
     sym(d->streamBeginCapture, "cuStreamBeginCapture_v2");
     sym(d->streamEndCapture, "cuStreamEndCapture");
     sym(d->graphInstantiate, "cuGraphInstantiateWithFlags");

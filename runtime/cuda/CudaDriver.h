@@ -35,6 +35,10 @@ struct Driver {
   decltype(&::cuMemsetD8) memsetD8;
   decltype(&::cuMemsetD32Async) memsetD32Async;
   decltype(&::cuLaunchKernel) launchKernel;
+  // Collectives (expert parallelism): waiting with a timeout, regrouping rows.
+  decltype(&::cuStreamQuery) streamQuery;
+  decltype(&::cuMemcpyDtoDAsync) memcpyDtoDAsync;
+  decltype(&::cuDeviceGetCount) deviceGetCount;
   // CUDA graphs (the decode step is captured once and replayed).
   decltype(&::cuStreamBeginCapture) streamBeginCapture;
   decltype(&::cuStreamEndCapture) streamEndCapture;

@@ -432,14 +432,46 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
 /// sqrt of the sum of squares of every input (the global gradient norm),
 /// in a fixed order: a fixed grid per tensor, then one block.
 void globalNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
-  // The expert-parallel forms (squared, plus_squares) come with the NCCL
-  // path, which is not built yet.
-  if (p.value("squared", false) ||
-      (p.contains("operandSegmentSizes") && p["operandSegmentSizes"].size() == 2 &&
-       p["operandSegmentSizes"][1].get<int>() != 0))
-    fail("kernel {}: the expert-parallel gradient norm (squared / plus_squares) has no CUDA "
-         "launcher yet",
-         k);
+  // The expert-parallel forms: `squared` (no root) and `plus_squares` (a
+  // scalar sum of squares from the other ranks, the last input).
+  bool squared = p.value("squared", false);
+  size_t tensors = in.size();
+  bool plus = false;
+  if (p.contains("operandSegmentSizes") && p["operandSegmentSizes"].size() == 2) {
+    tensors = p["operandSegmentSizes"][0].get<size_t>();
+    plus = p["operandSegmentSizes"][1].get<int>() == 1;
+  }
+  if (squared || plus) {
+    // Partial sums of squares on the GPU, finished on the host (once a
+    // step; the exchanges around it synchronise anyway).
+    setShape(k, *out[0], {});
+    std::vector<i64> parts;
+    i64 total = 0;
+    for (size_t i = 0; i < tensors; ++i) {
+      parts.push_back(std::max<i64>(1, std::min<i64>((in[i]->numel() + 1023) / 1024, 64)));
+      total += parts.back();
+    }
+    CUdeviceptr partial = s.workspace(size_t(std::max<i64>(total, 1)) * 4);
+    i64 at = 0;
+    for (size_t i = 0; i < tensors; ++i) {
+      s.launch(inst("sum_squares", {0}), {unsigned(parts[i]), 1, 1}, {256, 1, 1}, 0,
+               argv(in[i]->ptr, i64(in[i]->numel()), partial + CUdeviceptr(at) * 4), k);
+      at += parts[i];
+    }
+    std::vector<float> host(static_cast<size_t>(total));
+    float extra = 0;
+    DSV3_CU(s.driver(), streamSynchronize, k, s.stream());
+    if (total)
+      DSV3_CU(s.driver(), memcpyDtoH, k, host.data(), partial, host.size() * 4);
+    if (plus)
+      DSV3_CU(s.driver(), memcpyDtoH, k, &extra, in[tensors]->ptr, 4);
+    double ss = plus ? double(extra) : 0.0;
+    for (float v : host)
+      ss += double(v);
+    float result = float(squared ? ss : std::sqrt(ss));
+    s.upload(out[0]->ptr, &result, 4, k);
+    return;
+  }
   setShape(k, *out[0], {});
   std::vector<i64> grid;
   i64 total = 0;

@@ -587,6 +587,7 @@ const std::map<std::string, Launcher> &launchers() {
   static const std::map<std::string, Launcher> all = [] {
     std::map<std::string, Launcher> t = table;
     addGradLaunchers(t);
+    addCollectiveLaunchers(t);
     return t;
   }();
   return all;

@@ -1,5 +1,6 @@
 //===- CudaSession.cpp - run an artifact on an NVIDIA GPU -----------------===//
 #include "runtime/cuda/CudaSession.h"
+#include "runtime/Collectives.h"
 #include "runtime/cuda/KernelNames.h"
 #include "runtime/cuda/Nvrtc.h"
 #include "runtime/Trace.h"
@@ -80,7 +81,14 @@ CudaSession::CudaSession(const Artifact &artifact, const RandomWeights &random)
 void CudaSession::loadModule() {
   const Artifact &artifact = artifact_;
   DSV3_CU(drv_, init, "initialising the driver", 0);
-  DSV3_CU(drv_, deviceGet, "device 0", &device_, 0);
+  // One process per GPU: rank r of a machine takes GPU LOCAL_RANK (modulo
+  // the GPUs it sees, so that CUDA_VISIBLE_DEVICES=one GPU per rank works).
+  int devices = 0;
+  DSV3_CU(drv_, deviceGetCount, "counting GPUs", &devices);
+  if (devices < 1)
+    fail("no CUDA device found");
+  int ordinal = processCommunicator().localRank() % devices;
+  DSV3_CU(drv_, deviceGet, fmt::format("device {}", ordinal), &device_, ordinal);
   DSV3_CU(drv_, primaryCtxRetain, "primary context", &context_, device_);
   DSV3_CU(drv_, ctxSetCurrent, "primary context", context_);
   DSV3_CU(drv_, streamCreate, "stream", &stream_, CU_STREAM_NON_BLOCKING);
@@ -203,7 +211,10 @@ void CudaSession::allocateArena() {
   const char *profile = std::getenv("DSV3_PROFILE");
   profile_ = profile && std::string(profile) == "1";
   tracing_ = activeTracer() != nullptr;
-  useGraphs_ = !(graphs && std::string(graphs) == "0") && !profile_ && !tracing_;
+  // Collectives wait on the host (timeouts, NCCL's async errors): no graphs
+  // for parallel artifacts.
+  useGraphs_ = !(graphs && std::string(graphs) == "0") && !profile_ && !tracing_ &&
+               !artifact.parallel();
 }
 
 CudaSession::~CudaSession() {

@@ -132,6 +132,8 @@ void zero(CudaSession &s, CUdeviceptr p, i64 n, const std::string &what);
 /// The training launchers (CudaGradLaunchers.cpp): the *_vjp kernels, the
 /// balance loss, the gradient norm and the optimizer updates.
 void addGradLaunchers(std::map<std::string, Launcher> &table);
+/// Adds ep_dispatch / ep_combine / all_reduce (NCCL; CudaCollectiveLaunchers.cpp).
+void addCollectiveLaunchers(std::map<std::string, Launcher> &table);
 
 } // namespace dsv3rt::cuda
 

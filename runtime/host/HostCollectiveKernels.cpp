@@ -9,6 +9,7 @@
 #include "runtime/Collectives.h"
 #include "runtime/host/HostMath.h"
 
+#include <chrono>
 #include <cstring>
 
 namespace dsv3rt::host {
@@ -24,6 +25,21 @@ template <typename Real> Communicator &ranksOf(const std::string &k, const json 
          k, ranks, ranks, c.size(), ranks);
   return c;
 }
+
+/// Times an exchange and counts its bytes (exchangeStats()).
+struct Counted {
+  explicit Counted(const std::vector<std::vector<uint8_t>> &send, int self) {
+    ExchangeStats &s = exchangeStats();
+    ++s.exchanges;
+    for (size_t r = 0; r < send.size(); ++r)
+      (int(r) == self ? s.bytesToSelf : s.bytesToPeers) += int64_t(send[r].size());
+  }
+  ~Counted() {
+    exchangeStats().seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+};
 
 template <typename Real> std::vector<uint8_t> bytesOf(const Real *p, int64_t n) {
   std::vector<uint8_t> b(size_t(n) * sizeof(Real));
@@ -52,7 +68,11 @@ void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
     sendRows[size_t(r)] = bytesOf(rows.f + a * H, (b - a) * H);
   }
   std::vector<std::vector<uint8_t>> gotCounts = c.exchange(sendCounts, "ep_dispatch counts");
-  std::vector<std::vector<uint8_t>> gotRows = c.exchange(sendRows, "ep_dispatch rows");
+  std::vector<std::vector<uint8_t>> gotRows;
+  {
+    Counted counted(sendRows, c.rank());
+    gotRows = c.exchange(sendRows, "ep_dispatch rows");
+  }
   setShape(k, *out[2], {N, L});
   setShape(k, *out[1], {L});
   int64_t total = 0;
@@ -114,7 +134,11 @@ void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &ou
       b.insert(b.end(), src, src + size_t(n * H) * sizeof(Real));
     }
   }
-  std::vector<std::vector<uint8_t>> got = c.exchange(send, "ep_combine rows");
+  std::vector<std::vector<uint8_t>> got;
+  {
+    Counted counted(send, c.rank());
+    got = c.exchange(send, "ep_combine rows");
+  }
   int64_t total = 0;
   for (int64_t e = 0; e < E; ++e)
     total += counts.i[e];

@@ -33,3 +33,18 @@ func.func @decode(%x: tensor<?x?x32xf32>, %cache: tensor<?x?x12xf32>, %past: ten
       : (tensor<?x?x32xf32>, tensor<?x?x12xf32>, tensor<?xi64>, tensor<48x32xf32>, tensor<12x32xf32>, tensor<8xf32>, tensor<72x8xf32>, tensor<32x32xf32>) -> (tensor<?x?x32xf32>, tensor<?x?x12xf32>)
   return %a, %c : tensor<?x?x32xf32>, tensor<?x?x12xf32>
 }
+
+// -----
+
+// The last position of each sequence: planned for max-batch rows (2), not
+// for the [1, 6] rows of the token budget's activations (a prefill of 2
+// sequences then fits), nor for one row per token.
+// CHECK-LABEL: func.func @prefill
+// CHECK: %[[LAST:.+]] = dsv3k.alloc max_shape [2, 1, 32] : memref<?x1x32xf32>
+// CHECK: dsv3k.launch "last_token" ins(%arg0 : memref<?x?x32xf32>) outs(%[[LAST]] : memref<?x1x32xf32>)
+// CAPPED-LABEL: func.func @prefill
+// CAPPED: dsv3k.alloc max_shape [2, 1, 32] : memref<?x1x32xf32>
+func.func @prefill(%x: tensor<?x?x32xf32>) -> tensor<?x1x32xf32> attributes {dsv3.entry = "forward"} {
+  %l = dsv3.last_token %x : tensor<?x?x32xf32> -> tensor<?x1x32xf32>
+  return %l : tensor<?x1x32xf32>
+}

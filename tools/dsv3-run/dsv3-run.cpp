@@ -1574,13 +1574,9 @@ void checkRanks(const Options &o, Artifact &art) {
          "process is one of {}: run it with dsv3-run launch --nproc {} {} ...",
          art.dir, art.dataParallel, art.expertParallel, art.dataParallel, c.size(),
          art.dataParallel, o.command);
-  if (o.command != "forward" && o.command != "train")
-    fail("{} on {} ranks: `forward` and `train` run parallel artifacts so far", o.command,
-         c.size());
-  if (o.backend != "host")
-    fail("--backend {}: expert-parallel artifacts run on the host backend so far (the NCCL "
-         "path is not built yet)",
-         o.backend);
+  if (o.command != "forward" && o.command != "train" && o.command != "time")
+    fail("{} on {} ranks: `forward`, `train` and `time` run parallel artifacts so far",
+         o.command, c.size());
   art.selectRank(c.rank());
 }
 
@@ -1826,6 +1822,15 @@ int main(int argc, char **argv) {
       who = fmt::format(" [rank {} of {}]", env.rank, env.size);
     Options o = parseArgs(argc, argv);
     initProcessCommunicator(env);
+    // The communication volume of the expert-parallel exchanges, once the
+    // command is done (every rank reports its own; launch shows rank 0's).
+    struct Report {
+      ~Report() {
+        std::string s = exchangeSummary();
+        if (!s.empty() && logMode() != LogMode::Quiet)
+          fmt::print("rank {}: {}\n", processCommunicator().rank(), s);
+      }
+    } report;
     if (o.trace.empty())
       return o.dtype == "fp64" ? run<double>(o) : run<float>(o);
     // The trace is written however the command ends.

@@ -431,7 +431,7 @@ int main(int argc, char **argv) {
   pipelineOptions.recompute = recompute;
   pipelineOptions.activationBudget = activationBudget;
   pipelineOptions.recomputeScope = recomputeScope;
-  pipelineOptions.ep = std::max<int64_t>(1, expertParallel);
+  pipelineOptions.ep = expertParallel; // 0: not given
   pipelineOptions.dp = dataParallel;
   if (!outputDir.empty() && emit == Emit::Dsv3) {
     llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "
