@@ -9,6 +9,8 @@
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+
 namespace mlir::dsv3 {
 #define GEN_PASS_DEF_DSV3LOWERTOKERNELSPASS
 #include "passes/Passes.h.inc"
@@ -74,16 +76,24 @@ SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in, int64_t ma
         return SmallVector<Shape>{fill(op->getResult(0).getType(), {rows, 1, 0})};
       })
       .Case([&](ExpertDispatchExchangeOp ex) {
-        // A rank may receive every rank's rows (all routed to its experts).
+        // A rank may receive every rank's rows (all routed to its experts),
+        // unless a capacity bounds it.
         int64_t rows = in[0][0] * int64_t(ex.getRanks());
+        if (std::optional<APFloat> cap = ex.getCapacity())
+          rows = std::min(rows, int64_t(std::ceil(cap->convertToDouble() * double(in[0][0]))));
         return SmallVector<Shape>{fill(op->getResult(0).getType(), {rows, 0}),
                                   fill(op->getResult(1).getType(), none),
                                   fill(op->getResult(2).getType(), none)};
       })
       .Case([&](ExpertCombineExchangeOp ex) {
-        // Back to the rows this rank dispatched (its input is the received
-        // rows' maximum, ranks times that).
-        int64_t rows = std::max<int64_t>(1, in[0][0] / int64_t(ex.getRanks()));
+        // Back to the rows this rank dispatched: its input holds the
+        // received rows' maximum, the dispatch's factor (ranks, or the
+        // capacity) times that.
+        double factor = double(ex.getRanks());
+        if (auto dispatch = ex.getLayout().getDefiningOp<ExpertDispatchExchangeOp>())
+          if (std::optional<APFloat> cap = dispatch.getCapacity())
+            factor = std::min(factor, cap->convertToDouble());
+        int64_t rows = std::max<int64_t>(1, int64_t(double(in[0][0]) / factor));
         return SmallVector<Shape>{fill(op->getResult(0).getType(), {rows, 0})};
       })
       .Case([&](ExpertGroupedMatmulOp) {

@@ -200,7 +200,7 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
                               rowsType.getElementType()),
         RankedTensorType::get({local}, countsType.getElementType()),
         RankedTensorType::get({int64_t(ep), local}, countsType.getElementType()), rows,
-        counts, uint64_t(ep));
+        counts, uint64_t(ep), capacity > 0 ? b.getF64FloatAttr(capacity) : FloatAttr());
   }
 
   /// Each vjp's results have its differentiated primals' types (a sharded
@@ -333,6 +333,11 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
     if (ep < 1 || dp < 1) {
       module.emitError() << "dsv3-partition-experts: ep (" << int64_t(ep) << ") and dp ("
                          << int64_t(dp) << ") must be >= 1";
+      return signalPassFailure();
+    }
+    if (capacity != 0 && capacity < 1) {
+      module.emitError() << "dsv3-partition-experts: capacity " << double(capacity)
+                         << " must be >= 1 (or 0: the worst case)";
       return signalPassFailure();
     }
     if (ep > 1 && dp != ep) {

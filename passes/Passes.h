@@ -60,6 +60,11 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
                      llvm::cl::desc("expert-parallel ranks (dsv3-partition-experts; 0: "
                                     "no partition unless dp is given)"),
                      llvm::cl::init(0)};
+  Option<double> epCapacity{
+      *this, "ep-capacity",
+      llvm::cl::desc("rows a rank receives, as a multiple of the rows it dispatches "
+                     "(0: the worst case, ep times)"),
+      llvm::cl::init(0)};
   Option<int64_t> dp{*this, "dp",
                      llvm::cl::desc("data-parallel ranks (default: ep)"),
                      llvm::cl::init(0)};

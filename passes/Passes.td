@@ -291,7 +291,10 @@ def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> 
   }];
   let options = [
     Option<"ep", "ep", "int64_t", /*default=*/"1", "expert-parallel ranks">,
-    Option<"dp", "dp", "int64_t", /*default=*/"1", "data-parallel ranks">
+    Option<"dp", "dp", "int64_t", /*default=*/"1", "data-parallel ranks">,
+    Option<"capacity", "capacity", "double", /*default=*/"0",
+           "rows a rank receives, as a multiple of the rows it dispatches (0: the "
+           "worst case, ep times)">
   ];
   let statistics = [
     Statistic<"numLayers", "layers", "MoE layers partitioned">,

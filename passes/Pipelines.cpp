@@ -29,6 +29,7 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
     Dsv3PartitionExpertsPassOptions partition;
     partition.ep = std::max<int64_t>(1, options.ep);
     partition.dp = options.dp > 0 ? int64_t(options.dp) : partition.ep;
+    partition.capacity = options.epCapacity;
     pm.addPass(createDsv3PartitionExpertsPass(partition));
   }
   Dsv3LowerToKernelsPassOptions lowering;

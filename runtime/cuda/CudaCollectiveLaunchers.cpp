@@ -95,6 +95,16 @@ void epDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, In
     }
     total += fromRank[size_t(src)];
   }
+  if (size_t(total * H) > out[0]->capacity) {
+    if (p.contains("capacity"))
+      fail("kernel {}: rank {} received {} rows for its experts, more than the {} the plan "
+           "holds (dsv3c --ep-capacity {}: that many times the {} rows a rank dispatches); "
+           "recompile with a larger --ep-capacity (at most {}, the ranks: the worst case)",
+           k, me, total, out[0]->capacity / size_t(H), p["capacity"].dump(), rows.dim(0), N);
+    fail("kernel {}: rank {} received {} rows for its experts, more than the {} the plan holds "
+         "(recompile with larger --max-batch / --max-seq / --max-tokens)",
+         k, me, total, out[0]->capacity / size_t(H));
+  }
   setShape(k, *out[0], {total, H});
   setShape(k, *out[1], {L});
   setShape(k, *out[2], {N, L});

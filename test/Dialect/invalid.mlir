@@ -1458,3 +1458,11 @@ func.func @all_reduce_int_mean(%g: tensor<4xi64>) {
   %r = dsv3.all_reduce "mean" over "data" 2 %g : tensor<4xi64>
   return
 }
+
+// -----
+
+func.func @ep_capacity(%rows: tensor<?x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @below {{capacity must be >= 1 (a rank keeps at least its own rows' worth), got 5.000000e-01}}
+  %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 capacity 0.5 : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x2xi64>)
+  return
+}

@@ -161,6 +161,8 @@ func.func @collectives(%rows: tensor<?x8xf32>, %c: tensor<4xi64>, %g: tensor<16x
   %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x2xi64>)
   // CHECK: dsv3.ep_combine %{{.+}}, %[[L]], %{{.+}} ranks 2 : (tensor<?x8xf32>, tensor<2x2xi64>, tensor<4xi64>) -> tensor<?x8xf32>
   %back = dsv3.ep_combine %local, %layout, %c ranks 2 : (tensor<?x8xf32>, tensor<2x2xi64>, tensor<4xi64>) -> tensor<?x8xf32>
+  // CHECK: dsv3.ep_dispatch %{{.+}}, %{{.+}} ranks 2 capacity 1.500000e+00 :
+  %l2, %lc2, %layout2 = dsv3.ep_dispatch %rows, %c ranks 2 capacity 1.5 : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x2xi64>)
   // CHECK: dsv3.all_reduce "mean" over "data" 2 %{{.+}} : tensor<16x8xf32>
   %r = dsv3.all_reduce "mean" over "data" 2 %g : tensor<16x8xf32>
   return %back, %r : tensor<?x8xf32>, tensor<16x8xf32>

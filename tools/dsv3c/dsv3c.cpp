@@ -188,6 +188,12 @@ cl::opt<int64_t> expertParallel(
              "bf16 and FP8 bytes, and how much latent KV cache fits beside it on 80 and "
              "141 GB GPUs"),
     cl::init(0), cl::cat(category));
+cl::opt<double> epCapacity(
+    "ep-capacity",
+    cl::desc("with --ep: the rows a rank may receive, as a multiple of the rows it "
+             "dispatches (the memory plan holds that many; more fails at run time naming "
+             "the bound); default 0: the worst case, N times"),
+    cl::init(0), cl::cat(category));
 cl::opt<int64_t> dataParallel(
     "dp",
     cl::desc("data-parallel ranks (default: --ep; today --dp equals --ep: each rank "
@@ -432,6 +438,7 @@ int main(int argc, char **argv) {
   pipelineOptions.activationBudget = activationBudget;
   pipelineOptions.recomputeScope = recomputeScope;
   pipelineOptions.ep = expertParallel; // 0: not given
+  pipelineOptions.epCapacity = epCapacity;
   pipelineOptions.dp = dataParallel;
   if (!outputDir.empty() && emit == Emit::Dsv3) {
     llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "

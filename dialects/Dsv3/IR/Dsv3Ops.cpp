@@ -550,6 +550,11 @@ LogicalResult ExpertDispatchExchangeOp::verify() {
   if (failed(verifyExpertExchange(*this, getRows(), getCounts(), getLayout(),
                                   int64_t(getRanks()))))
     return failure();
+  if (std::optional<APFloat> capacity = getCapacity();
+      capacity && !(capacity->convertToDouble() >= 1.0))
+    return emitOpError() << "capacity must be >= 1 (a rank keeps at least its own rows' "
+                            "worth), got "
+                         << capacity->convertToDouble();
   int64_t local = tensorOf(getCounts()).getDimSize(0) / int64_t(getRanks());
   if (failed(expectShape(*this, getLocalCounts(), "local_counts", {local},
                          "[experts / ranks]")) ||

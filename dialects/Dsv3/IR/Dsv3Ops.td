@@ -511,6 +511,11 @@ def Dsv3_ExpertDispatchExchangeOp : Dsv3_Op<"ep_dispatch", []> {
     rows of local expert `l`; `layout[s, l]` the number that came from rank
     `s`, which `dsv3.ep_combine` needs to send the results back.
 
+    `capacity F` bounds the rows a rank receives to F times the rows it
+    dispatches (what the memory plan allocates; more is a runtime error
+    naming the bound). Without it the plan holds the worst case, `ranks`
+    times (every rank's rows routed to this rank's experts).
+
     Not pure: it communicates, and every rank must execute it in the same
     order (it is never reordered, merged or removed).
 
@@ -520,11 +525,13 @@ def Dsv3_ExpertDispatchExchangeOp : Dsv3_Op<"ep_dispatch", []> {
         -> (tensor<?x64xf32>, tensor<8xi64>, tensor<2x8xi64>)
     ```
   }];
-  let arguments = (ins Dsv3_FloatTensor:$rows, Dsv3_I64Tensor:$counts, I64Attr:$ranks);
+  let arguments = (ins Dsv3_FloatTensor:$rows, Dsv3_I64Tensor:$counts, I64Attr:$ranks,
+                       OptionalAttr<F64Attr>:$capacity);
   let results = (outs Dsv3_FloatTensor:$local_rows, Dsv3_I64Tensor:$local_counts,
                       Dsv3_I64Tensor:$layout);
   let assemblyFormat = [{
-    $rows `,` $counts `ranks` $ranks attr-dict `:` functional-type(operands, results)
+    $rows `,` $counts `ranks` $ranks (`capacity` $capacity^)? attr-dict `:`
+    functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }
