@@ -9,6 +9,8 @@
 
 #include "codegen/ArtifactWriter.h"
 
+#include <algorithm>
+
 #include "dialects/Dsv3/IR/Dsv3Ops.h"
 #include "dialects/Dsv3K/IR/Dsv3KOps.h"
 
@@ -226,12 +228,16 @@ FailureOr<json> buildManifest(ModuleOp module) {
   for (ParamOp p : module.getOps<ParamOp>()) {
     json checkpoint = json::array();
     // A sharded stack lists every rank's experts (rank r binds the r-th
-    // slice of the list).
-    if (p.getStackedFrom())
-      for (int64_t e = 0; e < p.getTensorType().getDimSize(0) * p.getNumShards(); ++e)
+    // slice of the list, or its placement's entries).
+    if (p.getStackedFrom()) {
+      int64_t experts = p.getTensorType().getDimSize(0) * p.getNumShards();
+      if (std::optional<ArrayRef<int64_t>> placed = p.getPlacement()) // copies: fewer experts
+        experts = *std::max_element(placed->begin(), placed->end()) + 1;
+      for (int64_t e = 0; e < experts; ++e)
         checkpoint.push_back(p.getExpertTensorName(e));
-    else
+    } else {
       checkpoint.push_back(p.getSymName().str());
+    }
     json entry{{"name", p.getSymName().str()},
                {"dtype", dtypeName(p.getTensorType().getElementType())},
                {"shape", shapeJson(p.getTensorType().getShape())},
@@ -241,6 +247,8 @@ FailureOr<json> buildManifest(ModuleOp module) {
       entry["stacked"] = true;
     if (p.getNumShards() > 1)
       entry["expert_shards"] = p.getNumShards();
+    if (std::optional<ArrayRef<int64_t>> placed = p.getPlacement())
+      entry["expert_placement"] = std::vector<int64_t>(placed->begin(), placed->end());
     if (p.getTiedTo())
       entry["tied_to"] = p.getTiedTo()->str();
     params.push_back(entry);

@@ -35,7 +35,7 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
                       stacked, FlatSymbolRefAttr(),
                       param.getMtpDepth() ? b.getI64IntegerAttr(*param.getMtpDepth())
                                           : IntegerAttr(),
-                      /*sharded_over=*/IntegerAttr());
+                      /*sharded_over=*/IntegerAttr(), /*placement=*/DenseI64ArrayAttr());
     }
     return FlatSymbolRefAttr::get(module.getContext(), name);
   }

@@ -24,6 +24,8 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 namespace mlir::dsv3 {
 #define GEN_PASS_DEF_DSV3PARTITIONEXPERTSPASS
@@ -42,8 +44,80 @@ bool isVjpOf(Operation *op, StringRef forward) {
   return vjp && vjp.getForward() == forward;
 }
 
+/// The layer an expert parameter belongs to: its name up to ".experts."
+/// ("model.layers.3.mlp").
+StringRef layerOf(StringRef paramName) {
+  size_t at = paramName.find(".experts.");
+  return at == StringRef::npos ? StringRef() : paramName.take_front(at);
+}
+
 struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpertsPass> {
   using Base::Base;
+
+  /// From the placement file: each layer's table (row-major [ep, slots]),
+  /// and the default for the others (empty: contiguous).
+  llvm::StringMap<SmallVector<int64_t>> layerPlacement;
+  SmallVector<int64_t> defaultPlacement;
+
+  LogicalResult loadPlacement(ModuleOp module) {
+    std::string file = placementFile;
+    auto buffer = llvm::MemoryBuffer::getFile(file);
+    if (!buffer)
+      return module.emitError() << "expert placement " << file << ": cannot read: "
+                                << buffer.getError().message();
+    llvm::Expected<llvm::json::Value> json = llvm::json::parse((*buffer)->getBuffer());
+    if (!json)
+      return module.emitError() << "expert placement " << file << ": not JSON: "
+                                << llvm::toString(json.takeError());
+    const llvm::json::Object *top = json->getAsObject();
+    if (!top)
+      return module.emitError() << "expert placement " << file << ": must be a JSON object";
+    std::optional<int64_t> ranks = top->getInteger("ep");
+    if (!ranks || *ranks != ep)
+      return module.emitError() << "expert placement " << file << ": \"ep\" must be "
+                                << int64_t(ep) << " (the --ep of this compile)";
+    auto table = [&](const llvm::json::Value &v, StringRef where,
+                     SmallVector<int64_t> &out) -> LogicalResult {
+      const llvm::json::Array *rows = v.getAsArray();
+      if (!rows || int64_t(rows->size()) != ep)
+        return module.emitError() << "expert placement " << file << ": " << where
+                                  << " must list the experts of each of the " << int64_t(ep)
+                                  << " ranks";
+      size_t slots = 0;
+      for (auto [r, row] : llvm::enumerate(*rows)) {
+        const llvm::json::Array *experts = row.getAsArray();
+        if (!experts || experts->empty() || (r > 0 && experts->size() != slots))
+          return module.emitError() << "expert placement " << file << ": " << where << "["
+                                    << r << "] must be a non-empty list of expert indices, as "
+                                       "long as every other rank's";
+        slots = experts->size();
+        for (const llvm::json::Value &e : *experts) {
+          std::optional<int64_t> id = e.getAsInteger();
+          if (!id || *id < 0)
+            return module.emitError() << "expert placement " << file << ": " << where << "["
+                                      << r << "] holds a non-index";
+          out.push_back(*id);
+        }
+      }
+      return success();
+    };
+    if (const llvm::json::Value *d = top->get("default"))
+      if (failed(table(*d, "default", defaultPlacement)))
+        return failure();
+    if (const llvm::json::Object *layers = top->getObject("layers"))
+      for (auto &[name, v] : *layers)
+        if (failed(table(v, ("layers." + name.str()), layerPlacement[name.str()])))
+          return failure();
+    return success();
+  }
+
+  /// The placement of the layer (empty: contiguous).
+  ArrayRef<int64_t> placementOf(StringRef layer) {
+    auto it = layerPlacement.find(layer);
+    if (it != layerPlacement.end())
+      return it->second;
+    return defaultPlacement;
+  }
 
   /// Shards every stacked routed-expert parameter over `ep` ranks.
   LogicalResult shardParams(ModuleOp module) {
@@ -53,6 +127,22 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
         continue;
       RankedTensorType type = param.getTensorType();
       int64_t experts = type.getDimSize(0);
+      ArrayRef<int64_t> placed = placementOf(layerOf(param.getSymName()));
+      if (!placed.empty()) {
+        for (int64_t e : placed)
+          if (e >= experts)
+            return param.emitError() << "the expert placement names expert " << e << " but @"
+                                     << param.getSymName() << " has " << experts;
+        SmallVector<int64_t> shape(type.getShape());
+        shape[0] = int64_t(placed.size()) / ep;
+        auto local = RankedTensorType::get(shape, type.getElementType());
+        param.setType(local);
+        param.setShardedOver(uint64_t(ep));
+        param.setPlacement(placed);
+        sharded[param.getSymName()] = local;
+        ++numParams;
+        continue;
+      }
       if (experts % ep != 0)
         return param.emitError() << "cannot split the " << experts << " experts of @"
                                  << param.getSymName() << " over " << int64_t(ep)
@@ -137,6 +227,11 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
             vjp.getPrimals()[1] == dispatch.getIndices())
           dispatchVjps.push_back(vjp);
       }
+    // The layer (for its placement): the expert weights the rows feed.
+    layer_ = StringRef();
+    for (OpOperand *use : rowUses)
+      if (auto get = use->getOwner()->getOperand(1).getDefiningOp<GetParamOp>())
+        layer_ = layerOf(get.getParam());
     OpBuilder b(dispatch->getContext());
     b.setInsertionPointAfter(dispatch);
     auto exchange = createDispatch(b, dispatch.getLoc(), rows, counts);
@@ -151,7 +246,7 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
       Value out = combine.getExpertOut();
       auto back = ExpertCombineExchangeOp::create(b, combine.getLoc(), out.getType(), out,
                                                   exchange.getLayout(), counts,
-                                                  uint64_t(ep));
+                                                  uint64_t(ep), placementAttr(b));
       combine.getExpertOutMutable().assign(back.getResult());
       returned[out] = back.getResult();
     }
@@ -182,17 +277,25 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
       Value dLocal = vjp.getCotangents()[0];
       auto home = ExpertCombineExchangeOp::create(b, vjp.getLoc(), dLocal.getType(), dLocal,
                                                   exchange.getLayout(), counts,
-                                                  uint64_t(ep));
+                                                  uint64_t(ep), placementAttr(b));
       vjp.getCotangentsMutable()[0].set(home.getResult());
     }
     ++numLayers;
     return success();
   }
 
+  /// The layer being partitioned (set by partition()).
+  StringRef layer_;
+  DenseI64ArrayAttr placementAttr(OpBuilder &b) {
+    ArrayRef<int64_t> placed = placementOf(layer_);
+    return placed.empty() ? DenseI64ArrayAttr() : b.getDenseI64ArrayAttr(placed);
+  }
+
   ExpertDispatchExchangeOp createDispatch(OpBuilder &b, Location loc, Value rows,
                                           Value counts) {
     auto countsType = cast<RankedTensorType>(counts.getType());
-    int64_t local = countsType.getDimSize(0) / ep;
+    ArrayRef<int64_t> placed = placementOf(layer_);
+    int64_t local = placed.empty() ? countsType.getDimSize(0) / ep : int64_t(placed.size()) / ep;
     auto rowsType = cast<RankedTensorType>(rows.getType());
     return ExpertDispatchExchangeOp::create(
         b, loc,
@@ -200,7 +303,8 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
                               rowsType.getElementType()),
         RankedTensorType::get({local}, countsType.getElementType()),
         RankedTensorType::get({int64_t(ep), local}, countsType.getElementType()), rows,
-        counts, uint64_t(ep), capacity > 0 ? b.getF64FloatAttr(capacity) : FloatAttr());
+        counts, uint64_t(ep), capacity > 0 ? b.getF64FloatAttr(capacity) : FloatAttr(),
+        placementAttr(b));
   }
 
   /// Each vjp's results have its differentiated primals' types (a sharded
@@ -345,6 +449,18 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
                          << int64_t(dp) << ": expert-parallel groups inside a larger data-parallel "
                             "group are not built yet (use dp = ep)";
       return signalPassFailure();
+    }
+    if (!placementFile.empty()) {
+      bool training = false;
+      module.walk([&](VjpOp) { training = true; });
+      if (training) {
+        module.emitError() << "dsv3-partition-experts: an expert placement (redundant copies) "
+                              "is an inference deployment; training splits the experts "
+                              "contiguously";
+        return signalPassFailure();
+      }
+      if (failed(loadPlacement(module)))
+        return signalPassFailure();
     }
     Builder b(module.getContext());
     module->setAttr("dsv3.expert_parallel", b.getI64IntegerAttr(ep));

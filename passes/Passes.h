@@ -65,6 +65,10 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("rows a rank receives, as a multiple of the rows it dispatches "
                      "(0: the worst case, ep times)"),
       llvm::cl::init(0)};
+  Option<std::string> epPlacement{
+      *this, "ep-placement",
+      llvm::cl::desc("a JSON placement of the experts on the expert-parallel ranks"),
+      llvm::cl::init("")};
   Option<int64_t> dp{*this, "dp",
                      llvm::cl::desc("data-parallel ranks (default: ep)"),
                      llvm::cl::init(0)};

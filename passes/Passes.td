@@ -286,6 +286,15 @@ def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> 
     `plus_squares`); the routed counts of the bias update and the reported
     loss are all-reduced. `dp > 1` with `ep = 1` is plain data parallelism.
 
+    `placement=FILE` places the experts from a JSON file instead of the
+    contiguous split (`dsv3-run placement` makes one from measured loads):
+    `{"ep": N, "default": [[experts of rank 0], ...], "layers":
+    {"model.layers.3.mlp": [[...], ...]}}`, every rank the same number of
+    slots, an expert on one rank or several (redundant copies of hot
+    experts, as DeepSeek-V3's inference deployment runs them; an expert's
+    rows are split evenly over its copies). The parameters get the layer's
+    `placement`; inference entries only.
+
     Built today: dp = ep, or ep = 1; EP groups inside a larger
     data-parallel group are rejected with an error.
   }];
@@ -294,7 +303,10 @@ def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> 
     Option<"dp", "dp", "int64_t", /*default=*/"1", "data-parallel ranks">,
     Option<"capacity", "capacity", "double", /*default=*/"0",
            "rows a rank receives, as a multiple of the rows it dispatches (0: the "
-           "worst case, ep times)">
+           "worst case, ep times)">,
+    Option<"placementFile", "placement", "std::string", /*default=*/"\"\"",
+           "a JSON placement of the experts on the ranks (redundant copies allowed; "
+           "inference only); default: contiguous">
   ];
   let statistics = [
     Statistic<"numLayers", "layers", "MoE layers partitioned">,

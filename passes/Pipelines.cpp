@@ -30,6 +30,7 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
     partition.ep = std::max<int64_t>(1, options.ep);
     partition.dp = options.dp > 0 ? int64_t(options.dp) : partition.ep;
     partition.capacity = options.epCapacity;
+    partition.placementFile = options.epPlacement;
     pm.addPass(createDsv3PartitionExpertsPass(partition));
   }
   Dsv3LowerToKernelsPassOptions lowering;

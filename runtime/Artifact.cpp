@@ -3,6 +3,7 @@
 
 #include "runtime/Error.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -185,6 +186,19 @@ Artifact Artifact::load(const std::string &dir) {
     size_t expected = info.stacked ? size_t(info.shape.empty() ? 0 : info.shape[0]) *
                                          size_t(info.expertShards)
                                    : 1;
+    if (p.has("expert_placement")) {
+      Reader pl = p.sub("expert_placement");
+      for (size_t k = 0, m = p.arraySize("expert_placement"); k < m; ++k) {
+        if (!pl.j.at(k).is_number_integer() || pl.j.at(k).get<int64_t>() < 0)
+          pl.at(k).error("must be an expert index");
+        info.placement.push_back(pl.j.at(k).get<int64_t>());
+      }
+      if (info.shape.empty() || info.expertShards < 1 ||
+          int64_t(info.placement.size()) != info.shape[0] * info.expertShards)
+        pl.error(fmt::format("must hold {} x {} slots", info.expertShards,
+                             info.shape.empty() ? 0 : info.shape[0]));
+      expected = size_t(*std::max_element(info.placement.begin(), info.placement.end()) + 1);
+    }
     if (info.checkpoint.size() != expected)
       p.error(fmt::format("binds {} checkpoint tensors, expected {}",
                           info.checkpoint.size(), expected));
@@ -319,8 +333,13 @@ void Artifact::selectRank(int rank) {
     if (p.expertShards <= 1 || !p.allCheckpoint.empty())
       continue;
     size_t local = size_t(p.shape[0]);
-    std::vector<std::string> mine(p.checkpoint.begin() + ptrdiff_t(size_t(shard) * local),
-                                  p.checkpoint.begin() + ptrdiff_t(size_t(shard + 1) * local));
+    std::vector<std::string> mine;
+    if (!p.placement.empty())
+      for (size_t j = 0; j < local; ++j)
+        mine.push_back(p.checkpoint.at(size_t(p.placement[size_t(shard) * local + j])));
+    else
+      mine.assign(p.checkpoint.begin() + ptrdiff_t(size_t(shard) * local),
+                  p.checkpoint.begin() + ptrdiff_t(size_t(shard + 1) * local));
     p.allCheckpoint = std::move(p.checkpoint);
     p.checkpoint = std::move(mine);
   }

@@ -77,6 +77,9 @@ struct ParamInfo {
   /// Expert-parallel ranks the stack is split over (dsv3c --ep): `shape`
   /// is one rank's slice.
   int64_t expertShards = 1;
+  /// dsv3c --ep-placement: rank r's slot j holds expert
+  /// placement[r * shape[0] + j] (empty: contiguous).
+  std::vector<int64_t> placement;
   /// After Artifact::selectRank: every rank's tensor names (checkpoints
   /// gather the shards; init writes them all); empty otherwise.
   std::vector<std::string> allCheckpoint;

@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/Collectives.h"
+#include "runtime/ExpertPlacement.h"
 #include "runtime/cuda/Launchers.h"
 #include "runtime/cuda/Nccl.h"
 
@@ -61,37 +62,47 @@ struct Counted {
 };
 
 /// ins: rows [R, H] grouped by global expert, counts [E];
-/// outs: local rows grouped by local expert, local counts [L], layout [N, L].
+/// outs: local rows grouped by local slot, local counts [S], layout [N, S].
 void epDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &rows = *in[0], &counts = *in[1];
   Communicator &c = ranksOf(k, p);
-  int64_t N = c.size(), E = counts.dim(0), L = E / N, H = rows.dim(-1), me = c.rank();
+  int64_t N = c.size(), E = counts.dim(0), H = rows.dim(-1), me = c.rank();
+  ExpertPlacement pl = ExpertPlacement::fromParams(p, N, E, k);
+  int64_t S = pl.slots;
   std::vector<int64_t> cnt = download(s, counts, k + ": the expert counts");
   std::vector<int64_t> start(size_t(E + 1), 0);
   for (int64_t e = 0; e < E; ++e)
     start[size_t(e + 1)] = start[size_t(e)] + cnt[size_t(e)];
   if (start[size_t(E)] != rows.dim(0))
     fail("kernel {}: counts sum to {} rows, rows holds {}", k, start[size_t(E)], rows.dim(0));
+  // What rank r gets: slot by slot, its copy's chunk of the slot's expert.
   std::vector<std::vector<uint8_t>> sendCounts(static_cast<size_t>(N));
+  std::vector<int64_t> toRank(size_t(N), 0);
   for (int64_t r = 0; r < N; ++r) {
-    sendCounts[size_t(r)].resize(size_t(L) * 8);
-    std::memcpy(sendCounts[size_t(r)].data(), cnt.data() + r * L, size_t(L) * 8);
+    std::vector<int64_t> n(static_cast<size_t>(S));
+    for (int64_t j = 0; j < S; ++j) {
+      auto [lo, hi] = pl.chunk(r, j, cnt[size_t(pl.expertAt(r, j))]);
+      n[size_t(j)] = hi - lo;
+      toRank[size_t(r)] += hi - lo;
+    }
+    sendCounts[size_t(r)].resize(size_t(S) * 8);
+    std::memcpy(sendCounts[size_t(r)].data(), n.data(), size_t(S) * 8);
   }
   std::vector<std::vector<uint8_t>> got = c.exchange(sendCounts, "ep_dispatch counts");
-  std::vector<int64_t> layout(size_t(N * L)), local(size_t(L), 0);
+  std::vector<int64_t> layout(size_t(N * S)), local(size_t(S), 0);
   for (int64_t src = 0; src < N; ++src) {
-    if (got[size_t(src)].size() != size_t(L) * 8)
-      fail("kernel {}: rank {} sent {} bytes of counts, expected {} experts", k, src,
-           got[size_t(src)].size(), L);
-    std::memcpy(layout.data() + src * L, got[size_t(src)].data(), size_t(L) * 8);
+    if (got[size_t(src)].size() != size_t(S) * 8)
+      fail("kernel {}: rank {} sent {} bytes of counts, expected {} slots", k, src,
+           got[size_t(src)].size(), S);
+    std::memcpy(layout.data() + src * S, got[size_t(src)].data(), size_t(S) * 8);
   }
   int64_t total = 0;
   std::vector<int64_t> fromRank(size_t(N), 0), recvAt(size_t(N), 0);
   for (int64_t src = 0; src < N; ++src) {
     recvAt[size_t(src)] = total;
-    for (int64_t l = 0; l < L; ++l) {
-      fromRank[size_t(src)] += layout[size_t(src * L + l)];
-      local[size_t(l)] += layout[size_t(src * L + l)];
+    for (int64_t j = 0; j < S; ++j) {
+      fromRank[size_t(src)] += layout[size_t(src * S + j)];
+      local[size_t(j)] += layout[size_t(src * S + j)];
     }
     total += fromRank[size_t(src)];
   }
@@ -106,27 +117,38 @@ void epDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, In
          k, me, total, out[0]->capacity / size_t(H));
   }
   setShape(k, *out[0], {total, H});
-  setShape(k, *out[1], {L});
-  setShape(k, *out[2], {N, L});
+  setShape(k, *out[1], {S});
+  setShape(k, *out[2], {N, S});
   DSV3_CU(s.driver(), memcpyHtoD, k + ": local counts", out[1]->ptr, local.data(),
-          size_t(L) * 8);
+          size_t(S) * 8);
   DSV3_CU(s.driver(), memcpyHtoD, k + ": layout", out[2]->ptr, layout.data(),
-          size_t(N * L) * 8);
-  // Receive [source][local expert] into scratch, then regroup by expert.
+          size_t(N * S) * 8);
+  // Gather each destination's chunks (contiguous for the contiguous split),
+  // exchange, then regroup what came in by slot.
+  CUdeviceptr sendBuf = s.workspace(size_t(std::max<int64_t>(rows.dim(0), 1) * H) * 4);
   CUdeviceptr scratch = s.workspace(size_t(std::max<int64_t>(total, 1) * H) * 4);
+  std::vector<int64_t> sendAt(size_t(N), 0);
+  int64_t off = 0;
+  for (int64_t r = 0; r < N; ++r) {
+    sendAt[size_t(r)] = off;
+    for (int64_t j = 0; j < S; ++j) {
+      int64_t e = pl.expertAt(r, j);
+      auto [lo, hi] = pl.chunk(r, j, cnt[size_t(e)]);
+      copyRows(s, sendBuf + CUdeviceptr(off * H * 4),
+               rows.ptr + CUdeviceptr((start[size_t(e)] + lo) * H * 4), hi - lo, H, k);
+      off += hi - lo;
+    }
+  }
   NcclComm &nccl = NcclComm::get();
   int64_t toPeers = 0, toSelf = 0;
-  for (int64_t r = 0; r < N; ++r) {
-    int64_t bytes = (start[size_t(r * L + L)] - start[size_t(r * L)]) * H * 4;
-    (r == me ? toSelf : toPeers) += bytes;
-  }
+  for (int64_t r = 0; r < N; ++r)
+    (r == me ? toSelf : toPeers) += toRank[size_t(r)] * H * 4;
   {
     Counted counted(toPeers, toSelf);
     nccl.begin();
     for (int64_t r = 0; r < N; ++r) {
-      int64_t a = start[size_t(r * L)], b = start[size_t(r * L + L)];
-      nccl.send(rows.ptr + CUdeviceptr(a * H * 4), size_t((b - a) * H), NcclType::F32, int(r),
-                s.stream());
+      nccl.send(sendBuf + CUdeviceptr(sendAt[size_t(r)] * H * 4), size_t(toRank[size_t(r)] * H),
+                NcclType::F32, int(r), s.stream());
       nccl.recv(scratch + CUdeviceptr(recvAt[size_t(r)] * H * 4),
                 size_t(fromRank[size_t(r)] * H), NcclType::F32, int(r), s.stream());
     }
@@ -134,34 +156,36 @@ void epDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, In
     nccl.wait(s.stream(), k + " rows");
   }
   int64_t row = 0;
-  for (int64_t l = 0; l < L; ++l)
+  for (int64_t j = 0; j < S; ++j)
     for (int64_t src = 0; src < N; ++src) {
       int64_t before = 0;
-      for (int64_t j = 0; j < l; ++j)
-        before += layout[size_t(src * L + j)];
-      int64_t n = layout[size_t(src * L + l)];
+      for (int64_t q = 0; q < j; ++q)
+        before += layout[size_t(src * S + q)];
+      int64_t n = layout[size_t(src * S + j)];
       copyRows(s, out[0]->ptr + CUdeviceptr(row * H * 4),
                scratch + CUdeviceptr((recvAt[size_t(src)] + before) * H * 4), n, H, k);
       row += n;
     }
 }
 
-/// ins: local expert outputs [sum(layout), H], layout [N, L], counts [E];
+/// ins: local slots' outputs [sum(layout), H], layout [N, S], counts [E];
 /// out: the rows this rank dispatched, in its order.
 void epCombine(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &y = *in[0], &layoutT = *in[1], &counts = *in[2];
   Communicator &c = ranksOf(k, p);
-  int64_t N = c.size(), E = counts.dim(0), L = E / N, H = y.dim(-1), me = c.rank();
+  int64_t N = c.size(), E = counts.dim(0), H = y.dim(-1), me = c.rank();
+  ExpertPlacement pl = ExpertPlacement::fromParams(p, N, E, k);
+  int64_t S = pl.slots;
   std::vector<int64_t> layout = download(s, layoutT, k + ": the layout");
   std::vector<int64_t> cnt = download(s, counts, k + ": the expert counts");
-  // Gather each destination's blocks ([local expert] order) into scratch.
-  std::vector<int64_t> at(size_t(L * N), 0), toRank(size_t(N), 0), sendAt(size_t(N), 0);
+  // Gather each destination's blocks ([slot] order) into scratch.
+  std::vector<int64_t> at(size_t(S * N), 0), toRank(size_t(N), 0), sendAt(size_t(N), 0);
   int64_t row = 0;
-  for (int64_t l = 0; l < L; ++l)
+  for (int64_t j = 0; j < S; ++j)
     for (int64_t dst = 0; dst < N; ++dst) {
-      at[size_t(l * N + dst)] = row;
-      row += layout[size_t(dst * L + l)];
-      toRank[size_t(dst)] += layout[size_t(dst * L + l)];
+      at[size_t(j * N + dst)] = row;
+      row += layout[size_t(dst * S + j)];
+      toRank[size_t(dst)] += layout[size_t(dst * S + j)];
     }
   if (row != y.dim(0))
     fail("kernel {}: the layout covers {} rows, the expert outputs hold {}", k, row, y.dim(0));
@@ -169,36 +193,56 @@ void epCombine(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins
   int64_t off = 0;
   for (int64_t dst = 0; dst < N; ++dst) {
     sendAt[size_t(dst)] = off;
-    for (int64_t l = 0; l < L; ++l) {
-      int64_t n = layout[size_t(dst * L + l)];
-      copyRows(s, scratch + CUdeviceptr(off * H * 4), y.ptr + CUdeviceptr(at[size_t(l * N + dst)] * H * 4),
-               n, H, k);
+    for (int64_t j = 0; j < S; ++j) {
+      int64_t n = layout[size_t(dst * S + j)];
+      copyRows(s, scratch + CUdeviceptr(off * H * 4),
+               y.ptr + CUdeviceptr(at[size_t(j * N + dst)] * H * 4), n, H, k);
       off += n;
     }
   }
-  int64_t total = 0;
+  std::vector<int64_t> start(size_t(E + 1), 0);
+  for (int64_t e = 0; e < E; ++e)
+    start[size_t(e + 1)] = start[size_t(e)] + cnt[size_t(e)];
+  int64_t total = start[size_t(E)];
   std::vector<int64_t> fromRank(size_t(N), 0), recvAt(size_t(N), 0);
+  int64_t at0 = 0;
   for (int64_t r = 0; r < N; ++r) {
-    recvAt[size_t(r)] = total;
-    for (int64_t l = 0; l < L; ++l)
-      fromRank[size_t(r)] += cnt[size_t(r * L + l)];
-    total += fromRank[size_t(r)];
+    recvAt[size_t(r)] = at0;
+    for (int64_t j = 0; j < S; ++j) {
+      auto [lo, hi] = pl.chunk(r, j, cnt[size_t(pl.expertAt(r, j))]);
+      fromRank[size_t(r)] += hi - lo;
+    }
+    at0 += fromRank[size_t(r)];
   }
   setShape(k, *out[0], {total, H});
+  CUdeviceptr back = s.workspace(size_t(std::max<int64_t>(at0, 1) * H) * 4);
   NcclComm &nccl = NcclComm::get();
   int64_t toPeers = 0, toSelf = 0;
   for (int64_t r = 0; r < N; ++r)
     (r == me ? toSelf : toPeers) += toRank[size_t(r)] * H * 4;
-  Counted counted(toPeers, toSelf);
-  nccl.begin();
-  for (int64_t r = 0; r < N; ++r) {
-    nccl.send(scratch + CUdeviceptr(sendAt[size_t(r)] * H * 4), size_t(toRank[size_t(r)] * H),
-              NcclType::F32, int(r), s.stream());
-    nccl.recv(out[0]->ptr + CUdeviceptr(recvAt[size_t(r)] * H * 4),
-              size_t(fromRank[size_t(r)] * H), NcclType::F32, int(r), s.stream());
+  {
+    Counted counted(toPeers, toSelf);
+    nccl.begin();
+    for (int64_t r = 0; r < N; ++r) {
+      nccl.send(scratch + CUdeviceptr(sendAt[size_t(r)] * H * 4), size_t(toRank[size_t(r)] * H),
+                NcclType::F32, int(r), s.stream());
+      nccl.recv(back + CUdeviceptr(recvAt[size_t(r)] * H * 4), size_t(fromRank[size_t(r)] * H),
+                NcclType::F32, int(r), s.stream());
+    }
+    nccl.end(k);
+    nccl.wait(s.stream(), k + " rows");
   }
-  nccl.end(k);
-  nccl.wait(s.stream(), k + " rows");
+  // Each chunk to its place in the expert-sorted order.
+  for (int64_t r = 0; r < N; ++r) {
+    int64_t o = recvAt[size_t(r)];
+    for (int64_t j = 0; j < S; ++j) {
+      int64_t e = pl.expertAt(r, j);
+      auto [lo, hi] = pl.chunk(r, j, cnt[size_t(e)]);
+      copyRows(s, out[0]->ptr + CUdeviceptr((start[size_t(e)] + lo) * H * 4),
+               back + CUdeviceptr(o * H * 4), hi - lo, H, k);
+      o += hi - lo;
+    }
+  }
 }
 
 void allReduce(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {

@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/Collectives.h"
+#include "runtime/ExpertPlacement.h"
 #include "runtime/host/HostMath.h"
 
 #include <chrono>
@@ -70,23 +71,33 @@ template <typename Real> std::vector<uint8_t> bytesOf(const Real *p, int64_t n) 
 }
 
 /// ins: rows [R, H] grouped by global expert, counts [E];
-/// outs: local rows grouped by local expert, local counts [L], layout [N, L].
+/// outs: local rows grouped by local slot, local counts [S], layout [N, S].
 template <typename Real>
 void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &rows = *in[0], &counts = *in[1];
   Communicator &c = ranksOf<Real>(k, p);
-  int64_t N = c.size(), E = counts.dim(0), L = E / N, H = rows.dim(-1);
-  // Each rank's block starts at the rows of its first expert.
+  int64_t N = c.size(), E = counts.dim(0), H = rows.dim(-1);
+  ExpertPlacement pl = ExpertPlacement::fromParams(p, N, E, k);
+  int64_t S = pl.slots;
   std::vector<int64_t> start(size_t(E + 1), 0);
   for (int64_t e = 0; e < E; ++e)
     start[size_t(e + 1)] = start[size_t(e)] + counts.i[e];
   if (start[size_t(E)] != rows.dim(0))
     fail("kernel {}: counts sum to {} rows, rows holds {}", k, start[size_t(E)], rows.dim(0));
-  std::vector<std::vector<uint8_t>> sendCounts(static_cast<size_t>(N)), sendRows(static_cast<size_t>(N));
+  // Rank r gets, slot by slot, its copy's chunk of the slot's expert.
+  std::vector<std::vector<uint8_t>> sendCounts(static_cast<size_t>(N)),
+      sendRows(static_cast<size_t>(N));
   for (int64_t r = 0; r < N; ++r) {
-    sendCounts[size_t(r)] = bytesOf(counts.i + r * L, L);
-    int64_t a = start[size_t(r * L)], b = start[size_t(r * L + L)];
-    sendRows[size_t(r)] = bytesOf(rows.f + a * H, (b - a) * H);
+    std::vector<int64_t> n(static_cast<size_t>(S));
+    for (int64_t j = 0; j < S; ++j) {
+      int64_t e = pl.expertAt(r, j);
+      auto [lo, hi] = pl.chunk(r, j, counts.i[e]);
+      n[size_t(j)] = hi - lo;
+      const uint8_t *src = reinterpret_cast<const uint8_t *>(rows.f + (start[size_t(e)] + lo) * H);
+      sendRows[size_t(r)].insert(sendRows[size_t(r)].end(), src,
+                                 src + size_t((hi - lo) * H) * sizeof(Real));
+    }
+    sendCounts[size_t(r)] = bytesOf(n.data(), S);
   }
   std::vector<std::vector<uint8_t>> gotCounts = c.exchange(sendCounts, "ep_dispatch counts");
   std::vector<std::vector<uint8_t>> gotRows;
@@ -94,17 +105,17 @@ void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
     Counted counted(sendRows, c.rank());
     gotRows = c.exchange(sendRows, "ep_dispatch rows");
   }
-  setShape(k, *out[2], {N, L});
-  setShape(k, *out[1], {L});
+  setShape(k, *out[2], {N, S});
+  setShape(k, *out[1], {S});
   int64_t total = 0;
   for (int64_t s = 0; s < N; ++s) {
-    if (gotCounts[size_t(s)].size() != size_t(L) * sizeof(int64_t))
-      fail("kernel {}: rank {} sent {} bytes of counts, expected {} experts", k, s,
-           gotCounts[size_t(s)].size(), L);
-    std::memcpy(out[2]->i + s * L, gotCounts[size_t(s)].data(), size_t(L) * sizeof(int64_t));
+    if (gotCounts[size_t(s)].size() != size_t(S) * sizeof(int64_t))
+      fail("kernel {}: rank {} sent {} bytes of counts, expected {} slots", k, s,
+           gotCounts[size_t(s)].size(), S);
+    std::memcpy(out[2]->i + s * S, gotCounts[size_t(s)].data(), size_t(S) * sizeof(int64_t));
     int64_t n = 0;
-    for (int64_t l = 0; l < L; ++l)
-      n += out[2]->i[s * L + l];
+    for (int64_t j = 0; j < S; ++j)
+      n += out[2]->i[s * S + j];
     if (gotRows[size_t(s)].size() != size_t(n * H) * sizeof(Real))
       fail("kernel {}: rank {} sent {} bytes of rows, its counts say {} rows of {}", k, s,
            gotRows[size_t(s)].size(), n, H);
@@ -112,47 +123,50 @@ void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
   }
   checkReceived(k, p, c.rank(), total, H, rows.dim(0), out[0]->capacity);
   setShape(k, *out[0], {total, H});
-  // Regroup from [source][local expert] to [local expert][source].
+  // Regroup from [source][slot] to [slot][source].
   int64_t row = 0;
-  for (int64_t l = 0; l < L; ++l) {
-    out[1]->i[l] = 0;
+  for (int64_t j = 0; j < S; ++j) {
+    out[1]->i[j] = 0;
     for (int64_t s = 0; s < N; ++s) {
       int64_t before = 0;
-      for (int64_t j = 0; j < l; ++j)
-        before += out[2]->i[s * L + j];
-      int64_t n = out[2]->i[s * L + l];
+      for (int64_t q = 0; q < j; ++q)
+        before += out[2]->i[s * S + q];
+      int64_t n = out[2]->i[s * S + j];
       const Real *src = reinterpret_cast<const Real *>(gotRows[size_t(s)].data()) + before * H;
       std::copy(src, src + n * H, out[0]->f + row * H);
       row += n;
-      out[1]->i[l] += n;
+      out[1]->i[j] += n;
     }
   }
 }
 
-/// ins: local expert outputs [sum(layout), H] (ep_dispatch's order),
-/// layout [N, L], counts [E]; out: the rows this rank dispatched, in its
-/// order (grouped by global expert).
+/// ins: local slots' outputs [sum(layout), H] (ep_dispatch's order),
+/// layout [N, S], counts [E]; out: the rows this rank dispatched, in its
+/// order (grouped by global expert; an expert's chunks back from its
+/// copies, in order).
 template <typename Real>
 void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &y = *in[0], &layout = *in[1], &counts = *in[2];
   Communicator &c = ranksOf<Real>(k, p);
-  int64_t N = c.size(), E = counts.dim(0), L = E / N, H = y.dim(-1);
-  // Where each (local expert, source) block sits in y.
-  std::vector<int64_t> at(size_t(L * N), 0);
+  int64_t N = c.size(), E = counts.dim(0), H = y.dim(-1);
+  ExpertPlacement pl = ExpertPlacement::fromParams(p, N, E, k);
+  int64_t S = pl.slots;
+  // Where each (slot, source) block sits in y.
+  std::vector<int64_t> at(size_t(S * N), 0);
   int64_t row = 0;
-  for (int64_t l = 0; l < L; ++l)
+  for (int64_t j = 0; j < S; ++j)
     for (int64_t s = 0; s < N; ++s) {
-      at[size_t(l * N + s)] = row;
-      row += layout.i[s * L + l];
+      at[size_t(j * N + s)] = row;
+      row += layout.i[s * S + j];
     }
   if (row != y.dim(0))
     fail("kernel {}: the layout covers {} rows, the expert outputs hold {}", k, row, y.dim(0));
   std::vector<std::vector<uint8_t>> send(static_cast<size_t>(N));
   for (int64_t s = 0; s < N; ++s) {
     std::vector<uint8_t> &b = send[size_t(s)];
-    for (int64_t l = 0; l < L; ++l) {
-      int64_t n = layout.i[s * L + l];
-      const uint8_t *src = reinterpret_cast<const uint8_t *>(y.f + at[size_t(l * N + s)] * H);
+    for (int64_t j = 0; j < S; ++j) {
+      int64_t n = layout.i[s * S + j];
+      const uint8_t *src = reinterpret_cast<const uint8_t *>(y.f + at[size_t(j * N + s)] * H);
       b.insert(b.end(), src, src + size_t(n * H) * sizeof(Real));
     }
   }
@@ -161,21 +175,25 @@ void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &ou
     Counted counted(send, c.rank());
     got = c.exchange(send, "ep_combine rows");
   }
-  int64_t total = 0;
+  std::vector<int64_t> start(size_t(E + 1), 0);
   for (int64_t e = 0; e < E; ++e)
-    total += counts.i[e];
-  setShape(k, *out[0], {total, H});
-  int64_t dst = 0;
+    start[size_t(e + 1)] = start[size_t(e)] + counts.i[e];
+  setShape(k, *out[0], {start[size_t(E)], H});
   for (int64_t r = 0; r < N; ++r) {
-    int64_t n = 0;
-    for (int64_t l = 0; l < L; ++l)
-      n += counts.i[r * L + l];
-    if (got[size_t(r)].size() != size_t(n * H) * sizeof(Real))
+    int64_t off = 0;
+    for (int64_t j = 0; j < S; ++j) {
+      int64_t e = pl.expertAt(r, j);
+      auto [lo, hi] = pl.chunk(r, j, counts.i[e]);
+      if (size_t((off + hi - lo) * H) * sizeof(Real) > got[size_t(r)].size())
+        fail("kernel {}: rank {} returned {} bytes, fewer than the rows this rank sent it", k,
+             r, got[size_t(r)].size());
+      std::memcpy(out[0]->f + (start[size_t(e)] + lo) * H, got[size_t(r)].data() +
+                  size_t(off * H) * sizeof(Real), size_t((hi - lo) * H) * sizeof(Real));
+      off += hi - lo;
+    }
+    if (size_t(off * H) * sizeof(Real) != got[size_t(r)].size())
       fail("kernel {}: rank {} returned {} bytes, this rank sent it {} rows of {}", k, r,
-           got[size_t(r)].size(), n, H);
-    if (n)
-      std::memcpy(out[0]->f + dst * H, got[size_t(r)].data(), got[size_t(r)].size());
-    dst += n;
+           got[size_t(r)].size(), off, H);
   }
 }
 

@@ -1466,3 +1466,19 @@ func.func @ep_capacity(%rows: tensor<?x8xf32>, %c: tensor<4xi64>) {
   %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 capacity 0.5 : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x2xi64>)
   return
 }
+
+// -----
+
+func.func @ep_placement_uncovered(%rows: tensor<?x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @below {{placement leaves expert 3 on no rank}}
+  %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 placement [0, 1, 2, 0] : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<2xi64>, tensor<2x2xi64>)
+  return
+}
+
+// -----
+
+func.func @ep_placement_range(%rows: tensor<?x8xf32>, %c: tensor<4xi64>) {
+  // expected-error @below {{placement names expert 7, outside [0, 4)}}
+  %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 placement [0, 1, 2, 3, 7, 0] : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<3xi64>, tensor<2x3xi64>)
+  return
+}

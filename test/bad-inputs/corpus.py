@@ -571,6 +571,16 @@ for name, argv, expect in [
         ("c-ep-uneven", [DSV3C, fixture, "--ep", "3"], "cannot split the 16 experts"),
         ("c-ep-zero", [DSV3C, fixture, "--ep", "0"], "--ep N needs N >= 1"),
         ("c-dp-zero", [DSV3C, fixture, "--dp", "0"], "--dp M needs M >= 1"),
+        ("c-placement-missing", [DSV3C, fixture, "--ep", "2", "--ep-placement", path("no.json")],
+         "cannot read"),
+        ("c-placement-not-json", [DSV3C, fixture, "--ep", "2", "--ep-placement", tiny_config],
+         "\"ep\" must be 2"),
+        ("placement-no-ep", [RUN, "placement", path("m.jsonl"), "--out", path("p.json")],
+         "--ep N and --out FILE are required"),
+        ("placement-missing-metrics", [RUN, "placement", path("no.jsonl"), "--ep", "2", "--out",
+                                       path("p.json")], "no.jsonl"),
+        ("placement-not-metrics", [RUN, "placement", tiny_config, "--ep", "2", "--out",
+                                   path("p.json")], "not JSON"),
         ("c-dp-beyond-ep", [DSV3C, fixture, "--ep", "2", "--dp", "4"],
          "expert-parallel groups inside a larger data-parallel group")]:
     case("parallel/" + name, argv, *([expect] if isinstance(expect, str) else expect))

@@ -12,6 +12,7 @@
 #include "runtime/Artifact.h"
 #include "runtime/Collectives.h"
 #include "runtime/Error.h"
+#include "runtime/ExpertPlacement.h"
 #include "runtime/Generate.h"
 #include "runtime/Plot.h"
 #include "runtime/Trace.h"
@@ -125,6 +126,12 @@ commands:
       the batch over them and rank 0 writes the logits. A rank that dies
       makes the others fail at their next collective, naming it; a hung
       one after DSV3_COLLECTIVE_TIMEOUT seconds (default 300)
+  placement METRICS.jsonl --ep N [--redundant R] --out FILE
+      an expert placement for dsv3c --ep-placement from the expert loads a
+      training run measured (train --metrics): ceil(E/N) + R slots a rank,
+      the spare slots as copies of the experts with the most load per copy,
+      the copies spread over the ranks heaviest first; prints each layer's
+      busiest-rank load over the mean, contiguous and placed
   encode   --tokenizer PATH (--prompt TEXT ... | --jsonl FILE) [--no-special]
       token ids of each text with a Hugging Face tokenizer.json (byte-level
       BPE: DeepSeek-V3's, GPT-2's, ...), one comma-separated line each;
@@ -183,6 +190,7 @@ struct Options {
   bool noSpecial = false, skipSpecial = false, timeTrain = false;
   int64_t init = -1, steps = 0, batch = 4, seq = 64, saveEvery = 0, warmup = 10;
   int64_t samples = 4;
+  int64_t ep = 0, redundant = 0; // placement
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
   bool trainLoss = false;
   std::string backend = "host", dtype = "fp32";
@@ -296,6 +304,8 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--min-lr-ratio") o.minLrRatio = parseDouble(a, value);
     else if (a == "--eps") o.fdEps = parseDouble(a, value);
     else if (a == "--arch") o.arch = value;
+    else if (a == "--ep") o.ep = parseInt(a, value);
+    else if (a == "--redundant") o.redundant = parseInt(a, value);
     else if (a == "--cache-dir") o.cacheDir = value;
     else fail("unknown option {} (see --help)", a);
   }
@@ -315,6 +325,12 @@ Options parseArgs(int argc, char **argv) {
     if (in == !o.jsonl.empty())
       fail("{}: give either {} or --jsonl FILE", o.command,
            o.command == "encode" ? "--prompt TEXT" : "--ids IDS");
+    return o;
+  }
+  if (o.command == "placement") {
+    if (positional.size() != 2)
+      fail("placement: usage: dsv3-run placement METRICS.jsonl --ep N [--redundant R] --out FILE");
+    o.artifact = positional[1]; // the metrics file
     return o;
   }
   if (o.command == "plot") {
@@ -1587,6 +1603,23 @@ template <typename Real> int run(const Options &o) {
 #else
     fail("jit: this dsv3-run was built without the CUDA toolkit");
 #endif
+  }
+  if (o.command == "placement") {
+    if (o.ep < 1 || o.out.empty())
+      fail("placement: --ep N and --out FILE are required");
+    std::string report;
+    nlohmann::json placed = placeExperts(o.artifact, o.ep, o.redundant, report);
+    std::string tmp = o.out + ".tmp";
+    {
+      std::ofstream f(tmp);
+      f << placed.dump(1) << "\n";
+      if (!f)
+        fail("{}: cannot write", tmp);
+    }
+    if (std::rename(tmp.c_str(), o.out.c_str()) != 0)
+      fail("{}: cannot rename to {}: {}", tmp, o.out, std::strerror(errno));
+    fmt::print("{}wrote {} (dsv3c --ep {} --ep-placement {})\n", report, o.out, o.ep, o.out);
+    return 0;
   }
   if (o.command == "plot") {
     std::vector<std::string> files = plotMetrics(o.artifact, o.outDir);

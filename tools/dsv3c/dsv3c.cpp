@@ -194,6 +194,12 @@ cl::opt<double> epCapacity(
              "dispatches (the memory plan holds that many; more fails at run time naming "
              "the bound); default 0: the worst case, N times"),
     cl::init(0), cl::cat(category));
+cl::opt<std::string> epPlacement(
+    "ep-placement",
+    cl::desc("with --ep: place the experts on the ranks from a JSON file (redundant copies "
+             "of hot experts allowed; dsv3-run placement makes one from measured loads; "
+             "inference only); default: contiguous"),
+    cl::init(""), cl::cat(category));
 cl::opt<int64_t> dataParallel(
     "dp",
     cl::desc("data-parallel ranks (default: --ep; today --dp equals --ep: each rank "
@@ -439,6 +445,7 @@ int main(int argc, char **argv) {
   pipelineOptions.recomputeScope = recomputeScope;
   pipelineOptions.ep = expertParallel; // 0: not given
   pipelineOptions.epCapacity = epCapacity;
+  pipelineOptions.epPlacement = epPlacement;
   pipelineOptions.dp = dataParallel;
   if (!outputDir.empty() && emit == Emit::Dsv3) {
     llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "

@@ -532,12 +532,33 @@ LogicalResult MoeDispatchOp::verify() {
 /// The expert-parallel exchanges' shared checks: `ranks` divides the
 /// global expert count, and the layout is [ranks, experts / ranks].
 static LogicalResult verifyExpertExchange(Operation *op, Value rows, Value counts,
-                                          Value layout, int64_t ranks) {
+                                          Value layout, int64_t ranks,
+                                          std::optional<ArrayRef<int64_t>> placement) {
   if (failed(expectPositive(op, ranks, "ranks")) ||
       failed(expectRank(op, rows, "rows", 2, "[rows, hidden]")) ||
       failed(expectRank(op, counts, "counts", 1, "[experts]")))
     return failure();
   int64_t experts = tensorOf(counts).getDimSize(0);
+  if (placement) {
+    // Every expert on at least one rank, every slot a valid expert.
+    if (ShapedType::isDynamic(experts) || placement->empty() ||
+        int64_t(placement->size()) % ranks != 0)
+      return op->emitOpError() << "placement has " << placement->size()
+                               << " entries, not a whole number of slots for each of the "
+                               << ranks << " ranks";
+    std::vector<bool> placed(size_t(experts), false);
+    for (int64_t e : *placement) {
+      if (e < 0 || e >= experts)
+        return op->emitOpError() << "placement names expert " << e << ", outside [0, "
+                                 << experts << ")";
+      placed[size_t(e)] = true;
+    }
+    for (int64_t e = 0; e < experts; ++e)
+      if (!placed[size_t(e)])
+        return op->emitOpError() << "placement leaves expert " << e << " on no rank";
+    int64_t slots = int64_t(placement->size()) / ranks;
+    return expectShape(op, layout, "layout", {ranks, slots}, "[ranks, slots]");
+  }
   if (ShapedType::isDynamic(experts) || experts % ranks != 0)
     return op->emitOpError() << "counts " << tensorOf(counts)
                              << " must hold a static number of experts divisible by the "
@@ -548,16 +569,16 @@ static LogicalResult verifyExpertExchange(Operation *op, Value rows, Value count
 
 LogicalResult ExpertDispatchExchangeOp::verify() {
   if (failed(verifyExpertExchange(*this, getRows(), getCounts(), getLayout(),
-                                  int64_t(getRanks()))))
+                                  int64_t(getRanks()), getPlacement())))
     return failure();
   if (std::optional<APFloat> capacity = getCapacity();
       capacity && !(capacity->convertToDouble() >= 1.0))
     return emitOpError() << "capacity must be >= 1 (a rank keeps at least its own rows' "
                             "worth), got "
                          << capacity->convertToDouble();
-  int64_t local = tensorOf(getCounts()).getDimSize(0) / int64_t(getRanks());
+  int64_t local = tensorOf(getLayout()).getDimSize(1);
   if (failed(expectShape(*this, getLocalCounts(), "local_counts", {local},
-                         "[experts / ranks]")) ||
+                         "[slots of a rank]")) ||
       failed(expectShape(*this, getLocalRows(), "local_rows",
                          {ShapedType::kDynamic, tensorOf(getRows()).getDimSize(1)},
                          "[?, hidden]")))
@@ -567,7 +588,7 @@ LogicalResult ExpertDispatchExchangeOp::verify() {
 
 LogicalResult ExpertCombineExchangeOp::verify() {
   if (failed(verifyExpertExchange(*this, getRows(), getCounts(), getLayout(),
-                                  int64_t(getRanks()))) ||
+                                  int64_t(getRanks()), getPlacement())) ||
       failed(expectShape(*this, getResult(), "result",
                          {ShapedType::kDynamic, tensorOf(getRows()).getDimSize(1)},
                          "[?, hidden]")))

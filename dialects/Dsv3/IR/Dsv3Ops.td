@@ -57,7 +57,10 @@ def Dsv3_ParamOp : Dsv3_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">,
     `sharded_over N` (set by `dsv3-partition-experts`) splits a stacked
     parameter's experts contiguously over N expert-parallel ranks: the type
     is one rank's slice `[experts / N, ...]`, and rank r binds the checkpoint
-    tensors of experts `r·experts/N ... (r+1)·experts/N - 1`.
+    tensors of experts `r·experts/N ... (r+1)·experts/N - 1`. With
+    `placement [...]` (row-major `[N, slots]`), rank r's slot j holds
+    expert `placement[r·slots + j]` instead (an expert may have copies on
+    several ranks) and the type is `[slots, ...]`.
 
     ```mlir
     dsv3.param @"model.layers.3.mlp.gate.weight" router : tensor<256x7168xbf16>
@@ -72,10 +75,12 @@ def Dsv3_ParamOp : Dsv3_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">,
                        OptionalAttr<StrAttr>:$stacked_from,
                        OptionalAttr<FlatSymbolRefAttr>:$tied_to,
                        OptionalAttr<I64Attr>:$mtp_depth,
-                       OptionalAttr<I64Attr>:$sharded_over);
+                       OptionalAttr<I64Attr>:$sharded_over,
+                       OptionalAttr<DenseI64ArrayAttr>:$placement);
   let assemblyFormat = [{
     $sym_name $role (`stacked_from` $stacked_from^)? (`tied_to` $tied_to^)?
-    (`mtp_depth` $mtp_depth^)? (`sharded_over` $sharded_over^)? attr-dict `:` $type
+    (`mtp_depth` $mtp_depth^)? (`sharded_over` $sharded_over^)?
+    (`placement` $placement^)? attr-dict `:` $type
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
@@ -511,6 +516,12 @@ def Dsv3_ExpertDispatchExchangeOp : Dsv3_Op<"ep_dispatch", []> {
     rows of local expert `l`; `layout[s, l]` the number that came from rank
     `s`, which `dsv3.ep_combine` needs to send the results back.
 
+    `placement [...]` (row-major `[ranks, slots]`: the global expert each
+    rank's local slot holds) replaces the contiguous split, e.g. with
+    redundant copies of hot experts (DeepSeek-V3's inference deployment):
+    an expert's rows are split into contiguous chunks, one per copy in
+    placement order, and `layout`/`local_counts` count slots.
+
     `capacity F` bounds the rows a rank receives to F times the rows it
     dispatches (what the memory plan allocates; more is a runtime error
     naming the bound). Without it the plan holds the worst case, `ranks`
@@ -526,12 +537,13 @@ def Dsv3_ExpertDispatchExchangeOp : Dsv3_Op<"ep_dispatch", []> {
     ```
   }];
   let arguments = (ins Dsv3_FloatTensor:$rows, Dsv3_I64Tensor:$counts, I64Attr:$ranks,
-                       OptionalAttr<F64Attr>:$capacity);
+                       OptionalAttr<F64Attr>:$capacity,
+                       OptionalAttr<DenseI64ArrayAttr>:$placement);
   let results = (outs Dsv3_FloatTensor:$local_rows, Dsv3_I64Tensor:$local_counts,
                       Dsv3_I64Tensor:$layout);
   let assemblyFormat = [{
-    $rows `,` $counts `ranks` $ranks (`capacity` $capacity^)? attr-dict `:`
-    functional-type(operands, results)
+    $rows `,` $counts `ranks` $ranks (`capacity` $capacity^)?
+    (`placement` $placement^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }
@@ -542,7 +554,9 @@ def Dsv3_ExpertCombineExchangeOp : Dsv3_Op<"ep_combine", []> {
     The reverse of `dsv3.ep_dispatch`: `rows` are the local experts' output
     rows in `local_rows` order, `layout` and `counts` the dispatch's. Each
     rank gets back the outputs of the rows it sent, in the order it sent
-    them (grouped by global expert), ready for `dsv3.moe_combine`.
+    them (grouped by global expert), ready for `dsv3.moe_combine`. With a
+    `placement`, the dispatch's: each expert's chunks come back from its
+    copies and are put together in order.
 
     ```mlir
     %back = dsv3.ep_combine %y, %layout, %counts ranks 2
@@ -550,10 +564,11 @@ def Dsv3_ExpertCombineExchangeOp : Dsv3_Op<"ep_combine", []> {
     ```
   }];
   let arguments = (ins Dsv3_FloatTensor:$rows, Dsv3_I64Tensor:$layout,
-                       Dsv3_I64Tensor:$counts, I64Attr:$ranks);
+                       Dsv3_I64Tensor:$counts, I64Attr:$ranks,
+                       OptionalAttr<DenseI64ArrayAttr>:$placement);
   let results = (outs Dsv3_FloatTensor:$result);
   let assemblyFormat = [{
-    $rows `,` $layout `,` $counts `ranks` $ranks attr-dict `:`
+    $rows `,` $layout `,` $counts `ranks` $ranks (`placement` $placement^)? attr-dict `:`
     functional-type(operands, results)
   }];
   let hasVerifier = 1;
