@@ -13,6 +13,12 @@ cd "$(dirname "$0")/.."
 rm -rf bench-artifacts && mkdir -p bench-artifacts .deps/include
 build/bin/dsv3c bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 \
   --max-batch 128 --max-seq 2048 --max-tokens 8192 --quiet -o bench-artifacts/v3-infer
+# Expert parallelism over 2 GPUs (issue 12's first step; bench/ep-run.sh):
+# the same slice with its 256 experts split over 2 ranks, the received rows
+# planned for twice a rank's own.
+build/bin/dsv3c bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 \
+  --max-batch 128 --max-seq 2048 --max-tokens 8192 --ep 2 --ep-capacity 2 --quiet \
+  -o bench-artifacts/v3-infer-ep2
 # The training rows (fwd+bwd of 1 x 4096 and 4 x 4096 tokens on the 2-layer
 # slice, 64 experts): fp32 weights and AdamW state (GPU training keeps fp32
 # master weights; the GEMMs run on tensor cores at fp32 accuracy).

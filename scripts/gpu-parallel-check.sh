@@ -36,6 +36,10 @@ if [ "$GPUS" -ge 2 ]; then
   cat "$OUT/ep2.log"
   cmp -s "$OUT/single.st" "$OUT/ep2.st" && row "forward, EP=2 on 2 GPUs" "logits identical" ||
     row "forward, EP=2 on 2 GPUs" "DIFFERS ($(tail -1 "$OUT/ep2.log"))"
+  $RUN launch --nproc 2 forward $A/ep2-placed-tiny-a --backend cuda --weights $F --ids $IDS \
+    --out "$OUT/placed.st" > "$OUT/placed.log" 2>&1
+  cmp -s "$OUT/single.st" "$OUT/placed.st" && row "forward, EP=2 placement with copies" "logits identical" ||
+    row "forward, EP=2 placement with copies" "DIFFERS ($(tail -1 "$OUT/placed.log"))"
   $RUN launch --nproc 2 $TRAIN $A/ep2-train-tiny-a --save-dir "$OUT/t-ep2" > "$OUT/t-ep2.log" 2>&1
   tail -3 "$OUT/t-ep2.log"
   row "train 3 steps, EP=2 on 2 GPUs" "$(python3 test/Training/Inputs/compare_checkpoints.py \

@@ -24,11 +24,14 @@ for f in tiny-a tiny-b tiny-d tiny-e; do
 done
 build/bin/dsv3c test/data/configs/v3-train-check.json --mode train --target cuda \
   --max-batch 2 --max-seq 48 -o gpu-artifacts/train-v3-check
-# The NCCL path (scripts/gpu-parallel-check.sh): world size 1 and 2.
+# The NCCL path (scripts/gpu-parallel-check.sh): world size 1 and 2, and
+# an expert placement with redundant copies.
 for n in 1 2; do
   build/bin/dsv3c test/data/fixtures/tiny-a --ep $n --target cuda -o gpu-artifacts/ep$n-tiny-a
   build/bin/dsv3c test/data/fixtures/tiny-a --ep $n --mode train --target cuda \
     -o gpu-artifacts/ep$n-train-tiny-a
 done
+build/bin/dsv3c test/data/fixtures/tiny-a --ep 2 --target cuda \
+  --ep-placement test/Runtime/Inputs/placement-redundant.json -o gpu-artifacts/ep2-placed-tiny-a
 cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
 du -sh gpu-artifacts .deps
