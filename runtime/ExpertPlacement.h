@@ -73,6 +73,26 @@ struct ExpertPlacement {
   }
 };
 
+/// ep_dispatch (both backends): fails, naming the bound (dsv3c
+/// --ep-capacity), when rank `rank` received `rows` rows of `H` but its
+/// buffer holds `capacity` elements.
+inline void checkReceived(const std::string &k, const nlohmann::json &p, int rank, int64_t rows,
+                          int64_t H, int64_t dispatched, size_t capacity) {
+  if (size_t(rows * H) <= capacity)
+    return;
+  size_t planned = capacity / size_t(H > 0 ? H : 1);
+  if (p.contains("capacity"))
+    fail("kernel {}: rank {} received {} rows for its experts, more than the {} the plan holds "
+         "(dsv3c --ep-capacity {}: that many times the rows a rank dispatches, {} here); "
+         "recompile with a larger --ep-capacity (at most {}, the ranks: the worst case)",
+         k, rank, rows, planned, p["capacity"].dump(), dispatched,
+         p.value("ranks", int64_t(1)));
+  fail("kernel {}: rank {} received {} rows for its experts, more than the {} the plan holds "
+       "(the artifact was planned for fewer tokens a rank: recompile with larger --max-batch / "
+       "--max-seq / --max-tokens)",
+       k, rank, rows, planned);
+}
+
 /// A placement from measured loads (dsv3-run placement): each MoE layer's
 /// mean per-expert load over the steps of a training run's metrics
 /// (train --metrics: "expert_load"), E experts on `ranks` ranks with

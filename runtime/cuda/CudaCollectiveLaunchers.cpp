@@ -61,6 +61,29 @@ struct Counted {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
 
+/// One all-to-all-v of rows of H floats: rank r gets toRank[r] rows from
+/// send + sendAt[r], rank r's fromRank[r] rows land at recv + recvAt[r];
+/// counted in exchangeStats() and waited for.
+void exchangeRows(CudaSession &s, const std::string &k, int64_t H, CUdeviceptr send,
+                  const std::vector<int64_t> &sendAt, const std::vector<int64_t> &toRank,
+                  CUdeviceptr recv, const std::vector<int64_t> &recvAt,
+                  const std::vector<int64_t> &fromRank) {
+  NcclComm &nccl = NcclComm::get();
+  int64_t N = int64_t(toRank.size()), me = nccl.rank(), toPeers = 0, toSelf = 0;
+  for (int64_t r = 0; r < N; ++r)
+    (r == me ? toSelf : toPeers) += toRank[size_t(r)] * H * 4;
+  Counted counted(toPeers, toSelf);
+  nccl.begin();
+  for (int64_t r = 0; r < N; ++r) {
+    nccl.send(send + CUdeviceptr(sendAt[size_t(r)] * H * 4), size_t(toRank[size_t(r)] * H),
+              NcclType::F32, int(r), s.stream());
+    nccl.recv(recv + CUdeviceptr(recvAt[size_t(r)] * H * 4), size_t(fromRank[size_t(r)] * H),
+              NcclType::F32, int(r), s.stream());
+  }
+  nccl.end(k);
+  nccl.wait(s.stream(), k + " rows");
+}
+
 /// ins: rows [R, H] grouped by global expert, counts [E];
 /// outs: local rows grouped by local slot, local counts [S], layout [N, S].
 void epDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
@@ -106,16 +129,7 @@ void epDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, In
     }
     total += fromRank[size_t(src)];
   }
-  if (size_t(total * H) > out[0]->capacity) {
-    if (p.contains("capacity"))
-      fail("kernel {}: rank {} received {} rows for its experts, more than the {} the plan "
-           "holds (dsv3c --ep-capacity {}: that many times the {} rows a rank dispatches); "
-           "recompile with a larger --ep-capacity (at most {}, the ranks: the worst case)",
-           k, me, total, out[0]->capacity / size_t(H), p["capacity"].dump(), rows.dim(0), N);
-    fail("kernel {}: rank {} received {} rows for its experts, more than the {} the plan holds "
-         "(recompile with larger --max-batch / --max-seq / --max-tokens)",
-         k, me, total, out[0]->capacity / size_t(H));
-  }
+  checkReceived(k, p, int(me), total, H, rows.dim(0), out[0]->capacity);
   setShape(k, *out[0], {total, H});
   setShape(k, *out[1], {S});
   setShape(k, *out[2], {N, S});
@@ -139,22 +153,7 @@ void epDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, In
       off += hi - lo;
     }
   }
-  NcclComm &nccl = NcclComm::get();
-  int64_t toPeers = 0, toSelf = 0;
-  for (int64_t r = 0; r < N; ++r)
-    (r == me ? toSelf : toPeers) += toRank[size_t(r)] * H * 4;
-  {
-    Counted counted(toPeers, toSelf);
-    nccl.begin();
-    for (int64_t r = 0; r < N; ++r) {
-      nccl.send(sendBuf + CUdeviceptr(sendAt[size_t(r)] * H * 4), size_t(toRank[size_t(r)] * H),
-                NcclType::F32, int(r), s.stream());
-      nccl.recv(scratch + CUdeviceptr(recvAt[size_t(r)] * H * 4),
-                size_t(fromRank[size_t(r)] * H), NcclType::F32, int(r), s.stream());
-    }
-    nccl.end(k);
-    nccl.wait(s.stream(), k + " rows");
-  }
+  exchangeRows(s, k, H, sendBuf, sendAt, toRank, scratch, recvAt, fromRank);
   int64_t row = 0;
   for (int64_t j = 0; j < S; ++j)
     for (int64_t src = 0; src < N; ++src) {
@@ -173,7 +172,7 @@ void epDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, In
 void epCombine(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &y = *in[0], &layoutT = *in[1], &counts = *in[2];
   Communicator &c = ranksOf(k, p);
-  int64_t N = c.size(), E = counts.dim(0), H = y.dim(-1), me = c.rank();
+  int64_t N = c.size(), E = counts.dim(0), H = y.dim(-1);
   ExpertPlacement pl = ExpertPlacement::fromParams(p, N, E, k);
   int64_t S = pl.slots;
   std::vector<int64_t> layout = download(s, layoutT, k + ": the layout");
@@ -216,22 +215,7 @@ void epCombine(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins
   }
   setShape(k, *out[0], {total, H});
   CUdeviceptr back = s.workspace(size_t(std::max<int64_t>(at0, 1) * H) * 4);
-  NcclComm &nccl = NcclComm::get();
-  int64_t toPeers = 0, toSelf = 0;
-  for (int64_t r = 0; r < N; ++r)
-    (r == me ? toSelf : toPeers) += toRank[size_t(r)] * H * 4;
-  {
-    Counted counted(toPeers, toSelf);
-    nccl.begin();
-    for (int64_t r = 0; r < N; ++r) {
-      nccl.send(scratch + CUdeviceptr(sendAt[size_t(r)] * H * 4), size_t(toRank[size_t(r)] * H),
-                NcclType::F32, int(r), s.stream());
-      nccl.recv(back + CUdeviceptr(recvAt[size_t(r)] * H * 4), size_t(fromRank[size_t(r)] * H),
-                NcclType::F32, int(r), s.stream());
-    }
-    nccl.end(k);
-    nccl.wait(s.stream(), k + " rows");
-  }
+  exchangeRows(s, k, H, scratch, sendAt, toRank, back, recvAt, fromRank);
   // Each chunk to its place in the expert-sorted order.
   for (int64_t r = 0; r < N; ++r) {
     int64_t o = recvAt[size_t(r)];

@@ -42,27 +42,6 @@ struct Counted {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
 
-} // namespace
-
-void checkReceived(const std::string &k, const json &p, int rank, int64_t rows, int64_t H,
-                   int64_t dispatched, size_t capacity) {
-  if (size_t(rows * H) <= capacity)
-    return;
-  int64_t ranks = p.value("ranks", int64_t(1));
-  if (p.contains("capacity"))
-    fail("kernel {}: rank {} received {} rows for its experts, more than the {} the plan holds "
-         "(dsv3c --ep-capacity {}: that many times the rows a rank dispatches, {} here); "
-         "recompile with a larger --ep-capacity (at most {}, the ranks: the worst case)",
-         k, rank, rows, capacity / size_t(std::max<int64_t>(H, 1)), p["capacity"].dump(),
-         dispatched, ranks);
-  fail("kernel {}: rank {} received {} rows for its experts, more than the {} the plan holds "
-       "(the artifact was planned for fewer tokens a rank: recompile with larger --max-batch / "
-       "--max-seq / --max-tokens)",
-       k, rank, rows, capacity / size_t(std::max<int64_t>(H, 1)));
-}
-
-namespace {
-
 template <typename Real> std::vector<uint8_t> bytesOf(const Real *p, int64_t n) {
   std::vector<uint8_t> b(size_t(n) * sizeof(Real));
   if (n)

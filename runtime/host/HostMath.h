@@ -484,11 +484,6 @@ double balanceLoss(const std::string &k, const json &p, const T<Real> &x,
 template <typename Real>
 void addGradKernels(std::map<std::string, HostKernelFn<Real>> &kernels);
 
-/// ep_dispatch: fails, naming the bound (dsv3c --ep-capacity), when a rank
-/// received more rows than its buffer of `capacity` elements holds.
-void checkReceived(const std::string &k, const json &p, int rank, int64_t rows, int64_t H,
-                   int64_t dispatched, size_t capacity);
-
 /// Adds the collectives (ep_dispatch, ep_combine, all_reduce;
 /// HostCollectiveKernels.cpp) to `kernels`.
 template <typename Real>
