@@ -369,7 +369,14 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
       SmallVector<Value> replicated, sharded;
       for (AdamwOp u : updates) {
         if (isSharded(module, u.getParamAttr())) {
-          sharded.push_back(u.getGrad());
+          // Complete within its expert-parallel group; with several groups
+          // (dp > ep) the same shard's gradients add up across them.
+          Value g = u.getGrad();
+          if (dp > ep) {
+            g = allReduce(b, loc, g, "sum", "expert_data", dp / ep);
+            u.getGradMutable().assign(g);
+          }
+          sharded.push_back(g);
           continue;
         }
         Value r = reduceOnce(u.getGrad());
@@ -415,6 +422,8 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
           OpOperand &r = ret->getOpOperand(unsigned(1 + i));
           if (!isSharded(module, cast<FlatSymbolRefAttr>(nameAttr)))
             r.set(reduceOnce(r.get()));
+          else if (dp > ep)
+            r.set(allReduce(b, loc, r.get(), "sum", "expert_data", dp / ep));
         }
     }
     // The reported loss and its parts: the mean over the ranks (equal
@@ -444,10 +453,10 @@ struct PartitionExpertsPass : impl::Dsv3PartitionExpertsPassBase<PartitionExpert
                          << " must be >= 1 (or 0: the worst case)";
       return signalPassFailure();
     }
-    if (ep > 1 && dp != ep) {
-      module.emitError() << "dsv3-partition-experts: ep " << int64_t(ep) << " with dp "
-                         << int64_t(dp) << ": expert-parallel groups inside a larger data-parallel "
-                            "group are not built yet (use dp = ep)";
+    if (ep > 1 && dp % ep != 0) {
+      module.emitError() << "dsv3-partition-experts: dp " << int64_t(dp)
+                         << " must be a multiple of ep " << int64_t(ep)
+                         << " (each group of ep consecutive ranks holds every expert once)";
       return signalPassFailure();
     }
     if (!placementFile.empty()) {

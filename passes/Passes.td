@@ -295,8 +295,11 @@ def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> 
     rows are split evenly over its copies). The parameters get the layer's
     `placement`; inference entries only.
 
-    Built today: dp = ep, or ep = 1; EP groups inside a larger
-    data-parallel group are rejected with an error.
+    `dp` a multiple of `ep`: the ranks form dp / ep expert-parallel groups
+    of ep consecutive ranks (the exchanges run within a group); a sharded
+    expert's gradient is then also summed over the groups (`all_reduce ...
+    over "expert_data"`). The host backend runs every such layout; the
+    NCCL path so far dp = ep (or ep = 1).
   }];
   let options = [
     Option<"ep", "ep", "int64_t", /*default=*/"1", "expert-parallel ranks">,

@@ -60,8 +60,9 @@ public:
       if (fd >= 0)
         close(fd);
   }
-  std::vector<std::vector<uint8_t>> exchange(const std::vector<std::vector<uint8_t>> &send,
-                                             const std::string &op) override;
+  std::vector<std::vector<uint8_t>> exchangeWithin(const std::vector<int> &members,
+                                                   const std::vector<std::vector<uint8_t>> &send,
+                                                   const std::string &op) override;
 
 private:
   [[noreturn]] void lost(int peer, const std::string &op, const std::string &why) const {
@@ -305,11 +306,23 @@ SocketCommunicator::SocketCommunicator(const DistEnv &env) {
 }
 
 std::vector<std::vector<uint8_t>>
-SocketCommunicator::exchange(const std::vector<std::vector<uint8_t>> &send,
-                             const std::string &op) {
-  DSV3_CHECK(send.size() == size_t(size_), "{} buffers for {} ranks", send.size(), size_);
+SocketCommunicator::exchangeWithin(const std::vector<int> &members,
+                                   const std::vector<std::vector<uint8_t>> &sendByMember,
+                                   const std::string &op) {
+  DSV3_CHECK(sendByMember.size() == members.size(), "{} buffers for {} members",
+             sendByMember.size(), members.size());
+  // Every rank makes the same sequence of calls (SPMD), each within its own
+  // group, so the numbers on the wire agree within any group.
   ++seq_;
   injectFault(rank_, seq_);
+  std::vector<bool> member(static_cast<size_t>(size_), false);
+  std::vector<std::vector<uint8_t>> send(static_cast<size_t>(size_));
+  for (size_t i = 0; i < members.size(); ++i) {
+    DSV3_CHECK(members[i] >= 0 && members[i] < size_, "member {}", members[i]);
+    member[size_t(members[i])] = true;
+    send[size_t(members[i])] = sendByMember[i];
+  }
+  DSV3_CHECK(member[size_t(rank_)], "rank {} is not in its own group", rank_);
   std::vector<std::vector<uint8_t>> recv(static_cast<size_t>(size_));
   recv[size_t(rank_)] = send[size_t(rank_)];
   struct Peer {
@@ -321,7 +334,7 @@ SocketCommunicator::exchange(const std::vector<std::vector<uint8_t>> &send,
   };
   std::vector<Peer> peers(static_cast<size_t>(size_));
   for (int r = 0; r < size_; ++r) {
-    if (r == rank_)
+    if (r == rank_ || !member[size_t(r)])
       continue;
     Header h;
     h.source = uint32_t(rank_);
@@ -340,7 +353,7 @@ SocketCommunicator::exchange(const std::vector<std::vector<uint8_t>> &send,
     std::vector<pollfd> pfds;
     std::vector<int> who;
     for (int r = 0; r < size_; ++r) {
-      if (r == rank_)
+      if (r == rank_ || !member[size_t(r)])
         continue;
       Peer &p = peers[size_t(r)];
       short events = 0;
@@ -409,7 +422,10 @@ SocketCommunicator::exchange(const std::vector<std::vector<uint8_t>> &send,
       }
     }
   }
-  return recv;
+  std::vector<std::vector<uint8_t>> byMember;
+  for (int r : members)
+    byMember.push_back(std::move(recv[size_t(r)]));
+  return byMember;
 }
 
 std::unique_ptr<Communicator> &processSlot() {
@@ -419,24 +435,27 @@ std::unique_ptr<Communicator> &processSlot() {
 
 class SingleRank : public Communicator {
 public:
-  std::vector<std::vector<uint8_t>> exchange(const std::vector<std::vector<uint8_t>> &send,
-                                             const std::string &) override {
+  std::vector<std::vector<uint8_t>> exchangeWithin(const std::vector<int> &,
+                                                   const std::vector<std::vector<uint8_t>> &send,
+                                                   const std::string &) override {
     return send;
   }
 };
 
 template <typename T>
-void reduceSum(Communicator &c, T *data, size_t n, const std::string &op) {
+void reduceSum(Communicator &c, const std::vector<int> &members, T *data, size_t n,
+               const std::string &op) {
   std::vector<uint8_t> mine(n * sizeof(T));
   if (n)
     std::memcpy(mine.data(), data, mine.size());
-  std::vector<std::vector<uint8_t>> all = c.allGather(mine, op);
+  std::vector<std::vector<uint8_t>> all =
+      c.exchangeWithin(members, std::vector<std::vector<uint8_t>>(members.size(), mine), op);
   std::vector<T> sum(n, T(0));
-  for (int r = 0; r < c.size(); ++r) {
-    if (all[size_t(r)].size() != mine.size())
-      fail("rank {}: {}: rank {} contributed {} bytes, this rank {}", c.rank(), op, r,
-           all[size_t(r)].size(), mine.size());
-    const T *v = reinterpret_cast<const T *>(all[size_t(r)].data());
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (all[i].size() != mine.size())
+      fail("rank {}: {}: rank {} contributed {} bytes, this rank {}", c.rank(), op, members[i],
+           all[i].size(), mine.size());
+    const T *v = reinterpret_cast<const T *>(all[i].data());
     for (size_t i = 0; i < n; ++i)
       sum[i] += v[i];
   }
@@ -523,13 +542,64 @@ std::vector<std::vector<uint8_t>> Communicator::allGather(const std::vector<uint
 }
 
 void Communicator::allReduceSum(double *data, size_t n, const std::string &op) {
-  reduceSum(*this, data, n, op);
+  reduceSum(*this, allRanks(), data, n, op);
 }
 void Communicator::allReduceSum(float *data, size_t n, const std::string &op) {
-  reduceSum(*this, data, n, op);
+  reduceSum(*this, allRanks(), data, n, op);
 }
 void Communicator::allReduceSum(int64_t *data, size_t n, const std::string &op) {
-  reduceSum(*this, data, n, op);
+  reduceSum(*this, allRanks(), data, n, op);
+}
+void Communicator::allReduceSum(const std::vector<int> &members, float *data, size_t n,
+                                const std::string &op) {
+  reduceSum(*this, members, data, n, op);
+}
+void Communicator::allReduceSum(const std::vector<int> &members, double *data, size_t n,
+                                const std::string &op) {
+  reduceSum(*this, members, data, n, op);
+}
+void Communicator::allReduceSum(const std::vector<int> &members, int64_t *data, size_t n,
+                                const std::string &op) {
+  reduceSum(*this, members, data, n, op);
+}
+
+RankGroup rankGroup(Communicator &c, const std::string &kind, int64_t ranks,
+                    const std::string &what) {
+  if (ranks < 1 || c.size() % ranks != 0 || (kind == "data" && ranks != c.size()))
+    fail("{}: the artifact was compiled for {} {} ranks but this process is one of {} (run "
+         "it with dsv3-run launch --nproc N, N the artifact's data-parallel ranks)",
+         what, ranks, kind == "data" ? "data-parallel" : "expert-parallel", c.size());
+  RankGroup g;
+  g.comm = &c;
+  if (kind == "data")
+    g.members = c.allRanks();
+  else if (kind == "expert")
+    g.members = c.blockOf(int(ranks));
+  else if (kind == "expert_data")
+    g.members = c.stridedOf(int(ranks));
+  else
+    fail("{}: unknown rank group '{}'", what, kind);
+  for (size_t i = 0; i < g.members.size(); ++i)
+    if (g.members[i] == c.rank())
+      g.index = int(i);
+  return g;
+}
+
+std::vector<int> Communicator::blockOf(int n) const {
+  DSV3_CHECK(n >= 1 && size_ % n == 0, "groups of {} in {} ranks", n, size_);
+  std::vector<int> m;
+  for (int i = 0; i < n; ++i)
+    m.push_back(rank_ / n * n + i);
+  return m;
+}
+
+std::vector<int> Communicator::stridedOf(int n) const {
+  DSV3_CHECK(n >= 1 && size_ % n == 0, "{} strided ranks in {}", n, size_);
+  int stride = size_ / n;
+  std::vector<int> m;
+  for (int i = 0; i < n; ++i)
+    m.push_back(rank_ % stride + i * stride);
+  return m;
 }
 
 std::vector<uint8_t> Communicator::broadcast(const std::vector<uint8_t> &fromRoot,

@@ -51,17 +51,42 @@ public:
   /// All-to-all-v: `send[r]` goes to rank r (send[rank()] to itself);
   /// returns what every rank sent this one, indexed by source. `op` names
   /// the collective in messages and on the wire.
+  std::vector<std::vector<uint8_t>> exchange(const std::vector<std::vector<uint8_t>> &send,
+                                             const std::string &op) {
+    return exchangeWithin(allRanks(), send, op);
+  }
+  /// The same among `members` (ranks in increasing order, this one among
+  /// them): send[i] goes to members[i]; returns what each member sent.
+  /// Every member must make the same call; the other ranks do not take part.
   virtual std::vector<std::vector<uint8_t>>
-  exchange(const std::vector<std::vector<uint8_t>> &send, const std::string &op) = 0;
+  exchangeWithin(const std::vector<int> &members, const std::vector<std::vector<uint8_t>> &send,
+                 const std::string &op) = 0;
+  std::vector<int> allRanks() const {
+    std::vector<int> all(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r)
+      all[size_t(r)] = r;
+    return all;
+  }
+  /// The ranks of this rank's group when the world is cut into groups of
+  /// `n` consecutive ranks ("blocks": expert-parallel groups) or into `n`
+  /// groups strided by size/n... (`strided`: the ranks holding the same
+  /// expert shard in every expert-parallel group).
+  std::vector<int> blockOf(int n) const;
+  std::vector<int> stridedOf(int n) const;
 
   /// Every rank's `mine`, indexed by rank.
   std::vector<std::vector<uint8_t>> allGather(const std::vector<uint8_t> &mine,
                                               const std::string &op);
-  /// Elementwise sum over the ranks, added in rank order on every rank, so
-  /// all ranks get bit-identical results.
+  /// Elementwise sum over the ranks (or `members`), added in rank order on
+  /// every rank, so all of them get bit-identical results.
   void allReduceSum(double *data, size_t n, const std::string &op);
   void allReduceSum(float *data, size_t n, const std::string &op);
   void allReduceSum(int64_t *data, size_t n, const std::string &op);
+  void allReduceSum(const std::vector<int> &members, float *data, size_t n, const std::string &op);
+  void allReduceSum(const std::vector<int> &members, double *data, size_t n,
+                    const std::string &op);
+  void allReduceSum(const std::vector<int> &members, int64_t *data, size_t n,
+                    const std::string &op);
   /// Rank 0's bytes on every rank.
   std::vector<uint8_t> broadcast(const std::vector<uint8_t> &fromRoot, const std::string &op);
   void barrier(const std::string &op) { allGather({}, op); }
@@ -82,6 +107,25 @@ ExchangeStats &exchangeStats();
 /// "12 all-to-all-v exchanges, 3.1 MB to other ranks (258 KB each), 1.2 MB
 /// kept local, 4.1 ms (0.76 GB/s)"; empty when none ran.
 std::string exchangeSummary();
+
+/// The ranks one collective runs among (a kernel's `group`): the whole world
+/// ("data"), this rank's expert-parallel group of `ranks` consecutive ranks
+/// ("expert"), or the `ranks` ranks holding the same expert shard, one per
+/// expert-parallel group ("expert_data").
+struct RankGroup {
+  Communicator *comm = nullptr;
+  std::vector<int> members;
+  int index = 0; // this rank's position in members
+  int size() const { return int(members.size()); }
+  std::vector<std::vector<uint8_t>> exchange(const std::vector<std::vector<uint8_t>> &send,
+                                             const std::string &op) const {
+    return comm->exchangeWithin(members, send, op);
+  }
+};
+/// `kind` is "data", "expert" or "expert_data"; `ranks` the group's size,
+/// which must divide the world (an error names `what` otherwise).
+RankGroup rankGroup(Communicator &c, const std::string &kind, int64_t ranks,
+                    const std::string &what);
 
 /// The communicator of this process: a single rank until
 /// initProcessCommunicator() connects it to the others.

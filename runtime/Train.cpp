@@ -111,6 +111,9 @@ void saveCheckpoint(Session &session, const std::string &dir, const TrainState &
     std::vector<uint8_t> bytes(mine.size() * sizeof(Real));
     std::memcpy(bytes.data(), mine.data(), bytes.size());
     std::vector<std::vector<uint8_t>> all = comm.allGather(bytes, "checkpoint " + p.name);
+    // The first expert-parallel group (ranks 0 .. shards-1) holds every
+    // shard once; the other groups hold the same values.
+    all.resize(size_t(p.expertShards));
     std::vector<Real> &whole = gathered[p.name];
     for (const std::vector<uint8_t> &b : all) {
       const Real *v = reinterpret_cast<const Real *>(b.data());

@@ -25,6 +25,10 @@ namespace {
 Communicator &ranksOf(const std::string &k, const json &p) {
   Communicator &c = processCommunicator();
   int64_t ranks = p.value("ranks", int64_t(0));
+  if (ranks >= 1 && c.size() % ranks == 0 && c.size() != ranks)
+    fail("kernel {}: groups of {} ranks inside {} (dsv3c --dp larger than --ep) run on the "
+         "host backend so far; the NCCL path needs one communicator a group",
+         k, ranks, c.size());
   if (c.size() != ranks)
     fail("kernel {}: the artifact was compiled for {} ranks but this process is one of {} "
          "(run it with dsv3-run launch --nproc {})",

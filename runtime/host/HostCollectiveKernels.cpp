@@ -17,14 +17,10 @@ namespace dsv3rt::host {
 
 namespace {
 
-template <typename Real> Communicator &ranksOf(const std::string &k, const json &p) {
-  Communicator &c = processCommunicator();
-  int64_t ranks = geti(k, p, "ranks");
-  if (c.size() != ranks)
-    fail("kernel {}: the artifact was compiled for {} expert-parallel ranks (dsv3c --ep {}) "
-         "but this process is one of {} (run it with dsv3-run launch --nproc {})",
-         k, ranks, ranks, c.size(), ranks);
-  return c;
+/// The exchanges run within this rank's expert-parallel group (all ranks
+/// unless --dp is a multiple of --ep).
+RankGroup expertGroup(const std::string &k, const json &p) {
+  return rankGroup(processCommunicator(), "expert", geti(k, p, "ranks"), "kernel " + k);
 }
 
 /// Times an exchange and counts its bytes (exchangeStats()).
@@ -54,7 +50,7 @@ template <typename Real> std::vector<uint8_t> bytesOf(const Real *p, int64_t n) 
 template <typename Real>
 void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &rows = *in[0], &counts = *in[1];
-  Communicator &c = ranksOf<Real>(k, p);
+  RankGroup c = expertGroup(k, p);
   int64_t N = c.size(), E = counts.dim(0), H = rows.dim(-1);
   ExpertPlacement pl = ExpertPlacement::fromParams(p, N, E, k);
   int64_t S = pl.slots;
@@ -81,7 +77,7 @@ void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
   std::vector<std::vector<uint8_t>> gotCounts = c.exchange(sendCounts, "ep_dispatch counts");
   std::vector<std::vector<uint8_t>> gotRows;
   {
-    Counted counted(sendRows, c.rank());
+    Counted counted(sendRows, c.index);
     gotRows = c.exchange(sendRows, "ep_dispatch rows");
   }
   setShape(k, *out[2], {N, S});
@@ -100,7 +96,7 @@ void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
            gotRows[size_t(s)].size(), n, H);
     total += n;
   }
-  checkReceived(k, p, c.rank(), total, H, rows.dim(0), out[0]->capacity);
+  checkReceived(k, p, c.comm->rank(), total, H, rows.dim(0), out[0]->capacity);
   setShape(k, *out[0], {total, H});
   // Regroup from [source][slot] to [slot][source].
   int64_t row = 0;
@@ -126,7 +122,7 @@ void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
 template <typename Real>
 void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &y = *in[0], &layout = *in[1], &counts = *in[2];
-  Communicator &c = ranksOf<Real>(k, p);
+  RankGroup c = expertGroup(k, p);
   int64_t N = c.size(), E = counts.dim(0), H = y.dim(-1);
   ExpertPlacement pl = ExpertPlacement::fromParams(p, N, E, k);
   int64_t S = pl.slots;
@@ -151,7 +147,7 @@ void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &ou
   }
   std::vector<std::vector<uint8_t>> got;
   {
-    Counted counted(send, c.rank());
+    Counted counted(send, c.index);
     got = c.exchange(send, "ep_combine rows");
   }
   std::vector<int64_t> start(size_t(E + 1), 0);
@@ -181,21 +177,18 @@ void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &ou
 template <typename Real>
 void allReduce(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &y = *out[0];
-  Communicator &c = processCommunicator();
   int64_t ranks = geti(k, p, "ranks");
-  if (c.size() != ranks)
-    fail("kernel {}: the artifact was compiled for {} ranks but this process is one of {} "
-         "(run it with dsv3-run launch --nproc {})",
-         k, ranks, c.size(), ranks);
+  RankGroup g = rankGroup(processCommunicator(), gets(k, p, "group"), ranks, "kernel " + k);
+  Communicator &c = *g.comm;
   setShape(k, y, x.shape);
   int64_t n = x.numel();
   if (x.isInt) {
     std::copy(x.i, x.i + n, y.i);
-    c.allReduceSum(y.i, size_t(n), "all_reduce");
+    c.allReduceSum(g.members, y.i, size_t(n), "all_reduce");
     return;
   }
   std::copy(x.f, x.f + n, y.f);
-  c.allReduceSum(y.f, size_t(n), "all_reduce");
+  c.allReduceSum(g.members, y.f, size_t(n), "all_reduce");
   if (p.value("reduction", std::string("sum")) == "mean")
     for (int64_t i = 0; i < n; ++i)
       y.f[i] /= Real(ranks);

@@ -581,8 +581,8 @@ for name, argv, expect in [
                                        path("p.json")], "no.jsonl"),
         ("placement-not-metrics", [RUN, "placement", tiny_config, "--ep", "2", "--out",
                                    path("p.json")], "not JSON"),
-        ("c-dp-beyond-ep", [DSV3C, fixture, "--ep", "2", "--dp", "4"],
-         "expert-parallel groups inside a larger data-parallel group")]:
+        ("c-dp-not-multiple", [DSV3C, fixture, "--ep", "2", "--dp", "3"],
+         "dp 3 must be a multiple of ep 2")]:
     case("parallel/" + name, argv, *([expect] if isinstance(expect, str) else expect))
 
 # ------------------------------------------------------------------- run

@@ -202,8 +202,9 @@ cl::opt<std::string> epPlacement(
     cl::init(""), cl::cat(category));
 cl::opt<int64_t> dataParallel(
     "dp",
-    cl::desc("data-parallel ranks (default: --ep; today --dp equals --ep: each rank "
-             "runs its own tokens through the replicated layers)"),
+    cl::desc("data-parallel ranks (default: --ep): each rank runs its own tokens through "
+             "the replicated layers; a multiple of --ep makes dp/ep expert-parallel groups "
+             "(host backend; the NCCL path needs dp = ep so far)"),
     cl::init(0), cl::cat(category));
 cl::opt<int64_t> maxTokens(
     "max-tokens",

@@ -600,8 +600,9 @@ LogicalResult AllReduceOp::verify() {
   if (getReduction() != "sum" && getReduction() != "mean")
     return emitOpError() << "reduction must be 'sum' or 'mean', got '" << getReduction()
                          << "'";
-  if (getGroup() != "data" && getGroup() != "expert")
-    return emitOpError() << "group must be 'data' or 'expert', got '" << getGroup() << "'";
+  if (getGroup() != "data" && getGroup() != "expert" && getGroup() != "expert_data")
+    return emitOpError() << "group must be 'data', 'expert' or 'expert_data', got '"
+                         << getGroup() << "'";
   if (getReduction() == "mean" && !isa<FloatType>(tensorOf(getInput()).getElementType()))
     return emitOpError() << "a mean needs a floating-point tensor, got "
                          << tensorOf(getInput());

@@ -577,10 +577,13 @@ def Dsv3_ExpertCombineExchangeOp : Dsv3_Op<"ep_combine", []> {
 def Dsv3_AllReduceOp : Dsv3_Op<"all_reduce", [SameOperandsAndResultType]> {
   let summary = "sum or average a tensor over the ranks of a parallel group";
   let description = [{
-    Every rank of `group` (`data` or `expert` parallel, `ranks` of them)
-    contributes `input` and receives the elementwise sum (`sum`) or mean
-    (`mean`) over the ranks, identical on all of them (the runtime reduces
-    in rank order). Not pure: it communicates.
+    Every rank of `group` (`ranks` of them) contributes `input` and receives
+    the elementwise sum (`sum`) or mean (`mean`) over the ranks, identical on
+    all of them (the runtime reduces in rank order). The groups: `data`,
+    every rank; `expert`, this rank's expert-parallel group (the
+    consecutive ranks its exchanges run among); `expert_data`, the ranks
+    holding the same expert shard, one in each expert-parallel group (when
+    `--dp` is a multiple of `--ep`). Not pure: it communicates.
 
     ```mlir
     %g = dsv3.all_reduce mean over data 2 %grad : tensor<16x64xf32>
