@@ -544,6 +544,34 @@ const TensorView &need(const SafetensorsFile &f, const std::string &name) {
   return *t;
 }
 
+/// Prints verify's table and the last line "N passed, N failed".
+int reportChecks(const Options &o, const Artifact &art, const std::string &backend,
+                 const std::vector<Check> &checks, const std::vector<std::string> &skipped) {
+  fmt::print("verify {} against {} ({}, {})\n", art.dir, o.oracle, backend, o.dtype);
+  fmt::print("  {:<46} {:>12} {:>12} {:>10}  {}\n", "check", "max abs err",
+             "max rel err", "tolerance", "result");
+  int passed = 0, failed = 0;
+  int reported = 0;
+  for (const Check &c : checks) {
+    fmt::print("  {:<46} {:>12.3e} {:>12.3e} {:>10.0e}  {}{}\n", c.name, c.maxAbs,
+               c.maxRel, c.tolerance,
+               c.info ? (c.passed ? "info (within)" : "info (beyond)")
+                      : (c.passed ? "PASS" : "FAIL"),
+               c.note.empty() ? "" : "  (" + c.note + ")");
+    if (c.info)
+      ++reported;
+    else
+      (c.passed ? passed : failed)++;
+  }
+  if (reported)
+    fmt::print("  info: bf16 weights against the fp32 fixture are reported, not checked; "
+               "the kernels are checked against float64 on the same bf16 weights\n");
+  for (const std::string &s : skipped)
+    fmt::print("  skipped: {}\n", s);
+  fmt::print("{} passed, {} failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
+
 template <typename Session>
 int verify(const Options &o, const Artifact &art, Session &s,
            const std::string &backend) {
@@ -563,6 +591,21 @@ int verify(const Options &o, const Artifact &art, Session &s,
   std::vector<std::string> skipped;
 
   auto input = rowsOf(need(io, "input_ids"));
+  if (processCommunicator().size() > 1) {
+    // Several ranks (a partitioned artifact): the oracle's sequences split
+    // over the ranks, the logits and the mean loss put back together.
+    auto [shape, logits] = runIdsOnRanks(s, "forward", input);
+    checks.push_back(compare("logits (forward, " + std::to_string(processCommunicator().size()) +
+                                 " ranks)",
+                             logits, need(io, "logits"), logitTol));
+    auto [lshape, loss] = runIdsOnRanks(s, "loss", input);
+    checks.push_back(compare("loss", loss, need(io, "loss"), lossTol));
+    skipped.push_back("decode, prefill, generation and gradient checks (they run on one rank: "
+                      "generate on several ranks is not built yet)");
+    if (processCommunicator().rank() != 0)
+      return checks[0].passed && checks[1].passed ? 0 : 1;
+    return reportChecks(o, art, backend, checks, skipped);
+  }
   auto [shape, logits] = runIds(s, "forward", input);
   checks.push_back(compare("logits (forward)", logits, need(io, "logits"), logitTol));
 
@@ -773,29 +816,7 @@ int verify(const Options &o, const Artifact &art, Session &s,
                       "gradients entry)");
   }
 
-  fmt::print("verify {} against {} ({}, {})\n", art.dir, o.oracle, backend, o.dtype);
-  fmt::print("  {:<46} {:>12} {:>12} {:>10}  {}\n", "check", "max abs err",
-             "max rel err", "tolerance", "result");
-  int passed = 0, failed = 0;
-  int reported = 0;
-  for (const Check &c : checks) {
-    fmt::print("  {:<46} {:>12.3e} {:>12.3e} {:>10.0e}  {}{}\n", c.name, c.maxAbs,
-               c.maxRel, c.tolerance,
-               c.info ? (c.passed ? "info (within)" : "info (beyond)")
-                      : (c.passed ? "PASS" : "FAIL"),
-               c.note.empty() ? "" : "  (" + c.note + ")");
-    if (c.info)
-      ++reported;
-    else
-      (c.passed ? passed : failed)++;
-  }
-  if (reported)
-    fmt::print("  info: bf16 weights against the fp32 fixture are reported, not checked; "
-               "the kernels are checked against float64 on the same bf16 weights\n");
-  for (const std::string &s : skipped)
-    fmt::print("  skipped: {}\n", s);
-  fmt::print("{} passed, {} failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return reportChecks(o, art, backend, checks, skipped);
 }
 
 /// Random weights for every parameter of `art` (SEMANTICS.md 10 names).
@@ -1590,8 +1611,10 @@ void checkRanks(const Options &o, Artifact &art) {
          "process is one of {}: run it with dsv3-run launch --nproc {} {} ...",
          art.dir, art.dataParallel, art.expertParallel, art.dataParallel, c.size(),
          art.dataParallel, o.command);
-  if (o.command != "forward" && o.command != "train" && o.command != "time")
-    fail("{} on {} ranks: `forward`, `train` and `time` run parallel artifacts so far",
+  if (o.command != "forward" && o.command != "train" && o.command != "time" &&
+      o.command != "verify")
+    fail("{} on {} ranks: `forward`, `verify`, `train` and `time` run parallel artifacts so "
+         "far",
          o.command, c.size());
   art.selectRank(c.rank());
 }
