@@ -162,8 +162,10 @@ void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &ou
       if (size_t((off + hi - lo) * H) * sizeof(Real) > got[size_t(r)].size())
         fail("kernel {}: rank {} returned {} bytes, fewer than the rows this rank sent it", k,
              r, got[size_t(r)].size());
-      std::memcpy(out[0]->f + (start[size_t(e)] + lo) * H, got[size_t(r)].data() +
-                  size_t(off * H) * sizeof(Real), size_t((hi - lo) * H) * sizeof(Real));
+      if (hi > lo) // an empty chunk may come with an empty (null) buffer
+        std::memcpy(out[0]->f + (start[size_t(e)] + lo) * H,
+                    got[size_t(r)].data() + size_t(off * H) * sizeof(Real),
+                    size_t((hi - lo) * H) * sizeof(Real));
       off += hi - lo;
     }
     if (size_t(off * H) * sizeof(Real) != got[size_t(r)].size())
