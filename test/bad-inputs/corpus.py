@@ -561,7 +561,7 @@ for name, argv, expect in [
                                 fixture, "--ids", "1,2", "--out", path("l.st")],
          "each rank needs at least one"),
         ("ep-generate", [RUN, "launch", "--nproc", "2", "generate", epart, "--weights", fixture,
-                         "--prompt-ids", "1/2", "--max-new", "2"], "`forward`, `train` and `time`"),
+                         "--prompt-ids", "1/2", "--max-new", "2"], "`forward`, `verify`, `train` and `time`"),
         ("timeout-zero", ["env", "DSV3_COLLECTIVE_TIMEOUT=0", RUN, "launch", "--nproc", "2"] + fwd,
          "DSV3_COLLECTIVE_TIMEOUT='0' must be a positive number"),
         ("ep-train-uneven-batch", [RUN, "launch", "--nproc", "2", "train", eptrain, "--weights",
