@@ -592,19 +592,18 @@ int verify(const Options &o, const Artifact &art, Session &s,
 
   auto input = rowsOf(need(io, "input_ids"));
   if (processCommunicator().size() > 1) {
-    // Several ranks (a partitioned artifact): the oracle's sequences split
-    // over the ranks, the logits and the mean loss put back together.
-    auto [shape, logits] = runIdsOnRanks(s, "forward", input);
-    checks.push_back(compare("logits (forward, " + std::to_string(processCommunicator().size()) +
-                                 " ranks)",
-                             logits, need(io, "logits"), logitTol));
-    auto [lshape, loss] = runIdsOnRanks(s, "loss", input);
-    checks.push_back(compare("loss", loss, need(io, "loss"), lossTol));
-    skipped.push_back("decode, prefill, generation and gradient checks (they run on one rank: "
-                      "generate on several ranks is not built yet)");
-    if (processCommunicator().rank() != 0)
-      return checks[0].passed && checks[1].passed ? 0 : 1;
-    return reportChecks(o, art, backend, checks, skipped);
+    // Several ranks (a partitioned artifact): first the oracle's sequences
+    // split over the ranks, the logits and the mean loss put back together;
+    // then every check below with the whole batch on every rank (each
+    // rank's tokens still meet the experts of the others through the
+    // exchanges, and identical inputs keep the decode steps in lockstep).
+    auto [pshape, plogits] = runIdsOnRanks(s, "forward", input);
+    checks.push_back(compare("logits (forward, batch split over " +
+                                 std::to_string(processCommunicator().size()) + " ranks)",
+                             plogits, need(io, "logits"), logitTol));
+    auto [plshape, ploss] = runIdsOnRanks(s, "loss", input);
+    checks.push_back(compare("loss (batch split over the ranks)", ploss, need(io, "loss"),
+                             lossTol));
   }
   auto [shape, logits] = runIds(s, "forward", input);
   checks.push_back(compare("logits (forward)", logits, need(io, "logits"), logitTol));
@@ -1612,9 +1611,9 @@ void checkRanks(const Options &o, Artifact &art) {
          art.dir, art.dataParallel, art.expertParallel, art.dataParallel, c.size(),
          art.dataParallel, o.command);
   if (o.command != "forward" && o.command != "train" && o.command != "time" &&
-      o.command != "verify")
-    fail("{} on {} ranks: `forward`, `verify`, `train` and `time` run parallel artifacts so "
-         "far",
+      o.command != "verify" && o.command != "generate")
+    fail("{} on {} ranks: `forward`, `verify`, `generate`, `train` and `time` run parallel "
+         "artifacts so far",
          o.command, c.size());
   art.selectRank(c.rank());
 }
