@@ -495,6 +495,20 @@ ExchangeStats &exchangeStats() {
   return stats;
 }
 
+static double nowSeconds() {
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+
+CountedExchange::CountedExchange(int64_t bytesToPeers, int64_t bytesToSelf)
+    : startSeconds_(nowSeconds()) {
+  ExchangeStats &s = exchangeStats();
+  ++s.exchanges;
+  s.bytesToPeers += bytesToPeers;
+  s.bytesToSelf += bytesToSelf;
+}
+
+CountedExchange::~CountedExchange() { exchangeStats().seconds += nowSeconds() - startSeconds_; }
+
 std::string exchangeSummary() {
   const ExchangeStats &s = exchangeStats();
   if (!s.exchanges)

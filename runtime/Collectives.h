@@ -104,6 +104,16 @@ struct ExchangeStats {
   double seconds = 0; // wall time inside the exchanges (host: sockets; cuda: NCCL, synchronised)
 };
 ExchangeStats &exchangeStats();
+/// Counts one exchange's bytes into exchangeStats() and, when it goes out
+/// of scope, the time it took (both backends' exchanges).
+class CountedExchange {
+public:
+  CountedExchange(int64_t bytesToPeers, int64_t bytesToSelf);
+  ~CountedExchange();
+
+private:
+  double startSeconds_;
+};
 /// "12 all-to-all-v exchanges, 3.1 MB to other ranks (258 KB each), 1.2 MB
 /// kept local, 4.1 ms (0.76 GB/s)"; empty when none ran.
 std::string exchangeSummary();

@@ -50,21 +50,6 @@ void copyRows(CudaSession &s, CUdeviceptr dst, CUdeviceptr src, int64_t rows, in
     DSV3_CU(s.driver(), memcpyDtoDAsync, what, dst, src, size_t(rows * H) * 4, s.stream());
 }
 
-/// Counts and times one exchange (exchangeStats()).
-struct Counted {
-  Counted(int64_t toPeers, int64_t toSelf) {
-    ExchangeStats &st = exchangeStats();
-    ++st.exchanges;
-    st.bytesToPeers += toPeers;
-    st.bytesToSelf += toSelf;
-  }
-  ~Counted() {
-    exchangeStats().seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-};
-
 /// One all-to-all-v of rows of H floats: rank r gets toRank[r] rows from
 /// send + sendAt[r], rank r's fromRank[r] rows land at recv + recvAt[r];
 /// counted in exchangeStats() and waited for.
@@ -76,7 +61,7 @@ void exchangeRows(CudaSession &s, const std::string &k, int64_t H, CUdeviceptr s
   int64_t N = int64_t(toRank.size()), me = nccl.rank(), toPeers = 0, toSelf = 0;
   for (int64_t r = 0; r < N; ++r)
     (r == me ? toSelf : toPeers) += toRank[size_t(r)] * H * 4;
-  Counted counted(toPeers, toSelf);
+  CountedExchange timing(toPeers, toSelf);
   nccl.begin();
   for (int64_t r = 0; r < N; ++r) {
     nccl.send(send + CUdeviceptr(sendAt[size_t(r)] * H * 4), size_t(toRank[size_t(r)] * H),

@@ -23,20 +23,13 @@ RankGroup expertGroup(const std::string &k, const json &p) {
   return rankGroup(processCommunicator(), "expert", geti(k, p, "ranks"), "kernel " + k);
 }
 
-/// Times an exchange and counts its bytes (exchangeStats()).
-struct Counted {
-  explicit Counted(const std::vector<std::vector<uint8_t>> &send, int self) {
-    ExchangeStats &s = exchangeStats();
-    ++s.exchanges;
-    for (size_t r = 0; r < send.size(); ++r)
-      (int(r) == self ? s.bytesToSelf : s.bytesToPeers) += int64_t(send[r].size());
-  }
-  ~Counted() {
-    exchangeStats().seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-};
+/// Counts an exchange's bytes (to the other ranks, to this one) and times it.
+CountedExchange counted(const std::vector<std::vector<uint8_t>> &send, int self) {
+  int64_t toPeers = 0, toSelf = 0;
+  for (size_t r = 0; r < send.size(); ++r)
+    (int(r) == self ? toSelf : toPeers) += int64_t(send[r].size());
+  return CountedExchange(toPeers, toSelf);
+}
 
 template <typename Real> std::vector<uint8_t> bytesOf(const Real *p, int64_t n) {
   std::vector<uint8_t> b(size_t(n) * sizeof(Real));
@@ -77,7 +70,7 @@ void epDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
   std::vector<std::vector<uint8_t>> gotCounts = c.exchange(sendCounts, "ep_dispatch counts");
   std::vector<std::vector<uint8_t>> gotRows;
   {
-    Counted counted(sendRows, c.index);
+    CountedExchange timing = counted(sendRows, c.index);
     gotRows = c.exchange(sendRows, "ep_dispatch rows");
   }
   setShape(k, *out[2], {N, S});
@@ -147,7 +140,7 @@ void epCombine(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &ou
   }
   std::vector<std::vector<uint8_t>> got;
   {
-    Counted counted(send, c.index);
+    CountedExchange timing = counted(send, c.index);
     got = c.exchange(send, "ep_combine rows");
   }
   std::vector<int64_t> start(size_t(E + 1), 0);
