@@ -16,6 +16,8 @@ build/bin/dsv3c bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 \
 # Expert parallelism over 2 GPUs (issue 12's first step; bench/ep-run.sh):
 # the same slice with its 256 experts split over 2 ranks, the received rows
 # planned for twice a rank's own.
+build/bin/dsv3c bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 --quantize fp8 \
+  --max-batch 128 --max-seq 2048 --max-tokens 8192 --quiet -o bench-artifacts/v3-infer-fp8
 build/bin/dsv3c bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 \
   --max-batch 128 --max-seq 2048 --max-tokens 8192 --ep 2 --ep-capacity 2 --quiet \
   -o bench-artifacts/v3-infer-ep2

@@ -218,6 +218,10 @@ FailureOr<json> buildManifest(ModuleOp module) {
     manifest["model_type"] = t.getValue().str();
   if (auto block = module->getAttrOfType<DenseI64ArrayAttr>("dsv3.checkpoint_fp8_block"))
     manifest["checkpoint_fp8_block"] = {block[0], block[1]};
+  // dsv3-quantize-fp8: the FP8 weights are stored e4m3 with block scales
+  // of the checkpoint block (bf16 / fp32 checkpoints quantize at load).
+  if (auto q = module->getAttrOfType<StringAttr>("dsv3.quantization"))
+    manifest["quantization"] = q.getValue().str();
   // Expert / data parallelism (dsv3-partition-experts): the program is the
   // same on every rank; the runtime checks it runs on this many ranks.
   auto ep = module->getAttrOfType<IntegerAttr>("dsv3.expert_parallel");
@@ -251,6 +255,8 @@ FailureOr<json> buildManifest(ModuleOp module) {
       entry["expert_placement"] = std::vector<int64_t>(placed->begin(), placed->end());
     if (p.getTiedTo())
       entry["tied_to"] = p.getTiedTo()->str();
+    if (std::optional<StringRef> of = p.getScales())
+      entry["scales"] = of->str();
     params.push_back(entry);
   }
   manifest["params"] = params;

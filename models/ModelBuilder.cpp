@@ -133,7 +133,8 @@ Value ModelBuilder::param(const std::string &name, ArrayRef<int64_t> shape,
         tiedTo.empty() ? FlatSymbolRefAttr()
                        : FlatSymbolRefAttr::get(&ctx, tiedTo),
         mtpDepth ? b.getI64IntegerAttr(mtpDepth) : IntegerAttr(),
-        /*sharded_over=*/IntegerAttr(), /*placement=*/DenseI64ArrayAttr());
+        /*sharded_over=*/IntegerAttr(), /*placement=*/DenseI64ArrayAttr(),
+        /*scales=*/FlatSymbolRefAttr());
     it = params.try_emplace(name, p).first;
   }
   return GetParamOp::create(b, b.getUnknownLoc(), type,

@@ -194,6 +194,10 @@ struct LowerToKernelsPass
 
     IRMapping map;
     DenseMap<Value, Shape> maxShape;
+    // dsv3.fp8_weight results: the e4m3 buffer and its scales, handed to
+    // the kernels of its users (never materialized in the weight's dtype).
+    DenseMap<Value, std::pair<Value, Value>> fp8Weights;
+    DenseI64ArrayAttr fp8Block;
     for (auto [oldArg, newArg] :
          llvm::zip(func.getArguments(), entry->getArguments())) {
       map.map(oldArg, newArg);
@@ -233,6 +237,15 @@ struct LowerToKernelsPass
             Shape(cast<RankedTensorType>(get.getType()).getShape());
         continue;
       }
+      if (auto fp8 = dyn_cast<Fp8WeightOp>(op)) {
+        fp8Weights[fp8.getResult()] = {map.lookup(fp8.getQuantized()),
+                                       map.lookup(fp8.getScales())};
+        if (fp8Block && fp8Block != fp8.getBlockAttr())
+          return fp8.emitOpError() << "FP8 weights of one module must share a block size";
+        fp8Block = fp8.getBlockAttr();
+        maxShape[fp8.getResult()] = maxShape.lookup(fp8.getQuantized());
+        continue;
+      }
       // In-place updates of parameters (optimizer, balancing): the launch
       // writes the parameter buffers it reads.
       auto paramBuffer = [&](FlatSymbolRefAttr sym) -> Value {
@@ -267,10 +280,24 @@ struct LowerToKernelsPass
 
       SmallVector<Value> ins;
       SmallVector<Shape> inShapes;
+      // An FP8 weight operand is its e4m3 buffer; its scales follow the
+      // operands, and `fp8_scales[i]` is the input index of operand i's
+      // scales (-1: not FP8).
+      SmallVector<int64_t> fp8Scales;
+      SmallVector<Value> scaleIns;
       for (Value v : op.getOperands()) {
-        ins.push_back(map.lookup(v));
+        auto it = fp8Weights.find(v);
+        if (it == fp8Weights.end()) {
+          ins.push_back(map.lookup(v));
+          fp8Scales.push_back(-1);
+        } else {
+          ins.push_back(it->second.first);
+          fp8Scales.push_back(int64_t(op.getNumOperands() + scaleIns.size()));
+          scaleIns.push_back(it->second.second);
+        }
         inShapes.push_back(maxShape.lookup(v));
       }
+      ins.append(scaleIns.begin(), scaleIns.end());
       SmallVector<Shape> outShapes = maxResultShapes(&op, inShapes, maxBatch);
       SmallVector<Value> outs;
       for (auto [i, r] : llvm::enumerate(op.getResults())) {
@@ -291,6 +318,12 @@ struct LowerToKernelsPass
         maxShape[r] = outShapes[i];
       }
       auto [kernel, params] = kernelOf(&op);
+      if (!scaleIns.empty()) {
+        SmallVector<NamedAttribute> attrs(params.begin(), params.end());
+        attrs.push_back(b.getNamedAttr("fp8_scales", b.getDenseI64ArrayAttr(fp8Scales)));
+        attrs.push_back(b.getNamedAttr("fp8_block", fp8Block));
+        params = b.getDictionaryAttr(attrs);
+      }
       dsv3k::LaunchOp::create(b, op.getLoc(), b.getStringAttr(kernel), ins,
                               outs, params);
       ++numLaunches;

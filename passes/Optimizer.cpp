@@ -35,7 +35,8 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
                       stacked, FlatSymbolRefAttr(),
                       param.getMtpDepth() ? b.getI64IntegerAttr(*param.getMtpDepth())
                                           : IntegerAttr(),
-                      /*sharded_over=*/IntegerAttr(), /*placement=*/DenseI64ArrayAttr());
+                      /*sharded_over=*/IntegerAttr(), /*placement=*/DenseI64ArrayAttr(),
+        /*scales=*/FlatSymbolRefAttr());
     }
     return FlatSymbolRefAttr::get(module.getContext(), name);
   }

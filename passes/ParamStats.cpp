@@ -30,6 +30,7 @@ int categoryOf(ParamRole role) {
   case ParamRole::MtpProjection: return 1; // unused for the main model
   case ParamRole::RouterBias: return -1;
   case ParamRole::OptimizerState: return -1;
+  case ParamRole::WeightScale: return -1;
   }
   return -1;
 }

@@ -72,6 +72,16 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
   Option<int64_t> dp{*this, "dp",
                      llvm::cl::desc("data-parallel ranks (default: ep)"),
                      llvm::cl::init(0)};
+  Option<std::string> quantize{
+      *this, "quantize",
+      llvm::cl::desc("\"fp8\": block-scaled FP8 weights and GEMMs (dsv3-quantize-fp8)"),
+      llvm::cl::init("")};
+  Option<int64_t> fp8BlockRows{*this, "fp8-block-rows",
+                               llvm::cl::desc("rows of an FP8 weight-scale block"),
+                               llvm::cl::init(128)};
+  Option<int64_t> fp8BlockCols{*this, "fp8-block-cols",
+                               llvm::cl::desc("columns of an FP8 weight-scale block"),
+                               llvm::cl::init(128)};
   Option<std::string> recomputeScope{
       *this, "recompute-scope",
       llvm::cl::desc("training: a recomputed unit is a layer, its attention "

@@ -250,6 +250,49 @@ def Dsv3FuseResidualPass : Pass<"dsv3-fuse-residual", "mlir::ModuleOp"> {
   let statistics = [Statistic<"numFused", "fused", "residual adds fused">];
 }
 
+def Dsv3QuantizeFp8Pass : Pass<"dsv3-quantize-fp8", "mlir::ModuleOp"> {
+  let summary = "store the projection weights as block-scaled FP8 and compute their GEMMs in FP8";
+  let description = [{
+    `dsv3c --quantize fp8`: the weights DeepSeek-V3's official checkpoint
+    stores in FP8 (SEMANTICS.md 9: every attention projection, the dense MLP,
+    the routed and shared experts, in the main model and the MTP layers)
+    become `f8E4M3FN` parameters, each with an f32 block-scale parameter
+    (`<name>_scale_inv`, role `weight_scale`, `scales @name`) of shape
+    `[..., ceil(N / block-rows), ceil(K / block-cols)]`. Every read becomes
+    `dsv3.fp8_weight` of the two, typed as before, so the projections are
+    unchanged ops whose lowering passes the e4m3 weight and its scales to
+    the kernel (FP8 GEMMs with per-token 1×block-cols activation scales).
+    Embeddings, the head, the router, norms, biases and the MTP `eh_proj`
+    stay in the model's dtype, as in the official checkpoint.
+
+    ```mlir
+    // before
+    dsv3.param @"model.layers.0.mlp.down_proj.weight" dense_mlp : tensor<64x128xf32>
+    %w = dsv3.get_param @"model.layers.0.mlp.down_proj.weight" : tensor<64x128xf32>
+    // after
+    dsv3.param @"model.layers.0.mlp.down_proj.weight" dense_mlp : tensor<64x128xf8E4M3FN>
+    dsv3.param @"model.layers.0.mlp.down_proj.weight_scale_inv" weight_scale
+        scales @"model.layers.0.mlp.down_proj.weight" : tensor<1x1xf32>
+    %q = dsv3.get_param @"model.layers.0.mlp.down_proj.weight" : tensor<64x128xf8E4M3FN>
+    %s = dsv3.get_param @"model.layers.0.mlp.down_proj.weight_scale_inv" : tensor<1x1xf32>
+    %w = dsv3.fp8_weight %q, %s block [128, 128]
+        : tensor<64x128xf8E4M3FN>, tensor<1x1xf32> -> tensor<64x128xf32>
+    ```
+
+    Inference only: a module with a backward entry is refused (FP8
+    training keeps fp32 master weights and is not built yet).
+  }];
+  let options = [
+    Option<"blockRows", "block-rows", "int64_t", "128",
+           "rows of a weight-scale block (the config's weight_block_size[0])">,
+    Option<"blockCols", "block-cols", "int64_t", "128",
+           "columns of a weight-scale block, and the activation block">,
+  ];
+  let statistics = [
+    Statistic<"numQuantized", "quantized-params", "parameters stored as FP8">,
+  ];
+}
+
 def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> {
   let summary = "split the routed experts over expert-parallel ranks (all-to-all dispatch and combine)";
   let description = [{

@@ -22,6 +22,12 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   pm.addPass(createDsv3FuseSwigluPass());
   pm.addPass(createDsv3FuseRmsNormPass());
   pm.addPass(createDsv3FuseResidualPass());
+  if (options.quantize == "fp8") {
+    Dsv3QuantizeFp8PassOptions fp8;
+    fp8.blockRows = options.fp8BlockRows;
+    fp8.blockCols = options.fp8BlockCols;
+    pm.addPass(createDsv3QuantizeFp8Pass(fp8));
+  }
   // Partitioned when asked for, even over one rank: `--ep 1` runs the
   // exchanges and reductions with a single rank (the NCCL path's world
   // size 1 check).

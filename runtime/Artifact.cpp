@@ -151,6 +151,11 @@ Artifact Artifact::load(const std::string &dir) {
     a.fp8BlockRows = block[0];
     a.fp8BlockCols = block[1];
   }
+  if (top.has("quantization")) {
+    a.quantization = top.string("quantization");
+    if (a.quantization != "fp8")
+      top.sub("quantization").error("must be \"fp8\"");
+  }
 
   if (top.has("parallel")) {
     Reader par = top.sub("parallel");
@@ -171,6 +176,11 @@ Artifact Artifact::load(const std::string &dir) {
     info.shape = p.shape("shape", false);
     info.role = p.string("role");
     info.stacked = p.j.value("stacked", false);
+    if (p.has("scales"))
+      info.scales = p.string("scales");
+    if (info.scales.empty() != (info.role != "weight_scale"))
+      p.error("a weight_scale parameter, and only one, names the FP8 weight it scales "
+              "(\"scales\")");
     Reader cp = p.sub("checkpoint");
     for (size_t k = 0, m = p.arraySize("checkpoint"); k < m; ++k) {
       if (!cp.j.at(k).is_string())
@@ -206,6 +216,23 @@ Artifact Artifact::load(const std::string &dir) {
       p.error("parameter \"" + info.name + "\" is declared twice");
     a.params.push_back(std::move(info));
   }
+  // Each FP8 weight has its block scales, of its rank and experts.
+  for (size_t i = 0; i < a.params.size(); ++i) {
+    const ParamInfo &s = a.params[i];
+    const ParamInfo *w = s.scales.empty() ? nullptr : a.param(s.scales);
+    if (!s.scales.empty() &&
+        (!w || w->dtype != DType::F8E4M3 || w->shape.size() != s.shape.size() ||
+         s.dtype != DType::F32 || w->stacked != s.stacked ||
+         (w->stacked && w->shape[0] != s.shape[0])))
+      params.at(i).error(fmt::format("scales \"{}\", which must be an f8e4m3 parameter of the "
+                                     "f32 scales' rank and experts",
+                                     s.scales));
+  }
+  for (size_t i = 0; i < a.params.size(); ++i)
+    if (a.params[i].dtype == DType::F8E4M3 &&
+        std::none_of(a.params.begin(), a.params.end(),
+                     [&](const ParamInfo &s) { return s.scales == a.params[i].name; }))
+      params.at(i).error("an f8e4m3 parameter needs a weight_scale parameter naming it");
 
   Reader entries = top.sub("entries");
   if (!entries.j.is_object())

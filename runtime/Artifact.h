@@ -83,6 +83,9 @@ struct ParamInfo {
   /// After Artifact::selectRank: every rank's tensor names (checkpoints
   /// gather the shards; init writes them all); empty otherwise.
   std::vector<std::string> allCheckpoint;
+  /// Role "weight_scale" (dsv3c --quantize fp8): the FP8 parameter whose
+  /// block scales this holds.
+  std::string scales;
   const std::vector<std::string> &everyCheckpoint() const {
     return allCheckpoint.empty() ? checkpoint : allCheckpoint;
   }
@@ -110,6 +113,8 @@ struct Artifact {
   /// quantization_config.weight_block_size; DeepSeek-V3's 128 x 128 when the
   /// config has none).
   int64_t fp8BlockRows = 128, fp8BlockCols = 128;
+  /// dsv3c --quantize: "fp8" (FP8 weights and GEMMs), or empty.
+  std::string quantization;
   std::vector<ParamInfo> params;
   std::map<std::string, Entry> entries;
   /// Expert- and data-parallel ranks the program was compiled for (dsv3c

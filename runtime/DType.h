@@ -35,6 +35,13 @@ uint16_t floatToBf16(float f);
 float f8e4m3ToFloat(uint8_t v);
 /// Round to the nearest e4m3fn value (ties to even), saturating at +-448.
 uint8_t floatToF8e4m3(float f);
+/// Quantizes the [rows, cols] matrix `w` to e4m3 `codes` with one fp32 scale
+/// per [br, bc] block (row-major [ceil(rows / br), ceil(cols / bc)]): scale
+/// = amax / 448 (1 for an all-zero block), code = e4m3(w / scale), so that
+/// w ~ e4m3 value x scale (DeepSeek-V3's `_scale_inv`, SEMANTICS.md 9).
+/// Returns the largest |dequantized - w| relative to its block's amax.
+double quantizeFp8Blocks(const double *w, int64_t rows, int64_t cols, int64_t br, int64_t bc,
+                         uint8_t *codes, float *scales);
 
 } // namespace dsv3rt
 

@@ -33,5 +33,9 @@ for n in 1 2; do
 done
 build/bin/dsv3c test/data/fixtures/tiny-a --ep 2 --target cuda \
   --ep-placement test/Runtime/Inputs/placement-redundant.json -o gpu-artifacts/ep2-placed-tiny-a
+# FP8 (scripts/gpu-fp8-check.sh)
+build/bin/dsv3c test/data/fixtures/tiny-a --target cuda --quantize fp8 -o gpu-artifacts/tiny-a-fp8
+build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --dtype bf16 --quantize fp8 \
+  --max-batch 2 --max-seq 64 -o gpu-artifacts/v3-width-fp8
 cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
 du -sh gpu-artifacts .deps

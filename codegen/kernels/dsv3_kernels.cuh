@@ -1467,4 +1467,330 @@ __global__ void fill_normal(W *out, i64 n, unsigned long long seed, float mean, 
   }
 }
 
+//===----------------------------------------------------------------------===//
+// FP8 (dsv3c --quantize fp8, SEMANTICS.md 9): e4m3 weights with fp32 block
+// scales; activations quantized per token per 128 channels; each 128-wide
+// K block's e4m3 dot product scaled by s_a * s_w and summed in fp32.
+// Runtime extents (one instance each, `<0>`).
+//===----------------------------------------------------------------------===//
+
+/// e4m3fn code -> float (no NaN codes are produced by the quantizers).
+__device__ __forceinline__ float e4m3ToFloat(unsigned b) {
+  unsigned e = (b >> 3) & 15u, m = b & 7u;
+  float v = e ? __uint_as_float(((e + 120u) << 23) | (m << 20)) : float(m) * 0.001953125f;
+  return (b & 0x80u) ? -v : v;
+}
+/// float -> e4m3fn code, nearest, ties to even, saturating at +-448: the
+/// host's bit arithmetic (runtime/DType.cpp), so both round alike.
+__device__ __forceinline__ unsigned floatToE4m3(float f) {
+  unsigned bits = __float_as_uint(f), sign = (bits >> 24) & 0x80u;
+  float a = fabsf(f);
+  if (!(a < 448.0f))
+    return sign | 0x7eu;
+  if (a < 0.015625f)
+    return sign | unsigned(rintf(a * 512.0f));
+  unsigned ab = bits & 0x7fffffffu;
+  int e = int(ab >> 23) - 127;
+  unsigned man = ab & 0x7fffffu, keep = man >> 20, rest = man & 0xfffffu;
+  if (rest > 0x80000u || (rest == 0x80000u && (keep & 1u)))
+    ++keep;
+  if (keep == 8u) {
+    keep = 0;
+    ++e;
+  }
+  unsigned code = (unsigned(e + 7) << 3) | keep;
+  return sign | (code < 126u ? code : 126u);
+}
+
+/// Dynamic activation quantization: a warp per (row, 128-channel block):
+/// s = max(amax, 1e-4) / 448, xq = e4m3(x / s). x [rows, K] (row stride
+/// ldx), xq [rows, K] codes, sa [rows, ceil(K / 128)].
+template <int Unused>
+__global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *sa, i64 rows,
+                             int K) {
+  int lane = threadIdx.x & 31;
+  int blocksPerRow = (K + 127) / 128;
+  i64 item = i64(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (item >= rows * blocksPerRow)
+    return;
+  i64 r = item / blocksPerRow;
+  int kb = int(item % blocksPerRow), k0 = kb * 128 + lane * 4;
+  float v[4];
+  float amax = 0.f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    v[i] = k0 + i < K ? x[r * ldx + k0 + i] : 0.f;
+    amax = fmaxf(amax, fabsf(v[i]));
+  }
+  amax = fmaxf(warpMax(amax), 1e-4f);
+  float s = amax / 448.0f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    if (k0 + i < K)
+      xq[r * K + k0 + i] = (unsigned char)floatToE4m3(v[i] / s);
+  if (lane == 0)
+    sa[r * blocksPerRow + kb] = s;
+}
+
+/// The expert of routed row `row` (rows grouped by expert, counts[E]).
+__device__ __forceinline__ int expertOfRow(const i64 *counts, int E, i64 row) {
+  i64 start = 0;
+  for (int e = 0; e < E; ++e) {
+    start += counts[e];
+    if (row < start)
+      return e;
+  }
+  return E - 1;
+}
+
+/// y[r, n] = sum_kb (xq[r, kb] . W[n, kb]) * sa[r, kb] * sw[n / br, kb]
+/// (+ b[n]) (+ res[r, n]) for a few rows: a warp per output column, each
+/// lane 4 weight bytes of every 128-wide block, so the weights are read once
+/// for all rows. Grouped (counts != null): one row per blockIdx.y, its
+/// expert's weights ([E, N, K], scales [E, ceil(N / br), K / 128]).
+template <int Unused>
+__global__ void fp8_gemm_rows(const unsigned char *xq, const float *sa, const unsigned char *W,
+                              const float *sw, const float *b, const float *res, float *y,
+                              i64 rows, int N, int K, int br, const i64 *counts, int E) {
+  int lane = threadIdx.x & 31;
+  int n = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (n >= N)
+    return;
+  int nb = (K + 127) / 128;
+  i64 r0 = 0, r1 = rows < 8 ? rows : 8;
+  if (counts) {
+    r0 = blockIdx.y;
+    r1 = r0 + 1;
+    if (r0 >= rows)
+      return;
+    int e = expertOfRow(counts, E, r0);
+    W += i64(e) * N * K;
+    sw += i64(e) * ((N + br - 1) / br) * nb;
+  }
+  const unsigned char *w = W + i64(n) * K;
+  const float *swn = sw + i64(n / br) * nb;
+  float acc[8] = {};
+  for (int kb = 0; kb < nb; ++kb) {
+    int k = kb * 128 + lane * 4;
+    float wv[4];
+    if (k + 3 < K && (K & 3) == 0) {
+      unsigned word = *reinterpret_cast<const unsigned *>(w + k);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        wv[i] = e4m3ToFloat((word >> (8 * i)) & 0xffu);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        wv[i] = k + i < K ? e4m3ToFloat(w[k + i]) : 0.f;
+    }
+    float s = swn[kb];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      i64 r = r0 + j;
+      if (r >= r1)
+        break;
+      const unsigned char *xr = xq + r * K;
+      float dot = 0.f;
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (k + i < K)
+          dot += e4m3ToFloat(xr[k + i]) * wv[i];
+      acc[j] += dot * (sa[r * nb + kb] * s);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    i64 r = r0 + j;
+    if (r >= r1) // uniform across the warp
+      break;
+    float v = warpSum(acc[j]);
+    if (lane == 0) {
+      if (b)
+        v += b[n];
+      if (res)
+        v += res[r * N + n];
+      y[r * N + n] = v;
+    }
+  }
+}
+
+/// One e4m3 tensor-core MMA: D(16x8 f32) += A(16x32) B(32x8), sm_89+.
+__device__ __forceinline__ void mmaE4m3(float *d, const unsigned *a, const unsigned *bw) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+               "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(bw[0]), "r"(bw[1]));
+#endif
+}
+
+/// The FP8 GEMM on tensor cores (sm_89+; the launcher takes fp8_gemm_rows
+/// elsewhere): 64 x 64 output tiles, 4 warps of 32 x 32, K in 128-wide
+/// blocks staged in shared memory; each block's MMA partial sums are scaled
+/// by s_a (per row) * s_w (per 128-row weight block: br a multiple of 64)
+/// and added to the fp32 accumulators, as DeepGEMM promotes them.
+/// Grouped (counts != null): blockIdx.y enumerates every expert's 64-row
+/// tiles (gridDim.y >= rows / 64 + E), rows grouped by expert.
+template <int Unused>
+__global__ void __launch_bounds__(128)
+fp8_gemm_mma(const unsigned char *xq, const float *sa, const unsigned char *W, const float *sw,
+             const float *b, const float *res, float *y, i64 rows, int N, int K, int br,
+             const i64 *counts, int E) {
+  constexpr int Ld = 144; // 128 bytes + 16 of padding: conflict-free fragment reads
+  __shared__ __align__(16) unsigned char As[64 * Ld];
+  __shared__ __align__(16) unsigned char Bs[64 * Ld];
+  int nb = (K + 127) / 128;
+  i64 rowBegin = i64(blockIdx.y) * 64, rowEnd = rows;
+  if (counts) { // find this block's expert and row tile
+    i64 start = 0, t = blockIdx.y;
+    int e = 0;
+    for (; e < E; ++e) {
+      i64 c = counts[e], tiles = (c + 63) / 64;
+      if (t < tiles)
+        break;
+      t -= tiles;
+      start += c;
+    }
+    if (e == E)
+      return;
+    rowBegin = start + t * 64;
+    rowEnd = start + counts[e];
+    W += i64(e) * N * K;
+    sw += i64(e) * ((N + br - 1) / br) * nb;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  int n0 = blockIdx.x * 64;
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+  int g = lane >> 2, t4 = lane & 3;
+  float acc[2][4][4] = {}, part[2][4][4];
+  const float *swn = sw + i64(n0 / br) * nb;
+  for (int kb = 0; kb < nb; ++kb) {
+    __syncthreads();
+    // Stage 64 rows x 128 bytes of A and B (16 bytes a thread, 8 times).
+    for (int i = threadIdx.x; i < 64 * 8; i += 128) {
+      int rr = i >> 3, c = (i & 7) * 16, k = kb * 128 + c;
+      uint4 av = make_uint4(0, 0, 0, 0), bv = make_uint4(0, 0, 0, 0);
+      i64 row = rowBegin + rr;
+      if (row < rowEnd && k + 16 <= K)
+        av = *reinterpret_cast<const uint4 *>(xq + row * K + k);
+      if (n0 + rr < N && k + 16 <= K)
+        bv = *reinterpret_cast<const uint4 *>(W + i64(n0 + rr) * K + k);
+      *reinterpret_cast<uint4 *>(As + rr * Ld + c) = av;
+      *reinterpret_cast<uint4 *>(Bs + rr * Ld + c) = bv;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          part[i][j][q] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < 128; ks += 32) {
+      unsigned a[2][4], bw[4][2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const unsigned char *base = As + (wm + i * 16 + g) * Ld + ks + t4 * 4;
+        a[i][0] = *reinterpret_cast<const unsigned *>(base);
+        a[i][1] = *reinterpret_cast<const unsigned *>(base + 8 * Ld);
+        a[i][2] = *reinterpret_cast<const unsigned *>(base + 16);
+        a[i][3] = *reinterpret_cast<const unsigned *>(base + 8 * Ld + 16);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const unsigned char *base = Bs + (wn + j * 8 + g) * Ld + ks + t4 * 4;
+        bw[j][0] = *reinterpret_cast<const unsigned *>(base);
+        bw[j][1] = *reinterpret_cast<const unsigned *>(base + 16);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          mmaE4m3(part[i][j], a[i], bw[j]);
+    }
+    float s = swn[kb];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      i64 r0 = rowBegin + wm + i * 16 + g, r1 = r0 + 8;
+      float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * s : 0.f;
+      float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * s : 0.f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        acc[i][j][0] += part[i][j][0] * s0;
+        acc[i][j][1] += part[i][j][1] * s0;
+        acc[i][j][2] += part[i][j][2] * s1;
+        acc[i][j][3] += part[i][j][3] * s1;
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        i64 r = rowBegin + wm + i * 16 + g + (q >= 2 ? 8 : 0);
+        int n = n0 + wn + j * 8 + t4 * 2 + (q & 1);
+        if (r < rowEnd && n < N) {
+          float v = acc[i][j][q];
+          if (b)
+            v += b[n];
+          if (res)
+            v += res[r * N + n];
+          y[r * N + n] = v;
+        }
+      }
+}
+
+/// An FP8 weight [E, N, K] dequantized into the compute dtype (the
+/// absorbed decode reads kv_b so, as the official inference does).
+template <typename WT>
+__global__ void fp8_dequantize(const unsigned char *W, const float *sw, WT *out, i64 n, int N,
+                               int K, int br, int bc) {
+  int sc = (K + bc - 1) / bc, sr = (N + br - 1) / br;
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += i64(gridDim.x) * blockDim.x) {
+    i64 e = i / (i64(N) * K), rem = i % (i64(N) * K);
+    int r = int(rem / K), c = int(rem % K);
+    storeWeight(out + i, e4m3ToFloat(W[i]) * sw[e * sr * sc + (r / br) * sc + c / bc]);
+  }
+}
+
+/// Random FP8 weights (dsv3-run --random-weights): w [E, N, K] fp32 values
+/// quantized per [br, bc] block, a CUDA block per weight block: scale =
+/// amax / 448 (1 for zeros), codes = e4m3(w / scale).
+template <int Unused>
+__global__ void fp8_quantize_blocks(const float *w, unsigned char *codes, float *scales, int N,
+                                    int K, int br, int bc) {
+  int sc = (K + bc - 1) / bc, sr = (N + br - 1) / br;
+  i64 blk = blockIdx.x, e = blk / (i64(sr) * sc);
+  int bi = int((blk / sc) % sr), bj = int(blk % sc);
+  const float *we = w + e * N * K;
+  float amax = 0.f;
+  for (int i = threadIdx.x; i < br * bc; i += blockDim.x) {
+    int r = bi * br + i / bc, c = bj * bc + i % bc;
+    if (r < N && c < K)
+      amax = fmaxf(amax, fabsf(we[i64(r) * K + c]));
+  }
+  __shared__ float part[32];
+  amax = warpMax(amax);
+  if ((threadIdx.x & 31) == 0)
+    part[threadIdx.x >> 5] = amax;
+  __syncthreads();
+  amax = 0.f;
+  for (int i = 0; i < int(blockDim.x >> 5); ++i)
+    amax = fmaxf(amax, part[i]);
+  float s = amax > 0.f ? amax / 448.0f : 1.0f;
+  for (int i = threadIdx.x; i < br * bc; i += blockDim.x) {
+    int r = bi * br + i / bc, c = bj * bc + i % bc;
+    if (r < N && c < K)
+      codes[e * N * K + i64(r) * K + c] = (unsigned char)floatToE4m3(we[i64(r) * K + c] / s);
+  }
+  if (threadIdx.x == 0)
+    scales[blk] = s;
+}
+
 } // namespace dsv3

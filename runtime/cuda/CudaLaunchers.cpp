@@ -38,10 +38,100 @@ i64 rowsOf(const DevTensor &t) {
   return n;
 }
 
+size_t numOperands(const json &p, const Ins &in) {
+  return p.contains("fp8_scales") ? p.at("fp8_scales").size() : in.size();
+}
+
+Fp8Weight fp8Of(const json &p, const Ins &in, size_t i) {
+  Fp8Weight w;
+  if (!p.contains("fp8_scales"))
+    return w;
+  const json &scales = p.at("fp8_scales");
+  if (i >= scales.size() || scales[i].get<int64_t>() < 0)
+    return w;
+  size_t si = size_t(scales[i].get<int64_t>());
+  if (si >= in.size() || !in[i]->fp8)
+    fail("FP8 launch: input {} is not an e4m3 weight with scales at input {}", i, si);
+  w.w = in[i]->ptr;
+  w.scale = in[si]->ptr;
+  w.br = p.at("fp8_block").at(0).get<int>();
+  w.bc = p.at("fp8_block").at(1).get<int>();
+  return w;
+}
+
+/// Whether the FP8 GEMM takes the tensor-core kernel: e4m3 MMA (sm_89+),
+/// 16-byte rows (K % 16), a 64-row output tile inside one scale block (br %
+/// 64), and enough rows (grouped: 2 a expert on average) to fill tiles.
+/// DSV3_FP8_MMA=0 / 1 forces the few-row kernel / the tensor cores.
+bool fp8Mma(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t E) {
+  static const char *force = std::getenv("DSV3_FP8_MMA");
+  bool can = s.computeCapability() >= 89 && K % 16 == 0 && w.br % 64 == 0;
+  if (force && *force)
+    return can && std::string(force) == "1";
+  return can && (E ? rows >= 2 * E : rows > kFewRows);
+}
+
+void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+             const Fp8Weight &w, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K,
+             CUdeviceptr res, CUdeviceptr counts, int64_t E) {
+  if (w.bc != 128)
+    fail("{}: the CUDA FP8 kernels take weight blocks 128 columns wide (the activations' "
+         "1x128 blocks); the artifact's are {}x{}",
+         what, w.br, w.bc);
+  if (rows <= 0)
+    return;
+  int nK = int(K), nN = int(N), br = w.br, e = int(E);
+  i64 nb = (K + 127) / 128;
+  CUdeviceptr xq = s.workspace(size_t(rows * K)), sa = s.workspace(size_t(rows * nb) * 4);
+  s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(x, ldx, xq, sa, rows, nK), what + " (activation quantization)");
+  if (fp8Mma(s, w, rows, K, E)) {
+    unsigned tiles = unsigned((rows + 63) / 64 + E);
+    if (tiles > 65535)
+      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
+    s.launch("dsv3::fp8_gemm_mma<0>", {unsigned((N + 63) / 64), tiles, 1}, {128, 1, 1}, 0,
+             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
+    return;
+  }
+  if (counts) {
+    if (rows > 65535)
+      fail("{}: {} routed rows exceed the few-row FP8 grid (no FP8 tensor cores here)", what,
+           rows);
+    s.launch("dsv3::fp8_gemm_rows<0>", {unsigned((N + 7) / 8), unsigned(rows), 1},
+             {256, 1, 1}, 0, argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e),
+             what);
+    return;
+  }
+  for (i64 r0 = 0; r0 < rows; r0 += kFewRows) { // 8 rows a launch
+    i64 n = std::min<i64>(kFewRows, rows - r0);
+    CUdeviceptr xq0 = xq + CUdeviceptr(r0 * K), sa0 = sa + CUdeviceptr(r0 * nb) * 4;
+    CUdeviceptr y0 = y + CUdeviceptr(r0 * N) * 4, res0 = res ? res + CUdeviceptr(r0 * N) * 4 : 0;
+    CUdeviceptr none = 0;
+    s.launch("dsv3::fp8_gemm_rows<0>", {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1}, 0,
+             argv(xq0, sa0, w.w, w.scale, b, res0, y0, n, nN, nK, br, none, e), what);
+  }
+}
+
+/// SwiGLU of two FP8 GEMMs (gate, up) through the workspace.
+void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+                  const Fp8Weight &wg, const Fp8Weight &wu, CUdeviceptr y, i64 rows, int64_t N,
+                  int64_t K, CUdeviceptr counts = 0, int64_t E = 0) {
+  if (!wg || !wu)
+    fail("{}: gate and up weights must both be FP8", what);
+  CUdeviceptr g = s.workspace(size_t(rows * N) * 4), u = s.workspace(size_t(rows * N) * 4);
+  fp8Gemm(s, what + " gate", x, ldx, wg, 0, g, rows, N, K, 0, counts, E);
+  fp8Gemm(s, what + " up", x, ldx, wu, 0, u, rows, N, K, 0, counts, E);
+  i64 n = rows * N;
+  s.launch(elementwiseName("swiglu"), {blocks(n, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(g, u, y, n), what + " swiglu");
+}
+
 /// y[rows, N] = x[rows, K] (row stride ldx) W^T (+ b).
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
           CUdeviceptr W, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N,
-          int64_t K, bool bf16, CUdeviceptr res) {
+          int64_t K, bool bf16, CUdeviceptr res, const Fp8Weight *fp8) {
+  if (fp8 && *fp8)
+    return fp8Gemm(s, what, x, ldx, *fp8, b, y, rows, N, K, res);
   if (rows <= kFewRows) // decode: a warp per output column, 8 per block
     s.launch(linearRowsName(N, K, bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1}, 0,
              argv(x, ldx, W, b, res, y, rows), what);
@@ -128,9 +218,13 @@ MlaWeights mlaWeights(const json &p, const Ins &in, size_t first) {
     }
     next += size_t(n);
   }
-  if (mw.operand[MlaWeights::O] < 0)
-    fail("MLA launch: no o_proj operand");
-  mw.bf16 = in[size_t(mw.operand[MlaWeights::O])]->bf16; // every weight has the model's dtype
+  if (mw.operand[MlaWeights::O] < 0 || mw.operand[MlaWeights::KVANorm] < 0)
+    fail("MLA launch: no o_proj or kv_a_layernorm operand");
+  // The model's dtype (FP8 artifacts keep the norms in it).
+  mw.bf16 = in[size_t(mw.operand[MlaWeights::KVANorm])]->bf16;
+  for (int slot = 0; slot < 10; ++slot)
+    if (mw.operand[slot] >= 0)
+      mw.fp8[slot] = fp8Of(p, in, size_t(mw.operand[slot]));
   return mw;
 }
 
@@ -144,13 +238,14 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
   if (d.rq) {
     r.QA = s.workspace(size_t(N * d.rq) * 4);
     r.QN = s.workspace(size_t(N * d.rq) * 4);
-    gemm(s, k + " q_a_proj", x, H, w[0], w[7], r.QA, N, d.rq, H, mw.bf16);
+    gemm(s, k + " q_a_proj", x, H, w[0], w[7], r.QA, N, d.rq, H, mw.bf16, 0, &mw.fp8[0]);
     rmsRows(s, k + " q_a_layernorm", r.QA, w[1], r.QN, N, d.rq, eps, mw.bf16);
-    gemm(s, k + " q_b_proj", r.QN, d.rq, w[2], 0, r.Q, N, d.nh * dq, d.rq, mw.bf16);
+    gemm(s, k + " q_b_proj", r.QN, d.rq, w[2], 0, r.Q, N, d.nh * dq, d.rq, mw.bf16, 0,
+         &mw.fp8[2]);
   } else {
-    gemm(s, k + " q_proj", x, H, w[2], 0, r.Q, N, d.nh * dq, H, mw.bf16);
+    gemm(s, k + " q_proj", x, H, w[2], 0, r.Q, N, d.nh * dq, H, mw.bf16, 0, &mw.fp8[2]);
   }
-  gemm(s, k + " kv_a_proj", x, H, w[3], w[8], r.A, N, d.r + d.dr, H, mw.bf16);
+  gemm(s, k + " kv_a_proj", x, H, w[3], w[8], r.A, N, d.r + d.dr, H, mw.bf16, 0, &mw.fp8[3]);
   return r;
 }
 
@@ -168,7 +263,7 @@ MlaLatent mlaLatent(CudaSession &s, const std::string &k, const json &p, const M
   s.launch(mlaPrepareName(d, interleaved, mw.bf16), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
            argv(A, kvNorm, r.L, Q, B, T, none, none, S, freq, scale, eps), k);
   gemm(s, k + " kv_b_proj", r.L, d.r + d.dr, mw.w[MlaWeights::KVB], 0, r.U, N,
-       d.nh * (d.dn + d.dv), d.r, mw.bf16);
+       d.nh * (d.dn + d.dv), d.r, mw.bf16, 0, &mw.fp8[MlaWeights::KVB]);
   return r;
 }
 
@@ -207,17 +302,18 @@ void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &
           float(p.at("epsilon").get<double>()), w.bf16);
 }
 
-void linear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+void linear(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &x = *in[0], &w = *in[1], &y = *out[0];
   int64_t N = w.dim(0), K = w.dim(1);
   std::vector<int64_t> shape = x.shape;
   shape.back() = N;
   setShape(k, y, shape);
-  gemm(s, k, x.ptr, K, w.ptr, in.size() > 2 ? in[2]->ptr : 0, y.ptr, rowsOf(x), N, K,
-       w.bf16);
+  Fp8Weight fw = fp8Of(p, in, 1);
+  gemm(s, k, x.ptr, K, w.ptr, numOperands(p, in) > 2 ? in[2]->ptr : 0, y.ptr, rowsOf(x), N,
+       K, w.bf16, 0, &fw);
 }
 
-void linearAdd(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+void linearAdd(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &x = *in[0], &w = *in[1], &res = *in[2], &y = *out[0];
   int64_t N = w.dim(0), K = w.dim(1);
   std::vector<int64_t> shape = x.shape;
@@ -225,16 +321,19 @@ void linearAdd(CudaSession &s, const std::string &k, const json &, Ins &in, Ins 
   if (res.shape != shape)
     fail("kernel {}: residual shape differs from the projection's", k);
   setShape(k, y, shape);
-  gemm(s, k, x.ptr, K, w.ptr, 0, y.ptr, rowsOf(x), N, K, w.bf16, res.ptr);
+  Fp8Weight fw = fp8Of(p, in, 1);
+  gemm(s, k, x.ptr, K, w.ptr, 0, y.ptr, rowsOf(x), N, K, w.bf16, res.ptr, &fw);
 }
 
-void gatedLinear(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+void gatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &x = *in[0], &wg = *in[1], &wu = *in[2], &y = *out[0];
   int64_t N = wg.dim(0), K = wg.dim(1);
   std::vector<int64_t> shape = x.shape;
   shape.back() = N;
   setShape(k, y, shape);
   i64 rows = rowsOf(x);
+  if (Fp8Weight fg = fp8Of(p, in, 1))
+    return fp8GatedGemm(s, k, x.ptr, K, fg, fp8Of(p, in, 2), y.ptr, rows, N, K);
   if (rows <= kFewRows)
     s.launch(gatedLinearRowsName(N, K, wg.bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1},
              0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
@@ -260,7 +359,8 @@ void normLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, In
   CUdeviceptr normed = s.workspace(size_t(rows * K) * 4);
   rmsRows(s, k + " norm", x.ptr, wn.ptr, normed, rows, K,
           float(p.at("epsilon").get<double>()), wn.bf16);
-  gemm(s, k, normed, K, w.ptr, 0, y.ptr, rows, N, K, w.bf16);
+  Fp8Weight fw = fp8Of(p, in, 2);
+  gemm(s, k, normed, K, w.ptr, 0, y.ptr, rows, N, K, w.bf16, 0, &fw);
 }
 
 void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in,
@@ -273,6 +373,14 @@ void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &i
   normed.capacity = size_t(rows * K);
   rmsRows(s, k + " norm", x.ptr, wn.ptr, normed.ptr, rows, K,
           float(p.at("epsilon").get<double>()), wn.bf16);
+  if (Fp8Weight fg = fp8Of(p, in, 2)) {
+    DevTensor &y = *out[0];
+    int64_t N = in[2]->dim(0);
+    std::vector<int64_t> shape = x.shape;
+    shape.back() = N;
+    setShape(k, y, shape);
+    return fp8GatedGemm(s, k, normed.ptr, K, fg, fp8Of(p, in, 3), y.ptr, rows, N, K);
+  }
   std::vector<DevTensor *> gatedIns = {&normed, in[2], in[3]};
   gatedLinear(s, k, p, gatedIns, out);
 }
@@ -305,12 +413,15 @@ void expertMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTensor
            argv(rows.ptr, w.ptr, wu, counts.ptr, y.ptr), k);
 }
 
-void expertGatedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in,
+void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins &in,
                        Ins &out) {
   DevTensor &rows = *in[0], &wg = *in[1], &wu = *in[2], &counts = *in[3], &y = *out[0];
   int64_t E = wg.dim(0), N = wg.dim(1), KD = wg.dim(2);
   i64 R = rows.dim(0);
   setShape(k, y, {R, N});
+  if (Fp8Weight fg = fp8Of(p, in, 1))
+    return fp8GatedGemm(s, k, rows.ptr, KD, fg, fp8Of(p, in, 2), y.ptr, R, N, KD, counts.ptr,
+                        E);
   if (expertMma(R, E, wg.bf16))
     return expertMmaLaunch(s, k, true, rows, wg, wu.ptr, counts, y);
   s.launch(instW("expert_gated_gmm", {N, KD, E}, wg.bf16),
@@ -410,17 +521,23 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       for (i64 b = 0; b < B; ++b) {
         CUdeviceptr rows = cache.ptr + CUdeviceptr(b * S * W) * 4;
         gemm(s, k + " kv_b_proj (cache)", rows, W, w[5], 0, U, S, d.nh * (d.dn + d.dv), d.r,
-             wb);
+             wb, 0, &mw.fp8[5]);
         CUdeviceptr qb = Q + CUdeviceptr(b * T * d.nh * dq) * 4;
         CUdeviceptr ob = O + CUdeviceptr(b * T * d.nh * d.dv) * 4;
         s.launch(mlaPrefillCachedName(d), {unsigned((T + 15) / 16), unsigned(d.nh), 1},
                  {256, 1, 1}, 0,
                  argv(qb, U, rows, past.ptr, b, ob, T, softmaxScale), k);
       }
-      gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb);
+      gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb, 0,
+           &mw.fp8[6]);
       return;
     }
     std::vector<std::string> names = mlaDecodeNames(d, wb);
+    // The absorbed form reads kv_b itself: an FP8 one dequantized (once,
+    // when the weights were bound), as the official inference does.
+    CUdeviceptr kvb = mw.fp8[5] ? s.dequantizedOf(w[5]) : w[5];
+    if (!kvb)
+      fail("kernel {}: no dequantized copy of the FP8 kv_b_proj", k);
     int64_t W = d.r + d.dr, HB = mlaDecodeHeads(d), groups = (d.nh + HB - 1) / HB;
     // Rows in chunks, bounding the partial results' workspace; key splits
     // sized from the cache length so that a chunk fills the GPU twice over
@@ -439,7 +556,7 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       CUdeviceptr q0 = Q + CUdeviceptr(r0 * d.nh * dq) * 4;
       CUdeviceptr o0 = O + CUdeviceptr(r0 * d.nh * d.dv) * 4;
       s.launch(names[0], {unsigned(d.nh), unsigned((W + 127) / 128), 1}, {128, 1, 1}, 0,
-               argv(q0, w[5], QT, rows), k);
+               argv(q0, kvb, QT, rows), k);
       size_t smem = size_t((HB + 16) * (W + 1) + HB * 16) * 4;
       s.launch(names[1], {unsigned(splits), unsigned(groups), unsigned(rows)}, {256, 1, 1},
                smem, argv(QT, cache.ptr, past.ptr, part, ml, T, S, splitLen, r0,
@@ -449,10 +566,11 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
                argv(part, ml, OT, splits), k);
       i64 warps = d.nh * d.dv;
       s.launch(names[3], {unsigned((warps + 7) / 8), 1, 1}, {256, 1, 1}, 0,
-               argv(OT, w[5], o0, rows), k);
+               argv(OT, kvb, o0, rows), k);
     }
   }
-  gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb);
+  gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb, 0,
+       &mw.fp8[6]);
 }
 
 void prefill(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
@@ -490,11 +608,13 @@ void moeDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, I
            argv(x.ptr, out[2]->ptr, out[0]->ptr, R, K), k);
 }
 
-void groupedMatmul(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
+void groupedMatmul(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &rows = *in[0], &w = *in[1], &counts = *in[2], &y = *out[0];
   int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
   i64 R = rows.dim(0);
   setShape(k, y, {R, N});
+  if (Fp8Weight fw = fp8Of(p, in, 1))
+    return fp8Gemm(s, k, rows.ptr, KD, fw, 0, y.ptr, R, N, KD, 0, counts.ptr, E);
   if (expertMma(R, E, w.bf16))
     return expertMmaLaunch(s, k, false, rows, w, 0, counts, y);
   if (!w.bf16 && R >= 2 * E && !simtGemm()) {

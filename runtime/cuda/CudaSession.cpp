@@ -30,7 +30,14 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
     t.shape = b.shape;
     t.capacity = host.size();
     t.bf16 = artifact.param(pname)->dtype == DType::BF16;
-    if (t.bf16) {
+    t.fp8 = artifact.param(pname)->dtype == DType::F8E4M3;
+    if (t.fp8) { // bound as e4m3 values: their codes, exactly
+      std::vector<uint8_t> codes(host.size());
+      for (size_t i = 0; i < host.size(); ++i)
+        codes[i] = floatToF8e4m3(host[i]);
+      DSV3_CU(drv_, memAlloc, "weights of " + pname, &t.ptr, std::max<size_t>(16, codes.size()));
+      upload(t.ptr, codes.data(), codes.size(), "weights of " + pname);
+    } else if (t.bf16) {
       std::vector<uint16_t> bits(host.size());
       for (size_t i = 0; i < host.size(); ++i)
         bits[i] = floatToBf16(host[i]);
@@ -44,7 +51,29 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
     }
     params_[pname] = t;
   }
+  dequantizeAbsorbedWeights();
   allocateArena();
+}
+
+void CudaSession::dequantizeAbsorbedWeights() {
+  bool bf16 = std::any_of(artifact_.params.begin(), artifact_.params.end(),
+                          [](const ParamInfo &p) { return p.dtype == DType::BF16; });
+  for (const ParamInfo &sp : artifact_.params) {
+    if (sp.scales.empty() || sp.scales.find("kv_b_proj") == std::string::npos)
+      continue;
+    const DevTensor &w = params_.at(sp.scales), &sc = params_.at(sp.name);
+    int N = int(w.dim(-2)), K = int(w.dim(-1));
+    int br = int(artifact_.fp8BlockRows), bc = int(artifact_.fp8BlockCols);
+    long long n = w.numel();
+    CUdeviceptr out = 0;
+    DSV3_CU(drv_, memAlloc, "dequantized " + sp.scales, &out, size_t(n) * (bf16 ? 2 : 4));
+    unsigned blocks = unsigned(std::min<long long>((n + 255) / 256, 65535));
+    launch(bf16 ? "dsv3::fp8_dequantize<unsigned short>" : "dsv3::fp8_dequantize<float>",
+           {blocks}, {256}, 0, {const_cast<CUdeviceptr *>(&w.ptr), const_cast<CUdeviceptr *>(&sc.ptr), &out, &n, &N, &K, &br, &bc},
+           "dequantizing " + sp.scales + " for the absorbed decode");
+    dequantized_[w.ptr] = out;
+  }
+  DSV3_CU(drv_, streamSynchronize, "dequantizing FP8 weights", stream_);
 }
 
 CudaSession::CudaSession(const Artifact &artifact, const RandomWeights &random)
@@ -54,11 +83,46 @@ CudaSession::CudaSession(const Artifact &artifact, const RandomWeights &random)
   // Made on the GPU by fill_normal: nothing is read from disk or kept on the
   // host (paramData() is empty), so full-width models start in seconds.
   uint64_t index = 0;
+  std::map<std::string, const ParamInfo *> scalesOf;
+  for (const ParamInfo &p : artifact.params)
+    if (!p.scales.empty())
+      scalesOf[p.scales] = &p;
   for (const ParamInfo &p : artifact.params) {
     DevTensor t;
     t.shape = p.shape;
     t.capacity = size_t(t.numel());
     t.bf16 = p.dtype == DType::BF16;
+    if (p.role == "weight_scale")
+      continue; // made with its FP8 weight
+    if (p.dtype == DType::F8E4M3) {
+      // Normal fp32 values quantized in blocks on the GPU, as the loader
+      // quantizes a bf16 checkpoint.
+      t.fp8 = true;
+      const ParamInfo &sp = *scalesOf.at(p.name);
+      DevTensor sc;
+      sc.shape = sp.shape;
+      sc.capacity = size_t(sc.numel());
+      CUdeviceptr tmp = 0;
+      DSV3_CU(drv_, memAlloc, "weights of " + p.name, &t.ptr, std::max<size_t>(16, t.capacity));
+      DSV3_CU(drv_, memAlloc, "scales of " + p.name, &sc.ptr, sc.capacity * 4);
+      DSV3_CU(drv_, memAlloc, "random fp32 values of " + p.name, &tmp, t.capacity * 4);
+      long long n = (long long)t.capacity;
+      unsigned long long seed = random.seed * 0x100000001b3ull + ++index;
+      float mean = 0.0f, stddev = float(random.std);
+      unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, int64_t(sms_) * 32));
+      launch(fillNormalName(false), {std::max(blocks, 1u)}, {256}, 0,
+             {&tmp, &n, &seed, &mean, &stddev}, "random weights of " + p.name);
+      int N = int(p.shape[p.shape.size() - 2]), K = int(p.shape.back());
+      int br = int(artifact.fp8BlockRows), bc = int(artifact.fp8BlockCols);
+      unsigned weightBlocks = unsigned(sc.capacity);
+      launch("dsv3::fp8_quantize_blocks<0>", {weightBlocks}, {256}, 0,
+             {&tmp, &t.ptr, &sc.ptr, &N, &K, &br, &bc}, "quantizing random weights of " + p.name);
+      DSV3_CU(drv_, streamSynchronize, "random weights of " + p.name, stream_);
+      DSV3_CU(drv_, memFree, "random fp32 values of " + p.name, tmp);
+      params_[p.name] = t;
+      params_[sp.name] = sc;
+      continue;
+    }
     if (p.dtype != DType::F32 && p.dtype != DType::BF16)
       fail("--random-weights: parameter {} has dtype {}; random weights are f32 or bf16",
            p.name, manifestName(p.dtype));
@@ -75,6 +139,7 @@ CudaSession::CudaSession(const Artifact &artifact, const RandomWeights &random)
     params_[p.name] = t;
   }
   DSV3_CU(drv_, streamSynchronize, "making random weights", stream_);
+  dequantizeAbsorbedWeights();
   allocateArena();
 }
 
@@ -99,6 +164,7 @@ void CudaSession::loadModule() {
   DSV3_CU(drv_, deviceGetAttribute, "compute capability", &minor,
           CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device_);
   DSV3_CU(drv_, deviceGetName, "device name", name, int(sizeof(name)), device_);
+  cc_ = 10 * major + minor;
   DSV3_CU(drv_, deviceGetAttribute, "multiprocessor count", &sms_,
           CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device_);
 

@@ -26,6 +26,7 @@ struct DevTensor {
   size_t capacity = 0; // elements
   int64_t scalar = 0;  // the value of an i64 scalar argument (host copy)
   bool bf16 = false;   // weights stored as bf16 (activations are float)
+  bool fp8 = false;    // e4m3 codes (dsv3c --quantize fp8), one byte each
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape)
@@ -103,6 +104,14 @@ public:
   Driver &driver() { return drv_; }
   /// Streaming multiprocessors (launchers size split-K/split-KV grids).
   int multiprocessors() const { return sms_; }
+  /// Compute capability as 10 * major + minor (FP8 tensor cores from 89).
+  int computeCapability() const { return cc_; }
+  /// The dequantized copy of an FP8 weight that the absorbed decode reads
+  /// (kv_b_proj), made once when the weights are bound; 0 if none.
+  CUdeviceptr dequantizedOf(CUdeviceptr fp8) const {
+    auto it = dequantized_.find(fp8);
+    return it == dequantized_.end() ? 0 : it->second;
+  }
   CUstream stream() const { return stream_; }
 
 private:
@@ -116,7 +125,9 @@ private:
   CUstream stream_ = nullptr;
   CUmodule module_ = nullptr;
   std::string description_;
-  int sms_ = 1;
+  int sms_ = 1, cc_ = 0;
+  std::map<CUdeviceptr, CUdeviceptr> dequantized_;
+  void dequantizeAbsorbedWeights();
   std::map<std::string, std::string> lowered_; // instance -> mangled name
   std::map<std::string, CUfunction> functions_;
   std::map<std::string, DevTensor> params_;

@@ -257,7 +257,47 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
 inline std::vector<std::string>
 kernelInstances(const std::string &kernel, const nlohmann::json &p,
                 const std::vector<std::vector<int64_t>> &in,
+                const std::vector<std::string> &dt);
+
+/// The FP8 kernels (runtime extents): activation quantization, the few-row
+/// and tensor-core GEMMs, SwiGLU of two of them, the dequantized kv_b of the
+/// absorbed decode, and the random-weight quantizer.
+inline std::vector<std::string> fp8Instances() {
+  return {inst("fp8_quantize", {0}), inst("fp8_gemm_rows", {0}), inst("fp8_gemm_mma", {0}),
+          inst("fp8_quantize_blocks", {0}), elementwiseName("swiglu"),
+          "dsv3::fp8_dequantize<float>", "dsv3::fp8_dequantize<unsigned short>"};
+}
+
+/// A launch with FP8 weights (fp8_scales): the kernels of the same launch
+/// with the weights in the model's dtype (the launcher's other kernels:
+/// norms, attention), plus the FP8 ones.
+inline std::vector<std::string>
+fp8LaunchInstances(const std::string &kernel, const nlohmann::json &p,
+                   const std::vector<std::vector<int64_t>> &in,
+                   const std::vector<std::string> &dt) {
+  size_t operands = p.at("fp8_scales").size();
+  bool bf16 = false;
+  for (const std::string &d : dt)
+    bf16 = bf16 || isBf16(d);
+  std::vector<std::vector<int64_t>> shapes(in.begin(), in.begin() + std::min(operands, in.size()));
+  std::vector<std::string> types(dt.begin(), dt.begin() + std::min(operands, dt.size()));
+  for (std::string &d : types)
+    if (d == "f8e4m3")
+      d = bf16 ? "bf16" : "f32";
+  nlohmann::json plain = p;
+  plain.erase("fp8_scales");
+  std::vector<std::string> out = kernelInstances(kernel, plain, shapes, types);
+  for (const std::string &n : fp8Instances())
+    out.push_back(n);
+  return out;
+}
+
+inline std::vector<std::string>
+kernelInstances(const std::string &kernel, const nlohmann::json &p,
+                const std::vector<std::vector<int64_t>> &in,
                 const std::vector<std::string> &dt) {
+  if (p.contains("fp8_scales"))
+    return fp8LaunchInstances(kernel, p, in, dt);
   auto last = [&](size_t i) { return in.at(i).back(); };
   auto bf = [&](size_t i) { return i < dt.size() && isBf16(dt[i]); };
   if (kernel == "embedding")

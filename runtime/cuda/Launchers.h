@@ -35,9 +35,29 @@ i64 rowsOf(const DevTensor &t);
 
 /// y[rows, N] = x[rows, K] (row stride ldx) W^T (+ b) (+ res): the
 /// forward GEMM schedules (few rows, tensor cores for bf16, tiled fp32).
+/// An FP8 weight operand of a launch (dsv3c --quantize fp8): e4m3 codes
+/// and fp32 scales per [br, bc] block; empty when the operand is not FP8.
+struct Fp8Weight {
+  CUdeviceptr w = 0, scale = 0;
+  int br = 0, bc = 0;
+  explicit operator bool() const { return scale != 0; }
+};
+/// Launch input `i` as an FP8 weight (its scales named by fp8_scales[i]).
+Fp8Weight fp8Of(const json &p, const Ins &in, size_t i);
+/// The op's operands among a launch's inputs (FP8 scales follow them).
+size_t numOperands(const json &p, const Ins &in);
+/// y[rows, N] = x W^T (+ b) (+ res) with an FP8 weight: x quantized per
+/// token per 128 channels (fp8_quantize), then the e4m3 GEMM (tensor cores
+/// on sm_89+ for more than a few rows, fp8_gemm_rows otherwise). Grouped
+/// (counts [E] on the device): rows grouped by expert, w [E, N, K].
+void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+             const Fp8Weight &w, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K,
+             CUdeviceptr res = 0, CUdeviceptr counts = 0, int64_t E = 0);
+
+/// An FP8 `fp8` weight (set) takes fp8Gemm instead.
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdeviceptr W,
           CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K, bool bf16,
-          CUdeviceptr res = 0);
+          CUdeviceptr res = 0, const Fp8Weight *fp8 = nullptr);
 /// DSV3_SIMT_GEMM=1: the fp32 GEMMs on CUDA cores (gemm_any, linear)
 /// instead of gemm_mma's split-bf16 tensor-core products (to check one
 /// against the other).
@@ -106,6 +126,7 @@ struct MlaWeights {
   CUdeviceptr w[10] = {0};
   int64_t operand[10] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
   bool bf16 = false;
+  Fp8Weight fp8[10];
 };
 MlaWeights mlaWeights(const json &p, const Ins &in, size_t first);
 

@@ -66,22 +66,24 @@ void rmsNorm(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out)
 }
 
 template <typename Real>
-void linear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+void linear(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &w = *in[1], &y = *out[0];
+  Proj<Real> wp = projOf(k, p, in, 1);
   int64_t N = w.dim(0), K = w.dim(1);
   expectLast(k, x, K, "input");
-  const Real *bias = in.size() > 2 ? in[2]->f : nullptr;
+  const Real *bias = numOperands(p, in) > 2 ? in[2]->f : nullptr;
   std::vector<int64_t> shape = x.shape;
   shape.back() = N;
   setShape(k, y, shape);
   for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r)
-    matvec(x.f + r * K, w.f, N, K, y.f + r * N, bias);
+    wp.apply(x.f + r * K, N, K, y.f + r * N, bias);
 }
 
 /// x W^T + residual (dsv3.linear_add).
 template <typename Real>
-void linearAdd(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+void linearAdd(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &w = *in[1], &res = *in[2], &y = *out[0];
+  Proj<Real> wp = projOf(k, p, in, 1);
   int64_t N = w.dim(0), K = w.dim(1);
   expectLast(k, x, K, "input");
   std::vector<int64_t> shape = x.shape;
@@ -90,13 +92,14 @@ void linearAdd(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out
     fail("kernel {}: residual shape differs from the projection's", k);
   setShape(k, y, shape);
   for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r)
-    matvec(x.f + r * K, w.f, N, K, y.f + r * N, res.f + r * N);
+    wp.apply(x.f + r * K, N, K, y.f + r * N, res.f + r * N);
 }
 
 /// silu(x Wg^T) * (x Wu^T) (dsv3.gated_linear).
 template <typename Real>
-void gatedLinear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &out) {
+void gatedLinear(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
   T<Real> &x = *in[0], &wg = *in[1], &wu = *in[2], &y = *out[0];
+  Proj<Real> gp = projOf(k, p, in, 1), up = projOf(k, p, in, 2);
   int64_t N = wg.dim(0), K = wg.dim(1);
   expectLast(k, x, K, "input");
   std::vector<int64_t> shape = x.shape;
@@ -104,8 +107,8 @@ void gatedLinear(const std::string &k, const json &, Ins<Real> &in, Ins<Real> &o
   setShape(k, y, shape);
   std::vector<Real> g(N), u(N);
   for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
-    matvec(x.f + r * K, wg.f, N, K, g.data());
-    matvec(x.f + r * K, wu.f, N, K, u.data());
+    gp.apply(x.f + r * K, N, K, g.data());
+    up.apply(x.f + r * K, N, K, u.data());
     for (int64_t n = 0; n < N; ++n)
       y.f[r * N + n] = silu(g[n]) * u[n];
   }
@@ -132,10 +135,11 @@ void normLinear(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
   T<Real> &x = *in[0], &wn = *in[1], &w = *in[2], &y = *out[0];
   double eps = normProjection(k, p, x, wn, w, y);
   int64_t N = w.dim(0), K = w.dim(1);
+  Proj<Real> wp = projOf(k, p, in, 2);
   std::vector<Real> normed(static_cast<size_t>(K));
   for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
     rmsNormRow(x.f + r * K, wn.f, K, eps, normed.data());
-    matvec(normed.data(), w.f, N, K, y.f + r * N);
+    wp.apply(normed.data(), N, K, y.f + r * N);
   }
 }
 
@@ -145,11 +149,12 @@ void normGatedLinear(const std::string &k, const json &p, Ins<Real> &in, Ins<Rea
   T<Real> &x = *in[0], &wn = *in[1], &wg = *in[2], &wu = *in[3], &y = *out[0];
   double eps = normProjection(k, p, x, wn, wg, y);
   int64_t N = wg.dim(0), K = wg.dim(1);
+  Proj<Real> gp = projOf(k, p, in, 2), up = projOf(k, p, in, 3);
   std::vector<Real> normed(static_cast<size_t>(K)), g(N), u(N);
   for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
     rmsNormRow(x.f + r * K, wn.f, K, eps, normed.data());
-    matvec(normed.data(), wg.f, N, K, g.data());
-    matvec(normed.data(), wu.f, N, K, u.data());
+    gp.apply(normed.data(), N, K, g.data());
+    up.apply(normed.data(), N, K, u.data());
     for (int64_t n = 0; n < N; ++n)
       y.f[r * N + n] = silu(g[n]) * u[n];
   }
@@ -201,8 +206,8 @@ void latentAttention(const std::string &k, const json &p, Ins<Real> &in, Ins<Rea
       m.query(xb + t * H, t, Q.data() + t * nh * dq, tmp);
       m.latent(xb + t * H, t, L.data() + t * (r + dr), tmp);
       // The naive form: expand the latent into per-head keys and values.
-      matvec(L.data() + t * (r + dr), m.kvb, nh * (dn + dv), r,
-             U.data() + t * nh * (dn + dv));
+      m.kvbP.apply(L.data() + t * (r + dr), nh * (dn + dv), r,
+                   U.data() + t * nh * (dn + dv));
     }
     for (int64_t i = 0; i < Tn; ++i) {
       for (int64_t h = 0; h < nh; ++h) {
@@ -348,9 +353,10 @@ void moeDispatch(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &
 }
 
 template <typename Real>
-void expertGroupedMatmul(const std::string &k, const json &, Ins<Real> &in,
+void expertGroupedMatmul(const std::string &k, const json &p, Ins<Real> &in,
                          Ins<Real> &out) {
   T<Real> &rows = *in[0], &w = *in[1], &counts = *in[2], &y = *out[0];
+  Proj<Real> wp = projOf(k, p, in, 1);
   int64_t E = w.dim(0), N = w.dim(1), K = w.dim(2), R = rows.dim(0);
   expectLast(k, rows, K, "rows");
   setShape(k, y, {R, N});
@@ -359,15 +365,16 @@ void expertGroupedMatmul(const std::string &k, const json &, Ins<Real> &in,
     for (int64_t c = 0; c < counts.i[e]; ++c, ++r) {
       if (r >= R)
         fail("kernel {}: counts sum past the {} rows", k, R);
-      matvec(rows.f + r * K, w.f + e * N * K, N, K, y.f + r * N);
+      wp.expert(e, N, K).apply(rows.f + r * K, N, K, y.f + r * N);
     }
 }
 
 /// The experts' gate/up projections and SwiGLU (dsv3.expert_gated_matmul).
 template <typename Real>
-void expertGatedMatmul(const std::string &k, const json &, Ins<Real> &in,
+void expertGatedMatmul(const std::string &k, const json &p, Ins<Real> &in,
                        Ins<Real> &out) {
   T<Real> &rows = *in[0], &wg = *in[1], &wu = *in[2], &counts = *in[3], &y = *out[0];
+  Proj<Real> gp = projOf(k, p, in, 1), up = projOf(k, p, in, 2);
   int64_t E = wg.dim(0), N = wg.dim(1), K = wg.dim(2), R = rows.dim(0);
   expectLast(k, rows, K, "rows");
   setShape(k, y, {R, N});
@@ -377,8 +384,8 @@ void expertGatedMatmul(const std::string &k, const json &, Ins<Real> &in,
     for (int64_t c = 0; c < counts.i[e]; ++c, ++r) {
       if (r >= R)
         fail("kernel {}: counts sum past the {} rows", k, R);
-      matvec(rows.f + r * K, wg.f + e * N * K, N, K, g.data());
-      matvec(rows.f + r * K, wu.f + e * N * K, N, K, u.data());
+      gp.expert(e, N, K).apply(rows.f + r * K, N, K, g.data());
+      up.expert(e, N, K).apply(rows.f + r * K, N, K, u.data());
       for (int64_t n = 0; n < N; ++n)
         y.f[r * N + n] = silu(g[n]) * u[n];
     }

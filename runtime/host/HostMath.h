@@ -8,6 +8,7 @@
 #ifndef DSV3_RUNTIME_HOST_HOSTMATH_H
 #define DSV3_RUNTIME_HOST_HOSTMATH_H
 
+#include "runtime/DType.h"
 #include "runtime/host/HostTensor.h"
 
 #include <algorithm>
@@ -91,6 +92,113 @@ void matvec(const Real *x, const Real *W, int64_t out, int64_t in, Real *y,
       acc += x[i] * w[i];
     y[o] = bias ? acc + bias[o] : acc;
   }
+}
+
+/// Dynamic activation quantization of one block of `n` channels of a token
+/// (SEMANTICS.md 9): s_a = max(amax, 1e-4) / 448 and xq = e4m3(x / s_a),
+/// written as values. In fp32 whatever `Real` is, as the GPU computes it,
+/// so the float64 host run quantizes exactly as the fp32 ones do.
+template <typename Real> float quantizeActivationBlock(const Real *x, int64_t n, Real *xq) {
+  float amax = 1e-4f;
+  for (int64_t i = 0; i < n; ++i)
+    amax = std::max(amax, std::fabs(float(x[i])));
+  float s = amax / 448.0f;
+  for (int64_t i = 0; i < n; ++i)
+    xq[i] = Real(f8e4m3ToFloat(floatToF8e4m3(float(x[i]) / s)));
+  return s;
+}
+
+/// A projection weight [out, in] as a kernel reads it: plain values, or an
+/// FP8 weight (dsv3.fp8_weight): e4m3 values with one scale per [br, bc]
+/// block, [ceil(out / br), ceil(in / bc)].
+template <typename Real> struct Proj {
+  const Real *w = nullptr;
+  const Real *scale = nullptr; // null: not FP8
+  int64_t br = 0, bc = 0;
+
+  static int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+  /// Expert `e` of a stack [E, out, in].
+  Proj expert(int64_t e, int64_t out, int64_t in) const {
+    Proj p = *this;
+    p.w = w + e * out * in;
+    if (scale)
+      p.scale = scale + e * ceilDiv(out, br) * ceilDiv(in, bc);
+    return p;
+  }
+  /// y[o] = sum_i x[i] W[o, i] (+ add[o]). FP8: x quantized per block of bc
+  /// channels, each block's e4m3 dot product scaled by s_a * S_w and summed.
+  void apply(const Real *x, int64_t out, int64_t in, Real *y,
+             const Real *add = nullptr) const {
+    if (!scale) {
+      matvec(x, w, out, in, y, add);
+      return;
+    }
+    int64_t nb = ceilDiv(in, bc);
+    std::vector<Real> xq(static_cast<size_t>(in));
+    std::vector<float> sa(static_cast<size_t>(nb));
+    for (int64_t kb = 0; kb < nb; ++kb)
+      sa[size_t(kb)] = quantizeActivationBlock(x + kb * bc, std::min(bc, in - kb * bc),
+                                               xq.data() + kb * bc);
+    for (int64_t o = 0; o < out; ++o) {
+      const Real *wo = w + o * in;
+      const Real *so = scale + (o / br) * nb;
+      Real acc = 0;
+      for (int64_t kb = 0; kb < nb; ++kb) {
+        Real dot = 0;
+        for (int64_t i = kb * bc, e = std::min(in, (kb + 1) * bc); i < e; ++i)
+          dot += xq[size_t(i)] * wo[i];
+        acc += dot * Real(sa[size_t(kb)] * float(so[kb]));
+      }
+      y[o] = add ? acc + add[o] : acc;
+    }
+  }
+  /// W itself (an FP8 weight dequantized: e4m3 value x its block's scale).
+  std::vector<Real> dequantized(int64_t out, int64_t in) const {
+    std::vector<Real> d(w, w + out * in);
+    if (scale)
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t i = 0; i < in; ++i)
+          d[size_t(o * in + i)] *= scale[(o / br) * ceilDiv(in, bc) + i / bc];
+    return d;
+  }
+};
+
+/// The op's operands among a launch's inputs (FP8 scales follow them).
+template <typename Real> size_t numOperands(const json &p, const Ins<Real> &in) {
+  return p.contains("fp8_scales") ? p.at("fp8_scales").size() : in.size();
+}
+
+/// Launch input `i` as a projection weight: FP8 when the launch's
+/// `fp8_scales[i]` names its scales (the shape checked against `fp8_block`).
+template <typename Real>
+Proj<Real> projOf(const std::string &k, const json &p, const Ins<Real> &in, size_t i) {
+  Proj<Real> w;
+  w.w = in.at(i)->f;
+  if (!p.contains("fp8_scales"))
+    return w;
+  const json &scales = p.at("fp8_scales");
+  if (i >= scales.size() || scales[i].get<int64_t>() < 0)
+    return w;
+  size_t s = size_t(scales[i].get<int64_t>());
+  const json &block = p.at("fp8_block");
+  w.br = block.at(0).get<int64_t>();
+  w.bc = block.at(1).get<int64_t>();
+  if (s >= in.size() || w.br < 1 || w.bc < 1)
+    fail("kernel {}: fp8_scales[{}] = {} names no input (the launch has {})", k, i, s,
+         in.size());
+  const T<Real> &wt = *in[i], &st = *in[s];
+  std::vector<int64_t> want = wt.shape;
+  if (want.size() < 2)
+    fail("kernel {}: FP8 input {} is not a matrix", k, i);
+  want[want.size() - 2] = Proj<Real>::ceilDiv(want[want.size() - 2], w.br);
+  want.back() = Proj<Real>::ceilDiv(want.back(), w.bc);
+  if (st.shape != want)
+    fail("kernel {}: the scales of FP8 input {} have shape [{}], its [{}] weight in {}x{} "
+         "blocks needs [{}]",
+         k, i, fmt::join(st.shape, ", "), fmt::join(wt.shape, ", "), w.br, w.bc,
+         fmt::join(want, ", "));
+  w.scale = st.f;
+  return w;
 }
 
 template <typename Real>
@@ -258,6 +366,10 @@ template <typename Real> struct Mla {
   const Real *qa = nullptr, *qaNorm = nullptr, *q = nullptr, *kva = nullptr,
              *kvaNorm = nullptr, *kvb = nullptr, *o = nullptr, *qaBias = nullptr,
              *kvaBias = nullptr, *oBias = nullptr;
+  /// The projections as GEMMs see them (FP8 weights: block-scaled FP8
+  /// GEMMs); `kvb` itself is dequantized for the absorbed decode.
+  Proj<Real> qaP, qP, kvaP, kvbP, oP;
+  std::vector<Real> kvbDense;
 
   Mla(const std::string &k, const json &p, Ins<Real> &in, size_t firstWeight)
       : k(k), rope(k, p.at("rope")) {
@@ -305,17 +417,25 @@ template <typename Real> struct Mla {
         fail("kernel {}: {} has shape [{}], the launch's widths imply [{}]", k, names[w],
              fmt::join(in[size_t(operandIndex[w])]->shape, ", "),
              fmt::join(want[size_t(w)], ", "));
+    auto proj = [&](Slot s) {
+      return operandIndex[s] >= 0 ? projOf(k, p, in, size_t(operandIndex[s])) : Proj<Real>();
+    };
+    qaP = proj(QA), qP = proj(Q), kvaP = proj(KVA), kvbP = proj(KVB), oP = proj(O);
+    if (kvbP.scale) {
+      kvbDense = kvbP.dequantized(nh * (dn + dv), r);
+      kvb = kvbDense.data();
+    }
   }
 
   /// The query of one token: [nh, dq], rope applied at `pos`.
   void query(const Real *x, int64_t pos, Real *out, std::vector<Real> &tmp) const {
     if (qLora) {
       tmp.resize(2 * rq);
-      matvec(x, qa, rq, H, tmp.data(), qaBias);
+      qaP.apply(x, rq, H, tmp.data(), qaBias);
       rmsNormRow(tmp.data(), qaNorm, rq, eps, tmp.data() + rq);
-      matvec(tmp.data() + rq, q, nh * dq, rq, out);
+      qP.apply(tmp.data() + rq, nh * dq, rq, out);
     } else {
-      matvec(x, q, nh * dq, H, out);
+      qP.apply(x, nh * dq, H, out);
     }
     for (int64_t h = 0; h < nh; ++h)
       rope.apply(out + h * dq + dn, pos);
@@ -324,13 +444,13 @@ template <typename Real> struct Mla {
   /// The latent and rope key of one token: [r + dr] (normed latent, roped key).
   void latent(const Real *x, int64_t pos, Real *out, std::vector<Real> &tmp) const {
     tmp.resize(r + dr);
-    matvec(x, kva, r + dr, H, tmp.data(), kvaBias);
+    kvaP.apply(x, r + dr, H, tmp.data(), kvaBias);
     rmsNormRow(tmp.data(), kvaNorm, r, eps, out);
     std::copy(tmp.data() + r, tmp.data() + r + dr, out + r);
     rope.apply(out + r, pos);
   }
 
-  void project(const Real *attn, Real *y) const { matvec(attn, o, H, nh * dv, y, oBias); }
+  void project(const Real *attn, Real *y) const { oP.apply(attn, H, nh * dv, y, oBias); }
 };
 
 

@@ -22,11 +22,94 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
       if (const TensorView *t = weights.find(name))
         totalBytes += double(t->numElements()) * double(dtypeSize(t->dtype));
   Progress progress("loading weights from " + weights.path(), totalBytes, "bytes");
+  std::map<std::string, const ParamInfo *> scalesOf; // FP8 weight -> its scales
+  for (const ParamInfo &p : artifact.params)
+    if (!p.scales.empty())
+      scalesOf[p.scales] = &p;
+  auto isFloat = [](DType d) {
+    return d == DType::F32 || d == DType::BF16 || d == DType::F16 || d == DType::F64;
+  };
   for (const ParamInfo &p : artifact.params) {
     std::vector<int64_t> each = p.tensorShape();
     BoundParam b;
     b.shape = p.shape;
     bool ok = true;
+    if (p.role == "weight_scale")
+      continue; // bound with its FP8 weight
+    if (p.dtype == DType::F8E4M3) {
+      // dsv3c --quantize fp8: e4m3 values and their block scales, read as
+      // they are from an FP8 checkpoint, or quantized here from a bf16 /
+      // fp32 one (amax / 448 per block, as `dsv3-run quantize` writes).
+      const ParamInfo &sp = *scalesOf.at(p.name);
+      BoundParam sb;
+      sb.shape = sp.shape;
+      int64_t rows = each.size() == 2 ? each[0] : 0, cols = each.size() == 2 ? each[1] : 0;
+      int64_t br = artifact.fp8BlockRows, bc = artifact.fp8BlockCols;
+      std::vector<int64_t> want = {(rows + br - 1) / br, (cols + bc - 1) / bc};
+      std::vector<uint8_t> codes(size_t(rows * cols));
+      std::vector<float> scales(size_t(want[0] * want[1]));
+      for (const std::string &name : p.checkpoint) {
+        const TensorView *t = weights.find(name);
+        std::string sname = name + "_scale_inv";
+        const TensorView *st = weights.find(sname);
+        if (!t || t->shape != each) {
+          problems.push_back(t ? fmt::format("tensor '{}' in {} has shape {}, expected {}",
+                                             name, t->file, t->shapeString(), shapeString(each))
+                               : fmt::format("missing tensor '{}' (expected F8_E4M3 or a "
+                                             "float {})",
+                                             name, shapeString(each)));
+          ok = false;
+          continue;
+        }
+        if (t->dtype == DType::F8E4M3) {
+          if (!st || st->shape != want || !isFloat(st->dtype)) {
+            problems.push_back(fmt::format(
+                "tensor '{}' in {} is F8_E4M3 but its scale tensor '{}' is {} (expected F32 "
+                "{}: {}x{} blocks)",
+                name, t->file, sname,
+                st ? std::string(safetensorsName(st->dtype)) + " " + st->shapeString() : std::string("missing"),
+                shapeString(want), br, bc));
+            ok = false;
+            continue;
+          }
+          for (int64_t i = 0; i < rows * cols; ++i)
+            b.data.push_back(t->at(size_t(i)));
+          for (size_t i = 0; i < scales.size(); ++i)
+            sb.data.push_back(st->at(i));
+        } else if (isFloat(t->dtype)) {
+          std::vector<double> w(size_t(rows * cols));
+          for (size_t i = 0; i < w.size(); ++i)
+            w[i] = t->at(i);
+          quantizeFp8Blocks(w.data(), rows, cols, br, bc, codes.data(), scales.data());
+          for (uint8_t c : codes)
+            b.data.push_back(f8e4m3ToFloat(c));
+          sb.data.insert(sb.data.end(), scales.begin(), scales.end());
+        } else {
+          problems.push_back(fmt::format("tensor '{}' in {} has dtype {}, expected F8_E4M3 or "
+                                         "a float type",
+                                         name, t->file, safetensorsName(t->dtype)));
+          ok = false;
+          continue;
+        }
+        auto bad = std::find_if(b.data.end() - rows * cols, b.data.end(),
+                                [](double v) { return !std::isfinite(v); });
+        auto badScale = std::find_if(sb.data.end() - int64_t(scales.size()), sb.data.end(),
+                                     [](double v) { return !std::isfinite(v) || v <= 0; });
+        if (bad != b.data.end() || badScale != sb.data.end()) {
+          problems.push_back(fmt::format("tensor '{}' (or its scales) in {} has a non-finite "
+                                         "value or a scale <= 0 (a corrupted checkpoint?)",
+                                         name, t->file));
+          ok = false;
+        }
+        doneBytes += double(t->numElements()) * double(dtypeSize(t->dtype));
+        progress.update(doneBytes, name);
+      }
+      if (ok) {
+        bound.emplace(p.name, std::move(b));
+        bound.emplace(sp.name, std::move(sb));
+      }
+      continue;
+    }
     // Optimizer moments start at zero when the checkpoint has none (a fresh
     // run from model weights); a checkpoint written by `train` has them.
     if (p.role == "optimizer_state" && !weights.find(p.checkpoint.front())) {
@@ -55,9 +138,6 @@ std::map<std::string, BoundParam> bindWeights(const Artifact &artifact,
       }
       // Floating weights convert to the artifact's dtype at load (an fp32
       // checkpoint runs a bf16 artifact); anything else is a mismatch.
-      auto isFloat = [](DType d) {
-        return d == DType::F32 || d == DType::BF16 || d == DType::F16 || d == DType::F64;
-      };
       // FP8 checkpoints (DeepSeek-V3's hub format): e4m3 weights with a
       // float `<name>_scale_inv` per block of the artifact's FP8 block size,
       // dequantized at load (w = e4m3 value x its block's scale).

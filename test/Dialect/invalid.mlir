@@ -1482,3 +1482,45 @@ func.func @ep_placement_range(%rows: tensor<?x8xf32>, %c: tensor<4xi64>) {
   %local, %lc, %layout = dsv3.ep_dispatch %rows, %c ranks 2 placement [0, 1, 2, 3, 7, 0] : (tensor<?x8xf32>, tensor<4xi64>) -> (tensor<?x8xf32>, tensor<3xi64>, tensor<2x3xi64>)
   return
 }
+
+// -----
+
+func.func @fp8_weight_scales_shape(%q: tensor<40x48xf8E4M3FN>, %s: tensor<2x2xf32>) -> tensor<40x48xf32> {
+  // expected-error @+1 {{block scales 'tensor<2x2xf32>' do not cover the FP8 weight 'tensor<40x48xf8E4M3FN>' in blocks of [16, 32]: dimension 0 must be 3}}
+  %w = dsv3.fp8_weight %q, %s block [16, 32] : tensor<40x48xf8E4M3FN>, tensor<2x2xf32> -> tensor<40x48xf32>
+  return %w : tensor<40x48xf32>
+}
+
+// -----
+
+func.func @fp8_weight_block(%q: tensor<40x48xf8E4M3FN>, %s: tensor<3x2xf32>) -> tensor<40x48xf32> {
+  // expected-error @+1 {{block must be two positive extents [rows, cols]}}
+  %w = dsv3.fp8_weight %q, %s block [16, 0] : tensor<40x48xf8E4M3FN>, tensor<3x2xf32> -> tensor<40x48xf32>
+  return %w : tensor<40x48xf32>
+}
+
+// -----
+
+func.func @fp8_weight_result(%q: tensor<40x48xf8E4M3FN>, %s: tensor<3x2xf32>) -> tensor<48x40xf32> {
+  // expected-error @+1 {{result 'tensor<48x40xf32>' must have the shape of the FP8 weight 'tensor<40x48xf8E4M3FN>'}}
+  %w = dsv3.fp8_weight %q, %s block [16, 32] : tensor<40x48xf8E4M3FN>, tensor<3x2xf32> -> tensor<48x40xf32>
+  return %w : tensor<48x40xf32>
+}
+
+// -----
+
+dsv3.param @w attention : tensor<40x48xf32>
+// expected-error @+1 {{scales @w, whose type 'tensor<40x48xf32>' is not f8E4M3FN}}
+dsv3.param @w_scale_inv weight_scale scales @w : tensor<3x2xf32>
+
+// -----
+
+dsv3.param @w attention : tensor<40x48xf8E4M3FN>
+// expected-error @+1 {{parameter @w_scale_inv has role weight_scale but no `scales @weight`}}
+dsv3.param @w_scale_inv weight_scale : tensor<3x2xf32>
+
+// -----
+
+dsv3.param @w routed_experts stacked_from "e.{e}.w" : tensor<4x40x48xf8E4M3FN>
+// expected-error @+1 {{block scales 'tensor<2x3x2xf32>' do not cover the FP8 weight 'tensor<4x40x48xf8E4M3FN>': dimension 0 must be 4}}
+dsv3.param @w_scale_inv weight_scale stacked_from "e.{e}.w_scale_inv" scales @w : tensor<2x3x2xf32>

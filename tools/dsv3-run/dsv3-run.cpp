@@ -21,6 +21,7 @@
 #include "runtime/Safetensors.h"
 #include "runtime/Tokenizer.h"
 #include "runtime/Train.h"
+#include "runtime/host/HostMath.h"
 #include "runtime/host/HostSession.h"
 #ifdef DSV3_HAVE_CUDA
 #include "runtime/cuda/CudaSession.h"
@@ -108,6 +109,12 @@ commands:
       the rest as they were; every command loads such checkpoints
       (dequantized at load)
 
+  fp8-gemm --shape M,N,K [--seed S] [--out FILE]
+      the host FP8 GEMM (dsv3c --quantize fp8: e4m3, 128x128 weight blocks,
+      per-token 1x128 activation blocks) on random operands with outlier
+      channels: its fp32 sums against float64, every element within the
+      e4m3 rounding bound; --out writes x, w, its scales and y
+
   train    ART (--weights DIR | --init SEED) --data TOKENS --steps N
            --batch B --seq S --save-dir D [--save-every K] [--resume CKPT]
            [--lr X] [--warmup W] [--min-lr-ratio R] [--metrics FILE.jsonl]
@@ -184,6 +191,7 @@ struct Options {
   double initStd = 0.02;
   std::string data, saveDir, resume, metrics, text, params, speculative;
   std::string arch, cacheDir;
+  std::string shape; // fp8-gemm --shape M,N,K
   int64_t randomWeights = -1; // --random-weights SEED (cuda)
   std::string tokenizer, jsonl;   // --tokenizer PATH, --jsonl FILE
   std::vector<std::string> prompts; // --prompt TEXT (repeatable)
@@ -307,6 +315,7 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--ep") o.ep = parseInt(a, value);
     else if (a == "--redundant") o.redundant = parseInt(a, value);
     else if (a == "--cache-dir") o.cacheDir = value;
+    else if (a == "--shape") o.shape = value;
     else fail("unknown option {} (see --help)", a);
   }
   if (positional.empty())
@@ -325,6 +334,11 @@ Options parseArgs(int argc, char **argv) {
     if (in == !o.jsonl.empty())
       fail("{}: give either {} or --jsonl FILE", o.command,
            o.command == "encode" ? "--prompt TEXT" : "--ids IDS");
+    return o;
+  }
+  if (o.command == "fp8-gemm") {
+    if (o.shape.empty())
+      fail("fp8-gemm: --shape M,N,K is required");
     return o;
   }
   if (o.command == "placement") {
@@ -828,7 +842,11 @@ int init(Options o, const Artifact &art) {
   std::normal_distribution<double> normal(0.0, o.initStd);
   std::vector<OwnedTensor> tensors;
   for (const ParamInfo &p : art.params) {
-    if (p.dtype != DType::F32 && p.dtype != DType::BF16)
+    // An FP8 artifact's weights are written in fp32 (quantized at load).
+    if (p.role == "weight_scale")
+      continue;
+    DType dtype = p.dtype == DType::F8E4M3 ? DType::F32 : p.dtype;
+    if (dtype != DType::F32 && dtype != DType::BF16)
       fail("init: parameter {} has dtype {}; init writes f32 or bf16",
            p.name, manifestName(p.dtype));
     std::vector<int64_t> each = p.tensorShape();
@@ -836,9 +854,9 @@ int init(Options o, const Artifact &art) {
     for (const std::string &name : p.everyCheckpoint()) {
       OwnedTensor t;
       t.name = name;
-      t.dtype = p.dtype;
+      t.dtype = dtype;
       t.shape = each;
-      t.data.resize(size_t(n) * dtypeSize(p.dtype));
+      t.data.resize(size_t(n) * dtypeSize(dtype));
       std::optional<float> constant = initConstant(p);
       for (int64_t i = 0; i < n; ++i)
         setFloatElement(t, size_t(i), constant ? *constant : float(normal(rng)));
@@ -867,15 +885,18 @@ int quantize(const Options &o, const Artifact &art, const WeightStore &weights) 
   std::vector<OwnedTensor> tensors;
   int64_t quantized = 0, kept = 0;
   double worst = 0; // largest |dequantized - w| / block amax
+  std::map<std::string, std::string> fp8ScaleParam; // FP8 weight -> its scales
+  for (const ParamInfo &p : art.params)
+    if (!p.scales.empty())
+      fp8ScaleParam[p.scales] = p.name;
   for (const ParamInfo &p : art.params) {
-    if (p.role == "optimizer_state")
+    if (p.role == "optimizer_state" || p.role == "weight_scale")
       continue;
     const std::vector<double> &data = bound.at(p.name).data;
     std::vector<int64_t> each = p.tensorShape();
     int64_t per = p.tensorElements();
     bool fp8 = each.size() == 2 && (p.role == "attention" || p.role == "dense_mlp" ||
-                                    p.role == "routed_experts" || p.role == "shared_experts" ||
-                                    p.role == "mtp_projection");
+                                    p.role == "routed_experts" || p.role == "shared_experts");
     for (size_t e = 0; e < p.checkpoint.size(); ++e) {
       const double *w = data.data() + e * size_t(per);
       OwnedTensor t;
@@ -899,23 +920,20 @@ int quantize(const Options &o, const Artifact &art, const WeightStore &weights) 
       scale.data.resize(size_t(sr * sc) * 4);
       t.dtype = DType::F8E4M3;
       t.data.resize(size_t(per));
-      for (int64_t bi = 0; bi < sr; ++bi)
-        for (int64_t bj = 0; bj < sc; ++bj) {
-          double amax = 0;
-          for (int64_t i = bi * br; i < std::min(rows, (bi + 1) * br); ++i)
-            for (int64_t j = bj * bc; j < std::min(cols, (bj + 1) * bc); ++j)
-              amax = std::max(amax, std::fabs(w[i * cols + j]));
-          float s = amax > 0 ? float(amax / 448.0) : 1.0f;
-          std::memcpy(scale.data.data() + 4 * (bi * sc + bj), &s, 4);
-          for (int64_t i = bi * br; i < std::min(rows, (bi + 1) * br); ++i)
-            for (int64_t j = bj * bc; j < std::min(cols, (bj + 1) * bc); ++j) {
-              uint8_t q = floatToF8e4m3(float(w[i * cols + j] / double(s)));
-              t.data[size_t(i * cols + j)] = q;
-              if (amax > 0)
-                worst = std::max(worst, std::fabs(double(f8e4m3ToFloat(q)) * double(s) -
-                                                  w[i * cols + j]) / amax);
-            }
+      if (p.dtype == DType::F8E4M3) {
+        // An FP8 artifact's weights are bound as e4m3 values (exact) with
+        // their scales: written as they are.
+        const std::vector<double> &s = bound.at(fp8ScaleParam.at(p.name)).data;
+        for (int64_t i = 0; i < per; ++i)
+          t.data[size_t(i)] = floatToF8e4m3(float(w[i]));
+        for (int64_t i = 0; i < sr * sc; ++i) {
+          float v = float(s[size_t(int64_t(e) * sr * sc + i)]);
+          std::memcpy(scale.data.data() + 4 * i, &v, 4);
         }
+      } else {
+        worst = std::max(worst, quantizeFp8Blocks(w, rows, cols, br, bc, t.data.data(),
+                                                  reinterpret_cast<float *>(scale.data.data())));
+      }
       tensors.push_back(std::move(t));
       tensors.push_back(std::move(scale));
       ++quantized;
@@ -927,6 +945,101 @@ int quantize(const Options &o, const Artifact &art, const WeightStore &weights) 
              "largest error {:.3g} of its block's |max|\n",
              path, quantized, br, bc, kept, worst);
   return 0;
+}
+
+/// dsv3-run fp8-gemm --shape M,N,K: the host FP8 GEMM (the kernels'
+/// reference, SEMANTICS.md 9) on random operands: activations normal with
+/// outlier channels (x20 every 97th, as trained models have), weights
+/// normal(0, 0.02) quantized in 128x128 blocks. Checks its fp32
+/// accumulation against float64 on the same e4m3 operands (1e-5 of max|y|),
+/// and every element against float64 on the unquantized activations within
+/// the rounding bound: |err| <= sum_i |W_i| max(2^-4 |x_i|, 2^-10 s_a) (half
+/// an e4m3 ulp, relative 2^-4, or half the subnormal step 2^-9 s_a) plus
+/// 1e-5 sum_i |x_i W_i| for the accumulation. --out FILE writes x, the
+/// e4m3 weight, its scales and y for an independent check.
+int fp8Gemm(const Options &o) {
+  std::vector<int64_t> dims;
+  std::stringstream shape(o.shape);
+  for (std::string d; std::getline(shape, d, ',');)
+    dims.push_back(parseInt("--shape", d));
+  if (dims.size() != 3 || dims[0] < 1 || dims[1] < 1 || dims[2] < 1)
+    fail("fp8-gemm: --shape takes M,N,K (positive), got '{}'", o.shape);
+  const int64_t M = dims[0], N = dims[1], K = dims[2], blk = 128;
+  std::mt19937_64 rng(o.seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> x(size_t(M * K)), w(size_t(N * K));
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = normal(rng) * ((i % size_t(K)) % 97 == 5 ? 20.0 : 1.0);
+  for (double &v : w)
+    v = 0.02 * normal(rng);
+  int64_t sr = (N + blk - 1) / blk, sc = (K + blk - 1) / blk;
+  std::vector<uint8_t> codes(size_t(N * K));
+  std::vector<float> scales(size_t(sr * sc));
+  quantizeFp8Blocks(w.data(), N, K, blk, blk, codes.data(), scales.data());
+  std::vector<float> wq32(codes.size()), x32(x.begin(), x.end()), s32(scales);
+  std::vector<double> wq64(codes.size()), s64(scales.begin(), scales.end()), x64(x32.begin(), x32.end());
+  for (size_t i = 0; i < codes.size(); ++i)
+    wq32[i] = f8e4m3ToFloat(codes[i]), wq64[i] = wq32[i];
+  host::Proj<float> p32{wq32.data(), s32.data(), blk, blk};
+  host::Proj<double> p64{wq64.data(), s64.data(), blk, blk};
+  std::vector<float> y32(size_t(M * N));
+  std::vector<double> y64(size_t(M * N));
+  double accErr = 0, yMax = 0, worstRatio = 0, sumSq = 0, refSq = 0, maxRel = 0;
+  std::vector<double> sa(static_cast<size_t>(sc)), xq(static_cast<size_t>(K));
+  for (int64_t m = 0; m < M; ++m) {
+    p32.apply(x32.data() + m * K, N, K, y32.data() + m * N);
+    p64.apply(x64.data() + m * K, N, K, y64.data() + m * N);
+    for (int64_t kb = 0; kb < sc; ++kb)
+      sa[size_t(kb)] = host::quantizeActivationBlock(x64.data() + m * K + kb * blk,
+                                                      std::min(blk, K - kb * blk),
+                                                      xq.data() + kb * blk);
+    for (int64_t n = 0; n < N; ++n) {
+      double ref = 0, bound = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        double wd = wq64[size_t(n * K + k)] * s64[size_t((n / blk) * sc + k / blk)];
+        double xv = x64[size_t(m * K + k)];
+        ref += xv * wd;
+        bound += std::fabs(wd) * std::max(std::ldexp(std::fabs(xv), -4),
+                                          std::ldexp(sa[size_t(k / blk)], -10));
+        mag += std::fabs(xv * wd);
+      }
+      double y = y32[size_t(m * N + n)];
+      accErr = std::max(accErr, std::fabs(y - y64[size_t(m * N + n)]));
+      yMax = std::max(yMax, std::fabs(y64[size_t(m * N + n)]));
+      worstRatio = std::max(worstRatio, std::fabs(y - ref) / (bound + 1e-5 * mag));
+      sumSq += (y - ref) * (y - ref);
+      refSq += ref * ref;
+      maxRel = std::max(maxRel, std::fabs(y - ref));
+    }
+  }
+  double refMax = 0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n)
+      refMax = std::max(refMax, std::fabs(y64[size_t(m * N + n)]));
+  bool accOk = accErr <= 1e-5 * yMax, boundOk = worstRatio <= 1.0;
+  fmt::print("fp8 GEMM {}x{}x{} (e4m3, 128x128 weight blocks, 1x128 activation blocks)\n", M,
+             N, K);
+  fmt::print("  fp32 accumulation vs float64 on the same e4m3 operands: max rel {:.3e} "
+             "(tolerance 1e-05) {}\n",
+             accErr / yMax, accOk ? "PASS" : "FAIL");
+  fmt::print("  vs float64 on unquantized activations: rms rel {:.3e}, max rel {:.3e}; worst "
+             "|err| / rounding bound {:.3f} (<= 1) {}\n",
+             std::sqrt(sumSq / refSq), maxRel / refMax, worstRatio, boundOk ? "PASS" : "FAIL");
+  if (!o.out.empty()) {
+    auto f32 = [](std::string name, std::vector<int64_t> shape, const float *v, size_t n) {
+      OwnedTensor t{std::move(name), DType::F32, std::move(shape), {}};
+      t.data.resize(n * 4);
+      std::memcpy(t.data.data(), v, n * 4);
+      return t;
+    };
+    std::vector<OwnedTensor> out;
+    out.push_back(f32("x", {M, K}, x32.data(), x32.size()));
+    out.push_back(OwnedTensor{"w", DType::F8E4M3, {N, K}, codes});
+    out.push_back(f32("w_scale_inv", {sr, sc}, scales.data(), scales.size()));
+    out.push_back(f32("y", {M, N}, y32.data(), y32.size()));
+    writeSafetensors(o.out, out);
+  }
+  return accOk && boundOk ? 0 : 1;
 }
 
 /// Central differences of the loss entry against the gradients entry.
@@ -1626,6 +1739,8 @@ template <typename Real> int run(const Options &o) {
     fail("jit: this dsv3-run was built without the CUDA toolkit");
 #endif
   }
+  if (o.command == "fp8-gemm")
+    return fp8Gemm(o);
   if (o.command == "placement") {
     if (o.ep < 1 || o.out.empty())
       fail("placement: --ep N and --out FILE are required");

@@ -206,6 +206,12 @@ cl::opt<int64_t> dataParallel(
              "the replicated layers; a multiple of --ep makes dp/ep expert-parallel groups "
              "(host backend; the NCCL path needs dp = ep so far)"),
     cl::init(0), cl::cat(category));
+cl::opt<std::string> quantize(
+    "quantize",
+    cl::desc("fp8: store the attention, dense-MLP and expert weights as e4m3 with "
+             "128x128 block scales (the config's weight_block_size) and run their GEMMs in "
+             "FP8 with per-token 1x128 activation scales (dsv3-quantize-fp8; inference only)"),
+    cl::init(""), cl::cat(category));
 cl::opt<int64_t> maxTokens(
     "max-tokens",
     cl::desc("most tokens (batch x sequence) one forward/decode call carries: the "
@@ -400,6 +406,21 @@ int main(int argc, char **argv) {
     llvm::errs() << "dsv3c: error: --ep N needs N >= 1, got " << expertParallel << "\n";
     return 2;
   }
+  if (!quantize.empty() && quantize != "fp8") {
+    llvm::errs() << "dsv3c: error: --quantize takes fp8, got '" << quantize << "'\n";
+    return 2;
+  }
+  if (quantize == "fp8" && mode == Mode::Train) {
+    llvm::errs() << "dsv3c: error: --quantize fp8 compiles inference artifacts; FP8 "
+                    "training (fp32 master weights, quantized GEMM operands) is not built "
+                    "yet\n";
+    return 2;
+  }
+  if (quantize == "fp8" && (expertParallel.getNumOccurrences() || dataParallel.getNumOccurrences())) {
+    llvm::errs() << "dsv3c: error: --quantize fp8 with --ep/--dp is not built yet (the "
+                    "experts' block scales are not sharded)\n";
+    return 2;
+  }
   if (dataParallel.getNumOccurrences() && dataParallel < 1) {
     llvm::errs() << "dsv3c: error: --dp M needs M >= 1, got " << dataParallel << "\n";
     return 2;
@@ -448,6 +469,11 @@ int main(int argc, char **argv) {
   pipelineOptions.epCapacity = epCapacity;
   pipelineOptions.epPlacement = epPlacement;
   pipelineOptions.dp = dataParallel;
+  pipelineOptions.quantize = quantize;
+  if (config->fp8) {
+    pipelineOptions.fp8BlockRows = config->fp8->blockRows;
+    pipelineOptions.fp8BlockCols = config->fp8->blockCols;
+  }
   if (!outputDir.empty() && emit == Emit::Dsv3) {
     llvm::errs() << "dsv3c: error: -o writes an artifact, which needs "
                     "--emit=kernels\n";

@@ -49,7 +49,10 @@ def Dsv3_ParamRole : I32EnumAttr<"ParamRole",
       I32EnumAttrCase<"MtpProjection", 9, "mtp_projection">,
       // AdamW moments of a parameter (fp32, saved in checkpoints, zero when
       // a checkpoint has none); not model parameters.
-      I32EnumAttrCase<"OptimizerState", 10, "optimizer_state">
+      I32EnumAttrCase<"OptimizerState", 10, "optimizer_state">,
+      // The fp32 block scales of an FP8 weight (`<weight>_scale_inv` in the
+      // hub format, SEMANTICS.md 9); not model parameters.
+      I32EnumAttrCase<"WeightScale", 11, "weight_scale">
     ]> {
   let cppNamespace = "::mlir::dsv3";
 }

@@ -140,10 +140,68 @@ LogicalResult ParamOp::verify() {
   if (getTiedTo() && *getTiedTo() == getSymName())
     return emitOpError() << "parameter @" << getSymName()
                          << " cannot be tied to itself";
+  bool scaleRole = getRole() == ParamRole::WeightScale;
+  if (scaleRole != bool(getScales()))
+    return emitOpError() << "parameter @" << getSymName()
+                         << (scaleRole ? " has role weight_scale but no `scales @weight`"
+                                       : " names `scales` but its role is not weight_scale");
+  if (scaleRole && !type.getElementType().isF32())
+    return emitOpError() << "block scales @" << getSymName() << " must be f32, got "
+                         << type;
   return success();
 }
 
+/// Checks `scales` against FP8 weight `quantized` at block size `block`
+/// (empty: any block): equal rank and leading dimensions, and, for a
+/// block, ceil(extent / block) over the last two.
+static LogicalResult checkBlockScales(function_ref<InFlightDiagnostic()> emitError,
+                                      RankedTensorType quantized, RankedTensorType scales,
+                                      ArrayRef<int64_t> block) {
+  int64_t rank = quantized.getRank();
+  if (rank < 2 || scales.getRank() != rank)
+    return emitError() << "block scales " << scales << " must have the rank (>= 2) of the "
+                       << "FP8 weight " << quantized;
+  for (int64_t d = 0; d < rank; ++d) {
+    int64_t want = quantized.getDimSize(d);
+    if (d >= rank - 2 && !block.empty()) {
+      int64_t bs = block[size_t(d - (rank - 2))];
+      want = (want + bs - 1) / bs;
+    }
+    if ((d < rank - 2 || !block.empty()) && scales.getDimSize(d) != want)
+      return emitError() << "block scales " << scales << " do not cover the FP8 weight "
+                         << quantized << (block.empty() ? "" : " in blocks of [")
+                         << (block.empty() ? "" : std::to_string(block[0]) + ", " +
+                                                      std::to_string(block[1]) + "]")
+                         << ": dimension " << d << " must be " << want;
+  }
+  return success();
+}
+
+LogicalResult Fp8WeightOp::verify() {
+  ArrayRef<int64_t> block = getBlock();
+  if (block.size() != 2 || block[0] < 1 || block[1] < 1)
+    return emitOpError() << "block must be two positive extents [rows, cols]";
+  auto q = cast<RankedTensorType>(getQuantized().getType());
+  auto result = cast<RankedTensorType>(getResult().getType());
+  if (result.getShape() != q.getShape())
+    return emitOpError() << "result " << result << " must have the shape of the FP8 weight "
+                         << q;
+  return checkBlockScales([&] { return emitOpError(); }, q,
+                          cast<RankedTensorType>(getScales().getType()), block);
+}
+
 LogicalResult ParamOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  if (std::optional<StringRef> of = getScales()) {
+    auto weight = symbols.lookupNearestSymbolFrom<ParamOp>(*this, getScalesAttr());
+    if (!weight)
+      return emitOpError() << "scales @" << *of << " does not name a dsv3.param";
+    if (!isa<Float8E4M3FNType>(weight.getTensorType().getElementType()))
+      return emitOpError() << "scales @" << *of << ", whose type " << weight.getType()
+                           << " is not f8E4M3FN";
+    if (failed(checkBlockScales([&] { return emitOpError(); }, weight.getTensorType(),
+                                getTensorType(), {})))
+      return failure();
+  }
   std::optional<StringRef> tied = getTiedTo();
   if (!tied)
     return success();

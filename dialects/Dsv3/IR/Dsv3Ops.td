@@ -54,6 +54,12 @@ def Dsv3_ParamOp : Dsv3_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">,
 
     `mtp_depth` marks the weights of a multi-token-prediction depth.
 
+    `scales @w` (set by `dsv3-quantize-fp8`, role `weight_scale`) declares
+    the fp32 block scales of the FP8 weight `@w`: one per block of its last
+    two dimensions, leading (expert) dimensions equal. Its checkpoint name
+    is the hub format's `<w>_scale_inv`; a checkpoint without it (bf16 or
+    fp32 weights) is quantized at load.
+
     `sharded_over N` (set by `dsv3-partition-experts`) splits a stacked
     parameter's experts contiguously over N expert-parallel ranks: the type
     is one rank's slice `[experts / N, ...]`, and rank r binds the checkpoint
@@ -76,11 +82,12 @@ def Dsv3_ParamOp : Dsv3_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">,
                        OptionalAttr<FlatSymbolRefAttr>:$tied_to,
                        OptionalAttr<I64Attr>:$mtp_depth,
                        OptionalAttr<I64Attr>:$sharded_over,
-                       OptionalAttr<DenseI64ArrayAttr>:$placement);
+                       OptionalAttr<DenseI64ArrayAttr>:$placement,
+                       OptionalAttr<FlatSymbolRefAttr>:$scales);
   let assemblyFormat = [{
     $sym_name $role (`stacked_from` $stacked_from^)? (`tied_to` $tied_to^)?
     (`mtp_depth` $mtp_depth^)? (`sharded_over` $sharded_over^)?
-    (`placement` $placement^)? attr-dict `:` $type
+    (`placement` $placement^)? (`scales` $scales^)? attr-dict `:` $type
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
@@ -111,6 +118,35 @@ def Dsv3_GetParamOp : Dsv3_Op<"get_param", [Pure,
   let results = (outs AnyRankedTensor:$result);
   let assemblyFormat = "$param attr-dict `:` type($result)";
   let hasCanonicalizer = 1;
+}
+
+def Dsv3_Fp8WeightOp : Dsv3_Op<"fp8_weight", [Pure]> {
+  let summary = "a block-scaled FP8 weight as the projections reading it see it";
+  let description = [{
+    The weight `W[..., n, k] = quantized[..., n, k] · scales[..., n / bn,
+    k / bk]` (SEMANTICS.md 9) with `block = [bn, bk]`, in the result's
+    element type. It is never materialized: lowering hands the e4m3 tensor
+    and its scales to the kernels of its users, and a projection reading it
+    computes in FP8 (activation scheme "dynamic"): its input is quantized
+    per token per `bk` channels (`s_a = max(amax, 1e-4) / 448`), and each
+    K block's e4m3 dot product is scaled by `s_a · scale` and accumulated in
+    fp32. The absorbed decode (`latent_attention_decode`) dequantizes
+    `kv_b`, as the official inference does. Written by `dsv3-quantize-fp8`.
+
+    ```mlir
+    %w = dsv3.fp8_weight %q, %s block [128, 128]
+        : tensor<1536x7168xf8E4M3FN>, tensor<12x56xf32> -> tensor<1536x7168xbf16>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[F8E4M3FN]>:$quantized,
+                       Dsv3_F32Tensor:$scales,
+                       DenseI64ArrayAttr:$block);
+  let results = (outs Dsv3_FloatTensor:$result);
+  let assemblyFormat = [{
+    $quantized `,` $scales `block` $block attr-dict `:` type($quantized) `,`
+    type($scales) `->` type($result)
+  }];
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

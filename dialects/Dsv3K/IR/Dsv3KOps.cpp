@@ -82,5 +82,30 @@ LogicalResult LaunchOp::verify() {
     if (!isa<MemRefType>(v.getType()) && !v.getType().isSignlessInteger(64))
       return emitOpError() << "input of type " << v.getType()
                            << " must be a buffer (memref) or an i64 scalar";
+  // FP8 weights: fp8_scales[i] >= 0 names the f32 scales of input i, an
+  // f8E4M3FN buffer; fp8_block the block size they cover.
+  if (auto scales = getParams().getAs<DenseI64ArrayAttr>("fp8_scales")) {
+    auto block = getParams().getAs<DenseI64ArrayAttr>("fp8_block");
+    if (!block || block.size() != 2 || block[0] < 1 || block[1] < 1)
+      return emitOpError() << "fp8_scales needs fp8_block, two positive extents";
+    int64_t n = int64_t(getInputs().size());
+    if (int64_t(scales.size()) > n)
+      return emitOpError() << "fp8_scales names " << scales.size() << " inputs, the launch has "
+                           << n;
+    for (auto [i, s] : llvm::enumerate(scales.asArrayRef())) {
+      if (s < 0)
+        continue;
+      auto weight = dyn_cast<MemRefType>(getInputs()[i].getType());
+      if (s >= n || !weight || !isa<Float8E4M3FNType>(weight.getElementType()))
+        return emitOpError() << "fp8_scales[" << i << "] = " << s
+                             << ": input " << i << " must be an f8E4M3FN buffer and the scales "
+                             << "an input index below " << n;
+      auto sc = dyn_cast<MemRefType>(getInputs()[size_t(s)].getType());
+      if (!sc || !sc.getElementType().isF32() || sc.getRank() != weight.getRank())
+        return emitOpError() << "fp8_scales[" << i << "]: input " << s
+                             << " must be an f32 buffer of the weight's rank, got "
+                             << getInputs()[size_t(s)].getType();
+    }
+  }
   return success();
 }

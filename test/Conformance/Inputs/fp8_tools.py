@@ -7,6 +7,13 @@ numpy), independent of dsv3's loader:
   fp8_tools.py compare A B TOL            logits of two files: max |a - b| /
                                            max |b| <= TOL (prints it)
   fp8_tools.py agreement A B              argmax agreement of two logit files
+  fp8_tools.py accuracy A B MEDIAN_TOL     per position max |a - b| / max |b|:
+                                           the median <= MEDIAN_TOL (prints the
+                                           median, the max and argmax agreement)
+  fp8_tools.py gemm FILE TOL               dsv3-run fp8-gemm --out FILE: y against
+                                           this file's own FP8 GEMM of x and the
+                                           e4m3 weight (SEMANTICS.md 9, written
+                                           from the spec, not from the runtime)
   fp8_tools.py drop SRC DST NAME          SRC without tensor NAME
   fp8_tools.py reshape SRC DST NAME R C   SRC with tensor NAME's shape set to
                                            [R, C] (data cut or zero-padded)
@@ -105,12 +112,86 @@ def agreement(a, b):
     return 0
 
 
+def f32(v):
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+E4M3 = [e4m3(c) for c in range(127)]  # the finite non-negative codes, increasing
+
+
+def to_e4m3(v):
+    """Nearest e4m3fn value of a float32 (ties to the even code), saturating."""
+    a = abs(v)
+    if a >= 448.0:
+        q = 448.0
+    else:
+        lo = max(c for c in range(127) if E4M3[c] <= a)
+        hi = lo + 1
+        dl, dh = a - E4M3[lo], E4M3[hi] - a
+        q = E4M3[lo] if dl < dh or (dl == dh and lo % 2 == 0) else E4M3[hi]
+    return -q if v < 0 else q
+
+
+def gemm(path, tol):
+    _, t = read(path)
+    (M, K), x = t["x"][1], floats("F32", t["x"][2])
+    (N, _), wraw = t["w"][1], t["w"][2]
+    sshape, sw = t["w_scale_inv"][1], floats("F32", t["w_scale_inv"][2])
+    y = floats("F32", t["y"][2])
+    blk = 128
+    nb = (K + blk - 1) // blk
+    worst, ymax = 0.0, 0.0
+    ref = []
+    for m in range(M):
+        xq, sa = [], []
+        for kb in range(nb):
+            chunk = x[m * K + kb * blk: m * K + min(K, (kb + 1) * blk)]
+            s = f32(f32(max(1e-4, max(abs(v) for v in chunk))) / 448.0)
+            sa.append(s)
+            xq += [to_e4m3(f32(v / s)) for v in chunk]
+        for n in range(N):
+            acc = 0.0
+            for kb in range(nb):
+                lo, hi = kb * blk, min(K, (kb + 1) * blk)
+                dot = sum(xq[k] * e4m3(wraw[n * K + k]) for k in range(lo, hi))
+                acc += dot * f32(sa[kb] * sw[(n // blk) * sshape[1] + kb])
+            ref.append(acc)
+    ymax = max(abs(r) for r in ref)
+    worst = max(abs(a - b) for a, b in zip(y, ref)) / ymax
+    ok = worst <= tol
+    print(f"fp8 GEMM vs the spec's FP8 GEMM: max |y - ref| / max |ref| = {worst:.3e} "
+          f"(tolerance {tol:g}): {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def accuracy(a, b, tol):
+    (x, shape), (y, _) = logits(a), logits(b)
+    V = shape[-1]
+    rows = len(x) // V
+    ymax = max(abs(v) for v in y)
+    errs, agree = [], 0
+    for r in range(rows):
+        xs, ys = x[r * V:(r + 1) * V], y[r * V:(r + 1) * V]
+        errs.append(max(abs(p - q) for p, q in zip(xs, ys)) / ymax)
+        agree += xs.index(max(xs)) == ys.index(max(ys))
+    errs.sort()
+    median = errs[len(errs) // 2]
+    ok = median <= tol
+    print(f"per position max |a - b| / max |b|: median {median:.3e} (tolerance {tol:g}), "
+          f"max {errs[-1]:.3e}; argmax agreement {agree}/{rows}: {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "dequantize":
         dequantize(args[0], args[1], int(args[2]), int(args[3]))
     elif cmd == "compare":
         return compare(args[0], args[1], float(args[2]))
+    elif cmd == "gemm":
+        sys.exit(0 if gemm(args[0], float(args[1])) else 1)
+    elif cmd == "accuracy":
+        sys.exit(0 if accuracy(args[0], args[1], float(args[2])) else 1)
     elif cmd == "agreement":
         return agreement(args[0], args[1])
     elif cmd == "drop":
