@@ -1480,6 +1480,24 @@ __device__ __forceinline__ float e4m3ToFloat(unsigned b) {
   float v = e ? __uint_as_float(((e + 120u) << 23) | (m << 20)) : float(m) * 0.001953125f;
   return (b & 0x80u) ? -v : v;
 }
+/// Four e4m3 codes (a little-endian word) -> floats: the sm_89+
+/// conversion to f16 pairs (exact: every e4m3 value is an f16), else bits.
+__device__ __forceinline__ void e4m3x4ToFloat(unsigned w, float *out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  unsigned short wl = (unsigned short)(w & 0xffffu), wh = (unsigned short)(w >> 16);
+  unsigned lo, hi;
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(lo) : "h"(wl));
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(hi) : "h"(wh));
+  asm("{.reg .f16 a, b;\n mov.b32 {a, b}, %2;\n cvt.f32.f16 %0, a;\n cvt.f32.f16 %1, b;}"
+      : "=f"(out[0]), "=f"(out[1]) : "r"(lo));
+  asm("{.reg .f16 a, b;\n mov.b32 {a, b}, %2;\n cvt.f32.f16 %0, a;\n cvt.f32.f16 %1, b;}"
+      : "=f"(out[2]), "=f"(out[3]) : "r"(hi));
+#else
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    out[i] = e4m3ToFloat((w >> (8 * i)) & 0xffu);
+#endif
+}
 /// float -> e4m3fn code, nearest, ties to even, saturating at +-448: the
 /// host's bit arithmetic (runtime/DType.cpp), so both round alike.
 __device__ __forceinline__ unsigned floatToE4m3(float f) {
@@ -1506,8 +1524,8 @@ __device__ __forceinline__ unsigned floatToE4m3(float f) {
 /// s = max(amax, 1e-4) / 448, xq = e4m3(x / s). x [rows, K] (row stride
 /// ldx), xq [rows, K] codes, sa [rows, ceil(K / 128)].
 template <int Unused>
-__global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *sa, i64 rows,
-                             int K) {
+__global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *sa,
+                             float *xd, i64 rows, int K) {
   int lane = threadIdx.x & 31;
   int blocksPerRow = (K + 127) / 128;
   i64 item = i64(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -1526,9 +1544,14 @@ __global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *
   float s = amax / 448.0f;
 #pragma unroll
   for (int i = 0; i < 4; ++i)
-    if (k0 + i < K)
-      xq[r * K + k0 + i] = (unsigned char)floatToE4m3(v[i] / s);
-  if (lane == 0)
+    if (k0 + i < K) {
+      unsigned q = floatToE4m3(v[i] / s);
+      if (xq)
+        xq[r * K + k0 + i] = (unsigned char)q;
+      if (xd) // the quantized value itself (e4m3 x s_a), for fp8_gemm_rows
+        xd[r * K + k0 + i] = e4m3ToFloat(q) * s;
+    }
+  if (lane == 0 && sa)
     sa[r * blocksPerRow + kb] = s;
 }
 
@@ -1543,15 +1566,16 @@ __device__ __forceinline__ int expertOfRow(const i64 *counts, int E, i64 row) {
   return E - 1;
 }
 
-/// y[r, n] = sum_kb (xq[r, kb] . W[n, kb]) * sa[r, kb] * sw[n / br, kb]
-/// (+ b[n]) (+ res[r, n]) for a few rows: a warp per output column, each
-/// lane 4 weight bytes of every 128-wide block, so the weights are read once
-/// for all rows. Grouped (counts != null): one row per blockIdx.y, its
-/// expert's weights ([E, N, K], scales [E, ceil(N / br), K / 128]).
+/// y[r, n] = sum_k xd[r, k] W[n, k] s_w[n / br, k / 128] (+ b[n]) (+ res[r, n])
+/// for a few rows, xd the quantized activations (e4m3 x s_a, from
+/// fp8_quantize): a warp per output column, each lane 16 weight bytes a load
+/// (one 128-wide scale block), so the weights are read once for all rows.
+/// Grouped (counts != null): one row per blockIdx.y, its expert's weights
+/// ([E, N, K], scales [E, ceil(N / br), K / 128]).
 template <int Unused>
-__global__ void fp8_gemm_rows(const unsigned char *xq, const float *sa, const unsigned char *W,
-                              const float *sw, const float *b, const float *res, float *y,
-                              i64 rows, int N, int K, int br, const i64 *counts, int E) {
+__global__ void fp8_gemm_rows(const float *xd, const unsigned char *W, const float *sw,
+                              const float *b, const float *res, float *y, i64 rows, int N,
+                              int K, int br, const i64 *counts, int E) {
   int lane = threadIdx.x & 31;
   int n = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (n >= N)
@@ -1570,32 +1594,42 @@ __global__ void fp8_gemm_rows(const unsigned char *xq, const float *sa, const un
   const unsigned char *w = W + i64(n) * K;
   const float *swn = sw + i64(n / br) * nb;
   float acc[8] = {};
-  for (int kb = 0; kb < nb; ++kb) {
-    int k = kb * 128 + lane * 4;
-    float wv[4];
-    if (k + 3 < K && (K & 3) == 0) {
-      unsigned word = *reinterpret_cast<const unsigned *>(w + k);
+  if (K % 16 == 0) {
+#pragma unroll 2
+    for (int k = lane * 16; k < K; k += 512) {
+      uint4 wv = *reinterpret_cast<const uint4 *>(w + k);
+      float wf[16];
+      e4m3x4ToFloat(wv.x, wf);
+      e4m3x4ToFloat(wv.y, wf + 4);
+      e4m3x4ToFloat(wv.z, wf + 8);
+      e4m3x4ToFloat(wv.w, wf + 12);
+      float s = swn[k >> 7];
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
-        wv[i] = e4m3ToFloat((word >> (8 * i)) & 0xffu);
-    } else {
+      for (int j = 0; j < 8; ++j) {
+        i64 r = r0 + j;
+        if (r >= r1)
+          break;
+        const float4 *xr = reinterpret_cast<const float4 *>(xd + r * K + k);
+        float dot = 0.f;
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
-        wv[i] = k + i < K ? e4m3ToFloat(w[k + i]) : 0.f;
+        for (int q = 0; q < 4; ++q) {
+          float4 xv = xr[q];
+          dot += xv.x * wf[4 * q] + xv.y * wf[4 * q + 1] + xv.z * wf[4 * q + 2] +
+                 xv.w * wf[4 * q + 3];
+        }
+        acc[j] += dot * s;
+      }
     }
-    float s = swn[kb];
+  } else {
+    for (int k = lane; k < K; k += 32) {
+      float wk = e4m3ToFloat(w[k]) * swn[k >> 7];
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      i64 r = r0 + j;
-      if (r >= r1)
-        break;
-      const unsigned char *xr = xq + r * K;
-      float dot = 0.f;
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        if (k + i < K)
-          dot += e4m3ToFloat(xr[k + i]) * wv[i];
-      acc[j] += dot * (sa[r * nb + kb] * s);
+      for (int j = 0; j < 8; ++j) {
+        i64 r = r0 + j;
+        if (r >= r1)
+          break;
+        acc[j] += xd[r * K + k] * wk;
+      }
     }
   }
 #pragma unroll
@@ -1743,6 +1777,116 @@ fp8_gemm_mma(const unsigned char *xq, const float *sa, const unsigned char *W, c
           y[r * N + n] = v;
         }
       }
+}
+
+/// The FP8 GEMM of few rows on tensor cores (decode): a warp per 8 output
+/// columns and 16 rows (rows past the tile's end are zeros), its weights
+/// read straight from global memory in MMA fragment order (32 bytes a
+/// column per 32-wide K step), the activations as e4m3 codes. Each 128-wide
+/// K block's partial sums are scaled by s_a * s_w and added in fp32, as in
+/// fp8_gemm_mma. blockIdx.y: 16-row tiles (grouped: every expert's, rows
+/// grouped by expert); blockIdx.z: a K range of kPer 128-wide blocks, whose
+/// sums go to part[z] for fp8_splitk_reduce when gridDim.z > 1.
+template <int Unused>
+__global__ void __launch_bounds__(256)
+fp8_gemm_skinny(const unsigned char *xq, const float *sa, const unsigned char *W,
+                const float *sw, const float *b, const float *res, float *y, i64 rows, int N,
+                int K, int br, const i64 *counts, int E, int kPer, float *part) {
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  int n0 = (blockIdx.x * (blockDim.x >> 5) + warp) * 8;
+  if (n0 >= N)
+    return;
+  int nb = (K + 127) / 128;
+  i64 rowBegin = i64(blockIdx.y) * 16, rowEnd = rows;
+  if (counts) {
+    i64 start = 0, t = blockIdx.y;
+    int e = 0;
+    for (; e < E; ++e) {
+      i64 c = counts[e], tiles = (c + 15) / 16;
+      if (t < tiles)
+        break;
+      t -= tiles;
+      start += c;
+    }
+    if (e == E)
+      return;
+    rowBegin = start + t * 16;
+    rowEnd = start + counts[e];
+    W += i64(e) * N * K;
+    sw += i64(e) * ((N + br - 1) / br) * nb;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  i64 ra = rowBegin + g, rb = ra + 8;
+  bool va = ra < rowEnd, vb = rb < rowEnd;
+  int n = n0 + g;
+  bool vn = n < N;
+  const unsigned char *xa = xq + (va ? ra : rowBegin) * K, *xb = xq + (vb ? rb : rowBegin) * K;
+  const unsigned char *wn = W + i64(vn ? n : n0) * K;
+  const float *swn = sw + i64(n0 / br) * nb;
+  int kb0 = blockIdx.z * kPer, kb1 = kb0 + kPer < nb ? kb0 + kPer : nb;
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll 2
+  for (int kb = kb0; kb < kb1; ++kb) {
+    float pt[4] = {0.f, 0.f, 0.f, 0.f};
+    unsigned a[4][4], bw[4][2];
+    // Every load of the block first (the scales too: nothing waits on the
+    // MMAs but the final sums).
+    float s = swn[kb];
+    float s0 = va ? sa[ra * nb + kb] * s : 0.f, s1 = vb ? sa[rb * nb + kb] * s : 0.f;
+#pragma unroll
+    for (int st = 0; st < 4; ++st) {
+      int k = kb * 128 + st * 32 + t4 * 4;
+      bool in = kb * 128 + st * 32 < K; // K % 32 == 0: whole 32-wide steps
+      a[st][0] = va && in ? *reinterpret_cast<const unsigned *>(xa + k) : 0u;
+      a[st][1] = vb && in ? *reinterpret_cast<const unsigned *>(xb + k) : 0u;
+      a[st][2] = va && in ? *reinterpret_cast<const unsigned *>(xa + k + 16) : 0u;
+      a[st][3] = vb && in ? *reinterpret_cast<const unsigned *>(xb + k + 16) : 0u;
+      bw[st][0] = vn && in ? *reinterpret_cast<const unsigned *>(wn + k) : 0u;
+      bw[st][1] = vn && in ? *reinterpret_cast<const unsigned *>(wn + k + 16) : 0u;
+    }
+#pragma unroll
+    for (int st = 0; st < 4; ++st)
+      mmaE4m3(pt, a[st], bw[st]);
+    acc[0] += pt[0] * s0;
+    acc[1] += pt[1] * s0;
+    acc[2] += pt[2] * s1;
+    acc[3] += pt[3] * s1;
+  }
+  bool split = gridDim.z > 1;
+  float *out = split ? part + i64(blockIdx.z) * rows * N : y;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    i64 r = q < 2 ? ra : rb;
+    int c = n0 + t4 * 2 + (q & 1);
+    if ((q < 2 ? va : vb) && c < N) {
+      float v = acc[q];
+      if (!split) {
+        if (b)
+          v += b[c];
+        if (res)
+          v += res[r * N + c];
+      }
+      out[r * N + c] = v;
+    }
+  }
+}
+
+/// y = sum over the K splits of fp8_gemm_skinny (fixed order) + b + res.
+template <int Unused>
+__global__ void fp8_splitk_reduce(const float *part, int splits, const float *b,
+                                  const float *res, float *y, i64 rows, int N) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * N;
+       i += i64(gridDim.x) * blockDim.x) {
+    float v = 0.f;
+    for (int z = 0; z < splits; ++z)
+      v += part[i64(z) * rows * N + i];
+    if (b)
+      v += b[i % N];
+    if (res)
+      v += res[i];
+    y[i] = v;
+  }
 }
 
 /// An FP8 weight [E, N, K] dequantized into the compute dtype (the

@@ -59,21 +59,41 @@ Fp8Weight fp8Of(const json &p, const Ins &in, size_t i) {
   return w;
 }
 
-/// Whether the FP8 GEMM takes the tensor-core kernel: e4m3 MMA (sm_89+),
-/// 16-byte rows (K % 16), a 64-row output tile inside one scale block (br %
-/// 64), and enough rows (grouped: 2 a expert on average) to fill tiles.
-/// DSV3_FP8_MMA=0 / 1 forces the few-row kernel / the tensor cores.
-bool fp8Mma(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t E) {
+/// The FP8 GEMM's schedule: 0 the few-row CUDA-core kernel (any GPU), 1 the
+/// 64 x 64 tensor-core tiles (prefill), 2 the skinny tensor-core kernel
+/// (16-row tiles read straight from global memory: decode). The tensor
+/// cores need e4m3 MMA (sm_89+), K % 32 and scale blocks of whole column
+/// tiles (br % 64, % 8). `schedule` >= 0 (or DSV3_FP8_MMA=0/1/2) forces one
+/// where it can run.
+int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t E,
+                int schedule) {
   static const char *force = std::getenv("DSV3_FP8_MMA");
-  bool can = s.computeCapability() >= 89 && K % 16 == 0 && w.br % 64 == 0;
-  if (force && *force)
-    return can && std::string(force) == "1";
-  return can && (E ? rows >= 2 * E : rows > kFewRows);
+  if (schedule < 0 && force && *force)
+    schedule = std::atoi(force);
+  bool mma = s.computeCapability() >= 89 && K % 32 == 0;
+  bool tiles = mma && w.br % 64 == 0, skinny = mma && w.br % 8 == 0;
+  if (schedule == 1)
+    return tiles ? 1 : 0;
+  if (schedule == 2)
+    return skinny ? 2 : 0;
+  if (schedule == 0)
+    return 0;
+  // Measured on the bench slice (H200): one or a few rows a weight (decode
+  // of small batches: plain up to 8 rows, grouped under one row per 4
+  // experts) stream fastest through the warp-per-column kernel (batch 1:
+  // 3.46 ms a step, 7.66 with the skinny kernel); up to 32 rows, or about a
+  // row an expert, the skinny kernel (batch 32: 23.1 ms, 41.6 with the
+  // few-row kernel); past that the 64 x 64 tiles.
+  if (E ? rows >= 2 * E : rows > 32)
+    return tiles ? 1 : skinny ? 2 : 0;
+  if (E ? 4 * rows < E : rows <= kFewRows)
+    return 0;
+  return skinny ? 2 : 0;
 }
 
 void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
              const Fp8Weight &w, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K,
-             CUdeviceptr res, CUdeviceptr counts, int64_t E) {
+             CUdeviceptr res, CUdeviceptr counts, int64_t E, int schedule) {
   if (w.bc != 128)
     fail("{}: the CUDA FP8 kernels take weight blocks 128 columns wide (the activations' "
          "1x128 blocks); the artifact's are {}x{}",
@@ -82,10 +102,17 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
     return;
   int nK = int(K), nN = int(N), br = w.br, e = int(E);
   i64 nb = (K + 127) / 128;
-  CUdeviceptr xq = s.workspace(size_t(rows * K)), sa = s.workspace(size_t(rows * nb) * 4);
+  int sched = fp8Schedule(s, w, rows, K, E, schedule);
+  bool mma = sched > 0;
+  // The tensor cores read e4m3 codes and s_a; the few-row kernel the
+  // quantized values (e4m3 x s_a) as floats.
+  CUdeviceptr none = 0;
+  CUdeviceptr xq = mma ? s.workspace(size_t(rows * K)) : 0;
+  CUdeviceptr sa = mma ? s.workspace(size_t(rows * nb) * 4) : 0;
+  CUdeviceptr xd = mma ? 0 : s.workspace(size_t(rows * K) * 4);
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
-           argv(x, ldx, xq, sa, rows, nK), what + " (activation quantization)");
-  if (fp8Mma(s, w, rows, K, E)) {
+           argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
+  if (sched == 1) {
     unsigned tiles = unsigned((rows + 63) / 64 + E);
     if (tiles > 65535)
       fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
@@ -93,22 +120,48 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
              argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
     return;
   }
+  if (sched == 2) {
+    // 8 warps a block, 8 columns a warp; K split until every SM has 8
+    // blocks (64 warps) streaming weights, the partial sums reduced in fixed
+    // order (a warp holds 1 KB of loads in flight: the K loop of one warp
+    // alone leaves the memory system idle).
+    i64 tiles = (rows + 15) / 16 + E, colBlocks = (N + 63) / 64;
+    if (tiles > 65535)
+      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
+    i64 want = 8 * i64(s.multiprocessors());
+    i64 splits = std::max<i64>(1, std::min<i64>((want + colBlocks * tiles - 1) / (colBlocks * tiles),
+                                                nb / 2));
+    int kPer = int((nb + splits - 1) / splits);
+    splits = (nb + kPer - 1) / kPer;
+    if (E) // grouped: many tiles already
+      splits = 1, kPer = int(nb);
+    CUdeviceptr part = splits > 1 ? s.workspace(size_t(splits * rows * N) * 4) : 0;
+    s.launch("dsv3::fp8_gemm_skinny<0>", {unsigned(colBlocks), unsigned(tiles), unsigned(splits)},
+             {256, 1, 1}, 0,
+             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e, kPer, part),
+             what);
+    if (splits > 1) {
+      int nSplits = int(splits);
+      s.launch("dsv3::fp8_splitk_reduce<0>", {blocks(rows * N, 256), 1, 1}, {256, 1, 1}, 0,
+               argv(part, nSplits, b, res, y, rows, nN), what + " split-K");
+    }
+    return;
+  }
   if (counts) {
     if (rows > 65535)
       fail("{}: {} routed rows exceed the few-row FP8 grid (no FP8 tensor cores here)", what,
            rows);
     s.launch("dsv3::fp8_gemm_rows<0>", {unsigned((N + 7) / 8), unsigned(rows), 1},
-             {256, 1, 1}, 0, argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e),
+             {256, 1, 1}, 0, argv(xd, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e),
              what);
     return;
   }
   for (i64 r0 = 0; r0 < rows; r0 += kFewRows) { // 8 rows a launch
     i64 n = std::min<i64>(kFewRows, rows - r0);
-    CUdeviceptr xq0 = xq + CUdeviceptr(r0 * K), sa0 = sa + CUdeviceptr(r0 * nb) * 4;
+    CUdeviceptr xd0 = xd + CUdeviceptr(r0 * K) * 4;
     CUdeviceptr y0 = y + CUdeviceptr(r0 * N) * 4, res0 = res ? res + CUdeviceptr(r0 * N) * 4 : 0;
-    CUdeviceptr none = 0;
     s.launch("dsv3::fp8_gemm_rows<0>", {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1}, 0,
-             argv(xq0, sa0, w.w, w.scale, b, res0, y0, n, nN, nK, br, none, e), what);
+             argv(xd0, w.w, w.scale, b, res0, y0, n, nN, nK, br, none, e), what);
   }
 }
 

@@ -50,9 +50,11 @@ size_t numOperands(const json &p, const Ins &in);
 /// token per 128 channels (fp8_quantize), then the e4m3 GEMM (tensor cores
 /// on sm_89+ for more than a few rows, fp8_gemm_rows otherwise). Grouped
 /// (counts [E] on the device): rows grouped by expert, w [E, N, K].
+/// `schedule`: -1 chooses, 0 the few-row CUDA-core kernel, 1 the tensor-core
+/// tiles, 2 the skinny tensor-core kernel (decode).
 void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
              const Fp8Weight &w, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K,
-             CUdeviceptr res = 0, CUdeviceptr counts = 0, int64_t E = 0);
+             CUdeviceptr res = 0, CUdeviceptr counts = 0, int64_t E = 0, int schedule = -1);
 
 /// An FP8 `fp8` weight (set) takes fp8Gemm instead.
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdeviceptr W,

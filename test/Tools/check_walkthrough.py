@@ -4,9 +4,11 @@ quoted in an ```mlir block of the section "The same layer through every
 pass" must appear verbatim in the file that `dsv3c tiny --dump-ir-dir`
 writes for the stage its bullet names (`05-dsv3-fuse-swiglu`, ...); with a
 third argument, the same for the section "The same layer over 2
-expert-parallel ranks" against the dumps of `dsv3c tiny --ep 2`.
+expert-parallel ranks" against the dumps of `dsv3c tiny --ep 2`; with a
+fourth, the section "The same layer in FP8" against `dsv3c tiny --quantize
+fp8`.
 
-usage: check_walkthrough.py DIALECT.md DUMP_DIR [EP2_DUMP_DIR]"""
+usage: check_walkthrough.py DIALECT.md DUMP_DIR [EP2_DUMP_DIR [FP8_DUMP_DIR]]"""
 import os
 import re
 import sys
@@ -37,6 +39,8 @@ def check(title, ir_dir):
 check("## The same layer through every pass", sys.argv[2])
 if len(sys.argv) > 3:
     check("## The same layer over 2 expert-parallel ranks", sys.argv[3])
+if len(sys.argv) > 4:
+    check("## The same layer in FP8", sys.argv[4])
 print("\n".join(missing))
 print(f"walkthrough: {checked} IR lines checked, {len(missing)} not in the dumps")
 sys.exit(1 if missing or checked == 0 else 0)

@@ -25,6 +25,7 @@
 #include "runtime/host/HostSession.h"
 #ifdef DSV3_HAVE_CUDA
 #include "runtime/cuda/CudaSession.h"
+#include "runtime/cuda/Launchers.h"
 #include "runtime/cuda/Nvrtc.h"
 #endif
 
@@ -109,11 +110,14 @@ commands:
       the rest as they were; every command loads such checkpoints
       (dequantized at load)
 
-  fp8-gemm --shape M,N,K [--seed S] [--out FILE]
+  fp8-gemm [ART] --shape M,N,K [--seed S] [--out FILE] [--backend cuda]
       the host FP8 GEMM (dsv3c --quantize fp8: e4m3, 128x128 weight blocks,
       per-token 1x128 activation blocks) on random operands with outlier
       channels: its fp32 sums against float64, every element within the
-      e4m3 rounding bound; --out writes x, w, its scales and y
+      e4m3 rounding bound; --out writes x, w, its scales and y; with
+      --backend cuda and an FP8 artifact, its CUDA FP8 kernels (few-row,
+      tensor cores, grouped over experts) against the host on the same
+      operands
 
   train    ART (--weights DIR | --init SEED) --data TOKENS --steps N
            --batch B --seq S --save-dir D [--save-every K] [--resume CKPT]
@@ -339,6 +343,11 @@ Options parseArgs(int argc, char **argv) {
   if (o.command == "fp8-gemm") {
     if (o.shape.empty())
       fail("fp8-gemm: --shape M,N,K is required");
+    if (positional.size() > 1)
+      o.artifact = positional[1];
+    if (o.backend == "cuda" && o.artifact.empty())
+      fail("fp8-gemm --backend cuda: give an FP8 artifact (dsv3c --quantize fp8 --target "
+           "cuda) whose kernels to run");
     return o;
   }
   if (o.command == "placement") {
@@ -947,6 +956,91 @@ int quantize(const Options &o, const Artifact &art, const WeightStore &weights) 
   return 0;
 }
 
+#ifdef DSV3_HAVE_CUDA
+/// fp8-gemm --backend cuda ART: the CUDA FP8 kernels (ART's module) on the
+/// same operands as the host GEMM, every schedule: the few-row kernel, the
+/// tensor-core tiles and the skinny tensor-core kernel, plain and grouped
+/// over 4 experts (other weights, one
+/// expert with no rows). Tolerance 1e-4 of max |y|: the host sums in fp32
+/// too, in another order, and Hopper's FP8 MMA accumulates a 128-wide K
+/// block with reduced (~14-bit) precision before it is promoted to fp32
+/// (DeepSeek-V3 3.3.2).
+bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
+                 const std::vector<float> &x, const std::vector<uint8_t> &codes,
+                 const std::vector<float> &scales, const std::vector<float> &yHost) {
+  Artifact art = Artifact::load(o.artifact);
+  if (art.quantization != "fp8")
+    fail("fp8-gemm: {} is not an FP8 artifact (dsv3c --quantize fp8)", o.artifact);
+  cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
+  auto &drv = s.driver();
+  auto upload = [&](const void *p, size_t bytes, const char *what) {
+    CUdeviceptr d = 0;
+    DSV3_CU(drv, memAlloc, what, &d, std::max<size_t>(bytes, 16));
+    s.upload(d, p, bytes, what);
+    return d;
+  };
+  // Grouped: 4 experts, each its own weights; rows split M/2, 0, M/4, rest.
+  const int64_t E = 4, blk = 128;
+  int64_t sr = (N + blk - 1) / blk, sc = (K + blk - 1) / blk;
+  std::mt19937_64 rng(o.seed + 1);
+  std::normal_distribution<double> normal(0.0, 0.02);
+  std::vector<double> we(size_t(E * N * K));
+  for (double &v : we)
+    v = normal(rng);
+  std::vector<uint8_t> ecodes(we.size());
+  std::vector<float> escales(size_t(E * sr * sc));
+  for (int64_t e = 0; e < E; ++e)
+    quantizeFp8Blocks(we.data() + e * N * K, N, K, blk, blk, ecodes.data() + e * N * K,
+                      escales.data() + e * sr * sc);
+  std::vector<int64_t> counts = {M / 2, 0, M / 4, M - M / 2 - M / 4};
+  std::vector<float> ewq(ecodes.size());
+  for (size_t i = 0; i < ecodes.size(); ++i)
+    ewq[i] = f8e4m3ToFloat(ecodes[i]);
+  host::Proj<float> ep{ewq.data(), escales.data(), blk, blk};
+  std::vector<float> yGrouped(size_t(M * N));
+  for (int64_t e = 0, r = 0; e < E; ++e)
+    for (int64_t c = 0; c < counts[size_t(e)]; ++c, ++r)
+      ep.expert(e, N, K).apply(x.data() + r * K, N, K, yGrouped.data() + r * N);
+
+  CUdeviceptr dx = upload(x.data(), x.size() * 4, "fp8-gemm x");
+  CUdeviceptr dw = upload(codes.data(), codes.size(), "fp8-gemm w");
+  CUdeviceptr ds = upload(scales.data(), scales.size() * 4, "fp8-gemm scales");
+  CUdeviceptr dwe = upload(ecodes.data(), ecodes.size(), "fp8-gemm expert w");
+  CUdeviceptr dse = upload(escales.data(), escales.size() * 4, "fp8-gemm expert scales");
+  CUdeviceptr dc = upload(counts.data(), counts.size() * 8, "fp8-gemm counts");
+  std::vector<float> zero(size_t(M * N), 0.f);
+  CUdeviceptr dy = upload(zero.data(), zero.size() * 4, "fp8-gemm y");
+  bool ok = true;
+  fmt::print("  {} against the host FP8 GEMM (same operands; tolerance 1e-04 of max |y|):\n",
+             s.description());
+  for (bool grouped : {false, true})
+    for (int schedule : {0, 1, 2}) {
+      cuda::Fp8Weight fw{grouped ? dwe : dw, grouped ? dse : ds, int(blk), int(blk)};
+      s.upload(dy, zero.data(), zero.size() * 4, "fp8-gemm y");
+      cuda::fp8Gemm(s, "fp8-gemm", dx, K, fw, 0, dy, M, N, K, 0, grouped ? dc : 0,
+                    grouped ? E : 0, schedule);
+      DSV3_CU(drv, streamSynchronize, "fp8-gemm", s.stream());
+      std::vector<float> y(size_t(M * N));
+      DSV3_CU(drv, memcpyDtoH, "fp8-gemm y", y.data(), dy, y.size() * 4);
+      const std::vector<float> &ref = grouped ? yGrouped : yHost;
+      double diff = 0, scale = 1e-30;
+      for (size_t i = 0; i < y.size(); ++i) {
+        diff = std::max(diff, std::fabs(double(y[i]) - double(ref[i])));
+        scale = std::max(scale, std::fabs(double(ref[i])));
+      }
+      bool pass = diff <= 1e-4 * scale;
+      bool ran = schedule == 0 || s.computeCapability() >= 89;
+      const char *names[] = {"few-row kernel", "tensor-core tiles", "skinny tensor cores"};
+      fmt::print("    {:<40} max rel {:.3e} {}\n",
+                 fmt::format("{} {}", grouped ? "grouped (4 experts)" : "plain",
+                             names[schedule]),
+                 diff / scale, !ran ? "(no FP8 tensor cores: few-row kernel)" : pass ? "PASS" : "FAIL");
+      ok = ok && pass;
+    }
+  return ok;
+}
+#endif
+
 /// dsv3-run fp8-gemm --shape M,N,K: the host FP8 GEMM (the kernels'
 /// reference, SEMANTICS.md 9) on random operands: activations normal with
 /// outlier channels (x20 every 97th, as trained models have), weights
@@ -1039,7 +1133,15 @@ int fp8Gemm(const Options &o) {
     out.push_back(f32("y", {M, N}, y32.data(), y32.size()));
     writeSafetensors(o.out, out);
   }
-  return accOk && boundOk ? 0 : 1;
+  bool gpuOk = true;
+  if (o.backend == "cuda") {
+#ifdef DSV3_HAVE_CUDA
+    gpuOk = fp8GemmCuda(o, M, N, K, x32, codes, scales, y32);
+#else
+    fail("fp8-gemm: this dsv3-run was built without the CUDA toolkit");
+#endif
+  }
+  return accOk && boundOk && gpuOk ? 0 : 1;
 }
 
 /// Central differences of the loss entry against the gradients entry.
