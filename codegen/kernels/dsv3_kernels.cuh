@@ -1779,6 +1779,166 @@ fp8_gemm_mma(const unsigned char *xq, const float *sa, const unsigned char *W, c
       }
 }
 
+/// 16 bytes global -> shared without registers (sm_80+), and its fences.
+__device__ __forceinline__ void cpAsync16(void *dst, const void *src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+#else
+  *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+#endif
+}
+__device__ __forceinline__ void cpAsyncCommit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int Pending> __device__ __forceinline__ void cpAsyncWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+#endif
+}
+
+/// The FP8 GEMM of many rows (prefill) on tensor cores: 128 x 128 output
+/// tiles, 8 warps of 64 x 32, K in 128-wide blocks copied to shared memory
+/// by cp.async two stages ahead of the MMAs (the next block streams in
+/// while this one computes); each block's MMA sums scaled by s_a * s_w and
+/// added in fp32 (br a multiple of 128: a tile's columns share a scale).
+/// Dynamic shared memory: 2 stages x 2 operands x 128 x 144 bytes.
+/// Grouped (counts != null): blockIdx.y enumerates every expert's 128-row
+/// tiles (gridDim.y >= rows / 128 + E).
+template <int Unused>
+__global__ void __launch_bounds__(256)
+fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, const float *sw,
+            const float *b, const float *res, float *y, i64 rows, int N, int K, int br,
+            const i64 *counts, int E) {
+  constexpr int Ld = 144, Tile = 128 * Ld;
+  extern __shared__ __align__(16) float fp8Smem[]; // bytes; float-typed as the others
+  unsigned char *smem = reinterpret_cast<unsigned char *>(fp8Smem);
+  int nb = (K + 127) / 128;
+  i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
+  if (counts) {
+    i64 start = 0, t = blockIdx.y;
+    int e = 0;
+    for (; e < E; ++e) {
+      i64 c = counts[e], tiles = (c + 127) / 128;
+      if (t < tiles)
+        break;
+      t -= tiles;
+      start += c;
+    }
+    if (e == E)
+      return;
+    rowBegin = start + t * 128;
+    rowEnd = start + counts[e];
+    W += i64(e) * N * K;
+    sw += i64(e) * ((N + br - 1) / br) * nb;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  int n0 = blockIdx.x * 128, tid = threadIdx.x;
+  int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+  const float *swn = sw + i64(n0 / br) * nb;
+  auto stage = [&](int kb, int st) {
+    unsigned char *As = smem + st * 2 * Tile, *Bs = As + Tile;
+    for (int i = tid; i < 128 * 8; i += 256) {
+      int rr = i >> 3, c = (i & 7) * 16, k = kb * 128 + c;
+      i64 row = rowBegin + rr;
+      if (row < rowEnd && k + 16 <= K)
+        cpAsync16(As + rr * Ld + c, xq + row * K + k);
+      else
+        *reinterpret_cast<uint4 *>(As + rr * Ld + c) = make_uint4(0, 0, 0, 0);
+      if (n0 + rr < N && k + 16 <= K)
+        cpAsync16(Bs + rr * Ld + c, W + i64(n0 + rr) * K + k);
+      else
+        *reinterpret_cast<uint4 *>(Bs + rr * Ld + c) = make_uint4(0, 0, 0, 0);
+    }
+    cpAsyncCommit();
+  };
+  float acc[4][4][4], part[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        acc[i][j][q] = 0.f;
+  stage(0, 0);
+  for (int kb = 0; kb < nb; ++kb) {
+    if (kb + 1 < nb) {
+      stage(kb + 1, (kb + 1) & 1);
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const unsigned char *As = smem + (kb & 1) * 2 * Tile, *Bs = As + Tile;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          part[i][j][q] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < 128; ks += 32) {
+      unsigned a[4][4], bw[4][2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const unsigned char *base = As + (wm + i * 16 + g) * Ld + ks + t4 * 4;
+        a[i][0] = *reinterpret_cast<const unsigned *>(base);
+        a[i][1] = *reinterpret_cast<const unsigned *>(base + 8 * Ld);
+        a[i][2] = *reinterpret_cast<const unsigned *>(base + 16);
+        a[i][3] = *reinterpret_cast<const unsigned *>(base + 8 * Ld + 16);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const unsigned char *base = Bs + (wn + j * 8 + g) * Ld + ks + t4 * 4;
+        bw[j][0] = *reinterpret_cast<const unsigned *>(base);
+        bw[j][1] = *reinterpret_cast<const unsigned *>(base + 16);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          mmaE4m3(part[i][j], a[i], bw[j]);
+    }
+    float s = swn[kb];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      i64 r0 = rowBegin + wm + i * 16 + g, r1 = r0 + 8;
+      float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * s : 0.f;
+      float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * s : 0.f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        acc[i][j][0] += part[i][j][0] * s0;
+        acc[i][j][1] += part[i][j][1] * s0;
+        acc[i][j][2] += part[i][j][2] * s1;
+        acc[i][j][3] += part[i][j][3] * s1;
+      }
+    }
+    __syncthreads(); // this stage is refilled two blocks on
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        i64 r = rowBegin + wm + i * 16 + g + (q >= 2 ? 8 : 0);
+        int n = n0 + wn + j * 8 + t4 * 2 + (q & 1);
+        if (r < rowEnd && n < N) {
+          float v = acc[i][j][q];
+          if (b)
+            v += b[n];
+          if (res)
+            v += res[r * N + n];
+          y[r * N + n] = v;
+        }
+      }
+}
+
 /// The FP8 GEMM of few rows on tensor cores (decode): a warp per 8 output
 /// columns and 16 rows (rows past the tile's end are zeros), its weights
 /// read straight from global memory in MMA fragment order (32 bytes a

@@ -103,6 +103,14 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   int nK = int(K), nN = int(N), br = w.br, e = int(E);
   i64 nb = (K + 127) / 128;
   int sched = fp8Schedule(s, w, rows, K, E, schedule);
+  static bool warned = false;
+  if (s.computeCapability() < 89 && !warned) {
+    warned = true;
+    fmt::print(stderr, "dsv3-run: warning: this GPU has no FP8 tensor cores (sm_{}): the FP8 "
+                       "GEMMs run on CUDA cores (e4m3 weights converted in registers), correct "
+                       "but slower than the bf16 artifact\n",
+               s.computeCapability());
+  }
   bool mma = sched > 0;
   // The tensor cores read e4m3 codes and s_a; the few-row kernel the
   // quantized values (e4m3 x s_a) as floats.
@@ -112,7 +120,17 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   CUdeviceptr xd = mma ? 0 : s.workspace(size_t(rows * K) * 4);
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
-  if (sched == 1) {
+  if (sched == 1 && w.br % 128 == 0 && !std::getenv("DSV3_FP8_TILES64")) {
+    // 128 x 128 tiles, cp.async two stages ahead (72 KB of shared memory).
+    unsigned tiles = unsigned((rows + 127) / 128 + E);
+    if (tiles > 65535)
+      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
+    s.launch("dsv3::fp8_gemm_tc<0>", {unsigned((N + 127) / 128), tiles, 1}, {256, 1, 1},
+             size_t(2 * 2 * 128 * 144),
+             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
+    return;
+  }
+  if (sched == 1) { // 64 x 64 tiles (scale blocks of 64 rows)
     unsigned tiles = unsigned((rows + 63) / 64 + E);
     if (tiles > 65535)
       fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);

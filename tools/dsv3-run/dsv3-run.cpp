@@ -1014,11 +1014,14 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
   fmt::print("  {} against the host FP8 GEMM (same operands; tolerance 1e-04 of max |y|):\n",
              s.description());
   for (bool grouped : {false, true})
-    for (int schedule : {0, 1, 2}) {
+    for (int schedule : {0, 1, 3, 2}) { // 3: the 64 x 64 tiles (DSV3_FP8_TILES64)
       cuda::Fp8Weight fw{grouped ? dwe : dw, grouped ? dse : ds, int(blk), int(blk)};
       s.upload(dy, zero.data(), zero.size() * 4, "fp8-gemm y");
+      if (schedule == 3)
+        setenv("DSV3_FP8_TILES64", "1", 1);
       cuda::fp8Gemm(s, "fp8-gemm", dx, K, fw, 0, dy, M, N, K, 0, grouped ? dc : 0,
-                    grouped ? E : 0, schedule);
+                    grouped ? E : 0, schedule == 3 ? 1 : schedule);
+      unsetenv("DSV3_FP8_TILES64");
       DSV3_CU(drv, streamSynchronize, "fp8-gemm", s.stream());
       std::vector<float> y(size_t(M * N));
       DSV3_CU(drv, memcpyDtoH, "fp8-gemm y", y.data(), dy, y.size() * 4);
@@ -1030,13 +1033,58 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       }
       bool pass = diff <= 1e-4 * scale;
       bool ran = schedule == 0 || s.computeCapability() >= 89;
-      const char *names[] = {"few-row kernel", "tensor-core tiles", "skinny tensor cores"};
+      const char *names[] = {"few-row kernel", "128x128 tensor-core tiles",
+                             "skinny tensor cores", "64x64 tensor-core tiles"};
       fmt::print("    {:<40} max rel {:.3e} {}\n",
                  fmt::format("{} {}", grouped ? "grouped (4 experts)" : "plain",
                              names[schedule]),
                  diff / scale, !ran ? "(no FP8 tensor cores: few-row kernel)" : pass ? "PASS" : "FAIL");
       ok = ok && pass;
     }
+  // DSV3_FP8_GEMM_TIME=M,N,K: each tensor-core schedule timed on random
+  // codes of that shape (no host reference: the check above is the
+  // correctness), TFLOP/s against the H100/H200 dense FP8 peak (1979).
+  if (const char *spec = std::getenv("DSV3_FP8_GEMM_TIME")) {
+    int64_t tm = 0, tn = 0, tk = 0;
+    if (std::sscanf(spec, "%ld,%ld,%ld", &tm, &tn, &tk) != 3 || tm < 1 || tn < 1 || tk < 128)
+      fail("DSV3_FP8_GEMM_TIME takes M,N,K, got '{}'", spec);
+    std::vector<uint8_t> bytes(size_t(std::max(tm, tn) * tk));
+    for (size_t i = 0; i < bytes.size(); ++i)
+      bytes[i] = uint8_t((i * 2654435761u >> 7) % 0x70) | uint8_t(i & 0x80);
+    std::vector<float> ones(size_t(std::max(tm, tn) * ((tk + 127) / 128)), 1.0f);
+    std::vector<float> xs(size_t(tm * tk));
+    for (size_t i = 0; i < xs.size(); ++i)
+      xs[i] = f8e4m3ToFloat(bytes[i % bytes.size()]);
+    CUdeviceptr tx = upload(xs.data(), xs.size() * 4, "timing x");
+    CUdeviceptr tw = upload(bytes.data(), size_t(tn * tk), "timing w");
+    CUdeviceptr ts = upload(ones.data(), ones.size() * 4, "timing scales");
+    CUdeviceptr ty2 = 0;
+    DSV3_CU(drv, memAlloc, "timing y", &ty2, size_t(tm * tn) * 4);
+    cuda::Fp8Weight tf{tw, ts, int(blk), int(blk)};
+    for (int schedule : {1, 3, 2}) {
+      if (schedule == 3)
+        setenv("DSV3_FP8_TILES64", "1", 1);
+      auto once = [&] {
+        cuda::fp8Gemm(s, "fp8-gemm timing", tx, tk, tf, 0, ty2, tm, tn, tk, 0, 0, 0,
+                      schedule == 3 ? 1 : schedule);
+      };
+      once();
+      DSV3_CU(drv, streamSynchronize, "fp8-gemm timing", s.stream());
+      auto t0 = std::chrono::steady_clock::now();
+      const int reps = 10;
+      for (int r = 0; r < reps; ++r)
+        once();
+      DSV3_CU(drv, streamSynchronize, "fp8-gemm timing", s.stream());
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                      .count() / reps;
+      unsetenv("DSV3_FP8_TILES64");
+      const char *names[] = {"", "128x128 tiles", "skinny", "64x64 tiles"};
+      double tflops = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
+      fmt::print("    timing {}x{}x{} {:<14} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 1979), "
+                 "activation quantization included\n",
+                 tm, tn, tk, names[schedule], ms, tflops, 100.0 * tflops / 1979.0);
+    }
+  }
   return ok;
 }
 #endif
