@@ -403,7 +403,7 @@ SocketCommunicator::exchangeWithin(const std::vector<int> &members,
         }
         ssize_t m = ::recv(fd, dst, want, MSG_DONTWAIT);
         if (m == 0)
-          lost(r, op, "it closed its connection (it exited or was killed)");
+          lost(r, op, "it closed its connection: it exited or was killed");
         if (m < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
           lost(r, op, fmt::format("recv failed ({}): it exited or was killed", std::strerror(errno)));
         if (m > 0) {
