@@ -279,7 +279,9 @@ def Dsv3QuantizeFp8Pass : Pass<"dsv3-quantize-fp8", "mlir::ModuleOp"> {
         : tensor<64x128xf8E4M3FN>, tensor<1x1xf32> -> tensor<64x128xf32>
     ```
 
-    Inference only: a module with a backward entry is refused (FP8
+    Runs after `dsv3-partition-experts`: the scales of a sharded expert
+    stack are sharded with it (`sharded_over`, `placement`), one rank's
+    experts. Inference only: a module with a backward entry is refused (FP8
     training keeps fp32 master weights and is not built yet).
   }];
   let options = [

@@ -22,12 +22,6 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   pm.addPass(createDsv3FuseSwigluPass());
   pm.addPass(createDsv3FuseRmsNormPass());
   pm.addPass(createDsv3FuseResidualPass());
-  if (options.quantize == "fp8") {
-    Dsv3QuantizeFp8PassOptions fp8;
-    fp8.blockRows = options.fp8BlockRows;
-    fp8.blockCols = options.fp8BlockCols;
-    pm.addPass(createDsv3QuantizeFp8Pass(fp8));
-  }
   // Partitioned when asked for, even over one rank: `--ep 1` runs the
   // exchanges and reductions with a single rank (the NCCL path's world
   // size 1 check).
@@ -38,6 +32,14 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
     partition.capacity = options.epCapacity;
     partition.placementFile = options.epPlacement;
     pm.addPass(createDsv3PartitionExpertsPass(partition));
+  }
+  // After the partition: a sharded expert stack's block scales are
+  // sharded with it (one rank's experts, their checkpoint tensors).
+  if (options.quantize == "fp8") {
+    Dsv3QuantizeFp8PassOptions fp8;
+    fp8.blockRows = options.fp8BlockRows;
+    fp8.blockCols = options.fp8BlockCols;
+    pm.addPass(createDsv3QuantizeFp8Pass(fp8));
   }
   Dsv3LowerToKernelsPassOptions lowering;
   lowering.maxBatch = options.maxBatch;

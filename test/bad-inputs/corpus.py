@@ -349,6 +349,75 @@ def scale_int(h):
 
 fp8_case("scale-int", scale_int, q + "_scale_inv", "expected F32")
 
+# An FP8 artifact (dsv3c --quantize fp8): its manifest's quantization and
+# weight_scale records, and checkpoints whose FP8 weights are broken.
+art8 = path("art8")
+if not os.path.isdir(art8):
+    subprocess.run([DSV3C, fixture, "--quantize", "fp8", "-o", art8, "--quiet"], check=True)
+manifest8 = json.load(open(os.path.join(art8, "manifest.json")))
+scale_params = [i for i, p in enumerate(manifest8["params"]) if p["role"] == "weight_scale"]
+
+
+def fp8_artifact_case(name, mutate, *expect):
+    d = path("a8", name)
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    shutil.copytree(art8, d)
+    m = copy.deepcopy(manifest8)
+    mutate(m)
+    json.dump(m, open(os.path.join(d, "manifest.json"), "w"))
+    case("artifact/fp8-" + name, [RUN, "forward", d, "--weights", fixture, "--ids", "1,2",
+                                  "--out", path("a8", name + ".out")], "manifest.json", *expect)
+
+
+first_scale = scale_params[0]
+fp8_artifact_case("quantization-int4", lambda m: m.__setitem__("quantization", "int4"),
+                  "quantization", "fp8")
+fp8_artifact_case("scales-dropped",
+                  lambda m: m["params"][first_scale].pop("scales"), "weight_scale", "scales")
+fp8_artifact_case("scales-unknown",
+                  lambda m: m["params"][first_scale].__setitem__("scales", "no.such.weight"),
+                  "no.such.weight", "f8e4m3")
+fp8_artifact_case("scales-bf16",
+                  lambda m: m["params"][first_scale].__setitem__("dtype", "bf16"),
+                  "f32 scales")
+fp8_artifact_case("scale-param-gone",
+                  lambda m: m["params"].pop(first_scale), "f8e4m3", "weight_scale")
+fp8_artifact_case("scales-of-norm",
+                  lambda m: m["params"][first_scale].__setitem__(
+                      "scales", "model.layers.0.input_layernorm.weight"),
+                  "model.layers.0.input_layernorm.weight", "f8e4m3")
+
+
+def fp8_run_case(name, blob, *expect):
+    d = path("w8", name)
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, "model.safetensors"), "wb").write(blob)
+    case("weights/fp8-artifact-" + name,
+         [RUN, "forward", art8, "--weights", d, "--ids", "1,2,3",
+          "--out", path("w8", name + ".out.safetensors")], *expect)
+
+
+w8 = path("fp8-128")
+if not os.path.isdir(w8):
+    subprocess.run([RUN, "quantize", art, "--weights", fixture, "--out", w8],
+                   check=True, stdout=subprocess.DEVNULL)
+w8b = open(os.path.join(w8, "model.safetensors"), "rb").read()
+w8h = json.loads(w8b[8:8 + struct.unpack("<Q", w8b[:8])[0]])
+w8d = w8b[8 + struct.unpack("<Q", w8b[:8])[0]:]
+q8 = next(k for k, v in w8h.items() if k != "__metadata__" and v["dtype"] == "F8_E4M3")
+
+
+def w8_case(name, mutate, *expect):
+    h = copy.deepcopy(w8h)
+    mutate(h)
+    fp8_run_case(name, pack(h, w8d), *expect)
+
+
+w8_case("scale-missing", lambda h: h.pop(q8 + "_scale_inv"), q8, "_scale_inv", "missing")
+w8_case("weight-missing", lambda h: h.pop(q8), q8, "missing")
+w8_case("weight-i8", lambda h: h[q8].__setitem__("dtype", "I8"), q8)
+
 # -------------------------------------------------------------- tokenizers
 tok_good = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                        "Tokenizer", "Inputs", "tiny", "tokenizer.json"),

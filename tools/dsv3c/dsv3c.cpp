@@ -416,11 +416,6 @@ int main(int argc, char **argv) {
                     "yet\n";
     return 2;
   }
-  if (quantize == "fp8" && (expertParallel.getNumOccurrences() || dataParallel.getNumOccurrences())) {
-    llvm::errs() << "dsv3c: error: --quantize fp8 with --ep/--dp is not built yet (the "
-                    "experts' block scales are not sharded)\n";
-    return 2;
-  }
   if (dataParallel.getNumOccurrences() && dataParallel < 1) {
     llvm::errs() << "dsv3c: error: --dp M needs M >= 1, got " << dataParallel << "\n";
     return 2;
