@@ -1658,125 +1658,24 @@ __device__ __forceinline__ void mmaE4m3(float *d, const unsigned *a, const unsig
 #endif
 }
 
-/// The FP8 GEMM on tensor cores (sm_89+; the launcher takes fp8_gemm_rows
-/// elsewhere): 64 x 64 output tiles, 4 warps of 32 x 32, K in 128-wide
-/// blocks staged in shared memory; each block's MMA partial sums are scaled
-/// by s_a (per row) * s_w (per 128-row weight block: br a multiple of 64)
-/// and added to the fp32 accumulators, as DeepGEMM promotes them.
-/// Grouped (counts != null): blockIdx.y enumerates every expert's 64-row
-/// tiles (gridDim.y >= rows / 64 + E), rows grouped by expert.
-template <int Unused>
-__global__ void __launch_bounds__(128)
-fp8_gemm_mma(const unsigned char *xq, const float *sa, const unsigned char *W, const float *sw,
-             const float *b, const float *res, float *y, i64 rows, int N, int K, int br,
-             const i64 *counts, int E) {
-  constexpr int Ld = 144; // 128 bytes + 16 of padding: conflict-free fragment reads
-  __shared__ __align__(16) unsigned char As[64 * Ld];
-  __shared__ __align__(16) unsigned char Bs[64 * Ld];
-  int nb = (K + 127) / 128;
-  i64 rowBegin = i64(blockIdx.y) * 64, rowEnd = rows;
-  if (counts) { // find this block's expert and row tile
-    i64 start = 0, t = blockIdx.y;
-    int e = 0;
-    for (; e < E; ++e) {
-      i64 c = counts[e], tiles = (c + 63) / 64;
-      if (t < tiles)
-        break;
-      t -= tiles;
-      start += c;
+/// Tile `t` of `tileRows`-row tiles over rows grouped by expert (counts[E]):
+/// its rows [begin, end) and expert; false past the last tile (blocks of a
+/// grid sized rows / tileRows + E, an upper bound, return).
+__device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRows, i64 t,
+                                           i64 &begin, i64 &end, int &expert) {
+  i64 start = 0;
+  for (int e = 0; e < E; ++e) {
+    i64 c = counts[e], tiles = (c + tileRows - 1) / tileRows;
+    if (t < tiles) {
+      begin = start + t * tileRows;
+      end = start + c;
+      expert = e;
+      return true;
     }
-    if (e == E)
-      return;
-    rowBegin = start + t * 64;
-    rowEnd = start + counts[e];
-    W += i64(e) * N * K;
-    sw += i64(e) * ((N + br - 1) / br) * nb;
+    t -= tiles;
+    start += c;
   }
-  if (rowBegin >= rowEnd)
-    return;
-  int n0 = blockIdx.x * 64;
-  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-  int g = lane >> 2, t4 = lane & 3;
-  float acc[2][4][4] = {}, part[2][4][4];
-  const float *swn = sw + i64(n0 / br) * nb;
-  for (int kb = 0; kb < nb; ++kb) {
-    __syncthreads();
-    // Stage 64 rows x 128 bytes of A and B (16 bytes a thread, 8 times).
-    for (int i = threadIdx.x; i < 64 * 8; i += 128) {
-      int rr = i >> 3, c = (i & 7) * 16, k = kb * 128 + c;
-      uint4 av = make_uint4(0, 0, 0, 0), bv = make_uint4(0, 0, 0, 0);
-      i64 row = rowBegin + rr;
-      if (row < rowEnd && k + 16 <= K)
-        av = *reinterpret_cast<const uint4 *>(xq + row * K + k);
-      if (n0 + rr < N && k + 16 <= K)
-        bv = *reinterpret_cast<const uint4 *>(W + i64(n0 + rr) * K + k);
-      *reinterpret_cast<uint4 *>(As + rr * Ld + c) = av;
-      *reinterpret_cast<uint4 *>(Bs + rr * Ld + c) = bv;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-          part[i][j][q] = 0.f;
-#pragma unroll
-    for (int ks = 0; ks < 128; ks += 32) {
-      unsigned a[2][4], bw[4][2];
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const unsigned char *base = As + (wm + i * 16 + g) * Ld + ks + t4 * 4;
-        a[i][0] = *reinterpret_cast<const unsigned *>(base);
-        a[i][1] = *reinterpret_cast<const unsigned *>(base + 8 * Ld);
-        a[i][2] = *reinterpret_cast<const unsigned *>(base + 16);
-        a[i][3] = *reinterpret_cast<const unsigned *>(base + 8 * Ld + 16);
-      }
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const unsigned char *base = Bs + (wn + j * 8 + g) * Ld + ks + t4 * 4;
-        bw[j][0] = *reinterpret_cast<const unsigned *>(base);
-        bw[j][1] = *reinterpret_cast<const unsigned *>(base + 16);
-      }
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          mmaE4m3(part[i][j], a[i], bw[j]);
-    }
-    float s = swn[kb];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      i64 r0 = rowBegin + wm + i * 16 + g, r1 = r0 + 8;
-      float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * s : 0.f;
-      float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * s : 0.f;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        acc[i][j][0] += part[i][j][0] * s0;
-        acc[i][j][1] += part[i][j][1] * s0;
-        acc[i][j][2] += part[i][j][2] * s1;
-        acc[i][j][3] += part[i][j][3] * s1;
-      }
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        i64 r = rowBegin + wm + i * 16 + g + (q >= 2 ? 8 : 0);
-        int n = n0 + wn + j * 8 + t4 * 2 + (q & 1);
-        if (r < rowEnd && n < N) {
-          float v = acc[i][j][q];
-          if (b)
-            v += b[n];
-          if (res)
-            v += res[r * N + n];
-          y[r * N + n] = v;
-        }
-      }
+  return false;
 }
 
 /// 16 bytes global -> shared without registers (sm_80+), and its fences.
@@ -1818,19 +1717,9 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
   int nb = (K + 127) / 128;
   i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
   if (counts) {
-    i64 start = 0, t = blockIdx.y;
     int e = 0;
-    for (; e < E; ++e) {
-      i64 c = counts[e], tiles = (c + 127) / 128;
-      if (t < tiles)
-        break;
-      t -= tiles;
-      start += c;
-    }
-    if (e == E)
+    if (!expertTile(counts, E, 128, blockIdx.y, rowBegin, rowEnd, e))
       return;
-    rowBegin = start + t * 128;
-    rowEnd = start + counts[e];
     W += i64(e) * N * K;
     sw += i64(e) * ((N + br - 1) / br) * nb;
   }
@@ -1944,7 +1833,7 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
 /// read straight from global memory in MMA fragment order (32 bytes a
 /// column per 32-wide K step), the activations as e4m3 codes. Each 128-wide
 /// K block's partial sums are scaled by s_a * s_w and added in fp32, as in
-/// fp8_gemm_mma. blockIdx.y: 16-row tiles (grouped: every expert's, rows
+/// fp8_gemm_tc. blockIdx.y: 16-row tiles (grouped: every expert's, rows
 /// grouped by expert); blockIdx.z: a K range of kPer 128-wide blocks, whose
 /// sums go to part[z] for fp8_splitk_reduce when gridDim.z > 1.
 template <int Unused>
@@ -1959,19 +1848,9 @@ fp8_gemm_skinny(const unsigned char *xq, const float *sa, const unsigned char *W
   int nb = (K + 127) / 128;
   i64 rowBegin = i64(blockIdx.y) * 16, rowEnd = rows;
   if (counts) {
-    i64 start = 0, t = blockIdx.y;
     int e = 0;
-    for (; e < E; ++e) {
-      i64 c = counts[e], tiles = (c + 15) / 16;
-      if (t < tiles)
-        break;
-      t -= tiles;
-      start += c;
-    }
-    if (e == E)
+    if (!expertTile(counts, E, 16, blockIdx.y, rowBegin, rowEnd, e))
       return;
-    rowBegin = start + t * 16;
-    rowEnd = start + counts[e];
     W += i64(e) * N * K;
     sw += i64(e) * ((N + br - 1) / br) * nb;
   }

@@ -60,10 +60,10 @@ Fp8Weight fp8Of(const json &p, const Ins &in, size_t i) {
 }
 
 /// The FP8 GEMM's schedule: 0 the few-row CUDA-core kernel (any GPU), 1 the
-/// 64 x 64 tensor-core tiles (prefill), 2 the skinny tensor-core kernel
+/// 128 x 128 tensor-core tiles (prefill), 2 the skinny tensor-core kernel
 /// (16-row tiles read straight from global memory: decode). The tensor
 /// cores need e4m3 MMA (sm_89+), K % 32 and scale blocks of whole column
-/// tiles (br % 64, % 8). `schedule` >= 0 (or DSV3_FP8_MMA=0/1/2) forces one
+/// tiles (br % 128, % 8). `schedule` >= 0 (or DSV3_FP8_MMA=0/1/2) forces one
 /// where it can run.
 int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t E,
                 int schedule) {
@@ -71,7 +71,7 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   if (schedule < 0 && force && *force)
     schedule = std::atoi(force);
   bool mma = s.computeCapability() >= 89 && K % 32 == 0;
-  bool tiles = mma && w.br % 64 == 0, skinny = mma && w.br % 8 == 0;
+  bool tiles = mma && w.br % 128 == 0, skinny = mma && w.br % 8 == 0;
   if (schedule == 1)
     return tiles ? 1 : 0;
   if (schedule == 2)
@@ -120,21 +120,13 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   CUdeviceptr xd = mma ? 0 : s.workspace(size_t(rows * K) * 4);
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
-  if (sched == 1 && w.br % 128 == 0 && !std::getenv("DSV3_FP8_TILES64")) {
+  if (sched == 1) {
     // 128 x 128 tiles, cp.async two stages ahead (72 KB of shared memory).
     unsigned tiles = unsigned((rows + 127) / 128 + E);
     if (tiles > 65535)
       fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
     s.launch("dsv3::fp8_gemm_tc<0>", {unsigned((N + 127) / 128), tiles, 1}, {256, 1, 1},
              size_t(2 * 2 * 128 * 144),
-             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
-    return;
-  }
-  if (sched == 1) { // 64 x 64 tiles (scale blocks of 64 rows)
-    unsigned tiles = unsigned((rows + 63) / 64 + E);
-    if (tiles > 65535)
-      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
-    s.launch("dsv3::fp8_gemm_mma<0>", {unsigned((N + 63) / 64), tiles, 1}, {128, 1, 1}, 0,
              argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
     return;
   }

@@ -1032,14 +1032,11 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
   fmt::print("  {} against the host FP8 GEMM (same operands; tolerance 1e-04 of max |y|):\n",
              s.description());
   for (bool grouped : {false, true})
-    for (int schedule : {0, 1, 3, 2}) { // 3: the 64 x 64 tiles (DSV3_FP8_TILES64)
+    for (int schedule : {0, 1, 2}) {
       cuda::Fp8Weight fw{grouped ? dwe : dw, grouped ? dse : ds, int(blk), int(blk)};
       s.upload(dy, zero.data(), zero.size() * 4, "fp8-gemm y");
-      if (schedule == 3)
-        setenv("DSV3_FP8_TILES64", "1", 1);
       cuda::fp8Gemm(s, "fp8-gemm", dx, K, fw, 0, dy, M, N, K, 0, grouped ? dc : 0,
-                    grouped ? E : 0, schedule == 3 ? 1 : schedule);
-      unsetenv("DSV3_FP8_TILES64");
+                    grouped ? E : 0, schedule);
       DSV3_CU(drv, streamSynchronize, "fp8-gemm", s.stream());
       std::vector<float> y(size_t(M * N));
       DSV3_CU(drv, memcpyDtoH, "fp8-gemm y", y.data(), dy, y.size() * 4);
@@ -1052,7 +1049,7 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       bool pass = diff <= 1e-4 * scale;
       bool ran = schedule == 0 || s.computeCapability() >= 89;
       const char *names[] = {"few-row kernel", "128x128 tensor-core tiles",
-                             "skinny tensor cores", "64x64 tensor-core tiles"};
+                             "skinny tensor cores"};
       fmt::print("    {:<40} max rel {:.3e} {}\n",
                  fmt::format("{} {}", grouped ? "grouped (4 experts)" : "plain",
                              names[schedule]),
@@ -1079,12 +1076,9 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
     CUdeviceptr ty2 = 0;
     DSV3_CU(drv, memAlloc, "timing y", &ty2, size_t(tm * tn) * 4);
     cuda::Fp8Weight tf{tw, ts, int(blk), int(blk)};
-    for (int schedule : {1, 3, 2}) {
-      if (schedule == 3)
-        setenv("DSV3_FP8_TILES64", "1", 1);
+    for (int schedule : {1, 2}) {
       auto once = [&] {
-        cuda::fp8Gemm(s, "fp8-gemm timing", tx, tk, tf, 0, ty2, tm, tn, tk, 0, 0, 0,
-                      schedule == 3 ? 1 : schedule);
+        cuda::fp8Gemm(s, "fp8-gemm timing", tx, tk, tf, 0, ty2, tm, tn, tk, 0, 0, 0, schedule);
       };
       once();
       DSV3_CU(drv, streamSynchronize, "fp8-gemm timing", s.stream());
@@ -1095,8 +1089,7 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       DSV3_CU(drv, streamSynchronize, "fp8-gemm timing", s.stream());
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                       .count() / reps;
-      unsetenv("DSV3_FP8_TILES64");
-      const char *names[] = {"", "128x128 tiles", "skinny", "64x64 tiles"};
+      const char *names[] = {"", "128x128 tiles", "skinny"};
       double tflops = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
       fmt::print("    timing {}x{}x{} {:<14} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 1979), "
                  "activation quantization included\n",
