@@ -20,6 +20,7 @@
 #include "codegen/ArtifactWriter.h"
 
 #include "dialects/Dsv3/IR/Dsv3Dialect.h"
+#include "dialects/Dsv3/IR/Dsv3Ops.h"
 #include "dialects/Dsv3K/IR/Dsv3KOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -305,6 +306,31 @@ LogicalResult makeDir(const std::string &dir) {
   }
   return success();
 }
+/// What the compiled artifact stores (after dsv3-quantize-fp8): bytes of
+/// its parameters by element type (e4m3 weights, their f32 block scales, the
+/// rest in the model's dtype); tied copies and optimizer moments excluded.
+void printArtifactWeights(ModuleOp module, llvm::raw_ostream &os) {
+  if (!module->hasAttr("dsv3.quantization"))
+    return;
+  int64_t fp8 = 0, scales = 0, rest = 0;
+  for (auto param : module.getOps<mlir::dsv3::ParamOp>()) {
+    if (param.getTiedTo() || param.getRole() == mlir::dsv3::ParamRole::OptimizerState)
+      continue;
+    auto type = param.getTensorType();
+    int64_t bytes = type.getNumElements() * int64_t(type.getElementTypeBitWidth() / 8) *
+                    param.getNumShards();
+    if (param.getRole() == mlir::dsv3::ParamRole::WeightScale)
+      scales += bytes;
+    else if (isa<Float8E4M3FNType>(type.getElementType()))
+      fp8 += bytes;
+    else
+      rest += bytes;
+  }
+  os << llvm::formatv("  FP8 artifact weights: {0} bytes ({1} e4m3, {2} block scales, {3} "
+                      "in the model's dtype)\n",
+                      fp8 + scales + rest, fp8, scales, rest);
+}
+
 /// The arena of each entry function after memory planning.
 void printMemoryPlan(ModuleOp module, llvm::raw_ostream &os) {
   for (auto func : module.getOps<func::FuncOp>()) {
@@ -507,8 +533,10 @@ int main(int argc, char **argv) {
     }
     mlir::dsv3::printParamStats(*paramCounts, llvm::outs(),
                                 statsFormat == StatsFormat::Json);
-    if (statsFormat == StatsFormat::Table)
+    if (statsFormat == StatsFormat::Table) {
       printMemoryPlan(*module, llvm::outs());
+      printArtifactWeights(*module, llvm::outs());
+    }
     if (expertParallel > 0) {
       int64_t arena = 0;
       for (auto func : module->getOps<mlir::func::FuncOp>())
