@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark results -> one table (Markdown), with roofline fractions.
 
-  report.py parse-dsv3 LOG          a `dsv3-run time` log -> JSON lines
+  report.py parse-dsv3 LOG [--fp8]  a `dsv3-run time` log -> JSON lines (--fp8: the
+                                    rows of the FP8 artifact, "FP8 decode b1 ctx1024")
   report.py table RESULTS.jsonl --config CFG --gpu NAME [--context C]
 
 The roofline of a row is the work a minimal implementation must do, from
@@ -17,28 +18,35 @@ the model config alone (not from what any implementation does):
           (qk + v head dims)); time at the GPU's dense bf16 peak.
   train   3 x the prefill FLOPs of the training slice (forward, and a
           backward of twice its work); time at the dense bf16 peak.
+  FP8 rows (dsv3c --quantize fp8): decode reads the FP8 set (attention,
+          dense MLP, experts) at one byte a weight, the rest (router,
+          lm_head) and the cache as above; prefill at the dense FP8 peak.
+          The PyTorch columns of an FP8 row are the bf16 row's (HF has no
+          FP8 path): its speedup is against bf16 PyTorch.
 """
 import argparse
 import json
 import re
 import sys
 
-# (HBM bytes/s, dense bf16 FLOP/s) by GPU name.
+# (HBM bytes/s, dense bf16 FLOP/s) by GPU name; dense FP8 is twice bf16.
 GPUS = {"H100": (3.35e12, 989e12), "H200": (4.8e12, 989e12)}
-# Issue 6's targets (ms, bf16, one H100).
+# Issue 6's targets (ms, bf16, one H100), and issue 8's FP8 prefill.
 TARGETS = {"decode b1": 2.1, "decode b32": 12.0, "decode b128": 16.0, "prefill 4x2048": 45.0,
-           "train 4x4096": 320.0}
+           "train 4x4096": 320.0, "FP8 prefill 4x2048": 30.0}
 
 
-def parse_dsv3(path):
+def parse_dsv3(path, fp8=False):
     text = open(path).read()
     rows = []
+    tag = "FP8 " if fp8 else ""
     m = re.search(r"batch (\d+), context (\d+), decode ([\d.]+) ms per step", text)
     if m:
-        rows.append({"impl": "dsv3", "workload": f"decode b{m[1]} ctx{m[2]}", "ms": float(m[3])})
+        rows.append({"impl": "dsv3", "workload": f"{tag}decode b{m[1]} ctx{m[2]}",
+                     "ms": float(m[3])})
     m = re.search(r"batch (\d+), prompt (\d+): prefill ([\d.]+) ms", text)
     if m:
-        rows.append({"impl": "dsv3", "workload": f"prefill {m[1]}x{m[2]}", "ms": float(m[3])})
+        rows.append({"impl": "dsv3", "workload": f"{tag}prefill {m[1]}x{m[2]}", "ms": float(m[3])})
     m = re.search(r"train batch (\d+) x (\d+): train_step ([\d.]+) ms", text)
     if m:
         rows.append({"impl": "dsv3", "workload": f"train {m[1]}x{m[2]}", "ms": float(m[3]),
@@ -46,7 +54,7 @@ def parse_dsv3(path):
     if not rows:
         err = [l for l in text.splitlines() if "error" in l.lower()]
         name = re.sub(r".*dsv3-", "", path).replace(".log", "")
-        rows.append({"impl": "dsv3", "workload": name, "ms": None,
+        rows.append({"impl": "dsv3", "workload": tag + name, "ms": None,
                      "note": (err[-1] if err else "no timing line")[:200]})
     return rows
 
@@ -69,11 +77,12 @@ class Model:
         L, kd = c["num_hidden_layers"], c.get("first_k_dense_replace", 0)
         self.layers, self.dense_layers, self.moe_layers = L, min(kd, L), L - min(kd, L)
 
-    def decode_bytes(self, B, ctx):
+    def decode_bytes(self, B, ctx, fp8=False):
         hit = self.E * (1 - (1 - self.k / self.E) ** B)
-        params = self.layers * self.attn + self.dense_layers * self.dense + self.head + \
-            self.moe_layers * (self.router + self.shared + hit * self.expert)
-        return 2 * params + 2 * self.layers * B * ctx * self.latent
+        fp8_set = self.layers * self.attn + self.dense_layers * self.dense + \
+            self.moe_layers * (self.shared + hit * self.expert)
+        rest = self.head + self.moe_layers * self.router
+        return (1 if fp8 else 2) * fp8_set + 2 * rest + 2 * self.layers * B * ctx * self.latent
 
     def prefill_flops(self, B, P):
         per_token = self.layers * self.attn + self.dense_layers * self.dense + self.head + \
@@ -102,8 +111,8 @@ def table(args):
             notes.append(f"{r['impl']} {r['workload']}: {r.get('note', '')}")
     workloads = []
     for r in rows:
-        if r["workload"] not in workloads and re.match(r"(decode b\d+ ctx\d+|(prefill|train) \d+x\d+)$",
-                                                      r["workload"]):
+        if r["workload"] not in workloads and re.match(
+                r"(FP8 )?(decode b\d+ ctx\d+|(prefill|train) \d+x\d+)$", r["workload"]):
             workloads.append(r["workload"])
     out = []
     out.append(f"| workload | dsv3 ms | eager ms | grouped_mm ms | torch.compile ms | "
@@ -111,35 +120,43 @@ def table(args):
                f"target (H100) |")
     out.append("|---|---|---|---|---|---|---|---|---|")
     for w in workloads:
-        ms = {i: by.get((w, i), {}).get("ms") for i in impls}
+        fp8 = w.startswith("FP8 ")
+        base = w[4:] if fp8 else w
+        ms = {i: by.get((base if fp8 and i != "dsv3" else w, i), {}).get("ms") for i in impls}
         torch_best = min([v for i, v in ms.items() if i != "dsv3" and v], default=None)
         d = ms["dsv3"]
         speed = f"{torch_best / d:.2f}x" if d and torch_best else "—"
-        m = re.match(r"decode b(\d+) ctx(\d+)", w)
+        peak_row = 2 * peak if fp8 else peak
+        m = re.match(r"decode b(\d+) ctx(\d+)", base)
         if m:
             B, ctx = int(m[1]), int(m[2])
-            work = model.decode_bytes(B, ctx)
+            work = model.decode_bytes(B, ctx, fp8)
             ach = f"{work / (d * 1e-3) / 1e9:.0f} GB/s" if d else "—"
             frac = f"{work / bw / (d * 1e-3):.0%} of {bw / 1e12:.2f} TB/s" if d else "—"
             key = f"decode b{B}"
         else:
-            m = re.match(r"(prefill|train) (\d+)x(\d+)", w)
+            m = re.match(r"(prefill|train) (\d+)x(\d+)", base)
             B, P = int(m[2]), int(m[3])
             work = model.prefill_flops(B, P) if m[1] == "prefill" else \
                 3 * train_model.prefill_flops(B, P)
             ach = f"{work / (d * 1e-3) / 1e12:.0f} TFLOP/s" if d else "—"
-            frac = f"{work / peak / (d * 1e-3):.0%} of {peak / 1e12:.0f} TFLOP/s" if d else "—"
+            frac = f"{work / peak_row / (d * 1e-3):.0%} of {peak_row / 1e12:.0f} TFLOP/s" \
+                if d else "—"
             key = f"{m[1]} {B}x{P}"
-        t = TARGETS.get(key)
+        t = TARGETS.get(("FP8 " if fp8 else "") + key)
         target = "—" if t is None else (f"≤ {t} ms: " + ("met" if d and d <= t else "not met"))
+        if fp8 and key == "decode b32": # issue 8: faster than the bf16 row
+            b16 = by.get((base, "dsv3"), {}).get("ms")
+            target = "faster than bf16: " + ("met" if d and b16 and d < b16 else "not met")
         out.append(f"| {w} | {fmt_ms(d)} | {fmt_ms(ms['torch-eager'])} | "
                    f"{fmt_ms(ms['torch-grouped_mm'])} | {fmt_ms(ms['torch-compile'])} | "
                    f"{speed} | {ach} | {frac} | {target} |")
     out.append("")
     out.append(f"GPU: {args.gpu}; roofline {bw / 1e12:.2f} TB/s HBM, {peak / 1e12:.0f} TFLOP/s "
-               f"dense bf16. Minimal work per row: decode = bf16 weights touched + bf16 latent "
-               f"cache; prefill = 2 x tokens x parameters per token + causal attention "
-               f"(bench/report.py).")
+               f"dense bf16 ({2 * peak / 1e12:.0f} FP8). Minimal work per row: decode = bf16 "
+               f"weights touched (FP8 rows: the FP8 set at one byte) + bf16 latent cache; "
+               f"prefill = 2 x tokens x parameters per token + causal attention "
+               f"(bench/report.py). FP8 rows: PyTorch columns are its bf16 rows.")
     for n in notes:
         out.append(f"- {n}")
     print("\n".join(out))
@@ -150,6 +167,7 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("parse-dsv3")
     p.add_argument("log")
+    p.add_argument("--fp8", action="store_true", help="rows of the FP8 artifact")
     t = sub.add_parser("table")
     t.add_argument("results")
     t.add_argument("--config", required=True)
@@ -158,7 +176,7 @@ def main():
                    help="the training rows' model config (default: --config)")
     a = ap.parse_args()
     if a.cmd == "parse-dsv3":
-        for r in parse_dsv3(a.log):
+        for r in parse_dsv3(a.log, a.fp8):
             print(json.dumps(r))
     else:
         table(a)

@@ -50,6 +50,20 @@ d decode-b32 --batch 32 --context 1024 --steps 16
 d decode-b128 --batch 128 --context 1024 --steps 8
 d prefill-1x2048 --batch 1 --seq 2048 --steps 1
 d prefill-4x2048 --batch 4 --seq 2048 --steps 1
+if [ -d bench-artifacts/v3-infer-fp8 ]; then # dsv3c --quantize fp8 (bench/prepare.sh)
+  echo "== dsv3 FP8 ($(( $(date +%s) - T0 )) s)"
+  f() {
+    local name=$1; shift
+    build-gpu/bin/dsv3-run time bench-artifacts/v3-infer-fp8 --random-weights 1 --backend cuda \
+      "$@" > "$OUT/dsv3-fp8-$name.log" 2>&1
+    tail -1 "$OUT/dsv3-fp8-$name.log"
+    python3 bench/report.py parse-dsv3 --fp8 "$OUT/dsv3-fp8-$name.log" >> "$R"
+  }
+  f decode-b1 --batch 1 --context 1024 --steps 32
+  f decode-b32 --batch 32 --context 1024 --steps 16
+  f decode-b128 --batch 128 --context 1024 --steps 8
+  f prefill-4x2048 --batch 4 --seq 2048 --steps 1
+fi
 echo "== where dsv3's time goes ($(( $(date +%s) - T0 )) s)"
 for args in "--batch 1 --context 1024 --steps 8" "--batch 128 --context 1024 --steps 2" \
             "--batch 4 --seq 2048 --steps 1"; do
