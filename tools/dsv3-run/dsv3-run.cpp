@@ -1170,6 +1170,41 @@ int fp8Gemm(const Options &o) {
     for (int64_t n = 0; n < N; ++n)
       refMax = std::max(refMax, std::fabs(y64[size_t(m * N + n)]));
   bool accOk = accErr <= 1e-5 * yMax, boundOk = worstRatio <= 1.0;
+  // The rounding itself (floatToF8e4m3 is bit arithmetic): at every finite
+  // code, its float neighbours, every midpoint between codes and the floats
+  // beside it, against the nearest of the 127 non-negative codes found by
+  // search (ties to the even code), with both signs.
+  int64_t roundingChecked = 0, roundingBad = 0;
+  {
+    std::vector<float> codes127(127);
+    for (int c = 0; c < 127; ++c)
+      codes127[size_t(c)] = f8e4m3ToFloat(uint8_t(c));
+    auto nearest = [&](float v) {
+      float a = std::fabs(v);
+      int best = 126;
+      if (a < 448.0f) {
+        size_t hi = size_t(std::upper_bound(codes127.begin(), codes127.end(), a) -
+                           codes127.begin());
+        size_t lo = hi - 1;
+        float dl = a - codes127[lo], dh = codes127[hi] - a;
+        best = int(dl < dh || (dl == dh && lo % 2 == 0) ? lo : hi);
+      }
+      return uint8_t((std::signbit(v) ? 0x80 : 0) | best);
+    };
+    for (int c = 0; c < 127; ++c) {
+      float v = codes127[size_t(c)], next = c < 126 ? codes127[size_t(c + 1)] : 464.0f;
+      float mid = (v + next) / 2;
+      for (float t : {v, std::nextafter(v, 1e9f), std::nextafter(v, -1e9f), mid,
+                      std::nextafter(mid, 1e9f), std::nextafter(mid, -1e9f)})
+        for (float sgn : {1.0f, -1.0f}) {
+          ++roundingChecked;
+          roundingBad += floatToF8e4m3(sgn * t) != nearest(sgn * t);
+        }
+    }
+  }
+  fmt::print("e4m3 rounding: {} values (every code, its neighbours, every midpoint and "
+             "beside it) against a search of the codes: {} differ {}\n",
+             roundingChecked, roundingBad, roundingBad ? "FAIL" : "PASS");
   fmt::print("fp8 GEMM {}x{}x{} (e4m3, 128x128 weight blocks, 1x128 activation blocks)\n", M,
              N, K);
   fmt::print("  fp32 accumulation vs float64 on the same e4m3 operands: max rel {:.3e} "
@@ -1200,7 +1235,7 @@ int fp8Gemm(const Options &o) {
     fail("fp8-gemm: this dsv3-run was built without the CUDA toolkit");
 #endif
   }
-  return accOk && boundOk && gpuOk ? 0 : 1;
+  return accOk && boundOk && gpuOk && roundingBad == 0 ? 0 : 1;
 }
 
 /// Central differences of the loss entry against the gradients entry.
