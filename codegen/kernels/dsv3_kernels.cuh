@@ -1566,6 +1566,16 @@ __device__ __forceinline__ int expertOfRow(const i64 *counts, int E, i64 row) {
   return E - 1;
 }
 
+/// The FP8 GEMMs' epilogue: y[r, n] = v (+ b[n]) (+ res[r, n]).
+__device__ __forceinline__ void fp8Store(float *y, const float *b, const float *res, i64 r,
+                                         int n, int N, float v) {
+  if (b)
+    v += b[n];
+  if (res)
+    v += res[r * N + n];
+  y[r * N + n] = v;
+}
+
 /// y[r, n] = sum_k xd[r, k] W[n, k] s_w[n / br, k / 128] (+ b[n]) (+ res[r, n])
 /// for a few rows, xd the quantized activations (e4m3 x s_a, from
 /// fp8_quantize): a warp per output column, each lane 16 weight bytes a load
@@ -1638,13 +1648,8 @@ __global__ void fp8_gemm_rows(const float *xd, const unsigned char *W, const flo
     if (r >= r1) // uniform across the warp
       break;
     float v = warpSum(acc[j]);
-    if (lane == 0) {
-      if (b)
-        v += b[n];
-      if (res)
-        v += res[r * N + n];
-      y[r * N + n] = v;
-    }
+    if (lane == 0)
+      fp8Store(y, b, res, r, n, N, v);
   }
 }
 
@@ -1817,14 +1822,8 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
       for (int q = 0; q < 4; ++q) {
         i64 r = rowBegin + wm + i * 16 + g + (q >= 2 ? 8 : 0);
         int n = n0 + wn + j * 8 + t4 * 2 + (q & 1);
-        if (r < rowEnd && n < N) {
-          float v = acc[i][j][q];
-          if (b)
-            v += b[n];
-          if (res)
-            v += res[r * N + n];
-          y[r * N + n] = v;
-        }
+        if (r < rowEnd && n < N)
+          fp8Store(y, b, res, r, n, N, acc[i][j][q]);
       }
 }
 
@@ -1898,16 +1897,8 @@ fp8_gemm_skinny(const unsigned char *xq, const float *sa, const unsigned char *W
   for (int q = 0; q < 4; ++q) {
     i64 r = q < 2 ? ra : rb;
     int c = n0 + t4 * 2 + (q & 1);
-    if ((q < 2 ? va : vb) && c < N) {
-      float v = acc[q];
-      if (!split) {
-        if (b)
-          v += b[c];
-        if (res)
-          v += res[r * N + c];
-      }
-      out[r * N + c] = v;
-    }
+    if ((q < 2 ? va : vb) && c < N) // split: the reduce adds b and res
+      fp8Store(out, split ? nullptr : b, split ? nullptr : res, r, c, N, acc[q]);
   }
 }
 

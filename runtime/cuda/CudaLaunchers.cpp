@@ -38,18 +38,14 @@ i64 rowsOf(const DevTensor &t) {
   return n;
 }
 
-size_t numOperands(const json &p, const Ins &in) {
-  return p.contains("fp8_scales") ? p.at("fp8_scales").size() : in.size();
-}
+size_t numOperands(const json &p, const Ins &in) { return fp8LaunchOperands(p, in.size()); }
 
 Fp8Weight fp8Of(const json &p, const Ins &in, size_t i) {
   Fp8Weight w;
-  if (!p.contains("fp8_scales"))
+  int64_t input = fp8ScalesInput(p, i);
+  if (input < 0)
     return w;
-  const json &scales = p.at("fp8_scales");
-  if (i >= scales.size() || scales[i].get<int64_t>() < 0)
-    return w;
-  size_t si = size_t(scales[i].get<int64_t>());
+  size_t si = size_t(input);
   if (si >= in.size() || !in[i]->fp8)
     fail("FP8 launch: input {} is not an e4m3 weight with scales at input {}", i, si);
   w.w = in[i]->ptr;

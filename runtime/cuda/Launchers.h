@@ -8,6 +8,7 @@
 #ifndef DSV3_RUNTIME_CUDA_LAUNCHERS_H
 #define DSV3_RUNTIME_CUDA_LAUNCHERS_H
 
+#include "runtime/Fp8Launch.h"
 #include "runtime/cuda/CudaSession.h"
 #include "runtime/cuda/KernelNames.h"
 

@@ -9,6 +9,7 @@
 #define DSV3_RUNTIME_HOST_HOSTMATH_H
 
 #include "runtime/DType.h"
+#include "runtime/Fp8Launch.h"
 #include "runtime/host/HostTensor.h"
 
 #include <algorithm>
@@ -165,7 +166,7 @@ template <typename Real> struct Proj {
 
 /// The op's operands among a launch's inputs (FP8 scales follow them).
 template <typename Real> size_t numOperands(const json &p, const Ins<Real> &in) {
-  return p.contains("fp8_scales") ? p.at("fp8_scales").size() : in.size();
+  return fp8LaunchOperands(p, in.size());
 }
 
 /// Launch input `i` as a projection weight: FP8 when the launch's
@@ -174,12 +175,10 @@ template <typename Real>
 Proj<Real> projOf(const std::string &k, const json &p, const Ins<Real> &in, size_t i) {
   Proj<Real> w;
   w.w = in.at(i)->f;
-  if (!p.contains("fp8_scales"))
+  int64_t si = fp8ScalesInput(p, i);
+  if (si < 0)
     return w;
-  const json &scales = p.at("fp8_scales");
-  if (i >= scales.size() || scales[i].get<int64_t>() < 0)
-    return w;
-  size_t s = size_t(scales[i].get<int64_t>());
+  size_t s = size_t(si);
   const json &block = p.at("fp8_block");
   w.br = block.at(0).get<int64_t>();
   w.bc = block.at(1).get<int64_t>();
