@@ -13,6 +13,10 @@ build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --max-batch 
 build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --dtype bf16 \
   --max-batch 2 --max-seq 64 -o gpu-artifacts/v3-width-bf16
 build/bin/dsv3c test/data/fixtures/tiny-a --target cuda --dtype bf16 -o gpu-artifacts/tiny-a-bf16
+# Long sequences of a tiny model (the host compares them quickly): the
+# tensor-core prefill over several query and key tiles.
+build/bin/dsv3c test/data/fixtures/tiny-a --target cuda --dtype bf16 --max-batch 2 \
+  --max-seq 256 -o gpu-artifacts/tiny-a-bf16-long
 # Decode timing at context 1024 for batches up to 128 (the plan's arena is
 # sized for 128 x 1056 tokens: ~42 GB of fp32 activations on the GPU).
 build/bin/dsv3c test/data/configs/v3-width-slice.json --target cuda --dtype bf16 \

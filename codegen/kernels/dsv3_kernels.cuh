@@ -783,6 +783,267 @@ __global__ void mla_prefill_cached(const float *q, const float *u, const float *
   }
 }
 
+/// 16 bytes global -> shared without registers (sm_80+), and its fences.
+__device__ __forceinline__ void cpAsync16(void *dst, const void *src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+#else
+  *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+#endif
+}
+__device__ __forceinline__ void cpAsyncCommit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int Pending> __device__ __forceinline__ void cpAsyncWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+#endif
+}
+
+/// The same naive-form prefill over the cache on tensor cores, for models
+/// whose weights are bf16 (or FP8): the fp32 kernel above stays for fp32
+/// artifacts, which are checked against the host at 1e-4. Two launches per
+/// sequence:
+///   mla_pack_kv      the sequence's keys (nope part of u, the cache's rope
+///                    part) and values as bf16, head-major and padded to
+///                    16 features with zeros: kb [NH, S, DQP], vb [NH, S,
+///                    DVP] (each cached row once, instead of fp32 loads and
+///                    conversions in every query tile's pass)
+///   mla_prefill_mma  flash attention (FlashAttention-2's split: a warp owns
+///                    16 query rows): a block of 8 warps takes 128 queries
+///                    of one head and streams 64-key tiles of kb/vb into
+///                    shared memory by cp.async, a tile ahead of the MMAs;
+///                    S = Q K^T and O += P V on mma.sync m16n8k16 (bf16 in,
+///                    fp32 accumulation), the online softmax in fp32
+///                    registers. The queries stay in registers as A
+///                    fragments; K's and V's B fragments come by ldmatrix
+///                    (V's transposed). Query tiles heaviest (latest) first.
+/// Operands rounded to bf16 (q, k, v and the probabilities, 2^-9 relative
+/// each; sums in fp32) are what bf16 inference runs anyway; `dsv3-run
+/// attention-check` bounds the error against float64.
+#define DSV3_PREFILL_MMA_Q 128
+#define DSV3_PREFILL_MMA_K 64
+__device__ __forceinline__ unsigned packBf16x2(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+__device__ __forceinline__ void ldmatrixX4(unsigned *r, const unsigned short *p) {
+  unsigned a = (unsigned)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+__device__ __forceinline__ void ldmatrixX4Trans(unsigned *r, const unsigned short *p) {
+  unsigned a = (unsigned)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+/// A block per cached row j: u [S, NH, DN + DV], cache [S, R + DR].
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void mla_pack_kv(const float *u, const float *cache, i64 S, unsigned short *kb,
+                            unsigned short *vb) {
+  constexpr int DQ = DN + DR, DQP = (DQ + 15) / 16 * 16, DVP = (DV + 15) / 16 * 16;
+  const i64 j = blockIdx.x;
+  const float *uj = u + j * NH * (DN + DV), *rope = cache + j * (R + DR) + R;
+  for (int idx = threadIdx.x; idx < NH * DQP / 2; idx += blockDim.x) {
+    int h = idx / (DQP / 2), c = idx % (DQP / 2) * 2;
+    float x[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      int cc = c + e;
+      x[e] = cc < DN ? uj[h * (DN + DV) + cc] : cc < DQ ? rope[cc - DN] : 0.f;
+    }
+    *reinterpret_cast<unsigned *>(kb + (h * S + j) * DQP + c) = packBf16x2(x[0], x[1]);
+  }
+  for (int idx = threadIdx.x; idx < NH * DVP / 2; idx += blockDim.x) {
+    int h = idx / (DVP / 2), c = idx % (DVP / 2) * 2;
+    const float *v = uj + h * (DN + DV) + DN;
+    float x0 = c < DV ? v[c] : 0.f, x1 = c + 1 < DV ? v[c + 1] : 0.f;
+    *reinterpret_cast<unsigned *>(vb + (h * S + j) * DVP + c) = packBf16x2(x0, x1);
+  }
+}
+/// q [T, NH, DN + DR] (rope rotated), kb/vb from mla_pack_kv (S rows), o
+/// [T, NH, DV]; query i (position past[b] + i) attends keys 0 .. past[b] +
+/// i. Dynamic shared memory: two stages of a 64-key tile of k and v, rows
+/// padded by 8 bf16 (conflict-free ldmatrix): 84 KB at V3 widths.
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void __launch_bounds__(256)
+    mla_prefill_mma(const float *q, const unsigned short *kb, const unsigned short *vb,
+                    const i64 *past, i64 b, float *o, i64 T, i64 S, float softmaxScale) {
+  constexpr int DQ = DN + DR;
+  constexpr int DQP = (DQ + 15) / 16 * 16, DVP = (DV + 15) / 16 * 16;
+  constexpr int BQ = DSV3_PREFILL_MMA_Q, BK = DSV3_PREFILL_MMA_K;
+  constexpr int KP = DQP + 8, VP = DVP + 8; // row pitches (bf16)
+  constexpr int STAGE = BK * (KP + VP);     // bf16 a stage
+  extern __shared__ __align__(16) float prefillSmem[]; // float-typed as the others
+  unsigned short *smem = reinterpret_cast<unsigned short *>(prefillSmem);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2,
+            t4 = lane & 3, h = blockIdx.y;
+  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * BQ, p0 = past[b];
+  const unsigned short *kh = kb + i64(h) * S * DQP, *vh = vb + i64(h) * S * DVP;
+  // This warp's rows g and g + 8 (query indices in the launch).
+  const i64 row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
+  unsigned qf[DQP / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < DQP / 16; ++kk)
+#pragma unroll
+    for (int f = 0; f < 4; ++f) { // a0: (g, 2t) a1: (g+8, 2t) a2: (g, 2t+8) a3: (g+8, 2t+8)
+      int c = kk * 16 + (f >> 1) * 8 + 2 * t4;
+      i64 r = row[f & 1];
+      float x0 = 0.f, x1 = 0.f;
+      if (r < T) {
+        const float *qr = q + (r * NH + h) * DQ;
+        x0 = c < DQ ? qr[c] : 0.f;
+        x1 = c + 1 < DQ ? qr[c + 1] : 0.f;
+      }
+      qf[kk][f] = packBf16x2(x0, x1);
+    }
+  float oacc[DVP / 8][4];
+#pragma unroll
+  for (int n = 0; n < DVP / 8; ++n)
+    oacc[n][0] = oacc[n][1] = oacc[n][2] = oacc[n][3] = 0.f;
+  float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};
+  const float scaleLog2 = softmaxScale * 1.4426950408889634f;
+  const i64 lastQ = (i0 + BQ < T ? i0 + BQ : T) - 1;
+  const i64 kEnd = p0 + lastQ + 1;           // keys 0 .. kEnd - 1 are seen
+  const i64 warpFirst = p0 + i0 + warp * 16; // this warp's earliest position
+  const i64 tiles = (kEnd + BK - 1) / BK;
+  // 16-byte chunks of a tile: rows past S repeat row S - 1 (finite values;
+  // such keys are masked for every query that is stored).
+  auto loadTile = [&](i64 t, int stage) {
+    unsigned short *ks = smem + stage * STAGE, *vs = ks + BK * KP;
+    for (int idx = tid; idx < BK * DQP / 8; idx += blockDim.x) {
+      int kk = idx / (DQP / 8), c = idx % (DQP / 8) * 8;
+      i64 j = t * BK + kk;
+      j = j < S ? j : S - 1;
+      cpAsync16(ks + kk * KP + c, kh + j * DQP + c);
+    }
+    for (int idx = tid; idx < BK * DVP / 8; idx += blockDim.x) {
+      int kk = idx / (DVP / 8), c = idx % (DVP / 8) * 8;
+      i64 j = t * BK + kk;
+      j = j < S ? j : S - 1;
+      cpAsync16(vs + kk * VP + c, vh + j * DVP + c);
+    }
+    cpAsyncCommit();
+  };
+  loadTile(0, 0);
+  for (i64 t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles) {
+      loadTile(t + 1, int((t + 1) & 1));
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const i64 k0 = t * BK;
+    const unsigned short *ks = smem + int(t & 1) * STAGE, *vs = ks + BK * KP;
+    if (k0 <= warpFirst + 15) { // else every key of the tile is after this warp's queries
+      float sc[BK / 8][4];
+#pragma unroll
+      for (int n = 0; n < BK / 8; ++n)
+        sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+      // ldmatrix x4: lanes 8m..8m+7 address matrix m's rows: keys n*8 +
+      // (m>>1)*8 + 0..7, features kk*16 + (m&1)*8 (b0, b1 of key tiles n
+      // and n + 1).
+      const int m = lane >> 3;
+      const unsigned short *krow = ks + ((m >> 1) * 8 + (lane & 7)) * KP + (m & 1) * 8;
+#pragma unroll
+      for (int kk = 0; kk < DQP / 16; ++kk)
+#pragma unroll
+        for (int n = 0; n < BK / 8; n += 2) {
+          unsigned bk[4];
+          ldmatrixX4(bk, krow + n * 8 * KP + kk * 16);
+          mmaBf16(sc[n], qf[kk], bk);
+          mmaBf16(sc[n + 1], qf[kk], bk + 2);
+        }
+      if (k0 + BK - 1 > warpFirst) // the diagonal crosses this tile: causal mask
+#pragma unroll
+        for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
+            if (j > p0 + row[e >> 1])
+              sc[n][e] = -INFINITY;
+          }
+      // Online softmax of rows g (e = 0, 1) and g + 8 (e = 2, 3); a row's
+      // four lanes (same g) combine by shuffles. Key 0 is seen by every
+      // query, so the running max is finite from the first tile on.
+      float alpha[2];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float mx = mrun[half];
+#pragma unroll
+        for (int n = 0; n < BK / 8; ++n)
+          mx = fmaxf(mx, fmaxf(sc[n][2 * half], sc[n][2 * half + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        alpha[half] = exp2f((mrun[half] - mx) * scaleLog2);
+        mrun[half] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+          for (int e = 2 * half; e < 2 * half + 2; ++e) {
+            float pr = exp2f((sc[n][e] - mx) * scaleLog2);
+            sc[n][e] = pr;
+            sum += pr;
+          }
+        lrun[half] = lrun[half] * alpha[half] + sum; // this lane's share
+      }
+#pragma unroll
+      for (int n = 0; n < DVP / 8; ++n) {
+        oacc[n][0] *= alpha[0];
+        oacc[n][1] *= alpha[0];
+        oacc[n][2] *= alpha[1];
+        oacc[n][3] *= alpha[1];
+      }
+      // ldmatrix x4 trans: matrix m's rows are keys kk*16 + (m&1)*8 + 0..7,
+      // columns (n + (m>>1))*8: b0, b1 of value tiles n and n + 1.
+      const unsigned short *vrow = vs + ((m & 1) * 8 + (lane & 7)) * VP + (m >> 1) * 8;
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        // P's accumulator layout is the A fragment of the next MMA.
+        unsigned pa[4] = {packBf16x2(sc[2 * kk][0], sc[2 * kk][1]),
+                          packBf16x2(sc[2 * kk][2], sc[2 * kk][3]),
+                          packBf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                          packBf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+        for (int n = 0; n < DVP / 8; n += 2) {
+          unsigned bv[4];
+          ldmatrixX4Trans(bv, vrow + kk * 16 * VP + n * 8);
+          mmaBf16(oacc[n], pa, bv);
+          mmaBf16(oacc[n + 1], pa, bv + 2);
+        }
+      }
+    }
+    __syncthreads(); // the stage is refilled next iteration
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float l = lrun[half];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    i64 r = row[half];
+    if (r >= T)
+      continue;
+    float inv = 1.f / l;
+    float *orow = o + (r * NH + h) * DV;
+#pragma unroll
+    for (int n = 0; n < DVP / 8; ++n) {
+      int c = n * 8 + 2 * t4;
+      if (c < DV)
+        orow[c] = oacc[n][2 * half] * inv;
+      if (c + 1 < DV)
+        orow[c + 1] = oacc[n][2 * half + 1] * inv;
+    }
+  }
+}
+
 /// The absorbed decode (SEMANTICS.md 4) in four launches, so that every
 /// weight byte and every cached latent is read once per step (not once per
 /// head or per sequence):
@@ -1681,26 +1942,6 @@ __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRow
     start += c;
   }
   return false;
-}
-
-/// 16 bytes global -> shared without registers (sm_80+), and its fences.
-__device__ __forceinline__ void cpAsync16(void *dst, const void *src) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
-#else
-  *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
-#endif
-}
-__device__ __forceinline__ void cpAsyncCommit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-template <int Pending> __device__ __forceinline__ void cpAsyncWait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
-#endif
 }
 
 /// The FP8 GEMM of many rows (prefill) on tensor cores: 128 x 128 output

@@ -331,6 +331,24 @@ void zero(CudaSession &s, CUdeviceptr p, i64 n, const std::string &what) {
     DSV3_CU(s.driver(), memsetD32Async, "zeroing " + what, p, 0u, size_t(n), s.stream());
 }
 
+void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
+                         CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
+                         i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale) {
+  if (!mma) {
+    s.launch(mlaPrefillCachedName(d), {unsigned((T + 15) / 16), unsigned(d.nh), 1},
+             {256, 1, 1}, 0, argv(q, u, rows, past, b, o, T, softmaxScale), k);
+    return;
+  }
+  s.countBf16ActivationLaunch();
+  CUdeviceptr kb = s.workspace(size_t(d.nh * S * mlaPad16(d.dn + d.dr)) * 2);
+  CUdeviceptr vb = s.workspace(size_t(d.nh * S * mlaPad16(d.dv)) * 2);
+  s.launch(mlaPackKvName(d), {unsigned(S), 1, 1}, {256, 1, 1}, 0,
+           argv(u, rows, S, kb, vb), k);
+  s.launch(mlaPrefillMmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
+           {256, 1, 1}, size_t(mlaPrefillMmaSmem(d)),
+           argv(q, kb, vb, past, b, o, T, S, softmaxScale), k);
+}
+
 namespace {
 
 void embedding(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
@@ -537,6 +555,18 @@ bool usePrefillCached(const MlaDims &d, i64 T, i64 S) {
   return threshold > 0 && mlaPrefillCachedFits(d) && T >= threshold &&
          double(S) * double(d.nh * (d.dn + d.dv)) * 4 <= double(1u << 30);
 }
+/// Whether that prefill runs on tensor cores (mla_prefill_mma: bf16
+/// operands) rather than in fp32 (mla_prefill_cached): for bf16 and FP8
+/// models, whose tolerance is bf16's; fp32 models stay fp32 throughout,
+/// and so does a session that compares with the host (fp32Activations).
+/// DSV3_MLA_PREFILL_MMA=0 takes the fp32 kernel for every model.
+bool usePrefillMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
+  static const bool enabled = [] {
+    const char *env = std::getenv("DSV3_MLA_PREFILL_MMA");
+    return !(env && std::string(env) == "0");
+  }();
+  return enabled && bf16Model && !s.fp32Activations && mlaPrefillMmaFits(d);
+}
 
 void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &in,
                      Ins &out, bool decode) {
@@ -583,9 +613,8 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
              wb, 0, &mw.fp8[5]);
         CUdeviceptr qb = Q + CUdeviceptr(b * T * d.nh * dq) * 4;
         CUdeviceptr ob = O + CUdeviceptr(b * T * d.nh * d.dv) * 4;
-        s.launch(mlaPrefillCachedName(d), {unsigned((T + 15) / 16), unsigned(d.nh), 1},
-                 {256, 1, 1}, 0,
-                 argv(qb, U, rows, past.ptr, b, ob, T, softmaxScale), k);
+        mlaPrefillAttention(s, k, d, usePrefillMma(s, d, wb), qb, U, rows, past.ptr, b, ob, T, S,
+                            softmaxScale);
       }
       gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb, 0,
            &mw.fp8[6]);

@@ -113,8 +113,20 @@ public:
     return it == dequantized_.end() ? 0 : it->second;
   }
   CUstream stream() const { return stream_; }
+  /// Only kernels that keep activations in fp32 (the host's precision):
+  /// set by `compare`, which checks the GPU against the host at 1e-4. Off,
+  /// bf16 models also run kernels that round activations to bf16 (the
+  /// tensor-core prefill attention), checked on their own (`dsv3-run
+  /// attention-check`) and against the oracle at bf16 tolerances.
+  bool fp32Activations = false;
+  /// How many launches so far rounded activations to bf16 (counted by
+  /// their launchers): verify reports, rather than checks at fp32's
+  /// tolerance, the forms such launches make differ.
+  int64_t bf16ActivationLaunches() const { return bf16ActivationLaunches_; }
+  void countBf16ActivationLaunch() { ++bf16ActivationLaunches_; }
 
 private:
+  int64_t bf16ActivationLaunches_ = 0;
   void loadModule();
   void checkFreeMemory();
   void allocateArena();

@@ -129,6 +129,23 @@ inline bool mlaPrefillCachedFits(const MlaDims &d) {
 inline std::string mlaPrefillCachedName(const MlaDims &d) {
   return inst("mla_prefill_cached", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
+/// The same on tensor cores (mla_pack_kv + mla_prefill_mma, bf16 models):
+/// the queries and the output stay in registers, so the q/k and v widths
+/// (padded to 16) are bounded: 384 together (V3: 192 + 128).
+inline int64_t mlaPad16(int64_t x) { return (x + 15) / 16 * 16; }
+inline bool mlaPrefillMmaFits(const MlaDims &d) {
+  return mlaPad16(d.dn + d.dr) + mlaPad16(d.dv) <= 384;
+}
+/// Its dynamic shared memory: two stages of 64 keys, rows padded by 8.
+inline int64_t mlaPrefillMmaSmem(const MlaDims &d) {
+  return 2 * 64 * (mlaPad16(d.dn + d.dr) + 8 + mlaPad16(d.dv) + 8) * 2;
+}
+inline std::string mlaPackKvName(const MlaDims &d) {
+  return inst("mla_pack_kv", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
+inline std::string mlaPrefillMmaName(const MlaDims &d) {
+  return inst("mla_prefill_mma", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
 /// Heads per block of mla_decode_split (each block reads its key tiles
 /// once for this many heads).
 inline int64_t mlaDecodeHeads(const MlaDims &d) { return d.nh < 16 ? d.nh : 16; }
@@ -365,6 +382,10 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         out.push_back(n);
       if (mlaPrefillCachedFits(d))
         out.push_back(mlaPrefillCachedName(d));
+      if (w && mlaPrefillMmaFits(d)) {
+        out.push_back(mlaPackKvName(d));
+        out.push_back(mlaPrefillMmaName(d));
+      }
     }
     return out;
   }

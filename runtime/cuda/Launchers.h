@@ -143,6 +143,13 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
                           const MlaWeights &w, CUdeviceptr x, i64 N, float eps);
 /// A prefill's latent L [N, R + DR] (normalised latent, rotated rope key;
 /// Q's rope part rotated in place) and U = L[:, :R] W_kvb^T [N, NH, DN + DV].
+/// The naive-form attention of sequence b's T new queries over its S
+/// cached rows (`rows`, [S, R + DR]) whose latents kv_b_proj expanded into
+/// u [S, NH, DN + DV]: q [T, NH, DN + DR] (rope rotated), o [T, NH, DV].
+/// On tensor cores with bf16 operands (mma) or in fp32.
+void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
+                         CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
+                         i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale);
 struct MlaLatent {
   CUdeviceptr L = 0, U = 0;
 };

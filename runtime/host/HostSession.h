@@ -39,6 +39,8 @@ public:
                                     std::vector<HostTensor<Real>> args);
 
   const Artifact &artifact() const { return artifact_; }
+  /// Launches whose kernels rounded activations to bf16: never on the host.
+  int64_t bf16ActivationLaunches() const { return 0; }
   /// The parameters' host copies (updated in place by training entries).
   std::map<std::string, std::vector<Real>> &paramData() { return paramData_; }
 
