@@ -1395,24 +1395,64 @@ __global__ void moe_route(const float *logits, const float *bias, i64 *indices,
   }
 }
 
-/// Counting sort of the R = n*K slots by expert, stable (one thread; the
-/// correctness baseline): counts[E], slots[row] = the slot of each row.
+/// Counting sort of the R = n*K slots by expert, stable: counts[E], slots
+/// [row] = the slot of each row (rows grouped by expert, slots ascending
+/// within an expert). One block of 256 threads, thread t owning experts t,
+/// t + 256, ...: the indices pass through shared memory in chunks (every
+/// thread reads each index: broadcasts), once to count, once to place, so
+/// each expert's slots are written in order by its owner (one thread over
+/// all R slots took 6 ms a layer at 65536 routed rows).
 template <int E, int K>
-__global__ void dispatch_plan(const i64 *indices, i64 *counts, i64 *slots, i64 R) {
-  if (threadIdx.x != 0 || blockIdx.x != 0)
-    return;
-  i64 offset[E];
-  for (int e = 0; e < E; ++e)
-    counts[e] = 0;
-  for (i64 s = 0; s < R; ++s)
-    counts[indices[s]]++;
-  i64 acc = 0;
-  for (int e = 0; e < E; ++e) {
-    offset[e] = acc;
-    acc += counts[e];
+__global__ void __launch_bounds__(256)
+    dispatch_plan(const i64 *indices, i64 *counts, i64 *slots, i64 R) {
+  constexpr int Threads = 256, Per = (E + Threads - 1) / Threads, Chunk = 2048;
+  __shared__ int chunk[Chunk];
+  __shared__ i64 offset[E];
+  const int tid = threadIdx.x;
+  i64 mine[Per];
+#pragma unroll
+  for (int p = 0; p < Per; ++p)
+    mine[p] = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (i64 base = 0; base < R; base += Chunk) {
+      int n = int(R - base < Chunk ? R - base : Chunk);
+      __syncthreads();
+      for (int i = tid; i < n; i += Threads)
+        chunk[i] = int(indices[base + i]);
+      __syncthreads();
+      for (int i = 0; i < n; ++i) {
+        int e = chunk[i] - tid;
+        if (e >= 0 && e % Threads == 0 && e / Threads < Per) {
+          int p = e / Threads;
+          if (pass == 0)
+            ++mine[p];
+          else
+            slots[mine[p]++] = base + i;
+        }
+      }
+    }
+    if (pass == 0) {
+#pragma unroll
+      for (int p = 0; p < Per; ++p)
+        if (tid + p * Threads < E) {
+          counts[tid + p * Threads] = mine[p];
+          offset[tid + p * Threads] = mine[p];
+        }
+      __syncthreads();
+      if (tid == 0) { // exclusive scan of E counts
+        i64 acc = 0;
+        for (int e = 0; e < E; ++e) {
+          i64 c = offset[e];
+          offset[e] = acc;
+          acc += c;
+        }
+      }
+      __syncthreads();
+#pragma unroll
+      for (int p = 0; p < Per; ++p)
+        mine[p] = tid + p * Threads < E ? offset[tid + p * Threads] : 0;
+    }
   }
-  for (i64 s = 0; s < R; ++s)
-    slots[offset[indices[s]]++] = s;
 }
 
 /// rows[r] = x[slots[r] / K], one block per row.
@@ -1944,20 +1984,178 @@ __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRow
   return false;
 }
 
+/// The bf16 GEMM of many rows for bf16 models (prefill, large batches): the
+/// activations rounded to bf16 once (to_bf16), then y = x W^T on mma.sync
+/// m16n8k16 with fp32 accumulation: 128-row tiles, 8 warps of 64 x 32,
+/// 32-wide K steps copied to shared memory by cp.async three stages ahead,
+/// fragments by ldmatrix (rows padded to 40 bf16: conflict-free). Plain:
+/// 128 output columns a block, y (+ b) (+ res). Gated: 64 columns a block,
+/// the weight tile's rows interleaving 8 gate and 8 up rows, so one thread
+/// holds gate and up of the same output: y = silu(x Wg^T) * (x Wu^T).
+/// Grouped (counts != null): rows grouped by expert, blockIdx.y enumerates
+/// every expert's 128-row tiles (gridDim.y >= rows / 128 + E), expert e's
+/// weights at W + e N K. Needs K % 8 == 0 and 16-byte aligned operands
+/// (the launcher checks). Against the split-bf16 kernels (linear_mma: the
+/// activations as hi + lo, fp32 accuracy, twice the MMAs, no pipeline),
+/// what bf16 inference computes; `dsv3-run bf16-check` bounds it against
+/// float64 on the same bf16 operands.
+template <int Unused>
+__global__ void to_bf16(const float *x, i64 ldx, i64 rows, int K, unsigned short *y) {
+  i64 i = (i64(blockIdx.x) * blockDim.x + threadIdx.x) * 2, n = rows * K;
+  if (i >= n)
+    return;
+  i64 r = i / K;
+  int c = int(i % K); // K even: a pair never straddles rows
+  float2 v = *reinterpret_cast<const float2 *>(x + r * ldx + c);
+  *reinterpret_cast<unsigned *>(y + i) = packBf16x2(v.x, v.y);
+}
+#define DSV3_TC_LD 40
+#define DSV3_TC_STAGES 3
+template <int Gated>
+__global__ void __launch_bounds__(256)
+gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned short *Wu,
+             const float *b, const float *res, float *y, i64 rows, int N, int K,
+             const i64 *counts, int E) {
+  constexpr int Ld = DSV3_TC_LD, Tile = 128 * Ld, BN = Gated ? 64 : 128;
+  extern __shared__ __align__(16) float tcSmem[]; // float-typed as the others
+  unsigned short *smem = reinterpret_cast<unsigned short *>(tcSmem);
+  i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
+  if (counts) {
+    int e = 0;
+    if (!expertTile(counts, E, 128, blockIdx.y, rowBegin, rowEnd, e))
+      return;
+    W += i64(e) * N * K;
+    if (Gated)
+      Wu += i64(e) * N * K;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  const int n0 = blockIdx.x * BN, tid = threadIdx.x;
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+  const int ksteps = (K + 31) / 32;
+  // Weight row rr of the tile: plain, column n0 + rr; gated, 16-row groups
+  // of 8 gate then 8 up rows for columns n0 + 8 (rr / 16) + 0..7.
+  auto weightRow = [&](int rr, int &n) -> const unsigned short * {
+    if (!Gated) {
+      n = n0 + rr;
+      return W;
+    }
+    n = n0 + (rr >> 4) * 8 + (rr & 7);
+    return (rr & 8) ? Wu : W;
+  };
+  auto stage = [&](int ks, int st) {
+    unsigned short *As = smem + st * 2 * Tile, *Bs = As + Tile;
+    for (int i = tid; i < 128 * 4; i += 256) {
+      int rr = i >> 2, c = (i & 3) * 8, k = ks * 32 + c;
+      i64 row = rowBegin + rr;
+      if (row < rowEnd && k < K)
+        cpAsync16(As + rr * Ld + c, xb + row * K + k);
+      else
+        *reinterpret_cast<uint4 *>(As + rr * Ld + c) = make_uint4(0, 0, 0, 0);
+      int n;
+      const unsigned short *src = weightRow(rr, n);
+      if (n < N && k < K)
+        cpAsync16(Bs + rr * Ld + c, src + i64(n) * K + k);
+      else
+        *reinterpret_cast<uint4 *>(Bs + rr * Ld + c) = make_uint4(0, 0, 0, 0);
+    }
+  };
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        acc[i][j][q] = 0.f;
+  // Stages 0 .. STAGES-2 in flight before the loop; one commit group per
+  // K step (empty past the end), so wait<STAGES-2> means step ks landed.
+#pragma unroll
+  for (int st = 0; st < DSV3_TC_STAGES - 1; ++st) {
+    if (st < ksteps)
+      stage(st, st);
+    cpAsyncCommit();
+  }
+  // ldmatrix addresses: A x4 = rows wm + i*16 + (lane & 15), K + (lane >> 4)*8;
+  // B x4 = rows wn + j*8 + (lane >> 4)*8 + (lane & 7), K + ((lane >> 3) & 1)*8.
+  const int aRow = lane & 15, aCol = (lane >> 4) * 8;
+  const int bRow = (lane >> 4) * 8 + (lane & 7), bCol = ((lane >> 3) & 1) * 8;
+  for (int ks = 0; ks < ksteps; ++ks) {
+    cpAsyncWait<DSV3_TC_STAGES - 2>();
+    __syncthreads();
+    // Refill the stage consumed last iteration (all warps are past it).
+    if (ks + DSV3_TC_STAGES - 1 < ksteps)
+      stage(ks + DSV3_TC_STAGES - 1, (ks + DSV3_TC_STAGES - 1) % DSV3_TC_STAGES);
+    cpAsyncCommit();
+    const unsigned short *As = smem + (ks % DSV3_TC_STAGES) * 2 * Tile, *Bs = As + Tile;
+#pragma unroll
+    for (int kk = 0; kk < 32; kk += 16) {
+      unsigned a[4][4], bw[4][2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        ldmatrixX4(a[i], As + (wm + i * 16 + aRow) * Ld + kk + aCol);
+#pragma unroll
+      for (int j = 0; j < 4; j += 2) {
+        unsigned r4[4];
+        ldmatrixX4(r4, Bs + (wn + j * 8 + bRow) * Ld + kk + bCol);
+        bw[j][0] = r4[0];
+        bw[j][1] = r4[1];
+        bw[j + 1][0] = r4[2];
+        bw[j + 1][1] = r4[3];
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          mmaBf16(acc[i][j], a[i], bw[j]);
+    }
+  }
+  cpAsyncWait<0>();
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      i64 r = rowBegin + wm + i * 16 + g + (q >= 2 ? 8 : 0);
+      if (r >= rowEnd)
+        continue;
+      if (Gated) {
+        // Tiles j = 0, 2 are gate rows, j + 1 the up rows of the same columns.
+#pragma unroll
+        for (int j = 0; j < 4; j += 2) {
+          int n = n0 + ((wn + j * 8) >> 4) * 8 + t4 * 2 + (q & 1);
+          float gv = acc[i][j][q], uv = acc[i][j + 1][q];
+          if (n < N)
+            y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          int n = n0 + wn + j * 8 + t4 * 2 + (q & 1);
+          if (n < N)
+            fp8Store(y, b, res, r, n, N, acc[i][j][q]);
+        }
+      }
+    }
+}
+
 /// The FP8 GEMM of many rows (prefill) on tensor cores: 128 x 128 output
-/// tiles, 8 warps of 64 x 32, K in 128-wide blocks copied to shared memory
-/// by cp.async two stages ahead of the MMAs (the next block streams in
-/// while this one computes); each block's MMA sums scaled by s_a * s_w and
-/// added in fp32 (br a multiple of 128: a tile's columns share a scale).
-/// Dynamic shared memory: 2 stages x 2 operands x 128 x 144 bytes.
+/// tiles, 16 warps of 32 x 32 (the per-block partial sums and the fp32
+/// accumulators of a 64 x 32 warp tile took all 255 registers and
+/// spilled), K in 128-wide blocks copied to shared memory by cp.async two
+/// blocks ahead of the MMAs (three stages), fragments by ldmatrix; each
+/// block's MMA sums scaled by s_a * s_w and added in fp32 (br a multiple
+/// of 128: a tile's columns share a scale). Dynamic shared memory: 3 stages
+/// x 2 operands x 128 x 144 bytes (rows padded: conflict-free ldmatrix).
 /// Grouped (counts != null): blockIdx.y enumerates every expert's 128-row
 /// tiles (gridDim.y >= rows / 128 + E).
+#define DSV3_FP8_TC_STAGES 3
 template <int Unused>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(512)
 fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, const float *sw,
             const float *b, const float *res, float *y, i64 rows, int N, int K, int br,
             const i64 *counts, int E) {
-  constexpr int Ld = 144, Tile = 128 * Ld;
+  constexpr int Ld = 144, Tile = 128 * Ld, Threads = 512;
   extern __shared__ __align__(16) float fp8Smem[]; // bytes; float-typed as the others
   unsigned char *smem = reinterpret_cast<unsigned char *>(fp8Smem);
   int nb = (K + 127) / 128;
@@ -1973,11 +2171,11 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
     return;
   int n0 = blockIdx.x * 128, tid = threadIdx.x;
   int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-  int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+  int wm = (warp >> 2) * 32, wn = (warp & 3) * 32;
   const float *swn = sw + i64(n0 / br) * nb;
   auto stage = [&](int kb, int st) {
     unsigned char *As = smem + st * 2 * Tile, *Bs = As + Tile;
-    for (int i = tid; i < 128 * 8; i += 256) {
+    for (int i = tid; i < 128 * 8; i += Threads) {
       int rr = i >> 3, c = (i & 7) * 16, k = kb * 128 + c;
       i64 row = rowBegin + rr;
       if (row < rowEnd && k + 16 <= K)
@@ -1989,28 +2187,38 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
       else
         *reinterpret_cast<uint4 *>(Bs + rr * Ld + c) = make_uint4(0, 0, 0, 0);
     }
-    cpAsyncCommit();
   };
-  float acc[4][4][4], part[4][4][4];
+  float acc[2][4][4], part[2][4][4];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int q = 0; q < 4; ++q)
         acc[i][j][q] = 0.f;
-  stage(0, 0);
-  for (int kb = 0; kb < nb; ++kb) {
-    if (kb + 1 < nb) {
-      stage(kb + 1, (kb + 1) & 1);
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    __syncthreads();
-    const unsigned char *As = smem + (kb & 1) * 2 * Tile, *Bs = As + Tile;
+  // One commit group per K block (empty past the end): wait<STAGES-2>
+  // means block kb landed.
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+  for (int st = 0; st < DSV3_FP8_TC_STAGES - 1; ++st) {
+    if (st < nb)
+      stage(st, st);
+    cpAsyncCommit();
+  }
+  // ldmatrix (b16 units = byte pairs): A x4 = rows wm + i*16 + (lane & 15),
+  // bytes (lane >> 4) * 16: a0..a3 of m16n8k32; B x4 = rows wn + j*8 +
+  // (lane >> 4) * 8 + (lane & 7), bytes ((lane >> 3) & 1) * 16: b0, b1 of
+  // column tiles j and j + 1.
+  const int aRow = lane & 15, aCol = (lane >> 4) * 16;
+  const int bRow = (lane >> 4) * 8 + (lane & 7), bCol = ((lane >> 3) & 1) * 16;
+  for (int kb = 0; kb < nb; ++kb) {
+    cpAsyncWait<DSV3_FP8_TC_STAGES - 2>();
+    __syncthreads();
+    if (kb + DSV3_FP8_TC_STAGES - 1 < nb)
+      stage(kb + DSV3_FP8_TC_STAGES - 1, (kb + DSV3_FP8_TC_STAGES - 1) % DSV3_FP8_TC_STAGES);
+    cpAsyncCommit();
+    const unsigned char *As = smem + (kb % DSV3_FP8_TC_STAGES) * 2 * Tile, *Bs = As + Tile;
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
@@ -2018,30 +2226,30 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
           part[i][j][q] = 0.f;
 #pragma unroll
     for (int ks = 0; ks < 128; ks += 32) {
-      unsigned a[4][4], bw[4][2];
+      unsigned a[2][4], bw[4][2];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const unsigned char *base = As + (wm + i * 16 + g) * Ld + ks + t4 * 4;
-        a[i][0] = *reinterpret_cast<const unsigned *>(base);
-        a[i][1] = *reinterpret_cast<const unsigned *>(base + 8 * Ld);
-        a[i][2] = *reinterpret_cast<const unsigned *>(base + 16);
-        a[i][3] = *reinterpret_cast<const unsigned *>(base + 8 * Ld + 16);
+      for (int i = 0; i < 2; ++i)
+        ldmatrixX4(a[i], reinterpret_cast<const unsigned short *>(
+                             As + (wm + i * 16 + aRow) * Ld + ks + aCol));
+#pragma unroll
+      for (int j = 0; j < 4; j += 2) {
+        unsigned r4[4];
+        ldmatrixX4(r4, reinterpret_cast<const unsigned short *>(
+                           Bs + (wn + j * 8 + bRow) * Ld + ks + bCol));
+        bw[j][0] = r4[0];
+        bw[j][1] = r4[1];
+        bw[j + 1][0] = r4[2];
+        bw[j + 1][1] = r4[3];
       }
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const unsigned char *base = Bs + (wn + j * 8 + g) * Ld + ks + t4 * 4;
-        bw[j][0] = *reinterpret_cast<const unsigned *>(base);
-        bw[j][1] = *reinterpret_cast<const unsigned *>(base + 16);
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
+      for (int i = 0; i < 2; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j)
           mmaE4m3(part[i][j], a[i], bw[j]);
     }
     float s = swn[kb];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 2; ++i) {
       i64 r0 = rowBegin + wm + i * 16 + g, r1 = r0 + 8;
       float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * s : 0.f;
       float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * s : 0.f;
@@ -2053,10 +2261,10 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
         acc[i][j][3] += part[i][j][3] * s1;
       }
     }
-    __syncthreads(); // this stage is refilled two blocks on
   }
+  cpAsyncWait<0>();
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 2; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j)
 #pragma unroll

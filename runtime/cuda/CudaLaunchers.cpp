@@ -117,12 +117,13 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
   if (sched == 1) {
-    // 128 x 128 tiles, cp.async two stages ahead (72 KB of shared memory).
+    // 128 x 128 tiles, 16 warps, cp.async three stages (108 KB of shared
+    // memory).
     unsigned tiles = unsigned((rows + 127) / 128 + E);
     if (tiles > 65535)
       fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
-    s.launch("dsv3::fp8_gemm_tc<0>", {unsigned((N + 127) / 128), tiles, 1}, {256, 1, 1},
-             size_t(2 * 2 * 128 * 144),
+    s.launch("dsv3::fp8_gemm_tc<0>", {unsigned((N + 127) / 128), tiles, 1}, {512, 1, 1},
+             size_t(3 * 2 * 128 * 144),
              argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
     return;
   }
@@ -185,6 +186,41 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
            argv(g, u, y, n), what + " swiglu");
 }
 
+/// Whether a GEMM of bf16 weights over `rows` rows rounds its activations
+/// to bf16 and runs gemm_bf16_tc (what bf16 inference computes: half the
+/// MMAs of the split-bf16 kernels, pipelined), rather than keeping them
+/// fp32 (linear_mma and friends: the host's precision). Not in a session
+/// that compares with the host (fp32Activations); from 64 rows (fewer fill
+/// no 128-row tile); DSV3_BF16_GEMM=0 never.
+bool useBf16Tc(const CudaSession &s, i64 rows, int64_t K) {
+  static const bool enabled = [] {
+    const char *env = std::getenv("DSV3_BF16_GEMM");
+    return !(env && std::string(env) == "0");
+  }();
+  return enabled && !s.fp32Activations && K % 8 == 0 && rows >= 64;
+}
+
+void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+                CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
+                i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E) {
+  if (K % 8 || ldx % 2 || (x & 7) || (W & 15) || (Wu & 15))
+    fail("{}: gemm_bf16_tc needs K % 8 == 0 and aligned operands", what);
+  if ((b || res) && Wu)
+    fail("{}: the gated bf16 GEMM has no bias or residual epilogue", what);
+  s.countBf16ActivationLaunch();
+  CUdeviceptr xb = s.workspace(size_t(rows * K) * 2);
+  int nN = int(N), nK = int(K), nE = int(E);
+  s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(x, ldx, rows, nK, xb), what + " to bf16");
+  int64_t bn = Wu ? 64 : 128;
+  unsigned tiles = unsigned((rows + 127) / 128 + (counts ? E : 0));
+  if (tiles > 65535)
+    fail("{}: {} rows exceed the GEMM grid", what, rows);
+  s.launch(bf16TcName(Wu != 0), {unsigned((N + bn - 1) / bn), tiles, 1}, {256, 1, 1},
+           size_t(3 * 2 * 128 * 40 * 2), argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE),
+           what);
+}
+
 /// y[rows, N] = x[rows, K] (row stride ldx) W^T (+ b).
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
           CUdeviceptr W, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N,
@@ -194,6 +230,8 @@ void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   if (rows <= kFewRows) // decode: a warp per output column, 8 per block
     s.launch(linearRowsName(N, K, bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1}, 0,
              argv(x, ldx, W, b, res, y, rows), what);
+  else if (bf16 && useBf16Tc(s, rows, K))
+    bf16TcGemm(s, what, x, ldx, W, 0, b, res, y, rows, N, K, 0, 0);
   else if (bf16) { // tensor cores, 64 x 64 tiles, split-K when they are few
     i64 tiles = ((N + 63) / 64) * ((rows + 63) / 64), want = 4 * i64(s.multiprocessors());
     i64 splits = std::max<i64>(1, std::min<i64>((want + tiles - 1) / tiles, K / 256));
@@ -414,6 +452,8 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, I
   if (rows <= kFewRows)
     s.launch(gatedLinearRowsName(N, K, wg.bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1},
              0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
+  else if (wg.bf16 && useBf16Tc(s, rows, K))
+    bf16TcGemm(s, k, x.ptr, K, wg.ptr, wu.ptr, 0, 0, y.ptr, rows, N, K, 0, 0);
   else if (wg.bf16)
     s.launch(gatedLinearMmaName(N, K),
              {unsigned((N + 63) / 64), unsigned((rows + 63) / 64), 1}, {128, 1, 1}, 0,
@@ -485,6 +525,8 @@ void expertMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTensor
                      DevTensor &w, CUdeviceptr wu, DevTensor &counts, DevTensor &y) {
   int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
   i64 R = rows.dim(0);
+  if (useBf16Tc(s, R, KD))
+    return bf16TcGemm(s, k, rows.ptr, KD, w.ptr, wu, 0, 0, y.ptr, R, N, KD, counts.ptr, E);
   unsigned tiles = unsigned((R + 63) / 64 + E);
   s.launch(expertMmaName(N, KD, E, gated), {unsigned((N + 63) / 64), tiles, 1}, {128, 1, 1}, 0,
            argv(rows.ptr, w.ptr, wu, counts.ptr, y.ptr), k);
@@ -690,7 +732,7 @@ void moeDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, I
   setShape(k, *out[0], {R, H});
   setShape(k, *out[1], {E});
   setShape(k, *out[2], {R});
-  s.launch(inst("dispatch_plan", {E, K}), {1, 1, 1}, {32, 1, 1}, 0,
+  s.launch(inst("dispatch_plan", {E, K}), {1, 1, 1}, {256, 1, 1}, 0,
            argv(idx.ptr, out[1]->ptr, out[2]->ptr, R), k);
   s.launch(inst("dispatch_gather", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
            argv(x.ptr, out[2]->ptr, out[0]->ptr, R, K), k);

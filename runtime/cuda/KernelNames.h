@@ -70,6 +70,16 @@ inline std::string gemmMmaName(int mode, bool accumulate) {
 inline std::string gemmAnyName(int mode, bool accumulate) {
   return inst("gemm_any", {mode, accumulate ? 1 : 0});
 }
+/// The bf16-activation GEMM of bf16 models (prefill, large batches): the
+/// conversion and the kernel (plain or gated; shapes are runtime extents).
+inline std::string bf16TcName(bool gated) {
+  return gated ? "dsv3::gemm_bf16_tc<1>" : "dsv3::gemm_bf16_tc<0>";
+}
+inline std::string toBf16Name() { return "dsv3::to_bf16<0>"; }
+inline void addBf16Tc(std::vector<std::string> &out, bool gated) {
+  out.push_back(toBf16Name());
+  out.push_back(bf16TcName(gated));
+}
 /// Every schedule of one GEMM shape, appended to `out`: fp32 weights take
 /// gemm_mma past the few-row schedule.
 inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool bf16) {
@@ -77,6 +87,7 @@ inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool 
   out.push_back(linearRowsName(n, k, bf16));
   if (bf16) {
     out.push_back(linearMmaName(n, k));
+    addBf16Tc(out, false);
     out.push_back(splitkReduceName(n));
   } else {
     out.push_back(gemmMmaName(0, false));
@@ -336,15 +347,19 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     int64_t N = in.at(2).at(0), K = in.at(2).at(1);
     std::vector<std::string> out = {rmsNormName(K, bf(1)), gatedLinearName(N, K, bf(2)),
                                     gatedLinearRowsName(N, K, bf(2))};
-    if (bf(2))
+    if (bf(2)) {
       out.push_back(gatedLinearMmaName(N, K));
+      addBf16Tc(out, true);
+    }
     return out;
   }
   if (kernel == "gated_linear") {
     std::vector<std::string> out = {gatedLinearName(in.at(1).at(0), in.at(1).at(1), bf(1)),
                                     gatedLinearRowsName(in.at(1).at(0), in.at(1).at(1), bf(1))};
-    if (bf(1))
+    if (bf(1)) {
       out.push_back(gatedLinearMmaName(in.at(1).at(0), in.at(1).at(1)));
+      addBf16Tc(out, true);
+    }
     return out;
   }
   if (kernel == "expert_grouped_matmul" || kernel == "expert_gated_matmul") {
@@ -354,9 +369,10 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     int64_t E = in.at(1).at(0), N = in.at(1).at(1), KD = in.at(1).at(2);
     std::vector<std::string> out = {
         instW(gated ? "expert_gated_gmm" : "expert_gmm", {N, KD, E}, bf(1))};
-    if (bf(1))
+    if (bf(1)) {
       out.push_back(expertMmaName(N, KD, E, gated));
-    else if (!gated) { // fp32 (training): rows grouped by expert on tensor cores
+      addBf16Tc(out, gated);
+    } else if (!gated) { // fp32 (training): rows grouped by expert on tensor cores
       out.push_back(inst("exclusive_scan", {0}));
       out.push_back(gemmMmaName(1, false));
     }

@@ -143,6 +143,13 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
                           const MlaWeights &w, CUdeviceptr x, i64 N, float eps);
 /// A prefill's latent L [N, R + DR] (normalised latent, rotated rope key;
 /// Q's rope part rotated in place) and U = L[:, :R] W_kvb^T [N, NH, DN + DV].
+/// y = x W^T over bf16 activations (x rounded once, to_bf16; then
+/// gemm_bf16_tc): plain (+ b) (+ res), or with Wu, silu(x W^T) * (x Wu^T);
+/// grouped over E experts when counts is set (rows grouped by expert, W
+/// [E, N, K]).
+void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+                CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
+                i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E);
 /// The naive-form attention of sequence b's T new queries over its S
 /// cached rows (`rows`, [S, R + DR]) whose latents kv_b_proj expanded into
 /// u [S, NH, DN + DV]: q [T, NH, DN + DR] (rope rotated), o [T, NH, DV].

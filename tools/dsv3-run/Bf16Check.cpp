@@ -1,6 +1,10 @@
-//===- AttentionCheck.cpp - the prefill attention against float64 --------===//
+//===- Bf16Check.cpp - the bf16-activation kernels against float64 -------===//
 //
-// dsv3-run attention-check ART --seq T --context P: the naive-form MLA
+// dsv3-run bf16-check ART --seq T --context P [--shape M,N,K]: the CUDA
+// kernels that round activations to bf16, on random operands, against
+// float64 on the same rounded operands, each within a stated bound.
+//
+// The prefill attention: the naive-form MLA
 // attention of T new queries over P cached positions (SEMANTICS.md 3.6; the
 // decode entry's prefill path) on the GPU, both kernels, on random operands
 // at ART's widths, against float64 computed here:
@@ -15,9 +19,18 @@
 // DSV3_ATTENTION_TIME=T times both at T queries (past 0, causal) and
 // reports TFLOP/s against the bf16 dense peak.
 //
+// The bf16 GEMMs (gemm_bf16_tc, after to_bf16), --shape M,N,K: x normal
+// with outlier channels, W normal(0, 0.02), both rounded to bf16, so every
+// product is exact in fp32 and only the fp32 sums differ from float64:
+// held to 2^-12 sum_k |x_k w_k| an element (an indexing error is ~|y|,
+// about sum |x w| / sqrt(K): 50x more at V3 widths). Plain with bias and
+// residual, gated (silu(g) u: g's and u's bounds through silu' <= 1.1),
+// and both grouped over 4 experts (rows M/2, 0, M/4, the rest).
+// DSV3_GEMM_TIME=M,N,K times the plain GEMM beside the split-bf16 one.
+//
 //===----------------------------------------------------------------------===//
 #ifdef DSV3_HAVE_CUDA
-#include "tools/dsv3-run/AttentionCheck.h"
+#include "tools/dsv3-run/Bf16Check.h"
 
 #include "runtime/Artifact.h"
 #include "runtime/Error.h"
@@ -98,8 +111,6 @@ std::vector<double> reference(const cuda::MlaDims &d, double scale, const Operan
   return o;
 }
 
-} // namespace
-
 int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_t seed) {
   Artifact art = Artifact::load(artifact);
   const Launch *mla = nullptr;
@@ -108,12 +119,12 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
       if (l.kernel == "latent_attention_decode")
         mla = &l;
   if (!mla)
-    fail("attention-check: {} has no latent_attention_decode launch (a decode entry)",
+    fail("bf16-check: {} has no latent_attention_decode launch (a decode entry)",
          artifact);
   cuda::MlaDims d = cuda::mlaDims(mla->params, 0);
   double scale = mla->params.at("softmax_scale").get<double>();
   if (T < 1 || past < 0)
-    fail("attention-check: --seq must be >= 1 and --context >= 0");
+    fail("bf16-check: --seq must be >= 1 and --context >= 0");
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   auto &drv = s.driver();
   const int64_t DQ = d.dn + d.dr, UW = d.dn + d.dv, W = d.r + d.dr;
@@ -161,7 +172,7 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
     DSV3_CU(drv, memcpyDtoH, "attention-check o", o.data(), dout, o.size() * 4);
     return o;
   };
-  fmt::print("attention-check {} on {}: {} heads, q/k {} + {}, v {}; {} new queries over {} "
+  fmt::print("bf16-check {} on {}: the prefill attention, {} heads, q/k {} + {}, v {}; {} new queries over {} "
              "cached positions\n",
              artifact, s.description(), d.nh, d.dn, d.dr, d.dv, T, past);
   std::vector<double> exact = reference(d, scale, x, false);
@@ -277,8 +288,192 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
                  100 * tf / 989);
     }
   }
-  fmt::print("{}\n", ok ? "attention-check: PASS" : "attention-check: FAIL");
+  fmt::print("{}\n", ok ? "attention: PASS" : "attention: FAIL");
   return ok ? 0 : 1;
+}
+
+/// Rows grouped over 4 experts: M/2, 0, M/4, the rest.
+std::vector<int64_t> expertCounts(int64_t M) { return {M / 2, 0, M / 4, M - M / 2 - M / 4}; }
+
+int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint64_t seed) {
+  if (K % 8)
+    fail("bf16-check: the bf16 GEMM needs K % 8 == 0, got {}", K);
+  Artifact art = Artifact::load(artifact);
+  cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
+  try {
+    s.function(cuda::bf16TcName(false));
+  } catch (const std::exception &) {
+    fmt::print("  gemm_bf16_tc: not in this artifact (fp32 models keep fp32 activations)\n");
+    return 0;
+  }
+  auto &drv = s.driver();
+  auto upload = [&](const void *p, size_t bytes, const char *what) {
+    CUdeviceptr dptr = 0;
+    DSV3_CU(drv, memAlloc, what, &dptr, std::max<size_t>(bytes, 16));
+    s.upload(dptr, p, bytes, what);
+    return dptr;
+  };
+  const int64_t E = 4;
+  std::mt19937_64 rng(seed + 29);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  // x: normal, every 97th channel x20 (outliers, as trained models have);
+  // weights normal(0, 0.02): E experts' gate and up (expert 0 is the plain
+  // GEMM's); all rounded to bf16. Bias and residual fp32.
+  std::vector<float> x(size_t(M * K));
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = roundBf16(normal(rng) * ((i % size_t(K)) % 97 == 5 ? 20.f : 1.f));
+  auto weights = [&] {
+    std::vector<float> w(size_t(E * N * K));
+    for (float &v : w)
+      v = roundBf16(normal(rng) * 0.02f);
+    return w;
+  };
+  std::vector<float> wg = weights(), wu = weights();
+  std::vector<float> bias(static_cast<size_t>(N)), res(static_cast<size_t>(M * N));
+  for (float &v : bias)
+    v = normal(rng);
+  for (float &v : res)
+    v = normal(rng);
+  auto bits = [](const std::vector<float> &w) {
+    std::vector<uint16_t> b(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      uint32_t u;
+      std::memcpy(&u, &w[i], 4);
+      b[i] = uint16_t(u >> 16);
+    }
+    return b;
+  };
+  std::vector<uint16_t> bg = bits(wg), bu = bits(wu);
+  std::vector<int64_t> counts = expertCounts(M);
+  CUdeviceptr dx = upload(x.data(), x.size() * 4, "bf16-check x");
+  CUdeviceptr dg = upload(bg.data(), bg.size() * 2, "bf16-check gate");
+  CUdeviceptr du = upload(bu.data(), bu.size() * 2, "bf16-check up");
+  CUdeviceptr db = upload(bias.data(), bias.size() * 4, "bf16-check bias");
+  CUdeviceptr dr = upload(res.data(), res.size() * 4, "bf16-check residual");
+  CUdeviceptr dc = upload(counts.data(), counts.size() * 8, "bf16-check counts");
+  CUdeviceptr dy = 0;
+  DSV3_CU(drv, memAlloc, "bf16-check y", &dy, size_t(M * N) * 4);
+  // Reference: y = x W_e^T in float64 and sum |x w| (rows of expert e use
+  // W_e when grouped, W_0 otherwise), threads over rows.
+  auto dots = [&](const std::vector<float> &w, bool grouped, std::vector<double> &y,
+                  std::vector<double> &mag) {
+    y.assign(size_t(M * N), 0);
+    mag.assign(size_t(M * N), 0);
+    std::vector<int64_t> expertOf(size_t(M), 0);
+    if (grouped)
+      for (int64_t e = 0, r = 0; e < E; ++e)
+        for (int64_t c = 0; c < counts[size_t(e)]; ++c)
+          expertOf[size_t(r++)] = e;
+    unsigned nt = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < nt; ++t)
+      pool.emplace_back([&, t] {
+        for (int64_t r = t; r < M; r += nt)
+          for (int64_t n = 0; n < N; ++n) {
+            const float *xr = x.data() + r * K, *wr = w.data() + (expertOf[size_t(r)] * N + n) * K;
+            double acc = 0, m = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              double p = double(xr[k]) * double(wr[k]);
+              acc += p;
+              m += std::fabs(p);
+            }
+            y[size_t(r * N + n)] = acc;
+            mag[size_t(r * N + n)] = m;
+          }
+      });
+    for (std::thread &t : pool)
+      t.join();
+  };
+  const double rel = std::ldexp(1.0, -12);
+  bool ok = true;
+  fmt::print("bf16-check {} on {}: the bf16 GEMMs at {} x {} x {} (bound 2^-12 sum|x w|)\n",
+             artifact, s.description(), M, N, K);
+  for (bool grouped : {false, true}) {
+    std::vector<double> g, gm, u, um;
+    dots(wg, grouped, g, gm);
+    dots(wu, grouped, u, um);
+    for (bool gated : {false, true}) {
+      cuda::bf16TcGemm(s, "bf16-check", dx, K, dg, gated ? du : 0, gated ? 0 : db,
+                       gated ? 0 : dr, dy, M, N, K, grouped ? dc : 0, grouped ? E : 0);
+      DSV3_CU(drv, streamSynchronize, "bf16-check", s.stream());
+      std::vector<float> y(size_t(M * N));
+      DSV3_CU(drv, memcpyDtoH, "bf16-check y", y.data(), dy, y.size() * 4);
+      double worst = 0, se = 0, sr = 0;
+      for (int64_t r = 0; r < M; ++r)
+        for (int64_t n = 0; n < N; ++n) {
+          size_t i = size_t(r * N + n);
+          double ref, bound;
+          if (gated) {
+            double sg = g[i] / (1 + std::exp(-g[i]));
+            ref = sg * u[i];
+            bound = 1.1 * rel * gm[i] * std::fabs(u[i]) + std::fabs(sg) * rel * um[i] +
+                    rel * rel * gm[i] * um[i];
+          } else {
+            ref = g[i] + bias[size_t(n)] + res[i];
+            bound = rel * gm[i] + 1e-6 * (std::fabs(bias[size_t(n)]) + std::fabs(res[i]));
+          }
+          double e = std::fabs(double(y[i]) - ref);
+          if (!std::isfinite(double(y[i])))
+            e = INFINITY;
+          worst = std::max(worst, e / std::max(bound, 1e-30));
+          se += e * e;
+          sr += ref * ref;
+        }
+      bool pass = worst <= 1.0;
+      ok = ok && pass;
+      fmt::print("  {:<52} rms rel {:.3e}, worst {:6.1f}% of the bound  {}\n",
+                 fmt::format("gemm_bf16_tc {}{}", gated ? "gated (silu(g) u)" : "plain (+ b + res)",
+                             grouped ? ", grouped (4 experts)" : ""),
+                 std::sqrt(se / std::max(sr, 1e-300)), 100 * worst, pass ? "PASS" : "FAIL");
+    }
+  }
+  if (const char *spec = std::getenv("DSV3_GEMM_TIME")) {
+    int64_t tm = 0, tn = 0, tk = 0;
+    if (std::sscanf(spec, "%ld,%ld,%ld", &tm, &tn, &tk) != 3 || tm < 64 || tn < 1 || tk % 8)
+      fail("DSV3_GEMM_TIME takes M,N,K (M >= 64, K % 8 == 0), got '{}'", spec);
+    std::vector<float> tx(size_t(tm * tk));
+    for (size_t i = 0; i < tx.size(); ++i)
+      tx[i] = x[i % x.size()];
+    std::vector<uint16_t> tw(size_t(tn * tk));
+    for (size_t i = 0; i < tw.size(); ++i)
+      tw[i] = bg[i % bg.size()];
+    CUdeviceptr x2 = upload(tx.data(), tx.size() * 4, "timing x");
+    CUdeviceptr w2 = upload(tw.data(), tw.size() * 2, "timing w");
+    CUdeviceptr y2 = 0;
+    DSV3_CU(drv, memAlloc, "timing y", &y2, size_t(tm * tn) * 4);
+    for (bool split : {false, true}) {
+      s.fp32Activations = split; // gemm() takes linear_mma (hi + lo) then
+      auto once = [&] {
+        cuda::gemm(s, "bf16 timing", x2, tk, w2, 0, y2, tm, tn, tk, true, 0, nullptr);
+      };
+      once();
+      DSV3_CU(drv, streamSynchronize, "bf16 timing", s.stream());
+      const int reps = 10;
+      auto t0 = std::chrono::steady_clock::now();
+      for (int r = 0; r < reps; ++r)
+        once();
+      DSV3_CU(drv, streamSynchronize, "bf16 timing", s.stream());
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                      .count() / reps;
+      double tf = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
+      fmt::print("  timing {}x{}x{} {:<40} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 989)\n", tm, tn,
+                 tk, split ? "linear_mma (fp32 activations as hi + lo)" : "to_bf16 + gemm_bf16_tc",
+                 ms, tf, 100 * tf / 989);
+    }
+    s.fp32Activations = false;
+  }
+  return ok ? 0 : 1;
+}
+
+} // namespace
+
+int bf16Check(const std::string &artifact, int64_t T, int64_t past, int64_t M, int64_t N,
+              int64_t K, uint64_t seed) {
+  int status = attentionCheck(artifact, T, past, seed);
+  if (M > 0)
+    status |= gemmCheck(artifact, M, N, K, seed);
+  fmt::print("{}\n", status ? "bf16-check: FAIL" : "bf16-check: PASS");
+  return status;
 }
 
 } // namespace dsv3rt
