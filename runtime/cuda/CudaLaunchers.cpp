@@ -369,6 +369,26 @@ void zero(CudaSession &s, CUdeviceptr p, i64 n, const std::string &what) {
     DSV3_CU(s.driver(), memsetD32Async, "zeroing " + what, p, 0u, size_t(n), s.stream());
 }
 
+void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
+                        CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past, CUdeviceptr part,
+                        CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits, i64 splitLen,
+                        i64 rowBase, i64 T, i64 S, float softmaxScale) {
+  int64_t W = d.r + d.dr, HB = mlaDecodeHeads(d), groups = (d.nh + HB - 1) / HB;
+  if (mma) {
+    s.countBf16ActivationLaunch();
+    s.launch(mlaDecodeMmaName(d), {unsigned(splits), unsigned((d.nh + 15) / 16), unsigned(rows)},
+             {128, 1, 1}, 0,
+             argv(qt, cache, past, part, ml, T, S, splitLen, rowBase, softmaxScale), k);
+  } else {
+    size_t smem = size_t((HB + 16) * (W + 1) + HB * 16) * 4;
+    s.launch(mlaDecodeNames(d, false)[1], {unsigned(splits), unsigned(groups), unsigned(rows)},
+             {256, 1, 1}, smem,
+             argv(qt, cache, past, part, ml, T, S, splitLen, rowBase, softmaxScale), k);
+  }
+  s.launch(mlaDecodeNames(d, false)[2], {unsigned(d.nh), unsigned(rows), 1}, {128, 1, 1}, 0,
+           argv(part, ml, ot, splits), k);
+}
+
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale) {
@@ -610,6 +630,17 @@ bool usePrefillMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
   return enabled && bf16Model && !s.fp32Activations && mlaPrefillMmaFits(d);
 }
 
+/// Whether the absorbed decode's split-KV attention runs on tensor cores
+/// (mla_decode_mma: bf16 q~ and latents) rather than in fp32
+/// (mla_decode_split): as usePrefillMma. DSV3_MLA_DECODE_MMA=0 never.
+bool useDecodeMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
+  static const bool enabled = [] {
+    const char *env = std::getenv("DSV3_MLA_DECODE_MMA");
+    return !(env && std::string(env) == "0");
+  }();
+  return enabled && bf16Model && !s.fp32Activations && mlaDecodeMmaFits(d);
+}
+
 void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &in,
                      Ins &out, bool decode) {
   DevTensor &x = *in[0], &y = *out[0];
@@ -687,13 +718,8 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       CUdeviceptr o0 = O + CUdeviceptr(r0 * d.nh * d.dv) * 4;
       s.launch(names[0], {unsigned(d.nh), unsigned((W + 127) / 128), 1}, {128, 1, 1}, 0,
                argv(q0, kvb, QT, rows), k);
-      size_t smem = size_t((HB + 16) * (W + 1) + HB * 16) * 4;
-      s.launch(names[1], {unsigned(splits), unsigned(groups), unsigned(rows)}, {256, 1, 1},
-               smem, argv(QT, cache.ptr, past.ptr, part, ml, T, S, splitLen, r0,
-                          softmaxScale),
-               k);
-      s.launch(names[2], {unsigned(d.nh), unsigned(rows), 1}, {128, 1, 1}, 0,
-               argv(part, ml, OT, splits), k);
+      mlaDecodeAttention(s, k, d, useDecodeMma(s, d, wb), QT, cache.ptr, past.ptr, part, ml, OT,
+                         rows, splits, splitLen, r0, T, S, softmaxScale);
       i64 warps = d.nh * d.dv;
       s.launch(names[3], {unsigned((warps + 7) / 8), 1, 1}, {256, 1, 1}, 0,
                argv(OT, kvb, o0, rows), k);

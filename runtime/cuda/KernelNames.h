@@ -157,6 +157,18 @@ inline std::string mlaPackKvName(const MlaDims &d) {
 inline std::string mlaPrefillMmaName(const MlaDims &d) {
   return inst("mla_prefill_mma", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
+/// The absorbed decode's attention on tensor cores (mla_decode_mma, bf16
+/// models): a 32-key tile of the latents (widths padded to 16 and 64, +8)
+/// and the cross-warp score sums in 48 KB of static shared memory; q~'s
+/// quarter and o~'s quarter in registers (widths up to 1024).
+inline bool mlaDecodeMmaFits(const MlaDims &d) {
+  int64_t wp = mlaPad16(d.r + d.dr), rp = (d.r + 63) / 64 * 64;
+  int64_t cw = wp > rp ? wp : rp;
+  return 32 * (cw + 8) * 2 + 4 * 16 * 32 * 4 <= 48 * 1024 && rp <= 1024;
+}
+inline std::string mlaDecodeMmaName(const MlaDims &d) {
+  return inst("mla_decode_mma", {d.nh, d.dr, d.r});
+}
 /// Heads per block of mla_decode_split (each block reads its key tiles
 /// once for this many heads).
 inline int64_t mlaDecodeHeads(const MlaDims &d) { return d.nh < 16 ? d.nh : 16; }
@@ -398,6 +410,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         out.push_back(n);
       if (mlaPrefillCachedFits(d))
         out.push_back(mlaPrefillCachedName(d));
+      if (w && mlaDecodeMmaFits(d))
+        out.push_back(mlaDecodeMmaName(d));
       if (w && mlaPrefillMmaFits(d)) {
         out.push_back(mlaPackKvName(d));
         out.push_back(mlaPrefillMmaName(d));

@@ -150,6 +150,17 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
                 i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E);
+/// The absorbed decode's attention of `rows` query rows (row r is row
+/// rowBase + r of the batch: sequence / T, position past + r % T) over the
+/// latent caches [B, S, R + DR]: qt [rows, NH, R + DR] (q~, rope query
+/// appended) -> ot [rows, NH, R], through `splits` key splits of splitLen
+/// keys (part [rows, splits, NH, R] and ml [rows, splits, NH, 2] are the
+/// workspace) and their merge. On tensor cores (mma: bf16 q~ and latents)
+/// or in fp32.
+void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
+                        CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past, CUdeviceptr part,
+                        CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits, i64 splitLen,
+                        i64 rowBase, i64 T, i64 S, float softmaxScale);
 /// The naive-form attention of sequence b's T new queries over its S
 /// cached rows (`rows`, [S, R + DR]) whose latents kv_b_proj expanded into
 /// u [S, NH, DN + DV]: q [T, NH, DN + DR] (rope rotated), o [T, NH, DV].

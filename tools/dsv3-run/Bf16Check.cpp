@@ -292,6 +292,140 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
   return ok ? 0 : 1;
 }
 
+/// The absorbed decode's attention (mla_decode_mma; mla_decode_split, its
+/// fp32 twin), then mla_decode_merge: 2 sequences with 700 and 333 cached
+/// positions, 3 new rows each, over latent caches of 1024 rows in key
+/// splits of 96 (several per row, a partial last one, splits past a row's
+/// keys), against float64; bounds as for the prefill attention (the values
+/// are the latents' first R columns).
+int decodeCheck(const std::string &artifact, uint64_t seed) {
+  Artifact art = Artifact::load(artifact);
+  const Launch *mla = nullptr;
+  if (art.hasEntry("decode"))
+    for (const Launch &l : art.entry("decode").launches)
+      if (l.kernel == "latent_attention_decode")
+        mla = &l;
+  if (!mla)
+    fail("bf16-check: {} has no latent_attention_decode launch (a decode entry)", artifact);
+  cuda::MlaDims d = cuda::mlaDims(mla->params, 0);
+  double scale = mla->params.at("softmax_scale").get<double>();
+  cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
+  bool mmaBuilt = cuda::mlaDecodeMmaFits(d);
+  try {
+    if (mmaBuilt)
+      s.function(cuda::mlaDecodeMmaName(d));
+  } catch (const std::exception &) {
+    mmaBuilt = false;
+  }
+  auto &drv = s.driver();
+  auto upload = [&](const void *p, size_t bytes, const char *what) {
+    CUdeviceptr dptr = 0;
+    DSV3_CU(drv, memAlloc, what, &dptr, std::max<size_t>(bytes, 16));
+    s.upload(dptr, p, bytes, what);
+    return dptr;
+  };
+  const int64_t B = 2, T = 3, S = 1024, W = d.r + d.dr, rows = B * T, splitLen = 96;
+  const int64_t splits = (S + splitLen - 1) / splitLen;
+  std::vector<int64_t> past = {700, 333};
+  std::mt19937_64 rng(seed + 41);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  float qs = float(2.0 / (scale * std::sqrt(double(W))));
+  std::vector<float> qt(static_cast<size_t>(rows * d.nh * W));
+  std::vector<float> cache(static_cast<size_t>(B * S * W));
+  for (float &v : qt)
+    v = normal(rng) * qs;
+  for (size_t i = 0; i < cache.size(); ++i)
+    cache[i] = normal(rng) * ((i / size_t(W)) % 17 == 3 ? 6.f : 1.f);
+  CUdeviceptr dq = upload(qt.data(), qt.size() * 4, "decode-check q~");
+  CUdeviceptr dc = upload(cache.data(), cache.size() * 4, "decode-check cache");
+  CUdeviceptr dp = upload(past.data(), past.size() * 8, "decode-check past");
+  CUdeviceptr part = 0, ml = 0, ot = 0;
+  DSV3_CU(drv, memAlloc, "decode-check part", &part, size_t(rows * splits * d.nh * d.r) * 4);
+  DSV3_CU(drv, memAlloc, "decode-check ml", &ml, size_t(rows * splits * d.nh * 2) * 4);
+  DSV3_CU(drv, memAlloc, "decode-check o~", &ot, size_t(rows * d.nh * d.r) * 4);
+  auto runKernel = [&](bool mma) {
+    cuda::mlaDecodeAttention(s, "decode-check", d, mma, dq, dc, dp, part, ml, ot, rows, splits,
+                             splitLen, 0, T, S, float(scale));
+    DSV3_CU(drv, streamSynchronize, "decode-check", s.stream());
+    std::vector<float> o(size_t(rows * d.nh * d.r));
+    DSV3_CU(drv, memcpyDtoH, "decode-check o~", o.data(), ot, o.size() * 4);
+    return o;
+  };
+  auto reference = [&](bool bf16) {
+    auto in = [&](float v) { return double(bf16 ? roundBf16(v) : v); };
+    std::vector<double> o(static_cast<size_t>(rows * d.nh * d.r)), vmax(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t b = r / T, keys = past[size_t(b)] + r % T + 1;
+      const float *cb = cache.data() + b * S * W;
+      double vm = 0;
+      for (int64_t j = 0; j < keys; ++j)
+        for (int64_t c = 0; c < d.r; ++c)
+          vm = std::max(vm, double(std::fabs(cb[j * W + c])));
+      vmax[size_t(r)] = vm;
+      std::vector<double> sc(static_cast<size_t>(keys));
+      for (int64_t h = 0; h < d.nh; ++h) {
+        const float *q = qt.data() + (r * d.nh + h) * W;
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < keys; ++j) {
+          double acc = 0;
+          for (int64_t c = 0; c < W; ++c)
+            acc += in(q[c]) * in(cb[j * W + c]);
+          sc[size_t(j)] = acc * scale;
+          mx = std::max(mx, sc[size_t(j)]);
+        }
+        double sum = 0;
+        for (double &v : sc)
+          sum += v = std::exp(v - mx);
+        double *oh = o.data() + (r * d.nh + h) * d.r;
+        for (int64_t j = 0; j < keys; ++j)
+          for (int64_t c = 0; c < d.r; ++c)
+            oh[c] += sc[size_t(j)] / sum * in(cb[j * W + c]);
+      }
+    }
+    return std::make_pair(o, vmax);
+  };
+  auto measure = [&](const std::vector<float> &o, const std::vector<double> &ref,
+                     const std::vector<double> &vmax, double factor, double &rms) {
+    double worst = 0, se = 0, sr = 0;
+    for (size_t i = 0; i < o.size(); ++i) {
+      double e = std::fabs(double(o[i]) - ref[i]);
+      if (!std::isfinite(double(o[i])))
+        e = INFINITY;
+      worst = std::max(worst, e / (factor * vmax[i / size_t(d.nh * d.r)]));
+      se += e * e;
+      sr += ref[i] * ref[i];
+    }
+    rms = std::sqrt(se / std::max(sr, 1e-300));
+    return worst;
+  };
+  fmt::print("bf16-check {} on {}: the absorbed decode attention, {} heads, latents {} + {}, "
+             "2 sequences x 3 rows after 700 and 333 positions, key splits of {}\n",
+             artifact, s.description(), d.nh, d.r, d.dr, splitLen);
+  auto [exact, vmax] = reference(false);
+  bool ok = true;
+  double rms = 0;
+  double w = measure(runKernel(false), exact, vmax, 1e-5, rms);
+  ok = ok && w <= 1;
+  fmt::print("  {:<58} rms rel {:.3e}, worst {:6.1f}% of the bound  {}\n",
+             "mla_decode_split (fp32), float64 (1e-5 max|v|)", rms, 100 * w,
+             w <= 1 ? "PASS" : "FAIL");
+  if (mmaBuilt) {
+    auto [rounded, vmax2] = reference(true);
+    std::vector<float> o = runKernel(true);
+    w = measure(o, rounded, vmax2, std::ldexp(1.0, -8), rms);
+    ok = ok && w <= 1;
+    fmt::print("  {:<58} rms rel {:.3e}, worst {:6.1f}% of the bound  {}\n",
+               "mla_decode_mma (bf16), float64 on bf16 q~/latents (2^-8)", rms, 100 * w,
+               w <= 1 ? "PASS" : "FAIL");
+    double e = measure(o, exact, vmax, 1.0, rms);
+    fmt::print("  {:<58} rms rel {:.3e}, max |err| / max|v| {:.3e} (the bf16 operands' cost)\n",
+               "mla_decode_mma (bf16), float64 on the fp32 operands", rms, e);
+  } else {
+    fmt::print("  mla_decode_mma: not in this artifact (fp32 models run the fp32 kernel)\n");
+  }
+  return ok ? 0 : 1;
+}
+
 /// Rows grouped over 4 experts: M/2, 0, M/4, the rest.
 std::vector<int64_t> expertCounts(int64_t M) { return {M / 2, 0, M / 4, M - M / 2 - M / 4}; }
 
@@ -470,6 +604,7 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
 int bf16Check(const std::string &artifact, int64_t T, int64_t past, int64_t M, int64_t N,
               int64_t K, uint64_t seed) {
   int status = attentionCheck(artifact, T, past, seed);
+  status |= decodeCheck(artifact, seed);
   if (M > 0)
     status |= gemmCheck(artifact, M, N, K, seed);
   fmt::print("{}\n", status ? "bf16-check: FAIL" : "bf16-check: PASS");

@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# The prefill on tensor cores (mla_prefill_mma: the naive-form MLA over the
-# latent cache with bf16 operands, for bf16 and FP8 models), in one device
-# call after scripts/gpu-prepare.sh and bench/prepare.sh ran here:
-#   run(command="bash scripts/gpu-prefill-check.sh",
+# The kernels that round activations to bf16 (bf16 and FP8 models: the
+# prefill attention mla_prefill_mma, the absorbed decode's mla_decode_mma,
+# the GEMMs gemm_bf16_tc), in one device call after scripts/gpu-prepare.sh
+# and bench/prepare.sh ran here:
+#   run(command="bash scripts/gpu-bf16-check.sh",
 #       carry=["gpu-artifacts", "bench-artifacts", ".deps"])
 # 1. dsv3-run bf16-check: the kernels that round activations to bf16, on
 #    random operands against float64: both prefill attention kernels at V3
 #    widths (the bf16 slice: 128 heads, q/k 128 + 64, v 128) and tiny-a's
 #    (widths padded to 16), over several query and key tiles with cached
-#    positions before them; the bf16 GEMMs (plain, gated, grouped) at a V3
-#    shape and at ragged edges; times them beside the fp32-activation
-#    kernels.
+#    positions before them; the absorbed decode attention (ragged rows,
+#    key splits); the bf16 GEMMs (plain, gated, grouped) at a V3 shape and
+#    at ragged edges; times them beside the fp32-activation kernels.
 # 2. Whole models: tiny-a-bf16 against the float64 oracle with the prefill
 #    kernel forced on every decode-entry call (DSV3_MLA_PREFILL_TOKENS=1);
 #    compare (which keeps activations fp32: the fp32 kernel) on long
 #    sequences.
-# 3. Times the bench slice's prefill (4 x 2048 and 1 x 2048, bf16 and FP8)
-#    with each kernel, and profiles the 4 x 2048 prefill.
+# 3. Times the bench slice's decode (context 1024, batches 1, 32, 128) and
+#    prefill (4 x 2048 and 1 x 2048), bf16 and FP8, and profiles the bf16
+#    4 x 2048 prefill and batch-128 decode.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-prefill}
+OUT=${OUT:-/tmp/gpu-bf16}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0
 [ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
@@ -42,7 +44,11 @@ a tiny-200-past37 $RUN bf16-check gpu-artifacts/tiny-a-bf16-long --seq 200 --con
 echo "== whole models"
 DSV3_MLA_PREFILL_TOKENS=1 $RUN verify gpu-artifacts/tiny-a-bf16-long --weights test/data/fixtures/tiny-a \
   --oracle test/data/fixtures/tiny-a --backend cuda > "$OUT/verify-tiny-a-bf16.log" 2>&1 || status=1
-printf '%-28s %s\n' "verify tiny-a-bf16" "$(tail -1 "$OUT/verify-tiny-a-bf16.log")"
+printf '%-28s %s\n' "verify tiny-a-bf16 (prefill)" "$(tail -1 "$OUT/verify-tiny-a-bf16.log")"
+$RUN verify gpu-artifacts/tiny-a-bf16-long --weights test/data/fixtures/tiny-a \
+  --oracle test/data/fixtures/tiny-a --backend cuda > "$OUT/verify-tiny-a-bf16-decode.log" 2>&1 || status=1
+printf '%-28s %s\n' "verify tiny-a-bf16 (decode)" "$(tail -1 "$OUT/verify-tiny-a-bf16-decode.log")"
+grep -E "FAIL|greedy|agree|decode prefill" "$OUT/verify-tiny-a-bf16-decode.log" | head -8
 grep -E "FAIL|greedy|agree" "$OUT/verify-tiny-a-bf16.log" | head -8
 DSV3_MLA_PREFILL_TOKENS=1 $RUN compare gpu-artifacts/tiny-a-bf16-long --weights test/data/fixtures/tiny-a \
   --ids "$LONG" > "$OUT/compare-tiny-a-bf16-long.log" 2>&1 || status=1
@@ -67,14 +73,22 @@ t() {
   printf '%-28s %s\n' "$name" "$(tail -1 "$OUT/time-$name.log" | grep -oE '(decode|prefill) [0-9.]+ ms' | head -1)"
 }
 for art in v3-infer v3-infer-fp8; do
-  for mma in 1; do
-    t $art-4x2048-mma$mma DSV3_MLA_PREFILL_MMA=$mma $RUN time bench-artifacts/$art \
-      --random-weights 1 --backend cuda --batch 4 --seq 2048 --steps 1
-  done
+  t $art-decode-b1 $RUN time bench-artifacts/$art --random-weights 1 --backend cuda \
+    --batch 1 --context 1024 --steps 16
+  t $art-decode-b32 $RUN time bench-artifacts/$art --random-weights 1 --backend cuda \
+    --batch 32 --context 1024 --steps 8
+  t $art-decode-b128 $RUN time bench-artifacts/$art --random-weights 1 --backend cuda \
+    --batch 128 --context 1024 --steps 4
+  t $art-4x2048 $RUN time bench-artifacts/$art --random-weights 1 --backend cuda \
+    --batch 4 --seq 2048 --steps 1
   t $art-1x2048 $RUN time bench-artifacts/$art --random-weights 1 --backend cuda \
     --batch 1 --seq 2048 --steps 1
 done
-DSV3_PROFILE=1 $RUN time bench-artifacts/v3-infer --random-weights 1 --backend cuda \
-  --batch 4 --seq 2048 --steps 1 > "$OUT/profile-prefill-bf16.log" 2>&1
-echo "-- profile bf16 prefill 4x2048"; sed -n 2,14p "$OUT/profile-prefill-bf16.log"
+for args in "--batch 4 --seq 2048 --steps 1" "--batch 128 --context 1024 --steps 2"; do
+  DSV3_PROFILE=1 $RUN time bench-artifacts/v3-infer --random-weights 1 --backend cuda $args \
+    > "$OUT/profile.log" 2>&1
+  echo "-- profile bf16 $args"; sed -n 2,12p "$OUT/profile.log"
+done
+# Few files come back from a device call: the logs in one archive.
+tar -C "$OUT" -czf "$OUT/logs.tgz" --exclude logs.tgz . && find "$OUT" -type f ! -name logs.tgz -delete
 exit $status
