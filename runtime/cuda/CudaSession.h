@@ -116,8 +116,8 @@ public:
   /// Only kernels that keep activations in fp32 (the host's precision):
   /// set by `compare`, which checks the GPU against the host at 1e-4. Off,
   /// bf16 models also run kernels that round activations to bf16 (the
-  /// tensor-core prefill attention), checked on their own (`dsv3-run
-  /// attention-check`) and against the oracle at bf16 tolerances.
+  /// tensor-core attention and GEMMs), checked on their own (`dsv3-run
+  /// bf16-check`) and against the oracle at bf16 tolerances.
   bool fp32Activations = false;
   /// How many launches so far rounded activations to bf16 (counted by
   /// their launchers): verify reports, rather than checks at fp32's

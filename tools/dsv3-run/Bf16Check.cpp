@@ -157,19 +157,19 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
   x.cache.resize(size_t(x.S * W));
   for (float &v : x.cache)
     v = normal(rng);
-  CUdeviceptr dq = upload(x.q.data(), x.q.size() * 4, "attention-check q");
-  CUdeviceptr du = upload(x.u.data(), x.u.size() * 4, "attention-check u");
-  CUdeviceptr dc = upload(x.cache.data(), x.cache.size() * 4, "attention-check cache");
+  CUdeviceptr dq = upload(x.q.data(), x.q.size() * 4, "bf16-check q");
+  CUdeviceptr du = upload(x.u.data(), x.u.size() * 4, "bf16-check u");
+  CUdeviceptr dc = upload(x.cache.data(), x.cache.size() * 4, "bf16-check cache");
   int64_t pastHost = past;
-  CUdeviceptr dp = upload(&pastHost, 8, "attention-check past");
+  CUdeviceptr dp = upload(&pastHost, 8, "bf16-check past");
   CUdeviceptr dout = 0;
-  DSV3_CU(drv, memAlloc, "attention-check o", &dout, size_t(T * d.nh * d.dv) * 4);
+  DSV3_CU(drv, memAlloc, "bf16-check o", &dout, size_t(T * d.nh * d.dv) * 4);
   auto runKernel = [&](bool mma) {
-    cuda::mlaPrefillAttention(s, "attention-check", d, mma, dq, du, dc, dp, 0, dout, T, x.S,
+    cuda::mlaPrefillAttention(s, "bf16-check attention", d, mma, dq, du, dc, dp, 0, dout, T, x.S,
                               float(scale));
-    DSV3_CU(drv, streamSynchronize, "attention-check", s.stream());
+    DSV3_CU(drv, streamSynchronize, "bf16-check attention", s.stream());
     std::vector<float> o(size_t(T * d.nh * d.dv));
-    DSV3_CU(drv, memcpyDtoH, "attention-check o", o.data(), dout, o.size() * 4);
+    DSV3_CU(drv, memcpyDtoH, "bf16-check o", o.data(), dout, o.size() * 4);
     return o;
   };
   fmt::print("bf16-check {} on {}: the prefill attention, {} heads, q/k {} + {}, v {}; {} new queries over {} "

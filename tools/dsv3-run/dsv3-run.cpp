@@ -720,9 +720,9 @@ int verify(const Options &o, const Artifact &art, Session &s,
       c.note = "FP8: the absorbed form dequantizes kv_b, the naive form quantizes its input";
     } else if (roundedDecode) {
       c.info = true;
-      c.note = "the decode entry's prefill attention ran with bf16 operands (mla_prefill_mma, "
-               "checked against float64 by dsv3-run attention-check); a rounding can flip a "
-               "near-tied expert choice";
+      c.note = "the decode entry ran kernels with bf16 activations (mla_prefill_mma, "
+               "mla_decode_mma, gemm_bf16_tc: each checked against float64 by dsv3-run "
+               "bf16-check); a rounding can flip a near-tied expert choice";
     }
     checks.push_back(c);
   }
