@@ -308,6 +308,8 @@ CudaSession::~CudaSession() {
     drv_.memFree(p);
   for (auto &[k, p] : constants_)
     drv_.memFree(p);
+  for (CUdeviceptr p : buffers_)
+    drv_.memFree(p);
 }
 
 std::map<std::string, std::vector<float>> &CudaSession::paramData() {
@@ -471,6 +473,16 @@ void CudaSession::upload(CUdeviceptr dst, const void *src, size_t bytes,
                          const std::string &what) {
   if (bytes)
     DSV3_CU(drv_, memcpyHtoD, what, dst, src, bytes);
+}
+
+CUdeviceptr CudaSession::deviceBuffer(size_t bytes, const std::string &what,
+                                      const void *src) {
+  CUdeviceptr p = 0;
+  DSV3_CU(drv_, memAlloc, what, &p, std::max<size_t>(bytes, 16));
+  buffers_.push_back(p);
+  if (src)
+    upload(p, src, bytes, what);
+  return p;
 }
 
 void CudaSession::makeResident(const void *host, size_t bytes) {

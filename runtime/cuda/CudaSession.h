@@ -101,6 +101,9 @@ public:
   void launch(const std::string &instance, Dim3 grid, Dim3 block, size_t smem,
               std::vector<void *> args, const std::string &what);
   void upload(CUdeviceptr dst, const void *src, size_t bytes, const std::string &what);
+  /// A device buffer of `bytes` (at least 16) owned by the session, holding
+  /// a copy of `src` when given (the check commands' operands).
+  CUdeviceptr deviceBuffer(size_t bytes, const std::string &what, const void *src = nullptr);
   Driver &driver() { return drv_; }
   /// Streaming multiprocessors (launchers size split-K/split-KV grids).
   int multiprocessors() const { return sms_; }
@@ -127,6 +130,7 @@ public:
 
 private:
   int64_t bf16ActivationLaunches_ = 0;
+  std::vector<CUdeviceptr> buffers_; // deviceBuffer()
   void loadModule();
   void checkFreeMemory();
   void allocateArena();

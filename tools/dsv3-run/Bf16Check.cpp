@@ -111,36 +111,39 @@ std::vector<double> reference(const cuda::MlaDims &d, double scale, const Operan
   return o;
 }
 
-int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_t seed) {
-  Artifact art = Artifact::load(artifact);
-  const Launch *mla = nullptr;
+/// The MLA widths and softmax scale of ART's decode entry.
+struct MlaOf {
+  cuda::MlaDims d;
+  double scale;
+};
+MlaOf mlaOf(const Artifact &art, const std::string &artifact) {
   if (art.hasEntry("decode"))
     for (const Launch &l : art.entry("decode").launches)
       if (l.kernel == "latent_attention_decode")
-        mla = &l;
-  if (!mla)
-    fail("bf16-check: {} has no latent_attention_decode launch (a decode entry)",
-         artifact);
-  cuda::MlaDims d = cuda::mlaDims(mla->params, 0);
-  double scale = mla->params.at("softmax_scale").get<double>();
+        return {cuda::mlaDims(l.params, 0), l.params.at("softmax_scale").get<double>()};
+  fail("bf16-check: {} has no latent_attention_decode launch (a decode entry)", artifact);
+}
+
+/// Whether ART's CUDA module has `instance` (bf16 artifacts have the
+/// bf16-activation kernels, fp32 ones not).
+bool hasFunction(cuda::CudaSession &s, const std::string &instance) {
+  try {
+    s.function(instance);
+    return true;
+  } catch (const std::exception &) {
+    return false;
+  }
+}
+
+int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_t seed) {
+  Artifact art = Artifact::load(artifact);
+  auto [d, scale] = mlaOf(art, artifact);
   if (T < 1 || past < 0)
     fail("bf16-check: --seq must be >= 1 and --context >= 0");
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   auto &drv = s.driver();
   const int64_t DQ = d.dn + d.dr, UW = d.dn + d.dv, W = d.r + d.dr;
-  bool mmaBuilt = cuda::mlaPrefillMmaFits(d);
-  try {
-    if (mmaBuilt)
-      s.function(cuda::mlaPrefillMmaName(d));
-  } catch (const std::exception &) {
-    mmaBuilt = false; // an fp32 artifact: only the fp32 kernel is compiled
-  }
-  auto upload = [&](const void *p, size_t bytes, const char *what) {
-    CUdeviceptr dptr = 0;
-    DSV3_CU(drv, memAlloc, what, &dptr, std::max<size_t>(bytes, 16));
-    s.upload(dptr, p, bytes, what);
-    return dptr;
-  };
+  bool mmaBuilt = cuda::mlaPrefillMmaFits(d) && hasFunction(s, cuda::mlaPrefillMmaName(d));
   // Scores of unit variance times 2 (softmax neither flat nor one-hot),
   // keys and values normal; one cached row in 17 carries a 6x larger key
   // (an attention sink: peaked rows).
@@ -157,13 +160,12 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
   x.cache.resize(size_t(x.S * W));
   for (float &v : x.cache)
     v = normal(rng);
-  CUdeviceptr dq = upload(x.q.data(), x.q.size() * 4, "bf16-check q");
-  CUdeviceptr du = upload(x.u.data(), x.u.size() * 4, "bf16-check u");
-  CUdeviceptr dc = upload(x.cache.data(), x.cache.size() * 4, "bf16-check cache");
+  CUdeviceptr dq = s.deviceBuffer(x.q.size() * 4, "bf16-check q", x.q.data());
+  CUdeviceptr du = s.deviceBuffer(x.u.size() * 4, "bf16-check u", x.u.data());
+  CUdeviceptr dc = s.deviceBuffer(x.cache.size() * 4, "bf16-check cache", x.cache.data());
   int64_t pastHost = past;
-  CUdeviceptr dp = upload(&pastHost, 8, "bf16-check past");
-  CUdeviceptr dout = 0;
-  DSV3_CU(drv, memAlloc, "bf16-check o", &dout, size_t(T * d.nh * d.dv) * 4);
+  CUdeviceptr dp = s.deviceBuffer(8, "bf16-check past", &pastHost);
+  CUdeviceptr dout = s.deviceBuffer(size_t(T * d.nh * d.dv) * 4, "bf16-check o");
   auto runKernel = [&](bool mma) {
     cuda::mlaPrefillAttention(s, "bf16-check attention", d, mma, dq, du, dc, dp, 0, dout, T, x.S,
                               float(scale));
@@ -257,13 +259,12 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
       tu[i] = x.u[i % x.u.size()];
     for (size_t i = 0; i < tc.size(); ++i)
       tc[i] = x.cache[i % x.cache.size()];
-    CUdeviceptr q2 = upload(tq.data(), tq.size() * 4, "timing q");
-    CUdeviceptr u2 = upload(tu.data(), tu.size() * 4, "timing u");
-    CUdeviceptr c2 = upload(tc.data(), tc.size() * 4, "timing cache");
+    CUdeviceptr q2 = s.deviceBuffer(tq.size() * 4, "timing q", tq.data());
+    CUdeviceptr u2 = s.deviceBuffer(tu.size() * 4, "timing u", tu.data());
+    CUdeviceptr c2 = s.deviceBuffer(tc.size() * 4, "timing cache", tc.data());
     int64_t zero = 0;
-    CUdeviceptr p2 = upload(&zero, 8, "timing past");
-    CUdeviceptr o2 = 0;
-    DSV3_CU(drv, memAlloc, "timing o", &o2, size_t(tt * d.nh * d.dv) * 4);
+    CUdeviceptr p2 = s.deviceBuffer(8, "timing past", &zero);
+    CUdeviceptr o2 = s.deviceBuffer(size_t(tt * d.nh * d.dv) * 4, "timing o");
     double flops = 2.0 * double(d.nh) * double(tt) * double(tt + 1) / 2 * double(DQ + d.dv);
     for (bool mma : {true, false}) {
       if (mma && !mmaBuilt)
@@ -300,30 +301,10 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
 /// are the latents' first R columns).
 int decodeCheck(const std::string &artifact, uint64_t seed) {
   Artifact art = Artifact::load(artifact);
-  const Launch *mla = nullptr;
-  if (art.hasEntry("decode"))
-    for (const Launch &l : art.entry("decode").launches)
-      if (l.kernel == "latent_attention_decode")
-        mla = &l;
-  if (!mla)
-    fail("bf16-check: {} has no latent_attention_decode launch (a decode entry)", artifact);
-  cuda::MlaDims d = cuda::mlaDims(mla->params, 0);
-  double scale = mla->params.at("softmax_scale").get<double>();
+  auto [d, scale] = mlaOf(art, artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
-  bool mmaBuilt = cuda::mlaDecodeMmaFits(d);
-  try {
-    if (mmaBuilt)
-      s.function(cuda::mlaDecodeMmaName(d));
-  } catch (const std::exception &) {
-    mmaBuilt = false;
-  }
+  bool mmaBuilt = cuda::mlaDecodeMmaFits(d) && hasFunction(s, cuda::mlaDecodeMmaName(d));
   auto &drv = s.driver();
-  auto upload = [&](const void *p, size_t bytes, const char *what) {
-    CUdeviceptr dptr = 0;
-    DSV3_CU(drv, memAlloc, what, &dptr, std::max<size_t>(bytes, 16));
-    s.upload(dptr, p, bytes, what);
-    return dptr;
-  };
   const int64_t B = 2, T = 3, S = 1024, W = d.r + d.dr, rows = B * T, splitLen = 96;
   const int64_t splits = (S + splitLen - 1) / splitLen;
   std::vector<int64_t> past = {700, 333};
@@ -336,13 +317,12 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
     v = normal(rng) * qs;
   for (size_t i = 0; i < cache.size(); ++i)
     cache[i] = normal(rng) * ((i / size_t(W)) % 17 == 3 ? 6.f : 1.f);
-  CUdeviceptr dq = upload(qt.data(), qt.size() * 4, "decode-check q~");
-  CUdeviceptr dc = upload(cache.data(), cache.size() * 4, "decode-check cache");
-  CUdeviceptr dp = upload(past.data(), past.size() * 8, "decode-check past");
-  CUdeviceptr part = 0, ml = 0, ot = 0;
-  DSV3_CU(drv, memAlloc, "decode-check part", &part, size_t(rows * splits * d.nh * d.r) * 4);
-  DSV3_CU(drv, memAlloc, "decode-check ml", &ml, size_t(rows * splits * d.nh * 2) * 4);
-  DSV3_CU(drv, memAlloc, "decode-check o~", &ot, size_t(rows * d.nh * d.r) * 4);
+  CUdeviceptr dq = s.deviceBuffer(qt.size() * 4, "decode-check q~", qt.data());
+  CUdeviceptr dc = s.deviceBuffer(cache.size() * 4, "decode-check cache", cache.data());
+  CUdeviceptr dp = s.deviceBuffer(past.size() * 8, "decode-check past", past.data());
+  CUdeviceptr part = s.deviceBuffer(size_t(rows * splits * d.nh * d.r) * 4, "decode-check part");
+  CUdeviceptr ml = s.deviceBuffer(size_t(rows * splits * d.nh * 2) * 4, "decode-check ml");
+  CUdeviceptr ot = s.deviceBuffer(size_t(rows * d.nh * d.r) * 4, "decode-check o~");
   auto runKernel = [&](bool mma) {
     cuda::mlaDecodeAttention(s, "decode-check", d, mma, dq, dc, dp, part, ml, ot, rows, splits,
                              splitLen, 0, T, S, float(scale));
@@ -434,19 +414,11 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     fail("bf16-check: the bf16 GEMM needs K % 8 == 0, got {}", K);
   Artifact art = Artifact::load(artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
-  try {
-    s.function(cuda::bf16TcName(false));
-  } catch (const std::exception &) {
+  if (!hasFunction(s, cuda::bf16TcName(false))) {
     fmt::print("  gemm_bf16_tc: not in this artifact (fp32 models keep fp32 activations)\n");
     return 0;
   }
   auto &drv = s.driver();
-  auto upload = [&](const void *p, size_t bytes, const char *what) {
-    CUdeviceptr dptr = 0;
-    DSV3_CU(drv, memAlloc, what, &dptr, std::max<size_t>(bytes, 16));
-    s.upload(dptr, p, bytes, what);
-    return dptr;
-  };
   const int64_t E = 4;
   std::mt19937_64 rng(seed + 29);
   std::normal_distribution<float> normal(0.f, 1.f);
@@ -479,14 +451,13 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
   };
   std::vector<uint16_t> bg = bits(wg), bu = bits(wu);
   std::vector<int64_t> counts = expertCounts(M);
-  CUdeviceptr dx = upload(x.data(), x.size() * 4, "bf16-check x");
-  CUdeviceptr dg = upload(bg.data(), bg.size() * 2, "bf16-check gate");
-  CUdeviceptr du = upload(bu.data(), bu.size() * 2, "bf16-check up");
-  CUdeviceptr db = upload(bias.data(), bias.size() * 4, "bf16-check bias");
-  CUdeviceptr dr = upload(res.data(), res.size() * 4, "bf16-check residual");
-  CUdeviceptr dc = upload(counts.data(), counts.size() * 8, "bf16-check counts");
-  CUdeviceptr dy = 0;
-  DSV3_CU(drv, memAlloc, "bf16-check y", &dy, size_t(M * N) * 4);
+  CUdeviceptr dx = s.deviceBuffer(x.size() * 4, "bf16-check x", x.data());
+  CUdeviceptr dg = s.deviceBuffer(bg.size() * 2, "bf16-check gate", bg.data());
+  CUdeviceptr du = s.deviceBuffer(bu.size() * 2, "bf16-check up", bu.data());
+  CUdeviceptr db = s.deviceBuffer(bias.size() * 4, "bf16-check bias", bias.data());
+  CUdeviceptr dr = s.deviceBuffer(res.size() * 4, "bf16-check residual", res.data());
+  CUdeviceptr dc = s.deviceBuffer(counts.size() * 8, "bf16-check counts", counts.data());
+  CUdeviceptr dy = s.deviceBuffer(size_t(M * N) * 4, "bf16-check y");
   // Reference: y = x W_e^T in float64 and sum |x w| (rows of expert e use
   // W_e when grouped, W_0 otherwise), threads over rows.
   auto dots = [&](const std::vector<float> &w, bool grouped, std::vector<double> &y,
@@ -571,10 +542,9 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     std::vector<uint16_t> tw(size_t(tn * tk));
     for (size_t i = 0; i < tw.size(); ++i)
       tw[i] = bg[i % bg.size()];
-    CUdeviceptr x2 = upload(tx.data(), tx.size() * 4, "timing x");
-    CUdeviceptr w2 = upload(tw.data(), tw.size() * 2, "timing w");
-    CUdeviceptr y2 = 0;
-    DSV3_CU(drv, memAlloc, "timing y", &y2, size_t(tm * tn) * 4);
+    CUdeviceptr x2 = s.deviceBuffer(tx.size() * 4, "timing x", tx.data());
+    CUdeviceptr w2 = s.deviceBuffer(tw.size() * 2, "timing w", tw.data());
+    CUdeviceptr y2 = s.deviceBuffer(size_t(tm * tn) * 4, "timing y");
     for (bool split : {false, true}) {
       s.fp32Activations = split; // gemm() takes linear_mma (hi + lo) then
       auto once = [&] {

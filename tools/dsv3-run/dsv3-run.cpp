@@ -1025,12 +1025,6 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
     fail("fp8-gemm: {} is not an FP8 artifact (dsv3c --quantize fp8)", o.artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   auto &drv = s.driver();
-  auto upload = [&](const void *p, size_t bytes, const char *what) {
-    CUdeviceptr d = 0;
-    DSV3_CU(drv, memAlloc, what, &d, std::max<size_t>(bytes, 16));
-    s.upload(d, p, bytes, what);
-    return d;
-  };
   // Grouped: 4 experts, each its own weights; rows split M/2, 0, M/4, rest.
   const int64_t E = 4, blk = 128;
   int64_t sr = (N + blk - 1) / blk, sc = (K + blk - 1) / blk;
@@ -1054,14 +1048,14 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
     for (int64_t c = 0; c < counts[size_t(e)]; ++c, ++r)
       ep.expert(e, N, K).apply(x.data() + r * K, N, K, yGrouped.data() + r * N);
 
-  CUdeviceptr dx = upload(x.data(), x.size() * 4, "fp8-gemm x");
-  CUdeviceptr dw = upload(codes.data(), codes.size(), "fp8-gemm w");
-  CUdeviceptr ds = upload(scales.data(), scales.size() * 4, "fp8-gemm scales");
-  CUdeviceptr dwe = upload(ecodes.data(), ecodes.size(), "fp8-gemm expert w");
-  CUdeviceptr dse = upload(escales.data(), escales.size() * 4, "fp8-gemm expert scales");
-  CUdeviceptr dc = upload(counts.data(), counts.size() * 8, "fp8-gemm counts");
+  CUdeviceptr dx = s.deviceBuffer(x.size() * 4, "fp8-gemm x", x.data());
+  CUdeviceptr dw = s.deviceBuffer(codes.size(), "fp8-gemm w", codes.data());
+  CUdeviceptr ds = s.deviceBuffer(scales.size() * 4, "fp8-gemm scales", scales.data());
+  CUdeviceptr dwe = s.deviceBuffer(ecodes.size(), "fp8-gemm expert w", ecodes.data());
+  CUdeviceptr dse = s.deviceBuffer(escales.size() * 4, "fp8-gemm expert scales", escales.data());
+  CUdeviceptr dc = s.deviceBuffer(counts.size() * 8, "fp8-gemm counts", counts.data());
   std::vector<float> zero(size_t(M * N), 0.f);
-  CUdeviceptr dy = upload(zero.data(), zero.size() * 4, "fp8-gemm y");
+  CUdeviceptr dy = s.deviceBuffer(zero.size() * 4, "fp8-gemm y", zero.data());
   bool ok = true;
   fmt::print("  {} against the host FP8 GEMM (same operands; tolerance 1e-04 of max |y|):\n",
              s.description());
@@ -1104,11 +1098,10 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
     std::vector<float> xs(size_t(tm * tk));
     for (size_t i = 0; i < xs.size(); ++i)
       xs[i] = f8e4m3ToFloat(bytes[i % bytes.size()]);
-    CUdeviceptr tx = upload(xs.data(), xs.size() * 4, "timing x");
-    CUdeviceptr tw = upload(bytes.data(), size_t(tn * tk), "timing w");
-    CUdeviceptr ts = upload(ones.data(), ones.size() * 4, "timing scales");
-    CUdeviceptr ty2 = 0;
-    DSV3_CU(drv, memAlloc, "timing y", &ty2, size_t(tm * tn) * 4);
+    CUdeviceptr tx = s.deviceBuffer(xs.size() * 4, "timing x", xs.data());
+    CUdeviceptr tw = s.deviceBuffer(size_t(tn * tk), "timing w", bytes.data());
+    CUdeviceptr ts = s.deviceBuffer(ones.size() * 4, "timing scales", ones.data());
+    CUdeviceptr ty2 = s.deviceBuffer(size_t(tm * tn) * 4, "timing y");
     cuda::Fp8Weight tf{tw, ts, int(blk), int(blk)};
     for (int schedule : {1, 2}) {
       auto once = [&] {
