@@ -111,6 +111,20 @@ std::vector<double> reference(const cuda::MlaDims &d, double scale, const Operan
   return o;
 }
 
+/// Milliseconds a call of `once` takes on the session's stream: one
+/// warm-up, then the mean of `reps` (wall time around synchronised runs).
+template <typename F> double timeMs(cuda::CudaSession &s, F once, int reps) {
+  auto sync = [&] { DSV3_CU(s.driver(), streamSynchronize, "timing", s.stream()); };
+  once();
+  sync();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; ++r)
+    once();
+  sync();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+             .count() / reps;
+}
+
 /// The MLA widths and softmax scale of ART's decode entry.
 struct MlaOf {
   cuda::MlaDims d;
@@ -273,15 +287,7 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
         cuda::mlaPrefillAttention(s, "attention timing", d, mma, q2, u2, c2, p2, 0, o2, tt, tt,
                                   float(scale));
       };
-      once();
-      DSV3_CU(drv, streamSynchronize, "attention timing", s.stream());
-      const int reps = mma ? 10 : 2;
-      auto t0 = std::chrono::steady_clock::now();
-      for (int r = 0; r < reps; ++r)
-        once();
-      DSV3_CU(drv, streamSynchronize, "attention timing", s.stream());
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                      .count() / reps;
+      double ms = timeMs(s, once, mma ? 10 : 2);
       double tf = flops / (ms * 1e9);
       fmt::print("  timing {} queries x {} heads, causal: {:<26} {:8.3f} ms {:7.1f} TFLOP/s "
                  "({:.1f}% of 989)\n",
@@ -550,15 +556,7 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
       auto once = [&] {
         cuda::gemm(s, "bf16 timing", x2, tk, w2, 0, y2, tm, tn, tk, true, 0, nullptr);
       };
-      once();
-      DSV3_CU(drv, streamSynchronize, "bf16 timing", s.stream());
-      const int reps = 10;
-      auto t0 = std::chrono::steady_clock::now();
-      for (int r = 0; r < reps; ++r)
-        once();
-      DSV3_CU(drv, streamSynchronize, "bf16 timing", s.stream());
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                      .count() / reps;
+      double ms = timeMs(s, once, 10);
       double tf = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
       fmt::print("  timing {}x{}x{} {:<40} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 989)\n", tm, tn,
                  tk, split ? "linear_mma (fp32 activations as hi + lo)" : "to_bf16 + gemm_bf16_tc",
