@@ -186,6 +186,13 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
            argv(g, u, y, n), what + " swiglu");
 }
 
+/// A kernel choice that an environment variable can turn off: false only
+/// when `name` is set to "0" (read once per variable: the callers cache it).
+bool envNotZero(const char *name) {
+  const char *env = std::getenv(name);
+  return !(env && std::string(env) == "0");
+}
+
 /// Whether a GEMM of bf16 weights over `rows` rows rounds its activations
 /// to bf16 and runs gemm_bf16_tc (what bf16 inference computes: half the
 /// MMAs of the split-bf16 kernels, pipelined), rather than keeping them
@@ -193,10 +200,7 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
 /// that compares with the host (fp32Activations); from 64 rows (fewer fill
 /// no 128-row tile); DSV3_BF16_GEMM=0 never.
 bool useBf16Tc(const CudaSession &s, i64 rows, int64_t K) {
-  static const bool enabled = [] {
-    const char *env = std::getenv("DSV3_BF16_GEMM");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool enabled = envNotZero("DSV3_BF16_GEMM");
   return enabled && !s.fp32Activations && K % 8 == 0 && rows >= 64;
 }
 
@@ -623,10 +627,7 @@ bool usePrefillCached(const MlaDims &d, i64 T, i64 S) {
 /// and so does a session that compares with the host (fp32Activations).
 /// DSV3_MLA_PREFILL_MMA=0 takes the fp32 kernel for every model.
 bool usePrefillMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
-  static const bool enabled = [] {
-    const char *env = std::getenv("DSV3_MLA_PREFILL_MMA");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool enabled = envNotZero("DSV3_MLA_PREFILL_MMA");
   return enabled && bf16Model && !s.fp32Activations && mlaPrefillMmaFits(d);
 }
 
@@ -634,10 +635,7 @@ bool usePrefillMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
 /// (mla_decode_mma: bf16 q~ and latents) rather than in fp32
 /// (mla_decode_split): as usePrefillMma. DSV3_MLA_DECODE_MMA=0 never.
 bool useDecodeMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
-  static const bool enabled = [] {
-    const char *env = std::getenv("DSV3_MLA_DECODE_MMA");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool enabled = envNotZero("DSV3_MLA_DECODE_MMA");
   return enabled && bf16Model && !s.fp32Activations && mlaDecodeMmaFits(d);
 }
 
