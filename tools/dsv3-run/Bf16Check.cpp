@@ -19,6 +19,10 @@
 // DSV3_ATTENTION_TIME=T times both at T queries (past 0, causal) and
 // reports TFLOP/s against the bf16 dense peak.
 //
+// The absorbed decode's attention (mla_decode_mma; mla_decode_split its
+// fp32 twin) and the merge of its key splits: ragged rows over latent
+// caches, the same bounds with the latents' first R columns as the values.
+//
 // The bf16 GEMMs (gemm_bf16_tc, after to_bf16), --shape M,N,K: x normal
 // with outlier channels, W normal(0, 0.02), both rounded to bf16, so every
 // product is exact in fp32 and only the fp32 sums differ from float64:
@@ -33,6 +37,7 @@
 #include "tools/dsv3-run/Bf16Check.h"
 
 #include "runtime/Artifact.h"
+#include "runtime/DType.h"
 #include "runtime/Error.h"
 #include "runtime/cuda/CudaSession.h"
 #include "runtime/cuda/KernelNames.h"
@@ -44,7 +49,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <random>
 #include <thread>
 #include <vector>
@@ -52,13 +56,8 @@
 namespace dsv3rt {
 namespace {
 
-float roundBf16(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&v, &u, 4);
-  return v;
-}
+/// v rounded to bf16 (nearest even), as a float.
+float roundBf16(float v) { return bf16ToFloat(floatToBf16(v)); }
 
 struct Operands {
   int64_t T, P, S;
@@ -446,13 +445,10 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     v = normal(rng);
   for (float &v : res)
     v = normal(rng);
-  auto bits = [](const std::vector<float> &w) {
+  auto bits = [](const std::vector<float> &w) { // exact: w holds bf16 values
     std::vector<uint16_t> b(w.size());
-    for (size_t i = 0; i < w.size(); ++i) {
-      uint32_t u;
-      std::memcpy(&u, &w[i], 4);
-      b[i] = uint16_t(u >> 16);
-    }
+    for (size_t i = 0; i < w.size(); ++i)
+      b[i] = floatToBf16(w[i]);
     return b;
   };
   std::vector<uint16_t> bg = bits(wg), bu = bits(wu);
