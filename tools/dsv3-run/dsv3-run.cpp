@@ -125,10 +125,11 @@ commands:
       artifacts) on random operands at ART's widths against float64 on the
       same bf16-rounded operands, each within its rounding bound: the
       prefill attention over the latent cache (T new queries after P cached
-      positions; defaults 64 and 0; its fp32 twin at 1e-5) and, with
-      --shape, the bf16 GEMMs (plain with bias and residual, gated, grouped
-      over 4 experts); DSV3_ATTENTION_TIME=T and DSV3_GEMM_TIME=M,N,K time
-      them beside the fp32-activation kernels
+      positions; defaults 64 and 0; its fp32 twin at 1e-5), the absorbed
+      decode's attention (ragged rows over key splits; its fp32 twin too)
+      and, with --shape, the bf16 GEMMs (plain with bias and residual,
+      gated, grouped over 4 experts); DSV3_ATTENTION_TIME=T and
+      DSV3_GEMM_TIME=M,N,K time them beside the fp32-activation kernels
 
   train    ART (--weights DIR | --init SEED) --data TOKENS --steps N
            --batch B --seq S --save-dir D [--save-every K] [--resume CKPT]
