@@ -2321,6 +2321,110 @@ gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned s
     }
 }
 
+/// The bf16 GEMM on Hopper's warpgroup MMA (sm_90a; other targets trap: the
+/// launcher takes it only on sm_90): y = x W^T over bf16 x (to_bf16) and
+/// W, as gemm_bf16_tc, but `wgmma.mma_async` m64n128k16 with both operands
+/// read by the tensor cores from shared memory through matrix descriptors.
+/// Block tile 128 x 128, two consumer warpgroups of 64 rows; K in 64-wide
+/// steps (one 128-byte swizzle atom per row) copied by cp.async three
+/// stages ahead into the 128B-swizzled K-major layout (16-byte chunk c of
+/// row r at r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned), which
+/// the descriptors name: start >> 4, stride between 8-row groups 1024 B,
+/// swizzle mode 128B; each k16 step advances the start by 32 bytes.
+/// Epilogue as gemm_bf16_tc's plain one. Not yet checked on a GPU.
+#define DSV3_WG_STAGES 3
+__device__ __forceinline__ unsigned long long wgmmaDesc(const void *smemTile) {
+  unsigned a = (unsigned)__cvta_generic_to_shared(smemTile);
+  unsigned long long d = 0;
+  d |= (unsigned long long)((a & 0x3FFFF) >> 4);        // start address
+  d |= (unsigned long long)1 << 16;                      // leading offset (unused: SW128 K-major)
+  d |= (unsigned long long)(1024 >> 4) << 32;            // stride: 8 rows x 128 B
+  d |= (unsigned long long)1 << 62;                      // 128B swizzle
+  return d;
+}
+template <int Unused>
+__global__ void __launch_bounds__(256)
+gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const float *b,
+                const float *res, float *y, i64 rows, int N, int K) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int Tile = 128 * 64; // bf16 elements of one operand's stage
+  extern __shared__ __align__(1024) float wgSmem[];
+  // 1024-byte alignment of every tile (the swizzle pattern repeats per 1 KB).
+  unsigned short *smem = reinterpret_cast<unsigned short *>(
+      (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
+  const i64 rowBegin = i64(blockIdx.y) * 128;
+  const int n0 = blockIdx.x * 128, tid = threadIdx.x;
+  const int wg = tid >> 7, lane = tid & 31, warpInWg = (tid >> 5) & 3;
+  const int g = lane >> 2, t4 = lane & 3;
+  const int ksteps = (K + 63) / 64;
+  auto stage = [&](int ks, int st) {
+    unsigned short *As = smem + st * 2 * Tile, *Bs = As + Tile;
+    for (int i = tid; i < 128 * 8; i += 256) {
+      int r = i >> 3, c = i & 7, k = ks * 64 + c * 8;
+      int at = r * 64 + ((c ^ (r & 7)) * 8);
+      i64 row = rowBegin + r;
+      if (row < rows && k < K)
+        cpAsync16(As + at, xb + row * K + k);
+      else
+        *reinterpret_cast<uint4 *>(As + at) = make_uint4(0, 0, 0, 0);
+      if (n0 + r < N && k < K)
+        cpAsync16(Bs + at, W + i64(n0 + r) * K + k);
+      else
+        *reinterpret_cast<uint4 *>(Bs + at) = make_uint4(0, 0, 0, 0);
+    }
+  };
+  float d[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i)
+    d[i] = 0.f;
+#pragma unroll
+  for (int st = 0; st < DSV3_WG_STAGES - 1; ++st) {
+    if (st < ksteps)
+      stage(st, st);
+    cpAsyncCommit();
+  }
+  for (int ks = 0; ks < ksteps; ++ks) {
+    cpAsyncWait<DSV3_WG_STAGES - 2>();
+    // The copies (generic proxy) are read next by the tensor cores (async
+    // proxy).
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    if (ks + DSV3_WG_STAGES - 1 < ksteps)
+      stage(ks + DSV3_WG_STAGES - 1, (ks + DSV3_WG_STAGES - 1) % DSV3_WG_STAGES);
+    cpAsyncCommit();
+    const unsigned short *As = smem + (ks % DSV3_WG_STAGES) * 2 * Tile + wg * 64 * 64;
+    const unsigned short *Bs = smem + (ks % DSV3_WG_STAGES) * 2 * Tile + Tile;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
+      unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                   : "l"(da), "l"(db));
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  }
+  cpAsyncWait<0>();
+  // D fragment: warp w of the warpgroup holds rows 16 w + g (+ 8); register
+  // 4 j + e is column 8 j + 2 t4 + (e & 1) of row g + 8 (e >> 1).
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      i64 r = rowBegin + wg * 64 + warpInWg * 16 + g + (e >> 1) * 8;
+      int n = n0 + j * 8 + 2 * t4 + (e & 1);
+      if (r < rows && n < N)
+        fp8Store(y, b, res, r, n, N, d[4 * j + e]);
+    }
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+
 /// The FP8 GEMM of many rows (prefill) on tensor cores: 128 x 128 output
 /// tiles, 16 warps of 32 x 32 (the per-block partial sums and the fp32
 /// accumulators of a 64 x 32 warp tile took all 255 registers and

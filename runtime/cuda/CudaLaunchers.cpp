@@ -216,6 +216,20 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   int nN = int(N), nK = int(K), nE = int(E);
   s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, rows, nK, xb), what + " to bf16");
+  // DSV3_BF16_GEMM=2: the plain GEMM on Hopper's warpgroup MMA
+  // (gemm_bf16_wgmma; not yet checked on a GPU, so not the default).
+  static const bool wgmma = [] {
+    const char *env = std::getenv("DSV3_BF16_GEMM");
+    return env && std::string(env) == "2";
+  }();
+  if (wgmma && !Wu && !counts && s.computeCapability() == 90) {
+    if ((rows + 127) / 128 > 65535)
+      fail("{}: {} rows exceed the GEMM grid", what, rows);
+    s.launch(bf16WgmmaName(), {unsigned((N + 127) / 128), unsigned((rows + 127) / 128), 1},
+             {256, 1, 1}, size_t(3 * 2 * 128 * 64 * 2 + 1024),
+             argv(xb, W, b, res, y, rows, nN, nK), what);
+    return;
+  }
   int64_t bn = Wu ? 64 : 128;
   unsigned tiles = unsigned((rows + 127) / 128 + (counts ? E : 0));
   if (tiles > 65535)
