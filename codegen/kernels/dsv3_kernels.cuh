@@ -2425,6 +2425,115 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const float *
 #endif
 }
 
+/// The FP8 GEMM of many rows on Hopper's warpgroup MMA (sm_90a; other
+/// targets trap): fp8_gemm_tc's schedule with `wgmma.mma_async`
+/// m64n128k32 e4m3 (QGMMA) from shared memory. Block tile 128 x 128, two
+/// warpgroups of 64 rows; each 128-wide K block (one 128-byte swizzle atom
+/// a row) copied by cp.async three stages ahead into the SW128 K-major
+/// layout; the block's four k32 MMAs accumulate from zero into `part`, which
+/// is promoted to fp32 with s_a * s_w (DeepSeek-V3 3.3.2, as DeepGEMM does).
+/// Grouped as fp8_gemm_tc. Not yet checked on a GPU.
+template <int Unused>
+__global__ void __launch_bounds__(256)
+fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
+               const float *sw, const float *b, const float *res, float *y, i64 rows, int N,
+               int K, int br, const i64 *counts, int E) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int Tile = 128 * 128; // bytes of one operand's stage
+  extern __shared__ __align__(1024) float wgSmem[];
+  unsigned char *smem = reinterpret_cast<unsigned char *>(
+      (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
+  const int nb = (K + 127) / 128;
+  i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
+  if (counts) {
+    int e = 0;
+    if (!expertTile(counts, E, 128, blockIdx.y, rowBegin, rowEnd, e))
+      return;
+    W += i64(e) * N * K;
+    sw += i64(e) * ((N + br - 1) / br) * nb;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  const int n0 = blockIdx.x * 128, tid = threadIdx.x;
+  const int wg = tid >> 7, lane = tid & 31, warpInWg = (tid >> 5) & 3;
+  const int g = lane >> 2, t4 = lane & 3;
+  const float *swn = sw + i64(n0 / br) * nb;
+  auto stage = [&](int kb, int st) {
+    unsigned char *As = smem + st * 2 * Tile, *Bs = As + Tile;
+    for (int i = tid; i < 128 * 8; i += 256) {
+      int r = i >> 3, c = i & 7, k = kb * 128 + c * 16;
+      int at = r * 128 + ((c ^ (r & 7)) * 16);
+      i64 row = rowBegin + r;
+      if (row < rowEnd && k + 16 <= K)
+        cpAsync16(As + at, xq + row * K + k);
+      else
+        *reinterpret_cast<uint4 *>(As + at) = make_uint4(0, 0, 0, 0);
+      if (n0 + r < N && k + 16 <= K)
+        cpAsync16(Bs + at, W + i64(n0 + r) * K + k);
+      else
+        *reinterpret_cast<uint4 *>(Bs + at) = make_uint4(0, 0, 0, 0);
+    }
+  };
+  float acc[64], part[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i)
+    acc[i] = part[i] = 0.f;
+#pragma unroll
+  for (int st = 0; st < DSV3_WG_STAGES - 1; ++st) {
+    if (st < nb)
+      stage(st, st);
+    cpAsyncCommit();
+  }
+  const i64 r0 = rowBegin + wg * 64 + warpInWg * 16 + g, r1 = r0 + 8;
+  for (int kb = 0; kb < nb; ++kb) {
+    cpAsyncWait<DSV3_WG_STAGES - 2>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    if (kb + DSV3_WG_STAGES - 1 < nb)
+      stage(kb + DSV3_WG_STAGES - 1, (kb + DSV3_WG_STAGES - 1) % DSV3_WG_STAGES);
+    cpAsyncCommit();
+    const unsigned char *As = smem + (kb % DSV3_WG_STAGES) * 2 * Tile + wg * 64 * 128;
+    const unsigned char *Bs = smem + (kb % DSV3_WG_STAGES) * 2 * Tile + Tile;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
+      unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
+      int accumulate = kk > 0; // the first k32 step starts the block's sums from zero
+      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
+                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1;\n}\n"
+                   : "+f"(part[0]), "+f"(part[1]), "+f"(part[2]), "+f"(part[3]), "+f"(part[4]), "+f"(part[5]), "+f"(part[6]), "+f"(part[7]), "+f"(part[8]), "+f"(part[9]), "+f"(part[10]), "+f"(part[11]), "+f"(part[12]), "+f"(part[13]), "+f"(part[14]), "+f"(part[15]), "+f"(part[16]), "+f"(part[17]), "+f"(part[18]), "+f"(part[19]), "+f"(part[20]), "+f"(part[21]), "+f"(part[22]), "+f"(part[23]), "+f"(part[24]), "+f"(part[25]), "+f"(part[26]), "+f"(part[27]), "+f"(part[28]), "+f"(part[29]), "+f"(part[30]), "+f"(part[31]), "+f"(part[32]), "+f"(part[33]), "+f"(part[34]), "+f"(part[35]), "+f"(part[36]), "+f"(part[37]), "+f"(part[38]), "+f"(part[39]), "+f"(part[40]), "+f"(part[41]), "+f"(part[42]), "+f"(part[43]), "+f"(part[44]), "+f"(part[45]), "+f"(part[46]), "+f"(part[47]), "+f"(part[48]), "+f"(part[49]), "+f"(part[50]), "+f"(part[51]), "+f"(part[52]), "+f"(part[53]), "+f"(part[54]), "+f"(part[55]), "+f"(part[56]), "+f"(part[57]), "+f"(part[58]), "+f"(part[59]), "+f"(part[60]), "+f"(part[61]), "+f"(part[62]), "+f"(part[63])
+                   : "l"(da), "l"(db), "r"(accumulate));
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    float s = swn[kb];
+    float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * s : 0.f;
+    float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * s : 0.f;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      acc[4 * j] += part[4 * j] * s0;
+      acc[4 * j + 1] += part[4 * j + 1] * s0;
+      acc[4 * j + 2] += part[4 * j + 2] * s1;
+      acc[4 * j + 3] += part[4 * j + 3] * s1;
+    }
+  }
+  cpAsyncWait<0>();
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      i64 r = e < 2 ? r0 : r1;
+      int n = n0 + j * 8 + 2 * t4 + (e & 1);
+      if (r < rowEnd && n < N)
+        fp8Store(y, b, res, r, n, N, acc[4 * j + e]);
+    }
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+
 /// The FP8 GEMM of many rows (prefill) on tensor cores: 128 x 128 output
 /// tiles, 16 warps of 32 x 32 (the per-block partial sums and the fp32
 /// accumulators of a 64 x 32 warp tile took all 255 registers and

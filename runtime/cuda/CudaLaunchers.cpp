@@ -72,6 +72,8 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
     return tiles ? 1 : 0;
   if (schedule == 2)
     return skinny ? 2 : 0;
+  if (schedule == 3) // wgmma (sm_90a; not yet checked on a GPU: opt-in)
+    return tiles && s.computeCapability() == 90 ? 3 : tiles ? 1 : 0;
   if (schedule == 0)
     return 0;
   // Measured on the bench slice (H200): one or a few rows a weight (decode
@@ -116,6 +118,15 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   CUdeviceptr xd = mma ? 0 : s.workspace(size_t(rows * K) * 4);
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
+  if (sched == 3) {
+    unsigned tiles = unsigned((rows + 127) / 128 + E);
+    if (tiles > 65535)
+      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
+    s.launch("dsv3::fp8_gemm_wgmma<0>", {unsigned((N + 127) / 128), tiles, 1}, {256, 1, 1},
+             size_t(3 * 2 * 128 * 128 + 1024),
+             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
+    return;
+  }
   if (sched == 1) {
     // 128 x 128 tiles, 16 warps, cp.async three stages (108 KB of shared
     // memory).
