@@ -272,8 +272,7 @@ void moeDispatchVjp(CudaSession &s, const std::string &k, const json &p, Ins &in
   // The forward permutation again (slots ordered by expert, stable).
   CUdeviceptr counts = s.workspace(size_t(E) * 8), slots = s.workspace(size_t(R) * 8);
   CUdeviceptr inverse = s.workspace(size_t(R) * 8);
-  s.launch(inst("dispatch_plan", {E, K}), {1, 1, 1}, {256, 1, 1}, 0,
-           argv(idx.ptr, counts, slots, R), k);
+  dispatchPlan(s, k, E, K, idx.ptr, counts, slots, R);
   s.launch(inst("invert_slots", {0}), {blocks(R, 256), 1, 1}, {256, 1, 1}, 0,
            argv(slots, inverse, R), k);
   s.launch(inst("dispatch_grad", {0}), {unsigned(n), 1, 1}, {128, 1, 1}, 0,

@@ -398,6 +398,18 @@ void zero(CudaSession &s, CUdeviceptr p, i64 n, const std::string &what) {
     DSV3_CU(s.driver(), memsetD32Async, "zeroing " + what, p, 0u, size_t(n), s.stream());
 }
 
+void dispatchPlan(CudaSession &s, const std::string &k, int64_t E, int64_t K,
+                  CUdeviceptr indices, CUdeviceptr counts, CUdeviceptr slots, i64 R) {
+  i64 chunks = std::max<i64>(1, (R + 1023) / 1024); // DSV3_DISPATCH_CHUNK
+  if (chunks > 65535)
+    fail("{}: {} routed rows exceed the dispatch grid", k, R);
+  CUdeviceptr chunkCounts = s.workspace(size_t(chunks * E) * 4);
+  s.launch(inst("dispatch_plan", {E, K}), {unsigned(chunks), 1, 1}, {256, 1, 1}, 0,
+           argv(indices, R, chunkCounts), k);
+  s.launch(inst("dispatch_place", {E, K}), {unsigned(chunks), 1, 1}, {256, 1, 1}, 0,
+           argv(indices, R, chunkCounts, counts, slots), k);
+}
+
 void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                         CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past, CUdeviceptr part,
                         CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits, i64 splitLen,
@@ -781,8 +793,7 @@ void moeDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, I
   setShape(k, *out[0], {R, H});
   setShape(k, *out[1], {E});
   setShape(k, *out[2], {R});
-  s.launch(inst("dispatch_plan", {E, K}), {1, 1, 1}, {256, 1, 1}, 0,
-           argv(idx.ptr, out[1]->ptr, out[2]->ptr, R), k);
+  dispatchPlan(s, k, E, K, idx.ptr, out[1]->ptr, out[2]->ptr, R);
   s.launch(inst("dispatch_gather", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
            argv(x.ptr, out[2]->ptr, out[0]->ptr, R, K), k);
 }

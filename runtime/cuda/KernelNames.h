@@ -267,6 +267,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
   }
   if (kernel == "moe_dispatch_vjp")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), in.at(1).back()}),
+            inst("dispatch_place", {p.at("num_experts").get<int64_t>(), in.at(1).back()}),
             g("invert_slots"), g("dispatch_grad")};
   if (kernel == "expert_grouped_matmul_vjp")
     return {g("exclusive_scan"), gemmMmaName(1, true), gemmMmaName(2, true),
@@ -432,6 +433,7 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   }
   if (kernel == "moe_dispatch")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), last(1)}),
+            inst("dispatch_place", {p.at("num_experts").get<int64_t>(), last(1)}),
             inst("dispatch_gather", {last(0)})};
   if (kernel == "moe_combine")
     return {inst("invert_slots", {0}), inst("moe_combine", {last(0), last(2)})};

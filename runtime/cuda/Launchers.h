@@ -150,6 +150,10 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
                 i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E);
+/// The stable counting sort of R routed slots (indices [R], K per token)
+/// by expert: counts [E] and slots [R] (dispatch_plan + dispatch_place).
+void dispatchPlan(CudaSession &s, const std::string &k, int64_t E, int64_t K,
+                  CUdeviceptr indices, CUdeviceptr counts, CUdeviceptr slots, i64 R);
 /// The absorbed decode's attention of `rows` query rows (row r is row
 /// rowBase + r of the batch: sequence / T, position past + r % T) over the
 /// latent caches [B, S, R + DR]: qt [rows, NH, R + DR] (q~, rope query
