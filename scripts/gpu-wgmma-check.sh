@@ -34,4 +34,12 @@ for shape in 300,1536,7168 64,576,7168; do
     grep -E "tensor|few-row|wgmma|timing|FAIL|error" || status=1
   unset DSV3_FP8_GEMM_TIME
 done
+echo "== dispatch in chunks: compare against the host"
+IDS=1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11
+for f in tiny-a tiny-d tiny-a-bf16 train-tiny-a; do
+  w=${f#train-}; w=${w%-bf16}
+  timeout 120 $RUN compare gpu-artifacts/$f --weights test/data/fixtures/$w --ids $IDS > "$OUT/compare-$f.log" 2>&1 || status=1
+  printf '%-16s %s\n' "$f" "$(tail -1 "$OUT/compare-$f.log")"
+  grep -h "FAIL\|first divergence\|error" "$OUT/compare-$f.log" | head -4
+done
 exit $status
