@@ -2342,18 +2342,23 @@ gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned s
     }
 }
 
-/// The bf16 GEMM on Hopper's warpgroup MMA (sm_90a; other targets trap: the
-/// launcher takes it only on sm_90): y = x W^T over bf16 x (to_bf16) and
-/// W, as gemm_bf16_tc, but `wgmma.mma_async` m64n128k16 with both operands
-/// read by the tensor cores from shared memory through matrix descriptors.
-/// Block tile 128 x 128, two consumer warpgroups of 64 rows; K in 64-wide
-/// steps (one 128-byte swizzle atom per row) copied by cp.async three
-/// stages ahead into the 128B-swizzled K-major layout (16-byte chunk c of
-/// row r at r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned), which
-/// the descriptors name: start >> 4, stride between 8-row groups 1024 B,
+/// The bf16 GEMMs on Hopper's warpgroup MMA (sm_90a; other targets trap:
+/// the launcher takes them only on sm_90): gemm_bf16_tc's three forms
+/// (plain with bias and residual, gated with the SwiGLU epilogue, grouped
+/// over experts) with `wgmma.mma_async` m64n128k16, both operands read by
+/// the tensor cores from shared memory through matrix descriptors.
+/// Block tile 128 rows x 128 weight rows (gated: 64 gate then 64 up rows of
+/// the same 64 columns), two consumer warpgroups of 64 rows. K in 64-wide
+/// steps (one 128-byte swizzle atom per row) copied by cp.async into the
+/// 128B-swizzled K-major layout (16-byte chunk c of row r at
+/// r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned), which the
+/// descriptors name: start >> 4, stride between 8-row groups 1024 B,
 /// swizzle mode 128B; each k16 step advances the start by 32 bytes.
-/// Epilogue as gemm_bf16_tc's plain one. Not yet checked on a GPU.
-#define DSV3_WG_STAGES 3
+/// Pipeline: DSV3_WG_STAGES stages, copies DSV3_WG_STAGES - 2 steps ahead,
+/// and one step's MMAs left in flight (wait_group 1) while the next are
+/// issued: the slot a copy overwrites was read by MMAs two steps back,
+/// which both warpgroups have waited for before the step's barrier.
+#define DSV3_WG_STAGES 5
 __device__ __forceinline__ unsigned long long wgmmaDesc(const void *smemTile) {
   unsigned a = (unsigned)__cvta_generic_to_shared(smemTile);
   unsigned long long d = 0;
@@ -2363,18 +2368,29 @@ __device__ __forceinline__ unsigned long long wgmmaDesc(const void *smemTile) {
   d |= (unsigned long long)1 << 62;                      // 128B swizzle
   return d;
 }
-template <int Unused>
+template <int Gated>
 __global__ void __launch_bounds__(256)
-gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const float *b,
-                const float *res, float *y, i64 rows, int N, int K) {
+gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigned short *Wu,
+                const float *b, const float *res, float *y, i64 rows, int N, int K,
+                const i64 *counts, int E) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int Tile = 128 * 64; // bf16 elements of one operand's stage
+  constexpr int Tile = 128 * 64, BN = Gated ? 64 : 128, Ahead = DSV3_WG_STAGES - 2;
   extern __shared__ __align__(1024) float wgSmem[];
   // 1024-byte alignment of every tile (the swizzle pattern repeats per 1 KB).
   unsigned short *smem = reinterpret_cast<unsigned short *>(
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
-  const i64 rowBegin = i64(blockIdx.y) * 128;
-  const int n0 = blockIdx.x * 128, tid = threadIdx.x;
+  i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
+  if (counts) {
+    int e = 0;
+    if (!expertTile(counts, E, 128, blockIdx.y, rowBegin, rowEnd, e))
+      return;
+    W += i64(e) * N * K;
+    if (Gated)
+      Wu += i64(e) * N * K;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  const int n0 = blockIdx.x * BN, tid = threadIdx.x;
   const int wg = tid >> 7, lane = tid & 31, warpInWg = (tid >> 5) & 3;
   const int g = lane >> 2, t4 = lane & 3;
   const int ksteps = (K + 63) / 64;
@@ -2384,12 +2400,14 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const float *
       int r = i >> 3, c = i & 7, k = ks * 64 + c * 8;
       int at = r * 64 + ((c ^ (r & 7)) * 8);
       i64 row = rowBegin + r;
-      if (row < rows && k < K)
+      if (row < rowEnd && k < K)
         cpAsync16(As + at, xb + row * K + k);
       else
         *reinterpret_cast<uint4 *>(As + at) = make_uint4(0, 0, 0, 0);
-      if (n0 + r < N && k < K)
-        cpAsync16(Bs + at, W + i64(n0 + r) * K + k);
+      int n = Gated ? n0 + (r & 63) : n0 + r;
+      const unsigned short *src = Gated && r >= 64 ? Wu : W;
+      if (n < N && k < K)
+        cpAsync16(Bs + at, src + i64(n) * K + k);
       else
         *reinterpret_cast<uint4 *>(Bs + at) = make_uint4(0, 0, 0, 0);
     }
@@ -2399,19 +2417,19 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const float *
   for (int i = 0; i < 64; ++i)
     d[i] = 0.f;
 #pragma unroll
-  for (int st = 0; st < DSV3_WG_STAGES - 1; ++st) {
+  for (int st = 0; st < Ahead; ++st) {
     if (st < ksteps)
       stage(st, st);
     cpAsyncCommit();
   }
   for (int ks = 0; ks < ksteps; ++ks) {
-    cpAsyncWait<DSV3_WG_STAGES - 2>();
+    cpAsyncWait<Ahead - 1>();
     // The copies (generic proxy) are read next by the tensor cores (async
     // proxy).
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
-    if (ks + DSV3_WG_STAGES - 1 < ksteps)
-      stage(ks + DSV3_WG_STAGES - 1, (ks + DSV3_WG_STAGES - 1) % DSV3_WG_STAGES);
+    if (ks + Ahead < ksteps)
+      stage(ks + Ahead, (ks + Ahead) % DSV3_WG_STAGES);
     cpAsyncCommit();
     const unsigned short *As = smem + (ks % DSV3_WG_STAGES) * 2 * Tile + wg * 64 * 64;
     const unsigned short *Bs = smem + (ks % DSV3_WG_STAGES) * 2 * Tile + Tile;
@@ -2427,20 +2445,34 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const float *
                    : "l"(da), "l"(db));
     }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
   }
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   cpAsyncWait<0>();
   // D fragment: warp w of the warpgroup holds rows 16 w + g (+ 8); register
-  // 4 j + e is column 8 j + 2 t4 + (e & 1) of row g + 8 (e >> 1).
+  // 4 j + e is weight row 8 j + 2 t4 + (e & 1) of the tile, row g + 8 (e >> 1).
 #pragma unroll
-  for (int j = 0; j < 16; ++j)
+  for (int e = 0; e < 4; ++e) {
+    i64 r = rowBegin + wg * 64 + warpInWg * 16 + g + (e >> 1) * 8;
+    if (r >= rowEnd)
+      continue;
+    if (Gated) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      i64 r = rowBegin + wg * 64 + warpInWg * 16 + g + (e >> 1) * 8;
-      int n = n0 + j * 8 + 2 * t4 + (e & 1);
-      if (r < rows && n < N)
-        fp8Store(y, b, res, r, n, N, d[4 * j + e]);
+      for (int j = 0; j < 8; ++j) {
+        int n = n0 + j * 8 + 2 * t4 + (e & 1);
+        float gv = d[4 * j + e], uv = d[4 * (j + 8) + e];
+        if (n < N)
+          y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        int n = n0 + j * 8 + 2 * t4 + (e & 1);
+        if (n < N)
+          fp8Store(y, b, res, r, n, N, d[4 * j + e]);
+      }
     }
+  }
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif

@@ -18,6 +18,11 @@
 
 namespace dsv3rt::cuda {
 
+/// Dynamic shared memory of the wgmma GEMMs (gemm_bf16_wgmma,
+/// fp8_gemm_wgmma): DSV3_WG_STAGES (dsv3_kernels.cuh) stages of two
+/// 128 x 128-byte operand tiles, plus 1 KB to align them to the swizzle.
+constexpr size_t kWgmmaSmem = 5 * 2 * 128 * 128 + 1024;
+
 unsigned blocks(i64 n, unsigned per) {
   return unsigned(std::min<i64>((n + per - 1) / per, 65535));
 }
@@ -72,8 +77,9 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
     return tiles ? 1 : 0;
   if (schedule == 2)
     return skinny ? 2 : 0;
-  if (schedule == 3) // wgmma (sm_90a; not yet checked on a GPU: opt-in)
-    return tiles && s.computeCapability() == 90 ? 3 : tiles ? 1 : 0;
+  bool wgmma = tiles && s.computeCapability() == 90;
+  if (schedule == 3) // wgmma (sm_90a)
+    return wgmma ? 3 : tiles ? 1 : 0;
   if (schedule == 0)
     return 0;
   // Measured on the bench slice (H200): one or a few rows a weight (decode
@@ -82,8 +88,10 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   // 3.46 ms a step, 7.66 with the skinny kernel); up to 32 rows, or about a
   // row an expert, the skinny kernel (batch 32: 23.1 ms, 41.6 with the
   // few-row kernel); past that the 64 x 64 tiles.
+  // Many rows: on Hopper the warpgroup MMA (fp8_gemm_wgmma: 467 TFLOP/s
+  // against fp8_gemm_tc's 213 at 8192 x 18432 x 7168 on an H200).
   if (E ? rows >= 2 * E : rows > 32)
-    return tiles ? 1 : skinny ? 2 : 0;
+    return wgmma ? 3 : tiles ? 1 : skinny ? 2 : 0;
   if (E ? 4 * rows < E : rows <= kFewRows)
     return 0;
   return skinny ? 2 : 0;
@@ -123,7 +131,7 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
     if (tiles > 65535)
       fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
     s.launch("dsv3::fp8_gemm_wgmma<0>", {unsigned((N + 127) / 128), tiles, 1}, {256, 1, 1},
-             size_t(3 * 2 * 128 * 128 + 1024),
+             kWgmmaSmem,
              argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
     return;
   }
@@ -215,6 +223,17 @@ bool useBf16Tc(const CudaSession &s, i64 rows, int64_t K) {
   return enabled && !s.fp32Activations && K % 8 == 0 && rows >= 64;
 }
 
+/// Hopper: warpgroup MMA (gemm_bf16_wgmma: 393 TFLOP/s against
+/// gemm_bf16_tc's 258 at 8192 x 7168 x 16384 on an H200, the same sums);
+/// DSV3_BF16_GEMM=1 keeps gemm_bf16_tc there.
+std::string bf16GemmKernel(const CudaSession &s) {
+  static const bool wgmma = [] {
+    const char *env = std::getenv("DSV3_BF16_GEMM");
+    return !(env && std::string(env) == "1");
+  }();
+  return wgmma && s.computeCapability() == 90 ? bf16WgmmaName(false) : bf16TcName(false);
+}
+
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
                 i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E) {
@@ -227,24 +246,15 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   int nN = int(N), nK = int(K), nE = int(E);
   s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, rows, nK, xb), what + " to bf16");
-  // DSV3_BF16_GEMM=2: the plain GEMM on Hopper's warpgroup MMA
-  // (gemm_bf16_wgmma; not yet checked on a GPU, so not the default).
-  static const bool wgmma = [] {
-    const char *env = std::getenv("DSV3_BF16_GEMM");
-    return env && std::string(env) == "2";
-  }();
-  if (wgmma && !Wu && !counts && s.computeCapability() == 90) {
-    if ((rows + 127) / 128 > 65535)
-      fail("{}: {} rows exceed the GEMM grid", what, rows);
-    s.launch(bf16WgmmaName(), {unsigned((N + 127) / 128), unsigned((rows + 127) / 128), 1},
-             {256, 1, 1}, size_t(3 * 2 * 128 * 64 * 2 + 1024),
-             argv(xb, W, b, res, y, rows, nN, nK), what);
-    return;
-  }
   int64_t bn = Wu ? 64 : 128;
   unsigned tiles = unsigned((rows + 127) / 128 + (counts ? E : 0));
   if (tiles > 65535)
     fail("{}: {} rows exceed the GEMM grid", what, rows);
+  if (bf16GemmKernel(s) == bf16WgmmaName(false)) {
+    s.launch(bf16WgmmaName(Wu != 0), {unsigned((N + bn - 1) / bn), tiles, 1}, {256, 1, 1},
+             kWgmmaSmem, argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE), what);
+    return;
+  }
   s.launch(bf16TcName(Wu != 0), {unsigned((N + bn - 1) / bn), tiles, 1}, {256, 1, 1},
            size_t(3 * 2 * 128 * 40 * 2), argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE),
            what);

@@ -76,12 +76,13 @@ inline std::string bf16TcName(bool gated) {
   return gated ? "dsv3::gemm_bf16_tc<1>" : "dsv3::gemm_bf16_tc<0>";
 }
 inline std::string toBf16Name() { return "dsv3::to_bf16<0>"; }
-inline std::string bf16WgmmaName() { return "dsv3::gemm_bf16_wgmma<0>"; }
+inline std::string bf16WgmmaName(bool gated) {
+  return gated ? "dsv3::gemm_bf16_wgmma<1>" : "dsv3::gemm_bf16_wgmma<0>";
+}
 inline void addBf16Tc(std::vector<std::string> &out, bool gated) {
   out.push_back(toBf16Name());
   out.push_back(bf16TcName(gated));
-  if (!gated)
-    out.push_back(bf16WgmmaName());
+  out.push_back(bf16WgmmaName(gated));
 }
 /// Every schedule of one GEMM shape, appended to `out`: fp32 weights take
 /// gemm_mma past the few-row schedule.

@@ -147,6 +147,8 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
 /// gemm_bf16_tc): plain (+ b) (+ res), or with Wu, silu(x W^T) * (x Wu^T);
 /// grouped over E experts when counts is set (rows grouped by expert, W
 /// [E, N, K]).
+/// The kernel bf16TcGemm runs on this GPU (its plain form's name).
+std::string bf16GemmKernel(const CudaSession &s);
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
                 i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E);

@@ -493,6 +493,9 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
   };
   const double rel = std::ldexp(1.0, -12);
   bool ok = true;
+  // The kernel's bare name ("dsv3::gemm_bf16_wgmma<0>" -> gemm_bf16_wgmma).
+  std::string kernel = cuda::bf16GemmKernel(s);
+  kernel = kernel.substr(6, kernel.find('<') - 6);
   fmt::print("bf16-check {} on {}: the bf16 GEMMs at {} x {} x {} (bound 2^-12 sum|x w|)\n",
              artifact, s.description(), M, N, K);
   for (bool grouped : {false, true}) {
@@ -529,7 +532,7 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
       bool pass = worst <= 1.0;
       ok = ok && pass;
       fmt::print("  {:<52} rms rel {:.3e}, worst {:6.1f}% of the bound  {}\n",
-                 fmt::format("gemm_bf16_tc {}{}", gated ? "gated (silu(g) u)" : "plain (+ b + res)",
+                 fmt::format("{} {}{}", kernel, gated ? "gated (silu(g) u)" : "plain (+ b + res)",
                              grouped ? ", grouped (4 experts)" : ""),
                  std::sqrt(se / std::max(sr, 1e-300)), 100 * worst, pass ? "PASS" : "FAIL");
     }
@@ -555,7 +558,7 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
       double ms = timeMs(s, once, 10);
       double tf = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
       fmt::print("  timing {}x{}x{} {:<40} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 989)\n", tm, tn,
-                 tk, split ? "linear_mma (fp32 activations as hi + lo)" : "to_bf16 + gemm_bf16_tc",
+                 tk, split ? "linear_mma (fp32 activations as hi + lo)" : "to_bf16 + " + kernel,
                  ms, tf, 100 * tf / 989);
     }
     s.fp32Activations = false;

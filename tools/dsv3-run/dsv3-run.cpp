@@ -1014,10 +1014,15 @@ int quantize(const Options &o, const Artifact &art, const WeightStore &weights) 
 /// same operands as the host GEMM, every schedule: the few-row kernel, the
 /// tensor-core tiles and the skinny tensor-core kernel, plain and grouped
 /// over 4 experts (other weights, one
-/// expert with no rows). Tolerance 1e-4 of max |y|: the host sums in fp32
-/// too, in another order, and Hopper's FP8 MMA accumulates a 128-wide K
-/// block with reduced (~14-bit) precision before it is promoted to fp32
-/// (DeepSeek-V3 3.3.2).
+/// expert with no rows). Tolerance 1e-4 of max |y| for the mma.sync
+/// schedules: the host sums in fp32 too, in another order. The wgmma
+/// schedule is held per element to 2^-10 sum_k |x_k w_k| instead: Hopper's
+/// FP8 warpgroup MMA keeps about 14 bits while it accumulates (DeepSeek-V3
+/// 3.3.2; measured 2.7e-4 of max |y| at K = 7168), each of a 128-wide K
+/// block's four k32 steps truncating by up to ~2^-13 of the block's sum
+/// |x w| before the kernel promotes it to fp32: 2^-11, with a factor 2 to
+/// spare. A product dropped or counted twice costs ~K^-1 of the sum, so the
+/// device script also checks K = 256 (2^-8: four times over the bound).
 bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
                  const std::vector<float> &x, const std::vector<uint8_t> &codes,
                  const std::vector<float> &scales, const std::vector<float> &yHost) {
@@ -1058,7 +1063,33 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
   std::vector<float> zero(size_t(M * N), 0.f);
   CUdeviceptr dy = s.deviceBuffer(zero.size() * 4, "fp8-gemm y", zero.data());
   bool ok = true;
-  fmt::print("  {} against the host FP8 GEMM (same operands; tolerance 1e-04 of max |y|):\n",
+  // sum_k |x_k w_k| of every output (wgmma's bound), plain and grouped.
+  std::vector<float> sumAbs[2];
+  if (s.computeCapability() == 90)
+    for (int grouped = 0; grouped < 2; ++grouped) {
+      std::vector<float> wa(static_cast<size_t>(N * K)), xa(static_cast<size_t>(K));
+      sumAbs[grouped].assign(size_t(M * N), 0.f);
+      for (int64_t e = 0, r = 0; e < (grouped ? E : 1); ++e) {
+        const uint8_t *c = grouped ? ecodes.data() + e * N * K : codes.data();
+        const float *sc_ = grouped ? escales.data() + e * sr * sc : scales.data();
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t k = 0; k < K; ++k)
+            wa[size_t(n * K + k)] =
+                std::fabs(f8e4m3ToFloat(c[n * K + k]) * sc_[(n / blk) * sc + k / blk]);
+        for (int64_t c2 = 0; c2 < (grouped ? counts[size_t(e)] : M); ++c2, ++r) {
+          for (int64_t k = 0; k < K; ++k)
+            xa[size_t(k)] = std::fabs(x[size_t(r * K + k)]);
+          for (int64_t n = 0; n < N; ++n) {
+            float acc = 0.f;
+            for (int64_t k = 0; k < K; ++k)
+              acc += xa[size_t(k)] * wa[size_t(n * K + k)];
+            sumAbs[grouped][size_t(r * N + n)] = acc;
+          }
+        }
+      }
+    }
+  fmt::print("  {} against the host FP8 GEMM (same operands; tolerance 1e-04 of max |y|, "
+             "wgmma 2^-10 sum|x w| per element):\n",
              s.description());
   for (bool grouped : {false, true})
     for (int schedule : {0, 1, 2, 3}) {
@@ -1072,19 +1103,26 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       std::vector<float> y(size_t(M * N));
       DSV3_CU(drv, memcpyDtoH, "fp8-gemm y", y.data(), dy, y.size() * 4);
       const std::vector<float> &ref = grouped ? yGrouped : yHost;
-      double diff = 0, scale = 1e-30;
+      double diff = 0, scale = 1e-30, worst = 0;
       for (size_t i = 0; i < y.size(); ++i) {
-        diff = std::max(diff, std::fabs(double(y[i]) - double(ref[i])));
+        double e = std::fabs(double(y[i]) - double(ref[i]));
+        if (!std::isfinite(double(y[i])))
+          e = INFINITY;
+        diff = std::max(diff, e);
         scale = std::max(scale, std::fabs(double(ref[i])));
+        if (schedule == 3)
+          worst = std::max(worst, e / std::max(0x1p-10 * sumAbs[grouped][i], 1e-30));
       }
-      bool pass = diff <= 1e-4 * scale;
+      bool pass = schedule == 3 ? worst <= 1.0 : diff <= 1e-4 * scale;
       bool ran = schedule == 0 || s.computeCapability() >= 89;
       const char *names[] = {"few-row kernel", "128x128 tensor-core tiles",
                              "skinny tensor cores", "wgmma (sm_90a)"};
-      fmt::print("    {:<40} max rel {:.3e} {}\n",
+      fmt::print("    {:<40} max rel {:.3e}{} {}\n",
                  fmt::format("{} {}", grouped ? "grouped (4 experts)" : "plain",
                              names[schedule]),
-                 diff / scale, !ran ? "(no FP8 tensor cores: few-row kernel)" : pass ? "PASS" : "FAIL");
+                 diff / scale,
+                 schedule == 3 ? fmt::format(", worst {:.1f}% of the bound", 100 * worst) : "",
+                 !ran ? "(no FP8 tensor cores: few-row kernel)" : pass ? "PASS" : "FAIL");
       ok = ok && pass;
     }
   // DSV3_FP8_GEMM_TIME=M,N,K: each tensor-core schedule timed on random
