@@ -7,7 +7,8 @@
 #       "bench-artifacts", ".deps"])
 # 1. The bf16 GEMMs against float64 on the same bf16 operands (dsv3-run
 #    bf16-check --shape: plain, gated, grouped) with gemm_bf16_wgmma (the
-#    Hopper default) and gemm_bf16_tc (DSV3_BF16_GEMM=1), at a V3 shape,
+#    Hopper default; DSV3_BF16_WIDE=1 its 256-row tiles) and gemm_bf16_tc
+#    (DSV3_BF16_GEMM=1), at a V3 shape,
 #    ragged edges and a tiny one; timed at o_proj's prefill shape.
 # 2. The FP8 schedules (3: fp8_gemm_wgmma) against the host FP8 GEMM
 #    (dsv3-run fp8-gemm --backend cuda), K = 7168 and K = 256; timed at the
@@ -22,15 +23,15 @@ mkdir -p "$OUT"
 [ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
 RUN=build-gpu/bin/dsv3-run
 status=0
-g() { # bf16-check's GEMM rows only
-  timeout 120 "$@" 2>&1 | grep -E "gemm_bf16|timing|FAIL|error" || status=1
+g() { # g VAR=VALUE command...: bf16-check's GEMM rows only
+  env "$@" 2>&1 | grep -E "gemm_bf16|timing|FAIL|error" || status=1
 }
-for v in 2 1; do
-  echo "== DSV3_BF16_GEMM=$v"
-  DSV3_BF16_GEMM=$v DSV3_GEMM_TIME=8192,7168,16384 g $RUN bf16-check gpu-artifacts/v3-width-bf16 \
+for v in DSV3_BF16_GEMM=2 DSV3_BF16_WIDE=1 DSV3_BF16_GEMM=1; do
+  echo "== $v"
+  g $v DSV3_GEMM_TIME=8192,7168,16384 timeout 120 $RUN bf16-check gpu-artifacts/v3-width-bf16 \
     --seq 16 --shape 300,1536,7168
-  DSV3_BF16_GEMM=$v g $RUN bf16-check gpu-artifacts/v3-width-bf16 --seq 16 --shape 200,200,520
-  DSV3_BF16_GEMM=$v g $RUN bf16-check gpu-artifacts/tiny-a-bf16-long --seq 16 --shape 129,72,64
+  g $v timeout 120 $RUN bf16-check gpu-artifacts/v3-width-bf16 --seq 16 --shape 200,200,520
+  g $v timeout 120 $RUN bf16-check gpu-artifacts/tiny-a-bf16-long --seq 16 --shape 129,72,64
 done
 echo "== FP8 schedules (3: fp8_gemm_wgmma)"
 for shape in 300,1536,7168 200,384,256; do
@@ -44,13 +45,16 @@ for f in tiny-a-bf16 tiny-a-fp8; do
   timeout 120 $RUN verify gpu-artifacts/$f --weights test/data/fixtures/tiny-a \
     --oracle test/data/fixtures/tiny-a --backend cuda > "$OUT/verify-$f.log" 2>&1 || status=1
   printf '%-14s %s\n' "$f" "$(tail -1 "$OUT/verify-$f.log")"
-  grep -h "FAIL" "$OUT/verify-$f.log" | head -4
+  grep -h "FAIL\|wgmma" "$OUT/verify-$f.log" | head -4
 done
 if [ -d bench-artifacts/v3-infer ]; then
   echo "== bench slice prefill"
   T="$RUN time bench-artifacts/v3-infer --random-weights 1 --backend cuda"
-  $T --batch 1 --seq 2048 --steps 2 2>&1 | tail -1
-  $T --batch 4 --seq 2048 --steps 2 2>&1 | tail -1
+  for v in DSV3_BF16_WIDE=0 DSV3_BF16_WIDE=1; do
+    echo "-- $v"
+    env $v $T --batch 1 --seq 2048 --steps 2 2>&1 | tail -1
+    env $v $T --batch 4 --seq 2048 --steps 2 2>&1 | tail -1
+  done
   build-gpu/bin/dsv3-run time bench-artifacts/v3-infer-fp8 --random-weights 1 --backend cuda \
     --batch 4 --seq 2048 --steps 2 2>&1 | tail -1
   DSV3_PROFILE=1 $T --batch 4 --seq 2048 --steps 1 > "$OUT/profile-prefill.log" 2>&1

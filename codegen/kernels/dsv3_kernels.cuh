@@ -2170,6 +2170,19 @@ __device__ __forceinline__ void mmaE4m3(float *d, const unsigned *a, const unsig
 /// Tile `t` of `tileRows`-row tiles over rows grouped by expert (counts[E]):
 /// its rows [begin, end) and expert; false past the last tile (blocks of a
 /// grid sized rows / tileRows + E, an upper bound, return).
+/// The (column tile, row tile) a block of a 2-D GEMM grid computes, in
+/// groups of 8 row tiles: the blocks resident at once (numbered x first)
+/// cover a few row tiles and many column tiles, so each weight tile is read
+/// from HBM once per 8 row tiles rather than once per row tile (a weight of
+/// hundreds of MB, e.g. the dense gate/up at 8192 rows, was read 64 times).
+__device__ __forceinline__ void gemmTile(unsigned &tn, unsigned &tm) {
+  const unsigned nx = gridDim.x, ny = gridDim.y, group = 8;
+  unsigned pid = blockIdx.y * nx + blockIdx.x, first = pid / (group * nx) * group;
+  unsigned rowsInGroup = ny - first < group ? ny - first : group;
+  tm = first + (pid % (group * nx)) % rowsInGroup;
+  tn = (pid % (group * nx)) / rowsInGroup;
+}
+
 __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRows, i64 t,
                                            i64 &begin, i64 &end, int &expert) {
   i64 start = 0;
@@ -2222,10 +2235,12 @@ gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned s
   constexpr int Ld = DSV3_TC_LD, Tile = 128 * Ld, BN = Gated ? 64 : 128;
   extern __shared__ __align__(16) float tcSmem[]; // float-typed as the others
   unsigned short *smem = reinterpret_cast<unsigned short *>(tcSmem);
-  i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
+  unsigned tn, tm;
+  gemmTile(tn, tm);
+  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
   if (counts) {
     int e = 0;
-    if (!expertTile(counts, E, 128, blockIdx.y, rowBegin, rowEnd, e))
+    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, e))
       return;
     W += i64(e) * N * K;
     if (Gated)
@@ -2233,7 +2248,7 @@ gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned s
   }
   if (rowBegin >= rowEnd)
     return;
-  const int n0 = blockIdx.x * BN, tid = threadIdx.x;
+  const int n0 = int(tn) * BN, tid = threadIdx.x;
   const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
   const int ksteps = (K + 31) / 32;
@@ -2347,8 +2362,8 @@ gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned s
 /// (plain with bias and residual, gated with the SwiGLU epilogue, grouped
 /// over experts) with `wgmma.mma_async` m64n128k16, both operands read by
 /// the tensor cores from shared memory through matrix descriptors.
-/// Block tile 128 rows x 128 weight rows (gated: 64 gate then 64 up rows of
-/// the same 64 columns), two consumer warpgroups of 64 rows. K in 64-wide
+/// Block tile 128 rows x 128 weight rows (Wide: 256; gated: half gate, then
+/// the up rows of the same columns), two consumer warpgroups of 64 rows. K in 64-wide
 /// steps (one 128-byte swizzle atom per row) copied by cp.async into the
 /// 128B-swizzled K-major layout (16-byte chunk c of row r at
 /// r * 128 + ((c ^ (r % 8)) * 16), tiles 1024-byte aligned), which the
@@ -2368,21 +2383,45 @@ __device__ __forceinline__ unsigned long long wgmmaDesc(const void *smemTile) {
   d |= (unsigned long long)1 << 62;                      // 128B swizzle
   return d;
 }
-template <int Gated>
+/// One m64nNk16 bf16 warpgroup MMA accumulating into d (N / 2 fp32 a
+/// thread), A and B from shared memory through descriptors da, db.
+__device__ __forceinline__ void wgmmaBf16N128(float (&d)[64], unsigned long long da,
+                                                unsigned long long db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+               : "l"(da), "l"(db));
+}
+__device__ __forceinline__ void wgmmaBf16N256(float (&d)[128], unsigned long long da,
+                                                unsigned long long db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+               : "l"(da), "l"(db));
+}
+template <int Gated, int Wide>
 __global__ void __launch_bounds__(256)
 gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigned short *Wu,
                 const float *b, const float *res, float *y, i64 rows, int N, int K,
                 const i64 *counts, int E) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int Tile = 128 * 64, BN = Gated ? 64 : 128, Ahead = DSV3_WG_STAGES - 2;
+  // Weight rows of a tile (Wide: 256, each warpgroup m64n256), output
+  // columns (gated: half), stages, and the accumulators a thread holds.
+  constexpr int BW = Wide ? 256 : 128, BN = Gated ? BW / 2 : BW, NR = BW / 2;
+  constexpr int Stages = Wide ? 4 : DSV3_WG_STAGES, Ahead = Stages - 2;
+  constexpr int TileA = 128 * 64, Stage = TileA + BW * 64;
   extern __shared__ __align__(1024) float wgSmem[];
   // 1024-byte alignment of every tile (the swizzle pattern repeats per 1 KB).
   unsigned short *smem = reinterpret_cast<unsigned short *>(
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
-  i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
+  unsigned tn, tm;
+  gemmTile(tn, tm);
+  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
   if (counts) {
     int e = 0;
-    if (!expertTile(counts, E, 128, blockIdx.y, rowBegin, rowEnd, e))
+    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, e))
       return;
     W += i64(e) * N * K;
     if (Gated)
@@ -2390,12 +2429,12 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
   }
   if (rowBegin >= rowEnd)
     return;
-  const int n0 = blockIdx.x * BN, tid = threadIdx.x;
+  const int n0 = int(tn) * BN, tid = threadIdx.x;
   const int wg = tid >> 7, lane = tid & 31, warpInWg = (tid >> 5) & 3;
   const int g = lane >> 2, t4 = lane & 3;
   const int ksteps = (K + 63) / 64;
   auto stage = [&](int ks, int st) {
-    unsigned short *As = smem + st * 2 * Tile, *Bs = As + Tile;
+    unsigned short *As = smem + st * Stage, *Bs = As + TileA;
     for (int i = tid; i < 128 * 8; i += 256) {
       int r = i >> 3, c = i & 7, k = ks * 64 + c * 8;
       int at = r * 64 + ((c ^ (r & 7)) * 8);
@@ -2404,17 +2443,21 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
         cpAsync16(As + at, xb + row * K + k);
       else
         *reinterpret_cast<uint4 *>(As + at) = make_uint4(0, 0, 0, 0);
-      int n = Gated ? n0 + (r & 63) : n0 + r;
-      const unsigned short *src = Gated && r >= 64 ? Wu : W;
+    }
+    for (int i = tid; i < BW * 8; i += 256) {
+      int r = i >> 3, c = i & 7, k = ks * 64 + c * 8;
+      int at = r * 64 + ((c ^ (r & 7)) * 8);
+      int n = Gated ? n0 + (r % BN) : n0 + r;
+      const unsigned short *src = Gated && r >= BN ? Wu : W;
       if (n < N && k < K)
         cpAsync16(Bs + at, src + i64(n) * K + k);
       else
         *reinterpret_cast<uint4 *>(Bs + at) = make_uint4(0, 0, 0, 0);
     }
   };
-  float d[64];
+  float d[NR];
 #pragma unroll
-  for (int i = 0; i < 64; ++i)
+  for (int i = 0; i < NR; ++i)
     d[i] = 0.f;
 #pragma unroll
   for (int st = 0; st < Ahead; ++st) {
@@ -2429,20 +2472,19 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
     if (ks + Ahead < ksteps)
-      stage(ks + Ahead, (ks + Ahead) % DSV3_WG_STAGES);
+      stage(ks + Ahead, (ks + Ahead) % Stages);
     cpAsyncCommit();
-    const unsigned short *As = smem + (ks % DSV3_WG_STAGES) * 2 * Tile + wg * 64 * 64;
-    const unsigned short *Bs = smem + (ks % DSV3_WG_STAGES) * 2 * Tile + Tile;
+    const unsigned short *As = smem + (ks % Stages) * Stage + wg * 64 * 64;
+    const unsigned short *Bs = smem + (ks % Stages) * Stage + TileA;
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
       unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-                   "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                   : "l"(da), "l"(db));
+      if constexpr (Wide)
+        wgmmaBf16N256(d, da, db);
+      else
+        wgmmaBf16N128(d, da, db);
     }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
@@ -2458,15 +2500,15 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
       continue;
     if (Gated) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
+      for (int j = 0; j < BN / 8; ++j) {
         int n = n0 + j * 8 + 2 * t4 + (e & 1);
-        float gv = d[4 * j + e], uv = d[4 * (j + 8) + e];
+        float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
         if (n < N)
           y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
       }
     } else {
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
+      for (int j = 0; j < BN / 8; ++j) {
         int n = n0 + j * 8 + 2 * t4 + (e & 1);
         if (n < N)
           fp8Store(y, b, res, r, n, N, d[4 * j + e]);
@@ -2497,17 +2539,19 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
   unsigned char *smem = reinterpret_cast<unsigned char *>(
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
   const int nb = (K + 127) / 128;
-  i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
+  unsigned tn, tm;
+  gemmTile(tn, tm);
+  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
   if (counts) {
     int e = 0;
-    if (!expertTile(counts, E, 128, blockIdx.y, rowBegin, rowEnd, e))
+    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, e))
       return;
     W += i64(e) * N * K;
     sw += i64(e) * ((N + br - 1) / br) * nb;
   }
   if (rowBegin >= rowEnd)
     return;
-  const int n0 = blockIdx.x * 128, tid = threadIdx.x;
+  const int n0 = int(tn) * 128, tid = threadIdx.x;
   const int wg = tid >> 7, lane = tid & 31, warpInWg = (tid >> 5) & 3;
   const int g = lane >> 2, t4 = lane & 3;
   const float *swn = sw + i64(n0 / br) * nb;
@@ -2607,17 +2651,19 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
   extern __shared__ __align__(16) float fp8Smem[]; // bytes; float-typed as the others
   unsigned char *smem = reinterpret_cast<unsigned char *>(fp8Smem);
   int nb = (K + 127) / 128;
-  i64 rowBegin = i64(blockIdx.y) * 128, rowEnd = rows;
+  unsigned tn, tm;
+  gemmTile(tn, tm);
+  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
   if (counts) {
     int e = 0;
-    if (!expertTile(counts, E, 128, blockIdx.y, rowBegin, rowEnd, e))
+    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, e))
       return;
     W += i64(e) * N * K;
     sw += i64(e) * ((N + br - 1) / br) * nb;
   }
   if (rowBegin >= rowEnd)
     return;
-  int n0 = blockIdx.x * 128, tid = threadIdx.x;
+  int n0 = int(tn) * 128, tid = threadIdx.x;
   int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int wm = (warp >> 2) * 32, wn = (warp & 3) * 32;
   const float *swn = sw + i64(n0 / br) * nb;

@@ -20,8 +20,10 @@ namespace dsv3rt::cuda {
 
 /// Dynamic shared memory of the wgmma GEMMs (gemm_bf16_wgmma,
 /// fp8_gemm_wgmma): DSV3_WG_STAGES (dsv3_kernels.cuh) stages of two
-/// 128 x 128-byte operand tiles, plus 1 KB to align them to the swizzle.
+/// 128 x 128-byte operand tiles, plus 1 KB to align them to the swizzle;
+/// the wide bf16 form four stages of 128 + 256 rows x 128 bytes.
 constexpr size_t kWgmmaSmem = 5 * 2 * 128 * 128 + 1024;
+constexpr size_t kWgmmaWideSmem = 4 * (128 + 256) * 128 + 1024;
 
 unsigned blocks(i64 n, unsigned per) {
   return unsigned(std::min<i64>((n + per - 1) / per, 65535));
@@ -77,9 +79,10 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
     return tiles ? 1 : 0;
   if (schedule == 2)
     return skinny ? 2 : 0;
-  bool wgmma = tiles && s.computeCapability() == 90;
+  bool hopper = tiles && s.computeCapability() == 90;
   if (schedule == 3) // wgmma (sm_90a)
-    return wgmma ? 3 : tiles ? 1 : 0;
+    return hopper ? 3 : tiles ? 1 : 0;
+  bool wgmma = hopper && !s.fp32Activations && !s.exactFp8Accumulation;
   if (schedule == 0)
     return 0;
   // Measured on the bench slice (H200): one or a few rows a weight (decode
@@ -127,6 +130,7 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
   if (sched == 3) {
+    s.countFp8WgmmaLaunch();
     unsigned tiles = unsigned((rows + 127) / 128 + E);
     if (tiles > 65535)
       fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
@@ -231,7 +235,8 @@ std::string bf16GemmKernel(const CudaSession &s) {
     const char *env = std::getenv("DSV3_BF16_GEMM");
     return !(env && std::string(env) == "1");
   }();
-  return wgmma && s.computeCapability() == 90 ? bf16WgmmaName(false) : bf16TcName(false);
+  return wgmma && s.computeCapability() == 90 ? bf16WgmmaName(false, false)
+                                               : bf16TcName(false);
 }
 
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
@@ -250,9 +255,16 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   unsigned tiles = unsigned((rows + 127) / 128 + (counts ? E : 0));
   if (tiles > 65535)
     fail("{}: {} rows exceed the GEMM grid", what, rows);
-  if (bf16GemmKernel(s) == bf16WgmmaName(false)) {
-    s.launch(bf16WgmmaName(Wu != 0), {unsigned((N + bn - 1) / bn), tiles, 1}, {256, 1, 1},
-             kWgmmaSmem, argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE), what);
+  if (bf16GemmKernel(s) != bf16TcName(false)) {
+    // DSV3_BF16_WIDE=1: 256 weight rows a tile.
+    static const bool wide = [] {
+      const char *env = std::getenv("DSV3_BF16_WIDE");
+      return env && std::string(env) == "1";
+    }();
+    int64_t wn = wide ? 2 * bn : bn;
+    s.launch(bf16WgmmaName(Wu != 0, wide), {unsigned((N + wn - 1) / wn), tiles, 1}, {256, 1, 1},
+             wide ? kWgmmaWideSmem : kWgmmaSmem,
+             argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE), what);
     return;
   }
   s.launch(bf16TcName(Wu != 0), {unsigned((N + bn - 1) / bn), tiles, 1}, {256, 1, 1},

@@ -122,6 +122,16 @@ public:
   /// tensor-core attention and GEMMs), checked on their own (`dsv3-run
   /// bf16-check`) and against the oracle at bf16 tolerances.
   bool fp32Activations = false;
+  /// FP8 GEMMs only on kernels that add each 128-wide K block's products in
+  /// fp32 (mma.sync e4m3; SEMANTICS.md's FP8 GEMM): set by verify for its
+  /// checks against float64, implied by fp32Activations. Off, Hopper runs
+  /// FP8 GEMMs of many rows on the warpgroup MMA (fp8_gemm_wgmma), which
+  /// keeps ~14 bits while it accumulates a block before the kernel promotes
+  /// it to fp32 (DeepSeek-V3 3.3.2; each GEMM is bounded by `dsv3-run
+  /// fp8-gemm --backend cuda`).
+  bool exactFp8Accumulation = false;
+  int64_t fp8WgmmaLaunches() const { return fp8WgmmaLaunches_; }
+  void countFp8WgmmaLaunch() { ++fp8WgmmaLaunches_; }
   /// How many launches so far rounded activations to bf16 (counted by
   /// their launchers): verify reports, rather than checks at fp32's
   /// tolerance, the forms such launches make differ.
@@ -130,6 +140,7 @@ public:
 
 private:
   int64_t bf16ActivationLaunches_ = 0;
+  int64_t fp8WgmmaLaunches_ = 0;
   std::vector<CUdeviceptr> buffers_; // deviceBuffer()
   void loadModule();
   void checkFreeMemory();

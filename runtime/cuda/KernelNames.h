@@ -76,13 +76,15 @@ inline std::string bf16TcName(bool gated) {
   return gated ? "dsv3::gemm_bf16_tc<1>" : "dsv3::gemm_bf16_tc<0>";
 }
 inline std::string toBf16Name() { return "dsv3::to_bf16<0>"; }
-inline std::string bf16WgmmaName(bool gated) {
-  return gated ? "dsv3::gemm_bf16_wgmma<1>" : "dsv3::gemm_bf16_wgmma<0>";
+/// Hopper's form (wide: 256 weight rows a tile).
+inline std::string bf16WgmmaName(bool gated, bool wide) {
+  return inst("gemm_bf16_wgmma", {gated ? 1 : 0, wide ? 1 : 0});
 }
 inline void addBf16Tc(std::vector<std::string> &out, bool gated) {
   out.push_back(toBf16Name());
   out.push_back(bf16TcName(gated));
-  out.push_back(bf16WgmmaName(gated));
+  out.push_back(bf16WgmmaName(gated, false));
+  out.push_back(bf16WgmmaName(gated, true));
 }
 /// Every schedule of one GEMM shape, appended to `out`: fp32 weights take
 /// gemm_mma past the few-row schedule.

@@ -41,6 +41,9 @@ public:
   const Artifact &artifact() const { return artifact_; }
   /// Launches whose kernels rounded activations to bf16: never on the host.
   int64_t bf16ActivationLaunches() const { return 0; }
+  /// The host's FP8 GEMM always adds in fp32 (CudaSession's switch).
+  bool exactFp8Accumulation = true;
+  int64_t fp8WgmmaLaunches() const { return 0; }
   /// The parameters' host copies (updated in place by training entries).
   std::map<std::string, std::vector<Real>> &paramData() { return paramData_; }
 
