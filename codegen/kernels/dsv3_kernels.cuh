@@ -2171,16 +2171,16 @@ __device__ __forceinline__ void mmaE4m3(float *d, const unsigned *a, const unsig
 /// its rows [begin, end) and expert; false past the last tile (blocks of a
 /// grid sized rows / tileRows + E, an upper bound, return).
 /// The (column tile, row tile) a block of a 2-D GEMM grid computes, in
-/// groups of 8 row tiles: the blocks resident at once (numbered x first)
-/// cover a few row tiles and many column tiles, so each weight tile is read
-/// from HBM once per 8 row tiles rather than once per row tile (a weight of
-/// hundreds of MB, e.g. the dense gate/up at 8192 rows, was read 64 times).
-__device__ __forceinline__ void gemmTile(unsigned &tn, unsigned &tm) {
-  const unsigned nx = gridDim.x, ny = gridDim.y, group = 8;
-  unsigned pid = blockIdx.y * nx + blockIdx.x, first = pid / (group * nx) * group;
-  unsigned rowsInGroup = ny - first < group ? ny - first : group;
-  tm = first + (pid % (group * nx)) % rowsInGroup;
-  tn = (pid % (group * nx)) / rowsInGroup;
+/// groups of `group` row tiles: the blocks resident at once (numbered x
+/// first) then cover a few row tiles and many column tiles, so a weight
+/// tile is read from HBM once per group rather than once per row tile
+/// (group 1: row tile blockIdx.y, column tile blockIdx.x).
+__device__ __forceinline__ void gemmTile(int group, unsigned &tn, unsigned &tm) {
+  const unsigned nx = gridDim.x, ny = gridDim.y, gs = unsigned(group);
+  unsigned pid = blockIdx.y * nx + blockIdx.x, first = pid / (gs * nx) * gs;
+  unsigned rowsInGroup = ny - first < gs ? ny - first : gs;
+  tm = first + (pid % (gs * nx)) % rowsInGroup;
+  tn = (pid % (gs * nx)) / rowsInGroup;
 }
 
 __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRows, i64 t,
@@ -2231,12 +2231,12 @@ template <int Gated>
 __global__ void __launch_bounds__(256)
 gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned short *Wu,
              const float *b, const float *res, float *y, i64 rows, int N, int K,
-             const i64 *counts, int E) {
+             const i64 *counts, int E, int tileGroup) {
   constexpr int Ld = DSV3_TC_LD, Tile = 128 * Ld, BN = Gated ? 64 : 128;
   extern __shared__ __align__(16) float tcSmem[]; // float-typed as the others
   unsigned short *smem = reinterpret_cast<unsigned short *>(tcSmem);
   unsigned tn, tm;
-  gemmTile(tn, tm);
+  gemmTile(tileGroup, tn, tm);
   i64 rowBegin = i64(tm) * 128, rowEnd = rows;
   if (counts) {
     int e = 0;
@@ -2405,7 +2405,7 @@ template <int Gated, int Wide>
 __global__ void __launch_bounds__(256)
 gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigned short *Wu,
                 const float *b, const float *res, float *y, i64 rows, int N, int K,
-                const i64 *counts, int E) {
+                const i64 *counts, int E, int tileGroup) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // Weight rows of a tile (Wide: 256, each warpgroup m64n256), output
   // columns (gated: half), stages, and the accumulators a thread holds.
@@ -2417,7 +2417,7 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
   unsigned short *smem = reinterpret_cast<unsigned short *>(
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
   unsigned tn, tm;
-  gemmTile(tn, tm);
+  gemmTile(tileGroup, tn, tm);
   i64 rowBegin = i64(tm) * 128, rowEnd = rows;
   if (counts) {
     int e = 0;
@@ -2532,7 +2532,7 @@ template <int Unused>
 __global__ void __launch_bounds__(256)
 fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
                const float *sw, const float *b, const float *res, float *y, i64 rows, int N,
-               int K, int br, const i64 *counts, int E) {
+               int K, int br, const i64 *counts, int E, int tileGroup) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int Tile = 128 * 128; // bytes of one operand's stage
   extern __shared__ __align__(1024) float wgSmem[];
@@ -2540,7 +2540,7 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
   const int nb = (K + 127) / 128;
   unsigned tn, tm;
-  gemmTile(tn, tm);
+  gemmTile(tileGroup, tn, tm);
   i64 rowBegin = i64(tm) * 128, rowEnd = rows;
   if (counts) {
     int e = 0;
@@ -2646,13 +2646,13 @@ template <int Unused>
 __global__ void __launch_bounds__(512)
 fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, const float *sw,
             const float *b, const float *res, float *y, i64 rows, int N, int K, int br,
-            const i64 *counts, int E) {
+            const i64 *counts, int E, int tileGroup) {
   constexpr int Ld = 144, Tile = 128 * Ld, Threads = 512;
   extern __shared__ __align__(16) float fp8Smem[]; // bytes; float-typed as the others
   unsigned char *smem = reinterpret_cast<unsigned char *>(fp8Smem);
   int nb = (K + 127) / 128;
   unsigned tn, tm;
-  gemmTile(tn, tm);
+  gemmTile(tileGroup, tn, tm);
   i64 rowBegin = i64(tm) * 128, rowEnd = rows;
   if (counts) {
     int e = 0;

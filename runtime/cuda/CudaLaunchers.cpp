@@ -25,6 +25,17 @@ namespace dsv3rt::cuda {
 constexpr size_t kWgmmaSmem = 5 * 2 * 128 * 128 + 1024;
 constexpr size_t kWgmmaWideSmem = 4 * (128 + 256) * 128 + 1024;
 
+/// Row tiles a group of the 128-row GEMMs' grid walks before the next
+/// column tiles (gemmTile in dsv3_kernels.cuh); DSV3_GEMM_TILE_GROUP sets it.
+int gemmTileGroup() {
+  static const int group = [] {
+    const char *env = std::getenv("DSV3_GEMM_TILE_GROUP");
+    int g = env ? std::atoi(env) : 1;
+    return g < 1 ? 1 : g;
+  }();
+  return group;
+}
+
 unsigned blocks(i64 n, unsigned per) {
   return unsigned(std::min<i64>((n + per - 1) / per, 65535));
 }
@@ -136,7 +147,8 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
       fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
     s.launch("dsv3::fp8_gemm_wgmma<0>", {unsigned((N + 127) / 128), tiles, 1}, {256, 1, 1},
              kWgmmaSmem,
-             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
+             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e, gemmTileGroup()),
+             what);
     return;
   }
   if (sched == 1) {
@@ -147,7 +159,8 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
       fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
     s.launch("dsv3::fp8_gemm_tc<0>", {unsigned((N + 127) / 128), tiles, 1}, {512, 1, 1},
              size_t(3 * 2 * 128 * 144),
-             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e), what);
+             argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e, gemmTileGroup()),
+             what);
     return;
   }
   if (sched == 2) {
@@ -264,11 +277,12 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
     int64_t wn = wide ? 2 * bn : bn;
     s.launch(bf16WgmmaName(Wu != 0, wide), {unsigned((N + wn - 1) / wn), tiles, 1}, {256, 1, 1},
              wide ? kWgmmaWideSmem : kWgmmaSmem,
-             argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE), what);
+             argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup()), what);
     return;
   }
   s.launch(bf16TcName(Wu != 0), {unsigned((N + bn - 1) / bn), tiles, 1}, {256, 1, 1},
-           size_t(3 * 2 * 128 * 40 * 2), argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE),
+           size_t(3 * 2 * 128 * 40 * 2),
+           argv(xb, W, Wu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup()),
            what);
 }
 
