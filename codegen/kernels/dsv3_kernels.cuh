@@ -2520,6 +2520,167 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
 #endif
 }
 
+/// A TMA tensor map (CUtensorMap: 128 opaque bytes, 64-byte aligned),
+/// passed by value as a __grid_constant__ kernel parameter.
+struct __align__(64) TmaMap {
+  unsigned long long opaque[16];
+};
+/// mbarrier and TMA primitives (sm_90): a barrier's phase completes when
+/// its arrivals and, for expect_tx, the bytes of the copies it names land.
+__device__ __forceinline__ void mbarInit(unsigned long long *bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(
+                   (unsigned)__cvta_generic_to_shared(bar)),
+               "r"(count)
+               : "memory");
+}
+__device__ __forceinline__ void mbarArrive(unsigned long long *bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(
+                   (unsigned)__cvta_generic_to_shared(bar))
+               : "memory");
+}
+__device__ __forceinline__ void mbarExpectTx(unsigned long long *bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                   (unsigned)__cvta_generic_to_shared(bar)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbarWait(unsigned long long *bar, unsigned parity) {
+  unsigned a = (unsigned)__cvta_generic_to_shared(bar);
+  asm volatile("{\n.reg .pred done;\nwait_%=:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+               "@!done bra wait_%=;\n}\n" ::"r"(a),
+               "r"(parity)
+               : "memory");
+}
+/// A 2-D box of `map` at (column c0, row c1) into shared memory at dst,
+/// completing `bar`'s transaction bytes (rows or columns past the tensor
+/// read as zeros).
+__device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, int c1,
+                                          unsigned long long *bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+               "[%0], [%1, {%2, %3}], [%4];\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+               "l"(map), "r"(c0), "r"(c1), "r"((unsigned)__cvta_generic_to_shared(bar))
+               : "memory");
+}
+
+/// gemm_bf16_wgmma's wide form fed by the Tensor Memory Accelerator and
+/// warp-specialized (sm_90a): warpgroup 0 is the producer, one thread of
+/// it issuing each K step's TMA copies (A: 128 rows x 64, B: 256 weight
+/// rows x 64, 128B-swizzled as the descriptors expect) into one of
+/// DSV3_TMA_STAGES slots; warpgroups 1 and 2 each run m64n256k16 over 64
+/// rows. full[s] completes when a slot's bytes land; empty[s] when both
+/// consumers' MMAs that read it are done (each arrives once its next
+/// step's MMAs are issued and wait_group 1 returns). No block-wide barrier
+/// in the K loop, and no thread but one spends issue slots on copies.
+/// Grouped: the weights' map spans [E * N, K] rows (an expert's tile reads
+/// row e * N + n0; rows past N are never stored), the activations' [rows,
+/// K]. Gated: the B tile is 128 gate rows (map B) then 128 up rows (map
+/// Bu), SwiGLU epilogue over 128 columns.
+#define DSV3_TMA_STAGES 4
+template <int Gated>
+__global__ void __launch_bounds__(384, 1)
+gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
+              const __grid_constant__ TmaMap mapBu, const float *b, const float *res, float *y,
+              i64 rows, int N, int K, const i64 *counts, int E, int tileGroup) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int BW = 256, BN = Gated ? 128 : 256, NR = 128, Stages = DSV3_TMA_STAGES;
+  constexpr int TileA = 128 * 64, Stage = TileA + BW * 64; // bf16 elements
+  extern __shared__ __align__(1024) float wgSmem[];
+  unsigned short *smem = reinterpret_cast<unsigned short *>(
+      (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
+  __shared__ __align__(8) unsigned long long full[Stages], empty[Stages];
+  unsigned tn, tm;
+  gemmTile(tileGroup, tn, tm);
+  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
+  int expert = 0;
+  if (counts) {
+    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
+      return;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  const int n0 = int(tn) * BN, tid = threadIdx.x, wg = tid >> 7;
+  const int ksteps = (K + 63) / 64;
+  if (tid == 0) {
+    for (int s = 0; s < Stages; ++s) {
+      mbarInit(&full[s], 1);
+      mbarInit(&empty[s], 2);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  if (wg == 0) {
+    if (tid == 0) {
+      const int wrow = expert * N + n0;
+      for (int ks = 0; ks < ksteps; ++ks) {
+        int s = ks % Stages;
+        if (ks >= Stages)
+          mbarWait(&empty[s], ((ks / Stages) - 1) & 1);
+        unsigned short *As = smem + s * Stage, *Bs = As + TileA;
+        mbarExpectTx(&full[s], unsigned(Stage * 2));
+        tmaLoad2d(As, &mapA, ks * 64, int(rowBegin), &full[s]);
+        if (Gated) {
+          tmaLoad2d(Bs, &mapB, ks * 64, wrow, &full[s]);
+          tmaLoad2d(Bs + 128 * 64, &mapBu, ks * 64, wrow, &full[s]);
+        } else {
+          tmaLoad2d(Bs, &mapB, ks * 64, wrow, &full[s]);
+        }
+      }
+    }
+    return;
+  }
+  const int cw = wg - 1, lane = tid & 31, warpInWg = (tid >> 5) & 3;
+  const int g = lane >> 2, t4 = lane & 3;
+  float d[NR];
+#pragma unroll
+  for (int i = 0; i < NR; ++i)
+    d[i] = 0.f;
+  for (int ks = 0; ks < ksteps; ++ks) {
+    int s = ks % Stages;
+    mbarWait(&full[s], (ks / Stages) & 1);
+    const unsigned short *As = smem + s * Stage + cw * 64 * 64;
+    const unsigned short *Bs = smem + s * Stage + TileA;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
+      unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
+      wgmmaBf16N256(d, da, db);
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    // The previous step's MMAs are done: its slot may be refilled.
+    if (ks > 0 && (tid & 127) == 0)
+      mbarArrive(&empty[(ks - 1) % Stages]);
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    i64 r = rowBegin + cw * 64 + warpInWg * 16 + g + (e >> 1) * 8;
+    if (r >= rowEnd)
+      continue;
+    if (Gated) {
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        int n = n0 + j * 8 + 2 * t4 + (e & 1);
+        float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
+        if (n < N)
+          y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        int n = n0 + j * 8 + 2 * t4 + (e & 1);
+        if (n < N)
+          fp8Store(y, b, res, r, n, N, d[4 * j + e]);
+      }
+    }
+  }
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+
 /// The FP8 GEMM of many rows on Hopper's warpgroup MMA (sm_90a; other
 /// targets trap): fp8_gemm_tc's schedule with `wgmma.mma_async`
 /// m64n128k32 e4m3 (QGMMA) from shared memory. Block tile 128 x 128, two

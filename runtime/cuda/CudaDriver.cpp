@@ -53,6 +53,8 @@ Driver &Driver::get() {
     sym(d->eventRecord, "cuEventRecord");
     sym(d->eventElapsedTime, "cuEventElapsedTime_v2");
     sym(d->eventDestroy, "cuEventDestroy_v2");
+    d->tensorMapEncodeTiled = reinterpret_cast<decltype(d->tensorMapEncodeTiled)>(
+        dlsym(lib, "cuTensorMapEncodeTiled"));
     sym(d->getErrorName, "cuGetErrorName");
     sym(d->getErrorString, "cuGetErrorString");
     return d;

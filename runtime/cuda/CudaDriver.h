@@ -51,6 +51,8 @@ struct Driver {
   decltype(&::cuEventRecord) eventRecord;
   decltype(&::cuEventElapsedTime) eventElapsedTime;
   decltype(&::cuEventDestroy) eventDestroy;
+  // TMA (Hopper GEMMs); null on a driver without it (then unused).
+  decltype(&::cuTensorMapEncodeTiled) tensorMapEncodeTiled;
   decltype(&::cuGetErrorName) getErrorName;
   decltype(&::cuGetErrorString) getErrorString;
 

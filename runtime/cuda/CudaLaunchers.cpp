@@ -244,13 +244,34 @@ bool useBf16Tc(const CudaSession &s, i64 rows, int64_t K) {
 /// gemm_bf16_tc's 258 at 8192 x 7168 x 16384 on an H200, the same sums);
 /// DSV3_BF16_GEMM=1 keeps gemm_bf16_tc there.
 std::string bf16GemmKernel(const CudaSession &s) {
-  static const bool wgmma = [] {
+  static const int choice = [] {
     const char *env = std::getenv("DSV3_BF16_GEMM");
-    return !(env && std::string(env) == "1");
+    return env ? std::atoi(env) : 2;
   }();
-  return wgmma && s.computeCapability() == 90 ? bf16WgmmaName(false, false)
-                                               : bf16TcName(false);
+  if (choice == 1 || s.computeCapability() != 90)
+    return bf16TcName(false);
+  if (choice == 3 && Driver::get().tensorMapEncodeTiled)
+    return bf16TmaName(false);
+  return bf16WgmmaName(false, false);
 }
+
+namespace {
+/// A TMA map of the bf16 matrix [rows, K] at `base` (row stride K), read in
+/// boxes of 64 columns x boxRows rows, 128B-swizzled (the wgmma
+/// descriptors' layout); out-of-range elements read as zeros.
+CUtensorMap bf16TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i64 rows,
+                       int64_t K, unsigned boxRows) {
+  CUtensorMap map;
+  cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
+  cuuint64_t strides[1] = {cuuint64_t(K) * 2};
+  cuuint32_t box[2] = {64, boxRows}, elementStrides[2] = {1, 1};
+  DSV3_CU(s.driver(), tensorMapEncodeTiled, what + " (TMA map)", &map,
+          CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, reinterpret_cast<void *>(base), dims, strides,
+          box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return map;
+}
+} // namespace
 
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
@@ -268,12 +289,23 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   unsigned tiles = unsigned((rows + 127) / 128 + (counts ? E : 0));
   if (tiles > 65535)
     fail("{}: {} rows exceed the GEMM grid", what, rows);
+  if (bf16GemmKernel(s) == bf16TmaName(false)) {
+    // 128 x 256 tiles (gated: 128 columns), 4 stages of 48 KB.
+    int64_t tn = Wu ? 128 : 256;
+    i64 wRows = i64(counts ? E : 1) * N;
+    CUtensorMap mapA = bf16TmaMap(s, what, xb, rows, K, 128);
+    CUtensorMap mapB = bf16TmaMap(s, what, W, wRows, K, unsigned(tn));
+    CUtensorMap mapBu = Wu ? bf16TmaMap(s, what, Wu, wRows, K, 128) : mapB;
+    s.launch(bf16TmaName(Wu != 0), {unsigned((N + tn - 1) / tn), tiles, 1}, {384, 1, 1},
+             kWgmmaWideSmem,
+             argv(mapA, mapB, mapBu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup()),
+             what);
+    return;
+  }
   if (bf16GemmKernel(s) != bf16TcName(false)) {
-    // DSV3_BF16_WIDE=1: 256 weight rows a tile.
-    static const bool wide = [] {
-      const char *env = std::getenv("DSV3_BF16_WIDE");
-      return env && std::string(env) == "1";
-    }();
+    // 256 weight rows a tile (prefill 4 x 2048 of the bench slice on an
+    // H200: 114 ms, against 144 with 128); DSV3_BF16_WIDE=0: 128.
+    static const bool wide = envNotZero("DSV3_BF16_WIDE");
     int64_t wn = wide ? 2 * bn : bn;
     s.launch(bf16WgmmaName(Wu != 0, wide), {unsigned((N + wn - 1) / wn), tiles, 1}, {256, 1, 1},
              wide ? kWgmmaWideSmem : kWgmmaSmem,

@@ -80,11 +80,14 @@ inline std::string toBf16Name() { return "dsv3::to_bf16<0>"; }
 inline std::string bf16WgmmaName(bool gated, bool wide) {
   return inst("gemm_bf16_wgmma", {gated ? 1 : 0, wide ? 1 : 0});
 }
+/// Hopper's wide form fed by TMA, warp-specialized.
+inline std::string bf16TmaName(bool gated) { return inst("gemm_bf16_tma", {gated ? 1 : 0}); }
 inline void addBf16Tc(std::vector<std::string> &out, bool gated) {
   out.push_back(toBf16Name());
   out.push_back(bf16TcName(gated));
   out.push_back(bf16WgmmaName(gated, false));
   out.push_back(bf16WgmmaName(gated, true));
+  out.push_back(bf16TmaName(gated));
 }
 /// Every schedule of one GEMM shape, appended to `out`: fp32 weights take
 /// gemm_mma past the few-row schedule.
