@@ -2401,6 +2401,16 @@ __device__ __forceinline__ void wgmmaBf16N256(float (&d)[128], unsigned long lon
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
                : "l"(da), "l"(db));
 }
+/// One m64n128k32 e4m3 warpgroup MMA (QGMMA) into d, or (accumulate 0)
+/// starting d from zero.
+__device__ __forceinline__ void wgmmaE4m3N128(float (&d)[64], unsigned long long da,
+                                              unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
+                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1;\n}\n"
+                   : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                   : "l"(da), "l"(db), "r"(accumulate));
+}
 template <int Gated, int Wide>
 __global__ void __launch_bounds__(256)
 gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigned short *Wu,
@@ -2758,11 +2768,7 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
       unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
       unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
       int accumulate = kk > 0; // the first k32 step starts the block's sums from zero
-      asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                   "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
-                   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1;\n}\n"
-                   : "+f"(part[0]), "+f"(part[1]), "+f"(part[2]), "+f"(part[3]), "+f"(part[4]), "+f"(part[5]), "+f"(part[6]), "+f"(part[7]), "+f"(part[8]), "+f"(part[9]), "+f"(part[10]), "+f"(part[11]), "+f"(part[12]), "+f"(part[13]), "+f"(part[14]), "+f"(part[15]), "+f"(part[16]), "+f"(part[17]), "+f"(part[18]), "+f"(part[19]), "+f"(part[20]), "+f"(part[21]), "+f"(part[22]), "+f"(part[23]), "+f"(part[24]), "+f"(part[25]), "+f"(part[26]), "+f"(part[27]), "+f"(part[28]), "+f"(part[29]), "+f"(part[30]), "+f"(part[31]), "+f"(part[32]), "+f"(part[33]), "+f"(part[34]), "+f"(part[35]), "+f"(part[36]), "+f"(part[37]), "+f"(part[38]), "+f"(part[39]), "+f"(part[40]), "+f"(part[41]), "+f"(part[42]), "+f"(part[43]), "+f"(part[44]), "+f"(part[45]), "+f"(part[46]), "+f"(part[47]), "+f"(part[48]), "+f"(part[49]), "+f"(part[50]), "+f"(part[51]), "+f"(part[52]), "+f"(part[53]), "+f"(part[54]), "+f"(part[55]), "+f"(part[56]), "+f"(part[57]), "+f"(part[58]), "+f"(part[59]), "+f"(part[60]), "+f"(part[61]), "+f"(part[62]), "+f"(part[63])
-                   : "l"(da), "l"(db), "r"(accumulate));
+      wgmmaE4m3N128(part, da, db, accumulate);
     }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
@@ -2778,6 +2784,112 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
     }
   }
   cpAsyncWait<0>();
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      i64 r = e < 2 ? r0 : r1;
+      int n = n0 + j * 8 + 2 * t4 + (e & 1);
+      if (r < rowEnd && n < N)
+        fp8Store(y, b, res, r, n, N, acc[4 * j + e]);
+    }
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+
+/// fp8_gemm_wgmma fed by TMA and warp-specialized (sm_90a), as
+/// gemm_bf16_tma: warpgroup 0's first thread copies each 128-wide K block
+/// (A: 128 rows, B: 128 weight rows, e4m3, 128B-swizzled) into one of
+/// DSV3_FP8_TMA_STAGES slots; warpgroups 1 and 2 run the block's four
+/// m64n128k32 MMAs from zero, wait for them, free the slot, and promote the
+/// sums to fp32 with s_a * s_w (DeepSeek-V3 3.3.2). The two consumers drift
+/// apart, so one's promotion overlaps the other's MMAs. Grouped: the
+/// weights' map spans [E * N, K] rows.
+#define DSV3_FP8_TMA_STAGES 6
+template <int Unused>
+__global__ void __launch_bounds__(384, 1)
+fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
+             const float *sa, const float *sw, const float *b, const float *res, float *y,
+             i64 rows, int N, int K, int br, const i64 *counts, int E, int tileGroup) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int Stages = DSV3_FP8_TMA_STAGES, Tile = 128 * 128; // bytes of one operand
+  extern __shared__ __align__(1024) float wgSmem[];
+  unsigned char *smem = reinterpret_cast<unsigned char *>(
+      (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
+  __shared__ __align__(8) unsigned long long full[Stages], empty[Stages];
+  const int nb = (K + 127) / 128;
+  unsigned tn, tm;
+  gemmTile(tileGroup, tn, tm);
+  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
+  int expert = 0;
+  if (counts) {
+    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
+      return;
+    sw += i64(expert) * ((N + br - 1) / br) * nb;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  const int n0 = int(tn) * 128, tid = threadIdx.x, wg = tid >> 7;
+  if (tid == 0) {
+    for (int s = 0; s < Stages; ++s) {
+      mbarInit(&full[s], 1);
+      mbarInit(&empty[s], 2);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  if (wg == 0) {
+    if (tid == 0) {
+      const int wrow = expert * N + n0;
+      for (int kb = 0; kb < nb; ++kb) {
+        int s = kb % Stages;
+        if (kb >= Stages)
+          mbarWait(&empty[s], ((kb / Stages) - 1) & 1);
+        unsigned char *As = smem + s * 2 * Tile;
+        mbarExpectTx(&full[s], unsigned(2 * Tile));
+        tmaLoad2d(As, &mapA, kb * 128, int(rowBegin), &full[s]);
+        tmaLoad2d(As + Tile, &mapB, kb * 128, wrow, &full[s]);
+      }
+    }
+    return;
+  }
+  const int cw = wg - 1, lane = tid & 31, warpInWg = (tid >> 5) & 3;
+  const int g = lane >> 2, t4 = lane & 3;
+  const float *swn = sw + i64(n0 / br) * nb;
+  const i64 r0 = rowBegin + cw * 64 + warpInWg * 16 + g, r1 = r0 + 8;
+  float acc[64], part[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i)
+    acc[i] = part[i] = 0.f;
+  for (int kb = 0; kb < nb; ++kb) {
+    int s = kb % Stages;
+    // The scales first: their loads overlap the wait and the MMAs.
+    float ws = swn[kb];
+    float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * ws : 0.f;
+    float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * ws : 0.f;
+    mbarWait(&full[s], (kb / Stages) & 1);
+    const unsigned char *As = smem + s * 2 * Tile + cw * 64 * 128;
+    const unsigned char *Bs = smem + s * 2 * Tile + Tile;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
+      unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
+      wgmmaE4m3N128(part, da, db, kk > 0);
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    if ((tid & 127) == 0)
+      mbarArrive(&empty[s]);
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      acc[4 * j] += part[4 * j] * s0;
+      acc[4 * j + 1] += part[4 * j + 1] * s0;
+      acc[4 * j + 2] += part[4 * j + 2] * s1;
+      acc[4 * j + 3] += part[4 * j + 3] * s1;
+    }
+  }
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll

@@ -24,13 +24,17 @@ namespace dsv3rt::cuda {
 /// the wide bf16 form four stages of 128 + 256 rows x 128 bytes.
 constexpr size_t kWgmmaSmem = 5 * 2 * 128 * 128 + 1024;
 constexpr size_t kWgmmaWideSmem = 4 * (128 + 256) * 128 + 1024;
+/// fp8_gemm_tma: DSV3_FP8_TMA_STAGES (6) stages of two 128 x 128-byte tiles.
+constexpr size_t kFp8TmaSmem = 6 * 2 * 128 * 128 + 1024;
 
 /// Row tiles a group of the 128-row GEMMs' grid walks before the next
 /// column tiles (gemmTile in dsv3_kernels.cuh); DSV3_GEMM_TILE_GROUP sets it.
+/// 8: gemm_bf16_tma at 8192 x 7168 x 16384 on an H200 runs at 800 TFLOP/s,
+/// 573 with 1 (row tile by row tile, the weight read again for each).
 int gemmTileGroup() {
   static const int group = [] {
     const char *env = std::getenv("DSV3_GEMM_TILE_GROUP");
-    int g = env ? std::atoi(env) : 1;
+    int g = env ? std::atoi(env) : 8;
     return g < 1 ? 1 : g;
   }();
   return group;
@@ -73,12 +77,41 @@ Fp8Weight fp8Of(const json &p, const Ins &in, size_t i) {
   return w;
 }
 
+namespace {
+/// A TMA map of the row-major matrix [rows, K] at `base` (elements of
+/// `bytes` bytes, row stride K), read in boxes of 128 bytes of a row x
+/// boxRows rows, 128B-swizzled (the wgmma descriptors' layout);
+/// out-of-range elements read as zeros.
+CUtensorMap tmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i64 rows,
+                   int64_t K, int bytes, unsigned boxRows) {
+  CUtensorMap map;
+  cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
+  cuuint64_t strides[1] = {cuuint64_t(K) * cuuint64_t(bytes)};
+  cuuint32_t box[2] = {cuuint32_t(128 / bytes), boxRows}, elementStrides[2] = {1, 1};
+  DSV3_CU(s.driver(), tensorMapEncodeTiled, what + " (TMA map)", &map,
+          bytes == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 2,
+          reinterpret_cast<void *>(base), dims, strides, box, elementStrides,
+          CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return map;
+}
+CUtensorMap bf16TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i64 rows,
+                       int64_t K, unsigned boxRows) {
+  return tmaMap(s, what, base, rows, K, 2, boxRows);
+}
+CUtensorMap e4m3TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i64 rows,
+                       int64_t K) {
+  return tmaMap(s, what, base, rows, K, 1, 128);
+}
+} // namespace
+
 /// The FP8 GEMM's schedule: 0 the few-row CUDA-core kernel (any GPU), 1 the
 /// 128 x 128 tensor-core tiles (prefill), 2 the skinny tensor-core kernel
-/// (16-row tiles read straight from global memory: decode). The tensor
-/// cores need e4m3 MMA (sm_89+), K % 32 and scale blocks of whole column
-/// tiles (br % 128, % 8). `schedule` >= 0 (or DSV3_FP8_MMA=0/1/2) forces one
-/// where it can run.
+/// (16-row tiles read straight from global memory: decode), on Hopper 3
+/// the warpgroup MMA (fp8_gemm_wgmma) and 4 the same fed by TMA
+/// (fp8_gemm_tma). The tensor cores need e4m3 MMA (sm_89+), K % 32 and
+/// scale blocks of whole column tiles (br % 128, % 8). `schedule` >= 0 (or
+/// DSV3_FP8_MMA=0..4) forces one where it can run.
 int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t E,
                 int schedule) {
   static const char *force = std::getenv("DSV3_FP8_MMA");
@@ -91,8 +124,11 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   if (schedule == 2)
     return skinny ? 2 : 0;
   bool hopper = tiles && s.computeCapability() == 90;
+  bool tma = hopper && Driver::get().tensorMapEncodeTiled;
   if (schedule == 3) // wgmma (sm_90a)
     return hopper ? 3 : tiles ? 1 : 0;
+  if (schedule == 4) // wgmma fed by TMA (sm_90a)
+    return tma ? 4 : hopper ? 3 : tiles ? 1 : 0;
   bool wgmma = hopper && !s.fp32Activations && !s.exactFp8Accumulation;
   if (schedule == 0)
     return 0;
@@ -105,7 +141,7 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   // Many rows: on Hopper the warpgroup MMA (fp8_gemm_wgmma: 467 TFLOP/s
   // against fp8_gemm_tc's 213 at 8192 x 18432 x 7168 on an H200).
   if (E ? rows >= 2 * E : rows > 32)
-    return wgmma ? 3 : tiles ? 1 : skinny ? 2 : 0;
+    return wgmma ? (tma ? 4 : 3) : tiles ? 1 : skinny ? 2 : 0;
   if (E ? 4 * rows < E : rows <= kFewRows)
     return 0;
   return skinny ? 2 : 0;
@@ -140,6 +176,20 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   CUdeviceptr xd = mma ? 0 : s.workspace(size_t(rows * K) * 4);
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
+  if (sched == 4) {
+    s.countFp8WgmmaLaunch();
+    unsigned tiles = unsigned((rows + 127) / 128 + E);
+    if (tiles > 65535)
+      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
+    CUtensorMap mapA = e4m3TmaMap(s, what, xq, rows, K);
+    CUtensorMap mapB = e4m3TmaMap(s, what, w.w, i64(E ? E : 1) * N, K);
+    s.launch("dsv3::fp8_gemm_tma<0>", {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1},
+             kFp8TmaSmem,
+             argv(mapA, mapB, sa, w.scale, b, res, y, rows, nN, nK, br, counts, e,
+                  gemmTileGroup()),
+             what);
+    return;
+  }
   if (sched == 3) {
     s.countFp8WgmmaLaunch();
     unsigned tiles = unsigned((rows + 127) / 128 + E);
@@ -240,13 +290,15 @@ bool useBf16Tc(const CudaSession &s, i64 rows, int64_t K) {
   return enabled && !s.fp32Activations && K % 8 == 0 && rows >= 64;
 }
 
-/// Hopper: warpgroup MMA (gemm_bf16_wgmma: 393 TFLOP/s against
-/// gemm_bf16_tc's 258 at 8192 x 7168 x 16384 on an H200, the same sums);
-/// DSV3_BF16_GEMM=1 keeps gemm_bf16_tc there.
+/// The bf16 GEMM's kernel. Hopper: the warpgroup MMA fed by TMA
+/// (gemm_bf16_tma: 800 TFLOP/s at 8192 x 7168 x 16384 on an H200), where
+/// the driver has TMA maps; DSV3_BF16_GEMM=2 the cp.async-fed form
+/// (gemm_bf16_wgmma: 443), =1 mma.sync (gemm_bf16_tc: 258, any GPU). All
+/// add the same products in the same k16 steps.
 std::string bf16GemmKernel(const CudaSession &s) {
   static const int choice = [] {
     const char *env = std::getenv("DSV3_BF16_GEMM");
-    return env ? std::atoi(env) : 2;
+    return env ? std::atoi(env) : 3;
   }();
   if (choice == 1 || s.computeCapability() != 90)
     return bf16TcName(false);
@@ -255,23 +307,6 @@ std::string bf16GemmKernel(const CudaSession &s) {
   return bf16WgmmaName(false, false);
 }
 
-namespace {
-/// A TMA map of the bf16 matrix [rows, K] at `base` (row stride K), read in
-/// boxes of 64 columns x boxRows rows, 128B-swizzled (the wgmma
-/// descriptors' layout); out-of-range elements read as zeros.
-CUtensorMap bf16TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i64 rows,
-                       int64_t K, unsigned boxRows) {
-  CUtensorMap map;
-  cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
-  cuuint64_t strides[1] = {cuuint64_t(K) * 2};
-  cuuint32_t box[2] = {64, boxRows}, elementStrides[2] = {1, 1};
-  DSV3_CU(s.driver(), tensorMapEncodeTiled, what + " (TMA map)", &map,
-          CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, reinterpret_cast<void *>(base), dims, strides,
-          box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return map;
-}
-} // namespace
 
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,

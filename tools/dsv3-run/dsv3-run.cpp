@@ -1114,8 +1114,8 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
              "wgmma 2^-10 sum|x w| per element):\n",
              s.description());
   for (bool grouped : {false, true})
-    for (int schedule : {0, 1, 2, 3}) {
-      if (schedule == 3 && s.computeCapability() != 90)
+    for (int schedule : {0, 1, 2, 3, 4}) {
+      if (schedule >= 3 && s.computeCapability() != 90)
         continue; // wgmma: sm_90a only
       cuda::Fp8Weight fw{grouped ? dwe : dw, grouped ? dse : ds, int(blk), int(blk)};
       s.upload(dy, zero.data(), zero.size() * 4, "fp8-gemm y");
@@ -1132,18 +1132,18 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
           e = INFINITY;
         diff = std::max(diff, e);
         scale = std::max(scale, std::fabs(double(ref[i])));
-        if (schedule == 3)
+        if (schedule >= 3)
           worst = std::max(worst, e / std::max(0x1p-10 * sumAbs[grouped][i], 1e-30));
       }
-      bool pass = schedule == 3 ? worst <= 1.0 : diff <= 1e-4 * scale;
+      bool pass = schedule >= 3 ? worst <= 1.0 : diff <= 1e-4 * scale;
       bool ran = schedule == 0 || s.computeCapability() >= 89;
       const char *names[] = {"few-row kernel", "128x128 tensor-core tiles",
-                             "skinny tensor cores", "wgmma (sm_90a)"};
+                             "skinny tensor cores", "wgmma (sm_90a)", "wgmma + TMA (sm_90a)"};
       fmt::print("    {:<40} max rel {:.3e}{} {}\n",
                  fmt::format("{} {}", grouped ? "grouped (4 experts)" : "plain",
                              names[schedule]),
                  diff / scale,
-                 schedule == 3 ? fmt::format(", worst {:.1f}% of the bound", 100 * worst) : "",
+                 schedule >= 3 ? fmt::format(", worst {:.1f}% of the bound", 100 * worst) : "",
                  !ran ? "(no FP8 tensor cores: few-row kernel)" : pass ? "PASS" : "FAIL");
       ok = ok && pass;
     }
@@ -1166,8 +1166,8 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
     CUdeviceptr ts = s.deviceBuffer(ones.size() * 4, "timing scales", ones.data());
     CUdeviceptr ty2 = s.deviceBuffer(size_t(tm * tn) * 4, "timing y");
     cuda::Fp8Weight tf{tw, ts, int(blk), int(blk)};
-    for (int schedule : {1, 2, 3}) {
-      if (schedule == 3 && s.computeCapability() != 90)
+    for (int schedule : {1, 2, 3, 4}) {
+      if (schedule >= 3 && s.computeCapability() != 90)
         continue;
       auto once = [&] {
         cuda::fp8Gemm(s, "fp8-gemm timing", tx, tk, tf, 0, ty2, tm, tn, tk, 0, 0, 0, schedule);
@@ -1181,7 +1181,7 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       DSV3_CU(drv, streamSynchronize, "fp8-gemm timing", s.stream());
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                       .count() / reps;
-      const char *names[] = {"", "128x128 tiles", "skinny", "wgmma"};
+      const char *names[] = {"", "128x128 tiles", "skinny", "wgmma", "wgmma + TMA"};
       double tflops = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
       fmt::print("    timing {}x{}x{} {:<14} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 1979), "
                  "activation quantization included\n",
