@@ -82,3 +82,5 @@ fi
 echo
 echo "== benchmark ($(date -u +%F), $GPU, $(( $(date +%s) - T0 )) s)"
 python3 bench/report.py table "$R" --config $CFG --train-config $TCFG --gpu "$GPU" | tee "$OUT/table.md"
+# Few files come back from a device call: every log in one archive.
+(cd "$OUT" && tar czf logs.tgz --exclude=logs.tgz -- * && find . -maxdepth 1 -name '*.log' -delete)
