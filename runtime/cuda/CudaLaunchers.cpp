@@ -280,14 +280,18 @@ bool envNotZero(const char *name) {
 }
 
 /// Whether a GEMM of bf16 weights over `rows` rows rounds its activations
-/// to bf16 and runs gemm_bf16_tc (what bf16 inference computes: half the
+/// to bf16 and runs bf16TcGemm (what bf16 inference computes: half the
 /// MMAs of the split-bf16 kernels, pipelined), rather than keeping them
 /// fp32 (linear_mma and friends: the host's precision). Not in a session
-/// that compares with the host (fp32Activations); from 64 rows (fewer fill
-/// no 128-row tile); DSV3_BF16_GEMM=0 never.
+/// that compares with the host (fp32Activations); DSV3_BF16_GEMM=0 never.
+/// From 64 rows (fewer fill no 128-row tile), or on the TMA kernel from 16:
+/// decode steps of 16 to 63 rows are bound by the weights' bytes, which it
+/// streams near HBM speed (linear_mma read lm_head at 1.2 TB/s at batch
+/// 32, the shared expert's 59 MB in 0.4 ms).
 bool useBf16Tc(const CudaSession &s, i64 rows, int64_t K) {
   static const bool enabled = envNotZero("DSV3_BF16_GEMM");
-  return enabled && !s.fp32Activations && K % 8 == 0 && rows >= 64;
+  i64 fewest = bf16GemmKernel(s) == bf16TmaName(false) ? 16 : 64;
+  return enabled && !s.fp32Activations && K % 8 == 0 && rows >= fewest;
 }
 
 /// The bf16 GEMM's kernel. Hopper: the warpgroup MMA fed by TMA

@@ -41,7 +41,9 @@ public:
   const Artifact &artifact() const { return artifact_; }
   /// Launches whose kernels rounded activations to bf16: never on the host.
   int64_t bf16ActivationLaunches() const { return 0; }
-  /// The host's FP8 GEMM always adds in fp32 (CudaSession's switch).
+  /// The host always keeps fp32 activations and adds FP8 blocks in fp32
+  /// (CudaSession's switches).
+  bool fp32Activations = true;
   bool exactFp8Accumulation = true;
   int64_t fp8WgmmaLaunches() const { return 0; }
   /// The parameters' host copies (updated in place by training entries).

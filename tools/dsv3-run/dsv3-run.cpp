@@ -657,19 +657,19 @@ int verify(const Options &o, const Artifact &art, Session &s,
     checks.push_back(compare("loss (batch split over the ranks)", ploss, need(io, "loss"),
                              lossTol));
   }
-  // FP8: the checks against float64 take the GEMMs that add in fp32; the
-  // warpgroup MMA's (~14-bit accumulation) forward is reported below.
-  s.exactFp8Accumulation = fp8;
-  int64_t roundedForwardBefore = s.bf16ActivationLaunches();
+  // The checks run the kernels that keep the model's arithmetic exact:
+  // fp32 activations, and FP8 blocks summed in fp32. The GPU's faster
+  // kernels (bf16 activations, Hopper's FP8 warpgroup MMA with ~14-bit
+  // accumulation) are bounded kernel by kernel (dsv3-run bf16-check,
+  // fp8-gemm --backend cuda); their whole-model forward is reported below,
+  // not checked: on the fixtures' random routers a rounding flips near-tied
+  // experts, which moves a token's logits far past any per-GEMM error.
+  s.fp32Activations = true;
+  s.exactFp8Accumulation = true;
   auto [shape, logits] = runIds(s, "forward", input);
   checks.push_back(compare("logits (forward)", logits, need(io, "logits"), logitTol));
 
   auto [lshape, loss] = runIds(s, "loss", input);
-  // Kernels that rounded activations to bf16 too (bf16 models on the GPU,
-  // 64 rows and more: gemm_bf16_tc) compute what bf16 inference computes,
-  // not the host's fp32 activations: against the host in float64 they are
-  // held to bf16's tolerances (bf16-check bounds each kernel on its own).
-  bool roundedForward = s.bf16ActivationLaunches() > roundedForwardBefore;
   checks.push_back(compare("loss", loss, need(io, "loss"), lossTol));
 
   if (other) {
@@ -684,7 +684,7 @@ int verify(const Options &o, const Artifact &art, Session &s,
     auto [rshape, refLogits] = runIds(reference, "forward", input);
     Check c{fp8 ? "logits vs float64 on the same FP8 model"
                 : "logits vs float64 on the same bf16 weights"};
-    c.tolerance = roundedForward ? logitTol : 1e-4;
+    c.tolerance = 1e-4;
     double scale = 1e-30;
     for (size_t i = 0; i < refLogits.size() && i < logits.size(); ++i) {
       scale = std::max(scale, std::fabs(refLogits[i]));
@@ -695,36 +695,51 @@ int verify(const Options &o, const Artifact &art, Session &s,
     checks.push_back(c);
     auto [rl, refLoss] = runIds(reference, "loss", input);
     Check l{fp8 ? "loss vs float64 on the same FP8 model" : "loss vs float64 on the same bf16 weights"};
-    l.tolerance = roundedForward ? lossTol : 1e-5;
+    l.tolerance = 1e-5;
     l.maxAbs = std::fabs(loss.at(0) - refLoss.at(0));
     l.maxRel = l.maxAbs / std::max(std::fabs(refLoss.at(0)), 1e-30);
     l.passed = l.maxRel <= l.tolerance;
     checks.push_back(l);
-    if (fp8) {
-      s.exactFp8Accumulation = false;
-      int64_t before = s.fp8WgmmaLaunches();
-      auto [wshape, wlogits] = runIds(s, "forward", input);
-      if (s.fp8WgmmaLaunches() > before) {
-        Check w{"logits, FP8 GEMMs on wgmma, vs the same in float64"};
-        w.tolerance = logitTol;
-        for (size_t i = 0; i < refLogits.size() && i < wlogits.size(); ++i)
-          w.maxAbs = std::max(w.maxAbs, std::fabs(wlogits[i] - refLogits[i]));
-        w.maxRel = w.maxAbs / scale;
-        w.passed = wlogits.size() == refLogits.size() && w.maxRel <= w.tolerance;
-        w.info = true;
-        w.note = "Hopper's FP8 warpgroup MMA keeps ~14 bits while it accumulates (DeepSeek-V3 "
-                 "3.3.2; each GEMM bounded by dsv3-run fp8-gemm --backend cuda); a near-tied "
-                 "expert choice can flip";
-        checks.push_back(w);
+    // The same forward on the faster kernels, where the GPU has any.
+    s.fp32Activations = s.exactFp8Accumulation = false;
+    int64_t rounded = s.bf16ActivationLaunches(), wgmma = s.fp8WgmmaLaunches();
+    auto [fshape, fast] = runIds(s, "forward", input);
+    rounded = s.bf16ActivationLaunches() - rounded;
+    wgmma = s.fp8WgmmaLaunches() - wgmma;
+    s.fp32Activations = s.exactFp8Accumulation = true;
+    if (rounded || wgmma) {
+      Check f{"logits, fast kernels, vs the same in float64"};
+      f.tolerance = logitTol;
+      size_t agree = 0, positions = 0;
+      int64_t V = shape.back();
+      for (size_t i = 0; i < refLogits.size() && i < fast.size(); ++i)
+        f.maxAbs = std::max(f.maxAbs, std::fabs(fast[i] - refLogits[i]));
+      for (size_t r = 0; V > 0 && (r + 1) * size_t(V) <= std::min(fast.size(), refLogits.size());
+           ++r, ++positions) {
+        auto row = [&](const std::vector<double> &v) {
+          return std::max_element(v.begin() + long(r * V), v.begin() + long((r + 1) * V)) -
+                 (v.begin() + long(r * V));
+        };
+        agree += row(fast) == row(refLogits);
       }
-      s.exactFp8Accumulation = true;
+      f.maxRel = f.maxAbs / scale;
+      f.passed = fast.size() == refLogits.size() && f.maxRel <= f.tolerance;
+      f.info = true;
+      f.note = fmt::format(
+          "{}{}{}; argmax agrees at {} of {} positions; each such kernel is bounded on its own "
+          "(dsv3-run bf16-check, fp8-gemm --backend cuda), and a rounding can flip a near-tied "
+          "expert",
+          rounded ? fmt::format("{} launches with bf16 activations", rounded) : "",
+          rounded && wgmma ? ", " : "",
+          wgmma ? fmt::format("{} FP8 GEMMs on the warpgroup MMA (~14-bit accumulation)", wgmma)
+                : "",
+          agree, positions);
+      checks.push_back(f);
     }
   }
 
   // The absorbed latent-cache form must equal the naive prefill.
-  int64_t roundedBefore = s.bf16ActivationLaunches();
   auto [dshape, decoded] = runIds(s, "decode", input, true);
-  bool roundedDecode = s.bf16ActivationLaunches() > roundedBefore;
   {
     Check c{"decode prefill (absorbed) vs forward (naive)"};
     // bf16 weights on the GPU: the tensor-core GEMMs split the fp32
@@ -741,23 +756,15 @@ int verify(const Options &o, const Artifact &art, Session &s,
     if (fp8) { // different numerics by design, as in the official inference
       c.info = true;
       c.note = "FP8: the absorbed form dequantizes kv_b, the naive form quantizes its input";
-    } else if (roundedDecode) {
-      c.info = true;
-      c.note = "the decode entry ran kernels with bf16 activations (mla_prefill_mma, "
-               "mla_decode_mma, gemm_bf16_tc: each checked against float64 by dsv3-run "
-               "bf16-check); a rounding can flip a near-tied expert choice";
     }
     checks.push_back(c);
   }
   // The prefill entry (what generate prefills with): each sequence's last
   // position of the decode entry's logits.
   if (s.artifact().hasEntry("prefill")) {
-    int64_t before = s.bf16ActivationLaunches();
     auto [pshape, last] = runIds(s, "prefill", input, true);
     Check c{"prefill entry (last position) vs decode"};
     c.tolerance = f64 ? 1e-9 : bf16 ? 1e-4 : 1e-5;
-    if (roundedDecode || s.bf16ActivationLaunches() > before)
-      c.tolerance = logitTol; // one side's GEMMs rounded activations to bf16
     int64_t B = dshape.at(0), T = dshape.at(1), V = dshape.at(2);
     double scale = 0;
     bool shaped = pshape == std::vector<int64_t>{B, 1, V};
