@@ -2440,6 +2440,74 @@ __device__ __forceinline__ void wgmmaE4m3N128(float (&d)[64], unsigned long long
                    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
                    : "l"(da), "l"(db), "r"(accumulate));
 }
+/// One 128-byte K slice of a stage's tiles (bf16: 64 wide, four k16 MMAs;
+/// e4m3: 128 wide, four k32 MMAs) issued by the warpgroup, each step's
+/// descriptors 32 bytes further along the swizzled rows; the e4m3 block
+/// starts its sums from zero (promoted to fp32 by the caller).
+template <int Wide>
+__device__ __forceinline__ void wgmmaBf16Slice(float (&d)[Wide ? 128 : 64], const void *As,
+                                               const void *Bs) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
+    unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
+    if constexpr (Wide)
+      wgmmaBf16N256(d, da, db);
+    else
+      wgmmaBf16N128(d, da, db);
+  }
+}
+__device__ __forceinline__ void wgmmaE4m3Block(float (&part)[64], const void *As,
+                                               const void *Bs) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
+    unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
+    wgmmaE4m3N128(part, da, db, kk > 0);
+  }
+}
+/// acc += part * s0 (rows g) / s1 (rows g + 8): a K block's promotion.
+__device__ __forceinline__ void promoteBlock(float (&acc)[64], const float (&part)[64],
+                                             float s0, float s1) {
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    acc[4 * j] += part[4 * j] * s0;
+    acc[4 * j + 1] += part[4 * j + 1] * s0;
+    acc[4 * j + 2] += part[4 * j + 2] * s1;
+    acc[4 * j + 3] += part[4 * j + 3] * s1;
+  }
+}
+/// Stores one consumer warpgroup's accumulators d: rows rowBase + 0..63
+/// (warp w of the warpgroup holds rows 16 w + g and 16 w + g + 8), where
+/// register 4 j + e is tile column 8 j + 2 t4 + (e & 1) of row g + 8 (e >> 1)
+/// (the wgmma D fragment). Plain: columns n0 + 0..BN-1, plus bias and
+/// residual; gated: tile columns BN.. are the ups of columns 0..BN-1,
+/// y = silu(gate) * up.
+template <int Gated, int BN, int NR>
+__device__ __forceinline__ void wgmmaStore(const float (&d)[NR], i64 rowBase, i64 rowEnd,
+                                           int n0, int N, const float *b, const float *res,
+                                           float *y) {
+  const int lane = threadIdx.x & 31, warpInWg = (threadIdx.x >> 5) & 3;
+  const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    i64 r = rowBase + warpInWg * 16 + g + (e >> 1) * 8;
+    if (r >= rowEnd)
+      continue;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      int n = n0 + j * 8 + 2 * t4 + (e & 1);
+      if (n >= N)
+        continue;
+      if (Gated) {
+        float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
+        y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
+      } else {
+        fp8Store(y, b, res, r, n, N, d[4 * j + e]);
+      }
+    }
+  }
+}
 template <int Gated, int Wide>
 __global__ void __launch_bounds__(256)
 gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigned short *Wu,
@@ -2469,8 +2537,7 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
   if (rowBegin >= rowEnd)
     return;
   const int n0 = int(tn) * BN, tid = threadIdx.x;
-  const int wg = tid >> 7, lane = tid & 31, warpInWg = (tid >> 5) & 3;
-  const int g = lane >> 2, t4 = lane & 3;
+  const int wg = tid >> 7;
   const int ksteps = (K + 63) / 64;
   auto stage = [&](int ks, int st) {
     unsigned short *As = smem + st * Stage, *Bs = As + TileA;
@@ -2516,44 +2583,13 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
     const unsigned short *As = smem + (ks % Stages) * Stage + wg * 64 * 64;
     const unsigned short *Bs = smem + (ks % Stages) * Stage + TileA;
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
-      unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
-      if constexpr (Wide)
-        wgmmaBf16N256(d, da, db);
-      else
-        wgmmaBf16N128(d, da, db);
-    }
+    wgmmaBf16Slice<Wide>(d, As, Bs);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   cpAsyncWait<0>();
-  // D fragment: warp w of the warpgroup holds rows 16 w + g (+ 8); register
-  // 4 j + e is weight row 8 j + 2 t4 + (e & 1) of the tile, row g + 8 (e >> 1).
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    i64 r = rowBegin + wg * 64 + warpInWg * 16 + g + (e >> 1) * 8;
-    if (r >= rowEnd)
-      continue;
-    if (Gated) {
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        int n = n0 + j * 8 + 2 * t4 + (e & 1);
-        float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
-        if (n < N)
-          y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        int n = n0 + j * 8 + 2 * t4 + (e & 1);
-        if (n < N)
-          fp8Store(y, b, res, r, n, N, d[4 * j + e]);
-      }
-    }
-  }
+  wgmmaStore<Gated, BN, NR>(d, rowBegin + wg * 64, rowEnd, n0, N, b, res, y);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif
@@ -2668,8 +2704,7 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
     }
     return;
   }
-  const int cw = wg - 1, lane = tid & 31, warpInWg = (tid >> 5) & 3;
-  const int g = lane >> 2, t4 = lane & 3;
+  const int cw = wg - 1;
   float d[NR];
 #pragma unroll
   for (int i = 0; i < NR; ++i)
@@ -2680,12 +2715,7 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
     const unsigned short *As = smem + s * Stage + cw * 64 * 64;
     const unsigned short *Bs = smem + s * Stage + TileA;
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
-      unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
-      wgmmaBf16N256(d, da, db);
-    }
+    wgmmaBf16Slice<1>(d, As, Bs);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
     // The previous step's MMAs are done: its slot may be refilled.
@@ -2693,28 +2723,7 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
       mbarArrive(&empty[(ks - 1) % Stages]);
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    i64 r = rowBegin + cw * 64 + warpInWg * 16 + g + (e >> 1) * 8;
-    if (r >= rowEnd)
-      continue;
-    if (Gated) {
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        int n = n0 + j * 8 + 2 * t4 + (e & 1);
-        float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
-        if (n < N)
-          y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        int n = n0 + j * 8 + 2 * t4 + (e & 1);
-        if (n < N)
-          fp8Store(y, b, res, r, n, N, d[4 * j + e]);
-      }
-    }
-  }
+  wgmmaStore<Gated, BN, NR>(d, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif
@@ -2753,7 +2762,7 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
     return;
   const int n0 = int(tn) * 128, tid = threadIdx.x;
   const int wg = tid >> 7, lane = tid & 31, warpInWg = (tid >> 5) & 3;
-  const int g = lane >> 2, t4 = lane & 3;
+  const int g = lane >> 2;
   const float *swn = sw + i64(n0 / br) * nb;
   auto stage = [&](int kb, int st) {
     unsigned char *As = smem + st * 2 * Tile, *Bs = As + Tile;
@@ -2792,36 +2801,16 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
     const unsigned char *As = smem + (kb % DSV3_WG_STAGES) * 2 * Tile + wg * 64 * 128;
     const unsigned char *Bs = smem + (kb % DSV3_WG_STAGES) * 2 * Tile + Tile;
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
-      unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
-      int accumulate = kk > 0; // the first k32 step starts the block's sums from zero
-      wgmmaE4m3N128(part, da, db, accumulate);
-    }
+    wgmmaE4m3Block(part, As, Bs);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     float s = swn[kb];
     float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * s : 0.f;
     float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * s : 0.f;
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      acc[4 * j] += part[4 * j] * s0;
-      acc[4 * j + 1] += part[4 * j + 1] * s0;
-      acc[4 * j + 2] += part[4 * j + 2] * s1;
-      acc[4 * j + 3] += part[4 * j + 3] * s1;
-    }
+    promoteBlock(acc, part, s0, s1);
   }
   cpAsyncWait<0>();
-#pragma unroll
-  for (int j = 0; j < 16; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      i64 r = e < 2 ? r0 : r1;
-      int n = n0 + j * 8 + 2 * t4 + (e & 1);
-      if (r < rowEnd && n < N)
-        fp8Store(y, b, res, r, n, N, acc[4 * j + e]);
-    }
+  wgmmaStore<0, 128, 64>(acc, rowBegin + wg * 64, rowEnd, n0, N, b, res, y);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif
@@ -2884,7 +2873,7 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
     return;
   }
   const int cw = wg - 1, lane = tid & 31, warpInWg = (tid >> 5) & 3;
-  const int g = lane >> 2, t4 = lane & 3;
+  const int g = lane >> 2;
   const float *swn = sw + i64(n0 / br) * nb;
   const i64 r0 = rowBegin + cw * 64 + warpInWg * 16 + g, r1 = r0 + 8;
   float acc[64], part[64];
@@ -2901,33 +2890,14 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
     const unsigned char *As = smem + s * 2 * Tile + cw * 64 * 128;
     const unsigned char *Bs = smem + s * 2 * Tile + Tile;
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      unsigned long long da = wgmmaDesc(As) + (unsigned long long)((kk * 32) >> 4);
-      unsigned long long db = wgmmaDesc(Bs) + (unsigned long long)((kk * 32) >> 4);
-      wgmmaE4m3N128(part, da, db, kk > 0);
-    }
+    wgmmaE4m3Block(part, As, Bs);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     if ((tid & 127) == 0)
       mbarArrive(&empty[s]);
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      acc[4 * j] += part[4 * j] * s0;
-      acc[4 * j + 1] += part[4 * j + 1] * s0;
-      acc[4 * j + 2] += part[4 * j + 2] * s1;
-      acc[4 * j + 3] += part[4 * j + 3] * s1;
-    }
+    promoteBlock(acc, part, s0, s1);
   }
-#pragma unroll
-  for (int j = 0; j < 16; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      i64 r = e < 2 ? r0 : r1;
-      int n = n0 + j * 8 + 2 * t4 + (e & 1);
-      if (r < rowEnd && n < N)
-        fp8Store(y, b, res, r, n, N, acc[4 * j + e]);
-    }
+  wgmmaStore<0, 128, 64>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif
