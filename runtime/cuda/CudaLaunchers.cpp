@@ -40,6 +40,17 @@ int gemmTileGroup() {
   return group;
 }
 
+/// Grid rows of a GEMM over 128-row tiles: rows / 128, plus E for the
+/// grouped form (each expert's last tile may be partial); fails past CUDA's
+/// grid limit.
+unsigned gemmRowTiles(const std::string &what, i64 rows, int64_t E) {
+  i64 tiles = (rows + 127) / 128 + E;
+  if (tiles > 65535)
+    fail("{}: {} rows exceed the GEMM grid ({} tiles of 128 rows, at most 65535)", what,
+         rows, tiles);
+  return unsigned(tiles);
+}
+
 unsigned blocks(i64 n, unsigned per) {
   return unsigned(std::min<i64>((n + per - 1) / per, 65535));
 }
@@ -138,8 +149,9 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   // 3.46 ms a step, 7.66 with the skinny kernel); up to 32 rows, or about a
   // row an expert, the skinny kernel (batch 32: 23.1 ms, 41.6 with the
   // few-row kernel); past that the 64 x 64 tiles.
-  // Many rows: on Hopper the warpgroup MMA (fp8_gemm_wgmma: 467 TFLOP/s
-  // against fp8_gemm_tc's 213 at 8192 x 18432 x 7168 on an H200).
+  // Many rows: on Hopper the warpgroup MMA fed by TMA (fp8_gemm_tma: 755
+  // TFLOP/s at 8192 x 18432 x 7168 on an H200, fp8_gemm_wgmma 477,
+  // fp8_gemm_tc 204).
   if (E ? rows >= 2 * E : rows > 32)
     return wgmma ? (tma ? 4 : 3) : tiles ? 1 : skinny ? 2 : 0;
   if (E ? 4 * rows < E : rows <= kFewRows)
@@ -178,9 +190,7 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
            argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
   if (sched == 4) {
     s.countFp8WgmmaLaunch();
-    unsigned tiles = unsigned((rows + 127) / 128 + E);
-    if (tiles > 65535)
-      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
+    unsigned tiles = gemmRowTiles(what, rows, E);
     CUtensorMap mapA = e4m3TmaMap(s, what, xq, rows, K);
     CUtensorMap mapB = e4m3TmaMap(s, what, w.w, i64(E ? E : 1) * N, K);
     s.launch("dsv3::fp8_gemm_tma<0>", {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1},
@@ -192,9 +202,7 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   }
   if (sched == 3) {
     s.countFp8WgmmaLaunch();
-    unsigned tiles = unsigned((rows + 127) / 128 + E);
-    if (tiles > 65535)
-      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
+    unsigned tiles = gemmRowTiles(what, rows, E);
     s.launch("dsv3::fp8_gemm_wgmma<0>", {unsigned((N + 127) / 128), tiles, 1}, {256, 1, 1},
              kWgmmaSmem,
              argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e, gemmTileGroup()),
@@ -204,9 +212,7 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   if (sched == 1) {
     // 128 x 128 tiles, 16 warps, cp.async three stages (108 KB of shared
     // memory).
-    unsigned tiles = unsigned((rows + 127) / 128 + E);
-    if (tiles > 65535)
-      fail("{}: {} rows exceed the FP8 GEMM grid", what, rows);
+    unsigned tiles = gemmRowTiles(what, rows, E);
     s.launch("dsv3::fp8_gemm_tc<0>", {unsigned((N + 127) / 128), tiles, 1}, {512, 1, 1},
              size_t(3 * 2 * 128 * 144),
              argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e, gemmTileGroup()),
@@ -325,9 +331,7 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, rows, nK, xb), what + " to bf16");
   int64_t bn = Wu ? 64 : 128;
-  unsigned tiles = unsigned((rows + 127) / 128 + (counts ? E : 0));
-  if (tiles > 65535)
-    fail("{}: {} rows exceed the GEMM grid", what, rows);
+  unsigned tiles = gemmRowTiles(what, rows, counts ? E : 0);
   if (bf16GemmKernel(s) == bf16TmaName(false)) {
     // 128 x 256 tiles (gated: 128 columns), 4 stages of 48 KB.
     int64_t tn = Wu ? 128 : 256;
