@@ -296,7 +296,7 @@ bool envNotZero(const char *name) {
 /// 32, the shared expert's 59 MB in 0.4 ms).
 bool useBf16Tc(const CudaSession &s, i64 rows, int64_t K) {
   static const bool enabled = envNotZero("DSV3_BF16_GEMM");
-  i64 fewest = bf16GemmKernel(s) == bf16TmaName(false) ? 16 : 64;
+  i64 fewest = bf16GemmSchedule(s) == Bf16Gemm::Tma ? 16 : 64;
   return enabled && !s.fp32Activations && K % 8 == 0 && rows >= fewest;
 }
 
@@ -305,16 +305,28 @@ bool useBf16Tc(const CudaSession &s, i64 rows, int64_t K) {
 /// the driver has TMA maps; DSV3_BF16_GEMM=2 the cp.async-fed form
 /// (gemm_bf16_wgmma: 443), =1 mma.sync (gemm_bf16_tc: 258, any GPU). All
 /// add the same products in the same k16 steps.
-std::string bf16GemmKernel(const CudaSession &s) {
+Bf16Gemm bf16GemmSchedule(const CudaSession &s) {
   static const int choice = [] {
     const char *env = std::getenv("DSV3_BF16_GEMM");
     return env ? std::atoi(env) : 3;
   }();
   if (choice == 1 || s.computeCapability() != 90)
-    return bf16TcName(false);
+    return Bf16Gemm::Tc;
   if (choice == 3 && Driver::get().tensorMapEncodeTiled)
+    return Bf16Gemm::Tma;
+  return Bf16Gemm::Wgmma;
+}
+
+std::string bf16GemmKernel(const CudaSession &s) {
+  switch (bf16GemmSchedule(s)) {
+  case Bf16Gemm::Tma:
     return bf16TmaName(false);
-  return bf16WgmmaName(false, false);
+  case Bf16Gemm::Wgmma:
+    return bf16WgmmaName(false, false);
+  case Bf16Gemm::Tc:
+    break;
+  }
+  return bf16TcName(false);
 }
 
 
@@ -332,7 +344,8 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
            argv(x, ldx, rows, nK, xb), what + " to bf16");
   int64_t bn = Wu ? 64 : 128;
   unsigned tiles = gemmRowTiles(what, rows, counts ? E : 0);
-  if (bf16GemmKernel(s) == bf16TmaName(false)) {
+  Bf16Gemm schedule = bf16GemmSchedule(s);
+  if (schedule == Bf16Gemm::Tma) {
     // 128 x 256 tiles (gated: 128 columns), 4 stages of 48 KB.
     int64_t tn = Wu ? 128 : 256;
     i64 wRows = i64(counts ? E : 1) * N;
@@ -345,7 +358,7 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
              what);
     return;
   }
-  if (bf16GemmKernel(s) != bf16TcName(false)) {
+  if (schedule == Bf16Gemm::Wgmma) {
     // 256 weight rows a tile (prefill 4 x 2048 of the bench slice on an
     // H200: 114 ms, against 144 with 128); DSV3_BF16_WIDE=0: 128.
     static const bool wide = envNotZero("DSV3_BF16_WIDE");

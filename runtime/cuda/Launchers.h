@@ -147,7 +147,10 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
 /// gemm_bf16_tc): plain (+ b) (+ res), or with Wu, silu(x W^T) * (x Wu^T);
 /// grouped over E experts when counts is set (rows grouped by expert, W
 /// [E, N, K]).
-/// The kernel bf16TcGemm runs on this GPU (its plain form's name).
+/// The kernel bf16TcGemm runs on this GPU (DSV3_BF16_GEMM, read once), and
+/// its plain form's name (for reports).
+enum class Bf16Gemm { Tc, Wgmma, Tma };
+Bf16Gemm bf16GemmSchedule(const CudaSession &s);
 std::string bf16GemmKernel(const CudaSession &s);
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
