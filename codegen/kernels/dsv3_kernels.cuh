@@ -1670,91 +1670,130 @@ __global__ void dispatch_gather(const float *x, const i64 *slots, float *rows,
     rows[r * H + j] = src[j];
 }
 
-/// For the expert GEMMs: stages routed row r (rows are grouped by expert,
-/// counts[e] rows each) in shared `row` and returns its expert, found by
-/// thread 0 and broadcast through shared memory.
-template <int KD, int E>
-__device__ int stageExpertRow(const float *rows, const i64 *counts, i64 r, float *row) {
-  __shared__ int expert;
-  // The first warp finds the expert: lane l sums the counts of experts
-  // [l P, (l + 1) P), a warp scan finds the lane whose range holds row r,
-  // which walks its experts (one thread walking all E counts took tens of
-  // microseconds per block at E = 256).
-  if (threadIdx.x < 32) {
-    constexpr int P = (E + 31) / 32;
-    int lane = threadIdx.x;
-    i64 c[P], sum = 0;
+/// The expert owning row r of the routed rows (grouped by expert, counts[e]
+/// each, in expert order) and that expert's rows [begin, end), for the
+/// whole warp: lane l sums the counts of experts [l P, (l + 1) P), a warp
+/// scan finds the lane whose range holds r, which walks its experts and
+/// broadcasts (one thread walking all E counts took tens of microseconds
+/// per block at E = 256).
+template <int E>
+__device__ __forceinline__ void expertRows(const i64 *counts, i64 r, int &expert, i64 &begin,
+                                           i64 &end) {
+  constexpr int P = (E + 31) / 32;
+  const int lane = threadIdx.x & 31;
+  i64 c[P], sum = 0;
+#pragma unroll
+  for (int j = 0; j < P; ++j) {
+    int e = lane * P + j;
+    c[j] = e < E ? counts[e] : 0;
+    sum += c[j];
+  }
+  i64 last = sum;
+  for (int off = 1; off < 32; off <<= 1) {
+    i64 t = __shfl_up_sync(0xffffffffu, last, off);
+    if (lane >= off)
+      last += t;
+  }
+  i64 first = last - sum;
+  unsigned owner = __ballot_sync(0xffffffffu, r >= first && r < last);
+  int e = E;
+  i64 b = 0, n = 0;
+  if (r >= first && r < last) {
 #pragma unroll
     for (int j = 0; j < P; ++j) {
-      int e = lane * P + j;
-      c[j] = e < E ? counts[e] : 0;
-      sum += c[j];
+      if (e == E && r < first + c[j]) {
+        e = lane * P + j;
+        b = first;
+        n = c[j];
+      }
+      first += c[j];
     }
-    i64 end = sum;
-    for (int off = 1; off < 32; off <<= 1) {
-      i64 t = __shfl_up_sync(0xffffffffu, end, off);
-      if (lane >= off)
-        end += t;
-    }
-    i64 begin = end - sum;
-    if (lane == 31 && r >= end)
-      expert = E; // past the routed rows (not reached: r < R)
-    if (r >= begin && r < end) {
+  }
+  int src = owner ? __ffs(owner) - 1 : 0;
+  expert = owner ? __shfl_sync(0xffffffffu, e, src) : E;
+  begin = __shfl_sync(0xffffffffu, b, src);
+  end = begin + __shfl_sync(0xffffffffu, n, src);
+}
+
+/// The routed experts' GEMMs at a few rows an expert (decode): y[r, n] =
+/// rows[r] . W[e(r), n] (gated: silu(rows[r] . Wg) * (rows[r] . Wu)). A
+/// warp per output column, 8 a block; blockIdx.y is a row, and the block
+/// of an expert's first row computes all that expert's rows, 4 at a time,
+/// so each weight row is read once per expert rather than once per routed
+/// row (the blocks of the other rows exit). bf16 weights: 8 a lane per
+/// 16-byte load (2-byte loads left the kernel at ~1.8 TB/s); the rows are
+/// read from global memory (L1/L2: 28 KB a row at V3 widths).
+template <int N, int KD, int E, typename WT, bool Gated>
+__device__ __forceinline__ void expertRowsGemm(const float *rows, const WT *W, const WT *Wu,
+                                               const i64 *counts, float *y, i64 R) {
+  const int lane = threadIdx.x & 31;
+  const int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  // Rows beyond the grid's y extent (at most 65535) loop.
+  for (i64 r = blockIdx.y; r < R; r += gridDim.y) {
+    int expert;
+    i64 begin, end;
+    expertRows<E>(counts, r, expert, begin, end);
+    if (r != begin || n >= N || expert >= E)
+      continue; // another block serves this expert's rows
+    const WT *w = W + (i64(expert) * N + n) * KD;
+    const WT *wu = Gated ? Wu + (i64(expert) * N + n) * KD : nullptr;
+    for (i64 g0 = begin; g0 < end; g0 += 4) {
+      const int nr = end - g0 < 4 ? int(end - g0) : 4;
+      float a[4] = {0.f, 0.f, 0.f, 0.f}, u[4] = {0.f, 0.f, 0.f, 0.f};
+      if constexpr (sizeof(WT) == 2 && KD % 8 == 0) {
+        for (int k = lane * 8; k < KD; k += 256) {
+          float w8[8], u8[8];
+          wload8(reinterpret_cast<const unsigned short *>(w) + k, w8);
+          if (Gated)
+            wload8(reinterpret_cast<const unsigned short *>(wu) + k, u8);
 #pragma unroll
-      for (int j = 0; j < P; ++j) {
-        if (r < begin + c[j]) {
-          expert = lane * P + j;
-          break;
+          for (int i = 0; i < 4; ++i) {
+            if (i >= nr)
+              break;
+            float x8[8];
+            xload8(rows + (g0 + i) * KD + k, x8);
+#pragma unroll
+            for (int q = 0; q < 8; ++q) {
+              a[i] += x8[q] * w8[q];
+              if (Gated)
+                u[i] += x8[q] * u8[q];
+            }
+          }
         }
-        begin += c[j];
+      } else {
+        for (int k = lane; k < KD; k += 32) {
+          float wk = wload(w, k), uk = Gated ? wload(wu, k) : 0.f;
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            if (i >= nr)
+              break;
+            float xv = rows[(g0 + i) * KD + k];
+            a[i] += xv * wk;
+            if (Gated)
+              u[i] += xv * uk;
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if (i >= nr)
+          break;
+        float g = warpSum(a[i]);
+        float v = g;
+        if (Gated)
+          v = g / (1.f + expf(-g)) * warpSum(u[i]);
+        if (lane == 0)
+          y[(g0 + i) * N + n] = v;
       }
     }
   }
-  for (int k = threadIdx.x; k < KD; k += blockDim.x)
-    row[k] = rows[r * KD + k];
-  __syncthreads();
-  return expert;
 }
 
-/// y[r, n] = rows[r] . W[e(r), n], e(r) the expert owning row r: one block
-/// per (8 outputs, row), a warp per output whose lanes stride KD, so the
-/// expert's weight rows are read coalesced; the row is staged in shared
-/// memory.
+/// y[r, n] = rows[r] . W[e(r), n], e(r) the expert owning row r.
 template <int N, int KD, int E, typename WT>
 __global__ void expert_gmm(const float *rows, const WT *W, const i64 *counts,
                            float *y, i64 R) {
-  extern __shared__ float row[];
-  // Rows beyond the grid's y extent (at most 65535) loop.
-  for (i64 r = blockIdx.y; r < R; r += gridDim.y) {
-    int expert = stageExpertRow<KD, E>(rows, counts, r, row);
-    int lane = threadIdx.x % 32;
-    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (n < N) {
-      const WT *w = W + (i64(expert) * N + n) * KD;
-      float acc = 0.f;
-      if constexpr (sizeof(WT) == 2 && KD % 8 == 0) {
-        // 8 bf16 weights a lane a load (16 bytes; lanes stride 256): the
-        // scalar loop's 2-byte loads left it at ~1.8 TB/s.
-#pragma unroll 4
-        for (int k = lane * 8; k < KD; k += 256) {
-          float x8[8], w8[8];
-          xload8(row + k, x8);
-          wload8(reinterpret_cast<const unsigned short *>(w) + k, w8);
-#pragma unroll
-          for (int i = 0; i < 8; ++i)
-            acc += x8[i] * w8[i];
-        }
-      } else {
-#pragma unroll 4
-        for (int k = lane; k < KD; k += 32)
-          acc += row[k] * wload(w, k);
-      }
-      acc = warpSum(acc);
-      if (lane == 0)
-        y[r * N + n] = acc;
-    }
-    __syncthreads(); // `row` is restaged next
-  }
+  expertRowsGemm<N, KD, E, WT, false>(rows, W, nullptr, counts, y, R);
 }
 
 /// The experts' gate/up projections with SwiGLU: expert_gmm with two weights.
@@ -1762,42 +1801,7 @@ template <int N, int KD, int E, typename WT>
 __global__ void expert_gated_gmm(const float *rows, const WT *Wg,
                                  const WT *Wu, const i64 *counts, float *y,
                                  i64 R) {
-  extern __shared__ float row[];
-  for (i64 r = blockIdx.y; r < R; r += gridDim.y) {
-    int expert = stageExpertRow<KD, E>(rows, counts, r, row);
-    int lane = threadIdx.x % 32;
-    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (n < N) {
-      const WT *wg = Wg + (i64(expert) * N + n) * KD;
-      const WT *wu = Wu + (i64(expert) * N + n) * KD;
-      float g = 0.f, u = 0.f;
-      if constexpr (sizeof(WT) == 2 && KD % 8 == 0) {
-#pragma unroll 4
-        for (int k = lane * 8; k < KD; k += 256) {
-          float x8[8], g8[8], u8[8];
-          xload8(row + k, x8);
-          wload8(reinterpret_cast<const unsigned short *>(wg) + k, g8);
-          wload8(reinterpret_cast<const unsigned short *>(wu) + k, u8);
-#pragma unroll
-          for (int i = 0; i < 8; ++i) {
-            g += x8[i] * g8[i];
-            u += x8[i] * u8[i];
-          }
-        }
-      } else {
-#pragma unroll 4
-        for (int k = lane; k < KD; k += 32) {
-          g += row[k] * wload(wg, k);
-          u += row[k] * wload(wu, k);
-        }
-      }
-      g = warpSum(g);
-      u = warpSum(u);
-      if (lane == 0)
-        y[r * N + n] = g / (1.f + expf(-g)) * u;
-    }
-    __syncthreads();
-  }
+  expertRowsGemm<N, KD, E, WT, true>(rows, Wg, Wu, counts, y, R);
 }
 
 /// Which 64-row tile of which expert block `tile` of an expert-grouped
@@ -2088,15 +2092,42 @@ __global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *
     sa[r * blocksPerRow + kb] = s;
 }
 
-/// The expert of routed row `row` (rows grouped by expert, counts[E]).
+/// The expert owning routed row `row` (rows grouped by expert, counts[e]
+/// each), found by the whole warp (call it converged): lane l sums the
+/// counts of experts [l P, (l + 1) P), P = ceil(E / 32), a warp scan finds
+/// the lane whose range holds the row, which walks its experts (it was one
+/// lane walking up to all E counts serially, in every warp of the grouped
+/// few-row GEMM: to be timed at FP8 decode b1).
 __device__ __forceinline__ int expertOfRow(const i64 *counts, int E, i64 row) {
-  i64 start = 0;
-  for (int e = 0; e < E; ++e) {
-    start += counts[e];
-    if (row < start)
-      return e;
+  const int lane = threadIdx.x & 31, P = (E + 31) / 32;
+  i64 sum = 0;
+  for (int j = 0; j < P; ++j) {
+    int e = lane * P + j;
+    if (e < E)
+      sum += counts[e];
   }
-  return E - 1;
+  i64 last = sum;
+  for (int off = 1; off < 32; off <<= 1) {
+    i64 t = __shfl_up_sync(0xffffffffu, last, off);
+    if (lane >= off)
+      last += t;
+  }
+  i64 first = last - sum;
+  bool mine = row >= first && row < last;
+  unsigned owner = __ballot_sync(0xffffffffu, mine);
+  int e = E - 1;
+  if (mine)
+    for (int j = 0; j < P; ++j) {
+      int ex = lane * P + j;
+      if (ex >= E)
+        break;
+      first += counts[ex];
+      if (row < first) {
+        e = ex;
+        break;
+      }
+    }
+  return owner ? __shfl_sync(0xffffffffu, e, __ffs(owner) - 1) : E - 1;
 }
 
 /// The FP8 GEMMs' epilogue: y[r, n] = v (+ b[n]) (+ res[r, n]).

@@ -696,14 +696,25 @@ void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &i
 /// widths, H200), which stay for fewer rows (decode of small batches:
 /// mostly one row per expert, no tile to pad).
 /// DSV3_EXPERT_MMA=1 / 0 forces either (to check one against the host at
-/// any size).
+/// any size). The row kernels now read each expert's weights once for all
+/// its rows, 4 at a time, so they may pay up to more rows an expert than
+/// 2: DSV3_EXPERT_ROWS=n moves the switch to n rows an expert. Measured on
+/// the bench slice (H200, decode at context 1024): 2 and 8 give the same
+/// batch 1 and 32 (2.83, 18.4 ms a step), but at batch 128 (~4 rows an
+/// expert) 8 takes 86.5 ms against 59.9: the row kernel is bound by its
+/// CUDA-core FMAs there, and the 128-row tiles, mostly empty, still win.
 bool expertMma(i64 R, int64_t E, bool bf16) {
   static const char *force = std::getenv("DSV3_EXPERT_MMA");
+  static const i64 perExpert = [] {
+    const char *env = std::getenv("DSV3_EXPERT_ROWS");
+    i64 n = env ? std::atoll(env) : 2;
+    return n < 1 ? i64(1) : n;
+  }();
   if (!bf16)
     return false;
   if (force && *force)
     return std::string(force) == "1";
-  return R >= 2 * E;
+  return R >= perExpert * E;
 }
 
 void expertMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTensor &rows,
@@ -730,8 +741,7 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
     return expertMmaLaunch(s, k, true, rows, wg, wu.ptr, counts, y);
   s.launch(instW("expert_gated_gmm", {N, KD, E}, wg.bf16),
            {unsigned((N + 7) / 8), unsigned(std::min<i64>(R, 65535)), 1},
-           {256, 1, 1}, size_t(KD) * 4,
-           argv(rows.ptr, wg.ptr, wu.ptr, counts.ptr, y.ptr, R), k);
+           {256, 1, 1}, 0, argv(rows.ptr, wg.ptr, wu.ptr, counts.ptr, y.ptr, R), k);
 }
 
 void elementwise(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
@@ -947,7 +957,7 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &p, Ins &in,
   }
   s.launch(instW("expert_gmm", {N, KD, E}, w.bf16),
            {unsigned((N + 7) / 8), unsigned(std::min<i64>(R, 65535)), 1},
-           {256, 1, 1}, size_t(KD) * 4, argv(rows.ptr, w.ptr, counts.ptr, y.ptr, R), k);
+           {256, 1, 1}, 0, argv(rows.ptr, w.ptr, counts.ptr, y.ptr, R), k);
 }
 
 void moeCombine(CudaSession &s, const std::string &k, const json &, Ins &in, Ins &out) {
