@@ -870,11 +870,14 @@ __global__ void mla_pack_kv(const float *u, const float *cache, i64 S, unsigned 
 /// q [T, NH, DN + DR] (rope rotated), kb/vb from mla_pack_kv (S rows), o
 /// [T, NH, DV]; query i (position past[b] + i) attends keys 0 .. past[b] +
 /// i. Dynamic shared memory: two stages of a 64-key tile of k and v, rows
-/// padded by 8 bf16 (conflict-free ldmatrix): 84 KB at V3 widths.
+/// padded by 8 bf16 (conflict-free ldmatrix): 84 KB at V3 widths. When
+/// `lse` is set (training: the backward's softmax rows), each query's
+/// log-sum-exp of its scaled scores goes to lse[h * T + i] (head-major).
 template <int NH, int DN, int DR, int DV, int R>
 __global__ void __launch_bounds__(256)
     mla_prefill_mma(const float *q, const unsigned short *kb, const unsigned short *vb,
-                    const i64 *past, i64 b, float *o, i64 T, i64 S, float softmaxScale) {
+                    const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
+                    float softmaxScale) {
   constexpr int DQ = DN + DR;
   constexpr int DQP = (DQ + 15) / 16 * 16, DVP = (DV + 15) / 16 * 16;
   constexpr int BQ = DSV3_PREFILL_MMA_Q, BK = DSV3_PREFILL_MMA_K;
@@ -1032,6 +1035,8 @@ __global__ void __launch_bounds__(256)
     if (r >= T)
       continue;
     float inv = 1.f / l;
+    if (lse)
+      lse[h * T + r] = mrun[half] * softmaxScale + logf(l);
     float *orow = o + (r * NH + h) * DV;
 #pragma unroll
     for (int n = 0; n < DVP / 8; ++n) {

@@ -798,6 +798,404 @@ __global__ void mla_grad_key(const float *q, const float *latent, const float *u
   }
 }
 
+/// MLA backward on bf16 tensor cores (training with bf16 compute; the
+/// gradients of SEMANTICS.md 3.6 by FlashAttention-2's algorithm, without
+/// atomics). The forward (mla_pack_kv + mla_prefill_mma) keeps each query's
+/// log-sum-exp; then, per sequence:
+///   mla_pack_heads   q and dO to head-major bf16 rows (widths padded to 16)
+///   attention_delta  delta_i = dO_i . o_i per query and head (fp32)
+///   mla_grad_q_mma   dq_i = scale sum_j dS_ij k_j: a block per 128 queries
+///                    and head streams 64-key tiles of k and v
+///   mla_grad_kv_mma  dk_j = scale sum_i dS_ij q_i, dv_j = sum_i P_ij dO_i:
+///                    a block per 128 keys and head streams 32-query tiles
+///                    of q and dO
+/// Each recomputes P_ij = exp(scale q_i.k_j - lse_i), dP_ij = dO_i.v_j and
+/// dS_ij = P_ij (dP_ij - delta_i) from the same bf16 operands (fp32 sums);
+/// P and dS are rounded to bf16 as the next MMA's A operand, as
+/// FlashAttention-2 does. Causal with no past: query i sees keys 0 .. i.
+
+/// x [rows, NH, D] (fp32) to y [NH, rows, DP] (bf16, features past D zero):
+/// a block per row.
+template <int Unused>
+__global__ void mla_pack_heads(const float *x, i64 rows, i64 NH, i64 D, i64 DP,
+                               unsigned short *y) {
+  const i64 r = blockIdx.x;
+  for (i64 idx = threadIdx.x; idx < NH * DP / 2; idx += blockDim.x) {
+    i64 h = idx / (DP / 2), c = idx % (DP / 2) * 2;
+    const float *xr = x + (r * NH + h) * D;
+    float a = c < D ? xr[c] : 0.f, b = c + 1 < D ? xr[c + 1] : 0.f;
+    *reinterpret_cast<unsigned *>(y + (h * rows + r) * DP + c) = packBf16x2(a, b);
+  }
+}
+
+/// delta[h * T + i] = dO[i, h, :] . o[i, h, :] ([T, NH, DV] both): a warp per
+/// (query, head).
+template <int Unused>
+__global__ void attention_delta(const float *dO, const float *o, float *delta, i64 T, i64 NH,
+                                i64 DV) {
+  i64 w = (i64(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
+  if (w >= T * NH)
+    return;
+  const float *a = dO + w * DV, *b = o + w * DV;
+  float s = 0.f;
+  for (i64 c = lane; c < DV; c += 32)
+    s += a[c] * b[c];
+  s = warpSum(s);
+  if (lane == 0)
+    delta[(w % NH) * T + w / NH] = s;
+}
+
+#define DSV3_GRAD_Q 128
+#define DSV3_GRAD_Q_KEYS 64
+/// Query side. qb/kb [NH, T, DQP], vb/dob [NH, T, DVP] (bf16, from
+/// mla_pack_kv and mla_pack_heads), lse/delta [NH, T]; dq [T, NH, DN + DR]
+/// (the rotated query's gradient). Shared (dynamic): the block's 128 query
+/// rows and two stages of 64 keys of k and v, rows padded by 8 bf16: 134 KB
+/// at V3 widths. dO's A fragments stay in registers.
+template <int NH, int DN, int DR, int DV>
+__global__ void __launch_bounds__(256)
+    mla_grad_q_mma(const unsigned short *qb, const unsigned short *kb, const unsigned short *vb,
+                   const unsigned short *dob, const float *lse, const float *delta, float *dq,
+                   i64 T, float scale) {
+  constexpr int DQ = DN + DR, DQP = (DQ + 15) / 16 * 16, DVP = (DV + 15) / 16 * 16;
+  constexpr int BQ = DSV3_GRAD_Q, BK = DSV3_GRAD_Q_KEYS, KP = DQP + 8, VP = DVP + 8;
+  constexpr int STAGE = BK * (KP + VP);
+  extern __shared__ __align__(16) float gradQSmem[];
+  unsigned short *qs = reinterpret_cast<unsigned short *>(gradQSmem), *stages = qs + BQ * KP;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3,
+            m = lane >> 3, h = blockIdx.y;
+  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * BQ; // latest (heaviest) first
+  const unsigned short *qh = qb + i64(h) * T * DQP, *kh = kb + i64(h) * T * DQP;
+  const unsigned short *vh = vb + i64(h) * T * DVP, *doh = dob + i64(h) * T * DVP;
+  const i64 row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
+  // The block's queries (rows past T repeat row T - 1: finite, never stored).
+  for (int idx = tid; idx < BQ * DQP / 8; idx += blockDim.x) {
+    int r = idx / (DQP / 8), c = idx % (DQP / 8) * 8;
+    i64 i = i0 + r < T ? i0 + r : T - 1;
+    cpAsync16(qs + r * KP + c, qh + i * DQP + c);
+  }
+  cpAsyncCommit();
+  unsigned dof[DVP / 16][4]; // a0: (g, 2t) a1: (g+8, 2t) a2: (g, 2t+8) a3: (g+8, 2t+8)
+#pragma unroll
+  for (int kk = 0; kk < DVP / 16; ++kk)
+#pragma unroll
+    for (int f = 0; f < 4; ++f) {
+      i64 r = row[f & 1];
+      dof[kk][f] = r < T ? ld32(doh + r * DVP + kk * 16 + (f >> 1) * 8 + 2 * t4) : 0u;
+    }
+  const float log2e = 1.4426950408889634f, scaleLog2 = scale * log2e;
+  float lrow[2], drow[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    i64 r = row[half] < T ? row[half] : T - 1;
+    lrow[half] = lse[h * T + r] * log2e;
+    drow[half] = delta[h * T + r];
+  }
+  float acc[DQP / 8][4];
+#pragma unroll
+  for (int n = 0; n < DQP / 8; ++n)
+    acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+  const i64 lastQ = (i0 + BQ < T ? i0 + BQ : T) - 1;
+  const i64 tiles = (lastQ + BK) / BK; // keys 0 .. lastQ
+  const i64 warpFirst = i0 + warp * 16;
+  auto loadTile = [&](i64 t, int stage) {
+    unsigned short *ks = stages + stage * STAGE, *vs = ks + BK * KP;
+    for (int idx = tid; idx < BK * DQP / 8; idx += blockDim.x) {
+      int kk = idx / (DQP / 8), c = idx % (DQP / 8) * 8;
+      i64 j = t * BK + kk < T ? t * BK + kk : T - 1;
+      cpAsync16(ks + kk * KP + c, kh + j * DQP + c);
+    }
+    for (int idx = tid; idx < BK * DVP / 8; idx += blockDim.x) {
+      int kk = idx / (DVP / 8), c = idx % (DVP / 8) * 8;
+      i64 j = t * BK + kk < T ? t * BK + kk : T - 1;
+      cpAsync16(vs + kk * VP + c, vh + j * DVP + c);
+    }
+    cpAsyncCommit();
+  };
+  loadTile(0, 0);
+  for (i64 t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles) {
+      loadTile(t + 1, int((t + 1) & 1));
+      cpAsyncWait<1>(); // the queries and tile t have landed
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const i64 k0 = t * BK;
+    const unsigned short *ks = stages + int(t & 1) * STAGE, *vs = ks + BK * KP;
+    if (k0 <= warpFirst + 15) { // else every key of the tile is after this warp's queries
+      float sc[BK / 8][4], dp[BK / 8][4];
+#pragma unroll
+      for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          sc[n][e] = dp[n][e] = 0.f;
+      // S = Q K^T: A from the query rows (ldmatrix: lanes 0-15 rows at
+      // column 0, 16-31 at column 8), B from the key rows as in the forward.
+      const unsigned short *arow = qs + (warp * 16 + (lane & 15)) * KP + (lane >> 4) * 8;
+      const unsigned short *krow = ks + ((m >> 1) * 8 + (lane & 7)) * KP + (m & 1) * 8;
+#pragma unroll
+      for (int kk = 0; kk < DQP / 16; ++kk) {
+        unsigned a[4];
+        ldmatrixX4(a, arow + kk * 16);
+#pragma unroll
+        for (int n = 0; n < BK / 8; n += 2) {
+          unsigned bk[4];
+          ldmatrixX4(bk, krow + n * 8 * KP + kk * 16);
+          mmaBf16(sc[n], a, bk);
+          mmaBf16(sc[n + 1], a, bk + 2);
+        }
+      }
+      // dP = dO V^T: V's rows (keys) as B, like the keys above.
+      const unsigned short *vrow = vs + ((m >> 1) * 8 + (lane & 7)) * VP + (m & 1) * 8;
+#pragma unroll
+      for (int kk = 0; kk < DVP / 16; ++kk)
+#pragma unroll
+        for (int n = 0; n < BK / 8; n += 2) {
+          unsigned bv[4];
+          ldmatrixX4(bv, vrow + n * 8 * VP + kk * 16);
+          mmaBf16(dp[n], dof[kk], bv);
+          mmaBf16(dp[n + 1], dof[kk], bv + 2);
+        }
+      const bool diag = k0 + BK - 1 > warpFirst; // the causal edge crosses the tile
+#pragma unroll
+      for (int n = 0; n < BK / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int half = e >> 1;
+          i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
+          float p = diag && j > row[half] ? 0.f : exp2f(sc[n][e] * scaleLog2 - lrow[half]);
+          sc[n][e] = p * (dp[n][e] - drow[half]); // dS / scale
+        }
+      // dq += dS K: dS's accumulator layout is the A fragment; K's rows
+      // (keys) are B's k dimension (ldmatrix trans, like V in the forward).
+      const unsigned short *ktrow = ks + ((m & 1) * 8 + (lane & 7)) * KP + (m >> 1) * 8;
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        unsigned pa[4] = {packBf16x2(sc[2 * kk][0], sc[2 * kk][1]),
+                          packBf16x2(sc[2 * kk][2], sc[2 * kk][3]),
+                          packBf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                          packBf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+        for (int n = 0; n < DQP / 8; n += 2) {
+          unsigned bk[4];
+          ldmatrixX4Trans(bk, ktrow + kk * 16 * KP + n * 8);
+          mmaBf16(acc[n], pa, bk);
+          mmaBf16(acc[n + 1], pa, bk + 2);
+        }
+      }
+    }
+    __syncthreads(); // the stage is refilled next iteration
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    i64 r = row[half];
+    if (r >= T)
+      continue;
+    float *out = dq + (r * NH + h) * DQ;
+#pragma unroll
+    for (int n = 0; n < DQP / 8; ++n) {
+      int c = n * 8 + 2 * t4;
+      if (c < DQ)
+        out[c] = acc[n][2 * half] * scale;
+      if (c + 1 < DQ)
+        out[c + 1] = acc[n][2 * half + 1] * scale;
+    }
+  }
+}
+
+#define DSV3_GRAD_KV 128
+#define DSV3_GRAD_KV_QUERIES 32
+/// Key side. Operands as mla_grad_q_mma; du [T, NH, DN + DV] (the nope
+/// key's and the value's gradients), dkp [T, NH, DR] (the rotated rope
+/// key's, per head). Shared (dynamic): the block's 128 key and value rows
+/// and two stages of 32 query rows of q and dO (with their lse and delta):
+/// 127 KB at V3 widths. Each warp's 16 keys accumulate dk and dv in
+/// registers over the queries at or after them.
+template <int NH, int DN, int DR, int DV>
+__global__ void __launch_bounds__(256)
+    mla_grad_kv_mma(const unsigned short *qb, const unsigned short *kb, const unsigned short *vb,
+                    const unsigned short *dob, const float *lse, const float *delta, float *du,
+                    float *dkp, i64 T, float scale) {
+  constexpr int DQ = DN + DR, DQP = (DQ + 15) / 16 * 16, DVP = (DV + 15) / 16 * 16;
+  constexpr int BKV = DSV3_GRAD_KV, QT = DSV3_GRAD_KV_QUERIES, KP = DQP + 8, VP = DVP + 8;
+  constexpr int STAGE = QT * (KP + VP) + 4 * QT; // bf16 units: q, dO, then lse and delta
+  extern __shared__ __align__(16) float gradKvSmem[];
+  unsigned short *ks = reinterpret_cast<unsigned short *>(gradKvSmem), *vs = ks + BKV * KP;
+  unsigned short *stages = vs + BKV * VP;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3,
+            m = lane >> 3, h = blockIdx.y;
+  const i64 k0 = i64(blockIdx.x) * BKV; // earliest (heaviest) first
+  const unsigned short *qh = qb + i64(h) * T * DQP, *kh = kb + i64(h) * T * DQP;
+  const unsigned short *vh = vb + i64(h) * T * DVP, *doh = dob + i64(h) * T * DVP;
+  const i64 key[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
+  const i64 warpFirst = k0 + warp * 16;
+  for (int idx = tid; idx < BKV * DQP / 8; idx += blockDim.x) {
+    int r = idx / (DQP / 8), c = idx % (DQP / 8) * 8;
+    i64 j = k0 + r < T ? k0 + r : T - 1;
+    cpAsync16(ks + r * KP + c, kh + j * DQP + c);
+  }
+  for (int idx = tid; idx < BKV * DVP / 8; idx += blockDim.x) {
+    int r = idx / (DVP / 8), c = idx % (DVP / 8) * 8;
+    i64 j = k0 + r < T ? k0 + r : T - 1;
+    cpAsync16(vs + r * VP + c, vh + j * DVP + c);
+  }
+  cpAsyncCommit();
+  const float log2e = 1.4426950408889634f, scaleLog2 = scale * log2e;
+  float dk[DQP / 8][4], dv[DVP / 8][4];
+#pragma unroll
+  for (int n = 0; n < DQP / 8; ++n)
+    dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = 0.f;
+#pragma unroll
+  for (int n = 0; n < DVP / 8; ++n)
+    dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.f;
+  const i64 tiles = (T - k0 + QT - 1) / QT; // queries k0 .. T - 1
+  auto loadTile = [&](i64 t, int stage) {
+    unsigned short *qs = stages + stage * STAGE, *ds = qs + QT * KP;
+    float *ls = reinterpret_cast<float *>(ds + QT * VP);
+    const i64 q0 = k0 + t * QT;
+    for (int idx = tid; idx < QT * DQP / 8; idx += blockDim.x) {
+      int r = idx / (DQP / 8), c = idx % (DQP / 8) * 8;
+      i64 i = q0 + r < T ? q0 + r : T - 1;
+      cpAsync16(qs + r * KP + c, qh + i * DQP + c);
+    }
+    for (int idx = tid; idx < QT * DVP / 8; idx += blockDim.x) {
+      int r = idx / (DVP / 8), c = idx % (DVP / 8) * 8;
+      i64 i = q0 + r < T ? q0 + r : T - 1;
+      cpAsync16(ds + r * VP + c, doh + i * DVP + c);
+    }
+    cpAsyncCommit();
+    // lse and delta of the tile's queries: plain loads (rows of [NH, T]
+    // need not be 16-byte aligned); this stage was released by the last
+    // iteration's closing barrier and is read after the next one.
+    if (tid < QT) {
+      i64 i = q0 + tid < T ? q0 + tid : T - 1;
+      ls[tid] = lse[h * T + i] * log2e;
+      ls[QT + tid] = delta[h * T + i];
+    }
+  };
+  loadTile(0, 0);
+  for (i64 t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles) {
+      loadTile(t + 1, int((t + 1) & 1));
+      cpAsyncWait<1>(); // the keys and tile t have landed
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const i64 q0 = k0 + t * QT;
+    const unsigned short *qs = stages + int(t & 1) * STAGE, *ds = qs + QT * KP;
+    const float *ls = reinterpret_cast<const float *>(ds + QT * VP), *dl = ls + QT;
+    if (q0 + QT - 1 >= warpFirst) { // else every query of the tile is before this warp's keys
+      float st[QT / 8][4], dpt[QT / 8][4]; // S^T and dP^T: rows keys, columns queries
+#pragma unroll
+      for (int n = 0; n < QT / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          st[n][e] = dpt[n][e] = 0.f;
+      // S^T = K Q^T: A from this warp's key rows, B from the query rows.
+      const unsigned short *arow = ks + (warp * 16 + (lane & 15)) * KP + (lane >> 4) * 8;
+      const unsigned short *qrow = qs + ((m >> 1) * 8 + (lane & 7)) * KP + (m & 1) * 8;
+#pragma unroll
+      for (int kk = 0; kk < DQP / 16; ++kk) {
+        unsigned a[4];
+        ldmatrixX4(a, arow + kk * 16);
+#pragma unroll
+        for (int n = 0; n < QT / 8; n += 2) {
+          unsigned b[4];
+          ldmatrixX4(b, qrow + n * 8 * KP + kk * 16);
+          mmaBf16(st[n], a, b);
+          mmaBf16(st[n + 1], a, b + 2);
+        }
+      }
+      // dP^T = V dO^T.
+      const unsigned short *avrow = vs + (warp * 16 + (lane & 15)) * VP + (lane >> 4) * 8;
+      const unsigned short *dorow = ds + ((m >> 1) * 8 + (lane & 7)) * VP + (m & 1) * 8;
+#pragma unroll
+      for (int kk = 0; kk < DVP / 16; ++kk) {
+        unsigned a[4];
+        ldmatrixX4(a, avrow + kk * 16);
+#pragma unroll
+        for (int n = 0; n < QT / 8; n += 2) {
+          unsigned b[4];
+          ldmatrixX4(b, dorow + n * 8 * VP + kk * 16);
+          mmaBf16(dpt[n], a, b);
+          mmaBf16(dpt[n + 1], a, b + 2);
+        }
+      }
+      const bool diag = q0 < warpFirst + 15; // some query precedes some key
+#pragma unroll
+      for (int n = 0; n < QT / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int qi = n * 8 + 2 * t4 + (e & 1);
+          const i64 i = q0 + qi;
+          bool masked = i >= T || (diag && i < key[e >> 1]);
+          float p = masked ? 0.f : exp2f(st[n][e] * scaleLog2 - ls[qi]);
+          st[n][e] = p;
+          dpt[n][e] = p * (dpt[n][e] - dl[qi]); // dS^T / scale
+        }
+      // dv += P^T dO and dk += dS^T Q: the queries are the k dimension
+      // (ldmatrix trans over the tile's rows).
+      const unsigned short *dotrow = ds + ((m & 1) * 8 + (lane & 7)) * VP + (m >> 1) * 8;
+      const unsigned short *qtrow = qs + ((m & 1) * 8 + (lane & 7)) * KP + (m >> 1) * 8;
+#pragma unroll
+      for (int kk = 0; kk < QT / 16; ++kk) {
+        unsigned pa[4] = {packBf16x2(st[2 * kk][0], st[2 * kk][1]),
+                          packBf16x2(st[2 * kk][2], st[2 * kk][3]),
+                          packBf16x2(st[2 * kk + 1][0], st[2 * kk + 1][1]),
+                          packBf16x2(st[2 * kk + 1][2], st[2 * kk + 1][3])};
+        unsigned da[4] = {packBf16x2(dpt[2 * kk][0], dpt[2 * kk][1]),
+                          packBf16x2(dpt[2 * kk][2], dpt[2 * kk][3]),
+                          packBf16x2(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]),
+                          packBf16x2(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
+#pragma unroll
+        for (int n = 0; n < DVP / 8; n += 2) {
+          unsigned b[4];
+          ldmatrixX4Trans(b, dotrow + kk * 16 * VP + n * 8);
+          mmaBf16(dv[n], pa, b);
+          mmaBf16(dv[n + 1], pa, b + 2);
+        }
+#pragma unroll
+        for (int n = 0; n < DQP / 8; n += 2) {
+          unsigned b[4];
+          ldmatrixX4Trans(b, qtrow + kk * 16 * KP + n * 8);
+          mmaBf16(dk[n], da, b);
+          mmaBf16(dk[n + 1], da, b + 2);
+        }
+      }
+    }
+    __syncthreads(); // the stage is refilled next iteration
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    i64 j = key[half];
+    if (j >= T)
+      continue;
+    float *u = du + (j * NH + h) * (DN + DV), *kp = dkp + (j * NH + h) * DR;
+#pragma unroll
+    for (int n = 0; n < DQP / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        int c = n * 8 + 2 * t4 + e;
+        float v = dk[n][2 * half + e] * scale;
+        if (c < DN)
+          u[c] = v;
+        else if (c < DQ)
+          kp[c - DN] = v;
+      }
+#pragma unroll
+    for (int n = 0; n < DVP / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        int c = n * 8 + 2 * t4 + e;
+        if (c < DV)
+          u[DN + c] = dv[n][2 * half + e];
+      }
+  }
+}
+
 /// y[r, j] += sum over the `items` of x[r, item, j] (x rows [items, n];
 /// y rows ldy apart): the shared rope key's gradient summed over heads.
 template <int Unused>

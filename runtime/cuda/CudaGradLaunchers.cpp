@@ -20,6 +20,74 @@
 #include <cmath>
 
 namespace dsv3rt::cuda {
+
+void mlaAttentionGradFp32(CudaSession &s, const std::string &k, const MlaDims &d, CUdeviceptr Q,
+                          CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
+                          CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
+                          float scale) {
+  const i64 nh = d.nh, dn = d.dn, dr = d.dr, dv = d.dv, r = d.r;
+  if (size_t(2 * T) * 4 > 227 * 1024)
+    fail("kernel {}: the attention backward holds 2 x {} scores in shared memory (at "
+         "most 29056 tokens a sequence)",
+         k, T);
+  CUdeviceptr lse = s.workspace(size_t(B * T * nh) * 4);
+  CUdeviceptr delta = s.workspace(size_t(B * T * nh) * 4);
+  s.launch(inst("mla_grad_query", {0}), {unsigned(T), unsigned(nh), unsigned(B)}, {128, 1, 1},
+           size_t(2 * T) * 4,
+           argv(Q, L, U, dO, O, dQ, lse, delta, T, nh, dn, dr, dv, r, scale),
+           k + " attention (queries)");
+  s.launch(inst("mla_grad_key", {0}), {unsigned(T), unsigned(nh), unsigned(B)}, {256, 1, 1},
+           size_t(8 * (dn + dr + dv)) * 4,
+           argv(Q, L, U, dO, lse, delta, dU, dKP, T, nh, dn, dr, dv, r, scale),
+           k + " attention (keys)");
+}
+
+/// The attention backward on bf16 tensor cores (CudaSession::bf16Attention),
+/// a sequence at a time: the forward again (mla_pack_kv + mla_prefill_mma:
+/// o and each query's log-sum-exp), q and dO packed to bf16 head-major
+/// rows, delta = dO . o, then the query side (dq) and the key side (du: the
+/// nope key's and value's gradients; dkp: the rope key's per head).
+/// Q [N, NH, DQ] (rotated), L [N, R + DR], U [N, NH, DN + DV], dO and O
+/// [N, NH, DV]; dQ, dU, dKP as the fp32 kernels write them.
+void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d, CUdeviceptr Q,
+                         CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
+                         CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
+                         float scale) {
+  const i64 nh = d.nh, dq = d.dn + d.dr, dv = d.dv, UW = nh * (d.dn + d.dv), W = d.r + d.dr;
+  const i64 DQP = mlaPad16(dq), DVP = mlaPad16(dv);
+  auto bf16Buffer = [&](i64 n) { return s.workspace(size_t(n) * 2); };
+  CUdeviceptr kb = bf16Buffer(nh * T * DQP), vb = bf16Buffer(nh * T * DVP);
+  CUdeviceptr qb = bf16Buffer(nh * T * DQP), dob = bf16Buffer(nh * T * DVP);
+  CUdeviceptr lse = s.workspace(size_t(nh * T) * 4), delta = s.workspace(size_t(nh * T) * 4);
+  CUdeviceptr past = zeroPast(s);
+  const i64 none = 0;
+  const unsigned tiles = unsigned((T + 127) / 128);
+  auto at = [](CUdeviceptr p, i64 floats) { return p + CUdeviceptr(floats) * 4; };
+  for (i64 b = 0; b < B; ++b) {
+    CUdeviceptr q = at(Q, b * T * nh * dq), l = at(L, b * T * W), u = at(U, b * T * UW);
+    CUdeviceptr o = at(O, b * T * nh * dv), g = at(dO, b * T * nh * dv);
+    CUdeviceptr dqB = at(dQ, b * T * nh * dq), du = at(dU, b * T * UW),
+                dkp = at(dKP, b * T * nh * d.dr);
+    s.countBf16ActivationLaunch();
+    s.launch(mlaPackKvName(d), {unsigned(T), 1, 1}, {256, 1, 1}, 0, argv(u, l, T, kb, vb), k);
+    s.launch(mlaPrefillMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
+             size_t(mlaPrefillMmaSmem(d)), argv(q, kb, vb, past, none, o, lse, T, T, scale),
+             k + " attention (forward again)");
+    s.launch(inst("mla_pack_heads", {0}), {unsigned(T), 1, 1}, {256, 1, 1}, 0,
+             argv(q, T, nh, dq, DQP, qb), k);
+    s.launch(inst("mla_pack_heads", {0}), {unsigned(T), 1, 1}, {256, 1, 1}, 0,
+             argv(g, T, nh, dv, DVP, dob), k);
+    s.launch(inst("attention_delta", {0}), {blocks(T * nh * 32, 256), 1, 1}, {256, 1, 1}, 0,
+             argv(g, o, delta, T, nh, dv), k);
+    s.launch(mlaGradQMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
+             size_t(mlaGradQMmaSmem(d)), argv(qb, kb, vb, dob, lse, delta, dqB, T, scale),
+             k + " attention (queries)");
+    s.launch(mlaGradKvMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
+             size_t(mlaGradKvMmaSmem(d)),
+             argv(qb, kb, vb, dob, lse, delta, du, dkp, T, scale), k + " attention (keys)");
+  }
+}
+
 namespace {
 
 /// C[M, N] (+)= A[M, K] B[K, N].
@@ -349,26 +417,17 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
   MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps);
   MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps);
   auto ws = [&](i64 n) { return s.workspace(size_t(n) * 4); };
-  CUdeviceptr dO = ws(N * NO), O = ws(N * NO), dQ = ws(N * NQ), lse = ws(N * nh);
-  CUdeviceptr delta = ws(N * nh), dU = ws(N * UW), dKP = ws(N * nh * dr), dL = ws(N * RW);
+  CUdeviceptr dO = ws(N * NO), O = ws(N * NO), dQ = ws(N * NQ);
+  CUdeviceptr dU = ws(N * UW), dKP = ws(N * nh * dr), dL = ws(N * RW);
   CUdeviceptr buf = ws(N * RW);
   // Attention: dO = dy W_o, then the query side (o, dq, lse, delta) and the
   // key side (du, per-head rope-key gradients).
   gemmT(s, k + " dO", N, NO, H, rowMajor(dy.ptr, H), rowMajor(w[S::O], NO), dO, NO, false);
-  if (size_t(2 * T) * 4 > 227 * 1024)
-    fail("kernel {}: the attention backward holds 2 x {} scores in shared memory (at "
-         "most 29056 tokens a sequence)",
-         k, T);
-  s.launch(inst("mla_grad_query", {0}), {unsigned(T), unsigned(nh), unsigned(B)},
-           {128, 1, 1}, size_t(2 * T) * 4,
-           argv(proj.Q, lat.L, lat.U, dO, O, dQ, lse, delta, T, nh, dn, dr, dv, r,
-                softmaxScale),
-           k + " attention (queries)");
-  s.launch(inst("mla_grad_key", {0}), {unsigned(T), unsigned(nh), unsigned(B)},
-           {256, 1, 1}, size_t(8 * (dq + dv)) * 4,
-           argv(proj.Q, lat.L, lat.U, dO, lse, delta, dU, dKP, T, nh, dn, dr, dv, r,
-                softmaxScale),
-           k + " attention (keys)");
+  if (s.bf16Attention() && mlaPrefillMmaFits(d))
+    mlaAttentionGradMma(s, k, d, proj.Q, lat.L, lat.U, dO, O, dQ, dU, dKP, B, T, softmaxScale);
+  else
+    mlaAttentionGradFp32(s, k, d, proj.Q, lat.L, lat.U, dO, O, dQ, dU, dKP, B, T,
+                         softmaxScale);
   if (gw[S::O])
     gemmT(s, k + " dW_o", H, NO, N, transposed(dy.ptr, H), rowMajor(O, NO), gw[S::O], NO,
           true);

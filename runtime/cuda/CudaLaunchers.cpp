@@ -554,9 +554,14 @@ void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d, 
            argv(part, ml, ot, splits), k);
 }
 
+CUdeviceptr zeroPast(CudaSession &s) {
+  return s.constant("a zero past length", std::vector<float>(2, 0.f)); // one i64 0
+}
+
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
-                         i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale) {
+                         i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
+                         CUdeviceptr lse) {
   if (!mma) {
     s.launch(mlaPrefillCachedName(d), {unsigned((T + 15) / 16), unsigned(d.nh), 1},
              {256, 1, 1}, 0, argv(q, u, rows, past, b, o, T, softmaxScale), k);
@@ -569,7 +574,7 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
            argv(u, rows, S, kb, vb), k);
   s.launch(mlaPrefillMmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
            {256, 1, 1}, size_t(mlaPrefillMmaSmem(d)),
-           argv(q, kb, vb, past, b, o, T, S, softmaxScale), k);
+           argv(q, kb, vb, past, b, o, lse, T, S, softmaxScale), k);
 }
 
 namespace {
@@ -831,8 +836,20 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps);
     CUdeviceptr L = lat.L, U = lat.U;
     float softmaxScale = float(p.at("softmax_scale").get<double>());
-    s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
-             size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
+    if (usePrefillMma(s, d, wb) || (s.bf16Attention() && mlaPrefillMmaFits(d))) {
+      // On tensor cores, a sequence at a time: its latents are the cache
+      // rows, no past.
+      CUdeviceptr past = zeroPast(s);
+      i64 UW = d.nh * (d.dn + d.dv), W = d.r + d.dr;
+      for (i64 b = 0; b < B; ++b)
+        mlaPrefillAttention(s, k, d, true, Q + CUdeviceptr(b * T * d.nh * dq) * 4,
+                            U + CUdeviceptr(b * T * UW) * 4, L + CUdeviceptr(b * T * W) * 4,
+                            past, 0, O + CUdeviceptr(b * T * d.nh * d.dv) * 4, T, T,
+                            softmaxScale);
+    } else {
+      s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
+               size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
+    }
   } else {
     // Past lengths live on the device (one per sequence; run() checked
     // them), so a captured decode step replays as the caches grow.

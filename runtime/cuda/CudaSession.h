@@ -130,6 +130,14 @@ public:
   /// it to fp32 (DeepSeek-V3 3.3.2; each GEMM is bounded by `dsv3-run
   /// fp8-gemm --backend cuda`).
   bool exactFp8Accumulation = false;
+  /// Training with bf16 compute (fp32 master weights and AdamW state, as
+  /// the artifact stores them): the attention forward and backward run on
+  /// bf16 tensor cores (mla_prefill_mma, mla_grad_q_mma, mla_grad_kv_mma)
+  /// rather than the fp32 kernels. Set by `dsv3-run train/time --compute
+  /// bf16`; off under fp32Activations, which the checks against the host
+  /// set (the bf16 kernels are bounded by `dsv3-run bf16-check --train`).
+  bool bf16Compute = false;
+  bool bf16Attention() const { return bf16Compute && !fp32Activations; }
   int64_t fp8WgmmaLaunches() const { return fp8WgmmaLaunches_; }
   void countFp8WgmmaLaunch() { ++fp8WgmmaLaunches_; }
   /// How many launches so far rounded activations to bf16 (counted by

@@ -166,6 +166,25 @@ inline std::string mlaPackKvName(const MlaDims &d) {
 inline std::string mlaPrefillMmaName(const MlaDims &d) {
   return inst("mla_prefill_mma", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
+/// The attention backward on tensor cores (training with bf16 compute,
+/// fits as mlaPrefillMmaFits): its kernels and their dynamic shared memory
+/// (query side: 128 query rows and two stages of 64 keys of k and v; key
+/// side: 128 key and value rows and two stages of 32 query rows of q and
+/// dO with their log-sum-exp and delta), rows padded by 8 bf16.
+inline std::string mlaGradQMmaName(const MlaDims &d) {
+  return inst("mla_grad_q_mma", {d.nh, d.dn, d.dr, d.dv});
+}
+inline std::string mlaGradKvMmaName(const MlaDims &d) {
+  return inst("mla_grad_kv_mma", {d.nh, d.dn, d.dr, d.dv});
+}
+inline int64_t mlaGradQMmaSmem(const MlaDims &d) {
+  int64_t kp = mlaPad16(d.dn + d.dr) + 8, vp = mlaPad16(d.dv) + 8;
+  return (128 * kp + 2 * 64 * (kp + vp)) * 2;
+}
+inline int64_t mlaGradKvMmaSmem(const MlaDims &d) {
+  int64_t kp = mlaPad16(d.dn + d.dr) + 8, vp = mlaPad16(d.dv) + 8;
+  return (128 * (kp + vp) + 2 * (32 * (kp + vp) + 4 * 32)) * 2;
+}
 /// The absorbed decode's attention on tensor cores (mla_decode_mma, bf16
 /// models): a 32-key tile of the latents (widths padded to 16 and 64, +8)
 /// and the cross-warp score sums in 48 KB of static shared memory; q~'s
@@ -290,6 +309,11 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
           g("mla_grad_query"), g("mla_grad_key"), g("sum_items"), g("rms_norm_grad"),
           g("rms_norm_grad_w"), rope(d.dr), g("col_sum")})
       out.push_back(n);
+    if (mlaPrefillMmaFits(d))
+      for (const std::string &n :
+           {mlaPackKvName(d), mlaPrefillMmaName(d), g("mla_pack_heads"), g("attention_delta"),
+            mlaGradQMmaName(d), mlaGradKvMmaName(d)})
+        out.push_back(n);
     return out;
   }
   if (kernel == "global_norm")
@@ -413,9 +437,15 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     bool w = bf(in.size() - 1);
     std::vector<std::string> out = mlaLinears(d, w);
     out.push_back(mlaPrepareName(d, p.at("rope").at("interleaved").get<bool>(), w));
-    if (kernel == "latent_attention")
+    if (kernel == "latent_attention") {
       out.push_back(mlaPrefillName(d));
-    else {
+      // bf16 models' forward (and training with bf16 compute, whose
+      // backward launch lists these too) on tensor cores.
+      if (w && mlaPrefillMmaFits(d)) {
+        out.push_back(mlaPackKvName(d));
+        out.push_back(mlaPrefillMmaName(d));
+      }
+    } else {
       for (const std::string &n : mlaDecodeNames(d, w))
         out.push_back(n);
       if (mlaPrefillCachedFits(d))

@@ -170,13 +170,33 @@ void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d, 
                         CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past, CUdeviceptr part,
                         CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits, i64 splitLen,
                         i64 rowBase, i64 T, i64 S, float softmaxScale);
+/// The causal attention backward of B sequences of T tokens (training;
+/// SEMANTICS.md 3.6): Q [B*T, NH, DN + DR] (rotated), L [B*T, R + DR] (its
+/// last DR the rotated rope keys), U [B*T, NH, DN + DV] (nope keys and
+/// values), dO and O [B*T, NH, DV] (O written: o_proj's weight gradient
+/// needs it); writes dQ [B*T, NH, DN + DR], dU [B*T, NH, DN + DV] and dKP
+/// [B*T, NH, DR] (the rope key's gradient per head). In fp32 (a block per
+/// query or key and head) or on bf16 tensor cores (flash-style; needs
+/// mlaPrefillMmaFits).
+void mlaAttentionGradFp32(CudaSession &s, const std::string &k, const MlaDims &d, CUdeviceptr Q,
+                          CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
+                          CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
+                          float scale);
+void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d, CUdeviceptr Q,
+                         CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
+                         CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
+                         float scale);
+/// A device i64 0: the past length of a sequence attended without a cache.
+CUdeviceptr zeroPast(CudaSession &s);
 /// The naive-form attention of sequence b's T new queries over its S
 /// cached rows (`rows`, [S, R + DR]) whose latents kv_b_proj expanded into
 /// u [S, NH, DN + DV]: q [T, NH, DN + DR] (rope rotated), o [T, NH, DV].
-/// On tensor cores with bf16 operands (mma) or in fp32.
+/// On tensor cores with bf16 operands (mma) or in fp32. With mma, `lse`
+/// (when set) receives each query's log-sum-exp, [NH, T] (training).
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
-                         i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale);
+                         i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
+                         CUdeviceptr lse = 0);
 struct MlaLatent {
   CUdeviceptr L = 0, U = 0;
 };

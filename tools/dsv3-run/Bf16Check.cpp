@@ -238,13 +238,19 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
   bool ok = true;
   fmt::print("  {:<58} {:>12} {:>10} {:>9}  {}\n", "kernel, against", "max |err|/max|v|",
              "rms rel", "of bound", "result");
-  {
+  // The fp32 kernel's thread mapping needs v_head_dim dividing 256.
+  const bool cachedFits = cuda::mlaPrefillCachedFits(d);
+  if (cachedFits) {
     Worst w = measure(runKernel(false), exact, 1e-5);
     bool pass = w.ratio <= 1.0;
     ok = ok && pass;
     fmt::print("  {:<58} {:>12.3e} {:>10.3e} {:>8.1f}%  {}\n",
                "mla_prefill_cached (fp32), float64 (bound 1e-5 max|v|)", w.rel, w.rms,
                100 * w.ratio, pass ? "PASS" : "FAIL");
+  } else {
+    fmt::print("  mla_prefill_cached: not for v_head_dim {} (the decode entry's prefill takes "
+               "the absorbed form)\n",
+               d.dv);
   }
   if (mmaBuilt) {
     std::vector<float> o = runKernel(true);
@@ -280,7 +286,7 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
     CUdeviceptr o2 = s.deviceBuffer(size_t(tt * d.nh * d.dv) * 4, "timing o");
     double flops = 2.0 * double(d.nh) * double(tt) * double(tt + 1) / 2 * double(DQ + d.dv);
     for (bool mma : {true, false}) {
-      if (mma && !mmaBuilt)
+      if (mma ? !mmaBuilt : !cachedFits)
         continue;
       auto once = [&] {
         cuda::mlaPrefillAttention(s, "attention timing", d, mma, q2, u2, c2, p2, 0, o2, tt, tt,
@@ -566,12 +572,257 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
   return ok ? 0 : 1;
 }
 
+/// The training attention's backward (SEMANTICS.md 3.6's gradients; no
+/// past): mla_prefill_mma + mla_grad_q_mma + mla_grad_kv_mma (bf16 tensor
+/// cores: `dsv3-run train/time --compute bf16`) and the fp32 kernels
+/// (mla_grad_query + mla_grad_key) on 2 sequences of T tokens at ART's
+/// widths, against float64. With P_ij the softmax, dP_ij = dO_i . v_j,
+/// delta_i = dO_i . o_i and dS_ij = P_ij (dP_ij - delta_i):
+///   dq_i = scale sum_j dS_ij k_j, dk_j = scale sum_i dS_ij q_i,
+///   dv_j = sum_i P_ij dO_i.
+/// The bf16 path multiplies q, k, v and dO rounded to bf16 (the reference
+/// rounds them too) and rounds P and dS to bf16 (2^-9 relative) as the
+/// next MMA's operand; its delta takes the forward's o (within 2^-8 of the
+/// largest |v| a query sees, the forward's bound) and the fp32 dO. So
+/// |error of dS_ij| <= 2^-9 P_ij |dP_ij - delta_i| + P_ij 2^-8 vmax_i
+/// sum_c |dO_ic| <= 2^-8 E_ij with E_ij = P_ij (|dP_ij - delta_i| + 2 vmax_i
+/// sum_c |dO_ic|), and each gradient is held to 2^-8 of the matching sum
+/// of magnitudes: dq_if to scale sum_j E_ij |k_jf|, dk_jf to scale sum_i
+/// E_ij |q_if|, dv_jc to sum_i P_ij |dO_ic| (a factor 2 over the rounding
+/// alone, for fp32 sums and exp2). The fp32 kernels are held to 1e-4 of the
+/// same sums on the unrounded operands (compare's tolerance: a score's fp32
+/// dot product over DN + DR terms moves exp by ~1e-6 relative per unit of
+/// |q.k|, and the sink keys' scores reach ~50).
+/// DSV3_ATTENTION_TIME=T times both at one sequence of T tokens.
+int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
+  Artifact art = Artifact::load(artifact);
+  auto [d, scale] = mlaOf(art, artifact);
+  cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
+  auto &drv = s.driver();
+  bool mmaBuilt = cuda::mlaPrefillMmaFits(d) && hasFunction(s, cuda::mlaGradQMmaName(d));
+  const int64_t B = 2, N = B * T, NH = d.nh, DQ = d.dn + d.dr, UW = d.dn + d.dv,
+                W = d.r + d.dr, DV = d.dv;
+  std::mt19937_64 rng(seed + 71);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  float qs = float(2.0 / (scale * std::sqrt(double(DQ))));
+  std::vector<float> q(size_t(N * NH * DQ)), u(size_t(N * NH * UW)), l(size_t(N * W)),
+      dO(size_t(N * NH * DV));
+  for (float &v : q)
+    v = normal(rng) * qs;
+  for (size_t i = 0; i < u.size(); ++i)
+    u[i] = normal(rng) * ((i / size_t(NH * UW)) % 17 == 3 ? 6.f : 1.f);
+  for (float &v : l)
+    v = normal(rng);
+  for (float &v : dO)
+    v = normal(rng);
+  CUdeviceptr gq = s.deviceBuffer(q.size() * 4, "grad-check q", q.data());
+  CUdeviceptr gu = s.deviceBuffer(u.size() * 4, "grad-check u", u.data());
+  CUdeviceptr gl = s.deviceBuffer(l.size() * 4, "grad-check latent", l.data());
+  CUdeviceptr gdo = s.deviceBuffer(dO.size() * 4, "grad-check dO", dO.data());
+  CUdeviceptr go = s.deviceBuffer(size_t(N * NH * DV) * 4, "grad-check o");
+  CUdeviceptr gdq = s.deviceBuffer(q.size() * 4, "grad-check dq");
+  CUdeviceptr gdu = s.deviceBuffer(u.size() * 4, "grad-check du");
+  CUdeviceptr gdkp = s.deviceBuffer(size_t(N * NH * d.dr) * 4, "grad-check dkp");
+  struct Grads {
+    std::vector<double> dq, du, dkp;
+  };
+  auto runKernels = [&](bool mma) {
+    (mma ? cuda::mlaAttentionGradMma : cuda::mlaAttentionGradFp32)(
+        s, "grad-check", d, gq, gl, gu, gdo, go, gdq, gdu, gdkp, B, T, float(scale));
+    DSV3_CU(drv, streamSynchronize, "grad-check", s.stream());
+    auto down = [&](CUdeviceptr p, size_t n) {
+      std::vector<float> f(n);
+      DSV3_CU(drv, memcpyDtoH, "grad-check result", f.data(), p, n * 4);
+      return std::vector<double>(f.begin(), f.end());
+    };
+    return Grads{down(gdq, q.size()), down(gdu, u.size()), down(gdkp, size_t(N * NH * d.dr))};
+  };
+  // float64 gradients and their bounds' magnitude sums, per (sequence, head).
+  auto reference = [&](bool bf16, Grads &g, Grads &mag) {
+    auto in = [&](float v) { return double(bf16 ? roundBf16(v) : v); };
+    g = Grads{std::vector<double>(q.size()), std::vector<double>(u.size()),
+              std::vector<double>(size_t(N * NH * d.dr))};
+    mag = g;
+    auto head = [&](int64_t b, int64_t h) {
+      auto qv = [&](int64_t i, int64_t f) {
+        return in(q[size_t(((b * T + i) * NH + h) * DQ + f)]);
+      };
+      auto kv = [&](int64_t j, int64_t f) {
+        return f < d.dn ? in(u[size_t(((b * T + j) * NH + h) * UW + f)])
+                        : in(l[size_t((b * T + j) * W + d.r + f - d.dn)]);
+      };
+      auto vv = [&](int64_t j, int64_t c) {
+        return in(u[size_t(((b * T + j) * NH + h) * UW + d.dn + c)]);
+      };
+      auto dov = [&](int64_t i, int64_t c) {
+        return in(dO[size_t(((b * T + i) * NH + h) * DV + c)]);
+      };
+      auto doAbs = [&](int64_t i, int64_t c) {
+        return double(std::fabs(dO[size_t(((b * T + i) * NH + h) * DV + c)]));
+      };
+      auto gi = [&](std::vector<double> &t, int64_t i, int64_t f) -> double & {
+        return t[size_t(((b * T + i) * NH + h) * DQ + f)];
+      };
+      auto gk = [&](Grads &t, int64_t j, int64_t f) -> double & {
+        return f < d.dn ? t.du[size_t(((b * T + j) * NH + h) * UW + f)]
+                        : t.dkp[size_t(((b * T + j) * NH + h) * d.dr + f - d.dn)];
+      };
+      auto gv = [&](std::vector<double> &t, int64_t j, int64_t c) -> double & {
+        return t[size_t(((b * T + j) * NH + h) * UW + d.dn + c)];
+      };
+      std::vector<double> P(static_cast<size_t>(T)), dS(static_cast<size_t>(T)),
+          E(static_cast<size_t>(T)), o(static_cast<size_t>(DV));
+      double vmax = 0;
+      for (int64_t i = 0; i < T; ++i) {
+        for (int64_t c = 0; c < DV; ++c)
+          vmax = std::max(vmax, std::fabs(vv(i, c)));
+        double mx = -INFINITY;
+        for (int64_t j = 0; j <= i; ++j) {
+          double acc = 0;
+          for (int64_t f = 0; f < DQ; ++f)
+            acc += qv(i, f) * kv(j, f);
+          P[size_t(j)] = acc * scale;
+          mx = std::max(mx, P[size_t(j)]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j <= i; ++j)
+          sum += P[size_t(j)] = std::exp(P[size_t(j)] - mx);
+        std::fill(o.begin(), o.end(), 0.0);
+        for (int64_t j = 0; j <= i; ++j) {
+          P[size_t(j)] /= sum;
+          for (int64_t c = 0; c < DV; ++c)
+            o[size_t(c)] += P[size_t(j)] * vv(j, c);
+        }
+        double delta = 0, doSum = 0;
+        for (int64_t c = 0; c < DV; ++c) {
+          delta += double(dO[size_t(((b * T + i) * NH + h) * DV + c)]) * o[size_t(c)];
+          doSum += doAbs(i, c);
+        }
+        for (int64_t j = 0; j <= i; ++j) {
+          double dp = 0;
+          for (int64_t c = 0; c < DV; ++c)
+            dp += dov(i, c) * vv(j, c);
+          dS[size_t(j)] = P[size_t(j)] * (dp - delta);
+          E[size_t(j)] = P[size_t(j)] * (std::fabs(dp - delta) + 2 * vmax * doSum);
+        }
+        for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t f = 0; f < DQ; ++f) {
+            gi(g.dq, i, f) += scale * dS[size_t(j)] * kv(j, f);
+            gi(mag.dq, i, f) += scale * E[size_t(j)] * std::fabs(kv(j, f));
+            gk(g, j, f) += scale * dS[size_t(j)] * qv(i, f);
+            gk(mag, j, f) += scale * E[size_t(j)] * std::fabs(qv(i, f));
+          }
+          for (int64_t c = 0; c < DV; ++c) {
+            gv(g.du, j, c) += P[size_t(j)] * dov(i, c);
+            gv(mag.du, j, c) += P[size_t(j)] * doAbs(i, c);
+          }
+        }
+      }
+    };
+    unsigned n = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < n; ++t)
+      pool.emplace_back([&, t] {
+        for (int64_t bh = t; bh < B * NH; bh += n)
+          head(bh / NH, bh % NH);
+      });
+    for (std::thread &t : pool)
+      t.join();
+  };
+  fmt::print("bf16-check {} on {}: the training attention's backward, {} heads, q/k {} + {}, "
+             "v {}; 2 sequences of {} tokens\n",
+             artifact, s.description(), NH, d.dn, d.dr, DV, T);
+  fmt::print("  {:<52} {:>7} {:>11} {:>9}  {}\n", "kernels, against", "tensor", "max err/max",
+             "of bound", "result");
+  bool ok = true;
+  auto measure = [&](const char *what, const Grads &got, const Grads &ref, const Grads &mag,
+                     double factor) {
+    auto one = [&](const char *name, const std::vector<double> &a, const std::vector<double> &r,
+                   const std::vector<double> &m) {
+      double worst = 0, scaleMax = 1e-300, errMax = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        double e = std::isfinite(a[i]) ? std::fabs(a[i] - r[i]) : INFINITY;
+        if (factor > 0)
+          worst = std::max(worst, e / (factor * m[i] + 1e-30));
+        scaleMax = std::max(scaleMax, std::fabs(r[i]));
+        errMax = std::max(errMax, e);
+      }
+      bool pass = factor <= 0 || worst <= 1.0;
+      ok = ok && pass;
+      if (factor > 0)
+        fmt::print("  {:<52} {:>7} {:>11.3e} {:>8.1f}%  {}\n", what, name, errMax / scaleMax,
+                   100 * worst, pass ? "PASS" : "FAIL");
+      else
+        fmt::print("  {:<52} {:>7} {:>11.3e} {:>9}  (the bf16 operands' cost)\n", what, name,
+                   errMax / scaleMax, "");
+    };
+    // du holds the nope key's and the value's gradients.
+    one("dq", got.dq, ref.dq, mag.dq);
+    one("du", got.du, ref.du, mag.du);
+    one("dk rope", got.dkp, ref.dkp, mag.dkp);
+  };
+  Grads exact, exactMag;
+  reference(false, exact, exactMag);
+  measure("fp32 kernels, float64 (1e-4 of the sums)", runKernels(false), exact, exactMag, 1e-4);
+  if (mmaBuilt) {
+    Grads rounded, roundedMag;
+    reference(true, rounded, roundedMag);
+    Grads got = runKernels(true);
+    measure("bf16 kernels, float64 on bf16 operands (2^-8)", got, rounded, roundedMag,
+            std::ldexp(1.0, -8));
+    measure("bf16 kernels, float64 on the fp32 operands", got, exact, exactMag, 0);
+  } else {
+    fmt::print("  mla_grad_q_mma: not in this artifact (a --mode train artifact has it)\n");
+  }
+  if (const char *spec = std::getenv("DSV3_ATTENTION_TIME")) {
+    int64_t tt = std::atoll(spec);
+    if (tt < 1)
+      fail("DSV3_ATTENTION_TIME takes a token count, got '{}'", spec);
+    auto tile = [&](const std::vector<float> &x, int64_t n) {
+      std::vector<float> y(static_cast<size_t>(n));
+      for (size_t i = 0; i < y.size(); ++i)
+        y[i] = x[i % x.size()];
+      return s.deviceBuffer(y.size() * 4, "timing operand", y.data());
+    };
+    CUdeviceptr q2 = tile(q, tt * NH * DQ), u2 = tile(u, tt * NH * UW), l2 = tile(l, tt * W),
+                do2 = tile(dO, tt * NH * DV);
+    CUdeviceptr o2 = s.deviceBuffer(size_t(tt * NH * DV) * 4, "timing o");
+    CUdeviceptr dq2 = s.deviceBuffer(size_t(tt * NH * DQ) * 4, "timing dq");
+    CUdeviceptr du2 = s.deviceBuffer(size_t(tt * NH * UW) * 4, "timing du");
+    CUdeviceptr dk2 = s.deviceBuffer(size_t(tt * NH * d.dr) * 4, "timing dkp");
+    // Executed multiply-adds per causal (query, key) pair: the forward
+    // again (q.k, p v), the query side (q.k, dO.v, dS k) and the key side
+    // (k.q, v.dO, p dO, dS q).
+    double pairs = double(tt) * double(tt + 1) / 2 * double(NH);
+    double flops = 2 * pairs * double(5 * DQ + 4 * DV);
+    for (bool mma : {true, false}) {
+      if (mma && !mmaBuilt)
+        continue;
+      auto once = [&] {
+        (mma ? cuda::mlaAttentionGradMma : cuda::mlaAttentionGradFp32)(
+            s, "attention grad timing", d, q2, l2, u2, do2, o2, dq2, du2, dk2, 1, tt,
+            float(scale));
+      };
+      double ms = timeMs(s, once, mma ? 10 : 1);
+      double tf = flops / (ms * 1e9);
+      fmt::print("  timing backward, {} tokens x {} heads, causal: {:<28} {:9.3f} ms {:7.1f} "
+                 "TFLOP/s ({:.1f}% of 989)\n",
+                 tt, NH, mma ? "bf16 (forward again + q + kv)" : "fp32 (query + key kernels)",
+                 ms, tf, 100 * tf / 989);
+    }
+  }
+  fmt::print("{}\n", ok ? "attention backward: PASS" : "attention backward: FAIL");
+  return ok ? 0 : 1;
+}
+
 } // namespace
 
 int bf16Check(const std::string &artifact, int64_t T, int64_t past, int64_t M, int64_t N,
               int64_t K, uint64_t seed) {
   int status = attentionCheck(artifact, T, past, seed);
   status |= decodeCheck(artifact, seed);
+  if (Artifact::load(artifact).hasEntry("train_step"))
+    status |= attentionGradCheck(artifact, T, seed);
   if (M > 0)
     status |= gemmCheck(artifact, M, N, K, seed);
   fmt::print("{}\n", status ? "bf16-check: FAIL" : "bf16-check: PASS");

@@ -208,6 +208,7 @@ struct Options {
   std::string data, saveDir, resume, metrics, text, params, speculative;
   std::string arch, cacheDir;
   std::string shape; // fp8-gemm --shape M,N,K
+  std::string compute = "fp32"; // --compute fp32|bf16 (train and time on cuda)
   int64_t randomWeights = -1; // --random-weights SEED (cuda)
   std::string tokenizer, jsonl;   // --tokenizer PATH, --jsonl FILE
   std::vector<std::string> prompts; // --prompt TEXT (repeatable)
@@ -293,6 +294,7 @@ Options parseArgs(int argc, char **argv) {
     else if (a == "--ids") o.ids = value;
     else if (a == "--backend") o.backend = value;
     else if (a == "--dtype") o.dtype = value;
+    else if (a == "--compute") o.compute = value;
     else if (a == "--max-new") o.maxNew = parseInt(a, value);
     else if (a == "--max-batch") o.maxBatch = parseInt(a, value);
     else if (a == "--context") o.context = parseInt(a, value);
@@ -417,6 +419,12 @@ Options parseArgs(int argc, char **argv) {
     fail("--backend {}: unknown backend (host or cuda)", o.backend);
   if (o.dtype != "fp32" && o.dtype != "fp64")
     fail("--dtype {}: the host backend computes in fp32 or fp64", o.dtype);
+  if (o.compute != "fp32" && o.compute != "bf16")
+    fail("--compute {}: fp32 or bf16", o.compute);
+  if (o.compute == "bf16" &&
+      (o.backend != "cuda" || (o.command != "train" && o.command != "time")))
+    fail("--compute bf16 is training's bf16 compute on the GPU: train or time with "
+         "--backend cuda");
   if (o.maxNew < 1)
     fail("--max-new must be >= 1, got {}", o.maxNew);
   if (o.maxBatch < 0)
@@ -1444,7 +1452,9 @@ template <typename Real> int runTrain(const Options &o, const Artifact &art) {
     if (o.dtype != "fp32")
       fail("--backend cuda computes in fp32 (no --dtype fp64)");
     cuda::CudaSession s(art, weights);
-    fmt::print("training on {}\n", s.description());
+    s.bf16Compute = o.compute == "bf16";
+    fmt::print("training on {}{}\n", s.description(),
+               s.bf16Compute ? " (bf16 compute, fp32 master weights)" : "");
     train(s, t, state);
     return 0;
 #else
@@ -1814,8 +1824,8 @@ template <typename Session> int timeTrain(const Options &o, Session &s,
   double tokens = double(B * P);
   fmt::print("time {} on {}: train batch {} x {}: train_step {:.2f} ms ({:.0f} tokens/s; "
              "fwd+bwd+AdamW), train_gradients {:.2f} ms (fwd+bwd, every gradient returned "
-             "to the caller), median of {}\n",
-             art.dir, backend, B, P, full, tokens / full * 1e3, fb, N);
+             "to the caller), median of {}; {} compute\n",
+             art.dir, backend, B, P, full, tokens / full * 1e3, fb, N, o.compute);
   return 0;
 }
 
@@ -2121,6 +2131,7 @@ template <typename Real> int run(const Options &o) {
   if (o.randomWeights >= 0) {
     t0 = tracer ? tracer->nowUs() : 0;
     cuda::CudaSession s(art, cuda::RandomWeights{uint64_t(o.randomWeights), o.initStd});
+    s.bf16Compute = o.compute == "bf16";
     if (tracer)
       tracer->phase("start the GPU session (kernels, random weights)", t0);
     return runInference(o, art, s, "cuda: " + s.description());
@@ -2146,6 +2157,7 @@ template <typename Real> int run(const Options &o) {
       fail("--backend cuda computes in fp32 today (bf16 kernels are not built yet)");
     t0 = tracer ? tracer->nowUs() : 0;
     cuda::CudaSession s(art, weights);
+    s.bf16Compute = o.compute == "bf16";
     if (tracer)
       tracer->phase("start the GPU session (kernels, weights upload)", t0);
     return runInference(o, art, s, "cuda: " + s.description());

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Training with bf16 compute (issue 7, `dsv3-run train/time --compute bf16`):
+# the attention forward and backward on bf16 tensor cores, in one device
+# call. Here first: scripts/gpu-prepare.sh (train-tiny-a, train-tiny-e,
+# train-v3-check are the ones used) and bench/prepare.sh (v3-train); then
+#   run(command="bash scripts/gpu-train-attention-check.sh",
+#       carry=["gpu-artifacts", "bench-artifacts", ".deps"])
+# 1. dsv3-run bf16-check on training artifacts: the backward kernels
+#    (mla_grad_q_mma, mla_grad_kv_mma after mla_prefill_mma) and the fp32
+#    ones against float64 on 2 sequences, at tiny-a's widths, at
+#    v3-train-check's (48 + 32, 40: widths padded to 16) and at the bench
+#    slice's (128 heads, 128 + 64, 128), which is also timed at 4096 tokens.
+# 2. The fp32 path unchanged: compare train-tiny-a (kernel by kernel).
+# 3. 200 steps of tiny-e on the GPU in fp32 and in bf16 compute, same data
+#    and schedule: the loss curves side by side.
+# 4. The bench slice's training step in bf16 compute, 1 x 4096 and 4 x 4096,
+#    and a profile of 1 x 4096.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-train-attention}
+mkdir -p "$OUT"
+[ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
+RUN=build-gpu/bin/dsv3-run
+A=gpu-artifacts
+status=0
+echo "== bf16-check (training artifacts)"
+for a in $A/train-tiny-a:64 $A/train-v3-check:96 bench-artifacts/v3-train:256; do
+  art=${a%:*} T=${a#*:}
+  t=; [ "$art" = bench-artifacts/v3-train ] && t=DSV3_ATTENTION_TIME=4096
+  env $t timeout 300 $RUN bf16-check "$art" --seq "$T" > "$OUT/bf16-check-$(basename "$art").log" 2>&1 ||
+    status=1
+  sed -n '/training attention/,$p' "$OUT/bf16-check-$(basename "$art").log"
+done
+echo "== compare train-tiny-a (fp32)"
+IDS=1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11
+timeout 120 $RUN compare $A/train-tiny-a --weights test/data/fixtures/tiny-a --ids $IDS \
+  > "$OUT/compare-train-tiny-a.log" 2>&1 || status=1
+tail -1 "$OUT/compare-train-tiny-a.log"
+echo "== 200 steps of tiny-e, fp32 and bf16 compute"
+$RUN tokenize --text /usr/share/common-licenses/GPL-3 --out /dev/shm/gpl.tokens > /dev/null 2>&1 ||
+  python3 -c "open('/dev/shm/gpl.tokens','wb').write(b''.join(int(b).to_bytes(4,'little') for b in open('README.md','rb').read()*4))"
+for c in fp32 bf16; do
+  timeout 300 $RUN train $A/train-tiny-e --init 1 --data /dev/shm/gpl.tokens --steps 200 \
+    --batch 4 --seq 64 --lr 2e-3 --warmup 10 --backend cuda --compute $c \
+    --save-dir /dev/shm/t-$c --metrics "$OUT/curve-$c.jsonl" > "$OUT/train-$c.log" 2>&1 || status=1
+done
+python3 - "$OUT" <<'PY' || status=1
+import json, sys
+out = sys.argv[1]
+def load(c):
+    try:
+        return [json.loads(l)["loss"] for l in open(f"{out}/curve-{c}.jsonl")]
+    except FileNotFoundError:
+        return []
+f, b = load("fp32"), load("bf16")
+n = min(len(f), len(b))
+# Windows of 10 steps (single steps are noisy in both): the bf16 curve's
+# mean within 2% of the fp32 curve's at every window.
+worst = 0.0
+for s in range(0, n, 40):
+    print(f"  step {s + 1:3d}  fp32 {f[s]:.4f}  bf16 {b[s]:.4f}")
+for s in range(0, n - 9, 10):
+    mf, mb = sum(f[s:s + 10]) / 10, sum(b[s:s + 10]) / 10
+    worst = max(worst, abs(mf - mb) / mf)
+ok = n == 200 and worst <= 0.02
+print(f"  step {n:3d}  fp32 {f[-1]:.4f}  bf16 {b[-1]:.4f}" if n else "  no curves")
+print(f"loss curves bf16 vs fp32 compute, {n} steps: 10-step means within {worst:.2e} "
+      f"(bound 2e-2): {'PASS' if ok else 'FAIL'}")
+sys.exit(0 if ok else 1)
+PY
+echo "== bench slice, train_step with bf16 compute"
+T="$RUN time bench-artifacts/v3-train --train --random-weights 1 --backend cuda --compute bf16"
+timeout 200 $T --batch 1 --seq 4096 --steps 1 2>&1 | tail -1
+timeout 250 $T --batch 4 --seq 4096 --steps 1 2>&1 | tail -1
+DSV3_PROFILE=1 timeout 200 $T --batch 1 --seq 4096 --steps 1 > "$OUT/profile-train-bf16.log" 2>&1
+sed -n 2,14p "$OUT/profile-train-bf16.log"
+exit $status
