@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training with bf16 compute (issue 7, `dsv3-run train/time --compute bf16`):
-# the attention forward and backward on bf16 tensor cores, in one device
-# call. Here first: scripts/gpu-prepare.sh (train-tiny-a, train-tiny-e,
+# the attention forward and backward and the GEMMs on bf16 tensor cores, in
+# one device call. Here first: scripts/gpu-prepare.sh (train-tiny-a, train-tiny-e,
 # train-v3-check are the ones used) and bench/prepare.sh (v3-train); then
 #   run(command="bash scripts/gpu-train-attention-check.sh",
 #       carry=["gpu-artifacts", "bench-artifacts", ".deps"])
@@ -9,7 +9,9 @@
 #    (mla_grad_q_mma, mla_grad_kv_mma after mla_prefill_mma) and the fp32
 #    ones against float64 on 2 sequences, at tiny-a's widths, at
 #    v3-train-check's (48 + 32, 40: widths padded to 16) and at the bench
-#    slice's (128 heads, 128 + 64, 128), which is also timed at 4096 tokens.
+#    slice's (128 heads, 128 + 64, 128), which is also timed at 4096 tokens;
+#    and training's GEMMs with bf16 compute (forward, input and weight
+#    gradients, grouped over experts) at three shapes, one timed.
 # 2. The fp32 path unchanged: compare train-tiny-a (kernel by kernel).
 # 3. 200 steps of tiny-e on the GPU in fp32 and in bf16 compute, same data
 #    and schedule: the loss curves side by side.
@@ -18,17 +20,21 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-train-attention}
-mkdir -p "$OUT"
+FINAL=$OUT; mkdir -p "$FINAL"
+OUT=$(mktemp -d) # logs, packed into $FINAL/logs.tgz at the end
+trap 'tar -C "$OUT" -czf "$FINAL/logs.tgz" .' EXIT
 [ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
 RUN=build-gpu/bin/dsv3-run
 A=gpu-artifacts
 status=0
 echo "== bf16-check (training artifacts)"
-for a in $A/train-tiny-a:64 $A/train-v3-check:96 bench-artifacts/v3-train:256; do
-  art=${a%:*} T=${a#*:}
-  t=; [ "$art" = bench-artifacts/v3-train ] && t=DSV3_ATTENTION_TIME=4096
-  env $t timeout 300 $RUN bf16-check "$art" --seq "$T" > "$OUT/bf16-check-$(basename "$art").log" 2>&1 ||
-    status=1
+for a in $A/train-tiny-a:64:300,1540,1000 $A/train-v3-check:96:200,200,520 \
+         bench-artifacts/v3-train:256:64,7168,2048; do
+  IFS=: read -r art T shape <<< "$a"
+  t=; [ "$art" = bench-artifacts/v3-train ] &&
+    t="DSV3_ATTENTION_TIME=4096 DSV3_GEMM_TIME=8192,7168,16384"
+  env $t timeout 300 $RUN bf16-check "$art" --seq "$T" --shape "$shape" \
+    > "$OUT/bf16-check-$(basename "$art").log" 2>&1 || status=1
   sed -n '/training attention/,$p' "$OUT/bf16-check-$(basename "$art").log"
 done
 echo "== compare train-tiny-a (fp32)"
@@ -73,5 +79,11 @@ T="$RUN time bench-artifacts/v3-train --train --random-weights 1 --backend cuda 
 timeout 200 $T --batch 1 --seq 4096 --steps 1 2>&1 | tail -1
 timeout 250 $T --batch 4 --seq 4096 --steps 1 2>&1 | tail -1
 DSV3_PROFILE=1 timeout 200 $T --batch 1 --seq 4096 --steps 1 > "$OUT/profile-train-bf16.log" 2>&1
-sed -n 2,14p "$OUT/profile-train-bf16.log"
+sed -n 2,16p "$OUT/profile-train-bf16.log"
+if [ -d bench-artifacts/v3-infer ]; then
+  echo "== bench slice inference (the bf16 GEMMs' conversion now covers every element)"
+  I="$RUN time bench-artifacts/v3-infer --random-weights 1 --backend cuda"
+  timeout 100 $I --batch 4 --seq 2048 --steps 2 2>&1 | tail -1
+  timeout 100 $I --batch 32 --context 1024 --steps 16 2>&1 | tail -1
+fi
 exit $status

@@ -2686,13 +2686,16 @@ __device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, 
 /// Grouped: the weights' map spans [E * N, K] rows (an expert's tile reads
 /// row e * N + n0; rows past N are never stored), the activations' [rows,
 /// K]. Gated: the B tile is 128 gate rows (map B) then 128 up rows (map
-/// Bu), SwiGLU epilogue over 128 columns.
+/// Bu), SwiGLU epilogue over 128 columns. With kseg (training's per-expert
+/// weight gradients): blockIdx.z = z sums K columns kseg[z] .. kseg[z + 1]
+/// (multiples of 64, zero-padded by the caller) into y + z * yBatch.
 #define DSV3_TMA_STAGES 4
 template <int Gated>
 __global__ void __launch_bounds__(384, 1)
 gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
               const __grid_constant__ TmaMap mapBu, const float *b, const float *res, float *y,
-              i64 rows, int N, int K, const i64 *counts, int E, int tileGroup) {
+              i64 rows, int N, int K, const i64 *counts, int E, int tileGroup,
+              const i64 *kseg, i64 yBatch) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BW = 256, BN = Gated ? 128 : 256, NR = 128, Stages = DSV3_TMA_STAGES;
   constexpr int TileA = 128 * 64, Stage = TileA + BW * 64; // bf16 elements
@@ -2711,7 +2714,15 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
   if (rowBegin >= rowEnd)
     return;
   const int n0 = int(tn) * BN, tid = threadIdx.x, wg = tid >> 7;
-  const int ksteps = (K + 63) / 64;
+  int kFirst = 0, ksteps = (K + 63) / 64;
+  if (kseg) { // batch z sums its own K columns (zero-padded to 64)
+    const i64 z = blockIdx.z;
+    kFirst = int(kseg[z] / 64);
+    ksteps = int((kseg[z + 1] - kseg[z]) / 64);
+    y += z * yBatch;
+    if (res)
+      res += z * yBatch;
+  }
   if (tid == 0) {
     for (int s = 0; s < Stages; ++s) {
       mbarInit(&full[s], 1);
@@ -2729,12 +2740,13 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
           mbarWait(&empty[s], ((ks / Stages) - 1) & 1);
         unsigned short *As = smem + s * Stage, *Bs = As + TileA;
         mbarExpectTx(&full[s], unsigned(Stage * 2));
-        tmaLoad2d(As, &mapA, ks * 64, int(rowBegin), &full[s]);
+        const int kc = (kFirst + ks) * 64;
+        tmaLoad2d(As, &mapA, kc, int(rowBegin), &full[s]);
         if (Gated) {
-          tmaLoad2d(Bs, &mapB, ks * 64, wrow, &full[s]);
-          tmaLoad2d(Bs + 128 * 64, &mapBu, ks * 64, wrow, &full[s]);
+          tmaLoad2d(Bs, &mapB, kc, wrow, &full[s]);
+          tmaLoad2d(Bs + 128 * 64, &mapBu, kc, wrow, &full[s]);
         } else {
-          tmaLoad2d(Bs, &mapB, ks * 64, wrow, &full[s]);
+          tmaLoad2d(Bs, &mapB, kc, wrow, &full[s]);
         }
       }
     }

@@ -798,6 +798,99 @@ __global__ void mla_grad_key(const float *q, const float *latent, const float *u
   }
 }
 
+/// Training with bf16 compute: fp32 operands rounded to bf16 as the bf16
+/// GEMMs read them (K-contiguous rows of Kp >= K, zero past K: the GEMMs
+/// take K in steps of 8). dst[z][c][r] = src[z][r][c] for r < rows, c <
+/// cols, 0 for rows <= r < dstLd (source rows ld apart, batches srcBatch
+/// floats apart; dst rows dstLd apart, batches cols x dstLd apart): a 32 x
+/// 32 tile per block of 256 threads through shared memory, so that reads
+/// and writes both coalesce.
+/// With seg (training's per-expert weight gradients: source rows grouped
+/// by expert, seg [segs + 1] offsets), source row r of segment e goes to
+/// column r - seg[e] + pseg[e] (pseg: the segments padded to 64, from
+/// padded_segments; the caller zeroes dst first).
+template <int Unused>
+__global__ void to_bf16_transposed(const float *src, i64 ld, i64 srcBatch, i64 rows, i64 cols,
+                                   i64 dstLd, unsigned short *dst, const i64 *seg,
+                                   const i64 *pseg, i64 segs) {
+  __shared__ float t[32][33];
+  const i64 r0 = i64(blockIdx.y) * 32, c0 = i64(blockIdx.x) * 32, z = blockIdx.z;
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  src += z * srcBatch;
+  dst += z * cols * dstLd;
+  for (int i = ty; i < 32; i += 8) {
+    i64 r = r0 + i, c = c0 + tx;
+    t[i][tx] = r < rows && c < cols ? src[r * ld + c] : 0.f;
+  }
+  __syncthreads();
+  i64 at = r0 + tx; // this lane's destination column
+  if (seg && at < rows) {
+    i64 lo = 0, hi = segs; // the segment e with seg[e] <= at < seg[e + 1]
+    while (hi - lo > 1) {
+      i64 mid = (lo + hi) / 2;
+      if (seg[mid] <= at)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    at += pseg[lo] - seg[lo];
+  }
+  const i64 limit = seg ? rows : dstLd;
+  for (int i = ty; i < 32; i += 8) {
+    i64 c = c0 + i, r = r0 + tx;
+    if (c < cols && r < limit)
+      dst[c * dstLd + at] = (unsigned short)(packBf16x2(t[tx][i], 0.f) & 0xffffu);
+  }
+}
+
+/// C[m, n] = t[m, n] (+ C[m, n] when accumulating) (+ res[m, n]), C and
+/// res rows ldc apart, t rows N apart: a GEMM's result placed in a wider
+/// matrix (the bf16 kernels store rows N apart).
+template <int Unused>
+__global__ void strided_store(const float *t, i64 M, i64 N, float *C, i64 ldc, const float *res,
+                              int accumulate) {
+  i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= M * N)
+    return;
+  i64 m = i / N, n = i % N;
+  float v = t[i];
+  if (accumulate)
+    v += C[m * ldc + n];
+  if (res)
+    v += res[m * ldc + n];
+  C[m * ldc + n] = v;
+}
+
+/// pseg[e] = sum over e' < e of seg's segment e' rounded up to 64 (one
+/// thread; E is at most a few hundred).
+template <int Unused>
+__global__ void padded_segments(const i64 *seg, i64 E, i64 *pseg) {
+  if (threadIdx.x != 0)
+    return;
+  pseg[0] = 0;
+  for (i64 e = 0; e < E; ++e)
+    pseg[e + 1] = pseg[e] + (seg[e + 1] - seg[e] + 63) / 64 * 64;
+}
+
+/// The row-major form: y[r][c] = x[r][c] rounded for c < K, 0 for K <= c <
+/// Kp (x rows ldx apart, y rows Kp apart), a thread per element of y.
+template <int Unused>
+__global__ void to_bf16_padded(const float *x, i64 ldx, i64 rows, i64 K, i64 Kp,
+                               unsigned short *y) {
+  i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * Kp)
+    return;
+  i64 r = i / Kp, c = i % Kp;
+  y[i] = c < K ? (unsigned short)(packBf16x2(x[r * ldx + c], 0.f) & 0xffffu) : 0;
+}
+
+/// counts[e] = seg[e + 1] - seg[e] (the grouped GEMMs' rows per expert).
+template <int Unused>
+__global__ void segment_counts(const i64 *seg, i64 E, i64 *counts) {
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x)
+    counts[e] = seg[e + 1] - seg[e];
+}
+
 /// MLA backward on bf16 tensor cores (training with bf16 compute; the
 /// gradients of SEMANTICS.md 3.6 by FlashAttention-2's algorithm, without
 /// atomics). The forward (mla_pack_kv + mla_prefill_mma) keeps each query's

@@ -52,7 +52,10 @@ unsigned gemmRowTiles(const std::string &what, i64 rows, int64_t E) {
 }
 
 unsigned blocks(i64 n, unsigned per) {
-  return unsigned(std::min<i64>((n + per - 1) / per, 65535));
+  i64 b = (n + per - 1) / per;
+  if (b > 0x7fffffff)
+    fail("{} items in blocks of {} exceed the grid (2^31 - 1 blocks)", n, per);
+  return unsigned(std::max<i64>(b, 1));
 }
 
 void setShape(const std::string &k, DevTensor &t, std::vector<int64_t> shape) {
@@ -333,15 +336,24 @@ std::string bf16GemmKernel(const CudaSession &s) {
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
                 i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E) {
-  if (K % 8 || ldx % 2 || (x & 7) || (W & 15) || (Wu & 15))
+  if (K % 8 || ldx % 2 || (x & 7))
+    fail("{}: gemm_bf16_tc needs K % 8 == 0 and aligned operands", what);
+  CUdeviceptr xb = s.workspace(size_t(rows * K) * 2);
+  int nK = int(K);
+  s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(x, ldx, rows, nK, xb), what + " to bf16");
+  bf16RoundedGemm(s, what, xb, W, Wu, b, res, y, rows, N, K, counts, E);
+}
+
+void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CUdeviceptr W,
+                     CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y, i64 rows,
+                     int64_t N, int64_t K, CUdeviceptr counts, int64_t E) {
+  if (K % 8 || (xb & 15) || (W & 15) || (Wu & 15))
     fail("{}: gemm_bf16_tc needs K % 8 == 0 and aligned operands", what);
   if ((b || res) && Wu)
     fail("{}: the gated bf16 GEMM has no bias or residual epilogue", what);
   s.countBf16ActivationLaunch();
-  CUdeviceptr xb = s.workspace(size_t(rows * K) * 2);
   int nN = int(N), nK = int(K), nE = int(E);
-  s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
-           argv(x, ldx, rows, nK, xb), what + " to bf16");
   int64_t bn = Wu ? 64 : 128;
   unsigned tiles = gemmRowTiles(what, rows, counts ? E : 0);
   Bf16Gemm schedule = bf16GemmSchedule(s);
@@ -352,9 +364,12 @@ void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
     CUtensorMap mapA = bf16TmaMap(s, what, xb, rows, K, 128);
     CUtensorMap mapB = bf16TmaMap(s, what, W, wRows, K, unsigned(tn));
     CUtensorMap mapBu = Wu ? bf16TmaMap(s, what, Wu, wRows, K, 128) : mapB;
+    CUdeviceptr noSegments = 0;
+    i64 noBatch = 0;
     s.launch(bf16TmaName(Wu != 0), {unsigned((N + tn - 1) / tn), tiles, 1}, {384, 1, 1},
              kWgmmaWideSmem,
-             argv(mapA, mapB, mapBu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup()),
+             argv(mapA, mapB, mapBu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup(),
+                  noSegments, noBatch),
              what);
     return;
   }
@@ -417,8 +432,134 @@ bool simtGemm() {
   return simt;
 }
 
+namespace {
+/// Whether a [rows, cols] view (batches of it `batch` floats apart) can be
+/// rounded into K-contiguous bf16 rows: row-major (to_bf16, or
+/// to_bf16_padded) or transposed (to_bf16_transposed).
+bool bf16Roundable(Mat m, i64 rows, i64 cols, i64 batches, i64 batch) {
+  if (m.cs == 1)
+    return batches == 1 || batch == rows * m.rs;
+  return m.rs == 1 && (cols + 38) / 32 <= 65535 && batches <= 65535;
+}
+/// The view rounded into dst [batches * rows, cp] (cp: cols rounded up to
+/// 8, zero-padded).
+void roundToBf16(CudaSession &s, const std::string &what, Mat m, i64 rows, i64 cols,
+                 i64 batches, i64 batch, CUdeviceptr dst) {
+  const i64 cp = (cols + 7) / 8 * 8, all = rows * batches;
+  if (m.cs == 1 && cp == cols && m.rs % 2 == 0 && (m.p & 7) == 0) {
+    int nCols = int(cols);
+    s.launch(toBf16Name(), {blocks(all * cols / 2, 256), 1, 1}, {256, 1, 1}, 0,
+             argv(m.p, m.rs, all, nCols, dst), what);
+  } else if (m.cs == 1) {
+    s.launch(inst("to_bf16_padded", {0}), {blocks(all * cp, 256), 1, 1}, {256, 1, 1}, 0,
+             argv(m.p, m.rs, all, cols, cp, dst), what);
+  } else {
+    // The view's transpose is row-major: [cols, rows], rows m.cs apart.
+    CUdeviceptr none = 0;
+    i64 noSegs = 0;
+    s.launch(inst("to_bf16_transposed", {0}),
+             {unsigned((rows + 31) / 32), unsigned((cp + 31) / 32), unsigned(batches)},
+             {256, 1, 1}, 0, argv(m.p, m.cs, batch, cols, rows, cp, dst, none, none, noSegs),
+             what);
+  }
+}
+
+/// Training's per-expert weight gradients (mode 2: C_z += A[:, seg_z]
+/// B[seg_z, :], both operands transposed views of row-major activations)
+/// on gemm_bf16_tma: both rounded to bf16 with each expert's rows padded to
+/// 64 (zeros), one launch over the experts (blockIdx.z), each summing its
+/// own K range. Hopper's TMA kernel only.
+bool bf16SegmentedGemm(CudaSession &s, const std::string &what, const GemmArgs &g) {
+  Mat a{g.A, g.sam, g.sak}, w{g.B, g.sbn, g.sbk};
+  if (bf16GemmSchedule(s) != Bf16Gemm::Tma || a.rs != 1 || w.rs != 1 || g.ldc != g.N ||
+      g.res || g.bias || g.segs < 1 || g.segs > 65535 || g.M < 16)
+    return false;
+  const i64 E = g.segs, R = g.K, M = g.M, N = g.N;
+  const i64 Kmax = (R + 64 * E + 63) / 64 * 64; // every segment padded to 64
+  if ((R + 31) / 32 > 65535 || Kmax > 0x7fffffff)
+    return false;
+  CUdeviceptr pseg = s.workspace(size_t(E + 1) * 8);
+  s.launch(inst("padded_segments", {0}), {1, 1, 1}, {32, 1, 1}, 0, argv(g.seg, E, pseg), what);
+  CUdeviceptr xb = s.workspace(size_t(M * Kmax) * 2), wb = s.workspace(size_t(N * Kmax) * 2);
+  zero(s, xb, M * Kmax / 2, what);
+  zero(s, wb, N * Kmax / 2, what);
+  i64 noBatch = 0;
+  auto round = [&](Mat m, i64 cols, CUdeviceptr dst) {
+    s.launch(inst("to_bf16_transposed", {0}),
+             {unsigned((cols + 31) / 32), unsigned((R + 31) / 32), 1}, {256, 1, 1}, 0,
+             argv(m.p, m.cs, noBatch, R, cols, Kmax, dst, g.seg, pseg, E), what + " (to bf16)");
+  };
+  round(a, M, xb);
+  round(w, N, wb);
+  s.countBf16ActivationLaunch();
+  CUtensorMap mapA = bf16TmaMap(s, what, xb, M, Kmax, 128);
+  CUtensorMap mapB = bf16TmaMap(s, what, wb, N, Kmax, 256);
+  CUdeviceptr none = 0, y = g.C, res = g.accumulate ? g.C : 0;
+  int nN = int(N), nK = int(Kmax), nE = 0;
+  i64 yBatch = g.sCb;
+  s.launch(bf16TmaName(false), {unsigned((N + 255) / 256), gemmRowTiles(what, M, 0), unsigned(E)},
+           {384, 1, 1}, kWgmmaWideSmem,
+           argv(mapA, mapB, mapB, none, res, y, M, nN, nK, none, nE, gemmTileGroup(), pseg,
+                yBatch),
+           what);
+  return true;
+}
+
+/// Training with bf16 compute (CudaSession::bf16Compute): a strided GEMM
+/// on the bf16 kernels (gemm_bf16_tma on Hopper, 800 TFLOP/s against
+/// gemm_mma's 3xTF32): A and B (each expert's B, grouped) rounded to bf16
+/// K-contiguous copies, fp32 products summed in fp32, the bias, residual
+/// and accumulation in the epilogue (C += is C = A B + C, each element
+/// read and written by one thread). False where it does not apply
+/// (batched or per-expert-K forms, strides neither row-major nor
+/// transposed, C rows not N apart, few rows): gemm_mma runs those. The
+/// per-expert weight gradients (mode 2) go to bf16SegmentedGemm.
+bool bf16StridedGemm(CudaSession &s, const std::string &what, const GemmArgs &g) {
+  if (s.bf16Compute && !s.fp32Activations && g.mode == 2)
+    return bf16SegmentedGemm(s, what, g);
+  if (!s.bf16Compute || s.fp32Activations || g.mode == 2 || g.batches != 1 || g.M < 16 ||
+      (g.accumulate && g.res) || (g.mode == 1 && (g.bias || g.res)))
+    return false;
+  if (g.ldc != g.N) { // rows of C wider than N (a slice of a wider matrix)
+    GemmArgs t = g;
+    t.C = s.workspace(size_t(g.M * g.N) * 4);
+    t.ldc = g.N;
+    t.res = 0;
+    t.accumulate = false;
+    if (!bf16StridedGemm(s, what, t))
+      return false;
+    int acc = g.accumulate ? 1 : 0;
+    s.launch(inst("strided_store", {0}), {blocks(g.M * g.N, 256), 1, 1}, {256, 1, 1}, 0,
+             argv(t.C, g.M, g.N, g.C, g.ldc, g.res, acc), what);
+    return true;
+  }
+  const i64 E = g.mode == 1 ? g.segs : 0, experts = E ? E : 1;
+  Mat a{g.A, g.sam, g.sak}, w{g.B, g.sbn, g.sbk}; // W[n][k] = B[k][n]
+  if (!bf16Roundable(a, g.M, g.K, 1, 0) || !bf16Roundable(w, g.N, g.K, experts, g.sBb))
+    return false;
+  // K padded to a multiple of 8 with zeros in both copies (the bf16 GEMMs'
+  // 16-byte rows): the same sums.
+  const i64 Kp = (g.K + 7) / 8 * 8;
+  CUdeviceptr xb = s.workspace(size_t(g.M * Kp) * 2);
+  CUdeviceptr wb = s.workspace(size_t(experts * g.N * Kp) * 2);
+  roundToBf16(s, what + " (A to bf16)", a, g.M, g.K, 1, 0, xb);
+  roundToBf16(s, what + " (B to bf16)", w, g.N, g.K, experts, g.sBb, wb);
+  CUdeviceptr counts = 0;
+  if (E) {
+    counts = s.workspace(size_t(E) * 8);
+    s.launch(inst("segment_counts", {0}), {1, 1, 1}, {256, 1, 1}, 0,
+             argv(g.seg, E, counts), what);
+  }
+  bf16RoundedGemm(s, what, xb, wb, 0, g.bias, g.accumulate ? g.C : g.res, g.C, g.M, g.N, Kp,
+                  counts, E);
+  return true;
+}
+} // namespace
+
 void stridedGemm(CudaSession &s, const std::string &what, const GemmArgs &g) {
   if (g.M <= 0 || g.N <= 0 || g.batches == 0)
+    return;
+  if (bf16StridedGemm(s, what, g))
     return;
   if ((g.M + 63) / 64 > 65535)
     fail("{}: {} rows exceed the GEMM grid", what, g.M);

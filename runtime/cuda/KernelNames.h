@@ -250,6 +250,17 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
   auto g = [](const char *name) { return inst(name, {0}); };
   auto bf = [&](size_t i) { return i < dt.size() && isBf16(dt[i]); };
   std::string gemmW = gemmMmaName(0, false), gemmAcc = gemmMmaName(0, true);
+  // Training with bf16 compute: the GEMMs of every launch with a backward
+  // (and so the artifact's forward GEMMs too) on the bf16 kernels.
+  auto withBf16 = [&](std::vector<std::string> out) {
+    addBf16Tc(out, false);
+    out.push_back(g("to_bf16_transposed"));
+    out.push_back(g("to_bf16_padded"));
+    out.push_back(g("padded_segments"));
+    out.push_back(g("strided_store"));
+    out.push_back(g("segment_counts"));
+    return out;
+  };
   auto rope = [&](int64_t dim) {
     return inst("rope_transpose",
                 {dim, p.at("rope").at("interleaved").get<bool>() ? 1 : 0});
@@ -259,7 +270,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
   if (kernel == "rms_norm_vjp")
     return {g("rms_norm_grad"), g("rms_norm_grad_w")};
   if (kernel == "linear_vjp" || kernel == "lm_head_vjp")
-    return {gemmAcc, gemmAnyName(0, true), g("col_sum")};
+    return withBf16({gemmAcc, gemmAnyName(0, true), g("col_sum")});
   if (kernel == "swiglu_vjp")
     return {g("swiglu_grad")};
   if (kernel == "rope_vjp")
@@ -267,16 +278,16 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
   if (kernel == "cross_entropy_vjp")
     return {g("ce_count"), g("cross_entropy_grad")};
   if (kernel == "mtp_vjp")
-    return {instW("mtp_concat", {in.at(1).back()}, bf(2)), gemmW, gemmAcc,
-            gemmAnyName(0, false), gemmAnyName(0, true), g("rms_norm_grad"),
-            g("rms_norm_grad_w")};
+    return withBf16({instW("mtp_concat", {in.at(1).back()}, bf(2)), gemmW, gemmAcc,
+                     gemmAnyName(0, false), gemmAnyName(0, true), g("rms_norm_grad"),
+                     g("rms_norm_grad_w")});
   if (kernel == "moe_route_vjp") {
     std::vector<std::string> out;
     addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
     for (const std::string &n : {routeName(p, in.at(1).at(0)), g("route_grad"), gemmAcc,
                                  gemmAnyName(0, true)})
       out.push_back(n);
-    return out;
+    return withBf16(out);
   }
   if (kernel == "moe_balance_loss" || kernel == "moe_balance_loss_vjp") {
     std::vector<std::string> out;
@@ -288,15 +299,15 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
       out.push_back(gemmAcc);
       out.push_back(gemmAnyName(0, true));
     }
-    return out;
+    return withBf16(out);
   }
   if (kernel == "moe_dispatch_vjp")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), in.at(1).back()}),
             inst("dispatch_place", {p.at("num_experts").get<int64_t>(), in.at(1).back()}),
             g("invert_slots"), g("dispatch_grad")};
   if (kernel == "expert_grouped_matmul_vjp")
-    return {g("exclusive_scan"), gemmMmaName(1, true), gemmMmaName(2, true),
-            gemmAnyName(1, true), gemmAnyName(2, true)};
+    return withBf16({g("exclusive_scan"), gemmMmaName(1, true), gemmMmaName(2, true),
+                     gemmAnyName(1, true), gemmAnyName(2, true)});
   if (kernel == "moe_combine_vjp")
     return {g("combine_grad")};
   if (kernel == "latent_attention_vjp") {
@@ -314,7 +325,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
            {mlaPackKvName(d), mlaPrefillMmaName(d), g("mla_pack_heads"), g("attention_delta"),
             mlaGradQMmaName(d), mlaGradKvMmaName(d)})
         out.push_back(n);
-    return out;
+    return withBf16(out);
   }
   if (kernel == "global_norm")
     return {g("sum_squares"), g("sqrt_sum")};

@@ -27,7 +27,10 @@ using i64 = long long;
 template <typename... A> std::vector<void *> argv(const A &...a) {
   return {const_cast<void *>(static_cast<const void *>(&a))...};
 }
-/// Blocks of `per` threads covering n items (at most 65535).
+/// Blocks of `per` threads covering n items, for grid.x (up to 2^31 - 1:
+/// kernels with a thread per item, no grid-stride loop, need all of them;
+/// a cap at 65535 once left to_bf16 converting only the first 33.5M
+/// elements of a 8192 x 7168 prefill's activations).
 unsigned blocks(i64 n, unsigned per);
 /// Sets an output's runtime shape, failing when its buffer is too small.
 void setShape(const std::string &k, DevTensor &t, std::vector<int64_t> shape);
@@ -155,6 +158,10 @@ std::string bf16GemmKernel(const CudaSession &s);
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
                 i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E);
+/// The same with x already bf16 (xb [rows, K], 16-byte aligned).
+void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CUdeviceptr W,
+                     CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y, i64 rows,
+                     int64_t N, int64_t K, CUdeviceptr counts, int64_t E);
 /// The stable counting sort of R routed slots (indices [R], K per token)
 /// by expert: counts [E] and slots [R] (dispatch_plan + dispatch_place).
 void dispatchPlan(CudaSession &s, const std::string &k, int64_t E, int64_t K,

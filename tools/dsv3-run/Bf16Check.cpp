@@ -9,7 +9,10 @@
 // decode entry's prefill path) on the GPU, both kernels, on random operands
 // at ART's widths, against float64 computed here:
 //  - mla_prefill_cached (fp32, fp32 models) against float64 on the same
-//    operands: 1e-5 of the largest |v| a head (fp32 sums of ~200 terms);
+//    operands: 1e-4 of the largest |v| a head. A score's fp32 dot product
+//    over DN + DR = 192 terms is off by ~|s| 2^-24 sqrt(192), which moves
+//    exp(s) relatively by that much: 4e-5 for the sink keys' scores of
+//    ~50 (1e-5 held at 64 queries and failed, 1.06e-5, at 256);
 //  - mla_pack_kv + mla_prefill_mma (bf16 tensor cores, bf16 and FP8 models)
 //    against float64 on q, k and v rounded to bf16 (what the kernel
 //    multiplies): the probabilities are rounded to bf16 too (relative 2^-9)
@@ -49,6 +52,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -241,11 +245,11 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
   // The fp32 kernel's thread mapping needs v_head_dim dividing 256.
   const bool cachedFits = cuda::mlaPrefillCachedFits(d);
   if (cachedFits) {
-    Worst w = measure(runKernel(false), exact, 1e-5);
+    Worst w = measure(runKernel(false), exact, 1e-4);
     bool pass = w.ratio <= 1.0;
     ok = ok && pass;
     fmt::print("  {:<58} {:>12.3e} {:>10.3e} {:>8.1f}%  {}\n",
-               "mla_prefill_cached (fp32), float64 (bound 1e-5 max|v|)", w.rel, w.rms,
+               "mla_prefill_cached (fp32), float64 (bound 1e-4 max|v|)", w.rel, w.rms,
                100 * w.ratio, pass ? "PASS" : "FAIL");
   } else {
     fmt::print("  mla_prefill_cached: not for v_head_dim {} (the decode entry's prefill takes "
@@ -815,16 +819,237 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
   return ok ? 0 : 1;
 }
 
+/// Training's GEMMs with bf16 compute (stridedGemm under
+/// CudaSession::bf16Compute: operands rounded to bf16, gemm_bf16_tma on
+/// Hopper), on a training artifact at M x N x K: the forward x W^T with
+/// bias and residual, the input gradient dy W accumulated into C, the
+/// weight gradient dy^T x (both operands transposed views), and the expert
+/// forms grouped over 4 experts (rows M/2, 0, M/4, the rest): x W_e^T and
+/// dy W_e accumulated. Against float64 on the same bf16-rounded operands,
+/// 2^-12 of sum |a b| an element (the fp32 sums; as the bf16 GEMM check),
+/// plus 1e-6 of the epilogue's added terms. DSV3_GEMM_TIME=M,N,K times the
+/// forward beside gemm_mma (3xTF32, the fp32 compute).
+int trainGemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K,
+                   uint64_t seed) {
+  Artifact art = Artifact::load(artifact);
+  cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
+  s.bf16Compute = true;
+  auto &drv = s.driver();
+  const int64_t E = 4;
+  std::mt19937_64 rng(seed + 97);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  auto fill = [&](int64_t n, float scale) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float &x : v)
+      x = normal(rng) * scale;
+    return v;
+  };
+  std::vector<float> x = fill(M * K, 1.f), w = fill(E * N * K, 0.02f), dy = fill(M * N, 1.f);
+  std::vector<float> bias = fill(N, 1.f), res = fill(M * N, 1.f);
+  std::vector<float> prev = fill(E * std::max(M, N) * (std::max(N, K) + 24), 1.f);
+  std::vector<int64_t> counts = expertCounts(M), seg(1, 0);
+  for (int64_t c : counts)
+    seg.push_back(seg.back() + c);
+  CUdeviceptr gx = s.deviceBuffer(x.size() * 4, "gemm-check x", x.data());
+  CUdeviceptr gw = s.deviceBuffer(w.size() * 4, "gemm-check w", w.data());
+  CUdeviceptr gdy = s.deviceBuffer(dy.size() * 4, "gemm-check dy", dy.data());
+  CUdeviceptr gb = s.deviceBuffer(bias.size() * 4, "gemm-check bias", bias.data());
+  CUdeviceptr gr = s.deviceBuffer(res.size() * 4, "gemm-check res", res.data());
+  CUdeviceptr gseg = s.deviceBuffer(seg.size() * 8, "gemm-check segments", seg.data());
+  CUdeviceptr gc = s.deviceBuffer(prev.size() * 4, "gemm-check c");
+  auto r = [](float v) { return double(roundBf16(v)); };
+  struct Form {
+    const char *name;
+    int64_t m, n, k;
+    cuda::GemmArgs g;
+    std::function<double(int64_t, int64_t)> a;          // a(m, k)
+    std::function<double(int64_t, int64_t, int64_t)> b; // b(e, k, n)
+    bool grouped, accumulate, epilogue;
+    bool segmented = false; // per-expert K ranges (mode 2): E outputs
+    int64_t ldc = 0;        // C's row pitch when wider than n
+  };
+  auto args = [&](int64_t m, int64_t n, int64_t k, cuda::Mat a, cuda::Mat b, int64_t ldc) {
+    return cuda::gemmArgs(m, n, k, a, b, gc, ldc);
+  };
+  std::vector<Form> forms;
+  {
+    Form f{"x W^T + b + res (forward)", M, N, K,
+           args(M, N, K, cuda::rowMajor(gx, K), cuda::transposed(gw, K), N),
+           [&](int64_t i, int64_t k) { return r(x[size_t(i * K + k)]); },
+           [&](int64_t, int64_t k, int64_t n) { return r(w[size_t(n * K + k)]); }, false, false,
+           true};
+    f.g.bias = gb;
+    f.g.res = gr;
+    forms.push_back(f);
+  }
+  {
+    Form f{"C += dy W (input gradient)", M, K, N,
+           args(M, K, N, cuda::rowMajor(gdy, N), cuda::rowMajor(gw, K), K),
+           [&](int64_t i, int64_t k) { return r(dy[size_t(i * N + k)]); },
+           [&](int64_t, int64_t k, int64_t n) { return r(w[size_t(k * K + n)]); }, false, true,
+           false};
+    f.g.accumulate = true;
+    forms.push_back(f);
+  }
+  forms.push_back(Form{"dy^T x (weight gradient)", N, K, M,
+                       args(N, K, M, cuda::transposed(gdy, N), cuda::rowMajor(gx, K), K),
+                       [&](int64_t i, int64_t k) { return r(dy[size_t(k * N + i)]); },
+                       [&](int64_t, int64_t k, int64_t n) { return r(x[size_t(k * K + n)]); },
+                       false, false, false});
+  {
+    Form f{"x W_e^T, grouped (4 experts)", M, N, K,
+           args(M, N, K, cuda::rowMajor(gx, K), cuda::transposed(gw, K), N),
+           [&](int64_t i, int64_t k) { return r(x[size_t(i * K + k)]); },
+           [&](int64_t e, int64_t k, int64_t n) { return r(w[size_t((e * N + n) * K + k)]); },
+           true, false, false};
+    f.g.mode = 1;
+    f.g.sBb = N * K;
+    f.g.seg = gseg;
+    f.g.segs = E;
+    forms.push_back(f);
+  }
+  {
+    Form f{"C += dy W_e, grouped (4 experts)", M, K, N,
+           args(M, K, N, cuda::rowMajor(gdy, N), cuda::rowMajor(gw, K), K),
+           [&](int64_t i, int64_t k) { return r(dy[size_t(i * N + k)]); },
+           [&](int64_t e, int64_t k, int64_t n) { return r(w[size_t((e * N + k) * K + n)]); },
+           true, true, false};
+    f.g.mode = 1;
+    f.g.sBb = N * K;
+    f.g.seg = gseg;
+    f.g.segs = E;
+    f.g.accumulate = true;
+    forms.push_back(f);
+  }
+  {
+    // Into rows wider than N (as the latent's gradient, a slice of [N, R +
+    // DR]): the result through a temporary and strided_store.
+    Form f{"C += dy W into rows K + 24 apart", M, K, N,
+           args(M, K, N, cuda::rowMajor(gdy, N), cuda::rowMajor(gw, K), K + 24),
+           [&](int64_t i, int64_t k) { return r(dy[size_t(i * N + k)]); },
+           [&](int64_t, int64_t k, int64_t n) { return r(w[size_t(k * K + n)]); }, false, true,
+           false};
+    f.g.accumulate = true;
+    f.ldc = K + 24;
+    forms.push_back(f);
+  }
+  {
+    Form f{"dy_e^T x_e per expert (weight grads)", N, K, M,
+           args(N, K, M, cuda::transposed(gdy, N), cuda::rowMajor(gx, K), K),
+           [&](int64_t i, int64_t k) { return r(dy[size_t(k * N + i)]); },
+           [&](int64_t, int64_t k, int64_t n) { return r(x[size_t(k * K + n)]); }, false, true,
+           false};
+    f.g.mode = 2;
+    f.g.accumulate = true;
+    f.g.sCb = N * K;
+    f.g.batches = unsigned(E);
+    f.g.seg = gseg;
+    f.g.segs = E;
+    f.segmented = true;
+    forms.push_back(f);
+  }
+  fmt::print("bf16-check {} on {}: training's GEMMs with bf16 compute at {} x {} x {} "
+             "(bound 2^-12 sum|a b|)\n",
+             artifact, s.description(), M, N, K);
+  const double rel = std::ldexp(1.0, -12);
+  bool ok = true;
+  for (const Form &f : forms) {
+    const int64_t outs = f.segmented ? E : 1, ldc = f.ldc ? f.ldc : f.n;
+    DSV3_CU(drv, memcpyHtoD, "gemm-check c", gc, prev.data(), size_t(outs * f.m * ldc) * 4);
+    int64_t launches = s.bf16ActivationLaunches();
+    cuda::stridedGemm(s, "gemm-check", f.g);
+    bool onBf16 = s.bf16ActivationLaunches() > launches;
+    DSV3_CU(drv, streamSynchronize, "gemm-check", s.stream());
+    std::vector<float> c(size_t(outs * f.m * ldc));
+    DSV3_CU(drv, memcpyDtoH, "gemm-check c", c.data(), gc, c.size() * 4);
+    std::vector<int64_t> expertOf(size_t(f.m), 0);
+    if (f.grouped)
+      for (int64_t e = 0, row = 0; e < E; ++e)
+        for (int64_t n = 0; n < counts[size_t(e)]; ++n)
+          expertOf[size_t(row++)] = e;
+    std::vector<double> worstOf(16, 0.0);
+    unsigned nt = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < nt; ++t)
+      pool.emplace_back([&, t] {
+        std::vector<double> arow(static_cast<size_t>(f.k));
+        for (int64_t iz = t; iz < outs * f.m; iz += nt) {
+          const int64_t z = iz / f.m, i = iz % f.m;
+          const int64_t k0 = f.segmented ? seg[size_t(z)] : 0;
+          const int64_t k1 = f.segmented ? seg[size_t(z + 1)] : f.k;
+          for (int64_t k = k0; k < k1; ++k)
+            arow[size_t(k)] = f.a(i, k);
+          for (int64_t n = 0; n < f.n; ++n) {
+            double acc = 0, mag = 0;
+            for (int64_t k = k0; k < k1; ++k) {
+              double p = arow[size_t(k)] * f.b(expertOf[size_t(i)], k, n);
+              acc += p;
+              mag += std::fabs(p);
+            }
+            size_t at = size_t((z * f.m + i) * ldc + n);
+            double extra = 0;
+            if (f.epilogue) {
+              acc += bias[size_t(n)] + res[at];
+              extra = std::fabs(bias[size_t(n)]) + std::fabs(res[at]);
+            }
+            if (f.accumulate) {
+              acc += prev[at];
+              extra += std::fabs(prev[at]);
+            }
+            double e = std::isfinite(double(c[at])) ? std::fabs(double(c[at]) - acc) : INFINITY;
+            worstOf[t] = std::max(worstOf[t], e / (rel * mag + 1e-6 * extra + 1e-30));
+          }
+        }
+      });
+    for (std::thread &th : pool)
+      th.join();
+    double worst = *std::max_element(worstOf.begin(), worstOf.end());
+    bool pass = onBf16 && worst <= 1.0;
+    ok = ok && pass;
+    fmt::print("  {:<36} {:<22} worst {:6.1f}% of the bound  {}\n", f.name,
+               onBf16 ? cuda::bf16GemmKernel(s).substr(6) : "(not on the bf16 path)",
+               100 * worst, pass ? "PASS" : "FAIL");
+  }
+  if (const char *spec = std::getenv("DSV3_GEMM_TIME")) {
+    int64_t tm = 0, tn = 0, tk = 0;
+    if (std::sscanf(spec, "%ld,%ld,%ld", &tm, &tn, &tk) != 3 || tm < 64 || tn < 1 || tk % 8)
+      fail("DSV3_GEMM_TIME takes M,N,K (M >= 64, K % 8 == 0), got '{}'", spec);
+    auto tile = [&](const std::vector<float> &v, int64_t n) {
+      std::vector<float> t(static_cast<size_t>(n));
+      for (size_t i = 0; i < t.size(); ++i)
+        t[i] = v[i % v.size()];
+      return s.deviceBuffer(t.size() * 4, "timing operand", t.data());
+    };
+    CUdeviceptr tx = tile(x, tm * tk), tw = tile(w, tn * tk);
+    CUdeviceptr ty = s.deviceBuffer(size_t(tm * tn) * 4, "timing y");
+    cuda::GemmArgs g = cuda::gemmArgs(tm, tn, tk, cuda::rowMajor(tx, tk),
+                                      cuda::transposed(tw, tk), ty, tn);
+    for (bool bf16 : {true, false}) {
+      s.bf16Compute = bf16;
+      double ms = timeMs(s, [&] { cuda::stridedGemm(s, "gemm timing", g); }, bf16 ? 10 : 2);
+      double tf = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
+      fmt::print("  timing {}x{}x{} {:<44} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 989)\n", tm,
+                 tn, tk,
+                 bf16 ? "bf16 compute (both operands rounded + gemm)" : "gemm_mma (3xTF32)", ms,
+                 tf, 100 * tf / 989);
+    }
+    s.bf16Compute = true;
+  }
+  return ok ? 0 : 1;
+}
+
 } // namespace
 
 int bf16Check(const std::string &artifact, int64_t T, int64_t past, int64_t M, int64_t N,
               int64_t K, uint64_t seed) {
+  const bool training = Artifact::load(artifact).hasEntry("train_step");
   int status = attentionCheck(artifact, T, past, seed);
   status |= decodeCheck(artifact, seed);
-  if (Artifact::load(artifact).hasEntry("train_step"))
+  if (training)
     status |= attentionGradCheck(artifact, T, seed);
   if (M > 0)
-    status |= gemmCheck(artifact, M, N, K, seed);
+    status |= training ? trainGemmCheck(artifact, M, N, K, seed)
+                       : gemmCheck(artifact, M, N, K, seed);
   fmt::print("{}\n", status ? "bf16-check: FAIL" : "bf16-check: PASS");
   return status;
 }

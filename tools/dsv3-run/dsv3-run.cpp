@@ -2109,6 +2109,10 @@ template <typename Real> int run(const Options &o) {
   if (tracer)
     tracer->phase("load the manifest", t0);
   checkRanks(o, art);
+  if (o.compute == "bf16" && !art.hasEntry("train_step"))
+    fail("--compute bf16: {} is not a training artifact (its bf16 kernels come with "
+         "dsv3c --mode train)",
+         art.dir);
   // Before the weights are opened: a model this machine cannot hold fails
   // now, with the needed and available bytes.
   if (o.backend == "host" && (o.command == "generate" || o.command == "forward" ||
