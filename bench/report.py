@@ -49,8 +49,11 @@ def parse_dsv3(path, fp8=False):
         rows.append({"impl": "dsv3", "workload": f"{tag}prefill {m[1]}x{m[2]}", "ms": float(m[3])})
     m = re.search(r"train batch (\d+) x (\d+): train_step ([\d.]+) ms", text)
     if m:
+        c = re.search(r"; (\w+) compute", text)
+        how = ("bf16 compute, fp32 master weights" if c and c[1] == "bf16"
+               else "fp32 weights (3xTF32 GEMMs)")
         rows.append({"impl": "dsv3", "workload": f"train {m[1]}x{m[2]}", "ms": float(m[3]),
-                     "note": "train_step: fwd+bwd and AdamW, fp32 weights (3xTF32 GEMMs)"})
+                     "note": f"train_step: fwd+bwd and AdamW, {how}"})
     if not rows:
         err = [l for l in text.splitlines() if "error" in l.lower()]
         name = re.sub(r".*dsv3-", "", path).replace(".log", "")

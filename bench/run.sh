@@ -6,6 +6,8 @@
 # (DSV3_PROFILE=1: CUDA events around every launch), then times Hugging Face
 # transformers' DeepseekV3 on the same config and GPU (eager, grouped_mm,
 # torch.compile) and prints one table last. Logs and results.jsonl go to $OUT.
+# ROWS=infer|train|all picks the rows; DEADLINE=S (default 560, training
+# 540) is when, in seconds from the start, the PyTorch rows must be done.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/bench}
@@ -31,14 +33,15 @@ d() {
 }
 if [ "$ROWS" != infer ]; then
   echo "== dsv3 training ($(( $(date +%s) - T0 )) s)"
-  RUN="build-gpu/bin/dsv3-run time bench-artifacts/v3-train --random-weights 1 --backend cuda --train"
+  # bf16 compute over fp32 master weights and AdamW state (issue 7).
+  RUN="build-gpu/bin/dsv3-run time bench-artifacts/v3-train --random-weights 1 --backend cuda --train --compute bf16"
   d train-1x4096 --batch 1 --seq 4096 --steps 2
   d train-4x4096 --batch 4 --seq 4096 --steps 2
   DSV3_PROFILE=1 $RUN --batch 1 --seq 4096 --steps 1 > "$OUT/profile-train-1x4096.log" 2>&1
   echo "-- train 1x4096"; sed -n 2,12p "$OUT/profile-train-1x4096.log"
   echo "== PyTorch training ($(( $(date +%s) - T0 )) s)"
   python3 bench/torch_bench.py --config $TCFG --modes eager,compile --decode-batches "" \
-    --prefill "" --train 1x4096,4x4096 --out "$R" --deadline $(( 540 - ($(date +%s) - T0) )) \
+    --prefill "" --train 1x4096,4x4096 --out "$R" --deadline $(( ${DEADLINE:-540} - ($(date +%s) - T0) )) \
     > "$OUT/torch-train.log" 2>&1 || tail -20 "$OUT/torch-train.log"
   grep '^{' "$OUT/torch-train.log" | cut -c1-160
   RUN="build-gpu/bin/dsv3-run time $A --random-weights 1 --backend cuda"
@@ -74,7 +77,7 @@ done
 echo "== PyTorch ($(( $(date +%s) - T0 )) s)"
 # The PyTorch rows get what is left of the call's 10 minutes (compilation
 # takes most of it); rows past the deadline are reported as skipped.
-LEFT=$(( 560 - ($(date +%s) - T0) ))
+LEFT=$(( ${DEADLINE:-560} - ($(date +%s) - T0) ))
 python3 bench/torch_bench.py --config $CFG --out "$R" --deadline $LEFT \
   > "$OUT/torch.log" 2>&1 || tail -20 "$OUT/torch.log"
 grep '^{' "$OUT/torch.log" | cut -c1-160

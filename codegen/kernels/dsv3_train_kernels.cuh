@@ -317,18 +317,22 @@ __global__ void rms_norm_grad(const float *x, i64 ldx, const float *w, const flo
     d[j] += iv * g[j] * w[j] - iv * iv * iv * xr[j] * dot / float(n);
 }
 
-/// dw[j] += sum_r dy[r, j] x[r, j] inv[r]: a thread per column.
+/// part[c, j] = sum over rows r of chunk c (blockIdx.y; `chunk` rows) of
+/// dy[r, j] x[r, j] inv[r]: a thread per column and chunk, so that the
+/// columns of a norm (7168) times the chunks fill the GPU; col_sum then adds
+/// the chunks in order into dw (deterministic).
 template <int Unused>
 __global__ void rms_norm_grad_w(const float *x, i64 ldx, const float *dy, i64 ldy,
-                                const float *inv, float *dw, i64 rows, i64 n, i64 rowsPer,
-                                i64 xBatch, i64 xShift) {
+                                const float *inv, float *part, i64 rows, i64 n, i64 rowsPer,
+                                i64 xBatch, i64 xShift, i64 chunk) {
   i64 j = i64(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= n)
     return;
+  const i64 r0 = i64(blockIdx.y) * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
   float s = 0.f;
-  for (i64 r = 0; r < rows; ++r)
+  for (i64 r = r0; r < r1; ++r)
     s += dy[r * ldy + j] * x[gradRowToX(r, rowsPer, xBatch, xShift) * ldx + j] * inv[r];
-  dw[j] += s;
+  part[i64(blockIdx.y) * n + j] = s;
 }
 
 /// y = silu(g) u: dg = dy u s (1 + g (1 - s)), du = dy g s.
@@ -651,15 +655,37 @@ __global__ void adamw_update(float *p, const float *g, float *m, float *v, i64 n
                              float eps, float wd, float clip, float c1, float c2) {
   float rate = *lr;
   float scale = clip > 0.f ? fminf(1.f, clip / (*norm + 1e-6f)) : 1.f;
-  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += i64(gridDim.x) * blockDim.x) {
-    float gi = g[i] * scale;
-    float mv = b1 * m[i] + (1.f - b1) * gi;
-    float vv = b2 * v[i] + (1.f - b2) * gi * gi;
-    m[i] = mv;
-    v[i] = vv;
-    p[i] = p[i] * (1.f - rate * wd) - rate * (mv / c1) / (sqrtf(vv / c2) + eps);
+  auto one = [&](float &pi, float gi, float &mi, float &vi) {
+    gi *= scale;
+    float mv = b1 * mi + (1.f - b1) * gi;
+    float vv = b2 * vi + (1.f - b2) * gi * gi;
+    mi = mv;
+    vi = vv;
+    pi = pi * (1.f - rate * wd) - rate * (mv / c1) / (sqrtf(vv / c2) + eps);
+  };
+  const i64 stride = i64(gridDim.x) * blockDim.x, first = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  i64 done = 0;
+  // 16-byte loads and stores where all four arrays allow them (the same
+  // arithmetic per element: results identical to the scalar loop).
+  if (((reinterpret_cast<unsigned long long>(p) | reinterpret_cast<unsigned long long>(g) |
+        reinterpret_cast<unsigned long long>(m) | reinterpret_cast<unsigned long long>(v)) &
+       15) == 0) {
+    done = n / 4 * 4;
+    for (i64 i = first; i < n / 4; i += stride) {
+      float4 pv = reinterpret_cast<float4 *>(p)[i], mv = reinterpret_cast<float4 *>(m)[i];
+      float4 vv = reinterpret_cast<float4 *>(v)[i];
+      float4 gv = reinterpret_cast<const float4 *>(g)[i];
+      one(pv.x, gv.x, mv.x, vv.x);
+      one(pv.y, gv.y, mv.y, vv.y);
+      one(pv.z, gv.z, mv.z, vv.z);
+      one(pv.w, gv.w, mv.w, vv.w);
+      reinterpret_cast<float4 *>(p)[i] = pv;
+      reinterpret_cast<float4 *>(m)[i] = mv;
+      reinterpret_cast<float4 *>(v)[i] = vv;
+    }
   }
+  for (i64 i = done + first; i < n; i += stride)
+    one(p[i], g[i], m[i], v[i]);
 }
 
 /// bias[e] += rate sign(mean(counts) - counts[e]) (one block).
