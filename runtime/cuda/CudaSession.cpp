@@ -253,6 +253,7 @@ void CudaSession::checkFreeMemory() {
       arenaBytes = std::max(arenaBytes, double(e.arenaBytes) * double(4 / minFloat));
     size_t freeBytes = 0, totalBytes = 0;
     DSV3_CU(drv_, memGetInfo, "free GPU memory", &freeBytes, &totalBytes);
+    baselineBytes_ = totalBytes - freeBytes;
     if (weightBytes + arenaBytes > double(freeBytes))
       fail("{}: the GPU needs about {} (weights {}, activation arena {}) but {} of its {} "
            "are free; use a smaller --max-batch/--max-seq, bf16 weights, or more GPUs",
@@ -260,6 +261,31 @@ void CudaSession::checkFreeMemory() {
            humanBytes(arenaBytes), humanBytes(double(freeBytes)),
            humanBytes(double(totalBytes)));
   }
+}
+
+std::string CudaSession::memoryReport() const {
+  size_t freeBytes = 0, totalBytes = 0;
+  DSV3_CU(drv_, memGetInfo, "free GPU memory", &freeBytes, &totalBytes);
+  double params = 0, workspace = 0;
+  for (const auto &[name, t] : params_)
+    params += double(t.capacity) * (t.isInt ? 8 : t.fp8 ? 1 : t.bf16 ? 2 : 4);
+  for (const auto &c : chunks_)
+    workspace += double(c.second);
+  // The driver's count past the session's start, when it is consistent
+  // (memory of a process killed just before may still have been in use
+  // when the session started, and freed since).
+  double held = params + double(arenaBytes_) + workspace;
+  double grew = double(totalBytes - freeBytes) - double(baselineBytes_);
+  std::string driver = grew >= held ? fmt::format("; the driver counts {} more in use than at "
+                                                  "the session's start",
+                                                  humanBytes(grew))
+                                    : std::string();
+  return fmt::format("device memory: {} held (parameters and optimizer state {}, activation "
+                     "arena {}: the plan's peak, workspace high-water {}){}; {} of {} in use "
+                     "on the GPU",
+                     humanBytes(held), humanBytes(params), humanBytes(double(arenaBytes_)),
+                     humanBytes(workspace), driver, humanBytes(double(totalBytes - freeBytes)),
+                     humanBytes(double(totalBytes)));
 }
 
 void CudaSession::allocateArena() {

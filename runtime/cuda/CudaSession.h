@@ -90,6 +90,12 @@ public:
 
   /// "NVIDIA H100 80GB HBM3 (sm_90, cubin sm_90a)".
   const std::string &description() const { return description_; }
+  /// What the session holds on the device now: the parameters with their
+  /// optimizer state, the activation arena (the plan's peak over the
+  /// entries, allocated once) and the launchers' workspace (grown to its
+  /// high-water mark, never shrunk), beside the driver's count of memory
+  /// in use (the whole GPU, and past the session's start).
+  std::string memoryReport() const;
 
   // For the launchers.
   CUfunction function(const std::string &instance);
@@ -169,6 +175,7 @@ private:
   std::map<std::string, std::vector<float>> hostParams_;
   CUdeviceptr arena_ = 0;
   size_t arenaBytes_ = 0;
+  size_t baselineBytes_ = 0; // in use on the device before the session's allocations
   /// Activations are float on the GPU: a plan laid out for narrower
   /// elements (bf16 models) is scaled uniformly, as on the host.
   size_t scale_ = 1;

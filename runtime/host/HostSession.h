@@ -46,6 +46,8 @@ public:
   bool fp32Activations = true;
   bool exactFp8Accumulation = true;
   int64_t fp8WgmmaLaunches() const { return 0; }
+  /// CudaSession's device-memory line; nothing to say on the host.
+  std::string memoryReport() const { return {}; }
   /// The parameters' host copies (updated in place by training entries).
   std::map<std::string, std::vector<Real>> &paramData() { return paramData_; }
 

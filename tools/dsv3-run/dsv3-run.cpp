@@ -1456,6 +1456,7 @@ template <typename Real> int runTrain(const Options &o, const Artifact &art) {
     fmt::print("training on {}{}\n", s.description(),
                s.bf16Compute ? " (bf16 compute, fp32 master weights)" : "");
     train(s, t, state);
+    fmt::print("{}\n", s.memoryReport());
     return 0;
 #else
     fail("--backend cuda: this dsv3-run was built without CUDA headers");
@@ -1825,6 +1826,9 @@ template <typename Session> int timeTrain(const Options &o, Session &s,
   const bool gradients = backend.rfind("cuda", 0) != 0 || std::getenv("DSV3_TIME_GRADIENTS");
   double full = median("train_step"), fb = gradients ? median("train_gradients") : 0;
   double tokens = double(B * P);
+  // Measured after the steps (the last line stays the timing line).
+  if (std::string m = s.memoryReport(); !m.empty())
+    fmt::print("{}\n", m);
   fmt::print("time {} on {}: train batch {} x {}: train_step {:.2f} ms ({:.0f} tokens/s; "
              "fwd+bwd+AdamW), {}, median of {}; {} compute\n",
              art.dir, backend, B, P, full, tokens / full * 1e3,
