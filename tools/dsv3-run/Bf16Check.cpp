@@ -63,6 +63,22 @@ namespace {
 /// v rounded to bf16 (nearest even), as a float.
 float roundBf16(float v) { return bf16ToFloat(floatToBf16(v)); }
 
+/// The float64 references' loops: fn(thread, i) for every i < n, spread
+/// over up to kReferenceThreads threads (thread t takes t, t + threads, ...).
+constexpr unsigned kReferenceThreads = 16;
+template <typename F> void parallelFor(int64_t n, F fn) {
+  unsigned threads =
+      std::max(1u, std::min(kReferenceThreads, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int64_t i = t; i < n; i += threads)
+        fn(t, i);
+    });
+  for (std::thread &t : pool)
+    t.join();
+}
+
 struct Operands {
   int64_t T, P, S;
   std::vector<float> q, u, cache; // [T, NH, DQ], [S, NH, DN + DV], [S, R + DR]
@@ -102,15 +118,7 @@ std::vector<double> reference(const cuda::MlaDims &d, double scale, const Operan
       }
     }
   };
-  unsigned n = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < n; ++t)
-    pool.emplace_back([&, t] {
-      for (int64_t h = t; h < d.nh; h += n)
-        head(h);
-    });
-  for (std::thread &t : pool)
-    t.join();
+  parallelFor(d.nh, [&](unsigned, int64_t h) { head(h); });
   return o;
 }
 
@@ -481,25 +489,19 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
       for (int64_t e = 0, r = 0; e < E; ++e)
         for (int64_t c = 0; c < counts[size_t(e)]; ++c)
           expertOf[size_t(r++)] = e;
-    unsigned nt = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < nt; ++t)
-      pool.emplace_back([&, t] {
-        for (int64_t r = t; r < M; r += nt)
-          for (int64_t n = 0; n < N; ++n) {
-            const float *xr = x.data() + r * K, *wr = w.data() + (expertOf[size_t(r)] * N + n) * K;
-            double acc = 0, m = 0;
-            for (int64_t k = 0; k < K; ++k) {
-              double p = double(xr[k]) * double(wr[k]);
-              acc += p;
-              m += std::fabs(p);
-            }
-            y[size_t(r * N + n)] = acc;
-            mag[size_t(r * N + n)] = m;
-          }
-      });
-    for (std::thread &t : pool)
-      t.join();
+    parallelFor(M, [&](unsigned, int64_t r) {
+      for (int64_t n = 0; n < N; ++n) {
+        const float *xr = x.data() + r * K, *wr = w.data() + (expertOf[size_t(r)] * N + n) * K;
+        double acc = 0, m = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          double p = double(xr[k]) * double(wr[k]);
+          acc += p;
+          m += std::fabs(p);
+        }
+        y[size_t(r * N + n)] = acc;
+        mag[size_t(r * N + n)] = m;
+      }
+    });
   };
   const double rel = std::ldexp(1.0, -12);
   bool ok = true;
@@ -723,15 +725,7 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
         }
       }
     };
-    unsigned n = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < n; ++t)
-      pool.emplace_back([&, t] {
-        for (int64_t bh = t; bh < B * NH; bh += n)
-          head(bh / NH, bh % NH);
-      });
-    for (std::thread &t : pool)
-      t.join();
+    parallelFor(B * NH, [&](unsigned, int64_t bh) { head(bh / NH, bh % NH); });
   };
   fmt::print("bf16-check {} on {}: the training attention's backward, {} heads, q/k {} + {}, "
              "v {}; 2 sequences of {} tokens\n",
@@ -967,42 +961,35 @@ int trainGemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K,
       for (int64_t e = 0, row = 0; e < E; ++e)
         for (int64_t n = 0; n < counts[size_t(e)]; ++n)
           expertOf[size_t(row++)] = e;
-    std::vector<double> worstOf(16, 0.0);
-    unsigned nt = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < nt; ++t)
-      pool.emplace_back([&, t] {
-        std::vector<double> arow(static_cast<size_t>(f.k));
-        for (int64_t iz = t; iz < outs * f.m; iz += nt) {
-          const int64_t z = iz / f.m, i = iz % f.m;
-          const int64_t k0 = f.segmented ? seg[size_t(z)] : 0;
-          const int64_t k1 = f.segmented ? seg[size_t(z + 1)] : f.k;
-          for (int64_t k = k0; k < k1; ++k)
-            arow[size_t(k)] = f.a(i, k);
-          for (int64_t n = 0; n < f.n; ++n) {
-            double acc = 0, mag = 0;
-            for (int64_t k = k0; k < k1; ++k) {
-              double p = arow[size_t(k)] * f.b(expertOf[size_t(i)], k, n);
-              acc += p;
-              mag += std::fabs(p);
-            }
-            size_t at = size_t((z * f.m + i) * ldc + n);
-            double extra = 0;
-            if (f.epilogue) {
-              acc += bias[size_t(n)] + res[at];
-              extra = std::fabs(bias[size_t(n)]) + std::fabs(res[at]);
-            }
-            if (f.accumulate) {
-              acc += prev[at];
-              extra += std::fabs(prev[at]);
-            }
-            double e = std::isfinite(double(c[at])) ? std::fabs(double(c[at]) - acc) : INFINITY;
-            worstOf[t] = std::max(worstOf[t], e / (rel * mag + 1e-6 * extra + 1e-30));
-          }
+    std::vector<double> worstOf(kReferenceThreads, 0.0);
+    parallelFor(outs * f.m, [&](unsigned t, int64_t iz) {
+      std::vector<double> arow(static_cast<size_t>(f.k));
+      const int64_t z = iz / f.m, i = iz % f.m;
+      const int64_t k0 = f.segmented ? seg[size_t(z)] : 0;
+      const int64_t k1 = f.segmented ? seg[size_t(z + 1)] : f.k;
+      for (int64_t k = k0; k < k1; ++k)
+        arow[size_t(k)] = f.a(i, k);
+      for (int64_t n = 0; n < f.n; ++n) {
+        double acc = 0, mag = 0;
+        for (int64_t k = k0; k < k1; ++k) {
+          double p = arow[size_t(k)] * f.b(expertOf[size_t(i)], k, n);
+          acc += p;
+          mag += std::fabs(p);
         }
-      });
-    for (std::thread &th : pool)
-      th.join();
+        size_t at = size_t((z * f.m + i) * ldc + n);
+        double extra = 0;
+        if (f.epilogue) {
+          acc += bias[size_t(n)] + res[at];
+          extra = std::fabs(bias[size_t(n)]) + std::fabs(res[at]);
+        }
+        if (f.accumulate) {
+          acc += prev[at];
+          extra += std::fabs(prev[at]);
+        }
+        double e = std::isfinite(double(c[at])) ? std::fabs(double(c[at]) - acc) : INFINITY;
+        worstOf[t] = std::max(worstOf[t], e / (rel * mag + 1e-6 * extra + 1e-30));
+      }
+    });
     double worst = *std::max_element(worstOf.begin(), worstOf.end());
     bool pass = onBf16 && worst <= 1.0;
     ok = ok && pass;
