@@ -134,13 +134,15 @@ commands:
   train    ART (--weights DIR | --init SEED) --data TOKENS --steps N
            --batch B --seq S --save-dir D [--save-every K] [--resume CKPT]
            [--lr X] [--warmup W] [--min-lr-ratio R] [--metrics FILE.jsonl]
-           [--skip-nonfinite N]
+           [--skip-nonfinite N] [--backend cuda [--compute bf16]]
       run the artifact's train_step (compile with dsv3c --mode train):
       AdamW with warmup + cosine schedule, aux-loss-free bias balancing;
       checkpoints D/step-NNNNNN/model.safetensors written atomically;
       --resume continues bit-identically from a checkpoint directory;
       --skip-nonfinite N undoes a step whose loss or gradient norm is not
-      finite, skips its batch and halves the lr scale (N in a row stop)
+      finite, skips its batch and halves the lr scale (N in a row stop);
+      --compute bf16 (GPU): bf16 GEMMs and attention over the fp32 master
+      weights and AdamW state (default fp32: every kernel in fp32)
   launch   --nproc N [--master-port P] COMMAND ARGS...
       run COMMAND in N processes on this machine, one rank each (torchrun's
       RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; Slurm's
@@ -182,8 +184,9 @@ commands:
       stay there and the step is a CUDA graph). With --context C: no prefill, decode steps after C cached
       tokens (random latents). With --train (an artifact compiled with --mode train): the whole
       step (train_step: forward, backward, AdamW) and the forward and backward pass alone
-      (train_gradients, whose results are every gradient) of B sequences of P random tokens, the
-      median of N after a warm-up
+      (train_gradients, whose results are every gradient; on the GPU only with
+      DSV3_TIME_GRADIENTS=1) of B sequences of P random tokens, the median of N after a
+      warm-up; --compute bf16 as for train
   gradcheck ART --weights DIR --ids IDS [--params a,b] [--samples N] [--eps E]
            [--train-loss]
       compare the gradients entry with central differences of the loss
@@ -199,6 +202,7 @@ common options:
                         disk (benchmarks at full widths): normal(0, --std),
                         norms 1, router biases 0, as init but other values
   --dtype fp32|fp64     compute type of the host backend (default fp32)
+  --compute fp32|bf16   training compute on the GPU (default fp32; bf16: fp32 master weights)
   --help                this text
 )";
 
