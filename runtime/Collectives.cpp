@@ -50,6 +50,10 @@ struct Header {
   char op[40] = {};
 };
 constexpr uint32_t kMagic = 0x33565344;
+/// Marks a notice in place of a collective's message: the sender lost a
+/// rank (its number and what happened follow) and is about to exit. Without
+/// it, a rank that sees this one close first would blame this one.
+constexpr uint32_t kLostMagic = 0x54534f4c; // "LOST"
 
 /// The TCP mesh: one socket to every other rank.
 class SocketCommunicator : public Communicator {
@@ -65,9 +69,15 @@ public:
                                                    const std::string &op) override;
 
 private:
-  [[noreturn]] void lost(int peer, const std::string &op, const std::string &why) const {
-    fail("rank {}: lost rank {} during {} #{}: {}", rank_, peer, op, seq_, why);
-  }
+  /// Fails naming `peer` as lost, after telling the other ranks (those whose
+  /// stream from this one is between messages: `midMessage[r]` false).
+  [[noreturn]] void lost(int peer, const std::string &op, const std::string &why,
+                         const std::vector<bool> &midMessage);
+  /// Fails with the loss rank `from` reported in a notice whose header
+  /// `h` was just read from it (the payload still to read), relaying it.
+  [[noreturn]] void reportedLost(int from, const Header &h, const std::vector<bool> &midMessage);
+  /// Sends every other rank but `lostRank` a notice: `text` says when and how.
+  void tellOthers(int lostRank, const std::string &text, const std::vector<bool> &midMessage);
   std::vector<int> fds_; // by rank; -1 for this one
   uint64_t seq_ = 0;
 };
@@ -223,6 +233,26 @@ void injectFault(int rank, uint64_t seq) {
     pause();
 }
 
+/// Sends without failing: a notice to a rank that is gone or not reading
+/// is given up after `wait`.
+bool trySend(int fd, const uint8_t *p, size_t n, std::chrono::milliseconds wait) {
+  auto deadline = Clock::now() + wait;
+  while (n) {
+    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k > 0) {
+      p += k;
+      n -= size_t(k);
+      continue;
+    }
+    if ((k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+        Clock::now() > deadline)
+      return false;
+    pollfd pfd{fd, POLLOUT, 0};
+    poll(&pfd, 1, 20);
+  }
+  return true;
+}
+
 struct Hello {
   uint32_t magic = kMagic;
   int32_t rank = 0;
@@ -305,6 +335,53 @@ SocketCommunicator::SocketCommunicator(const DistEnv &env) {
   barrier("bootstrap");
 }
 
+void SocketCommunicator::tellOthers(int lostRank, const std::string &text,
+                                    const std::vector<bool> &midMessage) {
+  Header h;
+  h.magic = kLostMagic;
+  h.source = uint32_t(rank_);
+  h.seq = seq_;
+  h.bytes = sizeof(int32_t) + text.size();
+  std::vector<uint8_t> msg(sizeof h + h.bytes);
+  std::memcpy(msg.data(), &h, sizeof h);
+  int32_t who = lostRank;
+  std::memcpy(msg.data() + sizeof h, &who, sizeof who);
+  std::memcpy(msg.data() + sizeof h + sizeof who, text.data(), text.size());
+  for (int r = 0; r < size_; ++r)
+    if (r != rank_ && r != lostRank && fds_[size_t(r)] >= 0 && !midMessage[size_t(r)])
+      trySend(fds_[size_t(r)], msg.data(), msg.size(), std::chrono::milliseconds(500));
+}
+
+void SocketCommunicator::lost(int peer, const std::string &op, const std::string &why,
+                              const std::vector<bool> &midMessage) {
+  std::string text = fmt::format("during {} #{}: {}", op, seq_, why);
+  tellOthers(peer, text, midMessage);
+  fail("rank {}: lost rank {} {}", rank_, peer, text);
+}
+
+void SocketCommunicator::reportedLost(int from, const Header &h,
+                                      const std::vector<bool> &midMessage) {
+  std::vector<uint8_t> body(h.bytes);
+  int32_t who = -1;
+  try {
+    if (h.bytes < sizeof who || h.bytes > 4096)
+      fail("a malformed notice");
+    recvAll(fds_[size_t(from)], body.data(), body.size(),
+            Clock::now() + std::chrono::seconds(2), "the notice");
+  } catch (const Error &) {
+    lost(from, std::string(h.op, strnlen(h.op, sizeof h.op)),
+         "it exited while reporting a lost rank", midMessage);
+  }
+  std::memcpy(&who, body.data(), sizeof who);
+  std::string text(body.begin() + sizeof who, body.end());
+  if (who >= 0 && who < size_ && who != rank_) {
+    // Pass it on: a rank the reporter could not tell hears it from here.
+    tellOthers(who, text, midMessage);
+    fail("rank {}: lost rank {} {} (reported by rank {})", rank_, who, text, from);
+  }
+  fail("rank {}: rank {} reported a malformed lost rank {}", rank_, from, who);
+}
+
 std::vector<std::vector<uint8_t>>
 SocketCommunicator::exchangeWithin(const std::vector<int> &members,
                                    const std::vector<std::vector<uint8_t>> &sendByMember,
@@ -347,6 +424,14 @@ SocketCommunicator::exchangeWithin(const std::vector<int> &members,
     if (h.bytes)
       std::memcpy(p.out.data() + sizeof h, send[size_t(r)].data(), h.bytes);
   }
+  // The ranks whose stream from this one stops inside a message: a notice
+  // sent them now would be read as its bytes.
+  auto midMessage = [&] {
+    std::vector<bool> mid(static_cast<size_t>(size_), false);
+    for (int r = 0; r < size_; ++r)
+      mid[size_t(r)] = peers[size_t(r)].sent > 0 && peers[size_t(r)].sent < peers[size_t(r)].out.size();
+    return mid;
+  };
   auto timeout = std::chrono::milliseconds(int64_t(collectiveTimeoutSeconds() * 1000));
   auto deadline = Clock::now() + timeout;
   for (;;) {
@@ -386,8 +471,23 @@ SocketCommunicator::exchangeWithin(const std::vector<int> &members,
       if (pfds[k].revents & POLLOUT) {
         ssize_t m = ::send(fd, p.out.data() + p.sent, p.out.size() - p.sent,
                            MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (m < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-          lost(r, op, fmt::format("send failed ({}): it exited or was killed", std::strerror(errno)));
+        if (m < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          std::string why =
+              fmt::format("send failed ({}): it exited or was killed", std::strerror(errno));
+          // It may have left a notice naming the rank it lost: read it when
+          // its stream is between messages.
+          if (p.got == 0 || p.done()) {
+            Header h;
+            try {
+              recvAll(fd, &h, sizeof h, Clock::now() + std::chrono::milliseconds(200), why);
+            } catch (const Error &) {
+              lost(r, op, why, midMessage());
+            }
+            if (h.magic == kLostMagic && h.source == uint32_t(r))
+              reportedLost(r, h, midMessage());
+          }
+          lost(r, op, why, midMessage());
+        }
         if (m > 0)
           p.sent += size_t(m);
       }
@@ -403,12 +503,15 @@ SocketCommunicator::exchangeWithin(const std::vector<int> &members,
         }
         ssize_t m = ::recv(fd, dst, want, MSG_DONTWAIT);
         if (m == 0)
-          lost(r, op, "it closed its connection: it exited or was killed");
+          lost(r, op, "it closed its connection: it exited or was killed", midMessage());
         if (m < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-          lost(r, op, fmt::format("recv failed ({}): it exited or was killed", std::strerror(errno)));
+          lost(r, op, fmt::format("recv failed ({}): it exited or was killed", std::strerror(errno)),
+               midMessage());
         if (m > 0) {
           p.got += size_t(m);
           if (p.got == sizeof(Header)) {
+            if (p.in.magic == kLostMagic && p.in.source == uint32_t(r))
+              reportedLost(r, p.in, midMessage());
             if (p.in.magic != kMagic || p.in.source != uint32_t(r))
               fail("rank {}: corrupted message from rank {} during {}", rank_, r, op);
             p.in.op[sizeof p.in.op - 1] = 0;
