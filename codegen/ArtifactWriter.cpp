@@ -78,6 +78,9 @@ json attrJson(Attribute a, StringRef name = "") {
     if (name == "topk_method")
       if (auto e = symbolizeTopkMethod(uint32_t(v)))
         return stringifyTopkMethod(*e).str();
+    if (name == "cache_storage")
+      if (auto e = symbolizeCacheStorage(uint32_t(v)))
+        return stringifyCacheStorage(*e).str();
     if (name == "role")
       if (auto e = symbolizeParamRole(uint32_t(v)))
         return stringifyParamRole(*e).str();

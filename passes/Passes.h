@@ -76,6 +76,11 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       *this, "quantize",
       llvm::cl::desc("\"fp8\": block-scaled FP8 weights and GEMMs (dsv3-quantize-fp8)"),
       llvm::cl::init("")};
+  Option<std::string> kvCache{
+      *this, "kv-cache",
+      llvm::cl::desc("decode latent cache storage: f32, bf16 or fp8 "
+                     "(dsv3-quantize-kv-cache)"),
+      llvm::cl::init("f32")};
   Option<int64_t> fp8BlockRows{*this, "fp8-block-rows",
                                llvm::cl::desc("rows of an FP8 weight-scale block"),
                                llvm::cl::init(128)};

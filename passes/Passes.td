@@ -295,6 +295,39 @@ def Dsv3QuantizeFp8Pass : Pass<"dsv3-quantize-fp8", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3QuantizeKvCachePass : Pass<"dsv3-quantize-kv-cache", "mlir::func::FuncOp"> {
+  let summary = "store the decode latent cache in bf16, or as FP8 latents with per-token scales";
+  let description = [{
+    `dsv3c --kv-cache bf16|fp8`: sets `storage` on every
+    `dsv3.latent_attention_decode`. The cache operand keeps its type (a
+    backend chooses the bytes: the host keeps the rounded values in f32);
+    what changes is the arithmetic, which every backend must reproduce:
+    - `bf16`: each row element rounded to bf16 as it is written;
+    - `fp8`: the `kv_lora_rank` latent as e4m3 codes times one fp32 scale
+      per token (amax / 448, 1 for a zero row), the rope key rounded to
+      bf16 (FlashMLA's FP8 cache and DeepSeek-V3.2 keep it out of FP8).
+
+    The new tokens attend to their own stored rows as the later ones will,
+    so a prompt prefilled through the cache and one decoded a token at a
+    time see the same keys. An FP8 row is 512 + 2 × 64 + 4 = 644 bytes at
+    DeepSeek-V3's widths against 2304 in f32 and 1152 in bf16.
+
+    ```mlir
+    // before
+    %a, %c1 = dsv3.latent_attention_decode %x cache(%c0, %past) q(%q) ...
+    // after (storage=fp8)
+    %a, %c1 = dsv3.latent_attention_decode %x cache(%c0, %past) storage fp8 q(%q) ...
+    ```
+  }];
+  let options = [
+    Option<"storage", "storage", "std::string", "\"fp8\"",
+           "f32, bf16 or fp8">,
+  ];
+  let statistics = [
+    Statistic<"numCaches", "caches", "decode caches given the storage">,
+  ];
+}
+
 def Dsv3PartitionExpertsPass : Pass<"dsv3-partition-experts", "mlir::ModuleOp"> {
   let summary = "split the routed experts over expert-parallel ranks (all-to-all dispatch and combine)";
   let description = [{

@@ -1,6 +1,7 @@
 //===- Pipelines.cpp - dsv3 pass pipelines and registration ---------------===//
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
@@ -40,6 +41,11 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
     fp8.blockRows = options.fp8BlockRows;
     fp8.blockCols = options.fp8BlockCols;
     pm.addPass(createDsv3QuantizeFp8Pass(fp8));
+  }
+  if (options.kvCache != "f32") {
+    Dsv3QuantizeKvCachePassOptions cache;
+    cache.storage = options.kvCache;
+    pm.addNestedPass<func::FuncOp>(createDsv3QuantizeKvCachePass(cache));
   }
   Dsv3LowerToKernelsPassOptions lowering;
   lowering.maxBatch = options.maxBatch;

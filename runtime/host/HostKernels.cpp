@@ -246,6 +246,7 @@ void latentAttentionDecode(const std::string &k, const json &p, Ins<Real> &in,
   if (pastLen.shape.size() != 1 || pastLen.dim(0) != B)
     fail("kernel {}: past_len must hold one length per sequence ([{}]), got [{}]",
          k, B, fmt::join(pastLen.shape, ", "));
+  CacheStorage storage = cacheStorageOf(k, p.value("cache_storage", "f32"));
   std::vector<Real> qv(nh * dq), qt(nh * r), tmp, z, lat(r);
   std::vector<Real> attn(nh * dv);
   for (int64_t b = 0; b < B; ++b) {
@@ -257,9 +258,13 @@ void latentAttentionDecode(const std::string &k, const json &p, Ins<Real> &in,
            k, b, past, Tn, S);
     z.resize(size_t(past + Tn));
     Real *cb = cache.f + b * S * (r + dr);
-    // Append the new tokens' latents and rope keys first.
-    for (int64_t t = 0; t < Tn; ++t)
-      m.latent(x.f + (b * Tn + t) * H, past + t, cb + (past + t) * (r + dr), tmp);
+    // Append the new tokens' latents and rope keys first, as the cache
+    // stores them: every token attends to the stored rows.
+    for (int64_t t = 0; t < Tn; ++t) {
+      Real *row = cb + (past + t) * (r + dr);
+      m.latent(x.f + (b * Tn + t) * H, past + t, row, tmp);
+      storeCacheRow(row, r, dr, storage);
+    }
     for (int64_t t = 0; t < Tn; ++t) {
       int64_t pos = past + t, n = pos + 1;
       m.query(x.f + (b * Tn + t) * H, pos, qv.data(), tmp);

@@ -109,6 +109,39 @@ template <typename Real> float quantizeActivationBlock(const Real *x, int64_t n,
   return s;
 }
 
+/// How a decode latent cache keeps a row (dsv3-quantize-kv-cache).
+enum class CacheStorage { F32, Bf16, Fp8 };
+inline CacheStorage cacheStorageOf(const std::string &kernel, const std::string &name) {
+  if (name == "f32")
+    return CacheStorage::F32;
+  if (name == "bf16")
+    return CacheStorage::Bf16;
+  if (name == "fp8")
+    return CacheStorage::Fp8;
+  fail("kernel {}: unknown cache_storage '{}' (f32, bf16 or fp8)", kernel, name);
+}
+
+/// Rounds one cache row [r latent | dr rope key] as `storage` keeps it, in
+/// fp32 whatever `Real` is (as a GPU stores it): bf16 rounds every element;
+/// fp8 keeps the latent as e4m3 times one scale for the row (amax floored
+/// at 1e-4, over 448, as for activations) and the rope key in bf16.
+template <typename Real>
+void storeCacheRow(Real *row, int64_t r, int64_t dr, CacheStorage storage) {
+  auto bf16 = [](Real v) { return Real(bf16ToFloat(floatToBf16(float(v)))); };
+  if (storage == CacheStorage::F32)
+    return;
+  if (storage == CacheStorage::Bf16) {
+    for (int64_t i = 0; i < r + dr; ++i)
+      row[i] = bf16(row[i]);
+    return;
+  }
+  float s = quantizeActivationBlock(row, r, row);
+  for (int64_t i = 0; i < r; ++i)
+    row[i] = Real(float(row[i]) * s);
+  for (int64_t i = r; i < r + dr; ++i)
+    row[i] = bf16(row[i]);
+}
+
 /// A projection weight [out, in] as a kernel reads it: plain values, or an
 /// FP8 weight (dsv3.fp8_weight): e4m3 values with one scale per [br, bc]
 /// block, [ceil(out / br), ceil(in / bc)].

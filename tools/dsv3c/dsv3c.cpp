@@ -213,6 +213,12 @@ cl::opt<std::string> quantize(
              "128x128 block scales (the config's weight_block_size) and run their GEMMs in "
              "FP8 with per-token 1x128 activation scales (dsv3-quantize-fp8; inference only)"),
     cl::init(""), cl::cat(category));
+cl::opt<std::string> kvCache(
+    "kv-cache",
+    cl::desc("f32 (default), bf16 or fp8: how the decode latent cache keeps a token's row; "
+             "fp8 is e4m3 latents with one fp32 scale per token and the rope key in bf16 "
+             "(dsv3-quantize-kv-cache)"),
+    cl::init("f32"), cl::cat(category));
 cl::opt<int64_t> maxTokens(
     "max-tokens",
     cl::desc("most tokens (batch x sequence) one forward/decode call carries: the "
@@ -442,6 +448,16 @@ int main(int argc, char **argv) {
                     "yet\n";
     return 2;
   }
+  if (kvCache != "f32" && kvCache != "bf16" && kvCache != "fp8") {
+    llvm::errs() << "dsv3c: error: --kv-cache takes f32, bf16 or fp8, got '" << kvCache
+                 << "'\n";
+    return 2;
+  }
+  if (kvCache != "f32" && mode == Mode::Train) {
+    llvm::errs() << "dsv3c: error: --kv-cache is for inference artifacts (training has no "
+                    "decode cache)\n";
+    return 2;
+  }
   if (dataParallel.getNumOccurrences() && dataParallel < 1) {
     llvm::errs() << "dsv3c: error: --dp M needs M >= 1, got " << dataParallel << "\n";
     return 2;
@@ -491,6 +507,7 @@ int main(int argc, char **argv) {
   pipelineOptions.epPlacement = epPlacement;
   pipelineOptions.dp = dataParallel;
   pipelineOptions.quantize = quantize;
+  pipelineOptions.kvCache = kvCache;
   if (config->fp8) {
     pipelineOptions.fp8BlockRows = config->fp8->blockRows;
     pipelineOptions.fp8BlockCols = config->fp8->blockCols;

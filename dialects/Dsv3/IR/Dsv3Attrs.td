@@ -57,6 +57,20 @@ def Dsv3_ParamRole : I32EnumAttr<"ParamRole",
   let cppNamespace = "::mlir::dsv3";
 }
 
+def Dsv3_CacheStorage : I32EnumAttr<"CacheStorage",
+    "how the decode latent cache stores each token's row (SEMANTICS.md 4; "
+    "docs/fp8.md)", [
+      // The activations' own precision.
+      I32EnumAttrCase<"F32", 0, "f32">,
+      // Every element rounded to bf16 (nearest, ties to even).
+      I32EnumAttrCase<"Bf16", 1, "bf16">,
+      // The kv_lora_rank latent as e4m3 codes times one fp32 scale per
+      // token (amax / 448); the rope key in bf16, which FP8 would hurt most.
+      I32EnumAttrCase<"Fp8", 2, "fp8">
+    ]> {
+  let cppNamespace = "::mlir::dsv3";
+}
+
 //===----------------------------------------------------------------------===//
 // Attributes
 //===----------------------------------------------------------------------===//

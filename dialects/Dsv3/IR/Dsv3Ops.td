@@ -429,15 +429,23 @@ def Dsv3_LatentAttentionDecodeOp : Dsv3_Op<"latent_attention_decode",
     batch (continuous batching); sequence `b` writes rows
     `past_len[b] .. past_len[b] + seq - 1` of its cache.
 
+    `storage` (default f32) is how a row is kept: `bf16` rounds it, `fp8`
+    keeps the latent as e4m3 with one fp32 scale per token and the rope key
+    in bf16 (`dsv3-quantize-kv-cache`). Every token, the new ones included,
+    attends to the stored (rounded) rows.
+
     ```mlir
-    %a, %c1 = dsv3.latent_attention_decode %x cache(%c0, %past) q(%q) ...
+    %a, %c1 = dsv3.latent_attention_decode %x cache(%c0, %past) storage fp8 q(%q) ...
     ```
   }];
   let arguments = !con((ins Dsv3_FloatTensor:$hidden, Dsv3_FloatTensor:$cache,
                             Dsv3_I64Tensor:$past_len),
-                       Dsv3_MlaWeights, Dsv3_MlaAttrs);
+                       Dsv3_MlaWeights, Dsv3_MlaAttrs,
+                       (ins DefaultValuedAttr<Dsv3_CacheStorage,
+                                              "::mlir::dsv3::CacheStorage::F32">:$cache_storage));
   let results = (outs Dsv3_FloatTensor:$result, Dsv3_FloatTensor:$new_cache);
   let assemblyFormat = !strconcat("$hidden `cache` `(` $cache `,` $past_len `)` ",
+      "(`storage` $cache_storage^)? ",
       Dsv3_MlaWeightsFormat,
       " attr-dict `:` functional-type(operands, results)");
   let hasVerifier = 1;
