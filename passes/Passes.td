@@ -295,7 +295,7 @@ def Dsv3QuantizeFp8Pass : Pass<"dsv3-quantize-fp8", "mlir::ModuleOp"> {
   ];
 }
 
-def Dsv3QuantizeKvCachePass : Pass<"dsv3-quantize-kv-cache", "mlir::func::FuncOp"> {
+def Dsv3QuantizeKvCachePass : Pass<"dsv3-quantize-kv-cache", "mlir::ModuleOp"> {
   let summary = "store the decode latent cache in bf16, or as FP8 latents with per-token scales";
   let description = [{
     `dsv3c --kv-cache bf16|fp8`: sets `storage` on every

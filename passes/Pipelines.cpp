@@ -45,7 +45,7 @@ static void addKernelStages(OpPassManager &pm, const PipelineOptions &options) {
   if (options.kvCache != "f32") {
     Dsv3QuantizeKvCachePassOptions cache;
     cache.storage = options.kvCache;
-    pm.addNestedPass<func::FuncOp>(createDsv3QuantizeKvCachePass(cache));
+    pm.addPass(createDsv3QuantizeKvCachePass(cache));
   }
   Dsv3LowerToKernelsPassOptions lowering;
   lowering.maxBatch = options.maxBatch;

@@ -8,7 +8,6 @@
 #include "passes/Passes.h"
 
 #include "dialects/Dsv3/IR/Dsv3Ops.h"
-#include "mlir/Dialect/Func/IR/FuncOps.h"
 
 namespace mlir::dsv3 {
 #define GEN_PASS_DEF_DSV3QUANTIZEKVCACHEPASS

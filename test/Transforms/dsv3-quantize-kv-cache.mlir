@@ -1,7 +1,7 @@
-// RUN: dsv3-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(dsv3-quantize-kv-cache))' | FileCheck %s --check-prefix=FP8
-// RUN: dsv3-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(dsv3-quantize-kv-cache{storage=bf16}))' | FileCheck %s --check-prefix=BF16
-// RUN: dsv3-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(dsv3-quantize-kv-cache{storage=fp8}),dsv3-lower-to-kernels)' | FileCheck %s --check-prefix=KERNELS
-// RUN: not dsv3-opt %s -split-input-file -pass-pipeline='builtin.module(func.func(dsv3-quantize-kv-cache{storage=int4}))' 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: dsv3-opt %s -split-input-file -pass-pipeline='builtin.module(dsv3-quantize-kv-cache)' | FileCheck %s --check-prefix=FP8
+// RUN: dsv3-opt %s -split-input-file -pass-pipeline='builtin.module(dsv3-quantize-kv-cache{storage=bf16})' | FileCheck %s --check-prefix=BF16
+// RUN: dsv3-opt %s -split-input-file -pass-pipeline='builtin.module(dsv3-quantize-kv-cache{storage=fp8},dsv3-lower-to-kernels)' | FileCheck %s --check-prefix=KERNELS
+// RUN: not dsv3-opt %s -split-input-file -pass-pipeline='builtin.module(dsv3-quantize-kv-cache{storage=int4})' 2>&1 | FileCheck %s --check-prefix=BAD
 
 // Every decode cache gets the storage; the cache operand keeps its type
 // (the host keeps the rounded values in f32), the kernel gets the storage
