@@ -77,8 +77,11 @@ commands:
       streams as tokens come, several print when done; a sequence stops at
       the tokenizer's end-of-sentence token; --skip-special hides special
       tokens
-  forward  ART --weights DIR --ids IDS --out FILE
-      run the forward entry and write the logits to a safetensors file
+  forward  ART --weights DIR --ids IDS --out FILE [--through-cache]
+      run the forward entry and write the logits to a safetensors file;
+      --through-cache runs the decode entry instead: each sequence written
+      into the latent cache and attending to it (absorbed form, as
+      generate's prefill; with dsv3c --kv-cache, the rounded rows)
   verify   ART --weights DIR --oracle DIR
       compare with an oracle directory (io.safetensors): logits, loss,
       absorbed decode vs naive prefill, greedy generation; prints a table
@@ -222,6 +225,7 @@ struct Options {
   int64_t ep = 0, redundant = 0; // placement
   double lr = 1e-3, minLrRatio = 0.1, fdEps = 1e-5;
   bool trainLoss = false;
+  bool throughCache = false; // forward --through-cache: the decode entry
   std::string backend = "host", dtype = "fp32";
   int64_t maxNew = 16, maxBatch = 0, context = 0, skipNonFinite = 0;
   std::string outDir; // plot -o
@@ -265,6 +269,10 @@ Options parseArgs(int argc, char **argv) {
     }
     if (a == "--train-loss") {
       o.trainLoss = true;
+      continue;
+    }
+    if (a == "--through-cache") {
+      o.throughCache = true;
       continue;
     }
     if (a == "--quiet" || a == "--log-json") {
@@ -2061,7 +2069,11 @@ int runInference(const Options &o, const Artifact &art, Session &s,
   if (o.command == "forward") {
     if (o.ids.empty() || o.out.empty())
       fail("forward: --ids and --out are required");
-    auto [shape, logits] = runIdsOnRanks(s, "forward", parseIdLists("--ids", o.ids));
+    std::vector<std::vector<int64_t>> ids = parseIdLists("--ids", o.ids);
+    if (o.throughCache && processCommunicator().size() > 1)
+      fail("forward --through-cache runs on one rank (got {})", processCommunicator().size());
+    auto [shape, logits] = o.throughCache ? runIdsAll(s, "decode", ids, true).at(0)
+                                          : runIdsOnRanks(s, "forward", ids);
     if (processCommunicator().rank() != 0)
       return 0; // rank 0 writes the whole batch's logits
     OwnedTensor t;
