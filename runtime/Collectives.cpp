@@ -90,9 +90,9 @@ void setNonBlocking(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/// Blocking helpers for the bootstrap (a deadline on each).
-void sendAll(int fd, const void *data, size_t n, Clock::time_point deadline,
-             const std::string &what) {
+/// Sends all `n` bytes by `deadline`: 0 when sent, else the errno of the
+/// send that failed, or ETIMEDOUT.
+int sendBy(int fd, const void *data, size_t n, Clock::time_point deadline) {
   const uint8_t *p = static_cast<const uint8_t *>(data);
   while (n) {
     ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -102,12 +102,23 @@ void sendAll(int fd, const void *data, size_t n, Clock::time_point deadline,
       continue;
     }
     if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      fail("{}: send: {}", what, std::strerror(errno));
+      return errno;
     if (Clock::now() > deadline)
-      fail("{}: timed out sending", what);
+      return ETIMEDOUT;
     pollfd pfd{fd, POLLOUT, 0};
     poll(&pfd, 1, 100);
   }
+  return 0;
+}
+
+/// Blocking helpers for the bootstrap (a deadline on each).
+void sendAll(int fd, const void *data, size_t n, Clock::time_point deadline,
+             const std::string &what) {
+  int err = sendBy(fd, data, n, deadline);
+  if (err == ETIMEDOUT)
+    fail("{}: timed out sending", what);
+  if (err)
+    fail("{}: send: {}", what, std::strerror(err));
 }
 
 void recvAll(int fd, void *data, size_t n, Clock::time_point deadline, const std::string &what) {
@@ -233,26 +244,6 @@ void injectFault(int rank, uint64_t seq) {
     pause();
 }
 
-/// Sends without failing: a notice to a rank that is gone or not reading
-/// is given up after `wait`.
-bool trySend(int fd, const uint8_t *p, size_t n, std::chrono::milliseconds wait) {
-  auto deadline = Clock::now() + wait;
-  while (n) {
-    ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (k > 0) {
-      p += k;
-      n -= size_t(k);
-      continue;
-    }
-    if ((k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
-        Clock::now() > deadline)
-      return false;
-    pollfd pfd{fd, POLLOUT, 0};
-    poll(&pfd, 1, 20);
-  }
-  return true;
-}
-
 struct Hello {
   uint32_t magic = kMagic;
   int32_t rank = 0;
@@ -349,7 +340,9 @@ void SocketCommunicator::tellOthers(int lostRank, const std::string &text,
   std::memcpy(msg.data() + sizeof h + sizeof who, text.data(), text.size());
   for (int r = 0; r < size_; ++r)
     if (r != rank_ && r != lostRank && fds_[size_t(r)] >= 0 && !midMessage[size_t(r)])
-      trySend(fds_[size_t(r)], msg.data(), msg.size(), std::chrono::milliseconds(500));
+      // Best effort: a rank that is gone or not reading is given up on.
+      sendBy(fds_[size_t(r)], msg.data(), msg.size(),
+             Clock::now() + std::chrono::milliseconds(500));
 }
 
 void SocketCommunicator::lost(int peer, const std::string &op, const std::string &why,
