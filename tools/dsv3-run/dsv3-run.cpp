@@ -580,6 +580,23 @@ struct Check {
   bool info = false; // reported, not counted (bf16 against the fp64 model)
 };
 
+/// A check of `ours` against `ref` (same length) relative to max |ref|.
+Check against(const std::string &name, const std::vector<double> &ours,
+              const std::vector<double> &ref, double tolerance) {
+  Check c{name};
+  c.tolerance = tolerance;
+  double scale = 1e-30;
+  for (size_t i = 0; i < ref.size() && i < ours.size(); ++i) {
+    scale = std::max(scale, std::fabs(ref[i]));
+    c.maxAbs = std::max(c.maxAbs, std::fabs(ours[i] - ref[i]));
+  }
+  c.maxRel = c.maxAbs / scale;
+  c.passed = ours.size() == ref.size() && c.maxRel <= tolerance;
+  if (ours.size() != ref.size())
+    c.note = fmt::format("{} values against {}", ours.size(), ref.size());
+  return c;
+}
+
 Check compare(const std::string &name, const std::vector<double> &ours,
               const TensorView &oracle, double tolerance) {
   Check c{name};
@@ -797,16 +814,12 @@ int verify(const Options &o, const Artifact &art, Session &s,
     WeightStore weights(o.weights);
     HostSession<double> reference(art, weights);
     auto [rshape, refLogits] = runIds(reference, "forward", input);
-    Check c{fp8 ? "logits vs float64 on the same FP8 model"
-                : "logits vs float64 on the same bf16 weights"};
-    c.tolerance = 1e-4;
+    Check c = against(fp8 ? "logits vs float64 on the same FP8 model"
+                          : "logits vs float64 on the same bf16 weights",
+                      logits, refLogits, 1e-4);
     double scale = 1e-30;
-    for (size_t i = 0; i < refLogits.size() && i < logits.size(); ++i) {
-      scale = std::max(scale, std::fabs(refLogits[i]));
-      c.maxAbs = std::max(c.maxAbs, std::fabs(logits[i] - refLogits[i]));
-    }
-    c.maxRel = c.maxAbs / scale;
-    c.passed = logits.size() == refLogits.size() && c.maxRel <= c.tolerance;
+    for (double v : refLogits)
+      scale = std::max(scale, std::fabs(v));
     checks.push_back(c);
     auto [rl, refLoss] = runIds(reference, "loss", input);
     Check l{fp8 ? "loss vs float64 on the same FP8 model" : "loss vs float64 on the same bf16 weights"};
@@ -871,15 +884,8 @@ int verify(const Options &o, const Artifact &art, Session &s,
     WeightStore weights(o.weights);
     HostSession<double> reference(art, weights);
     auto [rshape, refDecoded] = runIds(reference, "decode", input, true);
-    Check c{fmt::format("decode vs float64, both with the {} cache", storage)};
-    c.tolerance = logitTol;
-    double scale = 1e-30;
-    for (size_t i = 0; i < refDecoded.size() && i < decoded.size(); ++i) {
-      scale = std::max(scale, std::fabs(refDecoded[i]));
-      c.maxAbs = std::max(c.maxAbs, std::fabs(decoded[i] - refDecoded[i]));
-    }
-    c.maxRel = c.maxAbs / scale;
-    c.passed = decoded.size() == refDecoded.size() && c.maxRel <= c.tolerance;
+    Check c = against(fmt::format("decode vs float64, both with the {} cache", storage),
+                      decoded, refDecoded, logitTol);
     c.info = true;
     checks.push_back(c);
   }
@@ -889,14 +895,8 @@ int verify(const Options &o, const Artifact &art, Session &s,
     // bf16 weights on the GPU: the tensor-core GEMMs split the fp32
     // activations into two bf16 halves (~16 mantissa bits), so the two
     // forms agree to ~1e-5 of the largest logit, not the fp32 kernels' 1e-6.
-    c.tolerance = f64 ? 1e-9 : bf16 ? 1e-4 : 1e-5;
-    double scale = 0;
-    for (size_t i = 0; i < logits.size(); ++i) {
-      scale = std::max(scale, std::fabs(logits[i]));
-      c.maxAbs = std::max(c.maxAbs, std::fabs(decoded[i] - logits[i]));
-    }
-    c.maxRel = c.maxAbs / std::max(scale, 1e-30);
-    c.passed = decoded.size() == logits.size() && c.maxRel <= c.tolerance;
+    Check measured = against(c.name, decoded, logits, f64 ? 1e-9 : bf16 ? 1e-4 : 1e-5);
+    c = measured;
     if (fp8) { // different numerics by design, as in the official inference
       c.info = true;
       c.note = "FP8: the absorbed form dequantizes kv_b, the naive form quantizes its input";
