@@ -8,11 +8,7 @@
 # GPU and the exchanges' volume and bandwidth; logs in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/ep-bench}
-mkdir -p "$OUT"
-export NCCL_NVLS_ENABLE=0
-[ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/ep-bench
 for b in ${BATCHES:-32}; do
   $RUN time bench-artifacts/v3-infer --random-weights 1 --backend cuda --batch $((2 * b)) \
     --context 1024 --steps 8 > "$OUT/single-b$((2 * b)).log" 2>&1

@@ -10,16 +10,12 @@
 # 540) is when, in seconds from the start, the PyTorch rows must be done.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/bench}
-mkdir -p "$OUT"
+source scripts/gpu-env.sh /tmp/bench
 T0=$(date +%s)
 CFG=bench/configs/v3-infer-3layer.json
 A=bench-artifacts/v3-infer
 R=$OUT/results.jsonl
 : > "$R"
-if [ ! -x build-gpu/bin/dsv3-run ]; then
-  bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-fi
 RUN="build-gpu/bin/dsv3-run time $A --random-weights 1 --backend cuda"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 TCFG=bench/configs/v3-train-2layer.json

@@ -21,11 +21,7 @@
 #    4 x 2048 prefill and batch-128 decode.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-bf16}
-mkdir -p "$OUT"
-export NCCL_NVLS_ENABLE=0
-[ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-bf16
 status=0
 LONG=$(python3 -c "import random; random.seed(11); print('/'.join(','.join(str(random.randrange(512)) for _ in range(200)) for _ in range(2)))")
 echo "== dsv3-run bf16-check (against float64)"

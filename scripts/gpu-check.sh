@@ -5,11 +5,7 @@
 # weights and ids, and prints a table last. Logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-check}
-mkdir -p "$OUT"
-export NCCL_NVLS_ENABLE=0
-bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-check
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 status=0
 # KERNELS_ONLY=1: only the kernel-by-kernel comparisons with the host (a
@@ -86,5 +82,5 @@ for f in tiny-a tiny-d v3-width v3-width-bf16 v3-width-bf16-mma v3-width-bf16-ex
 done
 [ -n "${KERNELS_ONLY:-}" ] || cat "$OUT/spec.log" "$OUT/jit.log"
 # Training on the GPU (its own table).
-[ -n "${KERNELS_ONLY:-}" ] || REBUILD= OUT="$OUT/train" bash scripts/gpu-train-check.sh || status=1
+[ -n "${KERNELS_ONLY:-}" ] || OUT="$OUT/train" bash scripts/gpu-train-check.sh || status=1
 exit $status

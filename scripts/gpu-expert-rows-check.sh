@@ -14,10 +14,7 @@
 #    (DSV3_EXPERT_ROWS), bf16 and FP8.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-expert-rows}
-mkdir -p "$OUT"
-[ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-expert-rows
 status=0
 IDS=1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11
 for f in tiny-a tiny-a-bf16 tiny-a-fp8; do

@@ -18,10 +18,7 @@
 #    beside the same artifact in bf16.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-fp8}
-mkdir -p "$OUT"
-[ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-fp8
 status=0
 for shape in 6,2048,7168 300,1536,7168 64,576,7168; do
   [ $shape = 300,1536,7168 ] && export DSV3_FP8_GEMM_TIME=8192,18432,7168

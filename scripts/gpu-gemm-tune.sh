@@ -10,10 +10,7 @@
 # (DSV3_GEMM_TILE_GROUP) and profiles the fastest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-gemm-tune}
-mkdir -p "$OUT"
-[ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-gemm-tune
 status=0
 for cfg in "DSV3_BF16_GEMM=3" "DSV3_BF16_GEMM=3 DSV3_GEMM_TILE_GROUP=8" "DSV3_BF16_GEMM=2"; do
   echo "== $cfg"

@@ -7,11 +7,7 @@
 # Prints the exchanges' communication volume and a table last; logs in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-parallel}
-mkdir -p "$OUT"
-export NCCL_NVLS_ENABLE=0
-bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-parallel
 A=gpu-artifacts
 F=test/data/fixtures/tiny-a
 GPUS=$(nvidia-smi -L | wc -l)

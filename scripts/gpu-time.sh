@@ -7,12 +7,7 @@
 # on the machines we test on). Prints a table last; logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-time}
-mkdir -p "$OUT"
-if [ ! -x build-gpu/bin/dsv3-run ]; then
-  bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-fi
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-time
 W=/dev/shm/v3w
 [ -d $W ] || $RUN init gpu-artifacts/v3-width --seed 7 --out $W > "$OUT/init.log" 2>&1
 : > "$OUT/time.log"

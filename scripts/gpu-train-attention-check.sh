@@ -19,12 +19,10 @@
 #    and a profile of 1 x 4096.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-train-attention}
-FINAL=$OUT; mkdir -p "$FINAL"
+source scripts/gpu-env.sh /tmp/gpu-train-attention
+FINAL=$OUT
 OUT=$(mktemp -d) # logs, packed into $FINAL/logs.tgz at the end
 trap 'tar -C "$OUT" -czf "$FINAL/logs.tgz" .' EXIT
-[ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
 A=gpu-artifacts
 status=0
 echo "== bf16-check (training artifacts)"

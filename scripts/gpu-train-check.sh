@@ -15,12 +15,7 @@
 # Logs go to $OUT; a table last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-train-check}
-mkdir -p "$OUT"
-if [ ! -x build-gpu/bin/dsv3-run ] || [ -n "${REBUILD-1}" ]; then
-  bash scripts/gpu-build.sh "$OUT/build-train.log" || exit 1
-fi
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-train-check
 status=0
 A=gpu-artifacts
 for f in tiny-a tiny-b tiny-d tiny-e; do

@@ -18,10 +18,7 @@
 #    here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-wgmma}
-mkdir -p "$OUT"
-[ -x build-gpu/bin/dsv3-run ] || bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/gpu-wgmma
 status=0
 for v in 3 2 1; do
   echo "== DSV3_BF16_GEMM=$v"

@@ -9,12 +9,7 @@
 # metrics come back in $OUT (plots: dsv3-run plot, here).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/train-run}
-mkdir -p "$OUT"
-if [ ! -x build-gpu/bin/dsv3-run ]; then
-  bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
-fi
-RUN=build-gpu/bin/dsv3-run
+source scripts/gpu-env.sh /tmp/train-run
 A=bench-artifacts/train-run
 BUDGET=${BUDGET:-240}
 COMPUTE=${COMPUTE:-bf16} # dsv3-run train --compute: bf16 over fp32 master weights, or fp32
