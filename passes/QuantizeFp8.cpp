@@ -30,8 +30,61 @@ bool isFp8Weight(ParamOp param) {
          !isa<Float8E4M3FNType>(type.getElementType());
 }
 
+/// The parameter an operand reads, if it is a `dsv3.get_param`.
+ParamOp paramOf(Value v) {
+  auto get = v.getDefiningOp<GetParamOp>();
+  return get ? SymbolTable::lookupNearestSymbolFrom<ParamOp>(get, get.getParamAttr())
+             : ParamOp();
+}
+
+/// Whether `op` multiplies by weights of the official FP8 set only: every
+/// matrix parameter among its operands is one, and there is one. (The MTP
+/// `eh_proj`, the head and the router stay in the model's dtype.)
+bool multipliesFp8WeightsOnly(Operation *op) {
+  bool any = false;
+  for (Value v : op->getOperands())
+    if (ParamOp param = paramOf(v); param && param.getTensorType().getRank() >= 2) {
+      if (!isFp8Weight(param))
+        return false;
+      any = true;
+    }
+  return any;
+}
+
 struct QuantizeFp8Pass : impl::Dsv3QuantizeFp8PassBase<QuantizeFp8Pass> {
   using Base::Base;
+
+  /// FP8 training (DeepSeek-V3 §3.3): the weights stay fp32 master
+  /// parameters; every GEMM that multiplies by one of the FP8 set, forward
+  /// and backward, quantizes its operands as it runs. Marked with
+  /// `fp8_compute = [block rows, block cols]` (on the op, or in a `dsv3.vjp`'s
+  /// params), which the kernels read.
+  void markFp8Training(ModuleOp module) {
+    OpBuilder b(module.getContext());
+    auto block = b.getDenseI64ArrayAttr({blockRows, blockCols});
+    module.walk([&](Operation *op) {
+      if (isa<LinearOp, LinearAddOp, NormLinearOp, GatedLinearOp, NormGatedLinearOp,
+              ExpertGroupedMatmulOp, ExpertGatedMatmulOp, LatentAttentionOp,
+              LatentAttentionDecodeOp>(op)) {
+        if (multipliesFp8WeightsOnly(op)) {
+          op->setAttr("fp8_compute", block);
+          ++numQuantized;
+        }
+        return;
+      }
+      auto vjp = dyn_cast<VjpOp>(op);
+      if (!vjp || !llvm::is_contained({StringRef("linear"), StringRef("expert_grouped_matmul"),
+                                       StringRef("latent_attention")},
+                                      vjp.getForward()) ||
+          !multipliesFp8WeightsOnly(op))
+        return;
+      NamedAttrList params(vjp.getParams());
+      params.set("fp8_compute", block);
+      vjp.setParamsAttr(params.getDictionary(module.getContext()));
+      ++numQuantized;
+    });
+    module->setAttr("dsv3.quantization", b.getStringAttr("fp8"));
+  }
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
@@ -40,17 +93,14 @@ struct QuantizeFp8Pass : impl::Dsv3QuantizeFp8PassBase<QuantizeFp8Pass> {
                          << blockRows << ", " << blockCols << "]";
       return signalPassFailure();
     }
+    bool trains = false;
     for (auto func : module.getOps<func::FuncOp>()) {
       auto entry = func->getAttrOfType<StringAttr>("dsv3.entry");
-      if (entry && (entry.getValue() == "gradients" || entry.getValue() == "train_step" ||
-                    entry.getValue() == "train_gradients")) {
-        func.emitError() << "FP8 quantization is for inference artifacts: entry \""
-                         << entry.getValue()
-                         << "\" trains, and FP8 training (fp32 master weights, "
-                            "quantized GEMM operands) is not built yet";
-        return signalPassFailure();
-      }
+      trains |= entry && (entry.getValue() == "gradients" || entry.getValue() == "train_step" ||
+                          entry.getValue() == "train_gradients");
     }
+    if (trains)
+      return markFp8Training(module);
 
     // Retype the weights and declare their scales.
     OpBuilder b(module.getContext());

@@ -996,10 +996,6 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     // them), so a captured decode step replays as the caches grow.
     DevTensor &cache = *in[1], &past = *in[2];
     i64 S = cache.dim(1);
-    if (std::string storage = p.value("cache_storage", "f32"); storage != "f32")
-      fail("kernel {}: a {} latent cache (dsv3c --kv-cache {}) is not built for the cuda "
-           "backend yet; run it with --backend host, or compile without --kv-cache",
-           k, storage, storage);
     CUdeviceptr none = 0;
     s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
              argv(A, w[4], none, Q, B, T, past.ptr, cache.ptr, S, freq, scale, eps), k);

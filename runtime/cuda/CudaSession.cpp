@@ -18,8 +18,25 @@
 namespace dsv3rt::cuda {
 
 
+/// `artifact`, after refusing what the host backend runs and these kernels
+/// do not yet, before the driver is opened, naming the option that asked.
+static const Artifact &runnableOnCuda(const Artifact &artifact) {
+  for (const auto &[name, e] : artifact.entries)
+    for (const Launch &l : e.launches) {
+      if (l.params.contains("fp8_compute"))
+        fail("{}: FP8 training (dsv3c --mode train --quantize fp8; entry {}, launch {}) is not "
+             "built for the cuda backend yet; run it with --backend host",
+             artifact.dir, name, l.kernel);
+      if (std::string storage = l.params.value("cache_storage", "f32"); storage != "f32")
+        fail("{}: a {} latent cache (dsv3c --kv-cache {}; entry {}) is not built for the cuda "
+             "backend yet; run it with --backend host, or compile without --kv-cache",
+             artifact.dir, storage, storage, name);
+    }
+  return artifact;
+}
+
 CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
-    : artifact_(artifact), drv_(Driver::get()) {
+    : artifact_(runnableOnCuda(artifact)), drv_(Driver::get()) {
   loadModule();
   checkFreeMemory();
   // Weights: checked and converted like the host backend's, uploaded once.
@@ -77,7 +94,7 @@ void CudaSession::dequantizeAbsorbedWeights() {
 }
 
 CudaSession::CudaSession(const Artifact &artifact, const RandomWeights &random)
-    : artifact_(artifact), drv_(Driver::get()) {
+    : artifact_(runnableOnCuda(artifact)), drv_(Driver::get()) {
   loadModule();
   checkFreeMemory();
   // Made on the GPU by fill_normal: nothing is read from disk or kept on the

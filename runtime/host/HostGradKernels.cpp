@@ -12,6 +12,8 @@
 #include "runtime/VjpOperands.h"
 #include "runtime/host/HostMath.h"
 
+#include <array>
+
 namespace dsv3rt::host {
 namespace {
 
@@ -58,6 +60,22 @@ void linearVjp(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &ou
   Vjp<Real> v(k, p, in, out);
   T<Real> &x = *v.primals[0], &w = *v.primals[1], &dy = *v.cts[0];
   int64_t N = w.dim(0), K = w.dim(1);
+  if (auto [br, bc] = fp8ComputeBlock(p); br > 0) {
+    // FP8 training: Dgrad and Wgrad as FP8 GEMMs (the bias in fp32).
+    int64_t R = rowsOf(x.shape);
+    if (v.g(0)) {
+      Proj<Real> wq = projOf(k, p, in, 1);
+      for (int64_t r = 0; r < R; ++r)
+        fp8RowDgrad(dy.f + r * N, wq, N, K, v.g(0) + r * K);
+    }
+    if (v.g(1))
+      fp8Wgrad(dy.f, x.f, R, N, K, bc, v.g(1));
+    if (v.g(2))
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t o = 0; o < N; ++o)
+          v.g(2)[o] += dy.f[r * N + o];
+    return;
+  }
   for (int64_t r = 0, R = rowsOf(x.shape); r < R; ++r) {
     const Real *g = dy.f + r * N;
     if (v.g(0))
@@ -230,6 +248,20 @@ void expertGroupedMatmulVjp(const std::string &k, const json &p, Ins<Real> &in,
   T<Real> &dy = *v.cts[0];
   int64_t E = w.dim(0), N = w.dim(1), K = w.dim(2);
   int64_t r = 0;
+  if (auto [br, bc] = fp8ComputeBlock(p); br > 0) {
+    // FP8 training: per expert, Dgrad and Wgrad as FP8 GEMMs over its rows.
+    Proj<Real> wq = v.g(0) ? projOf(k, p, in, 1) : Proj<Real>();
+    for (int64_t e = 0; e < E; ++e) {
+      int64_t n = counts.i[e];
+      if (v.g(0))
+        for (int64_t c = 0; c < n; ++c)
+          fp8RowDgrad(dy.f + (r + c) * N, wq.expert(e, N, K), N, K, v.g(0) + (r + c) * K);
+      if (v.g(1))
+        fp8Wgrad(dy.f + r * N, rows.f + r * K, n, N, K, bc, v.g(1) + e * N * K);
+      r += n;
+    }
+    return;
+  }
   for (int64_t e = 0; e < E; ++e)
     for (int64_t c = 0; c < counts.i[e]; ++c, ++r) {
       const Real *g = dy.f + r * N;
@@ -290,6 +322,39 @@ void latentAttentionVjp(const std::string &k, const json &p, Ins<Real> &in,
   Real *dWo = grad(S::O), *dbqa = grad(S::QABias), *dbkva = grad(S::KVABias);
   Real *dbo = grad(S::OBias), *dx = v.g(0);
   int64_t W = nh * (dn + dv);
+  // FP8 training: the projections' GEMMs (the recomputed forward, Dgrad and
+  // Wgrad) in FP8; a Wgrad quantizes over tokens, so each projection's rows
+  // are kept and its weight gradient made once at the end.
+  auto [fp8Rows, fp8Block] = fp8ComputeBlock(p);
+  bool fp8 = fp8Rows > 0;
+  int64_t NT = B * Tn;
+  enum { PO, PKVB, PKVA, PQ, PQA, NumProj };
+  struct Rows {
+    std::vector<Real> dy, x;
+    int64_t out = 0, in = 0;
+    Real *dW = nullptr;
+  };
+  std::array<Rows, NumProj> kept;
+  auto wgrad = [&](int which, const Real *g, const Real *xin, int64_t o, int64_t i, Real *dW,
+                   int64_t row) {
+    if (!dW)
+      return;
+    if (!fp8) {
+      outerAdd(g, xin, o, i, dW);
+      return;
+    }
+    Rows &rows = kept[size_t(which)];
+    if (!rows.dW)
+      rows = Rows{std::vector<Real>(size_t(NT * o)), std::vector<Real>(size_t(NT * i)), o, i, dW};
+    std::copy(g, g + o, rows.dy.begin() + row * o);
+    std::copy(xin, xin + i, rows.x.begin() + row * i);
+  };
+  auto dgrad = [&](const Real *g, const Proj<Real> &w, int64_t o, int64_t i, Real *dxi) {
+    if (fp8)
+      fp8RowDgrad(g, w, o, i, dxi);
+    else
+      matvecT(g, w.w, o, i, dxi);
+  };
   std::vector<Real> QA(Tn * rq), QN(Tn * rq), Q(Tn * nh * dq), A(Tn * (r + dr));
   std::vector<Real> L(Tn * (r + dr)), U(Tn * W), tmp, z(Tn), dP(Tn);
   std::vector<Real> dQ, dU, dL, o(nh * dv), dO(nh * dv), buf;
@@ -299,20 +364,20 @@ void latentAttentionVjp(const std::string &k, const json &p, Ins<Real> &in,
       const Real *xt = xb + t * H;
       Real *q = Q.data() + t * nh * dq;
       if (m.qLora) {
-        matvec(xt, m.qa, rq, H, QA.data() + t * rq, m.qaBias);
+        m.qaP.apply(xt, rq, H, QA.data() + t * rq, m.qaBias);
         rmsNormRow(QA.data() + t * rq, m.qaNorm, rq, m.eps, QN.data() + t * rq);
-        matvec(QN.data() + t * rq, m.q, nh * dq, rq, q);
+        m.qP.apply(QN.data() + t * rq, nh * dq, rq, q);
       } else {
-        matvec(xt, m.q, nh * dq, H, q);
+        m.qP.apply(xt, nh * dq, H, q);
       }
       for (int64_t h = 0; h < nh; ++h)
         m.rope.apply(q + h * dq + dn, t);
       Real *a = A.data() + t * (r + dr), *l = L.data() + t * (r + dr);
-      matvec(xt, m.kva, r + dr, H, a, m.kvaBias);
+      m.kvaP.apply(xt, r + dr, H, a, m.kvaBias);
       rmsNormRow(a, m.kvaNorm, r, m.eps, l);
       std::copy(a + r, a + r + dr, l + r);
       m.rope.apply(l + r, t);
-      matvec(l, m.kvb, W, r, U.data() + t * W);
+      m.kvbP.apply(l, W, r, U.data() + t * W);
     }
     dQ.assign(Tn * nh * dq, Real(0));
     dU.assign(Tn * W, Real(0));
@@ -321,7 +386,7 @@ void latentAttentionVjp(const std::string &k, const json &p, Ins<Real> &in,
     for (int64_t i = 0; i < Tn; ++i) {
       const Real *g = dy.f + (b * Tn + i) * H;
       std::fill(dO.begin(), dO.end(), Real(0));
-      matvecT(g, m.o, H, nh * dv, dO.data());
+      dgrad(g, m.oP, H, nh * dv, dO.data());
       for (int64_t h = 0; h < nh; ++h) {
         const Real *qh = Q.data() + (i * nh + h) * dq;
         for (int64_t t = 0; t <= i; ++t) {
@@ -364,8 +429,7 @@ void latentAttentionVjp(const std::string &k, const json &p, Ins<Real> &in,
           }
         }
       }
-      if (dWo)
-        outerAdd(g, o.data(), H, nh * dv, dWo);
+      wgrad(PO, g, o.data(), H, nh * dv, dWo, b * Tn + i);
       if (dbo)
         for (int64_t j = 0; j < H; ++j)
           dbo[j] += g[j];
@@ -376,18 +440,16 @@ void latentAttentionVjp(const std::string &k, const json &p, Ins<Real> &in,
       Real *dl = dL.data() + t * (r + dr);
       const Real *l = L.data() + t * (r + dr), *a = A.data() + t * (r + dr);
       // Latent: u = c^ Wkvb^T.
-      matvecT(dU.data() + t * W, m.kvb, W, r, dl);
-      if (dWkvb)
-        outerAdd(dU.data() + t * W, l, W, r, dWkvb);
+      dgrad(dU.data() + t * W, m.kvbP, W, r, dl);
+      wgrad(PKVB, dU.data() + t * W, l, W, r, dWkvb, b * Tn + t);
       // a = [c ; k_pe_raw] = x Wkva^T + b.
       buf.assign(r + dr, Real(0));
       rmsNormRowGrad(a, m.kvaNorm, r, m.eps, dl, buf.data(), dwkvn);
       std::copy(dl + r, dl + r + dr, buf.data() + r);
       m.rope.applyTranspose(buf.data() + r, t);
       if (dxt)
-        matvecT(buf.data(), m.kva, r + dr, H, dxt);
-      if (dWkva)
-        outerAdd(buf.data(), xt, r + dr, H, dWkva);
+        dgrad(buf.data(), m.kvaP, r + dr, H, dxt);
+      wgrad(PKVA, buf.data(), xt, r + dr, H, dWkva, b * Tn + t);
       if (dbkva)
         for (int64_t j = 0; j < r + dr; ++j)
           dbkva[j] += buf[j];
@@ -397,26 +459,26 @@ void latentAttentionVjp(const std::string &k, const json &p, Ins<Real> &in,
         m.rope.applyTranspose(dqt + h * dq + dn, t);
       if (m.qLora) {
         std::vector<Real> dqn(rq, Real(0)), dqa(rq, Real(0));
-        matvecT(dqt, m.q, nh * dq, rq, dqn.data());
-        if (dWq)
-          outerAdd(dqt, QN.data() + t * rq, nh * dq, rq, dWq);
+        dgrad(dqt, m.qP, nh * dq, rq, dqn.data());
+        wgrad(PQ, dqt, QN.data() + t * rq, nh * dq, rq, dWq, b * Tn + t);
         rmsNormRowGrad(QA.data() + t * rq, m.qaNorm, rq, m.eps, dqn.data(),
                        dqa.data(), dwqan);
         if (dxt)
-          matvecT(dqa.data(), m.qa, rq, H, dxt);
-        if (dWqa)
-          outerAdd(dqa.data(), xt, rq, H, dWqa);
+          dgrad(dqa.data(), m.qaP, rq, H, dxt);
+        wgrad(PQA, dqa.data(), xt, rq, H, dWqa, b * Tn + t);
         if (dbqa)
           for (int64_t j = 0; j < rq; ++j)
             dbqa[j] += dqa[j];
       } else {
         if (dxt)
-          matvecT(dqt, m.q, nh * dq, H, dxt);
-        if (dWq)
-          outerAdd(dqt, xt, nh * dq, H, dWq);
+          dgrad(dqt, m.qP, nh * dq, H, dxt);
+        wgrad(PQ, dqt, xt, nh * dq, H, dWq, b * Tn + t);
       }
     }
   }
+  for (Rows &rows : kept)
+    if (rows.dW)
+      fp8Wgrad(rows.dy.data(), rows.x.data(), NT, rows.out, rows.in, fp8Block, rows.dW);
 }
 } // namespace
 

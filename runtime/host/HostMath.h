@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <numeric>
 
 namespace dsv3rt::host {
@@ -149,6 +150,9 @@ template <typename Real> struct Proj {
   const Real *w = nullptr;
   const Real *scale = nullptr; // null: not FP8
   int64_t br = 0, bc = 0;
+  /// The e4m3 values and scales of a weight quantized by the kernel (FP8
+  /// training: `w` and `scale` point into it).
+  std::shared_ptr<const std::vector<Real>> owned;
 
   static int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
   /// Expert `e` of a stack [E, out, in].
@@ -197,6 +201,46 @@ template <typename Real> struct Proj {
   }
 };
 
+/// Quantizes the matrices [.., rows, cols] of `w` to e4m3 values with one
+/// scale per [br, bc] block, in fp32 whatever `Real` is (as a GPU does):
+/// scale = amax / 448 (1 for an all-zero block), value = e4m3(w / scale).
+/// What FP8 training's GEMMs read of an fp32 master weight (SEMANTICS.md 9).
+/// Returns the values followed by the scales [.., ceil(rows / br),
+/// ceil(cols / bc)].
+template <typename Real>
+std::vector<Real> quantizeWeightBlocks(const Real *w, int64_t mats, int64_t rows, int64_t cols,
+                                       int64_t br, int64_t bc) {
+  int64_t rb = (rows + br - 1) / br, cb = (cols + bc - 1) / bc, n = mats * rows * cols;
+  std::vector<Real> out(size_t(n + mats * rb * cb));
+  for (int64_t m = 0; m < mats; ++m)
+    for (int64_t bi = 0; bi < rb; ++bi)
+      for (int64_t bj = 0; bj < cb; ++bj) {
+        int64_t r0 = bi * br, r1 = std::min(rows, r0 + br);
+        int64_t c0 = bj * bc, c1 = std::min(cols, c0 + bc);
+        const Real *wm = w + m * rows * cols;
+        Real *qm = out.data() + m * rows * cols;
+        float amax = 0;
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c)
+            amax = std::max(amax, std::fabs(float(wm[r * cols + c])));
+        float s = amax > 0 ? amax / 448.0f : 1.0f;
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c)
+            qm[r * cols + c] = Real(f8e4m3ToFloat(floatToF8e4m3(float(wm[r * cols + c]) / s)));
+        out[size_t(n + (m * rb + bi) * cb + bj)] = Real(s);
+      }
+  return out;
+}
+
+/// The FP8 block of a training artifact's launch (`fp8_compute`, set by
+/// dsv3-quantize-fp8 on a module that trains), or {0, 0}.
+inline std::pair<int64_t, int64_t> fp8ComputeBlock(const json &p) {
+  if (!p.contains("fp8_compute"))
+    return {0, 0};
+  const json &b = p.at("fp8_compute");
+  return {b.at(0).get<int64_t>(), b.at(1).get<int64_t>()};
+}
+
 /// The op's operands among a launch's inputs (FP8 scales follow them).
 template <typename Real> size_t numOperands(const json &p, const Ins<Real> &in) {
   return fp8LaunchOperands(p, in.size());
@@ -209,6 +253,23 @@ Proj<Real> projOf(const std::string &k, const json &p, const Ins<Real> &in, size
   Proj<Real> w;
   w.w = in.at(i)->f;
   int64_t si = fp8ScalesInput(p, i);
+  if (auto [br, bc] = fp8ComputeBlock(p); si < 0 && br > 0) {
+    // FP8 training: the GEMM reads the fp32 master weight quantized now.
+    const T<Real> &wt = *in[i];
+    if (wt.shape.size() < 2 || br < 1 || bc < 1)
+      fail("kernel {}: fp8_compute on input {} of shape [{}] (needs a matrix and positive "
+           "blocks)",
+           k, i, fmt::join(wt.shape, ", "));
+    int64_t rows = wt.shape[wt.shape.size() - 2], cols = wt.shape.back();
+    auto q = std::make_shared<std::vector<Real>>(
+        quantizeWeightBlocks(wt.f, wt.numel() / (rows * cols), rows, cols, br, bc));
+    w.w = q->data();
+    w.scale = q->data() + wt.numel();
+    w.br = br;
+    w.bc = bc;
+    w.owned = q;
+    return w;
+  }
   if (si < 0)
     return w;
   size_t s = size_t(si);
@@ -266,6 +327,70 @@ void outerAdd(const Real *dy, const Real *x, int64_t out, int64_t in, Real *dW) 
       Real *w = dW + o * in;
       for (int64_t i = 0; i < in; ++i)
         w[i] += g * x[i];
+    }
+  }
+}
+
+/// FP8 training's input gradient of one row (DeepSeek-V3 §3.3, Dgrad):
+/// dx[i] += sum over blocks nb of br outputs of s_dy[nb] · S_w[nb, i / bc] ·
+/// sum_{o in nb} e4m3(dy[o] / s_dy[nb]) · Wq[o, i], with dy quantized per
+/// block of the weight's br rows as an activation is (1 × br tiles) and the
+/// block sums in fp32. `w` is an FP8 projection (projOf with fp8_compute).
+template <typename Real>
+void fp8RowDgrad(const Real *dy, const Proj<Real> &w, int64_t out, int64_t in, Real *dx) {
+  int64_t nb = (out + w.br - 1) / w.br, cb = (in + w.bc - 1) / w.bc;
+  std::vector<Real> q(static_cast<size_t>(out)), part(static_cast<size_t>(in));
+  for (int64_t b = 0; b < nb; ++b) {
+    int64_t o0 = b * w.br, o1 = std::min(out, o0 + w.br);
+    float s = quantizeActivationBlock(dy + o0, o1 - o0, q.data() + o0);
+    std::fill(part.begin(), part.end(), Real(0));
+    for (int64_t o = o0; o < o1; ++o)
+      if (q[size_t(o)] != Real(0))
+        for (int64_t i = 0; i < in; ++i)
+          part[size_t(i)] += q[size_t(o)] * w.w[o * in + i];
+    for (int64_t i = 0; i < in; ++i)
+      dx[i] += part[size_t(i)] * Real(s * float(w.scale[b * cb + i / w.bc]));
+  }
+}
+
+/// FP8 training's weight gradient (DeepSeek-V3 §3.3, Wgrad): dW[o, i] +=
+/// sum over blocks of `blk` rows (tokens) of s_dy[o] · s_x[i] · sum_r
+/// e4m3(dy[r, o] / s_dy[o]) · e4m3(x[r, i] / s_x[i]): both operands
+/// quantized per column over each block of rows (the paper's 128 × 1 tiles
+/// of the backward), the block sums in fp32. dy is [rows, out], x [rows, in].
+template <typename Real>
+void fp8Wgrad(const Real *dy, const Real *x, int64_t rows, int64_t out, int64_t in,
+              int64_t blk, Real *dW) {
+  std::vector<Real> col(static_cast<size_t>(blk)), qcol(static_cast<size_t>(blk));
+  std::vector<Real> qdy, qx, part(static_cast<size_t>(in));
+  std::vector<float> sdy(static_cast<size_t>(out)), sx(static_cast<size_t>(in));
+  // Column-quantizes m [rows, n] over rows r0..r1 into q [r1 - r0, n].
+  auto quantizeColumns = [&](const Real *m, int64_t n, int64_t r0, int64_t r1,
+                             std::vector<Real> &q, std::vector<float> &scales) {
+    q.assign(size_t((r1 - r0) * n), Real(0));
+    for (int64_t c = 0; c < n; ++c) {
+      for (int64_t r = r0; r < r1; ++r)
+        col[size_t(r - r0)] = m[r * n + c];
+      scales[size_t(c)] = quantizeActivationBlock(col.data(), r1 - r0, qcol.data());
+      for (int64_t r = r0; r < r1; ++r)
+        q[size_t((r - r0) * n + c)] = qcol[size_t(r - r0)];
+    }
+  };
+  for (int64_t r0 = 0; r0 < rows; r0 += blk) {
+    int64_t r1 = std::min(rows, r0 + blk);
+    quantizeColumns(dy, out, r0, r1, qdy, sdy);
+    quantizeColumns(x, in, r0, r1, qx, sx);
+    for (int64_t o = 0; o < out; ++o) {
+      std::fill(part.begin(), part.end(), Real(0));
+      for (int64_t r = 0; r < r1 - r0; ++r) {
+        Real g = qdy[size_t(r * out + o)];
+        if (g != Real(0))
+          for (int64_t i = 0; i < in; ++i)
+            part[size_t(i)] += g * qx[size_t(r * in + i)];
+      }
+      Real *w = dW + o * in;
+      for (int64_t i = 0; i < in; ++i)
+        w[i] += part[size_t(i)] * Real(sdy[size_t(o)] * sx[size_t(i)]);
     }
   }
 }

@@ -45,13 +45,28 @@ module {
 
 // -----
 
-// Training entries are refused: FP8 training is not built.
+// A module that trains keeps its fp32 master weights: the GEMMs that
+// multiply by the FP8 set (forward and their vjps) are marked
+// `fp8_compute`; the router's GEMM (a router weight) and the MTP eh_proj are
+// not.
+// CHECK: module attributes {dsv3.quantization = "fp8"}
+// CHECK-NEXT: dsv3.param @proj.weight attention : tensor<40x48xf32>
+// CHECK-NEXT: dsv3.param @gate.weight router : tensor<4x48xf32>
+// CHECK-LABEL: func.func @train_step
+// CHECK: dsv3.linear %{{.+}}, %{{.+}} {fp8_compute = array<i64: 16, 32>}
+// CHECK: dsv3.linear %{{.+}}, %{{.+}} :
+// CHECK: dsv3.vjp "linear"({{.*}}) {{.*}} params {fp8_compute = array<i64: 16, 32>}
+// CHECK: dsv3.vjp "linear"({{.*}}) {{.*}} params {} :
 module {
   dsv3.param @proj.weight attention : tensor<40x48xf32>
-  // expected-error @+1 {{FP8 quantization is for inference artifacts: entry "train_step" trains}}
-  func.func @train_step(%x: tensor<?x?x48xf32>) -> tensor<?x?x40xf32> attributes {dsv3.entry = "train_step"} {
+  dsv3.param @gate.weight router : tensor<4x48xf32>
+  func.func @train_step(%x: tensor<?x?x48xf32>, %dy: tensor<?x?x40xf32>, %dr: tensor<?x?x4xf32>) -> (tensor<?x?x40xf32>, tensor<?x?x4xf32>, tensor<40x48xf32>, tensor<4x48xf32>) attributes {dsv3.entry = "train_step"} {
     %w = dsv3.get_param @proj.weight : tensor<40x48xf32>
+    %g = dsv3.get_param @gate.weight : tensor<4x48xf32>
     %y = dsv3.linear %x, %w : (tensor<?x?x48xf32>, tensor<40x48xf32>) -> tensor<?x?x40xf32>
-    return %y : tensor<?x?x40xf32>
+    %r = dsv3.linear %x, %g : (tensor<?x?x48xf32>, tensor<4x48xf32>) -> tensor<?x?x4xf32>
+    %dw = dsv3.vjp "linear"(%x, %w) cotangents(%dy) grads [1] params {} : (tensor<?x?x48xf32>, tensor<40x48xf32>, tensor<?x?x40xf32>) -> tensor<40x48xf32>
+    %dg = dsv3.vjp "linear"(%x, %g) cotangents(%dr) grads [1] params {} : (tensor<?x?x48xf32>, tensor<4x48xf32>, tensor<?x?x4xf32>) -> tensor<4x48xf32>
+    return %y, %r, %dw, %dg : tensor<?x?x40xf32>, tensor<?x?x4xf32>, tensor<40x48xf32>, tensor<4x48xf32>
   }
 }

@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Compares two training runs' loss curves (train --metrics JSON lines) by
+windows of W steps: single steps are noisy in both, so the second curve's
+window means must lie within RTOL (relative) of the first's.
+
+usage: compare_curves.py REF.jsonl OTHER.jsonl W RTOL
+
+Prints every 40th step of both, then "N steps: W-step means within X (bound
+RTOL): PASS|FAIL"; exits 1 on FAIL or when the runs differ in length.
+"""
+import json
+import sys
+
+
+def losses(path):
+    return [json.loads(line)["loss"] for line in open(path) if line.strip()]
+
+
+def main():
+    ref, other = losses(sys.argv[1]), losses(sys.argv[2])
+    w, rtol = int(sys.argv[3]), float(sys.argv[4])
+    n = min(len(ref), len(other))
+    for s in range(0, n, 40):
+        print(f"  step {s + 1:3d}  {ref[s]:.4f}  {other[s]:.4f}")
+    worst = 0.0
+    for s in range(0, n - w + 1, w):
+        a, b = sum(ref[s:s + w]) / w, sum(other[s:s + w]) / w
+        worst = max(worst, abs(a - b) / abs(a))
+    ok = n > 0 and len(ref) == len(other) and worst <= rtol
+    print(f"{n} steps: {w}-step means within {worst:.2e} (bound {rtol:g}): "
+          f"{'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
