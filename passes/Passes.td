@@ -281,8 +281,24 @@ def Dsv3QuantizeFp8Pass : Pass<"dsv3-quantize-fp8", "mlir::ModuleOp"> {
 
     Runs after `dsv3-partition-experts`: the scales of a sharded expert
     stack are sharded with it (`sharded_over`, `placement`), one rank's
-    experts. Inference only: a module with a backward entry is refused (FP8
-    training keeps fp32 master weights and is not built yet).
+    experts.
+
+    A module that trains (a `gradients`, `train_gradients` or `train_step`
+    entry) keeps its fp32 master weights: FP8 training (DeepSeek-V3 §3.3).
+    Every GEMM op that multiplies by weights of the set only, and every
+    `dsv3.vjp` of `linear`, `expert_grouped_matmul` or `latent_attention`
+    that does, gets `fp8_compute = [block-rows, block-cols]` (an attribute,
+    or an entry of the vjp's `params`). Its kernels quantize as they run:
+    the weight in blocks, the forward's activations per token in 1 × block
+    tiles, Dgrad's cotangent likewise, Wgrad's two operands per channel in
+    block × 1 tiles over the tokens; each block's e4m3 products summed in
+    fp32 and scaled (docs/fp8.md, "FP8 training").
+
+    ```mlir
+    %y = dsv3.linear %x, %w {fp8_compute = array<i64: 128, 128>} : ...
+    %dw = dsv3.vjp "linear"(%x, %w) cotangents(%dy) grads [1]
+        params {fp8_compute = array<i64: 128, 128>} : ...
+    ```
   }];
   let options = [
     Option<"blockRows", "block-rows", "int64_t", "128",
@@ -291,7 +307,8 @@ def Dsv3QuantizeFp8Pass : Pass<"dsv3-quantize-fp8", "mlir::ModuleOp"> {
            "columns of a weight-scale block, and the activation block">,
   ];
   let statistics = [
-    Statistic<"numQuantized", "quantized-params", "parameters stored as FP8">,
+    Statistic<"numQuantized", "quantized-params",
+              "parameters stored as FP8 (training: GEMM ops marked fp8_compute)">,
   ];
 }
 
