@@ -1439,14 +1439,27 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
       amax = std::max(amax, std::fabs(float(v[i * stride])));
     return double(amax / 448.0f);
   };
+  // Per result element: the fp32 value, the float64 one on the same e4m3
+  // operands, the unquantized product and its rounding bound.
+  struct Tally {
+    double accErr = 0, yMax = 0, worst = 0, sq = 0, refSq = 0;
+    void add(double y, double same, double ref, double bound) {
+      accErr = std::max(accErr, std::fabs(y - same));
+      yMax = std::max(yMax, std::fabs(same));
+      worst = std::max(worst, std::fabs(y - ref) / (bound + 1e-300));
+      sq += (y - ref) * (y - ref);
+      refSq += ref * ref;
+    }
+  };
   bool ok = true;
-  auto report = [&](const char *what, double accErr, double yMax, double worst, double rms) {
-    bool acc = accErr <= 1e-5 * yMax, bound = worst <= 1.0;
+  auto report = [&](const char *what, const Tally &t) {
+    bool acc = t.accErr <= 1e-5 * t.yMax, bound = t.worst <= 1.0;
     ok = ok && acc && bound;
     fmt::print("  {}: fp32 vs float64 on the same e4m3 operands: max rel {:.3e} (tolerance "
                "1e-05) {}; vs float64 on unquantized operands: rms rel {:.3e}, worst |err| / "
                "rounding bound {:.3f} (<= 1) {}\n",
-               what, accErr / yMax, acc ? "PASS" : "FAIL", rms, worst, bound ? "PASS" : "FAIL");
+               what, t.accErr / t.yMax, acc ? "PASS" : "FAIL", std::sqrt(t.sq / t.refSq),
+               t.worst, bound ? "PASS" : "FAIL");
   };
   fmt::print("fp8 training GEMMs, M = {} tokens, N = {}, K = {} (e4m3; 128 x 128 weight blocks, "
              "1 x 128 and 128 x 1 activation tiles)\n",
@@ -1459,29 +1472,25 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
     host::Proj<double> p64{q64.data(), q64.data() + N * K, blk, blk, nullptr};
     std::vector<float> dx32(size_t(M * K), 0.0f);
     std::vector<double> dx64(size_t(M * K), 0.0);
-    int64_t cb = (K + blk - 1) / blk;
-    double accErr = 0, yMax = 0, worst = 0, sq = 0, refSq = 0;
+    int64_t cb = (K + blk - 1) / blk, nbs = (N + blk - 1) / blk;
+    Tally t;
+    std::vector<double> sa(static_cast<size_t>(nbs));
     for (int64_t m = 0; m < M; ++m) {
       host::fp8RowDgrad(dy.data() + m * N, p32, N, K, dx32.data() + m * K);
       host::fp8RowDgrad(dy64.data() + m * N, p64, N, K, dx64.data() + m * K);
+      for (int64_t nb = 0; nb < nbs; ++nb)
+        sa[size_t(nb)] = scaleOf(dy64.data() + m * N + nb * blk, std::min(blk, N - nb * blk), 1);
       for (int64_t i = 0; i < K; ++i) {
         double ref = 0, bound = 0;
         for (int64_t n = 0; n < N; ++n) {
           double a = dy64[size_t(m * N + n)], b = w64[size_t(n * K + i)];
-          double sa = scaleOf(dy64.data() + m * N + n / blk * blk, std::min(blk, N - n / blk * blk), 1);
-          double sb = q64[size_t(N * K + (n / blk) * cb + i / blk)];
           ref += a * b;
-          bound += pairBound(a, b, sa, sb);
+          bound += pairBound(a, b, sa[size_t(n / blk)], q64[size_t(N * K + (n / blk) * cb + i / blk)]);
         }
-        double y = dx32[size_t(m * K + i)];
-        accErr = std::max(accErr, std::fabs(y - dx64[size_t(m * K + i)]));
-        yMax = std::max(yMax, std::fabs(dx64[size_t(m * K + i)]));
-        worst = std::max(worst, std::fabs(y - ref) / (bound + 1e-300));
-        sq += (y - ref) * (y - ref);
-        refSq += ref * ref;
+        t.add(dx32[size_t(m * K + i)], dx64[size_t(m * K + i)], ref, bound);
       }
     }
-    report("Dgrad dX = dY W", accErr, yMax, worst, std::sqrt(sq / refSq));
+    report("Dgrad dX = dY W", t);
   }
   {
     // Wgrad.
@@ -1489,7 +1498,7 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
     std::vector<double> dw64(size_t(N * K), 0.0);
     host::fp8Wgrad(dy.data(), x.data(), M, N, K, blk, dw32.data());
     host::fp8Wgrad(dy64.data(), x64.data(), M, N, K, blk, dw64.data());
-    double accErr = 0, yMax = 0, worst = 0, sq = 0, refSq = 0;
+    Tally t;
     int64_t tb = (M + blk - 1) / blk;
     std::vector<double> sdy(size_t(tb * N)), sx(size_t(tb * K));
     for (int64_t b = 0; b < tb; ++b) {
@@ -1507,14 +1516,9 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
           ref += a * b;
           bound += pairBound(a, b, sdy[size_t(m / blk * N + n)], sx[size_t(m / blk * K + i)]);
         }
-        double y = dw32[size_t(n * K + i)];
-        accErr = std::max(accErr, std::fabs(y - dw64[size_t(n * K + i)]));
-        yMax = std::max(yMax, std::fabs(dw64[size_t(n * K + i)]));
-        worst = std::max(worst, std::fabs(y - ref) / (bound + 1e-300));
-        sq += (y - ref) * (y - ref);
-        refSq += ref * ref;
+        t.add(dw32[size_t(n * K + i)], dw64[size_t(n * K + i)], ref, bound);
       }
-    report("Wgrad dW = dY^T X", accErr, yMax, worst, std::sqrt(sq / refSq));
+    report("Wgrad dW = dY^T X", t);
   }
   fmt::print("{}\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
