@@ -421,8 +421,10 @@ SocketCommunicator::exchangeWithin(const std::vector<int> &members,
   // sent them now would be read as its bytes.
   auto midMessage = [&] {
     std::vector<bool> mid(static_cast<size_t>(size_), false);
-    for (int r = 0; r < size_; ++r)
-      mid[size_t(r)] = peers[size_t(r)].sent > 0 && peers[size_t(r)].sent < peers[size_t(r)].out.size();
+    for (int r = 0; r < size_; ++r) {
+      const Peer &p = peers[size_t(r)];
+      mid[size_t(r)] = p.sent > 0 && p.sent < p.out.size();
+    }
     return mid;
   };
   auto timeout = std::chrono::milliseconds(int64_t(collectiveTimeoutSeconds() * 1000));
@@ -498,7 +500,8 @@ SocketCommunicator::exchangeWithin(const std::vector<int> &members,
         if (m == 0)
           lost(r, op, "it closed its connection: it exited or was killed", midMessage());
         if (m < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-          lost(r, op, fmt::format("recv failed ({}): it exited or was killed", std::strerror(errno)),
+          lost(r, op,
+               fmt::format("recv failed ({}): it exited or was killed", std::strerror(errno)),
                midMessage());
         if (m > 0) {
           p.got += size_t(m);

@@ -1420,7 +1420,8 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
   auto random = [&](int64_t rows, int64_t cols, double sd, int64_t outlierEvery) {
     std::vector<float> v(size_t(rows * cols));
     for (size_t i = 0; i < v.size(); ++i)
-      v[i] = float(sd * normal(rng) * ((i % size_t(cols)) % size_t(outlierEvery) == 5 ? 20.0 : 1.0));
+      v[i] = float(sd * normal(rng) *
+                   ((i % size_t(cols)) % size_t(outlierEvery) == 5 ? 20.0 : 1.0));
     return v;
   };
   std::vector<float> dy = random(M, N, 1e-3, 89), x = random(M, K, 1.0, 97);
@@ -1485,7 +1486,8 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
         for (int64_t n = 0; n < N; ++n) {
           double a = dy64[size_t(m * N + n)], b = w64[size_t(n * K + i)];
           ref += a * b;
-          bound += pairBound(a, b, sa[size_t(n / blk)], q64[size_t(N * K + (n / blk) * cb + i / blk)]);
+          double sw = q64[size_t(N * K + (n / blk) * cb + i / blk)];
+          bound += pairBound(a, b, sa[size_t(n / blk)], sw);
         }
         t.add(dx32[size_t(m * K + i)], dx64[size_t(m * K + i)], ref, bound);
       }

@@ -362,6 +362,44 @@ void printMemoryPlan(ModuleOp module, llvm::raw_ostream &os) {
   }
 }
 
+/// The decode entry's latent caches: how many (a layer each, the MTP
+/// depths' included) and the bytes a token takes in each, as stored
+/// (`--kv-cache`): f32 4 W, bf16 2 W, fp8 r + 2 dr + 4 (e4m3 latent, bf16
+/// rope key, fp32 scale), W = r + dr.
+void printLatentCache(ModuleOp module, int64_t maxBatch, int64_t maxSeq,
+                      llvm::raw_ostream &os) {
+  for (auto func : module.getOps<func::FuncOp>()) {
+    auto entry = func->getAttrOfType<StringAttr>("dsv3.entry");
+    if (!entry || entry.getValue() != "decode")
+      continue;
+    int64_t caches = 0, bytes = 0;
+    std::string storage = "f32";
+    func.walk([&](mlir::dsv3k::LaunchOp launch) {
+      if (launch.getKernel() != "latent_attention_decode")
+        return;
+      DictionaryAttr p = launch.getParams();
+      auto geti = [&](StringRef name) {
+        auto a = p.getAs<IntegerAttr>(name);
+        return a ? a.getInt() : 0;
+      };
+      int64_t r = geti("kv_lora_rank"), dr = geti("qk_rope_head_dim");
+      auto kind = mlir::dsv3::symbolizeCacheStorage(uint32_t(geti("cache_storage")));
+      storage = kind ? mlir::dsv3::stringifyCacheStorage(*kind).str() : "f32";
+      bytes += storage == "fp8" ? r + 2 * dr + 4 : (storage == "bf16" ? 2 : 4) * (r + dr);
+      ++caches;
+    });
+    if (!caches)
+      continue;
+    os << llvm::formatv("  latent cache ({0}): {1} caches, {2} bytes a token; {3:F1} MB at "
+                        "max-batch {4} x max-seq {5}",
+                        storage, caches, bytes,
+                        double(bytes) * double(maxBatch * maxSeq) / 1e6, maxBatch, maxSeq);
+    os << (storage == "f32" ? "\n"
+                            : " on a device that stores it so (the host backend keeps the "
+                              "rounded values in f32)\n");
+  }
+}
+
 /// Reads `--stats` and switches LLVM's statistics back off, so that LLVM
 /// does not report on its (unused, compiled-out) counters at exit.
 bool consumeStatsFlag() {
@@ -548,6 +586,8 @@ int main(int argc, char **argv) {
                                 statsFormat == StatsFormat::Json);
     if (statsFormat == StatsFormat::Table) {
       printMemoryPlan(*module, llvm::outs());
+      printLatentCache(*module, pipelineOptions.maxBatch, pipelineOptions.maxSeq,
+                       llvm::outs());
       printArtifactWeights(*module, llvm::outs());
     }
     if (expertParallel > 0) {
