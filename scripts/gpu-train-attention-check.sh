@@ -48,30 +48,10 @@ for c in fp32 bf16; do
     --batch 4 --seq 64 --lr 2e-3 --warmup 10 --backend cuda --compute $c \
     --save-dir /dev/shm/t-$c --metrics "$OUT/curve-$c.jsonl" > "$OUT/train-$c.log" 2>&1 || status=1
 done
-python3 - "$OUT" <<'PY' || status=1
-import json, sys
-out = sys.argv[1]
-def load(c):
-    try:
-        return [json.loads(l)["loss"] for l in open(f"{out}/curve-{c}.jsonl")]
-    except FileNotFoundError:
-        return []
-f, b = load("fp32"), load("bf16")
-n = min(len(f), len(b))
 # Windows of 10 steps (single steps are noisy in both): the bf16 curve's
 # mean within 2% of the fp32 curve's at every window.
-worst = 0.0
-for s in range(0, n, 40):
-    print(f"  step {s + 1:3d}  fp32 {f[s]:.4f}  bf16 {b[s]:.4f}")
-for s in range(0, n - 9, 10):
-    mf, mb = sum(f[s:s + 10]) / 10, sum(b[s:s + 10]) / 10
-    worst = max(worst, abs(mf - mb) / mf)
-ok = n == 200 and worst <= 0.02
-print(f"  step {n:3d}  fp32 {f[-1]:.4f}  bf16 {b[-1]:.4f}" if n else "  no curves")
-print(f"loss curves bf16 vs fp32 compute, {n} steps: 10-step means within {worst:.2e} "
-      f"(bound 2e-2): {'PASS' if ok else 'FAIL'}")
-sys.exit(0 if ok else 1)
-PY
+python3 test/Training/Inputs/compare_curves.py "$OUT/curve-fp32.jsonl" "$OUT/curve-bf16.jsonl" \
+  10 0.02 || status=1
 echo "== bench slice, train_step with bf16 compute"
 T="$RUN time bench-artifacts/v3-train --train --random-weights 1 --backend cuda --compute bf16"
 timeout 200 $T --batch 1 --seq 4096 --steps 1 2>&1 | tail -1

@@ -17,7 +17,11 @@ def losses(path):
 
 
 def main():
-    ref, other = losses(sys.argv[1]), losses(sys.argv[2])
+    try:
+        ref, other = losses(sys.argv[1]), losses(sys.argv[2])
+    except FileNotFoundError as e:
+        print(f"no curve: {e.filename}: FAIL")
+        return 1
     w, rtol = int(sys.argv[3]), float(sys.argv[4])
     n = min(len(ref), len(other))
     for s in range(0, n, 40):
