@@ -123,7 +123,8 @@ commands:
       tensor cores, grouped over experts) against the host on the same
       operands; with --train, FP8 training's backward GEMMs instead (Dgrad
       over 1x128 tiles of dY, Wgrad over 128x1 tiles of dY and X), each
-      against float64 and within its rounding bound
+      against float64 and within its rounding bound (--out: dy, w, x, dx,
+      dw)
 
   bf16-check ART [--seq T] [--context P] [--shape M,N,K] [--seed S]   (cuda)
       the CUDA kernels that round activations to bf16 (bf16 and FP8
@@ -1465,13 +1466,13 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
   fmt::print("fp8 training GEMMs, M = {} tokens, N = {}, K = {} (e4m3; 128 x 128 weight blocks, "
              "1 x 128 and 128 x 1 activation tiles)\n",
              M, N, K);
+  std::vector<float> dx32(size_t(M * K), 0.0f);
   {
     // Dgrad.
     std::vector<float> q32 = host::quantizeWeightBlocks(w.data(), 1, N, K, blk, blk);
     std::vector<double> q64 = host::quantizeWeightBlocks(w64.data(), 1, N, K, blk, blk);
     host::Proj<float> p32{q32.data(), q32.data() + N * K, blk, blk, nullptr};
     host::Proj<double> p64{q64.data(), q64.data() + N * K, blk, blk, nullptr};
-    std::vector<float> dx32(size_t(M * K), 0.0f);
     std::vector<double> dx64(size_t(M * K), 0.0);
     int64_t cb = (K + blk - 1) / blk, nbs = (N + blk - 1) / blk;
     Tally t;
@@ -1521,6 +1522,17 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
         t.add(dw32[size_t(n * K + i)], dw64[size_t(n * K + i)], ref, bound);
       }
     report("Wgrad dW = dY^T X", t);
+    if (!o.out.empty()) {
+      // The operands and both results, for fp8_tools.py's own FP8 GEMMs.
+      auto f32 = [](std::string name, std::vector<int64_t> shape, const std::vector<float> &v) {
+        OwnedTensor tensor{std::move(name), DType::F32, std::move(shape), {}};
+        tensor.data.resize(v.size() * 4);
+        std::memcpy(tensor.data.data(), v.data(), v.size() * 4);
+        return tensor;
+      };
+      writeSafetensors(o.out, {f32("dy", {M, N}, dy), f32("w", {N, K}, w), f32("x", {M, K}, x),
+                               f32("dx", {M, K}, dx32), f32("dw", {N, K}, dw32)});
+    }
   }
   fmt::print("{}\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;

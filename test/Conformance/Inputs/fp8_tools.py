@@ -14,6 +14,9 @@ numpy), independent of dsv3's loader:
                                            this file's own FP8 GEMM of x and the
                                            e4m3 weight (SEMANTICS.md 9, written
                                            from the spec, not from the runtime)
+  fp8_tools.py train-gemm FILE TOL         dsv3-run fp8-gemm --train --out FILE:
+                                           dx and dw against this file's own FP8
+                                           training GEMMs (docs/fp8.md)
   fp8_tools.py drop SRC DST NAME          SRC without tensor NAME
   fp8_tools.py reshape SRC DST NAME R C   SRC with tensor NAME's shape set to
                                            [R, C] (data cut or zero-padded)
@@ -164,6 +167,71 @@ def gemm(path, tol):
     return ok
 
 
+def quantize(values, lo_floor):
+    """One tile's scale and e4m3 values, as SEMANTICS.md 9 quantizes:
+    s = max(amax, floor) / 448 in float32 (a weight block: 1 when all zero),
+    values e4m3(v / s)."""
+    amax = f32(max(abs(v) for v in values))
+    if lo_floor is None:
+        s = f32(amax / 448.0) if amax > 0 else 1.0
+    else:
+        s = f32(f32(max(lo_floor, amax)) / 448.0)
+    return s, [to_e4m3(f32(v / s)) for v in values]
+
+
+def train_gemm(path, tol):
+    """fp8-gemm --train --out FILE: dx and dw against this file's own FP8
+    training GEMMs (docs/fp8.md, "FP8 training"): Dgrad dy (1 x 128 tiles)
+    times w (128 x 128 blocks), Wgrad dy^T x (both in 128 x 1 tiles over the
+    tokens), each block's e4m3 products summed, then scaled in float32."""
+    _, t = read(path)
+    (M, N), dy = t["dy"][1], floats("F32", t["dy"][2])
+    (_, K), w = t["w"][1], floats("F32", t["w"][2])
+    x = floats("F32", t["x"][2])
+    dx, dw = floats("F32", t["dx"][2]), floats("F32", t["dw"][2])
+    blk = 128
+    nb, kb = (N + blk - 1) // blk, (K + blk - 1) // blk
+    wq, sw = [0.0] * (N * K), {}
+    for bi in range(nb):
+        for bj in range(kb):
+            cells = [(n, k) for n in range(bi * blk, min(N, (bi + 1) * blk))
+                     for k in range(bj * blk, min(K, (bj + 1) * blk))]
+            s, q = quantize([w[n * K + k] for n, k in cells], None)
+            sw[bi, bj] = s
+            for (n, k), v in zip(cells, q):
+                wq[n * K + k] = v
+    ok = True
+    ref = []
+    for m in range(M):
+        row = [0.0] * K
+        for bi in range(nb):
+            lo, hi = bi * blk, min(N, (bi + 1) * blk)
+            s, q = quantize(dy[m * N + lo:m * N + hi], 1e-4)
+            for k in range(K):
+                dot = sum(q[j] * wq[(lo + j) * K + k] for j in range(hi - lo))
+                row[k] += dot * f32(s * sw[bi, k // blk])
+        ref += row
+    err = max(abs(a - b) for a, b in zip(dx, ref)) / max(abs(r) for r in ref)
+    ok &= err <= tol
+    print(f"Dgrad vs the spec's: max |dx - ref| / max |ref| = {err:.3e} (tolerance {tol:g}): "
+          f"{'PASS' if err <= tol else 'FAIL'}")
+    ref = [0.0] * (N * K)
+    for tb in range((M + blk - 1) // blk):
+        lo, hi = tb * blk, min(M, (tb + 1) * blk)
+        cols_dy = [quantize([dy[m * N + n] for m in range(lo, hi)], 1e-4) for n in range(N)]
+        cols_x = [quantize([x[m * K + k] for m in range(lo, hi)], 1e-4) for k in range(K)]
+        for n in range(N):
+            sa, qa = cols_dy[n]
+            for k in range(K):
+                sb, qb = cols_x[k]
+                ref[n * K + k] += sum(a * b for a, b in zip(qa, qb)) * f32(sa * sb)
+    err = max(abs(a - b) for a, b in zip(dw, ref)) / max(abs(r) for r in ref)
+    ok &= err <= tol
+    print(f"Wgrad vs the spec's: max |dw - ref| / max |ref| = {err:.3e} (tolerance {tol:g}): "
+          f"{'PASS' if err <= tol else 'FAIL'}")
+    return ok
+
+
 def accuracy(a, b, tol):
     (x, shape), (y, _) = logits(a), logits(b)
     V = shape[-1]
@@ -190,6 +258,8 @@ def main():
         return compare(args[0], args[1], float(args[2]))
     elif cmd == "gemm":
         sys.exit(0 if gemm(args[0], float(args[1])) else 1)
+    elif cmd == "train-gemm":
+        sys.exit(0 if train_gemm(args[0], float(args[1])) else 1)
     elif cmd == "accuracy":
         sys.exit(0 if accuracy(args[0], args[1], float(args[2])) else 1)
     elif cmd == "agreement":
