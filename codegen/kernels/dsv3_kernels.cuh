@@ -1264,13 +1264,27 @@ __global__ void __launch_bounds__(128)
     const int kn = end - k0 < KT ? int(end - k0) : KT;
     __syncthreads();
     if (W % 4 == 0) { // 16-byte loads (rows of W floats stay 16-byte aligned)
-      for (int i = tid; i < KT * CW / 4; i += blockDim.x) {
-        int kk = i / (CW / 4), c = i % (CW / 4) * 4;
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (kk < kn && c < W)
-          v = *reinterpret_cast<const float4 *>(cb + (k0 + kk) * W + c);
-        *reinterpret_cast<uint2 *>(ks + kk * LD + c) =
-            make_uint2(packBf16x2(v.x, v.y), packBf16x2(v.z, v.w));
+      // In batches of 9 a thread, all issued before the first is stored: a
+      // loop of load-then-store waited out the latency of each of a tile's
+      // 36 loads a thread in turn, and the kernel ran at ~10 TFLOP/s at
+      // batch 128.
+      constexpr int PER = KT * CW / 4, BATCH = 9;
+      for (int i0 = tid; i0 < PER; i0 += BATCH * 128) {
+        float4 v[BATCH];
+#pragma unroll
+        for (int j = 0; j < BATCH; ++j) {
+          const int i = i0 + j * 128, kk = i / (CW / 4), c = i % (CW / 4) * 4;
+          v[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+          if (i < PER && kk < kn && c < W)
+            v[j] = __ldg(reinterpret_cast<const float4 *>(cb + (k0 + kk) * W + c));
+        }
+#pragma unroll
+        for (int j = 0; j < BATCH; ++j) {
+          const int i = i0 + j * 128, kk = i / (CW / 4), c = i % (CW / 4) * 4;
+          if (i < PER)
+            *reinterpret_cast<uint2 *>(ks + kk * LD + c) =
+                make_uint2(packBf16x2(v[j].x, v[j].y), packBf16x2(v[j].z, v[j].w));
+        }
       }
     } else {
       for (int i = tid; i < KT * CW / 2; i += blockDim.x) {
@@ -1413,32 +1427,72 @@ __global__ void mla_decode_merge(const float *part, const float *ml, float *ot,
   }
 }
 
-/// A warp per (head, output feature j): o[r, h, j] = o~[r, h] . W_UV[h, j],
-/// the weight row read once per DSV3_ABSORB_ROWS rows.
+/// o[r, h, j] = o~[r, h] . W_UV[h, j]: a block per (head, chunk of rows),
+/// grid (NH, ceil(rows / 16)), 128 threads. The rows' o~ of head h are
+/// staged in shared memory once, W_UV[h] passes through it 16 columns at a
+/// time, and a thread per output feature j (DV / 128 of them each) keeps
+/// the chunk's sums. (A warp per (head, j) re-read every row's o~ of its
+/// head for each j: 4 GB of L2 traffic a layer at batch 128 and V3 widths,
+/// 1.8 ms.)
+#define DSV3_ABSORB_V_COLS 16
 template <int NH, int DN, int DV, int R, typename WT>
-__global__ void mla_absorb_v(const float *ot, const WT *wkvb, float *o, i64 rows) {
-  int lane = threadIdx.x % 32;
-  i64 id = i64(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (id >= i64(NH) * DV)
-    return;
-  int h = int(id / DV), j = int(id % DV);
-  const WT *w = wkvb + (i64(h) * (DN + DV) + DN + j) * R;
-  for (i64 r0 = 0; r0 < rows; r0 += DSV3_ABSORB_ROWS) {
-    float acc[DSV3_ABSORB_ROWS] = {};
-    for (int c = lane; c < R; c += 32) {
-      float wc = wload(w, c);
+__global__ void __launch_bounds__(128)
+    mla_absorb_v(const float *ot, const WT *wkvb, float *o, i64 rows) {
+  constexpr int CC = DSV3_ABSORB_V_COLS, RP = (R + CC - 1) / CC * CC;
+  // Rows a chunk: 16, fewer where R or DV is wide (static shared memory
+  // stays under 44 KB).
+  constexpr int OS = 45056 - DV * (CC + 1) * 4; // bytes left for o~
+  constexpr int RB = RP * 4 * DSV3_ABSORB_ROWS <= OS ? DSV3_ABSORB_ROWS
+                     : OS / (RP * 4) > 0          ? OS / (RP * 4)
+                                                  : 1;
+  constexpr int JJ = (DV + 127) / 128; // output features a thread
+  __shared__ float os[RB][RP];
+  __shared__ float ws[DV][CC + 1];
+  const int h = blockIdx.x, tid = threadIdx.x;
+  const WT *w = wkvb + (i64(h) * (DN + DV) + DN) * R; // W_UV[h]: [DV, R]
+  for (i64 r0 = i64(blockIdx.y) * RB; r0 < rows; r0 += i64(gridDim.y) * RB) {
+    const int nr = rows - r0 < RB ? int(rows - r0) : RB;
+    __syncthreads();
+    for (int i = tid; i < RB * RP; i += blockDim.x) {
+      int rr = i / RP, c = i % RP;
+      os[rr][c] = rr < nr && c < R ? ot[((r0 + rr) * NH + h) * R + c] : 0.f;
+    }
+    float acc[JJ][RB];
 #pragma unroll
-      for (int rr = 0; rr < DSV3_ABSORB_ROWS; ++rr)
-        if (r0 + rr < rows)
-          acc[rr] += ot[((r0 + rr) * NH + h) * R + c] * wc;
+    for (int jj = 0; jj < JJ; ++jj)
+#pragma unroll
+      for (int rr = 0; rr < RB; ++rr)
+        acc[jj][rr] = 0.f;
+    for (int c0 = 0; c0 < RP; c0 += CC) {
+      __syncthreads();
+      for (int i = tid; i < DV * CC; i += blockDim.x) {
+        int j = i / CC, c = i % CC;
+        ws[j][c] = c0 + c < R ? wload(w, i64(j) * R + c0 + c) : 0.f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int jj = 0; jj < JJ; ++jj) {
+        const int j = tid + 128 * jj;
+        if (j >= DV)
+          break;
+#pragma unroll
+        for (int c = 0; c < CC; ++c) {
+          const float wv = ws[j][c];
+#pragma unroll
+          for (int rr = 0; rr < RB; ++rr)
+            acc[jj][rr] += os[rr][c0 + c] * wv;
+        }
+      }
     }
 #pragma unroll
-    for (int rr = 0; rr < DSV3_ABSORB_ROWS; ++rr) {
-      if (r0 + rr >= rows)
+    for (int jj = 0; jj < JJ; ++jj) {
+      const int j = tid + 128 * jj;
+      if (j >= DV)
         break;
-      float v = warpSum(acc[rr]);
-      if (lane == 0)
-        o[((r0 + rr) * NH + h) * DV + j] = v;
+#pragma unroll
+      for (int rr = 0; rr < RB; ++rr)
+        if (rr < nr)
+          o[((r0 + rr) * NH + h) * DV + j] = acc[jj][rr];
     }
   }
 }
@@ -1807,6 +1861,277 @@ __global__ void expert_gated_gmm(const float *rows, const WT *Wg,
                                  const WT *Wu, const i64 *counts, float *y,
                                  i64 R) {
   expertRowsGemm<N, KD, E, WT, true>(rows, Wg, Wu, counts, y, R);
+}
+
+/// The routed experts' GEMMs at a few rows an expert on tensor cores, for
+/// bf16 weights (decode batches: at batch 128 of top-8 over 256 experts,
+/// ~4 rows an expert). The weights are the MMA's M operand and the rows its
+/// N ("swap AB"): mma.sync m16n8k16 computes 16 weight rows x 8 routed rows,
+/// so an expert's handful of rows fills an 8-wide tile where the 64- and
+/// 128-row tiles of the prefill GEMMs were mostly padding (computed), and
+/// the CUDA-core row kernel above was bound by its FMAs from ~4 rows an
+/// expert. A warp owns 16 weight rows of one expert, 8 warps a block,
+/// grid (ceil(N / 128), E): each weight byte is read once per pass of up to
+/// DSV3_ROWS_MMA_TILES x 8 rows (more rows take more passes), streamed with
+/// 16-byte loads that skip L1 (the rows, re-read by the block's 8 warps,
+/// stay there).
+///
+/// Fragments without shared memory: lane (g, t4) loads 8 consecutive K
+/// elements, at 8 t4 of each 32-wide chunk, of weight rows g and g + 8 and
+/// of routed row g of the tile. Those 8 elements serve as the lane's K
+/// positions {2t4, 2t4+1, 2t4+8, 2t4+9} of two k16 steps. The map from K
+/// positions to elements is a permutation of the chunk, the same for both
+/// operands, so the dot products are unchanged. The fp32 rows are split as
+/// hi + lo, both bf16, and both are multiplied (as gemm_mma: fp32 accuracy,
+/// the extra MMAs free in a memory-bound kernel). KD % 8 == 0 (a lane's 8
+/// elements all inside K or all past it, zeros then).
+#define DSV3_ROWS_MMA_TILES 4
+#define DSV3_ROWS_MMA_UNROLL 4
+
+/// 16 bytes of a weight stream, not kept in L1.
+__device__ __forceinline__ uint4 ldStream16(const unsigned short *p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+/// x0, x1 as bf16 pairs hi and lo with x ~ hi + lo.
+__device__ __forceinline__ void splitBf16x2(float x0, float x1, unsigned &hi, unsigned &lo) {
+  hi = packBf16x2(x0, x1);
+  lo = packBf16x2(x0 - __uint_as_float(hi << 16), x1 - __uint_as_float(hi & 0xffff0000u));
+}
+
+/// The warp's part of y[r, n] = x[r] . W[n] (gated: silu(x[r] . W[n]) *
+/// (x[r] . Wu[n])) for `count` rows of x (stride ldx) and y (stride ldy),
+/// W and Wu [N, KD] (rows KD apart), n in [n0, n0 + 16).
+template <int N, int KD, bool Gated>
+__device__ __forceinline__ void rowsMma(const float *x, i64 ldx, const unsigned short *W,
+                                        const unsigned short *Wu, i64 count, float *y, i64 ldy,
+                                        int n0) {
+  constexpr int TILES = DSV3_ROWS_MMA_TILES, U = DSV3_ROWS_MMA_UNROLL;
+  static_assert(KD % 8 == 0, "rowsMma reads K in 8-element pieces");
+  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  const bool v0 = n0 + g < N, v1 = n0 + g + 8 < N;
+  const unsigned short *w0 = W + i64(v0 ? n0 + g : 0) * KD + 8 * t4;
+  const unsigned short *w1 = W + i64(v1 ? n0 + g + 8 : 0) * KD + 8 * t4;
+  const unsigned short *u0 = Gated ? Wu + i64(v0 ? n0 + g : 0) * KD + 8 * t4 : nullptr;
+  const unsigned short *u1 = Gated ? Wu + i64(v1 ? n0 + g + 8 : 0) * KD + 8 * t4 : nullptr;
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  for (i64 t0 = 0; t0 < count; t0 += 8 * TILES) {
+    const int left = count - t0 < 8 * TILES ? int(count - t0) : 8 * TILES;
+    const int tiles = (left + 7) / 8;
+    float acc[TILES][4], accU[TILES][4];
+#pragma unroll
+    for (int i = 0; i < TILES; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        acc[i][j] = accU[i][j] = 0.f;
+    for (int k0 = 0; k0 < KD; k0 += 32 * U) {
+      uint4 a0[U], a1[U], up0[U], up1[U]; // gate (or only) and up weights
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int k = k0 + 32 * u;
+        const bool in = k + 8 * t4 < KD;
+        a0[u] = in && v0 ? ldStream16(w0 + k) : zero;
+        a1[u] = in && v1 ? ldStream16(w1 + k) : zero;
+        up0[u] = Gated && in && v0 ? ldStream16(u0 + k) : zero;
+        up1[u] = Gated && in && v1 ? ldStream16(u1 + k) : zero;
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int k = k0 + 32 * u;
+        if (k >= KD)
+          break;
+        const bool in = k + 8 * t4 < KD;
+        const unsigned A[2][4] = {{a0[u].x, a1[u].x, a0[u].y, a1[u].y},
+                                  {a0[u].z, a1[u].z, a0[u].w, a1[u].w}};
+        const unsigned AU[2][4] = {{up0[u].x, up1[u].x, up0[u].y, up1[u].y},
+                                   {up0[u].z, up1[u].z, up0[u].w, up1[u].w}};
+#pragma unroll
+        for (int i = 0; i < TILES; ++i) {
+          if (i >= tiles)
+            break;
+          float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+          if (in && i * 8 + g < left)
+            xload8(x + (t0 + i * 8 + g) * ldx + k + 8 * t4, xs);
+          unsigned hi[4], lo[4];
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+            splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
+#pragma unroll
+          for (int st = 0; st < 2; ++st) {
+            const unsigned bh[2] = {hi[2 * st], hi[2 * st + 1]};
+            const unsigned bl[2] = {lo[2 * st], lo[2 * st + 1]};
+            mmaBf16(acc[i], A[st], bh);
+            mmaBf16(acc[i], A[st], bl);
+            if (Gated) {
+              mmaBf16(accU[i], AU[st], bh);
+              mmaBf16(accU[i], AU[st], bl);
+            }
+          }
+        }
+      }
+    }
+    // Accumulator j of tile i: weight row n0 + g (+ 8 from j = 2), row
+    // t0 + 8 i + 2 t4 (+ 1 for odd j).
+#pragma unroll
+    for (int i = 0; i < TILES; ++i) {
+      if (i >= tiles)
+        break;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int n = n0 + g + (j >> 1) * 8, r = i * 8 + 2 * t4 + (j & 1);
+        if (n >= N || r >= left)
+          continue;
+        float v = acc[i][j];
+        if (Gated)
+          v = v / (1.f + expf(-v)) * accU[i][j];
+        y[(t0 + r) * ldy + n] = v;
+      }
+    }
+  }
+}
+
+/// Block (blockIdx.x, e): expert e's rows (grouped by expert, counts[e]
+/// each, in expert order) times its weights' rows [128 blockIdx.x, + 128).
+template <int N, int KD, int E, bool Gated>
+__device__ __forceinline__ void expertRowsMma(const float *rows, const unsigned short *W,
+                                              const unsigned short *Wu, const i64 *counts,
+                                              float *y) {
+  const int lane = threadIdx.x & 31, e = blockIdx.y;
+  const i64 cnt = counts[e];
+  const int n0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * 16;
+  if (cnt == 0 || n0 >= N)
+    return;
+  // The expert's first row: the counts of the experts before it.
+  i64 first = 0;
+  for (int j = lane; j < e; j += 32)
+    first += counts[j];
+  for (int o = 16; o > 0; o >>= 1)
+    first += __shfl_xor_sync(0xffffffffu, first, o);
+  const i64 w = i64(e) * N * KD;
+  rowsMma<N, KD, Gated>(rows + first * KD, KD, W + w, Gated ? Wu + w : nullptr, cnt,
+                        y + first * N, N, n0);
+}
+
+/// y[r, n] = rows[r] . W[e(r), n] on tensor cores (expertRowsMma).
+template <int N, int KD, int E>
+__global__ void __launch_bounds__(256)
+    expert_rows_mma(const float *rows, const unsigned short *W, const i64 *counts, float *y) {
+  expertRowsMma<N, KD, E, false>(rows, W, nullptr, counts, y);
+}
+
+/// silu(rows[r] . Wg[e(r), n]) * (rows[r] . Wu[e(r), n]) on tensor cores.
+template <int N, int KD, int E>
+__global__ void __launch_bounds__(256, 2)
+    expert_gated_rows_mma(const float *rows, const unsigned short *Wg, const unsigned short *Wu,
+                          const i64 *counts, float *y) {
+  expertRowsMma<N, KD, E, true>(rows, Wg, Wu, counts, y);
+}
+
+/// mla_absorb_v for bf16 weights on tensor cores (rowsMma: W_UV[h]'s DV
+/// rows as the MMA's M operand, the rows' o~ as its N), grid (ceil(DV /
+/// 128), NH), 256 threads: W_UV is read once per 32 rows. The fp32 o~ is
+/// split as hi + lo (fp32 accuracy, as the kernel above).
+template <int NH, int DN, int DV, int R>
+__global__ void __launch_bounds__(256)
+    mla_absorb_v_mma(const float *ot, const unsigned short *wkvb, float *o, i64 rows) {
+  const int h = blockIdx.y, n0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * 16;
+  if (n0 >= DV)
+    return;
+  rowsMma<DV, R, false>(ot + i64(h) * R, i64(NH) * R, wkvb + (i64(h) * (DN + DV) + DN) * R,
+                        nullptr, rows, o + i64(h) * DV, i64(NH) * DV, n0);
+}
+
+/// linear_rows for bf16 weights on tensor cores: decode's dense GEMMs
+/// (lm_head, the attention projections, the dense MLP's down projection)
+/// at up to 8 rows, each weight byte read once. The fragments are
+/// rowsMma's (weights as the MMA's M operand, 16 rows a warp); here the 8
+/// warps of a block share those 16 weight rows and split K between them
+/// (the sums meet in shared memory), and blockIdx.y splits K further: a
+/// narrow N (kv_a's 576, the router's 256) then still spreads over the
+/// whole GPU, which 16 rows a warp alone did not (96 us for kv_a at batch
+/// 1, against 20 for the CUDA-core kernel). grid (ceil(N / 16), splits),
+/// kChunk a multiple of 256; with splits > 1 the sums go to part[split]
+/// and splitk_reduce adds them (fixed order), the bias and the residual.
+/// x 16-byte aligned, ldx % 4 == 0, rows <= 8.
+template <int N, int K>
+__global__ void __launch_bounds__(256)
+    linear_rows_mma(const float *x, i64 ldx, const unsigned short *W, const unsigned short *b,
+                    const float *res, float *y, i64 rows, int kChunk, float *part) {
+  constexpr int U = DSV3_ROWS_MMA_UNROLL;
+  static_assert(K % 8 == 0, "linear_rows_mma reads K in 8-element pieces");
+  __shared__ float red[8][32][4];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+  const int n0 = blockIdx.x * 16;
+  const int per = kChunk / 8; // a multiple of 32
+  const int kb = blockIdx.y * kChunk + warp * per;
+  const int ke = kb + per < K ? kb + per : K;
+  const bool v0 = n0 + g < N, v1 = n0 + g + 8 < N, xin = g < rows;
+  const unsigned short *w0 = W + i64(v0 ? n0 + g : 0) * K + 8 * t4;
+  const unsigned short *w1 = W + i64(v1 ? n0 + g + 8 : 0) * K + 8 * t4;
+  const float *xr = x + (xin ? g : 0) * ldx + 8 * t4;
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int k0 = kb; k0 < ke; k0 += 32 * U) {
+    uint4 a0[U], a1[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + 32 * u;
+      const bool in = k + 8 * t4 < ke;
+      a0[u] = in && v0 ? ldStream16(w0 + k) : zero;
+      a1[u] = in && v1 ? ldStream16(w1 + k) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + 32 * u;
+      if (k >= ke)
+        break;
+      float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      if (xin && k + 8 * t4 < ke)
+        xload8(xr + k, xs);
+      unsigned hi[4], lo[4];
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
+      const unsigned A[2][4] = {{a0[u].x, a1[u].x, a0[u].y, a1[u].y},
+                                {a0[u].z, a1[u].z, a0[u].w, a1[u].w}};
+#pragma unroll
+      for (int st = 0; st < 2; ++st) {
+        const unsigned bh[2] = {hi[2 * st], hi[2 * st + 1]};
+        const unsigned bl[2] = {lo[2 * st], lo[2 * st + 1]};
+        mmaBf16(acc, A[st], bh);
+        mmaBf16(acc, A[st], bl);
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    red[warp][lane][j] = acc[j];
+  __syncthreads();
+  if (warp != 0)
+    return;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < 8; ++w)
+      v += red[w][lane][j];
+    // Accumulator j: weight row n0 + g (+ 8 from j = 2), row 2 t4 (+ 1).
+    const int n = n0 + g + (j >> 1) * 8, r = 2 * t4 + (j & 1);
+    if (n >= N || r >= rows)
+      continue;
+    if (gridDim.y > 1) {
+      part[(i64(blockIdx.y) * rows + r) * N + n] = v;
+      continue;
+    }
+    if (b)
+      v += bf16Float(b[n]);
+    if (res)
+      v += res[i64(r) * N + n];
+    y[i64(r) * N + n] = v;
+  }
 }
 
 /// Which 64-row tile of which expert block `tile` of an expert-grouped

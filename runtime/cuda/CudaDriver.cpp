@@ -37,6 +37,8 @@ Driver &Driver::get() {
     sym(d->memFree, "cuMemFree_v2");
     sym(d->memcpyHtoD, "cuMemcpyHtoD_v2");
     sym(d->memcpyDtoH, "cuMemcpyDtoH_v2");
+    sym(d->memAllocHost, "cuMemAllocHost_v2");
+    sym(d->memFreeHost, "cuMemFreeHost");
     sym(d->memsetD8, "cuMemsetD8_v2");
     sym(d->memsetD32Async, "cuMemsetD32Async");
     sym(d->launchKernel, "cuLaunchKernel");

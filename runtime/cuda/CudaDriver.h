@@ -32,6 +32,10 @@ struct Driver {
   decltype(&::cuMemFree) memFree;
   decltype(&::cuMemcpyHtoD) memcpyHtoD;
   decltype(&::cuMemcpyDtoH) memcpyDtoH;
+  // Page-locked host memory (the entries' results: a decode step's logits
+  // copied at full PCIe speed, without page faults).
+  decltype(&::cuMemAllocHost) memAllocHost;
+  decltype(&::cuMemFreeHost) memFreeHost;
   decltype(&::cuMemsetD8) memsetD8;
   decltype(&::cuMemsetD32Async) memsetD32Async;
   decltype(&::cuLaunchKernel) launchKernel;

@@ -395,7 +395,23 @@ void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
           int64_t K, bool bf16, CUdeviceptr res, const Fp8Weight *fp8) {
   if (fp8 && *fp8)
     return fp8Gemm(s, what, x, ldx, *fp8, b, y, rows, N, K, res);
-  if (rows <= kFewRows) // decode: a warp per output column, 8 per block
+  if (rows <= kFewRows && bf16 && linearRowsMmaFits(K) && ldx % 4 == 0 && (x & 15) == 0 &&
+      !simtGemm()) {
+    // decode: weights as the MMA's M operand, 16 a block; K split over
+    // blocks until there are ~4 a multiprocessor.
+    i64 groups = (N + 15) / 16, want = 4 * i64(s.multiprocessors());
+    i64 splits = std::max<i64>(1, std::min<i64>((want + groups - 1) / groups, K / 256));
+    int kChunk = int((K + splits - 1) / splits + 255) / 256 * 256;
+    splits = (K + kChunk - 1) / kChunk;
+    CUdeviceptr part = splits > 1 ? s.workspace(size_t(splits * rows * N) * 4) : 0;
+    s.launch(linearRowsMmaName(N, K), {unsigned(groups), unsigned(splits), 1}, {256, 1, 1}, 0,
+             argv(x, ldx, W, b, res, y, rows, kChunk, part), what);
+    if (splits > 1) {
+      int nSplits = int(splits);
+      s.launch(splitkReduceName(N), {blocks(rows * N, 256), 1, 1}, {256, 1, 1}, 0,
+               argv(part, nSplits, b, res, y, rows), what + " split-K");
+    }
+  } else if (rows <= kFewRows) // decode: a warp per output column, 8 per block
     s.launch(linearRowsName(N, K, bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1}, 0,
              argv(x, ldx, W, b, res, y, rows), what);
   else if (bf16 && useBf16Tc(s, rows, K))
@@ -849,11 +865,16 @@ void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &i
 /// batch 1 and 32 (2.83, 18.4 ms a step), but at batch 128 (~4 rows an
 /// expert) 8 takes 86.5 ms against 59.9: the row kernel is bound by its
 /// CUDA-core FMAs there, and the 128-row tiles, mostly empty, still win.
+///
+/// Below the switch, bf16 experts take expert_rows_mma (the weights as the
+/// MMA's M operand, the few rows as its N: no FMA bound, no padded tiles),
+/// now the default up to 16 rows an expert; DSV3_EXPERT_ROWS_MMA=0 keeps
+/// the CUDA-core row kernel there instead (to compare the two).
 bool expertMma(i64 R, int64_t E, bool bf16) {
   static const char *force = std::getenv("DSV3_EXPERT_MMA");
   static const i64 perExpert = [] {
     const char *env = std::getenv("DSV3_EXPERT_ROWS");
-    i64 n = env ? std::atoll(env) : 2;
+    i64 n = env ? std::atoll(env) : 16;
     return n < 1 ? i64(1) : n;
   }();
   if (!bf16)
@@ -861,6 +882,24 @@ bool expertMma(i64 R, int64_t E, bool bf16) {
   if (force && *force)
     return std::string(force) == "1";
   return R >= perExpert * E;
+}
+
+/// Whether an expert GEMM below expertMma's switch runs on expert_rows_mma.
+bool expertRowsMma(int64_t KD, bool bf16) {
+  static const char *env = std::getenv("DSV3_EXPERT_ROWS_MMA");
+  return bf16 && expertRowsMmaFits(KD) && !(env && std::string(env) == "0");
+}
+
+void expertRowsMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTensor &rows,
+                         DevTensor &w, CUdeviceptr wu, DevTensor &counts, DevTensor &y) {
+  int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
+  Dim3 grid = {unsigned((N + 127) / 128), unsigned(E), 1};
+  if (gated)
+    s.launch(expertRowsMmaName(N, KD, E, true), grid, {256, 1, 1}, 0,
+             argv(rows.ptr, w.ptr, wu, counts.ptr, y.ptr), k);
+  else
+    s.launch(expertRowsMmaName(N, KD, E, false), grid, {256, 1, 1}, 0,
+             argv(rows.ptr, w.ptr, counts.ptr, y.ptr), k);
 }
 
 void expertMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTensor &rows,
@@ -885,6 +924,8 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
                         E);
   if (expertMma(R, E, wg.bf16))
     return expertMmaLaunch(s, k, true, rows, wg, wu.ptr, counts, y);
+  if (expertRowsMma(KD, wg.bf16))
+    return expertRowsMmaLaunch(s, k, true, rows, wg, wu.ptr, counts, y);
   s.launch(instW("expert_gated_gmm", {N, KD, E}, wg.bf16),
            {unsigned((N + 7) / 8), unsigned(std::min<i64>(R, 65535)), 1},
            {256, 1, 1}, 0, argv(rows.ptr, wg.ptr, wu.ptr, counts.ptr, y.ptr, R), k);
@@ -1047,9 +1088,12 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
                argv(q0, kvb, QT, rows), k);
       mlaDecodeAttention(s, k, d, useDecodeMma(s, d, wb), QT, cache.ptr, past.ptr, part, ml, OT,
                          rows, splits, splitLen, r0, T, S, softmaxScale);
-      i64 warps = d.nh * d.dv;
-      s.launch(names[3], {unsigned((warps + 7) / 8), 1, 1}, {256, 1, 1}, 0,
-               argv(OT, kvb, o0, rows), k);
+      if (wb && mlaAbsorbVMmaFits(d))
+        s.launch(mlaAbsorbVMmaName(d), {unsigned((d.dv + 127) / 128), unsigned(d.nh), 1},
+                 {256, 1, 1}, 0, argv(OT, kvb, o0, rows), k);
+      else
+        s.launch(names[3], {unsigned(d.nh), unsigned((rows + 15) / 16), 1}, {128, 1, 1}, 0,
+                 argv(OT, kvb, o0, rows), k);
     }
   }
   gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb, 0,
@@ -1099,6 +1143,8 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &p, Ins &in,
     return fp8Gemm(s, k, rows.ptr, KD, fw, 0, y.ptr, R, N, KD, 0, counts.ptr, E);
   if (expertMma(R, E, w.bf16))
     return expertMmaLaunch(s, k, false, rows, w, 0, counts, y);
+  if (expertRowsMma(KD, w.bf16))
+    return expertRowsMmaLaunch(s, k, false, rows, w, 0, counts, y);
   if (!w.bf16 && R >= 2 * E && !simtGemm()) {
     // fp32 weights with many rows per expert (training): one tensor-core
     // GEMM over the rows grouped by expert.

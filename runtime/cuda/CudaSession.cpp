@@ -344,6 +344,9 @@ CudaSession::~CudaSession() {
         drv_.memFree(p);
   for (Resident &r : resident_)
     drv_.memFree(r.dev);
+  for (HostBuffer &b : results_)
+    if (b.pinned)
+      drv_.memFreeHost(b.pinned);
   dropGraphs();
   if (arena_)
     drv_.memFree(arena_);
@@ -725,8 +728,6 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     if (!args[i].isInt && args[i].shape.size() >= 2 && !inResident[i])
       DSV3_CU(drv_, memcpyDtoH, fmt::format("argument {} of {}", i, name),
               args[i].f, devArgs[i].ptr, size_t(args[i].numel()) * 4);
-  static thread_local std::vector<std::vector<uint8_t>> results;
-  results.clear();
   std::vector<HostTensor<float>> out;
   for (const ValueRef &r : entry.results) {
     if (r.kind == ValueRef::Kind::Arg) {
@@ -735,22 +736,41 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     }
     DevTensor *d = resolve(r);
     size_t bytes = size_t(d->numel()) * (d->isInt ? 8 : 4);
-    results.emplace_back(std::max<size_t>(bytes, 8));
-    DSV3_CU(drv_, memcpyDtoH, "results of " + name, results.back().data(), d->ptr,
-            bytes);
+    void *host = resultBuffer(out.size(), bytes);
+    DSV3_CU(drv_, memcpyDtoH, "results of " + name, host, d->ptr, bytes);
     HostTensor<float> t;
     t.isInt = d->isInt;
     t.shape = d->shape;
     if (d->isInt)
-      t.i = reinterpret_cast<int64_t *>(results.back().data());
+      t.i = reinterpret_cast<int64_t *>(host);
     else
-      t.f = reinterpret_cast<float *>(results.back().data());
+      t.f = reinterpret_cast<float *>(host);
     t.capacity = size_t(d->numel());
     out.push_back(t);
   }
   if (Tracer *tracer = activeTracer())
     tracer->phase("run " + name, entryStartUs);
   return out;
+}
+
+void *CudaSession::resultBuffer(size_t index, size_t bytes) {
+  if (results_.size() <= index)
+    results_.resize(index + 1);
+  HostBuffer &b = results_[index];
+  bytes = std::max<size_t>(bytes, 8);
+  if (b.bytes < bytes) {
+    if (b.pinned)
+      DSV3_CU(drv_, memFreeHost, "a result buffer", b.pinned);
+    b.pinned = nullptr;
+    b.pageable.clear();
+    b.pageable.shrink_to_fit();
+    if (drv_.memAllocHost(&b.pinned, bytes) != CUDA_SUCCESS) {
+      b.pinned = nullptr;
+      b.pageable.resize(bytes);
+    }
+    b.bytes = bytes;
+  }
+  return b.data();
 }
 
 void CudaSession::reportLaunch(size_t l, const std::string &kernel,

@@ -54,6 +54,11 @@ inline std::string gatedLinearName(int64_t n, int64_t k, bool bf16) {
 inline std::string gatedLinearRowsName(int64_t n, int64_t k, bool bf16) {
   return instW("gated_linear_rows", {n, k, kFewRows}, bf16);
 }
+/// linear_rows on tensor cores (bf16 weights, K a multiple of 8).
+inline bool linearRowsMmaFits(int64_t k) { return k % 8 == 0; }
+inline std::string linearRowsMmaName(int64_t n, int64_t k) {
+  return inst("linear_rows_mma", {n, k});
+}
 /// The tensor-core schedule (bf16 weights, more than kFewRows rows).
 inline std::string linearMmaName(int64_t n, int64_t k) { return inst("linear_mma", {n, k}); }
 inline std::string splitkReduceName(int64_t n) { return inst("splitk_reduce", {n}); }
@@ -95,6 +100,8 @@ inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool 
   out.push_back(linearName(n, k, bf16));
   out.push_back(linearRowsName(n, k, bf16));
   if (bf16) {
+    if (linearRowsMmaFits(k))
+      out.push_back(linearRowsMmaName(n, k));
     out.push_back(linearMmaName(n, k));
     addBf16Tc(out, false);
     out.push_back(splitkReduceName(n));
@@ -105,6 +112,12 @@ inline void addLinear(std::vector<std::string> &out, int64_t n, int64_t k, bool 
 /// The expert GEMMs on tensor cores (bf16 weights, many rows per expert).
 inline std::string expertMmaName(int64_t n, int64_t kd, int64_t e, bool gated) {
   return inst("expert_gmm_mma", {n, kd, e, gated ? 1 : 0});
+}
+/// The expert GEMMs at a few rows an expert on tensor cores (bf16 weights,
+/// KD a multiple of 8): the weights as the MMA's M operand.
+inline bool expertRowsMmaFits(int64_t kd) { return kd % 8 == 0; }
+inline std::string expertRowsMmaName(int64_t n, int64_t kd, int64_t e, bool gated) {
+  return inst(gated ? "expert_gated_rows_mma" : "expert_rows_mma", {n, kd, e});
 }
 /// The random-weight fill (dsv3-run --random-weights), in every artifact.
 inline std::string fillNormalName(bool bf16) {
@@ -207,6 +220,11 @@ inline std::vector<std::string> mlaDecodeNames(const MlaDims &d, bool bf16) {
           inst("mla_decode_split", {d.nh, d.dr, d.r, mlaDecodeHeads(d)}),
           inst("mla_decode_merge", {d.nh, d.r}),
           instW("mla_absorb_v", {d.nh, d.dn, d.dv, d.r}, bf16)};
+}
+/// absorb_v on tensor cores for bf16 weights (rowsMma: R a multiple of 8).
+inline bool mlaAbsorbVMmaFits(const MlaDims &d) { return d.r % 8 == 0; }
+inline std::string mlaAbsorbVMmaName(const MlaDims &d) {
+  return inst("mla_absorb_v_mma", {d.nh, d.dn, d.dv, d.r});
 }
 /// The GEMMs inside one MLA launch.
 inline std::vector<std::string> mlaLinears(const MlaDims &d, bool bf16) {
@@ -420,14 +438,16 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     return out;
   }
   if (kernel == "expert_grouped_matmul" || kernel == "expert_gated_matmul") {
-    // Both schedules of an expert GEMM (weights [E, N, KD]): a warp per
-    // output, and for bf16 weights the tensor-core tiles.
+    // The schedules of an expert GEMM (weights [E, N, KD]): a warp per
+    // output, and for bf16 weights the tensor-core tiles and rows.
     bool gated = kernel == "expert_gated_matmul";
     int64_t E = in.at(1).at(0), N = in.at(1).at(1), KD = in.at(1).at(2);
     std::vector<std::string> out = {
         instW(gated ? "expert_gated_gmm" : "expert_gmm", {N, KD, E}, bf(1))};
     if (bf(1)) {
       out.push_back(expertMmaName(N, KD, E, gated));
+      if (expertRowsMmaFits(KD))
+        out.push_back(expertRowsMmaName(N, KD, E, gated));
       addBf16Tc(out, gated);
     } else if (!gated) { // fp32 (training): rows grouped by expert on tensor cores
       out.push_back(inst("exclusive_scan", {0}));
@@ -463,6 +483,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         out.push_back(mlaPrefillCachedName(d));
       if (w && mlaDecodeMmaFits(d))
         out.push_back(mlaDecodeMmaName(d));
+      if (w && mlaAbsorbVMmaFits(d))
+        out.push_back(mlaAbsorbVMmaName(d));
       if (w && mlaPrefillMmaFits(d)) {
         out.push_back(mlaPackKvName(d));
         out.push_back(mlaPrefillMmaName(d));
