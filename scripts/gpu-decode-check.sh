@@ -12,6 +12,13 @@
 #    - the absorbed decode (mla_decode_mma, mla_absorb_v(_mma)) and the
 #      few-row dense GEMMs (linear_rows_mma) at V3 widths, bf16 and fp32;
 #    - verify on the four fixtures (greedy tokens, logits at 1e-4).
+#    - FP8: fp8_gemm_rows_mma (the routed experts' FP8 GEMMs at a few rows
+#      an expert on e4m3 tensor cores; opt-in, DSV3_FP8_ROWS_MMA=1) forced
+#      onto every expert GEMM of tiny-a (DSV3_FP8_MMA=5; informational past
+#      the first launch: a last-bit difference upstream flips activation
+#      codes downstream), and by `fp8-gemm` against the host GEMM on the
+#      same operands at V3 widths.
+#    PARTS=bf16,fp8,time (default: all) picks the sections.
 # 2. Decode at context 1024 on the 3-layer bench slice, batch 1 / 32 / 128:
 #    the new default, the previous expert schedules (DSV3_EXPERT_ROWS=2:
 #    128-row TMA tiles from 2 rows an expert; DSV3_EXPERT_ROWS_MMA=0), and a
@@ -30,24 +37,40 @@ check() { # name, then the command
   case "$r" in *" passed, 0 failed"*) ;; *) status=1 ;; esac
 }
 : > "$OUT/checks.txt"
-for f in tiny-a tiny-b tiny-d tiny-e; do
+PARTS=${PARTS:-bf16,fp8,time}
+on() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }
+$RUN init gpu-artifacts/v3-width --seed 7 --out /dev/shm/v3w > "$OUT/init.log" 2>&1 || status=1
+MMA=$(python3 -c "import random; random.seed(9); print(','.join(str(random.randrange(4096)) for _ in range(10)))")
+if on fp8; then
+  check compare-tiny-a-fp8-rows-mma env DSV3_FP8_MMA=5 timeout 120 $RUN compare \
+    gpu-artifacts/tiny-a-fp8 --weights test/data/fixtures/tiny-a --ids "$IDS"
+  # Every FP8 schedule, fp8_gemm_rows_mma ("rows on tensor cores") among
+  # them, against the host on the same operands, grouped over 4 experts at
+  # 1-2 and ~75 rows an expert (passes of 32), K over many scale blocks.
+  for shape in 6,2048,7168 300,7168,2048; do
+    timeout 120 $RUN fp8-gemm gpu-artifacts/tiny-a-fp8 --backend cuda --shape $shape --seed 3 \
+      > "$OUT/fp8-gemm-$shape.log" 2>&1 || status=1
+    grep -E "grouped|plain" "$OUT/fp8-gemm-$shape.log" | sed "s/^ */fp8-gemm $shape /" |
+      tee -a "$OUT/checks.txt"
+  done
+fi
+on bf16 && for f in tiny-a tiny-b tiny-d tiny-e; do
   F=test/data/fixtures/$f
   check verify-$f timeout 120 $RUN verify gpu-artifacts/$f --weights $F --oracle $F --backend cuda
 done
-check verify-tiny-a-bf16 timeout 120 $RUN verify gpu-artifacts/tiny-a-bf16 \
+on bf16 && check verify-tiny-a-bf16 timeout 120 $RUN verify gpu-artifacts/tiny-a-bf16 \
   --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a --backend cuda
-for force in "" DSV3_EXPERT_MMA=0 DSV3_EXPERT_ROWS_MMA=0; do
+on bf16 && for force in "" DSV3_EXPERT_MMA=0 DSV3_EXPERT_ROWS_MMA=0; do
   check "compare-tiny-a-bf16${force:+-$force}" env $force timeout 120 $RUN compare \
     gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --ids $IDS
 done
-check compare-tiny-a-bf16-long-rows env DSV3_EXPERT_MMA=0 timeout 180 $RUN compare \
+on bf16 && check compare-tiny-a-bf16-long-rows env DSV3_EXPERT_MMA=0 timeout 180 $RUN compare \
   gpu-artifacts/tiny-a-bf16-long --weights test/data/fixtures/tiny-a --ids "$LONG"
-$RUN init gpu-artifacts/v3-width --seed 7 --out /dev/shm/v3w > "$OUT/init.log" 2>&1 || status=1
-MMA=$(python3 -c "import random; random.seed(9); print(','.join(str(random.randrange(4096)) for _ in range(10)))")
-check compare-v3-width-bf16 timeout 300 $RUN compare gpu-artifacts/v3-width-bf16 \
+on bf16 && check compare-v3-width-bf16 timeout 300 $RUN compare gpu-artifacts/v3-width-bf16 \
   --weights /dev/shm/v3w --ids "$MMA"
-check compare-v3-width timeout 300 $RUN compare gpu-artifacts/v3-width \
+on bf16 && check compare-v3-width timeout 300 $RUN compare gpu-artifacts/v3-width \
   --weights /dev/shm/v3w --ids "$MMA"
+on time || { cat "$OUT/checks.txt"; exit $status; }
 A="bench-artifacts/v3-infer --random-weights 1 --backend cuda"
 : > "$OUT/time.log"
 # ALT=0 (with bench/run.sh in the same call): the default schedules only.

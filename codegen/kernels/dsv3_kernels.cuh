@@ -1889,7 +1889,7 @@ __global__ void expert_gated_gmm(const float *rows, const WT *Wg,
 #define DSV3_ROWS_MMA_UNROLL 4
 
 /// 16 bytes of a weight stream, not kept in L1.
-__device__ __forceinline__ uint4 ldStream16(const unsigned short *p) {
+__device__ __forceinline__ uint4 ldStream16(const void *p) {
   uint4 v;
   asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
@@ -2555,6 +2555,102 @@ __device__ __forceinline__ void mmaE4m3(float *d, const unsigned *a, const unsig
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(bw[0]), "r"(bw[1]));
 #endif
+}
+
+/// The routed experts' FP8 GEMMs at a few rows an expert (decode batches)
+/// on e4m3 tensor cores, the weights as the MMA's M operand (as
+/// expert_rows_mma for bf16): mma.sync m16n8k32 computes 16 weight rows x 8
+/// routed rows, a warp owns 16 weight rows of one expert, 8 warps a block,
+/// grid (ceil(N / 128), E). Lane (g, t4) loads 16 consecutive codes at
+/// 16 t4 of each 64-wide chunk of weight rows g, g + 8 and of routed row g;
+/// they serve as the lane's K positions {4t4..4t4+3, 16+4t4..16+4t4+3} of
+/// two k32 steps (a permutation within the chunk, the same for both
+/// operands). Each 128-wide K block's four MMAs start from zero and are
+/// added in fp32 scaled by s_a * s_w (DeepSeek-V3 3.3.2, as the host).
+/// xq, sa from fp8_quantize; K % 64 == 0; up to DSV3_ROWS_MMA_TILES x 8
+/// rows an expert a pass over its weights.
+template <int Unused>
+__global__ void __launch_bounds__(256)
+    fp8_gemm_rows_mma(const unsigned char *xq, const float *sa, const unsigned char *W,
+                      const float *sw, const float *b, const float *res, float *y, int N,
+                      int K, int br, const i64 *counts) {
+  constexpr int TILES = DSV3_ROWS_MMA_TILES;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, e = blockIdx.y;
+  const i64 cnt = counts[e];
+  const int n0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * 16;
+  if (cnt == 0 || n0 >= N)
+    return;
+  i64 first = 0;
+  for (int j = lane; j < e; j += 32)
+    first += counts[j];
+  for (int o = 16; o > 0; o >>= 1)
+    first += __shfl_xor_sync(0xffffffffu, first, o);
+  const int nb = (K + 127) / 128;
+  W += i64(e) * N * K;
+  sw += i64(e) * ((N + br - 1) / br) * nb;
+  const bool v0 = n0 + g < N, v1 = n0 + g + 8 < N;
+  const int na = v0 ? n0 + g : 0, nc = v1 ? n0 + g + 8 : 0;
+  const unsigned char *w0 = W + i64(na) * K + 16 * t4, *w1 = W + i64(nc) * K + 16 * t4;
+  const float *sw0 = sw + i64(na / br) * nb, *sw1 = sw + i64(nc / br) * nb;
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  for (i64 t0 = first; t0 < first + cnt; t0 += 8 * TILES) {
+    const int left = first + cnt - t0 < 8 * TILES ? int(first + cnt - t0) : 8 * TILES;
+    const int tiles = (left + 7) / 8;
+    float acc[TILES][4];
+#pragma unroll
+    for (int i = 0; i < TILES; ++i)
+      acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+#pragma unroll 2
+    for (int kb = 0; kb < nb; ++kb) {
+      const int k = kb * 128;
+      const bool second = k + 64 < K; // the block's second 64-wide chunk
+      uint4 a0[2], a1[2];
+      a0[0] = v0 ? ldStream16(w0 + k) : zero;
+      a1[0] = v1 ? ldStream16(w1 + k) : zero;
+      a0[1] = v0 && second ? ldStream16(w0 + k + 64) : zero;
+      a1[1] = v1 && second ? ldStream16(w1 + k + 64) : zero;
+      const float s0 = v0 ? sw0[kb] : 0.f, s1 = v1 ? sw1[kb] : 0.f;
+#pragma unroll
+      for (int i = 0; i < TILES; ++i) {
+        if (i >= tiles)
+          break;
+        const bool rin = i * 8 + g < left;
+        const unsigned char *xr = xq + (t0 + i * 8 + (rin ? g : 0)) * K + k + 16 * t4;
+        uint4 bx[2];
+        bx[0] = rin ? *reinterpret_cast<const uint4 *>(xr) : zero;
+        bx[1] = rin && second ? *reinterpret_cast<const uint4 *>(xr + 64) : zero;
+        float p[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const unsigned A0[4] = {a0[c].x, a1[c].x, a0[c].y, a1[c].y};
+          const unsigned A1[4] = {a0[c].z, a1[c].z, a0[c].w, a1[c].w};
+          const unsigned B0[2] = {bx[c].x, bx[c].y}, B1[2] = {bx[c].z, bx[c].w};
+          mmaE4m3(p, A0, B0);
+          mmaE4m3(p, A1, B1);
+        }
+        // p[j]: weight row n0 + g (+ 8 from j = 2), routed row 8 i + 2 t4
+        // (+ 1 for odd j).
+        const int r0 = i * 8 + 2 * t4, r1 = r0 + 1;
+        const float sa0 = r0 < left ? sa[(t0 + r0) * nb + kb] : 0.f;
+        const float sa1 = r1 < left ? sa[(t0 + r1) * nb + kb] : 0.f;
+        acc[i][0] += p[0] * (sa0 * s0);
+        acc[i][1] += p[1] * (sa1 * s0);
+        acc[i][2] += p[2] * (sa0 * s1);
+        acc[i][3] += p[3] * (sa1 * s1);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < TILES; ++i) {
+      if (i >= tiles)
+        break;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int n = n0 + g + (j >> 1) * 8, r = i * 8 + 2 * t4 + (j & 1);
+        if (n < N && r < left)
+          fp8Store(y, b, res, t0 + r, n, N, acc[i][j]);
+      }
+    }
+  }
 }
 
 /// Tile `t` of `tileRows`-row tiles over rows grouped by expert (counts[E]):

@@ -123,9 +123,10 @@ CUtensorMap e4m3TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base
 /// 128 x 128 tensor-core tiles (prefill), 2 the skinny tensor-core kernel
 /// (16-row tiles read straight from global memory: decode), on Hopper 3
 /// the warpgroup MMA (fp8_gemm_wgmma) and 4 the same fed by TMA
-/// (fp8_gemm_tma). The tensor cores need e4m3 MMA (sm_89+), K % 32 and
-/// scale blocks of whole column tiles (br % 128, % 8). `schedule` >= 0 (or
-/// DSV3_FP8_MMA=0..4) forces one where it can run.
+/// (fp8_gemm_tma); 5 the routed experts at a few rows an expert
+/// (fp8_gemm_rows_mma, K % 64). The tensor cores need e4m3 MMA (sm_89+), K %
+/// 32 and scale blocks of whole column tiles (br % 128, % 8). `schedule` >= 0
+/// (or DSV3_FP8_MMA=0..5) forces one where it can run.
 int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t E,
                 int schedule) {
   static const char *force = std::getenv("DSV3_FP8_MMA");
@@ -144,6 +145,19 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   if (schedule == 4) // wgmma fed by TMA (sm_90a)
     return tma ? 4 : hopper ? 3 : tiles ? 1 : 0;
   bool wgmma = hopper && !s.fp32Activations && !s.exactFp8Accumulation;
+  // 5: the routed experts at a few rows an expert, weights as the MMA's M
+  // operand (fp8_gemm_rows_mma). Opt-in (DSV3_FP8_ROWS_MMA=1, or
+  // DSV3_FP8_MMA=5) until it is checked at V3 widths: on the GPU it matched
+  // the host on tiny-a (K = 64: one 64-wide chunk of one scale block) and
+  // has not yet been compared where K spans several blocks.
+  static const bool rowsMmaOn = [] {
+    const char *env = std::getenv("DSV3_FP8_ROWS_MMA");
+    return env && std::string(env) == "1";
+  }();
+  bool rowsMma = E && mma && K % 64 == 0;
+  if (schedule == 5)
+    return rowsMma ? 5 : 0;
+  rowsMma = rowsMma && rowsMmaOn;
   if (schedule == 0)
     return 0;
   // Measured on the bench slice (H200): one or a few rows a weight (decode
@@ -157,6 +171,8 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   // fp8_gemm_tc 204).
   if (E ? rows >= 2 * E : rows > 32)
     return wgmma ? (tma ? 4 : 3) : tiles ? 1 : skinny ? 2 : 0;
+  if (rowsMma)
+    return 5;
   if (E ? 4 * rows < E : rows <= kFewRows)
     return 0;
   return skinny ? 2 : 0;
@@ -191,6 +207,11 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   CUdeviceptr xd = mma ? 0 : s.workspace(size_t(rows * K) * 4);
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
+  if (sched == 5) {
+    s.launch("dsv3::fp8_gemm_rows_mma<0>", {unsigned((N + 127) / 128), unsigned(E), 1},
+             {256, 1, 1}, 0, argv(xq, sa, w.w, w.scale, b, res, y, nN, nK, br, counts), what);
+    return;
+  }
   if (sched == 4) {
     s.countFp8WgmmaLaunch();
     unsigned tiles = gemmRowTiles(what, rows, E);
