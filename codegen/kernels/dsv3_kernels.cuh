@@ -1902,6 +1902,38 @@ __device__ __forceinline__ void splitBf16x2(float x0, float x1, unsigned &hi, un
   lo = packBf16x2(x0 - __uint_as_float(hi << 16), x1 - __uint_as_float(hi & 0xffff0000u));
 }
 
+/// The first of expert e's rows (rows grouped by expert, counts[e] each,
+/// in expert order): the counts of the experts before it, summed by the
+/// whole warp.
+__device__ __forceinline__ i64 expertFirstRow(const i64 *counts, int e) {
+  i64 first = 0;
+  for (int j = threadIdx.x & 31; j < e; j += 32)
+    first += counts[j];
+  for (int o = 16; o > 0; o >>= 1)
+    first += __shfl_xor_sync(0xffffffffu, first, o);
+  return first;
+}
+
+/// f(i, j, n, r) for every accumulator of the swap-AB kernels' tiles that
+/// holds an output: accumulator j of 8-row tile i is weight row n0 + g (+ 8
+/// from j = 2) and row 8 i + 2 t4 (+ 1 for odd j) of the pass, n < N, r <
+/// left.
+template <int TILES, typename F>
+__device__ __forceinline__ void rowsMmaOutputs(int tiles, int n0, int N, int left, F f) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int i = 0; i < TILES; ++i) {
+    if (i >= tiles)
+      break;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int n = n0 + g + (j >> 1) * 8, r = i * 8 + 2 * t4 + (j & 1);
+      if (n < N && r < left)
+        f(i, j, n, r);
+    }
+  }
+}
+
 /// The warp's part of y[r, n] = x[r] . W[n] (gated: silu(x[r] . W[n]) *
 /// (x[r] . Wu[n])) for `count` rows of x (stride ldx) and y (stride ldy),
 /// W and Wu [N, KD] (rows KD apart), n in [n0, n0 + 16).
@@ -1973,23 +2005,12 @@ __device__ __forceinline__ void rowsMma(const float *x, i64 ldx, const unsigned 
         }
       }
     }
-    // Accumulator j of tile i: weight row n0 + g (+ 8 from j = 2), row
-    // t0 + 8 i + 2 t4 (+ 1 for odd j).
-#pragma unroll
-    for (int i = 0; i < TILES; ++i) {
-      if (i >= tiles)
-        break;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int n = n0 + g + (j >> 1) * 8, r = i * 8 + 2 * t4 + (j & 1);
-        if (n >= N || r >= left)
-          continue;
-        float v = acc[i][j];
-        if (Gated)
-          v = v / (1.f + expf(-v)) * accU[i][j];
-        y[(t0 + r) * ldy + n] = v;
-      }
-    }
+    rowsMmaOutputs<TILES>(tiles, n0, N, left, [&](int i, int j, int n, int r) {
+      float v = acc[i][j];
+      if (Gated)
+        v = v / (1.f + expf(-v)) * accU[i][j];
+      y[(t0 + r) * ldy + n] = v;
+    });
   }
 }
 
@@ -1999,17 +2020,12 @@ template <int N, int KD, int E, bool Gated>
 __device__ __forceinline__ void expertRowsMma(const float *rows, const unsigned short *W,
                                               const unsigned short *Wu, const i64 *counts,
                                               float *y) {
-  const int lane = threadIdx.x & 31, e = blockIdx.y;
+  const int e = blockIdx.y;
   const i64 cnt = counts[e];
   const int n0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * 16;
   if (cnt == 0 || n0 >= N)
     return;
-  // The expert's first row: the counts of the experts before it.
-  i64 first = 0;
-  for (int j = lane; j < e; j += 32)
-    first += counts[j];
-  for (int o = 16; o > 0; o >>= 1)
-    first += __shfl_xor_sync(0xffffffffu, first, o);
+  const i64 first = expertFirstRow(counts, e);
   const i64 w = i64(e) * N * KD;
   rowsMma<N, KD, Gated>(rows + first * KD, KD, W + w, Gated ? Wu + w : nullptr, cnt,
                         y + first * N, N, n0);
@@ -2580,11 +2596,7 @@ __global__ void __launch_bounds__(256)
   const int n0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * 16;
   if (cnt == 0 || n0 >= N)
     return;
-  i64 first = 0;
-  for (int j = lane; j < e; j += 32)
-    first += counts[j];
-  for (int o = 16; o > 0; o >>= 1)
-    first += __shfl_xor_sync(0xffffffffu, first, o);
+  const i64 first = expertFirstRow(counts, e);
   const int nb = (K + 127) / 128;
   W += i64(e) * N * K;
   sw += i64(e) * ((N + br - 1) / br) * nb;
@@ -2639,17 +2651,9 @@ __global__ void __launch_bounds__(256)
         acc[i][3] += p[3] * (sa1 * s1);
       }
     }
-#pragma unroll
-    for (int i = 0; i < TILES; ++i) {
-      if (i >= tiles)
-        break;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int n = n0 + g + (j >> 1) * 8, r = i * 8 + 2 * t4 + (j & 1);
-        if (n < N && r < left)
-          fp8Store(y, b, res, t0 + r, n, N, acc[i][j]);
-      }
-    }
+    rowsMmaOutputs<TILES>(tiles, n0, N, left, [&](int i, int j, int n, int r) {
+      fp8Store(y, b, res, t0 + r, n, N, acc[i][j]);
+    });
   }
 }
 
