@@ -3,6 +3,8 @@
 # and bench/prepare.sh here):
 #   run(command="bash scripts/gpu-decode-check.sh",
 #       carry=["gpu-artifacts", "bench-artifacts", ".deps"])
+# or, before the benchmark in the same call (~2 min):
+#   PARTS=fp8 bash scripts/gpu-decode-check.sh; ROWS=infer bash bench/run.sh
 # 1. Against the host (`compare`, every kernel on the same inputs):
 #    - expert_rows_mma / expert_gated_rows_mma (the routed experts at a few
 #      rows an expert on tensor cores) at the decode's row counts (default),
@@ -39,7 +41,11 @@ check() { # name, then the command
 : > "$OUT/checks.txt"
 PARTS=${PARTS:-bf16,fp8,time}
 on() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }
-$RUN init gpu-artifacts/v3-width --seed 7 --out /dev/shm/v3w > "$OUT/init.log" 2>&1 || status=1
+# V3-width weights for the bf16 compares (6 GB in /dev/shm, ~1 min).
+if on bf16; then
+  [ -d /dev/shm/v3w ] || $RUN init gpu-artifacts/v3-width --seed 7 --out /dev/shm/v3w \
+    > "$OUT/init.log" 2>&1 || status=1
+fi
 MMA=$(python3 -c "import random; random.seed(9); print(','.join(str(random.randrange(4096)) for _ in range(10)))")
 if on fp8; then
   check compare-tiny-a-fp8-rows-mma env DSV3_FP8_MMA=5 timeout 120 $RUN compare \
