@@ -13,11 +13,13 @@ the model config alone (not from what any implementation does):
           plus the bf16 latent cache (B x context x (kv_lora + rope) per layer);
           time at the GPU's HBM bandwidth.
   prefill FLOPs: 2 x tokens x the parameters a token multiplies (naive MLA
-          projections, dense MLP, k routed + shared experts, router, lm_head
-          at every position) + causal attention (B x heads x P^2 x
-          (qk + v head dims)); time at the GPU's dense bf16 peak.
-  train   3 x the prefill FLOPs of the training slice (forward, and a
-          backward of twice its work); time at the dense bf16 peak.
+          projections, dense MLP, k routed + shared experts, router) + lm_head
+          at each sequence's last position (both sides return only those
+          logits) + causal attention (B x heads x P^2 x (qk + v head dims));
+          time at the GPU's dense bf16 peak.
+  train   3 x the forward FLOPs of the training slice with lm_head at every
+          position (forward, and a backward of twice its work); time at the
+          dense bf16 peak.
   FP8 rows (dsv3c --quantize fp8): decode reads the FP8 set (attention,
           dense MLP, experts) at one byte a weight, the rest (router,
           lm_head) and the cache as above; prefill at the dense FP8 peak.
@@ -87,11 +89,12 @@ class Model:
         rest = self.head + self.moe_layers * self.router
         return (1 if fp8 else 2) * fp8_set + 2 * rest + 2 * self.layers * B * ctx * self.latent
 
-    def prefill_flops(self, B, P):
-        per_token = self.layers * self.attn + self.dense_layers * self.dense + self.head + \
+    def prefill_flops(self, B, P, every_position_logits=False):
+        per_token = self.layers * self.attn + self.dense_layers * self.dense + \
             self.moe_layers * (self.router + self.shared + self.k * self.expert)
         attention = self.layers * B * self.heads * P * P * (self.qk + self.v)
-        return 2 * B * P * per_token + attention
+        logits = B * P if every_position_logits else B
+        return 2 * B * P * per_token + 2 * logits * self.head + attention
 
 
 def fmt_ms(x):
@@ -141,7 +144,7 @@ def table(args):
             m = re.match(r"(prefill|train) (\d+)x(\d+)", base)
             B, P = int(m[2]), int(m[3])
             work = model.prefill_flops(B, P) if m[1] == "prefill" else \
-                3 * train_model.prefill_flops(B, P)
+                3 * train_model.prefill_flops(B, P, every_position_logits=True)
             ach = f"{work / (d * 1e-3) / 1e12:.0f} TFLOP/s" if d else "—"
             frac = f"{work / peak_row / (d * 1e-3):.0%} of {peak_row / 1e12:.0f} TFLOP/s" \
                 if d else "—"
@@ -158,8 +161,8 @@ def table(args):
     out.append(f"GPU: {args.gpu}; roofline {bw / 1e12:.2f} TB/s HBM, {peak / 1e12:.0f} TFLOP/s "
                f"dense bf16 ({2 * peak / 1e12:.0f} FP8). Minimal work per row: decode = bf16 "
                f"weights touched (FP8 rows: the FP8 set at one byte) + bf16 latent cache; "
-               f"prefill = 2 x tokens x parameters per token + causal attention "
-               f"(bench/report.py). FP8 rows: PyTorch columns are its bf16 rows.")
+               f"prefill = 2 x tokens x parameters per token + lm_head at the last positions + "
+               f"causal attention (bench/report.py). FP8 rows: PyTorch columns are its bf16 rows.")
     for n in notes:
         out.append(f"- {n}")
     print("\n".join(out))

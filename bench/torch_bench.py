@@ -11,8 +11,10 @@ Modes (each a fresh model with the same seed):
 
 Workloads (the same as dsv3's rows): decode steps at context 1024 for
 batches 1, 32, 128 (a static latent cache filled with random latents, then
-single-token steps); prefill B x 2048 (forward over the prompt, logits of
-every position, as HF's forward returns them and dsv3's decode entry does).
+single-token steps); prefill B x 2048 (forward over the prompt with the
+logits of each sequence's last position only, `logits_to_keep=1`, as HF's
+`generate` prefills and as dsv3's prefill entry computes them; HF builds no
+cache here, dsv3 fills its latent caches).
 Times are CUDA-event medians after warm-up. One JSON line per row is
 appended to --out.
 
@@ -105,8 +107,13 @@ def prefill_row(model, config, forward, B, P, device):
     ids = torch.randint(0, config.vocab_size, (B, P), generator=g, device=device)
 
     def run():
+        # The last position's logits only (what generation samples from, and
+        # what dsv3's prefill entry returns): lm_head over every position
+        # would add 2 x tokens x vocab x hidden FLOPs neither side needs.
         with torch.no_grad():
-            forward(input_ids=ids, use_cache=False)
+            out = forward(input_ids=ids, use_cache=False, logits_to_keep=1)
+        if out.logits.shape[1] != 1:
+            raise RuntimeError(f"logits_to_keep=1 gave logits {tuple(out.logits.shape)}")
 
     return timed(run, 1, 3, device)
 

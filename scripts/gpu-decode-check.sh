@@ -20,7 +20,8 @@
 #      the first launch: a last-bit difference upstream flips activation
 #      codes downstream), and by `fp8-gemm` against the host GEMM on the
 #      same operands at V3 widths.
-#    PARTS=bf16,fp8,time (default: all) picks the sections.
+#    PARTS=bf16,fp8,fp8time,time (default: all) picks the sections
+#    (fp8time: FP8 decode b1/b32/b128 with and without fp8_gemm_rows_mma).
 # 2. Decode at context 1024 on the 3-layer bench slice, batch 1 / 32 / 128:
 #    the new default, the previous expert schedules (DSV3_EXPERT_ROWS=2:
 #    128-row TMA tiles from 2 rows an expert; DSV3_EXPERT_ROWS_MMA=0), and a
@@ -39,7 +40,7 @@ check() { # name, then the command
   case "$r" in *" passed, 0 failed"*) ;; *) status=1 ;; esac
 }
 : > "$OUT/checks.txt"
-PARTS=${PARTS:-bf16,fp8,time}
+PARTS=${PARTS:-bf16,fp8,fp8time,time}
 on() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }
 # V3-width weights for the bf16 compares (6 GB in /dev/shm, ~1 min).
 if on bf16; then
@@ -76,6 +77,19 @@ on bf16 && check compare-v3-width-bf16 timeout 300 $RUN compare gpu-artifacts/v3
   --weights /dev/shm/v3w --ids "$MMA"
 on bf16 && check compare-v3-width timeout 300 $RUN compare gpu-artifacts/v3-width \
   --weights /dev/shm/v3w --ids "$MMA"
+# FP8 decode at context 1024 on the bench slice's FP8 artifact: the
+# routed experts on fp8_gemm_skinny (default) and fp8_gemm_rows_mma.
+if on fp8time && [ -d bench-artifacts/v3-infer-fp8 ]; then
+  for env in "" DSV3_FP8_ROWS_MMA=1; do
+    for b in 1 32 128; do
+      steps=$(( b == 128 ? 8 : 16 ))
+      r=$(env $env timeout 120 $RUN time bench-artifacts/v3-infer-fp8 --random-weights 1 \
+        --backend cuda --batch $b --context 1024 --steps $steps 2>&1 | tail -1 |
+        grep -o "decode [0-9.]* ms.*" | head -1)
+      printf 'FP8 %-20s b%-4s %s\n' "${env:-default}" "$b" "$r" | tee -a "$OUT/checks.txt"
+    done
+  done
+fi
 on time || { cat "$OUT/checks.txt"; exit $status; }
 A="bench-artifacts/v3-infer --random-weights 1 --backend cuda"
 : > "$OUT/time.log"
