@@ -15,7 +15,7 @@
 #      few-row dense GEMMs (linear_rows_mma) at V3 widths, bf16 and fp32;
 #    - verify on the four fixtures (greedy tokens, logits at 1e-4).
 #    - FP8: fp8_gemm_rows_mma (the routed experts' FP8 GEMMs at a few rows
-#      an expert on e4m3 tensor cores; opt-in, DSV3_FP8_ROWS_MMA=1) forced
+#      an expert on e4m3 tensor cores; DSV3_FP8_ROWS_MMA=0 turns it off) forced
 #      onto every expert GEMM of tiny-a (DSV3_FP8_MMA=5; informational past
 #      the first launch: a last-bit difference upstream flips activation
 #      codes downstream), and by `fp8-gemm` against the host GEMM on the
@@ -78,9 +78,9 @@ on bf16 && check compare-v3-width-bf16 timeout 300 $RUN compare gpu-artifacts/v3
 on bf16 && check compare-v3-width timeout 300 $RUN compare gpu-artifacts/v3-width \
   --weights /dev/shm/v3w --ids "$MMA"
 # FP8 decode at context 1024 on the bench slice's FP8 artifact: the
-# routed experts on fp8_gemm_skinny (default) and fp8_gemm_rows_mma.
+# routed experts on fp8_gemm_rows_mma (default) and fp8_gemm_skinny.
 if on fp8time && [ -d bench-artifacts/v3-infer-fp8 ]; then
-  for env in "" DSV3_FP8_ROWS_MMA=1; do
+  for env in "" DSV3_FP8_ROWS_MMA=0; do
     for b in 1 32 128; do
       steps=$(( b == 128 ? 8 : 16 ))
       r=$(env $env timeout 120 $RUN time bench-artifacts/v3-infer-fp8 --random-weights 1 \

@@ -119,6 +119,13 @@ CUtensorMap e4m3TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base
 }
 } // namespace
 
+/// A kernel choice that an environment variable can turn off: false only
+/// when `name` is set to "0" (read once per variable: the callers cache it).
+bool envNotZero(const char *name) {
+  const char *env = std::getenv(name);
+  return !(env && std::string(env) == "0");
+}
+
 /// The FP8 GEMM's schedule: 0 the few-row CUDA-core kernel (any GPU), 1 the
 /// 128 x 128 tensor-core tiles (prefill), 2 the skinny tensor-core kernel
 /// (16-row tiles read straight from global memory: decode), on Hopper 3
@@ -146,18 +153,18 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
     return tma ? 4 : hopper ? 3 : tiles ? 1 : 0;
   bool wgmma = hopper && !s.fp32Activations && !s.exactFp8Accumulation;
   // 5: the routed experts at a few rows an expert, weights as the MMA's M
-  // operand (fp8_gemm_rows_mma). Opt-in (DSV3_FP8_ROWS_MMA=1, or
-  // DSV3_FP8_MMA=5) until it is checked at V3 widths: on the GPU it matched
-  // the host on tiny-a (K = 64: one 64-wide chunk of one scale block) and
-  // has not yet been compared where K spans several blocks.
-  static const bool rowsMmaOn = [] {
-    const char *env = std::getenv("DSV3_FP8_ROWS_MMA");
-    return env && std::string(env) == "1";
-  }();
+  // operand (fp8_gemm_rows_mma). Checked against the host on the same
+  // operands at V3 widths (fp8-gemm, 6x2048x7168 and 300x7168x2048: 1.3e-7)
+  // and measured on the bench slice (H200): FP8 decode b32 14.34 -> 8.87 ms
+  // a step, b1 2.44 -> 2.20. Like wgmma, it sums a block's products in the
+  // tensor cores' order, so sessions that check against the host with exact
+  // FP8 accumulation keep the CUDA-core kernels (a last-bit difference there
+  // moves a downstream activation's e4m3 code). DSV3_FP8_ROWS_MMA=0: never.
+  static const bool rowsMmaOn = envNotZero("DSV3_FP8_ROWS_MMA");
   bool rowsMma = E && mma && K % 64 == 0;
   if (schedule == 5)
     return rowsMma ? 5 : 0;
-  rowsMma = rowsMma && rowsMmaOn;
+  rowsMma = rowsMma && rowsMmaOn && !s.fp32Activations && !s.exactFp8Accumulation;
   if (schedule == 0)
     return 0;
   // Measured on the bench slice (H200): one or a few rows a weight (decode
@@ -300,13 +307,6 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
   i64 n = rows * N;
   s.launch(elementwiseName("swiglu"), {blocks(n, 256), 1, 1}, {256, 1, 1}, 0,
            argv(g, u, y, n), what + " swiglu");
-}
-
-/// A kernel choice that an environment variable can turn off: false only
-/// when `name` is set to "0" (read once per variable: the callers cache it).
-bool envNotZero(const char *name) {
-  const char *env = std::getenv(name);
-  return !(env && std::string(env) == "0");
 }
 
 /// Whether a GEMM of bf16 weights over `rows` rows rounds its activations
