@@ -10,6 +10,8 @@
 
 #include "runtime/cuda/Launchers.h"
 
+#include "runtime/cuda/CublasLt.h"
+
 #include "runtime/Error.h"
 #include "runtime/host/HostMath.h"
 
@@ -374,6 +376,14 @@ void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CU
   if ((b || res) && Wu)
     fail("{}: the gated bf16 GEMM has no bias or residual epilogue", what);
   s.countBf16ActivationLaunch();
+  if (!Wu && !counts && !b && rows >= kCublasRows && s.cublasLt) {
+    // Plain GEMMs of many rows: cuBLASLt (docs/benchmarks.md: its kernels
+    // beat gemm_bf16_tma on the prefill's and training's shapes).
+    s.timedCall("cublasLtMatmul (bf16, fp32 out)", what, [&] {
+      cublasLtGemm(what.c_str(), s.stream(), xb, W, res, y, rows, N, K);
+    });
+    return;
+  }
   int nN = int(N), nK = int(K), nE = int(E);
   int64_t bn = Wu ? 64 : 128;
   unsigned tiles = gemmRowTiles(what, rows, counts ? E : 0);

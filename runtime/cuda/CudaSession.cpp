@@ -1,6 +1,8 @@
 //===- CudaSession.cpp - run an artifact on an NVIDIA GPU -----------------===//
 #include "runtime/cuda/CudaSession.h"
+
 #include "runtime/Collectives.h"
+#include "runtime/cuda/CublasLt.h"
 #include "runtime/cuda/KernelNames.h"
 #include "runtime/cuda/Nvrtc.h"
 #include "runtime/Trace.h"
@@ -38,6 +40,7 @@ static const Artifact &runnableOnCuda(const Artifact &artifact) {
 CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
     : artifact_(runnableOnCuda(artifact)), drv_(Driver::get()) {
   loadModule();
+  cublasLt = cublasLtAvailable(cc_);
   checkFreeMemory();
   // Weights: checked and converted like the host backend's, uploaded once.
   for (auto &[pname, b] : bindWeights(artifact, weights)) {
@@ -450,13 +453,20 @@ void CudaSession::launch(const std::string &instance, Dim3 grid, Dim3 block,
             CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(smem));
   if (grid.x == 0 || grid.y == 0 || grid.z == 0)
     return; // nothing to do (an empty batch)
+  timedCall(instance, what, [&] {
+    DSV3_CU(drv_, launchKernel, what + ": " + instance, f, grid.x, grid.y, grid.z, block.x,
+            block.y, block.z, unsigned(smem), stream_, args.data(), nullptr);
+  });
+}
+
+void CudaSession::timedCall(const std::string &instance, const std::string &what,
+                            const std::function<void()> &issue) {
   Timed timed;
   if (profile_ || tracing_) {
     timed = {instance, what, currentLoc_, event(), event()};
     DSV3_CU(drv_, eventRecord, "profiling " + instance, timed.start, stream_);
   }
-  DSV3_CU(drv_, launchKernel, what + ": " + instance, f, grid.x, grid.y, grid.z,
-          block.x, block.y, block.z, unsigned(smem), stream_, args.data(), nullptr);
+  issue();
   if (profile_ || tracing_) {
     DSV3_CU(drv_, eventRecord, "profiling " + instance, timed.stop, stream_);
     pendingTimes_.push_back(timed);

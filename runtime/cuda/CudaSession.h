@@ -115,12 +115,20 @@ public:
   int multiprocessors() const { return sms_; }
   /// Compute capability as 10 * major + minor (FP8 tensor cores from 89).
   int computeCapability() const { return cc_; }
+  /// Whether plain bf16 GEMMs of many rows run on cuBLASLt (CublasLt.h):
+  /// decided, and its workspace allocated, when the session starts; a
+  /// check may turn it off to run dsv3's kernel on the same shapes.
+  bool cublasLt = false;
   /// The dequantized copy of an FP8 weight that the absorbed decode reads
   /// (kv_b_proj), made once when the weights are bound; 0 if none.
   CUdeviceptr dequantizedOf(CUdeviceptr fp8) const {
     auto it = dequantized_.find(fp8);
     return it == dequantized_.end() ? 0 : it->second;
   }
+  /// Work issued on the stream by a library (cuBLASLt) rather than a
+  /// launch(): timed under `instance` like a kernel (DSV3_PROFILE, --trace).
+  void timedCall(const std::string &instance, const std::string &what,
+                 const std::function<void()> &issue);
   CUstream stream() const { return stream_; }
   /// Only kernels that keep activations in fp32 (the host's precision):
   /// set by `compare`, which checks the GPU against the host at 1e-4. Off,

@@ -42,6 +42,9 @@ inline bool isBf16(const std::string &dtype) { return dtype == "bf16"; }
 /// `gated_linear_rows`: decode) take; more rows use the tiled kernels
 /// (tensor cores, `linear_mma`, for bf16 weights).
 constexpr int64_t kFewRows = 8;
+/// The fewest rows a plain bf16 GEMM (no bias) takes cuBLASLt with
+/// (prefill, training); decode's few-row GEMMs keep dsv3's kernels.
+constexpr int64_t kCublasRows = 256;
 inline std::string linearName(int64_t n, int64_t k, bool bf16) {
   return instW("linear", {n, k}, bf16);
 }

@@ -514,8 +514,13 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     std::vector<double> g, gm, u, um;
     dots(wg, grouped, g, gm);
     dots(wu, grouped, u, um);
-    for (bool gated : {false, true}) {
-      cuda::bf16TcGemm(s, "bf16-check", dx, K, dg, gated ? du : 0, gated ? 0 : db,
+    // Variants: plain with bias and residual, gated; ungrouped also plain
+    // without bias, which takes cuBLASLt where the session uses it.
+    for (int variant : {0, 1, 2}) {
+      bool gated = variant == 1, noBias = variant == 2;
+      if (noBias && (grouped || !s.cublasLt || M < cuda::kCublasRows))
+        continue;
+      cuda::bf16TcGemm(s, "bf16-check", dx, K, dg, gated ? du : 0, gated || noBias ? 0 : db,
                        gated ? 0 : dr, dy, M, N, K, grouped ? dc : 0, grouped ? E : 0);
       DSV3_CU(drv, streamSynchronize, "bf16-check", s.stream());
       std::vector<float> y(size_t(M * N));
@@ -531,8 +536,9 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
             bound = 1.1 * rel * gm[i] * std::fabs(u[i]) + std::fabs(sg) * rel * um[i] +
                     rel * rel * gm[i] * um[i];
           } else {
-            ref = g[i] + bias[size_t(n)] + res[i];
-            bound = rel * gm[i] + 1e-6 * (std::fabs(bias[size_t(n)]) + std::fabs(res[i]));
+            double bn = noBias ? 0.0 : bias[size_t(n)];
+            ref = g[i] + bn + res[i];
+            bound = rel * gm[i] + 1e-6 * (std::fabs(bn) + std::fabs(res[i]));
           }
           double e = std::fabs(double(y[i]) - ref);
           if (!std::isfinite(double(y[i])))
@@ -544,8 +550,10 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
       bool pass = worst <= 1.0;
       ok = ok && pass;
       fmt::print("  {:<52} rms rel {:.3e}, worst {:6.1f}% of the bound  {}\n",
-                 fmt::format("{} {}{}", kernel, gated ? "gated (silu(g) u)" : "plain (+ b + res)",
-                             grouped ? ", grouped (4 experts)" : ""),
+                 noBias ? std::string("cublasLtMatmul plain (+ res)")
+                        : fmt::format("{} {}{}", kernel,
+                                      gated ? "gated (silu(g) u)" : "plain (+ b + res)",
+                                      grouped ? ", grouped (4 experts)" : ""),
                  std::sqrt(se / std::max(sr, 1e-300)), 100 * worst, pass ? "PASS" : "FAIL");
     }
   }
@@ -562,18 +570,27 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     CUdeviceptr x2 = s.deviceBuffer(tx.size() * 4, "timing x", tx.data());
     CUdeviceptr w2 = s.deviceBuffer(tw.size() * 2, "timing w", tw.data());
     CUdeviceptr y2 = s.deviceBuffer(size_t(tm * tn) * 4, "timing y");
-    for (bool split : {false, true}) {
+    const bool cublasWas = s.cublasLt, withCublas = s.cublasLt && tm >= cuda::kCublasRows;
+    for (int variant : {0, 1, 2}) {
+      if (variant == 2 && !withCublas)
+        continue;
+      bool split = variant == 1;
       s.fp32Activations = split; // gemm() takes linear_mma (hi + lo) then
+      s.cublasLt = variant == 2;
       auto once = [&] {
         cuda::gemm(s, "bf16 timing", x2, tk, w2, 0, y2, tm, tn, tk, true, 0, nullptr);
       };
       double ms = timeMs(s, once, 10);
       double tf = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
       fmt::print("  timing {}x{}x{} {:<40} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 989)\n", tm, tn,
-                 tk, split ? "linear_mma (fp32 activations as hi + lo)" : "to_bf16 + " + kernel,
+                 tk,
+                 split           ? std::string("linear_mma (fp32 activations as hi + lo)")
+                 : variant == 2 ? std::string("to_bf16 + cublasLtMatmul")
+                                : "to_bf16 + " + kernel,
                  ms, tf, 100 * tf / 989);
     }
     s.fp32Activations = false;
+    s.cublasLt = cublasWas;
   }
   return ok ? 0 : 1;
 }

@@ -1,0 +1,151 @@
+//===- CublasLt.cpp - cuBLASLt for the plain bf16 GEMMs -------------------===//
+#include "runtime/cuda/CublasLt.h"
+
+#include "runtime/Error.h"
+
+#include <cublasLt.h>
+
+#include <cstdlib>
+#include <dlfcn.h>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+namespace dsv3rt::cuda {
+namespace {
+
+/// The entry points dsv3 calls, from libcublasLt opened with dlopen.
+struct LtApi {
+  decltype(&::cublasLtCreate) create;
+  decltype(&::cublasLtGetStatusString) statusString;
+  decltype(&::cublasLtMatmulDescCreate) descCreate;
+  decltype(&::cublasLtMatmulDescSetAttribute) descSet;
+  decltype(&::cublasLtMatrixLayoutCreate) layoutCreate;
+  decltype(&::cublasLtMatmulPreferenceCreate) prefCreate;
+  decltype(&::cublasLtMatmulPreferenceSetAttribute) prefSet;
+  decltype(&::cublasLtMatmulAlgoGetHeuristic) heuristic;
+  decltype(&::cublasLtMatmul) matmul;
+  cublasLtHandle_t handle = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  CUdeviceptr workspace = 0;
+  /// 32 MiB: what cuBLAS asks for on Hopper for its largest tiles.
+  static constexpr size_t kWorkspace = size_t(32) << 20;
+
+  void check(cublasStatus_t st, const char *call, const char *what) const {
+    if (st != CUBLAS_STATUS_SUCCESS)
+      fail("{}: {} failed: {} ({})", what, call, statusString ? statusString(st) : "?",
+           int(st));
+  }
+};
+
+/// Opens the library and makes the handle and workspace (once a process);
+/// null when the library is missing (the GEMMs then stay on dsv3's kernels).
+LtApi *api() {
+  static LtApi *a = []() -> LtApi * {
+    void *lib = dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_LOCAL);
+    for (const char *alt : {"libcublasLt.so", "/usr/local/cuda/lib64/libcublasLt.so.13"})
+      if (!lib)
+        lib = dlopen(alt, RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+      return nullptr;
+    auto *p = new LtApi();
+    bool ok = true;
+    auto sym = [&](auto &fn, const char *name) {
+      void *f = dlsym(lib, name);
+      ok = ok && f;
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(f);
+    };
+    sym(p->create, "cublasLtCreate");
+    sym(p->statusString, "cublasLtGetStatusString");
+    sym(p->descCreate, "cublasLtMatmulDescCreate");
+    sym(p->descSet, "cublasLtMatmulDescSetAttribute");
+    sym(p->layoutCreate, "cublasLtMatrixLayoutCreate");
+    sym(p->prefCreate, "cublasLtMatmulPreferenceCreate");
+    sym(p->prefSet, "cublasLtMatmulPreferenceSetAttribute");
+    sym(p->heuristic, "cublasLtMatmulAlgoGetHeuristic");
+    sym(p->matmul, "cublasLtMatmul");
+    if (!ok)
+      fail("libcublasLt lacks an entry point dsv3 calls (too old a cuBLAS?); DSV3_CUBLAS=0 "
+           "runs without it");
+    p->check(p->create(&p->handle), "cublasLtCreate", "cuBLASLt");
+    p->check(p->prefCreate(&p->pref), "cublasLtMatmulPreferenceCreate", "cuBLASLt");
+    size_t ws = LtApi::kWorkspace;
+    p->check(p->prefSet(p->pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
+             "cublasLtMatmulPreferenceSetAttribute", "cuBLASLt");
+    // Made before any stream capture (the session asks at start-up), so a
+    // captured GEMM never allocates.
+    Driver &drv = Driver::get();
+    DSV3_CU(drv, memAlloc, "the cuBLASLt workspace", &p->workspace, LtApi::kWorkspace);
+    return p;
+  }();
+  return a;
+}
+
+/// A shape's descriptors and the algorithm cuBLASLt's heuristic picked.
+struct Plan {
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t a, b, c;
+  cublasLtMatmulAlgo_t algo;
+};
+
+} // namespace
+
+bool cublasLtAvailable(int computeCapability) {
+  static const bool wanted = [] {
+    const char *env = std::getenv("DSV3_CUBLAS");
+    return !(env && std::string(env) == "0");
+  }();
+  return wanted && computeCapability >= 80 && api() != nullptr;
+}
+
+void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr W,
+                  CUdeviceptr res, CUdeviceptr y, int64_t M, int64_t N, int64_t K) {
+  LtApi *lt = api();
+  if (!lt)
+    fail("{}: cuBLASLt is not loaded", what);
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, bool>, Plan> plans;
+  std::lock_guard<std::mutex> lock(mu);
+  auto key = std::make_tuple(M, N, K, res != 0);
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    // Column-major views of row-major operands: y^T [N, M] = W [K, N]^T x^T
+    // [K, M], i.e. A = W transposed, B = x as is, C = D = y^T (ld N).
+    Plan p;
+    lt->check(lt->descCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+              "cublasLtMatmulDescCreate", what);
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    lt->check(lt->descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+              "cublasLtMatmulDescSetAttribute", what);
+    lt->check(lt->descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+              "cublasLtMatmulDescSetAttribute", what);
+    lt->check(lt->layoutCreate(&p.a, CUDA_R_16BF, uint64_t(K), uint64_t(N), K),
+              "cublasLtMatrixLayoutCreate", what);
+    lt->check(lt->layoutCreate(&p.b, CUDA_R_16BF, uint64_t(K), uint64_t(M), K),
+              "cublasLtMatrixLayoutCreate", what);
+    lt->check(lt->layoutCreate(&p.c, CUDA_R_32F, uint64_t(N), uint64_t(M), N),
+              "cublasLtMatrixLayoutCreate", what);
+    cublasLtMatmulHeuristicResult_t r{};
+    int found = 0;
+    lt->check(lt->heuristic(lt->handle, p.desc, p.a, p.b, p.c, p.c, lt->pref, 1, &r, &found),
+              "cublasLtMatmulAlgoGetHeuristic", what);
+    if (found < 1)
+      fail("{}: cuBLASLt has no algorithm for bf16 {}x{}x{} with fp32 output; DSV3_CUBLAS=0 "
+           "keeps dsv3's kernels",
+           what, M, N, K);
+    p.algo = r.algo;
+    it = plans.emplace(key, p).first;
+  }
+  const Plan &p = it->second;
+  const float one = 1.0f, zero = 0.0f;
+  lt->check(lt->matmul(lt->handle, p.desc, &one, reinterpret_cast<const void *>(W), p.a,
+                       reinterpret_cast<const void *>(xb), p.b, res ? &one : &zero,
+                       reinterpret_cast<const void *>(res ? res : y), p.c,
+                       reinterpret_cast<void *>(y), p.c, &p.algo,
+                       reinterpret_cast<void *>(lt->workspace), LtApi::kWorkspace,
+                       reinterpret_cast<cudaStream_t>(stream)),
+            "cublasLtMatmul", what);
+}
+
+} // namespace dsv3rt::cuda

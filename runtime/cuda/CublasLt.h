@@ -1,0 +1,31 @@
+//===- CublasLt.h - cuBLASLt for the plain bf16 GEMMs, loaded at run time -===//
+//
+// The prefill's and training's plain bf16 GEMMs (no bias, no grouping, no
+// gated epilogue) through cublasLtMatmul where it beats gemm_bf16_tma on
+// the bench slice (docs/benchmarks.md). libcublasLt is opened with dlopen
+// the first time it is asked for, so dsv3-run runs where it is missing
+// (then gemm_bf16_tma runs). DSV3_CUBLAS=0 never uses it.
+//
+//===----------------------------------------------------------------------===//
+#ifndef DSV3_RUNTIME_CUDA_CUBLASLT_H
+#define DSV3_RUNTIME_CUDA_CUBLASLT_H
+
+#include "runtime/cuda/CudaDriver.h"
+
+#include <cstdint>
+
+namespace dsv3rt::cuda {
+
+/// Whether this session's plain bf16 GEMMs may run on cuBLASLt: the library
+/// loads, DSV3_CUBLAS is not "0", and the GPU is sm_80 or newer.
+bool cublasLtAvailable(int computeCapability);
+
+/// y[M, N] (fp32, row-major) = xb[M, K] (bf16) W[N, K]^T (bf16) (+ res[M, N],
+/// fp32, which may be y), fp32 accumulation, on `stream`. Fails with a
+/// message naming `what` when cuBLASLt refuses the shape.
+void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr W,
+                  CUdeviceptr res, CUdeviceptr y, int64_t M, int64_t N, int64_t K);
+
+} // namespace dsv3rt::cuda
+
+#endif // DSV3_RUNTIME_CUDA_CUBLASLT_H
