@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace dsv3rt::cuda {
 namespace {
@@ -39,16 +40,40 @@ struct LtApi {
   }
 };
 
+/// Why the library did not load ("" when it did), for the messages.
+std::string &loadError() {
+  static std::string error;
+  return error;
+}
+
 /// Opens the library and makes the handle and workspace (once a process);
 /// null when the library is missing (the GEMMs then stay on dsv3's kernels).
+/// Looked for: DSV3_CUBLAS_LIB, the loader's path, then the toolkit's
+/// library folder found at build time and $CUDA_HOME/lib64.
 LtApi *api() {
   static LtApi *a = []() -> LtApi * {
-    void *lib = dlopen("libcublasLt.so.13", RTLD_NOW | RTLD_LOCAL);
-    for (const char *alt : {"libcublasLt.so", "/usr/local/cuda/lib64/libcublasLt.so.13"})
-      if (!lib)
-        lib = dlopen(alt, RTLD_NOW | RTLD_LOCAL);
+    std::vector<std::string> names;
+    if (const char *env = std::getenv("DSV3_CUBLAS_LIB"); env && *env)
+      names.push_back(env);
+    names.push_back("libcublasLt.so.13");
+    names.push_back("libcublasLt.so.12");
+    names.push_back("libcublasLt.so");
+#ifdef DSV3_CUDA_LIBDIR
+    names.push_back(std::string(DSV3_CUDA_LIBDIR) + "/libcublasLt.so");
+#endif
+    if (const char *home = std::getenv("CUDA_HOME"); home && *home)
+      names.push_back(std::string(home) + "/lib64/libcublasLt.so");
+    void *lib = nullptr;
+    for (const std::string &n : names) {
+      lib = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (lib)
+        break;
+      const char *e = dlerror();
+      loadError() += (loadError().empty() ? "" : "; ") + std::string(e ? e : n);
+    }
     if (!lib)
       return nullptr;
+    loadError().clear();
     auto *p = new LtApi();
     bool ok = true;
     auto sym = [&](auto &fn, const char *name) {
@@ -92,11 +117,18 @@ struct Plan {
 } // namespace
 
 bool cublasLtAvailable(int computeCapability) {
-  static const bool wanted = [] {
+  static const std::string wanted = [] {
     const char *env = std::getenv("DSV3_CUBLAS");
-    return !(env && std::string(env) == "0");
+    return std::string(env ? env : "");
   }();
-  return wanted && computeCapability >= 80 && api() != nullptr;
+  if (wanted == "0" || computeCapability < 80)
+    return false;
+  if (api())
+    return true;
+  if (wanted == "1")
+    fail("DSV3_CUBLAS=1: cannot load cuBLASLt ({}); DSV3_CUBLAS_LIB=PATH names the library",
+         loadError());
+  return false;
 }
 
 void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr W,

@@ -4,7 +4,8 @@
 // gated epilogue) through cublasLtMatmul where it beats gemm_bf16_tma on
 // the bench slice (docs/benchmarks.md). libcublasLt is opened with dlopen
 // the first time it is asked for, so dsv3-run runs where it is missing
-// (then gemm_bf16_tma runs). DSV3_CUBLAS=0 never uses it.
+// (then gemm_bf16_tma runs). DSV3_CUBLAS=0 never uses it; DSV3_CUBLAS=1
+// requires it; DSV3_CUBLAS_LIB=PATH names the library.
 //
 //===----------------------------------------------------------------------===//
 #ifndef DSV3_RUNTIME_CUDA_CUBLASLT_H
@@ -18,6 +19,7 @@ namespace dsv3rt::cuda {
 
 /// Whether this session's plain bf16 GEMMs may run on cuBLASLt: the library
 /// loads, DSV3_CUBLAS is not "0", and the GPU is sm_80 or newer.
+/// DSV3_CUBLAS=1 makes a library that does not load an error.
 bool cublasLtAvailable(int computeCapability);
 
 /// y[M, N] (fp32, row-major) = xb[M, K] (bf16) W[N, K]^T (bf16) (+ res[M, N],
