@@ -40,7 +40,6 @@ static const Artifact &runnableOnCuda(const Artifact &artifact) {
 CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
     : artifact_(runnableOnCuda(artifact)), drv_(Driver::get()) {
   loadModule();
-  cublasLt = cublasLtAvailable(cc_);
   checkFreeMemory();
   // Weights: checked and converted like the host backend's, uploaded once.
   for (auto &[pname, b] : bindWeights(artifact, weights)) {
@@ -187,6 +186,8 @@ void CudaSession::loadModule() {
   cc_ = 10 * major + minor;
   DSV3_CU(drv_, deviceGetAttribute, "multiprocessor count", &sms_,
           CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device_);
+  // Before any stream capture: loading cuBLASLt allocates its workspace.
+  cublasLt = cublasLtAvailable(cc_);
 
   // The kernels: the artifact's cubin of this architecture; else the
   // artifact's source re-JITed by NVRTC for this GPU (cached on disk by
