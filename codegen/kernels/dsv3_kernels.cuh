@@ -2662,12 +2662,17 @@ __global__ void __launch_bounds__(256)
 /// first) then cover a few row tiles and many column tiles, so a weight
 /// tile is read from HBM once per group rather than once per row tile
 /// (group 1: row tile blockIdx.y, column tile blockIdx.x).
-__device__ __forceinline__ void gemmTile(int group, unsigned &tn, unsigned &tm) {
-  const unsigned nx = gridDim.x, ny = gridDim.y, gs = unsigned(group);
-  unsigned pid = blockIdx.y * nx + blockIdx.x, first = pid / (gs * nx) * gs;
+/// gemmTile's order for tile `pid` of an nx x ny tile grid (persistent
+/// blocks walk the tiles in this order).
+__device__ __forceinline__ void gemmTileOf(unsigned pid, unsigned nx, unsigned ny, int group,
+                                           unsigned &tn, unsigned &tm) {
+  const unsigned gs = unsigned(group), first = pid / (gs * nx) * gs;
   unsigned rowsInGroup = ny - first < gs ? ny - first : gs;
   tm = first + (pid % (gs * nx)) % rowsInGroup;
   tn = (pid % (gs * nx)) / rowsInGroup;
+}
+__device__ __forceinline__ void gemmTile(int group, unsigned &tn, unsigned &tm) {
+  gemmTileOf(blockIdx.y * gridDim.x + blockIdx.x, gridDim.x, gridDim.y, group, tn, tm);
 }
 
 /// Tile `t` of `tileRows`-row tiles over rows grouped by expert (counts[E]):
@@ -3141,7 +3146,7 @@ __global__ void __launch_bounds__(384, 1)
 gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
               const __grid_constant__ TmaMap mapBu, const float *b, const float *res, float *y,
               i64 rows, int N, int K, const i64 *counts, int E, int tileGroup,
-              const i64 *kseg, i64 yBatch) {
+              const i64 *kseg, i64 yBatch, int tilesX, int tilesY) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BW = 256, BN = Gated ? 128 : 256, NR = 128, Stages = DSV3_TMA_STAGES;
   constexpr int TileA = 128 * 64, Stage = TileA + BW * 64; // bf16 elements
@@ -3149,17 +3154,7 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
   unsigned short *smem = reinterpret_cast<unsigned short *>(
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
   __shared__ __align__(8) unsigned long long full[Stages], empty[Stages];
-  unsigned tn, tm;
-  gemmTile(tileGroup, tn, tm);
-  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
-  int expert = 0;
-  if (counts) {
-    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
-      return;
-  }
-  if (rowBegin >= rowEnd)
-    return;
-  const int n0 = int(tn) * BN, tid = threadIdx.x, wg = tid >> 7;
+  const int tid = threadIdx.x, wg = tid >> 7;
   int kFirst = 0, ksteps = (K + 63) / 64;
   if (kseg) { // batch z sums its own K columns (zero-padded to 64)
     const i64 z = blockIdx.z;
@@ -3177,47 +3172,87 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
+  // The tiles this block computes: tile L, L + blocks, ... of tilesX x
+  // tilesY (one when the grid has a block a tile; persistent when the grid
+  // is smaller: the producer then copies the next tile's K steps while the
+  // consumers store the last one's results). Producer and consumers walk
+  // the same tiles; `it` counts K steps across them (slot it % Stages, its
+  // phase it / Stages).
+  const unsigned blocks = gridDim.x * gridDim.y, total = unsigned(tilesX) * unsigned(tilesY);
+  // The tile's rows [rowBegin, rowEnd), weight row block and output column;
+  // false for a grouped grid's tiles past the last expert's.
+  auto tileOf = [&](unsigned L, i64 &rowBegin, i64 &rowEnd, int &expert, int &n0) {
+    unsigned tn, tm;
+    gemmTileOf(L, unsigned(tilesX), unsigned(tilesY), tileGroup, tn, tm);
+    rowBegin = i64(tm) * 128;
+    rowEnd = rows;
+    expert = 0;
+    n0 = int(tn) * BN;
+    if (counts && !expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
+      return false;
+    return rowBegin < rowEnd;
+  };
+  unsigned it = 0;
   if (wg == 0) {
-    if (tid == 0) {
-      const int wrow = expert * N + n0;
-      for (int ks = 0; ks < ksteps; ++ks) {
-        int s = ks % Stages;
-        if (ks >= Stages)
-          mbarWait(&empty[s], ((ks / Stages) - 1) & 1);
-        unsigned short *As = smem + s * Stage, *Bs = As + TileA;
-        mbarExpectTx(&full[s], unsigned(Stage * 2));
-        const int kc = (kFirst + ks) * 64;
-        tmaLoad2d(As, &mapA, kc, int(rowBegin), &full[s]);
-        if (Gated) {
-          tmaLoad2d(Bs, &mapB, kc, wrow, &full[s]);
-          tmaLoad2d(Bs + 128 * 64, &mapBu, kc, wrow, &full[s]);
-        } else {
-          tmaLoad2d(Bs, &mapB, kc, wrow, &full[s]);
+    // The whole warp finds the tiles (expertTile is warp-cooperative); its
+    // first thread issues the copies.
+    if (tid >= 32)
+      return;
+    for (unsigned L = blockIdx.y * gridDim.x + blockIdx.x; L < total; L += blocks) {
+      i64 rowBegin, rowEnd;
+      int expert, n0;
+      if (!tileOf(L, rowBegin, rowEnd, expert, n0))
+        continue;
+      if (tid == 0) {
+        const int wrow = expert * N + n0;
+        for (int ks = 0; ks < ksteps; ++ks, ++it) {
+          int s = int(it % Stages);
+          if (it >= Stages)
+            mbarWait(&empty[s], ((it / Stages) - 1) & 1);
+          unsigned short *As = smem + s * Stage, *Bs = As + TileA;
+          mbarExpectTx(&full[s], unsigned(Stage * 2));
+          const int kc = (kFirst + ks) * 64;
+          tmaLoad2d(As, &mapA, kc, int(rowBegin), &full[s]);
+          if (Gated) {
+            tmaLoad2d(Bs, &mapB, kc, wrow, &full[s]);
+            tmaLoad2d(Bs + 128 * 64, &mapBu, kc, wrow, &full[s]);
+          } else {
+            tmaLoad2d(Bs, &mapB, kc, wrow, &full[s]);
+          }
         }
       }
     }
     return;
   }
   const int cw = wg - 1;
-  float d[NR];
+  for (unsigned L = blockIdx.y * gridDim.x + blockIdx.x; L < total; L += blocks) {
+    i64 rowBegin, rowEnd;
+    int expert, n0;
+    if (!tileOf(L, rowBegin, rowEnd, expert, n0))
+      continue;
+    float d[NR];
 #pragma unroll
-  for (int i = 0; i < NR; ++i)
-    d[i] = 0.f;
-  for (int ks = 0; ks < ksteps; ++ks) {
-    int s = ks % Stages;
-    mbarWait(&full[s], (ks / Stages) & 1);
-    const unsigned short *As = smem + s * Stage + cw * 64 * 64;
-    const unsigned short *Bs = smem + s * Stage + TileA;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-    wgmmaBf16Slice<1>(d, As, Bs);
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-    // The previous step's MMAs are done: its slot may be refilled.
-    if (ks > 0 && (tid & 127) == 0)
-      mbarArrive(&empty[(ks - 1) % Stages]);
+    for (int i = 0; i < NR; ++i)
+      d[i] = 0.f;
+    for (int ks = 0; ks < ksteps; ++ks, ++it) {
+      int s = int(it % Stages);
+      mbarWait(&full[s], (it / Stages) & 1);
+      const unsigned short *As = smem + s * Stage + cw * 64 * 64;
+      const unsigned short *Bs = smem + s * Stage + TileA;
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      wgmmaBf16Slice<1>(d, As, Bs);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      // The previous step's MMAs are done: its slot may be refilled.
+      if (ks > 0 && (tid & 127) == 0)
+        mbarArrive(&empty[(it - 1) % Stages]);
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    // The tile's last slot too (the producer may be on the next tile).
+    if (ksteps > 0 && (tid & 127) == 0)
+      mbarArrive(&empty[(it - 1) % Stages]);
+    wgmmaStore<Gated, BN, NR>(d, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
   }
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-  wgmmaStore<Gated, BN, NR>(d, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif

@@ -397,10 +397,22 @@ void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CU
     CUtensorMap mapBu = Wu ? bf16TmaMap(s, what, Wu, wRows, K, 128) : mapB;
     CUdeviceptr noSegments = 0;
     i64 noBatch = 0;
-    s.launch(bf16TmaName(Wu != 0), {unsigned((N + tn - 1) / tn), tiles, 1}, {384, 1, 1},
-             kWgmmaWideSmem,
+    int tilesX = int((N + tn - 1) / tn), tilesY = int(tiles);
+    // Persistent (DSV3_GEMM_PERSISTENT=1): a block a multiprocessor walks
+    // the tiles, copying the next tile's K steps while it stores the last
+    // one's results (the fill and the epilogue are most of a short-K or
+    // grouped tile's fixed cost).
+    static const bool persistent = [] {
+      const char *env = std::getenv("DSV3_GEMM_PERSISTENT");
+      return env && std::string(env) == "1";
+    }();
+    i64 all = i64(tilesX) * tilesY;
+    Dim3 grid = {unsigned(tilesX), unsigned(tilesY), 1};
+    if (persistent && all > s.multiprocessors())
+      grid = {unsigned(s.multiprocessors()), 1, 1};
+    s.launch(bf16TmaName(Wu != 0), grid, {384, 1, 1}, kWgmmaWideSmem,
              argv(mapA, mapB, mapBu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup(),
-                  noSegments, noBatch),
+                  noSegments, noBatch, tilesX, tilesY),
              what);
     return;
   }
@@ -544,10 +556,11 @@ bool bf16SegmentedGemm(CudaSession &s, const std::string &what, const GemmArgs &
   CUdeviceptr none = 0, y = g.C, res = g.accumulate ? g.C : 0;
   int nN = int(N), nK = int(Kmax), nE = 0;
   i64 yBatch = g.sCb;
-  s.launch(bf16TmaName(false), {unsigned((N + 255) / 256), gemmRowTiles(what, M, 0), unsigned(E)},
+  int tilesX = int((N + 255) / 256), tilesY = int(gemmRowTiles(what, M, 0));
+  s.launch(bf16TmaName(false), {unsigned(tilesX), unsigned(tilesY), unsigned(E)},
            {384, 1, 1}, kWgmmaWideSmem,
            argv(mapA, mapB, mapB, none, res, y, M, nN, nK, none, nE, gemmTileGroup(), pseg,
-                yBatch),
+                yBatch, tilesX, tilesY),
            what);
   return true;
 }

@@ -58,6 +58,27 @@
 #include <vector>
 
 namespace dsv3rt {
+
+std::vector<int64_t> checkExpertCounts(int64_t M) {
+  const char *env = std::getenv("DSV3_CHECK_EXPERTS");
+  int64_t E = env && *env ? std::atoll(env) : 4;
+  if (E < 1)
+    fail("DSV3_CHECK_EXPERTS must be a positive count, got '{}'", env);
+  if (E == 4)
+    return {M / 2, 0, M / 4, M - M / 2 - M / 4};
+  std::vector<int64_t> weight(static_cast<size_t>(E)), counts(static_cast<size_t>(E), 0);
+  int64_t sum = 0, given = 0, last = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    weight[size_t(e)] = e % 7 == 3 ? 0 : 1 + (e * 37) % 11;
+    sum += weight[size_t(e)];
+    if (weight[size_t(e)])
+      last = e;
+  }
+  for (int64_t e = 0; e < E; ++e)
+    given += counts[size_t(e)] = M * weight[size_t(e)] / std::max<int64_t>(sum, 1);
+  counts[size_t(last)] += M - given;
+  return counts;
+}
 namespace {
 
 /// v rounded to bf16 (nearest even), as a float.
@@ -430,7 +451,6 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
 }
 
 /// Rows grouped over 4 experts: M/2, 0, M/4, the rest.
-std::vector<int64_t> expertCounts(int64_t M) { return {M / 2, 0, M / 4, M - M / 2 - M / 4}; }
 
 int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint64_t seed) {
   if (K % 8)
@@ -442,7 +462,8 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     return 0;
   }
   auto &drv = s.driver();
-  const int64_t E = 4;
+  std::vector<int64_t> counts = checkExpertCounts(M);
+  const int64_t E = int64_t(counts.size());
   std::mt19937_64 rng(seed + 29);
   std::normal_distribution<float> normal(0.f, 1.f);
   // x: normal, every 97th channel x20 (outliers, as trained models have);
@@ -470,7 +491,6 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     return b;
   };
   std::vector<uint16_t> bg = bits(wg), bu = bits(wu);
-  std::vector<int64_t> counts = expertCounts(M);
   CUdeviceptr dx = s.deviceBuffer(x.size() * 4, "bf16-check x", x.data());
   CUdeviceptr dg = s.deviceBuffer(bg.size() * 2, "bf16-check gate", bg.data());
   CUdeviceptr du = s.deviceBuffer(bu.size() * 2, "bf16-check up", bu.data());
@@ -553,7 +573,7 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
                  noBias ? std::string("cublasLtMatmul plain (+ res)")
                         : fmt::format("{} {}{}", kernel,
                                       gated ? "gated (silu(g) u)" : "plain (+ b + res)",
-                                      grouped ? ", grouped (4 experts)" : ""),
+                                      grouped ? fmt::format(", grouped ({} experts)", E) : ""),
                  std::sqrt(se / std::max(sr, 1e-300)), 100 * worst, pass ? "PASS" : "FAIL");
     }
   }
@@ -846,7 +866,8 @@ int trainGemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K,
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   s.bf16Compute = true;
   auto &drv = s.driver();
-  const int64_t E = 4;
+  std::vector<int64_t> counts = checkExpertCounts(M), seg(1, 0);
+  const int64_t E = int64_t(counts.size());
   std::mt19937_64 rng(seed + 97);
   std::normal_distribution<float> normal(0.f, 1.f);
   auto fill = [&](int64_t n, float scale) {
@@ -858,7 +879,6 @@ int trainGemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K,
   std::vector<float> x = fill(M * K, 1.f), w = fill(E * N * K, 0.02f), dy = fill(M * N, 1.f);
   std::vector<float> bias = fill(N, 1.f), res = fill(M * N, 1.f);
   std::vector<float> prev = fill(E * std::max(M, N) * (std::max(N, K) + 24), 1.f);
-  std::vector<int64_t> counts = expertCounts(M), seg(1, 0);
   for (int64_t c : counts)
     seg.push_back(seg.back() + c);
   CUdeviceptr gx = s.deviceBuffer(x.size() * 4, "gemm-check x", x.data());
@@ -870,7 +890,7 @@ int trainGemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K,
   CUdeviceptr gc = s.deviceBuffer(prev.size() * 4, "gemm-check c");
   auto r = [](float v) { return double(roundBf16(v)); };
   struct Form {
-    const char *name;
+    std::string name;
     int64_t m, n, k;
     cuda::GemmArgs g;
     std::function<double(int64_t, int64_t)> a;          // a(m, k)
@@ -908,7 +928,7 @@ int trainGemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K,
                        [&](int64_t, int64_t k, int64_t n) { return r(x[size_t(k * K + n)]); },
                        false, false, false});
   {
-    Form f{"x W_e^T, grouped (4 experts)", M, N, K,
+    Form f{fmt::format("x W_e^T, grouped ({} experts)", E), M, N, K,
            args(M, N, K, cuda::rowMajor(gx, K), cuda::transposed(gw, K), N),
            [&](int64_t i, int64_t k) { return r(x[size_t(i * K + k)]); },
            [&](int64_t e, int64_t k, int64_t n) { return r(w[size_t((e * N + n) * K + k)]); },
@@ -920,7 +940,7 @@ int trainGemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K,
     forms.push_back(f);
   }
   {
-    Form f{"C += dy W_e, grouped (4 experts)", M, K, N,
+    Form f{fmt::format("C += dy W_e, grouped ({} experts)", E), M, K, N,
            args(M, K, N, cuda::rowMajor(gdy, N), cuda::rowMajor(gw, K), K),
            [&](int64_t i, int64_t k) { return r(dy[size_t(i * N + k)]); },
            [&](int64_t e, int64_t k, int64_t n) { return r(w[size_t((e * N + k) * K + n)]); },

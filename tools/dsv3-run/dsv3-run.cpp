@@ -1260,8 +1260,10 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
     fail("fp8-gemm: {} is not an FP8 artifact (dsv3c --quantize fp8)", o.artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   auto &drv = s.driver();
-  // Grouped: 4 experts, each its own weights; rows split M/2, 0, M/4, rest.
-  const int64_t E = 4, blk = 128;
+  // Grouped: each expert its own weights; rows split M/2, 0, M/4, rest
+  // over 4 experts (DSV3_CHECK_EXPERTS: another count).
+  std::vector<int64_t> counts = checkExpertCounts(M);
+  const int64_t E = int64_t(counts.size()), blk = 128;
   int64_t sr = (N + blk - 1) / blk, sc = (K + blk - 1) / blk;
   std::mt19937_64 rng(o.seed + 1);
   std::normal_distribution<double> normal(0.0, 0.02);
@@ -1273,7 +1275,6 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
   for (int64_t e = 0; e < E; ++e)
     quantizeFp8Blocks(we.data() + e * N * K, N, K, blk, blk, ecodes.data() + e * N * K,
                       escales.data() + e * sr * sc);
-  std::vector<int64_t> counts = {M / 2, 0, M / 4, M - M / 2 - M / 4};
   std::vector<float> ewq(ecodes.size());
   for (size_t i = 0; i < ecodes.size(); ++i)
     ewq[i] = f8e4m3ToFloat(ecodes[i]);
@@ -1351,7 +1352,7 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
                              "skinny tensor cores", "wgmma (sm_90a)",
                              "wgmma + TMA (sm_90a)", "rows on tensor cores"};
       fmt::print("    {:<40} max rel {:.3e}{} {}\n",
-                 fmt::format("{} {}", grouped ? "grouped (4 experts)" : "plain",
+                 fmt::format("{} {}", grouped ? fmt::format("grouped ({} experts)", E) : "plain",
                              names[schedule]),
                  diff / scale,
                  wgmma ? fmt::format(", worst {:.1f}% of the bound", 100 * worst) : "",
