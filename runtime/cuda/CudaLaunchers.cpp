@@ -398,10 +398,12 @@ void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CU
     CUdeviceptr noSegments = 0;
     i64 noBatch = 0;
     int tilesX = int((N + tn - 1) / tn), tilesY = int(tiles);
-    // Persistent (DSV3_GEMM_PERSISTENT=1): a block a multiprocessor walks
-    // the tiles, copying the next tile's K steps while it stores the last
-    // one's results (the fill and the epilogue are most of a short-K or
-    // grouped tile's fixed cost).
+    // Persistent (DSV3_GEMM_PERSISTENT=1, opt-in): a block a
+    // multiprocessor walks the tiles, copying the next tile's K steps while
+    // it stores the last one's results. Measured slower on the bench
+    // slice's prefill (80.8 ms against 76.8, H200): the consumers still
+    // store before the next tile's MMAs, and the stride loses the grid's
+    // row-group order across SMs (docs/benchmarks.md).
     static const bool persistent = [] {
       const char *env = std::getenv("DSV3_GEMM_PERSISTENT");
       return env && std::string(env) == "1";
