@@ -20,8 +20,9 @@
 #      the first launch: a last-bit difference upstream flips activation
 #      codes downstream), and by `fp8-gemm` against the host GEMM on the
 #      same operands at V3 widths.
-#    PARTS=bf16,fp8,fp8time,time (default: all) picks the sections
-#    (fp8time: FP8 decode b1/b32/b128 with and without fp8_gemm_rows_mma).
+#    PARTS=bf16,fp8,fp8time,fewrow,time (default: all) picks the sections
+#    (fp8time: FP8 decode b1/b32/b128 with and without fp8_gemm_rows_mma;
+#    fewrow: DSV3_FEW_ROW_KERNELS=1 checked against the host and timed).
 # 2. Decode at context 1024 on the 3-layer bench slice, batch 1 / 32 / 128:
 #    the new default, the previous expert schedules (DSV3_EXPERT_ROWS=2:
 #    128-row TMA tiles from 2 rows an expert; DSV3_EXPERT_ROWS_MMA=0), and a
@@ -40,7 +41,7 @@ check() { # name, then the command
   case "$r" in *" passed, 0 failed"*) ;; *) status=1 ;; esac
 }
 : > "$OUT/checks.txt"
-PARTS=${PARTS:-bf16,fp8,fp8time,time}
+PARTS=${PARTS:-bf16,fp8,fp8time,fewrow,time}
 on() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }
 # V3-width weights for the bf16 compares (6 GB in /dev/shm, ~1 min).
 if on bf16; then
@@ -77,6 +78,27 @@ on bf16 && check compare-v3-width-bf16 timeout 300 $RUN compare gpu-artifacts/v3
   --weights /dev/shm/v3w --ids "$MMA"
 on bf16 && check compare-v3-width timeout 300 $RUN compare gpu-artifacts/v3-width \
   --weights /dev/shm/v3w --ids "$MMA"
+# The few-row kernels (DSV3_FEW_ROW_KERNELS=1: rms_norm_rows, bit-identical
+# to rms_norm; mla_absorb_q_rows at up to 4 rows, bf16 weights): every
+# launch against the host (the ragged decode steps run 2 rows a step), at
+# V3 widths when the bf16 part made the weights, then decode b1 / b32 with
+# and without them.
+if on fewrow; then
+  check compare-tiny-a-bf16-fewrow env DSV3_FEW_ROW_KERNELS=1 timeout 120 $RUN compare \
+    gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --ids $IDS
+  check verify-tiny-a-bf16-fewrow env DSV3_FEW_ROW_KERNELS=1 timeout 120 $RUN verify \
+    gpu-artifacts/tiny-a-bf16 --weights test/data/fixtures/tiny-a --oracle test/data/fixtures/tiny-a \
+    --backend cuda
+  [ -d /dev/shm/v3w ] && check compare-v3-width-bf16-fewrow env DSV3_FEW_ROW_KERNELS=1 \
+    timeout 300 $RUN compare gpu-artifacts/v3-width-bf16 --weights /dev/shm/v3w --ids "$MMA"
+  for env in DSV3_FEW_ROW_KERNELS=0 DSV3_FEW_ROW_KERNELS=1; do
+    for b in 1 32; do
+      r=$(env $env timeout 90 $RUN time bench-artifacts/v3-infer --random-weights 1 --backend cuda \
+        --batch $b --context 1024 --steps 32 2>&1 | tail -1 | grep -o "decode [0-9.]* ms.*" | head -1)
+      printf '%-24s b%-4s %s\n' "$env" "$b" "$r" | tee -a "$OUT/checks.txt"
+    done
+  done
+fi
 # FP8 decode at context 1024 on the bench slice's FP8 artifact: the
 # routed experts on fp8_gemm_rows_mma (default) and fp8_gemm_skinny.
 if on fp8time && [ -d bench-artifacts/v3-infer-fp8 ]; then

@@ -97,14 +97,16 @@ __device__ float blockMax(float v) {
   return r;
 }
 
-/// One block per token.
+/// Block (t, c): token t's columns c * blockDim.x + k * blockDim.x *
+/// gridDim.y (gridDim.y > 1 for a few tokens: one block per token left a
+/// decode step's single row to 128 threads, ~30 us of latency).
 template <int H, typename WT>
 __global__ void embedding(const i64 *ids, const WT *table, float *out, i64 n) {
   i64 t = blockIdx.x;
   if (t >= n)
     return;
   const WT *row = table + ids[t] * H;
-  for (int j = threadIdx.x; j < H; j += blockDim.x)
+  for (int j = blockIdx.y * blockDim.x + threadIdx.x; j < H; j += blockDim.x * gridDim.y)
     out[t * H + j] = wload(row, j);
 }
 
@@ -132,6 +134,42 @@ __global__ void rms_norm(const float *x, const WT *w, float *y, i64 rows,
   float inv = rsqrtf(ss / N + eps);
   for (int j = threadIdx.x; j < N; j += blockDim.x)
     y[r * ldy + j] = wload(w, j) * (xr[j] * inv);
+}
+
+/// rms_norm for a few rows (decode), 256 threads a row: a thread's
+/// elements (j = thread + 256 k) and weights loaded into registers before
+/// any arithmetic, so one memory round trip serves the row where rms_norm's
+/// loops wait on each load (~20 us a one-row call at 7168 on an H200).
+/// The same sums in the same order as rms_norm with 256 threads: the same
+/// bits. N <= 256 * 32 (the launcher checks).
+template <int N, typename WT>
+__global__ void __launch_bounds__(256)
+    rms_norm_rows(const float *x, const WT *w, float *y, i64 rows, float eps, i64 ldx, i64 ldy) {
+  constexpr int P = (N + 255) / 256;
+  i64 r = blockIdx.x;
+  if (r >= rows)
+    return;
+  const float *xr = x + r * ldx;
+  float v[P], wv[P];
+#pragma unroll
+  for (int k = 0; k < P; ++k) {
+    int j = threadIdx.x + k * 256;
+    v[k] = j < N ? xr[j] : 0.f;
+    wv[k] = j < N ? wload(w, j) : 0.f;
+  }
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < P; ++k)
+    if (threadIdx.x + k * 256 < N)
+      ss += v[k] * v[k];
+  ss = blockSum(ss);
+  float inv = rsqrtf(ss / N + eps);
+#pragma unroll
+  for (int k = 0; k < P; ++k) {
+    int j = threadIdx.x + k * 256;
+    if (j < N)
+      y[r * ldy + j] = wv[k] * (v[k] * inv);
+  }
 }
 
 /// y[r, n] = sum_k x[r, k] W[n, k] (+ b[n]) (+ res[r, n]): 16x16 output
@@ -1096,6 +1134,67 @@ __global__ void mla_absorb_q(const float *q, const WT *wkvb, float *qt, i64 rows
         qt[((r0 + rr) * NH + h) * (R + DR) + c] =
             q[((r0 + rr) * NH + h) * (DN + DR) + DN + (c - R)];
     }
+  }
+}
+
+/// mla_absorb_q for a few rows (decode batches of up to 4) and bf16
+/// weights: a block per head, 256 threads; thread t takes 8 latent columns
+/// (c0 = 8 (t % (R / 8))) over one of JP = 256 / (R / 8) slices of the DN
+/// nope features, with 16-byte weight loads (mla_absorb_q's 2-byte loads, a
+/// thread a column, left the step at ~430 GB/s: 39 us a layer for 16.8 MB
+/// of W_UK); the slices' sums are added in slice order through shared
+/// memory. R % 8 == 0, (R / 8) divides 256 and JP divides DN (the launcher
+/// checks). The rope query is copied after the latent columns.
+#define DSV3_ABSORB_FEW_ROWS 4
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void __launch_bounds__(256)
+    mla_absorb_q_rows(const float *q, const unsigned short *wkvb, float *qt, i64 rows) {
+  constexpr int CG = R / 8, JP = 256 / CG, JS = DN / JP, MR = DSV3_ABSORB_FEW_ROWS;
+  __shared__ float qs[MR][DN];
+  __shared__ float part[JP][MR][R];
+  const int h = blockIdx.x, t = threadIdx.x, c0 = 8 * (t % CG), jp = t / CG;
+  for (int i = t; i < MR * DN; i += 256) {
+    int rr = i / DN;
+    qs[rr][i % DN] = rr < rows ? q[(i64(rr) * NH + h) * (DN + DR) + i % DN] : 0.f;
+  }
+  __syncthreads();
+  float acc[MR][8];
+#pragma unroll
+  for (int rr = 0; rr < MR; ++rr)
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      acc[rr][i] = 0.f;
+  const unsigned short *w = wkvb + i64(h) * (DN + DV) * R + c0;
+#pragma unroll 8
+  for (int j = jp * JS; j < (jp + 1) * JS; ++j) {
+    float wj[8];
+    wload8(w + i64(j) * R, wj);
+#pragma unroll
+    for (int rr = 0; rr < MR; ++rr)
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        acc[rr][i] += qs[rr][j] * wj[i];
+  }
+#pragma unroll
+  for (int rr = 0; rr < MR; ++rr)
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      part[jp][rr][c0 + i] = acc[rr][i];
+  __syncthreads();
+  for (int i = t; i < MR * R; i += 256) {
+    int rr = i / R, c = i % R;
+    if (rr >= rows)
+      continue;
+    float sum = 0.f;
+#pragma unroll
+    for (int p = 0; p < JP; ++p)
+      sum += part[p][rr][c];
+    qt[(i64(rr) * NH + h) * (R + DR) + c] = sum;
+  }
+  for (int i = t; i < MR * DR; i += 256) {
+    int rr = i / DR, c = i % DR;
+    if (rr < rows)
+      qt[(i64(rr) * NH + h) * (R + DR) + R + c] = q[(i64(rr) * NH + h) * (DN + DR) + DN + c];
   }
 }
 

@@ -128,6 +128,18 @@ bool envNotZero(const char *name) {
   return !(env && std::string(env) == "0");
 }
 
+/// DSV3_FEW_ROW_KERNELS=1: decode's latency-bound one-row kernels in their
+/// few-row forms (rms_norm_rows, mla_absorb_q_rows). Opt-in until they are
+/// checked and timed on a GPU (written after this session's device time
+/// was spent; docs/benchmarks.md).
+bool fewRowKernels() {
+  static const bool on = [] {
+    const char *env = std::getenv("DSV3_FEW_ROW_KERNELS");
+    return env && std::string(env) == "1";
+  }();
+  return on;
+}
+
 /// The FP8 GEMM's schedule: 0 the few-row CUDA-core kernel (any GPU), 1 the
 /// 128 x 128 tensor-core tiles (prefill), 2 the skinny tensor-core kernel
 /// (16-row tiles read straight from global memory: decode), on Hopper 3
@@ -644,8 +656,11 @@ void stridedGemm(CudaSession &s, const std::string &what, const GemmArgs &g) {
 void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
              CUdeviceptr y, i64 rows, int64_t N, float eps, bool bf16) {
   i64 ld = N;
-  s.launch(rmsNormName(N, bf16), {unsigned(rows), 1, 1}, {256, 1, 1}, 0,
-           argv(x, w, y, rows, eps, ld, ld), what);
+  std::string name = rmsNormName(N, bf16);
+  if (rows <= kFewRows && fewRowKernels() && rmsNormRowsFits(N) &&
+      s.hasFunction(rmsNormRowsName(N, bf16)))
+    name = rmsNormRowsName(N, bf16);
+  s.launch(name, {unsigned(rows), 1, 1}, {256, 1, 1}, 0, argv(x, w, y, rows, eps, ld, ld), what);
 }
 
 /// The rope frequencies on the device (computed by the host code, uploaded
@@ -789,7 +804,9 @@ void embedding(CudaSession &s, const std::string &k, const json &, Ins &in, Ins 
   shape.push_back(H);
   setShape(k, y, shape);
   i64 n = ids.numel();
-  s.launch(embeddingName(H, table.bf16), {unsigned(n), 1, 1}, {128, 1, 1}, 0,
+  // A few tokens (decode): each row's columns over several blocks.
+  unsigned chunks = n <= kFewRows ? unsigned((H + 127) / 128) : 1;
+  s.launch(embeddingName(H, table.bf16), {unsigned(n), chunks, 1}, {128, 1, 1}, 0,
            argv(ids.ptr, table.ptr, y.ptr, n), k);
 }
 
@@ -1130,8 +1147,13 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       CUdeviceptr OT = s.workspace(size_t(rows * d.nh * d.r) * 4);
       CUdeviceptr q0 = Q + CUdeviceptr(r0 * d.nh * dq) * 4;
       CUdeviceptr o0 = O + CUdeviceptr(r0 * d.nh * d.dv) * 4;
-      s.launch(names[0], {unsigned(d.nh), unsigned((W + 127) / 128), 1}, {128, 1, 1}, 0,
-               argv(q0, kvb, QT, rows), k);
+      if (wb && rows <= 4 && fewRowKernels() && mlaAbsorbQRowsFits(d) &&
+          s.hasFunction(mlaAbsorbQRowsName(d)))
+        s.launch(mlaAbsorbQRowsName(d), {unsigned(d.nh), 1, 1}, {256, 1, 1}, 0,
+                 argv(q0, kvb, QT, rows), k);
+      else
+        s.launch(names[0], {unsigned(d.nh), unsigned((W + 127) / 128), 1}, {128, 1, 1}, 0,
+                 argv(q0, kvb, QT, rows), k);
       mlaDecodeAttention(s, k, d, useDecodeMma(s, d, wb), QT, cache.ptr, past.ptr, part, ml, OT,
                          rows, splits, splitLen, r0, T, S, softmaxScale);
       if (wb && mlaAbsorbVMmaFits(d))

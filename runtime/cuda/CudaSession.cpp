@@ -399,6 +399,10 @@ void CudaSession::uploadParams() {
   }
 }
 
+bool CudaSession::hasFunction(const std::string &instance) const {
+  return functions_.count(instance) || lowered_.count(instance);
+}
+
 CUfunction CudaSession::function(const std::string &instance) {
   auto it = functions_.find(instance);
   if (it != functions_.end())

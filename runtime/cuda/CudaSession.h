@@ -99,6 +99,9 @@ public:
 
   // For the launchers.
   CUfunction function(const std::string &instance);
+  /// Whether the artifact's module has `instance` (kernels an older dsv3c
+  /// did not compile are skipped by the launchers that can do without).
+  bool hasFunction(const std::string &instance) const;
   /// Scratch memory for the current launch (valid until the next launch:
   /// launches run in stream order).
   CUdeviceptr workspace(size_t bytes);

@@ -127,6 +127,17 @@ inline std::string fillNormalName(bool bf16) {
   return bf16 ? "dsv3::fill_normal<unsigned short>" : "dsv3::fill_normal<float>";
 }
 inline std::string rmsNormName(int64_t n, bool bf16) { return instW("rms_norm", {n}, bf16); }
+/// rms_norm for a few rows (registers hold a row's 256-thread share).
+inline bool rmsNormRowsFits(int64_t n) { return n <= 256 * 32; }
+inline std::string rmsNormRowsName(int64_t n, bool bf16) {
+  return instW("rms_norm_rows", {n}, bf16);
+}
+/// rms_norm and, where it fits, its few-row form.
+inline void addRmsNorm(std::vector<std::string> &out, int64_t n, bool bf16) {
+  out.push_back(rmsNormName(n, bf16));
+  if (rmsNormRowsFits(n))
+    out.push_back(rmsNormRowsName(n, bf16));
+}
 inline std::string embeddingName(int64_t h, bool bf16) {
   return instW("embedding", {h}, bf16);
 }
@@ -224,6 +235,15 @@ inline std::vector<std::string> mlaDecodeNames(const MlaDims &d, bool bf16) {
           inst("mla_decode_merge", {d.nh, d.r}),
           instW("mla_absorb_v", {d.nh, d.dn, d.dv, d.r}, bf16)};
 }
+/// absorb_q for a few rows with bf16 weights (16-byte weight loads, the
+/// nope features split over 256 / (R / 8) slices).
+inline bool mlaAbsorbQRowsFits(const MlaDims &d) {
+  int64_t cg = d.r / 8;
+  return d.r % 8 == 0 && cg <= 256 && 256 % cg == 0 && d.dn % (256 / cg) == 0;
+}
+inline std::string mlaAbsorbQRowsName(const MlaDims &d) {
+  return inst("mla_absorb_q_rows", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
 /// absorb_v on tensor cores for bf16 weights (rowsMma: R a multiple of 8).
 inline bool mlaAbsorbVMmaFits(const MlaDims &d) { return d.r % 8 == 0; }
 inline std::string mlaAbsorbVMmaName(const MlaDims &d) {
@@ -235,7 +255,7 @@ inline std::vector<std::string> mlaLinears(const MlaDims &d, bool bf16) {
   int64_t dq = d.dn + d.dr;
   if (d.rq) {
     addLinear(out, d.rq, d.H, bf16);
-    out.push_back(rmsNormName(d.rq, bf16));
+    addRmsNorm(out, d.rq, bf16);
     addLinear(out, d.nh * dq, d.rq, bf16);
   } else {
     addLinear(out, d.nh * dq, d.H, bf16);
@@ -409,22 +429,27 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   auto bf = [&](size_t i) { return i < dt.size() && isBf16(dt[i]); };
   if (kernel == "embedding")
     return {embeddingName(in.at(1).at(1), bf(1))};
-  if (kernel == "rms_norm")
-    return {rmsNormName(last(0), bf(1))};
+  if (kernel == "rms_norm") {
+    std::vector<std::string> out;
+    addRmsNorm(out, last(0), bf(1));
+    return out;
+  }
   if (kernel == "linear" || kernel == "lm_head" || kernel == "linear_add") {
     std::vector<std::string> out;
     addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
     return out;
   }
   if (kernel == "norm_linear") {
-    std::vector<std::string> out = {rmsNormName(in.at(1).at(0), bf(1))};
+    std::vector<std::string> out;
+    addRmsNorm(out, in.at(1).at(0), bf(1));
     addLinear(out, in.at(2).at(0), in.at(2).at(1), bf(2));
     return out;
   }
   if (kernel == "norm_gated_linear") {
     int64_t N = in.at(2).at(0), K = in.at(2).at(1);
-    std::vector<std::string> out = {rmsNormName(K, bf(1)), gatedLinearName(N, K, bf(2)),
+    std::vector<std::string> out = {gatedLinearName(N, K, bf(2)),
                                     gatedLinearRowsName(N, K, bf(2))};
+    addRmsNorm(out, K, bf(1));
     if (bf(2)) {
       out.push_back(gatedLinearMmaName(N, K));
       addBf16Tc(out, true);
@@ -488,6 +513,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         out.push_back(mlaDecodeMmaName(d));
       if (w && mlaAbsorbVMmaFits(d))
         out.push_back(mlaAbsorbVMmaName(d));
+      if (w && mlaAbsorbQRowsFits(d))
+        out.push_back(mlaAbsorbQRowsName(d));
       if (w && mlaPrefillMmaFits(d)) {
         out.push_back(mlaPackKvName(d));
         out.push_back(mlaPrefillMmaName(d));
