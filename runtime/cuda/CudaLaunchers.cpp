@@ -128,15 +128,18 @@ bool envNotZero(const char *name) {
   return !(env && std::string(env) == "0");
 }
 
+/// An opt-in kernel choice: true only when `name` is set to "1".
+bool envIsOne(const char *name) {
+  const char *env = std::getenv(name);
+  return env && std::string(env) == "1";
+}
+
 /// DSV3_FEW_ROW_KERNELS=1: decode's latency-bound one-row kernels in their
 /// few-row forms (rms_norm_rows, mla_absorb_q_rows). Opt-in until they are
 /// checked and timed on a GPU (written after this session's device time
 /// was spent; docs/benchmarks.md).
 bool fewRowKernels() {
-  static const bool on = [] {
-    const char *env = std::getenv("DSV3_FEW_ROW_KERNELS");
-    return env && std::string(env) == "1";
-  }();
+  static const bool on = envIsOne("DSV3_FEW_ROW_KERNELS");
   return on;
 }
 
@@ -416,10 +419,7 @@ void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CU
     // slice's prefill (80.8 ms against 76.8, H200): the consumers still
     // store before the next tile's MMAs, and the stride loses the grid's
     // row-group order across SMs (docs/benchmarks.md).
-    static const bool persistent = [] {
-      const char *env = std::getenv("DSV3_GEMM_PERSISTENT");
-      return env && std::string(env) == "1";
-    }();
+    static const bool persistent = envIsOne("DSV3_GEMM_PERSISTENT");
     i64 all = i64(tilesX) * tilesY;
     Dim3 grid = {unsigned(tilesX), unsigned(tilesY), 1};
     if (persistent && all > s.multiprocessors())

@@ -170,17 +170,6 @@ MlaOf mlaOf(const Artifact &art, const std::string &artifact) {
   fail("bf16-check: {} has no latent_attention_decode launch (a decode entry)", artifact);
 }
 
-/// Whether ART's CUDA module has `instance` (bf16 artifacts have the
-/// bf16-activation kernels, fp32 ones not).
-bool hasFunction(cuda::CudaSession &s, const std::string &instance) {
-  try {
-    s.function(instance);
-    return true;
-  } catch (const std::exception &) {
-    return false;
-  }
-}
-
 int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_t seed) {
   Artifact art = Artifact::load(artifact);
   auto [d, scale] = mlaOf(art, artifact);
@@ -189,7 +178,7 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   auto &drv = s.driver();
   const int64_t DQ = d.dn + d.dr, UW = d.dn + d.dv, W = d.r + d.dr;
-  bool mmaBuilt = cuda::mlaPrefillMmaFits(d) && hasFunction(s, cuda::mlaPrefillMmaName(d));
+  bool mmaBuilt = cuda::mlaPrefillMmaFits(d) && s.hasFunction(cuda::mlaPrefillMmaName(d));
   // Scores of unit variance times 2 (softmax neither flat nor one-hot),
   // keys and values normal; one cached row in 17 carries a 6x larger key
   // (an attention sink: peaked rows).
@@ -347,7 +336,7 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
   Artifact art = Artifact::load(artifact);
   auto [d, scale] = mlaOf(art, artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
-  bool mmaBuilt = cuda::mlaDecodeMmaFits(d) && hasFunction(s, cuda::mlaDecodeMmaName(d));
+  bool mmaBuilt = cuda::mlaDecodeMmaFits(d) && s.hasFunction(cuda::mlaDecodeMmaName(d));
   auto &drv = s.driver();
   const int64_t B = 2, T = 3, S = 1024, W = d.r + d.dr, rows = B * T, splitLen = 96;
   const int64_t splits = (S + splitLen - 1) / splitLen;
@@ -457,7 +446,7 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     fail("bf16-check: the bf16 GEMM needs K % 8 == 0, got {}", K);
   Artifact art = Artifact::load(artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
-  if (!hasFunction(s, cuda::bf16TcName(false))) {
+  if (!s.hasFunction(cuda::bf16TcName(false))) {
     fmt::print("  gemm_bf16_tc: not in this artifact (fp32 models keep fp32 activations)\n");
     return 0;
   }
@@ -642,7 +631,7 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
   auto [d, scale] = mlaOf(art, artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   auto &drv = s.driver();
-  bool mmaBuilt = cuda::mlaPrefillMmaFits(d) && hasFunction(s, cuda::mlaGradQMmaName(d));
+  bool mmaBuilt = cuda::mlaPrefillMmaFits(d) && s.hasFunction(cuda::mlaGradQMmaName(d));
   const int64_t B = 2, N = B * T, NH = d.nh, DQ = d.dn + d.dr, UW = d.dn + d.dv,
                 W = d.r + d.dr, DV = d.dv;
   std::mt19937_64 rng(seed + 71);
