@@ -44,7 +44,7 @@ check() { # name, then the command
 PARTS=${PARTS:-bf16,fp8,fp8time,fewrow,time}
 on() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }
 # V3-width weights for the bf16 compares (6 GB in /dev/shm, ~1 min).
-if on bf16; then
+if on bf16 || on fewrow; then
   [ -d /dev/shm/v3w ] || $RUN init gpu-artifacts/v3-width --seed 7 --out /dev/shm/v3w \
     > "$OUT/init.log" 2>&1 || status=1
 fi

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The grouped GEMMs' tile lookup (expertTile: a warp's prefix scan over 32
-# experts at a time) and gemm_bf16_tma's persistent form
-# (DSV3_GEMM_PERSISTENT=1), one device call (after bench/prepare.sh and
-# `dsv3c test/data/fixtures/tiny-a --target cuda --quantize fp8 -o
-# gpu-artifacts/tiny-a-fp8` here):
+# The grouped GEMMs' tile lookup (expertTile: a lane's experts summed, one
+# warp scan), gemm_bf16_tma's padding warpgroup (no MMAs for a tile's 64
+# rows past its expert's) and its persistent form (DSV3_GEMM_PERSISTENT=1,
+# with FORMS="DSV3_GEMM_PERSISTENT=0 DSV3_GEMM_PERSISTENT=1"), one device
+# call (after bench/prepare.sh and `dsv3c test/data/fixtures/tiny-a
+# --target cuda --quantize fp8 -o gpu-artifacts/tiny-a-fp8` here):
 #   run(command="bash scripts/gpu-gemm-tiles-check.sh",
 #       carry=["bench-artifacts", "gpu-artifacts", ".deps"])
 # 1. bf16-check --shape (gemm_bf16_tma plain, gated, grouped over 4
@@ -11,7 +12,7 @@
 #    (every FP8 schedule, grouped over 4 experts, against the host GEMM on
 #    the same operands: they all find their tiles with expertTile).
 # 2. Prefill 4 x 2048 and 1 x 2048 (bf16 and FP8) and a training step 4 x
-#    4096, each with both forms, and a profile of the bf16 4 x 2048 prefill.
+#    4096, each with each form, and a profile of the bf16 4 x 2048 prefill.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-gemm-tiles
@@ -21,7 +22,8 @@ echo "== checks"
 # Shapes: 70 experts (DSV3_CHECK_EXPERTS: three of expertTile's 32-expert
 # chunks, every 7th expert empty, ~285 rows an expert: 2-3 tiles each),
 # and 4 experts at V3 widths.
-for env in DSV3_GEMM_PERSISTENT=0 DSV3_GEMM_PERSISTENT=1; do
+FORMS=${FORMS:-DSV3_GEMM_PERSISTENT=0}
+for env in $FORMS; do
   for spec in 70:20000,576,256 4:512,7168,2048 4:1100,1536,7168; do
     e=${spec%%:*} shape=${spec#*:}
     env $env DSV3_CHECK_EXPERTS=$e timeout 120 $RUN bf16-check $A --seq 16 --shape $shape \
@@ -36,7 +38,7 @@ for spec in 70:3000,512,1024 4:300,7168,2048 40:200,1024,2048; do
   grep -E "grouped|FAIL|rror" "$OUT/fp8.log" | sed "s/^ */fp8-gemm $shape /"
 done
 echo "== timings"
-for env in DSV3_GEMM_PERSISTENT=0 DSV3_GEMM_PERSISTENT=1; do
+for env in $FORMS; do
   for art in v3-infer v3-infer-fp8; do
     for shape in "--batch 4 --seq 2048" "--batch 1 --seq 2048"; do
       [ $art = v3-infer-fp8 ] && [ "$shape" = "--batch 1 --seq 2048" ] && continue
@@ -49,7 +51,7 @@ for env in DSV3_GEMM_PERSISTENT=0 DSV3_GEMM_PERSISTENT=1; do
     --train --compute bf16 --batch 4 --seq 4096 --steps 2 2>&1 | tail -1 | grep -o "train_step [0-9.]* ms")
   printf '%-22s %-13s %s\n' "$env" "train 4x4096" "$r"
 done
-DSV3_GEMM_PERSISTENT=1 DSV3_PROFILE=1 timeout 120 $RUN time $A --random-weights 1 --backend cuda \
+DSV3_PROFILE=1 timeout 120 $RUN time $A --random-weights 1 --backend cuda \
   --batch 4 --seq 2048 --steps 1 > "$OUT/profile-prefill.log" 2>&1
 sed -n 1,12p "$OUT/profile-prefill.log"
 exit $status

@@ -881,7 +881,9 @@ __device__ __forceinline__ void ldmatrixX4Trans(unsigned *r, const unsigned shor
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(a));
 }
-/// A block per cached row j: u [S, NH, DN + DV], cache [S, R + DR].
+/// A block per cached row j: u [S, NH, DN + DV], cache [S, R + DR]; no
+/// values when vb is null (mla_prefill_wgmma reads them transposed, from
+/// mla_pack_vt).
 template <int NH, int DN, int DR, int DV, int R>
 __global__ void mla_pack_kv(const float *u, const float *cache, i64 S, unsigned short *kb,
                             unsigned short *vb) {
@@ -898,7 +900,7 @@ __global__ void mla_pack_kv(const float *u, const float *cache, i64 S, unsigned 
     }
     *reinterpret_cast<unsigned *>(kb + (h * S + j) * DQP + c) = packBf16x2(x[0], x[1]);
   }
-  for (int idx = threadIdx.x; idx < NH * DVP / 2; idx += blockDim.x) {
+  for (int idx = threadIdx.x; vb && idx < NH * DVP / 2; idx += blockDim.x) {
     int h = idx / (DVP / 2), c = idx % (DVP / 2) * 2;
     const float *v = uj + h * (DN + DV) + DN;
     float x0 = c < DV ? v[c] : 0.f, x1 = c + 1 < DV ? v[c + 1] : 0.f;
@@ -2778,41 +2780,59 @@ __device__ __forceinline__ void gemmTile(int group, unsigned &tn, unsigned &tm) 
 /// its rows [begin, end) and expert; false past the last tile (blocks of a
 /// grid sized rows / tileRows + E, an upper bound, return).
 /// Warp-cooperative (every lane of the calling warp takes part; `t` the
-/// same on all of them): 32 experts' counts at a time in one coalesced load,
-/// their tile counts prefix-summed with shuffles, the lane whose experts
-/// hold tile `t` found by a ballot: E / 32 loads. The serial walk it
-/// replaces (a load and a branch an expert: ~E L2 round trips, ~17 us at
-/// E = 256 by estimate) ran in every block of a grouped GEMM before its
-/// first copy, where a 128 x 256 x 2048 tile computes in ~27 us.
+/// same on all of them): lane l sums the tiles and rows of experts
+/// [l * per, (l + 1) * per) (per = ceil(E / 32); independent loads, issued
+/// together), one shuffle scan over the 32 lanes places `t` in a lane by a
+/// ballot, and that lane walks its own experts again (L1 hits). One L2
+/// round trip and one scan, where a scan a 32 experts (8 dependent rounds
+/// at E = 256, each a load and 64-bit shuffles) cost ~2 us by estimate in
+/// every block of a grouped GEMM before its first copy, where a 128 x 256 x
+/// 2048 tile computes in ~18 us at peak. Counts are below 2^31 (a call's
+/// rows).
 __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRows, i64 t,
                                            i64 &begin, i64 &end, int &expert) {
-  const int lane = threadIdx.x & 31;
-  i64 tBase = 0, rBase = 0;
-  for (int e0 = 0; e0 < E; e0 += 32) {
-    const int e = e0 + lane;
-    const i64 c = e < E ? counts[e] : 0, tl = (c + tileRows - 1) / tileRows;
-    i64 tIncl = tl, rIncl = c;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-      i64 a = __shfl_up_sync(0xffffffffu, tIncl, off), b = __shfl_up_sync(0xffffffffu, rIncl, off);
-      if (lane >= off) {
-        tIncl += a;
-        rIncl += b;
-      }
-    }
-    const i64 tStart = tBase + tIncl - tl, rStart = rBase + rIncl - c;
-    const unsigned hit = __ballot_sync(0xffffffffu, t >= tStart && t < tStart + tl);
-    if (hit) {
-      const int src = __ffs(hit) - 1;
-      begin = __shfl_sync(0xffffffffu, rStart + (t - tStart) * tileRows, src);
-      end = __shfl_sync(0xffffffffu, rStart + c, src);
-      expert = e0 + src;
-      return true;
-    }
-    tBase += __shfl_sync(0xffffffffu, tIncl, 31);
-    rBase += __shfl_sync(0xffffffffu, rIncl, 31);
+  const int lane = threadIdx.x & 31, per = (E + 31) / 32;
+  const int e0 = lane * per < E ? lane * per : E, e1 = e0 + per < E ? e0 + per : E;
+  int tiles = 0, rows = 0;
+#pragma unroll 8
+  for (int e = e0; e < e1; ++e) {
+    const int c = int(counts[e]);
+    tiles += (c + tileRows - 1) / tileRows;
+    rows += c;
   }
-  return false;
+  int tIncl = tiles, rIncl = rows;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const int a = __shfl_up_sync(0xffffffffu, tIncl, off), b = __shfl_up_sync(0xffffffffu, rIncl, off);
+    if (lane >= off) {
+      tIncl += a;
+      rIncl += b;
+    }
+  }
+  i64 tStart = tIncl - tiles, rStart = rIncl - rows;
+  const unsigned hit = __ballot_sync(0xffffffffu, t >= tStart && t < i64(tIncl));
+  if (!hit)
+    return false;
+  const int src = __ffs(hit) - 1;
+  i64 b = 0, en = 0;
+  int ex = 0;
+  if (lane == src) {
+    for (int e = e0; e < e1; ++e) {
+      const i64 c = counts[e], tl = (c + tileRows - 1) / tileRows;
+      if (t < tStart + tl) {
+        b = rStart + (t - tStart) * tileRows;
+        en = rStart + c;
+        ex = e;
+        break;
+      }
+      tStart += tl;
+      rStart += c;
+    }
+  }
+  begin = __shfl_sync(0xffffffffu, b, src);
+  end = __shfl_sync(0xffffffffu, en, src);
+  expert = __shfl_sync(0xffffffffu, ex, src);
+  return true;
 }
 
 /// The bf16 GEMM of many rows for bf16 models (prefill, large batches): the
@@ -3181,6 +3201,241 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
 #endif
 }
 
+__device__ __forceinline__ void wgmmaBf16RegA_N64(float (&d)[32], const unsigned (&a)[4],
+                                                     unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmmaBf16RegA_N128(float (&d)[64], const unsigned (&a)[4],
+                                                     unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+
+/// The prefill attention on Hopper's warpgroup MMA (sm_90a; other targets
+/// trap): mla_prefill_mma's online softmax with both products as
+/// `wgmma.mma_async` whose A operand is in registers (the queries' and the
+/// probabilities' fragments: the layout of mma.sync's A) and whose B
+/// operand the tensor cores read from 128B-swizzled shared memory once a
+/// warpgroup, where mma.sync's ldmatrix fed each warp separately (that
+/// kernel moved ~2.5x the bytes of its MMAs through shared memory and ran
+/// at ~175 TFLOP/s at V3 widths). Two warpgroups of 64 queries (128 a
+/// block), 64-key tiles in DSV3_PREFILL_WG_STAGES stages copied by cp.async:
+/// the keys [64, DQ] as DQ / 64 swizzle atoms (B of S = Q K^T, K-major),
+/// the values transposed [DV, 64] (B of O += P V, K-major: mla_pack_vt).
+/// Needs DQ % 64 == 0 and DV 64 or 128 (mlaPrefillWgmmaFits).
+#define DSV3_PREFILL_WG_STAGES 2
+__device__ __forceinline__ void swizzledCopy16(unsigned short *tile, int r, int c,
+                                               const unsigned short *src) {
+  cpAsync16(tile + r * 64 + ((c ^ (r & 7)) * 8), src);
+}
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void __launch_bounds__(256, 1)
+    mla_prefill_wgmma(const float *q, const unsigned short *kb, const unsigned short *vt, i64 Sp,
+                      const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
+                      float softmaxScale) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int DQ = DN + DR, KA = DQ / 64, BQ = 128, BK = 64;
+  static_assert(DQ % 64 == 0 && (DV == 64 || DV == 128), "mlaPrefillWgmmaFits");
+  constexpr int TileK = BK * DQ, Stage = TileK + DV * BK, Stages = DSV3_PREFILL_WG_STAGES;
+  extern __shared__ __align__(1024) float prefillWgSmem[];
+  unsigned short *smem = reinterpret_cast<unsigned short *>(
+      (reinterpret_cast<unsigned long long>(prefillWgSmem) + 1023) & ~1023ull);
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31,
+            g = lane >> 2, t4 = lane & 3, h = blockIdx.y;
+  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * BQ, p0 = past[b];
+  const unsigned short *kh = kb + i64(h) * S * DQ, *vh = vt + i64(h) * DV * Sp;
+  // This thread's query rows (g and g + 8 of its warp's 16).
+  const i64 row[2] = {i0 + wg * 64 + warp * 16 + g, i0 + wg * 64 + warp * 16 + g + 8};
+  unsigned qf[DQ / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < DQ / 16; ++kk)
+#pragma unroll
+    for (int f = 0; f < 4; ++f) { // a0: (g, 2t) a1: (g+8, 2t) a2: (g, 2t+8) a3: (g+8, 2t+8)
+      int c = kk * 16 + (f >> 1) * 8 + 2 * t4;
+      i64 r = row[f & 1];
+      float x0 = 0.f, x1 = 0.f;
+      if (r < T) {
+        const float *qr = q + (r * NH + h) * DQ;
+        x0 = qr[c];
+        x1 = qr[c + 1];
+      }
+      qf[kk][f] = packBf16x2(x0, x1);
+    }
+  // Accumulator layouts (m64nN, per warp as mma.sync's m16n8 tiles): d[4n +
+  // e] is row g (e < 2) or g + 8, column 8n + 2 t4 + (e & 1).
+  float oacc[DV / 2];
+#pragma unroll
+  for (int i = 0; i < DV / 2; ++i)
+    oacc[i] = 0.f;
+  float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};
+  const float scaleLog2 = softmaxScale * 1.4426950408889634f;
+  const i64 lastQ = (i0 + BQ < T ? i0 + BQ : T) - 1;
+  const i64 kEnd = p0 + lastQ + 1;          // keys 0 .. kEnd - 1 are seen
+  const i64 wgFirst = p0 + i0 + wg * 64;    // this warpgroup's earliest position
+  const i64 tiles = (kEnd + BK - 1) / BK;
+  // Keys past S repeat row S - 1 (finite; masked for every stored query);
+  // values past S are mla_pack_vt's zeros (Sp: S rounded up to 64).
+  auto loadTile = [&](i64 t, int st) {
+    unsigned short *ks = smem + st * Stage, *vs = ks + TileK;
+    for (int idx = tid; idx < BK * KA * 8; idx += 256) {
+      const int r = idx / (KA * 8), a = idx / 8 % KA, c = idx % 8;
+      i64 j = t * BK + r;
+      j = j < S ? j : S - 1;
+      swizzledCopy16(ks + a * BK * 64, r, c, kh + j * DQ + a * 64 + c * 8);
+    }
+    for (int idx = tid; idx < DV * 8; idx += 256) {
+      const int r = idx / 8, c = idx % 8;
+      swizzledCopy16(vs, r, c, vh + i64(r) * Sp + t * BK + c * 8);
+    }
+    cpAsyncCommit();
+  };
+#pragma unroll
+  for (int st = 0; st < Stages - 1; ++st) {
+    if (st < tiles)
+      loadTile(st, st);
+    else
+      cpAsyncCommit();
+  }
+  for (i64 t = 0; t < tiles; ++t) {
+    if (t + Stages - 1 < tiles)
+      loadTile(t + Stages - 1, int((t + Stages - 1) % Stages));
+    else
+      cpAsyncCommit();
+    cpAsyncWait<Stages - 1>();
+    // The copies (generic proxy) are read next by the tensor cores (async
+    // proxy).
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    const i64 k0 = t * BK;
+    const unsigned short *ks = smem + int(t % Stages) * Stage, *vs = ks + TileK;
+    if (k0 <= wgFirst + 63) { // else every key of the tile is after this warpgroup's queries
+      float sc[32];
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < DQ / 16; ++kk)
+        wgmmaBf16RegA_N64(sc, qf[kk],
+                          wgmmaDesc(ks + (kk / 4) * BK * 64) +
+                              (unsigned long long)(((kk % 4) * 32) >> 4),
+                          kk > 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      if (k0 + BK - 1 > wgFirst) // the diagonal crosses this tile: causal mask
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
+            if (j > p0 + row[e >> 1])
+              sc[4 * n + e] = -INFINITY;
+          }
+      // Online softmax of rows g (e = 0, 1) and g + 8 (e = 2, 3), as
+      // mla_prefill_mma.
+      float alpha[2];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float mx = mrun[half];
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+          mx = fmaxf(mx, fmaxf(sc[4 * n + 2 * half], sc[4 * n + 2 * half + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        alpha[half] = exp2f((mrun[half] - mx) * scaleLog2);
+        mrun[half] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+#pragma unroll
+          for (int e = 2 * half; e < 2 * half + 2; ++e) {
+            float pr = exp2f((sc[4 * n + e] - mx) * scaleLog2);
+            sc[4 * n + e] = pr;
+            sum += pr;
+          }
+        lrun[half] = lrun[half] * alpha[half] + sum; // this lane's share
+      }
+#pragma unroll
+      for (int n = 0; n < DV / 8; ++n) {
+        oacc[4 * n + 0] *= alpha[0];
+        oacc[4 * n + 1] *= alpha[0];
+        oacc[4 * n + 2] *= alpha[1];
+        oacc[4 * n + 3] *= alpha[1];
+      }
+      // P's accumulator layout is the A fragment of the next product.
+      unsigned pa[4][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        pa[kk][0] = packBf16x2(sc[8 * kk + 0], sc[8 * kk + 1]);
+        pa[kk][1] = packBf16x2(sc[8 * kk + 2], sc[8 * kk + 3]);
+        pa[kk][2] = packBf16x2(sc[8 * kk + 4], sc[8 * kk + 5]);
+        pa[kk][3] = packBf16x2(sc[8 * kk + 6], sc[8 * kk + 7]);
+      }
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        unsigned long long db = wgmmaDesc(vs) + (unsigned long long)((kk * 32) >> 4);
+        if constexpr (DV == 128)
+          wgmmaBf16RegA_N128(oacc, pa[kk], db, 1);
+        else
+          wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
+      }
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    }
+    __syncthreads(); // the stage is refilled next iteration
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float l = lrun[half];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    i64 r = row[half];
+    if (r >= T)
+      continue;
+    float inv = 1.f / l;
+    if (lse)
+      lse[h * T + r] = mrun[half] * softmaxScale + logf(l);
+    float *orow = o + (r * NH + h) * DV;
+#pragma unroll
+    for (int n = 0; n < DV / 8; ++n) {
+      int c = n * 8 + 2 * t4;
+      *reinterpret_cast<float2 *>(orow + c) =
+          make_float2(oacc[4 * n + 2 * half] * inv, oacc[4 * n + 2 * half + 1] * inv);
+    }
+  }
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+/// mla_prefill_wgmma's values, transposed: vt[(h DV + c) Sp + j] = bf16(v of
+/// key j, head h, feature c), zeros for keys S .. Sp - 1. Grid (Sp / 64,
+/// NH): 64 keys of a head through shared memory (reads along the features,
+/// writes along the keys).
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void __launch_bounds__(256) mla_pack_vt(const float *u, i64 S, i64 Sp,
+                                                   unsigned short *vt) {
+  __shared__ unsigned tile[DV][33]; // bf16 pairs of keys (2m, 2m + 1), padded
+  const int h = blockIdx.y;
+  const i64 j0 = i64(blockIdx.x) * 64;
+  for (int idx = threadIdx.x; idx < 32 * DV; idx += blockDim.x) {
+    const int m = idx / DV, c = idx % DV;
+    const i64 j = j0 + 2 * m;
+    float v0 = j < S ? u[(j * NH + h) * (DN + DV) + DN + c] : 0.f;
+    float v1 = j + 1 < S ? u[((j + 1) * NH + h) * (DN + DV) + DN + c] : 0.f;
+    tile[c][m] = packBf16x2(v0, v1);
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < DV * 32; idx += blockDim.x) {
+    const int c = idx / 32, m = idx % 32;
+    *reinterpret_cast<unsigned *>(vt + (i64(h) * DV + c) * Sp + j0 + 2 * m) = tile[c][m];
+  }
+}
+
 /// A TMA tensor map (CUtensorMap: 128 opaque bytes, 64-byte aligned),
 /// passed by value as a __grid_constant__ kernel parameter.
 struct __align__(64) TmaMap {
@@ -3333,15 +3588,23 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
 #pragma unroll
     for (int i = 0; i < NR; ++i)
       d[i] = 0.f;
+    // A warpgroup whose 64 rows are all past the tile's (a grouped GEMM's
+    // last tile of an expert, ~256 +- 16 rows an expert in the prefill)
+    // issues no MMAs, leaving the tensor cores to the other; it still
+    // waits for each slot and releases it, so the slots' phases stay in
+    // step.
+    const bool live = rowBegin + cw * 64 < rowEnd;
     for (int ks = 0; ks < ksteps; ++ks, ++it) {
       int s = int(it % Stages);
       mbarWait(&full[s], (it / Stages) & 1);
-      const unsigned short *As = smem + s * Stage + cw * 64 * 64;
-      const unsigned short *Bs = smem + s * Stage + TileA;
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-      wgmmaBf16Slice<1>(d, As, Bs);
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      if (live) {
+        const unsigned short *As = smem + s * Stage + cw * 64 * 64;
+        const unsigned short *Bs = smem + s * Stage + TileA;
+        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+        wgmmaBf16Slice<1>(d, As, Bs);
+        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      }
       // The previous step's MMAs are done: its slot may be refilled.
       if (ks > 0 && (tid & 127) == 0)
         mbarArrive(&empty[(it - 1) % Stages]);
@@ -3350,7 +3613,8 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
     // The tile's last slot too (the producer may be on the next tile).
     if (ksteps > 0 && (tid & 127) == 0)
       mbarArrive(&empty[(it - 1) % Stages]);
-    wgmmaStore<Gated, BN, NR>(d, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
+    if (live)
+      wgmmaStore<Gated, BN, NR>(d, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
   }
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)

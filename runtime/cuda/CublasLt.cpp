@@ -4,6 +4,7 @@
 #include "runtime/Error.h"
 
 #include <cublasLt.h>
+#include <cmath>
 
 #include <cstdlib>
 #include <dlfcn.h>
@@ -114,6 +115,81 @@ struct Plan {
   cublasLtMatmulAlgo_t algo;
 };
 
+/// Algorithms the heuristic is asked for a shape (each then timed).
+constexpr int kCandidates = 8;
+
+/// The fastest of the heuristic's `found` algorithms for plan `p`, each
+/// timed over three runs on the call's operands (after one untimed run),
+/// written with beta 0 into a scratch output, so that the call's output and
+/// residual are untouched. cuBLASLt's first pick for 8192 x 1536 x 7168
+/// (q_a_proj of a 4 x 2048 prefill) ran at 45 TFLOP/s on an H200, where its
+/// other shapes reach 650-780 (docs/benchmarks.md). The first pick as it
+/// is when the stream is being captured (nothing can be timed there) or
+/// DSV3_CUBLAS_TUNE=0; DSV3_CUBLAS_TUNE=log prints each shape's times.
+cublasLtMatmulAlgo_t fastestAlgo(const LtApi &lt, const Plan &p,
+                                 const cublasLtMatmulHeuristicResult_t *r, int found,
+                                 const char *what, CUstream stream, CUdeviceptr xb,
+                                 CUdeviceptr W, int64_t M, int64_t N, int64_t K) {
+  static const std::string mode = [] {
+    const char *env = std::getenv("DSV3_CUBLAS_TUNE");
+    return std::string(env ? env : "1");
+  }();
+  Driver &drv = Driver::get();
+  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+  DSV3_CU(drv, streamIsCapturing, what, stream, &capture);
+  if (mode == "0" || found < 2 || capture != CU_STREAM_CAPTURE_STATUS_NONE)
+    return r[0].algo;
+  // No room for a scratch output (a session near the GPU's memory): the
+  // first pick, untimed.
+  CUdeviceptr scratch = 0;
+  if (drv.memAlloc(&scratch, size_t(M * N) * 4) != CUDA_SUCCESS)
+    return r[0].algo;
+  CUevent start = nullptr, stop = nullptr;
+  DSV3_CU(drv, eventCreate, what, &start, CU_EVENT_DEFAULT);
+  DSV3_CU(drv, eventCreate, what, &stop, CU_EVENT_DEFAULT);
+  const float one = 1.0f, zero = 0.0f;
+  auto run = [&](const cublasLtMatmulAlgo_t &algo) {
+    return lt.matmul(lt.handle, p.desc, &one, reinterpret_cast<const void *>(W), p.a,
+                     reinterpret_cast<const void *>(xb), p.b, &zero,
+                     reinterpret_cast<const void *>(scratch), p.c,
+                     reinterpret_cast<void *>(scratch), p.c, &algo,
+                     reinterpret_cast<void *>(lt.workspace), LtApi::kWorkspace,
+                     reinterpret_cast<cudaStream_t>(stream));
+  };
+  int best = 0;
+  float bestMs = INFINITY, firstMs = INFINITY;
+  for (int i = 0; i < found; ++i) {
+    // An algorithm that refuses the operands is skipped.
+    if (run(r[i].algo) != CUBLAS_STATUS_SUCCESS)
+      continue;
+    DSV3_CU(drv, eventRecord, what, start, stream);
+    bool ok = true;
+    for (int rep = 0; rep < 3; ++rep)
+      ok = ok && run(r[i].algo) == CUBLAS_STATUS_SUCCESS;
+    DSV3_CU(drv, eventRecord, what, stop, stream);
+    DSV3_CU(drv, streamSynchronize, what, stream);
+    float ms = 0;
+    DSV3_CU(drv, eventElapsedTime, what, &ms, start, stop);
+    ms /= 3;
+    if (i == 0)
+      firstMs = ms;
+    if (ok && ms < bestMs) {
+      bestMs = ms;
+      best = i;
+    }
+  }
+  if (mode == "log")
+    fmt::print(stderr,
+               "cuBLASLt {}x{}x{} ({}): {} algorithms timed, heuristic's first {:.3f} ms, "
+               "fastest (#{}) {:.3f} ms ({:.0f} TFLOP/s)\n",
+               M, N, K, what, found, firstMs, best, bestMs,
+               2.0 * double(M) * double(N) * double(K) / (double(bestMs) * 1e9));
+  drv.eventDestroy(start);
+  drv.eventDestroy(stop);
+  DSV3_CU(drv, memFree, what, scratch);
+  return r[best].algo;
+}
+
 } // namespace
 
 bool cublasLtAvailable(int computeCapability) {
@@ -158,15 +234,16 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
               "cublasLtMatrixLayoutCreate", what);
     lt->check(lt->layoutCreate(&p.c, CUDA_R_32F, uint64_t(N), uint64_t(M), N),
               "cublasLtMatrixLayoutCreate", what);
-    cublasLtMatmulHeuristicResult_t r{};
+    cublasLtMatmulHeuristicResult_t r[kCandidates]{};
     int found = 0;
-    lt->check(lt->heuristic(lt->handle, p.desc, p.a, p.b, p.c, p.c, lt->pref, 1, &r, &found),
+    lt->check(lt->heuristic(lt->handle, p.desc, p.a, p.b, p.c, p.c, lt->pref, kCandidates, r,
+                            &found),
               "cublasLtMatmulAlgoGetHeuristic", what);
     if (found < 1)
       fail("{}: cuBLASLt has no algorithm for bf16 {}x{}x{} with fp32 output; DSV3_CUBLAS=0 "
            "keeps dsv3's kernels",
            what, M, N, K);
-    p.algo = r.algo;
+    p.algo = fastestAlgo(*lt, p, r, found, what, stream, xb, W, M, N, K);
     it = plans.emplace(key, p).first;
   }
   const Plan &p = it->second;

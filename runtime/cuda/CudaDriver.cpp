@@ -47,6 +47,7 @@ Driver &Driver::get() {
     sym(d->deviceGetCount, "cuDeviceGetCount");
     sym(d->streamBeginCapture, "cuStreamBeginCapture_v2");
     sym(d->streamEndCapture, "cuStreamEndCapture");
+    sym(d->streamIsCapturing, "cuStreamIsCapturing");
     sym(d->graphInstantiate, "cuGraphInstantiateWithFlags");
     sym(d->graphLaunch, "cuGraphLaunch");
     sym(d->graphExecDestroy, "cuGraphExecDestroy");

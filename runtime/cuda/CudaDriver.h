@@ -46,6 +46,7 @@ struct Driver {
   // CUDA graphs (the decode step is captured once and replayed).
   decltype(&::cuStreamBeginCapture) streamBeginCapture;
   decltype(&::cuStreamEndCapture) streamEndCapture;
+  decltype(&::cuStreamIsCapturing) streamIsCapturing;
   decltype(&::cuGraphInstantiate) graphInstantiate;
   decltype(&::cuGraphLaunch) graphLaunch;
   decltype(&::cuGraphExecDestroy) graphExecDestroy;

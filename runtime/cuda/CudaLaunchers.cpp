@@ -134,12 +134,12 @@ bool envIsOne(const char *name) {
   return env && std::string(env) == "1";
 }
 
-/// DSV3_FEW_ROW_KERNELS=1: decode's latency-bound one-row kernels in their
-/// few-row forms (rms_norm_rows, mla_absorb_q_rows). Opt-in until they are
-/// checked and timed on a GPU (written after this session's device time
-/// was spent; docs/benchmarks.md).
+/// Decode's latency-bound one-row kernels in their few-row forms
+/// (rms_norm_rows: the same bits as rms_norm; mla_absorb_q_rows): decode
+/// b1 at V3 widths 2.16 -> 2.00 ms on an H200, b32 unchanged
+/// (docs/benchmarks.md). DSV3_FEW_ROW_KERNELS=0 turns them off.
 bool fewRowKernels() {
-  static const bool on = envIsOne("DSV3_FEW_ROW_KERNELS");
+  static const bool on = envNotZero("DSV3_FEW_ROW_KERNELS");
   return on;
 }
 
@@ -776,10 +776,19 @@ CUdeviceptr zeroPast(CudaSession &s) {
   return s.constant("a zero past length", std::vector<float>(2, 0.f)); // one i64 0
 }
 
+/// Whether the tensor-core prefill attention runs on the warpgroup MMA
+/// (mla_prefill_wgmma, Hopper) rather than on mma.sync (mla_prefill_mma):
+/// where the artifact has it. DSV3_PREFILL_WGMMA=0 never.
+bool usePrefillWgmma(CudaSession &s, const MlaDims &d) {
+  static const bool enabled = envNotZero("DSV3_PREFILL_WGMMA");
+  return enabled && s.computeCapability() == 90 && mlaPrefillWgmmaFits(d) &&
+         s.hasFunction(mlaPrefillWgmmaName(d));
+}
+
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
-                         CUdeviceptr lse) {
+                         CUdeviceptr lse, PrefillKernel kernel) {
   if (!mma) {
     s.launch(mlaPrefillCachedName(d), {unsigned((T + 15) / 16), unsigned(d.nh), 1},
              {256, 1, 1}, 0, argv(q, u, rows, past, b, o, T, softmaxScale), k);
@@ -787,6 +796,19 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
   }
   s.countBf16ActivationLaunch();
   CUdeviceptr kb = s.workspace(size_t(d.nh * S * mlaPad16(d.dn + d.dr)) * 2);
+  if (kernel != PrefillKernel::Mma && usePrefillWgmma(s, d)) {
+    // Values transposed, keys padded to whole 64-key tiles.
+    i64 Sp = (S + 63) / 64 * 64;
+    CUdeviceptr vt = s.workspace(size_t(d.nh * d.dv * Sp) * 2), none = 0;
+    s.launch(mlaPackKvName(d), {unsigned(S), 1, 1}, {256, 1, 1}, 0,
+             argv(u, rows, S, kb, none), k);
+    s.launch(mlaPackVtName(d), {unsigned(Sp / 64), unsigned(d.nh), 1}, {256, 1, 1}, 0,
+             argv(u, S, Sp, vt), k);
+    s.launch(mlaPrefillWgmmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
+             {256, 1, 1}, size_t(mlaPrefillWgmmaSmem(d)),
+             argv(q, kb, vt, Sp, past, b, o, lse, T, S, softmaxScale), k);
+    return;
+  }
   CUdeviceptr vb = s.workspace(size_t(d.nh * S * mlaPad16(d.dv)) * 2);
   s.launch(mlaPackKvName(d), {unsigned(S), 1, 1}, {256, 1, 1}, 0,
            argv(u, rows, S, kb, vb), k);

@@ -322,7 +322,8 @@ void CudaSession::allocateArena() {
   DSV3_CU(drv_, memAlloc, "the arena", &arena_, std::max<size_t>(arenaBytes_, 256));
   const char *graphs = std::getenv("DSV3_CUDA_GRAPHS");
   const char *profile = std::getenv("DSV3_PROFILE");
-  profile_ = profile && std::string(profile) == "1";
+  profileSites_ = profile && std::string(profile) == "site";
+  profile_ = profile && (std::string(profile) == "1" || profileSites_);
   tracing_ = activeTracer() != nullptr;
   // Collectives wait on the host (timeouts, NCCL's async errors): no graphs
   // for parallel artifacts.
@@ -503,7 +504,7 @@ void CudaSession::collectTimes() {
       tracer->add({family, "kernel", t.loc, currentEntry_ + ": " + t.what + " " + t.instance,
                    traceBaseUs_ + 1e3 * double(offset), 1e3 * double(ms), 1});
     }
-    KernelTime &k = kernelTimes_[t.instance];
+    KernelTime &k = kernelTimes_[profileSites_ ? t.instance + " | " + t.what : t.instance];
     ++k.calls;
     k.ms += ms;
     freeEvents_.push_back(t.start);
@@ -524,7 +525,7 @@ void CudaSession::printProfile() {
              description_, total, rows.size());
   fmt::print(stderr, "  {:>9} {:>6} {:>7} {:>10}  {}\n", "ms", "%", "calls", "us/call",
              "instance");
-  for (size_t i = 0; i < rows.size() && i < 24; ++i)
+  for (size_t i = 0; i < rows.size() && i < (profileSites_ ? 48u : 24u); ++i)
     fmt::print(stderr, "  {:>9.3f} {:>5.1f}% {:>7} {:>10.1f}  {}\n", rows[i].second.ms,
                100 * rows[i].second.ms / std::max(total, 1e-9), rows[i].second.calls,
                1e3 * rows[i].second.ms / double(rows[i].second.calls), rows[i].first);

@@ -229,7 +229,10 @@ private:
   void dropGraphs();
   /// DSV3_PROFILE=1: every launch timed with CUDA events (graphs off); the
   /// totals per kernel instance are printed when the session ends.
-  bool profile_ = false;
+  /// DSV3_PROFILE=site: per instance and launch site (the op's step, e.g.
+  /// "latent_attention_prefill o_proj"), to tell apart the GEMMs one
+  /// library instance runs.
+  bool profile_ = false, profileSites_ = false;
   struct Timed {
     std::string instance, what, loc;
     CUevent start, stop;

@@ -193,6 +193,22 @@ inline std::string mlaPackKvName(const MlaDims &d) {
 inline std::string mlaPrefillMmaName(const MlaDims &d) {
   return inst("mla_prefill_mma", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
+/// mla_prefill_wgmma (sm_90a): the keys in 64-wide swizzle atoms, the values
+/// as one m64n64 or m64n128 product; mla_pack_vt transposes the values.
+inline bool mlaPrefillWgmmaFits(const MlaDims &d) {
+  return (d.dn + d.dr) % 64 == 0 && (d.dv == 64 || d.dv == 128);
+}
+inline std::string mlaPrefillWgmmaName(const MlaDims &d) {
+  return inst("mla_prefill_wgmma", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
+inline std::string mlaPackVtName(const MlaDims &d) {
+  return inst("mla_pack_vt", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
+/// Its dynamic shared memory: DSV3_PREFILL_WG_STAGES (2) stages of 64 keys
+/// and 64 transposed values, plus 1 KB to align them to the swizzle.
+inline int64_t mlaPrefillWgmmaSmem(const MlaDims &d) {
+  return 2 * 64 * (d.dn + d.dr + d.dv) * 2 + 1024;
+}
 /// The attention backward on tensor cores (training with bf16 compute,
 /// fits as mlaPrefillMmaFits): its kernels and their dynamic shared memory
 /// (query side: 128 query rows and two stages of 64 keys of k and v; key
@@ -503,6 +519,10 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
       if (w && mlaPrefillMmaFits(d)) {
         out.push_back(mlaPackKvName(d));
         out.push_back(mlaPrefillMmaName(d));
+        if (mlaPrefillWgmmaFits(d)) {
+          out.push_back(mlaPackVtName(d));
+          out.push_back(mlaPrefillWgmmaName(d));
+        }
       }
     } else {
       for (const std::string &n : mlaDecodeNames(d, w))
@@ -518,6 +538,10 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
       if (w && mlaPrefillMmaFits(d)) {
         out.push_back(mlaPackKvName(d));
         out.push_back(mlaPrefillMmaName(d));
+        if (mlaPrefillWgmmaFits(d)) {
+          out.push_back(mlaPackVtName(d));
+          out.push_back(mlaPrefillWgmmaName(d));
+        }
       }
     }
     return out;

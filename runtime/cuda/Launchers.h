@@ -199,11 +199,15 @@ CUdeviceptr zeroPast(CudaSession &s);
 /// cached rows (`rows`, [S, R + DR]) whose latents kv_b_proj expanded into
 /// u [S, NH, DN + DV]: q [T, NH, DN + DR] (rope rotated), o [T, NH, DV].
 /// On tensor cores with bf16 operands (mma) or in fp32. With mma, `lse`
-/// (when set) receives each query's log-sum-exp, [NH, T] (training).
+/// (when set) receives each query's log-sum-exp, [NH, T] (training), and
+/// `kernel` picks the tensor-core kernel (Auto: mla_prefill_wgmma where
+/// usePrefillWgmma, else mla_prefill_mma; the checks force each).
+enum class PrefillKernel { Auto, Mma, Wgmma };
+bool usePrefillWgmma(CudaSession &s, const MlaDims &d);
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
-                         CUdeviceptr lse = 0);
+                         CUdeviceptr lse = 0, PrefillKernel kernel = PrefillKernel::Auto);
 struct MlaLatent {
   CUdeviceptr L = 0, U = 0;
 };

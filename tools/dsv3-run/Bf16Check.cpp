@@ -201,9 +201,10 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
   int64_t pastHost = past;
   CUdeviceptr dp = s.deviceBuffer(8, "bf16-check past", &pastHost);
   CUdeviceptr dout = s.deviceBuffer(size_t(T * d.nh * d.dv) * 4, "bf16-check o");
-  auto runKernel = [&](bool mma) {
+  using cuda::PrefillKernel;
+  auto runKernel = [&](bool mma, PrefillKernel kernel = PrefillKernel::Mma) {
     cuda::mlaPrefillAttention(s, "bf16-check attention", d, mma, dq, du, dc, dp, 0, dout, T, x.S,
-                              float(scale));
+                              float(scale), 0, kernel);
     DSV3_CU(drv, streamSynchronize, "bf16-check attention", s.stream());
     std::vector<float> o(size_t(T * d.nh * d.dv));
     DSV3_CU(drv, memcpyDtoH, "bf16-check o", o.data(), dout, o.size() * 4);
@@ -274,18 +275,27 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
                "the absorbed form)\n",
                d.dv);
   }
-  if (mmaBuilt) {
-    std::vector<float> o = runKernel(true);
+  // The tensor-core kernels: mma.sync everywhere, the warpgroup MMA on
+  // Hopper (the default there).
+  const bool wgmmaBuilt = mmaBuilt && cuda::usePrefillWgmma(s, d);
+  std::vector<std::pair<PrefillKernel, std::string>> tensorCoreKernels;
+  if (mmaBuilt)
+    tensorCoreKernels.push_back({PrefillKernel::Mma, "mla_prefill_mma"});
+  if (wgmmaBuilt)
+    tensorCoreKernels.push_back({PrefillKernel::Wgmma, "mla_prefill_wgmma"});
+  for (const auto &[kernel, name] : tensorCoreKernels) {
+    std::vector<float> o = runKernel(true, kernel);
     Worst w = measure(o, rounded, std::ldexp(1.0, -8));
     bool pass = w.ratio <= 1.0;
     ok = ok && pass;
     fmt::print("  {:<58} {:>12.3e} {:>10.3e} {:>8.1f}%  {}\n",
-               "mla_prefill_mma (bf16), float64 on bf16 q/k/v (2^-8 max|v|)", w.rel, w.rms,
+               name + " (bf16), float64 on bf16 q/k/v (2^-8 max|v|)", w.rel, w.rms,
                100 * w.ratio, pass ? "PASS" : "FAIL");
     Worst e = measure(o, exact, 1.0);
     fmt::print("  {:<58} {:>12.3e} {:>10.3e} {:>9}  (the bf16 operands' cost)\n",
-               "mla_prefill_mma (bf16), float64 on the fp32 operands", e.rel, e.rms, "");
-  } else {
+               name + " (bf16), float64 on the fp32 operands", e.rel, e.rms, "");
+  }
+  if (!mmaBuilt) {
     fmt::print("  mla_prefill_mma: not in this artifact (fp32 models run the fp32 kernel)\n");
   }
   if (const char *spec = std::getenv("DSV3_ATTENTION_TIME")) {
@@ -307,19 +317,20 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
     CUdeviceptr p2 = s.deviceBuffer(8, "timing past", &zero);
     CUdeviceptr o2 = s.deviceBuffer(size_t(tt * d.nh * d.dv) * 4, "timing o");
     double flops = 2.0 * double(d.nh) * double(tt) * double(tt + 1) / 2 * double(DQ + d.dv);
-    for (bool mma : {true, false}) {
-      if (mma ? !mmaBuilt : !cachedFits)
-        continue;
+    std::vector<std::pair<PrefillKernel, std::string>> timed = tensorCoreKernels;
+    if (cachedFits)
+      timed.push_back({PrefillKernel::Auto, "mla_prefill_cached"});
+    for (const auto &[kernel, name] : timed) {
+      const bool mma = kernel != PrefillKernel::Auto;
       auto once = [&] {
         cuda::mlaPrefillAttention(s, "attention timing", d, mma, q2, u2, c2, p2, 0, o2, tt, tt,
-                                  float(scale));
+                                  float(scale), 0, kernel);
       };
       double ms = timeMs(s, once, mma ? 10 : 2);
       double tf = flops / (ms * 1e9);
-      fmt::print("  timing {} queries x {} heads, causal: {:<26} {:8.3f} ms {:7.1f} TFLOP/s "
+      fmt::print("  timing {} queries x {} heads, causal: {:<34} {:8.3f} ms {:7.1f} TFLOP/s "
                  "({:.1f}% of 989)\n",
-                 tt, d.nh, mma ? "mla_pack_kv + mla_prefill_mma" : "mla_prefill_cached", ms, tf,
-                 100 * tf / 989);
+                 tt, d.nh, mma ? "packing + " + name : name, ms, tf, 100 * tf / 989);
     }
   }
   fmt::print("{}\n", ok ? "attention: PASS" : "attention: FAIL");
