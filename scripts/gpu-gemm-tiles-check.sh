@@ -11,8 +11,9 @@
 #    experts, and cuBLASLt, against float64) with each tile form; fp8-gemm
 #    (every FP8 schedule, grouped over 4 experts, against the host GEMM on
 #    the same operands: they all find their tiles with expertTile).
-# 2. Prefill 4 x 2048 and 1 x 2048 (bf16 and FP8) and a training step 4 x
-#    4096, each with each form, and a profile of the bf16 4 x 2048 prefill.
+# 2. (Unless CHECKS_ONLY=1) prefill 4 x 2048 and 1 x 2048 (bf16 and FP8)
+#    and a training step 4 x 4096, each with each form, and a profile of
+#    the bf16 4 x 2048 prefill.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-gemm-tiles
@@ -24,7 +25,8 @@ echo "== checks"
 # and 4 experts at V3 widths.
 FORMS=${FORMS:-DSV3_GEMM_PERSISTENT=0}
 for env in $FORMS; do
-  for spec in 70:20000,576,256 4:512,7168,2048 4:1100,1536,7168; do
+  # (77 columns: the epilogue's one-column stores; even N stores pairs.)
+  for spec in 70:20000,576,256 4:512,7168,2048 4:1100,1536,7168 4:300,77,128; do
     e=${spec%%:*} shape=${spec#*:}
     env $env DSV3_CHECK_EXPERTS=$e timeout 120 $RUN bf16-check $A --seq 16 --shape $shape \
       > "$OUT/check.log" 2>&1 || status=1
@@ -37,6 +39,8 @@ for spec in 70:3000,512,1024 4:300,7168,2048 40:200,1024,2048; do
     --shape $shape --seed 5 > "$OUT/fp8.log" 2>&1 || status=1
   grep -E "grouped|FAIL|rror" "$OUT/fp8.log" | sed "s/^ */fp8-gemm $shape /"
 done
+# CHECKS_ONLY=1: the checks alone (before the benchmark, in the same call).
+[ -n "${CHECKS_ONLY:-}" ] && exit $status
 echo "== timings"
 for env in $FORMS; do
   for art in v3-infer v3-infer-fp8; do

@@ -3095,21 +3095,41 @@ __device__ __forceinline__ void wgmmaStore(const float (&d)[NR], i64 rowBase, i6
                                            float *y) {
   const int lane = threadIdx.x & 31, warpInWg = (threadIdx.x >> 5) & 3;
   const int g = lane >> 2, t4 = lane & 3;
+  // A thread's two adjacent columns of a row (e = 2 h, 2 h + 1) as one
+  // 8-byte store where y is 8-byte aligned and N even (then r N + n is
+  // even).
+  const bool pairs = (N & 1) == 0 && (reinterpret_cast<unsigned long long>(y) & 7) == 0;
 #pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    i64 r = rowBase + warpInWg * 16 + g + (e >> 1) * 8;
+  for (int h = 0; h < 2; ++h) {
+    i64 r = rowBase + warpInWg * 16 + g + h * 8;
     if (r >= rowEnd)
       continue;
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
-      int n = n0 + j * 8 + 2 * t4 + (e & 1);
+      int n = n0 + j * 8 + 2 * t4;
       if (n >= N)
         continue;
-      if (Gated) {
-        float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
-        y[r * N + n] = gv / (1.f + expf(-gv)) * uv;
+      float v[2];
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int e = 2 * h + c;
+        if (Gated) {
+          float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
+          v[c] = gv / (1.f + expf(-gv)) * uv;
+        } else {
+          v[c] = d[4 * j + e];
+          if (b && n + c < N)
+            v[c] += b[n + c];
+          if (res && n + c < N)
+            v[c] += res[r * N + n + c];
+        }
+      }
+      if (pairs && n + 1 < N) {
+        *reinterpret_cast<float2 *>(y + r * N + n) = make_float2(v[0], v[1]);
       } else {
-        fp8Store(y, b, res, r, n, N, d[4 * j + e]);
+        y[r * N + n] = v[0];
+        if (n + 1 < N)
+          y[r * N + n + 1] = v[1];
       }
     }
   }
