@@ -3,8 +3,9 @@
 # device call after scripts/gpu-check.sh: together they exceed one call's
 # 10 minutes). Times decode and prefill on the 2-layer DeepSeek-V3-width
 # slice, then shows where the time goes per kernel instance (CUDA events
-# around every launch: DSV3_PROFILE=1, graphs off; nsys/ncu are not usable
-# on the machines we test on). Prints a table last; logs go to $OUT.
+# around every launch: DSV3_PROFILE=1, graphs off; nsys does not run on the
+# machines we test on, ncu --clock-control none did in the ninth session:
+# docs/benchmarks.md). Prints a table last; logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-time
