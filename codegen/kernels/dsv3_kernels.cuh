@@ -907,6 +907,126 @@ __global__ void mla_pack_kv(const float *u, const float *cache, i64 S, unsigned 
     *reinterpret_cast<unsigned *>(vb + (h * S + j) * DVP + c) = packBf16x2(x0, x1);
   }
 }
+/// The prefill attention's pieces shared by mla_prefill_mma and
+/// mla_prefill_wgmma. A thread holds rows g and g + 8 of its warp's 16
+/// query rows (`row`: query indices in the launch); score and output
+/// accumulators are flat arrays in mma.sync's m16n8 layout, which both
+/// kernels' MMAs produce: element 4 n + e is row g (e < 2) or g + 8, column
+/// 8 n + 2 t4 + (e & 1).
+
+/// The rows' query fragments in bf16 (mma's A layout: a0 (g, 2t), a1
+/// (g+8, 2t), a2 (g, 2t+8), a3 (g+8, 2t+8)), zeros past DQ and past T.
+template <int NH, int DQ, int DQP>
+__device__ __forceinline__ void attentionQueryFragments(unsigned (&qf)[DQP / 16][4],
+                                                        const float *q, const i64 (&row)[2],
+                                                        i64 T, int h, int t4) {
+#pragma unroll
+  for (int kk = 0; kk < DQP / 16; ++kk)
+#pragma unroll
+    for (int f = 0; f < 4; ++f) {
+      int c = kk * 16 + (f >> 1) * 8 + 2 * t4;
+      i64 r = row[f & 1];
+      float x0 = 0.f, x1 = 0.f;
+      if (r < T) {
+        const float *qr = q + (r * NH + h) * DQ;
+        x0 = c < DQ ? qr[c] : 0.f;
+        x1 = c + 1 < DQ ? qr[c + 1] : 0.f;
+      }
+      qf[kk][f] = packBf16x2(x0, x1);
+    }
+}
+/// Scores of a tile's keys (from k0) past a row's position set to -inf.
+template <int N4>
+__device__ __forceinline__ void attentionCausalMask(float (&sc)[N4], i64 k0, i64 p0,
+                                                    const i64 (&row)[2], int t4) {
+#pragma unroll
+  for (int n = 0; n < N4 / 4; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
+      if (j > p0 + row[e >> 1])
+        sc[4 * n + e] = -INFINITY;
+    }
+}
+/// One key tile's online softmax for rows g (e = 0, 1) and g + 8 (e = 2,
+/// 3): the scores become exp2((s - max) scale log2 e), the running max and
+/// this lane's share of the sum move on, the output rows are rescaled. A
+/// row's four lanes (same g) combine the max by shuffles. Key 0 is seen by
+/// every query, so the running max is finite from the first tile on.
+template <int N4, int O4>
+__device__ __forceinline__ void attentionSoftmaxTile(float (&sc)[N4], float (&oacc)[O4],
+                                                     float (&mrun)[2], float (&lrun)[2],
+                                                     float scaleLog2) {
+  float alpha[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float mx = mrun[half];
+#pragma unroll
+    for (int n = 0; n < N4 / 4; ++n)
+      mx = fmaxf(mx, fmaxf(sc[4 * n + 2 * half], sc[4 * n + 2 * half + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    alpha[half] = exp2f((mrun[half] - mx) * scaleLog2);
+    mrun[half] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int n = 0; n < N4 / 4; ++n)
+#pragma unroll
+      for (int e = 2 * half; e < 2 * half + 2; ++e) {
+        float pr = exp2f((sc[4 * n + e] - mx) * scaleLog2);
+        sc[4 * n + e] = pr;
+        sum += pr;
+      }
+    lrun[half] = lrun[half] * alpha[half] + sum;
+  }
+#pragma unroll
+  for (int n = 0; n < O4 / 4; ++n) {
+    oacc[4 * n + 0] *= alpha[0];
+    oacc[4 * n + 1] *= alpha[0];
+    oacc[4 * n + 2] *= alpha[1];
+    oacc[4 * n + 3] *= alpha[1];
+  }
+}
+/// The probabilities of keys 16 kk .. 16 kk + 15 as the A fragment of the
+/// product with the values (the score layout is the A layout).
+template <int N4>
+__device__ __forceinline__ void attentionProbFragment(unsigned (&pa)[4], const float (&sc)[N4],
+                                                      int kk) {
+  pa[0] = packBf16x2(sc[8 * kk + 0], sc[8 * kk + 1]);
+  pa[1] = packBf16x2(sc[8 * kk + 2], sc[8 * kk + 3]);
+  pa[2] = packBf16x2(sc[8 * kk + 4], sc[8 * kk + 5]);
+  pa[3] = packBf16x2(sc[8 * kk + 6], sc[8 * kk + 7]);
+}
+/// The rows' outputs o = oacc / sum over [T, NH, DV] (columns past DV
+/// dropped), and with `lse` each row's log-sum-exp of its scaled scores at
+/// lse[h * T + r].
+template <int NH, int DV, int O4>
+__device__ __forceinline__ void attentionStoreRows(const float (&oacc)[O4], const float (&mrun)[2],
+                                                   const float (&lrun)[2], const i64 (&row)[2],
+                                                   i64 T, int h, int t4, float *o, float *lse,
+                                                   float softmaxScale) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float l = lrun[half];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    i64 r = row[half];
+    if (r >= T)
+      continue;
+    float inv = 1.f / l;
+    if (lse)
+      lse[h * T + r] = mrun[half] * softmaxScale + logf(l);
+    float *orow = o + (r * NH + h) * DV;
+#pragma unroll
+    for (int n = 0; n < O4 / 4; ++n) {
+      int c = n * 8 + 2 * t4;
+      if (c < DV)
+        orow[c] = oacc[4 * n + 2 * half] * inv;
+      if (c + 1 < DV)
+        orow[c + 1] = oacc[4 * n + 2 * half + 1] * inv;
+    }
+  }
+}
 /// q [T, NH, DN + DR] (rope rotated), kb/vb from mla_pack_kv (S rows), o
 /// [T, NH, DV]; query i (position past[b] + i) attends keys 0 .. past[b] +
 /// i. Dynamic shared memory: two stages of a 64-key tile of k and v, rows
@@ -932,24 +1052,11 @@ __global__ void __launch_bounds__(256)
   // This warp's rows g and g + 8 (query indices in the launch).
   const i64 row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
   unsigned qf[DQP / 16][4];
+  attentionQueryFragments<NH, DQ, DQP>(qf, q, row, T, h, t4);
+  float oacc[DVP / 2];
 #pragma unroll
-  for (int kk = 0; kk < DQP / 16; ++kk)
-#pragma unroll
-    for (int f = 0; f < 4; ++f) { // a0: (g, 2t) a1: (g+8, 2t) a2: (g, 2t+8) a3: (g+8, 2t+8)
-      int c = kk * 16 + (f >> 1) * 8 + 2 * t4;
-      i64 r = row[f & 1];
-      float x0 = 0.f, x1 = 0.f;
-      if (r < T) {
-        const float *qr = q + (r * NH + h) * DQ;
-        x0 = c < DQ ? qr[c] : 0.f;
-        x1 = c + 1 < DQ ? qr[c + 1] : 0.f;
-      }
-      qf[kk][f] = packBf16x2(x0, x1);
-    }
-  float oacc[DVP / 8][4];
-#pragma unroll
-  for (int n = 0; n < DVP / 8; ++n)
-    oacc[n][0] = oacc[n][1] = oacc[n][2] = oacc[n][3] = 0.f;
+  for (int i = 0; i < DVP / 2; ++i)
+    oacc[i] = 0.f;
   float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};
   const float scaleLog2 = softmaxScale * 1.4426950408889634f;
   const i64 lastQ = (i0 + BQ < T ? i0 + BQ : T) - 1;
@@ -986,10 +1093,10 @@ __global__ void __launch_bounds__(256)
     const i64 k0 = t * BK;
     const unsigned short *ks = smem + int(t & 1) * STAGE, *vs = ks + BK * KP;
     if (k0 <= warpFirst + 15) { // else every key of the tile is after this warp's queries
-      float sc[BK / 8][4];
+      float sc[BK / 2];
 #pragma unroll
-      for (int n = 0; n < BK / 8; ++n)
-        sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+      for (int i = 0; i < BK / 2; ++i)
+        sc[i] = 0.f;
       // ldmatrix x4: lanes 8m..8m+7 address matrix m's rows: keys n*8 +
       // (m>>1)*8 + 0..7, features kk*16 + (m&1)*8 (b0, b1 of key tiles n
       // and n + 1).
@@ -1001,92 +1108,31 @@ __global__ void __launch_bounds__(256)
         for (int n = 0; n < BK / 8; n += 2) {
           unsigned bk[4];
           ldmatrixX4(bk, krow + n * 8 * KP + kk * 16);
-          mmaBf16(sc[n], qf[kk], bk);
-          mmaBf16(sc[n + 1], qf[kk], bk + 2);
+          mmaBf16(sc + 4 * n, qf[kk], bk);
+          mmaBf16(sc + 4 * (n + 1), qf[kk], bk + 2);
         }
-      if (k0 + BK - 1 > warpFirst) // the diagonal crosses this tile: causal mask
-#pragma unroll
-        for (int n = 0; n < BK / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
-            if (j > p0 + row[e >> 1])
-              sc[n][e] = -INFINITY;
-          }
-      // Online softmax of rows g (e = 0, 1) and g + 8 (e = 2, 3); a row's
-      // four lanes (same g) combine by shuffles. Key 0 is seen by every
-      // query, so the running max is finite from the first tile on.
-      float alpha[2];
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        float mx = mrun[half];
-#pragma unroll
-        for (int n = 0; n < BK / 8; ++n)
-          mx = fmaxf(mx, fmaxf(sc[n][2 * half], sc[n][2 * half + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        alpha[half] = exp2f((mrun[half] - mx) * scaleLog2);
-        mrun[half] = mx;
-        float sum = 0.f;
-#pragma unroll
-        for (int n = 0; n < BK / 8; ++n)
-#pragma unroll
-          for (int e = 2 * half; e < 2 * half + 2; ++e) {
-            float pr = exp2f((sc[n][e] - mx) * scaleLog2);
-            sc[n][e] = pr;
-            sum += pr;
-          }
-        lrun[half] = lrun[half] * alpha[half] + sum; // this lane's share
-      }
-#pragma unroll
-      for (int n = 0; n < DVP / 8; ++n) {
-        oacc[n][0] *= alpha[0];
-        oacc[n][1] *= alpha[0];
-        oacc[n][2] *= alpha[1];
-        oacc[n][3] *= alpha[1];
-      }
+      if (k0 + BK - 1 > warpFirst) // the diagonal crosses this tile
+        attentionCausalMask(sc, k0, p0, row, t4);
+      attentionSoftmaxTile(sc, oacc, mrun, lrun, scaleLog2);
       // ldmatrix x4 trans: matrix m's rows are keys kk*16 + (m&1)*8 + 0..7,
       // columns (n + (m>>1))*8: b0, b1 of value tiles n and n + 1.
       const unsigned short *vrow = vs + ((m & 1) * 8 + (lane & 7)) * VP + (m >> 1) * 8;
 #pragma unroll
       for (int kk = 0; kk < BK / 16; ++kk) {
-        // P's accumulator layout is the A fragment of the next MMA.
-        unsigned pa[4] = {packBf16x2(sc[2 * kk][0], sc[2 * kk][1]),
-                          packBf16x2(sc[2 * kk][2], sc[2 * kk][3]),
-                          packBf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                          packBf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+        unsigned pa[4];
+        attentionProbFragment(pa, sc, kk);
 #pragma unroll
         for (int n = 0; n < DVP / 8; n += 2) {
           unsigned bv[4];
           ldmatrixX4Trans(bv, vrow + kk * 16 * VP + n * 8);
-          mmaBf16(oacc[n], pa, bv);
-          mmaBf16(oacc[n + 1], pa, bv + 2);
+          mmaBf16(oacc + 4 * n, pa, bv);
+          mmaBf16(oacc + 4 * (n + 1), pa, bv + 2);
         }
       }
     }
     __syncthreads(); // the stage is refilled next iteration
   }
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    float l = lrun[half];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    i64 r = row[half];
-    if (r >= T)
-      continue;
-    float inv = 1.f / l;
-    if (lse)
-      lse[h * T + r] = mrun[half] * softmaxScale + logf(l);
-    float *orow = o + (r * NH + h) * DV;
-#pragma unroll
-    for (int n = 0; n < DVP / 8; ++n) {
-      int c = n * 8 + 2 * t4;
-      if (c < DV)
-        orow[c] = oacc[n][2 * half] * inv;
-      if (c + 1 < DV)
-        orow[c + 1] = oacc[n][2 * half + 1] * inv;
-    }
-  }
+  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale);
 }
 
 /// The absorbed decode (SEMANTICS.md 4) in four launches, so that every
@@ -3274,22 +3320,8 @@ __global__ void __launch_bounds__(256, 1)
   // This thread's query rows (g and g + 8 of its warp's 16).
   const i64 row[2] = {i0 + wg * 64 + warp * 16 + g, i0 + wg * 64 + warp * 16 + g + 8};
   unsigned qf[DQ / 16][4];
-#pragma unroll
-  for (int kk = 0; kk < DQ / 16; ++kk)
-#pragma unroll
-    for (int f = 0; f < 4; ++f) { // a0: (g, 2t) a1: (g+8, 2t) a2: (g, 2t+8) a3: (g+8, 2t+8)
-      int c = kk * 16 + (f >> 1) * 8 + 2 * t4;
-      i64 r = row[f & 1];
-      float x0 = 0.f, x1 = 0.f;
-      if (r < T) {
-        const float *qr = q + (r * NH + h) * DQ;
-        x0 = qr[c];
-        x1 = qr[c + 1];
-      }
-      qf[kk][f] = packBf16x2(x0, x1);
-    }
-  // Accumulator layouts (m64nN, per warp as mma.sync's m16n8 tiles): d[4n +
-  // e] is row g (e < 2) or g + 8, column 8n + 2 t4 + (e & 1).
+  attentionQueryFragments<NH, DQ, DQ>(qf, q, row, T, h, t4);
+  // Accumulators: m64nN's layout is, per warp, mma.sync's m16n8 tiles.
   float oacc[DV / 2];
 #pragma unroll
   for (int i = 0; i < DV / 2; ++i)
@@ -3346,55 +3378,13 @@ __global__ void __launch_bounds__(256, 1)
                           kk > 0);
       asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
       asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-      if (k0 + BK - 1 > wgFirst) // the diagonal crosses this tile: causal mask
-#pragma unroll
-        for (int n = 0; n < 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
-            if (j > p0 + row[e >> 1])
-              sc[4 * n + e] = -INFINITY;
-          }
-      // Online softmax of rows g (e = 0, 1) and g + 8 (e = 2, 3), as
-      // mla_prefill_mma.
-      float alpha[2];
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        float mx = mrun[half];
-#pragma unroll
-        for (int n = 0; n < 8; ++n)
-          mx = fmaxf(mx, fmaxf(sc[4 * n + 2 * half], sc[4 * n + 2 * half + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        alpha[half] = exp2f((mrun[half] - mx) * scaleLog2);
-        mrun[half] = mx;
-        float sum = 0.f;
-#pragma unroll
-        for (int n = 0; n < 8; ++n)
-#pragma unroll
-          for (int e = 2 * half; e < 2 * half + 2; ++e) {
-            float pr = exp2f((sc[4 * n + e] - mx) * scaleLog2);
-            sc[4 * n + e] = pr;
-            sum += pr;
-          }
-        lrun[half] = lrun[half] * alpha[half] + sum; // this lane's share
-      }
-#pragma unroll
-      for (int n = 0; n < DV / 8; ++n) {
-        oacc[4 * n + 0] *= alpha[0];
-        oacc[4 * n + 1] *= alpha[0];
-        oacc[4 * n + 2] *= alpha[1];
-        oacc[4 * n + 3] *= alpha[1];
-      }
-      // P's accumulator layout is the A fragment of the next product.
+      if (k0 + BK - 1 > wgFirst) // the diagonal crosses this tile
+        attentionCausalMask(sc, k0, p0, row, t4);
+      attentionSoftmaxTile(sc, oacc, mrun, lrun, scaleLog2);
       unsigned pa[4][4];
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        pa[kk][0] = packBf16x2(sc[8 * kk + 0], sc[8 * kk + 1]);
-        pa[kk][1] = packBf16x2(sc[8 * kk + 2], sc[8 * kk + 3]);
-        pa[kk][2] = packBf16x2(sc[8 * kk + 4], sc[8 * kk + 5]);
-        pa[kk][3] = packBf16x2(sc[8 * kk + 6], sc[8 * kk + 7]);
-      }
+      for (int kk = 0; kk < 4; ++kk)
+        attentionProbFragment(pa[kk], sc, kk);
       asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
@@ -3409,25 +3399,7 @@ __global__ void __launch_bounds__(256, 1)
     }
     __syncthreads(); // the stage is refilled next iteration
   }
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    float l = lrun[half];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    i64 r = row[half];
-    if (r >= T)
-      continue;
-    float inv = 1.f / l;
-    if (lse)
-      lse[h * T + r] = mrun[half] * softmaxScale + logf(l);
-    float *orow = o + (r * NH + h) * DV;
-#pragma unroll
-    for (int n = 0; n < DV / 8; ++n) {
-      int c = n * 8 + 2 * t4;
-      *reinterpret_cast<float2 *>(orow + c) =
-          make_float2(oacc[4 * n + 2 * half] * inv, oacc[4 * n + 2 * half + 1] * inv);
-    }
-  }
+  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif
