@@ -513,6 +513,14 @@ void CudaSession::collectTimes() {
   pendingTimes_.clear();
 }
 
+void CudaSession::resetProfile() {
+  if (!profile_)
+    return;
+  DSV3_CU(drv_, streamSynchronize, "resetting the profile", stream_);
+  collectTimes();
+  kernelTimes_.clear();
+}
+
 void CudaSession::printProfile() {
   std::vector<std::pair<std::string, KernelTime>> rows(kernelTimes_.begin(),
                                                        kernelTimes_.end());

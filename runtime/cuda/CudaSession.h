@@ -128,6 +128,11 @@ public:
     auto it = dequantized_.find(fp8);
     return it == dequantized_.end() ? 0 : it->second;
   }
+  /// DSV3_PROFILE: forgets the launches timed so far. The tools call it
+  /// after their warm-up runs, whose first launch of each library kernel
+  /// also loads its module (CUDA's lazy loading: tens of milliseconds that
+  /// the profile put on whichever cuBLASLt call came first).
+  void resetProfile();
   /// Work issued on the stream by a library (cuBLASLt) rather than a
   /// launch(): timed under `instance` like a kernel (DSV3_PROFILE, --trace).
   void timedCall(const std::string &instance, const std::string &what,

@@ -2041,11 +2041,14 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
 #endif
 
 template <typename Session> std::string graphNote(Session &) { return ""; }
+/// DSV3_PROFILE: the profile starts here (after the warm-up runs).
+template <typename Session> void profileFromHere(Session &) {}
 #ifdef DSV3_HAVE_CUDA
 std::string graphNote(cuda::CudaSession &s) {
   return fmt::format(" (CUDA graphs: {} captured, {} replays)", s.graphStats().captured,
                      s.graphStats().replayed);
 }
+void profileFromHere(cuda::CudaSession &s) { s.resetProfile(); }
 #endif
 
 /// Prefill and decode latencies of the decode entry; with --context C, of
@@ -2090,6 +2093,7 @@ template <typename Session> int timeDecode(const Options &o, Session &s,
       p = o.context;
   } else {
     call(P); // warm-up (module load, first-touch)
+    profileFromHere(s);
     std::vector<double> times; // the median of 3 (each rewrites the caches)
     for (int r = 0; r < 3; ++r)
       times.push_back(call(P));
@@ -2104,6 +2108,8 @@ template <typename Session> int timeDecode(const Options &o, Session &s,
     for (int64_t &p : past)
       ++p;
   }
+  if (o.context > 0) // (else the profile keeps the timed prefills)
+    profileFromHere(s);
   double total = 0;
   for (int64_t n = 0; n < N; ++n) {
     total += call(1);
@@ -2150,6 +2156,7 @@ template <typename Session> int timeTrain(const Options &o, Session &s,
   };
   auto median = [&](const std::string &entry) {
     call(entry); // warm-up
+    profileFromHere(s);
     std::vector<double> t;
     for (int64_t n = 0; n < N; ++n)
       t.push_back(call(entry));
