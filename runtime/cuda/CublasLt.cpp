@@ -121,11 +121,12 @@ constexpr int kCandidates = 8;
 /// The fastest of the heuristic's `found` algorithms for plan `p`, each
 /// timed over three runs on the call's operands (after one untimed run),
 /// written with beta 0 into a scratch output, so that the call's output and
-/// residual are untouched. cuBLASLt's first pick for 8192 x 1536 x 7168
-/// (q_a_proj of a 4 x 2048 prefill) ran at 45 TFLOP/s on an H200, where its
-/// other shapes reach 650-780 (docs/benchmarks.md). The first pick as it
-/// is when the stream is being captured (nothing can be timed there) or
-/// DSV3_CUBLAS_TUNE=0; DSV3_CUBLAS_TUNE=log prints each shape's times.
+/// residual are untouched. The heuristic's first pick is not always the
+/// fastest: at a 4 x 2048 prefill's shapes on an H200 the fastest of eight
+/// gained 3-10% (q_b 0.857 -> 0.777 ms, dense down 3.08 -> 2.98;
+/// docs/benchmarks.md). The first pick as it is when the stream is being
+/// captured (nothing can be timed there) or DSV3_CUBLAS_TUNE=0;
+/// DSV3_CUBLAS_TUNE=log prints each shape's times.
 cublasLtMatmulAlgo_t fastestAlgo(const LtApi &lt, const Plan &p,
                                  const cublasLtMatmulHeuristicResult_t *r, int found,
                                  const char *what, CUstream stream, CUdeviceptr xb,

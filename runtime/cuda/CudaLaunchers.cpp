@@ -796,7 +796,12 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
   }
   s.countBf16ActivationLaunch();
   CUdeviceptr kb = s.workspace(size_t(d.nh * S * mlaPad16(d.dn + d.dr)) * 2);
-  if (kernel != PrefillKernel::Mma && usePrefillWgmma(s, d)) {
+  const bool wgmma = kernel != PrefillKernel::Mma && usePrefillWgmma(s, d);
+  if (kernel == PrefillKernel::Wgmma && !wgmma)
+    fail("{}: mla_prefill_wgmma asked for, but this GPU, artifact or DSV3_PREFILL_WGMMA=0 "
+         "does not run it",
+         k);
+  if (wgmma) {
     // Values transposed, keys padded to whole 64-key tiles.
     i64 Sp = (S + 63) / 64 * 64;
     CUdeviceptr vt = s.workspace(size_t(d.nh * d.dv * Sp) * 2), none = 0;

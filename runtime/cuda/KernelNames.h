@@ -209,6 +209,19 @@ inline std::string mlaPackVtName(const MlaDims &d) {
 inline int64_t mlaPrefillWgmmaSmem(const MlaDims &d) {
   return 2 * 64 * (d.dn + d.dr + d.dv) * 2 + 1024;
 }
+/// The tensor-core prefill attention's kernels for bf16 weights, where
+/// they fit: mla_pack_kv + mla_prefill_mma, and on Hopper mla_pack_vt +
+/// mla_prefill_wgmma.
+inline void appendPrefillMmaKernels(std::vector<std::string> &out, const MlaDims &d) {
+  if (!mlaPrefillMmaFits(d))
+    return;
+  out.push_back(mlaPackKvName(d));
+  out.push_back(mlaPrefillMmaName(d));
+  if (mlaPrefillWgmmaFits(d)) {
+    out.push_back(mlaPackVtName(d));
+    out.push_back(mlaPrefillWgmmaName(d));
+  }
+}
 /// The attention backward on tensor cores (training with bf16 compute,
 /// fits as mlaPrefillMmaFits): its kernels and their dynamic shared memory
 /// (query side: 128 query rows and two stages of 64 keys of k and v; key
@@ -516,14 +529,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
       out.push_back(mlaPrefillName(d));
       // bf16 models' forward (and training with bf16 compute, whose
       // backward launch lists these too) on tensor cores.
-      if (w && mlaPrefillMmaFits(d)) {
-        out.push_back(mlaPackKvName(d));
-        out.push_back(mlaPrefillMmaName(d));
-        if (mlaPrefillWgmmaFits(d)) {
-          out.push_back(mlaPackVtName(d));
-          out.push_back(mlaPrefillWgmmaName(d));
-        }
-      }
+      if (w)
+        appendPrefillMmaKernels(out, d);
     } else {
       for (const std::string &n : mlaDecodeNames(d, w))
         out.push_back(n);
@@ -535,14 +542,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         out.push_back(mlaAbsorbVMmaName(d));
       if (w && mlaAbsorbQRowsFits(d))
         out.push_back(mlaAbsorbQRowsName(d));
-      if (w && mlaPrefillMmaFits(d)) {
-        out.push_back(mlaPackKvName(d));
-        out.push_back(mlaPrefillMmaName(d));
-        if (mlaPrefillWgmmaFits(d)) {
-          out.push_back(mlaPackVtName(d));
-          out.push_back(mlaPrefillWgmmaName(d));
-        }
-      }
+      if (w)
+        appendPrefillMmaKernels(out, d);
     }
     return out;
   }

@@ -201,7 +201,8 @@ CUdeviceptr zeroPast(CudaSession &s);
 /// On tensor cores with bf16 operands (mma) or in fp32. With mma, `lse`
 /// (when set) receives each query's log-sum-exp, [NH, T] (training), and
 /// `kernel` picks the tensor-core kernel (Auto: mla_prefill_wgmma where
-/// usePrefillWgmma, else mla_prefill_mma; the checks force each).
+/// usePrefillWgmma, else mla_prefill_mma; the checks force each, Wgmma
+/// failing where it cannot run).
 enum class PrefillKernel { Auto, Mma, Wgmma };
 bool usePrefillWgmma(CudaSession &s, const MlaDims &d);
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,

@@ -317,11 +317,13 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
     CUdeviceptr p2 = s.deviceBuffer(8, "timing past", &zero);
     CUdeviceptr o2 = s.deviceBuffer(size_t(tt * d.nh * d.dv) * 4, "timing o");
     double flops = 2.0 * double(d.nh) * double(tt) * double(tt + 1) / 2 * double(DQ + d.dv);
+    // The tensor-core kernels, then the fp32 one (mma false; its
+    // PrefillKernel is unused).
     std::vector<std::pair<PrefillKernel, std::string>> timed = tensorCoreKernels;
     if (cachedFits)
       timed.push_back({PrefillKernel::Auto, "mla_prefill_cached"});
     for (const auto &[kernel, name] : timed) {
-      const bool mma = kernel != PrefillKernel::Auto;
+      const bool mma = name != "mla_prefill_cached";
       auto once = [&] {
         cuda::mlaPrefillAttention(s, "attention timing", d, mma, q2, u2, c2, p2, 0, o2, tt, tt,
                                   float(scale), 0, kernel);
