@@ -372,4 +372,23 @@ void Artifact::selectRank(int rank) {
   }
 }
 
+std::vector<SoleReader> soleReaders(const Entry &entry) {
+  std::vector<int> reads(entry.buffers.size(), 0);
+  std::vector<SoleReader> readers(entry.buffers.size());
+  for (const Launch &launch : entry.launches)
+    for (size_t i = 0; i < launch.inputs.size(); ++i)
+      if (launch.inputs[i].kind == ValueRef::Kind::Buffer) {
+        size_t b = size_t(launch.inputs[i].index);
+        if (b < readers.size() && reads[b]++ == 0)
+          readers[b] = {&launch, int(i)};
+      }
+  for (const ValueRef &r : entry.results)
+    if (r.kind == ValueRef::Kind::Buffer && size_t(r.index) < reads.size())
+      ++reads[size_t(r.index)];
+  for (size_t b = 0; b < readers.size(); ++b)
+    if (reads[b] != 1)
+      readers[b] = SoleReader();
+  return readers;
+}
+
 } // namespace dsv3rt

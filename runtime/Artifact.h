@@ -148,6 +148,17 @@ std::optional<float> initConstant(const ParamInfo &param);
 /// budget (dsv3c --max-tokens): its buffers hold no more.
 void checkTokenBudget(const Entry &entry, size_t arg, const std::vector<int64_t> &shape);
 
+/// A buffer's only reader: the launch and which of its inputs the buffer
+/// is (launch null when the buffer is read by several launches or inputs,
+/// by none, or is one of the entry's results).
+struct SoleReader {
+  const Launch *launch = nullptr;
+  int input = -1;
+};
+/// Per buffer of `entry` (by id). Backends use it to store an activation in
+/// the form its one reader converts it to first.
+std::vector<SoleReader> soleReaders(const Entry &entry);
+
 } // namespace dsv3rt
 
 #endif // DSV3_RUNTIME_ARTIFACT_H

@@ -1875,6 +1875,21 @@ __global__ void dispatch_gather(const float *x, const i64 *slots, float *rows,
   for (int j = threadIdx.x; j < H; j += blockDim.x)
     rows[r * H + j] = src[j];
 }
+/// dispatch_gather storing each row rounded to bf16 (H even), where the
+/// rows' only reader is a bf16 grouped GEMM that would round them first:
+/// half the bytes written, and no to_bf16 pass over them.
+template <int H>
+__global__ void dispatch_gather_bf16(const float *x, const i64 *slots, unsigned short *rows,
+                                     i64 R, i64 K) {
+  i64 r = blockIdx.x;
+  if (r >= R)
+    return;
+  const float *src = x + (slots[r] / K) * H;
+  for (int j = 2 * threadIdx.x; j < H; j += 2 * blockDim.x) {
+    float2 v = *reinterpret_cast<const float2 *>(src + j);
+    *reinterpret_cast<unsigned *>(rows + r * H + j) = packBf16x2(v.x, v.y);
+  }
+}
 
 /// The expert owning row r of the routed rows (grouped by expert, counts[e]
 /// each, in expert order) and that expert's rows [begin, end), for the
@@ -2553,36 +2568,61 @@ __device__ __forceinline__ unsigned floatToE4m3(float f) {
 /// Dynamic activation quantization: a warp per (row, 128-channel block):
 /// s = max(amax, 1e-4) / 448, xq = e4m3(x / s). x [rows, K] (row stride
 /// ldx), xq [rows, K] codes, sa [rows, ceil(K / 128)].
-template <int Unused>
-__global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *sa,
-                             float *xd, i64 rows, int K) {
-  int lane = threadIdx.x & 31;
-  int blocksPerRow = (K + 127) / 128;
-  i64 item = i64(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (item >= rows * blocksPerRow)
-    return;
-  i64 r = item / blocksPerRow;
-  int kb = int(item % blocksPerRow), k0 = kb * 128 + lane * 4;
+/// One 1x128 block of a row quantized by a warp (lane l: channels 4l ..
+/// 4l + 3 of the block, `valid` of them present): its scale and codes, and
+/// where xd is set the quantized values themselves (e4m3 x s_a).
+__device__ __forceinline__ void quantizeBlock128(const float *x, int valid, unsigned char *xq,
+                                                 float *scale, float *xd) {
+  const int lane = threadIdx.x & 31, k0 = lane * 4;
   float v[4];
   float amax = 0.f;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    v[i] = k0 + i < K ? x[r * ldx + k0 + i] : 0.f;
+    v[i] = k0 + i < valid ? x[k0 + i] : 0.f;
     amax = fmaxf(amax, fabsf(v[i]));
   }
   amax = fmaxf(warpMax(amax), 1e-4f);
   float s = amax / 448.0f;
 #pragma unroll
   for (int i = 0; i < 4; ++i)
-    if (k0 + i < K) {
+    if (k0 + i < valid) {
       unsigned q = floatToE4m3(v[i] / s);
       if (xq)
-        xq[r * K + k0 + i] = (unsigned char)q;
+        xq[k0 + i] = (unsigned char)q;
       if (xd) // the quantized value itself (e4m3 x s_a), for fp8_gemm_rows
-        xd[r * K + k0 + i] = e4m3ToFloat(q) * s;
+        xd[k0 + i] = e4m3ToFloat(q) * s;
     }
-  if (lane == 0 && sa)
-    sa[r * blocksPerRow + kb] = s;
+  if (lane == 0 && scale)
+    *scale = s;
+}
+template <int Unused>
+__global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *sa,
+                             float *xd, i64 rows, int K) {
+  int blocksPerRow = (K + 127) / 128;
+  i64 item = i64(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (item >= rows * blocksPerRow)
+    return;
+  i64 r = item / blocksPerRow;
+  int kb = int(item % blocksPerRow), k0 = kb * 128;
+  quantizeBlock128(x + r * ldx + k0, min(128, K - k0), xq ? xq + r * K + k0 : nullptr,
+                   sa ? sa + r * blocksPerRow + kb : nullptr, xd ? xd + r * K + k0 : nullptr);
+}
+/// dispatch_gather storing each row as fp8_quantize does (e4m3 codes xq
+/// [R, H], scales sa [R, ceil(H / 128)]), where the rows' only reader is
+/// an FP8 grouped GEMM on tensor cores: the row's scales depend on the row
+/// alone, so this is bitwise the quantization of the gathered fp32 rows,
+/// without writing and re-reading them. A warp per 128-channel block.
+template <int H>
+__global__ void dispatch_gather_e4m3(const float *x, const i64 *slots, unsigned char *xq,
+                                     float *sa, i64 R, i64 K) {
+  constexpr int NB = (H + 127) / 128;
+  i64 r = blockIdx.x;
+  if (r >= R)
+    return;
+  const float *src = x + (slots[r] / K) * H;
+  for (int kb = threadIdx.x >> 5; kb < NB; kb += blockDim.x >> 5)
+    quantizeBlock128(src + kb * 128, min(128, H - kb * 128), xq + r * H + kb * 128,
+                     sa + r * NB + kb, nullptr);
 }
 
 /// The expert owning routed row `row` (rows grouped by expert, counts[e]
@@ -3135,16 +3175,20 @@ __device__ __forceinline__ void promoteBlock(float (&acc)[64], const float (&par
 /// (the wgmma D fragment). Plain: columns n0 + 0..BN-1, plus bias and
 /// residual; gated: tile columns BN.. are the ups of columns 0..BN-1,
 /// y = silu(gate) * up.
-template <int Gated, int BN, int NR>
+/// Bf16Out: y holds bf16 (unsigned short) elements, each value rounded to
+/// nearest even (what the GEMM reading them would round them to).
+template <int Gated, int BN, int NR, bool Bf16Out = false>
 __device__ __forceinline__ void wgmmaStore(const float (&d)[NR], i64 rowBase, i64 rowEnd,
                                            int n0, int N, const float *b, const float *res,
                                            float *y) {
   const int lane = threadIdx.x & 31, warpInWg = (threadIdx.x >> 5) & 3;
   const int g = lane >> 2, t4 = lane & 3;
   // A thread's two adjacent columns of a row (e = 2 h, 2 h + 1) as one
-  // 8-byte store where y is 8-byte aligned and N even (then r N + n is
-  // even).
-  const bool pairs = (N & 1) == 0 && (reinterpret_cast<unsigned long long>(y) & 7) == 0;
+  // store (8 bytes, bf16: 4) where y is so aligned and N even (then r N +
+  // n is even).
+  const bool pairs =
+      (N & 1) == 0 && (reinterpret_cast<unsigned long long>(y) & (Bf16Out ? 3 : 7)) == 0;
+  unsigned short *yb = reinterpret_cast<unsigned short *>(y);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     i64 r = rowBase + warpInWg * 16 + g + h * 8;
@@ -3170,7 +3214,16 @@ __device__ __forceinline__ void wgmmaStore(const float (&d)[NR], i64 rowBase, i6
             v[c] += res[r * N + n + c];
         }
       }
-      if (pairs && n + 1 < N) {
+      if (Bf16Out) {
+        const unsigned both = packBf16x2(v[0], v[1]);
+        if (pairs && n + 1 < N) {
+          *reinterpret_cast<unsigned *>(yb + r * N + n) = both;
+        } else {
+          yb[r * N + n] = (unsigned short)(both & 0xffffu);
+          if (n + 1 < N)
+            yb[r * N + n + 1] = (unsigned short)(both >> 16);
+        }
+      } else if (pairs && n + 1 < N) {
         *reinterpret_cast<float2 *>(y + r * N + n) = make_float2(v[0], v[1]);
       } else {
         y[r * N + n] = v[0];
@@ -3486,14 +3539,18 @@ __device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, 
 /// Bu), SwiGLU epilogue over 128 columns. With kseg (training's per-expert
 /// weight gradients): blockIdx.z = z sums K columns kseg[z] .. kseg[z + 1]
 /// (multiples of 64, zero-padded by the caller) into y + z * yBatch.
+/// Form: 1 gated; 3 gated with y stored as bf16 (for a bf16 GEMM reading
+/// it: DevTensor::Storage::Bf16); 0 plain.
 #define DSV3_TMA_STAGES 4
-template <int Gated>
+template <int Form>
 __global__ void __launch_bounds__(384, 1)
 gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
               const __grid_constant__ TmaMap mapBu, const float *b, const float *res, float *y,
               i64 rows, int N, int K, const i64 *counts, int E, int tileGroup,
               const i64 *kseg, i64 yBatch, int tilesX, int tilesY) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int Gated = Form & 1;
+  constexpr bool Bf16Out = (Form & 2) != 0;
   constexpr int BW = 256, BN = Gated ? 128 : 256, NR = 128, Stages = DSV3_TMA_STAGES;
   constexpr int TileA = 128 * 64, Stage = TileA + BW * 64; // bf16 elements
   extern __shared__ __align__(1024) float wgSmem[];
@@ -3606,7 +3663,7 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
     if (ksteps > 0 && (tid & 127) == 0)
       mbarArrive(&empty[(it - 1) % Stages]);
     if (live)
-      wgmmaStore<Gated, BN, NR>(d, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
+      wgmmaStore<Gated, BN, NR, Bf16Out>(d, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
   }
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)

@@ -202,18 +202,55 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   return skinny ? 2 : 0;
 }
 
-void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
-             const Fp8Weight &w, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K,
-             CUdeviceptr res, CUdeviceptr counts, int64_t E, int schedule) {
+/// An FP8 GEMM's activations as its kernels read them: e4m3 codes [rows,
+/// K] and their 1x128 scales (the tensor-core schedules), or the quantized
+/// values as floats (fp8_gemm_rows).
+struct Fp8Rows {
+  CUdeviceptr xq = 0, sa = 0, xd = 0;
+};
+
+/// x [rows, K] (row stride ldx) quantized per token per 128 channels
+/// (fp8_quantize) into the workspace: codes and scales, or (codes false)
+/// the quantized values as floats.
+Fp8Rows fp8QuantizeRows(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+                        i64 rows, int64_t K, bool codes) {
+  i64 nb = (K + 127) / 128;
+  Fp8Rows q;
+  if (codes) {
+    q.xq = s.workspace(size_t(rows * K));
+    q.sa = s.workspace(size_t(rows * nb) * 4);
+  } else {
+    q.xd = s.workspace(size_t(rows * K) * 4);
+  }
+  int nK = int(K);
+  s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
+           argv(x, ldx, q.xq, q.sa, q.xd, rows, nK), what + " (activation quantization)");
+  return q;
+}
+
+/// Where a buffer stored as e4m3 (DevTensor::Storage::E4m3) keeps the
+/// scales of its [rows, K] codes: after them, 256-byte aligned.
+CUdeviceptr e4m3StoredScales(const DevTensor &t, i64 rows, int64_t K) {
+  return t.ptr + CUdeviceptr((rows * K + 255) / 256 * 256);
+}
+
+/// fp8Gemm on activations already quantized, as schedule `sched`
+/// (fp8Schedule) reads them.
+void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q, int sched,
+                      const Fp8Weight &w, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N,
+                      int64_t K, CUdeviceptr res, CUdeviceptr counts, int64_t E) {
   if (w.bc != 128)
     fail("{}: the CUDA FP8 kernels take weight blocks 128 columns wide (the activations' "
          "1x128 blocks); the artifact's are {}x{}",
          what, w.br, w.bc);
   if (rows <= 0)
     return;
+  if ((sched > 0 && (!q.xq || !q.sa)) || (sched == 0 && !q.xd))
+    fail("{}: FP8 schedule {} reads the activations as {}, which were not made", what, sched,
+         sched > 0 ? "e4m3 codes and scales" : "quantized floats");
   int nK = int(K), nN = int(N), br = w.br, e = int(E);
   i64 nb = (K + 127) / 128;
-  int sched = fp8Schedule(s, w, rows, K, E, schedule);
+  CUdeviceptr xq = q.xq, sa = q.sa, xd = q.xd;
   static bool warned = false;
   if (s.computeCapability() < 89 && !warned) {
     warned = true;
@@ -222,15 +259,7 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                        "but slower than the bf16 artifact\n",
                s.computeCapability());
   }
-  bool mma = sched > 0;
-  // The tensor cores read e4m3 codes and s_a; the few-row kernel the
-  // quantized values (e4m3 x s_a) as floats.
   CUdeviceptr none = 0;
-  CUdeviceptr xq = mma ? s.workspace(size_t(rows * K)) : 0;
-  CUdeviceptr sa = mma ? s.workspace(size_t(rows * nb) * 4) : 0;
-  CUdeviceptr xd = mma ? 0 : s.workspace(size_t(rows * K) * 4);
-  s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
-           argv(x, ldx, xq, sa, xd, rows, nK), what + " (activation quantization)");
   if (sched == 5) {
     s.launch("dsv3::fp8_gemm_rows_mma<0>", {unsigned((N + 127) / 128), unsigned(E), 1},
              {256, 1, 1}, 0, argv(xq, sa, w.w, w.scale, b, res, y, nN, nK, br, counts), what);
@@ -312,15 +341,39 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   }
 }
 
-/// SwiGLU of two FP8 GEMMs (gate, up) through the workspace.
+void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+             const Fp8Weight &w, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K,
+             CUdeviceptr res, CUdeviceptr counts, int64_t E, int schedule) {
+  if (rows <= 0)
+    return;
+  int sched = fp8Schedule(s, w, rows, K, E, schedule);
+  fp8GemmQuantized(s, what, fp8QuantizeRows(s, what, x, ldx, rows, K, sched > 0), sched, w, b,
+                   y, rows, N, K, res, counts, E);
+}
+
+/// SwiGLU of two FP8 GEMMs (gate, up) through the workspace, the
+/// activations quantized once for both (or as `stored` holds them: codes
+/// and scales a producer wrote, DevTensor::Storage::E4m3).
 void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                   const Fp8Weight &wg, const Fp8Weight &wu, CUdeviceptr y, i64 rows, int64_t N,
-                  int64_t K, CUdeviceptr counts = 0, int64_t E = 0) {
+                  int64_t K, CUdeviceptr counts = 0, int64_t E = 0,
+                  const Fp8Rows *stored = nullptr) {
   if (!wg || !wu)
     fail("{}: gate and up weights must both be FP8", what);
+  if (wg.br != wu.br || wg.bc != wu.bc)
+    fail("{}: gate and up weights have different FP8 blocks ({}x{}, {}x{})", what, wg.br,
+         wg.bc, wu.br, wu.bc);
+  if (rows <= 0)
+    return;
+  int sched = fp8Schedule(s, wg, rows, K, E, -1);
+  if (stored && sched == 0)
+    fail("{}: the rows were stored as e4m3 codes for the tensor cores, but {} rows take the "
+         "few-row FP8 kernel",
+         what, rows);
+  Fp8Rows q = stored ? *stored : fp8QuantizeRows(s, what, x, ldx, rows, K, sched > 0);
   CUdeviceptr g = s.workspace(size_t(rows * N) * 4), u = s.workspace(size_t(rows * N) * 4);
-  fp8Gemm(s, what + " gate", x, ldx, wg, 0, g, rows, N, K, 0, counts, E);
-  fp8Gemm(s, what + " up", x, ldx, wu, 0, u, rows, N, K, 0, counts, E);
+  fp8GemmQuantized(s, what + " gate", q, sched, wg, 0, g, rows, N, K, 0, counts, E);
+  fp8GemmQuantized(s, what + " up", q, sched, wu, 0, u, rows, N, K, 0, counts, E);
   i64 n = rows * N;
   s.launch(elementwiseName("swiglu"), {blocks(n, 256), 1, 1}, {256, 1, 1}, 0,
            argv(g, u, y, n), what + " swiglu");
@@ -373,23 +426,25 @@ std::string bf16GemmKernel(const CudaSession &s) {
 
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
-                i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E) {
+                i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E, bool bf16Out) {
   if (K % 8 || ldx % 2 || (x & 7))
     fail("{}: gemm_bf16_tc needs K % 8 == 0 and aligned operands", what);
   CUdeviceptr xb = s.workspace(size_t(rows * K) * 2);
   int nK = int(K);
   s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, rows, nK, xb), what + " to bf16");
-  bf16RoundedGemm(s, what, xb, W, Wu, b, res, y, rows, N, K, counts, E);
+  bf16RoundedGemm(s, what, xb, W, Wu, b, res, y, rows, N, K, counts, E, bf16Out);
 }
 
 void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CUdeviceptr W,
                      CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y, i64 rows,
-                     int64_t N, int64_t K, CUdeviceptr counts, int64_t E) {
+                     int64_t N, int64_t K, CUdeviceptr counts, int64_t E, bool bf16Out) {
   if (K % 8 || (xb & 15) || (W & 15) || (Wu & 15))
     fail("{}: gemm_bf16_tc needs K % 8 == 0 and aligned operands", what);
   if ((b || res) && Wu)
     fail("{}: the gated bf16 GEMM has no bias or residual epilogue", what);
+  if (bf16Out && (!Wu || bf16GemmSchedule(s) != Bf16Gemm::Tma))
+    fail("{}: only the gated gemm_bf16_tma stores bf16 (DevTensor::Storage::Bf16)", what);
   s.countBf16ActivationLaunch();
   if (!Wu && !counts && !b && rows >= kCublasRows && s.cublasLt) {
     // Plain GEMMs of many rows: cuBLASLt (docs/benchmarks.md: its kernels
@@ -424,7 +479,7 @@ void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CU
     Dim3 grid = {unsigned(tilesX), unsigned(tilesY), 1};
     if (persistent && all > s.multiprocessors())
       grid = {unsigned(s.multiprocessors()), 1, 1};
-    s.launch(bf16TmaName(Wu != 0), grid, {384, 1, 1}, kWgmmaWideSmem,
+    s.launch(bf16TmaName(Wu != 0, bf16Out), grid, {384, 1, 1}, kWgmmaWideSmem,
              argv(mapA, mapB, mapBu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup(),
                   noSegments, noBatch, tilesX, tilesY),
              what);
@@ -854,6 +909,63 @@ void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &
           float(p.at("epsilon").get<double>()), w.bf16);
 }
 
+/// Whether producers may store a GEMM's operand in the form the GEMM
+/// reads (DevTensor::Storage: routed rows as bf16 or e4m3, gated outputs as
+/// bf16); DSV3_STORED_OPERANDS=0 keeps every activation float (the same
+/// values: each form is what the reader rounded the floats to).
+bool storedOperands() {
+  static const bool on = envNotZero("DSV3_STORED_OPERANDS");
+  return on;
+}
+
+/// Whether gemm() over `rows` rows of K with weight w rounds them to bf16
+/// and runs bf16TcGemm (its branch order: FP8, the few-row kernels, then
+/// this).
+bool linearRoundsRows(const CudaSession &s, const DevTensor &w, const Fp8Weight &fw, i64 rows,
+                      int64_t K) {
+  return !fw && w.bf16 && rows > kFewRows && useBf16Tc(s, rows, K);
+}
+
+/// A linear / linear_add whose input a gated GEMM stored as bf16
+/// (gatedOutputStorage): the GEMM on it as it is.
+void storedBf16Gemm(CudaSession &s, const std::string &k, const DevTensor &x, const DevTensor &w,
+                    CUdeviceptr b, CUdeviceptr res, CUdeviceptr y, const Fp8Weight &fw) {
+  int64_t N = w.dim(0), K = w.dim(1);
+  i64 rows = rowsOf(x);
+  if (!linearRoundsRows(s, w, fw, rows, K))
+    fail("kernel {}: its input was stored as bf16 for the bf16 tensor-core GEMM, which {} rows "
+         "do not take",
+         k, rows);
+  bf16RoundedGemm(s, k, x.ptr, w.ptr, 0, b, res, y, rows, N, K, 0, 0);
+}
+
+bool expertGatedRoundsRows(CudaSession &s, i64 R, int64_t E, int64_t K, bool bf16);
+
+/// How a gated GEMM on gemm_bf16_tma over `rows` rows stores its output y
+/// [rows, N]: as bf16 where y's only reader is a GEMM that would round it
+/// so first (the routed experts' down GEMM, or a linear / linear_add of
+/// bf16 weights: the predicates their launchers take), else float.
+DevTensor::Storage gatedOutputStorage(CudaSession &s, const DevTensor &y, i64 rows, int64_t N) {
+  using Storage = DevTensor::Storage;
+  const Launch *use = y.reader.launch;
+  if (!storedOperands() || !use || y.reader.input != 0 || bf16GemmSchedule(s) != Bf16Gemm::Tma ||
+      !s.hasFunction(bf16TmaName(true, true)))
+    return Storage::F32;
+  Ins w(use->inputs.size(), nullptr);
+  for (size_t i = 0; i < use->inputs.size(); ++i)
+    if (use->inputs[i].kind == ValueRef::Kind::Param)
+      w[i] = s.param(use->inputs[i].param);
+  if (w.size() < 2 || !w[1] || fp8Of(use->params, w, 1))
+    return Storage::F32;
+  const DevTensor &wd = *w[1];
+  if (use->kernel == "expert_grouped_matmul" && wd.shape.size() == 3 && wd.dim(2) == N)
+    return expertGatedRoundsRows(s, rows, wd.dim(0), N, wd.bf16) ? Storage::Bf16 : Storage::F32;
+  if ((use->kernel == "linear" || use->kernel == "linear_add") && wd.shape.size() == 2 &&
+      wd.dim(1) == N)
+    return linearRoundsRows(s, wd, Fp8Weight(), rows, N) ? Storage::Bf16 : Storage::F32;
+  return Storage::F32;
+}
+
 void linear(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &x = *in[0], &w = *in[1], &y = *out[0];
   int64_t N = w.dim(0), K = w.dim(1);
@@ -861,8 +973,10 @@ void linear(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &o
   shape.back() = N;
   setShape(k, y, shape);
   Fp8Weight fw = fp8Of(p, in, 1);
-  gemm(s, k, x.ptr, K, w.ptr, numOperands(p, in) > 2 ? in[2]->ptr : 0, y.ptr, rowsOf(x), N,
-       K, w.bf16, 0, &fw);
+  CUdeviceptr b = numOperands(p, in) > 2 ? in[2]->ptr : 0;
+  if (x.storage == DevTensor::Storage::Bf16)
+    return storedBf16Gemm(s, k, x, w, b, 0, y.ptr, fw);
+  gemm(s, k, x.ptr, K, w.ptr, b, y.ptr, rowsOf(x), N, K, w.bf16, 0, &fw);
 }
 
 void linearAdd(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
@@ -874,6 +988,8 @@ void linearAdd(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins
     fail("kernel {}: residual shape differs from the projection's", k);
   setShape(k, y, shape);
   Fp8Weight fw = fp8Of(p, in, 1);
+  if (x.storage == DevTensor::Storage::Bf16)
+    return storedBf16Gemm(s, k, x, w, 0, res.ptr, y.ptr, fw);
   gemm(s, k, x.ptr, K, w.ptr, 0, y.ptr, rowsOf(x), N, K, w.bf16, res.ptr, &fw);
 }
 
@@ -883,15 +999,18 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, I
   std::vector<int64_t> shape = x.shape;
   shape.back() = N;
   setShape(k, y, shape);
+  y.storage = DevTensor::Storage::F32;
   i64 rows = rowsOf(x);
   if (Fp8Weight fg = fp8Of(p, in, 1))
     return fp8GatedGemm(s, k, x.ptr, K, fg, fp8Of(p, in, 2), y.ptr, rows, N, K);
   if (rows <= kFewRows)
     s.launch(gatedLinearRowsName(N, K, wg.bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1},
              0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
-  else if (wg.bf16 && useBf16Tc(s, rows, K))
-    bf16TcGemm(s, k, x.ptr, K, wg.ptr, wu.ptr, 0, 0, y.ptr, rows, N, K, 0, 0);
-  else if (wg.bf16)
+  else if (wg.bf16 && useBf16Tc(s, rows, K)) {
+    y.storage = gatedOutputStorage(s, y, rows, N);
+    bf16TcGemm(s, k, x.ptr, K, wg.ptr, wu.ptr, 0, 0, y.ptr, rows, N, K, 0, 0,
+               y.storage == DevTensor::Storage::Bf16);
+  } else if (wg.bf16)
     s.launch(gatedLinearMmaName(N, K),
              {unsigned((N + 63) / 64), unsigned((rows + 63) / 64), 1}, {128, 1, 1}, 0,
              argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
@@ -992,6 +1111,13 @@ void expertRowsMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTe
              argv(rows.ptr, w.ptr, counts.ptr, y.ptr), k);
 }
 
+/// Whether the routed experts' gated GEMM over R rows of K rounds them to
+/// bf16 (expertMmaLaunch's bf16 tensor-core schedule): then moe_dispatch
+/// may store them so.
+bool expertGatedRoundsRows(CudaSession &s, i64 R, int64_t E, int64_t K, bool bf16) {
+  return expertMma(R, E, bf16) && useBf16Tc(s, R, K);
+}
+
 void expertMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTensor &rows,
                      DevTensor &w, CUdeviceptr wu, DevTensor &counts, DevTensor &y) {
   int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
@@ -1009,6 +1135,29 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
   int64_t E = wg.dim(0), N = wg.dim(1), KD = wg.dim(2);
   i64 R = rows.dim(0);
   setShape(k, y, {R, N});
+  using Storage = DevTensor::Storage;
+  y.storage = Storage::F32;
+  if (rows.storage == Storage::E4m3) { // moe_dispatch quantized them (routedRowsStorage)
+    Fp8Rows q;
+    q.xq = rows.ptr;
+    q.sa = e4m3StoredScales(rows, R, KD);
+    return fp8GatedGemm(s, k, 0, KD, fp8Of(p, in, 1), fp8Of(p, in, 2), y.ptr, R, N, KD,
+                        counts.ptr, E, &q);
+  }
+  bool rounds = expertGatedRoundsRows(s, R, E, KD, wg.bf16);
+  if (rows.storage == Storage::Bf16 && !rounds)
+    fail("kernel {}: the routed rows were stored as bf16 for the bf16 tensor-core GEMM, "
+         "which {} rows over {} experts do not take",
+         k, R, E);
+  if (rounds) {
+    y.storage = gatedOutputStorage(s, y, R, N);
+    bool bf16Out = y.storage == Storage::Bf16;
+    if (rows.storage == Storage::Bf16) // moe_dispatch rounded them
+      return bf16RoundedGemm(s, k, rows.ptr, wg.ptr, wu.ptr, 0, 0, y.ptr, R, N, KD, counts.ptr,
+                             E, bf16Out);
+    return bf16TcGemm(s, k, rows.ptr, KD, wg.ptr, wu.ptr, 0, 0, y.ptr, R, N, KD, counts.ptr, E,
+                      bf16Out);
+  }
   if (Fp8Weight fg = fp8Of(p, in, 1))
     return fp8GatedGemm(s, k, rows.ptr, KD, fg, fp8Of(p, in, 2), y.ptr, R, N, KD, counts.ptr,
                         E);
@@ -1217,6 +1366,38 @@ void moeRoute(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins 
            argv(logits, bias, out[0]->ptr, out[1]->ptr, n, scaling), k);
 }
 
+/// How moe_dispatch stores the routed rows [R, H]: where their only reader
+/// is the routed experts' gated GEMM, in the form that GEMM converts them
+/// to first (bf16 for the bf16 tensor-core schedule, e4m3 codes and 1x128
+/// scales for the FP8 tensor-core schedules: the same predicates its
+/// launcher takes), else float. Artifacts compiled before the storing
+/// gathers existed keep float.
+DevTensor::Storage routedRowsStorage(CudaSession &s, const DevTensor &rows, i64 R, int64_t H) {
+  using Storage = DevTensor::Storage;
+  if (!storedOperands() || !rows.onlyReadBy("expert_gated_matmul", 0))
+    return Storage::F32;
+  const Launch &use = *rows.reader.launch;
+  Ins w(use.inputs.size(), nullptr);
+  for (size_t i = 0; i < use.inputs.size(); ++i)
+    if (use.inputs[i].kind == ValueRef::Kind::Param)
+      w[i] = s.param(use.inputs[i].param);
+  if (w.size() < 4 || !w[1] || w[1]->shape.size() != 3 || w[1]->dim(2) != H)
+    return Storage::F32;
+  int64_t E = w[1]->dim(0);
+  if (Fp8Weight fg = fp8Of(use.params, w, 1)) {
+    size_t bytes = size_t((R * H + 255) / 256 * 256 + R * ((H + 127) / 128) * 4);
+    bool fits = bytes <= rows.capacity * 4 && fg.bc == 128;
+    return fits && fp8Schedule(s, fg, R, H, E, -1) > 0 &&
+                   s.hasFunction(inst("dispatch_gather_e4m3", {H}))
+               ? Storage::E4m3
+               : Storage::F32;
+  }
+  return expertGatedRoundsRows(s, R, E, H, w[1]->bf16) && H % 2 == 0 &&
+                 s.hasFunction(inst("dispatch_gather_bf16", {H}))
+             ? Storage::Bf16
+             : Storage::F32;
+}
+
 void moeDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &x = *in[0], &idx = *in[1];
   int64_t E = p.at("num_experts").get<int64_t>(), H = x.dim(-1);
@@ -1225,8 +1406,19 @@ void moeDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, I
   setShape(k, *out[1], {E});
   setShape(k, *out[2], {R});
   dispatchPlan(s, k, E, K, idx.ptr, out[1]->ptr, out[2]->ptr, R);
-  s.launch(inst("dispatch_gather", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
-           argv(x.ptr, out[2]->ptr, out[0]->ptr, R, K), k);
+  DevTensor &rows = *out[0];
+  using Storage = DevTensor::Storage;
+  rows.storage = routedRowsStorage(s, rows, R, H);
+  if (rows.storage == Storage::Bf16)
+    s.launch(inst("dispatch_gather_bf16", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
+             argv(x.ptr, out[2]->ptr, rows.ptr, R, K), k);
+  else if (rows.storage == Storage::E4m3) {
+    CUdeviceptr sa = e4m3StoredScales(rows, R, H);
+    s.launch(inst("dispatch_gather_e4m3", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
+             argv(x.ptr, out[2]->ptr, rows.ptr, sa, R, K), k);
+  } else
+    s.launch(inst("dispatch_gather", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
+             argv(x.ptr, out[2]->ptr, rows.ptr, R, K), k);
 }
 
 void groupedMatmul(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
@@ -1234,6 +1426,13 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &p, Ins &in,
   int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
   i64 R = rows.dim(0);
   setShape(k, y, {R, N});
+  if (rows.storage == DevTensor::Storage::Bf16) { // the gated GEMM stored them so
+    if (!expertGatedRoundsRows(s, R, E, KD, w.bf16))
+      fail("kernel {}: its rows were stored as bf16 for the bf16 tensor-core GEMM, which {} "
+           "rows over {} experts do not take",
+           k, R, E);
+    return bf16RoundedGemm(s, k, rows.ptr, w.ptr, 0, 0, 0, y.ptr, R, N, KD, counts.ptr, E);
+  }
   if (Fp8Weight fw = fp8Of(p, in, 1))
     return fp8Gemm(s, k, rows.ptr, KD, fw, 0, y.ptr, R, N, KD, 0, counts.ptr, E);
   if (expertMma(R, E, w.bf16))

@@ -584,6 +584,18 @@ void CudaSession::releaseResident(const void *host, bool copyBack) {
   fail("releaseResident: {} is not resident", host);
 }
 
+DevTensor *CudaSession::param(const std::string &name) {
+  auto it = params_.find(name);
+  return it == params_.end() ? nullptr : &it->second;
+}
+
+const std::vector<SoleReader> &CudaSession::soleReadersOf(const Entry &entry) {
+  auto it = soleReaders_.find(entry.name);
+  if (it == soleReaders_.end())
+    it = soleReaders_.emplace(entry.name, soleReaders(entry)).first;
+  return it->second;
+}
+
 void CudaSession::dropGraphs() {
   for (auto &[key, g] : graphs_) {
     drv_.graphExecDestroy(g.exec);
@@ -660,11 +672,14 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     key += fmt::format("|{}:{}:{}", d.ptr, fmt::join(d.shape, "x"), d.scalar);
   }
   std::vector<DevTensor> buffers(entry.buffers.size());
+  const std::vector<SoleReader> &readers = soleReadersOf(entry);
   for (size_t i = 0; i < entry.buffers.size(); ++i) {
     const BufferInfo &info = entry.buffers[i];
     buffers[i].isInt = info.dtype == DType::I64;
     buffers[i].ptr = arena_ + CUdeviceptr(info.offset) * scale_;
     buffers[i].capacity = size_t(info.bytes) * scale_ / (buffers[i].isInt ? 8 : 4);
+    if (!onLaunch) // (onLaunch reads every output as floats)
+      buffers[i].reader = readers[i];
   }
   auto resolve = [&](const ValueRef &r) -> DevTensor * {
     switch (r.kind) {

@@ -27,6 +27,20 @@ struct DevTensor {
   int64_t scalar = 0;  // the value of an i64 scalar argument (host copy)
   bool bf16 = false;   // weights stored as bf16 (activations are float)
   bool fp8 = false;    // e4m3 codes (dsv3c --quantize fp8), one byte each
+  /// How the producer stored this activation: as float (the default), or,
+  /// for a buffer whose only reader is a GEMM that rounds or quantizes its
+  /// rows before anything else (reader), already in that form: bf16
+  /// (round to nearest even), or e4m3 codes [rows, K] with the 1x128 block
+  /// scales after them (fp8Scales(); fp8_quantize's values). The producer
+  /// sets it on every run; the reader takes the stored form as it is.
+  enum class Storage : uint8_t { F32, Bf16, E4m3 };
+  Storage storage = Storage::F32;
+  /// This buffer's only reader (soleReaders); none when every launch's
+  /// outputs are reported as floats (onLaunch).
+  SoleReader reader;
+  bool onlyReadBy(const char *kernel, int input) const {
+    return reader.launch && reader.input == input && reader.launch->kernel == kernel;
+  }
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape)
@@ -76,6 +90,9 @@ public:
   };
   const GraphStats &graphStats() const { return graphStats_; }
   const Artifact &artifact() const { return artifact_; }
+  /// A parameter on the device (null if the artifact has none so named):
+  /// a producer looks at its sole reader's weights (DevTensor::reader).
+  DevTensor *param(const std::string &name);
   /// The parameters' host copies (as uploaded; training updates the device
   /// copies: downloadParams() refreshes these, uploadParams() writes them
   /// back).
@@ -228,6 +245,9 @@ private:
     std::vector<DevTensor> buffers;
   };
   std::map<std::string, Graph> graphs_;
+  /// Per entry, per buffer: its only reader, if it has one.
+  std::map<std::string, std::vector<SoleReader>> soleReaders_;
+  const std::vector<SoleReader> &soleReadersOf(const Entry &entry);
   std::map<std::string, int> runsSeen_;
   bool useGraphs_ = true;
   GraphStats graphStats_;

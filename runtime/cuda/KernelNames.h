@@ -89,13 +89,18 @@ inline std::string bf16WgmmaName(bool gated, bool wide) {
   return inst("gemm_bf16_wgmma", {gated ? 1 : 0, wide ? 1 : 0});
 }
 /// Hopper's wide form fed by TMA, warp-specialized.
-inline std::string bf16TmaName(bool gated) { return inst("gemm_bf16_tma", {gated ? 1 : 0}); }
+/// gemm_bf16_tma's form: plain, gated, or gated storing bf16 (bf16Out).
+inline std::string bf16TmaName(bool gated, bool bf16Out = false) {
+  return inst("gemm_bf16_tma", {gated ? (bf16Out ? 3 : 1) : 0});
+}
 inline void addBf16Tc(std::vector<std::string> &out, bool gated) {
   out.push_back(toBf16Name());
   out.push_back(bf16TcName(gated));
   out.push_back(bf16WgmmaName(gated, false));
   out.push_back(bf16WgmmaName(gated, true));
   out.push_back(bf16TmaName(gated));
+  if (gated)
+    out.push_back(bf16TmaName(true, true));
 }
 /// Every schedule of one GEMM shape, appended to `out`: fp32 weights take
 /// gemm_mma past the few-row schedule.
@@ -558,7 +563,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   if (kernel == "moe_dispatch")
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), last(1)}),
             inst("dispatch_place", {p.at("num_experts").get<int64_t>(), last(1)}),
-            inst("dispatch_gather", {last(0)})};
+            inst("dispatch_gather", {last(0)}), inst("dispatch_gather_bf16", {last(0)}),
+            inst("dispatch_gather_e4m3", {last(0)})};
   if (kernel == "moe_combine")
     return {inst("invert_slots", {0}), inst("moe_combine", {last(0), last(2)})};
   if (kernel == "mtp") {

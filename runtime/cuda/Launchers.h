@@ -157,11 +157,14 @@ Bf16Gemm bf16GemmSchedule(const CudaSession &s);
 std::string bf16GemmKernel(const CudaSession &s);
 void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                 CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
-                i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E);
-/// The same with x already bf16 (xb [rows, K], 16-byte aligned).
+                i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E,
+                bool bf16Out = false);
+/// The same with x already bf16 (xb [rows, K], 16-byte aligned). bf16Out:
+/// y stored as bf16 (the gated form on gemm_bf16_tma only).
 void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CUdeviceptr W,
                      CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y, i64 rows,
-                     int64_t N, int64_t K, CUdeviceptr counts, int64_t E);
+                     int64_t N, int64_t K, CUdeviceptr counts, int64_t E,
+                     bool bf16Out = false);
 /// The stable counting sort of R routed slots (indices [R], K per token)
 /// by expert: counts [E] and slots [R] (dispatch_plan + dispatch_place).
 void dispatchPlan(CudaSession &s, const std::string &k, int64_t E, int64_t K,
