@@ -3169,6 +3169,19 @@ __device__ __forceinline__ void promoteBlock(float (&acc)[64], const float (&par
     acc[4 * j + 3] += part[4 * j + 3] * s1;
   }
 }
+/// promoteBlock for a gated tile: columns 0..63 (registers 0..31) are
+/// gates, scaled by s0 / s1, columns 64..127 ups, scaled by u0 / u1.
+__device__ __forceinline__ void promoteBlockGated(float (&acc)[64], const float (&part)[64],
+                                                  float s0, float s1, float u0, float u1) {
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    const float r0 = j < 8 ? s0 : u0, r1 = j < 8 ? s1 : u1;
+    acc[4 * j] += part[4 * j] * r0;
+    acc[4 * j + 1] += part[4 * j + 1] * r0;
+    acc[4 * j + 2] += part[4 * j + 2] * r1;
+    acc[4 * j + 3] += part[4 * j + 3] * r1;
+  }
+}
 /// Stores one consumer warpgroup's accumulators d: rows rowBase + 0..63
 /// (warp w of the warpgroup holds rows 16 w + g and 16 w + g + 8), where
 /// register 4 j + e is tile column 8 j + 2 t4 + (e & 1) of row g + 8 (e >> 1)
@@ -3765,14 +3778,22 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
 /// sums to fp32 with s_a * s_w (DeepSeek-V3 3.3.2). The two consumers drift
 /// apart, so one's promotion overlaps the other's MMAs. Grouped: the
 /// weights' map spans [E * N, K] rows.
+/// Gated: the B tile is 64 gate rows (map B, scales sw) then 64 up rows
+/// (map Bu, scales swu; both maps in boxes of 64 rows), each half promoted
+/// with its own weight scale, and the epilogue stores silu(gate) * up over
+/// 64 output columns: one kernel for both GEMMs, no fp32 gate and up
+/// written and read back by a SwiGLU pass (br % 64 == 0: a tile's rows
+/// share their scales).
 #define DSV3_FP8_TMA_STAGES 6
-template <int Unused>
+template <int Gated>
 __global__ void __launch_bounds__(384, 1)
 fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
-             const float *sa, const float *sw, const float *b, const float *res, float *y,
-             i64 rows, int N, int K, int br, const i64 *counts, int E, int tileGroup) {
+             const __grid_constant__ TmaMap mapBu, const float *sa, const float *sw,
+             const float *swu, const float *b, const float *res, float *y, i64 rows, int N,
+             int K, int br, const i64 *counts, int E, int tileGroup) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int Stages = DSV3_FP8_TMA_STAGES, Tile = 128 * 128; // bytes of one operand
+  constexpr int BN = Gated ? 64 : 128; // output columns of a tile
   extern __shared__ __align__(1024) float wgSmem[];
   unsigned char *smem = reinterpret_cast<unsigned char *>(
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
@@ -3786,10 +3807,12 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
     if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
       return;
     sw += i64(expert) * ((N + br - 1) / br) * nb;
+    if (Gated)
+      swu += i64(expert) * ((N + br - 1) / br) * nb;
   }
   if (rowBegin >= rowEnd)
     return;
-  const int n0 = int(tn) * 128, tid = threadIdx.x, wg = tid >> 7;
+  const int n0 = int(tn) * BN, tid = threadIdx.x, wg = tid >> 7;
   if (tid == 0) {
     for (int s = 0; s < Stages; ++s) {
       mbarInit(&full[s], 1);
@@ -3809,6 +3832,8 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
         mbarExpectTx(&full[s], unsigned(2 * Tile));
         tmaLoad2d(As, &mapA, kb * 128, int(rowBegin), &full[s]);
         tmaLoad2d(As + Tile, &mapB, kb * 128, wrow, &full[s]);
+        if (Gated)
+          tmaLoad2d(As + Tile + 64 * 128, &mapBu, kb * 128, wrow, &full[s]);
       }
     }
     return;
@@ -3816,6 +3841,7 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
   const int cw = wg - 1, lane = tid & 31, warpInWg = (tid >> 5) & 3;
   const int g = lane >> 2;
   const float *swn = sw + i64(n0 / br) * nb;
+  const float *swun = Gated ? swu + i64(n0 / br) * nb : swn;
   const i64 r0 = rowBegin + cw * 64 + warpInWg * 16 + g, r1 = r0 + 8;
   float acc[64], part[64];
 #pragma unroll
@@ -3824,9 +3850,10 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
   for (int kb = 0; kb < nb; ++kb) {
     int s = kb % Stages;
     // The scales first: their loads overlap the wait and the MMAs.
-    float ws = swn[kb];
-    float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * ws : 0.f;
-    float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * ws : 0.f;
+    float ws = swn[kb], wsu = Gated ? swun[kb] : 0.f;
+    float a0 = r0 < rowEnd ? sa[r0 * nb + kb] : 0.f;
+    float a1 = r1 < rowEnd ? sa[r1 * nb + kb] : 0.f;
+    float s0 = a0 * ws, s1 = a1 * ws;
     mbarWait(&full[s], (kb / Stages) & 1);
     const unsigned char *As = smem + s * 2 * Tile + cw * 64 * 128;
     const unsigned char *Bs = smem + s * 2 * Tile + Tile;
@@ -3836,9 +3863,12 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     if ((tid & 127) == 0)
       mbarArrive(&empty[s]);
-    promoteBlock(acc, part, s0, s1);
+    if (Gated)
+      promoteBlockGated(acc, part, s0, s1, a0 * wsu, a1 * wsu);
+    else
+      promoteBlock(acc, part, s0, s1);
   }
-  wgmmaStore<0, 128, 64>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
+  wgmmaStore<Gated, BN, 64>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif

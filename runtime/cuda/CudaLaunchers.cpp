@@ -116,8 +116,8 @@ CUtensorMap bf16TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base
   return tmaMap(s, what, base, rows, K, 2, boxRows);
 }
 CUtensorMap e4m3TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i64 rows,
-                       int64_t K) {
-  return tmaMap(s, what, base, rows, K, 1, 128);
+                       int64_t K, unsigned boxRows = 128) {
+  return tmaMap(s, what, base, rows, K, 1, boxRows);
 }
 } // namespace
 
@@ -270,9 +270,10 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     unsigned tiles = gemmRowTiles(what, rows, E);
     CUtensorMap mapA = e4m3TmaMap(s, what, xq, rows, K);
     CUtensorMap mapB = e4m3TmaMap(s, what, w.w, i64(E ? E : 1) * N, K);
+    CUdeviceptr noUp = 0;
     s.launch("dsv3::fp8_gemm_tma<0>", {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1},
              kFp8TmaSmem,
-             argv(mapA, mapB, sa, w.scale, b, res, y, rows, nN, nK, br, counts, e,
+             argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, rows, nN, nK, br, counts, e,
                   gemmTileGroup()),
              what);
     return;
@@ -351,9 +352,21 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                    y, rows, N, K, res, counts, E);
 }
 
-/// SwiGLU of two FP8 GEMMs (gate, up) through the workspace, the
-/// activations quantized once for both (or as `stored` holds them: codes
-/// and scales a producer wrote, DevTensor::Storage::E4m3).
+/// Whether the gated FP8 GEMM on the TMA schedule runs as one kernel
+/// (fp8_gemm_tma<1>: its 64-row weight tiles within one scale block);
+/// DSV3_FP8_GATED_TMA=0: two GEMMs and a SwiGLU pass instead.
+bool fp8GatedTma(CudaSession &s, const Fp8Weight &w) {
+  static const bool on = envNotZero("DSV3_FP8_GATED_TMA");
+  return on && w.br % 64 == 0 && s.hasFunction("dsv3::fp8_gemm_tma<1>");
+}
+
+/// SwiGLU of two FP8 GEMMs (gate, up), the activations quantized once for
+/// both (or as `stored` holds them: codes and scales a producer wrote,
+/// DevTensor::Storage::E4m3): on the TMA schedule one kernel
+/// (fp8_gemm_tma<1>; bitwise the two GEMMs and the SwiGLU pass, FP8 prefill
+/// 4 x 2048 of the bench slice 71.2 -> 70.0 ms on an H200, though the
+/// fused kernel alone is ~8% slower than the two GEMMs it replaces), else
+/// the two GEMMs through the workspace and a SwiGLU pass.
 void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                   const Fp8Weight &wg, const Fp8Weight &wu, CUdeviceptr y, i64 rows, int64_t N,
                   int64_t K, CUdeviceptr counts = 0, int64_t E = 0,
@@ -371,6 +384,23 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
          "few-row FP8 kernel",
          what, rows);
   Fp8Rows q = stored ? *stored : fp8QuantizeRows(s, what, x, ldx, rows, K, sched > 0);
+  if (sched == 4 && fp8GatedTma(s, wg)) {
+    // Both GEMMs in one kernel, SwiGLU in its epilogue.
+    s.countFp8WgmmaLaunch();
+    unsigned tiles = gemmRowTiles(what, rows, E);
+    i64 wRows = i64(E ? E : 1) * N;
+    CUtensorMap mapA = e4m3TmaMap(s, what, q.xq, rows, K);
+    CUtensorMap mapB = e4m3TmaMap(s, what, wg.w, wRows, K, 64);
+    CUtensorMap mapBu = e4m3TmaMap(s, what, wu.w, wRows, K, 64);
+    CUdeviceptr none = 0;
+    int nN = int(N), nK = int(K), br = wg.br, e = int(E);
+    s.launch("dsv3::fp8_gemm_tma<1>", {unsigned((N + 63) / 64), tiles, 1}, {384, 1, 1},
+             kFp8TmaSmem,
+             argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, rows, nN, nK, br,
+                  counts, e, gemmTileGroup()),
+             what);
+    return;
+  }
   CUdeviceptr g = s.workspace(size_t(rows * N) * 4), u = s.workspace(size_t(rows * N) * 4);
   fp8GemmQuantized(s, what + " gate", q, sched, wg, 0, g, rows, N, K, 0, counts, E);
   fp8GemmQuantized(s, what + " up", q, sched, wu, 0, u, rows, N, K, 0, counts, E);
