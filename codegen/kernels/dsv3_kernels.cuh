@@ -1004,7 +1004,7 @@ template <int NH, int DV, int O4>
 __device__ __forceinline__ void attentionStoreRows(const float (&oacc)[O4], const float (&mrun)[2],
                                                    const float (&lrun)[2], const i64 (&row)[2],
                                                    i64 T, int h, int t4, float *o, float *lse,
-                                                   float softmaxScale) {
+                                                   float softmaxScale, int oBf16) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float l = lrun[half];
@@ -1016,6 +1016,20 @@ __device__ __forceinline__ void attentionStoreRows(const float (&oacc)[O4], cons
     float inv = 1.f / l;
     if (lse)
       lse[h * T + r] = mrun[half] * softmaxScale + logf(l);
+    if (oBf16) { // o holds bf16 rows (the o_proj GEMM's operand, rounded as it would)
+      unsigned short *orow = reinterpret_cast<unsigned short *>(o) + (r * NH + h) * DV;
+#pragma unroll
+      for (int n = 0; n < O4 / 4; ++n) {
+        int c = n * 8 + 2 * t4;
+        const unsigned both =
+            packBf16x2(oacc[4 * n + 2 * half] * inv, oacc[4 * n + 2 * half + 1] * inv);
+        if (c + 1 < DV && DV % 2 == 0)
+          *reinterpret_cast<unsigned *>(orow + c) = both;
+        else if (c < DV)
+          orow[c] = (unsigned short)(both & 0xffffu);
+      }
+      continue;
+    }
     float *orow = o + (r * NH + h) * DV;
 #pragma unroll
     for (int n = 0; n < O4 / 4; ++n) {
@@ -1033,11 +1047,13 @@ __device__ __forceinline__ void attentionStoreRows(const float (&oacc)[O4], cons
 /// padded by 8 bf16 (conflict-free ldmatrix): 84 KB at V3 widths. When
 /// `lse` is set (training: the backward's softmax rows), each query's
 /// log-sum-exp of its scaled scores goes to lse[h * T + i] (head-major).
+/// oBf16: o holds bf16 elements, each rounded to nearest even (the o_proj
+/// GEMM's operand, as it would round the floats).
 template <int NH, int DN, int DR, int DV, int R>
 __global__ void __launch_bounds__(256)
     mla_prefill_mma(const float *q, const unsigned short *kb, const unsigned short *vb,
                     const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
-                    float softmaxScale) {
+                    float softmaxScale, int oBf16) {
   constexpr int DQ = DN + DR;
   constexpr int DQP = (DQ + 15) / 16 * 16, DVP = (DV + 15) / 16 * 16;
   constexpr int BQ = DSV3_PREFILL_MMA_Q, BK = DSV3_PREFILL_MMA_K;
@@ -1132,7 +1148,7 @@ __global__ void __launch_bounds__(256)
     }
     __syncthreads(); // the stage is refilled next iteration
   }
-  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale);
+  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oBf16);
 }
 
 /// The absorbed decode (SEMANTICS.md 4) in four launches, so that every
@@ -3371,7 +3387,7 @@ template <int NH, int DN, int DR, int DV, int R>
 __global__ void __launch_bounds__(256, 1)
     mla_prefill_wgmma(const float *q, const unsigned short *kb, const unsigned short *vt, i64 Sp,
                       const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
-                      float softmaxScale) {
+                      float softmaxScale, int oBf16) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int DQ = DN + DR, KA = DQ / 64, BQ = 128, BK = 64;
   static_assert(DQ % 64 == 0 && (DV == 64 || DV == 128), "mlaPrefillWgmmaFits");
@@ -3465,7 +3481,7 @@ __global__ void __launch_bounds__(256, 1)
     }
     __syncthreads(); // the stage is refilled next iteration
   }
-  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale);
+  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oBf16);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif

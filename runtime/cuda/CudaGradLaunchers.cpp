@@ -62,6 +62,7 @@ void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d,
   CUdeviceptr past = zeroPast(s);
   const i64 none = 0;
   const unsigned tiles = unsigned((T + 127) / 128);
+  int oFloat = 0; // the backward reads o as floats
   auto at = [](CUdeviceptr p, i64 floats) { return p + CUdeviceptr(floats) * 4; };
   for (i64 b = 0; b < B; ++b) {
     CUdeviceptr q = at(Q, b * T * nh * dq), l = at(L, b * T * W), u = at(U, b * T * UW);
@@ -71,7 +72,8 @@ void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d,
     s.countBf16ActivationLaunch();
     s.launch(mlaPackKvName(d), {unsigned(T), 1, 1}, {256, 1, 1}, 0, argv(u, l, T, kb, vb), k);
     s.launch(mlaPrefillMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
-             size_t(mlaPrefillMmaSmem(d)), argv(q, kb, vb, past, none, o, lse, T, T, scale),
+             size_t(mlaPrefillMmaSmem(d)),
+             argv(q, kb, vb, past, none, o, lse, T, T, scale, oFloat),
              k + " attention (forward again)");
     s.launch(inst("mla_pack_heads", {0}), {unsigned(T), 1, 1}, {256, 1, 1}, 0,
              argv(q, T, nh, dq, DQP, qb), k);

@@ -873,7 +873,10 @@ bool usePrefillWgmma(CudaSession &s, const MlaDims &d) {
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
-                         CUdeviceptr lse, PrefillKernel kernel) {
+                         CUdeviceptr lse, PrefillKernel kernel, bool oBf16) {
+  if (oBf16 && !mma)
+    fail("{}: only the tensor-core prefill attention stores its output as bf16", k);
+  int oForm = oBf16 ? 1 : 0;
   if (!mma) {
     s.launch(mlaPrefillCachedName(d), {unsigned((T + 15) / 16), unsigned(d.nh), 1},
              {256, 1, 1}, 0, argv(q, u, rows, past, b, o, T, softmaxScale), k);
@@ -896,7 +899,7 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
              argv(u, S, Sp, vt), k);
     s.launch(mlaPrefillWgmmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
              {256, 1, 1}, size_t(mlaPrefillWgmmaSmem(d)),
-             argv(q, kb, vt, Sp, past, b, o, lse, T, S, softmaxScale), k);
+             argv(q, kb, vt, Sp, past, b, o, lse, T, S, softmaxScale, oForm), k);
     return;
   }
   CUdeviceptr vb = s.workspace(size_t(d.nh * S * mlaPad16(d.dv)) * 2);
@@ -904,7 +907,7 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
            argv(u, rows, S, kb, vb), k);
   s.launch(mlaPrefillMmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
            {256, 1, 1}, size_t(mlaPrefillMmaSmem(d)),
-           argv(q, kb, vb, past, b, o, lse, T, S, softmaxScale), k);
+           argv(q, kb, vb, past, b, o, lse, T, S, softmaxScale, oForm), k);
 }
 
 namespace {
@@ -1282,6 +1285,18 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps);
   CUdeviceptr Q = proj.Q, A = proj.A;
   CUdeviceptr O = s.workspace(size_t(N * d.nh * d.dv) * 4);
+  // The tensor-core attention stores O as bf16 where o_proj would round it
+  // so first (gemm's bf16 tensor-core branch): half the bytes, no to_bf16.
+  const bool oProjRounds = storedOperands() && wb && !mw.fp8[MlaWeights::O] &&
+                           N > kFewRows && useBf16Tc(s, N, d.nh * d.dv);
+  bool oBf16 = false;
+  auto oProj = [&] {
+    if (oBf16)
+      bf16RoundedGemm(s, k + " o_proj", O, w[6], 0, w[9], 0, y.ptr, N, H, d.nh * d.dv, 0, 0);
+    else
+      gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb, 0,
+           &mw.fp8[6]);
+  };
   bool interleaved = p.at("rope").at("interleaved").get<bool>();
   if (!decode) {
     MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps);
@@ -1292,11 +1307,12 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       // rows, no past.
       CUdeviceptr past = zeroPast(s);
       i64 UW = d.nh * (d.dn + d.dv), W = d.r + d.dr;
+      oBf16 = oProjRounds;
       for (i64 b = 0; b < B; ++b)
         mlaPrefillAttention(s, k, d, true, Q + CUdeviceptr(b * T * d.nh * dq) * 4,
                             U + CUdeviceptr(b * T * UW) * 4, L + CUdeviceptr(b * T * W) * 4,
-                            past, 0, O + CUdeviceptr(b * T * d.nh * d.dv) * 4, T, T,
-                            softmaxScale);
+                            past, 0, O + CUdeviceptr(b * T * d.nh * d.dv) * (oBf16 ? 2 : 4),
+                            T, T, softmaxScale, 0, PrefillKernel::Auto, oBf16);
     } else {
       s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
                size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
@@ -1317,17 +1333,18 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       // read), then the tiled attention of its T queries.
       int64_t W = d.r + d.dr;
       CUdeviceptr U = s.workspace(size_t(S * d.nh * (d.dn + d.dv)) * 4);
+      const bool mma = usePrefillMma(s, d, wb);
+      oBf16 = mma && oProjRounds;
       for (i64 b = 0; b < B; ++b) {
         CUdeviceptr rows = cache.ptr + CUdeviceptr(b * S * W) * 4;
         gemm(s, k + " kv_b_proj (cache)", rows, W, w[5], 0, U, S, d.nh * (d.dn + d.dv), d.r,
              wb, 0, &mw.fp8[5]);
         CUdeviceptr qb = Q + CUdeviceptr(b * T * d.nh * dq) * 4;
-        CUdeviceptr ob = O + CUdeviceptr(b * T * d.nh * d.dv) * 4;
-        mlaPrefillAttention(s, k, d, usePrefillMma(s, d, wb), qb, U, rows, past.ptr, b, ob, T, S,
-                            softmaxScale);
+        CUdeviceptr ob = O + CUdeviceptr(b * T * d.nh * d.dv) * (oBf16 ? 2 : 4);
+        mlaPrefillAttention(s, k, d, mma, qb, U, rows, past.ptr, b, ob, T, S, softmaxScale, 0,
+                            PrefillKernel::Auto, oBf16);
       }
-      gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb, 0,
-           &mw.fp8[6]);
+      oProj();
       return;
     }
     std::vector<std::string> names = mlaDecodeNames(d, wb);
@@ -1370,8 +1387,7 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
                  argv(OT, kvb, o0, rows), k);
     }
   }
-  gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb, 0,
-       &mw.fp8[6]);
+  oProj();
 }
 
 void prefill(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {

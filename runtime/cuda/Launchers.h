@@ -205,13 +205,15 @@ CUdeviceptr zeroPast(CudaSession &s);
 /// (when set) receives each query's log-sum-exp, [NH, T] (training), and
 /// `kernel` picks the tensor-core kernel (Auto: mla_prefill_wgmma where
 /// usePrefillWgmma, else mla_prefill_mma; the checks force each, Wgmma
-/// failing where it cannot run).
+/// failing where it cannot run). oBf16 (mma only): o is stored as bf16 [T,
+/// NH, DV], rounded to nearest even (for an o_proj that rounds it so).
 enum class PrefillKernel { Auto, Mma, Wgmma };
 bool usePrefillWgmma(CudaSession &s, const MlaDims &d);
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
-                         CUdeviceptr lse = 0, PrefillKernel kernel = PrefillKernel::Auto);
+                         CUdeviceptr lse = 0, PrefillKernel kernel = PrefillKernel::Auto,
+                         bool oBf16 = false);
 struct MlaLatent {
   CUdeviceptr L = 0, U = 0;
 };
