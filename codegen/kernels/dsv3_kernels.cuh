@@ -612,15 +612,30 @@ __global__ void rope(const float *x, const i64 *pos, float *y, i64 tokens,
     y[i * D + j] = v[j];
 }
 
+__device__ __forceinline__ float e4m3ToFloat(unsigned b);
+__device__ __forceinline__ unsigned floatToE4m3(float f);
+/// x rounded to bf16 (nearest, ties to even), as a float.
+__device__ __forceinline__ float roundToBf16(float x) {
+  unsigned short h;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+  return __uint_as_float(unsigned(h) << 16);
+}
+
 /// Per token (one thread): normalise the latent, rotate the shared rope
 /// key and every head's query rope part. `a` is [n, R + DR] (kv_a output);
 /// the latent row goes to `latent` (prefill, [n, R + DR]) or, when `cache`
 /// is set, to cache[b, past[b] + t] (decode; past is per sequence, on the
 /// device). q is [n, NH, DQ], rotated in place on its last DR features.
+/// cacheForm (dsv3c --kv-cache; the host's storeCacheRow): 0 the row as
+/// computed; 1 every element rounded to bf16; 2 the latent as e4m3 times
+/// one scale for the row (max(amax, 1e-4) / 448) and the rope key as bf16.
+/// The rounded values are stored as floats (the cache's layout is the fp32
+/// one): every later read sees what an e4m3 or bf16 cache would hold.
 template <int R, int DR, int NH, int DQ, int DN, int Interleaved, typename WT>
 __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
                             float *q, i64 B, i64 T, const i64 *past, float *cache,
-                            i64 S, const float *invFreq, float scale, float eps) {
+                            i64 S, const float *invFreq, float scale, float eps,
+                            int cacheForm) {
   i64 token = i64(blockIdx.x);
   if (token >= B * T)
     return;
@@ -632,8 +647,17 @@ __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
     ss += ar[j] * ar[j];
   ss = blockSum(ss);
   float inv = rsqrtf(ss / R + eps);
-  for (int j = threadIdx.x; j < R; j += blockDim.x)
-    out[j] = wload(kvNorm, j) * (ar[j] * inv);
+  float amax = 1e-4f;
+  for (int j = threadIdx.x; j < R; j += blockDim.x) {
+    float v = wload(kvNorm, j) * (ar[j] * inv);
+    amax = fmaxf(amax, fabsf(v));
+    out[j] = cache && cacheForm == 1 ? roundToBf16(v) : v;
+  }
+  if (cache && cacheForm == 2) { // (uniform: every thread takes the block max)
+    const float sc = blockMax(amax) / 448.0f;
+    for (int j = threadIdx.x; j < R; j += blockDim.x) // each thread its own elements
+      out[j] = e4m3ToFloat(floatToE4m3(out[j] / sc)) * sc;
+  }
   // cos and sin of this position, once per token (the large-argument
   // reductions of cosf/sinf are slow: per head they took ~45 us a token at
   // V3 widths), then every rotation (the rope key and each head's rope
@@ -667,8 +691,11 @@ __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
       int h = i / (DR / 2), j = i % (DR / 2);
       float *v = h == 0 ? out + R : q + (token * NH + h - 1) * DQ + DN;
       float c = cs[j], sn = cs[j + DR / 2];
-      v[j] = ra[it] * c - rb[it] * sn;
-      v[j + DR / 2] = rb[it] * c + ra[it] * sn;
+      float v0 = ra[it] * c - rb[it] * sn, v1 = rb[it] * c + ra[it] * sn;
+      if (h == 0 && cache && cacheForm) // the cached rope key: bf16 in both forms
+        v0 = roundToBf16(v0), v1 = roundToBf16(v1);
+      v[j] = v0;
+      v[j + DR / 2] = v1;
     }
   }
 }

@@ -813,8 +813,9 @@ MlaLatent mlaLatent(CudaSession &s, const std::string &k, const json &p, const M
   CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
   bool interleaved = p.at("rope").at("interleaved").get<bool>();
   CUdeviceptr none = 0, A = proj.A, Q = proj.Q, kvNorm = mw.w[MlaWeights::KVANorm];
+  int noCacheForm = 0;
   s.launch(mlaPrepareName(d, interleaved, mw.bf16), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
-           argv(A, kvNorm, r.L, Q, B, T, none, none, S, freq, scale, eps), k);
+           argv(A, kvNorm, r.L, Q, B, T, none, none, S, freq, scale, eps, noCacheForm), k);
   gemm(s, k + " kv_b_proj", r.L, d.r + d.dr, mw.w[MlaWeights::KVB], 0, r.U, N,
        d.nh * (d.dn + d.dv), d.r, mw.bf16, 0, &mw.fp8[MlaWeights::KVB]);
   return r;
@@ -1323,8 +1324,14 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     DevTensor &cache = *in[1], &past = *in[2];
     i64 S = cache.dim(1);
     CUdeviceptr none = 0;
+    // How the cache keeps a row (dsv3c --kv-cache): rounded as stored.
+    const std::string storage = p.value("cache_storage", "f32");
+    int cacheForm = storage == "bf16" ? 1 : storage == "fp8" ? 2 : 0;
+    if (!cacheForm && storage != "f32")
+      fail("kernel {}: unknown cache_storage '{}' (f32, bf16 or fp8)", k, storage);
     s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
-             argv(A, w[4], none, Q, B, T, past.ptr, cache.ptr, S, freq, scale, eps), k);
+             argv(A, w[4], none, Q, B, T, past.ptr, cache.ptr, S, freq, scale, eps, cacheForm),
+             k);
     float softmaxScale = float(p.at("softmax_scale").get<double>());
     if (usePrefillCached(d, T, S)) {
       // Many new tokens a sequence (a prefill through the decode entry): the

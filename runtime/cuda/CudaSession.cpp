@@ -29,10 +29,6 @@ static const Artifact &runnableOnCuda(const Artifact &artifact) {
         fail("{}: FP8 training (dsv3c --mode train --quantize fp8; entry {}, launch {}) is not "
              "built for the cuda backend yet; run it with --backend host",
              artifact.dir, name, l.kernel);
-      if (std::string storage = l.params.value("cache_storage", "f32"); storage != "f32")
-        fail("{}: a {} latent cache (dsv3c --kv-cache {}; entry {}) is not built for the cuda "
-             "backend yet; run it with --backend host, or compile without --kv-cache",
-             artifact.dir, storage, storage, name);
     }
   return artifact;
 }
