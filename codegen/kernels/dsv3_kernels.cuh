@@ -1026,24 +1026,53 @@ __device__ __forceinline__ void attentionProbFragment(unsigned (&pa)[4], const f
 }
 /// The rows' outputs o = oacc / sum over [T, NH, DV] (columns past DV
 /// dropped), and with `lse` each row's log-sum-exp of its scaled scores at
-/// lse[h * T + r].
+/// lse[h * T + r]. oForm (what o_proj reads first; the values are those it
+/// would make of the floats): 0 floats; 1 bf16 (nearest even); 2 (DV ==
+/// 128: a head's row is one 1x128 block of o_proj's input) e4m3 codes with
+/// the block's scale at oScales[r NH + h], as fp8_quantize computes them.
 template <int NH, int DV, int O4>
 __device__ __forceinline__ void attentionStoreRows(const float (&oacc)[O4], const float (&mrun)[2],
                                                    const float (&lrun)[2], const i64 (&row)[2],
                                                    i64 T, int h, int t4, float *o, float *lse,
-                                                   float softmaxScale, int oBf16) {
+                                                   float softmaxScale, int oForm,
+                                                   float *oScales) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float l = lrun[half];
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
+    float inv = 1.f / l;
+    // The row's amax over its quad (the four threads holding its columns),
+    // shuffled before any thread leaves.
+    float amax = 0.f;
+    if (DV == 128 && oForm == 2) {
+#pragma unroll
+      for (int n = 0; n < O4 / 4; ++n)
+        amax = fmaxf(amax, fmaxf(fabsf(oacc[4 * n + 2 * half] * inv),
+                                 fabsf(oacc[4 * n + 2 * half + 1] * inv)));
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    }
     i64 r = row[half];
     if (r >= T)
       continue;
-    float inv = 1.f / l;
     if (lse)
       lse[h * T + r] = mrun[half] * softmaxScale + logf(l);
-    if (oBf16) { // o holds bf16 rows (the o_proj GEMM's operand, rounded as it would)
+    if (DV == 128 && oForm == 2) {
+      const float sc = fmaxf(amax, 1e-4f) / 448.0f;
+      unsigned char *orow = reinterpret_cast<unsigned char *>(o) + (r * NH + h) * DV;
+#pragma unroll
+      for (int n = 0; n < O4 / 4; ++n) {
+        int c = n * 8 + 2 * t4;
+        unsigned q0 = floatToE4m3(oacc[4 * n + 2 * half] * inv / sc);
+        unsigned q1 = floatToE4m3(oacc[4 * n + 2 * half + 1] * inv / sc);
+        *reinterpret_cast<unsigned short *>(orow + c) = (unsigned short)(q0 | (q1 << 8));
+      }
+      if (t4 == 0)
+        oScales[r * NH + h] = sc;
+      continue;
+    }
+    if (oForm == 1) { // o holds bf16 rows (the o_proj GEMM's operand, rounded as it would)
       unsigned short *orow = reinterpret_cast<unsigned short *>(o) + (r * NH + h) * DV;
 #pragma unroll
       for (int n = 0; n < O4 / 4; ++n) {
@@ -1074,13 +1103,13 @@ __device__ __forceinline__ void attentionStoreRows(const float (&oacc)[O4], cons
 /// padded by 8 bf16 (conflict-free ldmatrix): 84 KB at V3 widths. When
 /// `lse` is set (training: the backward's softmax rows), each query's
 /// log-sum-exp of its scaled scores goes to lse[h * T + i] (head-major).
-/// oBf16: o holds bf16 elements, each rounded to nearest even (the o_proj
-/// GEMM's operand, as it would round the floats).
+/// oForm / oScales: o stored as floats, bf16 or e4m3 codes with scales
+/// (attentionStoreRows), what the o_proj GEMM would make of the floats.
 template <int NH, int DN, int DR, int DV, int R>
 __global__ void __launch_bounds__(256)
     mla_prefill_mma(const float *q, const unsigned short *kb, const unsigned short *vb,
                     const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
-                    float softmaxScale, int oBf16) {
+                    float softmaxScale, int oForm, float *oScales) {
   constexpr int DQ = DN + DR;
   constexpr int DQP = (DQ + 15) / 16 * 16, DVP = (DV + 15) / 16 * 16;
   constexpr int BQ = DSV3_PREFILL_MMA_Q, BK = DSV3_PREFILL_MMA_K;
@@ -1175,7 +1204,8 @@ __global__ void __launch_bounds__(256)
     }
     __syncthreads(); // the stage is refilled next iteration
   }
-  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oBf16);
+  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oForm,
+                             oScales);
 }
 
 /// The absorbed decode (SEMANTICS.md 4) in four launches, so that every
@@ -3414,7 +3444,7 @@ template <int NH, int DN, int DR, int DV, int R>
 __global__ void __launch_bounds__(256, 1)
     mla_prefill_wgmma(const float *q, const unsigned short *kb, const unsigned short *vt, i64 Sp,
                       const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
-                      float softmaxScale, int oBf16) {
+                      float softmaxScale, int oForm, float *oScales) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int DQ = DN + DR, KA = DQ / 64, BQ = 128, BK = 64;
   static_assert(DQ % 64 == 0 && (DV == 64 || DV == 128), "mlaPrefillWgmmaFits");
@@ -3508,7 +3538,8 @@ __global__ void __launch_bounds__(256, 1)
     }
     __syncthreads(); // the stage is refilled next iteration
   }
-  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oBf16);
+  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oForm,
+                             oScales);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif

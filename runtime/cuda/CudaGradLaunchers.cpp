@@ -73,7 +73,7 @@ void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d,
     s.launch(mlaPackKvName(d), {unsigned(T), 1, 1}, {256, 1, 1}, 0, argv(u, l, T, kb, vb), k);
     s.launch(mlaPrefillMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
              size_t(mlaPrefillMmaSmem(d)),
-             argv(q, kb, vb, past, none, o, lse, T, T, scale, oFloat),
+             argv(q, kb, vb, past, none, o, lse, T, T, scale, oFloat, none),
              k + " attention (forward again)");
     s.launch(inst("mla_pack_heads", {0}), {unsigned(T), 1, 1}, {256, 1, 1}, 0,
              argv(q, T, nh, dq, DQP, qb), k);

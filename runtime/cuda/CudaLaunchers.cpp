@@ -874,10 +874,15 @@ bool usePrefillWgmma(CudaSession &s, const MlaDims &d) {
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
-                         CUdeviceptr lse, PrefillKernel kernel, bool oBf16) {
-  if (oBf16 && !mma)
-    fail("{}: only the tensor-core prefill attention stores its output as bf16", k);
-  int oForm = oBf16 ? 1 : 0;
+                         CUdeviceptr lse, PrefillKernel kernel, AttentionOut out,
+                         CUdeviceptr oScales) {
+  if (out != AttentionOut::F32 && !mma)
+    fail("{}: only the tensor-core prefill attention stores its output as bf16 or e4m3", k);
+  if (out == AttentionOut::E4m3 && (d.dv != 128 || !oScales))
+    fail("{}: the attention stores e4m3 rows (one 1x128 block a head) only with v_head_dim "
+         "128 and a scales buffer",
+         k);
+  int oForm = out == AttentionOut::Bf16 ? 1 : out == AttentionOut::E4m3 ? 2 : 0;
   if (!mma) {
     s.launch(mlaPrefillCachedName(d), {unsigned((T + 15) / 16), unsigned(d.nh), 1},
              {256, 1, 1}, 0, argv(q, u, rows, past, b, o, T, softmaxScale), k);
@@ -900,7 +905,7 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
              argv(u, S, Sp, vt), k);
     s.launch(mlaPrefillWgmmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
              {256, 1, 1}, size_t(mlaPrefillWgmmaSmem(d)),
-             argv(q, kb, vt, Sp, past, b, o, lse, T, S, softmaxScale, oForm), k);
+             argv(q, kb, vt, Sp, past, b, o, lse, T, S, softmaxScale, oForm, oScales), k);
     return;
   }
   CUdeviceptr vb = s.workspace(size_t(d.nh * S * mlaPad16(d.dv)) * 2);
@@ -908,7 +913,7 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
            argv(u, rows, S, kb, vb), k);
   s.launch(mlaPrefillMmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
            {256, 1, 1}, size_t(mlaPrefillMmaSmem(d)),
-           argv(q, kb, vb, past, b, o, lse, T, S, softmaxScale, oForm), k);
+           argv(q, kb, vb, past, b, o, lse, T, S, softmaxScale, oForm, oScales), k);
 }
 
 namespace {
@@ -1286,17 +1291,35 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps);
   CUdeviceptr Q = proj.Q, A = proj.A;
   CUdeviceptr O = s.workspace(size_t(N * d.nh * d.dv) * 4);
-  // The tensor-core attention stores O as bf16 where o_proj would round it
-  // so first (gemm's bf16 tensor-core branch): half the bytes, no to_bf16.
-  const bool oProjRounds = storedOperands() && wb && !mw.fp8[MlaWeights::O] &&
-                           N > kFewRows && useBf16Tc(s, N, d.nh * d.dv);
-  bool oBf16 = false;
+  // The tensor-core attention stores O in the form o_proj makes of it
+  // first, where it has one: bf16 for gemm's bf16 tensor-core branch (half
+  // the bytes, no to_bf16), e4m3 codes and scales for the FP8 tensor-core
+  // schedules (a head's row is one 1x128 block: no fp8_quantize pass).
+  const int64_t OK = d.nh * d.dv;
+  const Fp8Weight &fo = mw.fp8[MlaWeights::O];
+  const int oSched = fo ? fp8Schedule(s, fo, N, OK, 0, -1) : -1;
+  AttentionOut oStored = AttentionOut::F32;
+  if (storedOperands() && wb && !fo && N > kFewRows && useBf16Tc(s, N, OK))
+    oStored = AttentionOut::Bf16;
+  else if (storedOperands() && fo && fo.bc == 128 && d.dv == 128 && oSched > 0)
+    oStored = AttentionOut::E4m3;
+  AttentionOut oForm = AttentionOut::F32; // what the attention below stored
+  const CUdeviceptr oScales = O + CUdeviceptr((N * OK + 255) / 256 * 256);
+  auto oAt = [&](i64 row) { // sequence offsets in O as stored
+    return O + CUdeviceptr(row * OK) *
+                   (oForm == AttentionOut::Bf16 ? 2 : oForm == AttentionOut::E4m3 ? 1 : 4);
+  };
   auto oProj = [&] {
-    if (oBf16)
-      bf16RoundedGemm(s, k + " o_proj", O, w[6], 0, w[9], 0, y.ptr, N, H, d.nh * d.dv, 0, 0);
-    else
-      gemm(s, k + " o_proj", O, d.nh * d.dv, w[6], w[9], y.ptr, N, H, d.nh * d.dv, wb, 0,
-           &mw.fp8[6]);
+    if (oForm == AttentionOut::Bf16) {
+      bf16RoundedGemm(s, k + " o_proj", O, w[6], 0, w[9], 0, y.ptr, N, H, OK, 0, 0);
+    } else if (oForm == AttentionOut::E4m3) {
+      Fp8Rows q;
+      q.xq = O;
+      q.sa = oScales;
+      fp8GemmQuantized(s, k + " o_proj", q, oSched, fo, w[9], y.ptr, N, H, OK, 0, 0, 0);
+    } else {
+      gemm(s, k + " o_proj", O, OK, w[6], w[9], y.ptr, N, H, OK, wb, 0, &mw.fp8[6]);
+    }
   };
   bool interleaved = p.at("rope").at("interleaved").get<bool>();
   if (!decode) {
@@ -1308,12 +1331,12 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       // rows, no past.
       CUdeviceptr past = zeroPast(s);
       i64 UW = d.nh * (d.dn + d.dv), W = d.r + d.dr;
-      oBf16 = oProjRounds;
+      oForm = oStored;
       for (i64 b = 0; b < B; ++b)
         mlaPrefillAttention(s, k, d, true, Q + CUdeviceptr(b * T * d.nh * dq) * 4,
                             U + CUdeviceptr(b * T * UW) * 4, L + CUdeviceptr(b * T * W) * 4,
-                            past, 0, O + CUdeviceptr(b * T * d.nh * d.dv) * (oBf16 ? 2 : 4),
-                            T, T, softmaxScale, 0, PrefillKernel::Auto, oBf16);
+                            past, 0, oAt(b * T), T, T, softmaxScale, 0, PrefillKernel::Auto,
+                            oForm, oScales + CUdeviceptr(b * T * d.nh) * 4);
     } else {
       s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
                size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
@@ -1341,15 +1364,15 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       int64_t W = d.r + d.dr;
       CUdeviceptr U = s.workspace(size_t(S * d.nh * (d.dn + d.dv)) * 4);
       const bool mma = usePrefillMma(s, d, wb);
-      oBf16 = mma && oProjRounds;
+      oForm = mma ? oStored : AttentionOut::F32;
       for (i64 b = 0; b < B; ++b) {
         CUdeviceptr rows = cache.ptr + CUdeviceptr(b * S * W) * 4;
         gemm(s, k + " kv_b_proj (cache)", rows, W, w[5], 0, U, S, d.nh * (d.dn + d.dv), d.r,
              wb, 0, &mw.fp8[5]);
         CUdeviceptr qb = Q + CUdeviceptr(b * T * d.nh * dq) * 4;
-        CUdeviceptr ob = O + CUdeviceptr(b * T * d.nh * d.dv) * (oBf16 ? 2 : 4);
-        mlaPrefillAttention(s, k, d, mma, qb, U, rows, past.ptr, b, ob, T, S, softmaxScale, 0,
-                            PrefillKernel::Auto, oBf16);
+        mlaPrefillAttention(s, k, d, mma, qb, U, rows, past.ptr, b, oAt(b * T), T, S,
+                            softmaxScale, 0, PrefillKernel::Auto, oForm,
+                            oScales + CUdeviceptr(b * T * d.nh) * 4);
       }
       oProj();
       return;

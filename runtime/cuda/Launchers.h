@@ -205,15 +205,18 @@ CUdeviceptr zeroPast(CudaSession &s);
 /// (when set) receives each query's log-sum-exp, [NH, T] (training), and
 /// `kernel` picks the tensor-core kernel (Auto: mla_prefill_wgmma where
 /// usePrefillWgmma, else mla_prefill_mma; the checks force each, Wgmma
-/// failing where it cannot run). oBf16 (mma only): o is stored as bf16 [T,
-/// NH, DV], rounded to nearest even (for an o_proj that rounds it so).
+/// failing where it cannot run). `out` (mma only): o stored as floats, as
+/// bf16 [T, NH, DV] rounded to nearest even, or (DV 128) as e4m3 codes with
+/// one scale per row and head at oScales [T, NH], fp8_quantize's values:
+/// for an o_proj that makes that of the floats first.
 enum class PrefillKernel { Auto, Mma, Wgmma };
+enum class AttentionOut { F32, Bf16, E4m3 };
 bool usePrefillWgmma(CudaSession &s, const MlaDims &d);
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
                          CUdeviceptr lse = 0, PrefillKernel kernel = PrefillKernel::Auto,
-                         bool oBf16 = false);
+                         AttentionOut out = AttentionOut::F32, CUdeviceptr oScales = 0);
 struct MlaLatent {
   CUdeviceptr L = 0, U = 0;
 };
