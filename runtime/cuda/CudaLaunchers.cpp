@@ -202,6 +202,16 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   return skinny ? 2 : 0;
 }
 
+/// Whether producers may store a GEMM's operand in the form the GEMM
+/// reads (DevTensor::Storage: routed rows as bf16 or e4m3, gated outputs as
+/// bf16, the attention's output; and an operand two GEMMs read is
+/// converted once); DSV3_STORED_OPERANDS=0 keeps every activation float (the same
+/// values: each form is what the reader rounded the floats to).
+bool storedOperands() {
+  static const bool on = envNotZero("DSV3_STORED_OPERANDS");
+  return on;
+}
+
 /// An FP8 GEMM's activations as its kernels read them: e4m3 codes [rows,
 /// K] and their 1x128 scales (the tensor-core schedules), or the quantized
 /// values as floats (fp8_gemm_rows).
@@ -454,15 +464,23 @@ std::string bf16GemmKernel(const CudaSession &s) {
 }
 
 
-void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
-                CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
-                i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E, bool bf16Out) {
+/// x [rows, K] (row stride ldx) rounded to bf16 rows in the workspace
+/// (to_bf16), as the bf16 GEMMs read them.
+CUdeviceptr roundRowsToBf16(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+                            i64 rows, int64_t K) {
   if (K % 8 || ldx % 2 || (x & 7))
     fail("{}: gemm_bf16_tc needs K % 8 == 0 and aligned operands", what);
   CUdeviceptr xb = s.workspace(size_t(rows * K) * 2);
   int nK = int(K);
   s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, rows, nK, xb), what + " to bf16");
+  return xb;
+}
+
+void bf16TcGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
+                CUdeviceptr W, CUdeviceptr Wu, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
+                i64 rows, int64_t N, int64_t K, CUdeviceptr counts, int64_t E, bool bf16Out) {
+  CUdeviceptr xb = roundRowsToBf16(s, what, x, ldx, rows, K);
   bf16RoundedGemm(s, what, xb, W, Wu, b, res, y, rows, N, K, counts, E, bf16Out);
 }
 
@@ -788,17 +806,39 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
   MlaProjections r;
   r.Q = s.workspace(size_t(N * d.nh * dq) * 4);
   r.A = s.workspace(size_t(N * (d.r + d.dr)) * 4);
+  // q_a_proj and kv_a_proj read the same x: where both would round it to
+  // bf16 (gemm's bf16 tensor-core branch) or quantize it (FP8 blocks alike),
+  // it is done once for both (the same values, one pass fewer).
+  const Fp8Weight &fa = mw.fp8[0], &fkv = mw.fp8[3];
+  CUdeviceptr xb = 0;
+  Fp8Rows xq;
+  int sched = -1;
+  if (d.rq && storedOperands() && !fa && !fkv && mw.bf16 && N > kFewRows && useBf16Tc(s, N, H)) {
+    xb = roundRowsToBf16(s, k + " q_a_proj, kv_a_proj", x, H, N, H);
+  } else if (d.rq && storedOperands() && fa && fkv && fa.br == fkv.br && fa.bc == fkv.bc) {
+    sched = fp8Schedule(s, fa, N, H, 0, -1);
+    xq = fp8QuantizeRows(s, k + " q_a_proj, kv_a_proj", x, H, N, H, sched > 0);
+  }
+  auto fromX = [&](const std::string &what, CUdeviceptr W, CUdeviceptr b, const Fp8Weight &fw,
+                   CUdeviceptr y, int64_t outN) {
+    if (xb)
+      bf16RoundedGemm(s, what, xb, W, 0, b, 0, y, N, outN, H, 0, 0);
+    else if (sched >= 0)
+      fp8GemmQuantized(s, what, xq, sched, fw, b, y, N, outN, H, 0, 0, 0);
+    else
+      gemm(s, what, x, H, W, b, y, N, outN, H, mw.bf16, 0, &fw);
+  };
   if (d.rq) {
     r.QA = s.workspace(size_t(N * d.rq) * 4);
     r.QN = s.workspace(size_t(N * d.rq) * 4);
-    gemm(s, k + " q_a_proj", x, H, w[0], w[7], r.QA, N, d.rq, H, mw.bf16, 0, &mw.fp8[0]);
+    fromX(k + " q_a_proj", w[0], w[7], fa, r.QA, d.rq);
     rmsRows(s, k + " q_a_layernorm", r.QA, w[1], r.QN, N, d.rq, eps, mw.bf16);
     gemm(s, k + " q_b_proj", r.QN, d.rq, w[2], 0, r.Q, N, d.nh * dq, d.rq, mw.bf16, 0,
          &mw.fp8[2]);
   } else {
     gemm(s, k + " q_proj", x, H, w[2], 0, r.Q, N, d.nh * dq, H, mw.bf16, 0, &mw.fp8[2]);
   }
-  gemm(s, k + " kv_a_proj", x, H, w[3], w[8], r.A, N, d.r + d.dr, H, mw.bf16, 0, &mw.fp8[3]);
+  fromX(k + " kv_a_proj", w[3], w[8], fkv, r.A, d.r + d.dr);
   return r;
 }
 
@@ -946,15 +986,6 @@ void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &
   setShape(k, y, x.shape);
   rmsRows(s, k, x.ptr, w.ptr, y.ptr, rowsOf(x), x.dim(-1),
           float(p.at("epsilon").get<double>()), w.bf16);
-}
-
-/// Whether producers may store a GEMM's operand in the form the GEMM
-/// reads (DevTensor::Storage: routed rows as bf16 or e4m3, gated outputs as
-/// bf16); DSV3_STORED_OPERANDS=0 keeps every activation float (the same
-/// values: each form is what the reader rounded the floats to).
-bool storedOperands() {
-  static const bool on = envNotZero("DSV3_STORED_OPERANDS");
-  return on;
 }
 
 /// Whether gemm() over `rows` rows of K with weight w rounds them to bf16
