@@ -813,9 +813,10 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
   CUdeviceptr xb = 0;
   Fp8Rows xq;
   int sched = -1;
-  if (d.rq && storedOperands() && !fa && !fkv && mw.bf16 && N > kFewRows && useBf16Tc(s, N, H)) {
+  const bool shared = d.rq && storedOperands();
+  if (shared && !fa && !fkv && mw.bf16 && N > kFewRows && useBf16Tc(s, N, H)) {
     xb = roundRowsToBf16(s, k + " q_a_proj, kv_a_proj", x, H, N, H);
-  } else if (d.rq && storedOperands() && fa && fkv && fa.br == fkv.br && fa.bc == fkv.bc) {
+  } else if (shared && fa && fkv && fa.br == fkv.br && fa.bc == fkv.bc) {
     sched = fp8Schedule(s, fa, N, H, 0, -1);
     xq = fp8QuantizeRows(s, k + " q_a_proj, kv_a_proj", x, H, N, H, sched > 0);
   }
@@ -988,6 +989,16 @@ void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &
           float(p.at("epsilon").get<double>()), w.bf16);
 }
 
+/// A launch's inputs that are parameters (its buffers and arguments null):
+/// a producer looks at its sole reader's weights.
+Ins paramInputs(CudaSession &s, const Launch &launch) {
+  Ins w(launch.inputs.size(), nullptr);
+  for (size_t i = 0; i < launch.inputs.size(); ++i)
+    if (launch.inputs[i].kind == ValueRef::Kind::Param)
+      w[i] = s.param(launch.inputs[i].param);
+  return w;
+}
+
 /// Whether gemm() over `rows` rows of K with weight w rounds them to bf16
 /// and runs bf16TcGemm (its branch order: FP8, the few-row kernels, then
 /// this).
@@ -1018,13 +1029,10 @@ bool expertGatedRoundsRows(CudaSession &s, i64 R, int64_t E, int64_t K, bool bf1
 DevTensor::Storage gatedOutputStorage(CudaSession &s, const DevTensor &y, i64 rows, int64_t N) {
   using Storage = DevTensor::Storage;
   const Launch *use = y.reader.launch;
-  if (!storedOperands() || !use || y.reader.input != 0 || bf16GemmSchedule(s) != Bf16Gemm::Tma ||
-      !s.hasFunction(bf16TmaName(true, true)))
+  if (!storedOperands() || !use || y.reader.input != 0 ||
+      bf16GemmSchedule(s) != Bf16Gemm::Tma || !s.hasFunction(bf16TmaName(true, true)))
     return Storage::F32;
-  Ins w(use->inputs.size(), nullptr);
-  for (size_t i = 0; i < use->inputs.size(); ++i)
-    if (use->inputs[i].kind == ValueRef::Kind::Param)
-      w[i] = s.param(use->inputs[i].param);
+  Ins w = paramInputs(s, *use);
   if (w.size() < 2 || !w[1] || fp8Of(use->params, w, 1))
     return Storage::F32;
   const DevTensor &wd = *w[1];
@@ -1484,10 +1492,7 @@ DevTensor::Storage routedRowsStorage(CudaSession &s, const DevTensor &rows, i64 
   if (!storedOperands() || !rows.onlyReadBy("expert_gated_matmul", 0))
     return Storage::F32;
   const Launch &use = *rows.reader.launch;
-  Ins w(use.inputs.size(), nullptr);
-  for (size_t i = 0; i < use.inputs.size(); ++i)
-    if (use.inputs[i].kind == ValueRef::Kind::Param)
-      w[i] = s.param(use.inputs[i].param);
+  Ins w = paramInputs(s, use);
   if (w.size() < 4 || !w[1] || w[1]->shape.size() != 3 || w[1]->dim(2) != H)
     return Storage::F32;
   int64_t E = w[1]->dim(0);
