@@ -943,6 +943,25 @@ __global__ void mla_pack_kv(const float *u, const float *cache, i64 S, unsigned 
 
 /// The rows' query fragments in bf16 (mma's A layout: a0 (g, 2t), a1
 /// (g+8, 2t), a2 (g, 2t+8), a3 (g+8, 2t+8)), zeros past DQ and past T.
+/// A thread's online-softmax state for its two query rows, zeroed: the
+/// output accumulators, running maxima and sums.
+template <int O>
+__device__ __forceinline__ void attentionStateInit(float (&oacc)[O], float (&mrun)[2],
+                                                   float (&lrun)[2]) {
+#pragma unroll
+  for (int i = 0; i < O; ++i)
+    oacc[i] = 0.f;
+  mrun[0] = mrun[1] = -INFINITY;
+  lrun[0] = lrun[1] = 0.f;
+}
+/// The key tiles (of BK) a block of BQ query rows from i0 (T in all, after
+/// p0 cached positions) attends causally: keys 0 .. kEnd - 1.
+template <int BQ, int BK>
+__device__ __forceinline__ i64 attentionKeyTiles(i64 i0, i64 T, i64 p0, i64 &kEnd) {
+  const i64 lastQ = (i0 + BQ < T ? i0 + BQ : T) - 1;
+  kEnd = p0 + lastQ + 1;
+  return (kEnd + BK - 1) / BK;
+}
 template <int NH, int DQ, int DQP>
 __device__ __forceinline__ void attentionQueryFragments(unsigned (&qf)[DQP / 16][4],
                                                         const float *q, const i64 (&row)[2],
@@ -1125,16 +1144,12 @@ __global__ void __launch_bounds__(256)
   const i64 row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
   unsigned qf[DQP / 16][4];
   attentionQueryFragments<NH, DQ, DQP>(qf, q, row, T, h, t4);
-  float oacc[DVP / 2];
-#pragma unroll
-  for (int i = 0; i < DVP / 2; ++i)
-    oacc[i] = 0.f;
-  float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};
+  float oacc[DVP / 2], mrun[2], lrun[2];
+  attentionStateInit(oacc, mrun, lrun);
   const float scaleLog2 = softmaxScale * 1.4426950408889634f;
-  const i64 lastQ = (i0 + BQ < T ? i0 + BQ : T) - 1;
-  const i64 kEnd = p0 + lastQ + 1;           // keys 0 .. kEnd - 1 are seen
   const i64 warpFirst = p0 + i0 + warp * 16; // this warp's earliest position
-  const i64 tiles = (kEnd + BK - 1) / BK;
+  i64 kEnd; // keys 0 .. kEnd - 1 are seen
+  const i64 tiles = attentionKeyTiles<BQ, BK>(i0, T, p0, kEnd);
   // 16-byte chunks of a tile: rows past S repeat row S - 1 (finite values;
   // such keys are masked for every query that is stored).
   auto loadTile = [&](i64 t, int stage) {
@@ -3461,16 +3476,12 @@ __global__ void __launch_bounds__(256, 1)
   unsigned qf[DQ / 16][4];
   attentionQueryFragments<NH, DQ, DQ>(qf, q, row, T, h, t4);
   // Accumulators: m64nN's layout is, per warp, mma.sync's m16n8 tiles.
-  float oacc[DV / 2];
-#pragma unroll
-  for (int i = 0; i < DV / 2; ++i)
-    oacc[i] = 0.f;
-  float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};
+  float oacc[DV / 2], mrun[2], lrun[2];
+  attentionStateInit(oacc, mrun, lrun);
   const float scaleLog2 = softmaxScale * 1.4426950408889634f;
-  const i64 lastQ = (i0 + BQ < T ? i0 + BQ : T) - 1;
-  const i64 kEnd = p0 + lastQ + 1;          // keys 0 .. kEnd - 1 are seen
-  const i64 wgFirst = p0 + i0 + wg * 64;    // this warpgroup's earliest position
-  const i64 tiles = (kEnd + BK - 1) / BK;
+  const i64 wgFirst = p0 + i0 + wg * 64; // this warpgroup's earliest position
+  i64 kEnd; // keys 0 .. kEnd - 1 are seen
+  const i64 tiles = attentionKeyTiles<BQ, BK>(i0, T, p0, kEnd);
   // Keys past S repeat row S - 1 (finite; masked for every stored query);
   // values past S are mla_pack_vt's zeros (Sp: S rounded up to 64).
   auto loadTile = [&](i64 t, int st) {
