@@ -3449,7 +3449,8 @@ __device__ __forceinline__ void wgmmaBf16RegA_N128(float (&d)[64], const unsigne
 /// block), 64-key tiles in DSV3_PREFILL_WG_STAGES stages copied by cp.async:
 /// the keys [64, DQ] as DQ / 64 swizzle atoms (B of S = Q K^T, K-major),
 /// the values transposed [DV, 64] (B of O += P V, K-major: mla_pack_vt).
-/// Needs DQ % 64 == 0 and DV 64 or 128 (mlaPrefillWgmmaFits).
+/// Needs DQ % 64 == 0; compiles for DV 64 or 128, run at 128 only
+/// (mlaPrefillWgmmaFits says why).
 #define DSV3_PREFILL_WG_STAGES 2
 __device__ __forceinline__ void swizzledCopy16(unsigned short *tile, int r, int c,
                                                const unsigned short *src) {

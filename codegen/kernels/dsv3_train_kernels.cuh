@@ -393,7 +393,10 @@ __global__ void ce_count(const i64 *labels, i64 B, i64 Rw, i64 T, i64 shift, i64
 }
 
 /// dlogits of the mean cross entropy, a block per row: dloss scale / count
-/// (softmax - onehot(target)); rows without a target get zeros.
+/// (softmax - onehot(target)); rows without a target get zeros. The row's
+/// max and sum of exponentials in one pass (each thread's running sum
+/// rescaled when its max moves, then to the block's max), so the logits
+/// (a 0.5 MB row at V3's vocabulary) are read twice, not three times.
 template <int Unused>
 __global__ void cross_entropy_grad(const float *logits, const i64 *labels,
                                    const float *dloss, const float *count, float *dl,
@@ -411,14 +414,18 @@ __global__ void cross_entropy_grad(const float *logits, const i64 *labels,
     return;
   }
   const float *x = logits + row * V;
-  float mx = -INFINITY;
-  for (i64 c = threadIdx.x; c < V; c += blockDim.x)
-    mx = fmaxf(mx, x[c]);
-  mx = blockMax(mx);
-  float sum = 0.f;
-  for (i64 c = threadIdx.x; c < V; c += blockDim.x)
-    sum += expf(x[c] - mx);
-  sum = blockSum(sum);
+  float m = -INFINITY, part = 0.f;
+  for (i64 c = threadIdx.x; c < V; c += blockDim.x) {
+    const float v = x[c];
+    if (v > m) {
+      part = part * expf(m - v) + 1.f; // expf(-inf) = 0 on the first
+      m = v;
+    } else {
+      part += expf(v - m);
+    }
+  }
+  const float mx = blockMax(m);
+  const float sum = blockSum(m == -INFINITY ? 0.f : part * expf(m - mx));
   float factor = *dloss * scale / *count;
   for (i64 c = threadIdx.x; c < V; c += blockDim.x)
     d[c] = factor * (expf(x[c] - mx) / sum - (c == target ? 1.f : 0.f));
@@ -1313,6 +1320,340 @@ __global__ void __launch_bounds__(256)
           u[DN + c] = dv[n][2 * half + e];
       }
   }
+}
+
+/// The attention backward on Hopper's warpgroup MMA (sm_90a; other targets
+/// trap): mla_grad_q_mma's and mla_grad_kv_mma's products as
+/// `wgmma.mma_async`, whose B operand the tensor cores read from shared
+/// memory once a warpgroup (mma.sync's ldmatrix fed each warp its own copy:
+/// those kernels moved several times the bytes of their MMAs through shared
+/// memory and ran at ~120-150 TFLOP/s at V3 widths). Every tile is kept in
+/// 64-wide 128B-swizzle atoms ([rows][64] bf16, rows 128 bytes apart, atoms
+/// 1024-byte aligned), read K-major where the tile's columns are the
+/// contraction (q.k, dO.v) and N-major (the transpose bit) where its rows
+/// are (dS k, P^T dO, dS^T q): one copy of each tile serves both. The
+/// N-major products run one m64n64 MMA a 64-wide atom, so their descriptor
+/// needs no leading-dimension offset: 8-row groups 1024 bytes apart, as
+/// K-major. Operands as the mma kernels (bf16 [NH, T, D] rows, D % 64 == 0:
+/// mlaGradWgmmaFits); the same fp32 sums and bf16 roundings of P and dS.
+__device__ __forceinline__ void wgmmaBf16SS_N32(float (&d)[16], unsigned long long da,
+                                                unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+               : "l"(da), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmmaBf16SS_N64(float (&d)[32], unsigned long long da,
+                                                unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+               : "l"(da), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmmaBf16RegA_N64T(float (&d)[32], const unsigned (&a)[4],
+                                                   unsigned long long db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+/// A block's shared memory, 1024-aligned (the swizzle's period).
+__device__ __forceinline__ unsigned short *swizzleAligned(float *smem) {
+  return reinterpret_cast<unsigned short *>((reinterpret_cast<unsigned long long>(smem) + 1023) &
+                                            ~1023ull);
+}
+/// Rows r0 .. r0 + n - 1 of x [T, D] (row index clamped to T - 1: finite,
+/// never stored) into D / 64 swizzle atoms of `rows` rows each, at row
+/// `at` of every atom.
+template <int D>
+__device__ __forceinline__ void swizzledRows(unsigned short *tile, int rows, int at, int n,
+                                             const unsigned short *x, i64 r0, i64 T) {
+  for (int idx = threadIdx.x; idx < n * D / 8; idx += blockDim.x) {
+    const int r = idx / (D / 8), a = idx / 8 % (D / 64), c = idx % 8;
+    const i64 i = r0 + r < T ? r0 + r : T - 1;
+    swizzledCopy16(tile + a * rows * 64, at + r, c, x + i * D + a * 64 + c * 8);
+  }
+}
+/// K-major descriptor of k16 step kk of a [rows][D] tile in atoms of
+/// `rows` rows, starting at row `at`.
+__device__ __forceinline__ unsigned long long kMajorStep(const unsigned short *tile, int rows,
+                                                         int at, int kk) {
+  return wgmmaDesc(tile + (kk / 4) * rows * 64 + at * 64) +
+         (unsigned long long)(((kk % 4) * 32) >> 4);
+}
+
+#define DSV3_GRAD_WG_STAGES 2
+/// Query side: a block of 128 queries (a warpgroup's 64 each) over 64-key
+/// tiles. Shared: the queries and dO (A of S = Q K^T and dP = dO V^T), and
+/// two stages of keys and values: 161 KB at V3 widths.
+template <int NH, int DN, int DR, int DV>
+__global__ void __launch_bounds__(256, 1)
+    mla_grad_q_wgmma(const unsigned short *qb, const unsigned short *kb,
+                     const unsigned short *vb, const unsigned short *dob, const float *lse,
+                     const float *delta, float *dq, i64 T, float scale) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int DQ = DN + DR, KA = DQ / 64, BQ = 128, BK = 64, Stages = DSV3_GRAD_WG_STAGES;
+  static_assert(DQ % 64 == 0 && DV % 64 == 0, "mlaGradWgmmaFits");
+  constexpr int Stage = BK * (DQ + DV);
+  extern __shared__ __align__(1024) float gradQWgSmem[];
+  unsigned short *qs = swizzleAligned(gradQWgSmem), *ds = qs + BQ * DQ, *stages = ds + BQ * DV;
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31,
+            g = lane >> 2, t4 = lane & 3, h = blockIdx.y;
+  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * BQ; // latest (heaviest) first
+  const unsigned short *qh = qb + i64(h) * T * DQ, *kh = kb + i64(h) * T * DQ;
+  const unsigned short *vh = vb + i64(h) * T * DV, *doh = dob + i64(h) * T * DV;
+  const i64 wgFirst = i0 + wg * 64;
+  const i64 row[2] = {wgFirst + warp * 16 + g, wgFirst + warp * 16 + g + 8};
+  swizzledRows<DQ>(qs, BQ, 0, BQ, qh, i0, T);
+  swizzledRows<DV>(ds, BQ, 0, BQ, doh, i0, T);
+  const float log2e = 1.4426950408889634f, scaleLog2 = scale * log2e;
+  float lrow[2], drow[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    i64 r = row[half] < T ? row[half] : T - 1;
+    lrow[half] = lse[h * T + r] * log2e;
+    drow[half] = delta[h * T + r];
+  }
+  float acc[KA][32];
+#pragma unroll
+  for (int a = 0; a < KA; ++a)
+#pragma unroll
+    for (int e = 0; e < 32; ++e)
+      acc[a][e] = 0.f;
+  const i64 lastQ = (i0 + BQ < T ? i0 + BQ : T) - 1;
+  const i64 tiles = (lastQ + BK) / BK; // keys 0 .. lastQ
+  auto loadTile = [&](i64 t, int st) {
+    unsigned short *ks = stages + st * Stage, *vs = ks + BK * DQ;
+    swizzledRows<DQ>(ks, BK, 0, BK, kh, t * BK, T);
+    swizzledRows<DV>(vs, BK, 0, BK, vh, t * BK, T);
+  };
+  loadTile(0, 0); // one group with the queries and dO
+  cpAsyncCommit();
+  for (i64 t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles)
+      loadTile(t + 1, int((t + 1) % Stages));
+    cpAsyncCommit();
+    cpAsyncWait<1>(); // tile t (and the queries) landed
+    // The copies (generic proxy) are read next by the tensor cores (async
+    // proxy).
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    const i64 k0 = t * BK;
+    const unsigned short *ks = stages + int(t % Stages) * Stage, *vs = ks + BK * DQ;
+    if (k0 <= wgFirst + 63) { // else every key of the tile is after this warpgroup's queries
+      float sc[32], dp[32];
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < DQ / 16; ++kk)
+        wgmmaBf16SS_N64(sc, kMajorStep(qs, BQ, wg * 64, kk), kMajorStep(ks, BK, 0, kk), kk > 0);
+#pragma unroll
+      for (int kk = 0; kk < DV / 16; ++kk)
+        wgmmaBf16SS_N64(dp, kMajorStep(ds, BQ, wg * 64, kk), kMajorStep(vs, BK, 0, kk), kk > 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      const bool diag = k0 + BK - 1 > wgFirst; // the causal edge crosses the tile
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int half = e >> 1;
+          const i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
+          float p = diag && j > row[half] ? 0.f : exp2f(sc[4 * n + e] * scaleLog2 - lrow[half]);
+          sc[4 * n + e] = p * (dp[4 * n + e] - drow[half]); // dS / scale
+        }
+      unsigned pa[4][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        attentionProbFragment(pa[kk], sc, kk);
+      // dq += dS K: the key tile N-major (its rows are the contraction).
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int a = 0; a < KA; ++a)
+          wgmmaBf16RegA_N64T(acc[a], pa[kk], wgmmaDesc(ks + a * BK * 64 + kk * 16 * 64));
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    }
+    __syncthreads(); // the stage is refilled next iteration
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const i64 r = row[half];
+    if (r >= T)
+      continue;
+    float *out = dq + (r * NH + h) * DQ;
+#pragma unroll
+    for (int a = 0; a < KA; ++a)
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        const int c = a * 64 + n * 8 + 2 * t4;
+        *reinterpret_cast<float2 *>(out + c) =
+            make_float2(acc[a][4 * n + 2 * half] * scale, acc[a][4 * n + 2 * half + 1] * scale);
+      }
+  }
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+
+/// Key side: a block of 128 keys (a warpgroup's 64 each) over the queries
+/// at or after them, 64 a stage, multiplied 32 at a time (the accumulators
+/// dk and dv take 160 registers a thread at V3 widths). Shared: the keys
+/// and values (A of S^T = K Q^T and dP^T = V dO^T), and two stages of
+/// queries and dO with their log-sum-exp and delta: 163 KB at V3 widths.
+template <int NH, int DN, int DR, int DV>
+__global__ void __launch_bounds__(256, 1)
+    mla_grad_kv_wgmma(const unsigned short *qb, const unsigned short *kb,
+                      const unsigned short *vb, const unsigned short *dob, const float *lse,
+                      const float *delta, float *du, float *dkp, i64 T, float scale) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int DQ = DN + DR, KA = DQ / 64, VA = DV / 64, BKV = 128, QT = 64, QH = 32;
+  constexpr int Stages = DSV3_GRAD_WG_STAGES;
+  static_assert(DQ % 64 == 0 && DV % 64 == 0, "mlaGradWgmmaFits");
+  // bf16 units: the query and dO rows, then lse and delta (2 QT floats) in
+  // 1 KB, so every stage starts at a swizzle period.
+  constexpr int Stage = QT * (DQ + DV) + 512;
+  extern __shared__ __align__(1024) float gradKvWgSmem[];
+  unsigned short *ks = swizzleAligned(gradKvWgSmem), *vs = ks + BKV * DQ,
+                 *stages = vs + BKV * DV;
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31,
+            g = lane >> 2, t4 = lane & 3, h = blockIdx.y;
+  const i64 k0 = i64(blockIdx.x) * BKV; // earliest (heaviest) first
+  const unsigned short *qh = qb + i64(h) * T * DQ, *kh = kb + i64(h) * T * DQ;
+  const unsigned short *vh = vb + i64(h) * T * DV, *doh = dob + i64(h) * T * DV;
+  const i64 wgFirst = k0 + wg * 64;
+  const i64 key[2] = {wgFirst + warp * 16 + g, wgFirst + warp * 16 + g + 8};
+  swizzledRows<DQ>(ks, BKV, 0, BKV, kh, k0, T);
+  swizzledRows<DV>(vs, BKV, 0, BKV, vh, k0, T);
+  const float log2e = 1.4426950408889634f, scaleLog2 = scale * log2e;
+  float dk[KA][32], dv[VA][32];
+#pragma unroll
+  for (int a = 0; a < KA; ++a)
+#pragma unroll
+    for (int e = 0; e < 32; ++e)
+      dk[a][e] = 0.f;
+#pragma unroll
+  for (int a = 0; a < VA; ++a)
+#pragma unroll
+    for (int e = 0; e < 32; ++e)
+      dv[a][e] = 0.f;
+  const i64 tiles = (T - k0 + QT - 1) / QT; // queries k0 .. T - 1
+  auto loadTile = [&](i64 t, int st) {
+    unsigned short *qs = stages + st * Stage, *dos = qs + QT * DQ;
+    float *ls = reinterpret_cast<float *>(dos + QT * DV);
+    const i64 q0 = k0 + t * QT;
+    swizzledRows<DQ>(qs, QT, 0, QT, qh, q0, T);
+    swizzledRows<DV>(dos, QT, 0, QT, doh, q0, T);
+    // lse and delta: plain stores (rows of [NH, T] need not be 16-byte
+    // aligned); this stage was released by the last iteration's closing
+    // barrier and is read after the next one.
+    if (tid < QT) {
+      const i64 i = q0 + tid < T ? q0 + tid : T - 1;
+      ls[tid] = lse[h * T + i] * log2e;
+      ls[QT + tid] = delta[h * T + i];
+    }
+  };
+  loadTile(0, 0); // one group with the keys and values
+  cpAsyncCommit();
+  for (i64 t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles)
+      loadTile(t + 1, int((t + 1) % Stages));
+    cpAsyncCommit();
+    cpAsyncWait<1>();
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    const unsigned short *qs = stages + int(t % Stages) * Stage, *dos = qs + QT * DQ;
+    const float *ls = reinterpret_cast<const float *>(dos + QT * DV), *dl = ls + QT;
+#pragma unroll
+    for (int part = 0; part < QT / QH; ++part) {
+      const i64 q0 = k0 + t * QT + part * QH;
+      if (q0 + QH - 1 < wgFirst) // every query of the part precedes this warpgroup's keys
+        continue;
+      float st[16], dpt[16]; // S^T and dP^T: rows keys, columns queries
+#pragma unroll
+      for (int e = 0; e < 16; ++e)
+        st[e] = dpt[e] = 0.f;
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < DQ / 16; ++kk)
+        wgmmaBf16SS_N32(st, kMajorStep(ks, BKV, wg * 64, kk), kMajorStep(qs, QT, part * QH, kk),
+                        kk > 0);
+#pragma unroll
+      for (int kk = 0; kk < DV / 16; ++kk)
+        wgmmaBf16SS_N32(dpt, kMajorStep(vs, BKV, wg * 64, kk),
+                        kMajorStep(dos, QT, part * QH, kk), kk > 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      const bool diag = q0 < wgFirst + 63; // some query precedes some key
+#pragma unroll
+      for (int n = 0; n < QH / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int qi = part * QH + n * 8 + 2 * t4 + (e & 1);
+          const i64 i = q0 + n * 8 + 2 * t4 + (e & 1);
+          const bool masked = i >= T || (diag && i < key[e >> 1]);
+          const float p = masked ? 0.f : exp2f(st[4 * n + e] * scaleLog2 - ls[qi]);
+          st[4 * n + e] = p;
+          dpt[4 * n + e] = p * (dpt[4 * n + e] - dl[qi]); // dS^T / scale
+        }
+      unsigned pa[2][4], da[2][4];
+#pragma unroll
+      for (int kk = 0; kk < 2; ++kk) {
+        attentionProbFragment(pa[kk], st, kk);
+        attentionProbFragment(da[kk], dpt, kk);
+      }
+      // dv += P^T dO and dk += dS^T Q: the query and dO tiles N-major.
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < 2; ++kk) {
+        const int r = part * QH + kk * 16;
+#pragma unroll
+        for (int a = 0; a < VA; ++a)
+          wgmmaBf16RegA_N64T(dv[a], pa[kk], wgmmaDesc(dos + a * QT * 64 + r * 64));
+#pragma unroll
+        for (int a = 0; a < KA; ++a)
+          wgmmaBf16RegA_N64T(dk[a], da[kk], wgmmaDesc(qs + a * QT * 64 + r * 64));
+      }
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    }
+    __syncthreads(); // the stage is refilled next iteration
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const i64 j = key[half];
+    if (j >= T)
+      continue;
+    float *u = du + (j * NH + h) * (DN + DV), *kp = dkp + (j * NH + h) * DR;
+#pragma unroll
+    for (int a = 0; a < KA; ++a)
+#pragma unroll
+      for (int n = 0; n < 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = a * 64 + n * 8 + 2 * t4 + e;
+          const float v = dk[a][4 * n + 2 * half + e] * scale;
+          if (c < DN)
+            u[c] = v;
+          else
+            kp[c - DN] = v;
+        }
+#pragma unroll
+    for (int a = 0; a < VA; ++a)
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        const int c = a * 64 + n * 8 + 2 * t4;
+        u[DN + c] = dv[a][4 * n + 2 * half];
+        u[DN + c + 1] = dv[a][4 * n + 2 * half + 1];
+      }
+  }
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
 }
 
 /// y[r, j] += sum over the `items` of x[r, item, j] (x rows [items, n];

@@ -42,22 +42,35 @@ void mlaAttentionGradFp32(CudaSession &s, const std::string &k, const MlaDims &d
            k + " attention (keys)");
 }
 
+/// Whether the attention backward runs on the warpgroup MMA
+/// (mla_grad_q_wgmma, mla_grad_kv_wgmma; Hopper) rather than on mma.sync:
+/// where the artifact has them. DSV3_GRAD_WGMMA=0 never.
+bool useGradWgmma(CudaSession &s, const MlaDims &d) {
+  static const bool enabled = envNotZero("DSV3_GRAD_WGMMA");
+  return enabled && s.computeCapability() == 90 && mlaGradWgmmaFits(d) &&
+         s.hasFunction(mlaGradQWgmmaName(d)) && s.hasFunction(mlaGradKvWgmmaName(d));
+}
+
 /// The attention backward on bf16 tensor cores (CudaSession::bf16Attention),
-/// a sequence at a time: the forward again (mla_pack_kv + mla_prefill_mma:
-/// o and each query's log-sum-exp), q and dO packed to bf16 head-major
-/// rows, delta = dO . o, then the query side (dq) and the key side (du: the
-/// nope key's and value's gradients; dkp: the rope key's per head).
+/// a sequence at a time: the forward again (mla_pack_kv, then
+/// mla_prefill_wgmma on Hopper or mla_prefill_mma: o and each query's
+/// log-sum-exp), q and dO packed to bf16 head-major rows, delta = dO . o,
+/// then the query side (dq) and the key side (du: the nope key's and
+/// value's gradients; dkp: the rope key's per head), on the warpgroup MMA
+/// where useGradWgmma (and `wgmma`), else mma.sync.
 /// Q [N, NH, DQ] (rotated), L [N, R + DR], U [N, NH, DN + DV], dO and O
 /// [N, NH, DV]; dQ, dU, dKP as the fp32 kernels write them.
 void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d, CUdeviceptr Q,
                          CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
                          CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
-                         float scale) {
+                         float scale, bool wgmma) {
   const i64 nh = d.nh, dq = d.dn + d.dr, dv = d.dv, UW = nh * (d.dn + d.dv), W = d.r + d.dr;
-  const i64 DQP = mlaPad16(dq), DVP = mlaPad16(dv);
+  const i64 DQP = mlaPad16(dq), DVP = mlaPad16(dv), Tp = (T + 63) / 64 * 64;
+  const bool forwardWg = wgmma && usePrefillWgmma(s, d), backwardWg = wgmma && useGradWgmma(s, d);
   auto bf16Buffer = [&](i64 n) { return s.workspace(size_t(n) * 2); };
   CUdeviceptr kb = bf16Buffer(nh * T * DQP), vb = bf16Buffer(nh * T * DVP);
   CUdeviceptr qb = bf16Buffer(nh * T * DQP), dob = bf16Buffer(nh * T * DVP);
+  CUdeviceptr vt = forwardWg ? bf16Buffer(nh * dv * Tp) : 0;
   CUdeviceptr lse = s.workspace(size_t(nh * T) * 4), delta = s.workspace(size_t(nh * T) * 4);
   CUdeviceptr past = zeroPast(s);
   const i64 none = 0;
@@ -71,16 +84,34 @@ void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d,
                 dkp = at(dKP, b * T * nh * d.dr);
     s.countBf16ActivationLaunch();
     s.launch(mlaPackKvName(d), {unsigned(T), 1, 1}, {256, 1, 1}, 0, argv(u, l, T, kb, vb), k);
-    s.launch(mlaPrefillMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
-             size_t(mlaPrefillMmaSmem(d)),
-             argv(q, kb, vb, past, none, o, lse, T, T, scale, oFloat, none),
-             k + " attention (forward again)");
+    if (forwardWg) {
+      s.launch(mlaPackVtName(d), {unsigned(Tp / 64), unsigned(nh), 1}, {256, 1, 1}, 0,
+               argv(u, T, Tp, vt), k);
+      s.launch(mlaPrefillWgmmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
+               size_t(mlaPrefillWgmmaSmem(d)),
+               argv(q, kb, vt, Tp, past, none, o, lse, T, T, scale, oFloat, none),
+               k + " attention (forward again)");
+    } else {
+      s.launch(mlaPrefillMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
+               size_t(mlaPrefillMmaSmem(d)),
+               argv(q, kb, vb, past, none, o, lse, T, T, scale, oFloat, none),
+               k + " attention (forward again)");
+    }
     s.launch(inst("mla_pack_heads", {0}), {unsigned(T), 1, 1}, {256, 1, 1}, 0,
              argv(q, T, nh, dq, DQP, qb), k);
     s.launch(inst("mla_pack_heads", {0}), {unsigned(T), 1, 1}, {256, 1, 1}, 0,
              argv(g, T, nh, dv, DVP, dob), k);
     s.launch(inst("attention_delta", {0}), {blocks(T * nh * 32, 256), 1, 1}, {256, 1, 1}, 0,
              argv(g, o, delta, T, nh, dv), k);
+    if (backwardWg) {
+      s.launch(mlaGradQWgmmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
+               size_t(mlaGradQWgmmaSmem(d)), argv(qb, kb, vb, dob, lse, delta, dqB, T, scale),
+               k + " attention (queries)");
+      s.launch(mlaGradKvWgmmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
+               size_t(mlaGradKvWgmmaSmem(d)),
+               argv(qb, kb, vb, dob, lse, delta, du, dkp, T, scale), k + " attention (keys)");
+      continue;
+    }
     s.launch(mlaGradQMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
              size_t(mlaGradQMmaSmem(d)), argv(qb, kb, vb, dob, lse, delta, dqB, T, scale),
              k + " attention (queries)");

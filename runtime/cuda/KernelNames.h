@@ -199,9 +199,13 @@ inline std::string mlaPrefillMmaName(const MlaDims &d) {
   return inst("mla_prefill_mma", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
 /// mla_prefill_wgmma (sm_90a): the keys in 64-wide swizzle atoms, the values
-/// as one m64n64 or m64n128 product; mla_pack_vt transposes the values.
+/// as one m64n128 product; mla_pack_vt transposes the values. v_head_dim
+/// 128 only: at 64 (one m64n64 product) its outputs were wrong on the H200
+/// (bf16-check on test/data/configs/v3-train-wgmma-check.json: 1.4 max|v|
+/// off at 32 + 32, 64 and at 64 + 64, 64; right at 32 + 32, 128), cause not
+/// found; those models run mla_prefill_mma.
 inline bool mlaPrefillWgmmaFits(const MlaDims &d) {
-  return (d.dn + d.dr) % 64 == 0 && (d.dv == 64 || d.dv == 128);
+  return (d.dn + d.dr) % 64 == 0 && d.dv == 128;
 }
 inline std::string mlaPrefillWgmmaName(const MlaDims &d) {
   return inst("mla_prefill_wgmma", {d.nh, d.dn, d.dr, d.dv, d.r});
@@ -237,6 +241,27 @@ inline std::string mlaGradQMmaName(const MlaDims &d) {
 }
 inline std::string mlaGradKvMmaName(const MlaDims &d) {
   return inst("mla_grad_kv_mma", {d.nh, d.dn, d.dr, d.dv});
+}
+/// The attention backward on Hopper's warpgroup MMA (mla_grad_q_wgmma,
+/// mla_grad_kv_wgmma): widths in whole 64-wide swizzle atoms; dynamic
+/// shared memory for the query side's 128 queries and dO rows and two
+/// stages of 64 keys and values, and the key side's 128 keys and values
+/// and two stages of 64 queries and dO rows with their log-sum-exp and
+/// delta (1 KB a stage); 1 KB more to align them to the swizzle.
+inline bool mlaGradWgmmaFits(const MlaDims &d) {
+  return (d.dn + d.dr) % 64 == 0 && (d.dn + d.dr) <= 256 && (d.dv == 64 || d.dv == 128);
+}
+inline std::string mlaGradQWgmmaName(const MlaDims &d) {
+  return inst("mla_grad_q_wgmma", {d.nh, d.dn, d.dr, d.dv});
+}
+inline std::string mlaGradKvWgmmaName(const MlaDims &d) {
+  return inst("mla_grad_kv_wgmma", {d.nh, d.dn, d.dr, d.dv});
+}
+inline int64_t mlaGradQWgmmaSmem(const MlaDims &d) {
+  return (128 + 2 * 64) * (d.dn + d.dr + d.dv) * 2 + 1024;
+}
+inline int64_t mlaGradKvWgmmaSmem(const MlaDims &d) {
+  return (128 + 2 * 64) * (d.dn + d.dr + d.dv) * 2 + 2 * 1024 + 1024;
 }
 inline int64_t mlaGradQMmaSmem(const MlaDims &d) {
   int64_t kp = mlaPad16(d.dn + d.dr) + 8, vp = mlaPad16(d.dv) + 8;
@@ -395,11 +420,18 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
           g("mla_grad_query"), g("mla_grad_key"), g("sum_items"), g("rms_norm_grad"),
           g("rms_norm_grad_w"), rope(d.dr), g("col_sum")})
       out.push_back(n);
-    if (mlaPrefillMmaFits(d))
-      for (const std::string &n :
-           {mlaPackKvName(d), mlaPrefillMmaName(d), g("mla_pack_heads"), g("attention_delta"),
-            mlaGradQMmaName(d), mlaGradKvMmaName(d)})
+    if (mlaPrefillMmaFits(d)) {
+      for (const std::string &n : {g("mla_pack_heads"), g("attention_delta"),
+                                   mlaGradQMmaName(d), mlaGradKvMmaName(d)})
         out.push_back(n);
+      // The forward (and its recomputation here) on tensor cores too:
+      // training's weights are fp32, so the forward's list lacks them.
+      appendPrefillMmaKernels(out, d);
+      if (mlaPrefillWgmmaFits(d) && mlaGradWgmmaFits(d)) {
+        out.push_back(mlaGradQWgmmaName(d));
+        out.push_back(mlaGradKvWgmmaName(d));
+      }
+    }
     return withBf16(out);
   }
   if (kernel == "global_norm")

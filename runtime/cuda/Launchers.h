@@ -192,10 +192,16 @@ void mlaAttentionGradFp32(CudaSession &s, const std::string &k, const MlaDims &d
                           CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
                           CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
                           float scale);
+/// `wgmma` false keeps the tensor-core form on mma.sync (the checks
+/// compare both).
 void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d, CUdeviceptr Q,
                          CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
                          CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
-                         float scale);
+                         float scale, bool wgmma = true);
+bool useGradWgmma(CudaSession &s, const MlaDims &d);
+/// A kernel choice an environment variable can turn off: false only when
+/// `name` is set to "0".
+bool envNotZero(const char *name);
 /// A device i64 0: the past length of a sequence attended without a cache.
 CUdeviceptr zeroPast(CudaSession &s);
 /// The naive-form attention of sequence b's T new queries over its S

@@ -671,9 +671,21 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
   struct Grads {
     std::vector<double> dq, du, dkp;
   };
-  auto runKernels = [&](bool mma) {
-    (mma ? cuda::mlaAttentionGradMma : cuda::mlaAttentionGradFp32)(
-        s, "grad-check", d, gq, gl, gu, gdo, go, gdq, gdu, gdkp, B, T, float(scale));
+  // The form: fp32 kernels, mma.sync, or the warpgroup MMA (Hopper).
+  enum class Form { Fp32, Mma, Wgmma };
+  const bool wgmmaBuilt = mmaBuilt && cuda::useGradWgmma(s, d);
+  auto attentionGrad = [&](Form f, CUdeviceptr q, CUdeviceptr l, CUdeviceptr u, CUdeviceptr dO,
+                           CUdeviceptr o, CUdeviceptr dq, CUdeviceptr du, CUdeviceptr dkp,
+                           int64_t b, int64_t t) {
+    if (f == Form::Fp32)
+      cuda::mlaAttentionGradFp32(s, "grad-check", d, q, l, u, dO, o, dq, du, dkp, b, t,
+                                 float(scale));
+    else
+      cuda::mlaAttentionGradMma(s, "grad-check", d, q, l, u, dO, o, dq, du, dkp, b, t,
+                                float(scale), f == Form::Wgmma);
+  };
+  auto runKernels = [&](Form f) {
+    attentionGrad(f, gq, gl, gu, gdo, go, gdq, gdu, gdkp, B, T);
     DSV3_CU(drv, streamSynchronize, "grad-check", s.stream());
     auto down = [&](CUdeviceptr p, size_t n) {
       std::vector<float> f(n);
@@ -800,14 +812,26 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
   };
   Grads exact, exactMag;
   reference(false, exact, exactMag);
-  measure("fp32 kernels, float64 (1e-4 of the sums)", runKernels(false), exact, exactMag, 1e-4);
+  measure("fp32 kernels, float64 (1e-4 of the sums)", runKernels(Form::Fp32), exact, exactMag,
+          1e-4);
   if (mmaBuilt) {
     Grads rounded, roundedMag;
     reference(true, rounded, roundedMag);
-    Grads got = runKernels(true);
-    measure("bf16 kernels, float64 on bf16 operands (2^-8)", got, rounded, roundedMag,
-            std::ldexp(1.0, -8));
-    measure("bf16 kernels, float64 on the fp32 operands", got, exact, exactMag, 0);
+    for (Form f : {Form::Mma, Form::Wgmma}) {
+      if (f == Form::Wgmma && !wgmmaBuilt) {
+        fmt::print("  mla_grad_*_wgmma: not run (not in this artifact, not Hopper, or "
+                   "DSV3_GRAD_WGMMA=0)\n");
+        continue;
+      }
+      const bool wg = f == Form::Wgmma;
+      Grads got = runKernels(f);
+      measure(wg ? "wgmma kernels, float64 on bf16 operands (2^-8)"
+                 : "bf16 kernels, float64 on bf16 operands (2^-8)",
+              got, rounded, roundedMag, std::ldexp(1.0, -8));
+      measure(wg ? "wgmma kernels, float64 on the fp32 operands"
+                 : "bf16 kernels, float64 on the fp32 operands",
+              got, exact, exactMag, 0);
+    }
   } else {
     fmt::print("  mla_grad_q_mma: not in this artifact (a --mode train artifact has it)\n");
   }
@@ -832,20 +856,18 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
     // (k.q, v.dO, p dO, dS q).
     double pairs = double(tt) * double(tt + 1) / 2 * double(NH);
     double flops = 2 * pairs * double(5 * DQ + 4 * DV);
-    for (bool mma : {true, false}) {
-      if (mma && !mmaBuilt)
+    for (Form f : {Form::Wgmma, Form::Mma, Form::Fp32}) {
+      if ((f == Form::Mma && !mmaBuilt) || (f == Form::Wgmma && !wgmmaBuilt))
         continue;
-      auto once = [&] {
-        (mma ? cuda::mlaAttentionGradMma : cuda::mlaAttentionGradFp32)(
-            s, "attention grad timing", d, q2, l2, u2, do2, o2, dq2, du2, dk2, 1, tt,
-            float(scale));
-      };
-      double ms = timeMs(s, once, mma ? 10 : 1);
+      auto once = [&] { attentionGrad(f, q2, l2, u2, do2, o2, dq2, du2, dk2, 1, tt); };
+      double ms = timeMs(s, once, f == Form::Fp32 ? 1 : 10);
       double tf = flops / (ms * 1e9);
-      fmt::print("  timing backward, {} tokens x {} heads, causal: {:<28} {:9.3f} ms {:7.1f} "
+      const char *what = f == Form::Wgmma ? "wgmma (forward again + q + kv)"
+                         : f == Form::Mma ? "bf16 (forward again + q + kv)"
+                                          : "fp32 (query + key kernels)";
+      fmt::print("  timing backward, {} tokens x {} heads, causal: {:<30} {:9.3f} ms {:7.1f} "
                  "TFLOP/s ({:.1f}% of 989)\n",
-                 tt, NH, mma ? "bf16 (forward again + q + kv)" : "fp32 (query + key kernels)",
-                 ms, tf, 100 * tf / 989);
+                 tt, NH, what, ms, tf, 100 * tf / 989);
     }
   }
   fmt::print("{}\n", ok ? "attention backward: PASS" : "attention backward: FAIL");
