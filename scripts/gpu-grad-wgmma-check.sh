@@ -4,16 +4,20 @@
 # call. Here first: bench/prepare.sh (v3-train) and
 #   build/bin/dsv3c test/data/configs/v3-train-wgmma-check.json --mode train \
 #     --target cuda --max-batch 2 --max-seq 256 -o gpu-artifacts/train-v3-wgmma-check
-# and scripts/gpu-prepare.sh's train-tiny-a and train-tiny-e, then
+# and scripts/gpu-prepare.sh's tiny-a, tiny-e, train-tiny-a and
+# train-tiny-e, then
 #   run(command="bash scripts/gpu-grad-wgmma-check.sh",
 #       carry=["gpu-artifacts/train-v3-wgmma-check", "gpu-artifacts/train-tiny-a",
-#              "gpu-artifacts/train-tiny-e", "bench-artifacts/v3-train", ".deps"])
+#              "gpu-artifacts/train-tiny-e", "gpu-artifacts/tiny-a", "gpu-artifacts/tiny-e",
+#              "bench-artifacts/v3-train", ".deps"])
 # 1. dsv3-run bf16-check: the fp32, mma.sync and wgmma backward kernels
 #    against float64 on 2 sequences of 200 tokens (not a multiple of the
 #    64- and 128-row tiles) at 4 heads of 32 + 32, 64 and at the bench
 #    slice's 128 heads of 128 + 64, 128; the latter timed at 4096 tokens.
-# 2. compare on train-tiny-a and train-tiny-e (fp32, every kernel against
-#    the host: cross_entropy_grad's one-pass max and sum), and 100 steps
+# 2. verify tiny-a and tiny-e against the fixtures on cuda (the loss's
+#    one-pass cross_entropy_rows, the 16-byte add), compare on train-tiny-a
+#    and train-tiny-e (fp32, every kernel against the host:
+#    cross_entropy_grad, embedding_grad over row ranges), and 100 steps
 #    of v3-train-wgmma-check on the same data in bf16 compute with the
 #    backward on mma.sync and on wgmma (the same losses, bit for bit) and
 #    in fp32 (10-step means within 3%; bf16 sits ~1.8% below there).
@@ -32,6 +36,12 @@ for a in gpu-artifacts/train-v3-wgmma-check:200,200,520 bench-artifacts/v3-train
   env $t timeout 300 $RUN bf16-check "$art" --seq 200 --shape "$shape" \
     > "$OUT/bf16-check-$(basename "$art").log" 2>&1 || status=1
   sed -n '/training attention/,$p' "$OUT/bf16-check-$(basename "$art").log"
+done
+echo "== verify tiny-a, tiny-e (the fixtures: logits and losses; cross_entropy_rows, add)"
+for f in tiny-a tiny-e; do
+  timeout 120 $RUN verify gpu-artifacts/$f --weights test/data/fixtures/$f \
+    --oracle test/data/fixtures/$f --backend cuda > "$OUT/verify-$f.log" 2>&1 || status=1
+  tail -1 "$OUT/verify-$f.log"
 done
 echo "== compare train-tiny-a, train-tiny-e (fp32, kernel by kernel against the host)"
 IDS=1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11

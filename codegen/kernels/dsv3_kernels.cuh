@@ -77,6 +77,24 @@ __device__ float blockSum(float v) {
   __syncthreads();
   return r;
 }
+/// The block's max of x[0 .. n) and the sum of exp(x - max), in one pass
+/// over x: each thread's running sum is rescaled when its max moves, then
+/// to the block's max (a row of logits is read once, not twice).
+__device__ float blockMax(float v);
+__device__ void blockMaxSumExp(const float *x, i64 n, float &mx, float &sum) {
+  float m = -INFINITY, part = 0.f;
+  for (i64 c = threadIdx.x; c < n; c += blockDim.x) {
+    const float v = x[c];
+    if (v > m) {
+      part = part * expf(m - v) + 1.f; // expf(-inf) = 0 on the first
+      m = v;
+    } else {
+      part += expf(v - m);
+    }
+  }
+  mx = blockMax(m);
+  sum = blockSum(m == -INFINITY ? 0.f : part * expf(m - mx));
+}
 __device__ float blockMax(float v) {
   __shared__ float partial[32];
   __shared__ float total;
@@ -557,8 +575,21 @@ __global__ void gated_linear_mma(const float *x, const unsigned short *Wg,
 
 template <int Unused>
 __global__ void add(const float *a, const float *b, float *y, i64 n) {
-  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += i64(gridDim.x) * blockDim.x)
+  // 16-byte loads and stores where all three are aligned (the launcher's
+  // grid has a thread per 4 elements), the rest one by one.
+  const i64 first = i64(blockIdx.x) * blockDim.x + threadIdx.x,
+            stride = i64(gridDim.x) * blockDim.x;
+  i64 vec = 0;
+  if (((reinterpret_cast<unsigned long long>(a) | reinterpret_cast<unsigned long long>(b) |
+        reinterpret_cast<unsigned long long>(y)) & 15) == 0) {
+    vec = n / 4;
+    for (i64 i = first; i < vec; i += stride) {
+      const float4 x = reinterpret_cast<const float4 *>(a)[i],
+                   z = reinterpret_cast<const float4 *>(b)[i];
+      reinterpret_cast<float4 *>(y)[i] = make_float4(x.x + z.x, x.y + z.y, x.z + z.z, x.w + z.w);
+    }
+  }
+  for (i64 i = 4 * vec + first; i < n; i += stride)
     y[i] = a[i] + b[i];
 }
 
@@ -2547,14 +2578,8 @@ __global__ void cross_entropy_rows(const float *logits, const i64 *labels,
     return;
   }
   const float *l = logits + row * V;
-  float mx = -INFINITY;
-  for (int v = threadIdx.x; v < V; v += blockDim.x)
-    mx = fmaxf(mx, l[v]);
-  mx = blockMax(mx);
-  float sum = 0.f;
-  for (int v = threadIdx.x; v < V; v += blockDim.x)
-    sum += expf(l[v] - mx);
-  sum = blockSum(sum);
+  float mx, sum;
+  blockMaxSumExp(l, V, mx, sum);
   if (threadIdx.x == 0) {
     ce[row] = mx + logf(sum) - l[target];
     valid[row] = 1.f;

@@ -394,8 +394,7 @@ __global__ void ce_count(const i64 *labels, i64 B, i64 Rw, i64 T, i64 shift, i64
 
 /// dlogits of the mean cross entropy, a block per row: dloss scale / count
 /// (softmax - onehot(target)); rows without a target get zeros. The row's
-/// max and sum of exponentials in one pass (each thread's running sum
-/// rescaled when its max moves, then to the block's max), so the logits
+/// max and sum of exponentials in one pass (blockMaxSumExp), so the logits
 /// (a 0.5 MB row at V3's vocabulary) are read twice, not three times.
 template <int Unused>
 __global__ void cross_entropy_grad(const float *logits, const i64 *labels,
@@ -414,18 +413,8 @@ __global__ void cross_entropy_grad(const float *logits, const i64 *labels,
     return;
   }
   const float *x = logits + row * V;
-  float m = -INFINITY, part = 0.f;
-  for (i64 c = threadIdx.x; c < V; c += blockDim.x) {
-    const float v = x[c];
-    if (v > m) {
-      part = part * expf(m - v) + 1.f; // expf(-inf) = 0 on the first
-      m = v;
-    } else {
-      part += expf(v - m);
-    }
-  }
-  const float mx = blockMax(m);
-  const float sum = blockSum(m == -INFINITY ? 0.f : part * expf(m - mx));
+  float mx, sum;
+  blockMaxSumExp(x, V, mx, sum);
   float factor = *dloss * scale / *count;
   for (i64 c = threadIdx.x; c < V; c += blockDim.x)
     d[c] = factor * (expf(x[c] - mx) / sum - (c == target ? 1.f : 0.f));
@@ -619,16 +608,24 @@ __global__ void combine_grad(const float *eo, const i64 *slots, const float *w,
     dw[s] = dot;
 }
 
-/// Embedding backward without atomics: a thread per column walks the
-/// tokens in order (deterministic), dtable[id] += dy.
+/// Embedding backward without atomics: a thread per column and range of
+/// table rows (blockIdx.y of gridDim.y over the V rows) walks the tokens
+/// in order and adds those whose id is in its range, dtable[id] += dy:
+/// each entry's sum in token order (deterministic), the table's columns
+/// times its row ranges in parallel (a thread per column alone left most
+/// SMs idle).
 template <int Unused>
 __global__ void embedding_grad(const i64 *ids, const float *dy, float *dtable, i64 n,
-                               i64 H) {
-  i64 j = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+                               i64 H, i64 V) {
+  const i64 j = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  const i64 lo = V * blockIdx.y / gridDim.y, hi = V * (blockIdx.y + 1) / gridDim.y;
   if (j >= H)
     return;
-  for (i64 t = 0; t < n; ++t)
-    dtable[ids[t] * H + j] += dy[t * H + j];
+  for (i64 t = 0; t < n; ++t) {
+    const i64 id = ids[t];
+    if (id >= lo && id < hi)
+      dtable[id * H + j] += dy[t * H + j];
+  }
 }
 
 /// Sum of squares into partial[blockIdx.x] (a fixed grid: deterministic).
