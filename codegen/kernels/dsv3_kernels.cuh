@@ -3208,6 +3208,20 @@ gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned s
 /// issued: the slot a copy overwrites was read by MMAs two steps back,
 /// which both warpgroups have waited for before the step's barrier.
 #define DSV3_WG_STAGES 5
+/// The warpgroup MMA's ordering points: registers written before
+/// wgmmaFence are what the MMAs issued after it read; wgmmaCommit closes
+/// the MMAs issued since the last one into a group; wgmmaWait<N> returns
+/// once at most N groups are in flight (0: every result is in its
+/// registers and every shared-memory operand read).
+__device__ __forceinline__ void wgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
 __device__ __forceinline__ unsigned long long wgmmaDesc(const void *smemTile) {
   unsigned a = (unsigned)__cvta_generic_to_shared(smemTile);
   unsigned long long d = 0;
@@ -3433,12 +3447,12 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
     cpAsyncCommit();
     const unsigned short *As = smem + (ks % Stages) * Stage + wg * 64 * 64;
     const unsigned short *Bs = smem + (ks % Stages) * Stage + TileA;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    wgmmaFence();
     wgmmaBf16Slice<Wide>(d, As, Bs);
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    wgmmaCommit();
+    wgmmaWait<1>();
   }
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  wgmmaWait<0>();
   cpAsyncWait<0>();
   wgmmaStore<Gated, BN, NR>(d, rowBegin + wg * 64, rowEnd, n0, N, b, res, y);
 #else
@@ -3545,15 +3559,15 @@ __global__ void __launch_bounds__(256, 1)
     const unsigned short *ks = smem + int(t % Stages) * Stage, *vs = ks + TileK;
     if (k0 <= wgFirst + 63) { // else every key of the tile is after this warpgroup's queries
       float sc[32];
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < DQ / 16; ++kk)
         wgmmaBf16RegA_N64(sc, qf[kk],
                           wgmmaDesc(ks + (kk / 4) * BK * 64) +
                               (unsigned long long)(((kk % 4) * 32) >> 4),
                           kk > 0);
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      wgmmaCommit();
+      wgmmaWait<0>();
       if (k0 + BK - 1 > wgFirst) // the diagonal crosses this tile
         attentionCausalMask(sc, k0, p0, row, t4);
       attentionSoftmaxTile(sc, oacc, mrun, lrun, scaleLog2);
@@ -3561,7 +3575,7 @@ __global__ void __launch_bounds__(256, 1)
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
         attentionProbFragment(pa[kk], sc, kk);
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         unsigned long long db = wgmmaDesc(vs) + (unsigned long long)((kk * 32) >> 4);
@@ -3570,8 +3584,8 @@ __global__ void __launch_bounds__(256, 1)
         else
           wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
       }
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      wgmmaCommit();
+      wgmmaWait<0>();
     }
     __syncthreads(); // the stage is refilled next iteration
   }
@@ -3773,16 +3787,16 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
       if (live) {
         const unsigned short *As = smem + s * Stage + cw * 64 * 64;
         const unsigned short *Bs = smem + s * Stage + TileA;
-        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+        wgmmaFence();
         wgmmaBf16Slice<1>(d, As, Bs);
-        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+        wgmmaCommit();
+        wgmmaWait<1>();
       }
       // The previous step's MMAs are done: its slot may be refilled.
       if (ks > 0 && (tid & 127) == 0)
         mbarArrive(&empty[(it - 1) % Stages]);
     }
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    wgmmaWait<0>();
     // The tile's last slot too (the producer may be on the next tile).
     if (ksteps > 0 && (tid & 127) == 0)
       mbarArrive(&empty[(it - 1) % Stages]);
@@ -3865,10 +3879,10 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
     cpAsyncCommit();
     const unsigned char *As = smem + (kb % DSV3_WG_STAGES) * 2 * Tile + wg * 64 * 128;
     const unsigned char *Bs = smem + (kb % DSV3_WG_STAGES) * 2 * Tile + Tile;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    wgmmaFence();
     wgmmaE4m3Block(part, As, Bs);
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    wgmmaCommit();
+    wgmmaWait<0>();
     float s = swn[kb];
     float s0 = r0 < rowEnd ? sa[r0 * nb + kb] * s : 0.f;
     float s1 = r1 < rowEnd ? sa[r1 * nb + kb] * s : 0.f;
@@ -3968,10 +3982,10 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
     mbarWait(&full[s], (kb / Stages) & 1);
     const unsigned char *As = smem + s * 2 * Tile + cw * 64 * 128;
     const unsigned char *Bs = smem + s * 2 * Tile + Tile;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    wgmmaFence();
     wgmmaE4m3Block(part, As, Bs);
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    wgmmaCommit();
+    wgmmaWait<0>();
     if ((tid & 127) == 0)
       mbarArrive(&empty[s]);
     if (Gated)

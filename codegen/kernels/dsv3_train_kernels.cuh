@@ -1442,15 +1442,15 @@ __global__ void __launch_bounds__(256, 1)
     const unsigned short *ks = stages + int(t % Stages) * Stage, *vs = ks + BK * DQ;
     if (k0 <= wgFirst + 63) { // else every key of the tile is after this warpgroup's queries
       float sc[32], dp[32];
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < DQ / 16; ++kk)
         wgmmaBf16SS_N64(sc, kMajorStep(qs, BQ, wg * 64, kk), kMajorStep(ks, BK, 0, kk), kk > 0);
 #pragma unroll
       for (int kk = 0; kk < DV / 16; ++kk)
         wgmmaBf16SS_N64(dp, kMajorStep(ds, BQ, wg * 64, kk), kMajorStep(vs, BK, 0, kk), kk > 0);
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      wgmmaCommit();
+      wgmmaWait<0>();
       const bool diag = k0 + BK - 1 > wgFirst; // the causal edge crosses the tile
 #pragma unroll
       for (int n = 0; n < 8; ++n)
@@ -1466,14 +1466,14 @@ __global__ void __launch_bounds__(256, 1)
       for (int kk = 0; kk < 4; ++kk)
         attentionProbFragment(pa[kk], sc, kk);
       // dq += dS K: the key tile N-major (its rows are the contraction).
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
         for (int a = 0; a < KA; ++a)
           wgmmaBf16RegA_N64T(acc[a], pa[kk], wgmmaDesc(ks + a * BK * 64 + kk * 16 * 64));
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      wgmmaCommit();
+      wgmmaWait<0>();
     }
     __syncthreads(); // the stage is refilled next iteration
   }
@@ -1574,7 +1574,7 @@ __global__ void __launch_bounds__(256, 1)
 #pragma unroll
       for (int e = 0; e < 16; ++e)
         st[e] = dpt[e] = 0.f;
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < DQ / 16; ++kk)
         wgmmaBf16SS_N32(st, kMajorStep(ks, BKV, wg * 64, kk), kMajorStep(qs, QT, part * QH, kk),
@@ -1583,8 +1583,8 @@ __global__ void __launch_bounds__(256, 1)
       for (int kk = 0; kk < DV / 16; ++kk)
         wgmmaBf16SS_N32(dpt, kMajorStep(vs, BKV, wg * 64, kk),
                         kMajorStep(dos, QT, part * QH, kk), kk > 0);
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      wgmmaCommit();
+      wgmmaWait<0>();
       const bool diag = q0 < wgFirst + 63; // some query precedes some key
 #pragma unroll
       for (int n = 0; n < QH / 8; ++n)
@@ -1604,7 +1604,7 @@ __global__ void __launch_bounds__(256, 1)
         attentionProbFragment(da[kk], dpt, kk);
       }
       // dv += P^T dO and dk += dS^T Q: the query and dO tiles N-major.
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < 2; ++kk) {
         const int r = part * QH + kk * 16;
@@ -1615,8 +1615,8 @@ __global__ void __launch_bounds__(256, 1)
         for (int a = 0; a < KA; ++a)
           wgmmaBf16RegA_N64T(dk[a], da[kk], wgmmaDesc(qs + a * QT * 64 + r * 64));
       }
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+      wgmmaCommit();
+      wgmmaWait<0>();
     }
     __syncthreads(); // the stage is refilled next iteration
   }

@@ -103,20 +103,12 @@ void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d,
              argv(g, T, nh, dv, DVP, dob), k);
     s.launch(inst("attention_delta", {0}), {blocks(T * nh * 32, 256), 1, 1}, {256, 1, 1}, 0,
              argv(g, o, delta, T, nh, dv), k);
-    if (backwardWg) {
-      s.launch(mlaGradQWgmmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
-               size_t(mlaGradQWgmmaSmem(d)), argv(qb, kb, vb, dob, lse, delta, dqB, T, scale),
-               k + " attention (queries)");
-      s.launch(mlaGradKvWgmmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
-               size_t(mlaGradKvWgmmaSmem(d)),
-               argv(qb, kb, vb, dob, lse, delta, du, dkp, T, scale), k + " attention (keys)");
-      continue;
-    }
-    s.launch(mlaGradQMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
-             size_t(mlaGradQMmaSmem(d)), argv(qb, kb, vb, dob, lse, delta, dqB, T, scale),
-             k + " attention (queries)");
-    s.launch(mlaGradKvMmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
-             size_t(mlaGradKvMmaSmem(d)),
+    const bool wg = backwardWg; // the same operands either way
+    s.launch(wg ? mlaGradQWgmmaName(d) : mlaGradQMmaName(d), {tiles, unsigned(nh), 1},
+             {256, 1, 1}, size_t(wg ? mlaGradQWgmmaSmem(d) : mlaGradQMmaSmem(d)),
+             argv(qb, kb, vb, dob, lse, delta, dqB, T, scale), k + " attention (queries)");
+    s.launch(wg ? mlaGradKvWgmmaName(d) : mlaGradKvMmaName(d), {tiles, unsigned(nh), 1},
+             {256, 1, 1}, size_t(wg ? mlaGradKvWgmmaSmem(d) : mlaGradKvMmaSmem(d)),
              argv(qb, kb, vb, dob, lse, delta, du, dkp, T, scale), k + " attention (keys)");
   }
 }
