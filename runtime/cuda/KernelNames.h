@@ -427,7 +427,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
       // The forward (and its recomputation here) on tensor cores too:
       // training's weights are fp32, so the forward's list lacks them.
       appendPrefillMmaKernels(out, d);
-      if (mlaPrefillWgmmaFits(d) && mlaGradWgmmaFits(d)) {
+      if (mlaGradWgmmaFits(d)) {
         out.push_back(mlaGradQWgmmaName(d));
         out.push_back(mlaGradKvWgmmaName(d));
       }
