@@ -19,7 +19,7 @@
 #    and train-tiny-e (fp32, every kernel against the host:
 #    cross_entropy_grad, embedding_grad over row ranges), and 100 steps
 #    of v3-train-wgmma-check on the same data in bf16 compute with the
-#    backward on mma.sync and on wgmma (the same losses, bit for bit) and
+#    backward on mma.sync and on wgmma (10-step means within 1%) and
 #    in fp32 (10-step means within 3%; bf16 sits ~1.8% below there).
 # 3. The bench slice's train_step (bf16 compute) 4 x 4096 with every
 #    attention kernel on mma.sync (DSV3_GRAD_WGMMA=0 DSV3_PREFILL_WGMMA=0)
@@ -60,10 +60,12 @@ for c in bf16:0 bf16:1 fp32:1; do
     --backend cuda --compute $compute --save-dir /dev/shm/w-$compute-$wg \
     --metrics "$OUT/curve-$compute-$wg.jsonl" > "$OUT/train-$compute-$wg.log" 2>&1 || status=1
 done
-# The two bf16 runs take their k-steps in the same order on the same
-# tensor cores: the same losses, bit for bit (measured; bound 0).
+# The two bf16 runs take their k-steps in the same order; their
+# gradients' worst errors matched to 4 digits, bitwise equality is not yet
+# measured: held to 1% (a tenth of fp32's distance from bf16 below would
+# still show a wrong kernel, which moves the loss by far more).
 python3 test/Training/Inputs/compare_curves.py "$OUT/curve-bf16-0.jsonl" "$OUT/curve-bf16-1.jsonl" \
-  10 0 || status=1
+  10 0.01 || status=1
 # bf16 compute against fp32 (either kernel): its curve sits ~1.8% below
 # at this model and rate (measured 0.1-2.1% by 10-step window): held to 3%.
 python3 test/Training/Inputs/compare_curves.py "$OUT/curve-fp32-1.jsonl" "$OUT/curve-bf16-1.jsonl" \
