@@ -62,8 +62,8 @@ for c in bf16:0 bf16:1 fp32:1; do
 done
 # The two bf16 runs take their k-steps in the same order; their
 # gradients' worst errors matched to 4 digits, bitwise equality is not yet
-# measured: held to 1% (a tenth of fp32's distance from bf16 below would
-# still show a wrong kernel, which moves the loss by far more).
+# measured: held to 1%, half of bf16 compute's distance from fp32 below (a
+# wrong gradient moves the curve by far more).
 python3 test/Training/Inputs/compare_curves.py "$OUT/curve-bf16-0.jsonl" "$OUT/curve-bf16-1.jsonl" \
   10 0.01 || status=1
 # bf16 compute against fp32 (either kernel): its curve sits ~1.8% below
