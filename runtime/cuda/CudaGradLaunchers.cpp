@@ -181,10 +181,10 @@ void embeddingVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, 
   i64 H = v.primals[1]->dim(1), V = v.primals[1]->dim(0), n = ids.numel();
   // Row ranges of the table: enough blocks to fill the GPU (a few per SM)
   // while each thread's walk over the ids stays short.
-  const unsigned ranges = unsigned(std::clamp<i64>(1024 / blocks(H, 128), 1, 64));
+  const unsigned ranges = unsigned(std::clamp<i64>(1024 / blocks(H, 128), 1, std::min<i64>(V, 64)));
   if (CUdeviceptr dt = v.g(1))
-    s.launch(inst("embedding_grad", {0}), {blocks(H, 128), std::min<unsigned>(ranges, unsigned(V)), 1},
-             {128, 1, 1}, 0, argv(ids.ptr, dy.ptr, dt, n, H, V), k);
+    s.launch(inst("embedding_grad", {0}), {blocks(H, 128), ranges, 1}, {128, 1, 1}, 0,
+             argv(ids.ptr, dy.ptr, dt, n, H, V), k);
 }
 
 void rmsNormVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
