@@ -77,24 +77,6 @@ __device__ float blockSum(float v) {
   __syncthreads();
   return r;
 }
-/// The block's max of x[0 .. n) and the sum of exp(x - max), in one pass
-/// over x: each thread's running sum is rescaled when its max moves, then
-/// to the block's max (a row of logits is read once, not twice).
-__device__ float blockMax(float v);
-__device__ void blockMaxSumExp(const float *x, i64 n, float &mx, float &sum) {
-  float m = -INFINITY, part = 0.f;
-  for (i64 c = threadIdx.x; c < n; c += blockDim.x) {
-    const float v = x[c];
-    if (v > m) {
-      part = part * expf(m - v) + 1.f; // expf(-inf) = 0 on the first
-      m = v;
-    } else {
-      part += expf(v - m);
-    }
-  }
-  mx = blockMax(m);
-  sum = blockSum(m == -INFINITY ? 0.f : part * expf(m - mx));
-}
 __device__ float blockMax(float v) {
   __shared__ float partial[32];
   __shared__ float total;
@@ -113,6 +95,23 @@ __device__ float blockMax(float v) {
   float r = total;
   __syncthreads();
   return r;
+}
+/// The block's max of x[0 .. n) and the sum of exp(x - max), in one pass
+/// over x: each thread's running sum is rescaled when its max moves, then
+/// to the block's max (a row of logits is read once, not twice).
+__device__ void blockMaxSumExp(const float *x, i64 n, float &mx, float &sum) {
+  float m = -INFINITY, part = 0.f;
+  for (i64 c = threadIdx.x; c < n; c += blockDim.x) {
+    const float v = x[c];
+    if (v > m) {
+      part = part * expf(m - v) + 1.f; // expf(-inf) = 0 on the first
+      m = v;
+    } else {
+      part += expf(v - m);
+    }
+  }
+  mx = blockMax(m);
+  sum = blockSum(m == -INFINITY ? 0.f : part * expf(m - mx));
 }
 
 /// Block (t, c): token t's columns c * blockDim.x + k * blockDim.x *
