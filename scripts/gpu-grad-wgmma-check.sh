@@ -60,6 +60,14 @@ for c in bf16:0 bf16:1 fp32:1; do
     --backend cuda --compute $compute --save-dir /dev/shm/w-$compute-$wg \
     --metrics "$OUT/curve-$compute-$wg.jsonl" > "$OUT/train-$compute-$wg.log" 2>&1 || status=1
 done
+# Which attention-backward kernels each bf16 run launched (the kernel
+# profile of one step): equal curves mean nothing if both ran mma.sync.
+for wg in 0 1; do
+  echo "DSV3_GRAD_WGMMA=$wg launches:"
+  DSV3_PROFILE=1 DSV3_PROFILE_ROWS=1000 DSV3_GRAD_WGMMA=$wg timeout 120 $RUN train gpu-artifacts/train-v3-wgmma-check \
+    --init 1 --data /dev/shm/gpl.tokens --steps 1 --batch 2 --seq 256 --backend cuda \
+    --compute bf16 --save-dir /dev/shm/w-profile-$wg 2>&1 | grep -o "mla_grad_[a-z_]*" | sort | uniq -c
+done
 # The two bf16 runs take their k-steps in the same order; their
 # gradients' worst errors matched to 4 digits, bitwise equality is not yet
 # measured: held to 1%, half of bf16 compute's distance from fp32 below (a

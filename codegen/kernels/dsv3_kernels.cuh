@@ -1024,16 +1024,18 @@ __device__ __forceinline__ void attentionCausalMask(float (&sc)[N4], i64 k0, i64
         sc[4 * n + e] = -INFINITY;
     }
 }
-/// One key tile's online softmax for rows g (e = 0, 1) and g + 8 (e = 2,
+/// One key tile's online softmax (attentionSoftmaxTile) for rows g (e = 0, 1) and g + 8 (e = 2,
 /// 3): the scores become exp2((s - max) scale log2 e), the running max and
 /// this lane's share of the sum move on, the output rows are rescaled. A
 /// row's four lanes (same g) combine the max by shuffles. Key 0 is seen by
 /// every query, so the running max is finite from the first tile on.
-template <int N4, int O4>
-__device__ __forceinline__ void attentionSoftmaxTile(float (&sc)[N4], float (&oacc)[O4],
-                                                     float (&mrun)[2], float (&lrun)[2],
-                                                     float scaleLog2) {
-  float alpha[2];
+/// attentionSoftmaxScores does all but the rescale, whose factors it
+/// returns in `alpha` (attentionRescale applies them): a kernel whose
+/// previous product into oacc is still in flight rescales once it lands.
+template <int N4>
+__device__ __forceinline__ void attentionSoftmaxScores(float (&sc)[N4], float (&mrun)[2],
+                                                       float (&lrun)[2], float (&alpha)[2],
+                                                       float scaleLog2) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     float mx = mrun[half];
@@ -1055,6 +1057,9 @@ __device__ __forceinline__ void attentionSoftmaxTile(float (&sc)[N4], float (&oa
       }
     lrun[half] = lrun[half] * alpha[half] + sum;
   }
+}
+template <int O4>
+__device__ __forceinline__ void attentionRescale(float (&oacc)[O4], const float (&alpha)[2]) {
 #pragma unroll
   for (int n = 0; n < O4 / 4; ++n) {
     oacc[4 * n + 0] *= alpha[0];
@@ -1062,6 +1067,14 @@ __device__ __forceinline__ void attentionSoftmaxTile(float (&sc)[N4], float (&oa
     oacc[4 * n + 2] *= alpha[1];
     oacc[4 * n + 3] *= alpha[1];
   }
+}
+template <int N4, int O4>
+__device__ __forceinline__ void attentionSoftmaxTile(float (&sc)[N4], float (&oacc)[O4],
+                                                     float (&mrun)[2], float (&lrun)[2],
+                                                     float scaleLog2) {
+  float alpha[2];
+  attentionSoftmaxScores(sc, mrun, lrun, alpha, scaleLog2);
+  attentionRescale(oacc, alpha);
 }
 /// The probabilities of keys 16 kk .. 16 kk + 15 as the A fragment of the
 /// product with the values (the score layout is the A layout).
@@ -3484,15 +3497,27 @@ __device__ __forceinline__ void wgmmaBf16RegA_N128(float (&d)[64], const unsigne
 /// warpgroup, where mma.sync's ldmatrix fed each warp separately (that
 /// kernel moved ~2.5x the bytes of its MMAs through shared memory and ran
 /// at ~175 TFLOP/s at V3 widths). Two warpgroups of 64 queries (128 a
-/// block), 64-key tiles in DSV3_PREFILL_WG_STAGES stages copied by cp.async:
-/// the keys [64, DQ] as DQ / 64 swizzle atoms (B of S = Q K^T, K-major),
-/// the values transposed [DV, 64] (B of O += P V, K-major: mla_pack_vt).
-/// Needs DQ % 64 == 0; compiles for DV 64 or 128, run at 128 only
+/// block), 64-key tiles in three stages copied by cp.async: the keys
+/// [64, DQ] as DQ / 64 swizzle atoms (B of S = Q K^T, K-major), the values
+/// transposed [DV, 64] (B of O += P V, K-major: mla_pack_vt).
+/// The softmax runs while the tensor cores work (FlashAttention-3's
+/// intra-warpgroup overlap): a step issues the next tile's scores and this
+/// tile's P V together, takes the next tile's softmax once its scores land
+/// (P V still in flight), then rescales O. So tile t + 1's keys and tile
+/// t's values are read in the same step, and the copies run two tiles
+/// ahead. Needs DQ % 64 == 0; compiles for DV 64 or 128, run at 128 only
 /// (mlaPrefillWgmmaFits says why).
-#define DSV3_PREFILL_WG_STAGES 2
 __device__ __forceinline__ void swizzledCopy16(unsigned short *tile, int r, int c,
                                                const unsigned short *src) {
   cpAsync16(tile + r * 64 + ((c ^ (r & 7)) * 8), src);
+}
+/// Registers a warpgroup MMA wrote, read only after wgmmaWait: the empty
+/// asm ties each to this point, so the compiler cannot move a read of it
+/// above the wait (which names no registers).
+template <int N> __device__ __forceinline__ void wgmmaLanded(float (&x)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+f"(x[i])::"memory");
 }
 template <int NH, int DN, int DR, int DV, int R>
 __global__ void __launch_bounds__(256, 1)
@@ -3502,7 +3527,7 @@ __global__ void __launch_bounds__(256, 1)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int DQ = DN + DR, KA = DQ / 64, BQ = 128, BK = 64;
   static_assert(DQ % 64 == 0 && (DV == 64 || DV == 128), "mlaPrefillWgmmaFits");
-  constexpr int TileK = BK * DQ, Stage = TileK + DV * BK, Stages = DSV3_PREFILL_WG_STAGES;
+  constexpr int TileK = BK * DQ, Stage = TileK + DV * BK, Stages = 3;
   extern __shared__ __align__(1024) float prefillWgSmem[];
   unsigned short *smem = reinterpret_cast<unsigned short *>(
       (reinterpret_cast<unsigned long long>(prefillWgSmem) + 1023) & ~1023ull);
@@ -3521,60 +3546,80 @@ __global__ void __launch_bounds__(256, 1)
   const i64 wgFirst = p0 + i0 + wg * 64; // this warpgroup's earliest position
   i64 kEnd; // keys 0 .. kEnd - 1 are seen
   const i64 tiles = attentionKeyTiles<BQ, BK>(i0, T, p0, kEnd);
+  // The block's tiles this warpgroup multiplies: later ones hold only keys
+  // after its queries (warpgroup-uniform, as every wgmma must be).
+  const i64 wgLast = (wgFirst + BK - 1) / BK, wgTiles = tiles < wgLast + 1 ? tiles : wgLast + 1;
   // Keys past S repeat row S - 1 (finite; masked for every stored query);
   // values past S are mla_pack_vt's zeros (Sp: S rounded up to 64).
-  auto loadTile = [&](i64 t, int st) {
-    unsigned short *ks = smem + st * Stage, *vs = ks + TileK;
-    for (int idx = tid; idx < BK * KA * 8; idx += 256) {
-      const int r = idx / (KA * 8), a = idx / 8 % KA, c = idx % 8;
-      i64 j = t * BK + r;
-      j = j < S ? j : S - 1;
-      swizzledCopy16(ks + a * BK * 64, r, c, kh + j * DQ + a * 64 + c * 8);
+  auto loadTile = [&](i64 t) {
+    if (t < tiles) {
+      unsigned short *ks = smem + int(t % Stages) * Stage, *vs = ks + TileK;
+      for (int idx = tid; idx < BK * KA * 8; idx += 256) {
+        const int r = idx / (KA * 8), a = idx / 8 % KA, c = idx % 8;
+        i64 j = t * BK + r;
+        j = j < S ? j : S - 1;
+        swizzledCopy16(ks + a * BK * 64, r, c, kh + j * DQ + a * 64 + c * 8);
+      }
+      for (int idx = tid; idx < DV * 8; idx += 256) {
+        const int r = idx / 8, c = idx % 8;
+        swizzledCopy16(vs, r, c, vh + i64(r) * Sp + t * BK + c * 8);
+      }
     }
-    for (int idx = tid; idx < DV * 8; idx += 256) {
-      const int r = idx / 8, c = idx % 8;
-      swizzledCopy16(vs, r, c, vh + i64(r) * Sp + t * BK + c * 8);
-    }
-    cpAsyncCommit();
+    cpAsyncCommit(); // a group either way: the waits count tiles
   };
-#pragma unroll
-  for (int st = 0; st < Stages - 1; ++st) {
-    if (st < tiles)
-      loadTile(st, st);
-    else
-      cpAsyncCommit();
-  }
-  for (i64 t = 0; t < tiles; ++t) {
-    if (t + Stages - 1 < tiles)
-      loadTile(t + Stages - 1, int((t + Stages - 1) % Stages));
-    else
-      cpAsyncCommit();
-    cpAsyncWait<Stages - 1>();
-    // The copies (generic proxy) are read next by the tensor cores (async
-    // proxy).
+  // Tile t's copies by every thread, visible to the tensor cores (async
+  // proxy); the barrier also means every warpgroup is done with tile t - 2.
+  auto tileLanded = [&] {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
-    const i64 k0 = t * BK;
-    const unsigned short *ks = smem + int(t % Stages) * Stage, *vs = ks + TileK;
-    if (k0 <= wgFirst + 63) { // else every key of the tile is after this warpgroup's queries
-      float sc[32];
-      wgmmaFence();
+  };
+  float sc[32];
+  auto issueScores = [&](i64 t) { // sc = Q K_t^T
+    const unsigned short *ks = smem + int(t % Stages) * Stage;
 #pragma unroll
-      for (int kk = 0; kk < DQ / 16; ++kk)
-        wgmmaBf16RegA_N64(sc, qf[kk],
-                          wgmmaDesc(ks + (kk / 4) * BK * 64) +
-                              (unsigned long long)(((kk % 4) * 32) >> 4),
-                          kk > 0);
+    for (int kk = 0; kk < DQ / 16; ++kk)
+      wgmmaBf16RegA_N64(sc, qf[kk],
+                        wgmmaDesc(ks + (kk / 4) * BK * 64) +
+                            (unsigned long long)(((kk % 4) * 32) >> 4),
+                        kk > 0);
+  };
+  // Tile t's scores, landed, to probabilities (pa: the A fragments of P V)
+  // and the factors that rescale O.
+  unsigned pa[4][4];
+  float alpha[2];
+  auto softmax = [&](i64 t, unsigned (&p)[4][4]) {
+    wgmmaLanded(sc);
+    if (t * BK + BK - 1 > wgFirst) // the diagonal crosses this tile
+      attentionCausalMask(sc, t * BK, p0, row, t4);
+    attentionSoftmaxScores(sc, mrun, lrun, alpha, scaleLog2);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      attentionProbFragment(p[kk], sc, kk);
+  };
+  loadTile(0);
+  loadTile(1);
+  cpAsyncWait<1>();
+  tileLanded();
+  wgmmaFence();
+  issueScores(0); // every warpgroup has tile 0 (key 0 precedes every query)
+  wgmmaCommit();
+  wgmmaWait<0>();
+  softmax(0, pa);
+  for (i64 t = 0; t < tiles; ++t) {
+    // Tile t + 1 lands (its group is the only one in flight); tile t + 2
+    // goes to the stage tile t - 1 used.
+    cpAsyncWait<0>();
+    tileLanded();
+    loadTile(t + 2);
+    if (t < wgTiles) {
+      const bool next = t + 1 < wgTiles;
+      const unsigned short *vs = smem + int(t % Stages) * Stage + TileK;
+      wgmmaFence(); // sc and oacc were written since the last MMAs read them
+      // At its last tile a warpgroup multiplies that tile's keys again
+      // (results unused): an MMA under a branch of its own is serialized by
+      // ptxas (C7520, it cannot tell the branch is warpgroup-uniform).
+      issueScores(next ? t + 1 : t);
       wgmmaCommit();
-      wgmmaWait<0>();
-      if (k0 + BK - 1 > wgFirst) // the diagonal crosses this tile
-        attentionCausalMask(sc, k0, p0, row, t4);
-      attentionSoftmaxTile(sc, oacc, mrun, lrun, scaleLog2);
-      unsigned pa[4][4];
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        attentionProbFragment(pa[kk], sc, kk);
-      wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         unsigned long long db = wgmmaDesc(vs) + (unsigned long long)((kk * 32) >> 4);
@@ -3584,9 +3629,23 @@ __global__ void __launch_bounds__(256, 1)
           wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
       }
       wgmmaCommit();
+      unsigned pn[4][4]; // tile t + 1's probabilities (pa is P V's operand in flight)
+      // Waited for outside the branch: a wait under a branch ptxas cannot
+      // prove warpgroup-uniform makes it wait for every MMA as issued.
+      wgmmaWait<1>();
+      if (next)
+        softmax(t + 1, pn);
       wgmmaWait<0>();
+      wgmmaLanded(oacc);
+      if (next) {
+        attentionRescale(oacc, alpha);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+          for (int f = 0; f < 4; ++f)
+            pa[kk][f] = pn[kk][f];
+      }
     }
-    __syncthreads(); // the stage is refilled next iteration
   }
   attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oForm,
                              oScales);
@@ -3778,24 +3837,33 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
     // last tile of an expert, ~256 +- 16 rows an expert in the prefill)
     // issues no MMAs, leaving the tensor cores to the other; it still
     // waits for each slot and releases it, so the slots' phases stay in
-    // step.
+    // step. The branch is around the whole K loop: with MMAs issued or
+    // waited for under a branch inside it, ptxas (which cannot tell the
+    // branch is warpgroup-uniform) waits for every MMA before issuing the
+    // next.
     const bool live = rowBegin + cw * 64 < rowEnd;
-    for (int ks = 0; ks < ksteps; ++ks, ++it) {
-      int s = int(it % Stages);
-      mbarWait(&full[s], (it / Stages) & 1);
-      if (live) {
+    if (live) {
+      for (int ks = 0; ks < ksteps; ++ks, ++it) {
+        int s = int(it % Stages);
+        mbarWait(&full[s], (it / Stages) & 1);
         const unsigned short *As = smem + s * Stage + cw * 64 * 64;
         const unsigned short *Bs = smem + s * Stage + TileA;
         wgmmaFence();
         wgmmaBf16Slice<1>(d, As, Bs);
         wgmmaCommit();
         wgmmaWait<1>();
+        // The previous step's MMAs are done: its slot may be refilled.
+        if (ks > 0 && (tid & 127) == 0)
+          mbarArrive(&empty[(it - 1) % Stages]);
       }
-      // The previous step's MMAs are done: its slot may be refilled.
-      if (ks > 0 && (tid & 127) == 0)
-        mbarArrive(&empty[(it - 1) % Stages]);
+      wgmmaWait<0>();
+    } else {
+      for (int ks = 0; ks < ksteps; ++ks, ++it) {
+        mbarWait(&full[it % Stages], (it / Stages) & 1);
+        if (ks > 0 && (tid & 127) == 0)
+          mbarArrive(&empty[(it - 1) % Stages]);
+      }
     }
-    wgmmaWait<0>();
     // The tile's last slot too (the producer may be on the next tile).
     if (ksteps > 0 && (tid & 127) == 0)
       mbarArrive(&empty[(it - 1) % Stages]);

@@ -529,7 +529,11 @@ void CudaSession::printProfile() {
              description_, total, rows.size());
   fmt::print(stderr, "  {:>9} {:>6} {:>7} {:>10}  {}\n", "ms", "%", "calls", "us/call",
              "instance");
-  for (size_t i = 0; i < rows.size() && i < (profileSites_ ? 48u : 24u); ++i)
+  // The longest 24 (48 by site) unless DSV3_PROFILE_ROWS says how many.
+  size_t shown = profileSites_ ? 48 : 24;
+  if (const char *n = std::getenv("DSV3_PROFILE_ROWS"))
+    shown = size_t(std::max(1L, std::atol(n)));
+  for (size_t i = 0; i < rows.size() && i < shown; ++i)
     fmt::print(stderr, "  {:>9.3f} {:>5.1f}% {:>7} {:>10.1f}  {}\n", rows[i].second.ms,
                100 * rows[i].second.ms / std::max(total, 1e-9), rows[i].second.calls,
                1e3 * rows[i].second.ms / double(rows[i].second.calls), rows[i].first);

@@ -817,6 +817,7 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
   if (mmaBuilt) {
     Grads rounded, roundedMag;
     reference(true, rounded, roundedMag);
+    Grads mma;
     for (Form f : {Form::Mma, Form::Wgmma}) {
       if (f == Form::Wgmma && !wgmmaBuilt) {
         fmt::print("  mla_grad_*_wgmma: not run (not in this artifact, not Hopper, or "
@@ -831,6 +832,28 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
       measure(wg ? "wgmma kernels, float64 on the fp32 operands"
                  : "bf16 kernels, float64 on the fp32 operands",
               got, exact, exactMag, 0);
+      if (!wg) {
+        mma = std::move(got);
+        continue;
+      }
+      // Both forms multiply 16-deep bf16 slices into fp32 in the same key
+      // and column order, so equal bits are expected, not required: say
+      // which it was (a run that silently fell back would show 0 too, so
+      // the site profile names the kernel that ran).
+      size_t differ = 0, total = 0;
+      double largest = 0;
+      auto diff = [&](const std::vector<double> &a, const std::vector<double> &b) {
+        for (size_t i = 0; i < a.size(); ++i, ++total)
+          if (a[i] != b[i]) {
+            ++differ;
+            largest = std::max(largest, std::fabs(a[i] - b[i]));
+          }
+      };
+      diff(got.dq, mma.dq);
+      diff(got.du, mma.du);
+      diff(got.dkp, mma.dkp);
+      fmt::print("  wgmma against mma.sync: {} of {} gradient values differ (largest by {:.3e})\n",
+                 differ, total, largest);
     }
   } else {
     fmt::print("  mla_grad_q_mma: not in this artifact (a --mode train artifact has it)\n");
