@@ -3505,8 +3505,7 @@ __device__ __forceinline__ void wgmmaBf16RegA_N128(float (&d)[64], const unsigne
 /// tile's P V together, takes the next tile's softmax once its scores land
 /// (P V still in flight), then rescales O. So tile t + 1's keys and tile
 /// t's values are read in the same step, and the copies run two tiles
-/// ahead. Needs DQ % 64 == 0; compiles for DV 64 or 128, run at 128 only
-/// (mlaPrefillWgmmaFits says why).
+/// ahead. Needs DQ % 64 == 0 and DV 64 or 128 (mlaPrefillWgmmaFits).
 __device__ __forceinline__ void swizzledCopy16(unsigned short *tile, int r, int c,
                                                const unsigned short *src) {
   cpAsync16(tile + r * 64 + ((c ^ (r & 7)) * 8), src);

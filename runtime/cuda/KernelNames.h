@@ -199,11 +199,11 @@ inline std::string mlaPrefillMmaName(const MlaDims &d) {
   return inst("mla_prefill_mma", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
 /// mla_prefill_wgmma (sm_90a): the keys in 64-wide swizzle atoms, the values
-/// as one m64n128 product; mla_pack_vt transposes the values. v_head_dim
-/// 128 only: at 64 (one m64n64 product) its outputs were wrong on the H200
-/// (bf16-check on test/data/configs/v3-train-wgmma-check.json: 1.4 max|v|
-/// off at 32 + 32, 64 and at 64 + 64, 64; right at 32 + 32, 128), cause not
-/// found; those models run mla_prefill_mma.
+/// as one m64n128 or m64n64 product; mla_pack_vt transposes the values. (Its
+/// form before the overlapped pipeline was wrong at v_head_dim 64 on the
+/// H200, cause not found; the present one matches mla_prefill_mma there:
+/// bf16-check on test/data/configs/v3-train-wgmma-check.json, and the same
+/// 100-step loss curve.)
 inline bool mlaPrefillWgmmaFits(const MlaDims &d) {
   return (d.dn + d.dr) % 64 == 0 && (d.dv == 64 || d.dv == 128);
 }
