@@ -926,6 +926,17 @@ __device__ __forceinline__ unsigned packBf16x2(float lo, float hi) {
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
+/// 2^x by the special-function unit alone (ex2.approx.ftz: 2 ulp, results
+/// below 2^-126 flushed to zero). exp2f wraps the same instruction in a
+/// range test and two rescaling multiplies for subnormal results, ~4
+/// instructions an exponential where the attention's softmax runs one per
+/// score; a probability under 2^-126 adds nothing a bf16 P V or an fp32 sum
+/// of at least one 1 can hold.
+__device__ __forceinline__ float fastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
 __device__ __forceinline__ void ldmatrixX4(unsigned *r, const unsigned short *p) {
   unsigned a = (unsigned)__cvta_generic_to_shared(p);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -1044,14 +1055,14 @@ __device__ __forceinline__ void attentionSoftmaxScores(float (&sc)[N4], float (&
       mx = fmaxf(mx, fmaxf(sc[4 * n + 2 * half], sc[4 * n + 2 * half + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    alpha[half] = exp2f((mrun[half] - mx) * scaleLog2);
+    alpha[half] = fastExp2((mrun[half] - mx) * scaleLog2);
     mrun[half] = mx;
     float sum = 0.f;
 #pragma unroll
     for (int n = 0; n < N4 / 4; ++n)
 #pragma unroll
       for (int e = 2 * half; e < 2 * half + 2; ++e) {
-        float pr = exp2f((sc[4 * n + e] - mx) * scaleLog2);
+        float pr = fastExp2((sc[4 * n + e] - mx) * scaleLog2);
         sc[4 * n + e] = pr;
         sum += pr;
       }
@@ -3506,9 +3517,27 @@ __device__ __forceinline__ void wgmmaBf16RegA_N128(float (&d)[64], const unsigne
 /// (P V still in flight), then rescales O. So tile t + 1's keys and tile
 /// t's values are read in the same step, and the copies run two tiles
 /// ahead. Needs DQ % 64 == 0 and DV 64 or 128 (mlaPrefillWgmmaFits).
-__device__ __forceinline__ void swizzledCopy16(unsigned short *tile, int r, int c,
-                                               const unsigned short *src) {
-  cpAsync16(tile + r * 64 + ((c ^ (r & 7)) * 8), src);
+/// Rows r0 .. r0 + N - 1 of x (D bf16 columns, rows ld apart; a row index
+/// clamped to T - 1: finite, never stored) by cp.async into the tile's D / 64
+/// swizzle atoms of N rows each (K-major, 128B swizzle), by a block of 256
+/// threads: a thread copies 16-byte column c = tid % 8 of rows tid / 8 +
+/// 32 m, so its addresses are one base and constant steps (a division per
+/// copy, as a flat index needs, cost more issue slots than the copies).
+template <int D, int N>
+__device__ __forceinline__ void swizzledRows(unsigned short *tile, const unsigned short *x,
+                                             i64 ld, i64 r0, i64 T) {
+  static_assert(D % 64 == 0 && N % 32 == 0, "whole atoms, 32 rows a pass");
+  const int c = threadIdx.x & 7, rr = threadIdx.x >> 3;
+#pragma unroll
+  for (int m = 0; m < N / 32; ++m) {
+    const int r = rr + 32 * m;
+    const i64 i = r0 + r < T ? r0 + r : T - 1;
+    const unsigned short *src = x + i * ld + c * 8;
+    unsigned short *dst = tile + r * 64 + ((c ^ (r & 7)) * 8);
+#pragma unroll
+    for (int a = 0; a < D / 64; ++a)
+      cpAsync16(dst + a * N * 64, src + a * 64);
+  }
 }
 /// Registers a warpgroup MMA wrote, read only after wgmmaWait: the empty
 /// asm ties each to this point, so the compiler cannot move a read of it
@@ -3553,16 +3582,8 @@ __global__ void __launch_bounds__(256, 1)
   auto loadTile = [&](i64 t) {
     if (t < tiles) {
       unsigned short *ks = smem + int(t % Stages) * Stage, *vs = ks + TileK;
-      for (int idx = tid; idx < BK * KA * 8; idx += 256) {
-        const int r = idx / (KA * 8), a = idx / 8 % KA, c = idx % 8;
-        i64 j = t * BK + r;
-        j = j < S ? j : S - 1;
-        swizzledCopy16(ks + a * BK * 64, r, c, kh + j * DQ + a * 64 + c * 8);
-      }
-      for (int idx = tid; idx < DV * 8; idx += 256) {
-        const int r = idx / 8, c = idx % 8;
-        swizzledCopy16(vs, r, c, vh + i64(r) * Sp + t * BK + c * 8);
-      }
+      swizzledRows<DQ, BK>(ks, kh, DQ, t * BK, S);
+      swizzledRows<BK, DV>(vs, vh + t * BK, Sp, 0, DV); // rows: the value features
     }
     cpAsyncCommit(); // a group either way: the waits count tiles
   };

@@ -1088,7 +1088,7 @@ __global__ void __launch_bounds__(256)
         for (int e = 0; e < 4; ++e) {
           const int half = e >> 1;
           i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
-          float p = diag && j > row[half] ? 0.f : exp2f(sc[n][e] * scaleLog2 - lrow[half]);
+          float p = diag && j > row[half] ? 0.f : fastExp2(sc[n][e] * scaleLog2 - lrow[half]);
           sc[n][e] = p * (dp[n][e] - drow[half]); // dS / scale
         }
       // dq += dS K: dS's accumulator layout is the A fragment; K's rows
@@ -1255,7 +1255,7 @@ __global__ void __launch_bounds__(256)
           const int qi = n * 8 + 2 * t4 + (e & 1);
           const i64 i = q0 + qi;
           bool masked = i >= T || (diag && i < key[e >> 1]);
-          float p = masked ? 0.f : exp2f(st[n][e] * scaleLog2 - ls[qi]);
+          float p = masked ? 0.f : fastExp2(st[n][e] * scaleLog2 - ls[qi]);
           st[n][e] = p;
           dpt[n][e] = p * (dpt[n][e] - dl[qi]); // dS^T / scale
         }
@@ -1362,18 +1362,6 @@ __device__ __forceinline__ unsigned short *swizzleAligned(float *smem) {
   return reinterpret_cast<unsigned short *>((reinterpret_cast<unsigned long long>(smem) + 1023) &
                                             ~1023ull);
 }
-/// Rows r0 .. r0 + n - 1 of x [T, D] (row index clamped to T - 1: finite,
-/// never stored) into D / 64 swizzle atoms of `rows` rows each, at row
-/// `at` of every atom.
-template <int D>
-__device__ __forceinline__ void swizzledRows(unsigned short *tile, int rows, int at, int n,
-                                             const unsigned short *x, i64 r0, i64 T) {
-  for (int idx = threadIdx.x; idx < n * D / 8; idx += blockDim.x) {
-    const int r = idx / (D / 8), a = idx / 8 % (D / 64), c = idx % 8;
-    const i64 i = r0 + r < T ? r0 + r : T - 1;
-    swizzledCopy16(tile + a * rows * 64, at + r, c, x + i * D + a * 64 + c * 8);
-  }
-}
 /// K-major descriptor of k16 step kk of a [rows][D] tile in atoms of
 /// `rows` rows, starting at row `at`.
 __device__ __forceinline__ unsigned long long kMajorStep(const unsigned short *tile, int rows,
@@ -1404,8 +1392,8 @@ __global__ void __launch_bounds__(256, 1)
   const unsigned short *vh = vb + i64(h) * T * DV, *doh = dob + i64(h) * T * DV;
   const i64 wgFirst = i0 + wg * 64;
   const i64 row[2] = {wgFirst + warp * 16 + g, wgFirst + warp * 16 + g + 8};
-  swizzledRows<DQ>(qs, BQ, 0, BQ, qh, i0, T);
-  swizzledRows<DV>(ds, BQ, 0, BQ, doh, i0, T);
+  swizzledRows<DQ, BQ>(qs, qh, DQ, i0, T);
+  swizzledRows<DV, BQ>(ds, doh, DV, i0, T);
   const float log2e = 1.4426950408889634f, scaleLog2 = scale * log2e;
   float lrow[2], drow[2];
 #pragma unroll
@@ -1424,8 +1412,8 @@ __global__ void __launch_bounds__(256, 1)
   const i64 tiles = (lastQ + BK) / BK; // keys 0 .. lastQ
   auto loadTile = [&](i64 t, int st) {
     unsigned short *ks = stages + st * Stage, *vs = ks + BK * DQ;
-    swizzledRows<DQ>(ks, BK, 0, BK, kh, t * BK, T);
-    swizzledRows<DV>(vs, BK, 0, BK, vh, t * BK, T);
+    swizzledRows<DQ, BK>(ks, kh, DQ, t * BK, T);
+    swizzledRows<DV, BK>(vs, vh, DV, t * BK, T);
   };
   loadTile(0, 0); // one group with the queries and dO
   cpAsyncCommit();
@@ -1458,7 +1446,7 @@ __global__ void __launch_bounds__(256, 1)
         for (int e = 0; e < 4; ++e) {
           const int half = e >> 1;
           const i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
-          float p = diag && j > row[half] ? 0.f : exp2f(sc[4 * n + e] * scaleLog2 - lrow[half]);
+          float p = diag && j > row[half] ? 0.f : fastExp2(sc[4 * n + e] * scaleLog2 - lrow[half]);
           sc[4 * n + e] = p * (dp[4 * n + e] - drow[half]); // dS / scale
         }
       unsigned pa[4][4];
@@ -1524,8 +1512,8 @@ __global__ void __launch_bounds__(256, 1)
   const unsigned short *vh = vb + i64(h) * T * DV, *doh = dob + i64(h) * T * DV;
   const i64 wgFirst = k0 + wg * 64;
   const i64 key[2] = {wgFirst + warp * 16 + g, wgFirst + warp * 16 + g + 8};
-  swizzledRows<DQ>(ks, BKV, 0, BKV, kh, k0, T);
-  swizzledRows<DV>(vs, BKV, 0, BKV, vh, k0, T);
+  swizzledRows<DQ, BKV>(ks, kh, DQ, k0, T);
+  swizzledRows<DV, BKV>(vs, vh, DV, k0, T);
   const float log2e = 1.4426950408889634f, scaleLog2 = scale * log2e;
   float dk[KA][32], dv[VA][32];
 #pragma unroll
@@ -1543,8 +1531,8 @@ __global__ void __launch_bounds__(256, 1)
     unsigned short *qs = stages + st * Stage, *dos = qs + QT * DQ;
     float *ls = reinterpret_cast<float *>(dos + QT * DV);
     const i64 q0 = k0 + t * QT;
-    swizzledRows<DQ>(qs, QT, 0, QT, qh, q0, T);
-    swizzledRows<DV>(dos, QT, 0, QT, doh, q0, T);
+    swizzledRows<DQ, QT>(qs, qh, DQ, q0, T);
+    swizzledRows<DV, QT>(dos, doh, DV, q0, T);
     // lse and delta: plain stores (rows of [NH, T] need not be 16-byte
     // aligned); this stage was released by the last iteration's closing
     // barrier and is read after the next one.
@@ -1593,7 +1581,7 @@ __global__ void __launch_bounds__(256, 1)
           const int qi = part * QH + n * 8 + 2 * t4 + (e & 1);
           const i64 i = q0 + n * 8 + 2 * t4 + (e & 1);
           const bool masked = i >= T || (diag && i < key[e >> 1]);
-          const float p = masked ? 0.f : exp2f(st[4 * n + e] * scaleLog2 - ls[qi]);
+          const float p = masked ? 0.f : fastExp2(st[4 * n + e] * scaleLog2 - ls[qi]);
           st[4 * n + e] = p;
           dpt[4 * n + e] = p * (dpt[4 * n + e] - dl[qi]); // dS^T / scale
         }
