@@ -1035,9 +1035,10 @@ __device__ __forceinline__ void attentionCausalMask(float (&sc)[N4], i64 k0, i64
         sc[4 * n + e] = -INFINITY;
     }
 }
-/// One key tile's online softmax (attentionSoftmaxTile) for rows g (e = 0, 1) and g + 8 (e = 2,
-/// 3): the scores become exp2((s - max) scale log2 e), the running max and
-/// this lane's share of the sum move on, the output rows are rescaled. A
+/// One key tile's online softmax (attentionSoftmaxTile) for rows g (e = 0,
+/// 1) and g + 8 (e = 2, 3): the scores become exp2((s - max) scale log2 e),
+/// the running max and this lane's share of the sum move on, the output
+/// rows are rescaled. A
 /// row's four lanes (same g) combine the max by shuffles. Key 0 is seen by
 /// every query, so the running max is finite from the first tile on.
 /// attentionSoftmaxScores does all but the rescale, whose factors it
@@ -3500,23 +3501,6 @@ __device__ __forceinline__ void wgmmaBf16RegA_N128(float (&d)[64], const unsigne
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
 }
 
-/// The prefill attention on Hopper's warpgroup MMA (sm_90a; other targets
-/// trap): mla_prefill_mma's online softmax with both products as
-/// `wgmma.mma_async` whose A operand is in registers (the queries' and the
-/// probabilities' fragments: the layout of mma.sync's A) and whose B
-/// operand the tensor cores read from 128B-swizzled shared memory once a
-/// warpgroup, where mma.sync's ldmatrix fed each warp separately (that
-/// kernel moved ~2.5x the bytes of its MMAs through shared memory and ran
-/// at ~175 TFLOP/s at V3 widths). Two warpgroups of 64 queries (128 a
-/// block), 64-key tiles in three stages copied by cp.async: the keys
-/// [64, DQ] as DQ / 64 swizzle atoms (B of S = Q K^T, K-major), the values
-/// transposed [DV, 64] (B of O += P V, K-major: mla_pack_vt).
-/// The softmax runs while the tensor cores work (FlashAttention-3's
-/// intra-warpgroup overlap): a step issues the next tile's scores and this
-/// tile's P V together, takes the next tile's softmax once its scores land
-/// (P V still in flight), then rescales O. So tile t + 1's keys and tile
-/// t's values are read in the same step, and the copies run two tiles
-/// ahead. Needs DQ % 64 == 0 and DV 64 or 128 (mlaPrefillWgmmaFits).
 /// Rows r0 .. r0 + N - 1 of x (D bf16 columns, rows ld apart; a row index
 /// clamped to T - 1: finite, never stored) by cp.async into the tile's D / 64
 /// swizzle atoms of N rows each (K-major, 128B swizzle), by a block of 256
@@ -3547,13 +3531,30 @@ template <int N> __device__ __forceinline__ void wgmmaLanded(float (&x)[N]) {
   for (int i = 0; i < N; ++i)
     asm volatile("" : "+f"(x[i])::"memory");
 }
+/// The prefill attention on Hopper's warpgroup MMA (sm_90a; other targets
+/// trap): mla_prefill_mma's online softmax with both products as
+/// `wgmma.mma_async` whose A operand is in registers (the queries' and the
+/// probabilities' fragments: the layout of mma.sync's A) and whose B
+/// operand the tensor cores read from 128B-swizzled shared memory once a
+/// warpgroup, where mma.sync's ldmatrix fed each warp separately (that
+/// kernel moved ~2.5x the bytes of its MMAs through shared memory and ran
+/// at ~175 TFLOP/s at V3 widths). Two warpgroups of 64 queries (128 a
+/// block), 64-key tiles in three stages copied by cp.async: the keys
+/// [64, DQ] as DQ / 64 swizzle atoms (B of S = Q K^T, K-major), the values
+/// transposed [DV, 64] (B of O += P V, K-major: mla_pack_vt).
+/// The softmax runs while the tensor cores work (FlashAttention-3's
+/// intra-warpgroup overlap): a step issues the next tile's scores and this
+/// tile's P V together, takes the next tile's softmax once its scores land
+/// (P V still in flight), then rescales O. So tile t + 1's keys and tile
+/// t's values are read in the same step, and the copies run two tiles
+/// ahead. Needs DQ % 64 == 0 and DV 64 or 128 (mlaPrefillWgmmaFits).
 template <int NH, int DN, int DR, int DV, int R>
 __global__ void __launch_bounds__(256, 1)
     mla_prefill_wgmma(const float *q, const unsigned short *kb, const unsigned short *vt, i64 Sp,
                       const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
                       float softmaxScale, int oForm, float *oScales) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int DQ = DN + DR, KA = DQ / 64, BQ = 128, BK = 64;
+  constexpr int DQ = DN + DR, BQ = 128, BK = 64;
   static_assert(DQ % 64 == 0 && (DV == 64 || DV == 128), "mlaPrefillWgmmaFits");
   constexpr int TileK = BK * DQ, Stage = TileK + DV * BK, Stages = 3;
   extern __shared__ __align__(1024) float prefillWgSmem[];
@@ -3587,8 +3588,9 @@ __global__ void __launch_bounds__(256, 1)
     }
     cpAsyncCommit(); // a group either way: the waits count tiles
   };
-  // Tile t's copies by every thread, visible to the tensor cores (async
-  // proxy); the barrier also means every warpgroup is done with tile t - 2.
+  // The copies waited for, by every thread, visible to the tensor cores
+  // (async proxy); the barrier also means every warpgroup is done with the
+  // stage the next copies overwrite (its last MMAs were waited for).
   auto tileLanded = [&] {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
