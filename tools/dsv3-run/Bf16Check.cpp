@@ -838,8 +838,7 @@ int attentionGradCheck(const std::string &artifact, int64_t T, uint64_t seed) {
       }
       // Both forms multiply 16-deep bf16 slices into fp32 in the same key
       // and column order, so equal bits are expected, not required: say
-      // which it was (a run that silently fell back would show 0 too, so
-      // the site profile names the kernel that ran).
+      // which it was.
       size_t differ = 0, total = 0;
       double largest = 0;
       auto diff = [&](const std::vector<double> &a, const std::vector<double> &b) {
