@@ -506,19 +506,41 @@ __global__ void balance_scores(const float *logits, float *s, float *sum, i64 n,
     sum[t] = tot;
 }
 
-/// Per group g of `per` tokens (a block each), per expert: f = E / (K per)
-/// times the expert's selections, P = the mean normalised score.
+/// The balance loss's statistics, per group g of `per` tokens and per
+/// expert: f = E / (K per) times the expert's selections, P = the mean
+/// normalised score. Two passes in a fixed order: balance_stats_part sums
+/// a chunk of `chunk` tokens a block (grid (chunks, groups), a thread per
+/// expert) into part [groups, chunks, 2, E]; balance_stats adds a group's
+/// chunks in order (a block per group). One block a group walking all its
+/// tokens took 3.6 ms at 4096 tokens and 64 experts.
 template <int Unused>
-__global__ void balance_stats(const float *s, const float *sum, const i64 *idx, float *f,
-                              float *P, i64 per, i64 E, i64 K) {
-  i64 g = blockIdx.x;
+__global__ void balance_stats_part(const float *s, const float *sum, const i64 *idx,
+                                   float *part, i64 per, i64 E, i64 K, i64 chunk) {
+  const i64 g = blockIdx.y, c0 = i64(blockIdx.x) * chunk, chunks = gridDim.x;
+  const i64 t1 = c0 + chunk < per ? c0 + chunk : per;
   for (i64 e = threadIdx.x; e < E; e += blockDim.x) {
     float c = 0.f, p = 0.f;
-    for (i64 t = 0; t < per; ++t) {
-      i64 tok = g * per + t;
+    for (i64 t = c0; t < t1; ++t) {
+      const i64 tok = g * per + t;
       for (i64 j = 0; j < K; ++j)
         c += idx[tok * K + j] == e ? 1.f : 0.f;
       p += s[tok * E + e] / sum[tok];
+    }
+    float *out = part + ((g * chunks + blockIdx.x) * 2) * E;
+    out[e] = c;
+    out[E + e] = p;
+  }
+}
+template <int Unused>
+__global__ void balance_stats(const float *part, i64 chunks, float *f, float *P, i64 per,
+                              i64 E, i64 K) {
+  const i64 g = blockIdx.x;
+  for (i64 e = threadIdx.x; e < E; e += blockDim.x) {
+    float c = 0.f, p = 0.f;
+    for (i64 ch = 0; ch < chunks; ++ch) {
+      const float *in = part + ((g * chunks + ch) * 2) * E;
+      c += in[e];
+      p += in[E + e];
     }
     f[g * E + e] = c * float(E) / float(K * per);
     P[g * E + e] = p / float(per);

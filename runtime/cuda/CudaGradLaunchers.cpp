@@ -334,8 +334,14 @@ BalanceStats balanceStats(CudaSession &s, const std::string &k, const json &p, D
   b.P = s.workspace(size_t(b.groups * b.E) * 4);
   s.launch(inst("balance_scores", {0}), {unsigned(b.n), 1, 1}, {128, 1, 1}, 0,
            argv(b.logits, b.score, b.sum, b.n, b.E, b.sigmoid), k);
-  s.launch(inst("balance_stats", {0}), {unsigned(b.groups), 1, 1}, {256, 1, 1}, 0,
-           argv(b.score, b.sum, idx.ptr, b.f, b.P, b.per, b.E, K), k);
+  // 64 tokens a chunk, a thread an expert (up to 256 a block).
+  const i64 chunk = 64, chunks = (b.per + chunk - 1) / chunk;
+  const unsigned threads = unsigned(std::clamp<i64>((b.E + 31) / 32 * 32, 32, 256));
+  CUdeviceptr part = s.workspace(size_t(b.groups * chunks * 2 * b.E) * 4);
+  s.launch(inst("balance_stats_part", {0}), {unsigned(chunks), unsigned(b.groups), 1},
+           {threads, 1, 1}, 0, argv(b.score, b.sum, idx.ptr, part, b.per, b.E, K, chunk), k);
+  s.launch(inst("balance_stats", {0}), {unsigned(b.groups), 1, 1}, {threads, 1, 1}, 0,
+           argv(part, chunks, b.f, b.P, b.per, b.E, K), k);
   return b;
 }
 

@@ -393,6 +393,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
     std::vector<std::string> out;
     addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
     out.push_back(g("balance_scores"));
+    out.push_back(g("balance_stats_part"));
     out.push_back(g("balance_stats"));
     out.push_back(kernel == "moe_balance_loss" ? g("balance_loss_sum") : g("balance_grad"));
     if (kernel != "moe_balance_loss") {
