@@ -4094,12 +4094,14 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
 /// spilled), K in 128-wide blocks copied to shared memory by cp.async two
 /// blocks ahead of the MMAs (three stages), fragments by ldmatrix; each
 /// block's MMA sums scaled by s_a * s_w and added in fp32 (br a multiple
-/// of 128: a tile's columns share a scale). Dynamic shared memory: 3 stages
+/// of 128: a tile's columns share a scale; PerRow: br 1, a scale per weight
+/// row, its own instance: the promotion's extra loads would make the other
+/// spill). Dynamic shared memory: 3 stages
 /// x 2 operands x 128 x 144 bytes (rows padded: conflict-free ldmatrix).
 /// Grouped (counts != null): blockIdx.y enumerates every expert's 128-row
 /// tiles (gridDim.y >= rows / 128 + E).
 #define DSV3_FP8_TC_STAGES 3
-template <int Unused>
+template <int PerRow>
 __global__ void __launch_bounds__(512)
 fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, const float *sw,
             const float *b, const float *res, float *y, i64 rows, int N, int K, int br,
@@ -4197,6 +4199,28 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
 #pragma unroll
         for (int j = 0; j < 4; ++j)
           mmaE4m3(part[i][j], a[i], bw[j]);
+    }
+    if constexpr (PerRow == 1) {
+      // A scale per weight row (br 1; FP8 training's weight gradient: x^T
+      // in 128 x 1 tiles): each column its own, multiplied into s_a first
+      // as a block's one is.
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        i64 r0 = rowBegin + wm + i * 16 + g, r1 = r0 + 8;
+        float a0 = r0 < rowEnd ? sa[r0 * nb + kb] : 0.f;
+        float a1 = r1 < rowEnd ? sa[r1 * nb + kb] : 0.f;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int c = n0 + wn + j * 8 + 2 * t4;
+          float w0 = c < N ? sw[i64(c) * nb + kb] : 0.f;
+          float w1 = c + 1 < N ? sw[i64(c + 1) * nb + kb] : 0.f;
+          acc[i][j][0] += part[i][j][0] * (a0 * w0);
+          acc[i][j][1] += part[i][j][1] * (a0 * w1);
+          acc[i][j][2] += part[i][j][2] * (a1 * w0);
+          acc[i][j][3] += part[i][j][3] * (a1 * w1);
+        }
+      }
+      continue;
     }
     float s = swn[kb];
 #pragma unroll
@@ -4333,12 +4357,17 @@ __global__ void fp8_dequantize(const unsigned char *W, const float *sw, WT *out,
   }
 }
 
-/// Random FP8 weights (dsv3-run --random-weights): w [E, N, K] fp32 values
-/// quantized per [br, bc] block, a CUDA block per weight block: scale =
-/// amax / 448 (1 for zeros), codes = e4m3(w / scale).
+/// FP8 weights from fp32 ones (dsv3-run --random-weights; FP8 training's
+/// master weights each step): w [E, N, K] quantized per [br, bc] block, a
+/// CUDA block per weight block: scale = amax / 448 (1 for zeros), codes =
+/// e4m3(w / scale), scales [E, ceil(N / br), ceil(K / bc)]. With codesT,
+/// also the transposed codes [E, K, N] and scales [E, ceil(K / bc),
+/// ceil(N / br)]: the same blocks as the weight of the input gradient's
+/// GEMM (dx = dy W, which contracts over N).
 template <int Unused>
 __global__ void fp8_quantize_blocks(const float *w, unsigned char *codes, float *scales, int N,
-                                    int K, int br, int bc) {
+                                    int K, int br, int bc, unsigned char *codesT = nullptr,
+                                    float *scalesT = nullptr) {
   int sc = (K + bc - 1) / bc, sr = (N + br - 1) / br;
   i64 blk = blockIdx.x, e = blk / (i64(sr) * sc);
   int bi = int((blk / sc) % sr), bj = int(blk % sc);
@@ -4358,13 +4387,82 @@ __global__ void fp8_quantize_blocks(const float *w, unsigned char *codes, float 
   for (int i = 0; i < int(blockDim.x >> 5); ++i)
     amax = fmaxf(amax, part[i]);
   float s = amax > 0.f ? amax / 448.0f : 1.0f;
+  // The transposed codes go through shared memory (blocks up to 128 x
+  // 128): written straight, a warp's 32 bytes land N apart, a sector each.
+  __shared__ unsigned char tile[128 * 129];
+  const bool staged = codesT && br <= 128 && bc <= 128;
   for (int i = threadIdx.x; i < br * bc; i += blockDim.x) {
-    int r = bi * br + i / bc, c = bj * bc + i % bc;
-    if (r < N && c < K)
-      codes[e * N * K + i64(r) * K + c] = (unsigned char)floatToE4m3(we[i64(r) * K + c] / s);
+    int rr = i / bc, cc = i % bc, r = bi * br + rr, c = bj * bc + cc;
+    if (r < N && c < K) {
+      const unsigned char q = (unsigned char)floatToE4m3(we[i64(r) * K + c] / s);
+      codes[e * N * K + i64(r) * K + c] = q;
+      if (staged)
+        tile[cc * (br + 1) + rr] = q;
+      else if (codesT)
+        codesT[e * N * K + i64(c) * N + r] = q;
+    }
   }
-  if (threadIdx.x == 0)
+  if (staged) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < br * bc; i += blockDim.x) {
+      int cc = i / br, rr = i % br, r = bi * br + rr, c = bj * bc + cc;
+      if (r < N && c < K)
+        codesT[e * N * K + i64(c) * N + r] = tile[cc * (br + 1) + rr];
+    }
+  }
+  if (threadIdx.x == 0) {
     scales[blk] = s;
+    if (scalesT)
+      scalesT[e * sr * sc + i64(bj) * sr + bi] = s;
+  }
+}
+
+/// FP8 training's weight-gradient operands (DeepSeek-V3 3.3: the
+/// backward's 128 x 1 tiles): x [R, C] (rows ldx apart) quantized per
+/// column over each tile of 128 rows as fp8_quantize does a 1 x 128 block
+/// (s = max(amax, 1e-4) / 448, codes e4m3(x / s)), stored transposed:
+/// codes xqT [C, ldT] with scales saT [C, ceil(R / 128)] (what fp8_quantize
+/// gives for the [C, R] matrix, so the FP8 GEMMs read them as rows), and/or
+/// the quantized values xdT [C, ldT] as floats; rows R..ldT-1 (ldT within
+/// the last tile) are zeros, padding the GEMM's K to whole tiles. A block of 256 threads per
+/// tile of 128 rows x 32 columns, through shared memory (coalesced reads
+/// along the columns, writes along the rows).
+template <int Unused>
+__global__ void __launch_bounds__(256)
+    fp8_quantize_columns(const float *x, i64 ldx, unsigned char *xqT, float *saT, float *xdT,
+                         i64 R, i64 ldT, int C) {
+  __shared__ float tile[128][33];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const i64 r0 = i64(blockIdx.y) * 128;
+  const int c0 = blockIdx.x * 32, valid = int(R - r0 < 128 ? R - r0 : 128);
+  for (int r = warp; r < 128; r += 8)
+    tile[r][lane] = r < valid && c0 + lane < C ? x[(r0 + r) * ldx + c0 + lane] : 0.f;
+  __syncthreads();
+  const i64 tiles = (R + 127) / 128;
+  // Rows (tokens) written: the valid ones, then zeros up to ldT.
+  const int written = int(ldT - r0 < 128 ? ldT - r0 : 128);
+  for (int cc = warp; cc < 32 && c0 + cc < C; cc += 8) {
+    float v[4], amax = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[i] = tile[lane * 4 + i][cc];
+      amax = fmaxf(amax, fabsf(v[i]));
+    }
+    amax = fmaxf(warpMax(amax), 1e-4f);
+    const float s = amax / 448.0f;
+    const i64 row = i64(c0 + cc) * ldT + r0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      if (lane * 4 + i < written) {
+        const unsigned q = floatToE4m3(v[i] / s);
+        if (xqT)
+          xqT[row + lane * 4 + i] = (unsigned char)q;
+        if (xdT)
+          xdT[row + lane * 4 + i] = e4m3ToFloat(q) * s;
+      }
+    if (lane == 0 && saT)
+      saT[i64(c0 + cc) * tiles + blockIdx.y] = s;
+  }
 }
 
 } // namespace dsv3

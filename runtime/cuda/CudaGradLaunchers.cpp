@@ -199,6 +199,17 @@ void linearVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins
   Vjp v(s, k, p, in, out);
   DevTensor &x = *v.primals[0], &w = *v.primals[1], &dy = *v.cts[0];
   i64 N = w.dim(0), K = w.dim(1), R = rowsOf(x);
+  if (p.contains("fp8_compute")) { // FP8 training: Dgrad and Wgrad in FP8, the bias in fp32
+    if (CUdeviceptr dx = v.g(0)) {
+      Fp8Weight wT;
+      fp8MasterWeight(s, k, p, w, &wT);
+      fp8Dgrad(s, k + " dx", dy.ptr, R, N, wT, dx, K, true);
+    }
+    if (CUdeviceptr dw = v.g(1))
+      fp8Wgrad(s, k + " dW", dy.ptr, N, x.ptr, K, R, N, K, dw);
+    colSum(s, k + " db", dy.ptr, R, N, N, v.g(2));
+    return;
+  }
   if (CUdeviceptr dx = v.g(0))
     gemmT(s, k + " dx", R, K, N, rowMajor(dy.ptr, N), rowMajor(w.ptr, K), dx, K, true);
   if (CUdeviceptr dw = v.g(1))
@@ -392,6 +403,32 @@ void expertGroupedMatmulVjp(CudaSession &s, const std::string &k, const json &p,
   DevTensor &rows = *v.primals[0], &w = *v.primals[1], &counts = *v.primals[2];
   DevTensor &dy = *v.cts[0];
   i64 E = w.dim(0), N = w.dim(1), KD = w.dim(2), R = rows.dim(0);
+  if (p.contains("fp8_compute")) {
+    // FP8 training: Dgrad as the grouped FP8 GEMM on the transposed
+    // experts, Wgrad per expert over its rows (its 128-token tiles start at
+    // its first row, as the host's do): the counts come to the host.
+    if (CUdeviceptr dx = v.g(0)) {
+      Fp8Weight wT;
+      fp8MasterWeight(s, k, p, w, &wT);
+      fp8Dgrad(s, k + " dx", dy.ptr, R, N, wT, dx, KD, true, counts.ptr, E);
+    }
+    if (CUdeviceptr dw = v.g(1)) {
+      std::vector<i64> n(static_cast<size_t>(E));
+      auto &drv = s.driver();
+      DSV3_CU(drv, streamSynchronize, k, s.stream());
+      DSV3_CU(drv, memcpyDtoH, k + " expert counts", n.data(), counts.ptr, size_t(E) * 8);
+      i64 r0 = 0;
+      for (i64 e = 0; e < E; ++e) {
+        if (n[size_t(e)] < 0 || r0 + n[size_t(e)] > R)
+          fail("kernel {}: expert {} has {} rows after {} of {}", k, e, n[size_t(e)], r0, R);
+        fp8Wgrad(s, k + " dW", dy.ptr + CUdeviceptr(r0 * N) * 4, N,
+                 rows.ptr + CUdeviceptr(r0 * KD) * 4, KD, n[size_t(e)], N, KD,
+                 dw + CUdeviceptr(e * N * KD) * 4);
+        r0 += n[size_t(e)];
+      }
+    }
+    return;
+  }
   CUdeviceptr offsets = s.workspace(size_t(E + 1) * 8);
   s.launch(inst("exclusive_scan", {0}), {1, 1, 1}, {32, 1, 1}, 0,
            argv(counts.ptr, offsets, E), k);
@@ -437,7 +474,7 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
   Vjp v(s, k, p, in, out);
   DevTensor &x = *v.primals[0], &dy = *v.cts[0];
   MlaDims d = mlaDims(p, x.dim(-1));
-  MlaWeights mw = mlaWeights(p, v.primals, 1);
+  MlaWeights mw = mlaWeights(s, k, p, v.primals, 1);
   CUdeviceptr gw[10] = {0};
   for (int i = 0; i < 10; ++i)
     if (mw.operand[i] >= 0)
@@ -459,26 +496,49 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
   CUdeviceptr dO = ws(N * NO), O = ws(N * NO), dQ = ws(N * NQ);
   CUdeviceptr dU = ws(N * UW), dKP = ws(N * nh * dr), dL = ws(N * RW);
   CUdeviceptr buf = ws(N * RW);
+  // A projection's input gradient y (+)= g [N, o] W [o, i] (rows ldy apart)
+  // and weight gradient dW += g^T x: under fp8_compute (FP8 training) as
+  // FP8 GEMMs (the projections' recomputation above read their weights
+  // quantized too), a strided y through a buffer added in (y zeroed).
+  const bool fp8 = p.contains("fp8_compute");
+  auto dgrad = [&](int slot, const std::string &what, CUdeviceptr g, i64 o, i64 i,
+                   CUdeviceptr y, i64 ldy, bool accumulate) {
+    if (!fp8)
+      return gemmT(s, what, N, i, o, rowMajor(g, o), rowMajor(w[slot], i), y, ldy, accumulate);
+    Fp8Weight wT;
+    fp8MasterWeight(s, what, p, *v.primals[size_t(mw.operand[slot])], &wT);
+    if (ldy == i)
+      return fp8Dgrad(s, what, g, N, o, wT, y, i, accumulate);
+    CUdeviceptr part = ws(N * i);
+    fp8Dgrad(s, what, g, N, o, wT, part, i, false);
+    i64 one = 1;
+    s.launch(inst("sum_items", {0}), {blocks(N * i, 128), 1, 1}, {128, 1, 1}, 0,
+             argv(part, N, one, i, y, ldy), what);
+  };
+  auto wgrad = [&](int slot, const std::string &what, CUdeviceptr g, i64 ldg, i64 o,
+                   CUdeviceptr xin, i64 ldx, i64 i) {
+    if (!gw[slot])
+      return;
+    if (!fp8)
+      return gemmT(s, what, o, i, N, transposed(g, ldg), rowMajor(xin, ldx), gw[slot], i, true);
+    fp8Wgrad(s, what, g, ldg, xin, ldx, N, o, i, gw[slot]);
+  };
   // Attention: dO = dy W_o, then the query side (o, dq, lse, delta) and the
   // key side (du, per-head rope-key gradients).
-  gemmT(s, k + " dO", N, NO, H, rowMajor(dy.ptr, H), rowMajor(w[S::O], NO), dO, NO, false);
+  dgrad(S::O, k + " dO", dy.ptr, H, NO, dO, NO, false);
   if (s.bf16Attention() && mlaPrefillMmaFits(d))
     mlaAttentionGradMma(s, k, d, proj.Q, lat.L, lat.U, dO, O, dQ, dU, dKP, B, T, softmaxScale);
   else
     mlaAttentionGradFp32(s, k, d, proj.Q, lat.L, lat.U, dO, O, dQ, dU, dKP, B, T,
                          softmaxScale);
-  if (gw[S::O])
-    gemmT(s, k + " dW_o", H, NO, N, transposed(dy.ptr, H), rowMajor(O, NO), gw[S::O], NO,
-          true);
+  wgrad(S::O, k + " dW_o", dy.ptr, H, H, O, NO, NO);
   colSum(s, k + " db_o", dy.ptr, N, H, H, gw[S::OBias]);
   // Latent: dL = [dU W_kvb ; sum over heads of the rope keys' gradients].
   zero(s, dL, N * RW, k);
-  gemmT(s, k + " dlatent", N, r, UW, rowMajor(dU, UW), rowMajor(w[S::KVB], r), dL, RW, false);
+  dgrad(S::KVB, k + " dlatent", dU, UW, r, dL, RW, false);
   s.launch(inst("sum_items", {0}), {blocks(N * dr, 128), 1, 1}, {128, 1, 1}, 0,
            argv(dKP, N, nh, dr, dL + CUdeviceptr(r) * 4, RW), k);
-  if (gw[S::KVB])
-    gemmT(s, k + " dW_kvb", UW, r, N, transposed(dU, UW), rowMajor(lat.L, RW), gw[S::KVB], r,
-          true);
+  wgrad(S::KVB, k + " dW_kvb", dU, UW, UW, lat.L, RW, r);
   // kv_a output a = [c ; k_pe]: the latent norm's backward and the rope's
   // transpose into buf, then kv_a_proj's.
   zero(s, buf, N * RW, k);
@@ -490,11 +550,8 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
   s.launch(ropeT, {blocks(N, 128), 1, 1}, {128, 1, 1}, 0,
            argv(dLp, bufP, N, one, RW, none, noPos, T, freq, scale), k + " rope key");
   if (dx)
-    gemmT(s, k + " dx (kv_a)", N, H, RW, rowMajor(buf, RW), rowMajor(w[S::KVA], H), dx, H,
-          true);
-  if (gw[S::KVA])
-    gemmT(s, k + " dW_kva", RW, H, N, transposed(buf, RW), rowMajor(x.ptr, H), gw[S::KVA], H,
-          true);
+    dgrad(S::KVA, k + " dx (kv_a)", buf, RW, H, dx, H, true);
+  wgrad(S::KVA, k + " dW_kva", buf, RW, RW, x.ptr, H, H);
   colSum(s, k + " db_kva", buf, N, RW, RW, gw[S::KVABias]);
   // Queries: the rope transpose on each head's rope part, then q_b / q_a.
   CUdeviceptr dQp = dQ + CUdeviceptr(dn) * 4;
@@ -503,26 +560,19 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
            argv(dQp, dQp, vectors, nh, NQ, dq, noPos, T, freq, scale), k + " rope query");
   if (rq) {
     CUdeviceptr dQN = ws(N * rq), dQA = ws(N * rq);
-    gemmT(s, k + " dq_b", N, rq, NQ, rowMajor(dQ, NQ), rowMajor(w[S::Q], rq), dQN, rq, false);
-    if (gw[S::Q])
-      gemmT(s, k + " dW_qb", NQ, rq, N, transposed(dQ, NQ), rowMajor(proj.QN, rq), gw[S::Q],
-            rq, true);
+    dgrad(S::Q, k + " dq_b", dQ, NQ, rq, dQN, rq, false);
+    wgrad(S::Q, k + " dW_qb", dQ, NQ, NQ, proj.QN, rq, rq);
     zero(s, dQA, N * rq, k);
     rmsGrad(s, k + " q_a_layernorm", proj.QA, rq, w[S::QANorm], dQN, rq, dQA,
             gw[S::QANorm], N, rq, eps);
     if (dx)
-      gemmT(s, k + " dx (q_a)", N, H, rq, rowMajor(dQA, rq), rowMajor(w[S::QA], H), dx, H,
-            true);
-    if (gw[S::QA])
-      gemmT(s, k + " dW_qa", rq, H, N, transposed(dQA, rq), rowMajor(x.ptr, H), gw[S::QA], H,
-            true);
+      dgrad(S::QA, k + " dx (q_a)", dQA, rq, H, dx, H, true);
+    wgrad(S::QA, k + " dW_qa", dQA, rq, rq, x.ptr, H, H);
     colSum(s, k + " db_qa", dQA, N, rq, rq, gw[S::QABias]);
   } else {
     if (dx)
-      gemmT(s, k + " dx (q)", N, H, NQ, rowMajor(dQ, NQ), rowMajor(w[S::Q], H), dx, H, true);
-    if (gw[S::Q])
-      gemmT(s, k + " dW_q", NQ, H, N, transposed(dQ, NQ), rowMajor(x.ptr, H), gw[S::Q], H,
-            true);
+      dgrad(S::Q, k + " dx (q)", dQ, NQ, H, dx, H, true);
+    wgrad(S::Q, k + " dW_q", dQ, NQ, NQ, x.ptr, H, H);
   }
 }
 

@@ -93,6 +93,44 @@ Fp8Weight fp8Of(const json &p, const Ins &in, size_t i) {
   return w;
 }
 
+Fp8Weight fp8MasterWeight(CudaSession &s, const std::string &k, const json &p,
+                          const DevTensor &w, Fp8Weight *transposed) {
+  const json &block = p.at("fp8_compute");
+  const int br = block.at(0).get<int>(), bc = block.at(1).get<int>();
+  if (w.shape.size() < 2 || br < 1 || bc < 1 || w.bf16 || w.fp8)
+    fail("kernel {}: fp8_compute on a weight of shape [{}] (FP8 training quantizes an fp32 "
+         "matrix or a stack of them in {}x{} blocks)",
+         k, fmt::join(w.shape, ", "), br, bc);
+  int N = int(w.dim(-2)), K = int(w.dim(-1));
+  const i64 E = w.numel() / (i64(N) * K), sr = (N + br - 1) / br, sc = (K + bc - 1) / bc;
+  Fp8Weight q;
+  q.w = s.workspace(size_t(w.numel()));
+  q.scale = s.workspace(size_t(E * sr * sc) * 4);
+  q.br = br;
+  q.bc = bc;
+  CUdeviceptr codesT = 0, scalesT = 0;
+  if (transposed) {
+    // Its blocks are [bc, br] (the GEMM checks that it can take them).
+    codesT = transposed->w = s.workspace(size_t(w.numel()));
+    scalesT = transposed->scale = s.workspace(size_t(E * sr * sc) * 4);
+    transposed->br = bc;
+    transposed->bc = br;
+  }
+  s.launch(inst("fp8_quantize_blocks", {0}), {unsigned(E * sr * sc), 1, 1}, {256, 1, 1}, 0,
+           argv(w.ptr, q.w, q.scale, N, K, br, bc, codesT, scalesT),
+           k + " (FP8 training: the master weight quantized)");
+  return q;
+}
+
+Fp8Weight fp8Operand(CudaSession &s, const std::string &k, const json &p, const Ins &in,
+                     size_t i) {
+  // Under fp8_compute every matrix operand a launcher asks for is a
+  // projection of the official FP8 set; vectors (norms, biases) stay fp32.
+  if (p.contains("fp8_compute") && fp8ScalesInput(p, i) < 0)
+    return in.at(i)->shape.size() >= 2 ? fp8MasterWeight(s, k, p, *in[i]) : Fp8Weight();
+  return fp8Of(p, in, i);
+}
+
 namespace {
 /// A TMA map of the row-major matrix [rows, K] at `base` (elements of
 /// `bytes` bytes, row stride K), read in boxes of 128 bytes of a row x
@@ -301,7 +339,8 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     // 128 x 128 tiles, 16 warps, cp.async three stages (108 KB of shared
     // memory).
     unsigned tiles = gemmRowTiles(what, rows, E);
-    s.launch("dsv3::fp8_gemm_tc<0>", {unsigned((N + 127) / 128), tiles, 1}, {512, 1, 1},
+    s.launch(w.br == 1 ? "dsv3::fp8_gemm_tc<1>" : "dsv3::fp8_gemm_tc<0>",
+             {unsigned((N + 127) / 128), tiles, 1}, {512, 1, 1},
              size_t(3 * 2 * 128 * 144),
              argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e, gemmTileGroup()),
              what);
@@ -360,6 +399,58 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   int sched = fp8Schedule(s, w, rows, K, E, schedule);
   fp8GemmQuantized(s, what, fp8QuantizeRows(s, what, x, ldx, rows, K, sched > 0), sched, w, b,
                    y, rows, N, K, res, counts, E);
+}
+
+void fp8Dgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 R, int64_t N,
+              const Fp8Weight &wT, CUdeviceptr dx, int64_t K, bool accumulate,
+              CUdeviceptr counts, int64_t E) {
+  if (wT.br != 128 || wT.bc != 128)
+    fail("{}: FP8 training's input gradient on the GPU takes 128 x 128 weight blocks "
+         "(the transposed weight's are {} x {})",
+         what, wT.br, wT.bc);
+  fp8Gemm(s, what, dy, N, wT, 0, dx, R, K, N, accumulate ? dx : 0, counts, E);
+}
+
+void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, CUdeviceptr x,
+              i64 ldx, i64 R, int64_t N, int64_t K, CUdeviceptr dW) {
+  if (R <= 0)
+    return;
+  const i64 tiles = (R + 127) / 128;
+  if (tiles > 65535)
+    fail("{}: {} rows exceed FP8 Wgrad's quantization grid", what, R);
+  // The schedules that take a scale per weight row (br 1): fp8_gemm_tc
+  // (e4m3 tensor cores, fp32 sums; whole 32-token steps) or fp8_gemm_rows
+  // (CUDA cores, on dy^T's quantized values).
+  // On the tensor cores the transposed codes are padded with zeros to whole
+  // 128-token tiles (zeros add nothing to the sums; the scales are the
+  // tile's own), so any number of tokens runs there: a routed expert's
+  // tokens are rarely a multiple of 32, and the CUDA-core kernel made
+  // the bench run's FP8 step ~50x slower than bf16.
+  const int sched = s.computeCapability() >= 89 ? 1 : 0;
+  const i64 Rp = sched ? tiles * 128 : R;
+  Fp8Rows a;
+  if (sched) {
+    a.xq = s.workspace(size_t(N * Rp));
+    a.sa = s.workspace(size_t(N * tiles) * 4);
+  } else {
+    a.xd = s.workspace(size_t(N * Rp) * 4);
+  }
+  CUdeviceptr xq = s.workspace(size_t(K * Rp)), sx = s.workspace(size_t(K * tiles) * 4);
+  CUdeviceptr none = 0;
+  int nN = int(N), nK = int(K);
+  const std::string quantize = inst("fp8_quantize_columns", {0});
+  s.launch(quantize, {unsigned((N + 31) / 32), unsigned(tiles), 1}, {256, 1, 1}, 0,
+           argv(dy, ldy, a.xq, a.sa, a.xd, R, Rp, nN), what + " (dy^T in 128-token tiles)");
+  s.launch(quantize, {unsigned((K + 31) / 32), unsigned(tiles), 1}, {256, 1, 1}, 0,
+           argv(x, ldx, xq, sx, none, R, Rp, nK), what + " (x^T in 128-token tiles)");
+  // A = dy^T [N, R] in 1 x 128 blocks along the tokens; B = x^T [K, R] with
+  // a scale per row and token tile.
+  Fp8Weight xt;
+  xt.w = xq;
+  xt.scale = sx;
+  xt.br = 1;
+  xt.bc = 128;
+  fp8GemmQuantized(s, what, a, sched, xt, 0, dW, N, K, Rp, dW, 0, 0);
 }
 
 /// Whether the gated FP8 GEMM on the TMA schedule runs as one kernel
@@ -775,7 +866,8 @@ CUdeviceptr invFreq(CudaSession &s, const std::string &k, const json &rope, floa
                     std::vector<float>(r.invFreq.begin(), r.invFreq.end()));
 }
 
-MlaWeights mlaWeights(const json &p, const Ins &in, size_t first) {
+MlaWeights mlaWeights(CudaSession &s, const std::string &k, const json &p, const Ins &in,
+                       size_t first) {
   MlaWeights mw;
   const json &seg = p.at("operandSegmentSizes");
   size_t next = 0;
@@ -795,7 +887,7 @@ MlaWeights mlaWeights(const json &p, const Ins &in, size_t first) {
   mw.bf16 = in[size_t(mw.operand[MlaWeights::KVANorm])]->bf16;
   for (int slot = 0; slot < 10; ++slot)
     if (mw.operand[slot] >= 0)
-      mw.fp8[slot] = fp8Of(p, in, size_t(mw.operand[slot]));
+      mw.fp8[slot] = fp8Operand(s, k, p, in, size_t(mw.operand[slot]));
   return mw;
 }
 
@@ -1033,7 +1125,7 @@ DevTensor::Storage gatedOutputStorage(CudaSession &s, const DevTensor &y, i64 ro
       bf16GemmSchedule(s) != Bf16Gemm::Tma || !s.hasFunction(bf16TmaName(true, true)))
     return Storage::F32;
   Ins w = paramInputs(s, *use);
-  if (w.size() < 2 || !w[1] || fp8Of(use->params, w, 1))
+  if (w.size() < 2 || !w[1] || fp8Of(use->params, w, 1) || use->params.contains("fp8_compute"))
     return Storage::F32;
   const DevTensor &wd = *w[1];
   if (use->kernel == "expert_grouped_matmul" && wd.shape.size() == 3 && wd.dim(2) == N)
@@ -1050,7 +1142,7 @@ void linear(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &o
   std::vector<int64_t> shape = x.shape;
   shape.back() = N;
   setShape(k, y, shape);
-  Fp8Weight fw = fp8Of(p, in, 1);
+  Fp8Weight fw = fp8Operand(s, k, p, in, 1);
   CUdeviceptr b = numOperands(p, in) > 2 ? in[2]->ptr : 0;
   if (x.storage == DevTensor::Storage::Bf16)
     return storedBf16Gemm(s, k, x, w, b, 0, y.ptr, fw);
@@ -1065,7 +1157,7 @@ void linearAdd(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins
   if (res.shape != shape)
     fail("kernel {}: residual shape differs from the projection's", k);
   setShape(k, y, shape);
-  Fp8Weight fw = fp8Of(p, in, 1);
+  Fp8Weight fw = fp8Operand(s, k, p, in, 1);
   if (x.storage == DevTensor::Storage::Bf16)
     return storedBf16Gemm(s, k, x, w, 0, res.ptr, y.ptr, fw);
   gemm(s, k, x.ptr, K, w.ptr, 0, y.ptr, rowsOf(x), N, K, w.bf16, res.ptr, &fw);
@@ -1079,8 +1171,8 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, I
   setShape(k, y, shape);
   y.storage = DevTensor::Storage::F32;
   i64 rows = rowsOf(x);
-  if (Fp8Weight fg = fp8Of(p, in, 1))
-    return fp8GatedGemm(s, k, x.ptr, K, fg, fp8Of(p, in, 2), y.ptr, rows, N, K);
+  if (Fp8Weight fg = fp8Operand(s, k, p, in, 1))
+    return fp8GatedGemm(s, k, x.ptr, K, fg, fp8Operand(s, k, p, in, 2), y.ptr, rows, N, K);
   if (rows <= kFewRows)
     s.launch(gatedLinearRowsName(N, K, wg.bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1},
              0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
@@ -1110,7 +1202,7 @@ void normLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, In
   CUdeviceptr normed = s.workspace(size_t(rows * K) * 4);
   rmsRows(s, k + " norm", x.ptr, wn.ptr, normed, rows, K,
           float(p.at("epsilon").get<double>()), wn.bf16);
-  Fp8Weight fw = fp8Of(p, in, 2);
+  Fp8Weight fw = fp8Operand(s, k, p, in, 2);
   gemm(s, k, normed, K, w.ptr, 0, y.ptr, rows, N, K, w.bf16, 0, &fw);
 }
 
@@ -1124,13 +1216,13 @@ void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &i
   normed.capacity = size_t(rows * K);
   rmsRows(s, k + " norm", x.ptr, wn.ptr, normed.ptr, rows, K,
           float(p.at("epsilon").get<double>()), wn.bf16);
-  if (Fp8Weight fg = fp8Of(p, in, 2)) {
+  if (Fp8Weight fg = fp8Operand(s, k, p, in, 2)) {
     DevTensor &y = *out[0];
     int64_t N = in[2]->dim(0);
     std::vector<int64_t> shape = x.shape;
     shape.back() = N;
     setShape(k, y, shape);
-    return fp8GatedGemm(s, k, normed.ptr, K, fg, fp8Of(p, in, 3), y.ptr, rows, N, K);
+    return fp8GatedGemm(s, k, normed.ptr, K, fg, fp8Operand(s, k, p, in, 3), y.ptr, rows, N, K);
   }
   std::vector<DevTensor *> gatedIns = {&normed, in[2], in[3]};
   gatedLinear(s, k, p, gatedIns, out);
@@ -1219,7 +1311,7 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
     Fp8Rows q;
     q.xq = rows.ptr;
     q.sa = e4m3StoredScales(rows, R, KD);
-    return fp8GatedGemm(s, k, 0, KD, fp8Of(p, in, 1), fp8Of(p, in, 2), y.ptr, R, N, KD,
+    return fp8GatedGemm(s, k, 0, KD, fp8Operand(s, k, p, in, 1), fp8Operand(s, k, p, in, 2), y.ptr, R, N, KD,
                         counts.ptr, E, &q);
   }
   bool rounds = expertGatedRoundsRows(s, R, E, KD, wg.bf16);
@@ -1236,8 +1328,8 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
     return bf16TcGemm(s, k, rows.ptr, KD, wg.ptr, wu.ptr, 0, 0, y.ptr, R, N, KD, counts.ptr, E,
                       bf16Out);
   }
-  if (Fp8Weight fg = fp8Of(p, in, 1))
-    return fp8GatedGemm(s, k, rows.ptr, KD, fg, fp8Of(p, in, 2), y.ptr, R, N, KD, counts.ptr,
+  if (Fp8Weight fg = fp8Operand(s, k, p, in, 1))
+    return fp8GatedGemm(s, k, rows.ptr, KD, fg, fp8Operand(s, k, p, in, 2), y.ptr, R, N, KD, counts.ptr,
                         E);
   if (expertMma(R, E, wg.bf16))
     return expertMmaLaunch(s, k, true, rows, wg, wu.ptr, counts, y);
@@ -1321,7 +1413,7 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   DevTensor &x = *in[0], &y = *out[0];
   MlaDims d = mlaDims(p, x.dim(-1));
   int64_t dq = d.dn + d.dr, H = d.H;
-  MlaWeights mw = mlaWeights(p, in, decode ? 3 : 1);
+  MlaWeights mw = mlaWeights(s, k, p, in, decode ? 3 : 1);
   const CUdeviceptr *w = mw.w;
   bool wb = mw.bf16;
   i64 B = x.dim(0), T = x.dim(1), N = B * T;
@@ -1422,6 +1514,19 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     // The absorbed form reads kv_b itself: an FP8 one dequantized (once,
     // when the weights were bound), as the official inference does.
     CUdeviceptr kvb = mw.fp8[5] ? s.dequantizedOf(w[5]) : w[5];
+    if (mw.fp8[5] && p.contains("fp8_compute")) {
+      // FP8 training's decode (an artifact that trains also generates): the
+      // master weight as this step quantized it, dequantized (the host's
+      // kvbDense), fp32 like the master.
+      const Fp8Weight &q = mw.fp8[5];
+      long long n = (long long)d.nh * (d.dn + d.dv) * d.r;
+      int nN = int(d.nh * (d.dn + d.dv)), nK = int(d.r), br = q.br, bc = q.bc;
+      kvb = s.workspace(size_t(n) * 4);
+      s.launch("dsv3::fp8_dequantize<float>",
+               {unsigned(std::min<long long>((n + 255) / 256, 65535)), 1, 1}, {256, 1, 1}, 0,
+               argv(q.w, q.scale, kvb, n, nN, nK, br, bc),
+               k + " kv_b_proj (FP8 training: dequantized for the absorbed decode)");
+    }
     if (!kvb)
       fail("kernel {}: no dequantized copy of the FP8 kv_b_proj", k);
     int64_t W = d.r + d.dr, HB = mlaDecodeHeads(d), groups = (d.nh + HB - 1) / HB;
@@ -1495,7 +1600,8 @@ DevTensor::Storage routedRowsStorage(CudaSession &s, const DevTensor &rows, i64 
     return Storage::F32;
   const Launch &use = *rows.reader.launch;
   Ins w = paramInputs(s, use);
-  if (w.size() < 4 || !w[1] || w[1]->shape.size() != 3 || w[1]->dim(2) != H)
+  if (w.size() < 4 || !w[1] || w[1]->shape.size() != 3 || w[1]->dim(2) != H ||
+      use.params.contains("fp8_compute")) // FP8 training: the rows are read again
     return Storage::F32;
   int64_t E = w[1]->dim(0);
   if (Fp8Weight fg = fp8Of(use.params, w, 1)) {
@@ -1547,7 +1653,7 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &p, Ins &in,
            k, R, E);
     return bf16RoundedGemm(s, k, rows.ptr, w.ptr, 0, 0, 0, y.ptr, R, N, KD, counts.ptr, E);
   }
-  if (Fp8Weight fw = fp8Of(p, in, 1))
+  if (Fp8Weight fw = fp8Operand(s, k, p, in, 1))
     return fp8Gemm(s, k, rows.ptr, KD, fw, 0, y.ptr, R, N, KD, 0, counts.ptr, E);
   if (expertMma(R, E, w.bf16))
     return expertMmaLaunch(s, k, false, rows, w, 0, counts, y);

@@ -20,21 +20,8 @@
 namespace dsv3rt::cuda {
 
 
-/// `artifact`, after refusing what the host backend runs and these kernels
-/// do not yet, before the driver is opened, naming the option that asked.
-static const Artifact &runnableOnCuda(const Artifact &artifact) {
-  for (const auto &[name, e] : artifact.entries)
-    for (const Launch &l : e.launches) {
-      if (l.params.contains("fp8_compute"))
-        fail("{}: FP8 training (dsv3c --mode train --quantize fp8; entry {}, launch {}) is not "
-             "built for the cuda backend yet; run it with --backend host",
-             artifact.dir, name, l.kernel);
-    }
-  return artifact;
-}
-
 CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
-    : artifact_(runnableOnCuda(artifact)), drv_(Driver::get()) {
+    : artifact_(artifact), drv_(Driver::get()) {
   loadModule();
   checkFreeMemory();
   // Weights: checked and converted like the host backend's, uploaded once.
@@ -92,7 +79,7 @@ void CudaSession::dequantizeAbsorbedWeights() {
 }
 
 CudaSession::CudaSession(const Artifact &artifact, const RandomWeights &random)
-    : artifact_(runnableOnCuda(artifact)), drv_(Driver::get()) {
+    : artifact_(artifact), drv_(Driver::get()) {
   loadModule();
   checkFreeMemory();
   // Made on the GPU by fill_normal: nothing is read from disk or kept on the
@@ -130,8 +117,10 @@ CudaSession::CudaSession(const Artifact &artifact, const RandomWeights &random)
       int N = int(p.shape[p.shape.size() - 2]), K = int(p.shape.back());
       int br = int(artifact.fp8BlockRows), bc = int(artifact.fp8BlockCols);
       unsigned weightBlocks = unsigned(sc.capacity);
+      CUdeviceptr noTransposed = 0;
       launch("dsv3::fp8_quantize_blocks<0>", {weightBlocks}, {256}, 0,
-             {&tmp, &t.ptr, &sc.ptr, &N, &K, &br, &bc}, "quantizing random weights of " + p.name);
+             {&tmp, &t.ptr, &sc.ptr, &N, &K, &br, &bc, &noTransposed, &noTransposed},
+             "quantizing random weights of " + p.name);
       DSV3_CU(drv_, streamSynchronize, "random weights of " + p.name, stream_);
       DSV3_CU(drv_, memFree, "random fp32 values of " + p.name, tmp);
       params_[p.name] = t;
@@ -321,10 +310,14 @@ void CudaSession::allocateArena() {
   profileSites_ = profile && std::string(profile) == "site";
   profile_ = profile && (std::string(profile) == "1" || profileSites_);
   tracing_ = activeTracer() != nullptr;
-  // Collectives wait on the host (timeouts, NCCL's async errors): no graphs
-  // for parallel artifacts.
-  useGraphs_ = !(graphs && std::string(graphs) == "0") && !profile_ && !tracing_ &&
-               !artifact.parallel();
+  // Collectives wait on the host (timeouts, NCCL's async errors), and so
+  // does FP8 training's expert weight gradient (each expert's rows tile on
+  // their own, from counts read back): no graphs for either.
+  bool hostWaits = artifact.parallel();
+  for (const auto &[n, e] : artifact.entries)
+    for (const Launch &l : e.launches)
+      hostWaits = hostWaits || l.params.contains("fp8_compute");
+  useGraphs_ = !(graphs && std::string(graphs) == "0") && !profile_ && !tracing_ && !hostWaits;
 }
 
 CudaSession::~CudaSession() {

@@ -494,6 +494,19 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
                 const std::vector<std::string> &dt) {
   if (p.contains("fp8_scales"))
     return fp8LaunchInstances(kernel, p, in, dt);
+  if (p.contains("fp8_compute")) {
+    // FP8 training: the launch's kernels on fp32 weights, the FP8 GEMMs
+    // and quantizers, and the weight gradients' column quantizer.
+    nlohmann::json plain = p;
+    plain.erase("fp8_compute");
+    std::vector<std::string> out = kernelInstances(kernel, plain, in, dt);
+    for (const std::string &n : fp8Instances())
+      out.push_back(n);
+    out.push_back(inst("fp8_quantize_columns", {0}));
+    out.push_back(inst("fp8_gemm_tc", {1}));
+    out.push_back(inst("sum_items", {0}));
+    return out;
+  }
   auto last = [&](size_t i) { return in.at(i).back(); };
   auto bf = [&](size_t i) { return i < dt.size() && isBf16(dt[i]); };
   if (kernel == "embedding")

@@ -48,6 +48,16 @@ struct Fp8Weight {
 };
 /// Launch input `i` as an FP8 weight (its scales named by fp8_scales[i]).
 Fp8Weight fp8Of(const json &p, const Ins &in, size_t i);
+/// FP8 training (`fp8_compute` [br, bc], dsv3c --mode train --quantize
+/// fp8): the fp32 master weight w [..., N, K] quantized now per [br, bc]
+/// block into the workspace, as the host's projOf does; with `transposed`,
+/// also its [..., K, N] codes and scales (the input gradient's weight).
+Fp8Weight fp8MasterWeight(CudaSession &s, const std::string &k, const json &p,
+                          const DevTensor &w, Fp8Weight *transposed = nullptr);
+/// The FP8 weight launch input `i`'s GEMM reads: fp8Of, or under
+/// fp8_compute the master weight quantized (fp8MasterWeight).
+Fp8Weight fp8Operand(CudaSession &s, const std::string &k, const json &p, const Ins &in,
+                     size_t i);
 /// The op's operands among a launch's inputs (FP8 scales follow them).
 size_t numOperands(const json &p, const Ins &in);
 /// y[rows, N] = x W^T (+ b) (+ res) with an FP8 weight: x quantized per
@@ -59,6 +69,19 @@ size_t numOperands(const json &p, const Ins &in);
 void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
              const Fp8Weight &w, CUdeviceptr b, CUdeviceptr y, i64 rows, int64_t N, int64_t K,
              CUdeviceptr res = 0, CUdeviceptr counts = 0, int64_t E = 0, int schedule = -1);
+
+/// FP8 training's GEMMs of a backward (DeepSeek-V3 3.3), as the host's
+/// fp8RowDgrad / fp8Wgrad compute them. Dgrad: dx [R, K] (+)= dy [R, N] W
+/// with dy quantized per token per 128 outputs and W's transposed codes
+/// (fp8MasterWeight), grouped by expert with counts. Wgrad: dW [N, K] +=
+/// dy^T x over R rows (dy rows ldy apart, x rows ldx apart), both quantized
+/// per column over 128-row tiles (fp8_quantize_columns), each tile's
+/// products summed in fp32, then scaled.
+void fp8Dgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 R, int64_t N,
+              const Fp8Weight &wT, CUdeviceptr dx, int64_t K, bool accumulate,
+              CUdeviceptr counts = 0, int64_t E = 0);
+void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, CUdeviceptr x,
+              i64 ldx, i64 R, int64_t N, int64_t K, CUdeviceptr dW);
 
 /// An FP8 `fp8` weight (set) takes fp8Gemm instead.
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdeviceptr W,
@@ -134,7 +157,8 @@ struct MlaWeights {
   bool bf16 = false;
   Fp8Weight fp8[10];
 };
-MlaWeights mlaWeights(const json &p, const Ins &in, size_t first);
+MlaWeights mlaWeights(CudaSession &s, const std::string &k, const json &p, const Ins &in,
+                       size_t first);
 
 /// The query and kv_a projections of N tokens (workspace): QA, QN (q_a
 /// output and its norm, with q_lora_rank), Q [N, NH, DN + DR] (rope not yet

@@ -1414,6 +1414,66 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
 /// an e4m3 ulp, relative 2^-4, or half the subnormal step 2^-9 s_a) plus
 /// 1e-5 sum_i |x_i W_i| for the accumulation. --out FILE writes x, the
 /// e4m3 weight, its scales and y for an independent check.
+#ifdef DSV3_HAVE_CUDA
+/// fp8-gemm --train --backend cuda ART (an FP8 training artifact): the
+/// GPU's FP8 training GEMMs (fp8Dgrad on the master weight quantized with
+/// its transpose, fp8Wgrad) on the host check's operands, against the
+/// host's fp32 results: with the fp32-accumulating schedules (the checks'
+/// exactFp8Accumulation) within 1e-4 of the largest |result| (the same
+/// e4m3 operands, sums in another order), and Dgrad once more on the
+/// default (Hopper: wgmma, ~14-bit accumulation) schedule, reported.
+bool fp8TrainGemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
+                      const std::vector<float> &dy, const std::vector<float> &x,
+                      const std::vector<float> &w, const std::vector<float> &dxHost,
+                      const std::vector<float> &dwHost) {
+  Artifact art = Artifact::load(o.artifact);
+  cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
+  auto &drv = s.driver();
+  CUdeviceptr ddy = s.deviceBuffer(dy.size() * 4, "fp8-gemm dy", dy.data());
+  CUdeviceptr dxin = s.deviceBuffer(x.size() * 4, "fp8-gemm x", x.data());
+  cuda::DevTensor wt;
+  wt.shape = {N, K};
+  wt.capacity = size_t(N * K);
+  wt.ptr = s.deviceBuffer(w.size() * 4, "fp8-gemm w", w.data());
+  CUdeviceptr ddx = s.deviceBuffer(size_t(M * K) * 4, "fp8-gemm dx");
+  CUdeviceptr ddw = s.deviceBuffer(size_t(N * K) * 4, "fp8-gemm dw");
+  const nlohmann::json p = {{"fp8_compute", {128, 128}}};
+  auto compare = [&](const char *what, CUdeviceptr got, const std::vector<float> &want,
+                     bool bounded) {
+    DSV3_CU(drv, streamSynchronize, "fp8-gemm --train", s.stream());
+    std::vector<float> g(want.size());
+    DSV3_CU(drv, memcpyDtoH, "fp8-gemm --train result", g.data(), got, g.size() * 4);
+    double err = 0, big = 1e-30;
+    for (size_t i = 0; i < g.size(); ++i) {
+      err = std::max(err, std::isfinite(g[i]) ? double(std::fabs(g[i] - want[i])) : INFINITY);
+      big = std::max(big, double(std::fabs(want[i])));
+    }
+    bool pass = !bounded || err <= 1e-4 * big;
+    fmt::print("  cuda {}: max |gpu - host| / max |host| {:.3e}{}\n", what, err / big,
+               bounded ? (pass ? " (tolerance 1e-04) PASS" : " (tolerance 1e-04) FAIL") : "");
+    return pass;
+  };
+  bool ok = true;
+  for (bool exact : {true, false}) {
+    s.exactFp8Accumulation = s.fp32Activations = exact;
+    std::vector<float> zero(size_t(M * K), 0.f);
+    DSV3_CU(drv, memcpyHtoD, "fp8-gemm dx", ddx, zero.data(), zero.size() * 4);
+    cuda::Fp8Weight wT;
+    cuda::fp8MasterWeight(s, "fp8-gemm --train", p, wt, &wT);
+    cuda::fp8Dgrad(s, "fp8-gemm --train Dgrad", ddy, M, N, wT, ddx, K, true);
+    ok = compare(exact ? "Dgrad (fp32-accumulating schedule)" : "Dgrad (default schedule)",
+                 ddx, dxHost, exact) && ok;
+    if (exact) {
+      std::vector<float> zw(size_t(N * K), 0.f);
+      DSV3_CU(drv, memcpyHtoD, "fp8-gemm dw", ddw, zw.data(), zw.size() * 4);
+      cuda::fp8Wgrad(s, "fp8-gemm --train Wgrad", ddy, N, dxin, K, M, N, K, ddw);
+      ok = compare("Wgrad", ddw, dwHost, true) && ok;
+    }
+  }
+  return ok;
+}
+#endif
+
 /// fp8-gemm --train: FP8 training's backward GEMMs (dsv3c --mode train
 /// --quantize fp8) on random operands with outlier channels. Dgrad: dX =
 /// dY W over M tokens, dY [M, N] quantized per token per 128 outputs, W
@@ -1506,9 +1566,9 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
     }
     report("Dgrad dX = dY W", t);
   }
+  std::vector<float> dw32(size_t(N * K), 0.0f);
   {
     // Wgrad.
-    std::vector<float> dw32(size_t(N * K), 0.0f);
     std::vector<double> dw64(size_t(N * K), 0.0);
     host::fp8Wgrad(dy.data(), x.data(), M, N, K, blk, dw32.data());
     host::fp8Wgrad(dy64.data(), x64.data(), M, N, K, blk, dw64.data());
@@ -1545,6 +1605,13 @@ int fp8TrainGemm(const Options &o, int64_t M, int64_t N, int64_t K) {
                                f32("dx", {M, K}, dx32), f32("dw", {N, K}, dw32)});
     }
   }
+  if (o.backend == "cuda") {
+#ifdef DSV3_HAVE_CUDA
+    ok = fp8TrainGemmCuda(o, M, N, K, dy, x, w, dx32, dw32) && ok;
+#else
+    fail("fp8-gemm: this dsv3-run was built without the CUDA toolkit");
+#endif
+  }
   fmt::print("{}\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
 }
@@ -1557,9 +1624,6 @@ int fp8Gemm(const Options &o) {
   if (dims.size() != 3 || dims[0] < 1 || dims[1] < 1 || dims[2] < 1)
     fail("fp8-gemm: --shape takes M,N,K (positive), got '{}'", o.shape);
   if (o.timeTrain) {
-    if (o.backend != "host")
-      fail("fp8-gemm --train: the host's FP8 training GEMMs only (FP8 training is not built "
-           "for the cuda backend yet)");
     return fp8TrainGemm(o, dims[0], dims[1], dims[2]);
   }
   const int64_t M = dims[0], N = dims[1], K = dims[2], blk = 128;
