@@ -260,16 +260,23 @@ struct Fp8Rows {
 /// x [rows, K] (row stride ldx) quantized per token per 128 channels
 /// (fp8_quantize) into the workspace: codes and scales, or (codes false)
 /// the quantized values as floats.
+/// Workspace for activations [rows, cols] quantized in `blocks` scale
+/// blocks a row: codes and scales, or (codes false) the values as floats.
+Fp8Rows fp8RowsWorkspace(CudaSession &s, i64 rows, i64 cols, i64 blocks, bool codes) {
+  Fp8Rows q;
+  if (codes) {
+    q.xq = s.workspace(size_t(rows * cols));
+    q.sa = s.workspace(size_t(rows * blocks) * 4);
+  } else {
+    q.xd = s.workspace(size_t(rows * cols) * 4);
+  }
+  return q;
+}
+
 Fp8Rows fp8QuantizeRows(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                         i64 rows, int64_t K, bool codes) {
   i64 nb = (K + 127) / 128;
-  Fp8Rows q;
-  if (codes) {
-    q.xq = s.workspace(size_t(rows * K));
-    q.sa = s.workspace(size_t(rows * nb) * 4);
-  } else {
-    q.xd = s.workspace(size_t(rows * K) * 4);
-  }
+  Fp8Rows q = fp8RowsWorkspace(s, rows, K, nb, codes);
   int nK = int(K);
   s.launch("dsv3::fp8_quantize<0>", {blocks(rows * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
            argv(x, ldx, q.xq, q.sa, q.xd, rows, nK), what + " (activation quantization)");
@@ -428,13 +435,7 @@ void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, 
   // the bench run's FP8 step ~50x slower than bf16.
   const int sched = s.computeCapability() >= 89 ? 1 : 0;
   const i64 Rp = sched ? tiles * 128 : R;
-  Fp8Rows a;
-  if (sched) {
-    a.xq = s.workspace(size_t(N * Rp));
-    a.sa = s.workspace(size_t(N * tiles) * 4);
-  } else {
-    a.xd = s.workspace(size_t(N * Rp) * 4);
-  }
+  Fp8Rows a = fp8RowsWorkspace(s, N, Rp, tiles, sched > 0);
   CUdeviceptr xq = s.workspace(size_t(K * Rp)), sx = s.workspace(size_t(K * tiles) * 4);
   CUdeviceptr none = 0;
   int nN = int(N), nK = int(K);
