@@ -257,9 +257,6 @@ struct Fp8Rows {
   CUdeviceptr xq = 0, sa = 0, xd = 0;
 };
 
-/// x [rows, K] (row stride ldx) quantized per token per 128 channels
-/// (fp8_quantize) into the workspace: codes and scales, or (codes false)
-/// the quantized values as floats.
 /// Workspace for activations [rows, cols] quantized in `blocks` scale
 /// blocks a row: codes and scales, or (codes false) the values as floats.
 Fp8Rows fp8RowsWorkspace(CudaSession &s, i64 rows, i64 cols, i64 blocks, bool codes) {
@@ -273,6 +270,9 @@ Fp8Rows fp8RowsWorkspace(CudaSession &s, i64 rows, i64 cols, i64 blocks, bool co
   return q;
 }
 
+/// x [rows, K] (row stride ldx) quantized per token per 128 channels
+/// (fp8_quantize) into the workspace: codes and scales, or (codes false)
+/// the quantized values as floats.
 Fp8Rows fp8QuantizeRows(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                         i64 rows, int64_t K, bool codes) {
   i64 nb = (K + 127) / 128;
@@ -425,14 +425,14 @@ void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, 
   const i64 tiles = (R + 127) / 128;
   if (tiles > 65535)
     fail("{}: {} rows exceed FP8 Wgrad's quantization grid", what, R);
-  // The schedules that take a scale per weight row (br 1): fp8_gemm_tc
-  // (e4m3 tensor cores, fp32 sums; whole 32-token steps) or fp8_gemm_rows
-  // (CUDA cores, on dy^T's quantized values).
-  // On the tensor cores the transposed codes are padded with zeros to whole
-  // 128-token tiles (zeros add nothing to the sums; the scales are the
-  // tile's own), so any number of tokens runs there: a routed expert's
-  // tokens are rarely a multiple of 32, and the CUDA-core kernel made
-  // the bench run's FP8 step ~50x slower than bf16.
+  // The schedules that take a scale per weight row (br 1): fp8_gemm_tc<1>
+  // (e4m3 tensor cores, fp32 sums) or, without e4m3 MMA, fp8_gemm_rows
+  // (CUDA cores, on dy^T's quantized values). For the tensor cores the
+  // transposed codes are padded with zeros to whole 128-token tiles (zeros
+  // add nothing to the sums; the scales are the tile's own), so any number
+  // of tokens runs there: a routed expert's tokens are rarely a multiple of
+  // 32, and the CUDA-core kernel made the real run's FP8 step ~50x slower
+  // than bf16's.
   const int sched = s.computeCapability() >= 89 ? 1 : 0;
   const i64 Rp = sched ? tiles * 128 : R;
   Fp8Rows a = fp8RowsWorkspace(s, N, Rp, tiles, sched > 0);
@@ -1312,8 +1312,8 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
     Fp8Rows q;
     q.xq = rows.ptr;
     q.sa = e4m3StoredScales(rows, R, KD);
-    return fp8GatedGemm(s, k, 0, KD, fp8Operand(s, k, p, in, 1), fp8Operand(s, k, p, in, 2), y.ptr, R, N, KD,
-                        counts.ptr, E, &q);
+    return fp8GatedGemm(s, k, 0, KD, fp8Operand(s, k, p, in, 1), fp8Operand(s, k, p, in, 2),
+                        y.ptr, R, N, KD, counts.ptr, E, &q);
   }
   bool rounds = expertGatedRoundsRows(s, R, E, KD, wg.bf16);
   if (rows.storage == Storage::Bf16 && !rounds)
@@ -1330,8 +1330,8 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
                       bf16Out);
   }
   if (Fp8Weight fg = fp8Operand(s, k, p, in, 1))
-    return fp8GatedGemm(s, k, rows.ptr, KD, fg, fp8Operand(s, k, p, in, 2), y.ptr, R, N, KD, counts.ptr,
-                        E);
+    return fp8GatedGemm(s, k, rows.ptr, KD, fg, fp8Operand(s, k, p, in, 2), y.ptr, R, N, KD,
+                        counts.ptr, E);
   if (expertMma(R, E, wg.bf16))
     return expertMmaLaunch(s, k, true, rows, wg, wu.ptr, counts, y);
   if (expertRowsMma(KD, wg.bf16))
