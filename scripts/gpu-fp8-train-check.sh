@@ -7,9 +7,14 @@
 #     build/bin/dsv3c test/data/fixtures/$f --mode train --target cuda -o gpu-artifacts/train-$f
 #   done
 # then
-#   run(command="bash scripts/gpu-fp8-train-check.sh",
+#   run(command="timeout 560 bash scripts/gpu-fp8-train-check.sh > $OUT/log 2>&1;
+#                tar czf $OUT/logs.tgz -C /tmp gpu-fp8-train; tail -n 60 $OUT/log",
 #       carry=["gpu-artifacts/train8-tiny-a", "gpu-artifacts/train8-tiny-e",
-#              "gpu-artifacts/train-tiny-e", ".deps"])
+#              "gpu-artifacts/train-tiny-e", "bench-artifacts", ".deps"])
+# (bench-artifacts holding only what 4 reads, see there; the whole call
+# took ~330 s with PARTS=124 and 300 steps. The log goes to a file and the
+# call is bounded below its own limit: piped through tail, a call cut off
+# at its limit prints nothing.)
 # 1. The GEMMs on identical operands (dsv3-run fp8-gemm --train --backend
 #    cuda): Dgrad on the master weight quantized with its transpose
 #    (fp8_quantize_blocks), Wgrad on both operands quantized per column
