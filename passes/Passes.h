@@ -36,6 +36,11 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("end with the kernel-level program (dsv3k); false stops "
                      "at the verified, canonical dsv3 module"),
       llvm::cl::init(true)};
+  Option<bool> fuseLmHeadLoss{
+      *this, "fuse-lm-head-loss",
+      llvm::cl::desc("training: each loss's lm_head fused into its cross "
+                     "entropy (dsv3-fuse-lm-head-loss; no full-vocabulary logits)"),
+      llvm::cl::init(true)};
   Option<double> weightDecay{*this, "weight-decay",
                              llvm::cl::desc("AdamW decoupled weight decay"),
                              llvm::cl::init(0.1)};

@@ -64,6 +64,10 @@ void mlir::dsv3::buildDsv3InferPipeline(OpPassManager &pm,
 void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,
                                         const PipelineOptions &options) {
   addModelStages(pm);
+  // Before the gradients: the fused loss's own vjp recomputes the logits a
+  // tile at a time instead of keeping them for the backward.
+  if (options.fuseLmHeadLoss)
+    pm.addPass(createDsv3FuseLmHeadLossPass());
   pm.addPass(createDsv3AutodiffPass());
   Dsv3OptimizerPassOptions optimizer;
   optimizer.weightDecay = options.weightDecay;

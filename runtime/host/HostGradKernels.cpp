@@ -116,39 +116,83 @@ void ropeVjp(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out)
       r.applyTranspose(dx + t * perToken + h * r.dim, pos.i[t]);
 }
 
-template <typename Real>
-void crossEntropyVjp(const std::string &k, const json &p, Ins<Real> &in,
-                     Ins<Real> &out) {
-  Vjp<Real> v(k, p, in, out);
-  T<Real> &logits = *v.primals[0], &labels = *v.primals[1];
-  double dloss = v.cts[0]->f[0];
+/// The gradient of meanCrossEntropy (cotangent dloss) with respect to
+/// each row's logits, handed with the row to `use(b, i, drow)`; rows
+/// without a target get none. Each row's logits from `logitsOf(b, i)`.
+template <typename Real, typename RowFn, typename UseFn>
+void crossEntropyRowGrads(const std::string &k, const json &p, const T<Real> &labels,
+                          double dloss, int64_t B, int64_t R, int64_t V, RowFn logitsOf,
+                          UseFn use) {
   int64_t shift = geti(k, p, "shift"), ignore = geti(k, p, "ignore_index");
   double scale = getf(k, p, "scale");
-  int64_t B = logits.dim(0), R = logits.dim(1), V = logits.dim(2), Tn = labels.dim(1);
-  Real *dl = v.g(0);
-  if (!dl)
-    return;
-  int64_t count = 0;
+  int64_t Tn = labels.dim(1), count = 0;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < R && i + shift < Tn; ++i)
       count += labels.i[b * Tn + i + shift] != ignore;
   if (!count)
     return;
   double factor = dloss * scale / double(count);
+  std::vector<Real> drow(static_cast<size_t>(V));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < R && i + shift < Tn; ++i) {
       int64_t target = labels.i[b * Tn + i + shift];
       if (target == ignore)
         continue;
-      const Real *row = logits.f + (b * R + i) * V;
-      Real *drow = dl + (b * R + i) * V;
+      const Real *row = logitsOf(b, i);
       double m = *std::max_element(row, row + V), sum = 0;
       for (int64_t c = 0; c < V; ++c)
         sum += std::exp(double(row[c]) - m);
       for (int64_t c = 0; c < V; ++c)
-        drow[c] = Real(factor * (std::exp(double(row[c]) - m) / sum -
-                                 (c == target ? 1.0 : 0.0)));
+        drow[size_t(c)] = Real(factor * (std::exp(double(row[c]) - m) / sum -
+                                         (c == target ? 1.0 : 0.0)));
+      use(b, i, drow.data());
     }
+}
+
+template <typename Real>
+void crossEntropyVjp(const std::string &k, const json &p, Ins<Real> &in,
+                     Ins<Real> &out) {
+  Vjp<Real> v(k, p, in, out);
+  T<Real> &logits = *v.primals[0], &labels = *v.primals[1];
+  int64_t B = logits.dim(0), R = logits.dim(1), V = logits.dim(2);
+  Real *dl = v.g(0);
+  if (!dl)
+    return;
+  crossEntropyRowGrads(
+      k, p, labels, double(v.cts[0]->f[0]), B, R, V,
+      [&](int64_t b, int64_t i) { return logits.f + (b * R + i) * V; },
+      [&](int64_t b, int64_t i, const Real *drow) {
+        std::copy(drow, drow + V, dl + (b * R + i) * V);
+      });
+}
+
+/// dsv3.lm_head_cross_entropy's gradient: each row's logits recomputed as
+/// the forward computed them, its logits' gradient turned at once into the
+/// hidden row's (dlogits W) and the weight's (+= dlogitsᵀ h), in the row
+/// order of lm_head's own vjp (the same sums as the unfused pair).
+template <typename Real>
+void lmHeadCrossEntropyVjp(const std::string &k, const json &p, Ins<Real> &in,
+                           Ins<Real> &out) {
+  Vjp<Real> v(k, p, in, out);
+  T<Real> &h = *v.primals[0], &w = *v.primals[1], &labels = *v.primals[2];
+  Real *dh = v.g(0), *dw = v.g(1);
+  if (!dh && !dw)
+    return;
+  Proj<Real> wp = projOf(k, p, in, 1);
+  int64_t B = h.dim(0), R = h.dim(1), V = w.dim(0), H = w.dim(1);
+  std::vector<Real> row(static_cast<size_t>(V));
+  crossEntropyRowGrads(
+      k, p, labels, double(v.cts[0]->f[0]), B, R, V,
+      [&](int64_t b, int64_t i) {
+        wp.apply(h.f + (b * R + i) * H, V, H, row.data(), nullptr);
+        return row.data();
+      },
+      [&](int64_t b, int64_t i, const Real *drow) {
+        if (dh)
+          matvecT(drow, w.f, V, H, dh + (b * R + i) * H);
+        if (dw)
+          outerAdd(drow, h.f + (b * R + i) * H, V, H, dw);
+      });
 }
 
 template <typename Real>
@@ -491,6 +535,7 @@ void addGradKernels(std::map<std::string, HostKernelFn<Real>> &kernels) {
   kernels["swiglu_vjp"] = swigluVjp<Real>;
   kernels["rope_vjp"] = ropeVjp<Real>;
   kernels["cross_entropy_vjp"] = crossEntropyVjp<Real>;
+  kernels["lm_head_cross_entropy_vjp"] = lmHeadCrossEntropyVjp<Real>;
   kernels["mtp_vjp"] = mtpVjp<Real>;
   kernels["moe_route_vjp"] = moeRouteVjp<Real>;
   kernels["moe_dispatch_vjp"] = moeDispatchVjp<Real>;

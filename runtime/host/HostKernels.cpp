@@ -431,13 +431,14 @@ void mtp(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
     }
 }
 
-template <typename Real>
-void crossEntropy(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
-  T<Real> &logits = *in[0], &labels = *in[1];
-  int64_t shift = geti(k, p, "shift"), ignore = geti(k, p, "ignore_index");
-  double scale = getf(k, p, "scale");
-  int64_t B = logits.dim(0), R = logits.dim(1), V = logits.dim(2), Tn = labels.dim(1);
-  setShape(k, *out[0], {});
+/// The mean cross entropy of rows [batch, rows] against labels [batch,
+/// seq] (row i targets position i + shift; ignore_index skipped), each
+/// row's logits from `logitsOf(b, i)`: the stored logits (cross_entropy)
+/// or one row computed on the spot (lm_head_cross_entropy).
+template <typename Real, typename RowFn>
+double meanCrossEntropy(const std::string &k, const json &p, const T<Real> &labels, int64_t B,
+                        int64_t R, int64_t V, RowFn logitsOf) {
+  int64_t shift = geti(k, p, "shift"), ignore = geti(k, p, "ignore_index"), Tn = labels.dim(1);
   double total = 0;
   int64_t count = 0;
   for (int64_t b = 0; b < B; ++b)
@@ -447,14 +448,41 @@ void crossEntropy(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> 
         continue;
       if (target < 0 || target >= V)
         fail("kernel {}: label {} outside the vocabulary [0, {})", k, target, V);
-      const Real *row = logits.f + (b * R + i) * V;
+      const Real *row = logitsOf(b, i);
       double m = *std::max_element(row, row + V), sum = 0;
       for (int64_t v = 0; v < V; ++v)
         sum += std::exp(double(row[v]) - m);
       total += m + std::log(sum) - double(row[target]);
       ++count;
     }
-  out[0]->f[0] = Real(count ? scale * total / double(count) : 0.0);
+  return count ? getf(k, p, "scale") * total / double(count) : 0.0;
+}
+
+template <typename Real>
+void crossEntropy(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &logits = *in[0], &labels = *in[1];
+  int64_t B = logits.dim(0), R = logits.dim(1), V = logits.dim(2);
+  setShape(k, *out[0], {});
+  out[0]->f[0] = Real(meanCrossEntropy(k, p, labels, B, R, V, [&](int64_t b, int64_t i) {
+    return logits.f + (b * R + i) * V;
+  }));
+}
+
+/// dsv3.lm_head_cross_entropy: cross_entropy of lm_head's logits, each
+/// row's computed as lm_head computes it (the same sums) into one row's
+/// buffer and dropped.
+template <typename Real>
+void lmHeadCrossEntropy(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &out) {
+  T<Real> &h = *in[0], &w = *in[1], &labels = *in[2];
+  Proj<Real> wp = projOf(k, p, in, 1);
+  int64_t B = h.dim(0), R = h.dim(1), V = w.dim(0), H = w.dim(1);
+  expectLast(k, h, H, "hidden");
+  setShape(k, *out[0], {});
+  std::vector<Real> row(static_cast<size_t>(V));
+  out[0]->f[0] = Real(meanCrossEntropy(k, p, labels, B, R, V, [&](int64_t b, int64_t i) {
+    wp.apply(h.f + (b * R + i) * H, V, H, row.data(), nullptr);
+    return row.data();
+  }));
 }
 
 template <typename Real>
@@ -561,6 +589,7 @@ const std::map<std::string, HostKernelFn<Real>> &registry() {
       {"moe_combine", moeCombine<Real>},
       {"mtp", mtp<Real>},
       {"cross_entropy", crossEntropy<Real>},
+      {"lm_head_cross_entropy", lmHeadCrossEntropy<Real>},
       {"fill", fill<Real>},
       {"global_norm", globalNorm<Real>},
       {"moe_balance_loss", moeBalanceLoss<Real>},

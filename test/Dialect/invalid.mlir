@@ -1098,6 +1098,43 @@ func.func @ce_shift(%l: tensor<1x3x16xf32>, %ids: tensor<1x4xi64>) {
 
 // -----
 
+//===--- dsv3.lm_head_cross_entropy ---===//
+// The weight's columns must be the hidden size.
+func.func @lmce_weight(%h: tensor<1x3x16xf32>, %w: tensor<32x8xf32>, %ids: tensor<1x4xi64>) {
+  // expected-error @+1 {{weight must be [vocab, hidden] with hidden = 16, got 'tensor<32x8xf32>'}}
+  %c = dsv3.lm_head_cross_entropy %h, %w, %ids shift 1 scale 1.0 : (tensor<1x3x16xf32>, tensor<32x8xf32>, tensor<1x4xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+// hidden and labels must have the same batch.
+func.func @lmce_batch(%h: tensor<1x3x16xf32>, %w: tensor<32x16xf32>, %ids: tensor<2x4xi64>) {
+  // expected-error @+1 {{hidden batch (1) must equal labels batch (2)}}
+  %c = dsv3.lm_head_cross_entropy %h, %w, %ids shift 1 scale 1.0 : (tensor<1x3x16xf32>, tensor<32x16xf32>, tensor<2x4xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+// hidden must not have more rows than labels have positions.
+func.func @lmce_rows(%h: tensor<1x5x16xf32>, %w: tensor<32x16xf32>, %ids: tensor<1x4xi64>) {
+  // expected-error @+1 {{hidden has 5 rows but labels only 4 positions}}
+  %c = dsv3.lm_head_cross_entropy %h, %w, %ids shift 1 scale 1.0 : (tensor<1x5x16xf32>, tensor<32x16xf32>, tensor<1x4xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
+// shift must not be negative.
+func.func @lmce_shift(%h: tensor<1x3x16xf32>, %w: tensor<32x16xf32>, %ids: tensor<1x4xi64>) {
+  // expected-error @+1 {{shift must be >= 0, got -1}}
+  %c = dsv3.lm_head_cross_entropy %h, %w, %ids shift -1 scale 1.0 : (tensor<1x3x16xf32>, tensor<32x16xf32>, tensor<1x4xi64>) -> tensor<f32>
+  return
+}
+
+// -----
+
 // A negative depth is rejected (not wrapped around).
 func.func @mtp_negative_depth(%h: tensor<1x5x4xf32>, %e: tensor<1x4x4xf32>, %en: tensor<4xf32>, %hn: tensor<4xf32>, %eh: tensor<4x8xf32>) {
   // expected-error @+1 {{depth must be >= 1, got -1}}

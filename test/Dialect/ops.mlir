@@ -105,9 +105,12 @@ func.func @mtp_head_loss(%h: tensor<2x8x16xf32>, %e: tensor<2x8x16xf32>, %n: ten
   %c = dsv3.cross_entropy %l, %ids shift 1 scale 1.0 : (tensor<2x8x64xf32>, tensor<2x8xi64>) -> tensor<f32>
   // CHECK: dsv3.cross_entropy %{{.+}}, %{{.+}} shift 2 scale 3.000000e-01 {ignore_index = 0 : i64}
   %c2 = dsv3.cross_entropy %lm, %ids shift 2 scale 0.3 {ignore_index = 0 : i64} : (tensor<2x7x64xf32>, tensor<2x8xi64>) -> tensor<f32>
+  // CHECK: dsv3.lm_head_cross_entropy %{{.+}}, %{{.+}}, %{{.+}} shift 2 scale 3.000000e-01 {ignore_index = 0 : i64} : (tensor<2x7x16xf32>, tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<f32>
+  %c3 = dsv3.lm_head_cross_entropy %m, %w, %ids shift 2 scale 0.3 {ignore_index = 0 : i64} : (tensor<2x7x16xf32>, tensor<64x16xf32>, tensor<2x8xi64>) -> tensor<f32>
   // CHECK: dsv3.add %{{.+}}, %{{.+}} : tensor<f32>
   %t = dsv3.add %c, %c2 : tensor<f32>
-  return %t : tensor<f32>
+  %t2 = dsv3.add %t, %c3 : tensor<f32>
+  return %t2 : tensor<f32>
 }
 
 // CHECK-LABEL: func.func @training

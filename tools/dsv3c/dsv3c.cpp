@@ -542,6 +542,9 @@ int main(int argc, char **argv) {
   pipelineOptions.dp = dataParallel;
   pipelineOptions.quantize = quantize;
   pipelineOptions.kvCache = kvCache;
+  // The fused loss has host kernels only so far: a GPU artifact keeps the
+  // lm_head and its logits.
+  pipelineOptions.fuseLmHeadLoss = target != Target::Cuda;
   if (config->fp8) {
     pipelineOptions.fp8BlockRows = config->fp8->blockRows;
     pipelineOptions.fp8BlockCols = config->fp8->blockCols;

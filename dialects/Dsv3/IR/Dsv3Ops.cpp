@@ -817,22 +817,44 @@ LogicalResult LmHeadOp::verify() {
                      "[batch, seq, vocab]");
 }
 
+/// A loss's labels against its rows ([batch, rows, ...]: the logits, or
+/// the hidden states of a fused loss): the same batch, a shift >= 0, no
+/// more rows than the labels have positions.
+static LogicalResult verifyLossLabels(Operation *op, RankedTensorType rows,
+                                      RankedTensorType labels, int64_t shift,
+                                      StringRef what, StringRef have) {
+  if (!extentsAgree(rows.getDimSize(0), labels.getDimSize(0)))
+    return op->emitOpError() << what << " batch (" << rows.getDimSize(0)
+                             << ") must equal labels batch ("
+                             << labels.getDimSize(0) << ")";
+  if (shift < 0)
+    return op->emitOpError() << "shift must be >= 0, got " << shift;
+  if (!rows.isDynamicDim(1) && !labels.isDynamicDim(1) &&
+      rows.getDimSize(1) > labels.getDimSize(1))
+    return op->emitOpError() << what << " " << have << " " << rows.getDimSize(1)
+                             << " rows but labels only " << labels.getDimSize(1)
+                             << " positions";
+  return success();
+}
+
+LogicalResult LmHeadCrossEntropyOp::verify() {
+  if (failed(expectRank(*this, getHidden(), "hidden", 3, "[batch, rows, hidden]")) ||
+      failed(expectRank(*this, getLabels(), "labels", 2, "[batch, seq]")))
+    return failure();
+  auto hidden = tensorOf(getHidden()), weight = tensorOf(getWeight()),
+       labels = tensorOf(getLabels());
+  if (weight.getRank() != 2 ||
+      !extentsAgree(weight.getDimSize(1), hidden.getDimSize(2)))
+    return emitOpError() << "weight must be [vocab, hidden] with hidden = "
+                         << hidden.getDimSize(2) << ", got " << weight;
+  return verifyLossLabels(*this, hidden, labels, static_cast<int64_t>(getShift()), "hidden",
+                          "has");
+}
+
 LogicalResult CrossEntropyOp::verify() {
   if (failed(expectRank(*this, getLogits(), "logits", 3, "[batch, rows, vocab]")) ||
       failed(expectRank(*this, getLabels(), "labels", 2, "[batch, seq]")))
     return failure();
-  auto logits = tensorOf(getLogits()), labels = tensorOf(getLabels());
-  if (!extentsAgree(logits.getDimSize(0), labels.getDimSize(0)))
-    return emitOpError() << "logits batch (" << logits.getDimSize(0)
-                         << ") must equal labels batch ("
-                         << labels.getDimSize(0) << ")";
-  if (static_cast<int64_t>(getShift()) < 0)
-    return emitOpError() << "shift must be >= 0, got "
-                         << static_cast<int64_t>(getShift());
-  if (!logits.isDynamicDim(1) && !labels.isDynamicDim(1) &&
-      logits.getDimSize(1) > labels.getDimSize(1))
-    return emitOpError() << "logits have " << logits.getDimSize(1)
-                         << " rows but labels only " << labels.getDimSize(1)
-                         << " positions";
-  return success();
+  return verifyLossLabels(*this, tensorOf(getLogits()), tensorOf(getLabels()),
+                          static_cast<int64_t>(getShift()), "logits", "have");
 }

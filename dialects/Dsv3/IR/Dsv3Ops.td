@@ -809,6 +809,33 @@ def Dsv3_CrossEntropyOp : Dsv3_Op<"cross_entropy", [Pure, Dsv3_Differentiable]> 
   let hasVerifier = 1;
 }
 
+def Dsv3_LmHeadCrossEntropyOp : Dsv3_Op<"lm_head_cross_entropy",
+    [Pure, Dsv3_Differentiable]> {
+  let summary = "the vocabulary projection and its cross entropy, fused";
+  let description = [{
+    `dsv3.cross_entropy` of `dsv3.lm_head %hidden, %weight` without the
+    full-vocabulary logits (`dsv3-fuse-lm-head-loss`): a kernel computes a
+    tile of rows' logits, their log-sum-exp and target logit, and drops the
+    tile; its gradient recomputes each tile's logits and turns them into
+    the hidden and weight gradients at once. Same attributes and value as
+    the cross entropy it replaces (SEMANTICS.md 6).
+
+    ```mlir
+    %loss = dsv3.lm_head_cross_entropy %h, %w, %ids shift 1 scale 1.0
+        : (tensor<?x?x64xf32>, tensor<512x64xf32>, tensor<?x?xi64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Dsv3_FloatTensor:$hidden, Dsv3_FloatTensor:$weight,
+                       Dsv3_IdTensor:$labels, I64Attr:$shift, F64Attr:$scale,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs Dsv3_ScalarF32:$loss);
+  let assemblyFormat = [{
+    $hidden `,` $weight `,` $labels `shift` $shift `scale` $scale attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Training
 //===----------------------------------------------------------------------===//
