@@ -48,12 +48,15 @@
 #    (bf16 repeat) and 0.23% (FP8) from the bf16 run: after a spike the
 #    runs' paths part by chance, which a window bound cannot tell from
 #    FP8's error.
-# PARTS (default 1234) picks the parts to run.
+# 5. Step times of the real run's model at 8 x 1024: bf16, FP8, FP8 with
+#    the routed experts' Wgrad per expert (DSV3_FP8_WGRAD_GROUPED=0), and a
+#    kernel profile of the FP8 step.
+# PARTS (default 12345) picks the parts to run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-fp8-train
 status=0
-PARTS=${PARTS:-1234}
+PARTS=${PARTS:-12345}
 if [[ $PARTS == *1* ]]; then
 echo "== 1. FP8 training GEMMs against the host's"
 for shape in 300,576,640 1000,1024,2048; do
@@ -116,5 +119,19 @@ print("last 50 steps' mean loss: bf16 %.4f, bf16 again %.4f (%+.2f%%), FP8 %.4f 
                             100 * bound, "PASS" if ok else "FAIL"))
 sys.exit(0 if ok else 1)
 PY
+fi
+if [[ $PARTS == *5* ]] && [ -d bench-artifacts/train-run8 ] && [ -d bench-artifacts/train-run ]; then
+  echo "== 5. step times, 8 x 1024 (random weights, median of 3)"
+  for run in train-run:1 train-run8:1 train-run8:0; do
+    IFS=: read -r art grouped <<< "$run"
+    r=$(DSV3_FP8_WGRAD_GROUPED=$grouped timeout 150 $RUN time bench-artifacts/$art \
+      --random-weights 1 --backend cuda --train --compute bf16 --batch 8 --seq 1024 --steps 3 \
+      2>&1 | tail -n 1 | grep -o "train_step [0-9.]* ms")
+    echo "$art (DSV3_FP8_WGRAD_GROUPED=$grouped): $r"
+  done
+  DSV3_PROFILE=1 timeout 150 $RUN time bench-artifacts/train-run8 --random-weights 1 \
+    --backend cuda --train --compute bf16 --batch 8 --seq 1024 --steps 1 \
+    > "$OUT/profile-train-run8.log" 2>&1 || status=1
+  head -n 14 "$OUT/profile-train-run8.log"
 fi
 exit $status

@@ -3058,6 +3058,23 @@ __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRow
   return true;
 }
 
+/// Expert e's tiles [begin, end) among every expert's `tileRows`-row tiles
+/// (counts[E]; each expert's tiles start at its first row, as expertTile
+/// numbers them). Warp-cooperative: the lanes sum the tiles before e in
+/// strides of 32, then a butterfly sum.
+__device__ __forceinline__ void expertTileRange(const i64 *counts, int tileRows, int e,
+                                                int &begin, int &end) {
+  const int lane = threadIdx.x & 31;
+  int before = 0;
+  for (int j = lane; j < e; j += 32)
+    before += int((counts[j] + tileRows - 1) / tileRows);
+#pragma unroll
+  for (int off = 16; off; off >>= 1)
+    before += __shfl_xor_sync(0xffffffffu, before, off);
+  begin = before;
+  end = before + int((counts[e] + tileRows - 1) / tileRows);
+}
+
 /// The bf16 GEMM of many rows for bf16 models (prefill, large batches): the
 /// activations rounded to bf16 once (to_bf16), then y = x W^T on mma.sync
 /// m16n8k16 with fp32 accumulation: 128-row tiles, 8 warps of 64 x 32,
@@ -4100,6 +4117,11 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
 /// x 2 operands x 128 x 144 bytes (rows padded: conflict-free ldmatrix).
 /// Grouped (counts != null): blockIdx.y enumerates every expert's 128-row
 /// tiles (gridDim.y >= rows / 128 + E).
+/// PerRow 2: FP8 training's weight gradients of all routed experts in one
+/// launch (fp8WgradGrouped): a scale per weight row as PerRow 1, expert
+/// blockIdx.z summing only its own K blocks (its 128-token tiles among
+/// every expert's, expertTileRange over counts; K = all tiles' tokens, the
+/// operands padded with zeros to whole tiles) into y + e * rows * N.
 #define DSV3_FP8_TC_STAGES 3
 template <int PerRow>
 __global__ void __launch_bounds__(512)
@@ -4113,7 +4135,13 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
   unsigned tn, tm;
   gemmTile(tileGroup, tn, tm);
   i64 rowBegin = i64(tm) * 128, rowEnd = rows;
-  if (counts) {
+  int kbBegin = 0, kbEnd = nb;
+  if (PerRow == 2) {
+    expertTileRange(counts, 128, int(blockIdx.z), kbBegin, kbEnd);
+    y += i64(blockIdx.z) * rows * N;
+    if (res)
+      res += i64(blockIdx.z) * rows * N;
+  } else if (counts) {
     int e = 0;
     if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, e))
       return;
@@ -4122,6 +4150,7 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
   }
   if (rowBegin >= rowEnd)
     return;
+  const int kbs = kbEnd - kbBegin;
   int n0 = int(tn) * 128, tid = threadIdx.x;
   int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int wm = (warp >> 2) * 32, wn = (warp & 3) * 32;
@@ -4153,8 +4182,8 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
   // means block kb landed.
 #pragma unroll
   for (int st = 0; st < DSV3_FP8_TC_STAGES - 1; ++st) {
-    if (st < nb)
-      stage(st, st);
+    if (st < kbs)
+      stage(kbBegin + st, st);
     cpAsyncCommit();
   }
   // ldmatrix (b16 units = byte pairs): A x4 = rows wm + i*16 + (lane & 15),
@@ -4163,13 +4192,14 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
   // column tiles j and j + 1.
   const int aRow = lane & 15, aCol = (lane >> 4) * 16;
   const int bRow = (lane >> 4) * 8 + (lane & 7), bCol = ((lane >> 3) & 1) * 16;
-  for (int kb = 0; kb < nb; ++kb) {
+  for (int kb = kbBegin; kb < kbEnd; ++kb) {
+    const int it = kb - kbBegin; // the stages count from the first block
     cpAsyncWait<DSV3_FP8_TC_STAGES - 2>();
     __syncthreads();
-    if (kb + DSV3_FP8_TC_STAGES - 1 < nb)
-      stage(kb + DSV3_FP8_TC_STAGES - 1, (kb + DSV3_FP8_TC_STAGES - 1) % DSV3_FP8_TC_STAGES);
+    if (kb + DSV3_FP8_TC_STAGES - 1 < kbEnd)
+      stage(kb + DSV3_FP8_TC_STAGES - 1, (it + DSV3_FP8_TC_STAGES - 1) % DSV3_FP8_TC_STAGES);
     cpAsyncCommit();
-    const unsigned char *As = smem + (kb % DSV3_FP8_TC_STAGES) * 2 * Tile, *Bs = As + Tile;
+    const unsigned char *As = smem + (it % DSV3_FP8_TC_STAGES) * 2 * Tile, *Bs = As + Tile;
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
@@ -4200,7 +4230,7 @@ fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, co
         for (int j = 0; j < 4; ++j)
           mmaE4m3(part[i][j], a[i], bw[j]);
     }
-    if constexpr (PerRow == 1) {
+    if constexpr (PerRow >= 1) {
       // A scale per weight row (br 1; FP8 training's weight gradient: x^T
       // in 128 x 1 tiles): each column its own, multiplied into s_a first
       // as a block's one is.
@@ -4421,26 +4451,37 @@ __global__ void fp8_quantize_blocks(const float *w, unsigned char *codes, float 
 /// backward's 128 x 1 tiles): x [R, C] (rows ldx apart) quantized per
 /// column over each tile of 128 rows as fp8_quantize does a 1 x 128 block
 /// (s = max(amax, 1e-4) / 448, codes e4m3(x / s)), stored transposed:
-/// codes xqT [C, ldT] with scales saT [C, ceil(R / 128)] (what fp8_quantize
-/// gives for the [C, R] matrix, so the FP8 GEMMs read them as rows), and/or
-/// the quantized values xdT [C, ldT] as floats; rows R..ldT-1 (ldT within
-/// the last tile) are zeros, padding the GEMM's K to whole tiles. A block of 256 threads per
-/// tile of 128 rows x 32 columns, through shared memory (coalesced reads
-/// along the columns, writes along the rows).
+/// codes xqT [C, ldT] with scales saT [C, tiles] (tiles = gridDim.y: what
+/// fp8_quantize gives for the [C, R] matrix, so the FP8 GEMMs read them as
+/// rows), and/or the quantized values xdT [C, ldT] as floats; a tile's
+/// rows past the data (up to ldT) are zeros, padding the GEMM's K to whole
+/// tiles. With counts (the routed experts' rows, grouped by expert) the
+/// tiles are every expert's, as expertTile numbers them. A block of 256
+/// threads per tile of 128 rows x 32 columns, through shared memory
+/// (coalesced reads along the columns, writes along the rows).
 template <int Unused>
 __global__ void __launch_bounds__(256)
     fp8_quantize_columns(const float *x, i64 ldx, unsigned char *xqT, float *saT, float *xdT,
-                         i64 R, i64 ldT, int C) {
+                         i64 R, i64 ldT, int C, const i64 *counts = nullptr, int E = 0) {
   __shared__ float tile[128][33];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const i64 r0 = i64(blockIdx.y) * 128;
-  const int c0 = blockIdx.x * 32, valid = int(R - r0 < 128 ? R - r0 : 128);
+  // Tile t (blockIdx.y) of the rows, or with counts of every expert's rows
+  // (grouped: each expert's tiles start at its first row; its codes go to
+  // columns t * 128.. of the transposed matrix, gridDim.y >= R / 128 + E).
+  const i64 t = blockIdx.y, out0 = t * 128;
+  i64 r0 = out0, end = R;
+  if (counts) {
+    int e = 0;
+    if (!expertTile(counts, E, 128, t, r0, end, e))
+      return;
+  }
+  const int c0 = blockIdx.x * 32, valid = int(end - r0 < 128 ? end - r0 : 128);
   for (int r = warp; r < 128; r += 8)
     tile[r][lane] = r < valid && c0 + lane < C ? x[(r0 + r) * ldx + c0 + lane] : 0.f;
   __syncthreads();
-  const i64 tiles = (R + 127) / 128;
+  const i64 tiles = gridDim.y;
   // Rows (tokens) written: the valid ones, then zeros up to ldT.
-  const int written = int(ldT - r0 < 128 ? ldT - r0 : 128);
+  const int written = int(ldT - out0 < 128 ? ldT - out0 : 128);
   for (int cc = warp; cc < 32 && c0 + cc < C; cc += 8) {
     float v[4], amax = 0.f;
 #pragma unroll
@@ -4450,7 +4491,7 @@ __global__ void __launch_bounds__(256)
     }
     amax = fmaxf(warpMax(amax), 1e-4f);
     const float s = amax / 448.0f;
-    const i64 row = i64(c0 + cc) * ldT + r0;
+    const i64 row = i64(c0 + cc) * ldT + out0;
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       if (lane * 4 + i < written) {
@@ -4461,7 +4502,7 @@ __global__ void __launch_bounds__(256)
           xdT[row + lane * 4 + i] = e4m3ToFloat(q) * s;
       }
     if (lane == 0 && saT)
-      saT[i64(c0 + cc) * tiles + blockIdx.y] = s;
+      saT[i64(c0 + cc) * tiles + t] = s;
   }
 }
 

@@ -405,13 +405,18 @@ void expertGroupedMatmulVjp(CudaSession &s, const std::string &k, const json &p,
   i64 E = w.dim(0), N = w.dim(1), KD = w.dim(2), R = rows.dim(0);
   if (p.contains("fp8_compute")) {
     // FP8 training: Dgrad as the grouped FP8 GEMM on the transposed
-    // experts, Wgrad per expert over its rows (its 128-token tiles start at
-    // its first row, as the host's do): the counts come to the host.
+    // experts, Wgrad grouped the same way (each expert's 128-token tiles
+    // start at its first row, as the host's do); without e4m3 tensor
+    // cores, Wgrad per expert with the counts brought to the host.
     if (CUdeviceptr dx = v.g(0)) {
       Fp8Weight wT;
       fp8MasterWeight(s, k, p, w, &wT);
       fp8Dgrad(s, k + " dx", dy.ptr, R, N, wT, dx, KD, true, counts.ptr, E);
     }
+    static const bool grouped = envNotZero("DSV3_FP8_WGRAD_GROUPED");
+    if (CUdeviceptr dw = v.g(1);
+        dw && grouped && fp8WgradGrouped(s, k + " dW", dy.ptr, rows.ptr, R, N, KD, counts.ptr, E, dw))
+      return;
     if (CUdeviceptr dw = v.g(1)) {
       std::vector<i64> n(static_cast<size_t>(E));
       auto &drv = s.driver();

@@ -438,12 +438,14 @@ void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, 
   Fp8Rows a = fp8RowsWorkspace(s, N, Rp, tiles, sched > 0);
   CUdeviceptr xq = s.workspace(size_t(K * Rp)), sx = s.workspace(size_t(K * tiles) * 4);
   CUdeviceptr none = 0;
-  int nN = int(N), nK = int(K);
+  int nN = int(N), nK = int(K), noExperts = 0;
   const std::string quantize = inst("fp8_quantize_columns", {0});
   s.launch(quantize, {unsigned((N + 31) / 32), unsigned(tiles), 1}, {256, 1, 1}, 0,
-           argv(dy, ldy, a.xq, a.sa, a.xd, R, Rp, nN), what + " (dy^T in 128-token tiles)");
+           argv(dy, ldy, a.xq, a.sa, a.xd, R, Rp, nN, none, noExperts),
+           what + " (dy^T in 128-token tiles)");
   s.launch(quantize, {unsigned((K + 31) / 32), unsigned(tiles), 1}, {256, 1, 1}, 0,
-           argv(x, ldx, xq, sx, none, R, Rp, nK), what + " (x^T in 128-token tiles)");
+           argv(x, ldx, xq, sx, none, R, Rp, nK, none, noExperts),
+           what + " (x^T in 128-token tiles)");
   // A = dy^T [N, R] in 1 x 128 blocks along the tokens; B = x^T [K, R] with
   // a scale per row and token tile.
   Fp8Weight xt;
@@ -452,6 +454,39 @@ void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, 
   xt.br = 1;
   xt.bc = 128;
   fp8GemmQuantized(s, what, a, sched, xt, 0, dW, N, K, Rp, dW, 0, 0);
+}
+
+bool fp8WgradGrouped(CudaSession &s, const std::string &what, CUdeviceptr dy, CUdeviceptr x,
+                     i64 R, int64_t N, int64_t K, CUdeviceptr counts, int64_t E,
+                     CUdeviceptr dW) {
+  if (s.computeCapability() < 89 || E < 1 || E > 65535)
+    return false;
+  // Every expert's tiles: at most R / 128 + E of them (one partial tile an
+  // expert), each 128 tokens wide in the transposed codes.
+  const i64 tiles = (R + 127) / 128 + E, Kp = tiles * 128;
+  if (tiles > 65535 || Kp > 0x7fffffff)
+    fail("{}: {} routed rows over {} experts exceed FP8 Wgrad's grid", what, R, E);
+  if (R <= 0)
+    return true;
+  CUdeviceptr aq = s.workspace(size_t(N * Kp)), sa = s.workspace(size_t(N * tiles) * 4);
+  CUdeviceptr bq = s.workspace(size_t(K * Kp)), sb = s.workspace(size_t(K * tiles) * 4);
+  CUdeviceptr none = 0;
+  int nN = int(N), nK = int(K), nE = int(E), nKp = int(Kp), br = 1;
+  i64 ldy = N, ldx = K;
+  const std::string quantize = inst("fp8_quantize_columns", {0});
+  s.launch(quantize, {unsigned((N + 31) / 32), unsigned(tiles), 1}, {256, 1, 1}, 0,
+           argv(dy, ldy, aq, sa, none, R, Kp, nN, counts, nE),
+           what + " (dy^T in every expert's 128-token tiles)");
+  s.launch(quantize, {unsigned((K + 31) / 32), unsigned(tiles), 1}, {256, 1, 1}, 0,
+           argv(x, ldx, bq, sb, none, R, Kp, nK, counts, nE),
+           what + " (x^T in every expert's 128-token tiles)");
+  // A = dy^T [N, Kp], B = x^T [K, Kp] with a scale per row and tile; expert
+  // z sums its own tiles into dW + z N K.
+  s.launch(inst("fp8_gemm_tc", {2}),
+           {unsigned((K + 127) / 128), unsigned((N + 127) / 128), unsigned(E)}, {512, 1, 1},
+           size_t(3 * 2 * 128 * 144),
+           argv(aq, sa, bq, sb, none, dW, dW, N, nK, nKp, br, counts, nE, gemmTileGroup()), what);
+  return true;
 }
 
 /// Whether the gated FP8 GEMM on the TMA schedule runs as one kernel

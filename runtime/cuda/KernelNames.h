@@ -504,6 +504,7 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
       out.push_back(n);
     out.push_back(inst("fp8_quantize_columns", {0}));
     out.push_back(inst("fp8_gemm_tc", {1}));
+    out.push_back(inst("fp8_gemm_tc", {2}));
     out.push_back(inst("sum_items", {0}));
     return out;
   }

@@ -82,6 +82,14 @@ void fp8Dgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 R, in
               CUdeviceptr counts = 0, int64_t E = 0);
 void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, CUdeviceptr x,
               i64 ldx, i64 R, int64_t N, int64_t K, CUdeviceptr dW);
+/// fp8Wgrad of every routed expert in two quantizer launches and one GEMM
+/// (fp8_gemm_tc<2>), the rows grouped by expert with counts [E] on the
+/// GPU: dW [E, N, K], expert e's += over its own rows, its 128-token tiles
+/// starting at its first row (the host's and fp8Wgrad's tiles). False on a
+/// GPU without e4m3 tensor cores (the caller runs fp8Wgrad per expert).
+bool fp8WgradGrouped(CudaSession &s, const std::string &what, CUdeviceptr dy, CUdeviceptr x,
+                     i64 R, int64_t N, int64_t K, CUdeviceptr counts, int64_t E,
+                     CUdeviceptr dW);
 
 /// An FP8 `fp8` weight (set) takes fp8Gemm instead.
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdeviceptr W,

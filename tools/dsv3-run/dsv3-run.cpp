@@ -1468,6 +1468,27 @@ bool fp8TrainGemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       DSV3_CU(drv, memcpyHtoD, "fp8-gemm dw", ddw, zw.data(), zw.size() * 4);
       cuda::fp8Wgrad(s, "fp8-gemm --train Wgrad", ddy, N, dxin, K, M, N, K, ddw);
       ok = compare("Wgrad", ddw, dwHost, true) && ok;
+      // The routed experts' form (fp8WgradGrouped, one GEMM launch): the M
+      // tokens over 4 experts, M/2, none, M/4 and the rest (partial tiles,
+      // an empty expert), each expert's dW against the host's Wgrad over
+      // its own rows.
+      const std::vector<int64_t> counts = {M / 2, 0, M / 4, M - M / 2 - M / 4};
+      const int64_t E = int64_t(counts.size());
+      std::vector<float> want(size_t(E * N * K), 0.f);
+      int64_t r0 = 0;
+      for (int64_t e = 0; e < E; ++e) {
+        host::fp8Wgrad(dy.data() + r0 * N, x.data() + r0 * K, counts[size_t(e)], N, K,
+                       int64_t(128), want.data() + e * N * K);
+        r0 += counts[size_t(e)];
+      }
+      CUdeviceptr dcounts = s.deviceBuffer(counts.size() * 8, "fp8-gemm counts", counts.data());
+      std::vector<float> zg(want.size(), 0.f);
+      CUdeviceptr dwg = s.deviceBuffer(zg.size() * 4, "fp8-gemm grouped dw", zg.data());
+      if (cuda::fp8WgradGrouped(s, "fp8-gemm --train grouped Wgrad", ddy, dxin, M, N, K,
+                                dcounts, E, dwg))
+        ok = compare("Wgrad grouped over 4 experts", dwg, want, true) && ok;
+      else
+        fmt::print("  cuda Wgrad grouped: not on this GPU (no e4m3 tensor cores)\n");
     }
   }
   return ok;
