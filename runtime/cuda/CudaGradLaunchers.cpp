@@ -413,9 +413,9 @@ void expertGroupedMatmulVjp(CudaSession &s, const std::string &k, const json &p,
       fp8MasterWeight(s, k, p, w, &wT);
       fp8Dgrad(s, k + " dx", dy.ptr, R, N, wT, dx, KD, true, counts.ptr, E);
     }
-    static const bool grouped = envNotZero("DSV3_FP8_WGRAD_GROUPED");
-    if (CUdeviceptr dw = v.g(1);
-        dw && grouped && fp8WgradGrouped(s, k + " dW", dy.ptr, rows.ptr, R, N, KD, counts.ptr, E, dw))
+    if (CUdeviceptr dw = v.g(1); dw && fp8WgradGroupedOn(s) &&
+                                  fp8WgradGrouped(s, k + " dW", dy.ptr, rows.ptr, R, N, KD,
+                                                  counts.ptr, E, dw))
       return;
     if (CUdeviceptr dw = v.g(1)) {
       std::vector<i64> n(static_cast<size_t>(E));

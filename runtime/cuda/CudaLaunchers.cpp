@@ -456,6 +456,11 @@ void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, 
   fp8GemmQuantized(s, what, a, sched, xt, 0, dW, N, K, Rp, dW, 0, 0);
 }
 
+bool fp8WgradGroupedOn(const CudaSession &s) {
+  static const bool on = envNotZero("DSV3_FP8_WGRAD_GROUPED");
+  return on && s.computeCapability() >= 89;
+}
+
 bool fp8WgradGrouped(CudaSession &s, const std::string &what, CUdeviceptr dy, CUdeviceptr x,
                      i64 R, int64_t N, int64_t K, CUdeviceptr counts, int64_t E,
                      CUdeviceptr dW) {

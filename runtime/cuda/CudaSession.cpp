@@ -4,6 +4,7 @@
 #include "runtime/Collectives.h"
 #include "runtime/cuda/CublasLt.h"
 #include "runtime/cuda/KernelNames.h"
+#include "runtime/cuda/Launchers.h"
 #include "runtime/cuda/Nvrtc.h"
 #include "runtime/Trace.h"
 #include "runtime/Progress.h"
@@ -311,12 +312,13 @@ void CudaSession::allocateArena() {
   profile_ = profile && (std::string(profile) == "1" || profileSites_);
   tracing_ = activeTracer() != nullptr;
   // Collectives wait on the host (timeouts, NCCL's async errors), and so
-  // does FP8 training's expert weight gradient (each expert's rows tile on
-  // their own, from counts read back): no graphs for either.
+  // does FP8 training's expert weight gradient when it runs per expert
+  // (the counts read back: no e4m3 tensor cores, or
+  // DSV3_FP8_WGRAD_GROUPED=0): no graphs for either.
   bool hostWaits = artifact.parallel();
   for (const auto &[n, e] : artifact.entries)
     for (const Launch &l : e.launches)
-      hostWaits = hostWaits || l.params.contains("fp8_compute");
+      hostWaits = hostWaits || (l.params.contains("fp8_compute") && !fp8WgradGroupedOn(*this));
   useGraphs_ = !(graphs && std::string(graphs) == "0") && !profile_ && !tracing_ && !hostWaits;
 }
 

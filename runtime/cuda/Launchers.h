@@ -87,6 +87,9 @@ void fp8Wgrad(CudaSession &s, const std::string &what, CUdeviceptr dy, i64 ldy, 
 /// GPU: dW [E, N, K], expert e's += over its own rows, its 128-token tiles
 /// starting at its first row (the host's and fp8Wgrad's tiles). False on a
 /// GPU without e4m3 tensor cores (the caller runs fp8Wgrad per expert).
+/// Whether fp8WgradGrouped runs here: e4m3 tensor cores and not
+/// DSV3_FP8_WGRAD_GROUPED=0.
+bool fp8WgradGroupedOn(const CudaSession &s);
 bool fp8WgradGrouped(CudaSession &s, const std::string &what, CUdeviceptr dy, CUdeviceptr x,
                      i64 R, int64_t N, int64_t K, CUdeviceptr counts, int64_t E,
                      CUdeviceptr dW);
