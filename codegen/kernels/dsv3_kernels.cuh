@@ -2584,12 +2584,14 @@ __global__ void mtp_concat(const float *h, i64 hRows, const float *emb, i64 T,
 }
 
 /// Per row of logits [B, Rw, V]: logsumexp - logit[target] into ce[row]
-/// and 1/0 into valid[row] (targets beyond the sequence or ignored).
+/// and 1/0 into valid[row] (targets beyond the sequence or ignored). Rows
+/// r0.. of them (the fused loss's chunk, lm_head_cross_entropy): logits
+/// holds those rows only, ce and valid are every row's.
 template <int V>
 __global__ void cross_entropy_rows(const float *logits, const i64 *labels,
                                    float *ce, float *valid, i64 B, i64 Rw, i64 T,
-                                   i64 shift, i64 ignore) {
-  i64 row = blockIdx.x;
+                                   i64 shift, i64 ignore, i64 r0) {
+  i64 row = r0 + blockIdx.x;
   if (row >= B * Rw)
     return;
   i64 b = row / Rw, i = row % Rw;
@@ -2601,7 +2603,7 @@ __global__ void cross_entropy_rows(const float *logits, const i64 *labels,
     }
     return;
   }
-  const float *l = logits + row * V;
+  const float *l = logits + i64(blockIdx.x) * V;
   float mx, sum;
   blockMaxSumExp(l, V, mx, sum);
   if (threadIdx.x == 0) {

@@ -396,23 +396,24 @@ __global__ void ce_count(const i64 *labels, i64 B, i64 Rw, i64 T, i64 shift, i64
 /// (softmax - onehot(target)); rows without a target get zeros. The row's
 /// max and sum of exponentials in one pass (blockMaxSumExp), so the logits
 /// (a 0.5 MB row at V3's vocabulary) are read twice, not three times.
+/// Rows r0.. (the fused loss's chunk): logits and dl hold those rows only.
 template <int Unused>
 __global__ void cross_entropy_grad(const float *logits, const i64 *labels,
                                    const float *dloss, const float *count, float *dl,
                                    i64 B, i64 Rw, i64 T, i64 V, i64 shift, i64 ignore,
-                                   float scale) {
-  i64 row = blockIdx.x;
+                                   float scale, i64 r0) {
+  i64 row = r0 + blockIdx.x;
   if (row >= B * Rw)
     return;
   i64 b = row / Rw, i = row % Rw;
   i64 target = i + shift < T ? labels[b * T + i + shift] : ignore;
-  float *d = dl + row * V;
+  float *d = dl + i64(blockIdx.x) * V;
   if (target == ignore || *count == 0.f) {
     for (i64 c = threadIdx.x; c < V; c += blockDim.x)
       d[c] = 0.f;
     return;
   }
-  const float *x = logits + row * V;
+  const float *x = logits + i64(blockIdx.x) * V;
   float mx, sum;
   blockMaxSumExp(x, V, mx, sum);
   float factor = *dloss * scale / *count;

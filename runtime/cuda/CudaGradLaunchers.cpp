@@ -255,10 +255,49 @@ void crossEntropyVjp(CudaSession &s, const std::string &k, const json &p, Ins &i
   CUdeviceptr count = s.workspace(4);
   s.launch(inst("ce_count", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
            argv(labels.ptr, B, Rw, T, shift, ignore, count), k);
+  i64 r0 = 0;
   s.launch(inst("cross_entropy_grad", {0}), {unsigned(B * Rw), 1, 1}, {256, 1, 1}, 0,
            argv(logits.ptr, labels.ptr, dloss.ptr, count, dl, B, Rw, T, V, shift, ignore,
-                scale),
+                scale, r0),
            k);
+}
+
+/// dsv3.lm_head_cross_entropy's gradient, per chunk of rows (the
+/// forward's): the chunk's logits again (the forward's GEMM), their
+/// gradient (cross_entropy_grad at the chunk's first row), then the hidden
+/// rows' gradient dlogits W and the weight's += dlogitsᵀ h, as lm_head's
+/// vjp computes them for all rows at once.
+void lmHeadCrossEntropyVjp(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                           Ins &out) {
+  Vjp v(s, k, p, in, out);
+  DevTensor &h = *v.primals[0], &w = *v.primals[1], &labels = *v.primals[2];
+  DevTensor &dloss = *v.cts[0];
+  CUdeviceptr dh = v.g(0), dw = v.g(1);
+  if (!dh && !dw)
+    return;
+  i64 B = h.dim(0), Rw = h.dim(1), T = labels.dim(1), V = w.dim(0), H = w.dim(1);
+  i64 shift = p.at("shift").get<int64_t>(), ignore = p.at("ignore_index").get<int64_t>();
+  float scale = float(p.at("scale").get<double>());
+  const i64 n = B * Rw, chunk = lossChunkRows(n, V);
+  CUdeviceptr count = s.workspace(4);
+  s.launch(inst("ce_count", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
+           argv(labels.ptr, B, Rw, T, shift, ignore, count), k);
+  CUdeviceptr logits = s.workspace(size_t(chunk * V) * 4);
+  CUdeviceptr dl = s.workspace(size_t(chunk * V) * 4);
+  for (i64 r0 = 0; r0 < n; r0 += chunk) {
+    const i64 rows = std::min(chunk, n - r0);
+    const CUdeviceptr hc = h.ptr + CUdeviceptr(r0 * H) * 4;
+    gemm(s, k + " logits", hc, H, w.ptr, 0, logits, rows, V, H, w.bf16);
+    s.launch(inst("cross_entropy_grad", {0}), {unsigned(rows), 1, 1}, {256, 1, 1}, 0,
+             argv(logits, labels.ptr, dloss.ptr, count, dl, B, Rw, T, V, shift, ignore,
+                  scale, r0),
+             k);
+    if (dh)
+      gemmT(s, k + " dh", rows, H, V, rowMajor(dl, V), rowMajor(w.ptr, H),
+            dh + CUdeviceptr(r0 * H) * 4, H, true);
+    if (dw)
+      gemmT(s, k + " dW", V, H, rows, transposed(dl, V), rowMajor(hc, H), dw, H, true);
+  }
 }
 
 void mtpVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
@@ -689,6 +728,7 @@ void addGradLaunchers(std::map<std::string, Launcher> &t) {
   t["swiglu_vjp"] = swigluVjp;
   t["rope_vjp"] = ropeVjp;
   t["cross_entropy_vjp"] = crossEntropyVjp;
+  t["lm_head_cross_entropy_vjp"] = lmHeadCrossEntropyVjp;
   t["mtp_vjp"] = mtpVjp;
   t["moe_route_vjp"] = moeRouteVjp;
   t["moe_dispatch_vjp"] = moeDispatchVjp;

@@ -1754,10 +1754,40 @@ void crossEntropy(CudaSession &s, const std::string &k, const json &p, Ins &in, 
   i64 shift = p.at("shift").get<int64_t>(), ignore = p.at("ignore_index").get<int64_t>();
   float scale = float(p.at("scale").get<double>());
   setShape(k, *out[0], {});
-  i64 n = B * Rw;
+  i64 n = B * Rw, r0 = 0;
   CUdeviceptr ce = s.workspace(size_t(n) * 4), valid = s.workspace(size_t(n) * 4);
   s.launch(inst("cross_entropy_rows", {V}), {unsigned(n), 1, 1}, {256, 1, 1}, 0,
-           argv(logits.ptr, labels.ptr, ce, valid, B, Rw, T, shift, ignore), k);
+           argv(logits.ptr, labels.ptr, ce, valid, B, Rw, T, shift, ignore, r0), k);
+  s.launch(inst("sum_scaled", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
+           argv(ce, valid, out[0]->ptr, n, scale), k);
+}
+
+/// dsv3.lm_head_cross_entropy: per chunk of rows, lm_head's GEMM into a
+/// chunk of logits in the workspace and each row's cross entropy
+/// (cross_entropy_rows at the chunk's first row); the mean over every row
+/// at the end. The full-vocabulary logits are never stored.
+void lmHeadCrossEntropy(CudaSession &s, const std::string &k, const json &p, Ins &in,
+                        Ins &out) {
+  DevTensor &h = *in[0], &w = *in[1], &labels = *in[2];
+  i64 B = h.dim(0), Rw = h.dim(1), T = labels.dim(1);
+  int64_t V = w.dim(0), H = w.dim(1);
+  if (h.dim(2) != H)
+    fail("kernel {}: hidden is {} wide, the lm_head weight {}", k, h.dim(2), H);
+  if (h.storage != DevTensor::Storage::F32)
+    fail("kernel {}: the hidden states must be stored as floats", k);
+  i64 shift = p.at("shift").get<int64_t>(), ignore = p.at("ignore_index").get<int64_t>();
+  float scale = float(p.at("scale").get<double>());
+  setShape(k, *out[0], {});
+  const i64 n = B * Rw, chunk = lossChunkRows(n, V);
+  CUdeviceptr ce = s.workspace(size_t(n) * 4), valid = s.workspace(size_t(n) * 4);
+  CUdeviceptr logits = s.workspace(size_t(chunk * V) * 4);
+  for (i64 r0 = 0; r0 < n; r0 += chunk) {
+    const i64 rows = std::min(chunk, n - r0);
+    gemm(s, k + " logits", h.ptr + CUdeviceptr(r0 * H) * 4, H, w.ptr, 0, logits, rows, V, H,
+         w.bf16);
+    s.launch(inst("cross_entropy_rows", {V}), {unsigned(rows), 1, 1}, {256, 1, 1}, 0,
+             argv(logits, labels.ptr, ce, valid, B, Rw, T, shift, ignore, r0), k);
+  }
   s.launch(inst("sum_scaled", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
            argv(ce, valid, out[0]->ptr, n, scale), k);
 }
@@ -1786,6 +1816,7 @@ const std::map<std::string, Launcher> &launchers() {
       {"moe_combine", moeCombine},
       {"mtp", mtp},
       {"cross_entropy", crossEntropy},
+      {"lm_head_cross_entropy", lmHeadCrossEntropy},
   };
   static const std::map<std::string, Launcher> all = [] {
     std::map<std::string, Launcher> t = table;

@@ -377,6 +377,14 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
     return {rope(p.at("rope").at("dim").get<int64_t>())};
   if (kernel == "cross_entropy_vjp")
     return {g("ce_count"), g("cross_entropy_grad")};
+  if (kernel == "lm_head_cross_entropy_vjp") {
+    // lm_head's GEMM again, the logits' gradient, lm_head's vjp.
+    std::vector<std::string> out =
+        withBf16({gemmAcc, gemmAnyName(0, true), g("col_sum"), g("ce_count"),
+                  g("cross_entropy_grad")});
+    addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
+    return out;
+  }
   if (kernel == "mtp_vjp")
     return withBf16({instW("mtp_concat", {in.at(1).back()}, bf(2)), gemmW, gemmAcc,
                      gemmAnyName(0, false), gemmAnyName(0, true), g("rms_norm_grad"),
@@ -624,6 +632,12 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
   }
   if (kernel == "cross_entropy")
     return {inst("cross_entropy_rows", {last(0)}), inst("sum_scaled", {0})};
+  if (kernel == "lm_head_cross_entropy") {
+    std::vector<std::string> out = {inst("cross_entropy_rows", {in.at(1).at(0)}),
+                                    inst("sum_scaled", {0})};
+    addLinear(out, in.at(1).at(0), in.at(1).at(1), bf(1));
+    return out;
+  }
   return trainingInstances(kernel, p, in, dt);
 }
 

@@ -12,6 +12,7 @@
 #include "runtime/cuda/CudaSession.h"
 #include "runtime/cuda/KernelNames.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -93,6 +94,14 @@ bool fp8WgradGroupedOn(const CudaSession &s);
 bool fp8WgradGrouped(CudaSession &s, const std::string &what, CUdeviceptr dy, CUdeviceptr x,
                      i64 R, int64_t N, int64_t K, CUdeviceptr counts, int64_t E,
                      CUdeviceptr dW);
+
+/// Rows of logits a chunk of the fused loss holds at a time
+/// (lm_head_cross_entropy and its vjp): 1 GiB of them (2048 rows at
+/// DeepSeek-V3's vocabulary), whole 128-row tiles.
+inline i64 lossChunkRows(i64 rows, int64_t V) {
+  i64 chunk = std::max<i64>(128, (i64(1) << 30) / (4 * V) / 128 * 128);
+  return std::min(rows, chunk);
+}
 
 /// An FP8 `fp8` weight (set) takes fp8Gemm instead.
 void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdeviceptr W,

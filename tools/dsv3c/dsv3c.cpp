@@ -149,6 +149,12 @@ cl::opt<Emit> emit(
                           "print the CUDA source of the kernels (the "
                           "templates and the instances NVRTC compiles)")),
     cl::cat(category));
+cl::opt<bool> fuseLoss(
+    "fuse-lm-head-loss",
+    cl::desc("--mode train: each loss's lm_head fused into its cross entropy "
+             "(dsv3-fuse-lm-head-loss; no full-vocabulary logits); "
+             "=false keeps them apart"),
+    cl::init(true), cl::cat(category));
 enum class Target { Host, Cuda };
 cl::opt<Target> target(
     "target", cl::desc("what the artifact carries"), cl::init(Target::Host),
@@ -542,9 +548,7 @@ int main(int argc, char **argv) {
   pipelineOptions.dp = dataParallel;
   pipelineOptions.quantize = quantize;
   pipelineOptions.kvCache = kvCache;
-  // The fused loss has host kernels only so far: a GPU artifact keeps the
-  // lm_head and its logits.
-  pipelineOptions.fuseLmHeadLoss = target != Target::Cuda;
+  pipelineOptions.fuseLmHeadLoss = fuseLoss;
   if (config->fp8) {
     pipelineOptions.fp8BlockRows = config->fp8->blockRows;
     pipelineOptions.fp8BlockCols = config->fp8->blockCols;
