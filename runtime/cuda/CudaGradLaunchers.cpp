@@ -284,6 +284,7 @@ void lmHeadCrossEntropyVjp(CudaSession &s, const std::string &k, const json &p, 
            argv(labels.ptr, B, Rw, T, shift, ignore, count), k);
   CUdeviceptr logits = s.workspace(size_t(chunk * V) * 4);
   CUdeviceptr dl = s.workspace(size_t(chunk * V) * 4);
+  const CudaSession::WorkspaceMark mark = s.workspaceMark();
   for (i64 r0 = 0; r0 < n; r0 += chunk) {
     const i64 rows = std::min(chunk, n - r0);
     const CUdeviceptr hc = h.ptr + CUdeviceptr(r0 * H) * 4;
@@ -297,6 +298,7 @@ void lmHeadCrossEntropyVjp(CudaSession &s, const std::string &k, const json &p, 
             dh + CUdeviceptr(r0 * H) * 4, H, true);
     if (dw)
       gemmT(s, k + " dW", V, H, rows, transposed(dl, V), rowMajor(hc, H), dw, H, true);
+    s.rewindWorkspace(mark); // the GEMMs' bf16 operands
   }
 }
 

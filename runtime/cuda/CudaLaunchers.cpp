@@ -1781,12 +1781,14 @@ void lmHeadCrossEntropy(CudaSession &s, const std::string &k, const json &p, Ins
   const i64 n = B * Rw, chunk = lossChunkRows(n, V);
   CUdeviceptr ce = s.workspace(size_t(n) * 4), valid = s.workspace(size_t(n) * 4);
   CUdeviceptr logits = s.workspace(size_t(chunk * V) * 4);
+  const CudaSession::WorkspaceMark mark = s.workspaceMark();
   for (i64 r0 = 0; r0 < n; r0 += chunk) {
     const i64 rows = std::min(chunk, n - r0);
     gemm(s, k + " logits", h.ptr + CUdeviceptr(r0 * H) * 4, H, w.ptr, 0, logits, rows, V, H,
          w.bf16);
     s.launch(inst("cross_entropy_rows", {V}), {unsigned(rows), 1, 1}, {256, 1, 1}, 0,
              argv(logits, labels.ptr, ce, valid, B, Rw, T, shift, ignore, r0), k);
+    s.rewindWorkspace(mark); // the GEMM's bf16 operands
   }
   s.launch(inst("sum_scaled", {0}), {1, 1, 1}, {1024, 1, 1}, 0,
            argv(ce, valid, out[0]->ptr, n, scale), k);

@@ -122,6 +122,19 @@ public:
   /// Scratch memory for the current launch (valid until the next launch:
   /// launches run in stream order).
   CUdeviceptr workspace(size_t bytes);
+  /// Where the workspace is filled to now. A launcher that loops over
+  /// chunks takes a mark after what every chunk shares and rewinds to it
+  /// after each chunk's launches are enqueued: the next chunk's launches
+  /// run after them in stream order, so they may reuse that scratch (one
+  /// chunk's worth, not all of them).
+  struct WorkspaceMark {
+    size_t chunk, used;
+  };
+  WorkspaceMark workspaceMark() const { return {chunk_, chunkUsed_}; }
+  void rewindWorkspace(WorkspaceMark m) {
+    chunk_ = m.chunk;
+    chunkUsed_ = m.used;
+  }
   /// A device copy of a small constant table (uploaded once per key).
   CUdeviceptr constant(const std::string &key, const std::vector<float> &data);
   void launch(const std::string &instance, Dim3 grid, Dim3 block, size_t smem,

@@ -96,10 +96,12 @@ bool fp8WgradGrouped(CudaSession &s, const std::string &what, CUdeviceptr dy, CU
                      CUdeviceptr dW);
 
 /// Rows of logits a chunk of the fused loss holds at a time
-/// (lm_head_cross_entropy and its vjp): 1 GiB of them (2048 rows at
-/// DeepSeek-V3's vocabulary), whole 128-row tiles.
+/// (lm_head_cross_entropy and its vjp): 2 GiB of them (4096 rows at
+/// DeepSeek-V3's vocabulary), whole 128-row tiles. Each chunk rounds the
+/// lm_head weight to bf16 again for its GEMMs (bf16 compute), so chunks
+/// much smaller than this cost more in rounding than they save.
 inline i64 lossChunkRows(i64 rows, int64_t V) {
-  i64 chunk = std::max<i64>(128, (i64(1) << 30) / (4 * V) / 128 * 128);
+  i64 chunk = std::max<i64>(128, (i64(2) << 30) / (4 * V) / 128 * 128);
   return std::min(rows, chunk);
 }
 
