@@ -2,16 +2,20 @@
 #include "runtime/cuda/CublasLt.h"
 
 #include "runtime/Error.h"
+#include "runtime/cuda/Nvrtc.h"
 
 #include <cublasLt.h>
 #include <cmath>
 
 #include <cstdlib>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <unistd.h>
 #include <vector>
 
 namespace dsv3rt::cuda {
@@ -28,6 +32,7 @@ struct LtApi {
   decltype(&::cublasLtMatmulPreferenceSetAttribute) prefSet;
   decltype(&::cublasLtMatmulAlgoGetHeuristic) heuristic;
   decltype(&::cublasLtMatmul) matmul;
+  decltype(&::cublasLtGetVersion) version;
   cublasLtHandle_t handle = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
   CUdeviceptr workspace = 0;
@@ -91,6 +96,7 @@ LtApi *api() {
     sym(p->prefSet, "cublasLtMatmulPreferenceSetAttribute");
     sym(p->heuristic, "cublasLtMatmulAlgoGetHeuristic");
     sym(p->matmul, "cublasLtMatmul");
+    sym(p->version, "cublasLtGetVersion");
     if (!ok)
       fail("libcublasLt lacks an entry point dsv3 calls (too old a cuBLAS?); DSV3_CUBLAS=0 "
            "runs without it");
@@ -118,19 +124,76 @@ struct Plan {
 /// Algorithms the heuristic is asked for a shape (each then timed).
 constexpr int kCandidates = 8;
 
+/// The tuning record: which of the heuristic's candidates was fastest for
+/// each shape, kept on disk ($DSV3_CACHE_DIR, as the NVRTC re-JITs) per GPU
+/// model and cuBLASLt version, so that every later process takes the same
+/// algorithm. Two algorithms sum a GEMM's products in different orders, so
+/// choosing afresh in each process made two training runs from the same
+/// state part at the first step (gradient norm 30.59927 against 30.59919
+/// on the H200: scripts/gpu-repro-check.sh); with the record they are
+/// bitwise equal. One line a shape, "M N K residual candidate", appended
+/// in one write (later lines win); processes that time a shape at the
+/// same moment may still choose apart once.
+class TuneRecord {
+public:
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool>;
+  void open(const std::string &device, size_t version) {
+    std::string dir = jitCacheDir();
+    path_ = fmt::format("{}/cublaslt-tune-{:016x}.txt", dir,
+                        stableHash(fmt::format("{} cublasLt {}", device, version)));
+    std::ifstream in(path_);
+    int64_t M, N, K;
+    int res, candidate;
+    while (in >> M >> N >> K >> res >> candidate)
+      choices_[{M, N, K, res != 0}] = candidate;
+    writable_ = makeDirectories(dir);
+  }
+  /// The recorded candidate for `key`, or -1.
+  int find(const Key &key) const {
+    auto it = choices_.find(key);
+    return it == choices_.end() ? -1 : it->second;
+  }
+  void add(const Key &key, int candidate) {
+    choices_[key] = candidate;
+    if (!writable_)
+      return;
+    std::string line = fmt::format("{} {} {} {} {}\n", std::get<0>(key), std::get<1>(key),
+                                   std::get<2>(key), int(std::get<3>(key)), candidate);
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0)
+      return; // a read-only cache: this process keeps its choice in memory
+    ssize_t n = ::write(fd, line.data(), line.size());
+    (void)n;
+    ::close(fd);
+  }
+
+private:
+  std::map<Key, int> choices_;
+  std::string path_;
+  bool writable_ = false;
+};
+
+TuneRecord &tuneRecord() {
+  static TuneRecord record;
+  return record;
+}
+
 /// The fastest of the heuristic's `found` algorithms for plan `p`, each
 /// timed over three runs on the call's operands (after one untimed run),
 /// written with beta 0 into a scratch output, so that the call's output and
-/// residual are untouched. The heuristic's first pick is not always the
-/// fastest: at a 4 x 2048 prefill's shapes on an H200 the fastest of eight
-/// gained 3-10% (q_b 0.857 -> 0.777 ms, dense down 3.08 -> 2.98;
-/// docs/benchmarks.md). The first pick as it is when the stream is being
-/// captured (nothing can be timed there) or DSV3_CUBLAS_TUNE=0;
-/// DSV3_CUBLAS_TUNE=log prints each shape's times.
+/// residual are untouched; the choice recorded (TuneRecord) and taken from
+/// the record when the shape was timed before, by this process or an
+/// earlier one. The heuristic's first pick is not always the fastest: at a
+/// 4 x 2048 prefill's shapes on an H200 the fastest of eight gained 3-10%
+/// (q_b 0.857 -> 0.777 ms, dense down 3.08 -> 2.98; docs/benchmarks.md).
+/// The first pick when the stream is being captured (nothing can be timed
+/// there) and the shape has no record, or with DSV3_CUBLAS_TUNE=0;
+/// DSV3_CUBLAS_TUNE=retime times every shape again (and records it),
+/// DSV3_CUBLAS_TUNE=log prints each timed shape's times.
 cublasLtMatmulAlgo_t fastestAlgo(const LtApi &lt, const Plan &p,
                                  const cublasLtMatmulHeuristicResult_t *r, int found,
                                  const char *what, CUstream stream, CUdeviceptr xb,
-                                 CUdeviceptr W, int64_t M, int64_t N, int64_t K) {
+                                 CUdeviceptr W, int64_t M, int64_t N, int64_t K, bool res) {
   static const std::string mode = [] {
     const char *env = std::getenv("DSV3_CUBLAS_TUNE");
     return std::string(env ? env : "1");
@@ -138,7 +201,12 @@ cublasLtMatmulAlgo_t fastestAlgo(const LtApi &lt, const Plan &p,
   Driver &drv = Driver::get();
   CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
   DSV3_CU(drv, streamIsCapturing, what, stream, &capture);
-  if (mode == "0" || found < 2 || capture != CU_STREAM_CAPTURE_STATUS_NONE)
+  if (mode == "0" || found < 2)
+    return r[0].algo;
+  const TuneRecord::Key key{M, N, K, res};
+  if (int c = tuneRecord().find(key); c >= 0 && c < found && mode != "retime")
+    return r[c].algo;
+  if (capture != CU_STREAM_CAPTURE_STATUS_NONE)
     return r[0].algo;
   // No room for a scratch output (a session near the GPU's memory): the
   // first pick, untimed.
@@ -188,20 +256,24 @@ cublasLtMatmulAlgo_t fastestAlgo(const LtApi &lt, const Plan &p,
   drv.eventDestroy(start);
   drv.eventDestroy(stop);
   DSV3_CU(drv, memFree, what, scratch);
+  tuneRecord().add(key, best);
   return r[best].algo;
 }
 
 } // namespace
 
-bool cublasLtAvailable(int computeCapability) {
+bool cublasLtAvailable(int computeCapability, const std::string &device) {
   static const std::string wanted = [] {
     const char *env = std::getenv("DSV3_CUBLAS");
     return std::string(env ? env : "");
   }();
   if (wanted == "0" || computeCapability < 80)
     return false;
-  if (api())
+  if (LtApi *lt = api()) {
+    static std::once_flag once;
+    std::call_once(once, [&] { tuneRecord().open(device, lt->version()); });
     return true;
+  }
   if (wanted == "1")
     fail("DSV3_CUBLAS=1: cannot load cuBLASLt ({}); DSV3_CUBLAS_LIB=PATH names the library",
          loadError());
@@ -244,7 +316,7 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
       fail("{}: cuBLASLt has no algorithm for bf16 {}x{}x{} with fp32 output; DSV3_CUBLAS=0 "
            "keeps dsv3's kernels",
            what, M, N, K);
-    p.algo = fastestAlgo(*lt, p, r, found, what, stream, xb, W, M, N, K);
+    p.algo = fastestAlgo(*lt, p, r, found, what, stream, xb, W, M, N, K, res != 0);
     it = plans.emplace(key, p).first;
   }
   const Plan &p = it->second;

@@ -14,13 +14,15 @@
 #include "runtime/cuda/CudaDriver.h"
 
 #include <cstdint>
+#include <string>
 
 namespace dsv3rt::cuda {
 
 /// Whether this session's plain bf16 GEMMs may run on cuBLASLt: the library
 /// loads, DSV3_CUBLAS is not "0", and the GPU is sm_80 or newer.
-/// DSV3_CUBLAS=1 makes a library that does not load an error.
-bool cublasLtAvailable(int computeCapability);
+/// DSV3_CUBLAS=1 makes a library that does not load an error. `device`
+/// (the GPU's name) keys the record of tuned algorithms (CublasLt.cpp).
+bool cublasLtAvailable(int computeCapability, const std::string &device);
 
 /// y[M, N] (fp32, row-major) = xb[M, K] (bf16) W[N, K]^T (bf16) (+ res[M, N],
 /// fp32, which may be y), fp32 accumulation, on `stream`. Fails with a

@@ -173,7 +173,7 @@ void CudaSession::loadModule() {
   DSV3_CU(drv_, deviceGetAttribute, "multiprocessor count", &sms_,
           CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device_);
   // Before any stream capture: loading cuBLASLt allocates its workspace.
-  cublasLt = cublasLtAvailable(cc_);
+  cublasLt = cublasLtAvailable(cc_, name);
 
   // The kernels: the artifact's cubin of this architecture; else the
   // artifact's source re-JITed by NVRTC for this GPU (cached on disk by

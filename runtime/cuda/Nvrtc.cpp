@@ -101,16 +101,14 @@ std::string jitCacheDir() {
   return std::string(home && *home ? home : "/tmp") + "/.cache/dsv3";
 }
 
-namespace {
-/// FNV-1a, 64 bits: stable across builds and machines (std::hash is not).
-uint64_t fnv1a(const std::string &s) {
+uint64_t stableHash(const std::string &s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s)
     h = (h ^ c) * 1099511628211ull;
   return h;
 }
 
-bool makeDirs(const std::string &dir) {
+bool makeDirectories(const std::string &dir) {
   for (size_t i = 1; i <= dir.size(); ++i)
     if (i == dir.size() || dir[i] == '/') {
       std::string prefix = dir.substr(0, i);
@@ -119,14 +117,13 @@ bool makeDirs(const std::string &dir) {
     }
   return true;
 }
-} // namespace
 
 bool jitCubin(const std::string &source, const std::vector<std::string> &instances,
               const std::string &arch, const std::string &cacheDir, std::string &cubin,
               std::string &path, bool &cached, std::string &error) {
   // The instance list is part of the source (its header comment), so the
   // source's hash covers it.
-  path = fmt::format("{}/kernels-{:016x}-{}-nvrtc{}.cubin", cacheDir, fnv1a(source), arch,
+  path = fmt::format("{}/kernels-{:016x}-{}-nvrtc{}.cubin", cacheDir, stableHash(source), arch,
                      nvrtcVersionString());
   if (std::ifstream in{path, std::ios::binary}) {
     std::ostringstream s;
@@ -144,7 +141,7 @@ bool jitCubin(const std::string &source, const std::vector<std::string> &instanc
   cubin = std::move(out.binary);
   // Written to a temporary name and renamed: a reader never sees half a file,
   // and two processes racing write the same bytes.
-  if (!makeDirs(cacheDir)) {
+  if (!makeDirectories(cacheDir)) {
     error = fmt::format("cannot create the JIT cache directory {}", cacheDir);
     return false;
   }

@@ -8,6 +8,7 @@
 #ifndef DSV3_RUNTIME_CUDA_NVRTC_H
 #define DSV3_RUNTIME_CUDA_NVRTC_H
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -33,6 +34,11 @@ bool nvrtcCompile(const std::string &source, const std::vector<std::string> &ins
 /// The on-disk cache of runtime re-JITs: $DSV3_CACHE_DIR, else
 /// $XDG_CACHE_HOME/dsv3, else ~/.cache/dsv3.
 std::string jitCacheDir();
+/// FNV-1a of `s`, 64 bits: stable across builds and machines (std::hash is
+/// not), for the cache's file names.
+uint64_t stableHash(const std::string &s);
+/// mkdir -p `dir`; false when a component cannot be made.
+bool makeDirectories(const std::string &dir);
 /// The cubin of `source` for `arch`: read from `cacheDir` when a file keyed
 /// by the source's hash, the arch and the NVRTC version is there, else
 /// compiled and written there atomically. `cached` says which.
