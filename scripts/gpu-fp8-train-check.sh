@@ -49,8 +49,9 @@
 #    runs' paths part by chance, which a window bound cannot tell from
 #    FP8's error.
 # 5. Step times of the real run's model at 8 x 1024: bf16, FP8, FP8 with
-#    the routed experts' Wgrad per expert (DSV3_FP8_WGRAD_GROUPED=0), and a
-#    kernel profile of the FP8 step.
+#    every use of a master weight quantizing it (DSV3_FP8_MASTER_COPIES=0),
+#    FP8 with the routed experts' Wgrad per expert
+#    (DSV3_FP8_WGRAD_GROUPED=0), and a kernel profile of the FP8 step.
 # PARTS (default 12345) picks the parts to run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -122,12 +123,13 @@ PY
 fi
 if [[ $PARTS == *5* ]] && [ -d bench-artifacts/train-run8 ] && [ -d bench-artifacts/train-run ]; then
   echo "== 5. step times, 8 x 1024 (random weights, median of 3)"
-  for run in train-run:1 train-run8:1 train-run8:0; do
-    IFS=: read -r art grouped <<< "$run"
-    r=$(DSV3_FP8_WGRAD_GROUPED=$grouped timeout 150 $RUN time bench-artifacts/$art \
-      --random-weights 1 --backend cuda --train --compute bf16 --batch 8 --seq 1024 --steps 3 \
-      2>&1 | tail -n 1 | grep -o "train_step [0-9.]* ms")
-    echo "$art (DSV3_FP8_WGRAD_GROUPED=$grouped): $r"
+  for run in train-run:1:1 train-run8:1:1 train-run8:1:0 train-run8:0:1; do
+    IFS=: read -r art grouped copies <<< "$run"
+    r=$(DSV3_FP8_WGRAD_GROUPED=$grouped DSV3_FP8_MASTER_COPIES=$copies timeout 150 $RUN time \
+      bench-artifacts/$art --random-weights 1 --backend cuda --train --compute bf16 --batch 8 \
+      --seq 1024 --steps 3 2>&1 | tail -n 2 | tr '\n' ' ' |
+      grep -o "FP8 copies of the master weights [0-9.]* [GMK]B\|train_step [0-9.]* ms" | tr '\n' ' ')
+    echo "$art (DSV3_FP8_WGRAD_GROUPED=$grouped DSV3_FP8_MASTER_COPIES=$copies): $r"
   done
   DSV3_PROFILE=1 timeout 150 $RUN time bench-artifacts/train-run8 --random-weights 1 \
     --backend cuda --train --compute bf16 --batch 8 --seq 1024 --steps 1 \

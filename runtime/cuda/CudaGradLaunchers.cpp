@@ -704,6 +704,7 @@ void adamw(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &) 
   float c1 = float(1 - std::pow(b1, double(step))), c2 = float(1 - std::pow(b2, double(step)));
   i64 n = param.numel();
   unsigned grid = unsigned(std::min<i64>((n + 255) / 256, i64(s.multiprocessors()) * 8));
+  s.invalidateFp8MasterCopies(); // a later reader quantizes the updated weight
   s.launch(inst("adamw_update", {0}), {std::max(grid, 1u), 1, 1}, {256, 1, 1}, 0,
            argv(param.ptr, grad.ptr, m.ptr, v.ptr, n, in[5]->ptr, in[6]->ptr, fb1, fb2, eps,
                 wd, clip, c1, c2),

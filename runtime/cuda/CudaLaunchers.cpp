@@ -104,6 +104,26 @@ Fp8Weight fp8MasterWeight(CudaSession &s, const std::string &k, const json &p,
   int N = int(w.dim(-2)), K = int(w.dim(-1));
   const i64 E = w.numel() / (i64(N) * K), sr = (N + br - 1) / br, sc = (K + bc - 1) / bc;
   Fp8Weight q;
+  static const bool copies = [] {
+    const char *env = std::getenv("DSV3_FP8_MASTER_COPIES");
+    return !(env && std::string(env) == "0");
+  }();
+  if (copies) {
+    // One quantization a weight an entry run, both ways at once
+    // (CudaSession::Fp8MasterCopy).
+    CudaSession::Fp8MasterCopy &c =
+        s.fp8MasterCopy(w.ptr, br, bc, size_t(w.numel()), size_t(E * sr * sc) * 4);
+    if (!c.current) {
+      s.launch(inst("fp8_quantize_blocks", {0}), {unsigned(E * sr * sc), 1, 1}, {256, 1, 1}, 0,
+               argv(w.ptr, c.codes, c.scales, N, K, br, bc, c.codesT, c.scalesT),
+               k + " (FP8 training: the master weight quantized)");
+      c.current = true;
+    }
+    q = {c.codes, c.scales, br, bc};
+    if (transposed)
+      *transposed = {c.codesT, c.scalesT, bc, br};
+    return q;
+  }
   q.w = s.workspace(size_t(w.numel()));
   q.scale = s.workspace(size_t(E * sr * sc) * 4);
   q.br = br;

@@ -281,18 +281,22 @@ std::string CudaSession::memoryReport() const {
   // The driver's count past the session's start, when it is consistent
   // (memory of a process killed just before may still have been in use
   // when the session started, and freed since).
-  double held = params + double(arenaBytes_) + workspace;
+  double held = params + double(arenaBytes_) + workspace + fp8MasterBytes_;
   double grew = double(totalBytes - freeBytes) - double(baselineBytes_);
   std::string driver = grew >= held ? fmt::format("; the driver counts {} more in use than at "
                                                   "the session's start",
                                                   humanBytes(grew))
                                     : std::string();
+  std::string masters = fp8MasterBytes_ > 0 ? fmt::format(", FP8 copies of the master "
+                                                          "weights {}",
+                                                          humanBytes(fp8MasterBytes_))
+                                             : std::string();
   return fmt::format("device memory: {} held (parameters and optimizer state {}, activation "
-                     "arena {}: the plan's peak, workspace high-water {}){}; {} of {} in use "
+                     "arena {}: the plan's peak, workspace high-water {}{}){}; {} of {} in use "
                      "on the GPU",
                      humanBytes(held), humanBytes(params), humanBytes(double(arenaBytes_)),
-                     humanBytes(workspace), driver, humanBytes(double(totalBytes - freeBytes)),
-                     humanBytes(double(totalBytes)));
+                     humanBytes(workspace), masters, driver,
+                     humanBytes(double(totalBytes - freeBytes)), humanBytes(double(totalBytes)));
 }
 
 void CudaSession::allocateArena() {
@@ -352,6 +356,9 @@ CudaSession::~CudaSession() {
     drv_.memFree(p);
   for (CUdeviceptr p : buffers_)
     drv_.memFree(p);
+  for (auto &[key, c] : fp8Masters_)
+    for (CUdeviceptr p : {c.codes, c.codesT, c.scales, c.scalesT})
+      drv_.memFree(p);
 }
 
 std::map<std::string, std::vector<float>> &CudaSession::paramData() {
@@ -427,6 +434,19 @@ CUdeviceptr CudaSession::workspace(size_t bytes) {
   CUdeviceptr p = chunks_[chunk_].first + chunkUsed_;
   chunkUsed_ += bytes;
   return p;
+}
+
+CudaSession::Fp8MasterCopy &CudaSession::fp8MasterCopy(CUdeviceptr weight, int br, int bc,
+                                                       size_t codes, size_t scales) {
+  Fp8MasterCopy &c = fp8Masters_[{weight, br, bc}];
+  if (!c.codes) {
+    DSV3_CU(drv_, memAlloc, "FP8 copy of a master weight", &c.codes, codes);
+    DSV3_CU(drv_, memAlloc, "FP8 copy of a master weight", &c.codesT, codes);
+    DSV3_CU(drv_, memAlloc, "FP8 copy of a master weight", &c.scales, scales);
+    DSV3_CU(drv_, memAlloc, "FP8 copy of a master weight", &c.scalesT, scales);
+    fp8MasterBytes_ += 2.0 * double(codes + scales);
+  }
+  return c;
 }
 
 CUdeviceptr CudaSession::constant(const std::string &key,
@@ -707,6 +727,9 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     if (capture)
       DSV3_CU(drv_, streamBeginCapture, "capturing " + name, stream_,
               CU_STREAM_CAPTURE_MODE_RELAXED);
+    // The weights may have changed since the last run (an optimizer step,
+    // a load): FP8 copies of them are made again by their first reader.
+    invalidateFp8MasterCopies();
     try {
       for (size_t l = 0; l < entry.launches.size(); ++l) {
         const Launch &launch = entry.launches[l];

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <map>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -152,6 +153,27 @@ public:
   /// decided, and its workspace allocated, when the session starts; a
   /// check may turn it off to run dsv3's kernel on the same shapes.
   bool cublasLt = false;
+  /// FP8 training's quantized copy of an fp32 master weight (codes and
+  /// scales, and their transposed blocks for Dgrad), made by the first
+  /// launch of an entry run that reads the weight and read by the others
+  /// (its forward, the forward recomputed and the Dgrad: one quantization
+  /// a weight a step, not one a use). Session-owned buffers, allocated at
+  /// the weight's first use; `current` is cleared when an entry run starts
+  /// (a captured graph records the quantization at the first use again) and
+  /// when the optimizer updates weights. DSV3_FP8_MASTER_COPIES=0: every
+  /// use quantizes into the workspace, as before.
+  struct Fp8MasterCopy {
+    CUdeviceptr codes = 0, scales = 0, codesT = 0, scalesT = 0;
+    bool current = false;
+  };
+  /// The copy of `weight` in `br` x `bc` blocks (`codes` bytes of codes,
+  /// `scales` bytes of scales each way).
+  Fp8MasterCopy &fp8MasterCopy(CUdeviceptr weight, int br, int bc, size_t codes,
+                               size_t scales);
+  void invalidateFp8MasterCopies() {
+    for (auto &entry : fp8Masters_)
+      entry.second.current = false;
+  }
   /// The dequantized copy of an FP8 weight that the absorbed decode reads
   /// (kv_b_proj), made once when the weights are bound; 0 if none.
   CUdeviceptr dequantizedOf(CUdeviceptr fp8) const {
@@ -214,6 +236,8 @@ private:
   std::string description_;
   int sms_ = 1, cc_ = 0;
   std::map<CUdeviceptr, CUdeviceptr> dequantized_;
+  std::map<std::tuple<CUdeviceptr, int, int>, Fp8MasterCopy> fp8Masters_;
+  double fp8MasterBytes_ = 0;
   void dequantizeAbsorbedWeights();
   std::map<std::string, std::string> lowered_; // instance -> mangled name
   std::map<std::string, CUfunction> functions_;
