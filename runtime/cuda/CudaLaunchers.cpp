@@ -104,10 +104,7 @@ Fp8Weight fp8MasterWeight(CudaSession &s, const std::string &k, const json &p,
   int N = int(w.dim(-2)), K = int(w.dim(-1));
   const i64 E = w.numel() / (i64(N) * K), sr = (N + br - 1) / br, sc = (K + bc - 1) / bc;
   Fp8Weight q;
-  static const bool copies = [] {
-    const char *env = std::getenv("DSV3_FP8_MASTER_COPIES");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool copies = envNotZero("DSV3_FP8_MASTER_COPIES");
   if (copies) {
     // One quantization a weight an entry run, both ways at once
     // (CudaSession::Fp8MasterCopy).
