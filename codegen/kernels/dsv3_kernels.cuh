@@ -1691,6 +1691,197 @@ __global__ void __launch_bounds__(128)
   }
 }
 
+/// mla_decode_mma with its key tiles staged by cp.async, for wide batches:
+/// at batch 128 mla_decode_mma waited on its loads (each block converted a
+/// tile with 18 KB of loads in flight, then computed with none, ~3 TB/s
+/// from L2), and each of a row's 8 head groups read the row's latents. Here
+/// a block serves 32 heads (two groups of 4 warps, each exactly
+/// mla_decode_mma's 16 heads and arithmetic: the same bf16 operands in the
+/// same order, so the same results), and the next STAGES - 1 tiles of KT
+/// keys' fp32 latents are in flight by cp.async while one is converted to
+/// bf16 and used (STAGES fp32 stages in dynamic shared memory). grid
+/// (splits, ceil(NH / 32), rows), 256 threads. Needs W % 4 == 0 (16-byte
+/// rows).
+template <int NH, int DR, int R, int KT, int STAGES>
+__global__ void __launch_bounds__(256)
+    mla_decode_mma_staged(const float *qt, const float *cache, const i64 *past, float *part,
+                          float *ml, i64 T, i64 S, i64 splitLen, i64 rowBase,
+                          float softmaxScale) {
+  constexpr int W = R + DR, WP = (W + 15) / 16 * 16, RP = (R + 63) / 64 * 64;
+  constexpr int CW = WP > RP ? WP : RP, LD = CW + 8;
+  static_assert(KT % 16 == 0 && STAGES >= 2, "tiles of whole k16 steps, a stage ahead");
+  constexpr int KSTEPS = WP / 16, KPW = (KSTEPS + 3) / 4;
+  constexpr int NT = RP / 4 / 8;
+  static_assert(W % 4 == 0, "mla_decode_mma_staged stages 16-byte pieces of a row");
+  extern __shared__ __align__(16) float decodeStagedSmem[];
+  float *stage = decodeStagedSmem; // [STAGES][KT * W]
+  unsigned short *ks = reinterpret_cast<unsigned short *>(stage + STAGES * KT * W); // [KT * LD]
+  float *red = reinterpret_cast<float *>(ks + KT * LD);             // [2][4][16 * KT]
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  const int grp = warp >> 2, wq = warp & 3;
+  float *gred = red + grp * 4 * 16 * KT;
+  const int split = blockIdx.x, h0 = blockIdx.y * 32 + grp * 16;
+  const i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
+  const i64 splits = gridDim.x, n = past[b] + t + 1;
+  const i64 begin = i64(split) * splitLen, end = begin + splitLen < n ? begin + splitLen : n;
+  const float *cb = cache + b * S * W;
+  // One tile's rows, 16 bytes a copy, as one commit group (empty past the
+  // split's end, so that every iteration waits on the same count).
+  auto issue = [&](int tile) {
+    const i64 k0 = begin + i64(tile) * KT;
+    const int kn = k0 >= end ? 0 : end - k0 < KT ? int(end - k0) : KT;
+    float *dst = stage + (tile % STAGES) * KT * W;
+    for (int i = tid; i < kn * (W / 4); i += 256) {
+      const int kk = i / (W / 4), c = i % (W / 4) * 4;
+      cpAsync16(dst + kk * W + c, cb + (k0 + kk) * W + c);
+    }
+    cpAsyncCommit();
+  };
+#pragma unroll
+  for (int tile = 0; tile < STAGES - 1; ++tile)
+    issue(tile);
+  unsigned qf[KPW][4];
+#pragma unroll
+  for (int i = 0; i < KPW; ++i) {
+    int kk = wq + 4 * i;
+#pragma unroll
+    for (int f = 0; f < 4; ++f) {
+      int c = kk * 16 + (f >> 1) * 8 + 2 * t4, h = h0 + g + (f & 1) * 8;
+      float x0 = 0.f, x1 = 0.f;
+      if (kk < KSTEPS && h < NH) {
+        const float *qr = qt + (row * NH + h) * W;
+        x0 = c < W ? qr[c] : 0.f;
+        x1 = c + 1 < W ? qr[c + 1] : 0.f;
+      }
+      qf[i][f] = packBf16x2(x0, x1);
+    }
+  }
+  float oacc[NT][4];
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+    oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.f;
+  float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};
+  const float LOG2E = 1.4426950408889634f;
+  const int m = lane >> 3;
+  int tile = 0;
+  for (i64 k0 = begin; k0 < end; k0 += KT, ++tile) {
+    const int kn = end - k0 < KT ? int(end - k0) : KT;
+    // The stage the tile STAGES - 1 ahead goes to was converted a tile
+    // ago, before that tile's barriers: free.
+    issue(tile + STAGES - 1);
+    cpAsyncWait<STAGES - 1>();
+    __syncthreads(); // this tile landed for every thread; ks is free
+    {
+      const float *src = stage + (tile % STAGES) * KT * W;
+      for (int i = tid; i < KT * CW / 4; i += 256) {
+        const int kk = i / (CW / 4), c = i % (CW / 4) * 4;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (kk < kn && c < W)
+          v = *reinterpret_cast<const float4 *>(src + kk * W + c);
+        *reinterpret_cast<uint2 *>(ks + kk * LD + c) =
+            make_uint2(packBf16x2(v.x, v.y), packBf16x2(v.z, v.w));
+      }
+    }
+    __syncthreads();
+    float sc[KT / 8][4];
+#pragma unroll
+    for (int j = 0; j < KT / 8; ++j)
+      sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+    for (int i = 0; i < KPW; ++i) {
+      int kk = wq + 4 * i;
+      if (kk < KSTEPS)
+#pragma unroll
+        for (int j = 0; j < KT / 8; j += 2) {
+          unsigned bk[4];
+          ldmatrixX4(bk, ks + (j * 8 + (m >> 1) * 8 + (lane & 7)) * LD + kk * 16 + (m & 1) * 8);
+          mmaBf16(sc[j], qf[i], bk);
+          mmaBf16(sc[j + 1], qf[i], bk + 2);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < KT / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        gred[wq * 16 * KT + (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1)] = sc[j][e];
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < KT / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        int at = (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1);
+        float v = (gred[at] + gred[16 * KT + at]) + (gred[2 * 16 * KT + at] + gred[3 * 16 * KT + at]);
+        sc[j][e] = j * 8 + 2 * t4 + (e & 1) < kn ? v * softmaxScale : -INFINITY;
+      }
+    float alpha[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      float mx = mrun[half];
+#pragma unroll
+      for (int j = 0; j < KT / 8; ++j)
+        mx = fmaxf(mx, fmaxf(sc[j][2 * half], sc[j][2 * half + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      alpha[half] = exp2f((mrun[half] - mx) * LOG2E);
+      mrun[half] = mx;
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < KT / 8; ++j)
+#pragma unroll
+        for (int e = 2 * half; e < 2 * half + 2; ++e) {
+          float p = exp2f((sc[j][e] - mx) * LOG2E);
+          sc[j][e] = p;
+          sum += p;
+        }
+      lrun[half] = lrun[half] * alpha[half] + sum;
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      oacc[j][0] *= alpha[0];
+      oacc[j][1] *= alpha[0];
+      oacc[j][2] *= alpha[1];
+      oacc[j][3] *= alpha[1];
+    }
+    const unsigned short *vrow = ks + ((m & 1) * 8 + (lane & 7)) * LD + wq * (RP / 4) + (m >> 1) * 8;
+#pragma unroll
+    for (int kk = 0; kk < KT / 16; ++kk) {
+      unsigned pa[4] = {packBf16x2(sc[2 * kk][0], sc[2 * kk][1]),
+                        packBf16x2(sc[2 * kk][2], sc[2 * kk][3]),
+                        packBf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                        packBf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        unsigned bv[4];
+        ldmatrixX4Trans(bv, vrow + kk * 16 * LD + j * 8);
+        mmaBf16(oacc[j], pa, bv);
+        mmaBf16(oacc[j + 1], pa, bv + 2);
+      }
+    }
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float l = lrun[half];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    int h = h0 + g + half * 8;
+    if (h >= NH)
+      continue;
+    i64 at = (row * splits + split) * NH + h;
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      int c = wq * (RP / 4) + j * 8 + 2 * t4;
+      if (c < R)
+        part[at * R + c] = oacc[j][2 * half];
+      if (c + 1 < R)
+        part[at * R + c + 1] = oacc[j][2 * half + 1];
+    }
+    if (wq == 0 && t4 == 0) {
+      ml[at * 2] = mrun[half];
+      ml[at * 2 + 1] = l;
+    }
+  }
+}
+
 /// grid (NH, rows): o~[row, h] = sum_s e^{m_s - M} part_s / sum_s e^{m_s - M} l_s.
 template <int NH, int R>
 __global__ void mla_decode_merge(const float *part, const float *ml, float *ot,

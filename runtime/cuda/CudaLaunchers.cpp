@@ -643,7 +643,7 @@ void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CU
   if (bf16Out && (!Wu || bf16GemmSchedule(s) != Bf16Gemm::Tma))
     fail("{}: only the gated gemm_bf16_tma stores bf16 (DevTensor::Storage::Bf16)", what);
   s.countBf16ActivationLaunch();
-  if (!Wu && !counts && !b && rows >= kCublasRows && s.cublasLt) {
+  if (!Wu && !counts && !b && rows >= cublasRows() && s.cublasLt) {
     // Plain GEMMs of many rows: cuBLASLt (docs/benchmarks.md: its kernels
     // beat gemm_bf16_tma on the prefill's and training's shapes).
     s.timedCall("cublasLtMatmul (bf16, fp32 out)", what, [&] {
@@ -747,6 +747,14 @@ void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
   } else
     s.launch(linearName(N, K, bf16), {unsigned((N + 15) / 16), unsigned((rows + 15) / 16), 1},
              {16, 16, 1}, 0, argv(x, ldx, W, b, res, y, rows), what);
+}
+
+int64_t cublasRows() {
+  static const int64_t rows = [] {
+    const char *env = std::getenv("DSV3_CUBLAS_ROWS");
+    return env && *env ? std::max<int64_t>(1, std::atoll(env)) : kCublasRows;
+  }();
+  return rows;
 }
 
 bool simtGemm() {
@@ -1029,14 +1037,28 @@ void dispatchPlan(CudaSession &s, const std::string &k, int64_t E, int64_t K,
            argv(indices, R, chunkCounts, counts, slots), k);
 }
 
-void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
-                        CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past, CUdeviceptr part,
-                        CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits, i64 splitLen,
-                        i64 rowBase, i64 T, i64 S, float softmaxScale) {
-  int64_t W = d.r + d.dr, HB = mlaDecodeHeads(d), groups = (d.nh + HB - 1) / HB;
-  if (mma) {
+int64_t mlaDecodeHeadsPerBlock(DecodeKernel kernel, const MlaDims &d) {
+  return kernel == DecodeKernel::Staged ? 32
+         : kernel == DecodeKernel::Mma  ? 16
+                                        : mlaDecodeHeads(d);
+}
+
+void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d,
+                        DecodeKernel kernel, CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past,
+                        CUdeviceptr part, CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits,
+                        i64 splitLen, i64 rowBase, i64 T, i64 S, float softmaxScale) {
+  int64_t W = d.r + d.dr, HB = mlaDecodeHeadsPerBlock(kernel, d), groups = (d.nh + HB - 1) / HB;
+  if (kernel == DecodeKernel::Staged) {
+    const DecodeStagedTile tile = kDecodeStagedTile;
+    if (!mlaDecodeStagedFits(d, tile))
+      fail("kernel {}: mla_decode_mma_staged does not fit these widths", k);
     s.countBf16ActivationLaunch();
-    s.launch(mlaDecodeMmaName(d), {unsigned(splits), unsigned((d.nh + 15) / 16), unsigned(rows)},
+    s.launch(mlaDecodeStagedName(d, tile), {unsigned(splits), unsigned(groups), unsigned(rows)},
+             {256, 1, 1}, mlaDecodeStagedSmem(d, tile),
+             argv(qt, cache, past, part, ml, T, S, splitLen, rowBase, softmaxScale), k);
+  } else if (kernel == DecodeKernel::Mma) {
+    s.countBf16ActivationLaunch();
+    s.launch(mlaDecodeMmaName(d), {unsigned(splits), unsigned(groups), unsigned(rows)},
              {128, 1, 1}, 0,
              argv(qt, cache, past, part, ml, T, S, splitLen, rowBase, softmaxScale), k);
   } else {
@@ -1461,9 +1483,22 @@ bool usePrefillMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
 /// Whether the absorbed decode's split-KV attention runs on tensor cores
 /// (mla_decode_mma: bf16 q~ and latents) rather than in fp32
 /// (mla_decode_split): as usePrefillMma. DSV3_MLA_DECODE_MMA=0 never.
-bool useDecodeMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
+/// Of the tensor-core kernels, mla_decode_mma_staged for 16 query rows or
+/// more where it fits and the artifact has it (artifacts compiled before it
+/// keep mla_decode_mma); DSV3_MLA_DECODE_STAGED=0 keeps mla_decode_mma (the
+/// same results). At batch 1 the staged kernel's one block a multiprocessor
+/// took the step from 2.04 to 2.11 ms (H200); from batch 32 it is faster
+/// (docs/benchmarks.md).
+DecodeKernel decodeKernel(CudaSession &s, const MlaDims &d, bool bf16Model, i64 rows) {
   static const bool enabled = envNotZero("DSV3_MLA_DECODE_MMA");
-  return enabled && bf16Model && !s.fp32Activations && mlaDecodeMmaFits(d);
+  static const bool staged = envNotZero("DSV3_MLA_DECODE_STAGED");
+  if (!enabled || !bf16Model || s.fp32Activations || !mlaDecodeMmaFits(d))
+    return DecodeKernel::Split;
+  const DecodeStagedTile tile = kDecodeStagedTile;
+  if (staged && rows >= 16 && mlaDecodeStagedFits(d, tile) &&
+      s.hasFunction(mlaDecodeStagedName(d, tile)))
+    return DecodeKernel::Staged;
+  return DecodeKernel::Mma;
 }
 
 void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &in,
@@ -1587,13 +1622,15 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     }
     if (!kvb)
       fail("kernel {}: no dequantized copy of the FP8 kv_b_proj", k);
-    int64_t W = d.r + d.dr, HB = mlaDecodeHeads(d), groups = (d.nh + HB - 1) / HB;
+    int64_t W = d.r + d.dr;
     // Rows in chunks, bounding the partial results' workspace; key splits
     // sized from the cache length so that a chunk fills the GPU twice over
     // (keys past a row's length end a split early).
     const i64 chunk = 256;
     for (i64 r0 = 0; r0 < N; r0 += chunk) {
       i64 rows = std::min(chunk, N - r0);
+      const DecodeKernel decodeForm = decodeKernel(s, d, wb, rows);
+      const int64_t HB = mlaDecodeHeadsPerBlock(decodeForm, d), groups = (d.nh + HB - 1) / HB;
       i64 waves = 2 * i64(s.multiprocessors());
       i64 splits = std::max<i64>(
           1, std::min<i64>((waves + rows * groups - 1) / (rows * groups), (S + 15) / 16));
@@ -1611,7 +1648,7 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       else
         s.launch(names[0], {unsigned(d.nh), unsigned((W + 127) / 128), 1}, {128, 1, 1}, 0,
                  argv(q0, kvb, QT, rows), k);
-      mlaDecodeAttention(s, k, d, useDecodeMma(s, d, wb), QT, cache.ptr, past.ptr, part, ml, OT,
+      mlaDecodeAttention(s, k, d, decodeForm, QT, cache.ptr, past.ptr, part, ml, OT,
                          rows, splits, splitLen, r0, T, S, softmaxScale);
       if (wb && mlaAbsorbVMmaFits(d))
         s.launch(mlaAbsorbVMmaName(d), {unsigned((d.dv + 127) / 128), unsigned(d.nh), 1},

@@ -43,8 +43,11 @@ inline bool isBf16(const std::string &dtype) { return dtype == "bf16"; }
 /// (tensor cores, `linear_mma`, for bf16 weights).
 constexpr int64_t kFewRows = 8;
 /// The fewest rows a plain bf16 GEMM (no bias) takes cuBLASLt with
-/// (prefill, training); decode's few-row GEMMs keep dsv3's kernels.
-constexpr int64_t kCublasRows = 256;
+/// (prefill, training, and decode from batch 16: at 128 rows o_proj took
+/// 70 us against gemm_bf16_tma's 160, kv_a 13 against 75, whose one row
+/// tile left most multiprocessors idle; decode b32 10.54 -> 9.80 ms, b128
+/// 18.83 -> 17.91, H200). Fewer rows keep dsv3's few-row kernels.
+constexpr int64_t kCublasRows = 16;
 inline std::string linearName(int64_t n, int64_t k, bool bf16) {
   return instW("linear", {n, k}, bf16);
 }
@@ -282,6 +285,30 @@ inline bool mlaDecodeMmaFits(const MlaDims &d) {
 }
 inline std::string mlaDecodeMmaName(const MlaDims &d) {
   return inst("mla_decode_mma", {d.nh, d.dr, d.r});
+}
+/// mla_decode_mma_staged (32 heads a block, cp.async-staged fp32 tiles):
+/// its tile, keys a tile and fp32 stages. 32 x 2 sums the scores and
+/// rescales the running softmax in mla_decode_mma's steps (the same bits);
+/// 16 x 4 was 9% faster at batch 128 (0.534 against 0.589 ms a layer,
+/// H200) but rescales every 16 keys, so its results differ in the last
+/// bits: not taken.
+struct DecodeStagedTile {
+  int64_t keys, stages;
+};
+constexpr DecodeStagedTile kDecodeStagedTile = {32, 2};
+/// 16-byte rows, more than one group of 16 heads, and its fp32 stages,
+/// bf16 tile and score sums within the multiprocessor's shared memory.
+inline size_t mlaDecodeStagedSmem(const MlaDims &d, DecodeStagedTile t) {
+  int64_t w = d.r + d.dr, wp = mlaPad16(w), rp = (d.r + 63) / 64 * 64;
+  int64_t cw = wp > rp ? wp : rp;
+  return size_t(t.stages * t.keys * w * 4 + t.keys * (cw + 8) * 2 + 2 * 4 * 16 * t.keys * 4);
+}
+inline bool mlaDecodeStagedFits(const MlaDims &d, DecodeStagedTile t) {
+  return mlaDecodeMmaFits(d) && (d.r + d.dr) % 4 == 0 && d.nh > 16 &&
+         mlaDecodeStagedSmem(d, t) <= 227 * 1024;
+}
+inline std::string mlaDecodeStagedName(const MlaDims &d, DecodeStagedTile t) {
+  return inst("mla_decode_mma_staged", {d.nh, d.dr, d.r, t.keys, t.stages});
 }
 /// Heads per block of mla_decode_split (each block reads its key tiles
 /// once for this many heads).
@@ -600,6 +627,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         out.push_back(mlaPrefillCachedName(d));
       if (w && mlaDecodeMmaFits(d))
         out.push_back(mlaDecodeMmaName(d));
+      if (w && mlaDecodeStagedFits(d, kDecodeStagedTile))
+        out.push_back(mlaDecodeStagedName(d, kDecodeStagedTile));
       if (w && mlaAbsorbVMmaFits(d))
         out.push_back(mlaAbsorbVMmaName(d));
       if (w && mlaAbsorbQRowsFits(d))

@@ -113,6 +113,9 @@ void gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CUdev
 /// instead of gemm_mma's split-bf16 tensor-core products (to check one
 /// against the other).
 bool simtGemm();
+/// The fewest rows a plain bf16 GEMM takes cuBLASLt with: kCublasRows, or
+/// DSV3_CUBLAS_ROWS.
+int64_t cublasRows();
 /// C (+)= A B on strided operands (gemm_mma, or gemm_any with
 /// DSV3_SIMT_GEMM=1): element (m, k) of A at A + m sam + k sak, (k, n) of B
 /// at B + k sbk + n sbn, C rows ldc apart. Mode 0: batch z at strides
@@ -220,9 +223,14 @@ void dispatchPlan(CudaSession &s, const std::string &k, int64_t E, int64_t K,
 /// latent caches [B, S, R + DR]: qt [rows, NH, R + DR] (q~, rope query
 /// appended) -> ot [rows, NH, R], through `splits` key splits of splitLen
 /// keys (part [rows, splits, NH, R] and ml [rows, splits, NH, 2] are the
-/// workspace) and their merge. On tensor cores (mma: bf16 q~ and latents)
-/// or in fp32.
-void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
+/// workspace) and their merge. On tensor cores (bf16 q~ and latents:
+/// mla_decode_mma, or mla_decode_mma_staged, the same arithmetic with 32
+/// heads a block and cp.async-staged tiles) or in fp32 (mla_decode_split).
+enum class DecodeKernel { Split, Mma, Staged };
+/// Heads a block of that kernel serves (the key splits are sized from it).
+int64_t mlaDecodeHeadsPerBlock(DecodeKernel kernel, const MlaDims &d);
+void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d,
+                        DecodeKernel kernel,
                         CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past, CUdeviceptr part,
                         CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits, i64 splitLen,
                         i64 rowBase, i64 T, i64 S, float softmaxScale);

@@ -50,6 +50,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -350,6 +351,9 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
   auto [d, scale] = mlaOf(art, artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   bool mmaBuilt = cuda::mlaDecodeMmaFits(d) && s.hasFunction(cuda::mlaDecodeMmaName(d));
+  const cuda::DecodeStagedTile tile = cuda::kDecodeStagedTile;
+  bool stagedBuilt = mmaBuilt && cuda::mlaDecodeStagedFits(d, tile) &&
+                     s.hasFunction(cuda::mlaDecodeStagedName(d, tile));
   auto &drv = s.driver();
   const int64_t B = 2, T = 3, S = 1024, W = d.r + d.dr, rows = B * T, splitLen = 96;
   const int64_t splits = (S + splitLen - 1) / splitLen;
@@ -369,8 +373,8 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
   CUdeviceptr part = s.deviceBuffer(size_t(rows * splits * d.nh * d.r) * 4, "decode-check part");
   CUdeviceptr ml = s.deviceBuffer(size_t(rows * splits * d.nh * 2) * 4, "decode-check ml");
   CUdeviceptr ot = s.deviceBuffer(size_t(rows * d.nh * d.r) * 4, "decode-check o~");
-  auto runKernel = [&](bool mma) {
-    cuda::mlaDecodeAttention(s, "decode-check", d, mma, dq, dc, dp, part, ml, ot, rows, splits,
+  auto runKernel = [&](cuda::DecodeKernel kernel) {
+    cuda::mlaDecodeAttention(s, "decode-check", d, kernel, dq, dc, dp, part, ml, ot, rows, splits,
                              splitLen, 0, T, S, float(scale));
     DSV3_CU(drv, streamSynchronize, "decode-check", s.stream());
     std::vector<float> o(size_t(rows * d.nh * d.r));
@@ -430,14 +434,14 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
   auto [exact, vmax] = reference(false);
   bool ok = true;
   double rms = 0;
-  double w = measure(runKernel(false), exact, vmax, 1e-5, rms);
+  double w = measure(runKernel(cuda::DecodeKernel::Split), exact, vmax, 1e-5, rms);
   ok = ok && w <= 1;
   fmt::print("  {:<58} rms rel {:.3e}, worst {:6.1f}% of the bound  {}\n",
              "mla_decode_split (fp32), float64 (1e-5 max|v|)", rms, 100 * w,
              w <= 1 ? "PASS" : "FAIL");
   if (mmaBuilt) {
     auto [rounded, vmax2] = reference(true);
-    std::vector<float> o = runKernel(true);
+    std::vector<float> o = runKernel(cuda::DecodeKernel::Mma);
     w = measure(o, rounded, vmax2, std::ldexp(1.0, -8), rms);
     ok = ok && w <= 1;
     fmt::print("  {:<58} rms rel {:.3e}, worst {:6.1f}% of the bound  {}\n",
@@ -446,6 +450,56 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
     double e = measure(o, exact, vmax, 1.0, rms);
     fmt::print("  {:<58} rms rel {:.3e}, max |err| / max|v| {:.3e} (the bf16 operands' cost)\n",
                "mla_decode_mma (bf16), float64 on the fp32 operands", rms, e);
+    if (stagedBuilt) {
+      // The same bf16 operands summed in the same order: the same bits.
+      std::vector<float> st = runKernel(cuda::DecodeKernel::Staged);
+      size_t differ = 0;
+      for (size_t i = 0; i < o.size(); ++i)
+        differ += std::memcmp(&o[i], &st[i], sizeof(float)) != 0;
+      ok = ok && differ == 0;
+      fmt::print("  {:<58} {} of {} values differ  {}\n",
+                 fmt::format("mla_decode_mma_staged {}x{} (bf16), bitwise against mla_decode_mma",
+                             tile.keys, tile.stages),
+                 differ, o.size(),
+                 differ == 0 ? "PASS" : "FAIL");
+    } else {
+      fmt::print("  mla_decode_mma_staged: not in this artifact\n");
+    }
+    // Timing at a decode step's shape: 128 sequences, one new row each
+    // after 1023 cached positions, one key split (as the decode entry
+    // sizes it at this batch), random latents.
+    const int64_t TB = 128, TS = 1024;
+    std::vector<float> tq(size_t(TB * d.nh * W)), tc(size_t(TB * TS * W));
+    for (float &v : tq)
+      v = normal(rng) * qs;
+    for (float &v : tc)
+      v = normal(rng);
+    std::vector<int64_t> tp(size_t(TB), TS - 1);
+    CUdeviceptr bq = s.deviceBuffer(tq.size() * 4, "decode timing q~", tq.data());
+    CUdeviceptr bc = s.deviceBuffer(tc.size() * 4, "decode timing cache", tc.data());
+    CUdeviceptr bp = s.deviceBuffer(tp.size() * 8, "decode timing past", tp.data());
+    CUdeviceptr bpart = s.deviceBuffer(size_t(TB * d.nh * d.r) * 4, "decode timing part");
+    CUdeviceptr bml = s.deviceBuffer(size_t(TB * d.nh * 2) * 4, "decode timing ml");
+    CUdeviceptr bo = s.deviceBuffer(size_t(TB * d.nh * d.r) * 4, "decode timing o~");
+    double bytes = double(TB * TS * W) * 4;
+    for (cuda::DecodeKernel kernel : {cuda::DecodeKernel::Mma, cuda::DecodeKernel::Staged}) {
+      if (kernel == cuda::DecodeKernel::Staged && !stagedBuilt)
+        continue;
+      double ms = timeMs(
+          s,
+          [&] {
+            cuda::mlaDecodeAttention(s, "decode timing", d, kernel, bq, bc, bp, bpart, bml, bo,
+                                     TB, 1, TS, 0, 1, TS, float(scale));
+          },
+          20);
+      fmt::print("  timing {} rows x {} heads over {} cached rows: {:<22} {:8.3f} ms "
+                 "(the fp32 cache read once: {:.0f} GB/s)\n",
+                 TB, d.nh, TS,
+                 kernel == cuda::DecodeKernel::Mma
+                     ? std::string("mla_decode_mma")
+                     : fmt::format("mla_decode_mma_staged {}x{}", tile.keys, tile.stages),
+                 ms, bytes / (ms * 1e6));
+    }
   } else {
     fmt::print("  mla_decode_mma: not in this artifact (fp32 models run the fp32 kernel)\n");
   }
@@ -540,7 +594,7 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     // without bias, which takes cuBLASLt where the session uses it.
     for (int variant : {0, 1, 2}) {
       bool gated = variant == 1, noBias = variant == 2;
-      if (noBias && (grouped || !s.cublasLt || M < cuda::kCublasRows))
+      if (noBias && (grouped || !s.cublasLt || M < cuda::cublasRows()))
         continue;
       cuda::bf16TcGemm(s, "bf16-check", dx, K, dg, gated ? du : 0, gated || noBias ? 0 : db,
                        gated ? 0 : dr, dy, M, N, K, grouped ? dc : 0, grouped ? E : 0);
@@ -592,7 +646,7 @@ int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint
     CUdeviceptr x2 = s.deviceBuffer(tx.size() * 4, "timing x", tx.data());
     CUdeviceptr w2 = s.deviceBuffer(tw.size() * 2, "timing w", tw.data());
     CUdeviceptr y2 = s.deviceBuffer(size_t(tm * tn) * 4, "timing y");
-    const bool cublasWas = s.cublasLt, withCublas = s.cublasLt && tm >= cuda::kCublasRows;
+    const bool cublasWas = s.cublasLt, withCublas = s.cublasLt && tm >= cuda::cublasRows();
     for (int variant : {0, 1, 2}) {
       if (variant == 2 && !withCublas)
         continue;
