@@ -29,7 +29,7 @@ status=0
 : > "$OUT/checks.txt"
 $RUN bf16-check gpu-artifacts/v3-width-bf16 --seq 64 --context 30 > "$OUT/bf16-check.log" 2>&1 ||
   status=1
-grep -E "staged|timing 128|bf16-check: " "$OUT/bf16-check.log" | tee -a "$OUT/checks.txt"
+grep -E "staged|timing 128|absorb|bf16-check: " "$OUT/bf16-check.log" | tee -a "$OUT/checks.txt"
 if [ "${COMPARE:-1}" = 1 ]; then
 [ -d /dev/shm/v3w ] || $RUN init gpu-artifacts/v3-width-bf16 --seed 7 --out /dev/shm/v3w \
   > "$OUT/init.log" 2>&1 || status=1

@@ -3283,6 +3283,18 @@ __device__ __forceinline__ void expertTileRange(const i64 *counts, int tileRows,
 /// activations as hi + lo, fp32 accuracy, twice the MMAs, no pipeline),
 /// what bf16 inference computes; `dsv3-run bf16-check` bounds it against
 /// float64 on the same bf16 operands.
+/// y[r, c] = x[r, c] for c < cols, rows of x and y ldx and ldy apart (the
+/// absorbed decode's rope query, copied beside the cuBLASLt products).
+template <int Unused>
+__global__ void copy_columns(const float *x, i64 ldx, float *y, i64 ldy, i64 rows, int cols) {
+  i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * cols)
+    return;
+  i64 r = i / cols;
+  int c = int(i % cols);
+  y[r * ldy + c] = x[r * ldx + c];
+}
+
 template <int Unused>
 __global__ void to_bf16(const float *x, i64 ldx, i64 rows, int K, unsigned short *y) {
   i64 i = (i64(blockIdx.x) * blockDim.x + threadIdx.x) * 2, n = rows * K;

@@ -28,6 +28,7 @@ struct LtApi {
   decltype(&::cublasLtMatmulDescCreate) descCreate;
   decltype(&::cublasLtMatmulDescSetAttribute) descSet;
   decltype(&::cublasLtMatrixLayoutCreate) layoutCreate;
+  decltype(&::cublasLtMatrixLayoutSetAttribute) layoutSet;
   decltype(&::cublasLtMatmulPreferenceCreate) prefCreate;
   decltype(&::cublasLtMatmulPreferenceSetAttribute) prefSet;
   decltype(&::cublasLtMatmulAlgoGetHeuristic) heuristic;
@@ -92,6 +93,7 @@ LtApi *api() {
     sym(p->descCreate, "cublasLtMatmulDescCreate");
     sym(p->descSet, "cublasLtMatmulDescSetAttribute");
     sym(p->layoutCreate, "cublasLtMatrixLayoutCreate");
+    sym(p->layoutSet, "cublasLtMatrixLayoutSetAttribute");
     sym(p->prefCreate, "cublasLtMatmulPreferenceCreate");
     sym(p->prefSet, "cublasLtMatmulPreferenceSetAttribute");
     sym(p->heuristic, "cublasLtMatmulAlgoGetHeuristic");
@@ -326,6 +328,63 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
                        reinterpret_cast<const void *>(res ? res : y), p.c,
                        reinterpret_cast<void *>(y), p.c, &p.algo,
                        reinterpret_cast<void *>(lt->workspace), LtApi::kWorkspace,
+                       reinterpret_cast<cudaStream_t>(stream)),
+            "cublasLtMatmul", what);
+}
+
+void cublasLtGemmStridedBatched(const char *what, CUstream stream, bool transA, CUdeviceptr A,
+                                int64_t lda, int64_t strideA, CUdeviceptr B, int64_t ldb,
+                                int64_t strideB, CUdeviceptr D, int64_t ldd, int64_t strideD,
+                                int64_t m, int64_t n, int64_t k, int64_t batch) {
+  LtApi *lt = api();
+  if (!lt)
+    fail("{}: cuBLASLt is not loaded", what);
+  static std::mutex mu;
+  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t>;
+  static std::map<Key, Plan> plans;
+  std::lock_guard<std::mutex> lock(mu);
+  const Key key{transA, lda, strideA, ldb, strideB, ldd, strideD, m, n, k, batch};
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    Plan p;
+    lt->check(lt->descCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+              "cublasLtMatmulDescCreate", what);
+    cublasOperation_t ta = transA ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
+    lt->check(lt->descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+              "cublasLtMatmulDescSetAttribute", what);
+    lt->check(lt->descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+              "cublasLtMatmulDescSetAttribute", what);
+    auto layout = [&](cublasLtMatrixLayout_t &l, cudaDataType_t type, int64_t rows,
+                      int64_t cols, int64_t ld, int64_t stride) {
+      lt->check(lt->layoutCreate(&l, type, uint64_t(rows), uint64_t(cols), ld),
+                "cublasLtMatrixLayoutCreate", what);
+      int count = int(batch);
+      lt->check(lt->layoutSet(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count),
+                "cublasLtMatrixLayoutSetAttribute", what);
+      lt->check(lt->layoutSet(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                              sizeof stride),
+                "cublasLtMatrixLayoutSetAttribute", what);
+    };
+    layout(p.a, CUDA_R_16BF, transA ? k : m, transA ? m : k, lda, strideA);
+    layout(p.b, CUDA_R_16BF, k, n, ldb, strideB);
+    layout(p.c, CUDA_R_32F, m, n, ldd, strideD);
+    cublasLtMatmulHeuristicResult_t r[1]{};
+    int found = 0;
+    lt->check(lt->heuristic(lt->handle, p.desc, p.a, p.b, p.c, p.c, lt->pref, 1, r, &found),
+              "cublasLtMatmulAlgoGetHeuristic", what);
+    if (found < 1)
+      fail("{}: cuBLASLt has no algorithm for {} bf16 products {}x{}x{} with fp32 output",
+           what, batch, m, n, k);
+    p.algo = r[0].algo;
+    it = plans.emplace(key, p).first;
+  }
+  const Plan &p = it->second;
+  const float one = 1.0f, zero = 0.0f;
+  lt->check(lt->matmul(lt->handle, p.desc, &one, reinterpret_cast<const void *>(A), p.a,
+                       reinterpret_cast<const void *>(B), p.b, &zero,
+                       reinterpret_cast<const void *>(D), p.c, reinterpret_cast<void *>(D), p.c,
+                       &p.algo, reinterpret_cast<void *>(lt->workspace), LtApi::kWorkspace,
                        reinterpret_cast<cudaStream_t>(stream)),
             "cublasLtMatmul", what);
 }

@@ -30,6 +30,16 @@ bool cublasLtAvailable(int computeCapability, const std::string &device);
 void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr W,
                   CUdeviceptr res, CUdeviceptr y, int64_t M, int64_t N, int64_t K);
 
+/// `batch` products in cuBLAS's column-major terms: D_i[m, n] (fp32, ldd)
+/// = op(A_i)[m, k] B_i[k, n] (bf16; op(A) = A^T, A stored k x m with lda,
+/// when transA), X_i = X + i * strideX (elements), fp32 accumulation, D
+/// overwritten. The heuristic's first algorithm (the absorbed decode's
+/// per-head products: small, untimed).
+void cublasLtGemmStridedBatched(const char *what, CUstream stream, bool transA, CUdeviceptr A,
+                                int64_t lda, int64_t strideA, CUdeviceptr B, int64_t ldb,
+                                int64_t strideB, CUdeviceptr D, int64_t ldd, int64_t strideD,
+                                int64_t m, int64_t n, int64_t k, int64_t batch);
+
 } // namespace dsv3rt::cuda
 
 #endif // DSV3_RUNTIME_CUDA_CUBLASLT_H

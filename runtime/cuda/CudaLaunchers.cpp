@@ -1501,6 +1501,73 @@ DecodeKernel decodeKernel(CudaSession &s, const MlaDims &d, bool bf16Model, i64 
   return DecodeKernel::Mma;
 }
 
+} // namespace
+
+bool useAbsorbCublas(const CudaSession &s, const MlaDims &d, bool bf16Weights, i64 rows) {
+  static const bool enabled = envNotZero("DSV3_ABSORB_CUBLAS");
+  // 16-byte rows and per-head offsets; W_UV's start (DN rows into a head's
+  // kv_b rows) 256-byte aligned, as cuBLASLt's heuristic assumes of A.
+  return enabled && bf16Weights && s.cublasLt && !s.fp32Activations && rows >= cublasRows() &&
+         d.dn % 8 == 0 && d.r % 8 == 0 && d.dv % 4 == 0 && (d.dn * d.r * 2) % 256 == 0;
+}
+
+void mlaAbsorbQ(CudaSession &s, const std::string &k, const MlaDims &d, bool bf16Weights,
+                bool cublas, CUdeviceptr q, CUdeviceptr kvb, CUdeviceptr qt, i64 rows) {
+  const int64_t dq = d.dn + d.dr, W = d.r + d.dr;
+  if (cublas) {
+    // Head h: q~_h^T [R, rows] = W_UK_h^T [R, DN] q_nope_h^T [DN, rows] in
+    // column-major terms, where kv_b's rows of head h (row-major [DN, R])
+    // are W_UK_h^T with ld R and the rounded q_nope rows [rows * NH, DN]
+    // are q_nope_h^T with ld NH * DN.
+    s.countBf16ActivationLaunch();
+    CUdeviceptr qb = roundRowsToBf16(s, k + " absorb_q", q, dq, rows * d.nh, d.dn);
+    s.timedCall("cublasLtMatmul (bf16, batched over heads)", k + " absorb_q", [&] {
+      cublasLtGemmStridedBatched((k + " absorb_q").c_str(), s.stream(), false, kvb, d.r,
+                                 (d.dn + d.dv) * d.r, qb, d.nh * d.dn, d.dn, qt, d.nh * W, W,
+                                 d.r, rows, d.dn, d.nh);
+    });
+    // The rope query after the latent columns.
+    const i64 n = rows * d.nh;
+    const int cols = int(d.dr);
+    s.launch(copyColumnsName(), {blocks(n * cols, 256), 1, 1}, {256, 1, 1}, 0,
+             argv(q + CUdeviceptr(d.dn) * 4, dq, qt + CUdeviceptr(d.r) * 4, W, n, cols),
+             k + " absorb_q rope");
+    return;
+  }
+  if (bf16Weights && rows <= 4 && fewRowKernels() && mlaAbsorbQRowsFits(d) &&
+      s.hasFunction(mlaAbsorbQRowsName(d)))
+    s.launch(mlaAbsorbQRowsName(d), {unsigned(d.nh), 1, 1}, {256, 1, 1}, 0,
+             argv(q, kvb, qt, rows), k);
+  else
+    s.launch(mlaDecodeNames(d, bf16Weights)[0], {unsigned(d.nh), unsigned((W + 127) / 128), 1},
+             {128, 1, 1}, 0, argv(q, kvb, qt, rows), k);
+}
+
+void mlaAbsorbV(CudaSession &s, const std::string &k, const MlaDims &d, bool bf16Weights,
+                bool cublas, CUdeviceptr ot, CUdeviceptr kvb, CUdeviceptr o, i64 rows) {
+  if (cublas) {
+    // Head h: o_h^T [DV, rows] = (W_UV_h^T [R, DV])^T o~_h^T [R, rows]:
+    // kv_b's rows DN.. of head h (row-major [DV, R]) read transposed.
+    s.countBf16ActivationLaunch();
+    CUdeviceptr ob = roundRowsToBf16(s, k + " absorb_v", ot, d.r, rows * d.nh, d.r);
+    s.timedCall("cublasLtMatmul (bf16, batched over heads)", k + " absorb_v", [&] {
+      cublasLtGemmStridedBatched((k + " absorb_v").c_str(), s.stream(), true,
+                                 kvb + CUdeviceptr(d.dn * d.r) * 2, d.r, (d.dn + d.dv) * d.r,
+                                 ob, d.nh * d.r, d.r, o, d.nh * d.dv, d.dv, d.dv, rows, d.r,
+                                 d.nh);
+    });
+    return;
+  }
+  if (bf16Weights && mlaAbsorbVMmaFits(d))
+    s.launch(mlaAbsorbVMmaName(d), {unsigned((d.dv + 127) / 128), unsigned(d.nh), 1},
+             {256, 1, 1}, 0, argv(ot, kvb, o, rows), k);
+  else
+    s.launch(mlaDecodeNames(d, bf16Weights)[3], {unsigned(d.nh), unsigned((rows + 15) / 16), 1},
+             {128, 1, 1}, 0, argv(ot, kvb, o, rows), k);
+}
+
+namespace {
+
 void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &in,
                      Ins &out, bool decode) {
   DevTensor &x = *in[0], &y = *out[0];
@@ -1603,7 +1670,6 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       oProj();
       return;
     }
-    std::vector<std::string> names = mlaDecodeNames(d, wb);
     // The absorbed form reads kv_b itself: an FP8 one dequantized (once,
     // when the weights were bound), as the official inference does.
     CUdeviceptr kvb = mw.fp8[5] ? s.dequantizedOf(w[5]) : w[5];
@@ -1641,21 +1707,11 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       CUdeviceptr OT = s.workspace(size_t(rows * d.nh * d.r) * 4);
       CUdeviceptr q0 = Q + CUdeviceptr(r0 * d.nh * dq) * 4;
       CUdeviceptr o0 = O + CUdeviceptr(r0 * d.nh * d.dv) * 4;
-      if (wb && rows <= 4 && fewRowKernels() && mlaAbsorbQRowsFits(d) &&
-          s.hasFunction(mlaAbsorbQRowsName(d)))
-        s.launch(mlaAbsorbQRowsName(d), {unsigned(d.nh), 1, 1}, {256, 1, 1}, 0,
-                 argv(q0, kvb, QT, rows), k);
-      else
-        s.launch(names[0], {unsigned(d.nh), unsigned((W + 127) / 128), 1}, {128, 1, 1}, 0,
-                 argv(q0, kvb, QT, rows), k);
+      const bool cublas = useAbsorbCublas(s, d, wb && !mw.fp8[5], rows);
+      mlaAbsorbQ(s, k, d, wb, cublas, q0, kvb, QT, rows);
       mlaDecodeAttention(s, k, d, decodeForm, QT, cache.ptr, past.ptr, part, ml, OT,
                          rows, splits, splitLen, r0, T, S, softmaxScale);
-      if (wb && mlaAbsorbVMmaFits(d))
-        s.launch(mlaAbsorbVMmaName(d), {unsigned((d.dv + 127) / 128), unsigned(d.nh), 1},
-                 {256, 1, 1}, 0, argv(OT, kvb, o0, rows), k);
-      else
-        s.launch(names[3], {unsigned(d.nh), unsigned((rows + 15) / 16), 1}, {128, 1, 1}, 0,
-                 argv(OT, kvb, o0, rows), k);
+      mlaAbsorbV(s, k, d, wb, cublas, OT, kvb, o0, rows);
     }
   }
   oProj();

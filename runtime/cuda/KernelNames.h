@@ -87,6 +87,8 @@ inline std::string bf16TcName(bool gated) {
   return gated ? "dsv3::gemm_bf16_tc<1>" : "dsv3::gemm_bf16_tc<0>";
 }
 inline std::string toBf16Name() { return "dsv3::to_bf16<0>"; }
+/// Columns of strided rows copied (the absorbed decode's rope query).
+inline std::string copyColumnsName() { return "dsv3::copy_columns<0>"; }
 /// Hopper's form (wide: 256 weight rows a tile).
 inline std::string bf16WgmmaName(bool gated, bool wide) {
   return inst("gemm_bf16_wgmma", {gated ? 1 : 0, wide ? 1 : 0});
@@ -627,6 +629,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         out.push_back(mlaPrefillCachedName(d));
       if (w && mlaDecodeMmaFits(d))
         out.push_back(mlaDecodeMmaName(d));
+      if (w)
+        out.push_back(copyColumnsName());
       if (w && mlaDecodeStagedFits(d, kDecodeStagedTile))
         out.push_back(mlaDecodeStagedName(d, kDecodeStagedTile));
       if (w && mlaAbsorbVMmaFits(d))

@@ -226,6 +226,19 @@ void dispatchPlan(CudaSession &s, const std::string &k, int64_t E, int64_t K,
 /// workspace) and their merge. On tensor cores (bf16 q~ and latents:
 /// mla_decode_mma, or mla_decode_mma_staged, the same arithmetic with 32
 /// heads a block and cp.async-staged tiles) or in fp32 (mla_decode_split).
+/// The absorbed decode's per-head products: q~ = q_nope W_UK[h] (with the
+/// rope query copied after the latent columns: qt [rows, NH, R + DR] from
+/// q [rows, NH, DN + DR]) and o = o~ W_UV[h]^T (o [rows, NH, DV] from ot
+/// [rows, NH, R]), kvb kv_b_proj [NH (DN + DV), R]. `cublas`: the
+/// activations rounded to bf16 and all heads in one strided batched
+/// cuBLASLt call (useAbsorbCublas: bf16 weights, batches of 16 rows or
+/// more, DSV3_ABSORB_CUBLAS=0 never); else dsv3's kernels (fp32
+/// activations).
+bool useAbsorbCublas(const CudaSession &s, const MlaDims &d, bool bf16Weights, i64 rows);
+void mlaAbsorbQ(CudaSession &s, const std::string &k, const MlaDims &d, bool bf16Weights,
+                bool cublas, CUdeviceptr q, CUdeviceptr kvb, CUdeviceptr qt, i64 rows);
+void mlaAbsorbV(CudaSession &s, const std::string &k, const MlaDims &d, bool bf16Weights,
+                bool cublas, CUdeviceptr ot, CUdeviceptr kvb, CUdeviceptr o, i64 rows);
 enum class DecodeKernel { Split, Mma, Staged };
 /// Heads a block of that kernel serves (the key splits are sized from it).
 int64_t mlaDecodeHeadsPerBlock(DecodeKernel kernel, const MlaDims &d);

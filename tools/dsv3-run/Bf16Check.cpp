@@ -506,6 +506,117 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
   return ok ? 0 : 1;
 }
 
+/// The absorbed decode's per-head products (mlaAbsorbQ, mlaAbsorbV) on
+/// cuBLASLt (the activations rounded to bf16, all heads in one strided
+/// batched call) and on dsv3's kernels (fp32 activations), against float64
+/// on random bf16 kv_b weights and random activations, 32 rows: each output
+/// within 2^-14 sum |x w| (fp32 accumulation over K <= 512 terms errs by at
+/// most K 2^-24 sum |x w| = 2^-15 at K = 512), the rope query copied
+/// exactly; both timed at 128 rows.
+int absorbCheck(const std::string &artifact, uint64_t seed) {
+  Artifact art = Artifact::load(artifact);
+  auto [d, scale] = mlaOf(art, artifact);
+  (void)scale;
+  cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
+  if (!s.cublasLt) {
+    fmt::print("absorb-check: cuBLASLt is not loaded here, nothing to check\n");
+    return 0;
+  }
+  auto &drv = s.driver();
+  const int64_t dq = d.dn + d.dr, W = d.r + d.dr, KV = d.nh * (d.dn + d.dv) * d.r;
+  std::mt19937_64 rng(seed + 59);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<uint16_t> kvb(static_cast<size_t>(KV));
+  for (uint16_t &v : kvb)
+    v = floatToBf16(normal(rng) * 0.05f);
+  const int64_t TR = 128; // rows allocated (timing); 32 checked
+  std::vector<float> q(size_t(TR * d.nh * dq)), ot(size_t(TR * d.nh * d.r));
+  for (float &v : q)
+    v = normal(rng);
+  for (float &v : ot)
+    v = normal(rng);
+  CUdeviceptr dk = s.deviceBuffer(kvb.size() * 2, "absorb-check kv_b", kvb.data());
+  CUdeviceptr dqb = s.deviceBuffer(q.size() * 4, "absorb-check q", q.data());
+  CUdeviceptr dot = s.deviceBuffer(ot.size() * 4, "absorb-check o~", ot.data());
+  CUdeviceptr dqt = s.deviceBuffer(size_t(TR * d.nh * W) * 4, "absorb-check q~");
+  CUdeviceptr dout = s.deviceBuffer(size_t(TR * d.nh * d.dv) * 4, "absorb-check o");
+  auto fetch = [&](CUdeviceptr p, size_t n) {
+    DSV3_CU(drv, streamSynchronize, "absorb-check", s.stream());
+    std::vector<float> h(n);
+    DSV3_CU(drv, memcpyDtoH, "absorb-check", h.data(), p, n * 4);
+    return h;
+  };
+  const int64_t rows = 32;
+  bool ok = true;
+  fmt::print("absorb-check {} on {}: the absorbed decode's per-head products, {} heads, "
+             "{} rows, bound 2^-14 sum|x w|\n",
+             artifact, s.description(), d.nh, rows);
+  for (bool cublas : {true, false}) {
+    const char *form = cublas ? "cuBLASLt, bf16 activations" : "dsv3 kernels, fp32 activations";
+    auto in = [&](float v) { return double(cublas ? roundBf16(v) : v); };
+    cuda::mlaAbsorbQ(s, "absorb-check", d, true, cublas, dqb, dk, dqt, rows);
+    std::vector<float> qt = fetch(dqt, size_t(rows * d.nh * W));
+    double worst = 0;
+    size_t ropeDiffer = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t h = 0; h < d.nh; ++h) {
+        const float *qr = q.data() + (r * d.nh + h) * dq;
+        const float *got = qt.data() + (r * d.nh + h) * W;
+        for (int64_t c = 0; c < d.r; ++c) {
+          double acc = 0, mag = 0;
+          for (int64_t i = 0; i < d.dn; ++i) {
+            double w = bf16ToFloat(kvb[size_t((h * (d.dn + d.dv) + i) * d.r + c)]);
+            acc += in(qr[i]) * w;
+            mag += std::fabs(in(qr[i]) * w);
+          }
+          double e = std::fabs(double(got[c]) - acc) / (std::ldexp(1.0, -14) * mag + 1e-30);
+          worst = std::max(worst, std::isfinite(got[c]) ? e : INFINITY);
+        }
+        for (int64_t j = 0; j < d.dr; ++j)
+          ropeDiffer += got[d.r + j] != qr[d.dn + j];
+      }
+    ok = ok && worst <= 1 && ropeDiffer == 0;
+    fmt::print("  absorb_q ({:<32}) worst {:6.1f}% of the bound, rope query {} differ  {}\n", form,
+               100 * worst, ropeDiffer, worst <= 1 && ropeDiffer == 0 ? "PASS" : "FAIL");
+    cuda::mlaAbsorbV(s, "absorb-check", d, true, cublas, dot, dk, dout, rows);
+    std::vector<float> o = fetch(dout, size_t(rows * d.nh * d.dv));
+    worst = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t h = 0; h < d.nh; ++h) {
+        const float *x = ot.data() + (r * d.nh + h) * d.r;
+        for (int64_t j = 0; j < d.dv; ++j) {
+          const uint16_t *w = kvb.data() + (h * (d.dn + d.dv) + d.dn + j) * d.r;
+          double acc = 0, mag = 0;
+          for (int64_t c = 0; c < d.r; ++c) {
+            acc += in(x[c]) * double(bf16ToFloat(w[c]));
+            mag += std::fabs(in(x[c]) * double(bf16ToFloat(w[c])));
+          }
+          float got = o[size_t((r * d.nh + h) * d.dv + j)];
+          double e = std::fabs(double(got) - acc) / (std::ldexp(1.0, -14) * mag + 1e-30);
+          worst = std::max(worst, std::isfinite(got) ? e : INFINITY);
+        }
+      }
+    ok = ok && worst <= 1;
+    fmt::print("  absorb_v ({:<32}) worst {:6.1f}% of the bound  {}\n", form, 100 * worst,
+               worst <= 1 ? "PASS" : "FAIL");
+  }
+  for (bool cublas : {true, false}) {
+    double ms = timeMs(
+        s,
+        [&] {
+          const auto mark = s.workspaceMark(); // the bf16 activations' room, reused
+          cuda::mlaAbsorbQ(s, "absorb timing", d, true, cublas, dqb, dk, dqt, TR);
+          cuda::mlaAbsorbV(s, "absorb timing", d, true, cublas, dot, dk, dout, TR);
+          s.rewindWorkspace(mark);
+        },
+        20);
+    fmt::print("  timing absorb_q + absorb_v, {} rows: {:<32} {:8.3f} ms\n", TR,
+               cublas ? "cuBLASLt" : "dsv3 kernels", ms);
+  }
+  fmt::print("{}\n", ok ? "absorb-check: PASS" : "absorb-check: FAIL");
+  return ok ? 0 : 1;
+}
+
 /// Rows grouped over 4 experts: M/2, 0, M/4, the rest.
 
 int gemmCheck(const std::string &artifact, int64_t M, int64_t N, int64_t K, uint64_t seed) {
@@ -1169,6 +1280,8 @@ int bf16Check(const std::string &artifact, int64_t T, int64_t past, int64_t M, i
   const bool training = Artifact::load(artifact).hasEntry("train_step");
   int status = attentionCheck(artifact, T, past, seed);
   status |= decodeCheck(artifact, seed);
+  if (Artifact::load(artifact).hasEntry("decode"))
+    status |= absorbCheck(artifact, seed);
   if (training)
     status |= attentionGradCheck(artifact, T, seed);
   if (M > 0)
