@@ -13,12 +13,12 @@
 #    mla_decode_mma against float64 on bf16 operands, the staged kernel
 #    bitwise against mla_decode_mma, and both timed at 128 rows x 1024
 #    cached rows.
-# 2. compare (COMPARE=1, the default: every kernel of the bf16 V3-width
-#    slice against the host on the same inputs) over 2 sequences of 8
-#    tokens: 16 rows through the decode entry take the staged kernel and
-#    cuBLASLt (kCublasRows); again with DSV3_CUBLAS_ROWS=256 (the few-row
-#    GEMMs on gemm_bf16_tma). The host's side takes minutes at these
-#    widths: 2 x 30 tokens ran past 300 s.
+# 2. compare (COMPARE=1, the default): every launch of the bf16 V3-width
+#    slice against the host over 2 sequences of 8 tokens, with the exact
+#    kernels (compare turns the bf16-activation kernels off: this holds the
+#    rest of the step, bf16-check above holds the new kernels); again with
+#    DSV3_CUBLAS_ROWS=256. The host's side takes minutes at these widths:
+#    2 x 30 tokens ran past 300 s.
 # 3. Decode b1 / b32 / b128 at context 1024 on the bench slice: the
 #    default, DSV3_MLA_DECODE_STAGED=0, and DSV3_CUBLAS_ROWS=256 / 64; a
 #    per-site profile of b128 (default and DSV3_CUBLAS_ROWS=256).
