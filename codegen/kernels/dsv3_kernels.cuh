@@ -1495,6 +1495,166 @@ __global__ void mla_decode_split(const float *qt, const float *cache, const i64 
   }
 }
 
+/// Keys a tile of mla_decode_mma.
+#define DSV3_DECODE_MMA_KEYS 32
+
+/// The absorbed decode on tensor cores, shared by mla_decode_mma and
+/// mla_decode_mma_staged (so that both compute the same bits): a group of 4
+/// warps serves 16 heads (h0..h0 + 15); wq is the warp within its group.
+template <int DR, int R> struct DecodeMmaShape {
+  static constexpr int RL = R; // o~'s latent columns
+  static constexpr int W = R + DR, WP = (W + 15) / 16 * 16, RP = (R + 63) / 64 * 64;
+  static constexpr int CW = WP > RP ? WP : RP, LD = CW + 8; // bf16 key tile row
+  static constexpr int KSTEPS = WP / 16, KPW = (KSTEPS + 3) / 4; // k-steps a warp
+  static constexpr int NT = RP / 4 / 8;                           // o~ n-tiles a warp
+};
+
+/// This warp's k-steps of q~ (kk = wq + 4 i) as A fragments.
+template <int NH, typename Sh>
+__device__ __forceinline__ void decodeMmaQuery(const float *qt, i64 row, int h0, int wq,
+                                               unsigned (&qf)[Sh::KPW][4]) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int i = 0; i < Sh::KPW; ++i) {
+    int kk = wq + 4 * i;
+#pragma unroll
+    for (int f = 0; f < 4; ++f) {
+      int c = kk * 16 + (f >> 1) * 8 + 2 * t4, h = h0 + g + (f & 1) * 8;
+      float x0 = 0.f, x1 = 0.f;
+      if (kk < Sh::KSTEPS && h < NH) {
+        const float *qr = qt + (row * NH + h) * Sh::W;
+        x0 = c < Sh::W ? qr[c] : 0.f;
+        x1 = c + 1 < Sh::W ? qr[c + 1] : 0.f;
+      }
+      qf[i][f] = packBf16x2(x0, x1);
+    }
+  }
+}
+
+/// One tile of KT keys (kn of them valid) from the bf16 tile ks: the
+/// scores' K dimension split over the group's warps and summed through red
+/// ([4][16 KT] floats, the group's own), then every warp runs the same
+/// online softmax (rows g and g + 8 of its 16 heads) and accumulates its
+/// quarter of o~'s columns (values: the tile's first columns, by
+/// ldmatrix.trans). Contains a __syncthreads (every thread of the block
+/// calls it).
+template <typename Sh, int KT>
+__device__ __forceinline__ void decodeMmaTile(const unsigned short *ks, float *red, int wq,
+                                              int kn, float softmaxScale,
+                                              const unsigned (&qf)[Sh::KPW][4], float (&mrun)[2],
+                                              float (&lrun)[2], float (&oacc)[Sh::NT][4]) {
+  constexpr int LD = Sh::LD, NT = Sh::NT, RP = Sh::RP;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, m = lane >> 3;
+  const float LOG2E = 1.4426950408889634f;
+  float sc[KT / 8][4];
+#pragma unroll
+  for (int j = 0; j < KT / 8; ++j)
+    sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+  for (int i = 0; i < Sh::KPW; ++i) {
+    int kk = wq + 4 * i;
+    if (kk < Sh::KSTEPS)
+#pragma unroll
+      for (int j = 0; j < KT / 8; j += 2) {
+        unsigned bk[4];
+        ldmatrixX4(bk, ks + (j * 8 + (m >> 1) * 8 + (lane & 7)) * LD + kk * 16 + (m & 1) * 8);
+        mmaBf16(sc[j], qf[i], bk);
+        mmaBf16(sc[j + 1], qf[i], bk + 2);
+      }
+  }
+#pragma unroll
+  for (int j = 0; j < KT / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      red[wq * 16 * KT + (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1)] = sc[j][e];
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < KT / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      int at = (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1);
+      float v = (red[at] + red[16 * KT + at]) + (red[2 * 16 * KT + at] + red[3 * 16 * KT + at]);
+      sc[j][e] = j * 8 + 2 * t4 + (e & 1) < kn ? v * softmaxScale : -INFINITY;
+    }
+  float alpha[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float mx = mrun[half];
+#pragma unroll
+    for (int j = 0; j < KT / 8; ++j)
+      mx = fmaxf(mx, fmaxf(sc[j][2 * half], sc[j][2 * half + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    alpha[half] = exp2f((mrun[half] - mx) * LOG2E);
+    mrun[half] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < KT / 8; ++j)
+#pragma unroll
+      for (int e = 2 * half; e < 2 * half + 2; ++e) {
+        float p = exp2f((sc[j][e] - mx) * LOG2E);
+        sc[j][e] = p;
+        sum += p;
+      }
+    lrun[half] = lrun[half] * alpha[half] + sum;
+  }
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+    oacc[j][0] *= alpha[0];
+    oacc[j][1] *= alpha[0];
+    oacc[j][2] *= alpha[1];
+    oacc[j][3] *= alpha[1];
+  }
+  // o~ (this warp's RP / 4 columns) += P V, V the tile's first columns.
+  const unsigned short *vrow = ks + ((m & 1) * 8 + (lane & 7)) * LD + wq * (RP / 4) + (m >> 1) * 8;
+#pragma unroll
+  for (int kk = 0; kk < KT / 16; ++kk) {
+    unsigned pa[4] = {packBf16x2(sc[2 * kk][0], sc[2 * kk][1]),
+                      packBf16x2(sc[2 * kk][2], sc[2 * kk][3]),
+                      packBf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                      packBf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+    for (int j = 0; j < NT; j += 2) {
+      unsigned bv[4];
+      ldmatrixX4Trans(bv, vrow + kk * 16 * LD + j * 8);
+      mmaBf16(oacc[j], pa, bv);
+      mmaBf16(oacc[j + 1], pa, bv + 2);
+    }
+  }
+}
+
+/// The group's partial o~ and (m, l) of split `split` of `row`, as
+/// mla_decode_split writes them (m in scaled-score units).
+template <int NH, typename Sh>
+__device__ __forceinline__ void decodeMmaStore(const float (&oacc)[Sh::NT][4],
+                                               const float (&mrun)[2], const float (&lrun)[2],
+                                               int h0, int wq, i64 row, i64 splits, i64 split,
+                                               float *part, float *ml) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    float l = lrun[half];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    int h = h0 + g + half * 8;
+    if (h >= NH)
+      continue;
+    i64 at = (row * splits + split) * NH + h;
+#pragma unroll
+    for (int j = 0; j < Sh::NT; ++j) {
+      int c = wq * (Sh::RP / 4) + j * 8 + 2 * t4;
+      if (c < Sh::RL)
+        part[at * Sh::RL + c] = oacc[j][2 * half];
+      if (c + 1 < Sh::RL)
+        part[at * Sh::RL + c + 1] = oacc[j][2 * half + 1];
+    }
+    if (wq == 0 && t4 == 0) {
+      ml[at * 2] = mrun[half];
+      ml[at * 2 + 1] = l;
+    }
+  }
+}
+
 /// The split-KV absorbed decode on tensor cores, for bf16 models (the fp32
 /// kernel above stays for fp32 ones and for sessions that compare with the
 /// host): FlashMLA's observation that the absorbed form is MQA, every head
@@ -1509,47 +1669,27 @@ __global__ void mla_decode_split(const float *qt, const float *cache, const i64 
 /// (values by ldmatrix.trans). Writes part and ml as mla_decode_split does
 /// (m in scaled-score units), for mla_decode_merge. Widths padded to 16
 /// (scores) and 64 (o~) with zeros.
-#define DSV3_DECODE_MMA_KEYS 32
 template <int NH, int DR, int R>
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(128, 3)
     mla_decode_mma(const float *qt, const float *cache, const i64 *past, float *part,
                    float *ml, i64 T, i64 S, i64 splitLen, i64 rowBase, float softmaxScale) {
-  constexpr int W = R + DR, WP = (W + 15) / 16 * 16, RP = (R + 63) / 64 * 64;
-  constexpr int KT = DSV3_DECODE_MMA_KEYS, CW = WP > RP ? WP : RP, LD = CW + 8;
-  constexpr int KSTEPS = WP / 16, KPW = (KSTEPS + 3) / 4; // k-steps a warp
-  constexpr int NT = RP / 4 / 8;                           // o~ n-tiles a warp
+  using Sh = DecodeMmaShape<DR, R>;
+  constexpr int W = Sh::W, KT = DSV3_DECODE_MMA_KEYS, CW = Sh::CW, LD = Sh::LD;
   __shared__ __align__(16) unsigned short ks[KT * LD];
-  __shared__ float red[4][16 * KT];
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  __shared__ float red[4 * 16 * KT];
+  const int tid = threadIdx.x, warp = tid >> 5;
   const int split = blockIdx.x, h0 = blockIdx.y * 16;
   const i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
   const i64 splits = gridDim.x, n = past[b] + t + 1;
   const i64 begin = i64(split) * splitLen, end = begin + splitLen < n ? begin + splitLen : n;
   const float *cb = cache + b * S * W;
-  // This warp's k-steps of q~ (kk = warp + 4 i) as A fragments.
-  unsigned qf[KPW][4];
+  unsigned qf[Sh::KPW][4];
+  decodeMmaQuery<NH, Sh>(qt, row, h0, warp, qf);
+  float oacc[Sh::NT][4];
 #pragma unroll
-  for (int i = 0; i < KPW; ++i) {
-    int kk = warp + 4 * i;
-#pragma unroll
-    for (int f = 0; f < 4; ++f) {
-      int c = kk * 16 + (f >> 1) * 8 + 2 * t4, h = h0 + g + (f & 1) * 8;
-      float x0 = 0.f, x1 = 0.f;
-      if (kk < KSTEPS && h < NH) {
-        const float *qr = qt + (row * NH + h) * W;
-        x0 = c < W ? qr[c] : 0.f;
-        x1 = c + 1 < W ? qr[c + 1] : 0.f;
-      }
-      qf[i][f] = packBf16x2(x0, x1);
-    }
-  }
-  float oacc[NT][4];
-#pragma unroll
-  for (int j = 0; j < NT; ++j)
+  for (int j = 0; j < Sh::NT; ++j)
     oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.f;
   float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};
-  const float LOG2E = 1.4426950408889634f;
-  const int m = lane >> 3;
   for (i64 k0 = begin; k0 < end; k0 += KT) {
     const int kn = end - k0 < KT ? int(end - k0) : KT;
     __syncthreads();
@@ -1589,106 +1729,9 @@ __global__ void __launch_bounds__(128)
       }
     }
     __syncthreads();
-    // Partial scores over this warp's k-steps: 16 heads x KT keys.
-    float sc[KT / 8][4];
-#pragma unroll
-    for (int j = 0; j < KT / 8; ++j)
-      sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll
-    for (int i = 0; i < KPW; ++i) {
-      int kk = warp + 4 * i;
-      if (kk < KSTEPS)
-#pragma unroll
-        for (int j = 0; j < KT / 8; j += 2) {
-          unsigned bk[4];
-          ldmatrixX4(bk, ks + (j * 8 + (m >> 1) * 8 + (lane & 7)) * LD + kk * 16 + (m & 1) * 8);
-          mmaBf16(sc[j], qf[i], bk);
-          mmaBf16(sc[j + 1], qf[i], bk + 2);
-        }
-    }
-#pragma unroll
-    for (int j = 0; j < KT / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        red[warp][(g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1)] = sc[j][e];
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < KT / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        int at = (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1);
-        float v = (red[0][at] + red[1][at]) + (red[2][at] + red[3][at]);
-        sc[j][e] = j * 8 + 2 * t4 + (e & 1) < kn ? v * softmaxScale : -INFINITY;
-      }
-    // Online softmax (the same in every warp): rows g (e = 0, 1), g + 8.
-    float alpha[2];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      float mx = mrun[half];
-#pragma unroll
-      for (int j = 0; j < KT / 8; ++j)
-        mx = fmaxf(mx, fmaxf(sc[j][2 * half], sc[j][2 * half + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      alpha[half] = exp2f((mrun[half] - mx) * LOG2E);
-      mrun[half] = mx;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < KT / 8; ++j)
-#pragma unroll
-        for (int e = 2 * half; e < 2 * half + 2; ++e) {
-          float p = exp2f((sc[j][e] - mx) * LOG2E);
-          sc[j][e] = p;
-          sum += p;
-        }
-      lrun[half] = lrun[half] * alpha[half] + sum;
-    }
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      oacc[j][0] *= alpha[0];
-      oacc[j][1] *= alpha[0];
-      oacc[j][2] *= alpha[1];
-      oacc[j][3] *= alpha[1];
-    }
-    // o~ (this warp's RP / 4 columns) += P V, V the tile's first columns.
-    const unsigned short *vrow = ks + ((m & 1) * 8 + (lane & 7)) * LD + warp * (RP / 4) + (m >> 1) * 8;
-#pragma unroll
-    for (int kk = 0; kk < KT / 16; ++kk) {
-      unsigned pa[4] = {packBf16x2(sc[2 * kk][0], sc[2 * kk][1]),
-                        packBf16x2(sc[2 * kk][2], sc[2 * kk][3]),
-                        packBf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                        packBf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
-#pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned bv[4];
-        ldmatrixX4Trans(bv, vrow + kk * 16 * LD + j * 8);
-        mmaBf16(oacc[j], pa, bv);
-        mmaBf16(oacc[j + 1], pa, bv + 2);
-      }
-    }
+    decodeMmaTile<Sh, KT>(ks, red, warp, kn, softmaxScale, qf, mrun, lrun, oacc);
   }
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    float l = lrun[half];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    int h = h0 + g + half * 8;
-    if (h >= NH)
-      continue;
-    i64 at = (row * splits + split) * NH + h;
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      int c = warp * (RP / 4) + j * 8 + 2 * t4;
-      if (c < R)
-        part[at * R + c] = oacc[j][2 * half];
-      if (c + 1 < R)
-        part[at * R + c + 1] = oacc[j][2 * half + 1];
-    }
-    if (warp == 0 && t4 == 0) {
-      ml[at * 2] = mrun[half];
-      ml[at * 2 + 1] = l;
-    }
-  }
+  decodeMmaStore<NH, Sh>(oacc, mrun, lrun, h0, warp, row, splits, split, part, ml);
 }
 
 /// mla_decode_mma with its key tiles staged by cp.async, for wide batches:
@@ -1707,19 +1750,15 @@ __global__ void __launch_bounds__(256)
     mla_decode_mma_staged(const float *qt, const float *cache, const i64 *past, float *part,
                           float *ml, i64 T, i64 S, i64 splitLen, i64 rowBase,
                           float softmaxScale) {
-  constexpr int W = R + DR, WP = (W + 15) / 16 * 16, RP = (R + 63) / 64 * 64;
-  constexpr int CW = WP > RP ? WP : RP, LD = CW + 8;
-  static_assert(KT % 16 == 0 && STAGES >= 2, "tiles of whole k16 steps, a stage ahead");
-  constexpr int KSTEPS = WP / 16, KPW = (KSTEPS + 3) / 4;
-  constexpr int NT = RP / 4 / 8;
+  using Sh = DecodeMmaShape<DR, R>;
+  constexpr int W = Sh::W, CW = Sh::CW, LD = Sh::LD;
   static_assert(W % 4 == 0, "mla_decode_mma_staged stages 16-byte pieces of a row");
+  static_assert(KT % 16 == 0 && STAGES >= 2, "tiles of whole k16 steps, a stage ahead");
   extern __shared__ __align__(16) float decodeStagedSmem[];
   float *stage = decodeStagedSmem; // [STAGES][KT * W]
   unsigned short *ks = reinterpret_cast<unsigned short *>(stage + STAGES * KT * W); // [KT * LD]
-  float *red = reinterpret_cast<float *>(ks + KT * LD);             // [2][4][16 * KT]
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-  const int grp = warp >> 2, wq = warp & 3;
-  float *gred = red + grp * 4 * 16 * KT;
+  float *red = reinterpret_cast<float *>(ks + KT * LD);                             // [2][4][16 KT]
+  const int tid = threadIdx.x, warp = tid >> 5, grp = warp >> 2, wq = warp & 3;
   const int split = blockIdx.x, h0 = blockIdx.y * 32 + grp * 16;
   const i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
   const i64 splits = gridDim.x, n = past[b] + t + 1;
@@ -1740,29 +1779,13 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
   for (int tile = 0; tile < STAGES - 1; ++tile)
     issue(tile);
-  unsigned qf[KPW][4];
+  unsigned qf[Sh::KPW][4];
+  decodeMmaQuery<NH, Sh>(qt, row, h0, wq, qf);
+  float oacc[Sh::NT][4];
 #pragma unroll
-  for (int i = 0; i < KPW; ++i) {
-    int kk = wq + 4 * i;
-#pragma unroll
-    for (int f = 0; f < 4; ++f) {
-      int c = kk * 16 + (f >> 1) * 8 + 2 * t4, h = h0 + g + (f & 1) * 8;
-      float x0 = 0.f, x1 = 0.f;
-      if (kk < KSTEPS && h < NH) {
-        const float *qr = qt + (row * NH + h) * W;
-        x0 = c < W ? qr[c] : 0.f;
-        x1 = c + 1 < W ? qr[c + 1] : 0.f;
-      }
-      qf[i][f] = packBf16x2(x0, x1);
-    }
-  }
-  float oacc[NT][4];
-#pragma unroll
-  for (int j = 0; j < NT; ++j)
+  for (int j = 0; j < Sh::NT; ++j)
     oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.f;
   float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f};
-  const float LOG2E = 1.4426950408889634f;
-  const int m = lane >> 3;
   int tile = 0;
   for (i64 k0 = begin; k0 < end; k0 += KT, ++tile) {
     const int kn = end - k0 < KT ? int(end - k0) : KT;
@@ -1771,115 +1794,20 @@ __global__ void __launch_bounds__(256)
     issue(tile + STAGES - 1);
     cpAsyncWait<STAGES - 1>();
     __syncthreads(); // this tile landed for every thread; ks is free
-    {
-      const float *src = stage + (tile % STAGES) * KT * W;
-      for (int i = tid; i < KT * CW / 4; i += 256) {
-        const int kk = i / (CW / 4), c = i % (CW / 4) * 4;
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (kk < kn && c < W)
-          v = *reinterpret_cast<const float4 *>(src + kk * W + c);
-        *reinterpret_cast<uint2 *>(ks + kk * LD + c) =
-            make_uint2(packBf16x2(v.x, v.y), packBf16x2(v.z, v.w));
-      }
+    const float *src = stage + (tile % STAGES) * KT * W;
+    for (int i = tid; i < KT * CW / 4; i += 256) {
+      const int kk = i / (CW / 4), c = i % (CW / 4) * 4;
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (kk < kn && c < W)
+        v = *reinterpret_cast<const float4 *>(src + kk * W + c);
+      *reinterpret_cast<uint2 *>(ks + kk * LD + c) =
+          make_uint2(packBf16x2(v.x, v.y), packBf16x2(v.z, v.w));
     }
     __syncthreads();
-    float sc[KT / 8][4];
-#pragma unroll
-    for (int j = 0; j < KT / 8; ++j)
-      sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll
-    for (int i = 0; i < KPW; ++i) {
-      int kk = wq + 4 * i;
-      if (kk < KSTEPS)
-#pragma unroll
-        for (int j = 0; j < KT / 8; j += 2) {
-          unsigned bk[4];
-          ldmatrixX4(bk, ks + (j * 8 + (m >> 1) * 8 + (lane & 7)) * LD + kk * 16 + (m & 1) * 8);
-          mmaBf16(sc[j], qf[i], bk);
-          mmaBf16(sc[j + 1], qf[i], bk + 2);
-        }
-    }
-#pragma unroll
-    for (int j = 0; j < KT / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        gred[wq * 16 * KT + (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1)] = sc[j][e];
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < KT / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        int at = (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1);
-        float v = (gred[at] + gred[16 * KT + at]) + (gred[2 * 16 * KT + at] + gred[3 * 16 * KT + at]);
-        sc[j][e] = j * 8 + 2 * t4 + (e & 1) < kn ? v * softmaxScale : -INFINITY;
-      }
-    float alpha[2];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      float mx = mrun[half];
-#pragma unroll
-      for (int j = 0; j < KT / 8; ++j)
-        mx = fmaxf(mx, fmaxf(sc[j][2 * half], sc[j][2 * half + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      alpha[half] = exp2f((mrun[half] - mx) * LOG2E);
-      mrun[half] = mx;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < KT / 8; ++j)
-#pragma unroll
-        for (int e = 2 * half; e < 2 * half + 2; ++e) {
-          float p = exp2f((sc[j][e] - mx) * LOG2E);
-          sc[j][e] = p;
-          sum += p;
-        }
-      lrun[half] = lrun[half] * alpha[half] + sum;
-    }
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      oacc[j][0] *= alpha[0];
-      oacc[j][1] *= alpha[0];
-      oacc[j][2] *= alpha[1];
-      oacc[j][3] *= alpha[1];
-    }
-    const unsigned short *vrow = ks + ((m & 1) * 8 + (lane & 7)) * LD + wq * (RP / 4) + (m >> 1) * 8;
-#pragma unroll
-    for (int kk = 0; kk < KT / 16; ++kk) {
-      unsigned pa[4] = {packBf16x2(sc[2 * kk][0], sc[2 * kk][1]),
-                        packBf16x2(sc[2 * kk][2], sc[2 * kk][3]),
-                        packBf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                        packBf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
-#pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned bv[4];
-        ldmatrixX4Trans(bv, vrow + kk * 16 * LD + j * 8);
-        mmaBf16(oacc[j], pa, bv);
-        mmaBf16(oacc[j + 1], pa, bv + 2);
-      }
-    }
+    decodeMmaTile<Sh, KT>(ks, red + grp * 4 * 16 * KT, wq, kn, softmaxScale, qf, mrun, lrun,
+                          oacc);
   }
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    float l = lrun[half];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    int h = h0 + g + half * 8;
-    if (h >= NH)
-      continue;
-    i64 at = (row * splits + split) * NH + h;
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      int c = wq * (RP / 4) + j * 8 + 2 * t4;
-      if (c < R)
-        part[at * R + c] = oacc[j][2 * half];
-      if (c + 1 < R)
-        part[at * R + c + 1] = oacc[j][2 * half + 1];
-    }
-    if (wq == 0 && t4 == 0) {
-      ml[at * 2] = mrun[half];
-      ml[at * 2 + 1] = l;
-    }
-  }
+  decodeMmaStore<NH, Sh>(oacc, mrun, lrun, h0, wq, row, splits, split, part, ml);
 }
 
 /// grid (NH, rows): o~[row, h] = sum_s e^{m_s - M} part_s / sum_s e^{m_s - M} l_s.
