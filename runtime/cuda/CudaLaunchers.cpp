@@ -1480,10 +1480,10 @@ bool usePrefillMma(const CudaSession &s, const MlaDims &d, bool bf16Model) {
   return enabled && bf16Model && !s.fp32Activations && mlaPrefillMmaFits(d);
 }
 
-/// Whether the absorbed decode's split-KV attention runs on tensor cores
-/// (mla_decode_mma: bf16 q~ and latents) rather than in fp32
-/// (mla_decode_split): as usePrefillMma. DSV3_MLA_DECODE_MMA=0 never.
-/// Of the tensor-core kernels, mla_decode_mma_staged for 16 query rows or
+/// The kernel of the absorbed decode's split-KV attention for `rows` query
+/// rows: on tensor cores (bf16 q~ and latents) rather than in fp32
+/// (mla_decode_split) as usePrefillMma decides (DSV3_MLA_DECODE_MMA=0:
+/// never). Of the tensor-core kernels, mla_decode_mma_staged for 16 query rows or
 /// more where it fits and the artifact has it (artifacts compiled before it
 /// keep mla_decode_mma); DSV3_MLA_DECODE_STAGED=0 keeps mla_decode_mma (the
 /// same results). At batch 1 the staged kernel's one block a multiprocessor
