@@ -3499,50 +3499,78 @@ __device__ __forceinline__ void wgmmaStore(const float (&d)[NR], i64 rowBase, i6
   const int g = lane >> 2, t4 = lane & 3;
   // A thread's two adjacent columns of a row (e = 2 h, 2 h + 1) as one
   // store (8 bytes, bf16: 4) where y is so aligned and N even (then r N +
-  // n is even).
+  // n is even); the residual's two as one load where it is.
   const bool pairs =
       (N & 1) == 0 && (reinterpret_cast<unsigned long long>(y) & (Bf16Out ? 3 : 7)) == 0;
+  const bool resPairs = (N & 1) == 0 && (reinterpret_cast<unsigned long long>(res) & 7) == 0;
   unsigned short *yb = reinterpret_cast<unsigned short *>(y);
+  // The residual is read in batches of JB column pairs, every load of a
+  // batch issued before its stores: res is y itself when a GEMM
+  // accumulates (training's C += A B), so a load after a store of the same
+  // thread may not move above it, and one load a store made the epilogue
+  // JB times as many memory round trips (the per-expert weight
+  // gradients' 128 x 256 tiles spent most of their time here). Each value
+  // is still d (+ b) + res, in that order: the same bits.
+  constexpr int JB = 8, Pairs = BN / 8;
+  static_assert(Pairs % JB == 0, "wgmmaStore: BN / 8 must be a multiple of the batch");
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     i64 r = rowBase + warpInWg * 16 + g + h * 8;
     if (r >= rowEnd)
       continue;
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      int n = n0 + j * 8 + 2 * t4;
-      if (n >= N)
-        continue;
-      float v[2];
+    for (int j0 = 0; j0 < Pairs; j0 += JB) {
+      float2 rv[JB];
 #pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int e = 2 * h + c;
-        if (Gated) {
-          float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
-          v[c] = gv / (1.f + expf(-gv)) * uv;
+      for (int jj = 0; jj < JB; ++jj) {
+        const int n = n0 + (j0 + jj) * 8 + 2 * t4;
+        rv[jj] = make_float2(0.f, 0.f);
+        if (Gated || !res || n >= N)
+          continue;
+        if (resPairs && n + 1 < N) {
+          rv[jj] = *reinterpret_cast<const float2 *>(res + r * N + n);
         } else {
-          v[c] = d[4 * j + e];
-          if (b && n + c < N)
-            v[c] += b[n + c];
-          if (res && n + c < N)
-            v[c] += res[r * N + n + c];
+          rv[jj].x = res[r * N + n];
+          if (n + 1 < N)
+            rv[jj].y = res[r * N + n + 1];
         }
       }
-      if (Bf16Out) {
-        const unsigned both = packBf16x2(v[0], v[1]);
-        if (pairs && n + 1 < N) {
-          *reinterpret_cast<unsigned *>(yb + r * N + n) = both;
-        } else {
-          yb[r * N + n] = (unsigned short)(both & 0xffffu);
-          if (n + 1 < N)
-            yb[r * N + n + 1] = (unsigned short)(both >> 16);
+#pragma unroll
+      for (int jj = 0; jj < JB; ++jj) {
+        const int j = j0 + jj, n = n0 + j * 8 + 2 * t4;
+        if (n >= N)
+          continue;
+        float v[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int e = 2 * h + c;
+          if (Gated) {
+            float gv = d[4 * j + e], uv = d[4 * (j + BN / 8) + e];
+            v[c] = gv / (1.f + expf(-gv)) * uv;
+          } else {
+            v[c] = d[4 * j + e];
+            if (b && n + c < N)
+              v[c] += b[n + c];
+            if (res && n + c < N)
+              v[c] += c ? rv[jj].y : rv[jj].x;
+          }
         }
-      } else if (pairs && n + 1 < N) {
-        *reinterpret_cast<float2 *>(y + r * N + n) = make_float2(v[0], v[1]);
-      } else {
-        y[r * N + n] = v[0];
-        if (n + 1 < N)
-          y[r * N + n + 1] = v[1];
+        if (Bf16Out) {
+          const unsigned both = packBf16x2(v[0], v[1]);
+          if (pairs && n + 1 < N) {
+            *reinterpret_cast<unsigned *>(yb + r * N + n) = both;
+          } else {
+            yb[r * N + n] = (unsigned short)(both & 0xffffu);
+            if (n + 1 < N)
+              yb[r * N + n + 1] = (unsigned short)(both >> 16);
+          }
+        } else if (pairs && n + 1 < N) {
+          *reinterpret_cast<float2 *>(y + r * N + n) = make_float2(v[0], v[1]);
+        } else {
+          y[r * N + n] = v[0];
+          if (n + 1 < N)
+            y[r * N + n + 1] = v[1];
+        }
       }
     }
   }
