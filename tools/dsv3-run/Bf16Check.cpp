@@ -522,6 +522,12 @@ int absorbCheck(const std::string &artifact, uint64_t seed) {
     fmt::print("absorb-check: cuBLASLt is not loaded here, nothing to check\n");
     return 0;
   }
+  if (!s.hasFunction(cuda::copyColumnsName())) {
+    // fp32 weights (a training artifact's master weights) never take the
+    // cuBLASLt products (useAbsorbCublas): their module has no copy_columns.
+    fmt::print("absorb-check: not in this artifact (fp32 weights keep the fp32 products)\n");
+    return 0;
+  }
   auto &drv = s.driver();
   const int64_t dq = d.dn + d.dr, W = d.r + d.dr, KV = d.nh * (d.dn + d.dv) * d.r;
   std::mt19937_64 rng(seed + 59);
