@@ -23,7 +23,7 @@
 #    default 4, after a warm-up): train 1x4096 and 4x4096 on the bench
 #    slice, prefill 4x2048 and decode b128; a site profile of 4x4096 (new).
 # PARTS (default 123) picks the parts; ROWS (names, space-separated) part
-# 3's rows. ENV_B=VAR=VALUE (a runtime change's switch): part 3 times the
+# 3's rows (PROFILE=0: no site profile). ENV_B=VAR=VALUE (a runtime change's switch): part 3 times the
 # new artifacts under ENV_A (default none) against ENV_B instead of old
 # against new, and part 2 also trains the new ones under ENV_B and prints
 # how far their losses and gradient norms move.
@@ -99,7 +99,7 @@ t train-1x4096 v3-train --train --compute bf16 --batch 1 --seq 4096 --steps ${ST
 t train-4x4096 v3-train --train --compute bf16 --batch 4 --seq 4096 --steps ${STEPS:-4}
 t prefill-4x2048 v3-infer --batch 4 --seq 2048 --steps ${STEPS:-4}
 t decode-b128 v3-infer --batch 128 --context 1024 --steps 8
-DSV3_PROFILE=site DSV3_PROFILE_ROWS=60 timeout 150 $RUN time ab/v3-train-new --random-weights 1 \
+[ "${PROFILE:-1}" = 1 ] && DSV3_PROFILE=site DSV3_PROFILE_ROWS=60 timeout 150 $RUN time ab/v3-train-new --random-weights 1 \
   --backend cuda --train --compute bf16 --batch 4 --seq 4096 --steps 1 > "$OUT/site-4-new.log" 2>&1
 fi
 echo; echo "== $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"

@@ -156,13 +156,27 @@ void rmsGrad(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CU
 }
 
 /// The primals, cotangents and (zeroed) gradient outputs of a vjp launch.
+/// `written`: operands (bit i: operand i) whose gradient the launcher
+/// stores in full with one product (C = A B, not C += A B), left unzeroed:
+/// zeroing them wrote every byte once more and summing onto the zeros read
+/// it back (training's expert weight gradients are 11 GB a MoE layer at
+/// DeepSeek-V3's widths).
+/// Whether launchers store gradients they compute in full (Vjp's
+/// `written`) instead of summing them onto zeros (DSV3_GRAD_STORE=0).
+bool gradStores() {
+  static const bool on = envNotZero("DSV3_GRAD_STORE");
+  return on;
+}
+
 struct Vjp : VjpOperands<DevTensor> {
-  Vjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out)
+  Vjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out,
+      unsigned written = 0)
       : VjpOperands<DevTensor>(k, p, in, out) {
     for (size_t i = 0; i < grads.size(); ++i)
       if (DevTensor *t = grads[i]) {
         setShape(k, *t, primals[i]->shape);
-        zero(s, t->ptr, t->numel(), k);
+        if (i >= 32 || !(written >> i & 1u))
+          zero(s, t->ptr, t->numel(), k);
       }
     for (DevTensor *t : primals)
       if (t->bf16)
@@ -196,10 +210,13 @@ void rmsNormVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, In
 }
 
 void linearVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
-  Vjp v(s, k, p, in, out);
+  // Unless FP8: dx and dW each one full product (the bias's column sums
+  // add onto zeros).
+  const bool fp8 = p.contains("fp8_compute"), store = !fp8 && gradStores();
+  Vjp v(s, k, p, in, out, store ? 3u : 0u);
   DevTensor &x = *v.primals[0], &w = *v.primals[1], &dy = *v.cts[0];
   i64 N = w.dim(0), K = w.dim(1), R = rowsOf(x);
-  if (p.contains("fp8_compute")) { // FP8 training: Dgrad and Wgrad in FP8, the bias in fp32
+  if (fp8) { // FP8 training: Dgrad and Wgrad in FP8, the bias in fp32
     if (CUdeviceptr dx = v.g(0)) {
       Fp8Weight wT;
       fp8MasterWeight(s, k, p, w, &wT);
@@ -211,9 +228,9 @@ void linearVjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins
     return;
   }
   if (CUdeviceptr dx = v.g(0))
-    gemmT(s, k + " dx", R, K, N, rowMajor(dy.ptr, N), rowMajor(w.ptr, K), dx, K, true);
+    gemmT(s, k + " dx", R, K, N, rowMajor(dy.ptr, N), rowMajor(w.ptr, K), dx, K, !store);
   if (CUdeviceptr dw = v.g(1))
-    gemmT(s, k + " dW", N, K, R, transposed(dy.ptr, N), rowMajor(x.ptr, K), dw, K, true);
+    gemmT(s, k + " dW", N, K, R, transposed(dy.ptr, N), rowMajor(x.ptr, K), dw, K, !store);
   colSum(s, k + " db", dy.ptr, R, N, N, v.g(2));
 }
 
@@ -440,11 +457,15 @@ void moeDispatchVjp(CudaSession &s, const std::string &k, const json &p, Ins &in
 
 void expertGroupedMatmulVjp(CudaSession &s, const std::string &k, const json &p, Ins &in,
                             Ins &out) {
-  Vjp v(s, k, p, in, out);
+  // Unless FP8: dW one full product over every expert (an expert without
+  // rows stores zeros). dx stays zeroed: the grouped GEMM stores the
+  // experts' rows only, and the planned rows may be more.
+  const bool fp8 = p.contains("fp8_compute"), store = !fp8 && gradStores();
+  Vjp v(s, k, p, in, out, store ? 2u : 0u);
   DevTensor &rows = *v.primals[0], &w = *v.primals[1], &counts = *v.primals[2];
   DevTensor &dy = *v.cts[0];
   i64 E = w.dim(0), N = w.dim(1), KD = w.dim(2), R = rows.dim(0);
-  if (p.contains("fp8_compute")) {
+  if (fp8) {
     // FP8 training: Dgrad as the grouped FP8 GEMM on the transposed
     // experts, Wgrad grouped the same way (each expert's 128-token tiles
     // start at its first row, as the host's do); without e4m3 tensor
@@ -479,20 +500,21 @@ void expertGroupedMatmulVjp(CudaSession &s, const std::string &k, const json &p,
   s.launch(inst("exclusive_scan", {0}), {1, 1, 1}, {32, 1, 1}, 0,
            argv(counts.ptr, offsets, E), k);
   if (CUdeviceptr dx = v.g(0)) {
-    // dx[r] += dy[r] W[e(r)]: rows grouped by expert.
+    // dx[r] = dy[r] W[e(r)]: rows grouped by expert (rows past the
+    // experts' keep their zeros).
     GemmArgs g = gemmArgs(R, KD, N, rowMajor(dy.ptr, N), rowMajor(w.ptr, KD), dx, KD);
     g.mode = 1;
-    g.accumulate = true;
+    g.accumulate = !store;
     g.sBb = N * KD;
     g.seg = offsets;
     g.segs = E;
     stridedGemm(s, k + " dx", g);
   }
   if (CUdeviceptr dw = v.g(1)) {
-    // dW[e] += dy_e^T x_e over the expert's rows.
+    // dW[e] = dy_e^T x_e over the expert's rows.
     GemmArgs g = gemmArgs(N, KD, R, transposed(dy.ptr, N), rowMajor(rows.ptr, KD), dw, KD);
     g.mode = 2;
-    g.accumulate = true;
+    g.accumulate = !store;
     g.sCb = N * KD;
     g.batches = unsigned(E);
     g.seg = offsets;

@@ -398,8 +398,9 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
     return {g("embedding_grad")};
   if (kernel == "rms_norm_vjp")
     return {g("rms_norm_grad"), g("rms_norm_grad_w")};
+  // dx, dW stored in full, or (DSV3_GRAD_STORE=0) summed onto zeros.
   if (kernel == "linear_vjp" || kernel == "lm_head_vjp")
-    return withBf16({gemmAcc, gemmAnyName(0, true), g("col_sum")});
+    return withBf16({gemmW, gemmAcc, gemmAnyName(0, false), gemmAnyName(0, true), g("col_sum")});
   if (kernel == "swiglu_vjp")
     return {g("swiglu_grad")};
   if (kernel == "rope_vjp")
@@ -444,8 +445,9 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
             inst("dispatch_place", {p.at("num_experts").get<int64_t>(), in.at(1).back()}),
             g("invert_slots"), g("dispatch_grad")};
   if (kernel == "expert_grouped_matmul_vjp")
-    return withBf16({g("exclusive_scan"), gemmMmaName(1, true), gemmMmaName(2, true),
-                     gemmAnyName(1, true), gemmAnyName(2, true)});
+    return withBf16({g("exclusive_scan"), gemmMmaName(1, false), gemmMmaName(2, false),
+                     gemmAnyName(1, false), gemmAnyName(2, false), gemmMmaName(1, true),
+                     gemmMmaName(2, true), gemmAnyName(1, true), gemmAnyName(2, true)});
   if (kernel == "moe_combine_vjp")
     return {g("combine_grad")};
   if (kernel == "latent_attention_vjp") {
