@@ -155,12 +155,6 @@ void rmsGrad(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, CU
   }
 }
 
-/// The primals, cotangents and (zeroed) gradient outputs of a vjp launch.
-/// `written`: operands (bit i: operand i) whose gradient the launcher
-/// stores in full with one product (C = A B, not C += A B), left unzeroed:
-/// zeroing them wrote every byte once more and summing onto the zeros read
-/// it back (training's expert weight gradients are 11 GB a MoE layer at
-/// DeepSeek-V3's widths).
 /// Whether launchers store gradients they compute in full (Vjp's
 /// `written`) instead of summing them onto zeros (DSV3_GRAD_STORE=0).
 bool gradStores() {
@@ -168,6 +162,12 @@ bool gradStores() {
   return on;
 }
 
+/// The primals, cotangents and (zeroed) gradient outputs of a vjp launch.
+/// `written`: operands (bit i: operand i) whose gradient the launcher
+/// stores in full with one product (C = A B, not C += A B), left unzeroed:
+/// zeroing them wrote every byte once more and summing onto the zeros read
+/// it back (training's expert weight gradients are 11 GB a MoE layer at
+/// DeepSeek-V3's widths).
 struct Vjp : VjpOperands<DevTensor> {
   Vjp(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out,
       unsigned written = 0)
