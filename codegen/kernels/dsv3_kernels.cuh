@@ -3909,6 +3909,15 @@ __device__ __forceinline__ void mbarWait(unsigned long long *bar, unsigned parit
                "r"(parity)
                : "memory");
 }
+/// Named barrier `id` (1..15; 0 is __syncthreads') of `count` threads:
+/// wait for it, or arrive without waiting (producer / consumer hand-offs
+/// between warpgroups).
+__device__ __forceinline__ void namedBarSync(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void namedBarArrive(int id, int count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
 /// A 2-D box of `map` at (column c0, row c1) into shared memory at dst,
 /// completing `bar`'s transaction bytes (rows or columns past the tensor
 /// read as zeros).
@@ -4167,8 +4176,10 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
 /// (A: 128 rows, B: 128 weight rows, e4m3, 128B-swizzled) into one of
 /// DSV3_FP8_TMA_STAGES slots; warpgroups 1 and 2 run the block's four
 /// m64n128k32 MMAs from zero, wait for them, free the slot, and promote the
-/// sums to fp32 with s_a * s_w (DeepSeek-V3 3.3.2). The two consumers drift
-/// apart, so one's promotion overlaps the other's MMAs. Grouped: the
+/// sums to fp32 with s_a * s_w (DeepSeek-V3 3.3.2). pingpong: the two
+/// consumers take turns issuing a block's MMAs (named barriers), so one's
+/// wait and promotion overlap the other's MMAs (issued together, both wait
+/// and promote together while the tensor cores idle). Grouped: the
 /// weights' map spans [E * N, K] rows.
 /// Gated: the B tile is 64 gate rows (map B, scales sw) then 64 up rows
 /// (map Bu, scales swu; both maps in boxes of 64 rows), each half promoted
@@ -4182,7 +4193,7 @@ __global__ void __launch_bounds__(384, 1)
 fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
              const __grid_constant__ TmaMap mapBu, const float *sa, const float *sw,
              const float *swu, const float *b, const float *res, float *y, i64 rows, int N,
-             int K, int br, const i64 *counts, int E, int tileGroup) {
+             int K, int br, const i64 *counts, int E, int tileGroup, int pingpong) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int Stages = DSV3_FP8_TMA_STAGES, Tile = 128 * 128; // bytes of one operand
   constexpr int BN = Gated ? 64 : 128; // output columns of a tile
@@ -4249,9 +4260,16 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
     mbarWait(&full[s], (kb / Stages) & 1);
     const unsigned char *As = smem + s * 2 * Tile + cw * 64 * 128;
     const unsigned char *Bs = smem + s * 2 * Tile + Tile;
+    // pingpong: the consumers take turns issuing a block's MMAs (named
+    // barrier 1: the first's turn, 2: the second's), so the tensor cores
+    // finish one's block while the other promotes its own.
+    if (pingpong && (cw == 1 || kb > 0))
+      namedBarSync(1 + cw, 256);
     wgmmaFence();
     wgmmaE4m3Block(part, As, Bs);
     wgmmaCommit();
+    if (pingpong && (cw == 0 || kb + 1 < nb))
+      namedBarArrive(2 - cw, 256);
     wgmmaWait<0>();
     if ((tid & 127) == 0)
       mbarArrive(&empty[s]);

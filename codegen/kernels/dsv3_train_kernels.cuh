@@ -861,7 +861,7 @@ __global__ void mla_grad_key(const float *q, const float *latent, const float *u
 /// With seg (training's per-expert weight gradients: source rows grouped
 /// by expert, seg [segs + 1] offsets), source row r of segment e goes to
 /// column r - seg[e] + pseg[e] (pseg: the segments padded to 64, from
-/// padded_segments; the caller zeroes dst first).
+/// padded_segments; zero_segment_pads zeroes the columns in between).
 template <int Unused>
 __global__ void to_bf16_transposed(const float *src, i64 ld, i64 srcBatch, i64 rows, i64 cols,
                                    i64 dstLd, unsigned short *dst, const i64 *seg,
@@ -912,6 +912,20 @@ __global__ void strided_store(const float *t, i64 M, i64 N, float *C, i64 ldc, c
   if (res)
     v += res[m * ldc + n];
   C[m * ldc + n] = v;
+}
+
+/// The padding columns of to_bf16_transposed's segmented form: in each of
+/// dst's `cols` rows (dstLd apart), columns [pseg[e] + seg[e + 1] - seg[e],
+/// pseg[e + 1]) of segment e = blockIdx.y are zeroed (at most 63 a segment;
+/// the bf16 GEMM's expert e sums K over [pseg[e], pseg[e + 1]), so nothing
+/// else is read). 256 threads: 4 rows x 64 columns a block.
+template <int Unused>
+__global__ void zero_segment_pads(unsigned short *dst, i64 dstLd, i64 cols, const i64 *seg,
+                                  const i64 *pseg) {
+  const i64 e = blockIdx.y, c = i64(blockIdx.x) * 4 + (threadIdx.x >> 6);
+  const i64 p = pseg[e] + (seg[e + 1] - seg[e]) + (threadIdx.x & 63);
+  if (c < cols && p < pseg[e + 1])
+    dst[c * dstLd + p] = 0;
 }
 
 /// pseg[e] = sum over e' < e of seg's segment e' rounded up to 64 (one

@@ -257,6 +257,18 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   return skinny ? 2 : 0;
 }
 
+/// fp8_gemm_tma's two consumer warpgroups take turns issuing each K block's
+/// MMAs, so the tensor cores run one's block while the other waits for and
+/// promotes its own (they otherwise issue together and promote together,
+/// ncu: 33% of the stall samples on the MMA wait, the tensor pipe 44%
+/// busy). H200: 8192 x 18432 x 7168 752 -> 835 TFLOP/s, 8192 x 7168 x
+/// 16384 704 -> 754, FP8 prefill 4 x 2048 67.3 -> 64.2 ms; the same sums
+/// in the same order. DSV3_FP8_PINGPONG=0: issue together.
+static int fp8TmaPingpong() {
+  static const int on = envNotZero("DSV3_FP8_PINGPONG") ? 1 : 0;
+  return on;
+}
+
 /// Whether producers may store a GEMM's operand in the form the GEMM
 /// reads (DevTensor::Storage: routed rows as bf16 or e4m3, gated outputs as
 /// bf16, the attention's output; and an operand two GEMMs read is
@@ -340,13 +352,14 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
   if (sched == 4) {
     s.countFp8WgmmaLaunch();
     unsigned tiles = gemmRowTiles(what, rows, E);
+    int pingpong = fp8TmaPingpong();
     CUtensorMap mapA = e4m3TmaMap(s, what, xq, rows, K);
     CUtensorMap mapB = e4m3TmaMap(s, what, w.w, i64(E ? E : 1) * N, K);
     CUdeviceptr noUp = 0;
     s.launch("dsv3::fp8_gemm_tma<0>", {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1},
              kFp8TmaSmem,
              argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, rows, nN, nK, br, counts, e,
-                  gemmTileGroup()),
+                  gemmTileGroup(), pingpong),
              what);
     return;
   }
@@ -552,11 +565,11 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
     CUtensorMap mapB = e4m3TmaMap(s, what, wg.w, wRows, K, 64);
     CUtensorMap mapBu = e4m3TmaMap(s, what, wu.w, wRows, K, 64);
     CUdeviceptr none = 0;
-    int nN = int(N), nK = int(K), br = wg.br, e = int(E);
+    int nN = int(N), nK = int(K), br = wg.br, e = int(E), pingpong = fp8TmaPingpong();
     s.launch("dsv3::fp8_gemm_tma<1>", {unsigned((N + 63) / 64), tiles, 1}, {384, 1, 1},
              kFp8TmaSmem,
              argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, rows, nN, nK, br,
-                  counts, e, gemmTileGroup()),
+                  counts, e, gemmTileGroup(), pingpong),
              what);
     return;
   }
@@ -814,13 +827,20 @@ bool bf16SegmentedGemm(CudaSession &s, const std::string &what, const GemmArgs &
   CUdeviceptr pseg = s.workspace(size_t(E + 1) * 8);
   s.launch(inst("padded_segments", {0}), {1, 1, 1}, {32, 1, 1}, 0, argv(g.seg, E, pseg), what);
   CUdeviceptr xb = s.workspace(size_t(M * Kmax) * 2), wb = s.workspace(size_t(N * Kmax) * 2);
-  zero(s, xb, M * Kmax / 2, what);
-  zero(s, wb, N * Kmax / 2, what);
   i64 noBatch = 0;
+  // Only each segment's padding is read besides its rows: zero that, not
+  // the whole operand (~3 GB a call at train 4 x 4096); artifacts compiled
+  // before zero_segment_pads zero it all.
+  const bool padsOnly = s.hasFunction("dsv3::zero_segment_pads<0>");
   auto round = [&](Mat m, i64 cols, CUdeviceptr dst) {
+    if (!padsOnly)
+      zero(s, dst, cols * Kmax / 2, what);
     s.launch(inst("to_bf16_transposed", {0}),
              {unsigned((cols + 31) / 32), unsigned((R + 31) / 32), 1}, {256, 1, 1}, 0,
              argv(m.p, m.cs, noBatch, R, cols, Kmax, dst, g.seg, pseg, E), what + " (to bf16)");
+    if (padsOnly)
+      s.launch(inst("zero_segment_pads", {0}), {unsigned((cols + 3) / 4), unsigned(E), 1},
+               {256, 1, 1}, 0, argv(dst, Kmax, cols, g.seg, pseg), what + " (padding)");
   };
   round(a, M, xb);
   round(w, N, wb);

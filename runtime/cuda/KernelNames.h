@@ -386,6 +386,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
     out.push_back(g("to_bf16_transposed"));
     out.push_back(g("to_bf16_padded"));
     out.push_back(g("padded_segments"));
+    out.push_back(g("zero_segment_pads"));
     out.push_back(g("strided_store"));
     out.push_back(g("segment_counts"));
     return out;
