@@ -245,7 +245,7 @@ int fp8Schedule(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t K, int64_t
   // 3.46 ms a step, 7.66 with the skinny kernel); up to 32 rows, or about a
   // row an expert, the skinny kernel (batch 32: 23.1 ms, 41.6 with the
   // few-row kernel); past that the 64 x 64 tiles.
-  // Many rows: on Hopper the warpgroup MMA fed by TMA (fp8_gemm_tma: 755
+  // Many rows: on Hopper the warpgroup MMA fed by TMA (fp8_gemm_tma: 834
   // TFLOP/s at 8192 x 18432 x 7168 on an H200, fp8_gemm_wgmma 477,
   // fp8_gemm_tc 204).
   if (E ? rows >= 2 * E : rows > 32)
