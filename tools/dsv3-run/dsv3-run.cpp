@@ -1357,6 +1357,9 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
                  diff / scale,
                  wgmma ? fmt::format(", worst {:.1f}% of the bound", 100 * worst) : "",
                  !ran ? "(no FP8 tensor cores: few-row kernel)" : pass ? "PASS" : "FAIL");
+      // Each line out before the next kernel runs: a device script that
+      // times out on a hung kernel still shows the last one that finished.
+      std::fflush(stdout);
       ok = ok && pass;
     }
   // DSV3_FP8_GEMM_TIME=M,N,K: each tensor-core schedule timed on random
@@ -1398,6 +1401,7 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       fmt::print("    timing {}x{}x{} {:<14} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 1979), "
                  "activation quantization included\n",
                  tm, tn, tk, names[schedule], ms, tflops, 100.0 * tflops / 1979.0);
+      std::fflush(stdout);
     }
   }
   return ok;
