@@ -1738,15 +1738,16 @@ __global__ void __launch_bounds__(128, 3)
 /// at batch 128 mla_decode_mma waited on its loads (each block converted a
 /// tile with 18 KB of loads in flight, then computed with none, ~3 TB/s
 /// from L2), and each of a row's 8 head groups read the row's latents. Here
-/// a block serves 32 heads (two groups of 4 warps, each exactly
+/// a block serves 16 GROUPS heads (GROUPS groups of 4 warps, each exactly
 /// mla_decode_mma's 16 heads and arithmetic: the same bf16 operands in the
-/// same order, so the same results), and the next STAGES - 1 tiles of KT
-/// keys' fp32 latents are in flight by cp.async while one is converted to
-/// bf16 and used (STAGES fp32 stages in dynamic shared memory). grid
-/// (splits, ceil(NH / 32), rows), 256 threads. Needs W % 4 == 0 (16-byte
-/// rows).
-template <int NH, int DR, int R, int KT, int STAGES>
-__global__ void __launch_bounds__(256)
+/// same order, so the same results, whatever GROUPS), and the next STAGES
+/// - 1 tiles of KT keys' fp32 latents are in flight by cp.async while one
+/// is converted to bf16 and used (STAGES fp32 stages in dynamic shared
+/// memory): each tile is staged and converted once for the block's heads.
+/// grid (splits, ceil(NH / (16 GROUPS)), rows), 128 GROUPS threads. Needs
+/// W % 4 == 0 (16-byte rows).
+template <int NH, int DR, int R, int KT, int STAGES, int GROUPS>
+__global__ void __launch_bounds__(128 * GROUPS)
     mla_decode_mma_staged(const float *qt, const float *cache, const i64 *past, float *part,
                           float *ml, i64 T, i64 S, i64 splitLen, i64 rowBase,
                           float softmaxScale) {
@@ -1757,9 +1758,9 @@ __global__ void __launch_bounds__(256)
   extern __shared__ __align__(16) float decodeStagedSmem[];
   float *stage = decodeStagedSmem; // [STAGES][KT * W]
   unsigned short *ks = reinterpret_cast<unsigned short *>(stage + STAGES * KT * W); // [KT * LD]
-  float *red = reinterpret_cast<float *>(ks + KT * LD);                             // [2][4][16 KT]
+  float *red = reinterpret_cast<float *>(ks + KT * LD); // [GROUPS][4][16 KT]
   const int tid = threadIdx.x, warp = tid >> 5, grp = warp >> 2, wq = warp & 3;
-  const int split = blockIdx.x, h0 = blockIdx.y * 32 + grp * 16;
+  const int split = blockIdx.x, h0 = (blockIdx.y * GROUPS + grp) * 16;
   const i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
   const i64 splits = gridDim.x, n = past[b] + t + 1;
   const i64 begin = i64(split) * splitLen, end = begin + splitLen < n ? begin + splitLen : n;
@@ -1770,7 +1771,7 @@ __global__ void __launch_bounds__(256)
     const i64 k0 = begin + i64(tile) * KT;
     const int kn = k0 >= end ? 0 : end - k0 < KT ? int(end - k0) : KT;
     float *dst = stage + (tile % STAGES) * KT * W;
-    for (int i = tid; i < kn * (W / 4); i += 256) {
+    for (int i = tid; i < kn * (W / 4); i += 128 * GROUPS) {
       const int kk = i / (W / 4), c = i % (W / 4) * 4;
       cpAsync16(dst + kk * W + c, cb + (k0 + kk) * W + c);
     }
@@ -1795,7 +1796,7 @@ __global__ void __launch_bounds__(256)
     cpAsyncWait<STAGES - 1>();
     __syncthreads(); // this tile landed for every thread; ks is free
     const float *src = stage + (tile % STAGES) * KT * W;
-    for (int i = tid; i < KT * CW / 4; i += 256) {
+    for (int i = tid; i < KT * CW / 4; i += 128 * GROUPS) {
       const int kk = i / (CW / 4), c = i % (CW / 4) * 4;
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
       if (kk < kn && c < W)
@@ -2320,6 +2321,17 @@ __device__ __forceinline__ uint4 ldStream16(const void *p) {
       : "l"(p));
   return v;
 }
+/// ldStream16 with the L2::256B hint: a miss brings the 256-byte sector
+/// group into L2 at once. The row kernels read 256 contiguous bytes of a
+/// row between waits; on an H200 their read pattern ran at 4.2 TB/s with
+/// the hint against 3.8 without (bench/hbm_ceiling.cu).
+__device__ __forceinline__ uint4 ldStream16L2(const void *p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
 /// x0, x1 as bf16 pairs hi and lo with x ~ hi + lo.
 __device__ __forceinline__ void splitBf16x2(float x0, float x1, unsigned &hi, unsigned &lo) {
   hi = packBf16x2(x0, x1);
@@ -2358,24 +2370,147 @@ __device__ __forceinline__ void rowsMmaOutputs(int tiles, int n0, int N, int lef
   }
 }
 
-/// The warp's part of y[r, n] = x[r] . W[n] (gated: silu(x[r] . W[n]) *
-/// (x[r] . Wu[n])) for `count` rows of x (stride ldx) and y (stride ldy),
-/// W and Wu [N, KD] (rows KD apart), n in [n0, n0 + 16).
-template <int N, int KD, bool Gated>
-__device__ __forceinline__ void rowsMma(const float *x, i64 ldx, const unsigned short *W,
-                                        const unsigned short *Wu, i64 count, float *y, i64 ldy,
-                                        int n0) {
-  constexpr int TILES = DSV3_ROWS_MMA_TILES, U = DSV3_ROWS_MMA_UNROLL;
-  static_assert(KD % 8 == 0, "rowsMma reads K in 8-element pieces");
+/// The K loop of the swap-AB kernels: acc[i] (gated: and accU[i]) += the
+/// warp's 16 weight rows (w0/w1: rows g and g + 8 of W, u0/u1 of Wu, each
+/// already at the lane's 8 t4 elements; v0/v1 whether those rows exist)
+/// times rows [8 i, 8 i + 8) of x (stride ldx; `left` of them, `tiles`
+/// tiles) over K in [kb, ke): kb a multiple of 32, ke - kb too or ke the
+/// end of K (a lane's 8 elements then all inside or all past it).
+template <int TILES, bool Gated>
+__device__ __forceinline__ void rowsMmaSums(const float *x, i64 ldx, const unsigned short *w0,
+                                            const unsigned short *w1, const unsigned short *u0,
+                                            const unsigned short *u1, bool v0, bool v1, int left,
+                                            int tiles, int kb, int ke, float (&acc)[TILES][4],
+                                            float (&accU)[TILES][4]) {
+  constexpr int U = DSV3_ROWS_MMA_UNROLL;
   const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  const bool v0 = n0 + g < N, v1 = n0 + g + 8 < N;
-  const unsigned short *w0 = W + i64(v0 ? n0 + g : 0) * KD + 8 * t4;
-  const unsigned short *w1 = W + i64(v1 ? n0 + g + 8 : 0) * KD + 8 * t4;
-  const unsigned short *u0 = Gated ? Wu + i64(v0 ? n0 + g : 0) * KD + 8 * t4 : nullptr;
-  const unsigned short *u1 = Gated ? Wu + i64(v1 ? n0 + g + 8 : 0) * KD + 8 * t4 : nullptr;
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  for (int k0 = kb; k0 < ke; k0 += 32 * U) {
+    uint4 a0[U], a1[U], up0[U], up1[U]; // gate (or only) and up weights
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + 32 * u;
+      const bool in = k + 8 * t4 < ke;
+      a0[u] = in && v0 ? ldStream16L2(w0 + k) : zero;
+      a1[u] = in && v1 ? ldStream16L2(w1 + k) : zero;
+      up0[u] = Gated && in && v0 ? ldStream16L2(u0 + k) : zero;
+      up1[u] = Gated && in && v1 ? ldStream16L2(u1 + k) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + 32 * u;
+      if (k >= ke)
+        break;
+      const bool in = k + 8 * t4 < ke;
+      const unsigned A[2][4] = {{a0[u].x, a1[u].x, a0[u].y, a1[u].y},
+                                {a0[u].z, a1[u].z, a0[u].w, a1[u].w}};
+      const unsigned AU[2][4] = {{up0[u].x, up1[u].x, up0[u].y, up1[u].y},
+                                 {up0[u].z, up1[u].z, up0[u].w, up1[u].w}};
+#pragma unroll
+      for (int i = 0; i < TILES; ++i) {
+        if (i >= tiles)
+          break;
+        float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (in && i * 8 + g < left)
+          xload8(x + (i * 8 + g) * ldx + k + 8 * t4, xs);
+        unsigned hi[4], lo[4];
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
+#pragma unroll
+        for (int st = 0; st < 2; ++st) {
+          const unsigned bh[2] = {hi[2 * st], hi[2 * st + 1]};
+          const unsigned bl[2] = {lo[2 * st], lo[2 * st + 1]};
+          mmaBf16(acc[i], A[st], bh);
+          mmaBf16(acc[i], A[st], bl);
+          if (Gated) {
+            mmaBf16(accU[i], AU[st], bh);
+            mmaBf16(accU[i], AU[st], bl);
+          }
+        }
+      }
+    }
+  }
+}
+
+/// The lane's pointers into weight rows n0 + g and n0 + g + 8 of W [N, KD]
+/// (row 0 where a row is past N, never read then).
+template <int N, int KD>
+__device__ __forceinline__ void rowsMmaRows(const unsigned short *W, int n0,
+                                            const unsigned short *&w0,
+                                            const unsigned short *&w1) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  w0 = W + i64(n0 + g < N ? n0 + g : 0) * KD + 8 * t4;
+  w1 = W + i64(n0 + g + 8 < N ? n0 + g + 8 : 0) * KD + 8 * t4;
+}
+
+/// The warp's part of y[r, n] = x[r] . W[n] for `count` rows of x (stride
+/// ldx) and y (stride ldy), W [N, KD] (rows KD apart), n in [n0, n0 + 16).
+template <int N, int KD>
+__device__ __forceinline__ void rowsMma(const float *x, i64 ldx, const unsigned short *W,
+                                        i64 count, float *y, i64 ldy, int n0) {
+  constexpr int TILES = DSV3_ROWS_MMA_TILES;
+  static_assert(KD % 8 == 0, "rowsMma reads K in 8-element pieces");
+  const int g = (threadIdx.x & 31) >> 2;
+  const unsigned short *w0, *w1;
+  rowsMmaRows<N, KD>(W, n0, w0, w1);
   for (i64 t0 = 0; t0 < count; t0 += 8 * TILES) {
     const int left = count - t0 < 8 * TILES ? int(count - t0) : 8 * TILES;
+    const int tiles = (left + 7) / 8;
+    float acc[TILES][4], unused[TILES][4];
+#pragma unroll
+    for (int i = 0; i < TILES; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        acc[i][j] = 0.f;
+    rowsMmaSums<TILES, false>(x + t0 * ldx, ldx, w0, w1, nullptr, nullptr, n0 + g < N,
+                              n0 + g + 8 < N, left, tiles, 0, KD, acc, unused);
+    rowsMmaOutputs<TILES>(tiles, n0, N, left,
+                          [&](int i, int j, int n, int r) { y[(t0 + r) * ldy + n] = acc[i][j]; });
+  }
+}
+
+/// Block (blockIdx.x, e) of the expert row kernels: y[r, n] = rows[r] .
+/// W[e, n] (gated: silu(rows[r] . Wg[e, n]) * (rows[r] . Wu[e, n])) for
+/// expert e's rows (grouped by expert, counts[e] each, in expert order).
+/// The block's 8 warps form 8 / ks groups of ks: group q takes weight rows
+/// [16 (blockIdx.x 8 / ks + q), + 16), and its ks warps split K into
+/// slices of whole 32 x DSV3_ROWS_MMA_UNROLL steps, their sums meeting in
+/// shared memory (dynamic, ks > 1: [8][2 or 1][TILES x 4][32] floats),
+/// added in slice order. With ks = 2 a block is 64 rows: twice the blocks
+/// for the few experts of small batches, and decode at batch 128 ~0.3 ms
+/// faster on an H200 (expertRowsKsplit). Warps taking turns over K's steps
+/// instead of slices (runs of ks x 256 bytes a row) read no faster
+/// (bench/hbm_ceiling.cu).
+template <int N, int KD, bool Gated>
+__device__ __forceinline__ void expertRowsSplitMma(const float *rows, const unsigned short *W,
+                                                   const unsigned short *Wu, const i64 *counts,
+                                                   float *y, int ks) {
+  constexpr int TILES = DSV3_ROWS_MMA_TILES, U = DSV3_ROWS_MMA_UNROLL, NA = Gated ? 2 : 1;
+  static_assert(KD % 8 == 0, "the expert row kernels read K in 8-element pieces");
+  extern __shared__ float rowsSplitRed[]; // [8][NA][TILES][4][32]
+  const int e = blockIdx.y;
+  const i64 cnt = counts[e];
+  if (cnt == 0)
+    return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2;
+  const int s = warp % ks, n0 = (blockIdx.x * (8 / ks) + warp / ks) * 16;
+  const unsigned short *w0, *w1, *u0 = nullptr, *u1 = nullptr;
+  rowsMmaRows<N, KD>(W + i64(e) * N * KD, n0, w0, w1);
+  if (Gated)
+    rowsMmaRows<N, KD>(Wu + i64(e) * N * KD, n0, u0, u1);
+  // Slice s: whole steps of 32 U, the last slice's end K's.
+  constexpr int STEPS = (KD + 32 * U - 1) / (32 * U);
+  const int per = (STEPS + ks - 1) / ks * 32 * U;
+  const int kb = s * per < KD ? s * per : KD, ke = kb + per < KD ? kb + per : KD;
+  const i64 first = expertFirstRow(counts, e);
+  const float *x = rows + first * KD;
+  float *yb = y + first * N;
+  float *red = rowsSplitRed + warp * (NA * TILES * 4 * 32) + lane;
+  // Every warp runs every pass (counts[e] is the block's), so that the
+  // barriers below are reached by all; groups past N read nothing.
+  for (i64 t0 = 0; t0 < cnt; t0 += 8 * TILES) {
+    const int left = cnt - t0 < 8 * TILES ? int(cnt - t0) : 8 * TILES;
     const int tiles = (left + 7) / 8;
     float acc[TILES][4], accU[TILES][4];
 #pragma unroll
@@ -2383,91 +2518,57 @@ __device__ __forceinline__ void rowsMma(const float *x, i64 ldx, const unsigned 
 #pragma unroll
       for (int j = 0; j < 4; ++j)
         acc[i][j] = accU[i][j] = 0.f;
-    for (int k0 = 0; k0 < KD; k0 += 32 * U) {
-      uint4 a0[U], a1[U], up0[U], up1[U]; // gate (or only) and up weights
+    rowsMmaSums<TILES, Gated>(x + t0 * KD, KD, w0, w1, u0, u1, n0 + g < N, n0 + g + 8 < N, left,
+                              tiles, kb, ke, acc, accU);
+    if (ks > 1) {
+      if (s > 0)
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int k = k0 + 32 * u;
-        const bool in = k + 8 * t4 < KD;
-        a0[u] = in && v0 ? ldStream16(w0 + k) : zero;
-        a1[u] = in && v1 ? ldStream16(w1 + k) : zero;
-        up0[u] = Gated && in && v0 ? ldStream16(u0 + k) : zero;
-        up1[u] = Gated && in && v1 ? ldStream16(u1 + k) : zero;
-      }
+        for (int i = 0; i < TILES; ++i)
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int k = k0 + 32 * u;
-        if (k >= KD)
-          break;
-        const bool in = k + 8 * t4 < KD;
-        const unsigned A[2][4] = {{a0[u].x, a1[u].x, a0[u].y, a1[u].y},
-                                  {a0[u].z, a1[u].z, a0[u].w, a1[u].w}};
-        const unsigned AU[2][4] = {{up0[u].x, up1[u].x, up0[u].y, up1[u].y},
-                                   {up0[u].z, up1[u].z, up0[u].w, up1[u].w}};
-#pragma unroll
-        for (int i = 0; i < TILES; ++i) {
-          if (i >= tiles)
-            break;
-          float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-          if (in && i * 8 + g < left)
-            xload8(x + (t0 + i * 8 + g) * ldx + k + 8 * t4, xs);
-          unsigned hi[4], lo[4];
-#pragma unroll
-          for (int q = 0; q < 4; ++q)
-            splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
-#pragma unroll
-          for (int st = 0; st < 2; ++st) {
-            const unsigned bh[2] = {hi[2 * st], hi[2 * st + 1]};
-            const unsigned bl[2] = {lo[2 * st], lo[2 * st + 1]};
-            mmaBf16(acc[i], A[st], bh);
-            mmaBf16(acc[i], A[st], bl);
-            if (Gated) {
-              mmaBf16(accU[i], AU[st], bh);
-              mmaBf16(accU[i], AU[st], bl);
-            }
+          for (int j = 0; j < 4; ++j) {
+            red[(i * 4 + j) * 32] = acc[i][j];
+            if (Gated)
+              red[((TILES + i) * 4 + j) * 32] = accU[i][j];
           }
-        }
-      }
+      __syncthreads();
+      if (s == 0)
+        for (int o = 1; o < ks; ++o)
+#pragma unroll
+          for (int i = 0; i < TILES; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const float *r = red + o * (NA * TILES * 4 * 32);
+              acc[i][j] += r[(i * 4 + j) * 32];
+              if (Gated)
+                accU[i][j] += r[((TILES + i) * 4 + j) * 32];
+            }
+      __syncthreads(); // read before the next pass writes
     }
-    rowsMmaOutputs<TILES>(tiles, n0, N, left, [&](int i, int j, int n, int r) {
-      float v = acc[i][j];
-      if (Gated)
-        v = v / (1.f + expf(-v)) * accU[i][j];
-      y[(t0 + r) * ldy + n] = v;
-    });
+    if (s == 0)
+      rowsMmaOutputs<TILES>(tiles, n0, N, left, [&](int i, int j, int n, int r) {
+        float v = acc[i][j];
+        if (Gated)
+          v = v / (1.f + expf(-v)) * accU[i][j];
+        yb[(t0 + r) * N + n] = v;
+      });
   }
 }
 
-/// Block (blockIdx.x, e): expert e's rows (grouped by expert, counts[e]
-/// each, in expert order) times its weights' rows [128 blockIdx.x, + 128).
-template <int N, int KD, int E, bool Gated>
-__device__ __forceinline__ void expertRowsMma(const float *rows, const unsigned short *W,
-                                              const unsigned short *Wu, const i64 *counts,
-                                              float *y) {
-  const int e = blockIdx.y;
-  const i64 cnt = counts[e];
-  const int n0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * 16;
-  if (cnt == 0 || n0 >= N)
-    return;
-  const i64 first = expertFirstRow(counts, e);
-  const i64 w = i64(e) * N * KD;
-  rowsMma<N, KD, Gated>(rows + first * KD, KD, W + w, Gated ? Wu + w : nullptr, cnt,
-                        y + first * N, N, n0);
-}
-
-/// y[r, n] = rows[r] . W[e(r), n] on tensor cores (expertRowsMma).
+/// y[r, n] = rows[r] . W[e(r), n] on tensor cores (expertRowsSplitMma),
+/// grid (ceil(N / (128 / ks)), E), 256 threads, ks in {1, 2, 4, 8}.
 template <int N, int KD, int E>
-__global__ void __launch_bounds__(256)
-    expert_rows_mma(const float *rows, const unsigned short *W, const i64 *counts, float *y) {
-  expertRowsMma<N, KD, E, false>(rows, W, nullptr, counts, y);
+__global__ void __launch_bounds__(256, 3)
+    expert_rows_split_mma(const float *rows, const unsigned short *W, const i64 *counts,
+                          float *y, int ks) {
+  expertRowsSplitMma<N, KD, false>(rows, W, nullptr, counts, y, ks);
 }
 
 /// silu(rows[r] . Wg[e(r), n]) * (rows[r] . Wu[e(r), n]) on tensor cores.
 template <int N, int KD, int E>
 __global__ void __launch_bounds__(256, 2)
-    expert_gated_rows_mma(const float *rows, const unsigned short *Wg, const unsigned short *Wu,
-                          const i64 *counts, float *y) {
-  expertRowsMma<N, KD, E, true>(rows, Wg, Wu, counts, y);
+    expert_gated_rows_split_mma(const float *rows, const unsigned short *Wg,
+                                const unsigned short *Wu, const i64 *counts, float *y, int ks) {
+  expertRowsSplitMma<N, KD, true>(rows, Wg, Wu, counts, y, ks);
 }
 
 /// mla_absorb_v for bf16 weights on tensor cores (rowsMma: W_UV[h]'s DV
@@ -2480,8 +2581,8 @@ __global__ void __launch_bounds__(256)
   const int h = blockIdx.y, n0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * 16;
   if (n0 >= DV)
     return;
-  rowsMma<DV, R, false>(ot + i64(h) * R, i64(NH) * R, wkvb + (i64(h) * (DN + DV) + DN) * R,
-                        nullptr, rows, o + i64(h) * DV, i64(NH) * DV, n0);
+  rowsMma<DV, R>(ot + i64(h) * R, i64(NH) * R, wkvb + (i64(h) * (DN + DV) + DN) * R, rows,
+                 o + i64(h) * DV, i64(NH) * DV, n0);
 }
 
 /// linear_rows for bf16 weights on tensor cores: decode's dense GEMMs
@@ -2500,7 +2601,6 @@ template <int N, int K>
 __global__ void __launch_bounds__(256)
     linear_rows_mma(const float *x, i64 ldx, const unsigned short *W, const unsigned short *b,
                     const float *res, float *y, i64 rows, int kChunk, float *part) {
-  constexpr int U = DSV3_ROWS_MMA_UNROLL;
   static_assert(K % 8 == 0, "linear_rows_mma reads K in 8-element pieces");
   __shared__ float red[8][32][4];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
@@ -2508,47 +2608,14 @@ __global__ void __launch_bounds__(256)
   const int per = kChunk / 8; // a multiple of 32
   const int kb = blockIdx.y * kChunk + warp * per;
   const int ke = kb + per < K ? kb + per : K;
-  const bool v0 = n0 + g < N, v1 = n0 + g + 8 < N, xin = g < rows;
-  const unsigned short *w0 = W + i64(v0 ? n0 + g : 0) * K + 8 * t4;
-  const unsigned short *w1 = W + i64(v1 ? n0 + g + 8 : 0) * K + 8 * t4;
-  const float *xr = x + (xin ? g : 0) * ldx + 8 * t4;
-  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int k0 = kb; k0 < ke; k0 += 32 * U) {
-    uint4 a0[U], a1[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int k = k0 + 32 * u;
-      const bool in = k + 8 * t4 < ke;
-      a0[u] = in && v0 ? ldStream16(w0 + k) : zero;
-      a1[u] = in && v1 ? ldStream16(w1 + k) : zero;
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int k = k0 + 32 * u;
-      if (k >= ke)
-        break;
-      float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-      if (xin && k + 8 * t4 < ke)
-        xload8(xr + k, xs);
-      unsigned hi[4], lo[4];
-#pragma unroll
-      for (int q = 0; q < 4; ++q)
-        splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
-      const unsigned A[2][4] = {{a0[u].x, a1[u].x, a0[u].y, a1[u].y},
-                                {a0[u].z, a1[u].z, a0[u].w, a1[u].w}};
-#pragma unroll
-      for (int st = 0; st < 2; ++st) {
-        const unsigned bh[2] = {hi[2 * st], hi[2 * st + 1]};
-        const unsigned bl[2] = {lo[2 * st], lo[2 * st + 1]};
-        mmaBf16(acc, A[st], bh);
-        mmaBf16(acc, A[st], bl);
-      }
-    }
-  }
+  const unsigned short *w0, *w1;
+  rowsMmaRows<N, K>(W, n0, w0, w1);
+  float acc[1][4] = {{0.f, 0.f, 0.f, 0.f}}, unused[1][4];
+  rowsMmaSums<1, false>(x, ldx, w0, w1, nullptr, nullptr, n0 + g < N, n0 + g + 8 < N, int(rows),
+                        1, kb, ke, acc, unused);
 #pragma unroll
   for (int j = 0; j < 4; ++j)
-    red[warp][lane][j] = acc[j];
+    red[warp][lane][j] = acc[0][j];
   __syncthreads();
   if (warp != 0)
     return;

@@ -1057,8 +1057,37 @@ void dispatchPlan(CudaSession &s, const std::string &k, int64_t E, int64_t K,
            argv(indices, R, chunkCounts, counts, slots), k);
 }
 
-int64_t mlaDecodeHeadsPerBlock(DecodeKernel kernel, const MlaDims &d) {
-  return kernel == DecodeKernel::Staged ? 32
+/// The tile of mla_decode_mma_staged for `rows` query rows, among
+/// kDecodeStagedTiles that fit and the artifact has (artifacts from before
+/// the groups name none of these: the staged kernel is not used there):
+/// 4 groups of 16 heads a block where the rows' 64-head blocks alone fill
+/// every multiprocessor, else 2. H200, decode on the bench slice, same
+/// call: batch 128 16.60 / 16.61 ms with 2, 16.50 / 16.46 with 4 (each
+/// latent tile staged and converted once for 64 heads); batch 32 9.87
+/// with 2, 10.09 with 4 (64 blocks: 5 key splits to fill the GPU, each
+/// merged). DSV3_DECODE_STAGED_GROUPS=2 or 4 asks for that many. groups
+/// 0: none.
+DecodeStagedTile decodeStagedTile(const CudaSession &s, const MlaDims &d, i64 rows) {
+  static const int64_t asked = [] {
+    const char *env = std::getenv("DSV3_DECODE_STAGED_GROUPS");
+    return int64_t(env && *env ? std::atoll(env) : 0);
+  }();
+  const int64_t want =
+      asked ? asked : rows * ((d.nh + 63) / 64) >= i64(s.multiprocessors()) ? 4 : 2;
+  DecodeStagedTile other = {0, 0, 0};
+  for (const DecodeStagedTile &t : kDecodeStagedTiles)
+    if (mlaDecodeStagedFits(d, t) && s.hasFunction(mlaDecodeStagedName(d, t))) {
+      if (t.groups == want)
+        return t;
+      if (!asked && !other.groups)
+        other = t;
+    }
+  return other;
+}
+
+int64_t mlaDecodeHeadsPerBlock(const CudaSession &s, DecodeKernel kernel, const MlaDims &d,
+                               i64 rows) {
+  return kernel == DecodeKernel::Staged ? 16 * decodeStagedTile(s, d, rows).groups
          : kernel == DecodeKernel::Mma  ? 16
                                         : mlaDecodeHeads(d);
 }
@@ -1066,15 +1095,19 @@ int64_t mlaDecodeHeadsPerBlock(DecodeKernel kernel, const MlaDims &d) {
 void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d,
                         DecodeKernel kernel, CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past,
                         CUdeviceptr part, CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits,
-                        i64 splitLen, i64 rowBase, i64 T, i64 S, float softmaxScale) {
-  int64_t W = d.r + d.dr, HB = mlaDecodeHeadsPerBlock(kernel, d), groups = (d.nh + HB - 1) / HB;
+                        i64 splitLen, i64 rowBase, i64 T, i64 S, float softmaxScale,
+                        DecodeStagedTile staged) {
+  const DecodeStagedTile tile = staged.groups ? staged : decodeStagedTile(s, d, rows);
+  int64_t W = d.r + d.dr,
+          HB = kernel == DecodeKernel::Staged ? 16 * tile.groups
+                                              : mlaDecodeHeadsPerBlock(s, kernel, d, rows),
+          groups = (d.nh + HB - 1) / HB;
   if (kernel == DecodeKernel::Staged) {
-    const DecodeStagedTile tile = kDecodeStagedTile;
-    if (!mlaDecodeStagedFits(d, tile))
+    if (!tile.groups)
       fail("kernel {}: mla_decode_mma_staged does not fit these widths", k);
     s.countBf16ActivationLaunch();
     s.launch(mlaDecodeStagedName(d, tile), {unsigned(splits), unsigned(groups), unsigned(rows)},
-             {256, 1, 1}, mlaDecodeStagedSmem(d, tile),
+             {unsigned(128 * tile.groups), 1, 1}, mlaDecodeStagedSmem(d, tile),
              argv(qt, cache, past, part, ml, T, S, splitLen, rowBase, softmaxScale), k);
   } else if (kernel == DecodeKernel::Mma) {
     s.countBf16ActivationLaunch();
@@ -1345,7 +1378,7 @@ void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &i
 /// expert) 8 takes 86.5 ms against 59.9: the row kernel is bound by its
 /// CUDA-core FMAs there, and the 128-row tiles, mostly empty, still win.
 ///
-/// Below the switch, bf16 experts take expert_rows_mma (the weights as the
+/// Below the switch, bf16 experts take expert_rows_split_mma (the weights as the
 /// MMA's M operand, the few rows as its N: no FMA bound, no padded tiles),
 /// now the default up to 16 rows an expert; DSV3_EXPERT_ROWS_MMA=0 keeps
 /// the CUDA-core row kernel there instead (to compare the two).
@@ -1363,22 +1396,50 @@ bool expertMma(i64 R, int64_t E, bool bf16) {
   return R >= perExpert * E;
 }
 
-/// Whether an expert GEMM below expertMma's switch runs on expert_rows_mma.
+/// Whether an expert GEMM below expertMma's switch runs on
+/// expert_rows_split_mma.
 bool expertRowsMma(int64_t KD, bool bf16) {
   static const char *env = std::getenv("DSV3_EXPERT_ROWS_MMA");
   return bf16 && expertRowsMmaFits(KD) && !(env && std::string(env) == "0");
 }
 
+/// The warps of a group of expert_(gated_)rows_split_mma that split K
+/// between them (1, 2, 4 or 8; DSV3_EXPERT_ROWS_KSPLIT=n picks n). 2:
+/// decode at batch 128 on the bench slice (H200, same call, plain loads)
+/// 16.72 / 16.81 ms with 1, 16.37 / 16.47 with 2, 16.64 / 16.69 with 4,
+/// 17.58 / 17.55 with 8; with the L2::256B loads (another call) 16.61 /
+/// 16.58 with 1, 16.37 / 16.32 with 2; batch 32 the same with 1 and 2.
+int expertRowsKsplit() {
+  static const int ks = [] {
+    const char *env = std::getenv("DSV3_EXPERT_ROWS_KSPLIT");
+    return env && *env ? std::atoi(env) : 2;
+  }();
+  if (ks != 1 && ks != 2 && ks != 4 && ks != 8)
+    fail("DSV3_EXPERT_ROWS_KSPLIT={}: expected 1, 2, 4 or 8", ks);
+  return ks;
+}
+
 void expertRowsMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTensor &rows,
                          DevTensor &w, CUdeviceptr wu, DevTensor &counts, DevTensor &y) {
   int64_t E = w.dim(0), N = w.dim(1), KD = w.dim(2);
-  Dim3 grid = {unsigned((N + 127) / 128), unsigned(E), 1};
+  const std::string name = expertRowsMmaName(N, KD, E, gated);
+  if (!s.hasFunction(name)) { // an artifact from before the split kernels
+    Dim3 grid = {unsigned((N + 127) / 128), unsigned(E), 1};
+    std::string old = expertRowsMmaUnsplitName(N, KD, E, gated);
+    if (gated)
+      return s.launch(old, grid, {256, 1, 1}, 0, argv(rows.ptr, w.ptr, wu, counts.ptr, y.ptr),
+                      k);
+    return s.launch(old, grid, {256, 1, 1}, 0, argv(rows.ptr, w.ptr, counts.ptr, y.ptr), k);
+  }
+  const int ks = expertRowsKsplit();
+  const int64_t rowsPerBlock = 16 * (8 / ks);
+  Dim3 grid = {unsigned((N + rowsPerBlock - 1) / rowsPerBlock), unsigned(E), 1};
+  // Shared memory for the K slices' sums: [8 warps][gate, up][4 tiles x 4][32 lanes].
+  const size_t smem = ks > 1 ? size_t(8) * (gated ? 2 : 1) * 16 * 32 * sizeof(float) : 0;
   if (gated)
-    s.launch(expertRowsMmaName(N, KD, E, true), grid, {256, 1, 1}, 0,
-             argv(rows.ptr, w.ptr, wu, counts.ptr, y.ptr), k);
+    s.launch(name, grid, {256, 1, 1}, smem, argv(rows.ptr, w.ptr, wu, counts.ptr, y.ptr, ks), k);
   else
-    s.launch(expertRowsMmaName(N, KD, E, false), grid, {256, 1, 1}, 0,
-             argv(rows.ptr, w.ptr, counts.ptr, y.ptr), k);
+    s.launch(name, grid, {256, 1, 1}, smem, argv(rows.ptr, w.ptr, counts.ptr, y.ptr, ks), k);
 }
 
 /// Whether the routed experts' gated GEMM over R rows of K rounds them to
@@ -1514,9 +1575,7 @@ DecodeKernel decodeKernel(CudaSession &s, const MlaDims &d, bool bf16Model, i64 
   static const bool staged = envNotZero("DSV3_MLA_DECODE_STAGED");
   if (!enabled || !bf16Model || s.fp32Activations || !mlaDecodeMmaFits(d))
     return DecodeKernel::Split;
-  const DecodeStagedTile tile = kDecodeStagedTile;
-  if (staged && rows >= 16 && mlaDecodeStagedFits(d, tile) &&
-      s.hasFunction(mlaDecodeStagedName(d, tile)))
+  if (staged && rows >= 16 && decodeStagedTile(s, d, rows).groups)
     return DecodeKernel::Staged;
   return DecodeKernel::Mma;
 }
@@ -1716,10 +1775,17 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     for (i64 r0 = 0; r0 < N; r0 += chunk) {
       i64 rows = std::min(chunk, N - r0);
       const DecodeKernel decodeForm = decodeKernel(s, d, wb, rows);
-      const int64_t HB = mlaDecodeHeadsPerBlock(decodeForm, d), groups = (d.nh + HB - 1) / HB;
+      const int64_t HB = mlaDecodeHeadsPerBlock(s, decodeForm, d, rows),
+                    groups = (d.nh + HB - 1) / HB;
       i64 waves = 2 * i64(s.multiprocessors());
       i64 splits = std::max<i64>(
           1, std::min<i64>((waves + rows * groups - 1) / (rows * groups), (S + 15) / 16));
+      // The staged kernel holds a multiprocessor a block: once the rows'
+      // head groups fill every one, more splits only add partial sums to
+      // merge (64 heads a block at batch 128: 256 blocks, and 2 splits, the
+      // second with one key, as the 2 x waves rule asked).
+      if (decodeForm == DecodeKernel::Staged && rows * groups >= s.multiprocessors())
+        splits = 1;
       i64 splitLen = (S + splits - 1) / splits;
       CUdeviceptr QT = s.workspace(size_t(rows * d.nh * W) * 4);
       CUdeviceptr part = s.workspace(size_t(rows * splits * d.nh * d.r) * 4);

@@ -130,6 +130,11 @@ inline std::string expertMmaName(int64_t n, int64_t kd, int64_t e, bool gated) {
 /// KD a multiple of 8): the weights as the MMA's M operand.
 inline bool expertRowsMmaFits(int64_t kd) { return kd % 8 == 0; }
 inline std::string expertRowsMmaName(int64_t n, int64_t kd, int64_t e, bool gated) {
+  return inst(gated ? "expert_gated_rows_split_mma" : "expert_rows_split_mma", {n, kd, e});
+}
+/// The same before the warps of a block split K (artifacts compiled before
+/// it still name these; the runtime launches them there).
+inline std::string expertRowsMmaUnsplitName(int64_t n, int64_t kd, int64_t e, bool gated) {
   return inst(gated ? "expert_gated_rows_mma" : "expert_rows_mma", {n, kd, e});
 }
 /// The random-weight fill (dsv3-run --random-weights), in every artifact.
@@ -288,29 +293,33 @@ inline bool mlaDecodeMmaFits(const MlaDims &d) {
 inline std::string mlaDecodeMmaName(const MlaDims &d) {
   return inst("mla_decode_mma", {d.nh, d.dr, d.r});
 }
-/// mla_decode_mma_staged (32 heads a block, cp.async-staged fp32 tiles):
-/// its tile, keys a tile and fp32 stages. 32 x 2 sums the scores and
-/// rescales the running softmax in mla_decode_mma's steps (the same bits);
-/// 16 x 4 was 9% faster at batch 128 (0.534 against 0.589 ms a layer,
-/// H200) but rescales every 16 keys, so its results differ in the last
-/// bits: not taken.
+/// mla_decode_mma_staged (16 x groups heads a block, cp.async-staged fp32
+/// tiles): its tile, keys a tile, fp32 stages and groups of 16 heads. 32 x
+/// 2 sums the scores and rescales the running softmax in mla_decode_mma's
+/// steps (the same bits); 16 x 4 was 9% faster at batch 128 (0.534 against
+/// 0.589 ms a layer, H200) but rescales every 16 keys, so its results
+/// differ in the last bits: not taken. The groups do not change the bits.
 struct DecodeStagedTile {
-  int64_t keys, stages;
+  int64_t keys, stages, groups;
 };
-constexpr DecodeStagedTile kDecodeStagedTile = {32, 2};
-/// 16-byte rows, more than one group of 16 heads, and its fp32 stages,
-/// bf16 tile and score sums within the multiprocessor's shared memory.
+/// The tiles an artifact holds: 2 groups (32 heads a block) and 4 (64
+/// heads; decodeStagedTile picks by the rows).
+constexpr DecodeStagedTile kDecodeStagedTiles[] = {{32, 2, 2}, {32, 2, 4}};
+/// 16-byte rows, more heads than one group of 16 heads, and its fp32
+/// stages, bf16 tile and score sums within the multiprocessor's shared
+/// memory.
 inline size_t mlaDecodeStagedSmem(const MlaDims &d, DecodeStagedTile t) {
   int64_t w = d.r + d.dr, wp = mlaPad16(w), rp = (d.r + 63) / 64 * 64;
   int64_t cw = wp > rp ? wp : rp;
-  return size_t(t.stages * t.keys * w * 4 + t.keys * (cw + 8) * 2 + 2 * 4 * 16 * t.keys * 4);
+  return size_t(t.stages * t.keys * w * 4 + t.keys * (cw + 8) * 2 +
+                t.groups * 4 * 16 * t.keys * 4);
 }
 inline bool mlaDecodeStagedFits(const MlaDims &d, DecodeStagedTile t) {
-  return mlaDecodeMmaFits(d) && (d.r + d.dr) % 4 == 0 && d.nh > 16 &&
+  return mlaDecodeMmaFits(d) && (d.r + d.dr) % 4 == 0 && d.nh > 16 * (t.groups - 1) &&
          mlaDecodeStagedSmem(d, t) <= 227 * 1024;
 }
 inline std::string mlaDecodeStagedName(const MlaDims &d, DecodeStagedTile t) {
-  return inst("mla_decode_mma_staged", {d.nh, d.dr, d.r, t.keys, t.stages});
+  return inst("mla_decode_mma_staged", {d.nh, d.dr, d.r, t.keys, t.stages, t.groups});
 }
 /// Heads per block of mla_decode_split (each block reads its key tiles
 /// once for this many heads).
@@ -634,8 +643,10 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         out.push_back(mlaDecodeMmaName(d));
       if (w)
         out.push_back(copyColumnsName());
-      if (w && mlaDecodeStagedFits(d, kDecodeStagedTile))
-        out.push_back(mlaDecodeStagedName(d, kDecodeStagedTile));
+      if (w)
+        for (const DecodeStagedTile &t : kDecodeStagedTiles)
+          if (mlaDecodeStagedFits(d, t))
+            out.push_back(mlaDecodeStagedName(d, t));
       if (w && mlaAbsorbVMmaFits(d))
         out.push_back(mlaAbsorbVMmaName(d));
       if (w && mlaAbsorbQRowsFits(d))

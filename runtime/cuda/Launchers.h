@@ -240,13 +240,20 @@ void mlaAbsorbQ(CudaSession &s, const std::string &k, const MlaDims &d, bool bf1
 void mlaAbsorbV(CudaSession &s, const std::string &k, const MlaDims &d, bool bf16Weights,
                 bool cublas, CUdeviceptr ot, CUdeviceptr kvb, CUdeviceptr o, i64 rows);
 enum class DecodeKernel { Split, Mma, Staged };
+/// The tile mla_decode_mma_staged runs with here for `rows` query rows
+/// (groups 0: none).
+DecodeStagedTile decodeStagedTile(const CudaSession &s, const MlaDims &d, i64 rows);
 /// Heads a block of that kernel serves (the key splits are sized from it).
-int64_t mlaDecodeHeadsPerBlock(DecodeKernel kernel, const MlaDims &d);
+int64_t mlaDecodeHeadsPerBlock(const CudaSession &s, DecodeKernel kernel, const MlaDims &d,
+                               i64 rows);
+/// The split-KV attention and its merge; the staged kernel with `staged`
+/// where its groups are set (a check's choice), else decodeStagedTile's.
 void mlaDecodeAttention(CudaSession &s, const std::string &k, const MlaDims &d,
                         DecodeKernel kernel,
                         CUdeviceptr qt, CUdeviceptr cache, CUdeviceptr past, CUdeviceptr part,
                         CUdeviceptr ml, CUdeviceptr ot, i64 rows, i64 splits, i64 splitLen,
-                        i64 rowBase, i64 T, i64 S, float softmaxScale);
+                        i64 rowBase, i64 T, i64 S, float softmaxScale,
+                        DecodeStagedTile staged = {0, 0, 0});
 /// The causal attention backward of B sequences of T tokens (training;
 /// SEMANTICS.md 3.6): Q [B*T, NH, DN + DR] (rotated), L [B*T, R + DR] (its
 /// last DR the rotated rope keys), U [B*T, NH, DN + DV] (nope keys and

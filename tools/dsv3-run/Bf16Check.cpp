@@ -351,9 +351,15 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
   auto [d, scale] = mlaOf(art, artifact);
   cuda::CudaSession s(art, cuda::RandomWeights{1, 0.02});
   bool mmaBuilt = cuda::mlaDecodeMmaFits(d) && s.hasFunction(cuda::mlaDecodeMmaName(d));
-  const cuda::DecodeStagedTile tile = cuda::kDecodeStagedTile;
-  bool stagedBuilt = mmaBuilt && cuda::mlaDecodeStagedFits(d, tile) &&
-                     s.hasFunction(cuda::mlaDecodeStagedName(d, tile));
+  // Every staged tile the artifact holds is checked and timed.
+  std::vector<cuda::DecodeStagedTile> stagedTiles;
+  for (const cuda::DecodeStagedTile &t : cuda::kDecodeStagedTiles)
+    if (mmaBuilt && cuda::mlaDecodeStagedFits(d, t) &&
+        s.hasFunction(cuda::mlaDecodeStagedName(d, t)))
+      stagedTiles.push_back(t);
+  auto tileName = [](const cuda::DecodeStagedTile &t) {
+    return fmt::format("mla_decode_mma_staged {}x{}x{}", t.keys, t.stages, t.groups);
+  };
   auto &drv = s.driver();
   const int64_t B = 2, T = 3, S = 1024, W = d.r + d.dr, rows = B * T, splitLen = 96;
   const int64_t splits = (S + splitLen - 1) / splitLen;
@@ -373,9 +379,9 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
   CUdeviceptr part = s.deviceBuffer(size_t(rows * splits * d.nh * d.r) * 4, "decode-check part");
   CUdeviceptr ml = s.deviceBuffer(size_t(rows * splits * d.nh * 2) * 4, "decode-check ml");
   CUdeviceptr ot = s.deviceBuffer(size_t(rows * d.nh * d.r) * 4, "decode-check o~");
-  auto runKernel = [&](cuda::DecodeKernel kernel) {
+  auto runKernel = [&](cuda::DecodeKernel kernel, cuda::DecodeStagedTile tile = {0, 0, 0}) {
     cuda::mlaDecodeAttention(s, "decode-check", d, kernel, dq, dc, dp, part, ml, ot, rows, splits,
-                             splitLen, 0, T, S, float(scale));
+                             splitLen, 0, T, S, float(scale), tile);
     DSV3_CU(drv, streamSynchronize, "decode-check", s.stream());
     std::vector<float> o(size_t(rows * d.nh * d.r));
     DSV3_CU(drv, memcpyDtoH, "decode-check o~", o.data(), ot, o.size() * 4);
@@ -450,21 +456,19 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
     double e = measure(o, exact, vmax, 1.0, rms);
     fmt::print("  {:<58} rms rel {:.3e}, max |err| / max|v| {:.3e} (the bf16 operands' cost)\n",
                "mla_decode_mma (bf16), float64 on the fp32 operands", rms, e);
-    if (stagedBuilt) {
+    for (const cuda::DecodeStagedTile &t : stagedTiles) {
       // The same bf16 operands summed in the same order: the same bits.
-      std::vector<float> st = runKernel(cuda::DecodeKernel::Staged);
+      std::vector<float> st = runKernel(cuda::DecodeKernel::Staged, t);
       size_t differ = 0;
       for (size_t i = 0; i < o.size(); ++i)
         differ += std::memcmp(&o[i], &st[i], sizeof(float)) != 0;
       ok = ok && differ == 0;
       fmt::print("  {:<58} {} of {} values differ  {}\n",
-                 fmt::format("mla_decode_mma_staged {}x{} (bf16), bitwise against mla_decode_mma",
-                             tile.keys, tile.stages),
-                 differ, o.size(),
+                 tileName(t) + " (bf16), bitwise against mla_decode_mma", differ, o.size(),
                  differ == 0 ? "PASS" : "FAIL");
-    } else {
-      fmt::print("  mla_decode_mma_staged: not in this artifact\n");
     }
+    if (stagedTiles.empty())
+      fmt::print("  mla_decode_mma_staged: not in this artifact\n");
     // Timing at a decode step's shape: 128 sequences, one new row each
     // after 1023 cached positions, one key split (as the decode entry
     // sizes it at this batch), random latents.
@@ -482,23 +486,22 @@ int decodeCheck(const std::string &artifact, uint64_t seed) {
     CUdeviceptr bml = s.deviceBuffer(size_t(TB * d.nh * 2) * 4, "decode timing ml");
     CUdeviceptr bo = s.deviceBuffer(size_t(TB * d.nh * d.r) * 4, "decode timing o~");
     double bytes = double(TB * TS * W) * 4;
-    for (cuda::DecodeKernel kernel : {cuda::DecodeKernel::Mma, cuda::DecodeKernel::Staged}) {
-      if (kernel == cuda::DecodeKernel::Staged && !stagedBuilt)
-        continue;
+    std::vector<cuda::DecodeStagedTile> timed = {{0, 0, 0}}; // {0, 0, 0}: mla_decode_mma
+    timed.insert(timed.end(), stagedTiles.begin(), stagedTiles.end());
+    for (const cuda::DecodeStagedTile &t : timed) {
+      const cuda::DecodeKernel kernel =
+          t.groups ? cuda::DecodeKernel::Staged : cuda::DecodeKernel::Mma;
       double ms = timeMs(
           s,
           [&] {
             cuda::mlaDecodeAttention(s, "decode timing", d, kernel, bq, bc, bp, bpart, bml, bo,
-                                     TB, 1, TS, 0, 1, TS, float(scale));
+                                     TB, 1, TS, 0, 1, TS, float(scale), t);
           },
           20);
-      fmt::print("  timing {} rows x {} heads over {} cached rows: {:<22} {:8.3f} ms "
+      fmt::print("  timing {} rows x {} heads over {} cached rows: {:<30} {:8.3f} ms "
                  "(the fp32 cache read once: {:.0f} GB/s)\n",
-                 TB, d.nh, TS,
-                 kernel == cuda::DecodeKernel::Mma
-                     ? std::string("mla_decode_mma")
-                     : fmt::format("mla_decode_mma_staged {}x{}", tile.keys, tile.stages),
-                 ms, bytes / (ms * 1e6));
+                 TB, d.nh, TS, t.groups ? tileName(t) : std::string("mla_decode_mma"), ms,
+                 bytes / (ms * 1e6));
     }
   } else {
     fmt::print("  mla_decode_mma: not in this artifact (fp32 models run the fp32 kernel)\n");
