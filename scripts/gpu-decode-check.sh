@@ -33,13 +33,6 @@ source scripts/gpu-env.sh /tmp/gpu-decode
 status=0
 IDS=1,5,9,200,31,77,4,300/8,2,100,6,71,250,29,11
 LONG=$(python3 -c "import random; random.seed(4); print('/'.join(','.join(str(random.randrange(512)) for _ in range(100)) for _ in range(2)))")
-check() { # name, then the command
-  local name=$1; shift
-  local r
-  r=$("$@" 2>&1 | tee "$OUT/$name.log" | tail -1)
-  printf '%-34s %s\n' "$name" "$r" | tee -a "$OUT/checks.txt"
-  case "$r" in *" passed, 0 failed"*) ;; *) status=1 ;; esac
-}
 : > "$OUT/checks.txt"
 PARTS=${PARTS:-bf16,fp8,fp8time,fewrow,time}
 on() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }

@@ -9,3 +9,13 @@ mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0
 bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
 RUN=build-gpu/bin/dsv3-run
+# check NAME COMMAND...: runs a conformance command (its log in
+# $OUT/NAME.log), adds its last line to $OUT/checks.txt and sets status=1
+# unless that line says "N passed, 0 failed".
+check() {
+  local name=$1; shift
+  local r
+  r=$("$@" 2>&1 | tee "$OUT/${name// /_}.log" | tail -1)
+  printf '%-44s %s\n' "$name" "$r" | tee -a "$OUT/checks.txt"
+  case "$r" in *" passed, 0 failed"*) ;; *) status=1 ;; esac
+}

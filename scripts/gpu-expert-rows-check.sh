@@ -53,13 +53,6 @@ print(min(t, key=t.get) if t else "2:4")
 EOF
 )
 echo "best (ks:groups): $best" | tee -a "$OUT/time.log"
-check() { # name, then the command
-  local name=$1; shift
-  local r
-  r=$("$@" 2>&1 | tee "$OUT/${name// /_}.log" | tail -1)
-  printf '%-44s %s\n' "$name" "$r" | tee -a "$OUT/checks.txt"
-  case "$r" in *" passed, 0 failed"*) ;; *) status=1 ;; esac
-}
 for ks in 1 2 4 8; do
   for force in "" DSV3_EXPERT_MMA=0; do
     check "ks$ks compare-tiny-a-bf16${force:+-$force}" env DSV3_EXPERT_ROWS_KSPLIT=$ks $force \
