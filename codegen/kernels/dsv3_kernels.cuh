@@ -4752,4 +4752,172 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+/// `bytes` (a multiple of 16; both addresses 16-byte aligned) from global
+/// src into shared dst by one bulk copy, completing `bar`'s transaction
+/// bytes (sm_90).
+__device__ __forceinline__ void bulkLoad(void *dst, const void *src, unsigned bytes,
+                                         unsigned long long *bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
+               "[%0], [%1], %2, [%3];\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+               "l"(src), "r"(bytes), "r"((unsigned)__cvta_generic_to_shared(bar))
+               : "memory");
+}
+
+/// Decode's routed experts fed by bulk copies (sm_90; DSV3_EXPERT_ROWS_BULK=1
+/// picks it, not yet the default): the arithmetic of expert_rows_split_mma
+/// with one warp on K (the same fragments, products and order: the same
+/// bits as DSV3_EXPERT_ROWS_KSPLIT=1), but the weights reach shared memory
+/// by cp.async.bulk in runs of KC elements of each row (1 KB at KC 512),
+/// against 256 bytes a row between waits when each lane loads its
+/// own 16-byte pieces. Why: the lanes' pattern reads at 4.2-4.3 TB/s on an
+/// H200, a linear read at 4.5 (bench/hbm_ceiling.cu).
+///
+/// Persistent: grid <= the multiprocessors, block b taking items b, b +
+/// gridDim.x, ... of E x ceil(N / ROWS) (expert e, ROWS = 16 WARPS rows; items
+/// of experts without rows skipped), so that the copies of the next item
+/// run under this one's last MMAs and stores. Warps 0..WARPS-1 consume (16
+/// weight rows each); warp WARPS produces: for each stage of a pass, its lanes
+/// copy the ROWS rows' K slice (gate, and up when gated) into slot it %
+/// STAGES once the consumers freed it. full[slot] completes when the bytes
+/// land, empty[slot] when the W consumer warps read it. Rows of a stage sit
+/// KC + 32 elements apart (rows g and g + 1 on other banks
+/// for the 16-byte fragment loads). An expert with more than 32 rows takes
+/// ceil(rows / 32) passes, each streaming its weights again.
+/// The shape (the runtime's rowsBulkLaunch computes the same).
+template <bool Gated, int WARPS, int KC_> struct RowsBulkShape {
+  static constexpr int W = WARPS, ROWS = 16 * W, KC = KC_;
+  static constexpr int PITCH = KC + 32, NA = Gated ? 2 : 1;
+  static constexpr int STAGE = ROWS * PITCH * NA; // bf16 elements a slot
+  static constexpr int BUDGET = 220 * 1024;       // bytes of slots
+  static constexpr int STAGES = BUDGET / (STAGE * 2) < 4 ? BUDGET / (STAGE * 2) : 4;
+  static constexpr int SMEM = STAGES * STAGE * 2 + 2 * STAGES * 8;
+};
+template <int N, int KD, int E, int Gated, int WARPS, int KC_>
+__global__ void __launch_bounds__(32 * (WARPS + 1), 1)
+    expert_rows_bulk_mma(const float *rows, const unsigned short *W, const unsigned short *Wu,
+                         const i64 *counts, float *y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using Sh = RowsBulkShape<Gated != 0, WARPS, KC_>;
+  constexpr int ROWS = Sh::ROWS, KC = Sh::KC, PITCH = Sh::PITCH, STAGES = Sh::STAGES;
+  constexpr int TILES = DSV3_ROWS_MMA_TILES, NB = (N + ROWS - 1) / ROWS;
+  constexpr int KSTEPS = (KD + KC - 1) / KC;
+  static_assert(KD % 8 == 0, "16-byte rows and copies");
+  static_assert(STAGES >= 2, "a slot in flight while one is read");
+  extern __shared__ __align__(128) unsigned short rowsBulkSmem[];
+  unsigned long long *full = reinterpret_cast<unsigned long long *>(
+      rowsBulkSmem + STAGES * Sh::STAGE);
+  unsigned long long *empty = full + STAGES;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t4 = lane & 3;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < STAGES; ++i) {
+      mbarInit(full + i, 1);
+      mbarInit(empty + i, Sh::W);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  int it = 0; // stages produced / consumed so far by this block
+  for (int item = blockIdx.x; item < E * NB; item += gridDim.x) {
+    const int e = item / NB, n0 = item % NB * ROWS;
+    const i64 cnt = counts[e];
+    if (cnt == 0)
+      continue;
+    if (warp == Sh::W) { // producer
+      const int valid = N - n0 < ROWS ? N - n0 : ROWS;
+      for (i64 t0 = 0; t0 < cnt; t0 += 8 * TILES)
+        for (int ks = 0; ks < KSTEPS; ++ks, ++it) {
+          const int slot = it % STAGES, k0 = ks * KC;
+          const int kn = KD - k0 < KC ? KD - k0 : KC;
+          mbarWait(empty + slot, ((it / STAGES) & 1) ^ 1);
+          if (lane == 0)
+            mbarExpectTx(full + slot, unsigned(valid * kn * 2 * Sh::NA));
+          __syncwarp();
+          unsigned short *dst = rowsBulkSmem + slot * Sh::STAGE;
+          for (int r = lane; r < valid * Sh::NA; r += 32) {
+            const int rr = r % ROWS, m = r / ROWS; // row, matrix (gate / up)
+            const unsigned short *src = (m ? Wu : W) + (i64(e) * N + n0 + rr) * KD + k0;
+            bulkLoad(dst + (m * ROWS + rr) * PITCH, src, unsigned(kn * 2), full + slot);
+          }
+        }
+      continue;
+    }
+    // Consumer warp: weight rows n0 + 16 warp + (g, g + 8).
+    const int wr = 16 * warp, nw = n0 + wr;
+    const i64 first = expertFirstRow(counts, e);
+    const float *x = rows + first * KD;
+    float *yb = y + first * N;
+    for (i64 t0 = 0; t0 < cnt; t0 += 8 * TILES) {
+      const int left = cnt - t0 < 8 * TILES ? int(cnt - t0) : 8 * TILES;
+      const int tiles = (left + 7) / 8;
+      float acc[TILES][4], accU[TILES][4];
+#pragma unroll
+      for (int i = 0; i < TILES; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          acc[i][j] = accU[i][j] = 0.f;
+      for (int ks = 0; ks < KSTEPS; ++ks, ++it) {
+        const int slot = it % STAGES;
+        mbarWait(full + slot, (it / STAGES) & 1);
+        const unsigned short *st = rowsBulkSmem + slot * Sh::STAGE;
+        const unsigned short *s0 = st + (wr + g) * PITCH + 8 * t4, *s1 = s0 + 8 * PITCH;
+        // Unrolled so that the next steps' loads (the rows' x from L2
+        // above all) issue before this step's MMAs wait on them.
+#pragma unroll 4
+        for (int kk = 0; kk < KC; kk += 32) {
+          const int k = ks * KC + kk;
+          if (k >= KD)
+            continue;
+          const bool in = k + 8 * t4 < KD;
+          const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+          const uint4 a0 = in ? *reinterpret_cast<const uint4 *>(s0 + kk) : zero;
+          const uint4 a1 = in ? *reinterpret_cast<const uint4 *>(s1 + kk) : zero;
+          uint4 up0 = zero, up1 = zero;
+          if (Gated && in) {
+            up0 = *reinterpret_cast<const uint4 *>(s0 + ROWS * PITCH + kk);
+            up1 = *reinterpret_cast<const uint4 *>(s1 + ROWS * PITCH + kk);
+          }
+          const unsigned A[2][4] = {{a0.x, a1.x, a0.y, a1.y}, {a0.z, a1.z, a0.w, a1.w}};
+          const unsigned AU[2][4] = {{up0.x, up1.x, up0.y, up1.y},
+                                     {up0.z, up1.z, up0.w, up1.w}};
+#pragma unroll
+          for (int i = 0; i < TILES; ++i) {
+            if (i >= tiles)
+              break;
+            float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            if (in && i * 8 + g < left)
+              xload8(x + (t0 + i * 8 + g) * KD + k + 8 * t4, xs);
+            unsigned hi[4], lo[4];
+#pragma unroll
+            for (int q = 0; q < 4; ++q)
+              splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const unsigned bh[2] = {hi[2 * h], hi[2 * h + 1]};
+              const unsigned bl[2] = {lo[2 * h], lo[2 * h + 1]};
+              mmaBf16(acc[i], A[h], bh);
+              mmaBf16(acc[i], A[h], bl);
+              if (Gated) {
+                mmaBf16(accU[i], AU[h], bh);
+                mmaBf16(accU[i], AU[h], bl);
+              }
+            }
+          }
+        }
+        __syncwarp();
+        if (lane == 0)
+          mbarArrive(empty + slot);
+      }
+      rowsMmaOutputs<TILES>(tiles, nw, N, left, [&](int i, int j, int n, int r) {
+        float v = acc[i][j];
+        if (Gated)
+          v = v / (1.f + expf(-v)) * accU[i][j];
+        yb[(t0 + r) * N + n] = v;
+      });
+    }
+  }
+#else
+  __trap(); // sm_90 only (the launcher checks the GPU)
+#endif
+}
+
 } // namespace dsv3

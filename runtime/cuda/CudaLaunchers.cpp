@@ -1431,6 +1431,18 @@ void expertRowsMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTe
                       k);
     return s.launch(old, grid, {256, 1, 1}, 0, argv(rows.ptr, w.ptr, counts.ptr, y.ptr), k);
   }
+  static const bool bulk = [] {
+    const char *env = std::getenv("DSV3_EXPERT_ROWS_BULK");
+    return env && std::string(env) == "1";
+  }();
+  const std::string bulkName = expertRowsBulkName(N, KD, E, gated);
+  if (bulk && s.computeCapability() >= 90 && s.hasFunction(bulkName)) {
+    const RowsBulkLaunch b = rowsBulkLaunch(gated);
+    const int64_t items = E * ((N + 16 * b.warps - 1) / (16 * b.warps));
+    const unsigned grid = unsigned(std::min<int64_t>(items, s.multiprocessors()));
+    return s.launch(bulkName, {grid, 1, 1}, {unsigned(b.threads), 1, 1}, b.smem,
+                    argv(rows.ptr, w.ptr, wu, counts.ptr, y.ptr), k);
+  }
   const int ks = expertRowsKsplit();
   const int64_t rowsPerBlock = 16 * (8 / ks);
   Dim3 grid = {unsigned((N + rowsPerBlock - 1) / rowsPerBlock), unsigned(E), 1};
