@@ -2370,6 +2370,44 @@ __device__ __forceinline__ void rowsMmaOutputs(int tiles, int n0, int N, int lef
   }
 }
 
+/// One 32-wide K step of the swap-AB kernels: acc[i] (gated: and accU[i])
+/// += the step's weight fragments (a0 / a1: the lane's 8 elements of rows
+/// g and g + 8 of W, up0 / up1 of Wu) times rows [8 i, 8 i + 8) of x (stride
+/// ldx; `left` of them, `tiles` tiles) at K positions [k, k + 32); `in`:
+/// whether the lane's 8 elements lie inside K.
+template <int TILES, bool Gated>
+__device__ __forceinline__ void rowsMmaStep(const uint4 &a0, const uint4 &a1, const uint4 &up0,
+                                            const uint4 &up1, const float *x, i64 ldx, int k,
+                                            bool in, int left, int tiles,
+                                            float (&acc)[TILES][4], float (&accU)[TILES][4]) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  const unsigned A[2][4] = {{a0.x, a1.x, a0.y, a1.y}, {a0.z, a1.z, a0.w, a1.w}};
+  const unsigned AU[2][4] = {{up0.x, up1.x, up0.y, up1.y}, {up0.z, up1.z, up0.w, up1.w}};
+#pragma unroll
+  for (int i = 0; i < TILES; ++i) {
+    if (i >= tiles)
+      break;
+    float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (in && i * 8 + g < left)
+      xload8(x + (i * 8 + g) * ldx + k + 8 * t4, xs);
+    unsigned hi[4], lo[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q)
+      splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
+#pragma unroll
+    for (int st = 0; st < 2; ++st) {
+      const unsigned bh[2] = {hi[2 * st], hi[2 * st + 1]};
+      const unsigned bl[2] = {lo[2 * st], lo[2 * st + 1]};
+      mmaBf16(acc[i], A[st], bh);
+      mmaBf16(acc[i], A[st], bl);
+      if (Gated) {
+        mmaBf16(accU[i], AU[st], bh);
+        mmaBf16(accU[i], AU[st], bl);
+      }
+    }
+  }
+}
+
 /// The K loop of the swap-AB kernels: acc[i] (gated: and accU[i]) += the
 /// warp's 16 weight rows (w0/w1: rows g and g + 8 of W, u0/u1 of Wu, each
 /// already at the lane's 8 t4 elements; v0/v1 whether those rows exist)
@@ -2383,7 +2421,7 @@ __device__ __forceinline__ void rowsMmaSums(const float *x, i64 ldx, const unsig
                                             int tiles, int kb, int ke, float (&acc)[TILES][4],
                                             float (&accU)[TILES][4]) {
   constexpr int U = DSV3_ROWS_MMA_UNROLL;
-  const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  const int t4 = threadIdx.x & 3;
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   for (int k0 = kb; k0 < ke; k0 += 32 * U) {
     uint4 a0[U], a1[U], up0[U], up1[U]; // gate (or only) and up weights
@@ -2401,34 +2439,8 @@ __device__ __forceinline__ void rowsMmaSums(const float *x, i64 ldx, const unsig
       const int k = k0 + 32 * u;
       if (k >= ke)
         break;
-      const bool in = k + 8 * t4 < ke;
-      const unsigned A[2][4] = {{a0[u].x, a1[u].x, a0[u].y, a1[u].y},
-                                {a0[u].z, a1[u].z, a0[u].w, a1[u].w}};
-      const unsigned AU[2][4] = {{up0[u].x, up1[u].x, up0[u].y, up1[u].y},
-                                 {up0[u].z, up1[u].z, up0[u].w, up1[u].w}};
-#pragma unroll
-      for (int i = 0; i < TILES; ++i) {
-        if (i >= tiles)
-          break;
-        float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (in && i * 8 + g < left)
-          xload8(x + (i * 8 + g) * ldx + k + 8 * t4, xs);
-        unsigned hi[4], lo[4];
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-          splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
-#pragma unroll
-        for (int st = 0; st < 2; ++st) {
-          const unsigned bh[2] = {hi[2 * st], hi[2 * st + 1]};
-          const unsigned bl[2] = {lo[2 * st], lo[2 * st + 1]};
-          mmaBf16(acc[i], A[st], bh);
-          mmaBf16(acc[i], A[st], bl);
-          if (Gated) {
-            mmaBf16(accU[i], AU[st], bh);
-            mmaBf16(accU[i], AU[st], bl);
-          }
-        }
-      }
+      rowsMmaStep<TILES, Gated>(a0[u], a1[u], up0[u], up1[u], x, ldx, k, k + 8 * t4 < ke, left,
+                                tiles, acc, accU);
     }
   }
 }
@@ -4876,32 +4888,8 @@ __global__ void __launch_bounds__(32 * (WARPS + 1), 1)
             up0 = *reinterpret_cast<const uint4 *>(s0 + ROWS * PITCH + kk);
             up1 = *reinterpret_cast<const uint4 *>(s1 + ROWS * PITCH + kk);
           }
-          const unsigned A[2][4] = {{a0.x, a1.x, a0.y, a1.y}, {a0.z, a1.z, a0.w, a1.w}};
-          const unsigned AU[2][4] = {{up0.x, up1.x, up0.y, up1.y},
-                                     {up0.z, up1.z, up0.w, up1.w}};
-#pragma unroll
-          for (int i = 0; i < TILES; ++i) {
-            if (i >= tiles)
-              break;
-            float xs[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-            if (in && i * 8 + g < left)
-              xload8(x + (t0 + i * 8 + g) * KD + k + 8 * t4, xs);
-            unsigned hi[4], lo[4];
-#pragma unroll
-            for (int q = 0; q < 4; ++q)
-              splitBf16x2(xs[2 * q], xs[2 * q + 1], hi[q], lo[q]);
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const unsigned bh[2] = {hi[2 * h], hi[2 * h + 1]};
-              const unsigned bl[2] = {lo[2 * h], lo[2 * h + 1]};
-              mmaBf16(acc[i], A[h], bh);
-              mmaBf16(acc[i], A[h], bl);
-              if (Gated) {
-                mmaBf16(accU[i], AU[h], bh);
-                mmaBf16(accU[i], AU[h], bl);
-              }
-            }
-          }
+          rowsMmaStep<TILES, Gated != 0>(a0, a1, up0, up1, x + t0 * KD, KD, k, in, left, tiles,
+                                         acc, accU);
         }
         __syncwarp();
         if (lane == 0)
