@@ -17,6 +17,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <utility>
 
 namespace dsv3rt::cuda {
 
@@ -1404,19 +1405,25 @@ bool expertRowsMma(int64_t KD, bool bf16) {
 }
 
 /// The warps of a group of expert_(gated_)rows_split_mma that split K
-/// between them (1, 2, 4 or 8; DSV3_EXPERT_ROWS_KSPLIT=n picks n). 2:
-/// decode at batch 128 on the bench slice (H200, same call, plain loads)
-/// 16.72 / 16.81 ms with 1, 16.37 / 16.47 with 2, 16.64 / 16.69 with 4,
-/// 17.58 / 17.55 with 8; with the L2::256B loads (another call) 16.61 /
-/// 16.58 with 1, 16.37 / 16.32 with 2; batch 32 the same with 1 and 2.
-int expertRowsKsplit() {
-  static const int ks = [] {
+/// between them (1, 2, 4 or 8): DSV3_EXPERT_ROWS_KSPLIT=n for both kernels,
+/// =g,d for the gated kernel and the down kernel apart. 2: decode at batch
+/// 128 on the bench slice (H200, same call, plain loads) 16.72 / 16.81 ms
+/// with 1, 16.37 / 16.47 with 2, 16.64 / 16.69 with 4, 17.58 / 17.55 with
+/// 8; with the L2::256B loads (another call) 16.61 / 16.58 with 1, 16.37 /
+/// 16.32 with 2; batch 32 the same with 1 and 2.
+int expertRowsKsplit(bool gated) {
+  static const std::pair<int, int> ks = [] {
     const char *env = std::getenv("DSV3_EXPERT_ROWS_KSPLIT");
-    return env && *env ? std::atoi(env) : 2;
+    std::string v = env && *env ? env : "2";
+    const size_t comma = v.find(',');
+    const int g = std::atoi(v.substr(0, comma).c_str());
+    const int d = comma == std::string::npos ? g : std::atoi(v.substr(comma + 1).c_str());
+    for (int n : {g, d})
+      if (n != 1 && n != 2 && n != 4 && n != 8)
+        fail("DSV3_EXPERT_ROWS_KSPLIT={}: expected n or gated,down with each 1, 2, 4 or 8", v);
+    return std::make_pair(g, d);
   }();
-  if (ks != 1 && ks != 2 && ks != 4 && ks != 8)
-    fail("DSV3_EXPERT_ROWS_KSPLIT={}: expected 1, 2, 4 or 8", ks);
-  return ks;
+  return gated ? ks.first : ks.second;
 }
 
 void expertRowsMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTensor &rows,
@@ -1431,19 +1438,7 @@ void expertRowsMmaLaunch(CudaSession &s, const std::string &k, bool gated, DevTe
                       k);
     return s.launch(old, grid, {256, 1, 1}, 0, argv(rows.ptr, w.ptr, counts.ptr, y.ptr), k);
   }
-  static const bool bulk = [] {
-    const char *env = std::getenv("DSV3_EXPERT_ROWS_BULK");
-    return env && std::string(env) == "1";
-  }();
-  const std::string bulkName = expertRowsBulkName(N, KD, E, gated);
-  if (bulk && s.computeCapability() >= 90 && s.hasFunction(bulkName)) {
-    const RowsBulkLaunch b = rowsBulkLaunch(gated);
-    const int64_t items = E * ((N + 16 * b.warps - 1) / (16 * b.warps));
-    const unsigned grid = unsigned(std::min<int64_t>(items, s.multiprocessors()));
-    return s.launch(bulkName, {grid, 1, 1}, {unsigned(b.threads), 1, 1}, b.smem,
-                    argv(rows.ptr, w.ptr, wu, counts.ptr, y.ptr), k);
-  }
-  const int ks = expertRowsKsplit();
+  const int ks = expertRowsKsplit(gated);
   const int64_t rowsPerBlock = 16 * (8 / ks);
   Dim3 grid = {unsigned((N + rowsPerBlock - 1) / rowsPerBlock), unsigned(E), 1};
   // Shared memory for the K slices' sums: [8 warps][gate, up][4 tiles x 4][32 lanes].

@@ -132,24 +132,6 @@ inline bool expertRowsMmaFits(int64_t kd) { return kd % 8 == 0; }
 inline std::string expertRowsMmaName(int64_t n, int64_t kd, int64_t e, bool gated) {
   return inst(gated ? "expert_gated_rows_split_mma" : "expert_rows_split_mma", {n, kd, e});
 }
-/// The same fed by bulk copies (sm_90; DSV3_EXPERT_ROWS_BULK=1): its
-/// consumer warps (16 weight rows each), K elements a copy, and launch
-/// (threads, dynamic shared memory: the kernel's RowsBulkShape).
-struct RowsBulkLaunch {
-  int64_t warps, kc, threads;
-  size_t smem;
-};
-inline RowsBulkLaunch rowsBulkLaunch(bool gated) {
-  const int64_t warps = 2, kc = 512, pitch = kc + 32, na = gated ? 2 : 1;
-  const int64_t stage = 16 * warps * pitch * na * 2; // bytes a slot
-  int64_t stages = 220 * 1024 / stage;
-  stages = stages < 4 ? stages : 4;
-  return {warps, kc, 32 * (warps + 1), size_t(stages * stage + 2 * stages * 8)};
-}
-inline std::string expertRowsBulkName(int64_t n, int64_t kd, int64_t e, bool gated) {
-  const RowsBulkLaunch b = rowsBulkLaunch(gated);
-  return inst("expert_rows_bulk_mma", {n, kd, e, gated ? 1 : 0, b.warps, b.kc});
-}
 /// The same before the warps of a block split K (artifacts compiled before
 /// it still name these; the runtime launches them there).
 inline std::string expertRowsMmaUnsplitName(int64_t n, int64_t kd, int64_t e, bool gated) {
@@ -624,10 +606,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
         instW(gated ? "expert_gated_gmm" : "expert_gmm", {N, KD, E}, bf(1))};
     if (bf(1)) {
       out.push_back(expertMmaName(N, KD, E, gated));
-      if (expertRowsMmaFits(KD)) {
+      if (expertRowsMmaFits(KD))
         out.push_back(expertRowsMmaName(N, KD, E, gated));
-        out.push_back(expertRowsBulkName(N, KD, E, gated));
-      }
       addBf16Tc(out, gated);
     } else if (!gated) { // fp32 (training): rows grouped by expert on tensor cores
       out.push_back(inst("exclusive_scan", {0}));
