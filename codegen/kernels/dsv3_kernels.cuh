@@ -1497,6 +1497,13 @@ __global__ void mla_decode_split(const float *qt, const float *cache, const i64 
 
 /// Keys a tile of mla_decode_mma.
 #define DSV3_DECODE_MMA_KEYS 32
+/// A head's row of the score sums in shared memory (decodeMmaTile's red):
+/// KT + 8 floats, so that the 8 heads a warp's lanes g = 0..7 hold sit on
+/// 8 different banks apart and the 8-byte stores and loads of a half-warp
+/// are one wavefront. At KT floats every g landed on the same banks: 8-way
+/// conflicts, 38% of the staged kernel's shared wavefronts excessive
+/// (Nsight Compute, H200). The runtime's mlaDecodeStagedSmem counts the same.
+#define DSV3_DECODE_RED_PAD 8
 
 /// The absorbed decode on tensor cores, shared by mla_decode_mma and
 /// mla_decode_mma_staged (so that both compute the same bits): a group of 4
@@ -1533,7 +1540,7 @@ __device__ __forceinline__ void decodeMmaQuery(const float *qt, i64 row, int h0,
 
 /// One tile of KT keys (kn of them valid) from the bf16 tile ks: the
 /// scores' K dimension split over the group's warps and summed through red
-/// ([4][16 KT] floats, the group's own), then every warp runs the same
+/// ([4][16][KT + DSV3_DECODE_RED_PAD] floats, the group's own), then every warp runs the same
 /// online softmax (rows g and g + 8 of its 16 heads) and accumulates its
 /// quarter of o~'s columns (values: the tile's first columns, by
 /// ldmatrix.trans). Contains a __syncthreads (every thread of the block
@@ -1543,7 +1550,7 @@ __device__ __forceinline__ void decodeMmaTile(const unsigned short *ks, float *r
                                               int kn, float softmaxScale,
                                               const unsigned (&qf)[Sh::KPW][4], float (&mrun)[2],
                                               float (&lrun)[2], float (&oacc)[Sh::NT][4]) {
-  constexpr int LD = Sh::LD, NT = Sh::NT, RP = Sh::RP;
+  constexpr int LD = Sh::LD, NT = Sh::NT, RP = Sh::RP, RS = KT + DSV3_DECODE_RED_PAD;
   const int lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3, m = lane >> 3;
   const float LOG2E = 1.4426950408889634f;
   float sc[KT / 8][4];
@@ -1566,14 +1573,14 @@ __device__ __forceinline__ void decodeMmaTile(const unsigned short *ks, float *r
   for (int j = 0; j < KT / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e)
-      red[wq * 16 * KT + (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1)] = sc[j][e];
+      red[wq * 16 * RS + (g + (e >> 1) * 8) * RS + j * 8 + 2 * t4 + (e & 1)] = sc[j][e];
   __syncthreads();
 #pragma unroll
   for (int j = 0; j < KT / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      int at = (g + (e >> 1) * 8) * KT + j * 8 + 2 * t4 + (e & 1);
-      float v = (red[at] + red[16 * KT + at]) + (red[2 * 16 * KT + at] + red[3 * 16 * KT + at]);
+      int at = (g + (e >> 1) * 8) * RS + j * 8 + 2 * t4 + (e & 1);
+      float v = (red[at] + red[16 * RS + at]) + (red[2 * 16 * RS + at] + red[3 * 16 * RS + at]);
       sc[j][e] = j * 8 + 2 * t4 + (e & 1) < kn ? v * softmaxScale : -INFINITY;
     }
   float alpha[2];
@@ -1676,7 +1683,7 @@ __global__ void __launch_bounds__(128, 3)
   using Sh = DecodeMmaShape<DR, R>;
   constexpr int W = Sh::W, KT = DSV3_DECODE_MMA_KEYS, CW = Sh::CW, LD = Sh::LD;
   __shared__ __align__(16) unsigned short ks[KT * LD];
-  __shared__ float red[4 * 16 * KT];
+  __shared__ float red[4 * 16 * (KT + DSV3_DECODE_RED_PAD)];
   const int tid = threadIdx.x, warp = tid >> 5;
   const int split = blockIdx.x, h0 = blockIdx.y * 16;
   const i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
@@ -1758,7 +1765,7 @@ __global__ void __launch_bounds__(128 * GROUPS)
   extern __shared__ __align__(16) float decodeStagedSmem[];
   float *stage = decodeStagedSmem; // [STAGES][KT * W]
   unsigned short *ks = reinterpret_cast<unsigned short *>(stage + STAGES * KT * W); // [KT * LD]
-  float *red = reinterpret_cast<float *>(ks + KT * LD); // [GROUPS][4][16 KT]
+  float *red = reinterpret_cast<float *>(ks + KT * LD); // [GROUPS][4][16][KT + pad]
   const int tid = threadIdx.x, warp = tid >> 5, grp = warp >> 2, wq = warp & 3;
   const int split = blockIdx.x, h0 = (blockIdx.y * GROUPS + grp) * 16;
   const i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
@@ -1805,8 +1812,8 @@ __global__ void __launch_bounds__(128 * GROUPS)
           make_uint2(packBf16x2(v.x, v.y), packBf16x2(v.z, v.w));
     }
     __syncthreads();
-    decodeMmaTile<Sh, KT>(ks, red + grp * 4 * 16 * KT, wq, kn, softmaxScale, qf, mrun, lrun,
-                          oacc);
+    decodeMmaTile<Sh, KT>(ks, red + grp * 4 * 16 * (KT + DSV3_DECODE_RED_PAD), wq, kn,
+                          softmaxScale, qf, mrun, lrun, oacc);
   }
   decodeMmaStore<NH, Sh>(oacc, mrun, lrun, h0, wq, row, splits, split, part, ml);
 }
