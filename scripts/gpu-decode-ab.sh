@@ -40,8 +40,4 @@ for round in $(seq ${ROUNDS:-3}); do
     done
   done
 done
-echo
-echo "== $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-cat "$OUT/checks.txt"
-cat "$OUT/time.log"
-exit $status
+finish time.log

@@ -123,8 +123,4 @@ for b in 128 $([ "${ALT:-1}" = 1 ] && echo 32) 1; do
     > "$OUT/profile-b$b.log" 2>&1
   echo "-- profile b$b"; sed -n 2,16p "$OUT/profile-b$b.log"
 done
-echo
-echo "== $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-cat "$OUT/checks.txt"
-cat "$OUT/time.log"
-exit $status
+finish time.log

@@ -56,7 +56,4 @@ for env in DSV3_DEFAULT=1 DSV3_CUBLAS_ROWS=256; do
     --context 1024 --steps 2 > "$OUT/profile-b128-$env.log" 2>&1
   echo "-- profile b128 $env"; sed -n 2,30p "$OUT/profile-b128-$env.log"
 done
-echo
-echo "== $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-cat "$OUT/checks.txt"
-exit $status
+finish

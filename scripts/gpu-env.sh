@@ -19,3 +19,12 @@ check() {
   printf '%-44s %s\n' "$name" "$r" | tee -a "$OUT/checks.txt"
   case "$r" in *" passed, 0 failed"*) ;; *) status=1 ;; esac
 }
+# finish [FILE...]: the summary every device script prints last (the date,
+# the GPU, $OUT/checks.txt, then each FILE of $OUT), and its exit status.
+finish() {
+  echo
+  echo "== $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+  local f
+  for f in checks.txt "$@"; do cat "$OUT/$f"; done
+  exit $status
+}

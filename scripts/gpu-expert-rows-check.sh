@@ -86,8 +86,4 @@ for b in 128 32; do
     > "$OUT/profile-b$b.log" 2>&1
   echo "-- profile b$b (ks:groups $best)"; sed -n 2,9p "$OUT/profile-b$b.log"
 done
-echo
-echo "== $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-cat "$OUT/checks.txt"
-cat "$OUT/time.log"
-exit $status
+finish time.log

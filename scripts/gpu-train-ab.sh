@@ -102,6 +102,4 @@ t decode-b128 v3-infer --batch 128 --context 1024 --steps 8
 [ "${PROFILE:-1}" = 1 ] && DSV3_PROFILE=site DSV3_PROFILE_ROWS=60 timeout 150 $RUN time ab/v3-train-new --random-weights 1 \
   --backend cuda --train --compute bf16 --batch 4 --seq 4096 --steps 1 > "$OUT/site-4-new.log" 2>&1
 fi
-echo; echo "== $(date -u +%F) $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-cat "$OUT/checks.txt"
-exit $status
+finish
