@@ -1410,7 +1410,8 @@ bool expertRowsMma(int64_t KD, bool bf16) {
 /// 128 on the bench slice (H200, same call, plain loads) 16.72 / 16.81 ms
 /// with 1, 16.37 / 16.47 with 2, 16.64 / 16.69 with 4, 17.58 / 17.55 with
 /// 8; with the L2::256B loads (another call) 16.61 / 16.58 with 1, 16.37 /
-/// 16.32 with 2; batch 32 the same with 1 and 2.
+/// 16.32 with 2; batch 32 the same with 1 and 2. Apart (another call):
+/// 2,2 16.28 / 16.21, 2,4 16.44 / 16.39, 2,1 16.39 / 16.31.
 int expertRowsKsplit(bool gated) {
   static const std::pair<int, int> ks = [] {
     const char *env = std::getenv("DSV3_EXPERT_ROWS_KSPLIT");
