@@ -4370,6 +4370,157 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
 #endif
 }
 
+/// acc[H * 64 ..] += part * s0 (rows g) / s1 (rows g + 8): the promotion of
+/// one 128-column half of a wide tile's K block (the m64n256 fragment is
+/// two m64n128 ones side by side: register 64 + i is column 128 + that of i).
+template <int H>
+__device__ __forceinline__ void promoteHalf(float (&acc)[128], const float (&part)[64],
+                                            float s0, float s1) {
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    acc[H * 64 + 4 * j] += part[4 * j] * s0;
+    acc[H * 64 + 4 * j + 1] += part[4 * j + 1] * s0;
+    acc[H * 64 + 4 * j + 2] += part[4 * j + 2] * s1;
+    acc[H * 64 + 4 * j + 3] += part[4 * j + 3] * s1;
+  }
+}
+
+/// fp8_gemm_tma with 128 x 256 tiles (sm_90a): each 128-wide K block
+/// brings 128 activation rows and 256 weight rows (48 KB) through L2 for
+/// 8.4 MFLOP, where the 128 x 128 tiles bring 32 KB for 4.2: the
+/// multiprocessors draw a quarter less from L2 per product, and each
+/// consumer's A rows are read from shared memory once per 256 columns.
+/// A consumer warpgroup's block is two m64n128k32 x 4 batches, one per
+/// 128-row half of the B tile, each into the same 64 partial sums, waited
+/// for and promoted into its half of 128 fp32 accumulators (a m64n256
+/// fragment): 192 registers of sums, so the producer warpgroup gives its
+/// registers to the consumers (setmaxnreg 40 / 232). Turns (pingpong) are
+/// taken per half: one consumer promotes while the other's batch runs.
+/// Plain: the halves are columns n0 .. n0 + 127 and n0 + 128 .. n0 + 255,
+/// each with its own weight scale (br % 128). Gated: the halves are 128
+/// gate rows (map B, sw) and the same 128 up rows (map Bu, swu), the
+/// epilogue storing silu(gate) * up over 128 columns (br % 128).
+/// Each output is the same products summed in the same order as in
+/// fp8_gemm_tma (a block's four k32 MMAs, then its promotion).
+#define DSV3_FP8_WIDE_STAGES 4
+template <int Gated>
+__global__ void __launch_bounds__(384, 1)
+fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
+                  const __grid_constant__ TmaMap mapBu, const float *sa, const float *sw,
+                  const float *swu, const float *b, const float *res, float *y, i64 rows,
+                  int N, int K, int br, const i64 *counts, int E, int tileGroup,
+                  int pingpong) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int Stages = DSV3_FP8_WIDE_STAGES, TileA = 128 * 128, TileB = 256 * 128;
+  constexpr int BN = Gated ? 128 : 256; // output columns of a tile
+  extern __shared__ __align__(1024) float wgSmem[];
+  unsigned char *smem = reinterpret_cast<unsigned char *>(
+      (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
+  __shared__ __align__(8) unsigned long long full[Stages], empty[Stages];
+  const int nb = (K + 127) / 128;
+  unsigned tn, tm;
+  gemmTile(tileGroup, tn, tm);
+  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
+  int expert = 0;
+  if (counts) {
+    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
+      return;
+    sw += i64(expert) * ((N + br - 1) / br) * nb;
+    if (Gated)
+      swu += i64(expert) * ((N + br - 1) / br) * nb;
+  }
+  if (rowBegin >= rowEnd)
+    return;
+  const int n0 = int(tn) * BN, tid = threadIdx.x, wg = tid >> 7;
+  if (tid == 0) {
+    for (int s = 0; s < Stages; ++s) {
+      mbarInit(&full[s], 1);
+      mbarInit(&empty[s], 2);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (tid == 0) {
+      const int wrow = expert * N + n0;
+      for (int kb = 0; kb < nb; ++kb) {
+        int s = kb % Stages;
+        if (kb >= Stages)
+          mbarWait(&empty[s], ((kb / Stages) - 1) & 1);
+        unsigned char *As = smem + s * (TileA + TileB), *Bs = As + TileA;
+        mbarExpectTx(&full[s], unsigned(TileA + TileB));
+        tmaLoad2d(As, &mapA, kb * 128, int(rowBegin), &full[s]);
+        tmaLoad2d(Bs, &mapB, kb * 128, wrow, &full[s]);
+        if (Gated)
+          tmaLoad2d(Bs + TileB / 2, &mapBu, kb * 128, wrow, &full[s]);
+        else
+          tmaLoad2d(Bs + TileB / 2, &mapB, kb * 128, wrow + 128, &full[s]);
+      }
+    }
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int cw = wg - 1, lane = tid & 31, warpInWg = (tid >> 5) & 3;
+  const int g = lane >> 2;
+  // The halves' weight scales: plain, the scale blocks of columns n0 and
+  // n0 + 128 (the second clamped to the last block where it is past N:
+  // its columns are never stored); gated, the gate's and the up's.
+  const int nBlocks = (N + br - 1) / br;
+  const float *sw0 = sw + i64(n0 / br) * nb;
+  const float *sw1 = Gated ? swu + i64(n0 / br) * nb
+                           : sw + i64(min((n0 + 128) / br, nBlocks - 1)) * nb;
+  const i64 r0 = rowBegin + cw * 64 + warpInWg * 16 + g, r1 = r0 + 8;
+  float acc[128], part[64];
+#pragma unroll
+  for (int i = 0; i < 128; ++i)
+    acc[i] = 0.f;
+#pragma unroll
+  for (int i = 0; i < 64; ++i)
+    part[i] = 0.f;
+  // Turn t = 2 kb + h: the first consumer issues each half's batch, then
+  // the second (named barrier 1: the first's turn, 2: the second's).
+  const int turns = 2 * nb;
+  for (int kb = 0; kb < nb; ++kb) {
+    int s = kb % Stages;
+    // The scales first: their loads overlap the wait and the MMAs.
+    const float ws0 = sw0[kb], ws1 = sw1[kb];
+    const float a0 = r0 < rowEnd ? sa[r0 * nb + kb] : 0.f;
+    const float a1 = r1 < rowEnd ? sa[r1 * nb + kb] : 0.f;
+    mbarWait(&full[s], (kb / Stages) & 1);
+    const unsigned char *As = smem + s * (TileA + TileB) + cw * 64 * 128;
+    const unsigned char *Bs = smem + s * (TileA + TileB) + TileA;
+    // Half 0.
+    int t = 2 * kb;
+    if (pingpong && (cw == 1 || t > 0))
+      namedBarSync(1 + cw, 256);
+    wgmmaFence();
+    wgmmaE4m3Block(part, As, Bs);
+    wgmmaCommit();
+    if (pingpong && (cw == 0 || t + 1 < turns))
+      namedBarArrive(2 - cw, 256);
+    wgmmaWait<0>();
+    promoteHalf<0>(acc, part, a0 * ws0, a1 * ws0);
+    // Half 1.
+    ++t;
+    if (pingpong)
+      namedBarSync(1 + cw, 256);
+    wgmmaFence();
+    wgmmaE4m3Block(part, As, Bs + TileB / 2);
+    wgmmaCommit();
+    if (pingpong && (cw == 0 || t + 1 < turns))
+      namedBarArrive(2 - cw, 256);
+    wgmmaWait<0>();
+    if ((tid & 127) == 0)
+      mbarArrive(&empty[s]);
+    promoteHalf<1>(acc, part, a0 * ws1, a1 * ws1);
+  }
+  wgmmaStore<Gated, BN, 128>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+
 /// The FP8 GEMM of many rows (prefill) on tensor cores: 128 x 128 output
 /// tiles, 16 warps of 32 x 32 (the per-block partial sums and the fp32
 /// accumulators of a 64 x 32 warp tile took all 255 registers and

@@ -29,6 +29,9 @@ constexpr size_t kWgmmaSmem = 5 * 2 * 128 * 128 + 1024;
 constexpr size_t kWgmmaWideSmem = 4 * (128 + 256) * 128 + 1024;
 /// fp8_gemm_tma: DSV3_FP8_TMA_STAGES (6) stages of two 128 x 128-byte tiles.
 constexpr size_t kFp8TmaSmem = 6 * 2 * 128 * 128 + 1024;
+/// fp8_gemm_tma_wide: DSV3_FP8_WIDE_STAGES (4) stages of 128 + 256 rows x
+/// 128 bytes.
+constexpr size_t kFp8TmaWideSmem = 4 * (128 + 256) * 128 + 1024;
 
 /// Row tiles a group of the 128-row GEMMs' grid walks before the next
 /// column tiles (gemmTile in dsv3_kernels.cuh); DSV3_GEMM_TILE_GROUP sets it.
@@ -270,6 +273,18 @@ static int fp8TmaPingpong() {
   return on;
 }
 
+/// Whether an FP8 GEMM on the TMA schedule takes the 128 x 256 tiles
+/// (fp8_gemm_tma_wide: a quarter less L2 traffic a product; gated, 128
+/// gate and 128 up rows a tile): its weight scale blocks whole halves (br %
+/// 128), and its grid at least two waves (`blocks` of the wide tiles; fewer
+/// leave multiprocessors idle that the narrow tiles would fill).
+/// DSV3_FP8_WIDE=0: never; 1: wherever the scale blocks allow (checks).
+bool fp8TmaWide(CudaSession &s, const Fp8Weight &w, i64 blocks, bool gated) {
+  static const bool on = envNotZero("DSV3_FP8_WIDE"), always = envIsOne("DSV3_FP8_WIDE");
+  return on && w.br % 128 == 0 && (always || blocks >= 2 * i64(s.multiprocessors())) &&
+         s.hasFunction(gated ? "dsv3::fp8_gemm_tma_wide<1>" : "dsv3::fp8_gemm_tma_wide<0>");
+}
+
 /// Whether producers may store a GEMM's operand in the form the GEMM
 /// reads (DevTensor::Storage: routed rows as bf16 or e4m3, gated outputs as
 /// bf16, the attention's output; and an operand two GEMMs read is
@@ -357,6 +372,15 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     CUtensorMap mapA = e4m3TmaMap(s, what, xq, rows, K);
     CUtensorMap mapB = e4m3TmaMap(s, what, w.w, i64(E ? E : 1) * N, K);
     CUdeviceptr noUp = 0;
+    const unsigned wideCols = unsigned((N + 255) / 256);
+    if (fp8TmaWide(s, w, i64(wideCols) * ((rows + 127) / 128), false)) {
+      s.launch("dsv3::fp8_gemm_tma_wide<0>", {wideCols, tiles, 1}, {384, 1, 1},
+               kFp8TmaWideSmem,
+               argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, rows, nN, nK, br, counts,
+                    e, gemmTileGroup(), pingpong),
+               what);
+      return;
+    }
     s.launch("dsv3::fp8_gemm_tma<0>", {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1},
              kFp8TmaSmem,
              argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, rows, nN, nK, br, counts, e,
@@ -563,10 +587,22 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
     unsigned tiles = gemmRowTiles(what, rows, E);
     i64 wRows = i64(E ? E : 1) * N;
     CUtensorMap mapA = e4m3TmaMap(s, what, q.xq, rows, K);
-    CUtensorMap mapB = e4m3TmaMap(s, what, wg.w, wRows, K, 64);
-    CUtensorMap mapBu = e4m3TmaMap(s, what, wu.w, wRows, K, 64);
     CUdeviceptr none = 0;
     int nN = int(N), nK = int(K), br = wg.br, e = int(E), pingpong = fp8TmaPingpong();
+    const unsigned wideCols = unsigned((N + 127) / 128);
+    if (fp8TmaWide(s, wg, i64(wideCols) * ((rows + 127) / 128), true)) {
+      // 128 gate and 128 up rows a tile.
+      CUtensorMap mapB = e4m3TmaMap(s, what, wg.w, wRows, K, 128);
+      CUtensorMap mapBu = e4m3TmaMap(s, what, wu.w, wRows, K, 128);
+      s.launch("dsv3::fp8_gemm_tma_wide<1>", {wideCols, tiles, 1}, {384, 1, 1},
+               kFp8TmaWideSmem,
+               argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, rows, nN, nK,
+                    br, counts, e, gemmTileGroup(), pingpong),
+               what);
+      return;
+    }
+    CUtensorMap mapB = e4m3TmaMap(s, what, wg.w, wRows, K, 64);
+    CUtensorMap mapBu = e4m3TmaMap(s, what, wu.w, wRows, K, 64);
     s.launch("dsv3::fp8_gemm_tma<1>", {unsigned((N + 63) / 64), tiles, 1}, {384, 1, 1},
              kFp8TmaSmem,
              argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, rows, nN, nK, br,
