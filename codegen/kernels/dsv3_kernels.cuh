@@ -4370,6 +4370,50 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
 #endif
 }
 
+/// A gated wide tile's epilogue stored as the FP8 GEMM reading it would
+/// quantize it (fp8_quantize: s = max(amax, 1e-4) / 448 over a row's 1x128
+/// block, codes e4m3(v / s)): d holds one consumer's 64 rows x (128 gates,
+/// 128 ups), v = silu(gate) * up as wgmmaStore computes it. A row's 128
+/// columns (n0 .. n0 + 127: one scale block, N % 128 == 0) lie with the 4
+/// threads of a quad (t4), 32 each: the block's amax is theirs reduced
+/// over the quad. Codes yq [rows, N], scales ysa [rows, N / 128]. The same
+/// values as wgmmaStore then fp8_quantize, without the float round trip.
+__device__ __forceinline__ void wgmmaStoreGatedE4m3(const float (&d)[128], i64 rowBase,
+                                                    i64 rowEnd, int n0, int N,
+                                                    unsigned char *yq, float *ysa) {
+  const int lane = threadIdx.x & 31, warpInWg = (threadIdx.x >> 5) & 3;
+  const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const i64 r = rowBase + warpInWg * 16 + g + h * 8;
+    float v[32];
+    float amax = 0.f;
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int e = 2 * h + c;
+        const float gv = d[4 * j + e], uv = d[4 * (j + 16) + e];
+        v[2 * j + c] = gv / (1.f + expf(-gv)) * uv;
+        amax = fmaxf(amax, fabsf(v[2 * j + c]));
+      }
+    // Every lane takes part (rows past the tile's are not stored).
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    const float s = fmaxf(amax, 1e-4f) / 448.0f;
+    if (r >= rowEnd)
+      continue;
+    unsigned char *row = yq + r * N + n0 + 2 * t4;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const unsigned q0 = floatToE4m3(v[2 * j] / s), q1 = floatToE4m3(v[2 * j + 1] / s);
+      *reinterpret_cast<unsigned short *>(row + 8 * j) = (unsigned short)(q0 | (q1 << 8));
+    }
+    if (t4 == 0)
+      ysa[r * (N / 128) + n0 / 128] = s;
+  }
+}
+
 /// acc[H * 64 ..] += part * s0 (rows g) / s1 (rows g + 8): the promotion of
 /// one 128-column half of a wide tile's K block (the m64n256 fragment is
 /// two m64n128 ones side by side: register 64 + i is column 128 + that of i).
@@ -4402,15 +4446,18 @@ __device__ __forceinline__ void promoteHalf(float (&acc)[128], const float (&par
 /// epilogue storing silu(gate) * up over 128 columns (br % 128).
 /// Each output is the same products summed in the same order as in
 /// fp8_gemm_tma (a block's four k32 MMAs, then its promotion).
+/// Form: 0 plain, 1 gated, 3 gated storing e4m3 codes into y and their
+/// 1x128 scales into ysa (wgmmaStoreGatedE4m3: N % 128 == 0).
 #define DSV3_FP8_WIDE_STAGES 4
-template <int Gated>
+template <int Form>
 __global__ void __launch_bounds__(384, 1)
 fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
                   const __grid_constant__ TmaMap mapBu, const float *sa, const float *sw,
-                  const float *swu, const float *b, const float *res, float *y, i64 rows,
-                  int N, int K, int br, const i64 *counts, int E, int tileGroup,
+                  const float *swu, const float *b, const float *res, float *y, float *ysa,
+                  i64 rows, int N, int K, int br, const i64 *counts, int E, int tileGroup,
                   int pingpong) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int Gated = Form & 1;
   constexpr int Stages = DSV3_FP8_WIDE_STAGES, TileA = 128 * 128, TileB = 256 * 128;
   constexpr int BN = Gated ? 128 : 256; // output columns of a tile
   extern __shared__ __align__(1024) float wgSmem[];
@@ -4515,7 +4562,11 @@ fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ T
       mbarArrive(&empty[s]);
     promoteHalf<1>(acc, part, a0 * ws1, a1 * ws1);
   }
-  wgmmaStore<Gated, BN, 128>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
+  if constexpr (Form == 3)
+    wgmmaStoreGatedE4m3(acc, rowBegin + cw * 64, rowEnd, n0, N,
+                        reinterpret_cast<unsigned char *>(y), ysa);
+  else
+    wgmmaStore<Gated, BN, 128>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif

@@ -376,8 +376,8 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     if (fp8TmaWide(s, w, i64(wideCols) * ((rows + 127) / 128), false)) {
       s.launch("dsv3::fp8_gemm_tma_wide<0>", {wideCols, tiles, 1}, {384, 1, 1},
                kFp8TmaWideSmem,
-               argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, rows, nN, nK, br, counts,
-                    e, gemmTileGroup(), pingpong),
+               argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, noUp, rows, nN, nK, br,
+                    counts, e, gemmTileGroup(), pingpong),
                what);
       return;
     }
@@ -564,10 +564,80 @@ bool fp8GatedTma(CudaSession &s, const Fp8Weight &w) {
 /// 4 x 2048 of the bench slice 71.2 -> 70.0 ms on an H200, though the
 /// fused kernel alone is ~8% slower than the two GEMMs it replaces), else
 /// the two GEMMs through the workspace and a SwiGLU pass.
+/// Whether fp8GatedGemm runs fp8_gemm_tma_wide<1> (or <3>).
+bool fp8GatedWide(CudaSession &s, const Fp8Weight &wg, i64 rows, int64_t N, int64_t K,
+                  int64_t E) {
+  return fp8Schedule(s, wg, rows, K, E, -1) == 4 && fp8GatedTma(s, wg) &&
+         fp8TmaWide(s, wg, ((N + 127) / 128) * ((rows + 127) / 128), true);
+}
+
+/// A launch's inputs that are parameters (its buffers and arguments null):
+/// a producer looks at its sole reader's weights.
+Ins paramInputs(CudaSession &s, const Launch &launch) {
+  Ins w(launch.inputs.size(), nullptr);
+  for (size_t i = 0; i < launch.inputs.size(); ++i)
+    if (launch.inputs[i].kind == ValueRef::Kind::Param)
+      w[i] = s.param(launch.inputs[i].param);
+  return w;
+}
+
+/// How an FP8 gated GEMM stores its output y [rows, N]: as e4m3 codes with
+/// their 1x128 scales after them (DevTensor::Storage::E4m3, the epilogue of
+/// fp8_gemm_tma_wide<3>) where y's only reader is an FP8 GEMM on the tensor
+/// cores that would quantize it so first (the routed experts' down GEMM,
+/// or a linear / linear_add: dense and shared experts' down), else float.
+/// The float round trip it saves: 4 bytes written and read back an element
+/// (0.54 GB a routed layer of the 4 x 2048 prefill) and a quantize launch.
+DevTensor::Storage fp8GatedOutputStorage(CudaSession &s, const DevTensor &y,
+                                         const Fp8Weight &wg, i64 rows, int64_t N, int64_t K,
+                                         int64_t E) {
+  using Storage = DevTensor::Storage;
+  const Launch *use = y.reader.launch;
+  if (!storedOperands() || !use || y.reader.input != 0 || N % 128 ||
+      !fp8GatedWide(s, wg, rows, N, K, E) || !s.hasFunction("dsv3::fp8_gemm_tma_wide<3>"))
+    return Storage::F32;
+  size_t bytes = size_t((rows * N + 255) / 256 * 256 + rows * (N / 128) * 4);
+  if (bytes > y.capacity * 4 || use->params.contains("fp8_compute"))
+    return Storage::F32;
+  Ins w = paramInputs(s, *use);
+  if (w.size() < 2 || !w[1])
+    return Storage::F32;
+  Fp8Weight fw = fp8Of(use->params, w, 1);
+  if (!fw || fw.bc != 128)
+    return Storage::F32;
+  const DevTensor &wd = *w[1];
+  int64_t readerE = 0;
+  if (use->kernel == "expert_grouped_matmul" && wd.shape.size() == 3 && wd.dim(2) == N)
+    readerE = wd.dim(0);
+  else if (!((use->kernel == "linear" || use->kernel == "linear_add") &&
+             wd.shape.size() == 2 && wd.dim(1) == N))
+    return Storage::F32;
+  return fp8Schedule(s, fw, rows, N, readerE, -1) > 0 ? Storage::E4m3 : Storage::F32;
+}
+
+/// An FP8 GEMM over activations a producer stored as e4m3 codes and scales
+/// (DevTensor::Storage::E4m3): on the tensor-core schedule the producer's
+/// storage predicate chose.
+void storedFp8Gemm(CudaSession &s, const std::string &what, const DevTensor &x,
+                   const Fp8Weight &fw, CUdeviceptr b, CUdeviceptr res, CUdeviceptr y,
+                   i64 rows, int64_t N, int64_t K, CUdeviceptr counts = 0, int64_t E = 0) {
+  if (!fw)
+    fail("kernel {}: its input was stored as e4m3 codes, but its weight is not FP8", what);
+  int sched = fp8Schedule(s, fw, rows, K, E, -1);
+  if (sched == 0)
+    fail("kernel {}: its input was stored as e4m3 codes for the tensor cores, but {} rows "
+         "take the few-row FP8 kernel",
+         what, rows);
+  Fp8Rows q;
+  q.xq = x.ptr;
+  q.sa = e4m3StoredScales(x, rows, K);
+  fp8GemmQuantized(s, what, q, sched, fw, b, y, rows, N, K, res, counts, E);
+}
+
 void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                   const Fp8Weight &wg, const Fp8Weight &wu, CUdeviceptr y, i64 rows, int64_t N,
                   int64_t K, CUdeviceptr counts = 0, int64_t E = 0,
-                  const Fp8Rows *stored = nullptr) {
+                  const Fp8Rows *stored = nullptr, CUdeviceptr yScales = 0) {
   if (!wg || !wu)
     fail("{}: gate and up weights must both be FP8", what);
   if (wg.br != wu.br || wg.bc != wu.bc)
@@ -580,6 +650,10 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
     fail("{}: the rows were stored as e4m3 codes for the tensor cores, but {} rows take the "
          "few-row FP8 kernel",
          what, rows);
+  if (yScales && !fp8GatedWide(s, wg, rows, N, K, E))
+    fail("{}: its output was to be stored as e4m3 codes, which only fp8_gemm_tma_wide<3> "
+         "writes",
+         what);
   Fp8Rows q = stored ? *stored : fp8QuantizeRows(s, what, x, ldx, rows, K, sched > 0);
   if (sched == 4 && fp8GatedTma(s, wg)) {
     // Both GEMMs in one kernel, SwiGLU in its epilogue.
@@ -589,15 +663,15 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
     CUtensorMap mapA = e4m3TmaMap(s, what, q.xq, rows, K);
     CUdeviceptr none = 0;
     int nN = int(N), nK = int(K), br = wg.br, e = int(E), pingpong = fp8TmaPingpong();
-    const unsigned wideCols = unsigned((N + 127) / 128);
-    if (fp8TmaWide(s, wg, i64(wideCols) * ((rows + 127) / 128), true)) {
-      // 128 gate and 128 up rows a tile.
+    if (fp8GatedWide(s, wg, rows, N, K, E)) {
+      // 128 gate and 128 up rows a tile; y as e4m3 codes and scales where
+      // yScales is given (fp8GatedOutputStorage).
       CUtensorMap mapB = e4m3TmaMap(s, what, wg.w, wRows, K, 128);
       CUtensorMap mapBu = e4m3TmaMap(s, what, wu.w, wRows, K, 128);
-      s.launch("dsv3::fp8_gemm_tma_wide<1>", {wideCols, tiles, 1}, {384, 1, 1},
-               kFp8TmaWideSmem,
-               argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, rows, nN, nK,
-                    br, counts, e, gemmTileGroup(), pingpong),
+      s.launch(yScales ? "dsv3::fp8_gemm_tma_wide<3>" : "dsv3::fp8_gemm_tma_wide<1>",
+               {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1}, kFp8TmaWideSmem,
+               argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, yScales, rows,
+                    nN, nK, br, counts, e, gemmTileGroup(), pingpong),
                what);
       return;
     }
@@ -1251,16 +1325,6 @@ void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &
           float(p.at("epsilon").get<double>()), w.bf16);
 }
 
-/// A launch's inputs that are parameters (its buffers and arguments null):
-/// a producer looks at its sole reader's weights.
-Ins paramInputs(CudaSession &s, const Launch &launch) {
-  Ins w(launch.inputs.size(), nullptr);
-  for (size_t i = 0; i < launch.inputs.size(); ++i)
-    if (launch.inputs[i].kind == ValueRef::Kind::Param)
-      w[i] = s.param(launch.inputs[i].param);
-  return w;
-}
-
 /// Whether gemm() over `rows` rows of K with weight w rounds them to bf16
 /// and runs bf16TcGemm (its branch order: FP8, the few-row kernels, then
 /// this).
@@ -1316,6 +1380,8 @@ void linear(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &o
   CUdeviceptr b = numOperands(p, in) > 2 ? in[2]->ptr : 0;
   if (x.storage == DevTensor::Storage::Bf16)
     return storedBf16Gemm(s, k, x, w, b, 0, y.ptr, fw);
+  if (x.storage == DevTensor::Storage::E4m3)
+    return storedFp8Gemm(s, k, x, fw, b, 0, y.ptr, rowsOf(x), N, K);
   gemm(s, k, x.ptr, K, w.ptr, b, y.ptr, rowsOf(x), N, K, w.bf16, 0, &fw);
 }
 
@@ -1330,6 +1396,8 @@ void linearAdd(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins
   Fp8Weight fw = fp8Operand(s, k, p, in, 1);
   if (x.storage == DevTensor::Storage::Bf16)
     return storedBf16Gemm(s, k, x, w, 0, res.ptr, y.ptr, fw);
+  if (x.storage == DevTensor::Storage::E4m3)
+    return storedFp8Gemm(s, k, x, fw, 0, res.ptr, y.ptr, rowsOf(x), N, K);
   gemm(s, k, x.ptr, K, w.ptr, 0, y.ptr, rowsOf(x), N, K, w.bf16, res.ptr, &fw);
 }
 
@@ -1341,8 +1409,12 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, I
   setShape(k, y, shape);
   y.storage = DevTensor::Storage::F32;
   i64 rows = rowsOf(x);
-  if (Fp8Weight fg = fp8Operand(s, k, p, in, 1))
-    return fp8GatedGemm(s, k, x.ptr, K, fg, fp8Operand(s, k, p, in, 2), y.ptr, rows, N, K);
+  if (Fp8Weight fg = fp8Operand(s, k, p, in, 1)) {
+    y.storage = fp8GatedOutputStorage(s, y, fg, rows, N, K, 0);
+    CUdeviceptr ys = y.storage == DevTensor::Storage::E4m3 ? e4m3StoredScales(y, rows, N) : 0;
+    return fp8GatedGemm(s, k, x.ptr, K, fg, fp8Operand(s, k, p, in, 2), y.ptr, rows, N, K, 0,
+                        0, nullptr, ys);
+  }
   if (rows <= kFewRows)
     s.launch(gatedLinearRowsName(N, K, wg.bf16), {unsigned((N + 7) / 8), 1, 1}, {256, 1, 1},
              0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
@@ -1392,7 +1464,10 @@ void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &i
     std::vector<int64_t> shape = x.shape;
     shape.back() = N;
     setShape(k, y, shape);
-    return fp8GatedGemm(s, k, normed.ptr, K, fg, fp8Operand(s, k, p, in, 3), y.ptr, rows, N, K);
+    y.storage = fp8GatedOutputStorage(s, y, fg, rows, N, K, 0);
+    CUdeviceptr ys = y.storage == DevTensor::Storage::E4m3 ? e4m3StoredScales(y, rows, N) : 0;
+    return fp8GatedGemm(s, k, normed.ptr, K, fg, fp8Operand(s, k, p, in, 3), y.ptr, rows, N, K,
+                        0, 0, nullptr, ys);
   }
   std::vector<DevTensor *> gatedIns = {&normed, in[2], in[3]};
   gatedLinear(s, k, p, gatedIns, out);
@@ -1516,8 +1591,11 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
     Fp8Rows q;
     q.xq = rows.ptr;
     q.sa = e4m3StoredScales(rows, R, KD);
-    return fp8GatedGemm(s, k, 0, KD, fp8Operand(s, k, p, in, 1), fp8Operand(s, k, p, in, 2),
-                        y.ptr, R, N, KD, counts.ptr, E, &q);
+    Fp8Weight fg = fp8Operand(s, k, p, in, 1);
+    y.storage = fp8GatedOutputStorage(s, y, fg, R, N, KD, E);
+    CUdeviceptr ys = y.storage == Storage::E4m3 ? e4m3StoredScales(y, R, N) : 0;
+    return fp8GatedGemm(s, k, 0, KD, fg, fp8Operand(s, k, p, in, 2), y.ptr, R, N, KD,
+                        counts.ptr, E, &q, ys);
   }
   bool rounds = expertGatedRoundsRows(s, R, E, KD, wg.bf16);
   if (rows.storage == Storage::Bf16 && !rounds)
@@ -1533,9 +1611,12 @@ void expertGatedMatmul(CudaSession &s, const std::string &k, const json &p, Ins 
     return bf16TcGemm(s, k, rows.ptr, KD, wg.ptr, wu.ptr, 0, 0, y.ptr, R, N, KD, counts.ptr, E,
                       bf16Out);
   }
-  if (Fp8Weight fg = fp8Operand(s, k, p, in, 1))
+  if (Fp8Weight fg = fp8Operand(s, k, p, in, 1)) {
+    y.storage = fp8GatedOutputStorage(s, y, fg, R, N, KD, E);
+    CUdeviceptr ys = y.storage == Storage::E4m3 ? e4m3StoredScales(y, R, N) : 0;
     return fp8GatedGemm(s, k, rows.ptr, KD, fg, fp8Operand(s, k, p, in, 2), y.ptr, R, N, KD,
-                        counts.ptr, E);
+                        counts.ptr, E, nullptr, ys);
+  }
   if (expertMma(R, E, wg.bf16))
     return expertMmaLaunch(s, k, true, rows, wg, wu.ptr, counts, y);
   if (expertRowsMma(KD, wg.bf16))
@@ -1934,6 +2015,9 @@ void groupedMatmul(CudaSession &s, const std::string &k, const json &p, Ins &in,
            k, R, E);
     return bf16RoundedGemm(s, k, rows.ptr, w.ptr, 0, 0, 0, y.ptr, R, N, KD, counts.ptr, E);
   }
+  if (rows.storage == DevTensor::Storage::E4m3) // the FP8 gated GEMM stored them so
+    return storedFp8Gemm(s, k, rows, fp8Operand(s, k, p, in, 1), 0, 0, y.ptr, R, N, KD,
+                         counts.ptr, E);
   if (Fp8Weight fw = fp8Operand(s, k, p, in, 1))
     return fp8Gemm(s, k, rows.ptr, KD, fw, 0, y.ptr, R, N, KD, 0, counts.ptr, E);
   if (expertMma(R, E, w.bf16))

@@ -512,6 +512,7 @@ inline std::vector<std::string> fp8Instances() {
           inst("fp8_gemm_skinny", {0}), inst("fp8_splitk_reduce", {0}), inst("fp8_gemm_tc", {0}),
           inst("fp8_gemm_wgmma", {0}), inst("fp8_gemm_tma", {0}), inst("fp8_gemm_tma", {1}),
           inst("fp8_gemm_tma_wide", {0}), inst("fp8_gemm_tma_wide", {1}),
+          inst("fp8_gemm_tma_wide", {3}),
           inst("fp8_quantize_blocks", {0}), elementwiseName("swiglu"),
           "dsv3::fp8_dequantize<float>", "dsv3::fp8_dequantize<unsigned short>"};
 }
