@@ -19,7 +19,8 @@
 #    same order, so the bench slice's FP8 logits of 1024 tokens (plain and
 #    gated kernels, dense and grouped) must be bitwise equal.
 # 3. FP8 prefill 4 x 2048 alternating KNOB=0 and the default; (NCU=1) Nsight
-#    Compute on both.
+#    Compute on both. GEMM=0 skips 1. but the audit, TIMING=0 skips 3.'s
+#    timing (a call that goes on to the benchmark).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 KNOB=${KNOB:-DSV3_FP8_PINGPONG}
@@ -29,7 +30,7 @@ status=0
 python3 scripts/wgmma-audit.py bench-artifacts/v3-infer-fp8/cuda/sm_90a.cubin > "$OUT/wgmma-audit.txt" ||
   { status=1; echo "wgmma-audit: a serialized kernel" | tee -a "$OUT/checks.txt"; }
 grep -E "fp8_gemm_tma" "$OUT/wgmma-audit.txt" | tee -a "$OUT/checks.txt"
-for v in 0 1; do
+for v in $([ "${GEMM:-1}" = 1 ] && echo 0 1); do
   for shape in 300,1536,7168 1000,2048,256 300,576,7168; do
     case $shape in
       300,1536,7168) export DSV3_FP8_GEMM_TIME=8192,18432,7168 ;;
@@ -60,7 +61,7 @@ if [ "${FWD:-1}" = 1 ]; then
   echo "v3-infer-fp8 logits of 1024 tokens, $KNOB=0 vs 1: $r" | tee -a "$OUT/checks.txt"
   rm -f /dev/shm/logits-*.safetensors
 fi
-for rep in 1 2; do
+for rep in $([ "${TIMING:-1}" = 1 ] && echo 1 2); do
   for v in 0 default; do
     if [ $v = 0 ]; then set -- env $KNOB=0; else set -- env; fi
     r=$("$@" timeout 120 $RUN time bench-artifacts/v3-infer-fp8 --random-weights 1 \

@@ -4528,6 +4528,32 @@ fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ T
   // Turn t = 2 kb + h: the first consumer issues each half's batch, then
   // the second (named barrier 1: the first's turn, 2: the second's).
   const int turns = 2 * nb;
+  // A consumer whose 64 rows all lie past the tile's (an expert's last
+  // tile of 64 rows or fewer: in the 4 x 2048 prefill about every other
+  // expert's, at decode-sized batches nearly every tile) issues no MMAs:
+  // it waits for each slot, takes its turns and frees the slot, so the
+  // phases and the other consumer's turns run as before. Warpgroup-uniform,
+  // and a branch around the whole K loop (MMAs under a branch inside it
+  // are serialized by ptxas): its own loop, the live one's turns and slot
+  // hand-offs without the MMAs.
+  if (rowBegin + cw * 64 >= rowEnd) {
+    for (int kb = 0; kb < nb; ++kb) {
+      const int s = kb % Stages, t = 2 * kb;
+      mbarWait(&full[s], (kb / Stages) & 1);
+      if (pingpong) {
+        if (cw == 1 || t > 0)
+          namedBarSync(1 + cw, 256);
+        if (cw == 0 || t + 1 < turns)
+          namedBarArrive(2 - cw, 256);
+        namedBarSync(1 + cw, 256);
+        if (cw == 0 || t + 2 < turns)
+          namedBarArrive(2 - cw, 256);
+      }
+      if ((tid & 127) == 0)
+        mbarArrive(&empty[s]);
+    }
+    return; // no rows to store
+  }
   for (int kb = 0; kb < nb; ++kb) {
     int s = kb % Stages;
     // The scales first: their loads overlap the wait and the MMAs.
