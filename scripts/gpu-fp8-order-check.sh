@@ -19,8 +19,9 @@
 #    same order, so the bench slice's FP8 logits of 1024 tokens (plain and
 #    gated kernels, dense and grouped) must be bitwise equal.
 # 3. FP8 prefill 4 x 2048 alternating KNOB=0 and the default; (NCU=1) Nsight
-#    Compute on both. GEMM=0 skips 1. but the audit, TIMING=0 skips 3.'s
-#    timing (a call that goes on to the benchmark).
+#    Compute on both.
+# GEMM=0 skips 1.'s fp8-gemm runs (not the audit), TIMING=0 skips 3.'s
+# timing: for a call that goes on to the benchmark.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 KNOB=${KNOB:-DSV3_FP8_PINGPONG}
