@@ -9,6 +9,12 @@
 
 typedef long long i64;
 
+// The layout constants the runtime sizes launches by (stages, pads): dsv3c
+// embeds dsv3_kernel_layout.h ahead of this file, so NVRTC never opens it.
+#ifndef DSV3_KERNEL_LAYOUT_H
+#include "dsv3_kernel_layout.h"
+#endif
+
 #ifndef INFINITY
 #define INFINITY __int_as_float(0x7f800000)
 #endif
@@ -1502,8 +1508,8 @@ __global__ void mla_decode_split(const float *qt, const float *cache, const i64 
 /// 8 different banks apart and the 8-byte stores and loads of a half-warp
 /// are one wavefront. At KT floats every g landed on the same banks: 8-way
 /// conflicts, 38% of the staged kernel's shared wavefronts excessive
-/// (Nsight Compute, H200). The runtime's mlaDecodeStagedSmem counts the same.
-#define DSV3_DECODE_RED_PAD 8
+/// (Nsight Compute, H200). DSV3_DECODE_RED_PAD (dsv3_kernel_layout.h), which
+/// the runtime's mlaDecodeStagedSmem counts too.
 
 /// The absorbed decode on tensor cores, shared by mla_decode_mma and
 /// mla_decode_mma_staged (so that both compute the same bits): a group of 4
@@ -3467,7 +3473,6 @@ gemm_bf16_tc(const unsigned short *xb, const unsigned short *W, const unsigned s
 /// and one step's MMAs left in flight (wait_group 1) while the next are
 /// issued: the slot a copy overwrites was read by MMAs two steps back,
 /// which both warpgroups have waited for before the step's barrier.
-#define DSV3_WG_STAGES 5
 /// The warpgroup MMA's ordering points: registers written before
 /// wgmmaFence are what the MMAs issued after it read; wgmmaCommit closes
 /// the MMAs issued since the last one into a group; wgmmaWait<N> returns
@@ -3670,7 +3675,7 @@ gemm_bf16_wgmma(const unsigned short *xb, const unsigned short *W, const unsigne
   // Weight rows of a tile (Wide: 256, each warpgroup m64n256), output
   // columns (gated: half), stages, and the accumulators a thread holds.
   constexpr int BW = Wide ? 256 : 128, BN = Gated ? BW / 2 : BW, NR = BW / 2;
-  constexpr int Stages = Wide ? 4 : DSV3_WG_STAGES, Ahead = Stages - 2;
+  constexpr int Stages = Wide ? DSV3_WG_WIDE_STAGES : DSV3_WG_STAGES, Ahead = Stages - 2;
   constexpr int TileA = 128 * 64, Stage = TileA + BW * 64;
   extern __shared__ __align__(1024) float wgSmem[];
   // 1024-byte alignment of every tile (the swizzle pattern repeats per 1 KB).
@@ -4032,7 +4037,6 @@ __device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, 
 /// (multiples of 64, zero-padded by the caller) into y + z * yBatch.
 /// Form: 1 gated; 3 gated with y stored as bf16 (for a bf16 GEMM reading
 /// it: DevTensor::Storage::Bf16); 0 plain.
-#define DSV3_TMA_STAGES 4
 template <int Form>
 __global__ void __launch_bounds__(384, 1)
 gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
@@ -4273,7 +4277,6 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
 /// 64 output columns: one kernel for both GEMMs, no fp32 gate and up
 /// written and read back by a SwiGLU pass (br % 64 == 0: a tile's rows
 /// share their scales).
-#define DSV3_FP8_TMA_STAGES 6
 template <int Gated>
 __global__ void __launch_bounds__(384, 1)
 fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
@@ -4448,7 +4451,6 @@ __device__ __forceinline__ void promoteHalf(float (&acc)[128], const float (&par
 /// fp8_gemm_tma (a block's four k32 MMAs, then its promotion).
 /// Form: 0 plain, 1 gated, 3 gated storing e4m3 codes into y and their
 /// 1x128 scales into ysa (wgmmaStoreGatedE4m3: N % 128 == 0).
-#define DSV3_FP8_WIDE_STAGES 4
 template <int Form>
 __global__ void __launch_bounds__(384, 1)
 fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
@@ -4615,7 +4617,6 @@ fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ T
 /// blockIdx.z summing only its own K blocks (its 128-token tiles among
 /// every expert's, expertTileRange over counts; K = all tiles' tokens, the
 /// operands padded with zeros to whole tiles) into y + e * rows * N.
-#define DSV3_FP8_TC_STAGES 3
 template <int PerRow>
 __global__ void __launch_bounds__(512)
 fp8_gemm_tc(const unsigned char *xq, const float *sa, const unsigned char *W, const float *sw,

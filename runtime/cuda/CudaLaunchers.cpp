@@ -12,6 +12,7 @@
 
 #include "runtime/cuda/CublasLt.h"
 
+#include "codegen/kernels/dsv3_kernel_layout.h"
 #include "runtime/Error.h"
 #include "runtime/host/HostMath.h"
 
@@ -21,17 +22,19 @@
 
 namespace dsv3rt::cuda {
 
-/// Dynamic shared memory of the wgmma GEMMs (gemm_bf16_wgmma,
-/// fp8_gemm_wgmma): DSV3_WG_STAGES (dsv3_kernels.cuh) stages of two
-/// 128 x 128-byte operand tiles, plus 1 KB to align them to the swizzle;
-/// the wide bf16 form four stages of 128 + 256 rows x 128 bytes.
-constexpr size_t kWgmmaSmem = 5 * 2 * 128 * 128 + 1024;
-constexpr size_t kWgmmaWideSmem = 4 * (128 + 256) * 128 + 1024;
-/// fp8_gemm_tma: DSV3_FP8_TMA_STAGES (6) stages of two 128 x 128-byte tiles.
-constexpr size_t kFp8TmaSmem = 6 * 2 * 128 * 128 + 1024;
-/// fp8_gemm_tma_wide: DSV3_FP8_WIDE_STAGES (4) stages of 128 + 256 rows x
-/// 128 bytes.
-constexpr size_t kFp8TmaWideSmem = 4 * (128 + 256) * 128 + 1024;
+/// Dynamic shared memory of the warpgroup-MMA GEMMs, from the kernels' own
+/// stage counts (codegen/kernels/dsv3_kernel_layout.h), plus 1 KB to align
+/// the tiles to the 128B swizzle: gemm_bf16_wgmma / fp8_gemm_wgmma, stages
+/// of two 128 x 128-byte operand tiles (the wide bf16 form 128 + 256 rows x
+/// 128 bytes); gemm_bf16_tma and fp8_gemm_tma_wide 128 + 256 rows;
+/// fp8_gemm_tma two 128 x 128-byte tiles; fp8_gemm_tc two 128 x 144-byte
+/// tiles (no swizzle).
+constexpr size_t kWgmmaSmem = DSV3_WG_STAGES * 2 * 128 * 128 + 1024;
+constexpr size_t kWgmmaWideSmem = DSV3_WG_WIDE_STAGES * (128 + 256) * 128 + 1024;
+constexpr size_t kBf16TmaSmem = DSV3_TMA_STAGES * (128 + 256) * 128 + 1024;
+constexpr size_t kFp8TmaSmem = DSV3_FP8_TMA_STAGES * 2 * 128 * 128 + 1024;
+constexpr size_t kFp8TmaWideSmem = DSV3_FP8_WIDE_STAGES * (128 + 256) * 128 + 1024;
+constexpr size_t kFp8TcSmem = DSV3_FP8_TC_STAGES * 2 * 128 * 144;
 
 /// Row tiles a group of the 128-row GEMMs' grid walks before the next
 /// column tiles (gemmTile in dsv3_kernels.cuh); DSV3_GEMM_TILE_GROUP sets it.
@@ -403,7 +406,7 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     unsigned tiles = gemmRowTiles(what, rows, E);
     s.launch(w.br == 1 ? "dsv3::fp8_gemm_tc<1>" : "dsv3::fp8_gemm_tc<0>",
              {unsigned((N + 127) / 128), tiles, 1}, {512, 1, 1},
-             size_t(3 * 2 * 128 * 144),
+             kFp8TcSmem,
              argv(xq, sa, w.w, w.scale, b, res, y, rows, nN, nK, br, counts, e, gemmTileGroup()),
              what);
     return;
@@ -544,7 +547,7 @@ bool fp8WgradGrouped(CudaSession &s, const std::string &what, CUdeviceptr dy, CU
   // z sums its own tiles into dW + z N K.
   s.launch(inst("fp8_gemm_tc", {2}),
            {unsigned((K + 127) / 128), unsigned((N + 127) / 128), unsigned(E)}, {512, 1, 1},
-           size_t(3 * 2 * 128 * 144),
+           kFp8TcSmem,
            argv(aq, sa, bq, sb, none, dW, dW, N, nK, nKp, br, counts, nE, gemmTileGroup()), what);
   return true;
 }
@@ -800,7 +803,7 @@ void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CU
     Dim3 grid = {unsigned(tilesX), unsigned(tilesY), 1};
     if (persistent && all > s.multiprocessors())
       grid = {unsigned(s.multiprocessors()), 1, 1};
-    s.launch(bf16TmaName(Wu != 0, bf16Out), grid, {384, 1, 1}, kWgmmaWideSmem,
+    s.launch(bf16TmaName(Wu != 0, bf16Out), grid, {384, 1, 1}, kBf16TmaSmem,
              argv(mapA, mapB, mapBu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup(),
                   noSegments, noBatch, tilesX, tilesY),
              what);
@@ -963,7 +966,7 @@ bool bf16SegmentedGemm(CudaSession &s, const std::string &what, const GemmArgs &
   i64 yBatch = g.sCb;
   int tilesX = int((N + 255) / 256), tilesY = int(gemmRowTiles(what, M, 0));
   s.launch(bf16TmaName(false), {unsigned(tilesX), unsigned(tilesY), unsigned(E)},
-           {384, 1, 1}, kWgmmaWideSmem,
+           {384, 1, 1}, kBf16TmaSmem,
            argv(mapA, mapB, mapB, none, res, y, M, nN, nK, none, nE, gemmTileGroup(), pseg,
                 yBatch, tilesX, tilesY),
            what);

@@ -10,6 +10,8 @@
 #ifndef DSV3_RUNTIME_CUDA_KERNELNAMES_H
 #define DSV3_RUNTIME_CUDA_KERNELNAMES_H
 
+#include "codegen/kernels/dsv3_kernel_layout.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -311,10 +313,9 @@ constexpr DecodeStagedTile kDecodeStagedTiles[] = {{32, 2, 2}, {32, 2, 4}};
 inline size_t mlaDecodeStagedSmem(const MlaDims &d, DecodeStagedTile t) {
   int64_t w = d.r + d.dr, wp = mlaPad16(w), rp = (d.r + 63) / 64 * 64;
   int64_t cw = wp > rp ? wp : rp;
-  // The score sums' rows are padded by 8 floats (the kernels'
-  // DSV3_DECODE_RED_PAD).
+  // The score sums' rows are padded by DSV3_DECODE_RED_PAD floats.
   return size_t(t.stages * t.keys * w * 4 + t.keys * (cw + 8) * 2 +
-                t.groups * 4 * 16 * (t.keys + 8) * 4);
+                t.groups * 4 * 16 * (t.keys + DSV3_DECODE_RED_PAD) * 4);
 }
 inline bool mlaDecodeStagedFits(const MlaDims &d, DecodeStagedTile t) {
   return mlaDecodeMmaFits(d) && (d.r + d.dr) % 4 == 0 && d.nh > 16 * (t.groups - 1) &&

@@ -1,0 +1,27 @@
+// dsv3_kernel_layout.h - the kernels' shared-memory layout constants that the
+// runtime sizes launches by: one definition for both sides.
+//
+// dsv3_kernels.cuh is compiled by NVRTC from a string embedded in dsv3c
+// (codegen/CMakeLists.txt puts this file first in it); the runtime's
+// launchers (runtime/cuda) include it. Plain macros: no host or device
+// headers, valid C++ for both compilers.
+#ifndef DSV3_KERNEL_LAYOUT_H
+#define DSV3_KERNEL_LAYOUT_H
+
+/// gemm_bf16_wgmma / fp8_gemm_wgmma: pipeline stages of two 128 x 128-byte
+/// operand tiles; the wide bf16 form's stages of 128 + 256 rows x 128 bytes.
+#define DSV3_WG_STAGES 5
+#define DSV3_WG_WIDE_STAGES 4
+/// gemm_bf16_tma: stages of 128 + 256 rows x 128 bytes.
+#define DSV3_TMA_STAGES 4
+/// fp8_gemm_tma: stages of two 128 x 128-byte tiles.
+#define DSV3_FP8_TMA_STAGES 6
+/// fp8_gemm_tma_wide: stages of 128 + 256 rows x 128 bytes.
+#define DSV3_FP8_WIDE_STAGES 4
+/// fp8_gemm_tc: stages of two 128 x 144-byte tiles (rows padded).
+#define DSV3_FP8_TC_STAGES 3
+/// The decode attention's score sums (decodeMmaTile's red): a head's row
+/// is the key tile plus this many floats (bank-conflict padding).
+#define DSV3_DECODE_RED_PAD 8
+
+#endif // DSV3_KERNEL_LAYOUT_H
