@@ -1047,22 +1047,11 @@ void stridedGemm(CudaSession &s, const std::string &what, const GemmArgs &g) {
              what);
 }
 
-/// Whether rms_norm_rows (a row's values in registers: x read once; the
-/// same bits as rms_norm) also takes rows past the few of a decode step
-/// (rms_norm reads each row twice, the second time from L2: 8192 x 7168
-/// took ~235 us on an H200, ~2x its bytes at HBM speed).
-/// DSV3_RMS_NORM_ROWS=0: only for the few rows (DSV3_FEW_ROW_KERNELS).
-bool rmsNormRowsForMany() {
-  static const bool on = envNotZero("DSV3_RMS_NORM_ROWS");
-  return on;
-}
-
 void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
              CUdeviceptr y, i64 rows, int64_t N, float eps, bool bf16) {
   i64 ld = N;
   std::string name = rmsNormName(N, bf16);
-  const bool few = rows <= kFewRows && fewRowKernels();
-  if ((few || (rows > kFewRows && rmsNormRowsForMany())) && rmsNormRowsFits(N) &&
+  if (rows <= kFewRows && fewRowKernels() && rmsNormRowsFits(N) &&
       s.hasFunction(rmsNormRowsName(N, bf16)))
     name = rmsNormRowsName(N, bf16);
   s.launch(name, {unsigned(rows), 1, 1}, {256, 1, 1}, 0, argv(x, w, y, rows, eps, ld, ld), what);
