@@ -4261,6 +4261,46 @@ fp8_gemm_wgmma(const unsigned char *xq, const float *sa, const unsigned char *W,
 #endif
 }
 
+/// The tile of an FP8 TMA GEMM block (fp8_gemm_tma, fp8_gemm_tma_wide):
+/// its column tile tn, rows [rowBegin, rowEnd) and expert, with the weight
+/// scales sw (and, gated, swu) moved to the expert's; false where the block
+/// has no rows (a grouped grid's tiles past the last expert's).
+template <int Gated>
+__device__ __forceinline__ bool fp8TmaTile(int tileGroup, const i64 *counts, int E, i64 rows,
+                                           int N, int br, int nb, unsigned &tn, i64 &rowBegin,
+                                           i64 &rowEnd, int &expert, const float *&sw,
+                                           const float *&swu) {
+  unsigned tm;
+  gemmTile(tileGroup, tn, tm);
+  rowBegin = i64(tm) * 128;
+  rowEnd = rows;
+  expert = 0;
+  if (counts) {
+    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
+      return false;
+    sw += i64(expert) * ((N + br - 1) / br) * nb;
+    if (Gated)
+      swu += i64(expert) * ((N + br - 1) / br) * nb;
+  }
+  return rowBegin < rowEnd;
+}
+/// The slots' mbarriers of a warp-specialized GEMM block, initialized by
+/// its first thread before any is used: full[s] completes with the
+/// producer's one arrival (and its copies' bytes), empty[s] with the two
+/// consumer warpgroups'.
+template <int Stages>
+__device__ __forceinline__ void initSlotBarriers(unsigned long long *full,
+                                                 unsigned long long *empty) {
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < Stages; ++s) {
+      mbarInit(&full[s], 1);
+      mbarInit(&empty[s], 2);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+}
+
 /// fp8_gemm_wgmma fed by TMA and warp-specialized (sm_90a), as
 /// gemm_bf16_tma: warpgroup 0's first thread copies each 128-wide K block
 /// (A: 128 rows, B: 128 weight rows, e4m3, 128B-swizzled) into one of
@@ -4291,28 +4331,14 @@ fp8_gemm_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
   __shared__ __align__(8) unsigned long long full[Stages], empty[Stages];
   const int nb = (K + 127) / 128;
-  unsigned tn, tm;
-  gemmTile(tileGroup, tn, tm);
-  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
-  int expert = 0;
-  if (counts) {
-    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
-      return;
-    sw += i64(expert) * ((N + br - 1) / br) * nb;
-    if (Gated)
-      swu += i64(expert) * ((N + br - 1) / br) * nb;
-  }
-  if (rowBegin >= rowEnd)
+  unsigned tn;
+  i64 rowBegin, rowEnd;
+  int expert;
+  if (!fp8TmaTile<Gated>(tileGroup, counts, E, rows, N, br, nb, tn, rowBegin, rowEnd, expert,
+                         sw, swu))
     return;
   const int n0 = int(tn) * BN, tid = threadIdx.x, wg = tid >> 7;
-  if (tid == 0) {
-    for (int s = 0; s < Stages; ++s) {
-      mbarInit(&full[s], 1);
-      mbarInit(&empty[s], 2);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  initSlotBarriers<Stages>(full, empty);
   if (wg == 0) {
     if (tid == 0) {
       const int wrow = expert * N + n0;
@@ -4467,28 +4493,14 @@ fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ T
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
   __shared__ __align__(8) unsigned long long full[Stages], empty[Stages];
   const int nb = (K + 127) / 128;
-  unsigned tn, tm;
-  gemmTile(tileGroup, tn, tm);
-  i64 rowBegin = i64(tm) * 128, rowEnd = rows;
-  int expert = 0;
-  if (counts) {
-    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
-      return;
-    sw += i64(expert) * ((N + br - 1) / br) * nb;
-    if (Gated)
-      swu += i64(expert) * ((N + br - 1) / br) * nb;
-  }
-  if (rowBegin >= rowEnd)
+  unsigned tn;
+  i64 rowBegin, rowEnd;
+  int expert;
+  if (!fp8TmaTile<Gated>(tileGroup, counts, E, rows, N, br, nb, tn, rowBegin, rowEnd, expert,
+                         sw, swu))
     return;
   const int n0 = int(tn) * BN, tid = threadIdx.x, wg = tid >> 7;
-  if (tid == 0) {
-    for (int s = 0; s < Stages; ++s) {
-      mbarInit(&full[s], 1);
-      mbarInit(&empty[s], 2);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  initSlotBarriers<Stages>(full, empty);
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (tid == 0) {
