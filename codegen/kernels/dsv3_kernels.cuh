@@ -4020,6 +4020,23 @@ __device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, 
                : "memory");
 }
 
+/// The slots' mbarriers of a warp-specialized GEMM block, initialized by
+/// its first thread before any is used: full[s] completes with the
+/// producer's one arrival (and its copies' bytes), empty[s] with the two
+/// consumer warpgroups'.
+template <int Stages>
+__device__ __forceinline__ void initSlotBarriers(unsigned long long *full,
+                                                 unsigned long long *empty) {
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < Stages; ++s) {
+      mbarInit(&full[s], 1);
+      mbarInit(&empty[s], 2);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+}
+
 /// gemm_bf16_wgmma's wide form fed by the Tensor Memory Accelerator and
 /// warp-specialized (sm_90a): warpgroup 0 is the producer, one thread of
 /// it issuing each K step's TMA copies (A: 128 rows x 64, B: 256 weight
@@ -4062,14 +4079,7 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
     if (res)
       res += z * yBatch;
   }
-  if (tid == 0) {
-    for (int s = 0; s < Stages; ++s) {
-      mbarInit(&full[s], 1);
-      mbarInit(&empty[s], 2);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  initSlotBarriers<Stages>(full, empty);
   // The tiles this block computes: tile L, L + blocks, ... of tilesX x
   // tilesY (one when the grid has a block a tile; persistent when the grid
   // is smaller: the producer then copies the next tile's K steps while the
@@ -4283,22 +4293,6 @@ __device__ __forceinline__ bool fp8TmaTile(int tileGroup, const i64 *counts, int
       swu += i64(expert) * ((N + br - 1) / br) * nb;
   }
   return rowBegin < rowEnd;
-}
-/// The slots' mbarriers of a warp-specialized GEMM block, initialized by
-/// its first thread before any is used: full[s] completes with the
-/// producer's one arrival (and its copies' bytes), empty[s] with the two
-/// consumer warpgroups'.
-template <int Stages>
-__device__ __forceinline__ void initSlotBarriers(unsigned long long *full,
-                                                 unsigned long long *empty) {
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < Stages; ++s) {
-      mbarInit(&full[s], 1);
-      mbarInit(&empty[s], 2);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
 }
 
 /// fp8_gemm_wgmma fed by TMA and warp-specialized (sm_90a), as
