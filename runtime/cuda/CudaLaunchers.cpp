@@ -560,13 +560,6 @@ bool fp8GatedTma(CudaSession &s, const Fp8Weight &w) {
   return on && w.br % 64 == 0 && s.hasFunction("dsv3::fp8_gemm_tma<1>");
 }
 
-/// SwiGLU of two FP8 GEMMs (gate, up), the activations quantized once for
-/// both (or as `stored` holds them: codes and scales a producer wrote,
-/// DevTensor::Storage::E4m3): on the TMA schedule one kernel
-/// (fp8_gemm_tma<1>; bitwise the two GEMMs and the SwiGLU pass, FP8 prefill
-/// 4 x 2048 of the bench slice 71.2 -> 70.0 ms on an H200, though the
-/// fused kernel alone is ~8% slower than the two GEMMs it replaces), else
-/// the two GEMMs through the workspace and a SwiGLU pass.
 /// Whether fp8GatedGemm runs fp8_gemm_tma_wide<1> (or <3>).
 bool fp8GatedWide(CudaSession &s, const Fp8Weight &wg, i64 rows, int64_t N, int64_t K,
                   int64_t E) {
@@ -637,6 +630,14 @@ void storedFp8Gemm(CudaSession &s, const std::string &what, const DevTensor &x,
   fp8GemmQuantized(s, what, q, sched, fw, b, y, rows, N, K, res, counts, E);
 }
 
+/// SwiGLU of two FP8 GEMMs (gate, up), the activations quantized once for
+/// both (or as `stored` holds them: codes and scales a producer wrote,
+/// DevTensor::Storage::E4m3): on the TMA schedule one kernel
+/// (fp8_gemm_tma_wide<1> with 128 gate and 128 up rows a tile where
+/// fp8GatedWide, else fp8_gemm_tma<1>; bitwise the two GEMMs and the
+/// SwiGLU pass), else the two GEMMs through the workspace and a SwiGLU
+/// pass. yScales: y is stored as e4m3 codes with their scales there
+/// (fp8_gemm_tma_wide<3>; fp8GatedOutputStorage decides).
 void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
                   const Fp8Weight &wg, const Fp8Weight &wu, CUdeviceptr y, i64 rows, int64_t N,
                   int64_t K, CUdeviceptr counts = 0, int64_t E = 0,
