@@ -417,7 +417,23 @@ __global__ void cross_entropy_grad(const float *logits, const i64 *labels,
   float mx, sum;
   blockMaxSumExp(x, V, mx, sum);
   float factor = *dloss * scale / *count;
-  for (i64 c = threadIdx.x; c < V; c += blockDim.x)
+  i64 done = 0;
+  if (V % 4 == 0 && ((reinterpret_cast<unsigned long long>(x) |
+                      reinterpret_cast<unsigned long long>(d)) & 15) == 0) {
+    // 16-byte loads and stores (the same arithmetic per element).
+    const float4 *x4 = reinterpret_cast<const float4 *>(x);
+    float4 *d4 = reinterpret_cast<float4 *>(d);
+    for (i64 c = threadIdx.x; c < V / 4; c += blockDim.x) {
+      const float4 v = x4[c];
+      const i64 t = target - 4 * c; // the target's place in this vector
+      d4[c] = make_float4(factor * (expf(v.x - mx) / sum - (t == 0 ? 1.f : 0.f)),
+                          factor * (expf(v.y - mx) / sum - (t == 1 ? 1.f : 0.f)),
+                          factor * (expf(v.z - mx) / sum - (t == 2 ? 1.f : 0.f)),
+                          factor * (expf(v.w - mx) / sum - (t == 3 ? 1.f : 0.f)));
+    }
+    done = V;
+  }
+  for (i64 c = done + threadIdx.x; c < V; c += blockDim.x)
     d[c] = factor * (expf(x[c] - mx) / sum - (c == target ? 1.f : 0.f));
 }
 
@@ -855,44 +871,95 @@ __global__ void mla_grad_key(const float *q, const float *latent, const float *u
 /// GEMMs read them (K-contiguous rows of Kp >= K, zero past K: the GEMMs
 /// take K in steps of 8). dst[z][c][r] = src[z][r][c] for r < rows, c <
 /// cols, 0 for rows <= r < dstLd (source rows ld apart, batches srcBatch
-/// floats apart; dst rows dstLd apart, batches cols x dstLd apart): a 32 x
-/// 32 tile per block of 256 threads through shared memory, so that reads
-/// and writes both coalesce.
+/// floats apart; dst rows dstLd apart, batches cols x dstLd apart): a 64 x
+/// 64 tile (Tile) per block of 256 threads through shared memory, so that
+/// reads and writes both coalesce: 16-byte loads where the rows allow, and
+/// 16-byte stores (8 columns) where nothing is segmented.
 /// With seg (training's per-expert weight gradients: source rows grouped
 /// by expert, seg [segs + 1] offsets), source row r of segment e goes to
 /// column r - seg[e] + pseg[e] (pseg: the segments padded to 64, from
 /// padded_segments; zero_segment_pads zeroes the columns in between).
-template <int Unused>
-__global__ void to_bf16_transposed(const float *src, i64 ld, i64 srcBatch, i64 rows, i64 cols,
-                                   i64 dstLd, unsigned short *dst, const i64 *seg,
-                                   const i64 *pseg, i64 segs) {
-  __shared__ float t[32][33];
-  const i64 r0 = i64(blockIdx.y) * 32, c0 = i64(blockIdx.x) * 32, z = blockIdx.z;
-  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+template <int Tile>
+__global__ void __launch_bounds__(256)
+    to_bf16_transposed(const float *src, i64 ld, i64 srcBatch, i64 rows, i64 cols, i64 dstLd,
+                       unsigned short *dst, const i64 *seg, const i64 *pseg, i64 segs) {
+  static_assert(Tile == 64, "a block transposes 64 x 64");
+  // fp32 in shared memory, rows padded by one: the loads' and the
+  // transposed reads' bank conflicts stay two-way.
+  __shared__ float t[64][65];
+  __shared__ i64 shift[64]; // the tile's rows' destination column - source row (segments)
+  const i64 r0 = i64(blockIdx.y) * 64, c0 = i64(blockIdx.x) * 64, z = blockIdx.z;
+  const int tid = threadIdx.x;
   src += z * srcBatch;
   dst += z * cols * dstLd;
-  for (int i = ty; i < 32; i += 8) {
-    i64 r = r0 + i, c = c0 + tx;
-    t[i][tx] = r < rows && c < cols ? src[r * ld + c] : 0.f;
+  if (((ld | srcBatch) & 3) == 0 && (reinterpret_cast<unsigned long long>(src) & 15) == 0 &&
+      c0 + 64 <= cols) {
+    // 16 float4 a row, 4 a thread, all in flight before any is stored.
+    float4 v[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int i = tid + k * 256, r = i >> 4, c = (i & 15) * 4;
+      v[k] = r0 + r < rows ? *reinterpret_cast<const float4 *>(src + (r0 + r) * ld + c0 + c)
+                           : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int i = tid + k * 256, r = i >> 4, c = (i & 15) * 4;
+      t[r][c] = v[k].x;
+      t[r][c + 1] = v[k].y;
+      t[r][c + 2] = v[k].z;
+      t[r][c + 3] = v[k].w;
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < 16; ++k) {
+      const int i = tid + k * 256, r = i >> 6, c = i & 63;
+      t[r][c] = r0 + r < rows && c0 + c < cols ? src[(r0 + r) * ld + c0 + c] : 0.f;
+    }
   }
-  __syncthreads();
-  i64 at = r0 + tx; // this lane's destination column
-  if (seg && at < rows) {
+  if (seg && tid < 64) {
+    const i64 at = r0 + tid;
     i64 lo = 0, hi = segs; // the segment e with seg[e] <= at < seg[e + 1]
     while (hi - lo > 1) {
-      i64 mid = (lo + hi) / 2;
+      const i64 mid = (lo + hi) / 2;
       if (seg[mid] <= at)
         lo = mid;
       else
         hi = mid;
     }
-    at += pseg[lo] - seg[lo];
+    shift[tid] = pseg[lo] - seg[lo];
+  }
+  __syncthreads();
+  // Destination rows c0.. (the source's columns). Unsegmented and 16-byte
+  // aligned: 8 columns a thread, a warp writing 4 rows' 64 columns.
+  // Segmented (a segment's columns start anywhere): an element a thread, a
+  // warp writing 32 consecutive columns of a row.
+  if (!seg && (dstLd & 7) == 0 && (reinterpret_cast<unsigned long long>(dst) & 15) == 0) {
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int i = tid + k * 256, m = (i & 7) * 8, c = i >> 3;
+      const i64 r = r0 + m;
+      if (c0 + c >= cols || r >= dstLd)
+        continue;
+      unsigned short *d = dst + (c0 + c) * dstLd + r;
+      if (r + 8 <= dstLd) {
+        *reinterpret_cast<uint4 *>(d) = make_uint4(
+            packBf16x2(t[m][c], t[m + 1][c]), packBf16x2(t[m + 2][c], t[m + 3][c]),
+            packBf16x2(t[m + 4][c], t[m + 5][c]), packBf16x2(t[m + 6][c], t[m + 7][c]));
+      } else {
+        for (int e = 0; r + e < dstLd; ++e)
+          d[e] = (unsigned short)(packBf16x2(t[m + e][c], 0.f) & 0xffffu);
+      }
+    }
+    return;
   }
   const i64 limit = seg ? rows : dstLd;
-  for (int i = ty; i < 32; i += 8) {
-    i64 c = c0 + i, r = r0 + tx;
-    if (c < cols && r < limit)
-      dst[c * dstLd + at] = (unsigned short)(packBf16x2(t[tx][i], 0.f) & 0xffffu);
+#pragma unroll 4
+  for (int k = 0; k < 16; ++k) {
+    const int i = tid + k * 256, r = i & 63, c = i >> 6;
+    if (c0 + c < cols && r0 + r < limit)
+      dst[(c0 + c) * dstLd + r0 + r + (seg ? shift[r] : 0)] =
+          (unsigned short)(packBf16x2(t[r][c], 0.f) & 0xffffu);
   }
 }
 

@@ -741,6 +741,18 @@ std::string bf16GemmKernel(const CudaSession &s) {
 }
 
 
+/// y [rows, K] = x (rows ldx apart; K % 2 == 0, ldx even, x 8-byte
+/// aligned) rounded to bf16: eight elements a thread where K, ldx and x
+/// allow 16-byte accesses (and the artifact has that form), else a pair.
+void launchToBf16(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx, i64 rows,
+                  i64 K, CUdeviceptr y) {
+  const bool wide = K % 8 == 0 && ldx % 4 == 0 && (x & 15) == 0 && (y & 15) == 0 &&
+                    s.hasFunction(toBf16Name(true));
+  int nK = int(K);
+  s.launch(toBf16Name(wide), {blocks(rows * K / (wide ? 8 : 2), 256), 1, 1}, {256, 1, 1}, 0,
+           argv(x, ldx, rows, nK, y), what);
+}
+
 /// x [rows, K] (row stride ldx) rounded to bf16 rows in the workspace
 /// (to_bf16), as the bf16 GEMMs read them.
 CUdeviceptr roundRowsToBf16(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
@@ -748,9 +760,7 @@ CUdeviceptr roundRowsToBf16(CudaSession &s, const std::string &what, CUdeviceptr
   if (K % 8 || ldx % 2 || (x & 7))
     fail("{}: gemm_bf16_tc needs K % 8 == 0 and aligned operands", what);
   CUdeviceptr xb = s.workspace(size_t(rows * K) * 2);
-  int nK = int(K);
-  s.launch(toBf16Name(), {blocks(rows * K / 2, 256), 1, 1}, {256, 1, 1}, 0,
-           argv(x, ldx, rows, nK, xb), what + " to bf16");
+  launchToBf16(s, what + " to bf16", x, ldx, rows, K, xb);
   return xb;
 }
 
@@ -900,7 +910,7 @@ namespace {
 bool bf16Roundable(Mat m, i64 rows, i64 cols, i64 batches, i64 batch) {
   if (m.cs == 1)
     return batches == 1 || batch == rows * m.rs;
-  return m.rs == 1 && (cols + 38) / 32 <= 65535 && batches <= 65535;
+  return m.rs == 1 && ((cols + 7) / 8 * 8 + 63) / 64 <= 65535 && batches <= 65535;
 }
 /// The view rounded into dst [batches * rows, cp] (cp: cols rounded up to
 /// 8, zero-padded).
@@ -908,9 +918,7 @@ void roundToBf16(CudaSession &s, const std::string &what, Mat m, i64 rows, i64 c
                  i64 batches, i64 batch, CUdeviceptr dst) {
   const i64 cp = (cols + 7) / 8 * 8, all = rows * batches;
   if (m.cs == 1 && cp == cols && m.rs % 2 == 0 && (m.p & 7) == 0) {
-    int nCols = int(cols);
-    s.launch(toBf16Name(), {blocks(all * cols / 2, 256), 1, 1}, {256, 1, 1}, 0,
-             argv(m.p, m.rs, all, nCols, dst), what);
+    launchToBf16(s, what, m.p, m.rs, all, cols, dst);
   } else if (m.cs == 1) {
     s.launch(inst("to_bf16_padded", {0}), {blocks(all * cp, 256), 1, 1}, {256, 1, 1}, 0,
              argv(m.p, m.rs, all, cols, cp, dst), what);
@@ -918,8 +926,8 @@ void roundToBf16(CudaSession &s, const std::string &what, Mat m, i64 rows, i64 c
     // The view's transpose is row-major: [cols, rows], rows m.cs apart.
     CUdeviceptr none = 0;
     i64 noSegs = 0;
-    s.launch(inst("to_bf16_transposed", {0}),
-             {unsigned((rows + 31) / 32), unsigned((cp + 31) / 32), unsigned(batches)},
+    s.launch(toBf16TransposedName(),
+             {unsigned((rows + 63) / 64), unsigned((cp + 63) / 64), unsigned(batches)},
              {256, 1, 1}, 0, argv(m.p, m.cs, batch, cols, rows, cp, dst, none, none, noSegs),
              what);
   }
@@ -937,7 +945,7 @@ bool bf16SegmentedGemm(CudaSession &s, const std::string &what, const GemmArgs &
     return false;
   const i64 E = g.segs, R = g.K, M = g.M, N = g.N;
   const i64 Kmax = (R + 64 * E + 63) / 64 * 64; // every segment padded to 64
-  if ((R + 31) / 32 > 65535 || Kmax > 0x7fffffff)
+  if ((R + 63) / 64 > 65535 || Kmax > 0x7fffffff)
     return false;
   CUdeviceptr pseg = s.workspace(size_t(E + 1) * 8);
   s.launch(inst("padded_segments", {0}), {1, 1, 1}, {32, 1, 1}, 0, argv(g.seg, E, pseg), what);
@@ -950,8 +958,8 @@ bool bf16SegmentedGemm(CudaSession &s, const std::string &what, const GemmArgs &
   auto round = [&](Mat m, i64 cols, CUdeviceptr dst) {
     if (!padsOnly)
       zero(s, dst, cols * Kmax / 2, what);
-    s.launch(inst("to_bf16_transposed", {0}),
-             {unsigned((cols + 31) / 32), unsigned((R + 31) / 32), 1}, {256, 1, 1}, 0,
+    s.launch(toBf16TransposedName(),
+             {unsigned((cols + 63) / 64), unsigned((R + 63) / 64), 1}, {256, 1, 1}, 0,
              argv(m.p, m.cs, noBatch, R, cols, Kmax, dst, g.seg, pseg, E), what + " (to bf16)");
     if (padsOnly)
       s.launch(inst("zero_segment_pads", {0}), {unsigned((cols + 3) / 4), unsigned(E), 1},

@@ -88,7 +88,12 @@ inline std::string gemmAnyName(int mode, bool accumulate) {
 inline std::string bf16TcName(bool gated) {
   return gated ? "dsv3::gemm_bf16_tc<1>" : "dsv3::gemm_bf16_tc<0>";
 }
-inline std::string toBf16Name() { return "dsv3::to_bf16<0>"; }
+/// to_bf16: a pair of elements a thread, or (wide) eight.
+inline std::string toBf16Name(bool wide = false) {
+  return wide ? "dsv3::to_bf16<1>" : "dsv3::to_bf16<0>";
+}
+/// to_bf16_transposed on 64 x 64 tiles.
+inline std::string toBf16TransposedName() { return "dsv3::to_bf16_transposed<64>"; }
 /// Columns of strided rows copied (the absorbed decode's rope query).
 inline std::string copyColumnsName() { return "dsv3::copy_columns<0>"; }
 /// Hopper's form (wide: 256 weight rows a tile).
@@ -102,6 +107,7 @@ inline std::string bf16TmaName(bool gated, bool bf16Out = false) {
 }
 inline void addBf16Tc(std::vector<std::string> &out, bool gated) {
   out.push_back(toBf16Name());
+  out.push_back(toBf16Name(true));
   out.push_back(bf16TcName(gated));
   out.push_back(bf16WgmmaName(gated, false));
   out.push_back(bf16WgmmaName(gated, true));
@@ -395,7 +401,7 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
   // (and so the artifact's forward GEMMs too) on the bf16 kernels.
   auto withBf16 = [&](std::vector<std::string> out) {
     addBf16Tc(out, false);
-    out.push_back(g("to_bf16_transposed"));
+    out.push_back(toBf16TransposedName());
     out.push_back(g("to_bf16_padded"));
     out.push_back(g("padded_segments"));
     out.push_back(g("zero_segment_pads"));
