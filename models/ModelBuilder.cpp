@@ -265,10 +265,11 @@ Value ModelBuilder::attention(Value x, const std::string &prefix, int64_t mtp,
   FloatAttr scale = b.getF64FloatAttr(c.softmaxScale());
   FloatAttr eps = b.getF64FloatAttr(1e-6); // q_a/kv_a norms: always 1e-6
   if (!cache)
-    return LatentAttentionOp::create(b, loc, x.getType(), x, qa, qaNorm, q, kva,
-                                     kvaNorm, kvb, o, qaBias, kvaBias, oBias,
+    return LatentAttentionOp::create(b, loc, x.getType(), TypeRange(), x, qa, qaNorm, q,
+                                     kva, kvaNorm, kvb, o, qaBias, kvaBias, oBias,
                                      i64(nh), qLora, i64(r), i64(dn), i64(dr),
-                                     i64(dv), scale, ropeAttr(), eps);
+                                     i64(dv), scale, ropeAttr(), eps, UnitAttr())
+        .getResult();
   auto op = LatentAttentionDecodeOp::create(
       b, loc, x.getType(), cache.getType(), x, cache, pastLen, qa, qaNorm, q,
       kva, kvaNorm, kvb, o, qaBias, kvaBias, oBias, i64(nh), qLora, i64(r),

@@ -58,6 +58,16 @@ SmallVector<Shape> maxResultShapes(Operation *op, ArrayRef<Shape> in, int64_t ma
         return SmallVector<Shape>{fill(op->getResult(0).getType(),
                                        lastReplaced(in[0], 0))};
       })
+      .Case([&](LatentAttentionOp) {
+        // The result and the saved output like the hidden state; the saved
+        // log-sum-exp [batch, heads, seq].
+        SmallVector<Shape> out;
+        for (Value r : op->getResults())
+          out.push_back(fill(r.getType(), out.size() == 2
+                                              ? Shape{in[0][0], 0, in[0][1]}
+                                              : in[0]));
+        return out;
+      })
       .Case([&](MoeRouteOp) {
         Shape s = {in[0][0], in[0][1], 0};
         return SmallVector<Shape>{fill(op->getResult(0).getType(), s),

@@ -41,6 +41,11 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       llvm::cl::desc("training: each loss's lm_head fused into its cross "
                      "entropy (dsv3-fuse-lm-head-loss; no full-vocabulary logits)"),
       llvm::cl::init(true)};
+  Option<bool> saveAttentionState{
+      *this, "save-attention-state",
+      llvm::cl::desc("training: each latent attention keeps its output and "
+                     "log-sum-exp for its vjp (dsv3-save-attention-state)"),
+      llvm::cl::init(true)};
   Option<double> weightDecay{*this, "weight-decay",
                              llvm::cl::desc("AdamW decoupled weight decay"),
                              llvm::cl::init(0.1)};

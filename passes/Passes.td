@@ -131,6 +131,36 @@ def Dsv3OptimizerPass : Pass<"dsv3-optimizer", "mlir::ModuleOp"> {
   ];
 }
 
+def Dsv3SaveAttentionStatePass : Pass<"dsv3-save-attention-state", "mlir::ModuleOp"> {
+  let summary = "keep each latent attention's output and log-sum-exp for its vjp";
+  let description = [{
+    After `dsv3-autodiff`: a `dsv3.latent_attention` whose `dsv3.vjp` reads
+    the same primals in the same function gets `save_for_backward`, and so
+    two more results, the attention output before `o_proj` ([batch, seq,
+    num_heads * v_head_dim]) and each query's log-sum-exp ([batch,
+    num_heads, seq]); the vjp takes them after its primals (its params gain
+    `save_for_backward`). The backward then skips the attention's forward
+    (the log-sum-exp the flash-style backward needs, the output for dW_o and
+    delta = dO . o), at the cost of keeping both until the backward:
+    8 (num_heads * v_head_dim + num_heads) bytes a token and layer more at
+    peak (~1 GB a layer at 4 x 4096 tokens and V3's widths, against ~18 ms
+    of attention recomputed). Ops without a vjp (inference entries, the
+    loss-only entry) are left alone.
+
+    ```mlir
+    // before
+    %y = dsv3.latent_attention %x ... : (...) -> tensor<?x?x64xf32>
+    %g:8 = dsv3.vjp "latent_attention" (%x, ...) cotangents(%dy) ...
+    // after
+    %y, %o, %lse = dsv3.latent_attention %x ... {save_for_backward}
+        : (...) -> (tensor<?x?x64xf32>, tensor<?x?x128xf32>, tensor<?x4x?xf32>)
+    %g:8 = dsv3.vjp "latent_attention" (%x, ..., %o, %lse) cotangents(%dy)
+        ... params {save_for_backward, ...}
+    ```
+  }];
+  let statistics = [Statistic<"numSaved", "saved", "attentions whose state the vjp reads">];
+}
+
 def Dsv3RecomputeActivationsPass
     : Pass<"dsv3-recompute-activations", "mlir::ModuleOp"> {
   let summary = "recompute chosen layers' forward in the backward (activation checkpointing)";

@@ -75,6 +75,10 @@ void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,
   optimizer.biasUpdateRate = options.biasUpdateRate;
   pm.addPass(createDsv3OptimizerPass(optimizer));
   pm.addPass(createCSEPass());
+  // After CSE: the loss entry's and the gradient entry's forwards differ
+  // from here on (only the latter saves).
+  if (options.saveAttentionState)
+    pm.addPass(createDsv3SaveAttentionStatePass());
   // After the last CSE, which would merge the recomputed clones back.
   if (!options.recompute.empty() || options.activationBudget > 0) {
     Dsv3RecomputeActivationsPassOptions recompute;

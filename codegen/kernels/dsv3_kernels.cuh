@@ -764,11 +764,13 @@ __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
 /// Naive-form causal attention (SEMANTICS.md 3.6): one block per (query i,
 /// head h, sequence b); scores for every t <= i in shared memory.
 /// q [B*T, NH, DN+DR]; latent [B*T, R+DR] (its last DR are the rope keys);
-/// u [B*T, NH, DN+DV] (nope keys and values); o [B*T, NH, DV].
+/// u [B*T, NH, DN+DV] (nope keys and values); o [B*T, NH, DV]; with lse
+/// (training's saved state) each query's log-sum-exp of its scaled scores
+/// at lse[(b NH + h) T + i].
 template <int NH, int DN, int DR, int DV, int R>
 __global__ void mla_attention_prefill(const float *q, const float *latent,
                                       const float *u, float *o, i64 T,
-                                      float softmaxScale) {
+                                      float softmaxScale, float *lse) {
   extern __shared__ float scores[];
   i64 i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const float *qi = q + ((b * T + i) * NH + h) * (DN + DR);
@@ -793,6 +795,8 @@ __global__ void mla_attention_prefill(const float *q, const float *latent,
     sum += e;
   }
   sum = blockSum(sum);
+  if (lse && threadIdx.x == 0)
+    lse[(b * NH + h) * T + i] = mx + logf(sum);
   __syncthreads();
   for (int j = threadIdx.x; j < DV; j += blockDim.x) {
     float acc = 0.f;

@@ -63,15 +63,20 @@ bool useGradWgmma(CudaSession &s, const MlaDims &d) {
 void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d, CUdeviceptr Q,
                          CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
                          CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
-                         float scale, bool wgmma) {
+                         float scale, bool wgmma, CUdeviceptr savedLse) {
   const i64 nh = d.nh, dq = d.dn + d.dr, dv = d.dv, UW = nh * (d.dn + d.dv), W = d.r + d.dr;
   const i64 DQP = mlaPad16(dq), DVP = mlaPad16(dv), Tp = (T + 63) / 64 * 64;
-  const bool forwardWg = wgmma && usePrefillWgmma(s, d), backwardWg = wgmma && useGradWgmma(s, d);
+  // With the forward's saved state (O as given, savedLse [B, NH, T]) the
+  // attention is not run again.
+  const bool again = !savedLse;
+  const bool forwardWg = again && wgmma && usePrefillWgmma(s, d),
+             backwardWg = wgmma && useGradWgmma(s, d);
   auto bf16Buffer = [&](i64 n) { return s.workspace(size_t(n) * 2); };
   CUdeviceptr kb = bf16Buffer(nh * T * DQP), vb = bf16Buffer(nh * T * DVP);
   CUdeviceptr qb = bf16Buffer(nh * T * DQP), dob = bf16Buffer(nh * T * DVP);
   CUdeviceptr vt = forwardWg ? bf16Buffer(nh * dv * Tp) : 0;
-  CUdeviceptr lse = s.workspace(size_t(nh * T) * 4), delta = s.workspace(size_t(nh * T) * 4);
+  CUdeviceptr lseAgain = again ? s.workspace(size_t(nh * T) * 4) : 0,
+              delta = s.workspace(size_t(nh * T) * 4);
   CUdeviceptr past = zeroPast(s);
   const i64 none = 0;
   const unsigned tiles = unsigned((T + 127) / 128);
@@ -82,9 +87,12 @@ void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d,
     CUdeviceptr o = at(O, b * T * nh * dv), g = at(dO, b * T * nh * dv);
     CUdeviceptr dqB = at(dQ, b * T * nh * dq), du = at(dU, b * T * UW),
                 dkp = at(dKP, b * T * nh * d.dr);
+    CUdeviceptr lse = again ? lseAgain : savedLse + CUdeviceptr(b * nh * T) * 4;
     s.countBf16ActivationLaunch();
     s.launch(mlaPackKvName(d), {unsigned(T), 1, 1}, {256, 1, 1}, 0, argv(u, l, T, kb, vb), k);
-    if (forwardWg) {
+    if (!again) {
+      // o and lse: the forward's.
+    } else if (forwardWg) {
       s.launch(mlaPackVtName(d), {unsigned(Tp / 64), unsigned(nh), 1}, {256, 1, 1}, 0,
                argv(u, T, Tp, vt), k);
       s.launch(mlaPrefillWgmmaName(d), {tiles, unsigned(nh), 1}, {256, 1, 1},
@@ -561,7 +569,22 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
   MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps);
   MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps);
   auto ws = [&](i64 n) { return s.workspace(size_t(n) * 4); };
-  CUdeviceptr dO = ws(N * NO), O = ws(N * NO), dQ = ws(N * NQ);
+  // save_for_backward: the forward's attention output and log-sum-exp are
+  // the last two primals; the tensor-core backward reads them instead of
+  // running the attention again (the fp32 one recomputes both itself).
+  const bool mmaGrad = s.bf16Attention() && mlaPrefillMmaFits(d);
+  CUdeviceptr savedO = 0, savedLse = 0;
+  if (p.value("save_for_backward", false)) {
+    if (v.primals.size() < 2)
+      fail("kernel {}: save_for_backward without the saved output and log-sum-exp", k);
+    DevTensor &so = *v.primals[v.primals.size() - 2], &sl = *v.primals.back();
+    if (so.numel() != N * NO || sl.numel() != N * nh)
+      fail("kernel {}: saved attention state of {} and {} elements for {} tokens of {} heads",
+           k, so.numel(), sl.numel(), N, nh);
+    if (mmaGrad)
+      savedO = so.ptr, savedLse = sl.ptr;
+  }
+  CUdeviceptr dO = ws(N * NO), O = savedO ? savedO : ws(N * NO), dQ = ws(N * NQ);
   CUdeviceptr dU = ws(N * UW), dKP = ws(N * nh * dr), dL = ws(N * RW);
   CUdeviceptr buf = ws(N * RW);
   // A projection's input gradient y (+)= g [N, o] W [o, i] (rows ldy apart)
@@ -594,8 +617,9 @@ void latentAttentionVjp(CudaSession &s, const std::string &k, const json &p, Ins
   // Attention: dO = dy W_o, then the query side (o, dq, lse, delta) and the
   // key side (du, per-head rope-key gradients).
   dgrad(S::O, k + " dO", dy.ptr, H, NO, dO, NO, false);
-  if (s.bf16Attention() && mlaPrefillMmaFits(d))
-    mlaAttentionGradMma(s, k, d, proj.Q, lat.L, lat.U, dO, O, dQ, dU, dKP, B, T, softmaxScale);
+  if (mmaGrad)
+    mlaAttentionGradMma(s, k, d, proj.Q, lat.L, lat.U, dO, O, dQ, dU, dKP, B, T, softmaxScale,
+                        true, savedLse);
   else
     mlaAttentionGradFp32(s, k, d, proj.Q, lat.L, lat.U, dO, O, dQ, dU, dKP, B, T,
                          softmaxScale);

@@ -1799,7 +1799,18 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
   MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps);
   CUdeviceptr Q = proj.Q, A = proj.A;
-  CUdeviceptr O = s.workspace(size_t(N * d.nh * d.dv) * 4);
+  // save_for_backward (training): the attention output, as floats, and each
+  // query's log-sum-exp are the op's second and third results.
+  const bool save = !decode && out.size() == 3;
+  if (!decode && out.size() != 1 && !save)
+    fail("kernel {}: {} outputs (1, or 3 with save_for_backward)", k, out.size());
+  CUdeviceptr savedLse = 0;
+  if (save) {
+    setShape(k, *out[1], {B, T, d.nh * d.dv});
+    setShape(k, *out[2], {B, d.nh, T});
+    savedLse = out[2]->ptr;
+  }
+  CUdeviceptr O = save ? out[1]->ptr : s.workspace(size_t(N * d.nh * d.dv) * 4);
   // The tensor-core attention stores O in the form o_proj makes of it
   // first, where it has one: bf16 for gemm's bf16 tensor-core branch (half
   // the bytes, no to_bf16), e4m3 codes and scales for the FP8 tensor-core
@@ -1808,7 +1819,9 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   const Fp8Weight &fo = mw.fp8[MlaWeights::O];
   const int oSched = fo ? fp8Schedule(s, fo, N, OK, 0, -1) : -1;
   AttentionOut oStored = AttentionOut::F32;
-  if (storedOperands() && wb && !fo && N > kFewRows && useBf16Tc(s, N, OK))
+  if (save)
+    ; // the vjp reads the floats
+  else if (storedOperands() && wb && !fo && N > kFewRows && useBf16Tc(s, N, OK))
     oStored = AttentionOut::Bf16;
   else if (storedOperands() && fo && fo.bc == 128 && d.dv == 128 && oSched > 0)
     oStored = AttentionOut::E4m3;
@@ -1844,11 +1857,12 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       for (i64 b = 0; b < B; ++b)
         mlaPrefillAttention(s, k, d, true, Q + CUdeviceptr(b * T * d.nh * dq) * 4,
                             U + CUdeviceptr(b * T * UW) * 4, L + CUdeviceptr(b * T * W) * 4,
-                            past, 0, oAt(b * T), T, T, softmaxScale, 0, PrefillKernel::Auto,
-                            oForm, oScales + CUdeviceptr(b * T * d.nh) * 4);
+                            past, 0, oAt(b * T), T, T, softmaxScale,
+                            save ? savedLse + CUdeviceptr(b * d.nh * T) * 4 : 0,
+                            PrefillKernel::Auto, oForm, oScales + CUdeviceptr(b * T * d.nh) * 4);
     } else {
       s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
-               size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale), k);
+               size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale, savedLse), k);
     }
   } else {
     // Past lengths live on the device (one per sequence; run() checked

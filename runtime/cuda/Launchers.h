@@ -267,11 +267,12 @@ void mlaAttentionGradFp32(CudaSession &s, const std::string &k, const MlaDims &d
                           CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
                           float scale);
 /// `wgmma` false keeps the tensor-core form on mma.sync (the checks
-/// compare both).
+/// compare both). O is written (the attention run again) unless savedLse
+/// is given: then O and savedLse ([B, NH, T]) are the forward's, read only.
 void mlaAttentionGradMma(CudaSession &s, const std::string &k, const MlaDims &d, CUdeviceptr Q,
                          CUdeviceptr L, CUdeviceptr U, CUdeviceptr dO, CUdeviceptr O,
                          CUdeviceptr dQ, CUdeviceptr dU, CUdeviceptr dKP, i64 B, i64 T,
-                         float scale, bool wgmma = true);
+                         float scale, bool wgmma = true, CUdeviceptr savedLse = 0);
 bool useGradWgmma(CudaSession &s, const MlaDims &d);
 /// A kernel choice an environment variable can turn off: false only when
 /// `name` is set to "0".

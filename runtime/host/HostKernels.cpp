@@ -198,6 +198,16 @@ void latentAttention(const std::string &k, const json &p, Ins<Real> &in, Ins<Rea
   setShape(k, y, x.shape);
   int64_t B = x.dim(0), Tn = x.dim(1), H = m.H, nh = m.nh, dq = m.dq;
   int64_t dn = m.dn, dr = m.dr, dv = m.dv, r = m.r;
+  // save_for_backward: the output before o_proj [B, T, NH DV] and each
+  // query's log-sum-exp [B, NH, T] (the vjp here recomputes; the CUDA one
+  // reads them).
+  T<Real> *savedO = out.size() == 3 ? out[1] : nullptr, *savedLse = savedO ? out[2] : nullptr;
+  if (out.size() != 1 && !savedO)
+    fail("kernel {}: {} outputs (1, or 3 with save_for_backward)", k, out.size());
+  if (savedO) {
+    setShape(k, *savedO, {B, Tn, nh * dv});
+    setShape(k, *savedLse, {B, nh, Tn});
+  }
   std::vector<Real> Q(Tn * nh * dq), L(Tn * (r + dr)), U(Tn * nh * (dn + dv));
   std::vector<Real> tmp, z(Tn), attn(nh * dv);
   for (int64_t b = 0; b < B; ++b) {
@@ -217,7 +227,9 @@ void latentAttention(const std::string &k, const json &p, Ins<Real> &in, Ins<Rea
           const Real *kp = L.data() + t * (r + dr) + r;
           z[t] = mlaLogit(qh, kn, dn, qh + dn, kp, dr) * Real(m.scale);
         }
-        softmaxInPlace(z, i + 1);
+        Real lse = softmaxInPlace(z, i + 1);
+        if (savedLse)
+          savedLse->f[(b * nh + h) * Tn + i] = lse;
         Real *oh = attn.data() + h * dv;
         std::fill(oh, oh + dv, Real(0));
         for (int64_t t = 0; t <= i; ++t) {
@@ -226,6 +238,8 @@ void latentAttention(const std::string &k, const json &p, Ins<Real> &in, Ins<Rea
             oh[j] += z[t] * v[j];
         }
       }
+      if (savedO)
+        std::copy(attn.begin(), attn.end(), savedO->f + (b * Tn + i) * nh * dv);
       m.project(attn.data(), y.f + (b * Tn + i) * H);
     }
   }

@@ -489,12 +489,14 @@ template <typename Real> struct Rope {
   }
 };
 
-template <typename Real> void softmaxInPlace(std::vector<Real> &z, int64_t n) {
+/// z[0 .. n) = softmax(z[0 .. n)); returns log sum exp of the inputs.
+template <typename Real> Real softmaxInPlace(std::vector<Real> &z, int64_t n) {
   Real m = *std::max_element(z.begin(), z.begin() + n), sum = 0;
   for (int64_t i = 0; i < n; ++i)
     sum += (z[i] = std::exp(z[i] - m));
   for (int64_t i = 0; i < n; ++i)
     z[i] /= sum;
+  return m + std::log(sum);
 }
 
 /// Indices of the `k` largest of `v` (ties: lower index first).

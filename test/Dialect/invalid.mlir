@@ -1561,3 +1561,19 @@ dsv3.param @w_scale_inv weight_scale : tensor<3x2xf32>
 dsv3.param @w routed_experts stacked_from "e.{e}.w" : tensor<4x40x48xf8E4M3FN>
 // expected-error @+1 {{block scales 'tensor<2x3x2xf32>' do not cover the FP8 weight 'tensor<4x40x48xf8E4M3FN>': dimension 0 must be 4}}
 dsv3.param @w_scale_inv weight_scale stacked_from "e.{e}.w_scale_inv" scales @w : tensor<2x3x2xf32>
+
+// -----
+
+func.func @saved_without_flag(%x: tensor<2x8x64xf32>, %qb: tensor<96x64xf32>, %kva: tensor<40x64xf32>, %kvan: tensor<32xf32>, %kvb: tensor<128x32xf32>, %o: tensor<64x64xf32>) {
+  // expected-error @+1 {{returns 2 saved tensors; without save_for_backward none}}
+  %y, %s, %l = dsv3.latent_attention %x q(%qb) kv_a(%kva, %kvan) kv_b(%kvb) o(%o) {kv_lora_rank = 32 : i64, num_heads = 4 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, rope = #dsv3.rope<dim = 8, theta = 1.000000e+04>, softmax_scale = 0.2 : f64, v_head_dim = 16 : i64} : (tensor<2x8x64xf32>, tensor<96x64xf32>, tensor<40x64xf32>, tensor<32xf32>, tensor<128x32xf32>, tensor<64x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<2x4x8xf32>)
+  return
+}
+
+// -----
+
+func.func @saved_lse_shape(%x: tensor<2x8x64xf32>, %qb: tensor<96x64xf32>, %kva: tensor<40x64xf32>, %kvan: tensor<32xf32>, %kvb: tensor<128x32xf32>, %o: tensor<64x64xf32>) {
+  // expected-error @+1 {{saved log-sum-exp must be [batch, num_heads, seq] = [2, 4, 8], got 'tensor<2x8x4xf32>'}}
+  %y, %s, %l = dsv3.latent_attention %x q(%qb) kv_a(%kva, %kvan) kv_b(%kvb) o(%o) {kv_lora_rank = 32 : i64, num_heads = 4 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, rope = #dsv3.rope<dim = 8, theta = 1.000000e+04>, save_for_backward, softmax_scale = 0.2 : f64, v_head_dim = 16 : i64} : (tensor<2x8x64xf32>, tensor<96x64xf32>, tensor<40x64xf32>, tensor<32xf32>, tensor<128x32xf32>, tensor<64x64xf32>) -> (tensor<2x8x64xf32>, tensor<2x8x64xf32>, tensor<2x8x4xf32>)
+  return
+}

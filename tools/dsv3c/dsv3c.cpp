@@ -157,6 +157,12 @@ cl::opt<bool> fuseLoss(
              "backward's recomputed logits cost more time than the stored "
              "ones)"),
     cl::init(true), cl::cat(category));
+cl::opt<bool> saveAttention(
+    "save-attention-state",
+    cl::desc("--mode train: each latent attention keeps its output and "
+             "log-sum-exp for its backward instead of the backward running "
+             "the attention again (dsv3-save-attention-state)"),
+    cl::init(true), cl::cat(category));
 enum class Target { Host, Cuda };
 cl::opt<Target> target(
     "target", cl::desc("what the artifact carries"), cl::init(Target::Host),
@@ -555,6 +561,7 @@ int main(int argc, char **argv) {
   // opt-in there.
   pipelineOptions.fuseLmHeadLoss =
       fuseLoss.getNumOccurrences() ? bool(fuseLoss) : target != Target::Cuda;
+  pipelineOptions.saveAttentionState = saveAttention;
   if (config->fp8) {
     pipelineOptions.fp8BlockRows = config->fp8->blockRows;
     pipelineOptions.fp8BlockCols = config->fp8->blockCols;

@@ -468,8 +468,35 @@ static LogicalResult verifyLatentAttention(OpTy op) {
                      "the hidden shape");
 }
 
+/// Only the saved tensors are named (%saved): the attention's result keeps
+/// its number, so the IR of ops without save_for_backward reads as before.
+void LatentAttentionOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  if (!getSaved().empty())
+    setNameFn(getSaved().front(), "saved");
+}
+
 LogicalResult LatentAttentionOp::verify() {
-  return verifyLatentAttention(*this);
+  if (failed(verifyLatentAttention(*this)))
+    return failure();
+  size_t saved = getSaved().size();
+  if (saved != (getSaveForBackward() ? 2u : 0u))
+    return emitOpError() << "returns " << saved << " saved tensors; "
+                         << (getSaveForBackward() ? "save_for_backward needs 2 (the "
+                                                    "attention output and its log-sum-exp)"
+                                                  : "without save_for_backward none");
+  if (!saved)
+    return success();
+  auto hidden = tensorOf(getHidden());
+  int64_t B = hidden.getDimSize(0), T = hidden.getDimSize(1), NH = getNumHeads();
+  for (Value v : getSaved())
+    if (!tensorOf(v).getElementType().isF32())
+      return emitOpError() << "saved tensors must be f32, got " << v.getType();
+  if (failed(expectShape(*this, getSaved()[0], "saved attention output",
+                         {B, T, NH * int64_t(getVHeadDim())},
+                         "[batch, seq, num_heads * v_head_dim]")))
+    return failure();
+  return expectShape(*this, getSaved()[1], "saved log-sum-exp", {B, NH, T},
+                     "[batch, num_heads, seq]");
 }
 
 LogicalResult LatentAttentionDecodeOp::verify() {

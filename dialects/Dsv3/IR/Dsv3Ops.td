@@ -389,7 +389,8 @@ defvar Dsv3_MlaWeightsFormat = [{
 }];
 
 def Dsv3_LatentAttentionOp : Dsv3_Op<"latent_attention",
-    [Pure, Dsv3_Differentiable, AttrSizedOperandSegments]> {
+    [Pure, Dsv3_Differentiable, AttrSizedOperandSegments,
+     DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
   let summary = "multi-head latent attention over a whole sequence (prefill)";
   let description = [{
     DeepSeek-V2/V3 MLA (SEMANTICS.md 3): the query comes from `q_proj`
@@ -401,15 +402,24 @@ def Dsv3_LatentAttentionOp : Dsv3_Op<"latent_attention",
     and values. RoPE (`rope`) at positions 0..seq-1, causal softmax with
     `softmax_scale`, then `o_proj`.
 
+    With `save_for_backward` (`dsv3-save-attention-state`, training) the op
+    also returns what its gradient would otherwise recompute: the attention
+    output before `o_proj`, `[batch, seq, num_heads * v_head_dim]`, and each
+    query's log-sum-exp of its scaled scores (natural log),
+    `[batch, num_heads, seq]`, both f32. They are not differentiable: the
+    op's `dsv3.vjp` takes them after its primals.
+
     ```mlir
     %a = dsv3.latent_attention %x q_a(%qa, %qan) q(%qb) kv_a(%kva, %kvan)
            kv_b(%kvb) o(%o) {kv_lora_rank = 32 : i64, num_heads = 4 : i64, ...}
            : (...) -> tensor<?x?x64xf32>
+    %b, %out, %lse = dsv3.latent_attention %x ... {save_for_backward, ...}
+           : (...) -> (tensor<?x?x64xf32>, tensor<?x?x128xf32>, tensor<?x4x?xf32>)
     ```
   }];
   let arguments = !con((ins Dsv3_FloatTensor:$hidden), Dsv3_MlaWeights,
-                       Dsv3_MlaAttrs);
-  let results = (outs Dsv3_FloatTensor:$result);
+                       Dsv3_MlaAttrs, (ins UnitAttr:$save_for_backward));
+  let results = (outs Dsv3_FloatTensor:$result, Variadic<Dsv3_FloatTensor>:$saved);
   let assemblyFormat = !strconcat("$hidden ", Dsv3_MlaWeightsFormat,
       " attr-dict `:` functional-type(operands, results)");
   let hasVerifier = 1;
@@ -864,7 +874,10 @@ def Dsv3_VjpOp : Dsv3_Op<"vjp", [Pure, AttrSizedOperandSegments]> {
     floating-point results, the results are the gradients of the operands
     listed in `grad_operands`, each of its operand's type. Emitted by the
     default gradient rule of `DifferentiableOpInterface`; the kernel
-    recomputes what it needs from the primals (no saved activations).
+    recomputes what it needs from the primals. The one exception:
+    `dsv3-save-attention-state` appends a `latent_attention`'s saved
+    results (its attention output and log-sum-exp) to the primals of its
+    vjp, whose params then carry `save_for_backward`.
 
     ```mlir
     %dx, %dw = dsv3.vjp "rms_norm" (%x, %w) cotangents(%dy) grads [0, 1]
