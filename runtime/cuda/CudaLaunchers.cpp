@@ -1818,15 +1818,15 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   const int64_t OK = d.nh * d.dv;
   const Fp8Weight &fo = mw.fp8[MlaWeights::O];
   const int oSched = fo ? fp8Schedule(s, fo, N, OK, 0, -1) : -1;
+  // Saved for the vjp, O stays floats.
   AttentionOut oStored = AttentionOut::F32;
-  if (save)
-    ; // the vjp reads the floats
-  else if (storedOperands() && wb && !fo && N > kFewRows && useBf16Tc(s, N, OK))
+  if (!save && storedOperands() && wb && !fo && N > kFewRows && useBf16Tc(s, N, OK))
     oStored = AttentionOut::Bf16;
-  else if (storedOperands() && fo && fo.bc == 128 && d.dv == 128 && oSched > 0)
+  else if (!save && storedOperands() && fo && fo.bc == 128 && d.dv == 128 && oSched > 0)
     oStored = AttentionOut::E4m3;
   AttentionOut oForm = AttentionOut::F32; // what the attention below stored
-  const CUdeviceptr oScales = O + CUdeviceptr((N * OK + 255) / 256 * 256);
+  // e4m3 scales past the codes in the workspace (never with a saved O).
+  const CUdeviceptr oScales = save ? 0 : O + CUdeviceptr((N * OK + 255) / 256 * 256);
   auto oAt = [&](i64 row) { // sequence offsets in O as stored
     return O + CUdeviceptr(row * OK) *
                    (oForm == AttentionOut::Bf16 ? 2 : oForm == AttentionOut::E4m3 ? 1 : 4);
@@ -1859,7 +1859,8 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
                             U + CUdeviceptr(b * T * UW) * 4, L + CUdeviceptr(b * T * W) * 4,
                             past, 0, oAt(b * T), T, T, softmaxScale,
                             save ? savedLse + CUdeviceptr(b * d.nh * T) * 4 : 0,
-                            PrefillKernel::Auto, oForm, oScales + CUdeviceptr(b * T * d.nh) * 4);
+                            PrefillKernel::Auto, oForm,
+                            oScales ? oScales + CUdeviceptr(b * T * d.nh) * 4 : 0);
     } else {
       s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
                size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale, savedLse), k);
