@@ -75,8 +75,8 @@ void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,
   optimizer.biasUpdateRate = options.biasUpdateRate;
   pm.addPass(createDsv3OptimizerPass(optimizer));
   pm.addPass(createCSEPass());
-  // After CSE: the loss entry's and the gradient entry's forwards differ
-  // from here on (only the latter saves).
+  // Once the gradient entries exist: each of their latent attentions hands
+  // its output and log-sum-exp to its vjp (the loss entry's do not).
   if (options.saveAttentionState)
     pm.addPass(createDsv3SaveAttentionStatePass());
   // After the last CSE, which would merge the recomputed clones back.
