@@ -1657,16 +1657,8 @@ __global__ void __launch_bounds__(256, 1)
     __syncthreads();
     const unsigned short *qs = stages + int(t % Stages) * Stage, *dos = qs + QT * DQ;
     const float *ls = reinterpret_cast<const float *>(dos + QT * DV), *dl = ls + QT;
-#pragma unroll
-    for (int part = 0; part < QT / QH; ++part) {
-      const i64 q0 = k0 + t * QT + part * QH;
-      if (q0 + QH - 1 < wgFirst) // every query of the part precedes this warpgroup's keys
-        continue;
-      float st[16], dpt[16]; // S^T and dP^T: rows keys, columns queries
-#pragma unroll
-      for (int e = 0; e < 16; ++e)
-        st[e] = dpt[e] = 0.f;
-      wgmmaFence();
+    // S^T and dP^T of a part (rows keys, columns its 32 queries).
+    auto issueScores = [&](float (&st)[16], float (&dpt)[16], int part) {
 #pragma unroll
       for (int kk = 0; kk < DQ / 16; ++kk)
         wgmmaBf16SS_N32(st, kMajorStep(ks, BKV, wg * 64, kk), kMajorStep(qs, QT, part * QH, kk),
@@ -1675,28 +1667,33 @@ __global__ void __launch_bounds__(256, 1)
       for (int kk = 0; kk < DV / 16; ++kk)
         wgmmaBf16SS_N32(dpt, kMajorStep(vs, BKV, wg * 64, kk),
                         kMajorStep(dos, QT, part * QH, kk), kk > 0);
-      wgmmaCommit();
-      wgmmaWait<0>();
-      const bool diag = q0 < wgFirst + 63; // some query precedes some key
+    };
+    // P^T and dS^T / scale of a part as the A fragments of its products.
+    // A query before a key has p = 0 (so dS^T = 0): a part wholly before
+    // this warpgroup's keys adds zeros, which leaves dk and dv's bits as
+    // they are (x + 0 = x), and no branch stands between the MMAs.
+    auto probabilities = [&](float (&st)[16], float (&dpt)[16], int part, unsigned (&pa)[2][4],
+                             unsigned (&da)[2][4]) {
+      const i64 q0 = k0 + t * QT + part * QH;
 #pragma unroll
       for (int n = 0; n < QH / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int qi = part * QH + n * 8 + 2 * t4 + (e & 1);
           const i64 i = q0 + n * 8 + 2 * t4 + (e & 1);
-          const bool masked = i >= T || (diag && i < key[e >> 1]);
+          const bool masked = i >= T || i < key[e >> 1];
           const float p = masked ? 0.f : fastExp2(st[4 * n + e] * scaleLog2 - ls[qi]);
           st[4 * n + e] = p;
           dpt[4 * n + e] = p * (dpt[4 * n + e] - dl[qi]); // dS^T / scale
         }
-      unsigned pa[2][4], da[2][4];
 #pragma unroll
       for (int kk = 0; kk < 2; ++kk) {
         attentionProbFragment(pa[kk], st, kk);
         attentionProbFragment(da[kk], dpt, kk);
       }
-      // dv += P^T dO and dk += dS^T Q: the query and dO tiles N-major.
-      wgmmaFence();
+    };
+    // dv += P^T dO and dk += dS^T Q: the query and dO tiles N-major.
+    auto issueGrads = [&](const unsigned (&pa)[2][4], const unsigned (&da)[2][4], int part) {
 #pragma unroll
       for (int kk = 0; kk < 2; ++kk) {
         const int r = part * QH + kk * 16;
@@ -1707,9 +1704,29 @@ __global__ void __launch_bounds__(256, 1)
         for (int a = 0; a < KA; ++a)
           wgmmaBf16RegA_N64T(dk[a], da[kk], wgmmaDesc(qs + a * QT * 64 + r * 64));
       }
-      wgmmaCommit();
-      wgmmaWait<0>();
-    }
+    };
+    static_assert(QT / QH == 2, "the tile's two parts are pipelined by hand");
+    // Part 1's scores are issued right behind part 0's products, so the
+    // tensor cores run them back to back (one wait less a tile). No wait
+    // of a partial count: ptxas serializes every MMA of a kernel whose
+    // waits leave a group pending across the tile's barrier.
+    float st0[16], dpt0[16], st1[16], dpt1[16]; // each part's first MMA ignores them (scale-d 0)
+    unsigned pa[2][4], da[2][4];
+    wgmmaFence();
+    issueScores(st0, dpt0, 0);
+    wgmmaCommit();
+    wgmmaWait<0>();
+    probabilities(st0, dpt0, 0, pa, da);
+    wgmmaFence();
+    issueGrads(pa, da, 0);
+    issueScores(st1, dpt1, 1);
+    wgmmaCommit();
+    wgmmaWait<0>();
+    probabilities(st1, dpt1, 1, pa, da);
+    wgmmaFence();
+    issueGrads(pa, da, 1);
+    wgmmaCommit();
+    wgmmaWait<0>();
     __syncthreads(); // the stage is refilled next iteration
   }
 #pragma unroll
