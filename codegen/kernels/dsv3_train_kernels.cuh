@@ -1474,17 +1474,18 @@ __device__ __forceinline__ unsigned long long kMajorStep(const unsigned short *t
          (unsigned long long)(((kk % 4) * 32) >> 4);
 }
 
-#define DSV3_GRAD_WG_STAGES 2
+#define DSV3_GRAD_Q_STAGES 3
+#define DSV3_GRAD_KV_STAGES 3
 /// Query side: a block of 128 queries (a warpgroup's 64 each) over 64-key
 /// tiles. Shared: the queries and dO (A of S = Q K^T and dP = dO V^T), and
-/// two stages of keys and values: 161 KB at V3 widths.
+/// three stages of keys and values: 201 KB at V3 widths.
 template <int NH, int DN, int DR, int DV>
 __global__ void __launch_bounds__(256, 1)
     mla_grad_q_wgmma(const unsigned short *qb, const unsigned short *kb,
                      const unsigned short *vb, const unsigned short *dob, const float *lse,
                      const float *delta, float *dq, i64 T, float scale) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int DQ = DN + DR, KA = DQ / 64, BQ = 128, BK = 64, Stages = DSV3_GRAD_WG_STAGES;
+  constexpr int DQ = DN + DR, KA = DQ / 64, BQ = 128, BK = 64, Stages = DSV3_GRAD_Q_STAGES;
   static_assert(DQ % 64 == 0 && DV % 64 == 0, "mlaGradWgmmaFits");
   constexpr int Stage = BK * (DQ + DV);
   extern __shared__ __align__(1024) float gradQWgSmem[];
@@ -1519,56 +1520,81 @@ __global__ void __launch_bounds__(256, 1)
     swizzledRows<DQ, BK>(ks, kh, DQ, t * BK, T);
     swizzledRows<DV, BK>(vs, vh, DV, t * BK, T);
   };
+  // S = Q K^T and dP = dO V^T of key tile t (its stage).
+  auto issueScores = [&](float (&sc)[32], float (&dp)[32], i64 t) {
+    const unsigned short *ks = stages + int(t % Stages) * Stage, *vs = ks + BK * DQ;
+#pragma unroll
+    for (int kk = 0; kk < DQ / 16; ++kk)
+      wgmmaBf16SS_N64(sc, kMajorStep(qs, BQ, wg * 64, kk), kMajorStep(ks, BK, 0, kk), kk > 0);
+#pragma unroll
+    for (int kk = 0; kk < DV / 16; ++kk)
+      wgmmaBf16SS_N64(dp, kMajorStep(ds, BQ, wg * 64, kk), kMajorStep(vs, BK, 0, kk), kk > 0);
+  };
+  // Tile t's scores are issued behind tile t - 1's dq products, so the
+  // tensor cores run them back to back: a stage holds tile t + 1 while t
+  // is multiplied and t - 1's products finish, hence three. Every wait is
+  // a full one (ptxas serializes a kernel's MMAs where a wait leaves a
+  // group pending across the tile's barrier), and no branch stands between
+  // MMAs: a warpgroup multiplies the tile wholly after its queries too (p
+  // = 0 there adds zeros, which leave dq's bits as they are), and the last
+  // tile issues scores of a stale stage that nothing reads.
   loadTile(0, 0); // one group with the queries and dO
   cpAsyncCommit();
+  if (tiles > 1)
+    loadTile(1, 1);
+  cpAsyncCommit();
+  cpAsyncWait<1>(); // tile 0 (and the queries) landed
+  // The copies (generic proxy) are read next by the tensor cores (async
+  // proxy).
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  __syncthreads();
+  float sc[32], dp[32]; // the first MMA of each ignores them (scale-d 0)
+  // dq's zeros are tied here, before the first scores' MMAs: sunk below
+  // them, they are non-MMA definitions of accumulators inside an MMA
+  // pipeline stage, which ptxas answers by serializing every MMA (C7515).
+#pragma unroll
+  for (int a = 0; a < KA; ++a)
+    wgmmaLanded(acc[a]);
+  wgmmaFence();
+  issueScores(sc, dp, 0);
+  wgmmaCommit();
   for (i64 t = 0; t < tiles; ++t) {
-    if (t + 1 < tiles)
-      loadTile(t + 1, int((t + 1) % Stages));
-    cpAsyncCommit();
-    cpAsyncWait<1>(); // tile t (and the queries) landed
-    // The copies (generic proxy) are read next by the tensor cores (async
-    // proxy).
+    wgmmaWait<0>(); // tile t's scores, and tile t - 1's dq products
+    wgmmaLanded(sc);
+    wgmmaLanded(dp);
+    cpAsyncWait<0>(); // tile t + 1 landed
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
+    __syncthreads(); // ... for every thread; tile t - 1's stage is free
+    if (t + 2 < tiles)
+      loadTile(t + 2, int((t + 2) % Stages));
+    cpAsyncCommit();
     const i64 k0 = t * BK;
-    const unsigned short *ks = stages + int(t % Stages) * Stage, *vs = ks + BK * DQ;
-    if (k0 <= wgFirst + 63) { // else every key of the tile is after this warpgroup's queries
-      float sc[32], dp[32];
-      wgmmaFence();
+    const bool diag = k0 + BK - 1 > wgFirst; // the causal edge crosses the tile
 #pragma unroll
-      for (int kk = 0; kk < DQ / 16; ++kk)
-        wgmmaBf16SS_N64(sc, kMajorStep(qs, BQ, wg * 64, kk), kMajorStep(ks, BK, 0, kk), kk > 0);
+    for (int n = 0; n < 8; ++n)
 #pragma unroll
-      for (int kk = 0; kk < DV / 16; ++kk)
-        wgmmaBf16SS_N64(dp, kMajorStep(ds, BQ, wg * 64, kk), kMajorStep(vs, BK, 0, kk), kk > 0);
-      wgmmaCommit();
-      wgmmaWait<0>();
-      const bool diag = k0 + BK - 1 > wgFirst; // the causal edge crosses the tile
+      for (int e = 0; e < 4; ++e) {
+        const int half = e >> 1;
+        const i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
+        float p = diag && j > row[half] ? 0.f : fastExp2(sc[4 * n + e] * scaleLog2 - lrow[half]);
+        sc[4 * n + e] = p * (dp[4 * n + e] - drow[half]); // dS / scale
+      }
+    unsigned pa[4][4];
 #pragma unroll
-      for (int n = 0; n < 8; ++n)
+    for (int kk = 0; kk < 4; ++kk)
+      attentionProbFragment(pa[kk], sc, kk);
+    // dq += dS K: the key tile N-major (its rows are the contraction).
+    const unsigned short *ks = stages + int(t % Stages) * Stage;
+    wgmmaFence();
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int half = e >> 1;
-          const i64 j = k0 + n * 8 + 2 * t4 + (e & 1);
-          float p = diag && j > row[half] ? 0.f : fastExp2(sc[4 * n + e] * scaleLog2 - lrow[half]);
-          sc[4 * n + e] = p * (dp[4 * n + e] - drow[half]); // dS / scale
-        }
-      unsigned pa[4][4];
+    for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        attentionProbFragment(pa[kk], sc, kk);
-      // dq += dS K: the key tile N-major (its rows are the contraction).
-      wgmmaFence();
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-        for (int a = 0; a < KA; ++a)
-          wgmmaBf16RegA_N64T(acc[a], pa[kk], wgmmaDesc(ks + a * BK * 64 + kk * 16 * 64));
-      wgmmaCommit();
-      wgmmaWait<0>();
-    }
-    __syncthreads(); // the stage is refilled next iteration
+      for (int a = 0; a < KA; ++a)
+        wgmmaBf16RegA_N64T(acc[a], pa[kk], wgmmaDesc(ks + a * BK * 64 + kk * 16 * 64));
+    issueScores(sc, dp, t + 1);
+    wgmmaCommit();
   }
+  wgmmaWait<0>();
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const i64 r = row[half];
@@ -1592,8 +1618,8 @@ __global__ void __launch_bounds__(256, 1)
 /// Key side: a block of 128 keys (a warpgroup's 64 each) over the queries
 /// at or after them, 64 a stage, multiplied 32 at a time (the accumulators
 /// dk and dv take 160 registers a thread at V3 widths). Shared: the keys
-/// and values (A of S^T = K Q^T and dP^T = V dO^T), and two stages of
-/// queries and dO with their log-sum-exp and delta: 163 KB at V3 widths.
+/// and values (A of S^T = K Q^T and dP^T = V dO^T), and three stages of
+/// queries and dO with their log-sum-exp and delta: 204 KB at V3 widths.
 template <int NH, int DN, int DR, int DV>
 __global__ void __launch_bounds__(256, 1)
     mla_grad_kv_wgmma(const unsigned short *qb, const unsigned short *kb,
@@ -1601,7 +1627,7 @@ __global__ void __launch_bounds__(256, 1)
                       const float *delta, float *du, float *dkp, i64 T, float scale) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int DQ = DN + DR, KA = DQ / 64, VA = DV / 64, BKV = 128, QT = 64, QH = 32;
-  constexpr int Stages = DSV3_GRAD_WG_STAGES;
+  constexpr int Stages = DSV3_GRAD_KV_STAGES;
   static_assert(DQ % 64 == 0 && DV % 64 == 0, "mlaGradWgmmaFits");
   // bf16 units: the query and dO rows, then lse and delta (2 QT floats) in
   // 1 KB, so every stage starts at a swizzle period.
@@ -1638,7 +1664,7 @@ __global__ void __launch_bounds__(256, 1)
     swizzledRows<DQ, QT>(qs, qh, DQ, q0, T);
     swizzledRows<DV, QT>(dos, doh, DV, q0, T);
     // lse and delta: plain stores (rows of [NH, T] need not be 16-byte
-    // aligned); this stage was released by the last iteration's closing
+    // aligned); this stage was released by this iteration's opening
     // barrier and is read after the next one.
     if (tid < QT) {
       const i64 i = q0 + tid < T ? q0 + tid : T - 1;
@@ -1646,89 +1672,115 @@ __global__ void __launch_bounds__(256, 1)
       ls[QT + tid] = delta[h * T + i];
     }
   };
+  // S^T and dP^T of part `part` of query tile t (rows keys, columns its 32
+  // queries).
+  auto issueScores = [&](float (&st)[16], float (&dpt)[16], i64 t, int part) {
+    const unsigned short *qs = stages + int(t % Stages) * Stage, *dos = qs + QT * DQ;
+#pragma unroll
+    for (int kk = 0; kk < DQ / 16; ++kk)
+      wgmmaBf16SS_N32(st, kMajorStep(ks, BKV, wg * 64, kk), kMajorStep(qs, QT, part * QH, kk),
+                      kk > 0);
+#pragma unroll
+    for (int kk = 0; kk < DV / 16; ++kk)
+      wgmmaBf16SS_N32(dpt, kMajorStep(vs, BKV, wg * 64, kk), kMajorStep(dos, QT, part * QH, kk),
+                      kk > 0);
+  };
+  // P^T and dS^T / scale of a part as the A fragments of its products.
+  // A query before a key has p = 0 (so dS^T = 0): a part wholly before
+  // this warpgroup's keys adds zeros, which leave dk and dv's bits as they
+  // are (x + 0 = x), so no branch stands between the MMAs.
+  auto probabilities = [&](float (&st)[16], float (&dpt)[16], i64 t, int part,
+                           unsigned (&pa)[2][4], unsigned (&da)[2][4]) {
+    const float *ls = reinterpret_cast<const float *>(stages + int(t % Stages) * Stage +
+                                                      QT * (DQ + DV)),
+                *dl = ls + QT;
+    const i64 q0 = k0 + t * QT + part * QH;
+#pragma unroll
+    for (int n = 0; n < QH / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int qi = part * QH + n * 8 + 2 * t4 + (e & 1);
+        const i64 i = q0 + n * 8 + 2 * t4 + (e & 1);
+        const bool masked = i >= T || i < key[e >> 1];
+        const float p = masked ? 0.f : fastExp2(st[4 * n + e] * scaleLog2 - ls[qi]);
+        st[4 * n + e] = p;
+        dpt[4 * n + e] = p * (dpt[4 * n + e] - dl[qi]); // dS^T / scale
+      }
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      attentionProbFragment(pa[kk], st, kk);
+      attentionProbFragment(da[kk], dpt, kk);
+    }
+  };
+  // dv += P^T dO and dk += dS^T Q: the query and dO tiles N-major.
+  auto issueGrads = [&](const unsigned (&pa)[2][4], const unsigned (&da)[2][4], i64 t, int part) {
+    const unsigned short *qs = stages + int(t % Stages) * Stage, *dos = qs + QT * DQ;
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+      const int r = part * QH + kk * 16;
+#pragma unroll
+      for (int a = 0; a < VA; ++a)
+        wgmmaBf16RegA_N64T(dv[a], pa[kk], wgmmaDesc(dos + a * QT * 64 + r * 64));
+#pragma unroll
+      for (int a = 0; a < KA; ++a)
+        wgmmaBf16RegA_N64T(dk[a], da[kk], wgmmaDesc(qs + a * QT * 64 + r * 64));
+    }
+  };
+  static_assert(QT / QH == 2, "a tile's two parts are pipelined by hand");
+  // Each part's scores are issued right behind the previous part's
+  // products (part 0's behind the last tile's part 1), so the tensor cores
+  // run them back to back: a stage holds tile t + 1 while t is multiplied
+  // and t - 1's last products finish, hence three. Every wait is a full
+  // one (ptxas serializes a kernel's MMAs where a wait leaves a group
+  // pending across the tile's barrier), and the last tile issues scores of
+  // a stale stage that nothing reads. ptxas spills ~40 bytes at V3 widths
+  // (255 registers); the waits saved are worth more (same-call A/B on the
+  // H200, train 4x4096: 551.8 -> 538.7 ms against the tile-only form).
   loadTile(0, 0); // one group with the keys and values
   cpAsyncCommit();
+  if (tiles > 1)
+    loadTile(1, 1);
+  cpAsyncCommit();
+  cpAsyncWait<1>();
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  __syncthreads();
+  // One pair of score registers: a part's scores become its A fragments
+  // (pa, da) before the next part's scores are issued into them.
+  float st[16], dpt[16]; // each part's first MMA ignores them (scale-d 0)
+  unsigned pa[2][4], da[2][4];
+  // dk and dv's zeros are tied here, before the first scores' MMAs: sunk
+  // below them, they are non-MMA definitions of accumulators inside an MMA
+  // pipeline stage, which ptxas answers by serializing every MMA (C7515).
+#pragma unroll
+  for (int a = 0; a < KA; ++a)
+    wgmmaLanded(dk[a]);
+#pragma unroll
+  for (int a = 0; a < VA; ++a)
+    wgmmaLanded(dv[a]);
+  wgmmaFence();
+  issueScores(st, dpt, 0, 0);
+  wgmmaCommit();
   for (i64 t = 0; t < tiles; ++t) {
-    if (t + 1 < tiles)
-      loadTile(t + 1, int((t + 1) % Stages));
-    cpAsyncCommit();
-    cpAsyncWait<1>();
+    wgmmaWait<0>(); // part 0's scores, and the last tile's products
+    cpAsyncWait<0>(); // tile t + 1 landed
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
-    const unsigned short *qs = stages + int(t % Stages) * Stage, *dos = qs + QT * DQ;
-    const float *ls = reinterpret_cast<const float *>(dos + QT * DV), *dl = ls + QT;
-    // S^T and dP^T of a part (rows keys, columns its 32 queries).
-    auto issueScores = [&](float (&st)[16], float (&dpt)[16], int part) {
-#pragma unroll
-      for (int kk = 0; kk < DQ / 16; ++kk)
-        wgmmaBf16SS_N32(st, kMajorStep(ks, BKV, wg * 64, kk), kMajorStep(qs, QT, part * QH, kk),
-                        kk > 0);
-#pragma unroll
-      for (int kk = 0; kk < DV / 16; ++kk)
-        wgmmaBf16SS_N32(dpt, kMajorStep(vs, BKV, wg * 64, kk),
-                        kMajorStep(dos, QT, part * QH, kk), kk > 0);
-    };
-    // P^T and dS^T / scale of a part as the A fragments of its products.
-    // A query before a key has p = 0 (so dS^T = 0): a part wholly before
-    // this warpgroup's keys adds zeros, which leaves dk and dv's bits as
-    // they are (x + 0 = x), and no branch stands between the MMAs.
-    auto probabilities = [&](float (&st)[16], float (&dpt)[16], int part, unsigned (&pa)[2][4],
-                             unsigned (&da)[2][4]) {
-      const i64 q0 = k0 + t * QT + part * QH;
-#pragma unroll
-      for (int n = 0; n < QH / 8; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int qi = part * QH + n * 8 + 2 * t4 + (e & 1);
-          const i64 i = q0 + n * 8 + 2 * t4 + (e & 1);
-          const bool masked = i >= T || i < key[e >> 1];
-          const float p = masked ? 0.f : fastExp2(st[4 * n + e] * scaleLog2 - ls[qi]);
-          st[4 * n + e] = p;
-          dpt[4 * n + e] = p * (dpt[4 * n + e] - dl[qi]); // dS^T / scale
-        }
-#pragma unroll
-      for (int kk = 0; kk < 2; ++kk) {
-        attentionProbFragment(pa[kk], st, kk);
-        attentionProbFragment(da[kk], dpt, kk);
-      }
-    };
-    // dv += P^T dO and dk += dS^T Q: the query and dO tiles N-major.
-    auto issueGrads = [&](const unsigned (&pa)[2][4], const unsigned (&da)[2][4], int part) {
-#pragma unroll
-      for (int kk = 0; kk < 2; ++kk) {
-        const int r = part * QH + kk * 16;
-#pragma unroll
-        for (int a = 0; a < VA; ++a)
-          wgmmaBf16RegA_N64T(dv[a], pa[kk], wgmmaDesc(dos + a * QT * 64 + r * 64));
-#pragma unroll
-        for (int a = 0; a < KA; ++a)
-          wgmmaBf16RegA_N64T(dk[a], da[kk], wgmmaDesc(qs + a * QT * 64 + r * 64));
-      }
-    };
-    static_assert(QT / QH == 2, "the tile's two parts are pipelined by hand");
-    // Part 1's scores are issued right behind part 0's products, so the
-    // tensor cores run them back to back (one wait less a tile). No wait
-    // of a partial count: ptxas serializes every MMA of a kernel whose
-    // waits leave a group pending across the tile's barrier.
-    float st0[16], dpt0[16], st1[16], dpt1[16]; // each part's first MMA ignores them (scale-d 0)
-    unsigned pa[2][4], da[2][4];
+    __syncthreads(); // ... for every thread; tile t - 1's stage is free
+    if (t + 2 < tiles)
+      loadTile(t + 2, int((t + 2) % Stages));
+    cpAsyncCommit();
+    probabilities(st, dpt, t, 0, pa, da);
     wgmmaFence();
-    issueScores(st0, dpt0, 0);
+    issueGrads(pa, da, t, 0);
+    issueScores(st, dpt, t, 1);
     wgmmaCommit();
     wgmmaWait<0>();
-    probabilities(st0, dpt0, 0, pa, da);
+    probabilities(st, dpt, t, 1, pa, da);
     wgmmaFence();
-    issueGrads(pa, da, 0);
-    issueScores(st1, dpt1, 1);
+    issueGrads(pa, da, t, 1);
+    issueScores(st, dpt, t + 1, 0);
     wgmmaCommit();
-    wgmmaWait<0>();
-    probabilities(st1, dpt1, 1, pa, da);
-    wgmmaFence();
-    issueGrads(pa, da, 1);
-    wgmmaCommit();
-    wgmmaWait<0>();
-    __syncthreads(); // the stage is refilled next iteration
   }
+  wgmmaWait<0>();
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const i64 j = key[half];

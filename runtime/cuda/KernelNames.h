@@ -262,24 +262,26 @@ inline std::string mlaGradKvMmaName(const MlaDims &d) {
 }
 /// The attention backward on Hopper's warpgroup MMA (mla_grad_q_wgmma,
 /// mla_grad_kv_wgmma): widths in whole 64-wide swizzle atoms; dynamic
-/// shared memory for the query side's 128 queries and dO rows and two
+/// shared memory for the query side's 128 queries and dO rows and three
 /// stages of 64 keys and values, and the key side's 128 keys and values
-/// and two stages of 64 queries and dO rows with their log-sum-exp and
+/// and three stages of 64 queries and dO rows with their log-sum-exp and
 /// delta (1 KB a stage); 1 KB more to align them to the swizzle.
+inline int64_t mlaGradQWgmmaSmem(const MlaDims &d) {
+  return (128 + 3 * 64) * (d.dn + d.dr + d.dv) * 2 + 1024;
+}
+inline int64_t mlaGradKvWgmmaSmem(const MlaDims &d) {
+  return (128 + 3 * 64) * (d.dn + d.dr + d.dv) * 2 + 3 * 1024 + 1024;
+}
+/// (232,448 bytes: the most a Hopper block may take; V3's widths take 204 KB.)
 inline bool mlaGradWgmmaFits(const MlaDims &d) {
-  return (d.dn + d.dr) % 64 == 0 && (d.dn + d.dr) <= 256 && (d.dv == 64 || d.dv == 128);
+  return (d.dn + d.dr) % 64 == 0 && (d.dn + d.dr) <= 256 && (d.dv == 64 || d.dv == 128) &&
+         mlaGradKvWgmmaSmem(d) <= 232448 && mlaGradQWgmmaSmem(d) <= 232448;
 }
 inline std::string mlaGradQWgmmaName(const MlaDims &d) {
   return inst("mla_grad_q_wgmma", {d.nh, d.dn, d.dr, d.dv});
 }
 inline std::string mlaGradKvWgmmaName(const MlaDims &d) {
   return inst("mla_grad_kv_wgmma", {d.nh, d.dn, d.dr, d.dv});
-}
-inline int64_t mlaGradQWgmmaSmem(const MlaDims &d) {
-  return (128 + 2 * 64) * (d.dn + d.dr + d.dv) * 2 + 1024;
-}
-inline int64_t mlaGradKvWgmmaSmem(const MlaDims &d) {
-  return (128 + 2 * 64) * (d.dn + d.dr + d.dv) * 2 + 2 * 1024 + 1024;
 }
 inline int64_t mlaGradQMmaSmem(const MlaDims &d) {
   int64_t kp = mlaPad16(d.dn + d.dr) + 8, vp = mlaPad16(d.dv) + 8;
