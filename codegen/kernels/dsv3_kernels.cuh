@@ -3004,6 +3004,27 @@ __global__ void dispatch_gather_e4m3(const float *x, const i64 *slots, unsigned 
                      sa + r * NB + kb, nullptr);
 }
 
+/// The routed rows' e4m3 codes and 1x128 scales copied from their tokens'
+/// (fp8_quantize once a token, where dispatch_gather_e4m3 quantizes each
+/// of a token's K copies): the same bytes, an eighth of the quantization
+/// at top-8. A block a row, 16 bytes a thread a step (H a multiple of 16;
+/// tq, xq 16-byte aligned).
+template <int Unused>
+__global__ void dispatch_gather_codes(const unsigned char *tq, const float *ts, const i64 *slots,
+                                      unsigned char *xq, float *sa, i64 R, i64 K, int H) {
+  const i64 r = blockIdx.x;
+  if (r >= R)
+    return;
+  const int nb = (H + 127) / 128;
+  const i64 token = slots[r] / K;
+  const uint4 *src = reinterpret_cast<const uint4 *>(tq + token * H);
+  uint4 *dst = reinterpret_cast<uint4 *>(xq + r * H);
+  for (int i = threadIdx.x; i < H / 16; i += blockDim.x)
+    dst[i] = src[i];
+  for (int i = threadIdx.x; i < nb; i += blockDim.x)
+    sa[r * nb + i] = ts[token * nb + i];
+}
+
 /// The expert owning routed row `row` (rows grouped by expert, counts[e]
 /// each), found by the whole warp (call it converged): lane l sums the
 /// counts of experts [l P, (l + 1) P), P = ceil(E / 32), a warp scan finds

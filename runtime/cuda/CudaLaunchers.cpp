@@ -2023,8 +2023,28 @@ void moeDispatch(CudaSession &s, const std::string &k, const json &p, Ins &in, I
              argv(x.ptr, out[2]->ptr, rows.ptr, R, K), k);
   else if (rows.storage == Storage::E4m3) {
     CUdeviceptr sa = e4m3StoredScales(rows, R, H);
-    s.launch(inst("dispatch_gather_e4m3", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
-             argv(x.ptr, out[2]->ptr, rows.ptr, sa, R, K), k);
+    // Quantize each token once into the buffer's room past the rows' codes
+    // and scales (a float buffer of R x H holds 4 R H bytes; the rows take
+    // about R H), then copy codes: the same bytes as quantizing every
+    // routed row. Old artifacts (no dispatch_gather_codes) and widths that
+    // are not 16-byte rows quantize each row as it is gathered.
+    const i64 tokens = R / K, nb = (H + 127) / 128;
+    const size_t rowsEnd = size_t(sa + R * nb * 4 - rows.ptr), tq = (rowsEnd + 255) / 256 * 256,
+                 ts = tq + size_t(tokens * H + 255) / 256 * 256, end = ts + size_t(tokens * nb * 4);
+    const std::string codes = inst("dispatch_gather_codes", {0});
+    // DSV3_GATHER_CODES=0: each row quantized as gathered (the A/B's other side).
+    static const bool onceAToken = envNotZero("DSV3_GATHER_CODES");
+    if (onceAToken && H % 16 == 0 && tokens * K == R && end <= rows.capacity * 4 &&
+        s.hasFunction(codes)) {
+      int nH = int(H);
+      s.launch("dsv3::fp8_quantize<0>", {blocks(tokens * nb * 32, 256), 1, 1}, {256, 1, 1}, 0,
+               argv(x.ptr, i64(H), rows.ptr + tq, rows.ptr + ts, CUdeviceptr(0), tokens, nH),
+               k + " (the tokens' quantization)");
+      s.launch(codes, {unsigned(R), 1, 1}, {128, 1, 1}, 0,
+               argv(rows.ptr + tq, rows.ptr + ts, out[2]->ptr, rows.ptr, sa, R, K, nH), k);
+    } else
+      s.launch(inst("dispatch_gather_e4m3", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
+               argv(x.ptr, out[2]->ptr, rows.ptr, sa, R, K), k);
   } else
     s.launch(inst("dispatch_gather", {H}), {unsigned(R), 1, 1}, {128, 1, 1}, 0,
              argv(x.ptr, out[2]->ptr, rows.ptr, R, K), k);

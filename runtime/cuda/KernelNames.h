@@ -681,7 +681,7 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     return {inst("dispatch_plan", {p.at("num_experts").get<int64_t>(), last(1)}),
             inst("dispatch_place", {p.at("num_experts").get<int64_t>(), last(1)}),
             inst("dispatch_gather", {last(0)}), inst("dispatch_gather_bf16", {last(0)}),
-            inst("dispatch_gather_e4m3", {last(0)})};
+            inst("dispatch_gather_e4m3", {last(0)}), inst("dispatch_gather_codes", {0})};
   if (kernel == "moe_combine")
     return {inst("invert_slots", {0}), inst("moe_combine", {last(0), last(2)})};
   if (kernel == "mtp") {
