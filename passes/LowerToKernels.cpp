@@ -271,8 +271,15 @@ struct LowerToKernelsPass
                                   map.lookup(adam.getStep()),
                                   map.lookup(adam.getLr()),
                                   map.lookup(adam.getGradNorm())};
+        // The kernels take the moments' element type from the launch.
+        NamedAttrList params(kernelParams(&op));
+        auto moment = SymbolTable::lookupNearestSymbolFrom<ParamOp>(
+            func, adam.getExpAvgAttr());
+        if (moment.getTensorType().getElementType().isBF16())
+          params.set("moments_bf16", b.getUnitAttr());
         dsv3k::LaunchOp::create(b, op.getLoc(), b.getStringAttr("adamw"), ins,
-                                ValueRange{p, m, v}, kernelParams(&op));
+                                ValueRange{p, m, v},
+                                params.getDictionary(b.getContext()));
         ++numLaunches;
         continue;
       }

@@ -14,9 +14,9 @@ namespace {
 struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
   using Base::Base;
 
-  /// Declares (once, right after `after`) the fp32 moment `prefix.<param>`
-  /// of `param`; `after` becomes the declaration.
-  FlatSymbolRefAttr declareState(ModuleOp module, ParamOp param,
+  /// Declares (once, right after `after`) the moment `prefix.<param>` of
+  /// `param`, of element type `element`; `after` becomes the declaration.
+  FlatSymbolRefAttr declareState(ModuleOp module, ParamOp param, Type element,
                                  StringRef prefix, Operation *&after) {
     std::string name = (prefix + "." + param.getSymName()).str();
     if (Operation *existing = SymbolTable::lookupSymbolIn(module, name)) {
@@ -24,8 +24,7 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
     } else {
       OpBuilder b(param);
       b.setInsertionPointAfter(after);
-      auto type = RankedTensorType::get(param.getTensorType().getShape(),
-                                        b.getF32Type());
+      auto type = RankedTensorType::get(param.getTensorType().getShape(), element);
       StringAttr stacked;
       if (auto tpl = param.getStackedFrom())
         stacked = b.getStringAttr((prefix + "." + *tpl).str());
@@ -43,6 +42,11 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    if (stateType != "f32" && stateType != "bf16") {
+      module.emitError() << "dsv3-optimizer: state-type must be f32 or bf16, not '"
+                         << stateType << "'";
+      return signalPassFailure();
+    }
     // Train on the loss with the balance terms when the model has one.
     func::FuncOp grads, trainGrads;
     for (auto f : module.getOps<func::FuncOp>()) {
@@ -80,13 +84,15 @@ struct OptimizerPass : impl::Dsv3OptimizerPassBase<OptimizerPass> {
     Value norm = GlobalNormOp::create(b, loc, scalar, gradients, /*plus_squares=*/Value(),
                                       /*squared=*/false);
     SymbolTable symbols(module);
+    Type element = stateType == "bf16" ? Type(b.getBF16Type()) : Type(b.getF32Type());
     for (auto [nameAttr, g] : llvm::zip(names, gradients)) {
       auto sym = cast<FlatSymbolRefAttr>(nameAttr);
       auto param = symbols.lookup<ParamOp>(sym.getValue());
       Operation *after = param;
-      FlatSymbolRefAttr m = declareState(module, param, "optimizer.exp_avg", after);
+      FlatSymbolRefAttr m =
+          declareState(module, param, element, "optimizer.exp_avg", after);
       FlatSymbolRefAttr v =
-          declareState(module, param, "optimizer.exp_avg_sq", after);
+          declareState(module, param, element, "optimizer.exp_avg_sq", after);
       bool decay = param.getTensorType().getRank() >= 2;
       AdamwOp::create(b, loc, sym, m, v, g, step, lr, norm,
                       b.getF64FloatAttr(beta1), b.getF64FloatAttr(beta2),

@@ -56,6 +56,10 @@ struct PipelineOptions : public PassPipelineOptions<PipelineOptions> {
       *this, "bias-update-rate",
       llvm::cl::desc("gamma of the aux-loss-free bias update"),
       llvm::cl::init(1e-3)};
+  Option<std::string> optimizerState{
+      *this, "optimizer-state",
+      llvm::cl::desc("element type of the AdamW moments: f32 or bf16"),
+      llvm::cl::init("f32")};
   Option<std::string> recompute{
       *this, "recompute",
       llvm::cl::desc("training: units whose forward the backward recomputes "

@@ -109,10 +109,10 @@ def Dsv3OptimizerPass : Pass<"dsv3-optimizer", "mlir::ModuleOp"> {
     `train_step(ids, step : i64, lr : tensor<f32>)`, which after the
     backward pass computes the global gradient norm, applies one
     `dsv3.adamw` per trainable parameter (decoupled weight decay on
-    matrices only; fp32 moments declared as parameters
+    matrices only; moments declared as parameters
     `optimizer.exp_avg.<name>` / `optimizer.exp_avg_sq.<name>` of role
     optimizer_state, stacked like their parameter, so checkpoints hold
-    them under hub-style names), and for every MoE layer with a correction
+    them under hub-style names; fp32, or bf16 with `state-type=bf16`), and for every MoE layer with a correction
     bias one `dsv3.expert_bias_update` from that layer's expert counts
     (aux-loss-free balancing, DeepSeek-V3 2.1.2). It returns the loss, the
     global gradient norm and each MoE layer's expert counts (their bias
@@ -127,7 +127,11 @@ def Dsv3OptimizerPass : Pass<"dsv3-optimizer", "mlir::ModuleOp"> {
     Option<"maxGradNorm", "max-grad-norm", "double", /*default=*/"1.0",
            "global gradient-norm clipping threshold (0: off)">,
     Option<"biasUpdateRate", "bias-update-rate", "double", /*default=*/"1e-3",
-           "gamma of the aux-loss-free bias update (0: off)">
+           "gamma of the aux-loss-free bias update (0: off)">,
+    Option<"stateType", "state-type", "std::string", /*default=*/"\"f32\"",
+           "element type of the AdamW moments: f32, or bf16 (DeepSeek-V3 "
+           "3.3.3: moments tracked in BF16, master weights and gradients "
+           "fp32)">
   ];
 }
 

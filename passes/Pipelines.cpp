@@ -73,6 +73,7 @@ void mlir::dsv3::buildDsv3TrainPipeline(OpPassManager &pm,
   optimizer.weightDecay = options.weightDecay;
   optimizer.maxGradNorm = options.maxGradNorm;
   optimizer.biasUpdateRate = options.biasUpdateRate;
+  optimizer.stateType = options.optimizerState.getValue();
   pm.addPass(createDsv3OptimizerPass(optimizer));
   pm.addPass(createCSEPass());
   // Once the gradient entries exist: each of their latent attentions hands

@@ -690,45 +690,94 @@ __global__ void sqrt_sum(const float *partial, i64 n, float *out) {
     *out = sqrtf(s);
 }
 
+/// AdamW's moments as stored: fp32, or bf16 bits (Bf16 = 1).
+template <int Bf16> struct AdamMoment {
+  using type = float;
+};
+template <> struct AdamMoment<1> {
+  using type = unsigned short;
+};
+__device__ __forceinline__ float4 loadMoments4(const float *m, i64 i) {
+  return reinterpret_cast<const float4 *>(m)[i];
+}
+__device__ __forceinline__ float4 loadMoments4(const unsigned short *m, i64 i) {
+  const uint2 u = reinterpret_cast<const uint2 *>(m)[i];
+  return make_float4(bf16Float((unsigned short)(u.x & 0xffffu)), bf16Float((unsigned short)(u.x >> 16)),
+                     bf16Float((unsigned short)(u.y & 0xffffu)), bf16Float((unsigned short)(u.y >> 16)));
+}
+__device__ __forceinline__ void storeMoments4(float *m, i64 i, float4 x) {
+  reinterpret_cast<float4 *>(m)[i] = x;
+}
+__device__ __forceinline__ void storeMoments4(unsigned short *m, i64 i, float4 x) {
+  uint2 u; // the values are bf16 already (roundToBf16): the bits, exactly
+  u.x = unsigned(bf16Bits(x.x)) | (unsigned(bf16Bits(x.y)) << 16);
+  u.y = unsigned(bf16Bits(x.z)) | (unsigned(bf16Bits(x.w)) << 16);
+  reinterpret_cast<uint2 *>(m)[i] = u;
+}
+__device__ __forceinline__ float loadMoment(const float *m, i64 i) { return m[i]; }
+__device__ __forceinline__ float loadMoment(const unsigned short *m, i64 i) {
+  return bf16Float(m[i]);
+}
+__device__ __forceinline__ void storeMoment(float *m, i64 i, float x) { m[i] = x; }
+__device__ __forceinline__ void storeMoment(unsigned short *m, i64 i, float x) {
+  m[i] = bf16Bits(x);
+}
+
 /// One AdamW step in place (dsv3.adamw): the gradient clipped by the global
 /// norm, decoupled weight decay, bias-corrected moments (c1, c2 = 1 - beta^t).
-template <int Unused>
-__global__ void adamw_update(float *p, const float *g, float *m, float *v, i64 n,
-                             const float *lr, const float *norm, float b1, float b2,
-                             float eps, float wd, float clip, float c1, float c2) {
+/// Bf16: the moments are stored as bf16 (DeepSeek-V3 3.3.3); each new one
+/// is computed in fp32, rounded to bf16, and the update reads the rounded
+/// value (the host's adamw alike).
+template <int Bf16>
+__global__ void adamw_update(float *p, const float *g, typename AdamMoment<Bf16>::type *m,
+                             typename AdamMoment<Bf16>::type *v, i64 n, const float *lr,
+                             const float *norm, float b1, float b2, float eps, float wd,
+                             float clip, float c1, float c2) {
+  using MT = typename AdamMoment<Bf16>::type;
   float rate = *lr;
   float scale = clip > 0.f ? fminf(1.f, clip / (*norm + 1e-6f)) : 1.f;
   auto one = [&](float &pi, float gi, float &mi, float &vi) {
     gi *= scale;
     float mv = b1 * mi + (1.f - b1) * gi;
     float vv = b2 * vi + (1.f - b2) * gi * gi;
+    if (Bf16) {
+      mv = roundToBf16(mv);
+      vv = roundToBf16(vv);
+    }
     mi = mv;
     vi = vv;
     pi = pi * (1.f - rate * wd) - rate * (mv / c1) / (sqrtf(vv / c2) + eps);
   };
+  auto update4 = [&](float4 &pv, const float4 &gv, float4 &mv, float4 &vv) {
+    one(pv.x, gv.x, mv.x, vv.x);
+    one(pv.y, gv.y, mv.y, vv.y);
+    one(pv.z, gv.z, mv.z, vv.z);
+    one(pv.w, gv.w, mv.w, vv.w);
+  };
   const i64 stride = i64(gridDim.x) * blockDim.x, first = i64(blockIdx.x) * blockDim.x + threadIdx.x;
   i64 done = 0;
-  // 16-byte loads and stores where all four arrays allow them (the same
+  // 4-vector loads and stores where all four arrays allow them (the same
   // arithmetic per element: results identical to the scalar loop).
-  if (((reinterpret_cast<unsigned long long>(p) | reinterpret_cast<unsigned long long>(g) |
-        reinterpret_cast<unsigned long long>(m) | reinterpret_cast<unsigned long long>(v)) &
-       15) == 0) {
+  if (((reinterpret_cast<unsigned long long>(p) | reinterpret_cast<unsigned long long>(g)) & 15) ==
+          0 &&
+      ((reinterpret_cast<unsigned long long>(m) | reinterpret_cast<unsigned long long>(v)) &
+       (4 * sizeof(MT) - 1)) == 0) {
     done = n / 4 * 4;
     for (i64 i = first; i < n / 4; i += stride) {
-      float4 pv = reinterpret_cast<float4 *>(p)[i], mv = reinterpret_cast<float4 *>(m)[i];
-      float4 vv = reinterpret_cast<float4 *>(v)[i];
-      float4 gv = reinterpret_cast<const float4 *>(g)[i];
-      one(pv.x, gv.x, mv.x, vv.x);
-      one(pv.y, gv.y, mv.y, vv.y);
-      one(pv.z, gv.z, mv.z, vv.z);
-      one(pv.w, gv.w, mv.w, vv.w);
+      float4 pv = reinterpret_cast<float4 *>(p)[i], mv = loadMoments4(m, i);
+      float4 vv = loadMoments4(v, i), gv = reinterpret_cast<const float4 *>(g)[i];
+      update4(pv, gv, mv, vv);
       reinterpret_cast<float4 *>(p)[i] = pv;
-      reinterpret_cast<float4 *>(m)[i] = mv;
-      reinterpret_cast<float4 *>(v)[i] = vv;
+      storeMoments4(m, i, mv);
+      storeMoments4(v, i, vv);
     }
   }
-  for (i64 i = done + first; i < n; i += stride)
-    one(p[i], g[i], m[i], v[i]);
+  for (i64 i = done + first; i < n; i += stride) {
+    float mi = loadMoment(m, i), vi = loadMoment(v, i);
+    one(p[i], g[i], mi, vi);
+    storeMoment(m, i, mi);
+    storeMoment(v, i, vi);
+  }
 }
 
 /// bias[e] += rate sign(mean(counts) - counts[e]) (one block).

@@ -738,8 +738,12 @@ void adamw(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &) 
   int64_t step = in[4]->scalar;
   if (step < 1)
     fail("kernel {}: optimizer step must be >= 1, got {}", k, step);
-  if (param.bf16 || m.bf16 || v.bf16)
-    fail("kernel {}: GPU training keeps fp32 weights and moments", k);
+  const bool bf16 = p.value("moments_bf16", false);
+  if (param.bf16)
+    fail("kernel {}: GPU training keeps fp32 master weights", k);
+  if (m.bf16 != bf16 || v.bf16 != bf16)
+    fail("kernel {}: its moments are stored as {} and {}, the launch expects {}", k,
+         m.bf16 ? "bf16" : "fp32", v.bf16 ? "bf16" : "fp32", bf16 ? "bf16" : "fp32");
   if (grad.numel() != param.numel())
     fail("kernel {}: gradient has {} elements, the parameter {}", k, grad.numel(),
          param.numel());
@@ -751,7 +755,7 @@ void adamw(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &) 
   i64 n = param.numel();
   unsigned grid = unsigned(std::min<i64>((n + 255) / 256, i64(s.multiprocessors()) * 8));
   s.invalidateFp8MasterCopies(); // a later reader quantizes the updated weight
-  s.launch(inst("adamw_update", {0}), {std::max(grid, 1u), 1, 1}, {256, 1, 1}, 0,
+  s.launch(inst("adamw_update", {bf16 ? 1 : 0}), {std::max(grid, 1u), 1, 1}, {256, 1, 1}, 0,
            argv(param.ptr, grad.ptr, m.ptr, v.ptr, n, in[5]->ptr, in[6]->ptr, fb1, fb2, eps,
                 wd, clip, c1, c2),
            k);

@@ -59,8 +59,9 @@ CudaSession::CudaSession(const Artifact &artifact, const WeightStore &weights)
 }
 
 void CudaSession::dequantizeAbsorbedWeights() {
-  bool bf16 = std::any_of(artifact_.params.begin(), artifact_.params.end(),
-                          [](const ParamInfo &p) { return p.dtype == DType::BF16; });
+  bool bf16 = std::any_of(artifact_.params.begin(), artifact_.params.end(), [](const ParamInfo &p) {
+    return p.dtype == DType::BF16 && p.role != "optimizer_state"; // (bf16 moments: not the model's)
+  });
   for (const ParamInfo &sp : artifact_.params) {
     if (sp.scales.empty() || sp.scales.find("kv_b_proj") == std::string::npos)
       continue;

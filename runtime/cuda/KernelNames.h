@@ -497,8 +497,8 @@ trainingInstances(const std::string &kernel, const nlohmann::json &p,
   }
   if (kernel == "global_norm")
     return {g("sum_squares"), g("sqrt_sum")};
-  if (kernel == "adamw")
-    return {g("adamw_update")};
+  if (kernel == "adamw") // fp32 or bf16 moments (the launch's moments_bf16)
+    return {inst("adamw_update", {p.value("moments_bf16", false) ? 1 : 0})};
   if (kernel == "expert_bias_update")
     return {g("expert_bias_update")};
   return {};

@@ -538,7 +538,9 @@ void globalNorm(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &o
 }
 
 /// One AdamW step in place (see dsv3.adamw): clip, decoupled decay, moments,
-/// bias-corrected update.
+/// bias-corrected update. bf16 moments (moments_bf16): each new moment is
+/// rounded to bf16 as the cuda kernel does (from fp32), and the update reads
+/// the rounded value.
 template <typename Real>
 void adamw(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &) {
   T<Real> &param = *in[0], &grad = *in[1], &m = *in[2], &v = *in[3];
@@ -551,11 +553,13 @@ void adamw(const std::string &k, const json &p, Ins<Real> &in, Ins<Real> &) {
     fail("kernel {}: optimizer step must be >= 1, got {}", k, step);
   double scale = clip > 0 ? std::min(1.0, clip / (norm + 1e-6)) : 1.0;
   double c1 = 1 - std::pow(b1, double(step)), c2 = 1 - std::pow(b2, double(step));
+  const bool bf16 = getb(p, "moments_bf16");
+  auto stored = [&](double x) { return bf16 ? double(bf16ToFloat(floatToBf16(float(x)))) : x; };
   for (int64_t i = 0; i < param.numel(); ++i) {
     double g = double(grad.f[i]) * scale;
     double pv = double(param.f[i]) * (1 - lr * wd);
-    double mv = b1 * double(m.f[i]) + (1 - b1) * g;
-    double vv = b2 * double(v.f[i]) + (1 - b2) * g * g;
+    double mv = stored(b1 * double(m.f[i]) + (1 - b1) * g);
+    double vv = stored(b2 * double(v.f[i]) + (1 - b2) * g * g);
     m.f[i] = Real(mv);
     v.f[i] = Real(vv);
     param.f[i] = Real(pv - lr * (mv / c1) / (std::sqrt(vv / c2) + eps));

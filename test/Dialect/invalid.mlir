@@ -1219,6 +1219,18 @@ func.func @adamw_state_type(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: te
 
 // -----
 
+dsv3.param @"w" norm : tensor<4xf32>
+dsv3.param @"m" optimizer_state : tensor<4xbf16>
+dsv3.param @"v" optimizer_state : tensor<4xf32>
+func.func @adamw_mixed_state_types(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: tensor<f32>) {
+  // bf16 moments are both bf16 (the first moment's type is the one expected).
+  // expected-error @+1 {{exp_avg_sq @v has type 'tensor<4xf32>', expected 'tensor<4xbf16>'}}
+  dsv3.adamw @w, @m, @v grad %g step %s lr %lr norm %n {beta1 = 0.9 : f64, beta2 = 0.95 : f64, eps = 1.0e-8 : f64, weight_decay = 0.1 : f64, max_grad_norm = 1.0 : f64} : tensor<4xf32>
+  return
+}
+
+// -----
+
 dsv3.param @"m" optimizer_state : tensor<4xf32>
 func.func @adamw_no_param(%g: tensor<4xf32>, %s: i64, %lr: tensor<f32>, %n: tensor<f32>) {
   // expected-error @+1 {{param @nothing does not name a dsv3.param}}

@@ -60,3 +60,34 @@ func.func @train_loss(%ids: tensor<1x4xi64>, %x: tensor<1x4x8xf32>, %ids2: tenso
   %t = dsv3.add %c, %bl : tensor<f32>
   return %t : tensor<f32>
 }
+
+// -----
+
+// state-type=bf16 (DeepSeek-V3 3.3.3): the moments are bf16 parameters;
+// the master weight and its gradient stay fp32.
+// RUN: dsv3-opt %s -split-input-file -dsv3-autodiff -dsv3-optimizer='state-type=bf16' | FileCheck %s --check-prefix=BF16
+dsv3.param @"head" head : tensor<16x8xf32>
+// BF16: dsv3.param @head head : tensor<16x8xf32>
+// BF16-NEXT: dsv3.param @optimizer.exp_avg.head optimizer_state : tensor<16x8xbf16>
+// BF16-NEXT: dsv3.param @optimizer.exp_avg_sq.head optimizer_state : tensor<16x8xbf16>
+// BF16-LABEL: func.func @train_step
+// BF16: dsv3.adamw @head, @optimizer.exp_avg.head, @optimizer.exp_avg_sq.head grad %{{.+}} : tensor<16x8xf32>
+func.func @loss(%ids: tensor<1x4xi64>, %x: tensor<1x4x8xf32>) -> tensor<f32> attributes {dsv3.entry = "loss"} {
+  %h = dsv3.get_param @"head" : tensor<16x8xf32>
+  %l = dsv3.lm_head %x, %h : (tensor<1x4x8xf32>, tensor<16x8xf32>) -> tensor<1x4x16xf32>
+  %c = dsv3.cross_entropy %l, %ids shift 1 scale 1.0 : (tensor<1x4x16xf32>, tensor<1x4xi64>) -> tensor<f32>
+  return %c : tensor<f32>
+}
+
+// -----
+
+// Another state type is refused.
+// RUN: not dsv3-opt %s -split-input-file -dsv3-autodiff -dsv3-optimizer='state-type=f16' 2>&1 | FileCheck %s --check-prefix=BADTYPE
+// BADTYPE: error: dsv3-optimizer: state-type must be f32 or bf16, not 'f16'
+dsv3.param @"head" head : tensor<16x8xf32>
+func.func @loss(%ids: tensor<1x4xi64>, %x: tensor<1x4x8xf32>) -> tensor<f32> attributes {dsv3.entry = "loss"} {
+  %h = dsv3.get_param @"head" : tensor<16x8xf32>
+  %l = dsv3.lm_head %x, %h : (tensor<1x4x8xf32>, tensor<16x8xf32>) -> tensor<1x4x16xf32>
+  %c = dsv3.cross_entropy %l, %ids shift 1 scale 1.0 : (tensor<1x4x16xf32>, tensor<1x4xi64>) -> tensor<f32>
+  return %c : tensor<f32>
+}

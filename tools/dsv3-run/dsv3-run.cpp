@@ -2100,7 +2100,11 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
                1e-3, ok ? "PASS" : "FAIL");
     (ok ? passed : failed)++;
     gpu.downloadParams();
-    double mWorst = 0;
+    // bf16 moments (--optimizer-state bf16): the host rounds its value
+    // (from double) to bf16 and the GPU its fp32 one, so an element at a
+    // rounding boundary may land one bf16 step (2^-8 of itself, at most of
+    // the tensor's largest) apart; that step is added to the bound.
+    double mWorst = 0, mTol = 1e-3;
     std::string mAt;
     for (auto &[name, hv] : host.paramData()) {
       if (name.rfind("optimizer.", 0) != 0)
@@ -2111,14 +2115,17 @@ int compareBackends(const Options &o, const Artifact &art, const WeightStore &we
         scale = std::max(scale, std::fabs(double(hv[i])));
         diff = std::max(diff, std::fabs(double(hv[i]) - double(gv[i])));
       }
-      if (diff / scale > mWorst) {
+      const ParamInfo *info = art.param(name);
+      const double tol = info && info->dtype == DType::BF16 ? 1e-3 + 0x1p-8 : 1e-3;
+      if (diff / scale / tol > mWorst / mTol) {
         mWorst = diff / scale;
+        mTol = tol;
         mAt = name;
       }
     }
-    ok = mWorst <= 1e-3;
-    fmt::print("  {:<40} {:>12} {:>12.3e} {:>10.0e}  {}  ({})\n",
-               "train_step AdamW moments", "", mWorst, 1e-3, ok ? "PASS" : "FAIL", mAt);
+    ok = mWorst <= mTol;
+    fmt::print("  {:<40} {:>12} {:>12.3e} {:>10.1e}  {}  ({})\n",
+               "train_step AdamW moments", "", mWorst, mTol, ok ? "PASS" : "FAIL", mAt);
     (ok ? passed : failed)++;
   }
   fmt::print("  ({:.1f} s)\n", std::chrono::duration<double>(

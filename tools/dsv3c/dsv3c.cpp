@@ -258,6 +258,11 @@ cl::opt<double> biasUpdateRate(
     "bias-update-rate",
     cl::desc("gamma of the aux-loss-free bias update (0 = off)"),
     cl::init(1e-3), cl::cat(category));
+cl::opt<std::string> optimizerState(
+    "optimizer-state",
+    cl::desc("--mode train: element type of the AdamW moments, f32 or bf16 (DeepSeek-V3 "
+             "3.3.3 tracks them in BF16; master weights and gradients stay fp32)"),
+    cl::init("f32"), cl::cat(category));
 cl::opt<std::string> recompute(
     "recompute",
     cl::desc("--mode train: recompute these units' forward in the backward instead of "
@@ -492,6 +497,11 @@ int main(int argc, char **argv) {
     llvm::errs() << "dsv3c: error: --ep N needs N >= 1, got " << expertParallel << "\n";
     return 2;
   }
+  if (optimizerState != "f32" && optimizerState != "bf16") {
+    llvm::errs() << "dsv3c: error: --optimizer-state takes f32 or bf16, got '"
+                 << optimizerState << "'\n";
+    return 2;
+  }
   if (!quantize.empty() && quantize != "fp8") {
     llvm::errs() << "dsv3c: error: --quantize takes fp8, got '" << quantize << "'\n";
     return 2;
@@ -547,6 +557,7 @@ int main(int argc, char **argv) {
   pipelineOptions.weightDecay = weightDecay;
   pipelineOptions.maxGradNorm = maxGradNorm;
   pipelineOptions.biasUpdateRate = biasUpdateRate;
+  pipelineOptions.optimizerState = optimizerState;
   pipelineOptions.recompute = recompute;
   pipelineOptions.activationBudget = activationBudget;
   pipelineOptions.recomputeScope = recomputeScope;

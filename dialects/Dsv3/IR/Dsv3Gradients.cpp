@@ -131,8 +131,14 @@ static LogicalResult checkParam(Operation *op, SymbolTableCollection &symbols,
 
 LogicalResult AdamwOp::verifySymbolUses(SymbolTableCollection &symbols) {
   Type grad = getGrad().getType();
-  auto state = RankedTensorType::get(cast<RankedTensorType>(grad).getShape(),
-                                     Float32Type::get(getContext()));
+  // The moments are fp32, or bf16 (DeepSeek-V3 3.3.3), both alike: the
+  // first moment's element type is the one both must have.
+  Type element = Float32Type::get(getContext());
+  if (auto m = symbols.lookupNearestSymbolFrom<ParamOp>(*this, getExpAvgAttr()))
+    if (m.getTensorType().getElementType().isBF16())
+      element = m.getTensorType().getElementType();
+  auto state =
+      RankedTensorType::get(cast<RankedTensorType>(grad).getShape(), element);
   return success(succeeded(checkParam(*this, symbols, getParamAttr(), "param",
                                       grad, false)) &&
                  succeeded(checkParam(*this, symbols, getExpAvgAttr(),

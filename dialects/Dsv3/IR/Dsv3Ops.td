@@ -929,8 +929,11 @@ def Dsv3_AdamwOp : Dsv3_Op<"adamw",
     [DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
   let summary = "one AdamW update of a parameter, in place";
   let description = [{
-    Updates parameter `param` and its moments `exp_avg`, `exp_avg_sq` (fp32
-    `dsv3.param`s of role optimizer_state) from `grad`, at optimizer step
+    Updates parameter `param` and its moments `exp_avg`, `exp_avg_sq`
+    (`dsv3.param`s of role optimizer_state, both fp32 or both bf16: with
+    bf16 moments, DeepSeek-V3 3.3.3, each new moment is computed in fp32
+    from the stored one, rounded to bf16 (nearest even) and the update
+    reads the rounded value) from `grad`, at optimizer step
     `step` (1-based), learning rate `lr` (the runtime's warmup + cosine
     schedule) and global gradient norm `grad_norm`: g is scaled by
     min(1, max_grad_norm / (grad_norm + 1e-6)) when max_grad_norm > 0;
