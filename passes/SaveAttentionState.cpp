@@ -20,17 +20,6 @@ namespace mlir::dsv3 {
 
 namespace {
 
-/// The types of the saved tensors: the output before o_proj [B, T, NH *
-/// DV] and the log-sum-exp [B, NH, T], f32, batch and sequence as the
-/// hidden state's.
-SmallVector<Type> savedTypes(LatentAttentionOp op) {
-  auto hidden = cast<RankedTensorType>(op.getHidden().getType());
-  int64_t B = hidden.getDimSize(0), T = hidden.getDimSize(1), NH = op.getNumHeads();
-  Type f32 = Float32Type::get(op.getContext());
-  return {RankedTensorType::get({B, T, NH * int64_t(op.getVHeadDim())}, f32),
-          RankedTensorType::get({B, NH, T}, f32)};
-}
-
 struct SaveAttentionStatePass
     : impl::Dsv3SaveAttentionStatePassBase<SaveAttentionStatePass> {
   using Base::Base;
@@ -58,7 +47,7 @@ struct SaveAttentionStatePass
     for (auto [fwd, vjp] : pairs) {
       OpBuilder b(fwd);
       SmallVector<Type> types{fwd.getResult().getType()};
-      llvm::append_range(types, savedTypes(fwd));
+      llvm::append_range(types, fwd.getSavedTypes());
       OperationState state(fwd.getLoc(), fwd->getName());
       state.addOperands(fwd->getOperands());
       state.addTypes(types);

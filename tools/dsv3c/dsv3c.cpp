@@ -358,6 +358,28 @@ void printArtifactWeights(ModuleOp module, llvm::raw_ostream &os) {
                       fp8 + scales + rest, fp8, scales, rest);
 }
 
+/// What a training artifact's AdamW moments take (two per trainable
+/// parameter, fp32 or bf16: --optimizer-state), beside the memory plans.
+void printOptimizerState(ModuleOp module, llvm::raw_ostream &os) {
+  int64_t bytes = 0, count = 0;
+  std::string types;
+  for (auto param : module.getOps<mlir::dsv3::ParamOp>()) {
+    if (param.getRole() != mlir::dsv3::ParamRole::OptimizerState)
+      continue;
+    auto type = param.getTensorType();
+    bytes += type.getNumElements() * int64_t(type.getElementTypeBitWidth() / 8) *
+             param.getNumShards();
+    ++count;
+    std::string name;
+    llvm::raw_string_ostream(name) << type.getElementType();
+    if (types.find(name) == std::string::npos)
+      types += (types.empty() ? "" : ", ") + name;
+  }
+  if (count)
+    os << llvm::formatv("  optimizer state: {0} AdamW moments ({1}), {2} bytes\n", count,
+                        types, bytes);
+}
+
 /// The arena of each entry function after memory planning.
 void printMemoryPlan(ModuleOp module, llvm::raw_ostream &os) {
   for (auto func : module.getOps<func::FuncOp>()) {
@@ -617,6 +639,7 @@ int main(int argc, char **argv) {
                                 statsFormat == StatsFormat::Json);
     if (statsFormat == StatsFormat::Table) {
       printMemoryPlan(*module, llvm::outs());
+      printOptimizerState(*module, llvm::outs());
       printLatentCache(*module, pipelineOptions.maxBatch, pipelineOptions.maxSeq,
                        llvm::outs());
       printArtifactWeights(*module, llvm::outs());

@@ -475,6 +475,14 @@ void LatentAttentionOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
     setNameFn(getSaved().front(), "saved");
 }
 
+SmallVector<RankedTensorType, 2> LatentAttentionOp::getSavedTypes() {
+  auto hidden = tensorOf(getHidden());
+  int64_t B = hidden.getDimSize(0), T = hidden.getDimSize(1), NH = getNumHeads();
+  Type f32 = Float32Type::get(getContext());
+  return {RankedTensorType::get({B, T, NH * int64_t(getVHeadDim())}, f32),
+          RankedTensorType::get({B, NH, T}, f32)};
+}
+
 LogicalResult LatentAttentionOp::verify() {
   if (failed(verifyLatentAttention(*this)))
     return failure();
@@ -486,16 +494,14 @@ LogicalResult LatentAttentionOp::verify() {
                                                   : "without save_for_backward none");
   if (!saved)
     return success();
-  auto hidden = tensorOf(getHidden());
-  int64_t B = hidden.getDimSize(0), T = hidden.getDimSize(1), NH = getNumHeads();
   for (Value v : getSaved())
     if (!tensorOf(v).getElementType().isF32())
       return emitOpError() << "saved tensors must be f32, got " << v.getType();
-  if (failed(expectShape(*this, getSaved()[0], "saved attention output",
-                         {B, T, NH * int64_t(getVHeadDim())},
+  SmallVector<RankedTensorType, 2> want = getSavedTypes();
+  if (failed(expectShape(*this, getSaved()[0], "saved attention output", want[0].getShape(),
                          "[batch, seq, num_heads * v_head_dim]")))
     return failure();
-  return expectShape(*this, getSaved()[1], "saved log-sum-exp", {B, NH, T},
+  return expectShape(*this, getSaved()[1], "saved log-sum-exp", want[1].getShape(),
                      "[batch, num_heads, seq]");
 }
 

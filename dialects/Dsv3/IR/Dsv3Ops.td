@@ -423,6 +423,13 @@ def Dsv3_LatentAttentionOp : Dsv3_Op<"latent_attention",
   let assemblyFormat = !strconcat("$hidden ", Dsv3_MlaWeightsFormat,
       " attr-dict `:` functional-type(operands, results)");
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The types `save_for_backward` returns: the attention output before
+    /// o_proj [batch, seq, num_heads * v_head_dim] and each query's
+    /// log-sum-exp [batch, num_heads, seq], f32 (the verifier's contract,
+    /// which dsv3-save-attention-state builds to).
+    ::llvm::SmallVector<::mlir::RankedTensorType, 2> getSavedTypes();
+  }];
 }
 
 def Dsv3_LatentAttentionDecodeOp : Dsv3_Op<"latent_attention_decode",
