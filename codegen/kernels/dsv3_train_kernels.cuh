@@ -1523,6 +1523,35 @@ __device__ __forceinline__ unsigned long long kMajorStep(const unsigned short *t
          (unsigned long long)(((kk % 4) * 32) >> 4);
 }
 
+/// The tile pipeline of the attention backward's two sides (cp.async
+/// copies by every thread into Stages stages): the prologue copies tiles 0
+/// and 1 and waits for tile 0; each step waits for tile t + 1, whose
+/// barrier also means every warpgroup is done with tile t - 1's stage (its
+/// MMAs were waited for), and copies tile t + 2 into that stage.
+template <int Stages, typename Load>
+__device__ __forceinline__ void gradTilesFirst(i64 tiles, Load &&loadTile) {
+  loadTile(0, 0); // one group with the block's own rows
+  cpAsyncCommit();
+  if (tiles > 1)
+    loadTile(1, 1);
+  cpAsyncCommit();
+  cpAsyncWait<1>();
+  // The copies (generic proxy) are read next by the tensor cores (async
+  // proxy).
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  __syncthreads();
+}
+template <int Stages, typename Load>
+__device__ __forceinline__ void gradTilesNext(i64 t, i64 tiles, Load &&loadTile) {
+  static_assert(Stages == 3, "tile t + 2 goes to tile t - 1's stage");
+  cpAsyncWait<0>();
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  __syncthreads();
+  if (t + 2 < tiles)
+    loadTile(t + 2, int((t + 2) % Stages));
+  cpAsyncCommit();
+}
+
 #define DSV3_GRAD_Q_STAGES 3
 #define DSV3_GRAD_KV_STAGES 3
 /// Query side: a block of 128 queries (a warpgroup's 64 each) over 64-key
@@ -1587,16 +1616,7 @@ __global__ void __launch_bounds__(256, 1)
   // MMAs: a warpgroup multiplies the tile wholly after its queries too (p
   // = 0 there adds zeros, which leave dq's bits as they are), and the last
   // tile issues scores of a stale stage that nothing reads.
-  loadTile(0, 0); // one group with the queries and dO
-  cpAsyncCommit();
-  if (tiles > 1)
-    loadTile(1, 1);
-  cpAsyncCommit();
-  cpAsyncWait<1>(); // tile 0 (and the queries) landed
-  // The copies (generic proxy) are read next by the tensor cores (async
-  // proxy).
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-  __syncthreads();
+  gradTilesFirst<Stages>(tiles, loadTile); // the queries, dO and tile 0 landed
   float sc[32], dp[32]; // the first MMA of each ignores them (scale-d 0)
   // dq's zeros are tied here, before the first scores' MMAs: sunk below
   // them, they are non-MMA definitions of accumulators inside an MMA
@@ -1611,12 +1631,7 @@ __global__ void __launch_bounds__(256, 1)
     wgmmaWait<0>(); // tile t's scores, and tile t - 1's dq products
     wgmmaLanded(sc);
     wgmmaLanded(dp);
-    cpAsyncWait<0>(); // tile t + 1 landed
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads(); // ... for every thread; tile t - 1's stage is free
-    if (t + 2 < tiles)
-      loadTile(t + 2, int((t + 2) % Stages));
-    cpAsyncCommit();
+    gradTilesNext<Stages>(t, tiles, loadTile);
     const i64 k0 = t * BK;
     const bool diag = k0 + BK - 1 > wgFirst; // the causal edge crosses the tile
 #pragma unroll
@@ -1785,14 +1800,7 @@ __global__ void __launch_bounds__(256, 1)
   // a stale stage that nothing reads. ptxas spills ~40 bytes at V3 widths
   // (255 registers); the waits saved are worth more (same-call A/B on the
   // H200, train 4x4096: 551.8 -> 538.7 ms against the tile-only form).
-  loadTile(0, 0); // one group with the keys and values
-  cpAsyncCommit();
-  if (tiles > 1)
-    loadTile(1, 1);
-  cpAsyncCommit();
-  cpAsyncWait<1>();
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-  __syncthreads();
+  gradTilesFirst<Stages>(tiles, loadTile); // the keys, values and tile 0 landed
   // One pair of score registers: a part's scores become its A fragments
   // (pa, da) before the next part's scores are issued into them.
   float st[16], dpt[16]; // each part's first MMA ignores them (scale-d 0)
@@ -1811,12 +1819,7 @@ __global__ void __launch_bounds__(256, 1)
   wgmmaCommit();
   for (i64 t = 0; t < tiles; ++t) {
     wgmmaWait<0>(); // part 0's scores, and the last tile's products
-    cpAsyncWait<0>(); // tile t + 1 landed
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads(); // ... for every thread; tile t - 1's stage is free
-    if (t + 2 < tiles)
-      loadTile(t + 2, int((t + 2) % Stages));
-    cpAsyncCommit();
+    gradTilesNext<Stages>(t, tiles, loadTile);
     probabilities(st, dpt, t, 0, pa, da);
     wgmmaFence();
     issueGrads(pa, da, t, 0);
