@@ -3275,8 +3275,9 @@ __device__ __forceinline__ void gemmTile(int group, unsigned &tn, unsigned &tm) 
 /// every block of a grouped GEMM before its first copy, where a 128 x 256 x
 /// 2048 tile computes in ~18 us at peak. Counts are below 2^31 (a call's
 /// rows).
-__device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRows, i64 t,
-                                           i64 &begin, i64 &end, int &expert) {
+__device__ __forceinline__ bool expertTileAt(const i64 *counts, int E, int tileRows, i64 t,
+                                             i64 &begin, i64 &end, int &expert, i64 &firstTile,
+                                             i64 &firstRow) {
   const int lane = threadIdx.x & 31, per = (E + 31) / 32;
   const int e0 = lane * per < E ? lane * per : E, e1 = e0 + per < E ? e0 + per : E;
   int tiles = 0, rows = 0;
@@ -3300,7 +3301,7 @@ __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRow
   if (!hit)
     return false;
   const int src = __ffs(hit) - 1;
-  i64 b = 0, en = 0;
+  i64 b = 0, en = 0, ft = 0, fr = 0;
   int ex = 0;
   if (lane == src) {
     for (int e = e0; e < e1; ++e) {
@@ -3309,6 +3310,8 @@ __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRow
         b = rStart + (t - tStart) * tileRows;
         en = rStart + c;
         ex = e;
+        ft = tStart;
+        fr = rStart;
         break;
       }
       tStart += tl;
@@ -3318,7 +3321,47 @@ __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRow
   begin = __shfl_sync(0xffffffffu, b, src);
   end = __shfl_sync(0xffffffffu, en, src);
   expert = __shfl_sync(0xffffffffu, ex, src);
+  firstTile = __shfl_sync(0xffffffffu, ft, src);
+  firstRow = __shfl_sync(0xffffffffu, fr, src);
   return true;
+}
+/// expertTile(t): tile t's rows [begin, end) and expert.
+__device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRows, i64 t,
+                                           i64 &begin, i64 &end, int &expert) {
+  i64 firstTile, firstRow;
+  return expertTileAt(counts, E, tileRows, t, begin, end, expert, firstTile, firstRow);
+}
+
+/// Tile L of a 128-row GEMM grid of nx column tiles, its column tile tn and
+/// rows [rowBegin, rowEnd) (grouped: `counts`, and the expert). tileGroup
+/// 0 (grouped grids only) walks expert by expert: each expert's row tiles
+/// times every column tile, the row tile fastest, so the 2-3 row tiles of
+/// a prefill's expert read each of its weight tiles together (once from
+/// HBM), where groups of tileGroup row tiles split an expert's row tiles
+/// between groups run apart. Expert e's tiles are L in [nx P_e, nx (P_e +
+/// c_e)), P_e its first row tile in expertTile's numbering and c_e its
+/// row tiles: L / nx is one of them. Warp-cooperative when grouped.
+__device__ __forceinline__ bool gemmGridTile(unsigned L, unsigned nx, unsigned ny, int tileGroup,
+                                             const i64 *counts, int E, i64 rows, unsigned &tn,
+                                             i64 &rowBegin, i64 &rowEnd, int &expert) {
+  expert = 0;
+  if (counts && tileGroup == 0) {
+    i64 firstTile, firstRow;
+    if (!expertTileAt(counts, E, 128, i64(L / nx), rowBegin, rowEnd, expert, firstTile,
+                      firstRow))
+      return false;
+    const i64 c = (rowEnd - firstRow + 127) / 128, local = i64(L) - i64(nx) * firstTile;
+    tn = unsigned(local / c);
+    rowBegin = firstRow + (local % c) * 128;
+    return rowBegin < rowEnd;
+  }
+  unsigned tm;
+  gemmTileOf(L, nx, ny, tileGroup < 1 ? 1 : tileGroup, tn, tm);
+  rowBegin = i64(tm) * 128;
+  rowEnd = rows;
+  if (counts && !expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
+    return false;
+  return rowBegin < rowEnd;
 }
 
 /// Expert e's tiles [begin, end) among every expert's `tileRows`-row tiles
@@ -4155,15 +4198,11 @@ gemm_bf16_tma(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMa
   // The tile's rows [rowBegin, rowEnd), weight row block and output column;
   // false for a grouped grid's tiles past the last expert's.
   auto tileOf = [&](unsigned L, i64 &rowBegin, i64 &rowEnd, int &expert, int &n0) {
-    unsigned tn, tm;
-    gemmTileOf(L, unsigned(tilesX), unsigned(tilesY), tileGroup, tn, tm);
-    rowBegin = i64(tm) * 128;
-    rowEnd = rows;
-    expert = 0;
+    unsigned tn;
+    const bool live = gemmGridTile(L, unsigned(tilesX), unsigned(tilesY), tileGroup, counts, E,
+                                   rows, tn, rowBegin, rowEnd, expert);
     n0 = int(tn) * BN;
-    if (counts && !expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
-      return false;
-    return rowBegin < rowEnd;
+    return live;
   };
   unsigned it = 0;
   if (wg == 0) {
@@ -4345,14 +4384,10 @@ __device__ __forceinline__ bool fp8TmaTile(int tileGroup, const i64 *counts, int
                                            int N, int br, int nb, unsigned &tn, i64 &rowBegin,
                                            i64 &rowEnd, int &expert, const float *&sw,
                                            const float *&swu) {
-  unsigned tm;
-  gemmTile(tileGroup, tn, tm);
-  rowBegin = i64(tm) * 128;
-  rowEnd = rows;
-  expert = 0;
+  if (!gemmGridTile(blockIdx.y * gridDim.x + blockIdx.x, gridDim.x, gridDim.y, tileGroup, counts,
+                    E, rows, tn, rowBegin, rowEnd, expert))
+    return false;
   if (counts) {
-    if (!expertTile(counts, E, 128, tm, rowBegin, rowEnd, expert))
-      return false;
     sw += i64(expert) * ((N + br - 1) / br) * nb;
     if (Gated)
       swu += i64(expert) * ((N + br - 1) / br) * nb;

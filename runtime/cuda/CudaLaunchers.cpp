@@ -49,6 +49,15 @@ int gemmTileGroup() {
   return group;
 }
 
+/// The grid order of the TMA GEMMs (gemm_bf16_tma, fp8_gemm_tma[_wide]):
+/// grouped (counts given), 0 walks expert by expert (gemmGridTile: an
+/// expert's row tiles read each weight tile together); plain, and with
+/// DSV3_GEMM_EXPERT_ORDER=0, gemmTileGroup().
+int tmaTileGroup(CUdeviceptr counts) {
+  static const bool expertOrder = envNotZero("DSV3_GEMM_EXPERT_ORDER");
+  return counts && expertOrder ? 0 : gemmTileGroup();
+}
+
 /// Grid rows of a GEMM over 128-row tiles: rows / 128, plus E for the
 /// grouped form (each expert's last tile may be partial); fails past CUDA's
 /// grid limit.
@@ -380,14 +389,14 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
       s.launch("dsv3::fp8_gemm_tma_wide<0>", {wideCols, tiles, 1}, {384, 1, 1},
                kFp8TmaWideSmem,
                argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, noUp, rows, nN, nK, br,
-                    counts, e, gemmTileGroup(), pingpong),
+                    counts, e, tmaTileGroup(counts), pingpong),
                what);
       return;
     }
     s.launch("dsv3::fp8_gemm_tma<0>", {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1},
              kFp8TmaSmem,
              argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, rows, nN, nK, br, counts, e,
-                  gemmTileGroup(), pingpong),
+                  tmaTileGroup(counts), pingpong),
              what);
     return;
   }
@@ -675,7 +684,7 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
       s.launch(yScales ? "dsv3::fp8_gemm_tma_wide<3>" : "dsv3::fp8_gemm_tma_wide<1>",
                {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1}, kFp8TmaWideSmem,
                argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, yScales, rows,
-                    nN, nK, br, counts, e, gemmTileGroup(), pingpong),
+                    nN, nK, br, counts, e, tmaTileGroup(counts), pingpong),
                what);
       return;
     }
@@ -684,7 +693,7 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
     s.launch("dsv3::fp8_gemm_tma<1>", {unsigned((N + 63) / 64), tiles, 1}, {384, 1, 1},
              kFp8TmaSmem,
              argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, rows, nN, nK, br,
-                  counts, e, gemmTileGroup(), pingpong),
+                  counts, e, tmaTileGroup(counts), pingpong),
              what);
     return;
   }
@@ -815,7 +824,7 @@ void bf16RoundedGemm(CudaSession &s, const std::string &what, CUdeviceptr xb, CU
     if (persistent && all > s.multiprocessors())
       grid = {unsigned(s.multiprocessors()), 1, 1};
     s.launch(bf16TmaName(Wu != 0, bf16Out), grid, {384, 1, 1}, kBf16TmaSmem,
-             argv(mapA, mapB, mapBu, b, res, y, rows, nN, nK, counts, nE, gemmTileGroup(),
+             argv(mapA, mapB, mapBu, b, res, y, rows, nN, nK, counts, nE, tmaTileGroup(counts),
                   noSegments, noBatch, tilesX, tilesY),
              what);
     return;
