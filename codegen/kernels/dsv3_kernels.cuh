@@ -3333,19 +3333,23 @@ __device__ __forceinline__ bool expertTile(const i64 *counts, int E, int tileRow
 }
 
 /// Tile L of a 128-row GEMM grid of nx column tiles, its column tile tn and
-/// rows [rowBegin, rowEnd) (grouped: `counts`, and the expert). tileGroup
-/// 0 (grouped grids only) walks expert by expert: each expert's row tiles
+/// rows [rowBegin, rowEnd) (grouped: `counts`, and the expert). A negative
+/// tileGroup (grouped grids only) walks expert by expert: each expert's row tiles
 /// times every column tile, the row tile fastest, so the 2-3 row tiles of
 /// a prefill's expert read each of its weight tiles together (once from
 /// HBM), where groups of tileGroup row tiles split an expert's row tiles
 /// between groups run apart. Expert e's tiles are L in [nx P_e, nx (P_e +
 /// c_e)), P_e its first row tile in expertTile's numbering and c_e its
-/// row tiles: L / nx is one of them. Warp-cooperative when grouped.
+/// row tiles: L / nx is one of them. Warp-cooperative when grouped. (Why
+/// negative: kernels of artifacts compiled before this order, run by a
+/// newer runtime, read it in gemmTileOf as one group of every row tile
+/// (unsigned(-1) * nx wraps to 2^32 - nx): a valid order of the same
+/// tiles, where 0 would divide by zero.)
 __device__ __forceinline__ bool gemmGridTile(unsigned L, unsigned nx, unsigned ny, int tileGroup,
                                              const i64 *counts, int E, i64 rows, unsigned &tn,
                                              i64 &rowBegin, i64 &rowEnd, int &expert) {
   expert = 0;
-  if (counts && tileGroup == 0) {
+  if (counts && tileGroup < 0) {
     i64 firstTile, firstRow;
     if (!expertTileAt(counts, E, 128, i64(L / nx), rowBegin, rowEnd, expert, firstTile,
                       firstRow))

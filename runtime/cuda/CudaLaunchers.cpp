@@ -50,12 +50,13 @@ int gemmTileGroup() {
 }
 
 /// The grid order of the TMA GEMMs (gemm_bf16_tma, fp8_gemm_tma[_wide]):
-/// grouped (counts given), 0 walks expert by expert (gemmGridTile: an
-/// expert's row tiles read each weight tile together); plain, and with
-/// DSV3_GEMM_EXPERT_ORDER=0, gemmTileGroup().
+/// grouped (counts given), -1 walks expert by expert (gemmGridTile: an
+/// expert's row tiles read each weight tile together; an older artifact's
+/// kernels take -1 as one group of every row tile, a valid order); plain,
+/// and with DSV3_GEMM_EXPERT_ORDER=0, gemmTileGroup().
 int tmaTileGroup(CUdeviceptr counts) {
   static const bool expertOrder = envNotZero("DSV3_GEMM_EXPERT_ORDER");
-  return counts && expertOrder ? 0 : gemmTileGroup();
+  return counts && expertOrder ? -1 : gemmTileGroup();
 }
 
 /// Grid rows of a GEMM over 128-row tiles: rows / 128, plus E for the
