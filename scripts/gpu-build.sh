@@ -4,8 +4,20 @@
 # scripts/gpu-prepare.sh / bench/prepare.sh copied into .deps/. The log goes
 # to $1 (default build-gpu.log); on failure its tail is printed and the
 # status is non-zero. Used by every device script.
+# A carried gpu-bin/dsv3-run (scripts/gpu-prebuild.sh, built here) is
+# installed as build-gpu/bin/dsv3-run instead, in a fresh build-gpu/ (so a
+# later call that builds there starts over rather than trusting it), once
+# it runs on this machine; otherwise the build goes on as above.
 cd "$(dirname "$0")/.."
 LOG=${1:-build-gpu.log}
+if [ -x gpu-bin/dsv3-run ]; then
+  if gpu-bin/dsv3-run --help > /dev/null 2>&1; then
+    rm -rf build-gpu && mkdir -p build-gpu/bin && cp gpu-bin/dsv3-run build-gpu/bin/dsv3-run
+    echo "gpu-build: the carried gpu-bin/dsv3-run ($(head -1 gpu-bin/REVISION 2>/dev/null))" > "$LOG"
+    exit 0
+  fi
+  echo "gpu-build: the carried gpu-bin/dsv3-run does not run here; building" | tee "$LOG"
+fi
 { cmake -G Ninja -S . -B build-gpu -DDSV3_BUILD_COMPILER=OFF -DCMAKE_BUILD_TYPE=Release \
-    -DDSV3_DEPS_INCLUDE="$PWD/.deps/include" && ninja -C build-gpu dsv3-run; } > "$LOG" 2>&1 ||
+    -DDSV3_DEPS_INCLUDE="$PWD/.deps/include" && ninja -C build-gpu dsv3-run; } >> "$LOG" 2>&1 ||
   { tail -40 "$LOG"; exit 1; }

@@ -2,11 +2,15 @@
 # script's default log folder: sets $OUT (unless the caller did) and
 # creates it, keeps NCCL off NVLink multicast (the device machines need it
 # off), builds the runtime into build-gpu/ (incremental: a warm machine may
-# hold a build of older sources) and sets $RUN.
+# hold a build of older sources; or installs a carried gpu-bin/dsv3-run,
+# scripts/gpu-build.sh) and sets $RUN.
 #   source scripts/gpu-env.sh /tmp/gpu-check
 OUT=${OUT:-$1}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0
+# NVRTC and the CUDA libraries for a dsv3-run built on another machine
+# (scripts/gpu-prebuild.sh: its run path names that machine's layout).
+[ -d /usr/local/cuda/lib64 ] && export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bash scripts/gpu-build.sh "$OUT/build.log" || exit 1
 RUN=build-gpu/bin/dsv3-run
 # check NAME COMMAND...: runs a conformance command (its log in
