@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# An A/B of two builds of the kernels (they live in the artifacts: compile
+# the same config before and after a kernel change), in one device call:
+#   git stash; ninja -C build; build/bin/dsv3c bench/configs/v3-infer-3layer.json \
+#     --target cuda --dtype bf16 --quantize fp8 --max-batch 128 --max-seq 2048 \
+#     --max-tokens 8192 --quiet -o ab/old
+#   git stash pop; ninja -C build; (the same) -o ab/new
+#   rm -f ab/*/cuda/compute_80.ptx; bash scripts/gpu-prebuild.sh
+#   run(command="bash scripts/gpu-artifact-ab.sh", carry=["ab", "gpu-bin", ".deps"])
+# 1. Logits of 1,024 tokens of A and B bitwise equal (a kernel change that
+#    keeps each output's sums and their order must pass; BITWISE=0 reports
+#    only). 2. Prefill 4 x 2048 alternating A and B, REPS times (default 3).
+# 3. (FP8 artifacts; GEMM=1 default) the FP8 TMA GEMM timed with each
+#    artifact's kernels at the shapes in SHAPES (dsv3-run fp8-gemm,
+#    DSV3_FP8_GEMM_TIME; activation quantization included).
+# A and B default to ab/old and ab/new.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/gpu-env.sh /tmp/gpu-artifact-ab
+A=${A:-ab/old} B=${B:-ab/new}
+status=0
+T0=$(date +%s)
+at() { echo "[$(( $(date +%s) - T0 )) s]"; }
+IDS=$(python3 -c "import random; random.seed(3); print(','.join(str(random.randrange(129280)) for _ in range(1024)))")
+for v in A B; do
+  art=${!v}
+  DSV3_CUBLAS_TUNE=0 timeout 120 $RUN forward "$art" --random-weights 1 --backend cuda \
+    --ids "$IDS" --out /dev/shm/ab-logits-$v.safetensors > "$OUT/forward-$v.log" 2>&1 ||
+    { status=1; tail -3 "$OUT/forward-$v.log"; }
+done
+if cmp -s /dev/shm/ab-logits-A.safetensors /dev/shm/ab-logits-B.safetensors; then
+  r="bitwise equal"
+else
+  r="differ"; [ "${BITWISE:-1}" = 1 ] && status=1
+fi
+echo "$(at) logits of 1024 tokens, $A vs $B: $r" | tee -a "$OUT/checks.txt"
+rm -f /dev/shm/ab-logits-*.safetensors
+for rep in $(seq "${REPS:-3}"); do
+  for v in A B; do
+    r=$(timeout 60 $RUN time "${!v}" --random-weights 1 --backend cuda --batch 4 --seq 2048 \
+      --steps 3 2>&1 | tail -1 | grep -o "prefill [0-9.]* ms")
+    echo "$(at) rep $rep ${!v} $r" | tee -a "$OUT/checks.txt"
+  done
+done
+if [ "${GEMM:-1}" = 1 ] && grep -q fp8_gemm_tma "$A/cuda/kernels.cu" 2>/dev/null; then
+  for shape in ${SHAPES:-8192,18432,7168 8192,7168,16384 8192,7168,2048}; do
+    for v in A B; do
+      r=$(DSV3_FP8_GEMM_TIME=$shape timeout 90 $RUN fp8-gemm "${!v}" --backend cuda \
+        --shape 64,576,7168 --seed 3 2>&1 | grep "timing.*wgmma + TMA" |
+        grep -oE "[0-9.]+ ms +[0-9.]+ TFLOP/s")
+      echo "$(at) fp8_gemm_tma $shape ${!v}: $r" | tee -a "$OUT/checks.txt"
+    done
+  done
+fi
+finish
