@@ -7,7 +7,8 @@
 #   bash scripts/gpu-prepare.sh   # or bench/prepare.sh: fills .deps/include
 #   bash scripts/gpu-prebuild.sh
 #   run(command="bash scripts/gpu-check.sh", carry=["gpu-bin", ...])
-# Rebuild after any runtime change: a carried binary is used as it is.
+# A binary of other runtime sources than the call's is not used (gpu-build.sh
+# compares the sources' hash and builds instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d .deps/include/fmt ] || { echo "gpu-prebuild: .deps/include/fmt is missing (run scripts/gpu-prepare.sh)"; exit 1; }
@@ -18,6 +19,6 @@ cmake -G Ninja -S . -B build-gpu-prebuilt -DDSV3_BUILD_COMPILER=OFF -DCMAKE_BUIL
 ninja -C build-gpu-prebuilt dsv3-run
 mkdir -p gpu-bin
 cp build-gpu-prebuilt/bin/dsv3-run gpu-bin/dsv3-run
+bash scripts/gpu-build.sh --hash > gpu-bin/SOURCES
 git rev-parse HEAD > gpu-bin/REVISION
-git diff --quiet HEAD -- runtime tools || echo "(with uncommitted runtime changes)" >> gpu-bin/REVISION
-echo "gpu-bin/dsv3-run built from $(head -1 gpu-bin/REVISION)"
+echo "gpu-bin/dsv3-run built from $(head -1 gpu-bin/REVISION), runtime sources $(cat gpu-bin/SOURCES)"
