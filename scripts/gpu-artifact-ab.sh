@@ -9,10 +9,14 @@
 #   run(command="bash scripts/gpu-artifact-ab.sh", carry=["ab", "gpu-bin", ".deps"])
 # 1. Logits of 1,024 tokens of A and B bitwise equal (a kernel change that
 #    keeps each output's sums and their order must pass; BITWISE=0 reports
-#    only). 2. Prefill 4 x 2048 alternating A and B, REPS times (default 3).
+#    only). 2. Prefill alternating A and B, REPS times (default 3), at each
+#    BATCH,SEQ of PREFILL (default 4,2048).
 # 3. (FP8 artifacts; GEMM=1 default) the FP8 TMA GEMM timed with each
 #    artifact's kernels at the shapes in SHAPES (dsv3-run fp8-gemm,
-#    DSV3_FP8_GEMM_TIME; activation quantization included).
+#    DSV3_FP8_GEMM_TIME; activation quantization included), after B's
+#    kernels checked against the host GEMM at the shapes in CHECK (default
+#    1050,2048,256: every last row tile of the plain and grouped GEMMs 64
+#    rows or fewer) on the wide tiles (DSV3_FP8_WIDE=1) and the default.
 # A and B default to ab/old and ab/new.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,14 +39,25 @@ else
 fi
 echo "$(at) logits of 1024 tokens, $A vs $B: $r" | tee -a "$OUT/checks.txt"
 rm -f /dev/shm/ab-logits-*.safetensors
-for rep in $(seq "${REPS:-3}"); do
-  for v in A B; do
-    r=$(timeout 60 $RUN time "${!v}" --random-weights 1 --backend cuda --batch 4 --seq 2048 \
-      --steps 3 2>&1 | tail -1 | grep -o "prefill [0-9.]* ms")
-    echo "$(at) rep $rep ${!v} $r" | tee -a "$OUT/checks.txt"
+for shape in ${PREFILL:-4,2048}; do
+  for rep in $(seq "${REPS:-3}"); do
+    for v in A B; do
+      r=$(timeout 60 $RUN time "${!v}" --random-weights 1 --backend cuda --batch ${shape%,*} \
+        --seq ${shape#*,} --steps 3 2>&1 | tail -1 | grep -o "prefill [0-9.]* ms")
+      echo "$(at) rep $rep ${shape/,/x} ${!v} $r" | tee -a "$OUT/checks.txt"
+    done
   done
 done
 if [ "${GEMM:-1}" = 1 ] && grep -q fp8_gemm_tma "$A/cuda/kernels.cu" 2>/dev/null; then
+  for shape in ${CHECK:-1050,2048,256}; do
+    for wide in 1 X; do
+      log="$OUT/fp8-gemm-check-$shape-wide$wide.log"
+      DSV3_FP8_WIDE=$wide timeout 180 $RUN fp8-gemm "$B" --backend cuda --shape $shape --seed 3 \
+        > "$log" 2>&1 || status=1
+      echo "$(at) fp8-gemm $shape ${B} DSV3_FP8_WIDE=$wide: $(grep -c PASS "$log") PASS," \
+        "$(grep -c FAIL "$log") FAIL" | tee -a "$OUT/checks.txt"
+    done
+  done
   for shape in ${SHAPES:-8192,18432,7168 8192,7168,16384 8192,7168,2048}; do
     for v in A B; do
       r=$(DSV3_FP8_GEMM_TIME=$shape timeout 90 $RUN fp8-gemm "${!v}" --backend cuda \
