@@ -7,17 +7,19 @@
 #   git stash pop; ninja -C build; (the same) -o ab/new
 #   rm -f ab/*/cuda/compute_80.ptx; bash scripts/gpu-prebuild.sh
 #   run(command="bash scripts/gpu-artifact-ab.sh", carry=["ab", "gpu-bin", ".deps"])
-# 1. Logits of 1,024 tokens of A and B bitwise equal (a kernel change that
+# 0. (FP8 artifacts; GEMM=1 default) B's FP8 GEMMs checked against the
+#    host GEMM at the shapes in CHECK (default 1050,2048,256: every last
+#    row tile of the plain and grouped GEMMs 64 rows or fewer) on the wide
+#    tiles (DSV3_FP8_WIDE=1) and the default; the rest is skipped if one
+#    fails. 1. Logits of 1,024 tokens of A and B bitwise equal (a kernel change that
 #    keeps each output's sums and their order must pass; BITWISE=0 reports
 #    only). 2. Prefill alternating A and B, REPS times (default 3), at each
 #    BATCH,SEQ of PREFILL (default 4,2048).
 # 3. (FP8 artifacts; GEMM=1 default) the FP8 TMA GEMM timed with each
 #    artifact's kernels at the shapes in SHAPES (dsv3-run fp8-gemm,
-#    DSV3_FP8_GEMM_TIME; activation quantization included), after B's
-#    kernels checked against the host GEMM at the shapes in CHECK (default
-#    1050,2048,256: every last row tile of the plain and grouped GEMMs 64
-#    rows or fewer) on the wide tiles (DSV3_FP8_WIDE=1) and the default.
-# A and B default to ab/old and ab/new.
+#    DSV3_FP8_GEMM_TIME; activation quantization included).
+# A and B default to ab/old and ab/new; ENV_A / ENV_B: variables set for
+# A's / B's runs only (e.g. the same artifact with a runtime knob off).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-artifact-ab
@@ -25,10 +27,25 @@ A=${A:-ab/old} B=${B:-ab/new}
 status=0
 T0=$(date +%s)
 at() { echo "[$(( $(date +%s) - T0 )) s]"; }
+if [ "${GEMM:-1}" = 1 ] && grep -q fp8_gemm_tma "$B/cuda/kernels.cu" 2>/dev/null; then
+  for shape in ${CHECK:-1050,2048,256}; do
+    for wide in 1 X; do
+      log="$OUT/fp8-gemm-check-${shape//,/x}-wide$wide.log"
+      env ${ENV_B:-X=0} DSV3_FP8_WIDE=$wide timeout ${CHECK_TIMEOUT:-180} $RUN fp8-gemm "$B" --backend cuda \
+        --shape $shape --seed 3 \
+        > "$log" 2>&1 || status=1
+      echo "$(at) fp8-gemm $shape ${B} DSV3_FP8_WIDE=$wide: $(grep -c PASS "$log") PASS," \
+        "$(grep -c FAIL "$log") FAIL" | tee -a "$OUT/checks.txt"
+    done
+  done
+  # A wrong or hung kernel: nothing after is worth the time.
+  [ $status = 0 ] || finish
+fi
 IDS=$(python3 -c "import random; random.seed(3); print(','.join(str(random.randrange(129280)) for _ in range(1024)))")
 for v in A B; do
   art=${!v}
-  DSV3_CUBLAS_TUNE=0 timeout 120 $RUN forward "$art" --random-weights 1 --backend cuda \
+  env_=ENV_$v
+  env ${!env_:-X=0} DSV3_CUBLAS_TUNE=0 timeout 120 $RUN forward "$art" --random-weights 1 --backend cuda \
     --ids "$IDS" --out /dev/shm/ab-logits-$v.safetensors > "$OUT/forward-$v.log" 2>&1 ||
     { status=1; tail -3 "$OUT/forward-$v.log"; }
 done
@@ -42,25 +59,18 @@ rm -f /dev/shm/ab-logits-*.safetensors
 for shape in ${PREFILL:-4,2048}; do
   for rep in $(seq "${REPS:-3}"); do
     for v in A B; do
-      r=$(timeout 60 $RUN time "${!v}" --random-weights 1 --backend cuda --batch ${shape%,*} \
+      env_=ENV_$v
+      r=$(env ${!env_:-X=0} timeout 60 $RUN time "${!v}" --random-weights 1 --backend cuda --batch ${shape%,*} \
         --seq ${shape#*,} --steps 3 2>&1 | tail -1 | grep -o "prefill [0-9.]* ms")
       echo "$(at) rep $rep ${shape/,/x} ${!v} $r" | tee -a "$OUT/checks.txt"
     done
   done
 done
 if [ "${GEMM:-1}" = 1 ] && grep -q fp8_gemm_tma "$A/cuda/kernels.cu" 2>/dev/null; then
-  for shape in ${CHECK:-1050,2048,256}; do
-    for wide in 1 X; do
-      log="$OUT/fp8-gemm-check-$shape-wide$wide.log"
-      DSV3_FP8_WIDE=$wide timeout 180 $RUN fp8-gemm "$B" --backend cuda --shape $shape --seed 3 \
-        > "$log" 2>&1 || status=1
-      echo "$(at) fp8-gemm $shape ${B} DSV3_FP8_WIDE=$wide: $(grep -c PASS "$log") PASS," \
-        "$(grep -c FAIL "$log") FAIL" | tee -a "$OUT/checks.txt"
-    done
-  done
   for shape in ${SHAPES:-8192,18432,7168 8192,7168,16384 8192,7168,2048}; do
     for v in A B; do
-      r=$(DSV3_FP8_GEMM_TIME=$shape timeout 90 $RUN fp8-gemm "${!v}" --backend cuda \
+      env_=ENV_$v
+      r=$(env ${!env_:-X=0} DSV3_FP8_GEMM_TIME=$shape timeout 90 $RUN fp8-gemm "${!v}" --backend cuda \
         --shape 64,576,7168 --seed 3 2>&1 | grep "timing.*wgmma + TMA" |
         grep -oE "[0-9.]+ ms +[0-9.]+ TFLOP/s")
       echo "$(at) fp8_gemm_tma $shape ${!v}: $r" | tee -a "$OUT/checks.txt"

@@ -4,7 +4,10 @@
 # warps stall most (sampled), e.g. the prefill attention at 4096 tokens:
 #   run(command="bash scripts/gpu-ncu-kernel.sh",
 #       carry=["bench-artifacts/v3-train", ".deps"])
-# KERNEL: a regex of the kernel's name (default mla_prefill_wgmma);
+# KERNEL: a regex of the kernel's name (default mla_prefill_wgmma; without
+# template arguments unless NAME_BASE=demangled, e.g.
+# KERNEL='fp8_gemm_tma_wide<.int.3>' NAME_BASE=demangled: ncu names it
+# "void dsv3::fp8_gemm_tma_wide<(int)3>(...)");
 # SKIP: its launches to pass over first (default 4: past bf16-check's
 # checks, into its timing); ARGS: the dsv3-run command (default bf16-check
 # of bench-artifacts/v3-train with DSV3_ATTENTION_TIME=4096); TOP: SASS
@@ -18,7 +21,7 @@ TOP=${TOP:-60}
 ARGS=${ARGS:-"bf16-check bench-artifacts/v3-train --seq 200 --shape 64,7168,2048"}
 export DSV3_ATTENTION_TIME=${DSV3_ATTENTION_TIME:-4096}
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-timeout 400 "$NCU" --clock-control none -k "regex:$KERNEL" --launch-skip "$SKIP" -c 1 \
+timeout 400 "$NCU" --clock-control none --kernel-name-base "${NAME_BASE:-function}" -k "regex:$KERNEL" --launch-skip "$SKIP" -c 1 \
   --section SpeedOfLight --section SchedulerStats --section WarpStateStats \
   --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section SourceCounters \
   --import-source no -o "$OUT/kernel" -f $RUN $ARGS > "$OUT/ncu-run.log" 2>&1
