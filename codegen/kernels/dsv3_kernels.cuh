@@ -3912,180 +3912,7 @@ template <int N> __device__ __forceinline__ void wgmmaLanded(float (&x)[N]) {
   for (int i = 0; i < N; ++i)
     asm volatile("" : "+f"(x[i])::"memory");
 }
-/// The prefill attention on Hopper's warpgroup MMA (sm_90a; other targets
-/// trap): mla_prefill_mma's online softmax with both products as
-/// `wgmma.mma_async` whose A operand is in registers (the queries' and the
-/// probabilities' fragments: the layout of mma.sync's A) and whose B
-/// operand the tensor cores read from 128B-swizzled shared memory once a
-/// warpgroup, where mma.sync's ldmatrix fed each warp separately (that
-/// kernel moved ~2.5x the bytes of its MMAs through shared memory and ran
-/// at ~175 TFLOP/s at V3 widths). Two warpgroups of 64 queries (128 a
-/// block), 64-key tiles in three stages copied by cp.async: the keys
-/// [64, DQ] as DQ / 64 swizzle atoms (B of S = Q K^T, K-major), the values
-/// transposed [DV, 64] (B of O += P V, K-major: mla_pack_vt).
-/// The softmax runs while the tensor cores work (FlashAttention-3's
-/// intra-warpgroup overlap): a step issues the next tile's scores and this
-/// tile's P V together, takes the next tile's softmax once its scores land
-/// (P V still in flight), then rescales O. So tile t + 1's keys and tile
-/// t's values are read in the same step, and the copies run two tiles
-/// ahead. Needs DQ % 64 == 0 and DV 64 or 128 (mlaPrefillWgmmaFits).
-template <int NH, int DN, int DR, int DV, int R>
-__global__ void __launch_bounds__(256, 1)
-    mla_prefill_wgmma(const float *q, const unsigned short *kb, const unsigned short *vt, i64 Sp,
-                      const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
-                      float softmaxScale, int oForm, float *oScales) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int DQ = DN + DR, BQ = 128, BK = 64;
-  static_assert(DQ % 64 == 0 && (DV == 64 || DV == 128), "mlaPrefillWgmmaFits");
-  constexpr int TileK = BK * DQ, Stage = TileK + DV * BK, Stages = 3;
-  extern __shared__ __align__(1024) float prefillWgSmem[];
-  unsigned short *smem = reinterpret_cast<unsigned short *>(
-      (reinterpret_cast<unsigned long long>(prefillWgSmem) + 1023) & ~1023ull);
-  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31,
-            g = lane >> 2, t4 = lane & 3, h = blockIdx.y;
-  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * BQ, p0 = past[b];
-  const unsigned short *kh = kb + i64(h) * S * DQ, *vh = vt + i64(h) * DV * Sp;
-  // This thread's query rows (g and g + 8 of its warp's 16).
-  const i64 row[2] = {i0 + wg * 64 + warp * 16 + g, i0 + wg * 64 + warp * 16 + g + 8};
-  unsigned qf[DQ / 16][4];
-  attentionQueryFragments<NH, DQ, DQ>(qf, q, row, T, h, t4);
-  // Accumulators: m64nN's layout is, per warp, mma.sync's m16n8 tiles.
-  float oacc[DV / 2], mrun[2], lrun[2];
-  attentionStateInit(oacc, mrun, lrun);
-  const float scaleLog2 = softmaxScale * 1.4426950408889634f;
-  const i64 wgFirst = p0 + i0 + wg * 64; // this warpgroup's earliest position
-  i64 kEnd; // keys 0 .. kEnd - 1 are seen
-  const i64 tiles = attentionKeyTiles<BQ, BK>(i0, T, p0, kEnd);
-  // The block's tiles this warpgroup multiplies: later ones hold only keys
-  // after its queries (warpgroup-uniform, as every wgmma must be).
-  const i64 wgLast = (wgFirst + BK - 1) / BK, wgTiles = tiles < wgLast + 1 ? tiles : wgLast + 1;
-  // Keys past S repeat row S - 1 (finite; masked for every stored query);
-  // values past S are mla_pack_vt's zeros (Sp: S rounded up to 64).
-  auto loadTile = [&](i64 t) {
-    if (t < tiles) {
-      unsigned short *ks = smem + int(t % Stages) * Stage, *vs = ks + TileK;
-      swizzledRows<DQ, BK>(ks, kh, DQ, t * BK, S);
-      swizzledRows<BK, DV>(vs, vh + t * BK, Sp, 0, DV); // rows: the value features
-    }
-    cpAsyncCommit(); // a group either way: the waits count tiles
-  };
-  // The copies waited for, by every thread, visible to the tensor cores
-  // (async proxy); the barrier also means every warpgroup is done with the
-  // stage the next copies overwrite (its last MMAs were waited for).
-  auto tileLanded = [&] {
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
-  };
-  float sc[32];
-  auto issueScores = [&](i64 t) { // sc = Q K_t^T
-    const unsigned short *ks = smem + int(t % Stages) * Stage;
-#pragma unroll
-    for (int kk = 0; kk < DQ / 16; ++kk)
-      wgmmaBf16RegA_N64(sc, qf[kk],
-                        wgmmaDesc(ks + (kk / 4) * BK * 64) +
-                            (unsigned long long)(((kk % 4) * 32) >> 4),
-                        kk > 0);
-  };
-  // Tile t's scores, landed, to probabilities (pa: the A fragments of P V)
-  // and the factors that rescale O.
-  unsigned pa[4][4];
-  float alpha[2];
-  auto softmax = [&](i64 t, unsigned (&p)[4][4]) {
-    wgmmaLanded(sc);
-    if (t * BK + BK - 1 > wgFirst) // the diagonal crosses this tile
-      attentionCausalMask(sc, t * BK, p0, row, t4);
-    attentionSoftmaxScores(sc, mrun, lrun, alpha, scaleLog2);
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      attentionProbFragment(p[kk], sc, kk);
-  };
-  loadTile(0);
-  loadTile(1);
-  cpAsyncWait<1>();
-  tileLanded();
-  wgmmaFence();
-  issueScores(0); // every warpgroup has tile 0 (key 0 precedes every query)
-  wgmmaCommit();
-  wgmmaWait<0>();
-  softmax(0, pa);
-  for (i64 t = 0; t < tiles; ++t) {
-    // Tile t + 1 lands (its group is the only one in flight); tile t + 2
-    // goes to the stage tile t - 1 used.
-    cpAsyncWait<0>();
-    tileLanded();
-    loadTile(t + 2);
-    if (t < wgTiles) {
-      const bool next = t + 1 < wgTiles;
-      const unsigned short *vs = smem + int(t % Stages) * Stage + TileK;
-      wgmmaFence(); // sc and oacc were written since the last MMAs read them
-      // At its last tile a warpgroup multiplies that tile's keys again
-      // (results unused): an MMA under a branch of its own is serialized by
-      // ptxas (C7520, it cannot tell the branch is warpgroup-uniform).
-      issueScores(next ? t + 1 : t);
-      wgmmaCommit();
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        unsigned long long db = wgmmaDesc(vs) + (unsigned long long)((kk * 32) >> 4);
-        if constexpr (DV == 128)
-          wgmmaBf16RegA_N128(oacc, pa[kk], db, 1);
-        else
-          wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
-      }
-      wgmmaCommit();
-      unsigned pn[4][4]; // tile t + 1's probabilities (pa is P V's operand in flight)
-      // Waited for outside the branch: a wait under a branch ptxas cannot
-      // prove warpgroup-uniform makes it wait for every MMA as issued.
-      wgmmaWait<1>();
-      if (next)
-        softmax(t + 1, pn);
-      wgmmaWait<0>();
-      wgmmaLanded(oacc);
-      if (next) {
-        attentionRescale(oacc, alpha);
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-          for (int f = 0; f < 4; ++f)
-            pa[kk][f] = pn[kk][f];
-      }
-    }
-  }
-  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oForm,
-                             oScales);
-#else
-  __trap(); // sm_90a only (the launcher checks the GPU)
-#endif
-}
-/// mla_prefill_wgmma's values, transposed: vt[(h DV + c) Sp + j] = bf16(v of
-/// key j, head h, feature c), zeros for keys S .. Sp - 1. Grid (Sp / 64,
-/// NH): 64 keys of a head through shared memory (reads along the features,
-/// writes along the keys).
-template <int NH, int DN, int DR, int DV, int R>
-__global__ void __launch_bounds__(256) mla_pack_vt(const float *u, i64 S, i64 Sp,
-                                                   unsigned short *vt) {
-  __shared__ unsigned tile[DV][33]; // bf16 pairs of keys (2m, 2m + 1), padded
-  const int h = blockIdx.y;
-  const i64 j0 = i64(blockIdx.x) * 64;
-  for (int idx = threadIdx.x; idx < 32 * DV; idx += blockDim.x) {
-    const int m = idx / DV, c = idx % DV;
-    const i64 j = j0 + 2 * m;
-    float v0 = j < S ? u[(j * NH + h) * (DN + DV) + DN + c] : 0.f;
-    float v1 = j + 1 < S ? u[((j + 1) * NH + h) * (DN + DV) + DN + c] : 0.f;
-    tile[c][m] = packBf16x2(v0, v1);
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < DV * 32; idx += blockDim.x) {
-    const int c = idx / 32, m = idx % 32;
-    *reinterpret_cast<unsigned *>(vt + (i64(h) * DV + c) * Sp + j0 + 2 * m) = tile[c][m];
-  }
-}
-
-/// A TMA tensor map (CUtensorMap: 128 opaque bytes, 64-byte aligned),
-/// passed by value as a __grid_constant__ kernel parameter.
-struct __align__(64) TmaMap {
-  unsigned long long opaque[16];
-};
-/// mbarrier and TMA primitives (sm_90): a barrier's phase completes when
+/// mbarrier primitives (sm_90): a barrier's phase completes when
 /// its arrivals and, for expect_tx, the bytes of the copies it names land.
 __device__ __forceinline__ void mbarInit(unsigned long long *bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(
@@ -4121,6 +3948,230 @@ __device__ __forceinline__ void namedBarSync(int id, int count) {
 __device__ __forceinline__ void namedBarArrive(int id, int count) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
+/// An arrival on `bar` once every cp.async this thread issued so far has
+/// landed (counted against the barrier's expected arrivals: .noinc).
+__device__ __forceinline__ void cpAsyncArriveNoinc(unsigned long long *bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
+                   (unsigned)__cvta_generic_to_shared(bar))
+               : "memory");
+}
+/// The prefill attention on Hopper's warpgroup MMA (sm_90a; other targets
+/// trap): mla_prefill_mma's online softmax with both products as
+/// `wgmma.mma_async` whose A operand is in registers (the queries' and the
+/// probabilities' fragments: the layout of mma.sync's A) and whose B
+/// operand the tensor cores read from 128B-swizzled shared memory once a
+/// warpgroup, where mma.sync's ldmatrix fed each warp separately (that
+/// kernel moved ~2.5x the bytes of its MMAs through shared memory and ran
+/// at ~175 TFLOP/s at V3 widths). Two warpgroups of 64 queries (128 a
+/// block), 64-key tiles in DSV3_PREFILL_STAGES stages copied by cp.async,
+/// Stages - 2 tiles ahead: the keys [64, DQ] as DQ / 64 swizzle atoms (B of
+/// S = Q K^T, K-major), the values transposed [DV, 64] (B of O += P V,
+/// K-major: mla_pack_vt).
+/// The softmax runs while the tensor cores work, twice over:
+/// - within a warpgroup (FlashAttention-3's intra-warpgroup overlap): a
+///   step issues the next tile's scores and this tile's P V together,
+///   takes the next tile's softmax once its scores land (P V still in
+///   flight), then rescales O;
+/// - between the warpgroups (FlashAttention-3's ping-pong): they take
+///   turns issuing a step's MMAs (named barriers 1 and 2), so one's
+///   softmax runs under the other's MMAs. No block-wide barrier holds them
+///   in step: a stage's copies land on its `full` barrier (every thread's
+///   cp.async arrives on it) and it is refilled once both warpgroups freed
+///   it (`empty`, a warp's arrival each), the copies far enough ahead that
+///   a warpgroup never waits for the other's release.
+/// The same MMAs and softmax in the same order as with a barrier a tile:
+/// the same bits.
+/// Needs DQ % 64 == 0 and DV 64 or 128 (mlaPrefillWgmmaFits).
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void __launch_bounds__(256, 1)
+    mla_prefill_wgmma(const float *q, const unsigned short *kb, const unsigned short *vt, i64 Sp,
+                      const i64 *past, i64 b, float *o, float *lse, i64 T, i64 S,
+                      float softmaxScale, int oForm, float *oScales) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int DQ = DN + DR, BQ = 128, BK = 64;
+  static_assert(DQ % 64 == 0 && (DV == 64 || DV == 128), "mlaPrefillWgmmaFits");
+  constexpr int TileK = BK * DQ, Stage = TileK + DV * BK, Stages = DSV3_PREFILL_STAGES(DQ, DV);
+  // Tile t + Ahead goes to the stage tile t - 2 used: both warpgroups were
+  // done with it (the later one is at most a step behind).
+  constexpr int Ahead = Stages - 2;
+  extern __shared__ __align__(1024) float prefillWgSmem[];
+  unsigned short *smem = reinterpret_cast<unsigned short *>(
+      (reinterpret_cast<unsigned long long>(prefillWgSmem) + 1023) & ~1023ull);
+  __shared__ __align__(8) unsigned long long full[Stages], empty[Stages];
+  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31,
+            g = lane >> 2, t4 = lane & 3, h = blockIdx.y;
+  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * BQ, p0 = past[b];
+  const unsigned short *kh = kb + i64(h) * S * DQ, *vh = vt + i64(h) * DV * Sp;
+  if (tid == 0) {
+    for (int st = 0; st < Stages; ++st) {
+      mbarInit(&full[st], 256); // every thread's copies
+      mbarInit(&empty[st], 8);  // every warp, done with the stage
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+  // This thread's query rows (g and g + 8 of its warp's 16).
+  const i64 row[2] = {i0 + wg * 64 + warp * 16 + g, i0 + wg * 64 + warp * 16 + g + 8};
+  unsigned qf[DQ / 16][4];
+  attentionQueryFragments<NH, DQ, DQ>(qf, q, row, T, h, t4);
+  // Accumulators: m64nN's layout is, per warp, mma.sync's m16n8 tiles.
+  float oacc[DV / 2], mrun[2], lrun[2];
+  attentionStateInit(oacc, mrun, lrun);
+  const float scaleLog2 = softmaxScale * 1.4426950408889634f;
+  const i64 wgFirst = p0 + i0 + wg * 64; // this warpgroup's earliest position
+  i64 kEnd; // keys 0 .. kEnd - 1 are seen
+  const i64 tiles = attentionKeyTiles<BQ, BK>(i0, T, p0, kEnd);
+  // The block's tiles each warpgroup multiplies: later ones hold only keys
+  // after its queries (warpgroup-uniform, as every wgmma must be). The
+  // first warpgroup's (earlier queries) are never more than the second's.
+  auto tilesOf = [&](int w) {
+    const i64 last = (p0 + i0 + w * 64 + BK - 1) / BK;
+    return tiles < last + 1 ? tiles : last + 1;
+  };
+  const i64 wgTiles = tilesOf(wg), firstTiles = tilesOf(0);
+  // Keys past S repeat row S - 1 (finite; masked for every stored query);
+  // values past S are mla_pack_vt's zeros (Sp: S rounded up to 64). Every
+  // thread copies its share of each tile once that tile's stage is free,
+  // and arrives on its full barrier when the copies land.
+  auto loadTile = [&](i64 t) {
+    if (t >= tiles)
+      return;
+    const int st = int(t % Stages);
+    if (t >= Stages)
+      mbarWait(&empty[st], unsigned((t / Stages) - 1) & 1);
+    unsigned short *ks = smem + st * Stage, *vs = ks + TileK;
+    swizzledRows<DQ, BK>(ks, kh, DQ, t * BK, S);
+    swizzledRows<BK, DV>(vs, vh + t * BK, Sp, 0, DV); // rows: the value features
+    cpAsyncArriveNoinc(&full[st]);
+  };
+  // Tile t landed, visible to the tensor cores (the copies are generic-
+  // proxy writes, the MMAs read through the async proxy).
+  auto tileLanded = [&](i64 t) {
+    mbarWait(&full[int(t % Stages)], unsigned(t / Stages) & 1);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  };
+  // This warp is done with tile t's stage (its MMAs that read it landed).
+  auto freeTile = [&](i64 t) {
+    __syncwarp();
+    if (lane == 0)
+      mbarArrive(&empty[int(t % Stages)]);
+  };
+  float sc[32];
+  auto issueScores = [&](i64 t) { // sc = Q K_t^T
+    const unsigned short *ks = smem + int(t % Stages) * Stage;
+#pragma unroll
+    for (int kk = 0; kk < DQ / 16; ++kk)
+      wgmmaBf16RegA_N64(sc, qf[kk],
+                        wgmmaDesc(ks + (kk / 4) * BK * 64) +
+                            (unsigned long long)(((kk % 4) * 32) >> 4),
+                        kk > 0);
+  };
+  // Tile t's scores, landed, to probabilities (pa: the A fragments of P V)
+  // and the factors that rescale O.
+  unsigned pa[4][4];
+  float alpha[2];
+  auto softmax = [&](i64 t, unsigned (&p)[4][4]) {
+    wgmmaLanded(sc);
+    if (t * BK + BK - 1 > wgFirst) // the diagonal crosses this tile
+      attentionCausalMask(sc, t * BK, p0, row, t4);
+    attentionSoftmaxScores(sc, mrun, lrun, alpha, scaleLog2);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      attentionProbFragment(p[kk], sc, kk);
+  };
+#pragma unroll
+  for (int t = 0; t < Ahead; ++t)
+    loadTile(t);
+  tileLanded(0);
+  wgmmaFence();
+  issueScores(0); // every warpgroup has tile 0 (key 0 precedes every query)
+  wgmmaCommit();
+  wgmmaWait<0>();
+  softmax(0, pa);
+  for (i64 t = 0; t < tiles; ++t) {
+    loadTile(t + Ahead);
+    if (t < wgTiles) {
+      const bool next = t + 1 < wgTiles;
+      const unsigned short *vs = smem + int(t % Stages) * Stage + TileK;
+      if (next)
+        tileLanded(t + 1);
+      // Turns while both warpgroups multiply: the first issues step t once
+      // the second issued step t - 1, the second once the first issued
+      // step t.
+      if (wg == 0 ? t > 0 : t < firstTiles)
+        namedBarSync(1 + wg, 256);
+      wgmmaFence(); // sc and oacc were written since the last MMAs read them
+      // At its last tile a warpgroup multiplies that tile's keys again
+      // (results unused): an MMA under a branch of its own is serialized by
+      // ptxas (C7520, it cannot tell the branch is warpgroup-uniform).
+      issueScores(next ? t + 1 : t);
+      wgmmaCommit();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        unsigned long long db = wgmmaDesc(vs) + (unsigned long long)((kk * 32) >> 4);
+        if constexpr (DV == 128)
+          wgmmaBf16RegA_N128(oacc, pa[kk], db, 1);
+        else
+          wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
+      }
+      wgmmaCommit();
+      if (wg == 0 || t + 1 < firstTiles)
+        namedBarArrive(2 - wg, 256);
+      unsigned pn[4][4]; // tile t + 1's probabilities (pa is P V's operand in flight)
+      // Waited for outside the branch: a wait under a branch ptxas cannot
+      // prove warpgroup-uniform makes it wait for every MMA as issued.
+      wgmmaWait<1>();
+      if (next)
+        softmax(t + 1, pn);
+      wgmmaWait<0>();
+      wgmmaLanded(oacc);
+      if (next) {
+        attentionRescale(oacc, alpha);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+          for (int f = 0; f < 4; ++f)
+            pa[kk][f] = pn[kk][f];
+      }
+    }
+    freeTile(t); // read (or, past this warpgroup's tiles, never needed)
+  }
+  cpAsyncWait<0>(); // no copy of this thread's left in flight as it leaves
+  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oForm,
+                             oScales);
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+/// mla_prefill_wgmma's values, transposed: vt[(h DV + c) Sp + j] = bf16(v of
+/// key j, head h, feature c), zeros for keys S .. Sp - 1. Grid (Sp / 64,
+/// NH): 64 keys of a head through shared memory (reads along the features,
+/// writes along the keys).
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void __launch_bounds__(256) mla_pack_vt(const float *u, i64 S, i64 Sp,
+                                                   unsigned short *vt) {
+  __shared__ unsigned tile[DV][33]; // bf16 pairs of keys (2m, 2m + 1), padded
+  const int h = blockIdx.y;
+  const i64 j0 = i64(blockIdx.x) * 64;
+  for (int idx = threadIdx.x; idx < 32 * DV; idx += blockDim.x) {
+    const int m = idx / DV, c = idx % DV;
+    const i64 j = j0 + 2 * m;
+    float v0 = j < S ? u[(j * NH + h) * (DN + DV) + DN + c] : 0.f;
+    float v1 = j + 1 < S ? u[((j + 1) * NH + h) * (DN + DV) + DN + c] : 0.f;
+    tile[c][m] = packBf16x2(v0, v1);
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < DV * 32; idx += blockDim.x) {
+    const int c = idx / 32, m = idx % 32;
+    *reinterpret_cast<unsigned *>(vt + (i64(h) * DV + c) * Sp + j0 + 2 * m) = tile[c][m];
+  }
+}
+
+/// A TMA tensor map (CUtensorMap: 128 opaque bytes, 64-byte aligned),
+/// passed by value as a __grid_constant__ kernel parameter.
+struct __align__(64) TmaMap {
+  unsigned long long opaque[16];
+};
 /// A 2-D box of `map` at (column c0, row c1) into shared memory at dst,
 /// completing `bar`'s transaction bytes (rows or columns past the tensor
 /// read as zeros).

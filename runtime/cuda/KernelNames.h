@@ -223,7 +223,8 @@ inline std::string mlaPrefillMmaName(const MlaDims &d) {
 /// bf16-check on test/data/configs/v3-train-wgmma-check.json, and the same
 /// 100-step loss curve.)
 inline bool mlaPrefillWgmmaFits(const MlaDims &d) {
-  return (d.dn + d.dr) % 64 == 0 && (d.dv == 64 || d.dv == 128);
+  return (d.dn + d.dr) % 64 == 0 && (d.dv == 64 || d.dv == 128) &&
+         4 * 64 * (d.dn + d.dr + d.dv) * 2 + 1024 <= 227 * 1024;
 }
 inline std::string mlaPrefillWgmmaName(const MlaDims &d) {
   return inst("mla_prefill_wgmma", {d.nh, d.dn, d.dr, d.dv, d.r});
@@ -231,10 +232,10 @@ inline std::string mlaPrefillWgmmaName(const MlaDims &d) {
 inline std::string mlaPackVtName(const MlaDims &d) {
   return inst("mla_pack_vt", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
-/// Its dynamic shared memory: three stages of 64 keys and 64 transposed
-/// values, plus 1 KB to align them to the swizzle.
+/// Its dynamic shared memory: DSV3_PREFILL_STAGES stages of 64 keys and 64
+/// transposed values, plus 1 KB to align them to the swizzle.
 inline int64_t mlaPrefillWgmmaSmem(const MlaDims &d) {
-  return 3 * 64 * (d.dn + d.dr + d.dv) * 2 + 1024;
+  return int64_t(DSV3_PREFILL_STAGES(d.dn + d.dr, d.dv)) * 64 * (d.dn + d.dr + d.dv) * 2 + 1024;
 }
 /// The tensor-core prefill attention's kernels for bf16 weights, where
 /// they fit: mla_pack_kv + mla_prefill_mma, and on Hopper mla_pack_vt +
