@@ -11,9 +11,11 @@
 #    host GEMM at the shapes in CHECK (default 1050,2048,256: every last
 #    row tile of the plain and grouped GEMMs 64 rows or fewer) on the wide
 #    tiles (DSV3_FP8_WIDE=1) and the default; the rest is skipped if one
-#    fails. 1. Logits of 1,024 tokens of A and B bitwise equal (a kernel change that
+#    fails.
+# 1. Logits of 1,024 tokens of A and B bitwise equal (a kernel change that
 #    keeps each output's sums and their order must pass; BITWISE=0 reports
-#    only). 2. Prefill alternating A and B, REPS times (default 3), at each
+#    only).
+# 2. Prefill alternating A and B, REPS times (default 3), at each
 #    BATCH,SEQ of PREFILL (default 4,2048).
 # 3. (FP8 artifacts; GEMM=1 default) the FP8 TMA GEMM timed with each
 #    artifact's kernels at the shapes in SHAPES (dsv3-run fp8-gemm,
@@ -27,7 +29,10 @@ A=${A:-ab/old} B=${B:-ab/new}
 status=0
 T0=$(date +%s)
 at() { echo "[$(( $(date +%s) - T0 )) s]"; }
-if [ "${GEMM:-1}" = 1 ] && grep -q fp8_gemm_tma "$B/cuda/kernels.cu" 2>/dev/null; then
+# An FP8 artifact (dsv3c --quantize fp8): every artifact's kernels.cu holds
+# the FP8 kernels' source, its manifest says whether it runs them.
+fp8() { grep -q '"quantization": "fp8"' "$1/manifest.json" 2>/dev/null; }
+if [ "${GEMM:-1}" = 1 ] && fp8 "$B"; then
   for shape in ${CHECK:-1050,2048,256}; do
     for wide in 1 X; do
       log="$OUT/fp8-gemm-check-${shape//,/x}-wide$wide.log"
@@ -66,7 +71,7 @@ for shape in ${PREFILL:-4,2048}; do
     done
   done
 done
-if [ "${GEMM:-1}" = 1 ] && grep -q fp8_gemm_tma "$A/cuda/kernels.cu" 2>/dev/null; then
+if [ "${GEMM:-1}" = 1 ] && fp8 "$A" && fp8 "$B"; then
   for shape in ${SHAPES:-8192,18432,7168 8192,7168,16384 8192,7168,2048}; do
     for v in A B; do
       env_=ENV_$v
