@@ -22,8 +22,10 @@
 #define DSV3_FP8_TC_STAGES 3
 /// mla_prefill_wgmma: stages of 64 keys (dq bf16 features) and 64
 /// transposed values (dv), five where they fit in the 227 KB a block may
-/// take (DeepSeek-V3: 200 KB), else four.
-#define DSV3_PREFILL_STAGES(dq, dv) (5 * 64 * ((dq) + (dv)) * 2 + 1024 <= 227 * 1024 ? 5 : 4)
+/// take (DeepSeek-V3: 200 KB), else four; DSV3_PREFILL_SMEM its dynamic
+/// shared memory (plus 1 KB to align the stages to the swizzle).
+#define DSV3_PREFILL_SMEM(stages, dq, dv) ((stages) * 64 * ((dq) + (dv)) * 2 + 1024)
+#define DSV3_PREFILL_STAGES(dq, dv) (DSV3_PREFILL_SMEM(5, dq, dv) <= 227 * 1024 ? 5 : 4)
 /// The decode attention's score sums (decodeMmaTile's red): a head's row
 /// is the key tile plus this many floats (bank-conflict padding).
 #define DSV3_DECODE_RED_PAD 8

@@ -3948,6 +3948,24 @@ __device__ __forceinline__ void namedBarSync(int id, int count) {
 __device__ __forceinline__ void namedBarArrive(int id, int count) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
+/// The slots' mbarriers of a warp-specialized GEMM block, initialized by
+/// its first thread before any is used: full[s] completes with the
+/// producer's one arrival (and its copies' bytes), empty[s] with the two
+/// consumer warpgroups'.
+template <int Stages>
+__device__ __forceinline__ void initSlotBarriers(unsigned long long *full,
+                                                 unsigned long long *empty,
+                                                 unsigned fullArrivals = 1,
+                                                 unsigned emptyArrivals = 2) {
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < Stages; ++s) {
+      mbarInit(&full[s], fullArrivals);
+      mbarInit(&empty[s], emptyArrivals);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+}
 /// An arrival on `bar` once every cp.async this thread issued so far has
 /// landed (counted against the barrier's expected arrivals: .noinc).
 __device__ __forceinline__ void cpAsyncArriveNoinc(unsigned long long *bar) {
@@ -4002,14 +4020,8 @@ __global__ void __launch_bounds__(256, 1)
             g = lane >> 2, t4 = lane & 3, h = blockIdx.y;
   const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * BQ, p0 = past[b];
   const unsigned short *kh = kb + i64(h) * S * DQ, *vh = vt + i64(h) * DV * Sp;
-  if (tid == 0) {
-    for (int st = 0; st < Stages; ++st) {
-      mbarInit(&full[st], 256); // every thread's copies
-      mbarInit(&empty[st], 8);  // every warp, done with the stage
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
+  // full: every thread's copies; empty: every warp, done with the stage.
+  initSlotBarriers<Stages>(full, empty, 256, 8);
   // This thread's query rows (g and g + 8 of its warp's 16).
   const i64 row[2] = {i0 + wg * 64 + warp * 16 + g, i0 + wg * 64 + warp * 16 + g + 8};
   unsigned qf[DQ / 16][4];
@@ -4181,25 +4193,6 @@ __device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, 
                "[%0], [%1, {%2, %3}], [%4];\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
                "l"(map), "r"(c0), "r"(c1), "r"((unsigned)__cvta_generic_to_shared(bar))
                : "memory");
-}
-
-/// The slots' mbarriers of a warp-specialized GEMM block, initialized by
-/// its first thread before any is used: full[s] completes with the
-/// producer's one arrival (and its copies' bytes), empty[s] with the two
-/// consumer warpgroups'.
-template <int Stages>
-__device__ __forceinline__ void initSlotBarriers(unsigned long long *full,
-                                                 unsigned long long *empty,
-                                                 unsigned fullArrivals = 1,
-                                                 unsigned emptyArrivals = 2) {
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < Stages; ++s) {
-      mbarInit(&full[s], fullArrivals);
-      mbarInit(&empty[s], emptyArrivals);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
 }
 
 /// A K block's scales in a slot of an FP8 TMA GEMM (sm_90a): the block's

@@ -224,7 +224,7 @@ inline std::string mlaPrefillMmaName(const MlaDims &d) {
 /// 100-step loss curve.)
 inline bool mlaPrefillWgmmaFits(const MlaDims &d) {
   return (d.dn + d.dr) % 64 == 0 && (d.dv == 64 || d.dv == 128) &&
-         4 * 64 * (d.dn + d.dr + d.dv) * 2 + 1024 <= 227 * 1024;
+         DSV3_PREFILL_SMEM(4, d.dn + d.dr, d.dv) <= 227 * 1024;
 }
 inline std::string mlaPrefillWgmmaName(const MlaDims &d) {
   return inst("mla_prefill_wgmma", {d.nh, d.dn, d.dr, d.dv, d.r});
@@ -235,7 +235,7 @@ inline std::string mlaPackVtName(const MlaDims &d) {
 /// Its dynamic shared memory: DSV3_PREFILL_STAGES stages of 64 keys and 64
 /// transposed values, plus 1 KB to align them to the swizzle.
 inline int64_t mlaPrefillWgmmaSmem(const MlaDims &d) {
-  return int64_t(DSV3_PREFILL_STAGES(d.dn + d.dr, d.dv)) * 64 * (d.dn + d.dr + d.dv) * 2 + 1024;
+  return DSV3_PREFILL_SMEM(int64_t(DSV3_PREFILL_STAGES(d.dn + d.dr, d.dv)), d.dn + d.dr, d.dv);
 }
 /// The tensor-core prefill attention's kernels for bf16 weights, where
 /// they fit: mla_pack_kv + mla_prefill_mma, and on Hopper mla_pack_vt +
