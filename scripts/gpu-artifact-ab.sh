@@ -21,11 +21,15 @@
 #    artifact's kernels at the shapes in SHAPES (dsv3-run fp8-gemm,
 #    DSV3_FP8_GEMM_TIME; activation quantization included).
 # A and B default to ab/old and ab/new; ENV_A / ENV_B: variables set for
-# A's / B's runs only (e.g. the same artifact with a runtime knob off).
+# A's / B's runs only (e.g. the same artifact with a runtime knob off);
+# RUN_A / RUN_B: a dsv3-run for one side (a change of a kernel's
+# parameters needs the runtime that launches it: build the other side's
+# with scripts/gpu-prebuild.sh, copy it to e.g. gpu-bin-b/ and carry it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-artifact-ab
 A=${A:-ab/old} B=${B:-ab/new}
+RUN_A=${RUN_A:-$RUN} RUN_B=${RUN_B:-$RUN}
 status=0
 T0=$(date +%s)
 at() { echo "[$(( $(date +%s) - T0 )) s]"; }
@@ -36,7 +40,7 @@ if [ "${GEMM:-1}" = 1 ] && fp8 "$B"; then
   for shape in ${CHECK:-1050,2048,256}; do
     for wide in 1 X; do
       log="$OUT/fp8-gemm-check-${shape//,/x}-wide$wide.log"
-      env ${ENV_B:-X=0} DSV3_FP8_WIDE=$wide timeout ${CHECK_TIMEOUT:-180} $RUN fp8-gemm "$B" --backend cuda \
+      env ${ENV_B:-X=0} DSV3_FP8_WIDE=$wide timeout ${CHECK_TIMEOUT:-180} $RUN_B fp8-gemm "$B" --backend cuda \
         --shape $shape --seed 3 \
         > "$log" 2>&1 || status=1
       echo "$(at) fp8-gemm $shape ${B} DSV3_FP8_WIDE=$wide: $(grep -c PASS "$log") PASS," \
@@ -49,8 +53,8 @@ fi
 IDS=$(python3 -c "import random; random.seed(3); print(','.join(str(random.randrange(129280)) for _ in range(1024)))")
 for v in A B; do
   art=${!v}
-  env_=ENV_$v
-  env ${!env_:-X=0} DSV3_CUBLAS_TUNE=0 timeout 120 $RUN forward "$art" --random-weights 1 --backend cuda \
+  env_=ENV_$v run_=RUN_$v
+  env ${!env_:-X=0} DSV3_CUBLAS_TUNE=0 timeout 120 ${!run_} forward "$art" --random-weights 1 --backend cuda \
     --ids "$IDS" --out /dev/shm/ab-logits-$v.safetensors > "$OUT/forward-$v.log" 2>&1 ||
     { status=1; tail -3 "$OUT/forward-$v.log"; }
 done
@@ -64,8 +68,8 @@ rm -f /dev/shm/ab-logits-*.safetensors
 for shape in ${PREFILL:-4,2048}; do
   for rep in $(seq "${REPS:-3}"); do
     for v in A B; do
-      env_=ENV_$v
-      r=$(env ${!env_:-X=0} timeout 60 $RUN time "${!v}" --random-weights 1 --backend cuda --batch ${shape%,*} \
+      env_=ENV_$v run_=RUN_$v
+      r=$(env ${!env_:-X=0} timeout 60 ${!run_} time "${!v}" --random-weights 1 --backend cuda --batch ${shape%,*} \
         --seq ${shape#*,} --steps 3 2>&1 | tail -1 | grep -o "prefill [0-9.]* ms")
       echo "$(at) rep $rep ${shape/,/x} ${!v} $r" | tee -a "$OUT/checks.txt"
     done
@@ -74,8 +78,8 @@ done
 if [ "${GEMM:-1}" = 1 ] && fp8 "$A" && fp8 "$B"; then
   for shape in ${SHAPES:-8192,18432,7168 8192,7168,16384 8192,7168,2048}; do
     for v in A B; do
-      env_=ENV_$v
-      r=$(env ${!env_:-X=0} DSV3_FP8_GEMM_TIME=$shape timeout 90 $RUN fp8-gemm "${!v}" --backend cuda \
+      env_=ENV_$v run_=RUN_$v
+      r=$(env ${!env_:-X=0} DSV3_FP8_GEMM_TIME=$shape timeout 90 ${!run_} fp8-gemm "${!v}" --backend cuda \
         --shape 64,576,7168 --seed 3 2>&1 | grep "timing.*wgmma + TMA" |
         grep -oE "[0-9.]+ ms +[0-9.]+ TFLOP/s")
       echo "$(at) fp8_gemm_tma $shape ${!v}: $r" | tee -a "$OUT/checks.txt"
