@@ -3,7 +3,7 @@
 # prefill attention, the training attention's backward), checked and timed
 # in one device call. Here first: bash scripts/gpu-hopper-check.sh --prepare
 # (gpu-artifacts/: v3-width-bf16, tiny-a, tiny-e, train-tiny-a,
-# train-tiny-e, train-v3-wgmma-check; bench-artifacts/: v3-infer, v3-train),
+# train-tiny-e, train-v3-wgmma-check, wgmma-4stage-bf16; bench-artifacts/: v3-infer, v3-train),
 # then
 #   run(command="bash scripts/gpu-hopper-check.sh",
 #       carry=["gpu-artifacts", "bench-artifacts/v3-infer", "bench-artifacts/v3-train", ".deps"])
@@ -13,7 +13,8 @@
 #    bf16 operands at a V3 shape, ragged edges and a short K, timed at
 #    o_proj's prefill shape (8192 x 7168 x 16384).
 # 2. The prefill attention against float64 at V3 widths with cached
-#    positions (scripts/gpu-prefill-check.sh's attention part).
+#    positions, and where only four stages fit (q/k 192 + 64, v 128)
+#    (scripts/gpu-prefill-check.sh's attention part).
 # 3. The training attention and the fixtures (scripts/gpu-grad-wgmma-check.sh
 #    without its timings): bf16-check at 4 heads of 32 + 32, v 64 and at
 #    the bench slice's widths, verify and compare on the fixtures, 100
@@ -37,6 +38,8 @@ if [ "${1:-}" = --prepare ]; then # (here, where dsv3c is)
   done
   $C test/data/configs/v3-train-wgmma-check.json --mode train --target cuda --max-batch 2 \
     --max-seq 256 -o gpu-artifacts/train-v3-wgmma-check
+  $C test/data/configs/v3-wgmma-4stage-check.json --target cuda --dtype bf16 --max-batch 2 \
+    --max-seq 512 -o gpu-artifacts/wgmma-4stage-bf16
   $C bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 --max-batch 128 \
     --max-seq 2048 --max-tokens 8192 --quiet -o bench-artifacts/v3-infer
   $C bench/configs/v3-train-2layer.json --mode train --dtype f32 --target cuda \

@@ -8,6 +8,8 @@
 #   dsv3c test/data/configs/v3-width-slice.json --target cuda --max-batch 2 \
 #     --max-seq 64 -o gpu-artifacts/v3-width
 #   dsv3c test/data/fixtures/tiny-a --target cuda --dtype bf16 -o gpu-artifacts/tiny-a-bf16
+#   dsv3c test/data/configs/v3-wgmma-4stage-check.json --target cuda --dtype bf16 \
+#     --max-batch 2 --max-seq 512 -o gpu-artifacts/wgmma-4stage-bf16
 #   bash bench/prepare.sh
 #   run(command="bash scripts/gpu-prefill-check.sh",
 #       carry=["gpu-artifacts", "bench-artifacts", ".deps"])
@@ -16,7 +18,10 @@
 #    tensor-core kernels: 300 new queries after 100 cached (three query
 #    blocks, the last partial, keys past the diagonal), 130 after none (a
 #    block of 2 queries), 64 after 1000 (one block, 17 key tiles); the
-#    timing of one 2048-token sequence, causal.
+#    timing of one 2048-token sequence, causal. Then at q/k 192 + 64, v 128
+#    (test/data/configs/v3-wgmma-4stage-check.json, gpu-artifacts/
+#    wgmma-4stage-bf16: mla_prefill_wgmma's four-stage form), 300 after
+#    100 and 70 after none.
 # 2. The few-row decode kernels (default) against the host at V3 widths.
 # 3. cuBLASLt alone at the prefill's q_a_proj shape (8192 x 1536 x 7168),
 #    each shape's tuning (DSV3_CUBLAS_TUNE=log), prefill 4 x 2048 and
@@ -32,13 +37,17 @@ status=0
 PARTS=${PARTS:-attention,fewrow,time}
 on() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }
 on attention && echo "== attention against float64"
-on attention && for spec in 300:100:1 130:0:2 64:1000:3; do
-  IFS=: read -r seq past seed <<< "$spec"
-  env $([ $seq = 300 ] && echo DSV3_ATTENTION_TIME=2048) timeout 300 $RUN bf16-check \
-    gpu-artifacts/v3-width-bf16 --seq $seq --context $past --seed $seed \
-    > "$OUT/attention-$seq-$past.log" 2>&1 || status=1
-  grep -E "mla_prefill|attention:|timing" "$OUT/attention-$seq-$past.log" |
-    sed "s/^ */$seq after $past: /" | tee -a "$OUT/checks.txt"
+on attention && for spec in v3-width-bf16:300:100:1 v3-width-bf16:130:0:2 v3-width-bf16:64:1000:3 \
+  wgmma-4stage-bf16:300:100:4 wgmma-4stage-bf16:70:0:5; do
+  # (wgmma-4stage-bf16: q/k 192 + 64, v 128, where mla_prefill_wgmma runs
+  # four stages; gpu-artifacts/ without it: an older --prepare, skipped.)
+  IFS=: read -r art seq past seed <<< "$spec"
+  [ -d gpu-artifacts/$art ] || { echo "gpu-artifacts/$art missing: skipped"; continue; }
+  env $([ $seq = 300 ] && [ $art = v3-width-bf16 ] && echo DSV3_ATTENTION_TIME=2048) timeout 300 \
+    $RUN bf16-check gpu-artifacts/$art --seq $seq --context $past --seed $seed \
+    > "$OUT/attention-$art-$seq-$past.log" 2>&1 || status=1
+  grep -E "mla_prefill|attention:|timing" "$OUT/attention-$art-$seq-$past.log" |
+    sed "s/^ */$art $seq after $past: /" | tee -a "$OUT/checks.txt"
 done
 if on fewrow; then
 echo "== few-row decode kernels against the host"
