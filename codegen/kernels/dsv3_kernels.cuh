@@ -2986,6 +2986,19 @@ __global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *
   quantizeBlock128(x + r * ldx + k0, min(128, K - k0), xq ? xq + r * K + k0 : nullptr,
                    sa ? sa + r * blocksPerRow + kb : nullptr, xd ? xd + r * K + k0 : nullptr);
 }
+/// An FP8 GEMM's activation scales [rows, nb] (fp8_quantize's layout, and
+/// every producer's that stores e4m3 rows) as cuBLASLt's 1 x 128 block
+/// scaling reads them: [nb, rows], the rows contiguous (runtime
+/// cublasLtFp8Gemm). Small (rows x K / 128 floats): one element a thread,
+/// the stores coalesced.
+template <int Unused>
+__global__ void fp8_scales_outer_major(const float *sa, float *saT, i64 rows, int nb) {
+  const i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * nb)
+    return;
+  const i64 kb = i / rows, r = i % rows;
+  saT[i] = sa[r * nb + kb];
+}
 /// dispatch_gather storing each row as fp8_quantize does (e4m3 codes xq
 /// [R, H], scales sa [R, ceil(H / 128)]), where the rows' only reader is
 /// an FP8 grouped GEMM on tensor cores: the row's scales depend on the row

@@ -116,11 +116,14 @@ LtApi *api() {
   return a;
 }
 
-/// A shape's descriptors and the algorithm cuBLASLt's heuristic picked.
+/// A shape's descriptors and the algorithm cuBLASLt's heuristic picked
+/// (`supported` false: the heuristic found none, for the FP8 GEMMs whose
+/// callers then run their own kernel).
 struct Plan {
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t a, b, c;
   cublasLtMatmulAlgo_t algo;
+  bool supported = true;
 };
 
 /// Algorithms the heuristic is asked for a shape (each then timed).
@@ -135,19 +138,20 @@ constexpr int kCandidates = 8;
 /// on the H200: scripts/gpu-repro-check.sh); with the record they are
 /// bitwise equal. One line a shape, "M N K residual candidate", appended
 /// in one write (later lines win); processes that time a shape at the
-/// same moment may still choose apart once.
+/// same moment may still choose apart once. The residual field is 0 / 1
+/// for the bf16 GEMMs, 2 / 3 for the block-scaled FP8 ones.
 class TuneRecord {
 public:
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool>;
+  using Key = std::tuple<int64_t, int64_t, int64_t, int>;
   void open(const std::string &device, size_t version) {
     std::string dir = jitCacheDir();
     path_ = fmt::format("{}/cublaslt-tune-{:016x}.txt", dir,
                         stableHash(fmt::format("{} cublasLt {}", device, version)));
     std::ifstream in(path_);
     int64_t M, N, K;
-    int res, candidate;
-    while (in >> M >> N >> K >> res >> candidate)
-      choices_[{M, N, K, res != 0}] = candidate;
+    int kind, candidate;
+    while (in >> M >> N >> K >> kind >> candidate)
+      choices_[{M, N, K, kind}] = candidate;
     writable_ = makeDirectories(dir);
   }
   /// The recorded candidate for `key`, or -1.
@@ -160,7 +164,7 @@ public:
     if (!writable_)
       return;
     std::string line = fmt::format("{} {} {} {} {}\n", std::get<0>(key), std::get<1>(key),
-                                   std::get<2>(key), int(std::get<3>(key)), candidate);
+                                   std::get<2>(key), std::get<3>(key), candidate);
     int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd < 0)
       return; // a read-only cache: this process keeps its choice in memory
@@ -192,10 +196,11 @@ TuneRecord &tuneRecord() {
 /// there) and the shape has no record, or with DSV3_CUBLAS_TUNE=0;
 /// DSV3_CUBLAS_TUNE=retime times every shape again (and records it),
 /// DSV3_CUBLAS_TUNE=log prints each timed shape's times.
+/// `kind`: the tuning record's residual field (TuneRecord).
 cublasLtMatmulAlgo_t fastestAlgo(const LtApi &lt, const Plan &p,
                                  const cublasLtMatmulHeuristicResult_t *r, int found,
                                  const char *what, CUstream stream, CUdeviceptr xb,
-                                 CUdeviceptr W, int64_t M, int64_t N, int64_t K, bool res) {
+                                 CUdeviceptr W, int64_t M, int64_t N, int64_t K, int kind) {
   static const std::string mode = [] {
     const char *env = std::getenv("DSV3_CUBLAS_TUNE");
     return std::string(env ? env : "1");
@@ -205,7 +210,7 @@ cublasLtMatmulAlgo_t fastestAlgo(const LtApi &lt, const Plan &p,
   DSV3_CU(drv, streamIsCapturing, what, stream, &capture);
   if (mode == "0" || found < 2)
     return r[0].algo;
-  const TuneRecord::Key key{M, N, K, res};
+  const TuneRecord::Key key{M, N, K, kind};
   if (int c = tuneRecord().find(key); c >= 0 && c < found && mode != "retime")
     return r[c].algo;
   if (capture != CU_STREAM_CAPTURE_STATUS_NONE)
@@ -318,7 +323,7 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
       fail("{}: cuBLASLt has no algorithm for bf16 {}x{}x{} with fp32 output; DSV3_CUBLAS=0 "
            "keeps dsv3's kernels",
            what, M, N, K);
-    p.algo = fastestAlgo(*lt, p, r, found, what, stream, xb, W, M, N, K, res != 0);
+    p.algo = fastestAlgo(*lt, p, r, found, what, stream, xb, W, M, N, K, res ? 1 : 0);
     it = plans.emplace(key, p).first;
   }
   const Plan &p = it->second;
@@ -330,6 +335,79 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
                        reinterpret_cast<void *>(lt->workspace), LtApi::kWorkspace,
                        reinterpret_cast<cudaStream_t>(stream)),
             "cublasLtMatmul", what);
+}
+
+bool cublasLtFp8Gemm(const char *what, CUstream stream, CUdeviceptr xq, CUdeviceptr xScales,
+                     CUdeviceptr Wq, CUdeviceptr wScales, CUdeviceptr res, CUdeviceptr y,
+                     int64_t M, int64_t N, int64_t K) {
+  LtApi *lt = api();
+  if (!lt)
+    return false;
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, bool>, Plan> plans;
+  std::lock_guard<std::mutex> lock(mu);
+  auto key = std::make_tuple(M, N, K, res != 0);
+  auto it = plans.find(key);
+  const bool fresh = it == plans.end();
+  if (fresh) {
+    // As cublasLtGemm: y^T [N, M] = Wq [K, N]^T xq [K, M] (FP8 takes only
+    // this "TN" form: both operands K-major). A is the weight, scaled in
+    // 128 x 128 blocks; B the activations, in 1 x 128 blocks.
+    Plan p;
+    lt->check(lt->descCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+              "cublasLtMatmulDescCreate", what);
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    int32_t aMode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F,
+            bMode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    auto set = [&](cublasLtMatmulDescAttributes_t attr, const void *v, size_t n) {
+      lt->check(lt->descSet(p.desc, attr, v, n), "cublasLtMatmulDescSetAttribute", what);
+    };
+    set(CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    set(CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &aMode, sizeof aMode);
+    set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bMode, sizeof bMode);
+    set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &wScales, sizeof wScales);
+    set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xScales, sizeof xScales);
+    lt->check(lt->layoutCreate(&p.a, CUDA_R_8F_E4M3, uint64_t(K), uint64_t(N), K),
+              "cublasLtMatrixLayoutCreate", what);
+    lt->check(lt->layoutCreate(&p.b, CUDA_R_8F_E4M3, uint64_t(K), uint64_t(M), K),
+              "cublasLtMatrixLayoutCreate", what);
+    lt->check(lt->layoutCreate(&p.c, CUDA_R_32F, uint64_t(N), uint64_t(M), N),
+              "cublasLtMatrixLayoutCreate", what);
+    cublasLtMatmulHeuristicResult_t r[kCandidates]{};
+    int found = 0;
+    // A refusal (an older cuBLAS, a GPU without block scaling, a shape it
+    // does not take) is an answer, not an error: the caller's kernel runs.
+    if (lt->heuristic(lt->handle, p.desc, p.a, p.b, p.c, p.c, lt->pref, kCandidates, r,
+                      &found) != CUBLAS_STATUS_SUCCESS ||
+        found < 1) {
+      p.supported = false;
+      plans.emplace(key, p);
+      return false;
+    }
+    p.algo = fastestAlgo(*lt, p, r, found, what, stream, xq, Wq, M, N, K, res ? 3 : 2);
+    it = plans.emplace(key, p).first;
+  }
+  Plan &p = it->second;
+  if (!p.supported)
+    return false;
+  if (!fresh) { // this call's scales (the plan's were the first call's)
+    lt->check(lt->descSet(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &wScales,
+                          sizeof wScales),
+              "cublasLtMatmulDescSetAttribute", what);
+    lt->check(lt->descSet(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xScales,
+                          sizeof xScales),
+              "cublasLtMatmulDescSetAttribute", what);
+  }
+  const float one = 1.0f, zero = 0.0f;
+  lt->check(lt->matmul(lt->handle, p.desc, &one, reinterpret_cast<const void *>(Wq), p.a,
+                       reinterpret_cast<const void *>(xq), p.b, res ? &one : &zero,
+                       reinterpret_cast<const void *>(res ? res : y), p.c,
+                       reinterpret_cast<void *>(y), p.c, &p.algo,
+                       reinterpret_cast<void *>(lt->workspace), LtApi::kWorkspace,
+                       reinterpret_cast<cudaStream_t>(stream)),
+            "cublasLtMatmul", what);
+  return true;
 }
 
 void cublasLtGemmStridedBatched(const char *what, CUstream stream, bool transA, CUdeviceptr A,

@@ -30,6 +30,20 @@ bool cublasLtAvailable(int computeCapability, const std::string &device);
 void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr W,
                   CUdeviceptr res, CUdeviceptr y, int64_t M, int64_t N, int64_t K);
 
+/// y[M, N] (fp32, row-major) = the block-scaled FP8 product of DeepSeek-V3
+/// (3.3.2): xq[M, K] e4m3 codes with fp32 scales per token per 128 columns,
+/// stored [ceil(K / 128), M] (M contiguous: cuBLASLt's "outer-dim-major"
+/// 1x128 layout, not fp8_quantize's [M, ceil(K / 128)]), times Wq[N, K]^T
+/// e4m3 with fp32 scales per 128 x 128 block [ceil(N / 128), ceil(K /
+/// 128)] (the checkpoint's `weight_scale_inv` layout) (+ res[M, N], fp32,
+/// which may be y); each block's products summed in the tensor cores, then
+/// scaled and added in fp32. Hopper and cuBLAS 12.9 or newer: false (and
+/// nothing run) where cuBLASLt has no algorithm for the shape, so the
+/// caller runs its own kernel.
+bool cublasLtFp8Gemm(const char *what, CUstream stream, CUdeviceptr xq, CUdeviceptr xScales,
+                     CUdeviceptr Wq, CUdeviceptr wScales, CUdeviceptr res, CUdeviceptr y,
+                     int64_t M, int64_t N, int64_t K);
+
 /// `batch` products in cuBLAS's column-major terms: D_i[m, n] (fp32, ldd)
 /// = op(A_i)[m, k] B_i[k, n] (bf16; op(A) = A^T, A stored k x m with lda,
 /// when transA), X_i = X + i * strideX (elements), fp32 accumulation, D

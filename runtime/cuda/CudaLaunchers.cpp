@@ -18,6 +18,8 @@
 
 #include <cstdlib>
 #include <map>
+#include <set>
+#include <tuple>
 #include <utility>
 
 namespace dsv3rt::cuda {
@@ -347,6 +349,36 @@ CUdeviceptr e4m3StoredScales(const DevTensor &t, i64 rows, int64_t K) {
   return t.ptr + CUdeviceptr((rows * K + 255) / 256 * 256);
 }
 
+/// Shapes cuBLASLt's block-scaled FP8 GEMM refused (its heuristic found no
+/// algorithm): fp8_gemm_tma runs them from then on.
+static std::set<std::tuple<i64, int64_t, int64_t>> &fp8CublasLtRefusals() {
+  static std::set<std::tuple<i64, int64_t, int64_t>> refused;
+  return refused;
+}
+
+/// Whether a plain FP8 GEMM on the TMA schedule runs on cuBLASLt's
+/// block-scaled kernel (cublasLtFp8Gemm): Hopper, the library loaded, the
+/// DeepSeek-V3 blocks (128 x 128 weights, 1 x 128 activations), whole
+/// blocks, and K / 128 a multiple of 4 (H200, cuBLAS 13.0: it takes 300 x
+/// 576 x 640 and 300 x 512 x 640 and computes them wrong, 84-87% of max
+/// |y|, while 1000 x 1024 x 512 and 1024 x 2048 x 512 are right: its
+/// weight-scale rows are read 16-byte aligned, ours are K / 128 floats
+/// apart), at least DSV3_FP8_CUBLAS_ROWS rows (default 256: the
+/// prefill's GEMMs; decode keeps its kernels), the artifact's scale
+/// transpose, and a shape the library did not refuse before (1050 rows: no
+/// algorithm). DSV3_FP8_CUBLAS=0: never.
+bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_t K) {
+  static const bool on = envNotZero("DSV3_FP8_CUBLAS");
+  static const i64 minRows = [] {
+    const char *env = std::getenv("DSV3_FP8_CUBLAS_ROWS");
+    return env && *env ? std::max<i64>(1, std::atoll(env)) : i64(256);
+  }();
+  return on && s.cublasLt && s.computeCapability() == 90 && w.br == 128 && w.bc == 128 &&
+         rows >= minRows && K % 512 == 0 && N % 128 == 0 &&
+         s.hasFunction("dsv3::fp8_scales_outer_major<0>") &&
+         !fp8CublasLtRefusals().count({rows, N, K});
+}
+
 /// fp8Gemm on activations already quantized, as schedule `sched`
 /// (fp8Schedule) reads them.
 void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q, int sched,
@@ -377,6 +409,25 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     s.launch("dsv3::fp8_gemm_rows_mma<0>", {unsigned((N + 127) / 128), unsigned(E), 1},
              {256, 1, 1}, 0, argv(xq, sa, w.w, w.scale, b, res, y, nN, nK, br, counts), what);
     return;
+  }
+  if (sched == 4 && !counts && !b && fp8CublasLt(s, w, rows, N, K)) {
+    // A plain GEMM of many rows: cuBLASLt's block-scaled FP8 kernel, which
+    // beats fp8_gemm_tma(_wide) on the dense shapes (H200, bench/bound.py:
+    // 1,208 TFLOP/s at 8192 x 36864 x 7168, 1,322 at 8192 x 7168 x 16384,
+    // 1,163 at 8192 x 7168 x 2048; ours 959 / 881 / 633). It reads the
+    // activations' scales K-block-major: transposed first.
+    CUdeviceptr saT = s.workspace(size_t(rows * nb) * 4);
+    int nbI = int(nb);
+    s.launch("dsv3::fp8_scales_outer_major<0>", {blocks(rows * nb, 256), 1, 1}, {256, 1, 1},
+             0, argv(sa, saT, rows, nbI), what + " (scales for cuBLASLt)");
+    bool ran = false;
+    s.timedCall("cublasLtMatmul (FP8 block-scaled, fp32 out)", what, [&] {
+      ran = cublasLtFp8Gemm(what.c_str(), s.stream(), xq, saT, w.w, w.scale, res, y, rows, N,
+                            K);
+    });
+    if (ran)
+      return;
+    fp8CublasLtRefusals().insert({rows, N, K});
   }
   if (sched == 4) {
     s.countFp8WgmmaLaunch();

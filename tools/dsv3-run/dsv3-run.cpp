@@ -1351,9 +1351,11 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       const char *names[] = {"few-row kernel",      "128x128 tensor-core tiles",
                              "skinny tensor cores", "wgmma (sm_90a)",
                              "wgmma + TMA (sm_90a)", "rows on tensor cores"};
+      // (The plain GEMM of many rows on the TMA schedule: cuBLASLt's.)
+      const bool lt = schedule == 4 && !grouped && cuda::fp8CublasLt(s, fw, M, N, K);
       fmt::print("    {:<40} max rel {:.3e}{} {}\n",
                  fmt::format("{} {}", grouped ? fmt::format("grouped ({} experts)", E) : "plain",
-                             names[schedule]),
+                             lt ? "cuBLASLt block-scaled" : names[schedule]),
                  diff / scale,
                  wgmma ? fmt::format(", worst {:.1f}% of the bound", 100 * worst) : "",
                  !ran ? "(no FP8 tensor cores: few-row kernel)" : pass ? "PASS" : "FAIL");
@@ -1397,6 +1399,8 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                       .count() / reps;
       const char *names[] = {"", "128x128 tiles", "skinny", "wgmma", "wgmma + TMA"};
+      if (schedule == 4 && cuda::fp8CublasLt(s, tf, tm, tn, tk))
+        names[4] = "cuBLASLt";
       double tflops = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
       fmt::print("    timing {}x{}x{} {:<14} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 1979), "
                  "activation quantization included\n",
