@@ -129,6 +129,42 @@ struct Plan {
 /// Algorithms the heuristic is asked for a shape (each then timed).
 constexpr int kCandidates = 8;
 
+/// The descriptors of y^T [N, M] (fp32, ld N) = W [K, N]^T x [K, M] with
+/// operands of type `operand`: row-major W [N, K] and x [M, K] seen
+/// column-major, A = W transposed, B = x as is (the "TN" form FP8 requires
+/// and the bf16 GEMMs use too).
+Plan tnPlan(const LtApi &lt, const char *what, cudaDataType_t operand, int64_t M, int64_t N,
+            int64_t K) {
+  Plan p;
+  lt.check(lt.descCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate",
+           what);
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  lt.check(lt.descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
+           "cublasLtMatmulDescSetAttribute", what);
+  lt.check(lt.descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
+           "cublasLtMatmulDescSetAttribute", what);
+  lt.check(lt.layoutCreate(&p.a, operand, uint64_t(K), uint64_t(N), K),
+           "cublasLtMatrixLayoutCreate", what);
+  lt.check(lt.layoutCreate(&p.b, operand, uint64_t(K), uint64_t(M), K),
+           "cublasLtMatrixLayoutCreate", what);
+  lt.check(lt.layoutCreate(&p.c, CUDA_R_32F, uint64_t(N), uint64_t(M), N),
+           "cublasLtMatrixLayoutCreate", what);
+  return p;
+}
+
+/// Runs a tnPlan: y = W^T x (+ res, the C operand with beta 1; it may be y).
+void runTn(const LtApi &lt, const Plan &p, const char *what, CUstream stream, CUdeviceptr W,
+           CUdeviceptr x, CUdeviceptr res, CUdeviceptr y) {
+  const float one = 1.0f, zero = 0.0f;
+  lt.check(lt.matmul(lt.handle, p.desc, &one, reinterpret_cast<const void *>(W), p.a,
+                     reinterpret_cast<const void *>(x), p.b, res ? &one : &zero,
+                     reinterpret_cast<const void *>(res ? res : y), p.c,
+                     reinterpret_cast<void *>(y), p.c, &p.algo,
+                     reinterpret_cast<void *>(lt.workspace), LtApi::kWorkspace,
+                     reinterpret_cast<cudaStream_t>(stream)),
+           "cublasLtMatmul", what);
+}
+
 /// The tuning record: which of the heuristic's candidates was fastest for
 /// each shape, kept on disk ($DSV3_CACHE_DIR, as the NVRTC re-JITs) per GPU
 /// model and cuBLASLt version, so that every later process takes the same
@@ -298,22 +334,7 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
   auto key = std::make_tuple(M, N, K, res != 0);
   auto it = plans.find(key);
   if (it == plans.end()) {
-    // Column-major views of row-major operands: y^T [N, M] = W [K, N]^T x^T
-    // [K, M], i.e. A = W transposed, B = x as is, C = D = y^T (ld N).
-    Plan p;
-    lt->check(lt->descCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
-              "cublasLtMatmulDescCreate", what);
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    lt->check(lt->descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta),
-              "cublasLtMatmulDescSetAttribute", what);
-    lt->check(lt->descSet(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb),
-              "cublasLtMatmulDescSetAttribute", what);
-    lt->check(lt->layoutCreate(&p.a, CUDA_R_16BF, uint64_t(K), uint64_t(N), K),
-              "cublasLtMatrixLayoutCreate", what);
-    lt->check(lt->layoutCreate(&p.b, CUDA_R_16BF, uint64_t(K), uint64_t(M), K),
-              "cublasLtMatrixLayoutCreate", what);
-    lt->check(lt->layoutCreate(&p.c, CUDA_R_32F, uint64_t(N), uint64_t(M), N),
-              "cublasLtMatrixLayoutCreate", what);
+    Plan p = tnPlan(*lt, what, CUDA_R_16BF, M, N, K);
     cublasLtMatmulHeuristicResult_t r[kCandidates]{};
     int found = 0;
     lt->check(lt->heuristic(lt->handle, p.desc, p.a, p.b, p.c, p.c, lt->pref, kCandidates, r,
@@ -326,15 +347,7 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
     p.algo = fastestAlgo(*lt, p, r, found, what, stream, xb, W, M, N, K, res ? 1 : 0);
     it = plans.emplace(key, p).first;
   }
-  const Plan &p = it->second;
-  const float one = 1.0f, zero = 0.0f;
-  lt->check(lt->matmul(lt->handle, p.desc, &one, reinterpret_cast<const void *>(W), p.a,
-                       reinterpret_cast<const void *>(xb), p.b, res ? &one : &zero,
-                       reinterpret_cast<const void *>(res ? res : y), p.c,
-                       reinterpret_cast<void *>(y), p.c, &p.algo,
-                       reinterpret_cast<void *>(lt->workspace), LtApi::kWorkspace,
-                       reinterpret_cast<cudaStream_t>(stream)),
-            "cublasLtMatmul", what);
+  runTn(*lt, it->second, what, stream, W, xb, res, y);
 }
 
 bool cublasLtFp8Gemm(const char *what, CUstream stream, CUdeviceptr xq, CUdeviceptr xScales,
@@ -350,30 +363,19 @@ bool cublasLtFp8Gemm(const char *what, CUstream stream, CUdeviceptr xq, CUdevice
   auto it = plans.find(key);
   const bool fresh = it == plans.end();
   if (fresh) {
-    // As cublasLtGemm: y^T [N, M] = Wq [K, N]^T xq [K, M] (FP8 takes only
-    // this "TN" form: both operands K-major). A is the weight, scaled in
-    // 128 x 128 blocks; B the activations, in 1 x 128 blocks.
-    Plan p;
-    lt->check(lt->descCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
-              "cublasLtMatmulDescCreate", what);
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    // As cublasLtGemm (FP8 takes only this "TN" form: both operands
+    // K-major). A is the weight, scaled in 128 x 128 blocks; B the
+    // activations, in 1 x 128 blocks.
+    Plan p = tnPlan(*lt, what, CUDA_R_8F_E4M3, M, N, K);
     int32_t aMode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F,
             bMode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
     auto set = [&](cublasLtMatmulDescAttributes_t attr, const void *v, size_t n) {
       lt->check(lt->descSet(p.desc, attr, v, n), "cublasLtMatmulDescSetAttribute", what);
     };
-    set(CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-    set(CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &aMode, sizeof aMode);
     set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bMode, sizeof bMode);
     set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &wScales, sizeof wScales);
     set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xScales, sizeof xScales);
-    lt->check(lt->layoutCreate(&p.a, CUDA_R_8F_E4M3, uint64_t(K), uint64_t(N), K),
-              "cublasLtMatrixLayoutCreate", what);
-    lt->check(lt->layoutCreate(&p.b, CUDA_R_8F_E4M3, uint64_t(K), uint64_t(M), K),
-              "cublasLtMatrixLayoutCreate", what);
-    lt->check(lt->layoutCreate(&p.c, CUDA_R_32F, uint64_t(N), uint64_t(M), N),
-              "cublasLtMatrixLayoutCreate", what);
     cublasLtMatmulHeuristicResult_t r[kCandidates]{};
     int found = 0;
     // A refusal (an older cuBLAS, a GPU without block scaling, a shape it
@@ -399,14 +401,7 @@ bool cublasLtFp8Gemm(const char *what, CUstream stream, CUdeviceptr xq, CUdevice
                           sizeof xScales),
               "cublasLtMatmulDescSetAttribute", what);
   }
-  const float one = 1.0f, zero = 0.0f;
-  lt->check(lt->matmul(lt->handle, p.desc, &one, reinterpret_cast<const void *>(Wq), p.a,
-                       reinterpret_cast<const void *>(xq), p.b, res ? &one : &zero,
-                       reinterpret_cast<const void *>(res ? res : y), p.c,
-                       reinterpret_cast<void *>(y), p.c, &p.algo,
-                       reinterpret_cast<void *>(lt->workspace), LtApi::kWorkspace,
-                       reinterpret_cast<cudaStream_t>(stream)),
-            "cublasLtMatmul", what);
+  runTn(*lt, p, what, stream, Wq, xq, res, y);
   return true;
 }
 
