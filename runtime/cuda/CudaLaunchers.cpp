@@ -366,7 +366,10 @@ static std::set<std::tuple<i64, int64_t, int64_t>> &fp8CublasLtRefusals() {
 /// apart), at least DSV3_FP8_CUBLAS_ROWS rows (default 256: the
 /// prefill's GEMMs; decode keeps its kernels), the artifact's scale
 /// transpose, and a shape the library did not refuse before (1050 rows: no
-/// algorithm). DSV3_FP8_CUBLAS=0: never.
+/// algorithm). Rows a multiple of 4 too: the activations' scale rows are
+/// `rows` floats apart, and as K / 128 above showed, a pitch that is not
+/// 16 bytes may be taken and read wrong (300, 1000 and 1024 rows checked).
+/// DSV3_FP8_CUBLAS=0: never.
 bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_t K) {
   static const bool on = envNotZero("DSV3_FP8_CUBLAS");
   static const i64 minRows = [] {
@@ -374,7 +377,7 @@ bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_
     return env && *env ? std::max<i64>(1, std::atoll(env)) : i64(256);
   }();
   return on && s.cublasLt && s.computeCapability() == 90 && w.br == 128 && w.bc == 128 &&
-         rows >= minRows && K % 512 == 0 && N % 128 == 0 &&
+         rows >= minRows && rows % 4 == 0 && K % 512 == 0 && N % 128 == 0 &&
          s.hasFunction("dsv3::fp8_scales_outer_major<0>") &&
          !fp8CublasLtRefusals().count({rows, N, K});
 }
