@@ -8,8 +8,9 @@ the FLOPs: the naive MLA projections, dense MLP, router, shared and routed
 experts, lm_head) is timed at its own shape with cuBLAS (bf16 `X @ W.t()`,
 FP8 `torch._scaled_mm` with DeepSeek-V3's 1x128 activation and 128x128
 weight scales); the routed experts with `torch._grouped_mm` over counts
-from a spread random routing, and, as a floor no grouped kernel beats, as
-one dense GEMM of all routed rows; the causal attention with every
+from a spread random routing, and, as an optimistic floor, as one dense
+GEMM of all routed rows (the same FLOPs on one weight: no ragged tiles,
+each weight tile read once for every row); the causal attention with every
 `scaled_dot_product_attention` backend that takes MLA's head dims (192
 for q and k, 128 for v; flash only with v zero-padded to 192, which
 overstates it). Training adds each GEMM's two gradient GEMMs, the
