@@ -361,12 +361,12 @@ static std::set<std::tuple<i64, int64_t, int64_t>> &fp8CublasLtRefusals() {
 /// DeepSeek-V3 blocks (128 x 128 weights, 1 x 128 activations), whole
 /// blocks, and K / 128 a multiple of 4 (H200, cuBLAS 13.0: it takes 300 x
 /// 576 x 640 and 300 x 512 x 640 and computes them wrong, 84-87% of max
-/// |y|, while 1000 x 1024 x 512 and 1024 x 2048 x 512 are right: its
-/// weight-scale rows are read 16-byte aligned, ours are K / 128 floats
-/// apart), at least DSV3_FP8_CUBLAS_ROWS rows (default 256: the
-/// prefill's GEMMs; decode keeps its kernels), the artifact's scale
-/// transpose, and a shape the library did not refuse before (1050 rows: no
-/// algorithm). Rows a multiple of 4 too: the activations' scale rows are
+/// |y|, while 300 x 512 x 1024, 1000 x 1024 x 512 and 1024 x 2048 x 512
+/// are right; likely it reads the weight-scale rows as if 16 bytes apart,
+/// ours are K / 128 floats apart), at least DSV3_FP8_CUBLAS_ROWS rows
+/// (default 256: the prefill's GEMMs; decode keeps its kernels), the
+/// artifact's scale transpose, and a shape the library did not refuse
+/// before (1050 rows: no algorithm). Rows a multiple of 4 too: the activations' scale rows are
 /// `rows` floats apart, and as K / 128 above showed, a pitch that is not
 /// 16 bytes may be taken and read wrong (300, 1000 and 1024 rows checked).
 /// DSV3_FP8_CUBLAS=0: never.
