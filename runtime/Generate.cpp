@@ -19,7 +19,7 @@ void makeCachesResident(cuda::CudaSession &s, std::vector<std::vector<float>> &c
                         bool on) {
   for (auto &c : caches) {
     if (on)
-      s.makeResident(c.data(), c.size() * sizeof(float));
+      s.makeResident(c.data(), c.size() * sizeof(float), /*latentCache=*/true);
     else
       s.releaseResident(c.data(), false);
   }

@@ -29,5 +29,12 @@
 /// The decode attention's score sums (decodeMmaTile's red): a head's row
 /// is the key tile plus this many floats (bank-conflict padding).
 #define DSV3_DECODE_RED_PAD 8
+/// A latent-cache row's bytes in form cf (dsv3c --kv-cache; CacheRow):
+/// 0 fp32 (r + dr floats); 1 bf16 (r + dr); 2 r e4m3 codes, the rope key in
+/// dr bf16 and one fp32 scale. The packed forms are padded to 16 bytes.
+#define DSV3_CACHE_ROW_RAW(r, dr, cf) \
+  ((cf) == 0 ? 4 * ((r) + (dr)) : (cf) == 1 ? 2 * ((r) + (dr)) : (r) + 2 * (dr) + 4)
+#define DSV3_CACHE_ROW_BYTES(r, dr, cf) \
+  ((cf) == 0 ? DSV3_CACHE_ROW_RAW(r, dr, cf) : (DSV3_CACHE_ROW_RAW(r, dr, cf) + 15) / 16 * 16)
 
 #endif // DSV3_KERNEL_LAYOUT_H

@@ -675,6 +675,7 @@ __global__ void rope(const float *x, const i64 *pos, float *y, i64 tokens,
 
 __device__ __forceinline__ float e4m3ToFloat(unsigned b);
 __device__ __forceinline__ unsigned floatToE4m3(float f);
+__device__ __forceinline__ void e4m3x4ToFloat(unsigned w, float *out);
 /// x rounded to bf16 (nearest, ties to even), as a float.
 __device__ __forceinline__ float roundToBf16(float x) {
   unsigned short h;
@@ -682,19 +683,114 @@ __device__ __forceinline__ float roundToBf16(float x) {
   return __uint_as_float(unsigned(h) << 16);
 }
 
+/// A latent-cache row as the decode stores it (dsv3c --kv-cache; the host
+/// keeps every form as floats, storeCacheRow; docs/fp8.md):
+///   CF 0 (f32)   R + DR floats
+///   CF 1 (bf16)  R + DR bf16
+///   CF 2 (fp8)   R e4m3 codes, the rope key as DR bf16, the row's fp32
+///                scale (value = e4m3 x scale)
+/// the packed forms padded to 16 bytes a row (cp.async and 16-byte loads).
+/// At DeepSeek-V3's widths: 2304, 1152 and 656 bytes. load() gives the
+/// value the row holds as a float: for fp8 exactly the product the host's
+/// storeCacheRow (and this cache's earlier fp32 form) computed.
+template <int R, int DR, int CF> struct CacheRow {
+  static constexpr int W = R + DR;
+  static constexpr int Bytes = DSV3_CACHE_ROW_BYTES(R, DR, CF);
+  static constexpr int RopeAt = CF == 1 ? 2 * R : R, ScaleAt = R + 2 * DR;
+  /// Whether load4 may read 4 values at once (c % 4 == 0): aligned pieces
+  /// that never straddle the latent and the rope key.
+  static constexpr bool Aligned4 = CF == 2 ? R % 8 == 0 && DR % 4 == 0 : W % 4 == 0;
+  static __device__ __forceinline__ float bf16At(const unsigned char *p) {
+    return __uint_as_float(unsigned(*reinterpret_cast<const unsigned short *>(p)) << 16);
+  }
+  static __device__ __forceinline__ float load(const unsigned char *row, int c) {
+    if (CF == 0)
+      return reinterpret_cast<const float *>(row)[c];
+    if (CF == 1)
+      return bf16At(row + 2 * c);
+    if (c < R)
+      return e4m3ToFloat(row[c]) * *reinterpret_cast<const float *>(row + ScaleAt);
+    return bf16At(row + R + 2 * (c - R));
+  }
+  static __device__ __forceinline__ float4 load4(const unsigned char *row, int c) {
+    if (CF == 0)
+      return *reinterpret_cast<const float4 *>(row + 4 * c);
+    if (CF == 2 && c < R) {
+      float v[4];
+      e4m3x4ToFloat(*reinterpret_cast<const unsigned *>(row + c), v);
+      const float sc = *reinterpret_cast<const float *>(row + ScaleAt);
+      return make_float4(v[0] * sc, v[1] * sc, v[2] * sc, v[3] * sc);
+    }
+    const uint2 h = *reinterpret_cast<const uint2 *>(row + (CF == 1 ? 2 * c : R + 2 * (c - R)));
+    return make_float4(__uint_as_float(h.x << 16), __uint_as_float(h.x & 0xffff0000u),
+                       __uint_as_float(h.y << 16), __uint_as_float(h.y & 0xffff0000u));
+  }
+};
+
+/// Stores a row's latent in form cf (1 or 2; a block of 128 threads, every
+/// thread calls it): value(j) is element j as computed. fp8: one scale for
+/// the row, max(amax, 1e-4) / 448 (the host's storeCacheRow), each value
+/// e4m3(v / scale).
+template <int R, int DR, typename Value>
+__device__ __forceinline__ void storeCacheLatent(unsigned char *row, int cf, Value value) {
+  if (cf == 1) {
+    for (int j = threadIdx.x; j < R; j += blockDim.x)
+      reinterpret_cast<unsigned short *>(row)[j] = bf16Bits(value(j));
+    return;
+  }
+  float amax = 1e-4f;
+  for (int j = threadIdx.x; j < R; j += blockDim.x)
+    amax = fmaxf(amax, fabsf(value(j)));
+  const float sc = blockMax(amax) / 448.0f; // (uniform: every thread the block max)
+  for (int j = threadIdx.x; j < R; j += blockDim.x)
+    row[j] = (unsigned char)floatToE4m3(value(j) / sc);
+  if (threadIdx.x == 0)
+    *reinterpret_cast<float *>(row + CacheRow<R, DR, 2>::ScaleAt) = sc;
+}
+/// Stores the rope key's element j (bf16 in both packed forms).
+template <int R, int DR>
+__device__ __forceinline__ void storeCacheRope(unsigned char *row, int cf, int j, float v) {
+  reinterpret_cast<unsigned short *>(row + (cf == 1 ? CacheRow<R, DR, 1>::RopeAt
+                                                    : CacheRow<R, DR, 2>::RopeAt))[j] =
+      bf16Bits(v);
+}
+
+/// Latent-cache rows between the host's fp32 layout and a packed form
+/// (CudaSession, where a cache crosses to or from the GPU): a block of 128
+/// threads a row. Packing an unpacked row gives its codes back (its scale
+/// within an ulp: 448 x scale / 448).
+template <int R, int DR, int CF>
+__global__ void mla_cache_pack(const float *src, unsigned char *dst, i64 rows) {
+  const i64 r = blockIdx.x;
+  if (r >= rows)
+    return;
+  const float *s = src + r * (R + DR);
+  unsigned char *d = dst + r * CacheRow<R, DR, CF>::Bytes;
+  storeCacheLatent<R, DR>(d, CF, [&](int j) { return s[j]; });
+  for (int j = threadIdx.x; j < DR; j += blockDim.x)
+    storeCacheRope<R, DR>(d, CF, j, s[R + j]);
+}
+template <int R, int DR, int CF>
+__global__ void mla_cache_unpack(const unsigned char *src, float *dst, i64 rows) {
+  const i64 r = blockIdx.x;
+  if (r >= rows)
+    return;
+  const unsigned char *s = src + r * CacheRow<R, DR, CF>::Bytes;
+  for (int c = threadIdx.x; c < R + DR; c += blockDim.x)
+    dst[r * (R + DR) + c] = CacheRow<R, DR, CF>::load(s, c);
+}
+
 /// Per token (one thread): normalise the latent, rotate the shared rope
 /// key and every head's query rope part. `a` is [n, R + DR] (kv_a output);
 /// the latent row goes to `latent` (prefill, [n, R + DR]) or, when `cache`
 /// is set, to cache[b, past[b] + t] (decode; past is per sequence, on the
-/// device). q is [n, NH, DQ], rotated in place on its last DR features.
-/// cacheForm (dsv3c --kv-cache; the host's storeCacheRow): 0 the row as
-/// computed; 1 every element rounded to bf16; 2 the latent as e4m3 times
-/// one scale for the row (max(amax, 1e-4) / 448) and the rope key as bf16.
-/// The rounded values are stored as floats (the cache's layout is the fp32
-/// one): every later read sees what an e4m3 or bf16 cache would hold.
+/// device) in form cacheForm (CacheRow: 0 fp32, 1 bf16, 2 e4m3 latent with
+/// the row's scale and a bf16 rope key; dsv3c --kv-cache, the host's
+/// storeCacheRow). q is [n, NH, DQ], rotated in place on its last DR
+/// features.
 template <int R, int DR, int NH, int DQ, int DN, int Interleaved, typename WT>
 __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
-                            float *q, i64 B, i64 T, const i64 *past, float *cache,
+                            float *q, i64 B, i64 T, const i64 *past, unsigned char *cache,
                             i64 S, const float *invFreq, float scale, float eps,
                             int cacheForm) {
   i64 token = i64(blockIdx.x);
@@ -702,23 +798,24 @@ __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
     return;
   i64 b = token / T, t = token % T, pos = (past ? past[b] : 0) + t;
   const float *ar = a + token * (R + DR);
-  float *out = cache ? cache + (b * S + pos) * (R + DR) : latent + token * (R + DR);
+  // A packed row (cacheForm 1, 2) is written in its bytes; an fp32 one as
+  // floats, as the prefill's latents.
+  unsigned char *packed =
+      cache && cacheForm ? cache + (b * S + pos) * DSV3_CACHE_ROW_BYTES(R, DR, cacheForm) : nullptr;
+  float *out = packed ? nullptr
+               : cache ? reinterpret_cast<float *>(cache) + (b * S + pos) * (R + DR)
+                       : latent + token * (R + DR);
   float ss = 0.f;
   for (int j = threadIdx.x; j < R; j += blockDim.x)
     ss += ar[j] * ar[j];
   ss = blockSum(ss);
   float inv = rsqrtf(ss / R + eps);
-  float amax = 1e-4f;
-  for (int j = threadIdx.x; j < R; j += blockDim.x) {
-    float v = wload(kvNorm, j) * (ar[j] * inv);
-    amax = fmaxf(amax, fabsf(v));
-    out[j] = cache && cacheForm == 1 ? roundToBf16(v) : v;
-  }
-  if (cache && cacheForm == 2) { // (uniform: every thread takes the block max)
-    const float sc = blockMax(amax) / 448.0f;
-    for (int j = threadIdx.x; j < R; j += blockDim.x) // each thread its own elements
-      out[j] = e4m3ToFloat(floatToE4m3(out[j] / sc)) * sc;
-  }
+  if (packed)
+    storeCacheLatent<R, DR>(packed, cacheForm,
+                            [&](int j) { return wload(kvNorm, j) * (ar[j] * inv); });
+  else
+    for (int j = threadIdx.x; j < R; j += blockDim.x)
+      out[j] = wload(kvNorm, j) * (ar[j] * inv);
   // cos and sin of this position, once per token (the large-argument
   // reductions of cosf/sinf are slow: per head they took ~45 us a token at
   // V3 widths), then every rotation (the rope key and each head's rope
@@ -750,11 +847,14 @@ __global__ void mla_prepare(const float *a, const WT *kvNorm, float *latent,
     int i = threadIdx.x + it * 128;
     if (i < Pairs) {
       int h = i / (DR / 2), j = i % (DR / 2);
-      float *v = h == 0 ? out + R : q + (token * NH + h - 1) * DQ + DN;
       float c = cs[j], sn = cs[j + DR / 2];
       float v0 = ra[it] * c - rb[it] * sn, v1 = rb[it] * c + ra[it] * sn;
-      if (h == 0 && cache && cacheForm) // the cached rope key: bf16 in both forms
-        v0 = roundToBf16(v0), v1 = roundToBf16(v1);
+      if (h == 0 && packed) { // the cached rope key: bf16 in both packed forms
+        storeCacheRope<R, DR>(packed, cacheForm, j, v0);
+        storeCacheRope<R, DR>(packed, cacheForm, j + DR / 2, v1);
+        continue;
+      }
+      float *v = h == 0 ? out + R : q + (token * NH + h - 1) * DQ + DN;
       v[j] = v0;
       v[j + DR / 2] = v1;
     }
@@ -1432,8 +1532,9 @@ __global__ void __launch_bounds__(256)
 /// queries and a tile of keys, rows padded to R + DR + 1 floats (no bank
 /// conflicts), and the tile's probabilities. Writes part [rows, splits,
 /// NH, R] (unnormalised) and ml [rows, splits, NH, 2] (running max, sum).
-template <int NH, int DR, int R, int HB>
-__global__ void mla_decode_split(const float *qt, const float *cache, const i64 *past,
+/// The cache's rows in form CF (CacheRow).
+template <int NH, int DR, int R, int HB, int CF = 0>
+__global__ void mla_decode_split(const float *qt, const unsigned char *cache, const i64 *past,
                                  float *part, float *ml, i64 T, i64 S, i64 splitLen,
                                  i64 rowBase, float softmaxScale) {
   constexpr int W = R + DR, WP = W + 1, KT = DSV3_KEY_TILE;
@@ -1447,7 +1548,8 @@ __global__ void mla_decode_split(const float *qt, const float *cache, const i64 
   i64 splits = gridDim.x;
   i64 n = past[b] + t + 1;
   i64 begin = i64(split) * splitLen, end = begin + splitLen < n ? begin + splitLen : n;
-  const float *cb = cache + b * S * W;
+  using Row = CacheRow<R, DR, CF>;
+  const unsigned char *cb = cache + b * S * Row::Bytes;
   for (int i = tid; i < HB * W; i += blockDim.x) {
     int h = i / W, c = i % W;
     qs[h * WP + c] = h0 + h < NH ? qt[(row * NH + h0 + h) * W + c] * softmaxScale : 0.f;
@@ -1467,7 +1569,7 @@ __global__ void mla_decode_split(const float *qt, const float *cache, const i64 
     __syncthreads();
     for (int i = tid; i < KT * W; i += blockDim.x) {
       int kk = i / W, c = i % W;
-      ks[kk * WP + c] = kk < kn ? cb[(k0 + kk) * W + c] : 0.f;
+      ks[kk * WP + c] = kk < kn ? Row::load(cb + (k0 + kk) * Row::Bytes, c) : 0.f;
     }
     __syncthreads();
     for (int i = tid; i < HB * KT; i += blockDim.x) {
@@ -1710,12 +1812,13 @@ __device__ __forceinline__ void decodeMmaStore(const float (&oacc)[Sh::NT][4],
 /// same online softmax and accumulates its quarter of o~'s R columns
 /// (values by ldmatrix.trans). Writes part and ml as mla_decode_split does
 /// (m in scaled-score units), for mla_decode_merge. Widths padded to 16
-/// (scores) and 64 (o~) with zeros.
-template <int NH, int DR, int R>
+/// (scores) and 64 (o~) with zeros. The cache's rows in form CF (CacheRow).
+template <int NH, int DR, int R, int CF = 0>
 __global__ void __launch_bounds__(128, 3)
-    mla_decode_mma(const float *qt, const float *cache, const i64 *past, float *part,
+    mla_decode_mma(const float *qt, const unsigned char *cache, const i64 *past, float *part,
                    float *ml, i64 T, i64 S, i64 splitLen, i64 rowBase, float softmaxScale) {
   using Sh = DecodeMmaShape<DR, R>;
+  using Row = CacheRow<R, DR, CF>;
   constexpr int W = Sh::W, KT = DSV3_DECODE_MMA_KEYS, CW = Sh::CW, LD = Sh::LD;
   __shared__ __align__(16) unsigned short ks[KT * LD];
   __shared__ float red[4 * 16 * (KT + DSV3_DECODE_RED_PAD)];
@@ -1724,7 +1827,7 @@ __global__ void __launch_bounds__(128, 3)
   const i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
   const i64 splits = gridDim.x, n = past[b] + t + 1;
   const i64 begin = i64(split) * splitLen, end = begin + splitLen < n ? begin + splitLen : n;
-  const float *cb = cache + b * S * W;
+  const unsigned char *cb = cache + b * S * Row::Bytes;
   unsigned qf[Sh::KPW][4];
   decodeMmaQuery<NH, Sh>(qt, row, h0, warp, qf);
   float oacc[Sh::NT][4];
@@ -1735,7 +1838,7 @@ __global__ void __launch_bounds__(128, 3)
   for (i64 k0 = begin; k0 < end; k0 += KT) {
     const int kn = end - k0 < KT ? int(end - k0) : KT;
     __syncthreads();
-    if (W % 4 == 0) { // 16-byte loads (rows of W floats stay 16-byte aligned)
+    if (Row::Aligned4) { // 4 values a load (16 bytes of an fp32 row)
       // In batches of 9 a thread, all issued before the first is stored: a
       // loop of load-then-store waited out the latency of each of a tile's
       // 36 loads a thread in turn, and the kernel ran at ~10 TFLOP/s at
@@ -1748,7 +1851,9 @@ __global__ void __launch_bounds__(128, 3)
           const int i = i0 + j * 128, kk = i / (CW / 4), c = i % (CW / 4) * 4;
           v[j] = make_float4(0.f, 0.f, 0.f, 0.f);
           if (i < PER && kk < kn && c < W)
-            v[j] = __ldg(reinterpret_cast<const float4 *>(cb + (k0 + kk) * W + c));
+            v[j] = CF == 0 ? __ldg(reinterpret_cast<const float4 *>(cb + (k0 + kk) * Row::Bytes) +
+                                   c / 4)
+                           : Row::load4(cb + (k0 + kk) * Row::Bytes, c);
         }
 #pragma unroll
         for (int j = 0; j < BATCH; ++j) {
@@ -1763,9 +1868,9 @@ __global__ void __launch_bounds__(128, 3)
         int kk = i / (CW / 2), c = i % (CW / 2) * 2;
         float x0 = 0.f, x1 = 0.f;
         if (kk < kn) {
-          const float *kr = cb + (k0 + kk) * W;
-          x0 = c < W ? kr[c] : 0.f;
-          x1 = c + 1 < W ? kr[c + 1] : 0.f;
+          const unsigned char *kr = cb + (k0 + kk) * Row::Bytes;
+          x0 = c < W ? Row::load(kr, c) : 0.f;
+          x1 = c + 1 < W ? Row::load(kr, c + 1) : 0.f;
         }
         *reinterpret_cast<unsigned *>(ks + kk * LD + c) = packBf16x2(x0, x1);
       }
@@ -1786,37 +1891,39 @@ __global__ void __launch_bounds__(128, 3)
 /// - 1 tiles of KT keys' fp32 latents are in flight by cp.async while one
 /// is converted to bf16 and used (STAGES fp32 stages in dynamic shared
 /// memory): each tile is staged and converted once for the block's heads.
-/// grid (splits, ceil(NH / (16 GROUPS)), rows), 128 GROUPS threads. Needs
-/// W % 4 == 0 (16-byte rows).
-template <int NH, int DR, int R, int KT, int STAGES, int GROUPS>
+/// grid (splits, ceil(NH / (16 GROUPS)), rows), 128 GROUPS threads. The
+/// cache's rows in form CF (CacheRow), staged as stored (656 bytes a row
+/// for fp8 at V3's widths, against 2304 for fp32); needs 16-byte rows.
+template <int NH, int DR, int R, int KT, int STAGES, int GROUPS, int CF = 0>
 __global__ void __launch_bounds__(128 * GROUPS)
-    mla_decode_mma_staged(const float *qt, const float *cache, const i64 *past, float *part,
-                          float *ml, i64 T, i64 S, i64 splitLen, i64 rowBase,
+    mla_decode_mma_staged(const float *qt, const unsigned char *cache, const i64 *past,
+                          float *part, float *ml, i64 T, i64 S, i64 splitLen, i64 rowBase,
                           float softmaxScale) {
   using Sh = DecodeMmaShape<DR, R>;
-  constexpr int W = Sh::W, CW = Sh::CW, LD = Sh::LD;
-  static_assert(W % 4 == 0, "mla_decode_mma_staged stages 16-byte pieces of a row");
+  using Row = CacheRow<R, DR, CF>;
+  constexpr int W = Sh::W, CW = Sh::CW, LD = Sh::LD, RB = Row::Bytes;
+  static_assert(RB % 16 == 0 && Row::Aligned4,
+                "mla_decode_mma_staged stages 16-byte pieces of a row");
   static_assert(KT % 16 == 0 && STAGES >= 2, "tiles of whole k16 steps, a stage ahead");
   extern __shared__ __align__(16) float decodeStagedSmem[];
-  float *stage = decodeStagedSmem; // [STAGES][KT * W]
-  unsigned short *ks = reinterpret_cast<unsigned short *>(stage + STAGES * KT * W); // [KT * LD]
+  unsigned char *stage = reinterpret_cast<unsigned char *>(decodeStagedSmem); // [STAGES][KT * RB]
+  unsigned short *ks = reinterpret_cast<unsigned short *>(stage + STAGES * KT * RB); // [KT * LD]
   float *red = reinterpret_cast<float *>(ks + KT * LD); // [GROUPS][4][16][KT + pad]
   const int tid = threadIdx.x, warp = tid >> 5, grp = warp >> 2, wq = warp & 3;
   const int split = blockIdx.x, h0 = (blockIdx.y * GROUPS + grp) * 16;
   const i64 row = blockIdx.z, b = (rowBase + row) / T, t = (rowBase + row) % T;
   const i64 splits = gridDim.x, n = past[b] + t + 1;
   const i64 begin = i64(split) * splitLen, end = begin + splitLen < n ? begin + splitLen : n;
-  const float *cb = cache + b * S * W;
+  const unsigned char *cb = cache + b * S * RB;
   // One tile's rows, 16 bytes a copy, as one commit group (empty past the
-  // split's end, so that every iteration waits on the same count).
+  // split's end, so that every iteration waits on the same count). The
+  // tile's rows are contiguous in the cache.
   auto issue = [&](int tile) {
     const i64 k0 = begin + i64(tile) * KT;
     const int kn = k0 >= end ? 0 : end - k0 < KT ? int(end - k0) : KT;
-    float *dst = stage + (tile % STAGES) * KT * W;
-    for (int i = tid; i < kn * (W / 4); i += 128 * GROUPS) {
-      const int kk = i / (W / 4), c = i % (W / 4) * 4;
-      cpAsync16(dst + kk * W + c, cb + (k0 + kk) * W + c);
-    }
+    unsigned char *dst = stage + (tile % STAGES) * KT * RB;
+    for (int i = tid; i < kn * (RB / 16); i += 128 * GROUPS)
+      cpAsync16(dst + i * 16, cb + k0 * RB + i64(i) * 16);
     cpAsyncCommit();
   };
 #pragma unroll
@@ -1837,12 +1944,12 @@ __global__ void __launch_bounds__(128 * GROUPS)
     issue(tile + STAGES - 1);
     cpAsyncWait<STAGES - 1>();
     __syncthreads(); // this tile landed for every thread; ks is free
-    const float *src = stage + (tile % STAGES) * KT * W;
+    const unsigned char *src = stage + (tile % STAGES) * KT * RB;
     for (int i = tid; i < KT * CW / 4; i += 128 * GROUPS) {
       const int kk = i / (CW / 4), c = i % (CW / 4) * 4;
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
       if (kk < kn && c < W)
-        v = *reinterpret_cast<const float4 *>(src + kk * W + c);
+        v = Row::load4(src + kk * RB, c);
       *reinterpret_cast<uint2 *>(ks + kk * LD + c) =
           make_uint2(packBf16x2(v.x, v.y), packBf16x2(v.z, v.w));
     }

@@ -1935,11 +1935,16 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     DevTensor &cache = *in[1], &past = *in[2];
     i64 S = cache.dim(1);
     CUdeviceptr none = 0;
-    // How the cache keeps a row (dsv3c --kv-cache): rounded as stored.
+    // How the cache keeps a row (dsv3c --kv-cache): fp32, or packed as bf16
+    // or fp8 rows (DSV3_CACHE_ROW_BYTES; the session packed the argument).
     const std::string storage = p.value("cache_storage", "f32");
-    int cacheForm = storage == "bf16" ? 1 : storage == "fp8" ? 2 : 0;
-    if (!cacheForm && storage != "f32")
+    if (cacheFormOf(storage) < 0)
       fail("kernel {}: unknown cache_storage '{}' (f32, bf16 or fp8)", k, storage);
+    if (cache.cacheForm != d.cf)
+      fail("kernel {}: its cache is stored as {}, but the buffer given holds rows of form {} "
+           "(a decode cache must be an argument of the entry)",
+           k, storage, cache.cacheForm);
+    int cacheForm = int(d.cf);
     s.launch(mlaPrepareName(d, interleaved, wb), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
              argv(A, w[4], none, Q, B, T, past.ptr, cache.ptr, S, freq, scale, eps, cacheForm),
              k);
@@ -1951,10 +1956,19 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       // read), then the tiled attention of its T queries.
       int64_t W = d.r + d.dr;
       CUdeviceptr U = s.workspace(size_t(S * d.nh * (d.dn + d.dv)) * 4);
+      // A packed cache's rows of the sequence as fp32, for the GEMM and the
+      // attention that read them so (their values exactly as stored).
+      CUdeviceptr unpacked = d.cf ? s.workspace(size_t(S * W) * 4) : 0;
       const bool mma = usePrefillMma(s, d, wb);
       oForm = mma ? oStored : AttentionOut::F32;
       for (i64 b = 0; b < B; ++b) {
         CUdeviceptr rows = cache.ptr + CUdeviceptr(b * S * W) * 4;
+        if (d.cf) {
+          CUdeviceptr seq = cache.ptr + CUdeviceptr(b * S * cacheRowBytes(d));
+          s.launch(mlaCacheUnpackName(d), {unsigned(S), 1, 1}, {128, 1, 1}, 0,
+                   argv(seq, unpacked, S), k + " (the sequence's cache rows, unpacked)");
+          rows = unpacked;
+        }
         gemm(s, k + " kv_b_proj (cache)", rows, W, w[5], 0, U, S, d.nh * (d.dn + d.dv), d.r,
              wb, 0, &mw.fp8[5]);
         CUdeviceptr qb = Q + CUdeviceptr(b * T * d.nh * dq) * 4;

@@ -282,7 +282,10 @@ std::string CudaSession::memoryReport() const {
   // The driver's count past the session's start, when it is consistent
   // (memory of a process killed just before may still have been in use
   // when the session started, and freed since).
-  double held = params + double(arenaBytes_) + workspace + fp8MasterBytes_;
+  double resident = 0;
+  for (const Resident &r : resident_)
+    resident += double(r.devBytes);
+  double held = params + double(arenaBytes_) + workspace + fp8MasterBytes_ + resident;
   double grew = double(totalBytes - freeBytes) - double(baselineBytes_);
   std::string driver = grew >= held ? fmt::format("; the driver counts {} more in use than at "
                                                   "the session's start",
@@ -292,11 +295,19 @@ std::string CudaSession::memoryReport() const {
                                                           "weights {}",
                                                           humanBytes(fp8MasterBytes_))
                                              : std::string();
+  std::string caches =
+      resident > 0
+          ? fmt::format(", resident caches {}{}", humanBytes(resident),
+                        packedCacheKnown_ && packedCache_.cf
+                            ? fmt::format(" ({} bytes a row: {})", packedCache_.rowBytes(),
+                                          packedCache_.cf == 1 ? "bf16" : "fp8")
+                            : std::string())
+          : std::string();
   return fmt::format("device memory: {} held (parameters and optimizer state {}, activation "
-                     "arena {}: the plan's peak, workspace high-water {}{}){}; {} of {} in use "
-                     "on the GPU",
+                     "arena {}: the plan's peak, workspace high-water {}{}{}){}; {} of {} in "
+                     "use on the GPU",
                      humanBytes(held), humanBytes(params), humanBytes(double(arenaBytes_)),
-                     humanBytes(workspace), masters, driver,
+                     humanBytes(workspace), masters, caches, driver,
                      humanBytes(double(totalBytes - freeBytes)), humanBytes(double(totalBytes)));
 }
 
@@ -571,15 +582,106 @@ CUdeviceptr CudaSession::deviceBuffer(size_t bytes, const std::string &what,
   return p;
 }
 
-void CudaSession::makeResident(const void *host, size_t bytes) {
+int64_t CudaSession::PackedCache::rowBytes() const {
+  return DSV3_CACHE_ROW_BYTES(r, dr, cf);
+}
+
+size_t CudaSession::packedBytes(const PackedCache &c, size_t bytes) {
+  const size_t row = size_t(c.width()) * 4;
+  if (bytes % row)
+    fail("a latent cache of {} bytes is not whole rows of {} floats", bytes, c.width());
+  return bytes / row * size_t(c.rowBytes());
+}
+
+namespace {
+MlaDims cacheDims(const CudaSession::PackedCache &c) {
+  MlaDims d{};
+  d.r = c.r;
+  d.dr = c.dr;
+  d.cf = c.cf;
+  return d;
+}
+} // namespace
+
+void CudaSession::packCacheRows(const PackedCache &c, CUdeviceptr f32, CUdeviceptr packed,
+                                int64_t rows) {
+  launch(mlaCachePackName(cacheDims(c)), {unsigned(rows), 1, 1}, {128, 1, 1}, 0,
+         {&f32, &packed, &rows}, "packing latent-cache rows");
+}
+
+void CudaSession::unpackCacheRows(const PackedCache &c, CUdeviceptr packed, CUdeviceptr f32,
+                                  int64_t rows) {
+  launch(mlaCacheUnpackName(cacheDims(c)), {unsigned(rows), 1, 1}, {128, 1, 1}, 0,
+         {&packed, &f32, &rows}, "unpacking latent-cache rows");
+}
+
+const std::vector<CudaSession::PackedCache> &CudaSession::packedArgsOf(const Entry &entry) {
+  auto it = packedArgs_.find(entry.name);
+  if (it != packedArgs_.end())
+    return it->second;
+  std::vector<PackedCache> packed(entry.args.size());
+  for (const Launch &l : entry.launches) {
+    if (l.kernel != "latent_attention_decode" || l.inputs.size() < 2 ||
+        l.inputs[1].kind != ValueRef::Kind::Arg)
+      continue;
+    const std::string storage = l.params.value("cache_storage", "f32");
+    const int64_t cf = cacheFormOf(storage);
+    if (cf <= 0)
+      continue;
+    PackedCache c;
+    c.r = l.params.at("kv_lora_rank").get<int64_t>();
+    c.dr = l.params.at("qk_rope_head_dim").get<int64_t>();
+    c.cf = cf;
+    if (!hasFunction(mlaCachePackName(cacheDims(c))))
+      fail("{}: the decode cache is stored as {}, but the artifact has no {} (an older "
+           "dsv3c kept it as fp32 rows; compile it again)",
+           artifact_.dir, storage, mlaCachePackName(cacheDims(c)));
+    packed.at(l.inputs[1].index) = c;
+  }
+  return packedArgs_.emplace(entry.name, std::move(packed)).first->second;
+}
+
+const CudaSession::PackedCache &CudaSession::packedCache() {
+  if (packedCacheKnown_)
+    return packedCache_;
+  bool seen = false;
+  for (const auto &[name, entry] : artifact_.entries)
+    for (const PackedCache &c : packedArgsOf(entry))
+      if (c.cf) {
+        if (seen && (c.r != packedCache_.r || c.dr != packedCache_.dr || c.cf != packedCache_.cf))
+          fail("{}: the decode caches differ in their packed rows ({} + {} in form {} and {} + "
+               "{} in form {}); a resident cache needs one",
+               artifact_.dir, packedCache_.r, packedCache_.dr, packedCache_.cf, c.r, c.dr,
+               c.cf);
+        packedCache_ = c;
+        seen = true;
+      }
+  packedCacheKnown_ = true;
+  return packedCache_;
+}
+
+void CudaSession::makeResident(const void *host, size_t bytes, bool latentCache) {
   const char *h = static_cast<const char *>(host);
   for (const Resident &r : resident_)
     if (h < r.host + r.bytes && r.host < h + bytes)
       fail("makeResident: [{}, +{}) overlaps a resident buffer", host, bytes);
-  Resident r{h, bytes, 0};
-  DSV3_CU(drv_, memAlloc, fmt::format("resident buffer of {} bytes", bytes), &r.dev,
-          std::max<size_t>(bytes, 8));
-  upload(r.dev, host, bytes, "resident buffer");
+  Resident r{h, bytes, 0, {}, 0};
+  if (latentCache)
+    r.packed = packedCache();
+  const size_t devBytes = r.packed.cf ? packedBytes(r.packed, bytes) : bytes;
+  r.devBytes = devBytes;
+  DSV3_CU(drv_, memAlloc, fmt::format("resident buffer of {} bytes", devBytes), &r.dev,
+          std::max<size_t>(devBytes, 8));
+  if (!r.packed.cf) {
+    upload(r.dev, host, bytes, "resident buffer");
+  } else { // through an fp32 copy, packed on the device
+    CUdeviceptr f32 = 0;
+    DSV3_CU(drv_, memAlloc, "unpacked latent cache", &f32, std::max<size_t>(bytes, 8));
+    upload(f32, host, bytes, "resident latent cache");
+    packCacheRows(r.packed, f32, r.dev, int64_t(bytes / (size_t(r.packed.width()) * 4)));
+    DSV3_CU(drv_, streamSynchronize, "packing a resident latent cache", stream_);
+    DSV3_CU(drv_, memFree, "unpacked latent cache", f32);
+  }
   resident_.push_back(r);
 }
 
@@ -589,9 +691,18 @@ void CudaSession::releaseResident(const void *host, bool copyBack) {
     if (r.host != host)
       continue;
     DSV3_CU(drv_, streamSynchronize, "releasing a resident buffer", stream_);
-    if (copyBack)
+    if (copyBack && !r.packed.cf)
       DSV3_CU(drv_, memcpyDtoH, "copying a resident buffer back",
               const_cast<char *>(r.host), r.dev, r.bytes);
+    if (copyBack && r.packed.cf) {
+      CUdeviceptr f32 = 0;
+      DSV3_CU(drv_, memAlloc, "unpacked latent cache", &f32, std::max<size_t>(r.bytes, 8));
+      unpackCacheRows(r.packed, r.dev, f32, int64_t(r.bytes / (size_t(r.packed.width()) * 4)));
+      DSV3_CU(drv_, streamSynchronize, "unpacking a resident latent cache", stream_);
+      DSV3_CU(drv_, memcpyDtoH, "copying a resident latent cache back",
+              const_cast<char *>(r.host), f32, r.bytes);
+      DSV3_CU(drv_, memFree, "unpacked latent cache", f32);
+    }
     dropGraphs(); // graphs may hold its address
     DSV3_CU(drv_, memFree, "releasing a resident buffer", r.dev);
     resident_.erase(resident_.begin() + long(i));
@@ -644,6 +755,10 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
   // this entry's buffer for the argument (grown when too small).
   std::vector<DevTensor> devArgs(args.size());
   std::vector<bool> inResident(args.size(), false);
+  // Packed decode caches (dsv3c --kv-cache bf16 | fp8): the argument's
+  // buffer holds the packed rows, then the fp32 rows they cross in.
+  const std::vector<PackedCache> &packed = packedArgsOf(entry);
+  std::vector<size_t> packedAt(args.size(), 0);
   auto &slots = argBuffers_[name];
   slots.resize(args.size(), {0, 0});
   std::string key = name;
@@ -653,13 +768,24 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     d.shape = args[i].shape;
     size_t n = size_t(args[i].numel()), bytes = n * (d.isInt ? 8 : 4);
     d.capacity = n;
+    const PackedCache pc = !d.isInt && i < packed.size() ? packed[i] : PackedCache{};
+    d.cacheForm = int(pc.cf);
     const char *host = d.isInt ? reinterpret_cast<const char *>(args[i].i)
                                : reinterpret_cast<const char *>(args[i].f);
     for (const Resident &r : resident_)
       if (!d.isInt && host >= r.host && host + bytes <= r.host + r.bytes) {
-        d.ptr = r.dev + CUdeviceptr(host - r.host);
+        if (r.packed.cf != pc.cf)
+          fail("entry {}: argument {} lies in a resident buffer {} packed as the entry's "
+               "cache (form {} against {}): make decode caches resident as caches",
+               name, i, r.packed.cf ? "" : "not", r.packed.cf, pc.cf);
+        const size_t off = size_t(host - r.host);
+        d.ptr = r.dev + CUdeviceptr(pc.cf ? packedBytes(pc, off) : off);
         inResident[i] = true;
       }
+    if (!inResident[i] && pc.cf) {
+      packedAt[i] = (packedBytes(pc, bytes) + 255) / 256 * 256;
+      bytes += packedAt[i];
+    }
     if (!inResident[i]) {
       if (slots[i].second < bytes) {
         if (slots[i].first)
@@ -683,8 +809,13 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
                "[0, {})",
                args[i].i[k], k, vocab);
     }
-    if (!inResident[i])
+    if (!inResident[i] && pc.cf) { // fp32 rows after the packed ones, packed here
+      upload(d.ptr + packedAt[i], host, bytes - packedAt[i],
+             fmt::format("argument {} of {}", i, name));
+      packCacheRows(pc, d.ptr + packedAt[i], d.ptr, int64_t(n) / pc.width());
+    } else if (!inResident[i]) {
       upload(d.ptr, host, bytes, fmt::format("argument {} of {}", i, name));
+    }
     key += fmt::format("|{}:{}:{}", d.ptr, fmt::join(d.shape, "x"), d.scalar);
   }
   std::vector<DevTensor> buffers(entry.buffers.size());
@@ -782,10 +913,18 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     collectTimes();
   // Arguments updated in place (the decode caches) go back to the caller,
   // unless they are resident.
-  for (size_t i = 0; i < args.size(); ++i)
-    if (!args[i].isInt && args[i].shape.size() >= 2 && !inResident[i])
-      DSV3_CU(drv_, memcpyDtoH, fmt::format("argument {} of {}", i, name),
-              args[i].f, devArgs[i].ptr, size_t(args[i].numel()) * 4);
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].isInt || args[i].shape.size() < 2 || inResident[i])
+      continue;
+    CUdeviceptr from = devArgs[i].ptr;
+    if (packedAt[i]) { // unpacked into its fp32 rows first
+      from += packedAt[i];
+      unpackCacheRows(packed[i], devArgs[i].ptr, from, args[i].numel() / packed[i].width());
+      DSV3_CU(drv_, streamSynchronize, "unpacking a latent cache", stream_);
+    }
+    DSV3_CU(drv_, memcpyDtoH, fmt::format("argument {} of {}", i, name), args[i].f, from,
+            size_t(args[i].numel()) * 4);
+  }
   std::vector<HostTensor<float>> out;
   for (const ValueRef &r : entry.results) {
     if (r.kind == ValueRef::Kind::Arg) {
@@ -841,7 +980,17 @@ void CudaSession::reportLaunch(size_t l, const std::string &kernel,
     DevTensor *d = outs[o];
     size_t bytes = size_t(d->numel()) * (d->isInt ? 8 : 4);
     copies.emplace_back(std::max<size_t>(bytes, 8));
-    DSV3_CU(drv_, memcpyDtoH, "launch " + kernel, copies.back().data(), d->ptr, bytes);
+    if (d->cacheForm) { // a packed cache, read as its fp32 rows
+      const PackedCache &c = packedCache();
+      CUdeviceptr f32 = 0;
+      DSV3_CU(drv_, memAlloc, "unpacked latent cache", &f32, std::max<size_t>(bytes, 8));
+      unpackCacheRows(c, d->ptr, f32, d->numel() / c.width());
+      DSV3_CU(drv_, streamSynchronize, "unpacking a latent cache", stream_);
+      DSV3_CU(drv_, memcpyDtoH, "launch " + kernel, copies.back().data(), f32, bytes);
+      DSV3_CU(drv_, memFree, "unpacked latent cache", f32);
+    } else {
+      DSV3_CU(drv_, memcpyDtoH, "launch " + kernel, copies.back().data(), d->ptr, bytes);
+    }
     views[o].isInt = d->isInt;
     views[o].shape = d->shape;
     views[o].capacity = size_t(d->numel());

@@ -28,6 +28,10 @@ struct DevTensor {
   int64_t scalar = 0;  // the value of an i64 scalar argument (host copy)
   bool bf16 = false;   // weights stored as bf16 (activations are float)
   bool fp8 = false;    // e4m3 codes (dsv3c --quantize fp8), one byte each
+  /// A decode cache argument kept packed on the device (dsv3c --kv-cache:
+  /// 1 bf16, 2 fp8; DSV3_CACHE_ROW_BYTES a row): the shape stays the host's
+  /// [batch, max_seq, r + dr] floats. 0: fp32 rows as the shape says.
+  int cacheForm = 0;
   /// How the producer stored this activation: as float (the default), or,
   /// for a buffer whose only reader is a GEMM that rounds or quantizes its
   /// rows before anything else (reader), already in that form: bf16
@@ -84,8 +88,19 @@ public:
   /// then any argument lying inside it (a decode cache, or a view of some
   /// of its sequences) uses the device copy in place, without transfers,
   /// until releaseResident(host) (which copies it back when asked).
-  void makeResident(const void *host, size_t bytes);
+  /// latentCache: the buffer is a decode cache ([slots, max_seq, r + dr]
+  /// floats): where the artifact keeps its caches packed (dsv3c --kv-cache
+  /// bf16 | fp8) the device copy is packed (and unpacked when copied back).
+  void makeResident(const void *host, size_t bytes, bool latentCache = false);
   void releaseResident(const void *host, bool copyBack);
+  /// How the artifact's decode caches keep a row on the device (PackedCache
+  /// cf 0: fp32, the host's layout).
+  struct PackedCache {
+    int64_t r = 0, dr = 0, cf = 0;
+    int64_t width() const { return r + dr; }
+    int64_t rowBytes() const;
+  };
+  const PackedCache &packedCache();
   struct GraphStats {
     int64_t captured = 0, replayed = 0;
   };
@@ -272,7 +287,20 @@ private:
     const char *host;
     size_t bytes;
     CUdeviceptr dev;
+    PackedCache packed; // cf 0: the host's bytes as they are
+    size_t devBytes;    // on the device (packed: DSV3_CACHE_ROW_BYTES a row)
   };
+  /// Per entry, per argument: the packed cache it is (cf 0: none).
+  std::map<std::string, std::vector<PackedCache>> packedArgs_;
+  const std::vector<PackedCache> &packedArgsOf(const Entry &entry);
+  bool packedCacheKnown_ = false;
+  PackedCache packedCache_;
+  /// `rows` cache rows between the host's fp32 layout (`f32`, device) and
+  /// the packed one (`packed`), on the stream.
+  void packCacheRows(const PackedCache &c, CUdeviceptr f32, CUdeviceptr packed, int64_t rows);
+  void unpackCacheRows(const PackedCache &c, CUdeviceptr packed, CUdeviceptr f32, int64_t rows);
+  /// A packed cache's device bytes for a host buffer of `bytes`.
+  static size_t packedBytes(const PackedCache &c, size_t bytes);
   std::vector<Resident> resident_;
   /// A captured run: replayed when entry, argument buffers, shapes and
   /// scalars match (its key); `buffers` holds the shapes the launchers set.

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -169,10 +170,17 @@ inline std::string ropeName(int64_t dim, bool interleaved) {
   return inst("rope", {dim, interleaved ? 1 : 0});
 }
 
-/// MLA widths: (r, dr, nh, dn, dv).
+/// MLA widths: (r, dr, nh, dn, dv); cf: how the decode's latent cache keeps
+/// a row (dsv3c --kv-cache: 0 fp32, 1 bf16, 2 fp8; DSV3_CACHE_ROW_BYTES).
 struct MlaDims {
   int64_t r, dr, nh, dn, dv, rq, H;
+  int64_t cf = 0;
 };
+/// The cache form of `cache_storage` (f32, bf16, fp8), -1 for another.
+inline int64_t cacheFormOf(const std::string &storage) {
+  return storage == "f32" ? 0 : storage == "bf16" ? 1 : storage == "fp8" ? 2 : -1;
+}
+inline int64_t cacheRowBytes(const MlaDims &d) { return DSV3_CACHE_ROW_BYTES(d.r, d.dr, d.cf); }
 inline MlaDims mlaDims(const nlohmann::json &p, int64_t hidden) {
   MlaDims d;
   d.r = p.at("kv_lora_rank").get<int64_t>();
@@ -182,6 +190,7 @@ inline MlaDims mlaDims(const nlohmann::json &p, int64_t hidden) {
   d.dv = p.at("v_head_dim").get<int64_t>();
   d.rq = p.contains("q_lora_rank") ? p.at("q_lora_rank").get<int64_t>() : 0;
   d.H = hidden;
+  d.cf = std::max<int64_t>(0, cacheFormOf(p.value("cache_storage", "f32")));
   return d;
 }
 inline std::string mlaPrepareName(const MlaDims &d, bool interleaved, bool bf16) {
@@ -301,8 +310,24 @@ inline bool mlaDecodeMmaFits(const MlaDims &d) {
   int64_t cw = wp > rp ? wp : rp;
   return 32 * (cw + 8) * 2 + 4 * 16 * 32 * 4 <= 48 * 1024 && rp <= 1024;
 }
+/// A decode reader's instance, the cache form its last template argument
+/// (fp32 caches keep the names of the kernels before the packed forms).
+inline std::string cacheInst(const std::string &tpl, std::initializer_list<int64_t> args,
+                             const MlaDims &d) {
+  std::string n = inst(tpl, args);
+  if (d.cf)
+    n.insert(n.size() - 1, ", " + std::to_string(d.cf));
+  return n;
+}
 inline std::string mlaDecodeMmaName(const MlaDims &d) {
-  return inst("mla_decode_mma", {d.nh, d.dr, d.r});
+  return cacheInst("mla_decode_mma", {d.nh, d.dr, d.r}, d);
+}
+/// A packed cache's rows to and from the host's fp32 layout.
+inline std::string mlaCachePackName(const MlaDims &d) {
+  return inst("mla_cache_pack", {d.r, d.dr, d.cf});
+}
+inline std::string mlaCacheUnpackName(const MlaDims &d) {
+  return inst("mla_cache_unpack", {d.r, d.dr, d.cf});
 }
 /// mla_decode_mma_staged (16 x groups heads a block, cp.async-staged fp32
 /// tiles): its tile, keys a tile, fp32 stages and groups of 16 heads. 32 x
@@ -320,18 +345,22 @@ constexpr DecodeStagedTile kDecodeStagedTiles[] = {{32, 2, 2}, {32, 2, 4}};
 /// stages, bf16 tile and score sums within the multiprocessor's shared
 /// memory.
 inline size_t mlaDecodeStagedSmem(const MlaDims &d, DecodeStagedTile t) {
-  int64_t w = d.r + d.dr, wp = mlaPad16(w), rp = (d.r + 63) / 64 * 64;
+  int64_t wp = mlaPad16(d.r + d.dr), rp = (d.r + 63) / 64 * 64;
   int64_t cw = wp > rp ? wp : rp;
-  // The score sums' rows are padded by DSV3_DECODE_RED_PAD floats.
-  return size_t(t.stages * t.keys * w * 4 + t.keys * (cw + 8) * 2 +
+  // The stages hold rows as stored; the score sums' rows are padded by
+  // DSV3_DECODE_RED_PAD floats.
+  return size_t(t.stages * t.keys * cacheRowBytes(d) + t.keys * (cw + 8) * 2 +
                 t.groups * 4 * 16 * (t.keys + DSV3_DECODE_RED_PAD) * 4);
 }
 inline bool mlaDecodeStagedFits(const MlaDims &d, DecodeStagedTile t) {
-  return mlaDecodeMmaFits(d) && (d.r + d.dr) % 4 == 0 && d.nh > 16 * (t.groups - 1) &&
+  const bool aligned4 = d.cf == 2 ? d.r % 8 == 0 && d.dr % 4 == 0 : (d.r + d.dr) % 4 == 0;
+  return mlaDecodeMmaFits(d) && aligned4 && cacheRowBytes(d) % 16 == 0 &&
+         d.nh > 16 * (t.groups - 1) &&
          mlaDecodeStagedSmem(d, t) <= 227 * 1024;
 }
 inline std::string mlaDecodeStagedName(const MlaDims &d, DecodeStagedTile t) {
-  return inst("mla_decode_mma_staged", {d.nh, d.dr, d.r, t.keys, t.stages, t.groups});
+  return cacheInst("mla_decode_mma_staged", {d.nh, d.dr, d.r, t.keys, t.stages, t.groups},
+                   d);
 }
 /// Heads per block of mla_decode_split (each block reads its key tiles
 /// once for this many heads).
@@ -340,7 +369,7 @@ inline int64_t mlaDecodeHeads(const MlaDims &d) { return d.nh < 16 ? d.nh : 16; 
 /// absorb_v.
 inline std::vector<std::string> mlaDecodeNames(const MlaDims &d, bool bf16) {
   return {instW("mla_absorb_q", {d.nh, d.dn, d.dr, d.dv, d.r}, bf16),
-          inst("mla_decode_split", {d.nh, d.dr, d.r, mlaDecodeHeads(d)}),
+          cacheInst("mla_decode_split", {d.nh, d.dr, d.r, mlaDecodeHeads(d)}, d),
           inst("mla_decode_merge", {d.nh, d.r}),
           instW("mla_absorb_v", {d.nh, d.dn, d.dv, d.r}, bf16)};
 }
@@ -652,6 +681,10 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
     } else {
       for (const std::string &n : mlaDecodeNames(d, w))
         out.push_back(n);
+      if (d.cf) {
+        out.push_back(mlaCachePackName(d));
+        out.push_back(mlaCacheUnpackName(d));
+      }
       if (mlaPrefillCachedFits(d))
         out.push_back(mlaPrefillCachedName(d));
       if (w && mlaDecodeMmaFits(d))

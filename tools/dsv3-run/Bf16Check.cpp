@@ -166,8 +166,14 @@ struct MlaOf {
 MlaOf mlaOf(const Artifact &art, const std::string &artifact) {
   if (art.hasEntry("decode"))
     for (const Launch &l : art.entry("decode").launches)
-      if (l.kernel == "latent_attention_decode")
-        return {cuda::mlaDims(l.params, 0), l.params.at("softmax_scale").get<double>()};
+      if (l.kernel == "latent_attention_decode") {
+        cuda::MlaDims d = cuda::mlaDims(l.params, 0);
+        if (d.cf)
+          fail("bf16-check: {} keeps its decode cache packed (dsv3c --kv-cache); the check "
+               "drives the kernels with fp32 rows: compile it without --kv-cache",
+               artifact);
+        return {d, l.params.at("softmax_scale").get<double>()};
+      }
   fail("bf16-check: {} has no latent_attention_decode launch (a decode entry)", artifact);
 }
 

@@ -2221,6 +2221,10 @@ template <typename Session> int timeDecode(const Options &o, Session &s,
       o.context > 0 ? fmt::format("context {}", o.context)
                     : fmt::format("prompt {}: prefill {:.2f} ms ({:.0f} tokens/s)", P,
                                   prefill, double(B * P) / prefill * 1e3);
+  // Measured after the steps, the caches still resident (the last line
+  // stays the timing line).
+  if (std::string m = s.memoryReport(); !m.empty())
+    fmt::print("{}\n", m);
   fmt::print("time {} on {}: batch {}, {}, decode {:.2f} ms per step ({:.0f} tokens/s) "
              "over {} steps{}\n",
              s.artifact().dir, backend, B, first, step, double(B) / step * 1e3, N,
