@@ -350,15 +350,31 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
   runTn(*lt, it->second, what, stream, W, xb, res, y);
 }
 
+namespace {
+/// The FP8 GEMMs' plans by (M, N, K, with a residual), refusals included:
+/// the one record of which shapes the library takes.
+using Fp8Key = std::tuple<int64_t, int64_t, int64_t, bool>;
+std::mutex fp8PlansMutex;
+std::map<Fp8Key, Plan> &fp8Plans() {
+  static std::map<Fp8Key, Plan> plans;
+  return plans;
+}
+} // namespace
+
+bool cublasLtFp8Refused(int64_t M, int64_t N, int64_t K, bool res) {
+  std::lock_guard<std::mutex> lock(fp8PlansMutex);
+  auto it = fp8Plans().find(Fp8Key{M, N, K, res});
+  return it != fp8Plans().end() && !it->second.supported;
+}
+
 bool cublasLtFp8Gemm(const char *what, CUstream stream, CUdeviceptr xq, CUdeviceptr xScales,
                      CUdeviceptr Wq, CUdeviceptr wScales, CUdeviceptr res, CUdeviceptr y,
                      int64_t M, int64_t N, int64_t K) {
   LtApi *lt = api();
   if (!lt)
     return false;
-  static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, int64_t, bool>, Plan> plans;
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(fp8PlansMutex);
+  auto &plans = fp8Plans();
   auto key = std::make_tuple(M, N, K, res != 0);
   auto it = plans.find(key);
   const bool fresh = it == plans.end();

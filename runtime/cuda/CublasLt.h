@@ -43,6 +43,9 @@ void cublasLtGemm(const char *what, CUstream stream, CUdeviceptr xb, CUdeviceptr
 bool cublasLtFp8Gemm(const char *what, CUstream stream, CUdeviceptr xq, CUdeviceptr xScales,
                      CUdeviceptr Wq, CUdeviceptr wScales, CUdeviceptr res, CUdeviceptr y,
                      int64_t M, int64_t N, int64_t K);
+/// Whether cublasLtFp8Gemm was asked for this shape before and had no
+/// algorithm (the caller then skips what it prepares for the library).
+bool cublasLtFp8Refused(int64_t M, int64_t N, int64_t K, bool res);
 
 /// `batch` products in cuBLAS's column-major terms: D_i[m, n] (fp32, ldd)
 /// = op(A_i)[m, k] B_i[k, n] (bf16; op(A) = A^T, A stored k x m with lda,

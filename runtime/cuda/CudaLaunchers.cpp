@@ -18,7 +18,6 @@
 
 #include <cstdlib>
 #include <map>
-#include <set>
 #include <tuple>
 #include <utility>
 
@@ -349,13 +348,6 @@ CUdeviceptr e4m3StoredScales(const DevTensor &t, i64 rows, int64_t K) {
   return t.ptr + CUdeviceptr((rows * K + 255) / 256 * 256);
 }
 
-/// Shapes cuBLASLt's block-scaled FP8 GEMM refused (its heuristic found no
-/// algorithm): fp8_gemm_tma runs them from then on.
-static std::set<std::tuple<i64, int64_t, int64_t>> &fp8CublasLtRefusals() {
-  static std::set<std::tuple<i64, int64_t, int64_t>> refused;
-  return refused;
-}
-
 /// Whether a plain FP8 GEMM on the TMA schedule runs on cuBLASLt's
 /// block-scaled kernel (cublasLtFp8Gemm): Hopper, the library loaded, the
 /// DeepSeek-V3 blocks (128 x 128 weights, 1 x 128 activations), whole
@@ -366,11 +358,12 @@ static std::set<std::tuple<i64, int64_t, int64_t>> &fp8CublasLtRefusals() {
 /// ours are K / 128 floats apart), at least DSV3_FP8_CUBLAS_ROWS rows
 /// (default 256: the prefill's GEMMs; decode keeps its kernels), the
 /// artifact's scale transpose, and a shape the library did not refuse
-/// before (1050 rows: no algorithm). Rows a multiple of 4 too: the activations' scale rows are
+/// before (cublasLtFp8Refused; 1050 rows: no algorithm). Rows a multiple of 4 too: the activations' scale rows are
 /// `rows` floats apart, and as K / 128 above showed, a pitch that is not
 /// 16 bytes may be taken and read wrong (300, 1000 and 1024 rows checked).
 /// DSV3_FP8_CUBLAS=0: never.
-bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_t K) {
+bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_t K,
+                 bool res) {
   static const bool on = envNotZero("DSV3_FP8_CUBLAS");
   static const i64 minRows = [] {
     const char *env = std::getenv("DSV3_FP8_CUBLAS_ROWS");
@@ -379,7 +372,7 @@ bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_
   return on && s.cublasLt && s.computeCapability() == 90 && w.br == 128 && w.bc == 128 &&
          rows >= minRows && rows % 4 == 0 && K % 512 == 0 && N % 128 == 0 &&
          s.hasFunction("dsv3::fp8_scales_outer_major<0>") &&
-         !fp8CublasLtRefusals().count({rows, N, K});
+         !cublasLtFp8Refused(rows, N, K, res);
 }
 
 /// fp8Gemm on activations already quantized, as schedule `sched`
@@ -413,7 +406,7 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
              {256, 1, 1}, 0, argv(xq, sa, w.w, w.scale, b, res, y, nN, nK, br, counts), what);
     return;
   }
-  if (sched == 4 && !counts && !b && fp8CublasLt(s, w, rows, N, K)) {
+  if (sched == 4 && !counts && !b && fp8CublasLt(s, w, rows, N, K, res != 0)) {
     // A plain GEMM of many rows: cuBLASLt's block-scaled FP8 kernel, which
     // beats fp8_gemm_tma(_wide) on the dense shapes (H200, bench/bound.py:
     // 1,208 TFLOP/s at 8192 x 36864 x 7168, 1,322 at 8192 x 7168 x 16384,
@@ -430,7 +423,6 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     });
     if (ran)
       return;
-    fp8CublasLtRefusals().insert({rows, N, K});
   }
   if (sched == 4) {
     s.countFp8WgmmaLaunch();

@@ -74,7 +74,9 @@ void fp8Gemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ldx,
 /// Whether a plain FP8 GEMM of `rows` rows on the TMA schedule runs on
 /// cuBLASLt's block-scaled kernel instead of fp8_gemm_tma (CudaLaunchers.cpp;
 /// DSV3_FP8_CUBLAS=0 never, DSV3_FP8_CUBLAS_ROWS the fewest rows).
-bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_t K);
+/// (res: with a residual, which cuBLASLt plans apart.)
+bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_t K,
+                 bool res);
 
 /// FP8 training's GEMMs of a backward (DeepSeek-V3 3.3), as the host's
 /// fp8RowDgrad / fp8Wgrad compute them. Dgrad: dx [R, K] (+)= dy [R, N] W

@@ -1352,7 +1352,7 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
                              "skinny tensor cores", "wgmma (sm_90a)",
                              "wgmma + TMA (sm_90a)", "rows on tensor cores"};
       // (The plain GEMM of many rows on the TMA schedule: cuBLASLt's.)
-      const bool lt = schedule == 4 && !grouped && cuda::fp8CublasLt(s, fw, M, N, K);
+      const bool lt = schedule == 4 && !grouped && cuda::fp8CublasLt(s, fw, M, N, K, false);
       fmt::print("    {:<40} max rel {:.3e}{} {}\n",
                  fmt::format("{} {}", grouped ? fmt::format("grouped ({} experts)", E) : "plain",
                              lt ? "cuBLASLt block-scaled" : names[schedule]),
@@ -1399,7 +1399,7 @@ bool fp8GemmCuda(const Options &o, int64_t M, int64_t N, int64_t K,
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                       .count() / reps;
       const char *names[] = {"", "128x128 tiles", "skinny", "wgmma", "wgmma + TMA"};
-      if (schedule == 4 && cuda::fp8CublasLt(s, tf, tm, tn, tk))
+      if (schedule == 4 && cuda::fp8CublasLt(s, tf, tm, tn, tk, false))
         names[4] = "cuBLASLt";
       double tflops = 2.0 * double(tm) * double(tn) * double(tk) / (ms * 1e9);
       fmt::print("    timing {}x{}x{} {:<14} {:8.3f} ms {:7.1f} TFLOP/s ({:.1f}% of 1979), "
