@@ -361,21 +361,10 @@ CUdeviceptr e4m3StoredScales(const DevTensor &t, i64 rows, int64_t K) {
 /// before (cublasLtFp8Refused; 1050 rows: no algorithm). Rows a multiple of 4 too: the activations' scale rows are
 /// `rows` floats apart, and as K / 128 above showed, a pitch that is not
 /// 16 bytes may be taken and read wrong (300, 1000 and 1024 rows checked).
-/// Inference artifacts only: FP8 training keeps fp8_gemm_tma, on which its
-/// 300-step curve on the real run's model was validated (H200, twenty-sixth
-/// session: last 50 steps' mean loss +0.19% from bf16's with our kernels,
-/// +1.46% with cuBLASLt's, against the 1% gate; the runs part at the loss
-/// spike near step 100 and one run each cannot tell chance from error).
-/// DSV3_FP8_CUBLAS=0: never; =train: training too.
+/// DSV3_FP8_CUBLAS=0: never.
 bool fp8CublasLt(CudaSession &s, const Fp8Weight &w, i64 rows, int64_t N, int64_t K,
                  bool res) {
   static const bool on = envNotZero("DSV3_FP8_CUBLAS");
-  static const bool inTraining = [] {
-    const char *env = std::getenv("DSV3_FP8_CUBLAS");
-    return env && std::string(env) == "train";
-  }();
-  if (!inTraining && s.artifact().hasEntry("train_step"))
-    return false;
   static const i64 minRows = [] {
     const char *env = std::getenv("DSV3_FP8_CUBLAS_ROWS");
     return env && *env ? std::max<i64>(1, std::atoll(env)) : i64(256);
