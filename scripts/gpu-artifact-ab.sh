@@ -52,13 +52,7 @@ if [ "${GEMM:-1}" = 1 ] && fp8 "$B"; then
   [ $status = 0 ] || finish
 fi
 IDS=$(python3 -c "import random; random.seed(3); print(','.join(str(random.randrange(129280)) for _ in range(1024)))")
-for v in A B; do
-  art=${!v}
-  env_=ENV_$v run_=RUN_$v
-  env ${!env_:-X=0} DSV3_CUBLAS_TUNE=0 timeout 120 ${!run_} forward "$art" --random-weights 1 --backend cuda \
-    --ids "$IDS" --out /dev/shm/ab-logits-$v.safetensors > "$OUT/forward-$v.log" 2>&1 ||
-    { status=1; tail -3 "$OUT/forward-$v.log"; }
-done
+forward_ab ab-logits --random-weights 1 --backend cuda --ids "$IDS"
 if cmp -s /dev/shm/ab-logits-A.safetensors /dev/shm/ab-logits-B.safetensors; then
   r="bitwise equal"
 else

@@ -32,3 +32,18 @@ finish() {
   for f in checks.txt "$@"; do cat "$OUT/$f"; done
   exit $status
 }
+# forward_ab TAG ARGS...: `dsv3-run forward` of artifacts $A and $B (each
+# side's RUN_A / RUN_B and ENV_A / ENV_B) with ARGS, the logits into
+# /dev/shm/TAG-A.safetensors and -B; cuBLASLt's first-pick algorithms, so
+# that both sides choose alike. A failed run sets status=1 and shows its
+# log's tail ($OUT/TAG-forward-A.log, -B).
+forward_ab() {
+  local tag=$1 v env_ run_
+  shift
+  for v in A B; do
+    env_=ENV_$v run_=RUN_$v
+    env ${!env_:-X=0} DSV3_CUBLAS_TUNE=0 timeout 180 ${!run_} forward "${!v}" "$@" \
+      --out /dev/shm/$tag-$v.safetensors > "$OUT/$tag-forward-$v.log" 2>&1 ||
+      { status=1; tail -3 "$OUT/$tag-forward-$v.log"; }
+  done
+}

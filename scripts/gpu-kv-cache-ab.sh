@@ -31,12 +31,7 @@ T0=$(date +%s)
 at() { echo "[$(( $(date +%s) - T0 )) s]"; }
 rand() { python3 -c "import random; random.seed($1); print('$3'.join(','.join(str(random.randrange(129280)) for _ in range($2)) for _ in range(${4:-1})))"; }
 IDS=$(rand 3 512 /)
-for v in A B; do
-  run_=RUN_$v
-  timeout 180 ${!run_} forward "${!v}" --random-weights 1 --backend cuda --through-cache \
-    --ids "$IDS" --out /dev/shm/kv-logits-$v.safetensors > "$OUT/forward-$v.log" 2>&1 ||
-    { status=1; tail -3 "$OUT/forward-$v.log"; }
-done
+forward_ab kv-logits --random-weights 1 --backend cuda --through-cache --ids "$IDS"
 if cmp -s /dev/shm/kv-logits-A.safetensors /dev/shm/kv-logits-B.safetensors; then
   r="bitwise equal: PASS"
 else
