@@ -374,11 +374,12 @@ def Dsv3QuantizeKvCachePass : Pass<"dsv3-quantize-kv-cache", "mlir::ModuleOp"> {
   let description = [{
     `dsv3c --kv-cache bf16|fp8`: sets `storage` on every
     `dsv3.latent_attention_decode`. The cache operand keeps its type (a
-    backend chooses the bytes: the host keeps the rounded values in f32);
+    backend chooses the bytes: the host keeps the rounded values in f32,
+    the CUDA backend packs them, 656 bytes a row at V3 widths);
     what changes is the arithmetic, which every backend must reproduce:
     - `bf16`: each row element rounded to bf16 as it is written;
     - `fp8`: the `kv_lora_rank` latent as e4m3 codes times one fp32 scale
-      per token (amax / 448, 1 for a zero row), the rope key rounded to
+      per token (max(amax, 1e-4) / 448), the rope key rounded to
       bf16 (FlashMLA's FP8 cache and DeepSeek-V3.2 keep it out of FP8).
 
     The new tokens attend to their own stored rows as the later ones will,
