@@ -660,6 +660,16 @@ const CudaSession::PackedCache &CudaSession::packedCache() {
   return packedCache_;
 }
 
+void CudaSession::downloadUnpacked(const PackedCache &c, CUdeviceptr packed, void *host,
+                                   size_t bytes) {
+  CUdeviceptr f32 = 0;
+  DSV3_CU(drv_, memAlloc, "unpacked latent cache", &f32, std::max<size_t>(bytes, 8));
+  unpackCacheRows(c, packed, f32, int64_t(bytes / (size_t(c.width()) * 4)));
+  DSV3_CU(drv_, streamSynchronize, "unpacking a latent cache", stream_);
+  DSV3_CU(drv_, memcpyDtoH, "copying a latent cache to the host", host, f32, bytes);
+  DSV3_CU(drv_, memFree, "unpacked latent cache", f32);
+}
+
 void CudaSession::makeResident(const void *host, size_t bytes, bool latentCache) {
   const char *h = static_cast<const char *>(host);
   for (const Resident &r : resident_)
@@ -694,15 +704,8 @@ void CudaSession::releaseResident(const void *host, bool copyBack) {
     if (copyBack && !r.packed.cf)
       DSV3_CU(drv_, memcpyDtoH, "copying a resident buffer back",
               const_cast<char *>(r.host), r.dev, r.bytes);
-    if (copyBack && r.packed.cf) {
-      CUdeviceptr f32 = 0;
-      DSV3_CU(drv_, memAlloc, "unpacked latent cache", &f32, std::max<size_t>(r.bytes, 8));
-      unpackCacheRows(r.packed, r.dev, f32, int64_t(r.bytes / (size_t(r.packed.width()) * 4)));
-      DSV3_CU(drv_, streamSynchronize, "unpacking a resident latent cache", stream_);
-      DSV3_CU(drv_, memcpyDtoH, "copying a resident latent cache back",
-              const_cast<char *>(r.host), f32, r.bytes);
-      DSV3_CU(drv_, memFree, "unpacked latent cache", f32);
-    }
+    if (copyBack && r.packed.cf)
+      downloadUnpacked(r.packed, r.dev, const_cast<char *>(r.host), r.bytes);
     dropGraphs(); // graphs may hold its address
     DSV3_CU(drv_, memFree, "releasing a resident buffer", r.dev);
     resident_.erase(resident_.begin() + long(i));
@@ -775,9 +778,9 @@ std::vector<HostTensor<float>> CudaSession::run(const std::string &name,
     for (const Resident &r : resident_)
       if (!d.isInt && host >= r.host && host + bytes <= r.host + r.bytes) {
         if (r.packed.cf != pc.cf)
-          fail("entry {}: argument {} lies in a resident buffer {} packed as the entry's "
-               "cache (form {} against {}): make decode caches resident as caches",
-               name, i, r.packed.cf ? "" : "not", r.packed.cf, pc.cf);
+          fail("entry {}: argument {} lies in a resident buffer whose rows are in form {}, "
+               "the entry's cache in form {} (make decode caches resident as caches)",
+               name, i, r.packed.cf, pc.cf);
         const size_t off = size_t(host - r.host);
         d.ptr = r.dev + CUdeviceptr(pc.cf ? packedBytes(pc, off) : off);
         inResident[i] = true;
@@ -981,13 +984,7 @@ void CudaSession::reportLaunch(size_t l, const std::string &kernel,
     size_t bytes = size_t(d->numel()) * (d->isInt ? 8 : 4);
     copies.emplace_back(std::max<size_t>(bytes, 8));
     if (d->cacheForm) { // a packed cache, read as its fp32 rows
-      const PackedCache &c = packedCache();
-      CUdeviceptr f32 = 0;
-      DSV3_CU(drv_, memAlloc, "unpacked latent cache", &f32, std::max<size_t>(bytes, 8));
-      unpackCacheRows(c, d->ptr, f32, d->numel() / c.width());
-      DSV3_CU(drv_, streamSynchronize, "unpacking a latent cache", stream_);
-      DSV3_CU(drv_, memcpyDtoH, "launch " + kernel, copies.back().data(), f32, bytes);
-      DSV3_CU(drv_, memFree, "unpacked latent cache", f32);
+      downloadUnpacked(packedCache(), d->ptr, copies.back().data(), bytes);
     } else {
       DSV3_CU(drv_, memcpyDtoH, "launch " + kernel, copies.back().data(), d->ptr, bytes);
     }

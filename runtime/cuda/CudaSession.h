@@ -299,6 +299,9 @@ private:
   /// the packed one (`packed`), on the stream.
   void packCacheRows(const PackedCache &c, CUdeviceptr f32, CUdeviceptr packed, int64_t rows);
   void unpackCacheRows(const PackedCache &c, CUdeviceptr packed, CUdeviceptr f32, int64_t rows);
+  /// A packed cache's rows to `host` as `bytes` of fp32 rows (through
+  /// scratch, synchronously).
+  void downloadUnpacked(const PackedCache &c, CUdeviceptr packed, void *host, size_t bytes);
   /// A packed cache's device bytes for a host buffer of `bytes`.
   static size_t packedBytes(const PackedCache &c, size_t bytes);
   std::vector<Resident> resident_;
