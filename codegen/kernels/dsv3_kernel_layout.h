@@ -36,5 +36,9 @@
   ((cf) == 0 ? 4 * ((r) + (dr)) : (cf) == 1 ? 2 * ((r) + (dr)) : (r) + 2 * (dr) + 4)
 #define DSV3_CACHE_ROW_BYTES(r, dr, cf) \
   ((cf) == 0 ? DSV3_CACHE_ROW_RAW(r, dr, cf) : (DSV3_CACHE_ROW_RAW(r, dr, cf) + 15) / 16 * 16)
+/// Whether a row reads as pieces of 4 values (c % 4 == 0) that are aligned
+/// and never straddle the latent and the rope key (CacheRow::load4).
+#define DSV3_CACHE_ROW_ALIGNED4(r, dr, cf) \
+  ((cf) == 2 ? (r) % 8 == 0 && (dr) % 4 == 0 : ((r) + (dr)) % 4 == 0)
 
 #endif // DSV3_KERNEL_LAYOUT_H

@@ -697,9 +697,7 @@ template <int R, int DR, int CF> struct CacheRow {
   static constexpr int W = R + DR;
   static constexpr int Bytes = DSV3_CACHE_ROW_BYTES(R, DR, CF);
   static constexpr int RopeAt = CF == 1 ? 2 * R : R, ScaleAt = R + 2 * DR;
-  /// Whether load4 may read 4 values at once (c % 4 == 0): aligned pieces
-  /// that never straddle the latent and the rope key.
-  static constexpr bool Aligned4 = CF == 2 ? R % 8 == 0 && DR % 4 == 0 : W % 4 == 0;
+  static constexpr bool Aligned4 = DSV3_CACHE_ROW_ALIGNED4(R, DR, CF);
   static __device__ __forceinline__ float bf16At(const unsigned char *p) {
     return __uint_as_float(unsigned(*reinterpret_cast<const unsigned short *>(p)) << 16);
   }

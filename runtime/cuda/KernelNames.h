@@ -353,8 +353,8 @@ inline size_t mlaDecodeStagedSmem(const MlaDims &d, DecodeStagedTile t) {
                 t.groups * 4 * 16 * (t.keys + DSV3_DECODE_RED_PAD) * 4);
 }
 inline bool mlaDecodeStagedFits(const MlaDims &d, DecodeStagedTile t) {
-  const bool aligned4 = d.cf == 2 ? d.r % 8 == 0 && d.dr % 4 == 0 : (d.r + d.dr) % 4 == 0;
-  return mlaDecodeMmaFits(d) && aligned4 && cacheRowBytes(d) % 16 == 0 &&
+  return mlaDecodeMmaFits(d) && DSV3_CACHE_ROW_ALIGNED4(d.r, d.dr, d.cf) &&
+         cacheRowBytes(d) % 16 == 0 &&
          d.nh > 16 * (t.groups - 1) &&
          mlaDecodeStagedSmem(d, t) <= 227 * 1024;
 }
