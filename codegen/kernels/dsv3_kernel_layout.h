@@ -26,6 +26,9 @@
 /// shared memory (plus 1 KB to align the stages to the swizzle).
 #define DSV3_PREFILL_SMEM(stages, dq, dv) ((stages) * 64 * ((dq) + (dv)) * 2 + 1024)
 #define DSV3_PREFILL_STAGES(dq, dv) (DSV3_PREFILL_SMEM(5, dq, dv) <= 227 * 1024 ? 5 : 4)
+/// mla_prefill_tma: 128 queries, two slots of 128 keys and two of 128
+/// transposed values, bf16 (DeepSeek-V3: 209 KB), plus 1 KB of alignment.
+#define DSV3_PREFILL_TMA_SMEM(dq, dv) ((128 * (dq) * 3 + 2 * 128 * (dv)) * 2 + 1024)
 /// The decode attention's score sums (decodeMmaTile's red): a head's row
 /// is the key tile plus this many floats (bank-conflict padding).
 #define DSV3_DECODE_RED_PAD 8

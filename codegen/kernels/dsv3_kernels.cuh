@@ -4313,6 +4313,234 @@ __device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, 
                : "memory");
 }
 
+/// One m64n128k16 bf16 warpgroup MMA with both operands in shared memory
+/// (descriptors da, db) into d, or (accumulate 0) starting d from zero.
+__device__ __forceinline__ void wgmmaBf16SS_N128(float (&d)[64], unsigned long long da,
+                                                 unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+               : "l"(da), "l"(db), "r"(accumulate));
+}
+
+/// The prefill attention with 128-key tiles fed by the Tensor Memory
+/// Accelerator and warp-specialized (sm_90a; FlashAttention-3's shape):
+/// warpgroup 0's first thread copies the keys [128, DQ] (map mapK over kb
+/// [NH S, DQ], boxes of 64 features) and the transposed values [DV, 128]
+/// (map mapV over vt [NH DV, Sp], boxes of 64 keys) of each tile into two
+/// key and two value slots; warpgroups 1 and 2 take 64 queries each, held
+/// bf16 in shared memory (so S = Q K^T reads both operands from there and
+/// the registers hold the 128-key tile's scores, probabilities and the
+/// output: 160 a thread). mla_prefill_wgmma's schedule otherwise: a step
+/// issues the next tile's scores and this tile's P V, takes the next tile's
+/// softmax while P V runs (intra-warpgroup overlap), and the consumers take
+/// turns issuing (named barriers 1 and 2, the ping-pong). The key and value
+/// slots are freed apart (kEmpty once a tile's scores landed, vEmpty once
+/// its P V did), so a key tile is copied a whole step before it is needed
+/// with two slots of each (two 80 KB stages freed together would make every
+/// step wait for its copy). Keys past S (the next head's rows, or zeros past
+/// the map) and values past S (mla_pack_vt's zeros: the launcher rounds Sp
+/// up to whole 128-key tiles) are finite and masked for every stored query. Needs DQ % 64 == 0, DV 64 or 128 and
+/// DSV3_PREFILL_TMA_SMEM within 227 KB (mlaPrefillTmaFits).
+template <int NH, int DN, int DR, int DV, int R>
+__global__ void __launch_bounds__(384, 1)
+    mla_prefill_tma(const __grid_constant__ TmaMap mapK, const __grid_constant__ TmaMap mapV,
+                    const float *q, i64 S, const i64 *past, i64 b, float *o, float *lse, i64 T,
+                    float softmaxScale, int oForm, float *oScales) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int DQ = DN + DR, BQ = 128, BK = 128;
+  static_assert(DQ % 64 == 0 && (DV == 64 || DV == 128), "mlaPrefillTmaFits");
+  constexpr int TileQ = BQ * DQ, TileK = BK * DQ, TileV = DV * BK; // bf16 elements
+  extern __shared__ __align__(1024) float prefillTmaSmem[];
+  unsigned short *qs = reinterpret_cast<unsigned short *>(
+      (reinterpret_cast<unsigned long long>(prefillTmaSmem) + 1023) & ~1023ull);
+  unsigned short *ks0 = qs + TileQ, *vs0 = ks0 + 2 * TileK;
+  __shared__ __align__(8) unsigned long long kFull[2], kEmpty[2], vFull[2], vEmpty[2];
+  const int tid = threadIdx.x, wg = tid >> 7, h = blockIdx.y;
+  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * BQ, p0 = past[b];
+  i64 kEnd; // keys 0 .. kEnd - 1 are seen
+  const i64 tiles = attentionKeyTiles<BQ, BK>(i0, T, p0, kEnd);
+  // full: the producer's arrival and its copies' bytes; empty: the eight
+  // consumer warps'.
+  initSlotBarriers<2>(kFull, kEmpty, 1, 8);
+  initSlotBarriers<2>(vFull, vEmpty, 1, 8);
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (tid == 0) {
+      const int kRow = h * int(S), vRow = h * DV;
+      auto loadKeys = [&](i64 t) {
+        const int s = int(t & 1);
+        if (t >= 2)
+          mbarWait(&kEmpty[s], unsigned((t >> 1) - 1) & 1);
+        mbarExpectTx(&kFull[s], unsigned(TileK * 2));
+#pragma unroll
+        for (int a = 0; a < DQ / 64; ++a)
+          tmaLoad2d(ks0 + s * TileK + a * BK * 64, &mapK, a * 64, kRow + int(t) * BK, &kFull[s]);
+      };
+      auto loadValues = [&](i64 t) {
+        const int s = int(t & 1);
+        if (t >= 2)
+          mbarWait(&vEmpty[s], unsigned((t >> 1) - 1) & 1);
+        mbarExpectTx(&vFull[s], unsigned(TileV * 2));
+#pragma unroll
+        for (int a = 0; a < BK / 64; ++a)
+          tmaLoad2d(vs0 + s * TileV + a * DV * 64, &mapV, int(t) * BK + a * 64, vRow, &vFull[s]);
+      };
+      // The order the consumers need them: a step multiplies tile t + 1's
+      // keys and tile t's values.
+      loadKeys(0);
+      for (i64 t = 0; t < tiles; ++t) {
+        if (t + 1 < tiles)
+          loadKeys(t + 1);
+        loadValues(t);
+      }
+    }
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int cw = wg - 1, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  // This warpgroup's 64 queries into rows cw * 64 .. of the query tile as
+  // bf16, in DQ / 64 swizzle atoms of 128 rows (the keys' layout), zeros
+  // past T; generic-proxy stores, read next by the tensor cores.
+  for (int idx = tid & 127; idx < 64 * (DQ / 8); idx += 128) {
+    const int r = idx / (DQ / 8), ch = idx % (DQ / 8), rr = cw * 64 + r;
+    const i64 qr = i0 + rr;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (qr < T) {
+      const float4 *src = reinterpret_cast<const float4 *>(q + (qr * NH + h) * DQ + ch * 8);
+      const float4 x0 = src[0], x1 = src[1];
+      v = make_uint4(packBf16x2(x0.x, x0.y), packBf16x2(x0.z, x0.w), packBf16x2(x1.x, x1.y),
+                     packBf16x2(x1.z, x1.w));
+    }
+    *reinterpret_cast<uint4 *>(qs + (ch / 8) * BQ * 64 + rr * 64 + (((ch % 8) ^ (rr & 7)) * 8)) =
+        v;
+  }
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  namedBarSync(3 + cw, 128);
+  // This thread's query rows (g and g + 8 of its warp's 16).
+  const i64 row[2] = {i0 + cw * 64 + warp * 16 + g, i0 + cw * 64 + warp * 16 + g + 8};
+  float oacc[DV / 2], mrun[2], lrun[2];
+  attentionStateInit(oacc, mrun, lrun);
+  const float scaleLog2 = softmaxScale * 1.4426950408889634f;
+  const i64 wgFirst = p0 + i0 + cw * 64; // this warpgroup's earliest position
+  // The tiles a warpgroup multiplies: those holding a key at or before its
+  // last query (warpgroup-uniform, as every wgmma must be); the first's
+  // (earlier queries) are never more than the second's.
+  auto tilesOf = [&](int w) {
+    const i64 last = (p0 + i0 + w * 64 + 63) / BK;
+    return tiles < last + 1 ? tiles : last + 1;
+  };
+  const i64 wgTiles = tilesOf(cw), firstTiles = tilesOf(0);
+  auto keysLanded = [&](i64 t) { mbarWait(&kFull[int(t & 1)], unsigned(t >> 1) & 1); };
+  auto valuesLanded = [&](i64 t) { mbarWait(&vFull[int(t & 1)], unsigned(t >> 1) & 1); };
+  // A warp's release of a slot whose MMAs landed (empty counts 8).
+  auto release = [&](unsigned long long *bar) {
+    __syncwarp();
+    if (lane == 0)
+      mbarArrive(bar);
+  };
+  float sc[64];
+  auto issueScores = [&](i64 t) { // sc = Q K_t^T
+    const unsigned short *ks = ks0 + int(t & 1) * TileK, *qw = qs + cw * 64 * 64;
+#pragma unroll
+    for (int kk = 0; kk < DQ / 16; ++kk) {
+      const unsigned long long step = (unsigned long long)(((kk % 4) * 32) >> 4);
+      wgmmaBf16SS_N128(sc, wgmmaDesc(qw + (kk / 4) * BQ * 64) + step,
+                       wgmmaDesc(ks + (kk / 4) * BK * 64) + step, kk > 0);
+    }
+  };
+  unsigned pa[BK / 16][4]; // P, the A fragments of P V
+  float alpha[2];
+  // Tile t's scores, landed, to probabilities in sc and the factors that
+  // rescale O (applied once the P V in flight landed).
+  auto softmax = [&](i64 t) {
+    wgmmaLanded(sc);
+    if (t * BK + BK - 1 > wgFirst) // the diagonal crosses this tile
+      attentionCausalMask(sc, t * BK, p0, row, t4);
+    attentionSoftmaxScores(sc, mrun, lrun, alpha, scaleLog2);
+  };
+  auto toProbs = [&] {
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk)
+      attentionProbFragment(pa[kk], sc, kk);
+  };
+  keysLanded(0);
+  wgmmaFence();
+  issueScores(0); // every warpgroup has tile 0 (key 0 precedes every query)
+  wgmmaCommit();
+  wgmmaWait<0>();
+  // A warpgroup's last key tile is read again by its last step (below), so
+  // its slot is freed there.
+  if (wgTiles > 1)
+    release(&kEmpty[0]);
+  softmax(0);
+  toProbs();
+  for (i64 t = 0; t < tiles; ++t) {
+    if (t < wgTiles) {
+      const bool next = t + 1 < wgTiles;
+      if (next)
+        keysLanded(t + 1);
+      valuesLanded(t);
+      // Turns while both warpgroups multiply: the first issues step t once
+      // the second issued step t - 1, the second once the first issued
+      // step t.
+      if (cw == 0 ? t > 0 : t < firstTiles)
+        namedBarSync(1 + cw, 256);
+      wgmmaFence(); // sc and oacc were written since the last MMAs read them
+      // At its last tile a warpgroup multiplies that tile's keys again
+      // (results unused): an MMA under a branch of its own is serialized by
+      // ptxas (C7520, it cannot tell the branch is warpgroup-uniform).
+      issueScores(next ? t + 1 : t);
+      wgmmaCommit();
+      const unsigned short *vs = vs0 + int(t & 1) * TileV;
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        const unsigned long long db =
+            wgmmaDesc(vs + (kk / 4) * DV * 64) + (unsigned long long)(((kk % 4) * 32) >> 4);
+        if constexpr (DV == 128)
+          wgmmaBf16RegA_N128(oacc, pa[kk], db, 1);
+        else
+          wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
+      }
+      wgmmaCommit();
+      if (cw == 0 || t + 1 < firstTiles)
+        namedBarArrive(2 - cw, 256);
+      // Waited for outside the branch: a wait under a branch ptxas cannot
+      // prove warpgroup-uniform makes it wait for every MMA as issued.
+      wgmmaWait<1>();
+      // The scores landed: their key tile is done with, unless it is this
+      // warpgroup's last (read again by the next step's repeat) or was the
+      // repeat itself.
+      if (!next)
+        release(&kEmpty[int(t & 1)]);
+      else if (t + 2 < wgTiles)
+        release(&kEmpty[int((t + 1) & 1)]);
+      if (next)
+        softmax(t + 1);
+      wgmmaWait<0>();
+      wgmmaLanded(oacc);
+      release(&vEmpty[int(t & 1)]);
+      if (next) {
+        attentionRescale(oacc, alpha);
+        toProbs();
+      }
+    } else {
+      // A tile after this warpgroup's queries: freed once it landed (an
+      // arrival before that would count toward the slot's previous phase).
+      keysLanded(t);
+      valuesLanded(t);
+      release(&kEmpty[int(t & 1)]);
+      release(&vEmpty[int(t & 1)]);
+    }
+  }
+  attentionStoreRows<NH, DV>(oacc, mrun, lrun, row, T, h, t4, o, lse, softmaxScale, oForm,
+                             oScales);
+#else
+  __trap(); // sm_90a only (the launcher checks the GPU)
+#endif
+}
+
 /// A K block's scales in a slot of an FP8 TMA GEMM (sm_90a): the block's
 /// activation scale of each of the tile's 128 rows (0 past rowEnd) and the
 /// weight scales of its two column halves (plain narrow tiles: the same

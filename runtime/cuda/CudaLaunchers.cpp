@@ -1316,6 +1316,17 @@ bool usePrefillWgmma(CudaSession &s, const MlaDims &d) {
          s.hasFunction(mlaPrefillWgmmaName(d));
 }
 
+/// Whether the Hopper prefill attention runs on 128-key tiles fed by TMA
+/// (mla_prefill_tma) rather than mla_prefill_wgmma's 64-key tiles: where
+/// the artifact has it and DSV3_PREFILL_TMA=1 asks for it. Opt-in until
+/// scripts/gpu-prefill-tma-check.sh has run it on a GPU (written in a
+/// session without one: compiled and audited, never executed).
+bool usePrefillTma(CudaSession &s, const MlaDims &d) {
+  static const bool enabled = envIsOne("DSV3_PREFILL_TMA");
+  return enabled && usePrefillWgmma(s, d) && mlaPrefillTmaFits(d) &&
+         s.hasFunction(mlaPrefillTmaName(d));
+}
+
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
@@ -1340,14 +1351,31 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
     fail("{}: mla_prefill_wgmma asked for, but this GPU, artifact or DSV3_PREFILL_WGMMA=0 "
          "does not run it",
          k);
+  const bool tma = wgmma && kernel != PrefillKernel::Wgmma && usePrefillTma(s, d);
+  if (kernel == PrefillKernel::Tma && !tma)
+    fail("{}: mla_prefill_tma asked for, but this GPU or artifact does not run it, or "
+         "DSV3_PREFILL_WGMMA=0, or DSV3_PREFILL_TMA is not 1",
+         k);
   if (wgmma) {
-    // Values transposed, keys padded to whole 64-key tiles.
-    i64 Sp = (S + 63) / 64 * 64;
+    // Values transposed, keys padded with zeros to whole key tiles (64, or
+    // mla_prefill_tma's 128: no value box of its lies wholly past the map).
+    const i64 keyTile = tma ? 128 : 64, Sp = (S + keyTile - 1) / keyTile * keyTile;
     CUdeviceptr vt = s.workspace(size_t(d.nh * d.dv * Sp) * 2), none = 0;
     s.launch(mlaPackKvName(d), {unsigned(S), 1, 1}, {256, 1, 1}, 0,
              argv(u, rows, S, kb, none), k);
     s.launch(mlaPackVtName(d), {unsigned(Sp / 64), unsigned(d.nh), 1}, {256, 1, 1}, 0,
              argv(u, S, Sp, vt), k);
+    if (tma) {
+      // Keys [NH S, DQ] in boxes of 64 features x 128 keys, values [NH DV,
+      // Sp] in boxes of 64 keys x DV features (past Sp: zeros).
+      const int64_t dq = d.dn + d.dr;
+      CUtensorMap mapK = bf16TmaMap(s, k, kb, d.nh * S, dq, 128);
+      CUtensorMap mapV = bf16TmaMap(s, k, vt, d.nh * d.dv, Sp, unsigned(d.dv));
+      s.launch(mlaPrefillTmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
+               {384, 1, 1}, size_t(mlaPrefillTmaSmem(d)),
+               argv(mapK, mapV, q, S, past, b, o, lse, T, softmaxScale, oForm, oScales), k);
+      return;
+    }
     s.launch(mlaPrefillWgmmaName(d), {unsigned((T + 127) / 128), unsigned(d.nh), 1},
              {256, 1, 1}, size_t(mlaPrefillWgmmaSmem(d)),
              argv(q, kb, vt, Sp, past, b, o, lse, T, S, softmaxScale, oForm, oScales), k);

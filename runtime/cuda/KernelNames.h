@@ -241,6 +241,19 @@ inline std::string mlaPrefillWgmmaName(const MlaDims &d) {
 inline std::string mlaPackVtName(const MlaDims &d) {
   return inst("mla_pack_vt", {d.nh, d.dn, d.dr, d.dv, d.r});
 }
+/// mla_prefill_tma (sm_90a): mla_prefill_wgmma's operands (mla_pack_kv's
+/// keys, mla_pack_vt's values) in 128-key tiles copied by TMA, the queries
+/// in shared memory.
+inline bool mlaPrefillTmaFits(const MlaDims &d) {
+  return (d.dn + d.dr) % 64 == 0 && (d.dv == 64 || d.dv == 128) &&
+         DSV3_PREFILL_TMA_SMEM(d.dn + d.dr, d.dv) <= 227 * 1024;
+}
+inline std::string mlaPrefillTmaName(const MlaDims &d) {
+  return inst("mla_prefill_tma", {d.nh, d.dn, d.dr, d.dv, d.r});
+}
+inline int64_t mlaPrefillTmaSmem(const MlaDims &d) {
+  return DSV3_PREFILL_TMA_SMEM(int64_t(d.dn + d.dr), int64_t(d.dv));
+}
 /// Its dynamic shared memory: DSV3_PREFILL_STAGES stages of 64 keys and 64
 /// transposed values, plus 1 KB to align them to the swizzle.
 inline int64_t mlaPrefillWgmmaSmem(const MlaDims &d) {
@@ -248,7 +261,7 @@ inline int64_t mlaPrefillWgmmaSmem(const MlaDims &d) {
 }
 /// The tensor-core prefill attention's kernels for bf16 weights, where
 /// they fit: mla_pack_kv + mla_prefill_mma, and on Hopper mla_pack_vt +
-/// mla_prefill_wgmma.
+/// mla_prefill_wgmma (+ mla_prefill_tma).
 inline void appendPrefillMmaKernels(std::vector<std::string> &out, const MlaDims &d) {
   if (!mlaPrefillMmaFits(d))
     return;
@@ -257,6 +270,8 @@ inline void appendPrefillMmaKernels(std::vector<std::string> &out, const MlaDims
   if (mlaPrefillWgmmaFits(d)) {
     out.push_back(mlaPackVtName(d));
     out.push_back(mlaPrefillWgmmaName(d));
+    if (mlaPrefillTmaFits(d))
+      out.push_back(mlaPrefillTmaName(d));
   }
 }
 /// The attention backward on tensor cores (training with bf16 compute,

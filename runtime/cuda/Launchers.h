@@ -291,15 +291,17 @@ CUdeviceptr zeroPast(CudaSession &s);
 /// u [S, NH, DN + DV]: q [T, NH, DN + DR] (rope rotated), o [T, NH, DV].
 /// On tensor cores with bf16 operands (mma) or in fp32. With mma, `lse`
 /// (when set) receives each query's log-sum-exp, [NH, T] (training), and
-/// `kernel` picks the tensor-core kernel (Auto: mla_prefill_wgmma where
-/// usePrefillWgmma, else mla_prefill_mma; the checks force each, Wgmma
-/// failing where it cannot run). `out` (mma only): o stored as floats, as
+/// `kernel` picks the tensor-core kernel (Auto: mla_prefill_tma where
+/// usePrefillTma, else mla_prefill_wgmma where usePrefillWgmma, else
+/// mla_prefill_mma; the checks force each, Wgmma and Tma failing where they
+/// cannot run). `out` (mma only): o stored as floats, as
 /// bf16 [T, NH, DV] rounded to nearest even, or (DV 128) as e4m3 codes with
 /// one scale per row and head at oScales [T, NH], fp8_quantize's values:
 /// for an o_proj that makes that of the floats first.
-enum class PrefillKernel { Auto, Mma, Wgmma };
+enum class PrefillKernel { Auto, Mma, Wgmma, Tma };
 enum class AttentionOut { F32, Bf16, E4m3 };
 bool usePrefillWgmma(CudaSession &s, const MlaDims &d);
+bool usePrefillTma(CudaSession &s, const MlaDims &d);
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,

@@ -290,6 +290,8 @@ int attentionCheck(const std::string &artifact, int64_t T, int64_t past, uint64_
     tensorCoreKernels.push_back({PrefillKernel::Mma, "mla_prefill_mma"});
   if (wgmmaBuilt)
     tensorCoreKernels.push_back({PrefillKernel::Wgmma, "mla_prefill_wgmma"});
+  if (wgmmaBuilt && cuda::usePrefillTma(s, d))
+    tensorCoreKernels.push_back({PrefillKernel::Tma, "mla_prefill_tma"});
   for (const auto &[kernel, name] : tensorCoreKernels) {
     std::vector<float> o = runKernel(true, kernel);
     Worst w = measure(o, rounded, std::ldexp(1.0, -8));

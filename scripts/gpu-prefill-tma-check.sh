@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# mla_prefill_tma (the Hopper prefill attention on 128-key tiles fed by TMA)
+# against float64, beside mla_prefill_wgmma and mla_prefill_mma, and the
+# prefill it speeds up, in one device call after these here:
+#   C=build/bin/dsv3c
+#   $C test/data/configs/v3-width-slice.json --target cuda --dtype bf16 \
+#     --max-batch 2 --max-seq 64 -o ab/v3w
+#   $C test/data/configs/v3-train-wgmma-check.json --mode train --target cuda \
+#     --max-batch 2 --max-seq 256 -o ab/train-wg
+#   $C bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 [--quantize fp8] \
+#     --max-batch 128 --max-seq 2048 --max-tokens 8192 --quiet -o ab/v3-infer[-fp8]
+#   bash scripts/gpu-prebuild.sh
+#   run(command="bash scripts/gpu-prefill-tma-check.sh", carry=["ab", "gpu-bin", ".deps"])
+# 1. bf16-check's attention (every tensor-core kernel the artifact has)
+#    against float64 on the same bf16 operands (2^-8 of the largest |v| a
+#    query sees): at V3 widths (128 heads, q/k 128 + 64, v 128) 300 new
+#    queries after 100 cached, 130 after none, 64 after 1000, 1000 after
+#    none, 700 after 333; at q/k 32 + 32, v 64 (the training check's
+#    widths: the m64n64 P V) 300 after none and 200 after 37; the kernels
+#    timed on one causal sequence of 2048 and of 4096.
+# 2. The bench slice's logits (2 x 1024 tokens, bf16 and FP8) with the
+#    attention on each kernel: mla_prefill_tma against mla_prefill_wgmma,
+#    beside mla_prefill_mma against mla_prefill_wgmma (the difference two
+#    correct bf16 kernels make), and greedy tokens.
+# 3. Prefill 4 x 2048 (bf16, FP8) and 1 x 2048 (bf16) on each kernel,
+#    alternating, and a per-site profile of the FP8 4 x 2048 prefill.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/gpu-env.sh /tmp/gpu-prefill-tma
+# (mla_prefill_tma is opt-in until this script passed: DSV3_PREFILL_TMA=1.)
+export DSV3_PREFILL_TMA=${DSV3_PREFILL_TMA:-1}
+status=0
+: > "$OUT/checks.txt"
+echo "== 1. attention against float64"
+for spec in v3w:300:100:1 v3w:130:0:2 v3w:64:1000:3 v3w:1000:0:6 v3w:700:333:7 \
+  train-wg:300:0:4 train-wg:200:37:5; do
+  IFS=: read -r art seq past seed <<< "$spec"
+  timeout 300 $RUN bf16-check ab/$art --seq $seq --context $past --seed $seed \
+    > "$OUT/attention-$art-$seq-$past.log" 2>&1 || status=1
+  grep -E "mla_prefill_(mma|wgmma|tma) \(bf16\), float64 on bf16|attention:" \
+    "$OUT/attention-$art-$seq-$past.log" | sed "s/^ */$art $seq after $past: /" |
+    tee -a "$OUT/checks.txt"
+done
+for n in 2048 4096; do
+  DSV3_ATTENTION_TIME=$n timeout 300 $RUN bf16-check ab/v3w --seq 16 > "$OUT/time-$n.log" 2>&1 ||
+    status=1
+  grep -iE "timing|TFLOP" "$OUT/time-$n.log" | sed "s/^ */causal $n: /" | tee -a "$OUT/checks.txt"
+done
+echo "== 2. whole-slice logits on each kernel"
+IDS=$(python3 -c "import random; random.seed(3); print('/'.join(','.join(str(random.randrange(129280)) for _ in range(1024)) for _ in range(2)))")
+for art in v3-infer v3-infer-fp8; do
+  for k in tma wgmma mma; do
+    case $k in tma) e="DSV3_PREFILL_TMA=1" ;; wgmma) e="DSV3_PREFILL_TMA=0" ;; mma) e="DSV3_PREFILL_WGMMA=0" ;; esac
+    env $e DSV3_CUBLAS_TUNE=0 timeout 180 $RUN forward ab/$art --random-weights 1 --backend cuda \
+      --ids "$IDS" --out /dev/shm/$art-$k.safetensors > "$OUT/forward-$art-$k.log" 2>&1 ||
+      { status=1; tail -3 "$OUT/forward-$art-$k.log"; }
+  done
+  for k in tma mma; do
+    r=$(python3 scripts/logits-diff.py /dev/shm/$art-wgmma.safetensors /dev/shm/$art-$k.safetensors 2>&1)
+    printf '%-14s %-6s vs wgmma: %s\n' $art $k "$r" | tee -a "$OUT/checks.txt"
+  done
+  rm -f /dev/shm/$art-*.safetensors
+done
+echo "== 3. prefill"
+for rep in 1 2; do
+  for k in 0 1; do
+    for spec in "v3-infer:--batch 4 --seq 2048" "v3-infer-fp8:--batch 4 --seq 2048" \
+      "v3-infer:--batch 1 --seq 2048"; do
+      art=${spec%%:*} shape=${spec#*:}
+      r=$(DSV3_PREFILL_TMA=$k timeout 120 $RUN time ab/$art --random-weights 1 --backend cuda \
+        $shape --steps 2 2>&1 | tail -1 | grep -o "prompt.*prefill [0-9.]* ms")
+      printf 'DSV3_PREFILL_TMA=%s %-13s %s\n' $k $art "$r" | tee -a "$OUT/checks.txt"
+    done
+  done
+done
+DSV3_PROFILE=site timeout 120 $RUN time ab/v3-infer-fp8 --random-weights 1 --backend cuda \
+  --batch 4 --seq 2048 --steps 1 > "$OUT/profile-fp8-prefill.log" 2>&1
+sed -n 1,45p "$OUT/profile-fp8-prefill.log"
+finish
