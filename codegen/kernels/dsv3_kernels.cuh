@@ -4000,6 +4000,25 @@ __device__ __forceinline__ void wgmmaBf16RegA_N128(float (&d)[64], const unsigne
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
 }
 
+/// O += P V over BK keys (BK / 16 k16 steps, P's A fragments in
+/// registers), the values transposed in shared memory as BK / 64 swizzle
+/// atoms of DV rows x 64 keys (K-major B: mla_pack_vt's layout), by the
+/// prefill attentions on the warpgroup MMA.
+template <int DV, int BK>
+__device__ __forceinline__ void wgmmaAttentionPV(float (&oacc)[DV / 2],
+                                                 const unsigned (&pa)[BK / 16][4],
+                                                 const unsigned short *vs) {
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; ++kk) {
+    const unsigned long long db =
+        wgmmaDesc(vs + (kk / 4) * DV * 64) + (unsigned long long)(((kk % 4) * 32) >> 4);
+    if constexpr (DV == 128)
+      wgmmaBf16RegA_N128(oacc, pa[kk], db, 1);
+    else
+      wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
+  }
+}
+
 /// Rows r0 .. r0 + N - 1 of x (D bf16 columns, rows ld apart; a row index
 /// clamped to T - 1: finite, never stored) by cp.async into the tile's D / 64
 /// swizzle atoms of N rows each (K-major, 128B swizzle), by a block of 256
@@ -4236,14 +4255,7 @@ __global__ void __launch_bounds__(256, 1)
       // ptxas (C7520, it cannot tell the branch is warpgroup-uniform).
       issueScores(next ? t + 1 : t);
       wgmmaCommit();
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        unsigned long long db = wgmmaDesc(vs) + (unsigned long long)((kk * 32) >> 4);
-        if constexpr (DV == 128)
-          wgmmaBf16RegA_N128(oacc, pa[kk], db, 1);
-        else
-          wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
-      }
+      wgmmaAttentionPV<DV, BK>(oacc, pa, vs);
       wgmmaCommit();
       if (wg == 0 || t + 1 < firstTiles)
         namedBarArrive(2 - wg, 256);
@@ -4493,16 +4505,7 @@ __global__ void __launch_bounds__(384, 1)
       // ptxas (C7520, it cannot tell the branch is warpgroup-uniform).
       issueScores(next ? t + 1 : t);
       wgmmaCommit();
-      const unsigned short *vs = vs0 + int(t & 1) * TileV;
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) {
-        const unsigned long long db =
-            wgmmaDesc(vs + (kk / 4) * DV * 64) + (unsigned long long)(((kk % 4) * 32) >> 4);
-        if constexpr (DV == 128)
-          wgmmaBf16RegA_N128(oacc, pa[kk], db, 1);
-        else
-          wgmmaBf16RegA_N64(oacc, pa[kk], db, 1);
-      }
+      wgmmaAttentionPV<DV, BK>(oacc, pa, vs0 + int(t & 1) * TileV);
       wgmmaCommit();
       if (cw == 0 || t + 1 < firstTiles)
         namedBarArrive(2 - cw, 256);
