@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # An A/B of one fp8_gemm_tma knob, KNOB (default DSV3_FP8_PINGPONG: the two
 # consumers taking turns to issue their MMAs against issuing together;
-# DSV3_FP8_WIDE: the 128 x 256 tiles of fp8_gemm_tma_wide against 128 x 128),
+# DSV3_FP8_WIDE: the 128 x 256 tiles of fp8_gemm_tma_wide against 128 x 128;
+# DSV3_FP8_TMA_STORE: the wide plain tiles stored by TMA through shared
+# memory against from registers: opt-in, so run it with ON=1),
 # in one device call after these ran here:
 #   build/bin/dsv3c bench/configs/v3-infer-3layer.json --target cuda --dtype bf16 \
 #     --quantize fp8 --max-batch 128 --max-seq 2048 --max-tokens 8192 --quiet \
@@ -18,10 +20,17 @@
 # 2. (FWD=1, default) Either way each output sums the same products in the
 #    same order, so the bench slice's FP8 logits of 1024 tokens (plain and
 #    gated kernels, dense and grouped) must be bitwise equal.
-# 3. FP8 prefill 4 x 2048 alternating KNOB=0 and the default; (NCU=1) Nsight
-#    Compute on both.
+# 3. FP8 prefill 4 x 2048 alternating KNOB=0 and the default (ON=1: KNOB=1,
+#    for an opt-in knob); (NCU=1) Nsight Compute on both.
 # GEMM=0 skips 1.'s fp8-gemm runs (not the audit), TIMING=0 skips 3.'s
-# timing: for a call that goes on to the benchmark.
+# timing: for a call that goes on to the benchmark. EXTRA: environment for
+# the fp8-gemm runs (e.g. "DSV3_FP8_WIDE=1 DSV3_FP8_CUBLAS=0": the wide
+# kernel at the check's few tiles, not cuBLASLt); SHAPES: more M,N,K;
+# FWD_SEQS x FWD_LEN: the logits' tokens (default 1 x 1024).
+# DSV3_FP8_TMA_STORE (whole 128-row tiles only: the routed experts need
+# ~128 rows each, 4 x 2048 tokens):
+#   KNOB=DSV3_FP8_TMA_STORE ON=1 EXTRA="DSV3_FP8_WIDE=1 DSV3_FP8_CUBLAS=0" \
+#     SHAPES=1050,2048,512 FWD_SEQS=4 FWD_LEN=2048 bash scripts/gpu-fp8-order-check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 KNOB=${KNOB:-DSV3_FP8_PINGPONG}
@@ -32,12 +41,12 @@ python3 scripts/wgmma-audit.py bench-artifacts/v3-infer-fp8/cuda/sm_90a.cubin > 
   { status=1; echo "wgmma-audit: a serialized kernel" | tee -a "$OUT/checks.txt"; }
 grep -E "fp8_gemm_tma" "$OUT/wgmma-audit.txt" | tee -a "$OUT/checks.txt"
 for v in $([ "${GEMM:-1}" = 1 ] && echo 0 1); do
-  for shape in 300,1536,7168 1000,2048,256 300,576,7168; do
+  for shape in 300,1536,7168 1000,2048,256 300,576,7168 ${SHAPES:-}; do
     case $shape in
       300,1536,7168) export DSV3_FP8_GEMM_TIME=8192,18432,7168 ;;
       1000,2048,256) export DSV3_FP8_GEMM_TIME=8192,7168,16384 ;;
     esac
-    env $KNOB=$v timeout 120 $RUN fp8-gemm gpu-artifacts/tiny-a-fp8 \
+    env ${EXTRA:-} $KNOB=$v timeout 120 $RUN fp8-gemm gpu-artifacts/tiny-a-fp8 \
       --backend cuda --shape $shape --seed 3 > "$OUT/fp8-gemm-$shape-$v.log" 2>&1
     rc=$?
     [ $rc = 0 ] || status=1
@@ -48,7 +57,7 @@ for v in $([ "${GEMM:-1}" = 1 ] && echo 0 1); do
   done
 done
 if [ "${FWD:-1}" = 1 ]; then
-  IDS=$(python3 -c "import random; random.seed(3); print(','.join(str(random.randrange(129280)) for _ in range(1024)))")
+  IDS=$(python3 -c "import random; random.seed(3); print('/'.join(','.join(str(random.randrange(129280)) for _ in range(${FWD_LEN:-1024})) for _ in range(${FWD_SEQS:-1})))")
   for v in 0 1; do
     env $KNOB=$v DSV3_CUBLAS_TUNE=0 timeout 300 $RUN forward bench-artifacts/v3-infer-fp8 \
       --random-weights 1 --backend cuda --ids "$IDS" --out /dev/shm/logits-$v.safetensors \
@@ -59,12 +68,12 @@ if [ "${FWD:-1}" = 1 ]; then
   else
     r="differ: FAIL"; status=1
   fi
-  echo "v3-infer-fp8 logits of 1024 tokens, $KNOB=0 vs 1: $r" | tee -a "$OUT/checks.txt"
+  echo "v3-infer-fp8 logits of ${FWD_SEQS:-1} x ${FWD_LEN:-1024} tokens, $KNOB=0 vs 1: $r" | tee -a "$OUT/checks.txt"
   rm -f /dev/shm/logits-*.safetensors
 fi
 for rep in $([ "${TIMING:-1}" = 1 ] && echo 1 2); do
-  for v in 0 default; do
-    if [ $v = 0 ]; then set -- env $KNOB=0; else set -- env; fi
+  for v in 0 ${ON:-default}; do
+    if [ $v = default ]; then set -- env; else set -- env $KNOB=$v; fi
     r=$("$@" timeout 120 $RUN time bench-artifacts/v3-infer-fp8 --random-weights 1 \
       --backend cuda --batch 4 --seq 2048 --steps 3 2>&1 | tail -1 | grep -o "prefill [0-9.]* ms")
     echo "rep $rep $KNOB=$v FP8 prefill 4x2048 $r" | tee -a "$OUT/checks.txt"

@@ -4325,6 +4325,62 @@ __device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, 
                : "memory");
 }
 
+/// A 2-D box of shared memory at src into `map`'s tensor at (column c0,
+/// row c1), as one bulk group of this thread's (elements past the tensor
+/// are not written); tmaStoreWait waits until every group this thread
+/// committed has read its shared memory (the writes may still drain).
+__device__ __forceinline__ void tmaStore2d(const TmaMap *map, const void *src, int c0, int c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::
+                   "l"(map), "r"(c0), "r"(c1), "r"((unsigned)__cvta_generic_to_shared(src))
+               : "memory");
+}
+__device__ __forceinline__ void tmaStoreCommitAndWaitRead() {
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+
+/// A plain wide tile's 128 x 256 fp32 sums (each consumer's acc: 64 rows,
+/// the m64n256 fragment of promoteHalf) stored by TMA through shared memory
+/// (the stage slots, free once both consumers' K loops ended): eight boxes
+/// of 32 columns x 128 rows, 128B-swizzled (16-byte chunk c of row r at
+/// c ^ (r & 7): a quad's eight rows hit eight chunks, no bank conflicts),
+/// then one thread's bulk copies to y at (n0, rowBegin), columns past N
+/// dropped by the map. The block leaves once the copies read shared
+/// memory, its writes still draining, where the register stores held it
+/// until every store issued. Whole tiles only (a box writes all 128 rows:
+/// an expert's partial last tile would write into the next one's).
+/// Called by both consumer warpgroups (named barrier 5, 256 threads).
+__device__ __forceinline__ void wgmmaStoreWideByTma(const float (&acc)[128], unsigned char *smem,
+                                                    const TmaMap *mapY, int n0, int N,
+                                                    i64 rowBegin) {
+  const int tid = threadIdx.x, cw = (tid >> 7) - 1, warpInWg = (tid >> 5) & 3, lane = tid & 31;
+  const int g = lane >> 2, t4 = lane & 3;
+  float *ys = reinterpret_cast<float *>(smem);
+  namedBarSync(5, 256); // both consumers' MMAs landed: the slots are free
+#pragma unroll
+  for (int H = 0; H < 2; ++H)
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = cw * 64 + warpInWg * 16 + g + 8 * half, c = H * 128 + 8 * j + 2 * t4;
+        const int cc = c % 32;
+        float *dst = ys + (c / 32) * (128 * 32) + r * 32 + (((cc / 4) ^ (r & 7)) * 4) + cc % 4;
+        *reinterpret_cast<float2 *>(dst) =
+            make_float2(acc[H * 64 + 4 * j + 2 * half], acc[H * 64 + 4 * j + 2 * half + 1]);
+      }
+  // Generic-proxy stores, read next by the bulk copies (async proxy).
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  namedBarSync(5, 256);
+  if (tid == 128) {
+#pragma unroll
+    for (int box = 0; box < 8; ++box)
+      if (n0 + box * 32 < N)
+        tmaStore2d(mapY, ys + box * (128 * 32), n0 + box * 32, int(rowBegin));
+    tmaStoreCommitAndWaitRead();
+  }
+}
+
 /// One m64n128k16 bf16 warpgroup MMA with both operands in shared memory
 /// (descriptors da, db) into d, or (accumulate 0) starting d from zero.
 __device__ __forceinline__ void wgmmaBf16SS_N128(float (&d)[64], unsigned long long da,
@@ -5030,14 +5086,16 @@ __device__ __forceinline__ void promoteHalf(float (&acc)[128], const float (&par
 /// fp8_gemm_tma (a block's four k32 MMAs, then its promotion); the scales
 /// staged in the slots as there (fp8StageScales).
 /// Form: 0 plain, 1 gated, 3 gated storing e4m3 codes into y and their
-/// 1x128 scales into ysa (wgmmaStoreGatedE4m3: N % 128 == 0).
+/// 1x128 scales into ysa (wgmmaStoreGatedE4m3: N % 128 == 0). storeByTma
+/// (plain, no bias or residual): whole tiles stored through shared memory
+/// by TMA (mapY: y as fp32 [rows, N], boxes of 32 x 128; wgmmaStoreWideByTma).
 template <int Form>
 __global__ void __launch_bounds__(384, 1)
 fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
                   const __grid_constant__ TmaMap mapBu, const float *sa, const float *sw,
                   const float *swu, const float *b, const float *res, float *y, float *ysa,
                   i64 rows, int N, int K, int br, const i64 *counts, int E, int tileGroup,
-                  int pingpong) {
+                  int pingpong, const __grid_constant__ TmaMap mapY, int storeByTma) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int Gated = Form & 1;
   constexpr int Stages = DSV3_FP8_WIDE_STAGES, TileA = 128 * 128, TileB = 256 * 128;
@@ -5162,11 +5220,17 @@ fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ T
     fp8ReleaseSlot(&empty[s]);
     promoteHalf<1>(acc, part, d0, d1);
   }
-  if constexpr (Form == 3)
+  if constexpr (Form == 3) {
     wgmmaStoreGatedE4m3(acc, rowBegin + cw * 64, rowEnd, n0, N,
                         reinterpret_cast<unsigned char *>(y), ysa);
-  else
-    wgmmaStore<Gated, BN, 128>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
+  } else {
+    // storeByTma (the launcher: no bias, no residual) on whole tiles; a
+    // block-uniform test, so both consumers meet at the store's barriers.
+    if (Form == 0 && storeByTma && rowEnd - rowBegin == 128)
+      wgmmaStoreWideByTma(acc, smem, &mapY, n0, N, rowBegin);
+    else
+      wgmmaStore<Gated, BN, 128>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);
+  }
 #else
   __trap(); // sm_90a only (the launcher checks the GPU)
 #endif

@@ -178,7 +178,10 @@ CUtensorMap tmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i6
   cuuint64_t strides[1] = {cuuint64_t(K) * cuuint64_t(bytes)};
   cuuint32_t box[2] = {cuuint32_t(128 / bytes), boxRows}, elementStrides[2] = {1, 1};
   DSV3_CU(s.driver(), tensorMapEncodeTiled, what + " (TMA map)", &map,
-          bytes == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 2,
+          bytes == 4   ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+          : bytes == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                       : CU_TENSOR_MAP_DATA_TYPE_UINT8,
+          2,
           reinterpret_cast<void *>(base), dims, strides, box, elementStrides,
           CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
@@ -191,6 +194,12 @@ CUtensorMap bf16TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base
 CUtensorMap e4m3TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i64 rows,
                        int64_t K, unsigned boxRows = 128) {
   return tmaMap(s, what, base, rows, K, 1, boxRows);
+}
+/// fp8_gemm_tma_wide's output y [rows, N] as fp32 boxes of 32 columns x
+/// 128 rows (wgmmaStoreWideByTma).
+CUtensorMap f32TmaMap(CudaSession &s, const std::string &what, CUdeviceptr base, i64 rows,
+                      int64_t N) {
+  return tmaMap(s, what, base, rows, N, 4, 128);
 }
 } // namespace
 
@@ -433,10 +442,15 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     CUdeviceptr noUp = 0;
     const unsigned wideCols = unsigned((N + 255) / 256);
     if (fp8TmaWide(s, w, i64(wideCols) * ((rows + 127) / 128), false)) {
+      // Whole tiles' fp32 sums stored by TMA through shared memory
+      // (DSV3_FP8_TMA_STORE=1; no bias or residual, rows 16 bytes apart).
+      static const bool tmaStore = envIsOne("DSV3_FP8_TMA_STORE");
+      int storeByTma = tmaStore && !b && !res && N % 4 == 0 ? 1 : 0;
+      CUtensorMap mapY = storeByTma ? f32TmaMap(s, what, y, rows, N) : mapB;
       s.launch("dsv3::fp8_gemm_tma_wide<0>", {wideCols, tiles, 1}, {384, 1, 1},
                kFp8TmaWideSmem,
                argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, noUp, rows, nN, nK, br,
-                    counts, e, tmaTileGroup(counts), pingpong),
+                    counts, e, tmaTileGroup(counts), pingpong, mapY, storeByTma),
                what);
       return;
     }
@@ -724,6 +738,7 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
     CUdeviceptr none = 0;
     int nN = int(N), nK = int(K), br = wg.br, e = int(E), pingpong = fp8TmaPingpong();
     if (fp8GatedWide(s, wg, rows, N, K, E)) {
+      const int noTmaStore = 0; // (the plain form's store by TMA)
       // 128 gate and 128 up rows a tile; y as e4m3 codes and scales where
       // yScales is given (fp8GatedOutputStorage).
       CUtensorMap mapB = e4m3TmaMap(s, what, wg.w, wRows, K, 128);
@@ -731,7 +746,7 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
       s.launch(yScales ? "dsv3::fp8_gemm_tma_wide<3>" : "dsv3::fp8_gemm_tma_wide<1>",
                {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1}, kFp8TmaWideSmem,
                argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, yScales, rows,
-                    nN, nK, br, counts, e, tmaTileGroup(counts), pingpong),
+                    nN, nK, br, counts, e, tmaTileGroup(counts), pingpong, mapB, noTmaStore),
                what);
       return;
     }
