@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mla_prefill_tma (the Hopper prefill attention on 128-key tiles fed by TMA)
-# against float64, beside mla_prefill_wgmma and mla_prefill_mma, and the
-# prefill it speeds up, in one device call after these here:
+# against float64, beside mla_prefill_wgmma and mla_prefill_mma, the FP8
+# kv_b_proj stored as its operands (DSV3_MLA_KV_FP8), and the prefill they
+# speed up, in one device call after these here:
 #   C=build/bin/dsv3c
 #   $C test/data/configs/v3-width-slice.json --target cuda --dtype bf16 \
 #     --max-batch 2 --max-seq 64 -o ab/v3w
@@ -22,8 +23,15 @@
 #    attention on each kernel: mla_prefill_tma against mla_prefill_wgmma,
 #    beside mla_prefill_mma against mla_prefill_wgmma (the difference two
 #    correct bf16 kernels make), and greedy tokens.
-# 3. Prefill 4 x 2048 (bf16, FP8) and 1 x 2048 (bf16) on each kernel,
-#    alternating, and a per-site profile of the FP8 4 x 2048 prefill.
+#    2b. FP8: kv_b_proj stored straight as the attention's keys and values
+#    (DSV3_MLA_KV_FP8=1, fp8_gemm_tma_wide<4>) against kv_b_proj's fp32
+#    output packed by mla_pack_kv / mla_pack_vt, both on the wide kernel
+#    (DSV3_FP8_CUBLAS=0): the logits bitwise equal, through the prefill
+#    entry and the decode entry (--through-cache).
+# 3. Prefill 4 x 2048 (bf16, FP8) and 1 x 2048 (bf16) with each attention
+#    kernel and (FP8) the fused kv_b_proj, alternating, and a per-site
+#    profile of the FP8 4 x 2048 prefill with both (REPS rounds, default 1).
+# PARTS=attention,logits,kv,time (default: all) picks the sections.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-prefill-tma
@@ -31,6 +39,10 @@ source scripts/gpu-env.sh /tmp/gpu-prefill-tma
 export DSV3_PREFILL_TMA=${DSV3_PREFILL_TMA:-1}
 status=0
 : > "$OUT/checks.txt"
+PARTS=${PARTS:-attention,logits,kv,time}
+on() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }
+IDS=$(python3 -c "import random; random.seed(3); print('/'.join(','.join(str(random.randrange(129280)) for _ in range(1024)) for _ in range(2)))")
+if on attention; then
 echo "== 1. attention against float64"
 for spec in v3w:300:100:1 v3w:130:0:2 v3w:64:1000:3 v3w:1000:0:6 v3w:700:333:7 \
   train-wg:300:0:4 train-wg:200:37:5; do
@@ -46,8 +58,9 @@ for n in 2048 4096; do
     status=1
   grep -iE "timing|TFLOP" "$OUT/time-$n.log" | sed "s/^ */causal $n: /" | tee -a "$OUT/checks.txt"
 done
+fi
+if on logits; then
 echo "== 2. whole-slice logits on each kernel"
-IDS=$(python3 -c "import random; random.seed(3); print('/'.join(','.join(str(random.randrange(129280)) for _ in range(1024)) for _ in range(2)))")
 for art in v3-infer v3-infer-fp8; do
   for k in tma wgmma mma; do
     case $k in tma) e="DSV3_PREFILL_TMA=1" ;; wgmma) e="DSV3_PREFILL_TMA=0" ;; mma) e="DSV3_PREFILL_WGMMA=0" ;; esac
@@ -61,19 +74,45 @@ for art in v3-infer v3-infer-fp8; do
   done
   rm -f /dev/shm/$art-*.safetensors
 done
+fi
+if on kv; then
+echo "== 2b. FP8 kv_b_proj stored as the attention's keys and values (DSV3_MLA_KV_FP8)"
+# Against the unfused path on the same GEMM kernel (DSV3_FP8_CUBLAS=0: the
+# plain wide kernel, whose sums fp8_gemm_tma_wide<4> repeats): bitwise.
+for via in "" "--through-cache"; do
+  for kv in 0 1; do
+    DSV3_MLA_KV_FP8=$kv DSV3_FP8_CUBLAS=0 DSV3_CUBLAS_TUNE=0 timeout 180 $RUN forward \
+      ab/v3-infer-fp8 --random-weights 1 --backend cuda $via --ids "$IDS" \
+      --out /dev/shm/kv-$kv.safetensors > "$OUT/forward-kv$kv$via.log" 2>&1 ||
+      { status=1; tail -3 "$OUT/forward-kv$kv$via.log"; }
+  done
+  if cmp -s /dev/shm/kv-0.safetensors /dev/shm/kv-1.safetensors; then r="bitwise equal: PASS"
+  else r="differ: FAIL ($(python3 scripts/logits-diff.py /dev/shm/kv-0.safetensors /dev/shm/kv-1.safetensors 2>&1 | head -1))"; status=1; fi
+  echo "v3-infer-fp8 ${via:-prefill entry} DSV3_MLA_KV_FP8 0 vs 1: $r" | tee -a "$OUT/checks.txt"
+  rm -f /dev/shm/kv-*.safetensors
+done
+fi
+on time || finish
 echo "== 3. prefill"
-for rep in 1 2; do
-  for k in 0 1; do
+# Each setting: the attention on mla_prefill_wgmma (base) or mla_prefill_tma
+# (tma), FP8 kv_b_proj stored as its operands (kv).
+for rep in $(seq ${REPS:-1}); do
+  for cfg in base tma tma+kv; do
+    e="DSV3_PREFILL_TMA=0"
+    case $cfg in *tma*) e="DSV3_PREFILL_TMA=1" ;; esac
+    case $cfg in *kv*) e="$e DSV3_MLA_KV_FP8=1" ;; esac
     for spec in "v3-infer:--batch 4 --seq 2048" "v3-infer-fp8:--batch 4 --seq 2048" \
       "v3-infer:--batch 1 --seq 2048"; do
       art=${spec%%:*} shape=${spec#*:}
-      r=$(DSV3_PREFILL_TMA=$k timeout 120 $RUN time ab/$art --random-weights 1 --backend cuda \
+      case $cfg in *kv*) [ $art = v3-infer ] && continue ;; esac
+      r=$(env $e timeout 120 $RUN time ab/$art --random-weights 1 --backend cuda \
         $shape --steps 2 2>&1 | tail -1 | grep -o "prompt.*prefill [0-9.]* ms")
-      printf 'DSV3_PREFILL_TMA=%s %-13s %s\n' $k $art "$r" | tee -a "$OUT/checks.txt"
+      printf '%-7s %-13s %s\n' $cfg $art "$r" | tee -a "$OUT/checks.txt"
     done
   done
 done
-DSV3_PROFILE=site timeout 120 $RUN time ab/v3-infer-fp8 --random-weights 1 --backend cuda \
-  --batch 4 --seq 2048 --steps 1 > "$OUT/profile-fp8-prefill.log" 2>&1
+DSV3_PREFILL_TMA=1 DSV3_MLA_KV_FP8=1 DSV3_PROFILE=site timeout 120 $RUN time ab/v3-infer-fp8 \
+  --random-weights 1 --backend cuda --batch 4 --seq 2048 --steps 1 \
+  > "$OUT/profile-fp8-prefill.log" 2>&1
 sed -n 1,45p "$OUT/profile-fp8-prefill.log"
 finish

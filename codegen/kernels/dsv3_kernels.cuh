@@ -4327,8 +4327,9 @@ __device__ __forceinline__ void tmaLoad2d(void *dst, const TmaMap *map, int c0, 
 
 /// A 2-D box of shared memory at src into `map`'s tensor at (column c0,
 /// row c1), as one bulk group of this thread's (elements past the tensor
-/// are not written); tmaStoreWait waits until every group this thread
-/// committed has read its shared memory (the writes may still drain).
+/// are not written); tmaStoreCommitAndWaitRead closes this thread's copies
+/// into a group and waits until they have read their shared memory (the
+/// writes may still drain).
 __device__ __forceinline__ void tmaStore2d(const TmaMap *map, const void *src, int c0, int c1) {
   asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::
                    "l"(map), "r"(c0), "r"(c1), "r"((unsigned)__cvta_generic_to_shared(src))
@@ -4343,7 +4344,7 @@ __device__ __forceinline__ void tmaStoreCommitAndWaitRead() {
 /// the m64n256 fragment of promoteHalf) stored by TMA through shared memory
 /// (the stage slots, free once both consumers' K loops ended): eight boxes
 /// of 32 columns x 128 rows, 128B-swizzled (16-byte chunk c of row r at
-/// c ^ (r & 7): a quad's eight rows hit eight chunks, no bank conflicts),
+/// c ^ (r & 7): a warp's eight rows spread over every bank, each twice),
 /// then one thread's bulk copies to y at (n0, rowBegin), columns past N
 /// dropped by the map. The block leaves once the copies read shared
 /// memory, its writes still draining, where the register stores held it
@@ -4378,6 +4379,60 @@ __device__ __forceinline__ void wgmmaStoreWideByTma(const float (&acc)[128], uns
       if (n0 + box * 32 < N)
         tmaStore2d(mapY, ys + box * (128 * 32), n0 + box * 32, int(rowBegin));
     tmaStoreCommitAndWaitRead();
+  }
+}
+
+/// Where fp8_gemm_tma_wide<4> (kv_b_proj over one sequence's latent rows,
+/// expanded straight into the prefill attention's operands) stores a head's
+/// keys and values: kb [NH, S, DQ] (the 128 no-rope features, then the row's
+/// rope key from `rows` [S, W] at column R, shared by every head) and vt
+/// [NH, 128, Sp] (the 128 value features transposed), bf16 rounded to
+/// nearest even as mla_pack_kv and mla_pack_vt round kv_b_proj's fp32
+/// output. Zeros elsewhere (null pointers) in the other forms.
+struct MlaKvOut {
+  unsigned short *kb, *vt;
+  const float *rows;
+  i64 S, Sp;
+  int W, R, DR;
+};
+
+/// fp8_gemm_tma_wide<4>'s epilogue: the tile of rows [rowBase, rowEnd)
+/// (this consumer's 64; S rows in all) and columns n0 .. n0 + 255, head n0
+/// / 256's no-rope keys (acc half 0, the m64n256 fragment of promoteHalf)
+/// and values (half 1), the values stored transposed (a quad's 8 rows are
+/// 16 consecutive bytes of a feature's row); then its rows' rope keys.
+__device__ __forceinline__ void wgmmaStoreMlaKv(const float (&acc)[128], i64 rowBase, i64 rowEnd,
+                                                int n0, const MlaKvOut &kv) {
+  const int tid = threadIdx.x, warpInWg = (tid >> 5) & 3, lane = tid & 31;
+  const int g = lane >> 2, t4 = lane & 3, h = n0 / 256, DQ = 128 + kv.DR;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const i64 r = rowBase + warpInWg * 16 + g + 8 * half;
+    if (r >= rowEnd)
+      continue;
+    unsigned short *krow = kv.kb + (i64(h) * kv.S + r) * DQ;
+    unsigned short *vcol = kv.vt + i64(h) * 128 * kv.Sp + r;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int c = 8 * j + 2 * t4;
+      *reinterpret_cast<unsigned *>(krow + c) =
+          packBf16x2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]);
+      const unsigned v = packBf16x2(acc[64 + 4 * j + 2 * half], acc[64 + 4 * j + 2 * half + 1]);
+      vcol[i64(c) * kv.Sp] = (unsigned short)(v & 0xffffu);
+      vcol[i64(c + 1) * kv.Sp] = (unsigned short)(v >> 16);
+    }
+  }
+  // The rope keys of this consumer's rows, pairs of features by its 128
+  // threads (a consumer whose rows all lie past S left before its K loop;
+  // rows past S are not stored).
+  for (int idx = tid & 127; idx < 64 * (kv.DR / 2); idx += 128) {
+    const i64 r = rowBase + idx / (kv.DR / 2);
+    const int c = 2 * (idx % (kv.DR / 2));
+    if (r >= rowEnd)
+      continue;
+    const float *rope = kv.rows + r * kv.W + kv.R + c;
+    *reinterpret_cast<unsigned *>(kv.kb + (i64(h) * kv.S + r) * DQ + 128 + c) =
+        packBf16x2(rope[0], rope[1]);
   }
 }
 
@@ -5089,17 +5144,23 @@ __device__ __forceinline__ void promoteHalf(float (&acc)[128], const float (&par
 /// 1x128 scales into ysa (wgmmaStoreGatedE4m3: N % 128 == 0). storeByTma
 /// (plain, no bias or residual): whole tiles stored through shared memory
 /// by TMA (mapY: y as fp32 [rows, N], boxes of 32 x 128; wgmmaStoreWideByTma).
+/// Form 4: plain, kv_b_proj of one sequence (N = NH x 256: a tile is a
+/// head's 128 key and 128 value columns) stored as the prefill attention's
+/// keys and transposed values (kvOut, wgmmaStoreMlaKv), no fp32 output.
 template <int Form>
 __global__ void __launch_bounds__(384, 1)
 fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ TmaMap mapB,
                   const __grid_constant__ TmaMap mapBu, const float *sa, const float *sw,
                   const float *swu, const float *b, const float *res, float *y, float *ysa,
                   i64 rows, int N, int K, int br, const i64 *counts, int E, int tileGroup,
-                  int pingpong, const __grid_constant__ TmaMap mapY, int storeByTma) {
+                  int pingpong, const __grid_constant__ TmaMap mapY, int storeByTma,
+                  const MlaKvOut kvOut) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int Gated = Form & 1;
   constexpr int Stages = DSV3_FP8_WIDE_STAGES, TileA = 128 * 128, TileB = 256 * 128;
   constexpr int BN = Gated ? 128 : 256; // output columns of a tile
+  static_assert(Stages * (TileA + TileB) >= 128 * 256 * 4,
+                "wgmmaStoreWideByTma's fp32 tile fits in the slots");
   extern __shared__ __align__(1024) float wgSmem[];
   unsigned char *smem = reinterpret_cast<unsigned char *>(
       (reinterpret_cast<unsigned long long>(wgSmem) + 1023) & ~1023ull);
@@ -5223,10 +5284,14 @@ fp8_gemm_tma_wide(const __grid_constant__ TmaMap mapA, const __grid_constant__ T
   if constexpr (Form == 3) {
     wgmmaStoreGatedE4m3(acc, rowBegin + cw * 64, rowEnd, n0, N,
                         reinterpret_cast<unsigned char *>(y), ysa);
+  } else if constexpr (Form == 4) {
+    wgmmaStoreMlaKv(acc, rowBegin + cw * 64, rowEnd, n0, kvOut);
   } else {
-    // storeByTma (the launcher: no bias, no residual) on whole tiles; a
-    // block-uniform test, so both consumers meet at the store's barriers.
-    if (Form == 0 && storeByTma && rowEnd - rowBegin == 128)
+    // storeByTma (the launcher: no bias, no residual) on whole tiles (the
+    // tile's 128 rows all before rowEnd, the expert's or the matrix's end:
+    // both consumers live); a block-uniform test, so both meet at the
+    // store's barriers.
+    if (Form == 0 && storeByTma && rowEnd - rowBegin >= 128)
       wgmmaStoreWideByTma(acc, smem, &mapY, n0, N, rowBegin);
     else
       wgmmaStore<Gated, BN, 128>(acc, rowBegin + cw * 64, rowEnd, n0, N, b, res, y);

@@ -35,6 +35,14 @@ constexpr size_t kWgmmaWideSmem = DSV3_WG_WIDE_STAGES * (128 + 256) * 128 + 1024
 constexpr size_t kBf16TmaSmem = DSV3_TMA_STAGES * (128 + 256) * 128 + 1024;
 constexpr size_t kFp8TmaSmem = DSV3_FP8_TMA_STAGES * 2 * 128 * 128 + 1024;
 constexpr size_t kFp8TmaWideSmem = DSV3_FP8_WIDE_STAGES * (128 + 256) * 128 + 1024;
+/// fp8_gemm_tma_wide's last parameter, MlaKvOut, as the kernel lays it out
+/// (three pointers, two i64, three int; zeros but in its form 4).
+struct MlaKvOut {
+  CUdeviceptr kb = 0, vt = 0, rows = 0;
+  long long S = 0, Sp = 0;
+  int W = 0, R = 0, DR = 0;
+};
+static_assert(sizeof(MlaKvOut) == 56, "the kernel's MlaKvOut");
 constexpr size_t kFp8TcSmem = DSV3_FP8_TC_STAGES * 2 * 128 * 144;
 
 /// Row tiles a group of the 128-row GEMMs' grid walks before the next
@@ -443,14 +451,15 @@ void fp8GemmQuantized(CudaSession &s, const std::string &what, const Fp8Rows &q,
     const unsigned wideCols = unsigned((N + 255) / 256);
     if (fp8TmaWide(s, w, i64(wideCols) * ((rows + 127) / 128), false)) {
       // Whole tiles' fp32 sums stored by TMA through shared memory
-      // (DSV3_FP8_TMA_STORE=1; no bias or residual, rows 16 bytes apart).
+      // (DSV3_FP8_TMA_STORE=1; no bias or residual, y and its rows 16-byte
+      // aligned, as a TMA map needs).
       static const bool tmaStore = envIsOne("DSV3_FP8_TMA_STORE");
-      int storeByTma = tmaStore && !b && !res && N % 4 == 0 ? 1 : 0;
+      int storeByTma = tmaStore && !b && !res && N % 4 == 0 && y % 16 == 0 ? 1 : 0;
       CUtensorMap mapY = storeByTma ? f32TmaMap(s, what, y, rows, N) : mapB;
       s.launch("dsv3::fp8_gemm_tma_wide<0>", {wideCols, tiles, 1}, {384, 1, 1},
                kFp8TmaWideSmem,
                argv(mapA, mapB, mapB, sa, w.scale, noUp, b, res, y, noUp, rows, nN, nK, br,
-                    counts, e, tmaTileGroup(counts), pingpong, mapY, storeByTma),
+                    counts, e, tmaTileGroup(counts), pingpong, mapY, storeByTma, MlaKvOut{}),
                what);
       return;
     }
@@ -746,7 +755,8 @@ void fp8GatedGemm(CudaSession &s, const std::string &what, CUdeviceptr x, i64 ld
       s.launch(yScales ? "dsv3::fp8_gemm_tma_wide<3>" : "dsv3::fp8_gemm_tma_wide<1>",
                {unsigned((N + 127) / 128), tiles, 1}, {384, 1, 1}, kFp8TmaWideSmem,
                argv(mapA, mapB, mapBu, q.sa, wg.scale, wu.scale, none, none, y, yScales, rows,
-                    nN, nK, br, counts, e, tmaTileGroup(counts), pingpong, mapB, noTmaStore),
+                    nN, nK, br, counts, e, tmaTileGroup(counts), pingpong, mapB, noTmaStore,
+                    MlaKvOut{}),
                what);
       return;
     }
@@ -1217,11 +1227,11 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
 
 MlaLatent mlaLatent(CudaSession &s, const std::string &k, const json &p, const MlaDims &d,
                     const MlaWeights &mw, const MlaProjections &proj, i64 B, i64 T,
-                    float eps) {
+                    float eps, bool expandU) {
   i64 N = B * T, S = 0;
   MlaLatent r;
   r.L = s.workspace(size_t(N * (d.r + d.dr)) * 4);
-  r.U = s.workspace(size_t(N * d.nh * (d.dn + d.dv)) * 4);
+  r.U = expandU ? s.workspace(size_t(N * d.nh * (d.dn + d.dv)) * 4) : 0;
   float scale;
   CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
   bool interleaved = p.at("rope").at("interleaved").get<bool>();
@@ -1229,8 +1239,9 @@ MlaLatent mlaLatent(CudaSession &s, const std::string &k, const json &p, const M
   int noCacheForm = 0;
   s.launch(mlaPrepareName(d, interleaved, mw.bf16), {unsigned(N), 1, 1}, {128, 1, 1}, 0,
            argv(A, kvNorm, r.L, Q, B, T, none, none, S, freq, scale, eps, noCacheForm), k);
-  gemm(s, k + " kv_b_proj", r.L, d.r + d.dr, mw.w[MlaWeights::KVB], 0, r.U, N,
-       d.nh * (d.dn + d.dv), d.r, mw.bf16, 0, &mw.fp8[MlaWeights::KVB]);
+  if (expandU)
+    gemm(s, k + " kv_b_proj", r.L, d.r + d.dr, mw.w[MlaWeights::KVB], 0, r.U, N,
+         d.nh * (d.dn + d.dv), d.r, mw.bf16, 0, &mw.fp8[MlaWeights::KVB]);
   return r;
 }
 
@@ -1331,6 +1342,51 @@ bool usePrefillWgmma(CudaSession &s, const MlaDims &d) {
          s.hasFunction(mlaPrefillWgmmaName(d));
 }
 
+bool useMlaKvFp8(CudaSession &s, const MlaDims &d, const Fp8Weight &kvb) {
+  static const bool on = envIsOne("DSV3_MLA_KV_FP8");
+  // (Sessions that hold the FP8 GEMMs to the host's sums keep kv_b_proj on
+  // the schedule fp8Schedule picks for them.)
+  return on && kvb && kvb.br == 128 && kvb.bc == 128 && d.dn == 128 && d.dv == 128 &&
+         d.r % 128 == 0 && d.dr % 2 == 0 && !s.fp32Activations && !s.exactFp8Accumulation &&
+         usePrefillWgmma(s, d) && s.hasFunction("dsv3::fp8_gemm_tma_wide<4>");
+}
+
+/// kv_b_proj (FP8 weight kvb [NH x 256, R]) over one sequence's S latent
+/// rows `rows` [S, R + DR], stored as the warpgroup-MMA attention's keys kb
+/// [NH, S, DQ] and transposed values vt [NH, DV, Sp] (useMlaKvFp8): the
+/// latents quantized as fp8Gemm would, then fp8_gemm_tma_wide<4>, whose
+/// sums are those of the plain wide GEMM (DSV3_FP8_CUBLAS=0: the same bits
+/// as kv_b_proj's fp32 output packed by mla_pack_kv and mla_pack_vt).
+static void mlaKvExpandFp8(CudaSession &s, const std::string &k, const MlaDims &d,
+                           const Fp8Weight &kvb, CUdeviceptr rows, i64 S, i64 Sp,
+                           CUdeviceptr kb, CUdeviceptr vt) {
+  const std::string what = k + " kv_b_proj (keys and values for the attention)";
+  const int64_t W = d.r + d.dr, N = d.nh * 256;
+  if (Sp > S) // the values' padding keys: zeros, as mla_pack_vt writes them
+    zero(s, vt, d.nh * d.dv * Sp / 2, what + " (padding)");
+  Fp8Rows q = fp8QuantizeRows(s, what, rows, W, S, d.r, true);
+  s.countFp8WgmmaLaunch();
+  CUtensorMap mapA = e4m3TmaMap(s, what, q.xq, S, d.r);
+  CUtensorMap mapB = e4m3TmaMap(s, what, kvb.w, N, d.r);
+  MlaKvOut kv;
+  kv.kb = kb;
+  kv.vt = vt;
+  kv.rows = rows;
+  kv.S = S;
+  kv.Sp = Sp;
+  kv.W = int(W);
+  kv.R = int(d.r);
+  kv.DR = int(d.dr);
+  CUdeviceptr none = 0;
+  int nN = int(N), nK = int(d.r), br = kvb.br, e = 0, tileGroup = tmaTileGroup(0),
+      pingpong = fp8TmaPingpong(), noTmaStore = 0;
+  s.launch("dsv3::fp8_gemm_tma_wide<4>", {unsigned(d.nh), gemmRowTiles(what, S, 0), 1},
+           {384, 1, 1}, kFp8TmaWideSmem,
+           argv(mapA, mapB, mapB, q.sa, kvb.scale, none, none, none, none, none, S, nN, nK, br,
+                none, e, tileGroup, pingpong, mapB, noTmaStore, kv),
+           what);
+}
+
 /// Whether the Hopper prefill attention runs on 128-key tiles fed by TMA
 /// (mla_prefill_tma) rather than mla_prefill_wgmma's 64-key tiles: where
 /// the artifact has it and DSV3_PREFILL_TMA=1 asks for it. Opt-in until
@@ -1346,7 +1402,9 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
                          CUdeviceptr lse, PrefillKernel kernel, AttentionOut out,
-                         CUdeviceptr oScales) {
+                         CUdeviceptr oScales, const Fp8Weight *kvb) {
+  if (kvb && !(mma && kernel != PrefillKernel::Mma && useMlaKvFp8(s, d, *kvb)))
+    fail("{}: kv_b_proj was left to the attention, whose kernel cannot take it", k);
   if (out != AttentionOut::F32 && !mma)
     fail("{}: only the tensor-core prefill attention stores its output as bf16 or e4m3", k);
   if (out == AttentionOut::E4m3 && (d.dv != 128 || !oScales))
@@ -1376,10 +1434,14 @@ void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d,
     // mla_prefill_tma's 128: no value box of its lies wholly past the map).
     const i64 keyTile = tma ? 128 : 64, Sp = (S + keyTile - 1) / keyTile * keyTile;
     CUdeviceptr vt = s.workspace(size_t(d.nh * d.dv * Sp) * 2), none = 0;
-    s.launch(mlaPackKvName(d), {unsigned(S), 1, 1}, {256, 1, 1}, 0,
-             argv(u, rows, S, kb, none), k);
-    s.launch(mlaPackVtName(d), {unsigned(Sp / 64), unsigned(d.nh), 1}, {256, 1, 1}, 0,
-             argv(u, S, Sp, vt), k);
+    if (kvb) {
+      mlaKvExpandFp8(s, k, d, *kvb, rows, S, Sp, kb, vt);
+    } else {
+      s.launch(mlaPackKvName(d), {unsigned(S), 1, 1}, {256, 1, 1}, 0,
+               argv(u, rows, S, kb, none), k);
+      s.launch(mlaPackVtName(d), {unsigned(Sp / 64), unsigned(d.nh), 1}, {256, 1, 1}, 0,
+               argv(u, S, Sp, vt), k);
+    }
     if (tma) {
       // Keys [NH S, DQ] in boxes of 64 features x 128 keys, values [NH DV,
       // Sp] in boxes of 64 keys x DV features (past Sp: zeros).
@@ -1944,10 +2006,16 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   };
   bool interleaved = p.at("rope").at("interleaved").get<bool>();
   if (!decode) {
-    MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps);
+    const bool tensorCores =
+        usePrefillMma(s, d, wb) || (s.bf16Attention() && mlaPrefillMmaFits(d));
+    // An FP8 kv_b_proj left to the attention, which stores its output as
+    // the keys and values it reads (useMlaKvFp8): no fp32 U.
+    const Fp8Weight &kvb = mw.fp8[MlaWeights::KVB];
+    const bool kvFused = tensorCores && !save && useMlaKvFp8(s, d, kvb);
+    MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps, !kvFused);
     CUdeviceptr L = lat.L, U = lat.U;
     float softmaxScale = float(p.at("softmax_scale").get<double>());
-    if (usePrefillMma(s, d, wb) || (s.bf16Attention() && mlaPrefillMmaFits(d))) {
+    if (tensorCores) {
       // On tensor cores, a sequence at a time: its latents are the cache
       // rows, no past.
       CUdeviceptr past = zeroPast(s);
@@ -1955,11 +2023,12 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       oForm = oStored;
       for (i64 b = 0; b < B; ++b)
         mlaPrefillAttention(s, k, d, true, Q + CUdeviceptr(b * T * d.nh * dq) * 4,
-                            U + CUdeviceptr(b * T * UW) * 4, L + CUdeviceptr(b * T * W) * 4,
-                            past, 0, oAt(b * T), T, T, softmaxScale,
-                            save ? savedLse + CUdeviceptr(b * d.nh * T) * 4 : 0,
+                            kvFused ? 0 : U + CUdeviceptr(b * T * UW) * 4,
+                            L + CUdeviceptr(b * T * W) * 4, past, 0, oAt(b * T), T, T,
+                            softmaxScale, save ? savedLse + CUdeviceptr(b * d.nh * T) * 4 : 0,
                             PrefillKernel::Auto, oForm,
-                            oScales ? oScales + CUdeviceptr(b * T * d.nh) * 4 : 0);
+                            oScales ? oScales + CUdeviceptr(b * T * d.nh) * 4 : 0,
+                            kvFused ? &kvb : nullptr);
     } else {
       s.launch(mlaPrefillName(d), {unsigned(T), unsigned(d.nh), unsigned(B)}, {128, 1, 1},
                size_t(T) * 4, argv(Q, L, U, O, T, softmaxScale, savedLse), k);
@@ -1990,11 +2059,14 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
       // expanded by kv_b_proj (rows past the sequence's length are never
       // read), then the tiled attention of its T queries.
       int64_t W = d.r + d.dr;
-      CUdeviceptr U = s.workspace(size_t(S * d.nh * (d.dn + d.dv)) * 4);
+      const bool mma = usePrefillMma(s, d, wb);
+      // An FP8 kv_b_proj left to the attention (useMlaKvFp8): no fp32 U.
+      const Fp8Weight &kvb = mw.fp8[MlaWeights::KVB];
+      const bool kvFused = mma && useMlaKvFp8(s, d, kvb);
+      CUdeviceptr U = kvFused ? 0 : s.workspace(size_t(S * d.nh * (d.dn + d.dv)) * 4);
       // A packed cache's rows of the sequence as fp32, for the GEMM and the
       // attention that read them so (their values exactly as stored).
       CUdeviceptr unpacked = d.cf ? s.workspace(size_t(S * W) * 4) : 0;
-      const bool mma = usePrefillMma(s, d, wb);
       oForm = mma ? oStored : AttentionOut::F32;
       for (i64 b = 0; b < B; ++b) {
         CUdeviceptr rows = cache.ptr + CUdeviceptr(b * S * W) * 4;
@@ -2004,12 +2076,13 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
                    argv(seq, unpacked, S), k + " (the sequence's cache rows, unpacked)");
           rows = unpacked;
         }
-        gemm(s, k + " kv_b_proj (cache)", rows, W, w[5], 0, U, S, d.nh * (d.dn + d.dv), d.r,
-             wb, 0, &mw.fp8[5]);
+        if (!kvFused)
+          gemm(s, k + " kv_b_proj (cache)", rows, W, w[5], 0, U, S, d.nh * (d.dn + d.dv), d.r,
+               wb, 0, &mw.fp8[5]);
         CUdeviceptr qb = Q + CUdeviceptr(b * T * d.nh * dq) * 4;
         mlaPrefillAttention(s, k, d, mma, qb, U, rows, past.ptr, b, oAt(b * T), T, S,
                             softmaxScale, 0, PrefillKernel::Auto, oForm,
-                            oScales + CUdeviceptr(b * T * d.nh) * 4);
+                            oScales + CUdeviceptr(b * T * d.nh) * 4, kvFused ? &kvb : nullptr);
       }
       oProj();
       return;

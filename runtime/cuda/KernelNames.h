@@ -558,7 +558,8 @@ kernelInstances(const std::string &kernel, const nlohmann::json &p,
                 const std::vector<std::string> &dt);
 
 /// The FP8 kernels (runtime extents): activation quantization, the few-row
-/// and tensor-core GEMMs (the TMA one plain and gated), SwiGLU of two of
+/// and tensor-core GEMMs (the TMA one plain, gated, and kv_b_proj storing
+/// the prefill attention's keys and values), SwiGLU of two of
 /// them, the dequantized kv_b of the absorbed decode, the random-weight
 /// quantizer, and the scales' transpose for cuBLASLt's FP8 GEMM.
 inline std::vector<std::string> fp8Instances() {
@@ -566,7 +567,7 @@ inline std::vector<std::string> fp8Instances() {
           inst("fp8_gemm_skinny", {0}), inst("fp8_splitk_reduce", {0}), inst("fp8_gemm_tc", {0}),
           inst("fp8_gemm_wgmma", {0}), inst("fp8_gemm_tma", {0}), inst("fp8_gemm_tma", {1}),
           inst("fp8_gemm_tma_wide", {0}), inst("fp8_gemm_tma_wide", {1}),
-          inst("fp8_gemm_tma_wide", {3}),
+          inst("fp8_gemm_tma_wide", {3}), inst("fp8_gemm_tma_wide", {4}),
           inst("fp8_quantize_blocks", {0}), inst("fp8_scales_outer_major", {0}),
           elementwiseName("swiglu"),
           "dsv3::fp8_dequantize<float>", "dsv3::fp8_dequantize<unsigned short>"};

@@ -302,17 +302,29 @@ enum class PrefillKernel { Auto, Mma, Wgmma, Tma };
 enum class AttentionOut { F32, Bf16, E4m3 };
 bool usePrefillWgmma(CudaSession &s, const MlaDims &d);
 bool usePrefillTma(CudaSession &s, const MlaDims &d);
+/// Whether an FP8 kv_b_proj (weight `kvb`) and the tensor-core prefill
+/// attention's packing run as one GEMM per sequence, kv_b_proj's output
+/// stored straight as the attention's bf16 keys and transposed values
+/// (fp8_gemm_tma_wide<4>; no fp32 u, no mla_pack_kv / mla_pack_vt): Hopper,
+/// the warpgroup-MMA attention, 128 no-rope and 128 value features a head
+/// (a 256-column tile is one head), 128 x 128 weight blocks, and
+/// DSV3_MLA_KV_FP8=1 (opt-in until run on a GPU). Then mlaPrefillAttention
+/// takes u = 0 and `kvb`.
+bool useMlaKvFp8(CudaSession &s, const MlaDims &d, const Fp8Weight &kvb);
+/// `kvb` (useMlaKvFp8): u is not given; `rows`' latents are expanded by it.
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
                          CUdeviceptr q, CUdeviceptr u, CUdeviceptr rows, CUdeviceptr past,
                          i64 b, CUdeviceptr o, i64 T, i64 S, float softmaxScale,
                          CUdeviceptr lse = 0, PrefillKernel kernel = PrefillKernel::Auto,
-                         AttentionOut out = AttentionOut::F32, CUdeviceptr oScales = 0);
+                         AttentionOut out = AttentionOut::F32, CUdeviceptr oScales = 0,
+                         const Fp8Weight *kvb = nullptr);
 struct MlaLatent {
   CUdeviceptr L = 0, U = 0;
 };
+/// The prefill's latents L (and, with expandU, kv_b_proj's output U).
 MlaLatent mlaLatent(CudaSession &s, const std::string &k, const json &p, const MlaDims &d,
                     const MlaWeights &w, const MlaProjections &proj, i64 B, i64 T,
-                    float eps);
+                    float eps, bool expandU = true);
 
 /// Sets a tensor to zeros (stream-ordered).
 void zero(CudaSession &s, CUdeviceptr p, i64 n, const std::string &what);
