@@ -1347,8 +1347,9 @@ bool useMlaKvFp8(CudaSession &s, const MlaDims &d, const Fp8Weight &kvb) {
   // (Sessions that hold the FP8 GEMMs to the host's sums keep kv_b_proj on
   // the schedule fp8Schedule picks for them.)
   return on && kvb && kvb.br == 128 && kvb.bc == 128 && d.dn == 128 && d.dv == 128 &&
-         d.r % 128 == 0 && d.dr % 2 == 0 && !s.fp32Activations && !s.exactFp8Accumulation &&
-         usePrefillWgmma(s, d) && s.hasFunction("dsv3::fp8_gemm_tma_wide<4>");
+         d.r % 128 == 0 && !s.fp32Activations && !s.exactFp8Accumulation &&
+         Driver::get().tensorMapEncodeTiled && usePrefillWgmma(s, d) &&
+         s.hasFunction("dsv3::fp8_gemm_tma_wide<4>");
 }
 
 /// kv_b_proj (FP8 weight kvb [NH x 256, R]) over one sequence's S latent
@@ -1394,8 +1395,8 @@ static void mlaKvExpandFp8(CudaSession &s, const std::string &k, const MlaDims &
 /// session without one: compiled and audited, never executed).
 bool usePrefillTma(CudaSession &s, const MlaDims &d) {
   static const bool enabled = envIsOne("DSV3_PREFILL_TMA");
-  return enabled && usePrefillWgmma(s, d) && mlaPrefillTmaFits(d) &&
-         s.hasFunction(mlaPrefillTmaName(d));
+  return enabled && Driver::get().tensorMapEncodeTiled && usePrefillWgmma(s, d) &&
+         mlaPrefillTmaFits(d) && s.hasFunction(mlaPrefillTmaName(d));
 }
 
 void mlaPrefillAttention(CudaSession &s, const std::string &k, const MlaDims &d, bool mma,
@@ -2009,9 +2010,11 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
     const bool tensorCores =
         usePrefillMma(s, d, wb) || (s.bf16Attention() && mlaPrefillMmaFits(d));
     // An FP8 kv_b_proj left to the attention, which stores its output as
-    // the keys and values it reads (useMlaKvFp8): no fp32 U.
+    // the keys and values it reads (useMlaKvFp8): no fp32 U. Inference
+    // only (FP8 training's forward and its recomputation take one path).
     const Fp8Weight &kvb = mw.fp8[MlaWeights::KVB];
-    const bool kvFused = tensorCores && !save && useMlaKvFp8(s, d, kvb);
+    const bool kvFused =
+        tensorCores && !save && !p.contains("fp8_compute") && useMlaKvFp8(s, d, kvb);
     MlaLatent lat = mlaLatent(s, k, p, d, mw, proj, B, T, eps, !kvFused);
     CUdeviceptr L = lat.L, U = lat.U;
     float softmaxScale = float(p.at("softmax_scale").get<double>());
