@@ -4526,16 +4526,31 @@ __global__ void __launch_bounds__(384, 1)
   // This warpgroup's 64 queries into rows cw * 64 .. of the query tile as
   // bf16, in DQ / 64 swizzle atoms of 128 rows (the keys' layout), zeros
   // past T; generic-proxy stores, read next by the tensor cores.
-  for (int idx = tid & 127; idx < 64 * (DQ / 8); idx += 128) {
-    const int r = idx / (DQ / 8), ch = idx % (DQ / 8), rr = cw * 64 + r;
-    const i64 qr = i0 + rr;
-    uint4 v = make_uint4(0, 0, 0, 0);
+  // Every chunk's loads first (DQ / 16 chunks a thread: 96 registers at V3
+  // widths, before the accumulators live), then the conversions and
+  // stores, so that the loads are in flight together rather than one
+  // chunk's latency after another's.
+  constexpr int Chunks = 64 * (DQ / 8) / 128;
+  static_assert(64 * (DQ / 8) % 128 == 0, "whole chunks a thread");
+  float4 qx[Chunks][2];
+#pragma unroll
+  for (int it = 0; it < Chunks; ++it) {
+    const int idx = (tid & 127) + it * 128, r = idx / (DQ / 8), ch = idx % (DQ / 8);
+    const i64 qr = i0 + cw * 64 + r;
+    qx[it][0] = qx[it][1] = make_float4(0.f, 0.f, 0.f, 0.f);
     if (qr < T) {
       const float4 *src = reinterpret_cast<const float4 *>(q + (qr * NH + h) * DQ + ch * 8);
-      const float4 x0 = src[0], x1 = src[1];
-      v = make_uint4(packBf16x2(x0.x, x0.y), packBf16x2(x0.z, x0.w), packBf16x2(x1.x, x1.y),
-                     packBf16x2(x1.z, x1.w));
+      qx[it][0] = src[0];
+      qx[it][1] = src[1];
     }
+  }
+#pragma unroll
+  for (int it = 0; it < Chunks; ++it) {
+    const int idx = (tid & 127) + it * 128, r = idx / (DQ / 8), ch = idx % (DQ / 8);
+    const int rr = cw * 64 + r;
+    const float4 x0 = qx[it][0], x1 = qx[it][1];
+    const uint4 v = make_uint4(packBf16x2(x0.x, x0.y), packBf16x2(x0.z, x0.w),
+                               packBf16x2(x1.x, x1.y), packBf16x2(x1.z, x1.w));
     *reinterpret_cast<uint4 *>(qs + (ch / 8) * BQ * 64 + rr * 64 + (((ch % 8) ^ (rr & 7)) * 8)) =
         v;
   }
