@@ -243,10 +243,10 @@ inline std::string mlaPackVtName(const MlaDims &d) {
 }
 /// mla_prefill_tma (sm_90a): mla_prefill_wgmma's operands (mla_pack_kv's
 /// keys, mla_pack_vt's values) in 128-key tiles copied by TMA, the queries
-/// in shared memory.
+/// in shared memory: where mla_prefill_wgmma fits and its larger shared
+/// memory does too.
 inline bool mlaPrefillTmaFits(const MlaDims &d) {
-  return (d.dn + d.dr) % 64 == 0 && (d.dv == 64 || d.dv == 128) &&
-         DSV3_PREFILL_TMA_SMEM(d.dn + d.dr, d.dv) <= 227 * 1024;
+  return mlaPrefillWgmmaFits(d) && DSV3_PREFILL_TMA_SMEM(d.dn + d.dr, d.dv) <= 227 * 1024;
 }
 inline std::string mlaPrefillTmaName(const MlaDims &d) {
   return inst("mla_prefill_tma", {d.nh, d.dn, d.dr, d.dv, d.r});
