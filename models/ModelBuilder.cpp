@@ -443,7 +443,12 @@ void ModelBuilder::buildTrainLoss() {
                        ? Value(AddOp::create(b, route.getLoc(), balanceTotal, balance))
                        : balance;
   }
-  loss = AddOp::create(b, func.getLoc(), loss, balanceTotal);
+  // A model without routed layers (every layer dense) has no balance term:
+  // its part is reported as 0 and nothing is added to the loss.
+  if (balanceTotal)
+    loss = AddOp::create(b, func.getLoc(), loss, balanceTotal);
+  else
+    balanceTotal = FillOp::create(b, func.getLoc(), scalar, b.getF64FloatAttr(0.0));
   func::ReturnOp::create(b, b.getUnknownLoc(),
                          ValueRange{loss, mainLoss, mtpLoss, balanceTotal});
 }

@@ -307,8 +307,10 @@ bool ModelConfig::isMoeLayer(int64_t i) const {
     return false;
   if (i < firstKDenseReplace)
     return false;
-  // HF V3 ignores moe_layer_freq; HF V2 honours it.
-  return family == ModelFamily::DeepseekV3 || i % moeLayerFreq == 0;
+  // HF (V2 and V3 alike) ignores moe_layer_freq: layer i is MoE iff
+  // i >= first_k_dense_replace (SEMANTICS.md 1). The parser warns when it
+  // is not 1.
+  return true;
 }
 
 double ModelConfig::softmaxScale() const {
@@ -412,6 +414,14 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
           .value_or(c.nRoutedExperts ? 0 : 1);
   c.firstKDenseReplace = r.getInt("first_k_dense_replace", v3 ? 3 : 0, 0);
   c.moeLayerFreq = r.getInt("moe_layer_freq", 1);
+  if (c.moeLayerFreq != 1)
+    c.warnings.push_back(fmt::format(
+        "{}: moe_layer_freq ({}) is ignored, as Hugging Face transformers "
+        "ignores it: every layer from first_k_dense_replace on is MoE "
+        "(DeepSeek's original V2 code and vLLM would keep layer i dense unless "
+        "i % {} == 0; a checkpoint made that way fails to bind, naming the "
+        "missing tensors)",
+        source, c.moeLayerFreq, c.moeLayerFreq));
   c.routedScalingFactor = r.getFloat("routed_scaling_factor", v3 ? 2.5 : 1.0);
   c.normTopkProb = r.getBool("norm_topk_prob", v3);
   c.auxLossAlpha = r.getFloat("aux_loss_alpha", v3 ? 0.0 : 0.001);

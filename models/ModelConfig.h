@@ -37,6 +37,10 @@ struct Fp8Config {
 
 struct ModelConfig {
   std::string source; // where it came from, for diagnostics
+  /// Fields read but not followed the way a reader might expect, one
+  /// message each ("config.json: moe_layer_freq (2) is ignored ..."); the
+  /// compiler prints them as warnings.
+  std::vector<std::string> warnings;
   ModelFamily family = ModelFamily::DeepseekV3;
   std::string modelType = "deepseek_v3";
 

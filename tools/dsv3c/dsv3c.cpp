@@ -490,6 +490,8 @@ int main(int argc, char **argv) {
       llvm::errs() << "dsv3c: error: " << e << "\n";
     return 1;
   }
+  for (const std::string &w : config->warnings)
+    llvm::errs() << "dsv3c: warning: " << w << "\n";
 
   if (dtype == DTypeChoice::F32)
     config->dtype = ::dsv3::DType::F32;
