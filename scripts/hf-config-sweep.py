@@ -38,6 +38,15 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
+# Artifacts of other models than the fp32 oracle, each checked by verify.
+VARIANT_FLAGS = {
+    "bf16": ["--dtype", "bf16"],
+    "fp8": ["--quantize", "fp8"],
+    "fp8-train": ["--mode", "train", "--quantize", "fp8"],
+    "kv-bf16": ["--kv-cache", "bf16"],
+    "kv-fp8": ["--kv-cache", "fp8"],
+    "cuda": ["--target", "cuda"],
+}
 ROUTING_MARGIN = 2e-4
 GREEDY_MARGIN = 2e-3
 
@@ -282,11 +291,11 @@ class RoutingMargins:
             h.remove()
 
 
-def make_fixture(cfg, seed, folder, tries=60):
+def make_fixture(cfg, seed, folder, batch, tries=60):
     rng = np.random.default_rng(seed)
     model = build_model(cfg, rng)
     V = cfg["vocab_size"]
-    B = 2
+    B = batch
     T = int(rng.integers(8, 33))
     P = int(rng.integers(3, 11))
     N = int(rng.integers(4, 11))
@@ -334,7 +343,9 @@ def run_case(args, seed):
     folder = os.path.join(args.out, f"case-{seed}")
     shutil.rmtree(folder, ignore_errors=True)
     try:
-        made, why = make_fixture(cfg, seed + 1_000_003, folder)
+        # verify on N ranks splits the oracle's sequences: one at least each
+        batch = max([2] + [int(v[2:]) for v in args.also if v.startswith("ep")])
+        made, why = make_fixture(cfg, seed + 1_000_003, folder, batch)
     except Exception as e:  # a config HF itself refuses is no test of ours
         return "SKIP", cfg, f"transformers refused it: {type(e).__name__}: {e}"
     if made is None:
@@ -345,16 +356,30 @@ def run_case(args, seed):
              [args.dsv3_run, "verify", art, "--weights", folder, "--oracle", folder]]
     E = cfg["n_routed_experts"]
     moe = cfg["first_k_dense_replace"] < cfg["num_hidden_layers"]
-    if args.ep > 1 and moe and E % args.ep == 0:
-        # the same checks with the experts split over ranks (SPMD processes
-        # on this machine, collectives over TCP)
-        art_ep = os.path.join(folder, f"art-ep{args.ep}")
-        steps += [[args.dsv3c, folder, "--mode", "train", "--ep", str(args.ep), "-o", art_ep],
-                  [args.dsv3_run, "launch", "--nproc", str(args.ep), "verify", art_ep,
-                   "--weights", folder, "--oracle", folder]]
-    if args.fp64:
-        steps.append([args.dsv3_run, "verify", art, "--weights", folder, "--oracle", folder,
-                      "--dtype", "fp64"])
+    for variant in args.also:
+        if variant == "fp64":
+            steps.append([args.dsv3_run, "verify", art, "--weights", folder, "--oracle", folder,
+                          "--dtype", "fp64"])
+        elif variant.startswith("ep"):
+            # the experts split over N ranks: SPMD processes on this
+            # machine, collectives over TCP; logits equal to one rank's
+            n = int(variant[2:])
+            if moe and E % n == 0:
+                art_ep = os.path.join(folder, f"art-{variant}")
+                steps += [[args.dsv3c, folder, "--mode", "train", "--ep", str(n), "-o", art_ep],
+                          [args.dsv3_run, "launch", "--nproc", str(n), "verify", art_ep,
+                           "--weights", folder, "--oracle", folder]]
+        elif variant in VARIANT_FLAGS:
+            # another model than the fp32 oracle: verify checks its kernels
+            # against the same model in float64 on the host and reports the
+            # rows against the oracle
+            art_v = os.path.join(folder, f"art-{variant}")
+            steps += [[args.dsv3c, folder, *VARIANT_FLAGS[variant], "-o", art_v]]
+            if variant != "cuda":
+                steps.append([args.dsv3_run, "verify", art_v, "--weights", folder,
+                              "--oracle", folder])
+        else:
+            raise SystemExit(f"unknown variant {variant!r}")
     with open(log, "w") as f:
         for cmd in steps:
             f.write("$ " + " ".join(cmd) + "\n")
@@ -375,12 +400,15 @@ def main():
     ap.add_argument("--out", default="/tmp/dsv3-config-sweep")
     ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     ap.add_argument("--keep", action="store_true", help="keep passing cases' folders")
-    ap.add_argument("--ep", type=int, default=1,
-                    help="also verify an --ep N artifact under `dsv3-run launch --nproc N` "
-                         "(cases whose expert count N divides)")
-    ap.add_argument("--fp64", action="store_true",
-                    help="also verify with --dtype fp64 (tolerance 1e-5: the oracle's fp32 islands)")
+    ap.add_argument("--also", default="",
+                    help="comma-separated extra checks per case: fp64 (verify --dtype fp64, "
+                         "tolerance 1e-5: the oracle's fp32 islands), epN (an --ep N artifact "
+                         "under `dsv3-run launch --nproc N`, where N divides the experts), "
+                         + ", ".join(VARIANT_FLAGS) + " (compiled with "
+                         + "; ".join(f"{k}: {' '.join(v)}" for k, v in VARIANT_FLAGS.items())
+                         + "; cuda is compiled only: NVRTC builds every kernel instance)")
     args = ap.parse_args()
+    args.also = [v for v in args.also.split(",") if v]
     args.dsv3c = os.path.join(args.build, "bin", "dsv3c")
     args.dsv3_run = os.path.join(args.build, "bin", "dsv3-run")
     torch.manual_seed(0)
