@@ -88,7 +88,9 @@ def draw_config(rng):
         "torch_dtype": "float32",
     }
     if v3:
-        cfg["num_nextn_predict_layers"] = 0
+        # MTP depth D (SEMANTICS.md 7): verify checks depth 1's logits, and
+        # every depth through the loss and the gradients
+        cfg["num_nextn_predict_layers"] = int(rng.choice([0, 0, 0, 1, 2]))
         cfg["rope_interleave"] = bool(rng.random() < 0.75)
     # Routing: contiguous groups of `per` experts (noaux_tc ranks a group by
     # its two best experts, so per >= 2 there).
@@ -158,10 +160,11 @@ def summary(cfg):
         ",notrunc" if r.get("truncate") is False else "")
     if "rope_parameters" in cfg:
         rope += "[rope_parameters]"
-    return ("{fam} L{L} fkd{fkd} H{H} nh{nh} q{q} r{r} dn{dn} dr{dr} dv{dv} V{V} "
+    return ("{fam} L{L} fkd{fkd} mtp{mtp} H{H} nh{nh} q{q} r{r} dn{dn} dr{dr} dv{dv} V{V} "
             "E{E} G{G}/{tg} K{K} Ns{Ns} {meth}{norm} freq{freq} bias{ab} tie{tie} il{il} {rope}").format(
         fam="v3" if cfg["model_type"] == "deepseek_v3" else "v2",
         L=cfg["num_hidden_layers"], fkd=cfg["first_k_dense_replace"],
+        mtp=cfg.get("num_nextn_predict_layers", 0),
         H=cfg["hidden_size"], nh=cfg["num_attention_heads"], q=cfg["q_lora_rank"],
         r=cfg["kv_lora_rank"], dn=cfg["qk_nope_head_dim"], dr=cfg["qk_rope_head_dim"],
         dv=cfg["v_head_dim"], V=cfg["vocab_size"], E=cfg["n_routed_experts"],
@@ -172,6 +175,23 @@ def summary(cfg):
         il=int(cfg.get("rope_interleave", True)), rope=rope)
 
 
+class MtpDepth(torch.nn.Module):
+    """One MTP depth from HF's own DeepseekV3 modules (SEMANTICS.md 7): its
+    projection of [enorm(embedding) ; hnorm(previous hidden)], a decoder
+    block (MoE: its layer index is past first_k_dense_replace) and the
+    shared head's norm. Stored at model.layers.{num_hidden_layers + k - 1}."""
+
+    def __init__(self, conf, layer_idx):
+        super().__init__()
+        from transformers.models.deepseek_v3 import modeling_deepseek_v3 as m
+        H, eps = conf.hidden_size, conf.rms_norm_eps
+        self.enorm = m.DeepseekV3RMSNorm(H, eps=eps)
+        self.hnorm = m.DeepseekV3RMSNorm(H, eps=eps)
+        self.eh_proj = torch.nn.Linear(2 * H, H, bias=False)
+        self.block = m.DeepseekV3DecoderLayer(conf, layer_idx)
+        self.shared_head_norm = m.DeepseekV3RMSNorm(H, eps=eps)
+
+
 def build_model(cfg, rng):
     klass = (transformers.DeepseekV3ForCausalLM if cfg["model_type"] == "deepseek_v3"
              else transformers.DeepseekV2ForCausalLM)
@@ -179,7 +199,12 @@ def build_model(cfg, rng):
                                                 if k != "architectures"})
     conf._attn_implementation = "sdpa"
     conf._experts_implementation = "eager"  # grouped_mm has no float64
-    model = klass(conf).to(torch.float64).eval()
+    model = klass(conf)
+    D = cfg.get("num_nextn_predict_layers", 0)
+    if D:
+        L = cfg["num_hidden_layers"]
+        model.mtp_depths = torch.nn.ModuleList(MtpDepth(conf, L + k) for k in range(D))
+    model = model.to(torch.float64).eval()
     H = cfg["hidden_size"]
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -212,6 +237,15 @@ def hub_tensors(model, cfg, grads=False):
     when it is tied."""
     out = {}
     Im = cfg["moe_intermediate_size"]
+    L = cfg["num_hidden_layers"]
+
+    def hub_name(name):
+        if not name.startswith("mtp_depths."):
+            return name
+        _, k, rest = name.split(".", 2)
+        rest = rest.replace("block.", "", 1).replace("shared_head_norm", "shared_head.norm")
+        return f"model.layers.{L + int(k)}.{rest}"
+
     for name, p in model.named_parameters():
         t = p.grad if grads else p.detach()
         if grads and t is None:
@@ -219,6 +253,7 @@ def hub_tensors(model, cfg, grads=False):
         t = t.to(torch.float32).contiguous()
         if t.numel() == 0:
             continue
+        name = hub_name(name)
         if name.endswith("mlp.experts.gate_up_proj"):
             base = name[: -len("gate_up_proj")]
             for e in range(t.shape[0]):
@@ -235,8 +270,45 @@ def hub_tensors(model, cfg, grads=False):
     if not grads:
         for name, b in model.named_buffers():
             if name.endswith("e_score_correction_bias"):
-                out[name] = b.to(torch.float32).contiguous()
+                out[hub_name(name)] = b.to(torch.float32).contiguous()
+        # each depth's copies of the embedding and the head, as the official
+        # checkpoint stores them (shared in training: no gradients of their own)
+        for k in range(cfg.get("num_nextn_predict_layers", 0)):
+            out[f"model.layers.{L + k}.embed_tokens.weight"] = out["model.embed_tokens.weight"].clone()
+            head = model.lm_head.weight.detach().to(torch.float32).clone()
+            out[f"model.layers.{L + k}.shared_head.head.weight"] = head
     return out
+
+
+def losses(model, cfg, ids, mtp_lambda=0.3):
+    """The main loss and logits, and with MTP depths the weighted MTP loss
+    (SEMANTICS.md 7: depth k's row i predicts ids[i+k+1] from the embedding
+    of ids[i+k] and depth k-1's normed hidden state at i) and depth 1's
+    logits."""
+    V = cfg["vocab_size"]
+    h = model.model(input_ids=ids).last_hidden_state  # after model.norm
+    logits = model.lm_head(h)
+    loss_main = model.loss_function(logits=logits, labels=ids, vocab_size=V)
+    if not hasattr(model, "mtp_depths"):
+        return logits, loss_main, None, None
+    B, T = ids.shape
+    D = len(model.mtp_depths)
+    prev, mtp_total, depth1 = h, 0.0, None
+    for k, depth in enumerate(model.mtp_depths, start=1):
+        n = T - k
+        emb = model.model.embed_tokens(ids[:, k:])
+        m = depth.eh_proj(torch.cat([depth.enorm(emb), depth.hnorm(prev[:, :n])], dim=-1))
+        pos = torch.arange(k, T).unsqueeze(0).expand(B, -1)  # the positions of ids[i+k]
+        cos_sin = model.model.rotary_emb(m, pos)
+        mask = torch.full((n, n), float("-inf"), dtype=m.dtype).triu(1)[None, None].expand(B, 1, n, n)
+        g = depth.block(m, attention_mask=mask, position_ids=pos, position_embeddings=cos_sin)
+        prev = depth.shared_head_norm(g)
+        lk = model.lm_head(prev)
+        if k == 1:
+            depth1 = lk
+        # rows 0..T-k-2 against ids[k+1..]: the labels ids[k..] shifted once
+        mtp_total = mtp_total + model.loss_function(logits=lk, labels=ids[:, k:], vocab_size=V)
+    return logits, loss_main, (mtp_lambda / D) * mtp_total, depth1
 
 
 class RoutingMargins:
@@ -304,7 +376,7 @@ def make_fixture(cfg, seed, folder, batch, tries=60):
         prompt = torch.from_numpy(rng.integers(2, V, size=(B, P))).long()
         margins = RoutingMargins(model, cfg)
         with torch.no_grad():
-            logits = model(input_ids=ids).logits
+            logits, _, _, mtp_logits = losses(model, cfg, ids)
             gen = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt),
                                  max_new_tokens=N, min_new_tokens=N, do_sample=False,
                                  output_logits=True, return_dict_in_generate=True,
@@ -318,20 +390,27 @@ def make_fixture(cfg, seed, folder, batch, tries=60):
     else:
         return None, f"no inputs with clear choices in {tries} draws (routing {margins.min:.1e}, greedy {greedy:.1e})"
     model.zero_grad()
-    out = model(input_ids=ids, labels=ids)
-    out.loss.backward()
+    _, loss_main, loss_mtp, _ = losses(model, cfg, ids)
+    loss = loss_main if loss_mtp is None else loss_main + loss_mtp
+    loss.backward()
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     save_file(hub_tensors(model, cfg), os.path.join(folder, "model.safetensors"),
               metadata={"format": "pt"})
-    save_file({"input_ids": ids, "logits": logits.float().contiguous(),
-               "loss": out.loss.detach().float().reshape(1),
-               "prompt_ids": prompt, "gen_ids": gen.sequences[:, P:].contiguous(),
-               "gen_logits": gen_logits.float().contiguous()},
-              os.path.join(folder, "io.safetensors"),
-              metadata={"seed": str(seed),
-                        "oracle": f"transformers {transformers.__version__} {type(model).__name__} float64"})
+    io = {"input_ids": ids, "logits": logits.float().contiguous(),
+          "loss": loss.detach().float().reshape(1),
+          "prompt_ids": prompt, "gen_ids": gen.sequences[:, P:].contiguous(),
+          "gen_logits": gen_logits.float().contiguous()}
+    meta = {"seed": str(seed),
+            "oracle": f"transformers {transformers.__version__} {type(model).__name__} float64"}
+    if loss_mtp is not None:
+        io.update(mtp_logits=mtp_logits.float().contiguous(),
+                  loss_main=loss_main.detach().float().reshape(1),
+                  loss_mtp=(loss_mtp.detach() / 0.3).float().reshape(1))  # unweighted, as tiny-e
+        meta.update(mtp_lambda="0.3", mtp_hidden="post",
+                    oracle=meta["oracle"] + " + MTP from HF DeepseekV3 modules")
+    save_file(io, os.path.join(folder, "io.safetensors"), metadata=meta)
     save_file(hub_tensors(model, cfg, grads=True), os.path.join(folder, "grads.safetensors"),
               metadata={"format": "pt"})
     return folder, f"routing margin {margins.min:.1e}, greedy {greedy:.1e}, {attempt + 1} draw(s)"
@@ -340,6 +419,9 @@ def make_fixture(cfg, seed, folder, batch, tries=60):
 def run_case(args, seed):
     rng = np.random.default_rng(seed)
     cfg = draw_config(rng)
+    if args.config:
+        with open(args.config) as f:
+            cfg = json.load(f)
     folder = os.path.join(args.out, f"case-{seed}")
     shutil.rmtree(folder, ignore_errors=True)
     try:
@@ -400,6 +482,8 @@ def main():
     ap.add_argument("--out", default="/tmp/dsv3-config-sweep")
     ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     ap.add_argument("--keep", action="store_true", help="keep passing cases' folders")
+    ap.add_argument("--config", help="a config.json to use (weights and inputs still drawn "
+                                     "from each seed) instead of a random one")
     ap.add_argument("--also", default="",
                     help="comma-separated extra checks per case: fp64 (verify --dtype fp64, "
                          "tolerance 1e-5: the oracle's fp32 islands), epN (an --ep N artifact "

@@ -54,6 +54,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -815,26 +816,19 @@ int verify(const Options &o, const Artifact &art, Session &s,
   // experts, which moves a token's logits far past any per-GEMM error.
   s.fp32Activations = true;
   s.exactFp8Accumulation = true;
-  // A host run records its e4m3 roundings that sit near a boundary, and the
-  // float64 reference of the same entry takes them the same way
-  // (RoundingDecisions): what is left between the two is their arithmetic.
+  // A host run records its roundings (to e4m3, and to bf16 in a rounded
+  // cache) that sit near a boundary, and the float64 reference of the same
+  // entry takes them the same way (RoundingDecisions): what is left between
+  // the two is their arithmetic. A GPU run keeps no such record.
   constexpr bool hostRun = !std::is_same_v<Session, dsv3rt::cuda::CudaSession>;
-  auto recorded = [&](RoundingDecisions &d, auto &&run) {
-    if constexpr (hostRun) {
-      RoundingDecisionScope scope(d, false);
-      return run();
-    } else {
-      return run();
-    }
+  auto withRoundings = [&](RoundingDecisions &d, bool replay, auto &&run) {
+    std::optional<RoundingDecisionScope> scope;
+    if (hostRun)
+      scope.emplace(d, replay);
+    return run();
   };
-  auto replayed = [&](RoundingDecisions &d, auto &&run) {
-    if constexpr (hostRun) {
-      RoundingDecisionScope scope(d, true);
-      return run();
-    } else {
-      return run();
-    }
-  };
+  auto recorded = [&](RoundingDecisions &d, auto &&run) { return withRoundings(d, false, run); };
+  auto replayed = [&](RoundingDecisions &d, auto &&run) { return withRoundings(d, true, run); };
   auto tiesNote = [&](const RoundingDecisions &d) {
     return hostRun && d.replayed ? fmt::format("{} roundings within 1e-4 of a boundary taken "
                                                "as the run took them, {} of them the other "
