@@ -311,11 +311,13 @@ Value ModelBuilder::trunk(Value ids, Value pastLen, ValueRange caches,
 
 Value ModelBuilder::lmHead(Value normed, const std::string &weightName,
                            int64_t mtp) {
+  // The MTP heads share the main head, which is itself the embedding when
+  // tied: a tie names the original parameter, never another tie.
   std::string tied;
-  if (mtp)
-    tied = "lm_head.weight";
-  else if (c.tieWordEmbeddings)
+  if (c.tieWordEmbeddings)
     tied = "model.embed_tokens.weight";
+  else if (mtp)
+    tied = "lm_head.weight";
   Value w = param(weightName, {c.vocabSize, c.hiddenSize}, ParamRole::Head, mtp,
                   "", tied);
   // Logits at the positions `normed` has (all of them, or the last one).
