@@ -511,6 +511,14 @@ std::optional<ModelConfig> parseModelConfig(const std::string &text,
   c.attentionBias = r.getBool("attention_bias", false);
   c.tieWordEmbeddings = r.getBool("tie_word_embeddings", false);
   c.ropeInterleave = r.getBool("rope_interleave", true);
+  if (!v3 && !c.ropeInterleave) {
+    // HF's DeepseekV2 has no such field: it always rotates adjacent pairs.
+    c.warnings.push_back(fmt::format(
+        "{}: rope_interleave (false) is ignored for model_type deepseek_v2, as Hugging "
+        "Face transformers ignores it: V2 always rotates adjacent pairs (SEMANTICS.md 5.5)",
+        source));
+    c.ropeInterleave = true;
+  }
   c.maxPositionEmbeddings =
       r.getInt("max_position_embeddings", v3 ? 4096 : 2048);
   readRope(r, c);

@@ -91,7 +91,8 @@ def draw_config(rng):
         # MTP depth D (SEMANTICS.md 7): verify checks depth 1's logits, and
         # every depth through the loss and the gradients
         cfg["num_nextn_predict_layers"] = int(rng.choice([0, 0, 0, 1, 2]))
-        cfg["rope_interleave"] = bool(rng.random() < 0.75)
+    # V2 has no such field in HF (always adjacent pairs): dsv3c warns and ignores it
+    cfg["rope_interleave"] = bool(rng.random() < 0.75)
     # Routing: contiguous groups of `per` experts (noaux_tc ranks a group by
     # its two best experts, so per >= 2 there).
     G = int(rng.choice([1, 2, 4]))

@@ -716,6 +716,19 @@ struct RouteConfig {
   }
 };
 
+/// Whether the k-th and (k+1)-th largest of `v` lie within 1e-4 (relative)
+/// of each other: the top-k set then hangs on the last digits.
+template <typename Real> bool separatesNearTie(const std::vector<Real> &v, int64_t k) {
+  if (int64_t(v.size()) <= k)
+    return false;
+  std::vector<Real> s(v);
+  std::sort(s.begin(), s.end(), std::greater<Real>());
+  Real a = s[size_t(k - 1)], b = s[size_t(k)];
+  if (!std::isfinite(double(a)) || !std::isfinite(double(b)))
+    return false;
+  return std::fabs(double(a - b)) <= 1e-4 * std::max(std::fabs(double(a)), std::fabs(double(b)));
+}
+
 /// Scores and selects the experts of one token from its router logits:
 /// `score` gets the (unbiased) sigmoid or softmax scores, `sel` the K
 /// selected experts in descending order of their (biased) choice score.
@@ -735,6 +748,7 @@ void routeToken(const RouteConfig &c, const std::vector<Real> &logit,
   if (bias)
     for (int64_t e = 0; e < E; ++e)
       choice[e] += bias[e];
+  bool nearTie = false;
   if (c.method != "greedy") {
     // Rank groups: sum of the two best (noaux_tc) or the best
     // (group_limited_greedy); mask the experts of the others.
@@ -752,8 +766,30 @@ void routeToken(const RouteConfig &c, const std::vector<Real> &logit,
     for (int64_t e = 0; e < E; ++e)
       if (!keep[e / per])
         choice[e] = masked;
+    nearTie = nearTie || separatesNearTie(groupScore, c.TG);
   }
   sel = topk(choice, c.K);
+  // Like a rounding, a choice between two scores within 1e-4 of each other
+  // is recorded by a checked run and replayed by its float64 reference
+  // (RoundingDecisions): another model than the oracle's (rounded weights,
+  // a rounded cache) has its own near-ties, which the oracle's margins do
+  // not rule out, and one flipped expert moves a token's output by O(1).
+  RoundingDecisions *d = activeRoundingDecisions();
+  if (!d)
+    return;
+  size_t block = beginRoundingBlock(d, c.K);
+  if (!d->replaying) {
+    if (nearTie || separatesNearTie(choice, c.K))
+      for (int64_t j = 0; j < c.K; ++j)
+        d->codes[{block, j}] = uint16_t(sel[size_t(j)]);
+  } else if (d->codes.count({block, 0})) {
+    std::vector<int64_t> recorded(size_t(c.K));
+    for (int64_t j = 0; j < c.K; ++j)
+      recorded[size_t(j)] = d->codes.at({block, j});
+    ++d->replayed;
+    d->taken += recorded != sel;
+    sel = recorded;
+  }
 }
 
 /// The load-balancing loss of one MoE layer (dsv3.moe_balance_loss) and,

@@ -743,13 +743,18 @@ int reportChecks(const Options &o, const Artifact &art, const std::string &backe
     else
       (c.passed ? passed : failed)++;
   }
-  if (reported)
-    fmt::print("  info: {} against the fp32 fixture {} reported, not checked; the kernels are "
-               "checked against float64 on the same {}\n",
-               art.quantization == "fp8" ? "the FP8 model (e4m3 weights and activations)"
-                                         : "bf16 weights",
-               art.quantization == "fp8" ? "is" : "are",
-               art.quantization == "fp8" ? "FP8 model" : "bf16 weights");
+  if (reported) {
+    // Which other model than the oracle's the artifact computes.
+    bool bf16 = std::any_of(art.params.begin(), art.params.end(),
+                            [](const ParamInfo &p) { return p.dtype == DType::BF16; });
+    std::string model = art.quantization == "fp8" ? "the FP8 model (e4m3 weights and activations)"
+                        : bf16                    ? "the model with bf16 weights"
+                                                  : "the model with a " + cacheStorage(art) +
+                                                        " latent cache";
+    fmt::print("  info: {} against the fp32 fixture is reported, not checked; the kernels are "
+               "checked against float64 on the same model\n",
+               model);
+  }
   for (const std::string &s : skipped)
     fmt::print("  skipped: {}\n", s);
   fmt::print("{} passed, {} failed\n", passed, failed);
@@ -817,9 +822,10 @@ int verify(const Options &o, const Artifact &art, Session &s,
   s.fp32Activations = true;
   s.exactFp8Accumulation = true;
   // A host run records its roundings (to e4m3, and to bf16 in a rounded
-  // cache) that sit near a boundary, and the float64 reference of the same
-  // entry takes them the same way (RoundingDecisions): what is left between
-  // the two is their arithmetic. A GPU run keeps no such record.
+  // cache) that sit near a boundary and its expert choices between
+  // near-tied scores, and the float64 reference of the same entry takes
+  // them the same way (RoundingDecisions): what is left between the two is
+  // their arithmetic. A GPU run keeps no such record.
   constexpr bool hostRun = !std::is_same_v<Session, dsv3rt::cuda::CudaSession>;
   auto withRoundings = [&](RoundingDecisions &d, bool replay, auto &&run) {
     std::optional<RoundingDecisionScope> scope;
@@ -830,9 +836,9 @@ int verify(const Options &o, const Artifact &art, Session &s,
   auto recorded = [&](RoundingDecisions &d, auto &&run) { return withRoundings(d, false, run); };
   auto replayed = [&](RoundingDecisions &d, auto &&run) { return withRoundings(d, true, run); };
   auto tiesNote = [&](const RoundingDecisions &d) {
-    return hostRun && d.replayed ? fmt::format("{} roundings within 1e-4 of a boundary taken "
-                                               "as the run took them, {} of them the other "
-                                               "way in float64",
+    return hostRun && d.replayed ? fmt::format("{} roundings or expert choices within 1e-4 of "
+                                               "a tie taken as the run took them, {} of them "
+                                               "the other way in float64",
                                                d.replayed, d.taken)
                                  : std::string();
   };
