@@ -224,7 +224,10 @@ def build_model(cfg, rng):
                 fan_in = shape[-1] if shape[-1] > 0 else 1
                 w = rng.standard_normal(shape) / np.sqrt(fan_in)
             # exactly representable in fp32, so the fp32 checkpoint is the model
-            p.copy_(torch.from_numpy(w.astype(np.float32).astype(np.float64)))
+            w = torch.from_numpy(w.astype(np.float32))
+            if cfg.get("torch_dtype") == "bfloat16":
+                w = w.to(torch.bfloat16)  # a bf16 checkpoint: the model is its values
+            p.copy_(w.to(torch.float64))
         for name, b in model.named_buffers():
             if name.endswith("e_score_correction_bias"):
                 w = 0.05 * rng.standard_normal(tuple(b.shape))
@@ -251,7 +254,8 @@ def hub_tensors(model, cfg, grads=False):
         t = p.grad if grads else p.detach()
         if grads and t is None:
             continue
-        t = t.to(torch.float32).contiguous()
+        bf16 = cfg.get("torch_dtype") == "bfloat16" and not grads
+        t = t.to(torch.bfloat16 if bf16 else torch.float32).contiguous()
         if t.numel() == 0:
             continue
         name = hub_name(name)
@@ -276,7 +280,7 @@ def hub_tensors(model, cfg, grads=False):
         # checkpoint stores them (shared in training: no gradients of their own)
         for k in range(cfg.get("num_nextn_predict_layers", 0)):
             out[f"model.layers.{L + k}.embed_tokens.weight"] = out["model.embed_tokens.weight"].clone()
-            head = model.lm_head.weight.detach().to(torch.float32).clone()
+            head = model.lm_head.weight.detach().to(out["model.embed_tokens.weight"].dtype).clone()
             out[f"model.layers.{L + k}.shared_head.head.weight"] = head
     return out
 
@@ -423,6 +427,8 @@ def run_case(args, seed):
     if args.config:
         with open(args.config) as f:
             cfg = json.load(f)
+    if args.checkpoint_dtype == "bf16":
+        cfg["torch_dtype"] = "bfloat16"
     folder = os.path.join(args.out, f"case-{seed}")
     shutil.rmtree(folder, ignore_errors=True)
     try:
@@ -435,7 +441,9 @@ def run_case(args, seed):
         return "SKIP", cfg, why
     art = os.path.join(folder, "art")
     log = os.path.join(folder, "verify.log")
-    steps = [[args.dsv3c, folder, "--mode", "train", "-o", art],
+    # fp32 compute whatever the checkpoint holds: a bf16 checkpoint's values
+    # are the model, so the fp32 checks apply unchanged
+    steps = [[args.dsv3c, folder, "--mode", "train", "--dtype", "f32", "-o", art],
              [args.dsv3_run, "verify", art, "--weights", folder, "--oracle", folder]]
     E = cfg["n_routed_experts"]
     moe = cfg["first_k_dense_replace"] < cfg["num_hidden_layers"]
@@ -483,6 +491,10 @@ def main():
     ap.add_argument("--out", default="/tmp/dsv3-config-sweep")
     ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     ap.add_argument("--keep", action="store_true", help="keep passing cases' folders")
+    ap.add_argument("--checkpoint-dtype", choices=["f32", "bf16"], default="f32",
+                    help="the checkpoint's element type (bf16: torch_dtype bfloat16, the "
+                         "weights rounded to bf16 before the oracle runs; e_score_correction_bias "
+                         "stays f32 as in the official checkpoint)")
     ap.add_argument("--config", help="a config.json to use (weights and inputs still drawn "
                                      "from each seed) instead of a random one")
     ap.add_argument("--also", default="",
