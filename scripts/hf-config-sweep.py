@@ -5,9 +5,10 @@ The four fixtures pin four configs; a user's model is another. This script
 draws random configs over every field the importer reads (both families,
 q-LoRA on/off, dense/MoE layer mixes, group-limited routing, shared experts
 0..2, attention biases, tied embeddings, both RoPE pairings, default and
-YaRN RoPE with every mscale form, odd widths), builds the Hugging Face
-model for each in float64 (transformers 5.17, the reference of
-SEMANTICS.md) with random weights exactly representable in fp32, and
+YaRN RoPE with every mscale form, MTP depths 0..2, odd widths), builds the
+Hugging Face model for each in float64 (transformers 5.17, the reference of
+SEMANTICS.md; MTP from its DeepseekV3 modules, SEMANTICS.md 7) with random
+weights exactly representable in fp32 (or bf16: --checkpoint-dtype), and
 writes a fixture in the layout of ../shared/fixtures (config.json,
 model.safetensors, io.safetensors, grads.safetensors). Inputs are redrawn
 until every routing choice has a margin >= 2e-4 and every greedy choice
@@ -20,6 +21,8 @@ Needs torch and transformers (PyPI; test-script dependencies only):
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch transformers==5.17.0 safetensors numpy
     /tmp/hfenv/bin/python scripts/hf-config-sweep.py --cases 40 --out /tmp/sweep
     /tmp/hfenv/bin/python scripts/hf-config-sweep.py --seeds 7,12 --out /tmp/sweep   # rerun two cases
+    ... --also fp64,ep2,fp8,fp8-train,kv-fp8,kv-bf16,bf16,cuda   # more artifacts per case
+    ... --config my.json --seeds 1 --keep   # one given config (test/data/sweep was made so)
 
 Prints one line per case (seed, the config's distinguishing fields,
 PASS/FAIL) and keeps the failing cases' folders (verify's log beside
@@ -347,20 +350,17 @@ class RoutingMargins:
         if cfg["model_type"] == "deepseek_v3":
             choice = logits.sigmoid() + mod.e_score_correction_bias.float()
             gscore = choice.view(-1, G, E // G).topk(2, dim=-1)[0].sum(-1)
-            fill = float("-inf")
         else:
             choice = logits.softmax(dim=-1)
             gscore = choice.view(-1, G, E // G).max(-1).values
-            fill = 0.0
         grouped = cfg["model_type"] == "deepseek_v3" or cfg["topk_method"] == "group_limited_greedy"
         if grouped and tg < G:
             self.min = min(self.min, self.gap(gscore, tg))
             keep = torch.zeros_like(gscore).scatter_(1, gscore.topk(tg, dim=-1)[1], 1)
             mask = keep.unsqueeze(-1).expand(-1, G, E // G).reshape(-1, E).bool()
-            choice = choice.masked_fill(~mask, fill)
-            if fill == 0.0:
-                # masked zeros tie with nothing selectable only if K fits
-                choice = choice.masked_fill(~mask, float("-inf"))
+            # HF masks with -inf (V3) or 0 (V2; K fits in the kept groups, so
+            # a masked expert is never chosen): either way out of the choice
+            choice = choice.masked_fill(~mask, float("-inf"))
         self.min = min(self.min, self.gap(choice, K))
 
     def remove(self):
