@@ -460,6 +460,18 @@ def run_case(args, seed):
                 steps += [[args.dsv3c, folder, "--mode", "train", "--ep", str(n), "-o", art_ep],
                           [args.dsv3_run, "launch", "--nproc", str(n), "verify", art_ep,
                            "--weights", folder, "--oracle", folder]]
+        elif variant == "train":
+            # training steps from the checkpoint, saved, then resumed: the
+            # training loop (AdamW, bias balancing, checkpoints) on this config
+            tokens = os.path.join(folder, "data.tokens")
+            np.random.default_rng(seed).integers(
+                0, cfg["vocab_size"], size=4096).astype("<u4").tofile(tokens)
+            ckpt = os.path.join(folder, "ckpt")
+            steps += [[args.dsv3_run, "train", art, "--weights", folder, "--data", tokens,
+                       "--steps", "3", "--batch", "2", "--seq", "16", "--save-dir", ckpt],
+                      [args.dsv3_run, "train", art, "--resume", os.path.join(ckpt, "step-000003"),
+                       "--data", tokens, "--steps", "5", "--batch", "2", "--seq", "16",
+                       "--save-dir", ckpt]]
         elif variant in VARIANT_FLAGS:
             # another model than the fp32 oracle: verify checks its kernels
             # against the same model in float64 on the host and reports the
@@ -498,7 +510,8 @@ def main():
     ap.add_argument("--config", help="a config.json to use (weights and inputs still drawn "
                                      "from each seed) instead of a random one")
     ap.add_argument("--also", default="",
-                    help="comma-separated extra checks per case: fp64 (verify --dtype fp64, "
+                    help="comma-separated extra checks per case: train (3 training steps "
+                         "from the checkpoint, saved, resumed to step 5), fp64 (verify --dtype fp64, "
                          "tolerance 1e-5: the oracle's fp32 islands), epN (an --ep N artifact "
                          "under `dsv3-run launch --nproc N`, where N divides the experts), "
                          + ", ".join(VARIANT_FLAGS) + " (compiled with "

@@ -836,9 +836,9 @@ int verify(const Options &o, const Artifact &art, Session &s,
   auto recorded = [&](RoundingDecisions &d, auto &&run) { return withRoundings(d, false, run); };
   auto replayed = [&](RoundingDecisions &d, auto &&run) { return withRoundings(d, true, run); };
   auto tiesNote = [&](const RoundingDecisions &d) {
-    return hostRun && d.replayed ? fmt::format("{} roundings or expert choices within 1e-4 of "
-                                               "a tie taken as the run took them, {} of them "
-                                               "the other way in float64",
+    return hostRun && d.replayed ? fmt::format("{} roundings or expert choices near a tie "
+                                               "taken as the run took them, {} of them the "
+                                               "other way in float64",
                                                d.replayed, d.taken)
                                  : std::string();
   };
@@ -1173,10 +1173,12 @@ int verify(const Options &o, const Artifact &art, Session &s,
           v.push_back(t->at(size_t(k)));
       return v;
     };
-    // fp32: the 1e-3; fp64: the fixtures' fp32 router and norm islands
-    // leave ~2e-6 (tiny-d's softmax router).
+    // fp32: the 1e-3; fp64: what the oracle's fp32 islands (router,
+    // norms, RoPE angles) leave, ~2e-6 on the fixtures (tiny-d's softmax
+    // router) and up to 1.5e-5 over 400 random configs
+    // (scripts/hf-config-sweep.py: YaRN factor 8, three layers and MTP): 5e-5.
     checks.push_back(gradsRow("grads (every tensor, rel. to its max |grad|)",
-                              fp8 ? 0.2 : bf16 ? 5e-2 : f64 ? 1e-5 : 1e-3, oracleOf));
+                              fp8 ? 0.2 : bf16 ? 5e-2 : f64 ? 5e-5 : 1e-3, oracleOf));
     if (fp8) {
       // FP8 training (dsv3c --mode train --quantize fp8) is another model:
       // against the fp32 oracle reported. Against the same step in float64:
