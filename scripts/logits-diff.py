@@ -53,6 +53,16 @@ for name in sorted(a):
         good = rel <= bound and hard == 0
         ok = ok and good
         verdict = " PASS" if good else " FAIL"
+    # Per position: a kernel that is wrong somewhere moves most positions of
+    # the sequences it touches; a correct one that rounds otherwise moves
+    # most positions by rounding and a few (a flipped near-tied expert) by
+    # O(1).
+    pos = np.abs(xs - ys).max(-1) / scale
+    q = np.quantile(pos, [0.5, 0.9, 0.99])
+    seqs = x.shape[0] if x.ndim == 3 else 1
+    per_seq = " ".join(f"{float(v):.1e}" for v in pos.reshape(seqs, -1).max(-1))
     print(f"{name}: max|A-B| / max|A| {rel:.3e}, argmax agree {agree}/{len(ax)} "
-          f"({hard} clear disagreements){verdict}")
+          f"({hard} clear disagreements){verdict}; positions: median {q[0]:.1e}, "
+          f"90% {q[1]:.1e}, 99% {q[2]:.1e}, over 1e-2 {int((pos > 1e-2).sum())}; "
+          f"max per sequence {per_seq}")
 sys.exit(0 if ok else 1)
