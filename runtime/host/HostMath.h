@@ -104,9 +104,10 @@ void matvec(const Real *x, const Real *W, int64_t out, int64_t in, Real *y,
 /// a value that close to a boundary between two codes rounds to either, and
 /// the other code is a whole step away (6-12% for e4m3): one such flip
 /// moves a token's logits by ~1e-3, far past what the comparison is meant
-/// to resolve. Recording every code that a relative nudge of 1e-4 would
-/// change, and replaying those codes, leaves only the runs' arithmetic
-/// between them.
+/// to resolve. Recording every code that a small nudge would change (1e-4
+/// of the value, or a rounding's own absolute window), and every expert
+/// choice between near-tied scores (routeToken), and replaying them, leaves
+/// only the runs' arithmetic between them.
 struct RoundingDecisions {
   bool replaying = false;
   size_t call = 0;                                      // blocks rounded so far
@@ -755,6 +756,9 @@ void routeToken(const RouteConfig &c, const std::vector<Real> &logit,
   if (bias)
     for (int64_t e = 0; e < E; ++e)
       choice[e] += bias[e];
+  // Only a recording run looks for near-ties (a sort per group ranking).
+  RoundingDecisions *d = activeRoundingDecisions();
+  const bool recording = d && !d->replaying;
   bool nearTie = false;
   if (c.method != "greedy") {
     // Rank groups: sum of the two best (noaux_tc) or the best
@@ -773,7 +777,7 @@ void routeToken(const RouteConfig &c, const std::vector<Real> &logit,
     for (int64_t e = 0; e < E; ++e)
       if (!keep[e / per])
         choice[e] = masked;
-    nearTie = nearTie || separatesNearTie(groupScore, c.TG);
+    nearTie = recording && separatesNearTie(groupScore, c.TG);
   }
   sel = topk(choice, c.K);
   // Like a rounding, a choice between two scores within 1e-4 of each other
@@ -781,11 +785,10 @@ void routeToken(const RouteConfig &c, const std::vector<Real> &logit,
   // (RoundingDecisions): another model than the oracle's (rounded weights,
   // a rounded cache) has its own near-ties, which the oracle's margins do
   // not rule out, and one flipped expert moves a token's output by O(1).
-  RoundingDecisions *d = activeRoundingDecisions();
   if (!d)
     return;
   size_t block = beginRoundingBlock(d, c.K);
-  if (!d->replaying) {
+  if (recording) {
     if (nearTie || separatesNearTie(choice, c.K))
       for (int64_t j = 0; j < c.K; ++j)
         d->codes[{block, j}] = uint16_t(sel[size_t(j)]);
