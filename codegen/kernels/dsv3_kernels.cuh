@@ -3055,16 +3055,15 @@ __device__ __forceinline__ unsigned floatToE4m3(float f) {
 /// One 1x128 block of a row quantized by a warp (lane l: channels 4l ..
 /// 4l + 3 of the block, `valid` of them present): its scale and codes, and
 /// where xd is set the quantized values themselves (e4m3 x s_a).
-__device__ __forceinline__ void quantizeBlock128(const float *x, int valid, unsigned char *xq,
-                                                 float *scale, float *xd) {
+/// quantizeBlock128 on values a lane already holds (v[i] = channel 4 lane +
+/// i of the block, 0 where not `valid`).
+__device__ __forceinline__ void quantizeValues128(const float (&v)[4], int valid,
+                                                  unsigned char *xq, float *scale, float *xd) {
   const int lane = threadIdx.x & 31, k0 = lane * 4;
-  float v[4];
   float amax = 0.f;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    v[i] = k0 + i < valid ? x[k0 + i] : 0.f;
+  for (int i = 0; i < 4; ++i)
     amax = fmaxf(amax, fabsf(v[i]));
-  }
   amax = fmaxf(warpMax(amax), 1e-4f);
   float s = amax / 448.0f;
 #pragma unroll
@@ -3079,6 +3078,15 @@ __device__ __forceinline__ void quantizeBlock128(const float *x, int valid, unsi
   if (lane == 0 && scale)
     *scale = s;
 }
+__device__ __forceinline__ void quantizeBlock128(const float *x, int valid, unsigned char *xq,
+                                                 float *scale, float *xd) {
+  const int k0 = (threadIdx.x & 31) * 4;
+  float v[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    v[i] = k0 + i < valid ? x[k0 + i] : 0.f;
+  quantizeValues128(v, valid, xq, scale, xd);
+}
 template <int Unused>
 __global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *sa,
                              float *xd, i64 rows, int K) {
@@ -3090,6 +3098,46 @@ __global__ void fp8_quantize(const float *x, i64 ldx, unsigned char *xq, float *
   int kb = int(item % blocksPerRow), k0 = kb * 128;
   quantizeBlock128(x + r * ldx + k0, min(128, K - k0), xq ? xq + r * K + k0 : nullptr,
                    sa ? sa + r * blocksPerRow + kb : nullptr, xd ? xd + r * K + k0 : nullptr);
+}
+/// rms_norm storing its rows in the form their only reader's GEMM makes of
+/// them first, so the normed floats are never written and read back:
+/// Form 1 bf16 (to_bf16's rounding; y [rows, N] halves, N even), Form 2
+/// e4m3 codes y [rows, N] with their 1x128 scales sa [rows, ceil(N / 128)]
+/// (fp8_quantize's values). The row's sum of squares is rms_norm's with
+/// 256 threads, term for term, and each value is its `w * (x * inv)`: the
+/// same bits as rms_norm followed by to_bf16 or fp8_quantize. N at run
+/// time (its loops are rms_norm's, so the same order). A block a row, 256
+/// threads.
+template <int Form, typename WT>
+__global__ void __launch_bounds__(256)
+    rms_norm_stored(const float *x, const WT *w, void *y, float *sa, i64 rows, float eps,
+                    i64 ldx, int N) {
+  static_assert(Form == 1 || Form == 2, "rms_norm_stored: Form 1 (bf16) or 2 (e4m3)");
+  const i64 r = blockIdx.x;
+  if (r >= rows)
+    return;
+  const float *xr = x + r * ldx;
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < N; j += blockDim.x)
+    ss += xr[j] * xr[j];
+  ss = blockSum(ss);
+  const float inv = rsqrtf(ss / N + eps);
+  if constexpr (Form == 1) {
+    unsigned *yr = reinterpret_cast<unsigned *>(static_cast<unsigned short *>(y) + r * N);
+    for (int j = 2 * threadIdx.x; j < N; j += 2 * blockDim.x)
+      yr[j / 2] = packBf16x2(wload(w, j) * (xr[j] * inv), wload(w, j + 1) * (xr[j + 1] * inv));
+  } else {
+    const int nb = (N + 127) / 128, k0 = (threadIdx.x & 31) * 4;
+    unsigned char *yr = static_cast<unsigned char *>(y) + r * N;
+    for (int kb = threadIdx.x >> 5; kb < nb; kb += blockDim.x >> 5) {
+      const int c0 = kb * 128, valid = min(128, N - c0);
+      float v[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        v[i] = k0 + i < valid ? wload(w, c0 + k0 + i) * (xr[c0 + k0 + i] * inv) : 0.f;
+      quantizeValues128(v, valid, yr + c0, sa + r * nb + kb, nullptr);
+    }
+  }
 }
 /// An FP8 GEMM's activation scales [rows, nb] (fp8_quantize's layout, and
 /// every producer's that stores e4m3 rows) as cuBLASLt's 1 x 128 block

@@ -361,8 +361,11 @@ Fp8Rows fp8QuantizeRows(CudaSession &s, const std::string &what, CUdeviceptr x, 
 
 /// Where a buffer stored as e4m3 (DevTensor::Storage::E4m3) keeps the
 /// scales of its [rows, K] codes: after them, 256-byte aligned.
+CUdeviceptr e4m3ScalesAfter(CUdeviceptr codes, i64 rows, int64_t K) {
+  return codes + CUdeviceptr((rows * K + 255) / 256 * 256);
+}
 CUdeviceptr e4m3StoredScales(const DevTensor &t, i64 rows, int64_t K) {
-  return t.ptr + CUdeviceptr((rows * K + 255) / 256 * 256);
+  return e4m3ScalesAfter(t.ptr, rows, K);
 }
 
 /// Whether a plain FP8 GEMM on the TMA schedule runs on cuBLASLt's
@@ -1148,6 +1151,33 @@ void rmsRows(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr
   s.launch(name, {unsigned(rows), 1, 1}, {256, 1, 1}, 0, argv(x, w, y, rows, eps, ld, ld), what);
 }
 
+/// Whether rms_norm can store its rows as `form` (rms_norm_stored in the
+/// artifact; compiled before it, the norm writes floats). DSV3_NORM_STORED=0
+/// (or DSV3_STORED_OPERANDS=0): never, for an A/B.
+bool normStoresAs(CudaSession &s, DevTensor::Storage form, bool bf16, int64_t N) {
+  using Storage = DevTensor::Storage;
+  static const bool on = envNotZero("DSV3_NORM_STORED");
+  if (!on || !storedOperands() || form == Storage::F32 || (form == Storage::Bf16 && N % 2))
+    return false;
+  return s.hasFunction(instW("rms_norm_stored", {form == Storage::Bf16 ? 1 : 2}, bf16));
+}
+
+/// rms_norm of `rows` rows of N into the form their GEMM reads
+/// (rms_norm_stored: the same bits as rmsRows then to_bf16 or
+/// fp8_quantize): bf16 halves at y, or e4m3 codes at y and their 1x128
+/// scales at sa.
+void rmsRowsStored(CudaSession &s, const std::string &what, CUdeviceptr x, CUdeviceptr w,
+                   CUdeviceptr y, CUdeviceptr sa, i64 rows, int64_t N, float eps, bool bf16,
+                   DevTensor::Storage form) {
+  if (!normStoresAs(s, form, bf16, N))
+    fail("{}: rms_norm cannot store its rows as {} here", what,
+         form == DevTensor::Storage::Bf16 ? "bf16" : "e4m3");
+  i64 ld = N;
+  int nN = int(N);
+  s.launch(instW("rms_norm_stored", {form == DevTensor::Storage::Bf16 ? 1 : 2}, bf16),
+           {unsigned(rows), 1, 1}, {256, 1, 1}, 0, argv(x, w, y, sa, rows, eps, ld, nN), what);
+}
+
 /// The rope frequencies on the device (computed by the host code, uploaded
 /// once per rope configuration).
 CUdeviceptr invFreq(CudaSession &s, const std::string &k, const json &rope, float &scale) {
@@ -1182,26 +1212,53 @@ MlaWeights mlaWeights(CudaSession &s, const std::string &k, const json &p, const
   return mw;
 }
 
+/// The form mlaProject reads its N rows x in: where q_a_proj and kv_a_proj
+/// both round them to bf16 (gemm's bf16 tensor-core branch) or quantize them
+/// for the FP8 tensor cores (blocks alike), that form, once for both; else
+/// floats. A producer that is x's only reader may store x so (rmsNorm).
+DevTensor::Storage mlaInputForm(CudaSession &s, const MlaDims &d, const MlaWeights &mw, i64 N) {
+  const Fp8Weight &fa = mw.fp8[MlaWeights::QA], &fkv = mw.fp8[MlaWeights::KVA];
+  if (!d.rq || !storedOperands())
+    return DevTensor::Storage::F32;
+  if (!fa && !fkv && mw.bf16 && N > kFewRows && useBf16Tc(s, N, d.H))
+    return DevTensor::Storage::Bf16;
+  if (fa && fkv && fa.br == fkv.br && fa.bc == fkv.bc && fp8Schedule(s, fa, N, d.H, 0, -1) > 0)
+    return DevTensor::Storage::E4m3;
+  return DevTensor::Storage::F32;
+}
+
 MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d,
-                          const MlaWeights &mw, CUdeviceptr x, i64 N, float eps) {
+                          const MlaWeights &mw, CUdeviceptr x, i64 N, float eps,
+                          DevTensor::Storage xForm, bool keepNormedQ) {
+  using Storage = DevTensor::Storage;
   const CUdeviceptr *w = mw.w;
   int64_t dq = d.dn + d.dr, H = d.H;
   MlaProjections r;
   r.Q = s.workspace(size_t(N * d.nh * dq) * 4);
   r.A = s.workspace(size_t(N * (d.r + d.dr)) * 4);
   // q_a_proj and kv_a_proj read the same x: where both would round it to
-  // bf16 (gemm's bf16 tensor-core branch) or quantize it (FP8 blocks alike),
-  // it is done once for both (the same values, one pass fewer).
+  // bf16 or quantize it (mlaInputForm), it is done once for both (the same
+  // values, one pass fewer), or the producer stored it so (xForm).
   const Fp8Weight &fa = mw.fp8[0], &fkv = mw.fp8[3];
+  const Storage form = mlaInputForm(s, d, mw, N);
+  if (xForm != Storage::F32 && xForm != form)
+    fail("kernel {}: its input was stored as {}, but q_a_proj and kv_a_proj read {} rows as {}",
+         k, xForm == Storage::Bf16 ? "bf16" : "e4m3", N,
+         form == Storage::Bf16 ? "bf16" : form == Storage::E4m3 ? "e4m3" : "floats");
   CUdeviceptr xb = 0;
   Fp8Rows xq;
   int sched = -1;
   const bool shared = d.rq && storedOperands();
-  if (shared && !fa && !fkv && mw.bf16 && N > kFewRows && useBf16Tc(s, N, H)) {
-    xb = roundRowsToBf16(s, k + " q_a_proj, kv_a_proj", x, H, N, H);
+  if (form == Storage::Bf16) {
+    xb = xForm == Storage::Bf16 ? x : roundRowsToBf16(s, k + " q_a_proj, kv_a_proj", x, H, N, H);
   } else if (shared && fa && fkv && fa.br == fkv.br && fa.bc == fkv.bc) {
     sched = fp8Schedule(s, fa, N, H, 0, -1);
-    xq = fp8QuantizeRows(s, k + " q_a_proj, kv_a_proj", x, H, N, H, sched > 0);
+    if (xForm == Storage::E4m3) {
+      xq.xq = x;
+      xq.sa = e4m3ScalesAfter(x, N, H);
+    } else {
+      xq = fp8QuantizeRows(s, k + " q_a_proj, kv_a_proj", x, H, N, H, sched > 0);
+    }
   }
   auto fromX = [&](const std::string &what, CUdeviceptr W, CUdeviceptr b, const Fp8Weight &fw,
                    CUdeviceptr y, int64_t outN) {
@@ -1214,11 +1271,27 @@ MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d
   };
   if (d.rq) {
     r.QA = s.workspace(size_t(N * d.rq) * 4);
-    r.QN = s.workspace(size_t(N * d.rq) * 4);
     fromX(k + " q_a_proj", w[0], w[7], fa, r.QA, d.rq);
-    rmsRows(s, k + " q_a_layernorm", r.QA, w[1], r.QN, N, d.rq, eps, mw.bf16);
-    gemm(s, k + " q_b_proj", r.QN, d.rq, w[2], 0, r.Q, N, d.nh * dq, d.rq, mw.bf16, 0,
-         &mw.fp8[2]);
+    // Without a backward to read the normed queries, q_a_layernorm stores
+    // them in the form q_b_proj reads them (rms_norm_stored; same bits).
+    const Fp8Weight &fq = mw.fp8[MlaWeights::Q];
+    const int qbSched = fq ? fp8Schedule(s, fq, N, d.rq, 0, -1) : -1;
+    const bool qbRounds = !fq && mw.bf16 && N > kFewRows && useBf16Tc(s, N, d.rq);
+    const std::string qn = k + " q_a_layernorm";
+    if (!keepNormedQ && qbSched > 0 && normStoresAs(s, Storage::E4m3, mw.bf16, d.rq)) {
+      Fp8Rows q = fp8RowsWorkspace(s, N, d.rq, (d.rq + 127) / 128, true);
+      rmsRowsStored(s, qn, r.QA, w[1], q.xq, q.sa, N, d.rq, eps, mw.bf16, Storage::E4m3);
+      fp8GemmQuantized(s, k + " q_b_proj", q, qbSched, fq, 0, r.Q, N, d.nh * dq, d.rq, 0, 0, 0);
+    } else if (!keepNormedQ && qbRounds && normStoresAs(s, Storage::Bf16, mw.bf16, d.rq)) {
+      CUdeviceptr qb = s.workspace(size_t(N * d.rq) * 2);
+      rmsRowsStored(s, qn, r.QA, w[1], qb, 0, N, d.rq, eps, mw.bf16, Storage::Bf16);
+      bf16RoundedGemm(s, k + " q_b_proj", qb, w[2], 0, 0, 0, r.Q, N, d.nh * dq, d.rq, 0, 0);
+    } else {
+      r.QN = s.workspace(size_t(N * d.rq) * 4);
+      rmsRows(s, qn, r.QA, w[1], r.QN, N, d.rq, eps, mw.bf16);
+      gemm(s, k + " q_b_proj", r.QN, d.rq, w[2], 0, r.Q, N, d.nh * dq, d.rq, mw.bf16, 0,
+           &mw.fp8[2]);
+    }
   } else {
     gemm(s, k + " q_proj", x, H, w[2], 0, r.Q, N, d.nh * dq, H, mw.bf16, 0, &mw.fp8[2]);
   }
@@ -1495,11 +1568,45 @@ void lastToken(CudaSession &s, const std::string &k, const json &, Ins &in, Ins 
            argv(x.ptr, y.ptr, T, H), k);
 }
 
+/// How rms_norm stores y [rows, N]: where y's only reader is an inference
+/// MLA launch that reads its input as bf16 or e4m3 rows (mlaInputForm), in
+/// that form (rms_norm_stored), else float. What it saves: the normed
+/// floats written and read back, and the conversion pass (at the 4 x 2048
+/// prefill 1.1 GB of traffic a layer).
+DevTensor::Storage normOutputStorage(CudaSession &s, const DevTensor &y, i64 rows, int64_t N,
+                                     bool bf16) {
+  using Storage = DevTensor::Storage;
+  const Launch *use = y.reader.launch;
+  if (!storedOperands() || !use || y.reader.input != 0 || use->outputs.size() != 1 ||
+      use->params.contains("fp8_compute") ||
+      (use->kernel != "latent_attention" && use->kernel != "latent_attention_decode"))
+    return Storage::F32;
+  const size_t first = use->kernel == "latent_attention_decode" ? 3 : 1;
+  Ins w = paramInputs(s, *use);
+  for (size_t i = first; i < w.size(); ++i)
+    if (!w[i]) // a weight that is not a parameter: not a launch this predicts
+      return Storage::F32;
+  const MlaDims d = mlaDims(use->params, N);
+  const MlaWeights mw = mlaWeights(s, use->kernel, use->params, w, first);
+  const Storage form = mlaInputForm(s, d, mw, rows);
+  if (form == Storage::F32 || !normStoresAs(s, form, bf16, N))
+    return Storage::F32;
+  size_t bytes = form == Storage::Bf16 ? size_t(rows * N) * 2
+                                       : size_t((rows * N + 255) / 256 * 256 + rows * ((N + 127) / 128) * 4);
+  return bytes <= y.capacity * 4 ? form : Storage::F32;
+}
+
 void rmsNorm(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
   DevTensor &x = *in[0], &w = *in[1], &y = *out[0];
   setShape(k, y, x.shape);
-  rmsRows(s, k, x.ptr, w.ptr, y.ptr, rowsOf(x), x.dim(-1),
-          float(p.at("epsilon").get<double>()), w.bf16);
+  const i64 rows = rowsOf(x);
+  const int64_t N = x.dim(-1);
+  const float eps = float(p.at("epsilon").get<double>());
+  y.storage = normOutputStorage(s, y, rows, N, w.bf16);
+  if (y.storage == DevTensor::Storage::F32)
+    return rmsRows(s, k, x.ptr, w.ptr, y.ptr, rows, N, eps, w.bf16);
+  rmsRowsStored(s, k, x.ptr, w.ptr, y.ptr, e4m3StoredScales(y, rows, N), rows, N, eps, w.bf16,
+                y.storage);
 }
 
 /// Whether gemm() over `rows` rows of K with weight w rounds them to bf16
@@ -1608,44 +1715,80 @@ void gatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, I
              {16, 16, 1}, 0, argv(x.ptr, wg.ptr, wu.ptr, y.ptr, rows), k);
 }
 
-/// dsv3.norm_linear / dsv3.norm_gated_linear: for now the validated norm
-/// and GEMM kernels in sequence through the workspace (the IR fusion is in
-/// place; the prologue-in-GEMM kernel is the next step).
+/// dsv3.norm_linear / dsv3.norm_gated_linear: the norm, then the GEMM,
+/// through the workspace. Where the GEMM reads its rows as bf16 or e4m3
+/// (its tensor-core branches), the norm stores them so (rms_norm_stored:
+/// the same bits, no float round trip and no conversion pass); else as
+/// floats.
 void normLinear(CudaSession &s, const std::string &k, const json &p, Ins &in, Ins &out) {
+  using Storage = DevTensor::Storage;
   DevTensor &x = *in[0], &wn = *in[1], &w = *in[2], &y = *out[0];
   int64_t N = w.dim(0), K = w.dim(1);
   std::vector<int64_t> shape = x.shape;
   shape.back() = N;
   setShape(k, y, shape);
   i64 rows = rowsOf(x);
-  CUdeviceptr normed = s.workspace(size_t(rows * K) * 4);
-  rmsRows(s, k + " norm", x.ptr, wn.ptr, normed, rows, K,
-          float(p.at("epsilon").get<double>()), wn.bf16);
+  const float eps = float(p.at("epsilon").get<double>());
   Fp8Weight fw = fp8Operand(s, k, p, in, 2);
+  if (!p.contains("fp8_compute")) {
+    const int sched = fw ? fp8Schedule(s, fw, rows, K, 0, -1) : -1;
+    if (sched > 0 && normStoresAs(s, Storage::E4m3, wn.bf16, K)) {
+      Fp8Rows q = fp8RowsWorkspace(s, rows, K, (K + 127) / 128, true);
+      rmsRowsStored(s, k + " norm", x.ptr, wn.ptr, q.xq, q.sa, rows, K, eps, wn.bf16,
+                    Storage::E4m3);
+      return fp8GemmQuantized(s, k, q, sched, fw, 0, y.ptr, rows, N, K, 0, 0, 0);
+    }
+    if (linearRoundsRows(s, w, fw, rows, K) && normStoresAs(s, Storage::Bf16, wn.bf16, K)) {
+      CUdeviceptr xb = s.workspace(size_t(rows * K) * 2);
+      rmsRowsStored(s, k + " norm", x.ptr, wn.ptr, xb, 0, rows, K, eps, wn.bf16, Storage::Bf16);
+      return bf16RoundedGemm(s, k, xb, w.ptr, 0, 0, 0, y.ptr, rows, N, K, 0, 0);
+    }
+  }
+  CUdeviceptr normed = s.workspace(size_t(rows * K) * 4);
+  rmsRows(s, k + " norm", x.ptr, wn.ptr, normed, rows, K, eps, wn.bf16);
   gemm(s, k, normed, K, w.ptr, 0, y.ptr, rows, N, K, w.bf16, 0, &fw);
 }
 
 void normGatedLinear(CudaSession &s, const std::string &k, const json &p, Ins &in,
                      Ins &out) {
-  DevTensor &x = *in[0], &wn = *in[1];
+  using Storage = DevTensor::Storage;
+  DevTensor &x = *in[0], &wn = *in[1], &wg = *in[2], &y = *out[0];
   i64 rows = rowsOf(x);
-  int64_t K = x.dim(-1);
+  int64_t K = x.dim(-1), N = wg.dim(0);
+  const float eps = float(p.at("epsilon").get<double>());
+  const bool stores = !p.contains("fp8_compute");
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  if (Fp8Weight fg = fp8Operand(s, k, p, in, 2)) {
+    setShape(k, y, shape);
+    y.storage = fp8GatedOutputStorage(s, y, fg, rows, N, K, 0);
+    CUdeviceptr ys = y.storage == Storage::E4m3 ? e4m3StoredScales(y, rows, N) : 0;
+    Fp8Weight fu = fp8Operand(s, k, p, in, 3);
+    if (stores && fp8Schedule(s, fg, rows, K, 0, -1) > 0 &&
+        normStoresAs(s, Storage::E4m3, wn.bf16, K)) {
+      Fp8Rows q = fp8RowsWorkspace(s, rows, K, (K + 127) / 128, true);
+      rmsRowsStored(s, k + " norm", x.ptr, wn.ptr, q.xq, q.sa, rows, K, eps, wn.bf16,
+                    Storage::E4m3);
+      return fp8GatedGemm(s, k, 0, K, fg, fu, y.ptr, rows, N, K, 0, 0, &q, ys);
+    }
+    CUdeviceptr normed = s.workspace(size_t(rows * K) * 4);
+    rmsRows(s, k + " norm", x.ptr, wn.ptr, normed, rows, K, eps, wn.bf16);
+    return fp8GatedGemm(s, k, normed, K, fg, fu, y.ptr, rows, N, K, 0, 0, nullptr, ys);
+  }
+  // gatedLinear's bf16 tensor-core branch rounds its rows first.
+  if (stores && rows > kFewRows && wg.bf16 && useBf16Tc(s, rows, K) &&
+      normStoresAs(s, Storage::Bf16, wn.bf16, K)) {
+    setShape(k, y, shape);
+    CUdeviceptr xb = s.workspace(size_t(rows * K) * 2);
+    rmsRowsStored(s, k + " norm", x.ptr, wn.ptr, xb, 0, rows, K, eps, wn.bf16, Storage::Bf16);
+    y.storage = gatedOutputStorage(s, y, rows, N);
+    return bf16RoundedGemm(s, k, xb, wg.ptr, in[3]->ptr, 0, 0, y.ptr, rows, N, K, 0, 0,
+                           y.storage == Storage::Bf16);
+  }
   DevTensor normed = x;
   normed.ptr = s.workspace(size_t(rows * K) * 4);
   normed.capacity = size_t(rows * K);
-  rmsRows(s, k + " norm", x.ptr, wn.ptr, normed.ptr, rows, K,
-          float(p.at("epsilon").get<double>()), wn.bf16);
-  if (Fp8Weight fg = fp8Operand(s, k, p, in, 2)) {
-    DevTensor &y = *out[0];
-    int64_t N = in[2]->dim(0);
-    std::vector<int64_t> shape = x.shape;
-    shape.back() = N;
-    setShape(k, y, shape);
-    y.storage = fp8GatedOutputStorage(s, y, fg, rows, N, K, 0);
-    CUdeviceptr ys = y.storage == DevTensor::Storage::E4m3 ? e4m3StoredScales(y, rows, N) : 0;
-    return fp8GatedGemm(s, k, normed.ptr, K, fg, fp8Operand(s, k, p, in, 3), y.ptr, rows, N, K,
-                        0, 0, nullptr, ys);
-  }
+  rmsRows(s, k + " norm", x.ptr, wn.ptr, normed.ptr, rows, K, eps, wn.bf16);
   std::vector<DevTensor *> gatedIns = {&normed, in[2], in[3]};
   gatedLinear(s, k, p, gatedIns, out);
 }
@@ -1962,7 +2105,10 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   float eps = float(p.at("latent_norm_eps").get<double>());
   float scale;
   CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
-  MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps);
+  // Inference (no backward reads the projections' inputs): the normed
+  // queries need not be kept.
+  const bool inference = out.size() == 1 && !p.contains("fp8_compute");
+  MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps, x.storage, !inference);
   CUdeviceptr Q = proj.Q, A = proj.A;
   // save_for_backward (training): the attention output, as floats, and each
   // query's log-sum-exp are the op's second and third results.

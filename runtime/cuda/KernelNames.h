@@ -161,6 +161,9 @@ inline void addRmsNorm(std::vector<std::string> &out, int64_t n, bool bf16) {
   out.push_back(rmsNormName(n, bf16));
   if (rmsNormRowsFits(n))
     out.push_back(rmsNormRowsName(n, bf16));
+  // Stored as its reader's GEMM reads the rows: bf16 (1) or e4m3 (2).
+  out.push_back(instW("rms_norm_stored", {1}, bf16));
+  out.push_back(instW("rms_norm_stored", {2}, bf16));
 }
 inline std::string embeddingName(int64_t h, bool bf16) {
   return instW("embedding", {h}, bf16);

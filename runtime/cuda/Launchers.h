@@ -199,7 +199,9 @@ struct MlaProjections {
   CUdeviceptr QA = 0, QN = 0, Q = 0, A = 0;
 };
 MlaProjections mlaProject(CudaSession &s, const std::string &k, const MlaDims &d,
-                          const MlaWeights &w, CUdeviceptr x, i64 N, float eps);
+                          const MlaWeights &w, CUdeviceptr x, i64 N, float eps,
+                          DevTensor::Storage xForm = DevTensor::Storage::F32,
+                          bool keepNormedQ = true);
 /// A prefill's latent L [N, R + DR] (normalised latent, rotated rope key;
 /// Q's rope part rotated in place) and U = L[:, :R] W_kvb^T [N, NH, DN + DV].
 /// y = x W^T over bf16 activations (x rounded once, to_bf16; then
