@@ -167,6 +167,16 @@ __global__ void last_token(const float *x, float *y, i64 T, i64 H) {
     y[b * H + j] = x[(b * T + T - 1) * H + j];
 }
 
+/// 1 / sqrt(mean(x^2) + eps) of the row xr, over the block: rms_norm and
+/// rms_norm_stored sum the squares so (the same order: the same bits).
+__device__ __forceinline__ float rmsInverse(const float *xr, int N, float eps) {
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < N; j += blockDim.x)
+    ss += xr[j] * xr[j];
+  ss = blockSum(ss);
+  return rsqrtf(ss / N + eps);
+}
+
 /// One block per row: y = w * x / sqrt(mean(x^2) + eps).
 template <int N, typename WT>
 __global__ void rms_norm(const float *x, const WT *w, float *y, i64 rows,
@@ -175,11 +185,7 @@ __global__ void rms_norm(const float *x, const WT *w, float *y, i64 rows,
   if (r >= rows)
     return;
   const float *xr = x + r * ldx;
-  float ss = 0.f;
-  for (int j = threadIdx.x; j < N; j += blockDim.x)
-    ss += xr[j] * xr[j];
-  ss = blockSum(ss);
-  float inv = rsqrtf(ss / N + eps);
+  const float inv = rmsInverse(xr, N, eps);
   for (int j = threadIdx.x; j < N; j += blockDim.x)
     y[r * ldy + j] = wload(w, j) * (xr[j] * inv);
 }
@@ -3117,11 +3123,7 @@ __global__ void __launch_bounds__(256)
   if (r >= rows)
     return;
   const float *xr = x + r * ldx;
-  float ss = 0.f;
-  for (int j = threadIdx.x; j < N; j += blockDim.x)
-    ss += xr[j] * xr[j];
-  ss = blockSum(ss);
-  const float inv = rsqrtf(ss / N + eps);
+  const float inv = rmsInverse(xr, N, eps);
   if constexpr (Form == 1) {
     unsigned *yr = reinterpret_cast<unsigned *>(static_cast<unsigned short *>(y) + r * N);
     for (int j = 2 * threadIdx.x; j < N; j += 2 * blockDim.x)
