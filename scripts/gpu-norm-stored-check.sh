@@ -9,7 +9,8 @@
 #    tokens, bf16 and FP8, through the forward entry (latent_attention) and
 #    through the cache (the decode entry's latent_attention_decode, as
 #    generate's prefill), must be bitwise equal.
-# 2. Prefill 4 x 2048 (bf16 and FP8) and 1 x 2048 (bf16), alternating the
+# 2. Prefill 4 x 2048 (bf16 and FP8) and 1 x 2048 (bf16), decode b128 at
+#    context 1024 (bf16 and FP8: 128 rows take the stored forms too), alternating the
 #    knob off and the default, REPS rounds (default 2).
 # ARTS (default "v3-infer v3-infer-fp8"): the artifacts checked and timed.
 set -uo pipefail
@@ -42,11 +43,12 @@ grep -E "rms_norm|fp8_quantize|to_bf16" "$OUT/profile-fp8-4x2048.log" | head -8 
 for rep in $(seq ${REPS:-2}); do
   for v in 0 1; do
     for spec in "v3-infer:--batch 4 --seq 2048" "v3-infer:--batch 1 --seq 2048" \
-      "v3-infer-fp8:--batch 4 --seq 2048"; do
+      "v3-infer-fp8:--batch 4 --seq 2048" "v3-infer:--batch 128 --context 1024" \
+      "v3-infer-fp8:--batch 128 --context 1024"; do
       art=${spec%%:*} shape=${spec#*:}
       case " $ARTS " in *" $art "*) ;; *) continue ;; esac
       r=$(DSV3_NORM_STORED=$v timeout 120 $RUN time bench-artifacts/$art --random-weights 1 \
-        --backend cuda $shape --steps 3 2>&1 | tail -1 | grep -o "prefill [0-9.]* ms")
+        --backend cuda $shape --steps 3 2>&1 | tail -1 | grep -oE "(prefill|decode)[^,;]* [0-9.]+ ms")
       printf 'rep %s DSV3_NORM_STORED=%s %-13s %-20s %s\n' $rep $v $art "$shape" "$r" |
         tee -a "$OUT/checks.txt"
     done

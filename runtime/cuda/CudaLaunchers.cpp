@@ -1577,9 +1577,11 @@ DevTensor::Storage normOutputStorage(CudaSession &s, const DevTensor &y, i64 row
                                      bool bf16) {
   using Storage = DevTensor::Storage;
   const Launch *use = y.reader.launch;
-  if (!storedOperands() || !use || y.reader.input != 0 || use->outputs.size() != 1 ||
-      use->params.contains("fp8_compute") ||
-      (use->kernel != "latent_attention" && use->kernel != "latent_attention_decode"))
+  // The prefill op returns saved state when training (3 outputs); the
+  // decode op's second output is its cache.
+  if (!storedOperands() || !use || y.reader.input != 0 || use->params.contains("fp8_compute") ||
+      !((use->kernel == "latent_attention" && use->outputs.size() == 1) ||
+        use->kernel == "latent_attention_decode"))
     return Storage::F32;
   const size_t first = use->kernel == "latent_attention_decode" ? 3 : 1;
   Ins w = paramInputs(s, *use);
@@ -2107,7 +2109,9 @@ void latentAttention(CudaSession &s, const std::string &k, const json &p, Ins &i
   CUdeviceptr freq = invFreq(s, k, p.at("rope"), scale);
   // Inference (no backward reads the projections' inputs): the normed
   // queries need not be kept.
-  const bool inference = out.size() == 1 && !p.contains("fp8_compute");
+  // (The decode op's second output is its cache; the prefill op's saved
+  // state, when training, its second and third.)
+  const bool inference = (decode || out.size() == 1) && !p.contains("fp8_compute");
   MlaProjections proj = mlaProject(s, k, d, mw, x.ptr, N, eps, x.storage, !inference);
   CUdeviceptr Q = proj.Q, A = proj.A;
   // save_for_backward (training): the attention output, as floats, and each
