@@ -12,7 +12,8 @@
 # 2. Prefill 4 x 2048 (bf16 and FP8) and 1 x 2048 (bf16), decode b128 at
 #    context 1024 (bf16 and FP8: 128 rows take the stored forms too), alternating the
 #    knob off and the default, REPS rounds (default 2).
-# ARTS (default "v3-infer v3-infer-fp8"): the artifacts checked and timed.
+# ARTS (default "v3-infer v3-infer-fp8"): the artifacts checked and timed;
+# TIMING=0: 1. only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-norm-stored
@@ -37,6 +38,7 @@ for art in $ARTS; do
     rm -f /dev/shm/$tag-*.safetensors
   done
 done
+[ "${TIMING:-1}" = 1 ] || finish
 DSV3_PROFILE=1 timeout 120 $RUN time bench-artifacts/v3-infer-fp8 --random-weights 1 --backend cuda \
   --batch 4 --seq 2048 --steps 1 > "$OUT/profile-fp8-4x2048.log" 2>&1
 grep -E "rms_norm|fp8_quantize|to_bf16" "$OUT/profile-fp8-4x2048.log" | head -8 | tee -a "$OUT/checks.txt"
