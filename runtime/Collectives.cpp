@@ -223,9 +223,8 @@ uint32_t resolve(const std::string &host) {
   return addr;
 }
 
-/// Fault injection for the lost-rank tests: DSV3_FAULT="kill:R:N" makes
-/// rank R kill itself (SIGKILL, as an OOM kill or a node failure would) at
-/// its N-th collective; "hang:R:N" makes it stop there for good.
+} // namespace
+
 void injectFault(int rank, uint64_t seq) {
   static const std::string spec = envOr("DSV3_FAULT");
   if (spec.empty())
@@ -243,6 +242,8 @@ void injectFault(int rank, uint64_t seq) {
   for (;;)
     pause();
 }
+
+namespace {
 
 struct Hello {
   uint32_t magic = kMagic;

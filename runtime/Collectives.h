@@ -148,6 +148,12 @@ void initProcessCommunicator(const DistEnv &env);
 /// The seconds a collective (or the bootstrap) waits for a peer.
 double collectiveTimeoutSeconds();
 
+/// Fault injection for the lost-rank tests, called by every communicator
+/// (sockets, NCCL) with its running count of collectives: DSV3_FAULT=
+/// "kill:R:N" makes rank R kill itself (SIGKILL, as an OOM kill or a node
+/// failure would) at its N-th collective; "hang:R:N" makes it stop there.
+void injectFault(int rank, uint64_t seq);
+
 } // namespace dsv3rt
 
 #endif // DSV3_RUNTIME_COLLECTIVES_H

@@ -121,6 +121,7 @@ void NcclComm::abortWith(const std::string &what, const std::string &why) {
 void NcclComm::begin() {
   if (!comm_)
     fail("rank {}: the NCCL communicator was aborted by an earlier error", rank_);
+  injectFault(rank_, ++seq_);
   check(NcclApi::get().groupStart(), "ncclGroupStart", "all-to-all-v");
 }
 
@@ -146,6 +147,7 @@ void NcclComm::allReduce(CUdeviceptr in, CUdeviceptr out, size_t count, NcclType
                          bool mean, CUstream stream, const std::string &what) {
   if (!comm_)
     fail("rank {}: the NCCL communicator was aborted by an earlier error", rank_);
+  injectFault(rank_, ++seq_);
   check(NcclApi::get().allReduce(reinterpret_cast<const void *>(in), reinterpret_cast<void *>(out),
                                  count, ncclType(type), mean ? ncclAvg : ncclSum,
                                  static_cast<ncclComm_t>(comm_), stream),

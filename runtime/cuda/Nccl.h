@@ -17,6 +17,7 @@
 #include "runtime/cuda/CudaDriver.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace dsv3rt::cuda {
@@ -54,6 +55,9 @@ private:
   void check(int result, const char *call, const std::string &what);
   void *comm_ = nullptr;
   int rank_ = 0, size_ = 1;
+  /// Collectives issued so far (all-to-all-v groups and all-reduces): the
+  /// count DSV3_FAULT's lost-rank injection counts in (injectFault).
+  uint64_t seq_ = 0;
 };
 
 } // namespace dsv3rt::cuda
