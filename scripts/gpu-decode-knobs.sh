@@ -7,16 +7,18 @@
 #       carry=["bench-artifacts/v3-infer", "gpu-bin", ".deps"])
 # Each line: the knob setting, then decode b1 / b32 / b128 at context 1024
 # (the bench's rows). SETTINGS: `;`-separated env assignments ("" is the
-# defaults, timed first and last).
+# defaults, timed first); the defaults are timed again last, so that drift
+# over the call shows.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu-env.sh /tmp/gpu-decode-knobs
 status=0
 OUT=$OUT/hbm bash bench/hbm-ceiling.sh > "$OUT/hbm.txt" 2>&1 || status=1
 A=bench-artifacts/v3-infer
-SETTINGS=${SETTINGS:-";DSV3_EXPERT_ROWS_KSPLIT=1;DSV3_EXPERT_ROWS_KSPLIT=4;DSV3_EXPERT_ROWS_KSPLIT=2,4;DSV3_DECODE_STAGED_GROUPS=2;DSV3_ABSORB_CUBLAS=0;DSV3_CUBLAS_ROWS=256;"}
+SETTINGS=${SETTINGS:-";DSV3_EXPERT_ROWS_KSPLIT=1;DSV3_EXPERT_ROWS_KSPLIT=4;DSV3_EXPERT_ROWS_KSPLIT=2,4;DSV3_DECODE_STAGED_GROUPS=2;DSV3_ABSORB_CUBLAS=0;DSV3_CUBLAS_ROWS=256"}
 : > "$OUT/checks.txt"
 IFS=';' read -ra list <<< "$SETTINGS"
+list+=("") # read drops a trailing empty field: the closing defaults row
 for setting in "${list[@]}"; do
   line=$(printf '%-34s' "${setting:-defaults}")
   for spec in "1 16" "32 8" "128 4"; do
