@@ -65,6 +65,7 @@ prepare() {
 }
 if [ "${1:-}" = --prepare ]; then # here, where dsv3c is
   prepare
+  set -e
   mkdir -p .deps/include
   cp -r /usr/include/fmt /usr/include/nlohmann .deps/include/
   du -sh $M .deps
